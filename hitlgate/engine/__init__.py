@@ -1,0 +1,34 @@
+"""The public engine API.
+
+Everything a caller needs to decide proposals lives here; engine internals
+(regopy, OPA, SQL, crypto details) are in private ``_`` modules.
+"""
+
+from hitlgate.engine.backends import PolicyBackend
+from hitlgate.engine.config import BackendConfig, Config, load_config
+from hitlgate.engine.decider import Decider, backend_from_config
+from hitlgate.engine.decision import TIER_RANK, TIERS, Decision, Quorum, QuorumSlot
+from hitlgate.engine.inventory import Approver, Inventory, load_inventory
+from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.proposal import Proposal, action_digest, canonical_json
+
+__all__ = [
+    "TIERS",
+    "TIER_RANK",
+    "Approver",
+    "BackendConfig",
+    "Config",
+    "Decider",
+    "Decision",
+    "Inventory",
+    "PolicyBackend",
+    "PolicyPack",
+    "Proposal",
+    "Quorum",
+    "QuorumSlot",
+    "action_digest",
+    "backend_from_config",
+    "canonical_json",
+    "load_config",
+    "load_inventory",
+]

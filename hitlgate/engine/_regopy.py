@@ -1,0 +1,140 @@
+"""Embedded Rego evaluation with regopy (rego-cpp), in process.
+
+The pack is compiled once into a regopy bundle with the entrypoint
+``hitlgate/decision``; each query only sets the input and runs the compiled
+plan. The pack is recompiled when a policy or inventory file changes.
+
+regopy's interpreter is not thread-safe, so every thread keeps its own
+interpreter and compiled bundle (one per revision).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import regopy
+
+from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
+from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
+
+log = logging.getLogger(__name__)
+
+
+class _Compiled:
+    """One thread's interpreter with the pack compiled into a bundle."""
+
+    def __init__(self, pack: PolicyPack) -> None:
+        self.revision = pack.revision
+        self.interpreter = regopy.Interpreter()
+        try:
+            for name, source in pack.modules:
+                self.interpreter.add_module(name, source)
+            self.interpreter.add_data_json(json.dumps(pack.data))
+            self.bundle = self.interpreter.build(None, [DECISION_PATH])
+        except regopy.RegoError as exc:
+            raise PolicyError(f"policy does not compile: {_first_lines(str(exc))}") from exc
+        if not self.bundle.ok():
+            raise PolicyError("policy does not compile: regopy could not build the bundle")
+
+    def query(self, input_document: Mapping[str, Any]) -> Any:
+        try:
+            self.interpreter.set_input(regopy.Input(input_document))
+            output = self.interpreter.query_bundle_entrypoint(self.bundle, DECISION_PATH)
+        except regopy.RegoError as exc:
+            raise BackendUnavailable(f"regopy evaluation error: {_first_lines(str(exc))}") from exc
+        except (ValueError, TypeError) as exc:
+            # regopy parses its own output as JSON; a malformed output lands here.
+            raise BackendUnavailable(f"regopy returned an unreadable result: {exc}") from exc
+        if not output.ok():
+            raise BackendUnavailable(f"regopy evaluation error: {_first_lines(str(output))}")
+        if not output.results or not output.results[0].expressions:
+            return None
+        return output.results[0].expressions[0]
+
+
+def _first_lines(text: str, n: int = 8) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[:n])
+
+
+class RegopyBackend:
+    """The embedded default backend."""
+
+    name = "embedded"
+
+    def __init__(self, policy_dir: Path, data_paths: list[Path], *, watch: bool = True) -> None:
+        self._policy_dir = Path(policy_dir)
+        self._data_paths = [Path(p) for p in data_paths]
+        self._watch = watch
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pack: PolicyPack | None = None
+        self._load_error: HitlgateError | None = None
+        self._failed_fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._reload()
+
+    @property
+    def pack(self) -> PolicyPack:
+        """The current pack; raises the load error if the pack is broken."""
+        self._refresh()
+        if self._pack is None:
+            assert self._load_error is not None  # noqa: S101 - invariant of _reload.
+            raise self._load_error
+        return self._pack
+
+    @property
+    def expected_revision(self) -> str:
+        """Revision of the pack on disk now."""
+        return self.pack.revision
+
+    def _disk_fingerprint(self) -> tuple[tuple[str, int, int], ...] | None:
+        try:
+            return fingerprint_paths(PolicyPack.watched_paths(self._policy_dir, self._data_paths))
+        except (HitlgateError, OSError):
+            return None
+
+    def _reload(self) -> None:
+        try:
+            pack = PolicyPack.load(self._policy_dir, self._data_paths)
+            _Compiled(pack)  # Compile once up front so errors surface at load.
+        except HitlgateError as exc:
+            log.error("policy pack failed to load; every decision fails closed: %s", exc)
+            self._pack, self._load_error = None, exc
+            self._failed_fingerprint = self._disk_fingerprint()
+            return
+        if self._pack is not None and self._pack.revision != pack.revision:
+            log.info("policy pack reloaded: %s -> %s", self._pack.revision, pack.revision)
+        self._pack, self._load_error = pack, None
+
+    def _refresh(self) -> None:
+        if not self._watch:
+            return
+        current = self._pack
+        if current is not None:
+            if not current.changed():
+                return
+        elif self._disk_fingerprint() == self._failed_fingerprint:
+            # Still broken and nothing changed on disk: keep failing closed
+            # without recompiling on every call.
+            return
+        with self._lock:
+            if self._pack is current:
+                self._reload()
+
+    def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
+        """Evaluate ``data.hitlgate.decision`` for one input."""
+        pack = self.pack
+        compiled: _Compiled | None = getattr(self._local, "compiled", None)
+        if compiled is None or compiled.revision != pack.revision:
+            compiled = _Compiled(pack)
+            self._local.compiled = compiled
+        return compiled.query(input_document), pack.revision
+
+    def close(self) -> None:
+        """Drop this thread's interpreter."""
+        self._local = threading.local()

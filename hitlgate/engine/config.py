@@ -1,0 +1,129 @@
+"""Configuration: ``hitlgate.yaml``.
+
+Found via ``--config``, else ``$HITLGATE_CONFIG``, else ``./hitlgate.yaml``
+if present; with none, the bundled example pack is used. Relative paths in
+the file are relative to the file's directory. State and keys default to
+``$HITLGATE_HOME`` (default ``~/.hitlgate``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hitlgate.engine import schemas
+from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir, bundled_scenario_dir
+from hitlgate.errors import ConfigError, ValidationError
+
+CONFIG_ENV = "HITLGATE_CONFIG"
+HOME_ENV = "HITLGATE_HOME"
+DEFAULT_CONFIG_NAME = "hitlgate.yaml"
+
+#: Warrants live minutes, not hours: a stolen warrant is useless soon.
+DEFAULT_WARRANT_TTL = 300
+DEFAULT_OPA_TIMEOUT_MS = 500
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which Rego engine evaluates the policy."""
+
+    kind: str = "embedded"
+    url: str | None = None
+    timeout_ms: int = DEFAULT_OPA_TIMEOUT_MS
+
+
+def default_home() -> Path:
+    """Directory for state and keys when the config names none."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".hitlgate")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved configuration (absolute paths)."""
+
+    policy_dir: Path = field(default_factory=bundled_policy_dir)
+    data_paths: tuple[Path, ...] = field(default_factory=lambda: (bundled_data_dir(),))
+    scenario_dir: Path = field(default_factory=bundled_scenario_dir)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    state_url: str = ""
+    key_dir: Path = field(default_factory=lambda: default_home() / "keys")
+    warrant_ttl_seconds: int = DEFAULT_WARRANT_TTL
+    issuer: str = "hitlgate"
+    audience: str = "hitlgate-executor"
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.state_url:
+            object.__setattr__(self, "state_url", f"sqlite:///{default_home() / 'state.db'}")
+
+    @classmethod
+    def from_file(cls, path: Path) -> Config:
+        """Load and validate a ``hitlgate.yaml``."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        raw = raw or {}
+        try:
+            schemas.validate("config", raw, what=f"config {path}")
+        except ValidationError as exc:
+            raise ConfigError(str(exc)) from exc
+        return cls.from_dict(raw, base=path.parent.resolve(), source=path.resolve())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Config:
+        """Resolve a validated config mapping against ``base``."""
+
+        def rel(p: str) -> Path:
+            q = Path(os.path.expanduser(p))
+            return q if q.is_absolute() else (base / q)
+
+        kwargs: dict[str, Any] = {"source": source}
+        if "policy" in raw:
+            kwargs["policy_dir"] = rel(raw["policy"])
+        if "data" in raw:
+            data = raw["data"]
+            kwargs["data_paths"] = tuple(rel(d) for d in ([data] if isinstance(data, str) else data))
+        elif "policy" in raw:
+            kwargs["data_paths"] = (rel(raw["policy"]) / "data",)
+        if "scenarios" in raw:
+            kwargs["scenario_dir"] = rel(raw["scenarios"])
+        elif "policy" in raw:
+            kwargs["scenario_dir"] = rel(raw["policy"]) / "scenarios"
+        if "backend" in raw:
+            b = raw["backend"]
+            if b["kind"] == "opa" and not b.get("url"):
+                raise ConfigError(f"config {source}: backend.url is required when backend.kind is opa")
+            kwargs["backend"] = BackendConfig(
+                kind=b["kind"], url=b.get("url"), timeout_ms=b.get("timeout_ms", DEFAULT_OPA_TIMEOUT_MS)
+            )
+        if "state" in raw:
+            url = raw["state"]
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+                url = f"sqlite:///{rel(url[len('sqlite:///'):])}"
+            kwargs["state_url"] = url
+        if "keys" in raw:
+            kwargs["key_dir"] = rel(raw["keys"])
+        for key in ("warrant_ttl_seconds", "issuer", "audience"):
+            if key in raw:
+                kwargs[key] = raw[key]
+        return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Find and load the configuration (see module docstring)."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = DEFAULT_CONFIG_NAME
+    if path is None:
+        return Config()
+    return Config.from_file(Path(path))

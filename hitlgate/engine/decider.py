@@ -1,0 +1,96 @@
+"""Deciding one proposal: validate, enrich, evaluate, and fail closed.
+
+``Decider.decide`` is the single place where a backend's failure becomes a
+decision. Bad *input* raises :class:`~hitlgate.errors.ValidationError` (the
+caller must fix the proposal; nothing is decided or stored). Anything that
+goes wrong on the policy side - a compile error, an evaluation error, a
+timeout, an undefined or malformed result - yields tier ``deny`` with the
+failure as its reason. Never ``auto_allow``.
+
+Enrichment: the proposal names a target; the facts about it (environment,
+owner, users, partner, privilege) are looked up by the policy in the
+trusted inventory under ``data.inventory``, which is compiled into the same
+bundle as the policy and covered by the same revision. Nothing in the
+proposal can claim a fact about its target.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from hitlgate.engine.backends import PolicyBackend
+from hitlgate.engine.config import Config
+from hitlgate.engine.decision import Decision
+from hitlgate.engine.proposal import Proposal
+from hitlgate.errors import ConfigError, HitlgateError
+
+log = logging.getLogger(__name__)
+
+
+def backend_from_config(config: Config) -> PolicyBackend:
+    """Build the backend the configuration names."""
+    if config.backend.kind == "embedded":
+        from hitlgate.engine._regopy import RegopyBackend
+
+        return RegopyBackend(config.policy_dir, list(config.data_paths))
+    if config.backend.kind == "opa":
+        try:
+            from hitlgate.engine._opa import OpaBackend  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # pragma: no cover - present once the OPA backend ships.
+            raise ConfigError("the OPA backend is not available in this build") from exc
+        return OpaBackend.from_config(config)  # type: ignore[no-any-return,unused-ignore]
+    raise ConfigError(f"backend.kind: unknown backend {config.backend.kind!r}")
+
+
+class Decider:
+    """Turns proposals into decisions with one policy backend."""
+
+    def __init__(self, backend: PolicyBackend) -> None:
+        self.backend = backend
+
+    @classmethod
+    def from_config(cls, config: Config) -> Decider:
+        """A decider on the backend the configuration names."""
+        return cls(backend_from_config(config))
+
+    def decide(self, proposal: Proposal | Mapping[str, Any]) -> Decision:
+        """Decide one proposal.
+
+        Raises :class:`~hitlgate.errors.ValidationError` for a bad proposal;
+        every other failure is returned as a fail-closed ``deny`` decision.
+        """
+        if not isinstance(proposal, Proposal):
+            proposal = Proposal.from_dict(proposal)
+        return self.decide_validated(proposal)
+
+    def decide_validated(self, proposal: Proposal) -> Decision:
+        """Decide a proposal that is already validated."""
+        revision: str | None = None
+        try:
+            output, revision = self.backend.evaluate(proposal.document)
+            if output is None:
+                return self._fail(
+                    proposal, "the policy left data.hitlgate.decision undefined for this input", revision
+                )
+            return Decision.from_policy_output(output, revision)
+        except HitlgateError as exc:
+            return self._fail(proposal, str(exc), revision)
+        except Exception as exc:  # noqa: BLE001 - any unexpected failure must deny, not crash open.
+            log.exception("unexpected error while deciding")
+            return self._fail(proposal, f"unexpected {type(exc).__name__}: {exc}", revision)
+
+    def _fail(self, proposal: Proposal, reason: str, revision: str | None) -> Decision:
+        log.error(
+            "decision failed closed (backend=%s, action=%s, target=%s): %s",
+            self.backend.name,
+            proposal.action_type,
+            proposal.target,
+            reason,
+        )
+        return Decision.fail_closed(f"{self.backend.name} backend: {reason}", revision)
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()

@@ -1,0 +1,174 @@
+"""Decisions: what the policy decided about one proposal.
+
+:class:`Decision` is a frozen value object whose constructor enforces the
+contract of ``schemas/decision.schema.json`` plus the invariants a schema
+cannot express: an approval tier has a quorum of at least one, and a tier
+that needs no approval has none. A policy output that breaks the contract
+never becomes a decision; the engine fails closed with :meth:`Decision.fail_closed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hitlgate.engine import schemas
+from hitlgate.errors import PolicyError, ValidationError
+
+TIERS = ("auto_allow", "single_approval", "dual_approval", "deny")
+
+#: Strictness order, used to refuse a warrant when the policy got stricter.
+TIER_RANK = {"auto_allow": 0, "single_approval": 1, "dual_approval": 2, "deny": 3}
+
+CONTROLS = (
+    {
+        "framework": "OWASP Non-Human Identity Top 10",
+        "id": "NHI-07",
+        "relevance": "Human approval gates reduce unsafe automation around NHI remediation and privilege changes.",
+    },
+    {
+        "framework": "OWASP Agentic AI Top 10",
+        "id": "A-03",
+        "relevance": "Agentic systems need oversight before executing high-impact recommendations.",
+    },
+    {
+        "framework": "NIST CSF 2.0",
+        "id": "RS.MA",
+        "relevance": "Response management emphasizes controlled, coordinated incident handling.",
+    },
+)
+
+UNKNOWN_REVISION = "sha256:" + "0" * 64
+
+
+@dataclass(frozen=True)
+class QuorumSlot:
+    """One required approval: a distinct person with any of ``roles`` or on any of ``teams``."""
+
+    roles: tuple[str, ...]
+    teams: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.roles and not self.teams:
+            raise PolicyError("a quorum slot must name at least one role or team; an empty slot would let anyone fill it")
+
+    def describe(self) -> str:
+        """Human wording of who can fill this slot."""
+        parts = [f"someone with the role {r}" for r in self.roles]
+        parts += [f"a member of {t}" for t in self.teams]
+        return " or ".join(parts)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """JSON form of the slot."""
+        return {"roles": list(self.roles), "teams": list(self.teams)}
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """How many distinct approvals, and which slots must be among them."""
+
+    required: int
+    slots: tuple[QuorumSlot, ...]
+
+    def __post_init__(self) -> None:
+        if self.required < len(self.slots):
+            raise PolicyError(f"quorum requires {self.required} approvals but names {len(self.slots)} slots")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form of the quorum."""
+        return {"required": self.required, "slots": [s.to_dict() for s in self.slots]}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy decision (see ``schemas/decision.schema.json``)."""
+
+    tier: str
+    risk_factors: tuple[str, ...]
+    reasons: tuple[str, ...]
+    quorum: Quorum
+    ttl_seconds: int
+    controls: tuple[Mapping[str, str], ...]
+    blast_radius: Mapping[str, tuple[str, ...]]
+    policy_revision: str
+
+    def __post_init__(self) -> None:
+        if self.tier not in TIERS:
+            raise PolicyError(f"unknown tier {self.tier!r}")
+        needs_approval = self.tier in ("single_approval", "dual_approval")
+        if needs_approval and self.quorum.required < 1:
+            raise PolicyError(f"tier {self.tier} needs a quorum of at least 1")
+        if needs_approval and not self.quorum.slots:
+            raise PolicyError(f"tier {self.tier} names no quorum slot; an approval anyone could give is no approval")
+        if self.tier == "dual_approval" and self.quorum.required < 2:
+            raise PolicyError("tier dual_approval needs a quorum of at least 2")
+        if not needs_approval and self.quorum.required != 0:
+            raise PolicyError(f"tier {self.tier} takes no approvals, but the quorum asks for {self.quorum.required}")
+        if not self.reasons:
+            raise PolicyError("a decision must give at least one reason")
+
+    @property
+    def needs_approval(self) -> bool:
+        """Whether humans must approve before a warrant is issued."""
+        return self.tier in ("single_approval", "dual_approval")
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Decision:
+        """Build a decision from its JSON form, validating the contract."""
+        try:
+            schemas.validate("decision", doc, what="decision document")
+        except ValidationError as exc:
+            raise PolicyError(str(exc)) from exc
+        q = doc["quorum"]
+        return cls(
+            tier=doc["tier"],
+            risk_factors=tuple(doc["risk_factors"]),
+            reasons=tuple(doc["reasons"]),
+            quorum=Quorum(
+                required=q["required"],
+                slots=tuple(QuorumSlot(tuple(s["roles"]), tuple(s["teams"])) for s in q["slots"]),
+            ),
+            ttl_seconds=doc["ttl_seconds"],
+            controls=tuple(dict(c) for c in doc["controls"]),
+            blast_radius={k: tuple(v) for k, v in doc["blast_radius"].items()},
+            policy_revision=doc["policy_revision"],
+        )
+
+    @classmethod
+    def from_policy_output(cls, output: Any, policy_revision: str) -> Decision:
+        """Turn the policy's ``data.hitlgate.decision`` into a decision.
+
+        Raises :class:`PolicyError` when the output breaks the contract; the
+        caller fails closed.
+        """
+        if not isinstance(output, Mapping):
+            raise PolicyError(f"policy decision is not an object (got {type(output).__name__})")
+        return cls.from_dict({**output, "policy_revision": policy_revision})
+
+    @classmethod
+    def fail_closed(cls, reason: str, policy_revision: str | None = None) -> Decision:
+        """The decision of last resort: deny, with the failure as the reason."""
+        return cls(
+            tier="deny",
+            risk_factors=("evaluation_error",),
+            reasons=(f"fail closed: {reason}",),
+            quorum=Quorum(required=0, slots=()),
+            ttl_seconds=0,
+            controls=tuple(dict(c) for c in CONTROLS),
+            blast_radius={"workloads": (), "partners": ()},
+            policy_revision=policy_revision or UNKNOWN_REVISION,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``schemas/decision.schema.json``)."""
+        return {
+            "tier": self.tier,
+            "risk_factors": list(self.risk_factors),
+            "reasons": list(self.reasons),
+            "quorum": self.quorum.to_dict(),
+            "ttl_seconds": self.ttl_seconds,
+            "controls": [dict(c) for c in self.controls],
+            "blast_radius": {k: list(v) for k, v in self.blast_radius.items()},
+            "policy_revision": self.policy_revision,
+        }

@@ -1,0 +1,362 @@
+# hitlgate default policy pack.
+#
+# Produces one document, data.hitlgate.decision, for the proposal in `input`
+# (validated against schemas/proposal.schema.json before it gets here).
+# Every risk fact is looked up in the trusted inventory under
+# data.inventory; nothing the proposal says about its target is believed.
+#
+# The pack is written in the subset of Rego v1 that both OPA and regopy
+# (rego-cpp) evaluate identically: comprehensions iterate with `x := arr[_]`
+# rather than `some x in arr`, and no rule is queried whose value is `false`.
+package hitlgate
+
+inventory := data.inventory
+
+action_type := input.action.type
+
+target_id := input.action.target
+
+# Actions that only inform people; they never change the target.
+informational_actions := {"notify_owner", "open_ticket"}
+
+# Actions that cannot be undone once executed.
+irreversible_actions := {"revoke_secret", "disable_federated_credential"}
+
+identity_kinds := {"api_key", "service_account", "token", "certificate", "secret", "federated_credential"}
+
+all_kinds := identity_kinds | {"workload"}
+
+# Which kinds of target each action applies to. Anything else is denied:
+# isolate_workload on an API key is a mistake, not a risk to weigh.
+applicable_kinds := {
+	"revoke_secret": {"secret", "api_key", "token", "certificate"},
+	"rotate_api_key": {"api_key", "secret"},
+	"suspend_service_account": {"service_account"},
+	"invalidate_tokens": {"token", "service_account", "federated_credential"},
+	"reduce_privileges": {"service_account", "api_key", "federated_credential"},
+	"isolate_workload": {"workload"},
+	"disable_federated_credential": {"federated_credential"},
+	"notify_owner": all_kinds,
+	"open_ticket": all_kinds,
+}
+
+# ---------------------------------------------------------------------------
+# Target lookup (the enrichment step: trusted facts from inventory).
+# ---------------------------------------------------------------------------
+
+identity := inventory.identities[target_id]
+
+workload := inventory.workloads[target_id]
+
+target_kind := identity.kind
+
+target_kind := "workload" if workload
+
+known_target if target_kind
+
+owner := identity.owner
+
+owner := workload.owner
+
+partner_id := identity.partner
+
+partner := inventory.partners[partner_id]
+
+informational if informational_actions[action_type]
+
+mutating if not informational
+
+# ---------------------------------------------------------------------------
+# Risk factors: facts about the target and the action.
+# ---------------------------------------------------------------------------
+
+protected_target if {
+	some i
+	inventory.protected[i] == target_id
+}
+
+action_not_applicable if {
+	known_target
+	not applicable_kinds[action_type][target_kind]
+}
+
+unknown_target if not known_target
+
+production_credential if identity.environment == "production"
+
+production_workload if workload.environment == "production"
+
+customer_facing_users contains w if {
+	w := identity.used_by[_]
+	inventory.workloads[w].customer_facing == true
+}
+
+customer_facing if count(customer_facing_users) > 0
+
+customer_facing if workload.customer_facing == true
+
+federated_partner if identity.kind == "federated_credential"
+
+federated_partner if partner_id
+
+# A partner missing from the inventory has no known fallback: fail closed.
+no_fallback if {
+	federated_partner
+	not partner.safe_fallback == true
+}
+
+high_privilege if identity.privilege == "high"
+
+high_privilege if identity.privilege == "admin"
+
+irreversible if irreversible_actions[action_type]
+
+# Fixed order, so reasons read the same on every engine.
+factor_order := [
+	"protected_target",
+	"action_not_applicable",
+	"unknown_target",
+	"production_credential",
+	"production_workload",
+	"customer_facing",
+	"federated_partner",
+	"no_fallback",
+	"high_privilege",
+	"irreversible",
+]
+
+risk_factors := [f | f := factor_order[_]; factor_present[f]]
+
+factor_present contains "protected_target" if protected_target
+
+factor_present contains "action_not_applicable" if action_not_applicable
+
+factor_present contains "unknown_target" if unknown_target
+
+factor_present contains "production_credential" if production_credential
+
+factor_present contains "production_workload" if production_workload
+
+factor_present contains "customer_facing" if customer_facing
+
+factor_present contains "federated_partner" if federated_partner
+
+factor_present contains "no_fallback" if no_fallback
+
+factor_present contains "high_privilege" if high_privilege
+
+factor_present contains "irreversible" if irreversible
+
+# ---------------------------------------------------------------------------
+# The tier table (first matching row wins).
+# ---------------------------------------------------------------------------
+
+deny_row if protected_target
+
+deny_row if action_not_applicable
+
+dual_conditions contains "customer_facing_production_credential" if {
+	mutating
+	production_credential
+	customer_facing
+}
+
+dual_conditions contains "partner_without_fallback" if {
+	mutating
+	no_fallback
+}
+
+dual_conditions contains "irreversible_on_privileged_production" if {
+	mutating
+	irreversible
+	production_credential
+	high_privilege
+}
+
+single_factors := {"production_credential", "production_workload", "customer_facing", "federated_partner", "high_privilege"}
+
+single_conditions contains f if {
+	mutating
+	some f in single_factors
+	factor_present[f]
+}
+
+tier := "deny" if deny_row
+else := "dual_approval" if unknown_target
+else := "dual_approval" if count(dual_conditions) > 0
+else := "single_approval" if count(single_conditions) > 0
+else := "auto_allow"
+
+# ---------------------------------------------------------------------------
+# Quorum: how many approvals, and which roles or teams must be among them.
+# Each slot is filled by a distinct person holding any of its roles or
+# belonging to any of its teams.
+# ---------------------------------------------------------------------------
+
+security_slot := {"roles": ["security"], "teams": []}
+
+quorum := {"required": 0, "slots": []} if tier == "auto_allow"
+
+quorum := {"required": 0, "slots": []} if tier == "deny"
+
+quorum := {"required": 1, "slots": [{"roles": ["security"], "teams": [owner]}]} if tier == "single_approval"
+
+quorum := {"required": 2, "slots": [security_slot, security_slot]} if {
+	tier == "dual_approval"
+	unknown_target
+}
+
+quorum := {"required": 2, "slots": [security_slot, {"roles": ["partner_management"], "teams": []}]} if {
+	tier == "dual_approval"
+	known_target
+	federated_partner
+}
+
+quorum := {"required": 2, "slots": [security_slot, {"roles": [], "teams": [owner]}]} if {
+	tier == "dual_approval"
+	known_target
+	not federated_partner
+}
+
+ttl_by_tier := {
+	"auto_allow": 300,
+	"single_approval": 3600,
+	"dual_approval": 7200,
+	"deny": 0,
+}
+
+# ---------------------------------------------------------------------------
+# Reasons: sentences an analyst understands.
+# ---------------------------------------------------------------------------
+
+factor_reason["protected_target"] := concat("", [target_id, " is protected: no automated path may touch it"])
+
+factor_reason["action_not_applicable"] := concat("", [action_type, " does not apply to ", target_id, ", whose kind is ", target_kind])
+
+factor_reason["unknown_target"] := concat("", [target_id, " is not in the inventory; an unknown target is treated as the highest risk"])
+
+factor_reason["production_credential"] := concat("", [target_id, " is a production credential"])
+
+factor_reason["production_workload"] := concat("", [target_id, " is a production workload"])
+
+factor_reason["customer_facing"] := concat("", [target_id, " is used by customer-facing workloads: ", concat(", ", sort([w | customer_facing_users[w]]))]) if {
+	identity
+}
+
+factor_reason["customer_facing"] := concat("", [target_id, " is a customer-facing workload"]) if workload
+
+factor_reason["federated_partner"] := concat("", [target_id, " is a credential of federated partner ", partner_id]) if partner_id
+
+factor_reason["federated_partner"] := concat("", [target_id, " is a federated credential with no partner in the inventory"]) if {
+	identity.kind == "federated_credential"
+	not partner_id
+}
+
+factor_reason["no_fallback"] := concat("", ["partner ", partner_id, " has no safe fallback path if ", target_id, " is disabled"]) if partner_id
+
+factor_reason["no_fallback"] := concat("", ["no partner is recorded for ", target_id, ", so no safe fallback is known"]) if not partner_id
+
+factor_reason["high_privilege"] := concat("", [target_id, " has ", identity.privilege, " privilege"])
+
+factor_reason["irreversible"] := concat("", [action_type, " is irreversible"])
+
+dual_reason["customer_facing_production_credential"] := concat("", [target_id, " is a production credential used by a customer-facing workload"])
+
+dual_reason["partner_without_fallback"] := concat("", ["disabling ", target_id, " would cut off a partner with no safe fallback"])
+
+dual_reason["irreversible_on_privileged_production"] := concat("", [action_type, " cannot be undone on a production ", identity.privilege, "-privilege credential"])
+
+dual_reason_order := ["customer_facing_production_credential", "partner_without_fallback", "irreversible_on_privileged_production"]
+
+factor_reasons := [factor_reason[f] | f := factor_order[_]; factor_present[f]]
+
+tier_reasons := ["deny: the action must not run through an automated path"] if tier == "deny"
+
+tier_reasons := ["dual approval: two people with the role security must approve an action on an unknown target"] if {
+	tier == "dual_approval"
+	unknown_target
+}
+
+tier_reasons := array.concat(
+	[concat("", ["dual approval: ", dual_reason[c]]) | c := dual_reason_order[_]; dual_conditions[c]],
+	[dual_quorum_reason],
+) if {
+	tier == "dual_approval"
+	known_target
+}
+
+dual_quorum_reason := "two distinct people must approve: one with the role security and one with the role partner_management" if federated_partner
+
+dual_quorum_reason := concat("", ["two distinct people must approve: one with the role security and one member of ", owner]) if not federated_partner
+
+tier_reasons := [concat("", ["single approval: one person with the role security or on ", owner, " must approve"])] if tier == "single_approval"
+
+tier_reasons := [concat("", ["auto-allow: ", action_type, " only informs people and does not change ", target_id])] if {
+	tier == "auto_allow"
+	informational
+}
+
+tier_reasons := [concat("", ["auto-allow: ", target_id, " is non-production, internal and not highly privileged"])] if {
+	tier == "auto_allow"
+	mutating
+}
+
+# ---------------------------------------------------------------------------
+# Controls and blast radius.
+# ---------------------------------------------------------------------------
+
+control_nhi := {
+	"framework": "OWASP Non-Human Identity Top 10",
+	"id": "NHI-07",
+	"relevance": "Human approval gates reduce unsafe automation around NHI remediation and privilege changes.",
+}
+
+control_agentic := {
+	"framework": "OWASP Agentic AI Top 10",
+	"id": "A-03",
+	"relevance": "Agentic systems need oversight before executing high-impact recommendations.",
+}
+
+control_csf := {
+	"framework": "NIST CSF 2.0",
+	"id": "RS.MA",
+	"relevance": "Response management emphasizes controlled, coordinated incident handling.",
+}
+
+applies_nhi if identity
+
+applies_nhi if unknown_target
+
+applies_agentic if input.requester.kind == "agent"
+
+controls := array.concat(
+	array.concat([control_nhi | applies_nhi], [control_agentic | applies_agentic]),
+	[control_csf],
+)
+
+blast_workloads := sort([w | w := identity.used_by[_]]) if identity
+
+blast_workloads := [target_id] if workload
+
+blast_workloads := [] if unknown_target
+
+blast_partners := [partner_id] if partner_id
+
+blast_partners := [] if not partner_id
+
+blast_radius := {"workloads": blast_workloads, "partners": blast_partners}
+
+# ---------------------------------------------------------------------------
+# The decision document (schemas/decision.schema.json, minus policy_revision,
+# which the engine adds from the bundle it evaluated).
+# ---------------------------------------------------------------------------
+
+decision := {
+	"tier": tier,
+	"risk_factors": risk_factors,
+	"reasons": array.concat(factor_reasons, tier_reasons),
+	"quorum": quorum,
+	"ttl_seconds": ttl_by_tier[tier],
+	"controls": controls,
+	"blast_radius": blast_radius,
+}

@@ -1,0 +1,336 @@
+"""Policy decisions from an OPA server over HTTP.
+
+The OPA backend asks an OPA server (serving the bundle built by
+``hitlgate policy bundle``) for ``data.hitlgate.decision`` and refuses any
+answer that did not come from the revision of the local pack.
+
+How it talks to OPA (``opa-python-client``):
+
+* One :class:`opa_client.OpaClient` per backend; its ``requests.Session``
+  keeps connections alive, so a decision costs one round trip on a warm
+  connection. The client's ``timeout`` (``backend.timeout_ms``) bounds the
+  connect and the read of every call.
+* The client's urllib3 retries are turned off (``retries=0``): a retry after
+  a timeout would multiply the time an agent waits before it gets its
+  ``deny``, and a retried connection refusal hides an outage from the log.
+  The next decision simply tries again, which is how the backend recovers
+  by itself when OPA comes back.
+* Only ``query_rule`` is used. Policies are never pushed through the REST
+  API: ``update_policy_from_string`` defaults to ``rego_compat=True``, which
+  rewrites a policy OPA rejected and uploads it again. OPA serves the
+  bundle, whose manifest names the revision.
+* ``query_rule`` raises ``requests.HTTPError`` (not the client's own
+  errors) for a non-2xx answer, and a body without ``result`` means the
+  rule is undefined; both are handled here.
+
+Revision check: every decision query carries ``?provenance=true``, so OPA
+returns the revision of each bundle it serves *in the same response* as the
+decision (``provenance.bundles.<name>.revision``). This costs nothing extra
+(no second request, no status plugin) and cannot race a bundle reload: the
+revision checked is the one that decided. A server serving no bundle, more
+than one revision, or any revision other than the local pack's fails
+closed with :class:`~hitlgate.errors.BackendUnavailable` naming both.
+
+Each failure has its own reason (timeout, unreachable, HTTP error, malformed
+answer, stale revision, undefined) and an operator log line that says what
+to check. To keep an outage from flooding the log, the backend logs a
+problem when it starts or changes, and logs once more when OPA recovers;
+the :class:`~hitlgate.engine.decider.Decider` still logs every failed
+decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from opa_client import OpaClient
+
+from hitlgate.engine.config import Config
+from hitlgate.engine.policy import DECISION_PATH, PolicyPack
+from hitlgate.errors import BackendUnavailable, ConfigError, HitlgateError, PolicyError
+
+log = logging.getLogger(__name__)
+
+#: A proposal every pack must be able to decide, used by ``hitlgate doctor``.
+PROBE_INPUT: Mapping[str, Any] = {
+    "action": {"type": "notify_owner", "target": "hitlgate-doctor-probe", "parameters": {}},
+    "requester": {"id": "hitlgate-doctor", "kind": "service"},
+    "justification": "hitlgate doctor: health probe, never executed",
+}
+
+
+@dataclass(frozen=True)
+class OpaAnswer:
+    """One raw answer from OPA, before the revision check."""
+
+    #: The decision document, or None when OPA left the rule undefined.
+    result: Any
+    #: Bundle name -> revision, as OPA reported them for this query.
+    bundles: Mapping[str, str]
+
+    @property
+    def revisions(self) -> tuple[str, ...]:
+        """The distinct revisions OPA serves, sorted."""
+        return tuple(sorted(set(self.bundles.values())))
+
+
+class _LocalPack:
+    """The local pack whose revision OPA must serve; reloaded when its files change."""
+
+    def __init__(self, policy_dir: Path, data_paths: tuple[Path, ...]) -> None:
+        self._policy_dir = policy_dir
+        self._data_paths = data_paths
+        self._lock = threading.Lock()
+        self._pack: PolicyPack | None = None
+        self._error: HitlgateError | None = None
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            pack = PolicyPack.load(self._policy_dir, self._data_paths)
+        except HitlgateError as exc:
+            log.error(
+                "local policy pack %s failed to load, so the OPA backend cannot know which "
+                "revision to expect; every decision fails closed: %s",
+                self._policy_dir,
+                exc,
+            )
+            self._pack, self._error = None, exc
+            return
+        if self._pack is not None and self._pack.revision != pack.revision:
+            log.info(
+                "local policy pack changed: now expecting OPA to serve %s (was %s); "
+                "deploy the new bundle with `hitlgate policy bundle`",
+                pack.revision,
+                self._pack.revision,
+            )
+        self._pack, self._error = pack, None
+
+    @property
+    def revision(self) -> str:
+        current = self._pack
+        # A broken pack is retried on every call; loading is a few file reads.
+        if current is None or current.changed():
+            with self._lock:
+                if self._pack is current:
+                    self._load()
+        if self._pack is None:
+            assert self._error is not None  # noqa: S101 - invariant of _load.
+            raise PolicyError(
+                f"local policy pack is broken, expected revision unknown: {self._error}"
+            )
+        return self._pack.revision
+
+
+class OpaBackend:
+    """Evaluates ``data.hitlgate.decision`` on an OPA server (see module docstring)."""
+
+    name = "opa"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        expected_revision: str | None = None,
+        policy_dir: Path | None = None,
+        data_paths: tuple[Path, ...] = (),
+        timeout_ms: int = 500,
+    ) -> None:
+        """Connect to the OPA server at ``url`` (no request is made yet).
+
+        Give either a fixed ``expected_revision`` or the local pack
+        (``policy_dir`` and ``data_paths``), whose revision is recomputed
+        when its files change.
+        """
+        if (expected_revision is None) == (policy_dir is None):
+            raise ConfigError("OpaBackend needs exactly one of expected_revision or policy_dir")
+        if timeout_ms < 1:
+            raise ConfigError(f"backend.timeout_ms must be at least 1, got {timeout_ms}")
+        self.url = url.rstrip("/")
+        self.timeout_ms = timeout_ms
+        self._fixed_revision = expected_revision
+        self._local = (
+            _LocalPack(Path(policy_dir), tuple(data_paths)) if policy_dir is not None else None
+        )
+        self._client = _make_client(self.url, timeout_ms / 1000.0)
+        self._problem_lock = threading.Lock()
+        self._problem: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> OpaBackend:
+        """The backend ``backend: {kind: opa, url, timeout_ms}`` describes."""
+        if not config.backend.url:
+            raise ConfigError("backend.url is required when backend.kind is opa")
+        return cls(
+            config.backend.url,
+            policy_dir=config.policy_dir,
+            data_paths=tuple(config.data_paths),
+            timeout_ms=config.backend.timeout_ms,
+        )
+
+    @property
+    def expected_revision(self) -> str:
+        """The revision of the local pack, which OPA must serve."""
+        if self._fixed_revision is not None:
+            return self._fixed_revision
+        assert self._local is not None  # noqa: S101 - invariant of __init__.
+        return self._local.revision
+
+    def query(self, input_document: Mapping[str, Any]) -> OpaAnswer:
+        """Ask OPA for the decision, without checking the revision.
+
+        Raises :class:`BackendUnavailable` when OPA did not give a usable
+        answer (timeout, unreachable, HTTP error, malformed body) and
+        :class:`PolicyError` when OPA reports an evaluation error.
+        """
+        try:
+            body = self._client.query_rule(
+                input_data=dict(input_document),
+                package_path="hitlgate",
+                rule_name=DECISION_PATH.split("/", 1)[1],
+                query_params={"provenance": "true"},
+            )
+        except requests.Timeout as exc:
+            raise self._unavailable(
+                f"OPA at {self.url} did not answer within {self.timeout_ms} ms (timeout)",
+                "check the OPA server's load and health, or raise backend.timeout_ms",
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise self._unavailable(
+                f"OPA at {self.url} is unreachable "
+                f"(connection refused or reset: {_root_cause(exc)})",
+                "check that the OPA server is running and that backend.url is right",
+            ) from exc
+        except requests.HTTPError as exc:
+            raise self._http_error(exc) from exc
+        except requests.RequestException as exc:
+            raise self._unavailable(
+                f"request to OPA at {self.url} failed: {exc}", "check backend.url and the network"
+            ) from exc
+        except ValueError as exc:
+            # query_rule decodes the body as JSON; a proxy's HTML page lands here.
+            raise self._unavailable(
+                f"OPA at {self.url} answered with a body that is not JSON",
+                "check that backend.url points at OPA itself, not a proxy or another service",
+            ) from exc
+        if not isinstance(body, dict):
+            raise self._unavailable(
+                f"OPA at {self.url} answered with a malformed body", "check backend.url"
+            )
+        provenance = body.get("provenance")
+        bundles: dict[str, str] = {}
+        if isinstance(provenance, dict) and isinstance(provenance.get("bundles"), dict):
+            for name, info in provenance["bundles"].items():
+                if isinstance(info, dict) and isinstance(info.get("revision"), str):
+                    bundles[str(name)] = info["revision"]
+        # A missing "result" key is how OPA says "undefined".
+        return OpaAnswer(result=body.get("result"), bundles=bundles)
+
+    def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
+        """Evaluate ``data.hitlgate.decision`` on OPA and check the revision that answered."""
+        expected = self.expected_revision
+        answer = self.query(input_document)
+        served = answer.revisions
+        if not served:
+            raise self._unavailable(
+                f"OPA at {self.url} serves no bundle, so its policy revision is unknown "
+                f"(expected {expected})",
+                "start OPA with `opa run --server --bundle <file>` from `hitlgate policy bundle`",
+            )
+        if served != (expected,):
+            raise self._unavailable(
+                f"policy revision mismatch: OPA at {self.url} serves {', '.join(served)} "
+                f"but the local pack is {expected}; refusing a stale OPA",
+                "deploy the bundle of the current pack (`hitlgate policy bundle`) to OPA",
+            )
+        if answer.result is None:
+            # The Decider turns an undefined result into a deny with its own
+            # reason; the log line here tells the operator where to look.
+            self._note_problem(
+                f"OPA at {self.url} left data.hitlgate.decision undefined (revision {expected})",
+                "check that the bundle defines the decision rule for every input",
+            )
+        else:
+            self._note_recovered()
+        return answer.result, expected
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._client.close_connection()
+
+    # -- diagnostics ---------------------------------------------------------
+
+    def _unavailable(self, reason: str, hint: str) -> BackendUnavailable:
+        self._note_problem(reason, hint)
+        return BackendUnavailable(reason)
+
+    def _http_error(self, exc: requests.HTTPError) -> HitlgateError:
+        response = exc.response
+        status = response.status_code if response is not None else 0
+        code, message = "", ""
+        if response is not None:
+            try:
+                err = response.json()
+                code, message = str(err.get("code", "")), str(err.get("message", ""))
+            except ValueError:
+                message = response.text[:200]
+        reason = f"OPA at {self.url} answered HTTP {status} {code}: {message}".rstrip(": ")
+        if status == 500 and code == "internal_error":
+            # OPA reports evaluation errors (conflicting rule values, a
+            # built-in error in strict mode) as internal_error: a policy bug.
+            self._note_problem(
+                f"OPA evaluation error: {reason}", "fix the policy; run `opa check --strict`"
+            )
+            return PolicyError(f"OPA evaluation error: {reason}")
+        return self._unavailable(reason, "check the OPA server's log")
+
+    def _note_problem(self, reason: str, hint: str) -> None:
+        with self._problem_lock:
+            if self._problem == reason:
+                return
+            self._problem = reason
+        log.error("OPA backend failing closed (every decision is deny): %s; %s", reason, hint)
+
+    def _note_recovered(self) -> None:
+        with self._problem_lock:
+            if self._problem is None:
+                return
+            previous, self._problem = self._problem, None
+        log.warning("OPA backend at %s answers correctly again (after: %s)", self.url, previous)
+
+
+def _make_client(url: str, timeout_s: float) -> OpaClient:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"backend.url must be http(s)://host[:port], got {url!r}")
+    if parts.path not in ("", "/") or parts.query:
+        # The client builds /v1/... from host and port; a path would be dropped silently.
+        raise ConfigError(f"backend.url must not have a path or query, got {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return OpaClient(
+        host=parts.hostname,
+        port=port,
+        ssl=parts.scheme == "https",
+        retries=0,
+        timeout=timeout_s,
+    )
+
+
+def _root_cause(exc: BaseException) -> str:
+    # requests wraps urllib3 errors several layers deep; the innermost one
+    # ("[Errno 111] Connection refused") is what an operator recognises.
+    seen: BaseException = exc
+    while True:
+        inner = seen.__cause__ or seen.__context__
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    text = str(seen)
+    return text.rsplit(": ", 1)[-1] if "Errno" in text else text[:200]

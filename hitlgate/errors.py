@@ -47,7 +47,7 @@ class PolicyError(HitlgateError):
     """The policy pack or inventory is broken (the architect's fault)."""
 
 
-class BackendUnavailable(HitlgateError):
+class BackendUnavailable(HitlgateError):  # noqa: N818 - reads as a state, like ConnectionRefused.
     """The policy backend could not answer (error, timeout, unreachable)."""
 
 
@@ -59,7 +59,7 @@ class StorageError(HitlgateError):
     """The state store failed or holds something it should not."""
 
 
-class IllegalTransition(HitlgateError):
+class IllegalTransition(HitlgateError):  # noqa: N818 - names the refused event.
     """A request was asked to move to a state its lifecycle forbids."""
 
 

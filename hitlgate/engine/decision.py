@@ -51,7 +51,9 @@ class QuorumSlot:
 
     def __post_init__(self) -> None:
         if not self.roles and not self.teams:
-            raise PolicyError("a quorum slot must name at least one role or team; an empty slot would let anyone fill it")
+            raise PolicyError(
+                "a quorum slot must name at least one role or team; an empty slot would let anyone fill it"
+            )
 
     def describe(self) -> str:
         """Human wording of who can fill this slot."""

@@ -64,7 +64,8 @@ class Proposal:
     @property
     def action(self) -> Mapping[str, Any]:
         """The proposed action (type, target, parameters)."""
-        return self.document["action"]  # type: ignore[no-any-return]
+        action: Mapping[str, Any] = self.document["action"]
+        return action
 
     @property
     def action_type(self) -> str:

@@ -33,7 +33,7 @@ def validator(name: str) -> Draft202012Validator:
 
 
 def _path(err: _SchemaError) -> str:
-    parts = []
+    parts: list[str] = []
     for p in err.absolute_path:
         parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
     return "".join(parts) or "(document)"

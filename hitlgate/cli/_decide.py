@@ -1,0 +1,215 @@
+"""CLI commands of the core: ``decide``, ``policy test``, ``init``, ``demo``."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hitlgate.cli._common import CliState, echo_json, pass_state, read_json_arg
+from hitlgate.engine import BackendConfig, Config, Decider, Decision, Proposal
+from hitlgate.engine._resources import bundled_policy_dir
+from hitlgate.engine.scenarios import load_scenarios, run_scenarios
+from hitlgate.errors import ConfigError, InputError
+
+TIER_LABEL = {
+    "auto_allow": "AUTO-ALLOW",
+    "single_approval": "SINGLE APPROVAL",
+    "dual_approval": "DUAL APPROVAL",
+    "deny": "DENY",
+}
+
+
+def format_decision(proposal: Proposal, decision: Decision, backend: str | None = None) -> str:
+    """Human-readable rendering of one decision."""
+    q = decision.quorum
+    if q.required:
+        who = "; ".join(s.describe() for s in q.slots)
+        quorum = f"{q.required} distinct approval(s): {who}"
+    else:
+        quorum = "none"
+    br = decision.blast_radius
+    lines = [
+        f"{proposal.action_type} on {proposal.target}",
+        f"  tier:          {TIER_LABEL[decision.tier]}",
+        f"  risk factors:  {', '.join(decision.risk_factors) or 'none'}",
+        f"  quorum:        {quorum}",
+        f"  blast radius:  workloads: {', '.join(br['workloads']) or '-'};"
+        f" partners: {', '.join(br['partners']) or '-'}",
+        "  reasons:",
+        *(f"    - {r}" for r in decision.reasons),
+        f"  controls:      {', '.join(c['id'] for c in decision.controls)}",
+        f"  request ttl:   {decision.ttl_seconds}s",
+        f"  policy:        {decision.policy_revision}" + (f" ({backend})" if backend else ""),
+    ]
+    return "\n".join(lines)
+
+
+def _config_with_backend(
+    config: Config, backend: str | None, opa_url: str | None, timeout_ms: int | None
+) -> Config:
+    if backend is None and opa_url is None and timeout_ms is None:
+        return config
+    kind = backend or ("opa" if opa_url else config.backend.kind)
+    url = opa_url or config.backend.url
+    if kind == "opa" and not url:
+        raise ConfigError("--backend opa needs --opa-url or backend.url in hitlgate.yaml")
+    return dataclasses.replace(
+        config,
+        backend=BackendConfig(kind=kind, url=url, timeout_ms=timeout_ms or config.backend.timeout_ms),
+    )
+
+
+def backend_options(f: Any) -> Any:
+    """The ``--backend/--opa-url/--opa-timeout-ms`` options shared by commands that decide."""
+    f = click.option("--opa-timeout-ms", type=click.IntRange(1, 60000), help="OPA request timeout.")(f)
+    f = click.option("--opa-url", help="OPA server URL (implies --backend opa).")(f)
+    f = click.option(
+        "--backend", type=click.Choice(["embedded", "opa"]), help="Rego engine (default: from config, else embedded)."
+    )(f)
+    return f
+
+
+@click.command()
+@click.argument("proposal_file", metavar="PROPOSAL.json")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@backend_options
+@pass_state
+def decide(
+    state: CliState,
+    proposal_file: str,
+    as_json: bool,
+    backend: str | None,
+    opa_url: str | None,
+    opa_timeout_ms: int | None,
+) -> None:
+    """Decide one proposal (PROPOSAL.json, or - for stdin) and print the decision.
+
+    Exit code 0 with a decision (whatever its tier), 2 for an invalid
+    proposal. A policy or backend failure is a deny decision, not a crash.
+    """
+    proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"))
+    config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
+    decider = Decider.from_config(config)
+    try:
+        decision = decider.decide_validated(proposal)
+    finally:
+        decider.close()
+    if as_json:
+        echo_json(decision.to_dict())
+    else:
+        click.echo(format_decision(proposal, decision, decider.backend.name))
+
+
+@click.group()
+def policy() -> None:
+    """Validate and package the policy pack."""
+
+
+@policy.command("test")
+@click.option("--no-rego-tests", is_flag=True, help="Only run the scenario corpus (no OPA binary needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@backend_options
+@pass_state
+def policy_test(
+    state: CliState,
+    no_rego_tests: bool,
+    as_json: bool,
+    backend: str | None,
+    opa_url: str | None,
+    opa_timeout_ms: int | None,
+) -> None:
+    """Run the Rego unit tests (opa check + opa test) and the scenario corpus.
+
+    Exits non-zero on any failure, naming each failing case.
+    """
+    from hitlgate.engine._policytest import run_rego_tests
+
+    config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
+    ok = True
+    report: dict[str, Any] = {"policy": str(config.policy_dir), "scenarios": str(config.scenario_dir)}
+    if not no_rego_tests:
+        rego = run_rego_tests(config.policy_dir)
+        report["rego_tests"] = {"ok": rego.ok, "count": rego.tests, "output": rego.output}
+        ok &= rego.ok
+        if not as_json:
+            status = "ok" if rego.ok else "FAILED"
+            click.echo(f"rego unit tests: {status} ({rego.tests} tests)")
+            if not rego.ok:
+                click.echo(rego.output.rstrip())
+    scenarios = load_scenarios([config.scenario_dir])
+    decider = Decider.from_config(config)
+    try:
+        result = run_scenarios(decider, scenarios)
+    finally:
+        decider.close()
+    ok &= result.ok
+    report["scenario_results"] = {
+        "passed": len(result.passed),
+        "failed": [
+            {"case": f.scenario.name, "problems": list(f.problems), "reasons": list(f.decision.reasons)}
+            for f in result.failed
+        ],
+    }
+    report["ok"] = ok
+    if as_json:
+        echo_json(report)
+    else:
+        for f in result.failed:
+            click.echo(f"FAIL {f.scenario.name}")
+            for p in f.problems:
+                click.echo(f"    {p}")
+        if not scenarios:
+            click.echo(f"no scenarios found in {config.scenario_dir}")
+        click.echo(
+            f"scenarios: {len(result.passed)} passed, {len(result.failed)} failed ({decider.backend.name} backend)"
+        )
+    if not ok:
+        raise SystemExit(1)
+
+
+STARTER_CONFIG = """\
+# hitlgate project configuration. Relative paths are relative to this file.
+policy: policies            # Rego modules (*.rego) and their unit tests (*_test.rego)
+data: [policies/data]       # trusted inventory YAML
+scenarios: policies/scenarios
+backend:
+  kind: embedded            # or: {kind: opa, url: "http://127.0.0.1:8181", timeout_ms: 500}
+state: sqlite:///state/hitlgate.db
+keys: keys                  # engine signing keys (created on first use, mode 0600)
+warrant_ttl_seconds: 300    # warrants live minutes, not hours
+"""
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing hitlgate.yaml and policy pack.")
+def init(directory: Path, force: bool) -> None:
+    """Write a starter project into DIRECTORY: config, policy pack, inventory, scenarios."""
+    config_file = directory / "hitlgate.yaml"
+    target = directory / "policies"
+    if not force and (config_file.exists() or target.exists()):
+        raise InputError(f"{directory} already has a hitlgate project (use --force to overwrite)")
+    directory.mkdir(parents=True, exist_ok=True)
+    src = bundled_policy_dir()
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(
+        src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
+    )
+    config_file.write_text(STARTER_CONFIG, encoding="utf-8")
+    click.echo(f"wrote {config_file} and {target}/")
+    click.echo(f"next: hitlgate --config {config_file} policy test")
+
+
+def register(cli: click.Group) -> None:
+    """Add the core commands to the root group."""
+    from hitlgate.cli._demo import demo
+
+    cli.add_command(decide)
+    cli.add_command(policy)
+    cli.add_command(init)
+    cli.add_command(demo)

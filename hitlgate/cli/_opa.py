@@ -1,0 +1,94 @@
+"""CLI commands of the OPA integration: ``policy bundle`` and ``doctor``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hitlgate.cli._common import CliState, echo_json, pass_state
+from hitlgate.engine._bundle import write_bundle
+from hitlgate.engine._doctor import BackendReport, diagnose
+from hitlgate.engine.policy import PolicyPack
+
+
+@click.command("bundle")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the bundle (FILE.tar.gz).",
+)
+@pass_state
+def policy_bundle(state: CliState, out: Path) -> None:
+    """Build a standard OPA bundle of the policy pack and its inventory.
+
+    The bundle holds the non-test .rego modules, data.json (the inventory
+    under "inventory") and a .manifest whose revision is the pack's
+    policy_revision. Serve it with `opa run --server --bundle FILE`.
+    The same pack always gives a byte-identical file.
+    """
+    config = state.config
+    pack = PolicyPack.load(config.policy_dir, config.data_paths)
+    write_bundle(pack, out)
+    click.echo(f"wrote {out} (revision {pack.revision})")
+
+
+def _render(report: BackendReport) -> str:
+    served = ", ".join(report.served_revisions) or "-"
+    lines = [
+        f"backend:        {report.backend} at {report.location}",
+        f"answers:        {'yes' if report.answers else 'no'}"
+        + (f" ({report.latency_ms} ms)" if report.latency_ms is not None else ""),
+        f"serves:         {served}",
+        f"local pack:     {report.local_revision or '-'}",
+        f"matches:        {'yes' if report.matches else 'no'}",
+        f"decision rule:  {'defined' if report.decision_defined else 'undefined or not reached'}",
+        f"status:         {'healthy' if report.healthy else 'NOT HEALTHY (decisions fail closed to deny)'}",
+    ]
+    lines += [f"  - {p}" for p in report.problems]
+    return "\n".join(lines)
+
+
+def _doctor_command() -> click.Command:
+    # The backend options are the ones `decide` takes, so `doctor` checks
+    # exactly the backend a `decide` with the same flags would use.
+    from hitlgate.cli._decide import _config_with_backend, backend_options
+
+    @click.command("doctor")
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    @backend_options
+    @pass_state
+    def doctor(
+        state: CliState,
+        as_json: bool,
+        backend: str | None,
+        opa_url: str | None,
+        opa_timeout_ms: int | None,
+    ) -> None:
+        """Check the configured policy backend: does it answer, which revision, does it match.
+
+        Exits 0 when healthy and 1 otherwise (unreachable, stale revision,
+        undefined decision, broken local pack).
+        """
+        config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
+        report = diagnose(config)
+        if as_json:
+            echo_json(report.to_dict())
+        else:
+            click.echo(_render(report))
+        if not report.healthy:
+            raise SystemExit(1)
+
+    return doctor
+
+
+def register(cli: click.Group) -> None:
+    """Add ``policy bundle`` and ``doctor`` to the root group."""
+    policy = cli.commands.get("policy")
+    if not isinstance(policy, click.Group):
+        policy = click.Group("policy", help="Validate and package the policy pack.")
+        cli.add_command(policy)
+    policy.add_command(policy_bundle)
+    cli.add_command(_doctor_command())

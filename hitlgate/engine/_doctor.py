@@ -1,0 +1,124 @@
+"""``hitlgate doctor``: a non-raising health report of the configured backend.
+
+Like python-tuf's ``VerificationResult``, this is the report a UI shows, not
+a security check: deciding still goes through
+:class:`~hitlgate.engine.decider.Decider`, which fails closed on its own.
+The report answers four questions: which backend is configured, does it
+answer, which policy revision does it serve, and is that the revision of the
+local pack.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hitlgate.engine.config import Config
+from hitlgate.engine.policy import PolicyPack
+from hitlgate.errors import HitlgateError
+
+
+@dataclass
+class BackendReport:
+    """What ``hitlgate doctor`` found."""
+
+    backend: str
+    location: str
+    local_revision: str | None = None
+    served_revisions: list[str] = field(default_factory=list)
+    answers: bool = False
+    decision_defined: bool = False
+    latency_ms: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def matches(self) -> bool:
+        """Whether the backend serves exactly the local pack's revision."""
+        return self.local_revision is not None and self.served_revisions == [self.local_revision]
+
+    @property
+    def healthy(self) -> bool:
+        """Whether decisions on this backend can come out of the policy (not fail closed)."""
+        return self.answers and self.decision_defined and self.matches and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with the derived ``matches`` and ``healthy``."""
+        return {**asdict(self), "matches": self.matches, "healthy": self.healthy}
+
+
+def diagnose(config: Config) -> BackendReport:
+    """Probe the backend ``config`` names with one decision and report; never raises."""
+    from hitlgate.engine._opa import PROBE_INPUT
+
+    kind = config.backend.kind
+    if kind == "opa":
+        location = config.backend.url or "(no backend.url)"
+    else:
+        location = f"in process ({config.policy_dir})"
+    report = BackendReport(backend=kind, location=location)
+    try:
+        report.local_revision = PolicyPack.load(config.policy_dir, config.data_paths).revision
+    except HitlgateError as exc:
+        report.problems.append(f"local policy pack does not load: {exc}")
+    if kind == "opa":
+        _probe_opa(config, report, PROBE_INPUT)
+    elif kind == "embedded":
+        _probe_embedded(config, report, PROBE_INPUT)
+    else:
+        report.problems.append(f"unknown backend kind {kind!r}")
+    if report.answers and report.local_revision and not report.matches:
+        report.problems.append(
+            f"revision mismatch: backend serves {', '.join(report.served_revisions) or 'no bundle'}, "
+            f"local pack is {report.local_revision}"
+        )
+    if report.answers and not report.decision_defined:
+        report.problems.append("data.hitlgate.decision is undefined for the probe proposal")
+    return report
+
+
+def _probe_opa(config: Config, report: BackendReport, probe: Any) -> None:
+    from hitlgate.engine._opa import OpaBackend
+
+    if not config.backend.url:
+        report.problems.append("backend.url is not set")
+        return
+    try:
+        backend = OpaBackend(
+            config.backend.url,
+            expected_revision=report.local_revision or "unknown",
+            timeout_ms=config.backend.timeout_ms,
+        )
+    except HitlgateError as exc:
+        report.problems.append(str(exc))
+        return
+    try:
+        started = time.perf_counter()
+        answer = backend.query(probe)
+        report.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    except HitlgateError as exc:
+        report.problems.append(str(exc))
+        return
+    finally:
+        backend.close()
+    report.answers = True
+    report.served_revisions = list(answer.revisions)
+    report.decision_defined = answer.result is not None
+
+
+def _probe_embedded(config: Config, report: BackendReport, probe: Any) -> None:
+    from hitlgate.engine._regopy import RegopyBackend
+
+    backend = RegopyBackend(config.policy_dir, list(config.data_paths), watch=False)
+    try:
+        started = time.perf_counter()
+        result, revision = backend.evaluate(probe)
+        report.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    except HitlgateError as exc:
+        report.problems.append(str(exc))
+        return
+    finally:
+        backend.close()
+    report.answers = True
+    report.served_revisions = [revision]
+    report.decision_defined = result is not None

@@ -1,0 +1,169 @@
+"""Fixtures for the OPA suite: the real OPA binary and real OPA servers.
+
+OPA is installed by ``scripts/install-opa`` (``go install``, cached). If it
+cannot be installed the suite *fails*: a skipped differential suite would
+let the two engines drift apart unnoticed.
+
+Servers listen on a free loopback port and serve a bundle file built from
+a pack with :func:`hitlgate.engine._bundle.write_bundle`. A server started
+with ``watch=True`` reloads the bundle when the file is replaced, which is
+how the generated-inventory tests swap packs without restarting OPA.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from hitlgate.engine._bundle import write_bundle
+from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
+from hitlgate.engine.policy import PolicyPack
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_OPA = REPO / "scripts" / "install-opa"
+
+pytestmark = pytest.mark.opa
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OpaServer:
+    """One real ``opa run --server`` process serving a bundle file."""
+
+    def __init__(self, opa: Path, bundle: Path, log_dir: Path, *, watch: bool = False) -> None:
+        self.opa = opa
+        self.bundle = bundle
+        self.watch = watch
+        self.log_path = log_dir / f"opa-{bundle.stem}-{time.monotonic_ns()}.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._session = requests.Session()
+
+    def start(self, timeout: float = 20.0) -> OpaServer:
+        """Start OPA and wait until it has activated the bundle."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [str(self.opa), "run", "--server", "--addr", f"127.0.0.1:{self.port}"]
+        cmd += ["--log-level", "error"]
+        if self.watch:
+            cmd.append("--watch")
+        cmd += ["--bundle", str(self.bundle)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"opa exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if self._session.get(f"{self.url}/health?bundles", timeout=0.5).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"opa did not become healthy in {timeout}s:\n{self.log_path.read_text()}")
+
+    def served_revision(self) -> str | None:
+        """The revision OPA reports for its bundle right now."""
+        body = self._session.get(f"{self.url}/v1/data/system/bundles", timeout=2).json()
+        bundles = body.get("result") or {}
+        revisions = {b["manifest"]["revision"] for b in bundles.values()}
+        return revisions.pop() if len(revisions) == 1 else None
+
+    def serve_pack(self, pack: PolicyPack, timeout: float = 10.0) -> None:
+        """Replace the bundle file with ``pack`` and wait until OPA serves it (watch mode)."""
+        assert self.watch, "serve_pack needs a server started with watch=True"
+        write_bundle(pack, self.bundle)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.served_revision() == pack.revision:
+                return
+            time.sleep(0.01)
+        pytest.fail(f"opa did not load revision {pack.revision} in {timeout}s")
+
+    def pause(self) -> None:
+        """Freeze OPA (SIGSTOP): connections are accepted by the kernel, never answered."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw OPA (SIGCONT)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Kill OPA at once (SIGKILL), as a crash would."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop OPA if it runs (thawing it first, so SIGTERM is delivered)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._session.close()
+
+
+@pytest.fixture(scope="session")
+def opa_bin() -> Path:
+    """Path of the real OPA binary, installed by scripts/install-opa when missing."""
+    result = subprocess.run([str(INSTALL_OPA)], capture_output=True, text=True, timeout=1800, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/install-opa failed (exit {result.returncode}):\n{result.stderr}")
+    path = Path(result.stdout.strip())
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"scripts/install-opa printed {path!r}, which is not an executable")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled_pack() -> PolicyPack:
+    """The bundled example pack (policies/ and policies/data/)."""
+    return PolicyPack.load(bundled_policy_dir(), [bundled_data_dir()])
+
+
+@pytest.fixture(scope="session")
+def bundle_file(bundled_pack: PolicyPack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundle of the bundled pack, in a directory of its own."""
+    return write_bundle(bundled_pack, tmp_path_factory.mktemp("bundle") / "hitlgate.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def opa_server(opa_bin: Path, bundle_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
+    """One OPA server for the session, serving the bundled pack. Do not change what it serves."""
+    server = OpaServer(opa_bin, bundle_file, tmp_path_factory.mktemp("opa-logs")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_opa(opa_bin: Path, bundled_pack: PolicyPack, tmp_path: Path) -> Iterator[OpaServer]:
+    """A private OPA server (watch mode) for a test that kills, freezes or re-bundles it."""
+    # The bundle sits in a directory of its own: OPA's watcher reacts to
+    # every file event in the directory of the watched path.
+    (tmp_path / "served").mkdir()
+    bundle = write_bundle(bundled_pack, tmp_path / "served" / "hitlgate.tar.gz")
+    server = OpaServer(opa_bin, bundle, tmp_path, watch=True).start()
+    yield server
+    server.stop()

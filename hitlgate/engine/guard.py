@@ -1,0 +1,314 @@
+"""The executor guard: no warrant, no action.
+
+An executor hands the guard the warrant it was given and the action it is
+about to run. The guard refuses unless **all** of these hold, in order:
+
+1. the action is well formed and its digest is recomputed here, from the
+   action about to run (never taken from the caller or the token);
+2. the warrant verifies: engine signature with a trusted ``kid``, pinned
+   ``EdDSA``, issuer, audience, time bounds at the guard's clock, and its
+   ``action_digest`` equals the recomputed one
+   (:class:`~hitlgate.engine.warrants.WarrantVerifier`);
+3. the stored request it names exists, is ``granted`` (not revoked, expired
+   or already executed), its stored digest equals the warrant's, and its
+   stored action still hashes to that digest, so someone with database
+   access who edits the stored action is refused;
+4. the warrant is the one the engine issued for that request (same ``jti``);
+5. the policy, evaluated again now on the stored proposal, does not demand
+   a stricter tier than the one the warrant was issued under (the inventory
+   or the policy may have changed since the approval);
+6. the warrant id has not been consumed; it is consumed here, in the same
+   transaction that re-checks 3 and 4, under the store's write lock and a
+   unique constraint, so it is consumed exactly once even across processes.
+
+Then the action runs, and its outcome is recorded in the store and the
+audit chain: ``executed`` when it returns, ``execution_failed`` when it
+raises an exception, ``execution_unknown`` when it is interrupted (timeout,
+cancellation, ``KeyboardInterrupt``) and nobody can say whether it took
+effect.
+
+Every refusal raises one :class:`~hitlgate.errors.InvalidWarrant` whose
+message gives the reason; the same reason is written to the audit log as a
+refusal event (see ``REFUSAL_KIND`` in :mod:`hitlgate.engine.workflow`).
+
+Three ways to use it::
+
+    guard.execute(token, action, run)                  # a function call
+    with guard.authorize(token, action) as grant: ...  # a context manager
+    @guard.tool("rotate_api_key")                      # a decorator for agent tools
+    def rotate(target: str, **parameters): ...
+    rotate("svc-x", warrant=token, grace_seconds=60)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from hitlgate.engine import lifecycle
+from hitlgate.engine._time import Clock, require_utc
+from hitlgate.engine.decision import TIER_RANK
+from hitlgate.engine.proposal import Proposal, action_digest
+from hitlgate.engine.warrants import WarrantClaims
+from hitlgate.errors import HitlgateError, InvalidWarrant, ValidationError
+
+if TYPE_CHECKING:
+    from hitlgate.engine.workflow import Engine
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the guard authorised: one action, under one consumed warrant."""
+
+    request_id: str
+    jti: str
+    tier: str
+    action: Mapping[str, Any] = field(repr=False)
+    action_digest: str
+    claims: WarrantClaims = field(repr=False)
+    consumed_at: datetime
+
+
+@dataclass
+class _Outcome:
+    result: Any = None
+    detail: str = ""
+
+
+class Guard:
+    """The enforcement point in front of executors. Build it with ``Engine.guard()``."""
+
+    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
+        """Guard executors with ``engine``'s store, keys and decider; ``clock`` overrides the engine clock."""
+        self.engine = engine
+        self.clock = clock if clock is not None else engine.clock
+
+    # -- the checks -------------------------------------------------------
+
+    def _refuse(self, reason: str, *, request_id: str | None, digest: str | None, now: datetime) -> InvalidWarrant:
+        self.engine.record_refusal(
+            reason, request_id=request_id, detail={"presented_digest": digest}, now=now
+        )
+        log.warning("guard refused a warrant: %s", reason)
+        return InvalidWarrant(reason)
+
+    def _digest(self, action: Mapping[str, Any], now: datetime) -> str:
+        try:
+            if not isinstance(action, Mapping) or set(action) != {"type", "target", "parameters"}:
+                raise ValidationError("action", ["(document): must be an object with type, target and parameters"])
+            return action_digest(action)
+        except ValidationError as exc:
+            raise self._refuse(f"invalid warrant: the action is malformed: {exc}", request_id=None,
+                               digest=None, now=now) from None
+
+    def _verify(self, token: str, digest: str, now: datetime) -> WarrantClaims:
+        try:
+            return self.engine.verifier.verify(token, action_digest=digest, now=now)
+        except InvalidWarrant as exc:
+            raise self._refuse(str(exc), request_id=None, digest=digest, now=now) from None
+
+    def _check_policy(self, claims: WarrantClaims, action: Mapping[str, Any], now: datetime) -> None:
+        req = self.engine.get(claims.request_id)
+        document = {**dict(req.proposal), "action": dict(action)}
+        try:
+            decision = self.engine.decider.decide_validated(Proposal.from_dict(document))
+        except HitlgateError as exc:
+            raise self._refuse(f"invalid warrant: the policy could not be re-evaluated: {exc}",
+                               request_id=claims.request_id, digest=claims.action_digest, now=now) from None
+        if decision.tier == "deny" or TIER_RANK[decision.tier] > TIER_RANK[claims.tier]:
+            raise self._refuse(
+                f"invalid warrant: the policy now requires {decision.tier} for this action, stricter than "
+                f"the {claims.tier} it was approved under ({'; '.join(decision.reasons)})",
+                request_id=claims.request_id,
+                digest=claims.action_digest,
+                now=now,
+            )
+
+    def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
+        reason: str | None = None
+        with self.engine.store.write() as tx:
+            try:
+                req = tx.get_request(claims.request_id)
+            except HitlgateError:
+                reason = f"invalid warrant: request {claims.request_id} does not exist in this store"
+            else:
+                stored = tx.warrant_for(req.id)
+                reason = self._store_problem(req, stored, claims)
+                if reason is None:
+                    try:
+                        tx.consume(jti=claims.jti, request_id=req.id, now=now)
+                    except InvalidWarrant as exc:
+                        reason = f"invalid warrant: {exc}"
+                    else:
+                        self.engine._append(
+                            tx, "consumed", req, {"jti": claims.jti, "kid": claims.kid}, now
+                        )
+        if reason is not None:
+            raise self._refuse(reason, request_id=claims.request_id, digest=claims.action_digest, now=now)
+        return now
+
+    @staticmethod
+    def _store_problem(req: Any, stored: Any, claims: WarrantClaims) -> str | None:
+        if stored is not None and stored.consumed_at is not None and stored.jti == claims.jti:
+            return f"invalid warrant: warrant {claims.jti} was already used (replay)"
+        if req.status != lifecycle.GRANTED:
+            return f"invalid warrant: request {req.id} is {req.status}, not granted"
+        if req.action_digest != claims.action_digest:
+            return (f"invalid warrant: the stored request {req.id} is for action {req.action_digest}, "
+                    f"the warrant for {claims.action_digest}")
+        try:
+            recomputed = action_digest(req.action)
+        except HitlgateError:
+            recomputed = ""
+        if recomputed != claims.action_digest:
+            return (f"invalid warrant: the stored action of request {req.id} was changed after approval "
+                    "(it no longer hashes to the approved digest)")
+        if req.tier != claims.tier:
+            return f"invalid warrant: the warrant says tier {claims.tier}, the stored request {req.tier}"
+        if stored is None or stored.jti != claims.jti:
+            return f"invalid warrant: warrant {claims.jti} is not the one issued for request {req.id}"
+        return None
+
+    def check(self, token: str, action: Mapping[str, Any], *, now: datetime | None = None) -> WarrantClaims:
+        """Run every check except consumption; raises :class:`InvalidWarrant`. Nothing is consumed."""
+        at = require_utc(now if now is not None else self.clock(), "now")
+        digest = self._digest(action, at)
+        claims = self._verify(token, digest, at)
+        with self.engine.store.read() as tx:
+            try:
+                req = tx.get_request(claims.request_id)
+            except HitlgateError:
+                raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
+                                   request_id=None, digest=digest, now=at) from None
+            problem = self._store_problem(req, tx.warrant_for(req.id), claims)
+        if problem is not None:
+            raise self._refuse(problem, request_id=claims.request_id, digest=digest, now=at)
+        self._check_policy(claims, action, at)
+        return claims
+
+    def consume(self, token: str, action: Mapping[str, Any], *, now: datetime | None = None) -> Grant:
+        """Check everything and consume the warrant; the caller must then run the action and call :meth:`record`.
+
+        Prefer :meth:`execute`, :meth:`authorize` or :meth:`tool`, which
+        record the outcome for you.
+        """
+        at = require_utc(now if now is not None else self.clock(), "now")
+        claims = self.check(token, action, now=at)
+        consumed_at = self._consume(token, claims, at)
+        return Grant(
+            request_id=claims.request_id,
+            jti=claims.jti,
+            tier=claims.tier,
+            action=dict(action),
+            action_digest=claims.action_digest,
+            claims=claims,
+            consumed_at=consumed_at,
+        )
+
+    def record(self, grant: Grant, outcome: str, detail: str = "", *, now: datetime | None = None) -> None:
+        """Record the outcome (``executed``, ``execution_failed``, ``execution_unknown``) of a consumed grant."""
+        if outcome not in lifecycle.OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        at = require_utc(now if now is not None else self.clock(), "now")
+        with self.engine.store.write() as tx:
+            req = tx.transition(grant.request_id, outcome, now=at, reason=detail[:500])
+            self.engine._append(tx, outcome, req, {"jti": grant.jti, "detail": detail[:2000]}, at)
+
+    # -- the three ways to run an action ---------------------------------
+
+    @contextmanager
+    def authorize(self, token: str, action: Mapping[str, Any], *, now: datetime | None = None) -> Iterator[Grant]:
+        """Consume the warrant, yield the grant, and record how the ``with`` block ended."""
+        grant = self.consume(token, action, now=now)
+        try:
+            yield grant
+        except Exception as exc:
+            self.record(grant, lifecycle.EXECUTION_FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        except BaseException as exc:
+            # Interrupted: the action may or may not have taken effect.
+            self.record(grant, lifecycle.EXECUTION_UNKNOWN, f"interrupted by {type(exc).__name__}")
+            raise
+        self.record(grant, lifecycle.EXECUTED, "completed")
+
+    def execute(
+        self,
+        token: str,
+        action: Mapping[str, Any],
+        run: Callable[[Mapping[str, Any]], R],
+        *,
+        now: datetime | None = None,
+    ) -> R:
+        """Verify and consume the warrant, run ``run(action)``, record the outcome, return its result."""
+        with self.authorize(token, action, now=now) as grant:
+            return run(grant.action)
+
+    def tool(
+        self,
+        action_type: str | None = None,
+        *,
+        to_action: Callable[..., Mapping[str, Any]] | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[..., R]]:
+        """Decorate an agent tool so it runs only with a warrant: ``fn(..., warrant=TOKEN)``.
+
+        The action is built from the call: ``type`` is ``action_type`` (or the
+        function name), ``target`` the argument named ``target``, and
+        ``parameters`` every other argument. ``to_action(*args, **kwargs)``
+        overrides that mapping.
+        """
+
+        def decorate(fn: Callable[P, R]) -> Callable[..., R]:
+            sig = inspect.signature(fn)
+            kind = action_type or fn.__name__
+
+            def build(*args: Any, **kwargs: Any) -> dict[str, Any]:
+                if to_action is not None:
+                    return dict(to_action(*args, **kwargs))
+                bound = sig.bind(*args, **kwargs)
+                bound.apply_defaults()
+                params: dict[str, Any] = {}
+                target: Any = None
+                for name, value in bound.arguments.items():
+                    p = sig.parameters[name]
+                    if name == "target":
+                        target = value
+                    elif p.kind is inspect.Parameter.VAR_KEYWORD:
+                        params.update(value)
+                    elif p.kind is inspect.Parameter.VAR_POSITIONAL:
+                        if value:
+                            raise TypeError(f"{fn.__name__}: positional varargs cannot be bound into an action")
+                    else:
+                        params[name] = value
+                if not isinstance(target, str):
+                    raise TypeError(f"{fn.__name__} needs a string argument named 'target'")
+                return {"type": kind, "target": target, "parameters": params}
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, warrant: str | None = None, **kwargs: Any) -> R:
+                if not warrant:
+                    at = require_utc(self.clock(), "now")
+                    raise self._refuse(f"invalid warrant: {fn.__name__} was called without a warrant",
+                                       request_id=None, digest=None, now=at)
+                action = build(*args, **kwargs)
+                with self.authorize(warrant, action):
+                    return fn(*args, **kwargs)
+
+            return wrapper
+
+        return decorate
+
+
+def guarded(guard: Guard, action_type: str | None = None) -> Callable[[Callable[P, R]], Callable[..., R]]:
+    """Module-level spelling of :meth:`Guard.tool`: ``@guarded(guard, "rotate_api_key")``."""
+    return guard.tool(action_type)

@@ -1,0 +1,630 @@
+"""The state store: requests, votes, warrants, consumed warrant ids, audit.
+
+SQLAlchemy Core 2.x; the same code runs on SQLite (the default, one
+machine) and PostgreSQL (psycopg 3, ``postgresql+psycopg://``, many
+replicas). :meth:`Store.open` creates or migrates the schema (see
+:mod:`hitlgate.engine._store_schema`).
+
+Transactions. Every state change happens inside one :meth:`Store.write`
+transaction together with the audit events describing it: either both are
+written or neither is. Write transactions are serialised:
+
+* on SQLite with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so
+  two processes queue on ``busy_timeout`` instead of one failing with
+  "database is locked" when it upgrades a read lock), in WAL mode so that
+  readers never block;
+* on PostgreSQL by locking the single ``audit_head`` row first
+  (``SELECT ... FOR UPDATE``), which the hash chain needs anyway: each event
+  names the hash of the one before it.
+
+Uniqueness that security depends on (one vote per person and request, one
+warrant per request, one consumption per warrant id) is also enforced by
+database constraints, so a bug above cannot break it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from hitlgate.engine import _store_schema as t
+from hitlgate.engine import lifecycle
+from hitlgate.engine._time import utcnow
+from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, Checkpoint, next_event
+from hitlgate.engine.decision import Decision
+from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, StorageError
+
+#: How long a SQLite writer waits for the lock before giving up (ms).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _require_utc(value: datetime, what: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC)")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's approval or rejection of one request (as stored)."""
+
+    approver: str
+    verdict: str
+    signed_at: datetime
+    recorded_at: datetime
+    statement: Mapping[str, Any] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("approve", "reject"):
+            raise ValueError(f"unknown verdict {self.verdict!r}")
+        _require_utc(self.signed_at, "signed_at")
+        _require_utc(self.recorded_at, "recorded_at")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, including the signed statement."""
+        return {
+            "approver": self.approver,
+            "verdict": self.verdict,
+            "signed_at": t.format_time(self.signed_at),
+            "recorded_at": t.format_time(self.recorded_at),
+            "statement": dict(self.statement),
+        }
+
+
+@dataclass(frozen=True)
+class Request:
+    """A stored request: the proposal, its decision, and where it stands."""
+
+    id: str
+    status: str
+    tier: str
+    requester: str
+    action_digest: str
+    proposal: Mapping[str, Any] = field(repr=False)
+    decision: Decision = field(repr=False)
+    policy_revision: str
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+    status_reason: str = ""
+    votes: tuple[Vote, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in lifecycle.STATES:
+            raise StorageError(f"request {self.id} has unknown status {self.status!r}")
+        for name in ("created_at", "expires_at", "updated_at"):
+            _require_utc(getattr(self, name), name)
+
+    @property
+    def action(self) -> Mapping[str, Any]:
+        """The stored action (type, target, parameters)."""
+        action: Mapping[str, Any] = self.proposal["action"]
+        return action
+
+    @property
+    def approvals(self) -> tuple[Vote, ...]:
+        """The approve votes, in the order they were recorded."""
+        return tuple(v for v in self.votes if v.verdict == "approve")
+
+    @property
+    def rejections(self) -> tuple[Vote, ...]:
+        """The reject votes, in the order they were recorded."""
+        return tuple(v for v in self.votes if v.verdict == "reject")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the CLI and the API."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "tier": self.tier,
+            "requester": self.requester,
+            "action": dict(self.action),
+            "action_digest": self.action_digest,
+            "policy_revision": self.policy_revision,
+            "created_at": t.format_time(self.created_at),
+            "expires_at": t.format_time(self.expires_at),
+            "updated_at": t.format_time(self.updated_at),
+            "decision": self.decision.to_dict(),
+            "proposal": dict(self.proposal),
+            "votes": [v.to_dict() for v in self.votes],
+        }
+
+
+@dataclass(frozen=True)
+class WarrantRecord:
+    """A warrant the engine issued, as stored."""
+
+    jti: str
+    request_id: str
+    token: str = field(repr=False)
+    kid: str
+    issued_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+
+
+class Transaction:
+    """One open transaction on the store. Obtain it from :meth:`Store.write` or :meth:`Store.read`."""
+
+    def __init__(self, conn: Connection, *, writable: bool) -> None:
+        self.conn = conn
+        self.writable = writable
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StorageError("internal error: a state change was attempted in a read transaction")
+
+    # -- requests ---------------------------------------------------------
+
+    def insert_request(
+        self,
+        *,
+        request_id: str,
+        status: str,
+        proposal: Mapping[str, Any],
+        action_digest: str,
+        decision: Decision,
+        created_at: datetime,
+        expires_at: datetime,
+        status_reason: str = "",
+    ) -> None:
+        """Store a new request (its status must be a legal initial state)."""
+        self._require_writable()
+        if status != lifecycle.initial_state(decision.tier):
+            raise StorageError(f"a new {decision.tier} request cannot start as {status}")
+        action = proposal["action"]
+        self.conn.execute(
+            t.requests.insert().values(
+                id=request_id,
+                status=status,
+                tier=decision.tier,
+                requester=str(proposal["requester"]["id"]),
+                action_type=str(action["type"]),
+                target=str(action["target"]),
+                action_digest=action_digest,
+                proposal=json.dumps(proposal, sort_keys=True),
+                decision=json.dumps(decision.to_dict(), sort_keys=True),
+                policy_revision=decision.policy_revision,
+                created_at=created_at,
+                expires_at=expires_at,
+                updated_at=created_at,
+                status_reason=status_reason,
+            )
+        )
+
+    def get_request(self, request_id: str) -> Request:
+        """Load a request with its votes; raises :class:`InputError` if there is none."""
+        row = self.conn.execute(sa.select(t.requests).where(t.requests.c.id == request_id)).mappings().first()
+        if row is None:
+            raise InputError(f"no request with id {request_id!r}")
+        return self._request_from_row(row, self.votes(request_id))
+
+    def list_requests(self, status: str | None = None, limit: int = 1000) -> list[Request]:
+        """Requests, newest first, optionally only those in ``status``."""
+        q = sa.select(t.requests).order_by(t.requests.c.created_at.desc(), t.requests.c.id).limit(limit)
+        if status is not None:
+            if status not in lifecycle.STATES:
+                raise InputError(f"unknown status {status!r}; choose from {', '.join(lifecycle.STATES)}")
+            q = q.where(t.requests.c.status == status)
+        rows = self.conn.execute(q).mappings().all()
+        return [self._request_from_row(r, ()) for r in rows]
+
+    def request_ids(self, *, status: str, expires_before: datetime | None = None) -> list[str]:
+        """Ids of requests in ``status`` (expiring before a time, if given)."""
+        q = sa.select(t.requests.c.id).where(t.requests.c.status == status)
+        if expires_before is not None:
+            q = q.where(t.requests.c.expires_at <= expires_before)
+        return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id))]
+
+    def transition(self, request_id: str, target: str, *, now: datetime, reason: str = "") -> Request:
+        """Move a request to ``target`` if the lifecycle allows it; raises :class:`IllegalTransition`."""
+        self._require_writable()
+        current = self.get_request(request_id)
+        lifecycle.check_transition(current.status, target)
+        result = self.conn.execute(
+            t.requests.update()
+            .where(t.requests.c.id == request_id, t.requests.c.status == current.status)
+            .values(status=target, updated_at=now, status_reason=reason)
+        )
+        if result.rowcount != 1:
+            # The write lock makes this unreachable; if it ever happens the
+            # transaction must not go on as if the move had been made.
+            raise StorageError(f"request {request_id} changed underneath this transaction")
+        return self.get_request(request_id)
+
+    @staticmethod
+    def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote]) -> Request:
+        try:
+            proposal = json.loads(row["proposal"])
+            decision = Decision.from_dict(json.loads(row["decision"]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StorageError(f"request {row['id']} is stored corrupted: {exc}") from exc
+        return Request(
+            id=row["id"],
+            status=row["status"],
+            tier=row["tier"],
+            requester=row["requester"],
+            action_digest=row["action_digest"],
+            proposal=proposal,
+            decision=decision,
+            policy_revision=row["policy_revision"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            updated_at=row["updated_at"],
+            status_reason=row["status_reason"] or "",
+            votes=tuple(votes),
+        )
+
+    # -- votes ------------------------------------------------------------
+
+    def votes(self, request_id: str) -> tuple[Vote, ...]:
+        """The votes on a request, in the order recorded."""
+        rows = self.conn.execute(
+            sa.select(t.votes).where(t.votes.c.request_id == request_id).order_by(t.votes.c.id)
+        ).mappings()
+        return tuple(
+            Vote(
+                approver=r["approver"],
+                verdict=r["verdict"],
+                signed_at=r["signed_at"],
+                recorded_at=r["recorded_at"],
+                statement=json.loads(r["statement"]),
+            )
+            for r in rows
+        )
+
+    def insert_vote(
+        self,
+        *,
+        request_id: str,
+        approver: str,
+        verdict: str,
+        statement: Mapping[str, Any],
+        signed_at: datetime,
+        recorded_at: datetime,
+    ) -> None:
+        """Record a vote; a second vote by the same person raises :class:`ApprovalError`."""
+        self._require_writable()
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    t.votes.insert().values(
+                        request_id=request_id,
+                        approver=approver,
+                        verdict=verdict,
+                        statement=json.dumps(statement, sort_keys=True),
+                        signed_at=signed_at,
+                        recorded_at=recorded_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ApprovalError(
+                f"{approver} has already voted on request {request_id}; a vote cannot be changed"
+            ) from exc
+
+    # -- warrants ---------------------------------------------------------
+
+    def insert_warrant(
+        self, *, jti: str, request_id: str, token: str, kid: str, issued_at: datetime, expires_at: datetime
+    ) -> None:
+        """Record the one warrant of a request; a second raises :class:`StorageError`."""
+        self._require_writable()
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    t.warrants.insert().values(
+                        jti=jti,
+                        request_id=request_id,
+                        token=token,
+                        kid=kid,
+                        issued_at=issued_at,
+                        expires_at=expires_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise StorageError(f"request {request_id} already has a warrant") from exc
+
+    def warrant_for(self, request_id: str) -> WarrantRecord | None:
+        """The warrant issued for a request, if any, with its consumption time."""
+        row = self.conn.execute(
+            sa.select(t.warrants, t.consumed.c.consumed_at)
+            .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+            .where(t.warrants.c.request_id == request_id)
+        ).mappings().first()
+        if row is None:
+            return None
+        return WarrantRecord(
+            jti=row["jti"],
+            request_id=row["request_id"],
+            token=row["token"],
+            kid=row["kid"],
+            issued_at=row["issued_at"],
+            expires_at=row["expires_at"],
+            consumed_at=row["consumed_at"],
+        )
+
+    def consume(self, *, jti: str, request_id: str, now: datetime) -> None:
+        """Mark a warrant id used; a second use raises :class:`InvalidWarrant`."""
+        self._require_writable()
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(t.consumed.insert().values(jti=jti, request_id=request_id, consumed_at=now))
+        except IntegrityError as exc:
+            raise InvalidWarrant(f"warrant {jti} was already used (replay)") from exc
+
+    def is_consumed(self, jti: str) -> bool:
+        """Whether a warrant id has been consumed (for reports, not for enforcement)."""
+        q = sa.select(sa.func.count()).select_from(t.consumed).where(t.consumed.c.jti == jti)
+        return bool(self.conn.execute(q).scalar_one())
+
+    def granted_consumed_before(self, cutoff: datetime) -> list[str]:
+        """Granted requests whose warrant was consumed before ``cutoff`` with no outcome recorded."""
+        q = (
+            sa.select(t.requests.c.id)
+            .select_from(t.requests.join(t.consumed, t.consumed.c.request_id == t.requests.c.id))
+            .where(t.requests.c.status == lifecycle.GRANTED, t.consumed.c.consumed_at <= cutoff)
+            .order_by(t.requests.c.id)
+        )
+        return [r[0] for r in self.conn.execute(q)]
+
+    def granted_unused_expired(self, now: datetime) -> list[str]:
+        """Granted requests whose warrant lapsed unused, or that never got one before expiry."""
+        lapsed = (
+            sa.select(t.requests.c.id)
+            .select_from(
+                t.requests.join(t.warrants, t.warrants.c.request_id == t.requests.c.id).outerjoin(
+                    t.consumed, t.consumed.c.jti == t.warrants.c.jti
+                )
+            )
+            .where(
+                t.requests.c.status == lifecycle.GRANTED,
+                t.warrants.c.expires_at <= now,
+                t.consumed.c.jti.is_(None),
+            )
+        )
+        never = (
+            sa.select(t.requests.c.id)
+            .select_from(t.requests.outerjoin(t.warrants, t.warrants.c.request_id == t.requests.c.id))
+            .where(
+                t.requests.c.status == lifecycle.GRANTED,
+                t.requests.c.expires_at <= now,
+                t.warrants.c.jti.is_(None),
+            )
+        )
+        ids = {r[0] for r in self.conn.execute(lapsed)} | {r[0] for r in self.conn.execute(never)}
+        return sorted(ids)
+
+    # -- revocations ------------------------------------------------------
+
+    def insert_revocation(
+        self, *, request_id: str, revoked_by: str, statement: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Record who revoked a request, with their signed statement."""
+        self._require_writable()
+        self.conn.execute(
+            t.revocations.insert().values(
+                request_id=request_id,
+                revoked_by=revoked_by,
+                statement=json.dumps(statement, sort_keys=True),
+                revoked_at=now,
+            )
+        )
+
+    # -- audit ------------------------------------------------------------
+
+    def head(self) -> AuditEvent | None:
+        """The last audit event, or None for an empty chain."""
+        row = self.conn.execute(
+            sa.select(t.audit_events).order_by(t.audit_events.c.seq.desc()).limit(1)
+        ).mappings().first()
+        return None if row is None else _event_from_row(row)
+
+    def append(
+        self, kind: str, *, request_id: str | None, payload: Mapping[str, Any], at: datetime
+    ) -> AuditEvent:
+        """Append one event to the hash chain, in this transaction."""
+        self._require_writable()
+        prev = self.head()
+        ev = next_event(prev, kind=kind, request_id=request_id, payload=dict(payload), at=at)
+        self.conn.execute(
+            t.audit_events.insert().values(
+                seq=ev.seq,
+                at=ev.at,
+                kind=ev.kind,
+                request_id=ev.request_id,
+                payload=json.dumps(ev.payload, sort_keys=True),
+                prev_hash=ev.prev_hash,
+                hash=ev.hash,
+            )
+        )
+        self.conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(seq=ev.seq, hash=ev.hash))
+        return ev
+
+    def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
+        """The audit events in chain order (all, or those of one request)."""
+        q = sa.select(t.audit_events).order_by(t.audit_events.c.seq)
+        if request_id is not None:
+            q = q.where(t.audit_events.c.request_id == request_id)
+        return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
+
+    def insert_checkpoint(self, cp: Checkpoint) -> None:
+        """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
+        self._require_writable()
+        exists = self.conn.execute(
+            sa.select(t.checkpoints.c.seq).where(t.checkpoints.c.seq == cp.seq)
+        ).first()
+        if exists is not None:
+            return
+        self.conn.execute(
+            t.checkpoints.insert().values(seq=cp.seq, head_hash=cp.head_hash, at=cp.at, token=cp.token, kid=cp.kid)
+        )
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Stored checkpoints in sequence order."""
+        rows = self.conn.execute(sa.select(t.checkpoints).order_by(t.checkpoints.c.seq)).mappings()
+        return [
+            Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
+            for r in rows
+        ]
+
+
+def _event_from_row(row: Any) -> AuditEvent:
+    try:
+        payload = json.loads(row["payload"])
+    except ValueError as exc:
+        raise StorageError(f"audit event {row['seq']} has a corrupted payload") from exc
+    return AuditEvent(
+        seq=int(row["seq"]),
+        at=row["at"],
+        kind=row["kind"],
+        request_id=row["request_id"],
+        payload=payload,
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _make_engine(url: str) -> Engine:
+    if not _is_sqlite(url):
+        return sa.create_engine(url, pool_pre_ping=True, future=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, future=True)
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" hook below: the
+        # driver's own implicit BEGIN is DEFERRED, which makes concurrent
+        # writers fail instead of queueing.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            # WAL with synchronous=NORMAL loses no committed transaction on
+            # a process crash; FULL also survives power loss. Security state
+            # (consumed warrant ids) must survive both, so keep FULL.
+            cur.execute("PRAGMA synchronous=FULL")
+        finally:
+            cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("hitlgate_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Store:
+    """The state store. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._migrate_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to ``url`` and create or migrate the schema."""
+        if _is_sqlite(url):
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store = cls(_make_engine(url), url)
+            store.migrate()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot open the state store {_redact(url)}: {exc}") from exc
+        return store
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self.engine.dialect.name)
+
+    def schema_version(self) -> int:
+        """The highest migration applied (0 for an empty database)."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("schema_version"):
+                return 0
+            v = conn.execute(sa.select(sa.func.max(t.schema_version.c.version))).scalar()
+            conn.rollback()
+            return int(v or 0)
+
+    def migrate(self) -> int:
+        """Apply pending migrations in order, each in its own transaction; return the version."""
+        with self._migrate_lock, self.engine.connect() as conn:
+            conn.execution_options(hitlgate_write=True)
+            if self.dialect == "postgresql":
+                with conn.begin():
+                    # Two replicas starting at once must not both migrate.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
+                    self._migrate(conn)
+            else:
+                with conn.begin():
+                    self._migrate(conn)
+        return t.LATEST_VERSION
+
+    @staticmethod
+    def _migrate(conn: Connection) -> None:
+        t.schema_version.create(conn, checkfirst=True)
+        done = {r[0] for r in conn.execute(sa.select(t.schema_version.c.version))}
+        for version, name, apply in t.MIGRATIONS:
+            if version in done:
+                continue
+            apply(conn)
+            conn.execute(t.schema_version.insert().values(version=version, name=name, applied_at=utcnow()))
+        if conn.execute(sa.select(t.audit_head.c.id)).first() is None:
+            conn.execute(t.audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """A serialised read-write transaction; committed on success, rolled back on any error."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(hitlgate_write=True)
+                with conn.begin():
+                    # Lock the chain head first in every write, so writers
+                    # queue in one order and never deadlock.
+                    conn.execute(
+                        sa.select(t.audit_head.c.seq).where(t.audit_head.c.id == 1).with_for_update()
+                    ).first()
+                    yield Transaction(conn, writable=True)
+        except OperationalError as exc:
+            raise StorageError(f"state store error: {exc.orig}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A consistent read-only snapshot."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield Transaction(conn, writable=False)
+        except OperationalError as exc:
+            raise StorageError(f"state store error: {exc.orig}") from exc
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported as it is, minus nothing secret.
+        return "<unparseable url>"

@@ -1,0 +1,628 @@
+"""The approval workflow: the public facade over decisions, votes, warrants and audit.
+
+:class:`Engine` turns a proposal into a stored request, collects signed
+approvals and rejections, issues the one warrant of a granted request, and
+records every step in the audit chain in the same transaction as the state
+change it describes. The request lifecycle is in
+:mod:`hitlgate.engine.lifecycle`; quorum matching in
+:mod:`hitlgate.engine.quorum`; the executor side in :mod:`hitlgate.engine.guard`.
+
+A vote is accepted only if (in this order): the approver is registered in
+the trusted inventory; the signature verifies against that registered key;
+the statement is not dated in the future; the request exists and is still
+pending and inside its approval window; the statement's action digest
+equals the stored request's, and the stored action still hashes to that
+digest; the approver is not the requester; the approver has not voted on
+this request before (a later vote never replaces an earlier one); and the
+approver could fill a place in the quorum. One eligible rejection ends the
+request.
+
+Every method takes the time from the injectable ``clock`` (or an explicit
+``now=``), so tests can move time without sleeping.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from hitlgate.engine import lifecycle
+from hitlgate.engine._time import Clock, require_utc, utcnow
+from hitlgate.engine.approvals import SignedStatement
+from hitlgate.engine.audit import KINDS, AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
+from hitlgate.engine.config import Config
+from hitlgate.engine.decider import Decider
+from hitlgate.engine.decision import Decision
+from hitlgate.engine.inventory import Approver, inventory_files, load_inventory
+from hitlgate.engine.keys import EngineKeyring
+from hitlgate.engine.policy import fingerprint_paths
+from hitlgate.engine.proposal import Proposal, action_digest
+from hitlgate.engine.quorum import QuorumProgress, assess, can_fill, require_eligible
+from hitlgate.engine.store import Request, Store, Transaction, WarrantRecord
+from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.errors import (
+    ApprovalError,
+    HitlgateError,
+    IllegalTransition,
+    InputError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from hitlgate.engine.guard import Guard
+
+log = logging.getLogger(__name__)
+
+#: Sign a checkpoint of the audit chain head every this many events.
+DEFAULT_CHECKPOINT_EVERY = 50
+
+#: A statement dated further than this in the future is refused: it was
+#: signed on a wrong clock, or prepared in advance to be used later.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+#: A consumed warrant with no recorded outcome this long after its expiry
+#: means the executor died mid-action; the request becomes execution_unknown.
+OUTCOME_GRACE = timedelta(minutes=10)
+
+#: The audit kind of a guard refusal. The audit module's fixed list of kinds
+#: has no ``warrant_refused``; ``denied`` with ``subject: warrant`` in the
+#: payload says the same thing without widening that list from here.
+REFUSAL_KIND = "warrant_refused" if "warrant_refused" in KINDS else "denied"
+
+#: Who may revoke a request that names no quorum (auto_allow).
+REVOKER_ROLE = "security"
+
+
+class ApproverRegistry:
+    """The registered approvers, read from the configured inventory and reloaded when it changes."""
+
+    def __init__(self, data_paths: Sequence[Path]) -> None:
+        self._paths = tuple(Path(p) for p in data_paths)
+        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._approvers: dict[str, Approver] = {}
+
+    def _current(self) -> dict[str, Approver]:
+        files = inventory_files(self._paths)
+        fp = fingerprint_paths([*self._paths, *files])
+        if fp != self._fingerprint:
+            self._approvers = load_inventory(self._paths).approvers
+            self._fingerprint = fp
+        return self._approvers
+
+    def all(self) -> dict[str, Approver]:
+        """Every registered approver by name."""
+        return dict(self._current())
+
+    def get(self, name: str) -> Approver:
+        """The registered approver ``name``; raises :class:`ApprovalError` if there is none."""
+        approver = self._current().get(name)
+        if approver is None:
+            raise ApprovalError(f"{name!r} is not a registered approver; register their public key in the inventory")
+        return approver
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What ``audit verify`` checked."""
+
+    events: int
+    checkpoints: int
+    head_seq: int
+    head_hash: str
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (
+            f"audit chain OK: {self.events} events, {self.checkpoints} signed checkpoint(s), "
+            f"head #{self.head_seq} {self.head_hash}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "ok": True,
+            "events": self.events,
+            "checkpoints": self.checkpoints,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+        }
+
+
+def _controls(decision: Decision) -> list[dict[str, str]]:
+    return [{"framework": str(c.get("framework", "")), "id": str(c.get("id", ""))} for c in decision.controls]
+
+
+def _new_request_id() -> str:
+    return "req-" + secrets.token_hex(12)
+
+
+class Engine:
+    """The approval workflow on one store, one engine keyring and one decider."""
+
+    def __init__(
+        self,
+        config: Config,
+        decider: Decider | None = None,
+        *,
+        store: Store | None = None,
+        keyring: EngineKeyring | None = None,
+        clock: Clock = utcnow,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    ) -> None:
+        """Open the workflow; the store and keyring are created from ``config`` unless given."""
+        if checkpoint_every < 1:
+            raise InputError("checkpoint_every must be at least 1")
+        self.config = config
+        self.clock = clock
+        self.checkpoint_every = checkpoint_every
+        self.decider = decider if decider is not None else Decider.from_config(config)
+        self.store = store if store is not None else Store.open(config.state_url)
+        # Retired engine keys stay trusted for at least one warrant lifetime,
+        # so a rotation never strands a warrant issued just before it.
+        self.keyring = keyring if keyring is not None else EngineKeyring.load_or_create(
+            config.key_dir, retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds)
+        )
+        self.approvers = ApproverRegistry(config.data_paths)
+        self.issuer = WarrantIssuer(
+            self.keyring, issuer=config.issuer, audience=config.audience, ttl_seconds=config.warrant_ttl_seconds
+        )
+        self.verifier = WarrantVerifier(self.keyring, issuer=config.issuer, audience=config.audience)
+
+    @classmethod
+    def from_config(cls, config: Config, *, clock: Clock = utcnow) -> Engine:
+        """An engine with the decider, store and keys the configuration names."""
+        return cls(config, clock=clock)
+
+    def close(self) -> None:
+        """Release the store and the policy backend."""
+        self.store.close()
+        self.decider.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def now(self, now: datetime | None = None) -> datetime:
+        """``now`` if given, else the engine clock; always aware UTC."""
+        return require_utc(now if now is not None else self.clock(), "now")
+
+    # -- audit helpers ----------------------------------------------------
+
+    def _append(
+        self,
+        tx: Transaction,
+        kind: str,
+        request: Request | None,
+        payload: Mapping[str, Any],
+        now: datetime,
+        *,
+        request_id: str | None = None,
+    ) -> AuditEvent:
+        """Append an audit event in ``tx``, with the request's digest and controls."""
+        body: dict[str, Any] = {}
+        if request is not None:
+            body["action_digest"] = request.action_digest
+            body["controls"] = _controls(request.decision)
+            body["status"] = request.status
+        body.update(payload)
+        rid = request.id if request is not None else request_id
+        ev = tx.append(kind, request_id=rid, payload=body, at=now)
+        if ev.seq % self.checkpoint_every == 0:
+            tx.insert_checkpoint(sign_checkpoint(self.keyring, ev, now))
+        return ev
+
+    def record_refusal(self, reason: str, *, request_id: str | None, detail: Mapping[str, Any], now: datetime) -> None:
+        """Write a refusal audit event in its own transaction; a logging failure never hides the refusal."""
+        try:
+            with self.store.write() as tx:
+                request: Request | None = None
+                if request_id is not None:
+                    try:
+                        request = tx.get_request(request_id)
+                    except InputError:
+                        request = None
+                self._append(
+                    tx,
+                    REFUSAL_KIND,
+                    request,
+                    {"subject": "warrant", "reason": reason, **detail},
+                    now,
+                    request_id=None if request is not None else request_id,
+                )
+        except HitlgateError:
+            # The refusal stands whether or not it could be logged; the
+            # caller raises InvalidWarrant either way.
+            log.exception("could not record a warrant refusal in the audit log")
+
+    # -- proposals --------------------------------------------------------
+
+    def propose(self, proposal: Proposal | Mapping[str, Any], *, now: datetime | None = None) -> Request:
+        """Validate, decide and store a proposal; return the stored request.
+
+        auto_allow requests are granted at once and their warrant is issued
+        in the same transaction; deny requests are stored as ``denied``.
+        Raises :class:`~hitlgate.errors.ValidationError` for a bad proposal.
+        """
+        p = proposal if isinstance(proposal, Proposal) else Proposal.from_dict(proposal)
+        decision = self.decider.decide_validated(p)
+        at = self.now(now)
+        status = lifecycle.initial_state(decision.tier)
+        request_id = _new_request_id()
+        digest = p.digest
+        with self.store.write() as tx:
+            tx.insert_request(
+                request_id=request_id,
+                status=status,
+                proposal=p.to_dict(),
+                action_digest=digest,
+                decision=decision,
+                created_at=at,
+                expires_at=at + timedelta(seconds=decision.ttl_seconds),
+                status_reason=decision.reasons[-1],
+            )
+            req = tx.get_request(request_id)
+            self._append(
+                tx,
+                "proposed",
+                req,
+                {"action": dict(p.action), "requester": dict(p.document["requester"]),
+                 "justification": p.document["justification"], "incident": p.document.get("incident")},
+                at,
+            )
+            self._append(
+                tx,
+                "decided",
+                req,
+                {
+                    "tier": decision.tier,
+                    "risk_factors": list(decision.risk_factors),
+                    "reasons": list(decision.reasons),
+                    "quorum": decision.quorum.to_dict(),
+                    "ttl_seconds": decision.ttl_seconds,
+                    "policy_revision": decision.policy_revision,
+                },
+                at,
+            )
+            if status == lifecycle.GRANTED:
+                self._append(tx, "granted", req, {"approvals": [], "reason": "auto_allow"}, at)
+                self._issue(tx, req, at)
+            elif status == lifecycle.DENIED:
+                self._append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
+        return self.get(request_id)
+
+    def get(self, request_id: str) -> Request:
+        """The stored request with its votes; raises :class:`InputError` if unknown."""
+        with self.store.read() as tx:
+            return tx.get_request(request_id)
+
+    def progress(self, request_id: str) -> QuorumProgress:
+        """The non-raising quorum report of a request (for UIs)."""
+        req = self.get(request_id)
+        return self._progress(req)
+
+    def _progress(self, req: Request) -> QuorumProgress:
+        registry = self.approvers.all()
+        people = [registry[v.approver] for v in req.approvals if v.approver in registry]
+        return assess(req.decision.quorum, people)
+
+    # -- votes ------------------------------------------------------------
+
+    def approve(self, signed: SignedStatement, *, now: datetime | None = None) -> Request:
+        """Record a signed approval; grants the request when the quorum is met."""
+        return self._vote(signed, "approve", self.now(now))
+
+    def reject(self, signed: SignedStatement, *, now: datetime | None = None) -> Request:
+        """Record a signed rejection; one eligible rejection ends the request."""
+        return self._vote(signed, "reject", self.now(now))
+
+    def _authenticate(self, signed: SignedStatement, verdict: str, now: datetime) -> Approver:
+        s = signed.statement
+        if s.verdict != verdict:
+            raise InputError(f"this statement is a {s.verdict}, not a {verdict}")
+        approver = self.approvers.get(s.approver)
+        signed.verify(approver.public_key)
+        if s.at > now + MAX_CLOCK_SKEW:
+            raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
+        return approver
+
+    @staticmethod
+    def _check_integrity(req: Request) -> None:
+        """Refuse a request whose stored action no longer hashes to its stored digest."""
+        try:
+            recomputed = action_digest(req.action)
+        except HitlgateError as exc:
+            raise StorageError(f"request {req.id}: the stored action cannot be hashed: {exc}") from exc
+        if recomputed != req.action_digest:
+            raise StorageError(
+                f"request {req.id}: the stored action does not match its digest; "
+                "it was changed after it was proposed, so nothing bound to it is valid"
+            )
+
+    def _vote(self, signed: SignedStatement, verdict: str, now: datetime) -> Request:
+        approver = self._authenticate(signed, verdict, now)
+        s = signed.statement
+        closed: HitlgateError | None = None
+        with self.store.write() as tx:
+            req = tx.get_request(s.request_id)
+            if req.status == lifecycle.PENDING and now >= req.expires_at:
+                req = self._expire(tx, req, now, "the approval window closed before the quorum was met")
+            if req.status != lifecycle.PENDING:
+                closed = ApprovalError(f"request {req.id} is {req.status}; it takes no more votes")
+            else:
+                self._check_vote(tx, req, signed, approver)
+                tx.insert_vote(
+                    request_id=req.id,
+                    approver=approver.name,
+                    verdict=verdict,
+                    statement=signed.to_dict(),
+                    signed_at=s.at,
+                    recorded_at=now,
+                )
+                req = tx.get_request(req.id)
+                if verdict == "reject":
+                    # One eligible rejection ends the request; the event
+                    # records both the vote and the new status.
+                    req = tx.transition(req.id, lifecycle.REJECTED, now=now, reason=f"rejected by {approver.name}")
+                    self._append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
+                else:
+                    self._append(tx, "approved", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
+                    report = self._progress(req)
+                    if report.met:
+                        req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe())
+                        self._append(tx, "granted", req, {"approvals": list(report.counted),
+                                                           "quorum": report.to_dict()}, now)
+        if closed is not None:
+            raise closed
+        return self.get(s.request_id)
+
+    def _check_vote(self, tx: Transaction, req: Request, signed: SignedStatement, approver: Approver) -> None:
+        s = signed.statement
+        if s.action_digest != req.action_digest:
+            raise ApprovalError(
+                f"{approver.name}'s statement is for action {s.action_digest}, but request {req.id} "
+                f"is for {req.action_digest}"
+            )
+        self._check_integrity(req)
+        if approver.name == req.requester:
+            raise ApprovalError(f"{approver.name} proposed request {req.id} and cannot also vote on it")
+        if any(v.approver == approver.name for v in tx.votes(req.id)):
+            raise ApprovalError(f"{approver.name} has already voted on request {req.id}; a vote cannot be changed")
+        require_eligible(req.decision.quorum, approver)
+
+    # -- warrants ---------------------------------------------------------
+
+    def _warrant_approvals(self, req: Request) -> list[dict[str, Any]]:
+        """The approvals a warrant carries: approver, the slot they filled, time, signature."""
+        if not req.decision.needs_approval:
+            return []
+        report = self._progress(req)
+        if not report.met:
+            raise ApprovalError(f"request {req.id}: quorum no longer met: {report.describe()}")
+        roles: dict[str, str] = {name: req.decision.quorum.slots[i].describe()
+                                 for i, name in report.assignment.items()}
+        out = []
+        for v in req.approvals:
+            if v.approver not in report.counted:
+                continue
+            out.append(
+                {
+                    "approver": v.approver,
+                    "role": roles.get(v.approver, "registered approver"),
+                    "at": v.statement["statement"]["at"],
+                    "signature": v.statement["signature"],
+                }
+            )
+        return out
+
+    def _issue(self, tx: Transaction, req: Request, now: datetime) -> WarrantRecord:
+        self._check_integrity(req)
+        approvals = self._warrant_approvals(req)
+        issued = self.issuer.issue(
+            request_id=req.id,
+            action_digest=req.action_digest,
+            tier=req.tier,
+            approvals=approvals,
+            policy_revision=req.policy_revision,
+            now=now,
+        )
+        tx.insert_warrant(
+            jti=issued.jti,
+            request_id=req.id,
+            token=issued.token,
+            kid=issued.kid,
+            issued_at=now,
+            expires_at=issued.expires_at,
+        )
+        self._append(
+            tx,
+            "warrant_issued",
+            req,
+            {"jti": issued.jti, "kid": issued.kid, "expires_at": issued.expires_at.isoformat(),
+             "approvals": [a["approver"] for a in approvals]},
+            now,
+        )
+        record = tx.warrant_for(req.id)
+        if record is None:  # pragma: no cover - inserted just above.
+            raise StorageError(f"warrant of request {req.id} vanished")
+        return record
+
+    def warrant(self, request_id: str, *, now: datetime | None = None) -> WarrantRecord:
+        """The one warrant of a granted request: issued on first call, the same token after.
+
+        Raises :class:`ApprovalError` while the quorum is not met and
+        :class:`IllegalTransition` for a request that can no longer be executed.
+        """
+        at = self.now(now)
+        lapsed: HitlgateError | None = None
+        with self.store.write() as tx:
+            req = tx.get_request(request_id)
+            if req.status == lifecycle.PENDING:
+                raise ApprovalError(f"request {req.id} is pending: {self._progress(req).describe()}")
+            if req.status != lifecycle.GRANTED:
+                raise IllegalTransition(f"request {req.id} is {req.status}; no warrant can be issued for it")
+            existing = tx.warrant_for(req.id)
+            if existing is not None:
+                if existing.consumed_at is not None:
+                    raise IllegalTransition(f"the warrant of request {req.id} was already used")
+                if existing.expires_at <= at:
+                    self._expire(tx, req, at, "the warrant expired unused")
+                    lapsed = IllegalTransition(
+                        f"the warrant of request {req.id} expired unused; the request is now expired, propose again"
+                    )
+                else:
+                    return existing
+            else:
+                return self._issue(tx, req, at)
+        assert lapsed is not None  # noqa: S101 - every other path returned above.
+        raise lapsed
+
+    # -- revocation and expiry -------------------------------------------
+
+    def revoke(self, request_id: str, *, by: str, signed: SignedStatement, now: datetime | None = None) -> Request:
+        """Withdraw a pending or granted-but-unused request.
+
+        ``signed`` is a ``reject`` statement by ``by`` over this request and
+        its action digest. The revoker must be a registered approver who
+        could fill a place in the request's quorum, or hold the role security.
+        """
+        at = self.now(now)
+        s = signed.statement
+        if s.approver != by:
+            raise ApprovalError(f"the revocation is signed by {s.approver}, not by {by}")
+        if s.request_id != request_id:
+            raise ApprovalError(f"the revocation is for request {s.request_id}, not {request_id}")
+        approver = self._authenticate(signed, "reject", at)
+        with self.store.write() as tx:
+            req = tx.get_request(request_id)
+            if s.action_digest != req.action_digest:
+                raise ApprovalError(f"the revocation is for action {s.action_digest}, not {req.action_digest}")
+            quorum = req.decision.quorum
+            if not (any(can_fill(slot, approver) for slot in quorum.slots) or REVOKER_ROLE in approver.roles):
+                raise ApprovalError(f"{by} may not revoke request {req.id}")
+            lifecycle.check_transition(req.status, lifecycle.REVOKED)
+            w = tx.warrant_for(req.id)
+            if w is not None and w.consumed_at is not None:
+                raise IllegalTransition(
+                    f"request {req.id}'s warrant was already used; the action is running or ran, revocation is too late"
+                )
+            req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}")
+            tx.insert_revocation(request_id=req.id, revoked_by=by, statement=signed.to_dict(), now=at)
+            self._append(tx, "revoked", req, {"by": by, "signed": signed.to_dict(),
+                                              "warrant_jti": None if w is None else w.jti}, at)
+        return self.get(request_id)
+
+    def _expire(self, tx: Transaction, req: Request, now: datetime, reason: str) -> Request:
+        req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason)
+        self._append(tx, "expired", req, {"reason": reason}, now)
+        return req
+
+    def expire_due(self, now: datetime | None = None) -> list[Request]:
+        """Expire what is due at ``now``; return the requests that changed.
+
+        Pending requests past their approval window and granted requests
+        whose warrant lapsed unused become ``expired``; granted requests
+        whose warrant was consumed long ago with no recorded outcome become
+        ``execution_unknown``.
+        """
+        at = self.now(now)
+        changed: list[str] = []
+        with self.store.write() as tx:
+            for rid in tx.request_ids(status=lifecycle.PENDING, expires_before=at):
+                self._expire(tx, tx.get_request(rid), at, "the approval window closed before the quorum was met")
+                changed.append(rid)
+            for rid in tx.granted_unused_expired(at):
+                self._expire(tx, tx.get_request(rid), at, "the grant lapsed without its warrant being used")
+                changed.append(rid)
+            cutoff = at - timedelta(seconds=self.config.warrant_ttl_seconds) - OUTCOME_GRACE
+            for rid in tx.granted_consumed_before(cutoff):
+                req = tx.transition(rid, lifecycle.EXECUTION_UNKNOWN, now=at,
+                                    reason="the warrant was used but no outcome was ever recorded")
+                self._append(tx, "execution_unknown", req, {"reason": "no outcome recorded"}, at)
+                changed.append(rid)
+        return [self.get(rid) for rid in changed]
+
+    def wait(
+        self, request_id: str, timeout: float, *, poll_seconds: float = 0.25
+    ) -> Request:
+        """Block until the request leaves ``pending`` or ``timeout`` seconds pass; return it.
+
+        The returned request may still be pending (the caller checks); an
+        approval window that closes while waiting makes it ``expired``.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            req = self.get(request_id)
+            if req.status != lifecycle.PENDING:
+                return req
+            if self.now() >= req.expires_at:
+                with self.store.write() as tx:
+                    current = tx.get_request(request_id)
+                    if current.status == lifecycle.PENDING:
+                        self._expire(tx, current, self.now(), "the approval window closed before the quorum was met")
+                continue
+            if time.monotonic() >= deadline:
+                return req
+            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+
+    # -- audit ------------------------------------------------------------
+
+    def checkpoint(self, *, now: datetime | None = None) -> Checkpoint:
+        """Sign the current chain head now (a checkpoint on demand)."""
+        at = self.now(now)
+        with self.store.write() as tx:
+            head = tx.head()
+            if head is None:
+                raise StorageError("the audit chain is empty; there is nothing to checkpoint")
+            cp = sign_checkpoint(self.keyring, head, at)
+            tx.insert_checkpoint(cp)
+        return cp
+
+    def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
+        """The audit events in order (all, or those of one request)."""
+        with self.store.read() as tx:
+            return tx.events(request_id=request_id)
+
+    def verify_audit(self, public_keys: Mapping[str, Any] | None = None) -> AuditReport:
+        """Verify the whole chain and every checkpoint; raises :class:`AuditChainError` at the first bad event.
+
+        ``public_keys`` defaults to every key the engine keyring ever had;
+        an outside auditor passes the keys from a JWKS they trust.
+        """
+        with self.store.read() as tx:
+            events = tx.events()
+            cps = tx.checkpoints()
+        keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
+        verify_chain(events, cps, keys)
+        head = events[-1] if events else None
+        return AuditReport(
+            events=len(events),
+            checkpoints=len(cps),
+            head_seq=head.seq if head else 0,
+            head_hash=head.hash if head else "",
+        )
+
+    def export_audit(self, out: IO[str]) -> int:
+        """Write the chain as JSON Lines to ``out``; return the number of events."""
+        events = self.audit_events()
+        export_jsonl(events, out)
+        return len(events)
+
+    def guard(self, *, clock: Clock | None = None) -> Guard:
+        """An executor :class:`~hitlgate.engine.guard.Guard` on this engine."""
+        from hitlgate.engine.guard import Guard as _Guard
+
+        return _Guard(self, clock=clock)
+
+    def list(self, status: str | None = None, *, limit: int = 1000) -> builtins.list[Request]:
+        """Stored requests, newest first, optionally filtered by status."""
+        with self.store.read() as tx:
+            return tx.list_requests(status, limit=limit)

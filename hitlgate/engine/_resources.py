@@ -1,23 +1,26 @@
-"""Locations of the files that ship inside the wheel (policy pack, schemas)."""
+"""Locations of the files that ship inside the wheel (policy pack, schemas).
+
+In a wheel, ``policies/`` and ``schemas/`` are installed inside the package
+(``hitlgate/policies``, ``hitlgate/schemas``; see pyproject.toml). In a
+source checkout or an editable install they sit at the repository's top,
+next to ``hitlgate/``.
+"""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
-def _data_package(package: str, repo_dir: str) -> Path:
-    try:
-        return Path(str(resources.files(package)))
-    except ModuleNotFoundError:
-        # Imported straight from a source checkout (``hitlgate/`` on sys.path
-        # ahead of the installed package): the files sit at the repo's top.
-        return Path(__file__).resolve().parents[2] / repo_dir
+
+def _data_dir(name: str) -> Path:
+    installed = _PACKAGE_DIR / name
+    return installed if installed.is_dir() else _PACKAGE_DIR.parent / name
 
 
 def bundled_policy_dir() -> Path:
     """Return the directory of the bundled example policy pack."""
-    return _data_package("hitlgate.policies", "policies")
+    return _data_dir("policies")
 
 
 def bundled_data_dir() -> Path:
@@ -32,4 +35,4 @@ def bundled_scenario_dir() -> Path:
 
 def schema_path(name: str) -> Path:
     """Return the path of a bundled JSON Schema, e.g. ``proposal``."""
-    return _data_package("hitlgate.schemas", "schemas") / f"{name}.schema.json"
+    return _data_dir("schemas") / f"{name}.schema.json"

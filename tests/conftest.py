@@ -13,7 +13,9 @@ from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
 
 
-def make_proposal(action_type: str = "rotate_api_key", target: str = "svc-payments-key", **extra: Any) -> dict[str, Any]:
+def make_proposal(
+    action_type: str = "rotate_api_key", target: str = "svc-payments-key", **extra: Any
+) -> dict[str, Any]:
     """A valid proposal document with overridable parts."""
     doc: dict[str, Any] = {
         "action": {"type": action_type, "target": target, "parameters": {}},

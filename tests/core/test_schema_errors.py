@@ -128,7 +128,9 @@ def test_inventory_id_defined_twice_across_files(tmp_path: Path) -> None:
 
 
 def test_inventory_bad_public_key(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text("teams: {t: {}}\napprovers:\n  x: {roles: [], teams: [t], public_key: 'rsa:abc'}\n")
+    (tmp_path / "a.yaml").write_text(
+        "teams: {t: {}}\napprovers:\n  x: {roles: [], teams: [t], public_key: 'rsa:abc'}\n"
+    )
     with pytest.raises(ValidationError) as exc:
         load_inventory([tmp_path])
     assert exc.value.problems[0].startswith("a.yaml: approvers.x.public_key: 'rsa:abc' does not match")

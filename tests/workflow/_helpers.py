@@ -1,0 +1,76 @@
+"""Helpers shared by the workflow tests: demo keys, proposals, a fake clock, voting."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hitlgate.engine.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.store import Request
+from hitlgate.engine.workflow import Engine
+
+T0 = datetime(2025, 6, 2, 9, 0, 0, tzinfo=UTC)
+
+DEMO_APPROVERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
+
+
+def demo_key(name: str) -> Ed25519PrivateKey:
+    """The deterministic demo key of an example-inventory approver."""
+    seed = hashlib.sha256(f"hitlgate-demo-approver:{name}".encode()).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def proposal(action_type: str = "rotate_api_key", target: str = "svc-payments-key", **params: Any) -> dict[str, Any]:
+    """A valid proposal document."""
+    return {
+        "action": {"type": action_type, "target": target, "parameters": dict(params)},
+        "requester": {"id": "soc-agent-7", "kind": "agent"},
+        "justification": "workflow test",
+        "incident": "INC-1",
+    }
+
+
+class FakeClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move time forward and return the new time."""
+        self.now = self.now + timedelta(seconds=seconds)
+        return self.now
+
+
+def signed(
+    req: Request,
+    name: str,
+    verdict: str = "approve",
+    *,
+    at: datetime | None = None,
+    key: Ed25519PrivateKey | None = None,
+) -> SignedStatement:
+    """``name``'s signed statement on ``req`` (with their demo key unless ``key`` is given)."""
+    statement = Statement(req.id, req.action_digest, verdict, name, at or T0)  # type: ignore[arg-type]
+    return sign(statement, key or demo_key(name))
+
+
+def vote(engine: Engine, req: Request, name: str, verdict: str = "approve") -> Request:
+    """Sign with ``name``'s demo key at the engine's time and submit."""
+    s = signed(req, name, verdict, at=engine.now())
+    return engine.approve(s) if verdict == "approve" else engine.reject(s)
+
+
+def granted_warrant(engine: Engine, doc: dict[str, Any], approvers: tuple[str, ...]) -> tuple[Request, str]:
+    """Propose ``doc``, approve it with ``approvers``, return the request and its warrant token."""
+    req = engine.propose(doc)
+    for name in approvers:
+        req = vote(engine, req, name)
+    assert req.status == "granted", engine.progress(req.id).describe()
+    return req, engine.warrant(req.id).token

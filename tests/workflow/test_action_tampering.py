@@ -1,0 +1,59 @@
+"""Threat: the executor is asked to run a different action than the one approved."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from hitlgate.errors import InvalidWarrant
+from tests.workflow._helpers import granted_warrant, proposal
+
+TAMPERS = {
+    "type": lambda a: a.update(type="revoke_secret"),
+    "target": lambda a: a.update(target="svc-ledger-token"),
+    "parameter value": lambda a: a["parameters"].update(grace_seconds=0),
+    "parameter added": lambda a: a["parameters"].update(scope="all"),
+    "parameter removed": lambda a: a["parameters"].pop("grace_seconds"),
+    "parameter type": lambda a: a["parameters"].update(grace_seconds="60"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(TAMPERS))
+def test_any_change_to_the_action_is_refused(engine, what):
+    doc = proposal("suspend_service_account", "svc-ci-runner", grace_seconds=60)
+    req, token = granted_warrant(engine, doc, ("carol",))
+    tampered = copy.deepcopy(doc["action"])
+    TAMPERS[what](tampered)
+    ran = []
+    with pytest.raises(InvalidWarrant, match="different action"):
+        engine.guard().execute(token, tampered, ran.append)
+    assert not ran
+    # The refusal consumed nothing: the approved action still runs once.
+    engine.guard().execute(token, doc["action"], ran.append)
+    assert ran == [doc["action"]]
+
+
+def test_malformed_action_is_refused(engine):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    _req, token = granted_warrant(engine, doc, ("carol",))
+    with pytest.raises(InvalidWarrant, match="malformed"):
+        engine.guard().execute(token, {"type": "suspend_service_account"}, lambda a: None)
+
+
+def test_decorated_tool_called_with_other_arguments_is_refused(engine):
+    doc = proposal("suspend_service_account", "svc-ci-runner", grace_seconds=60)
+    _req, token = granted_warrant(engine, doc, ("carol",))
+    calls = []
+
+    @engine.guard().tool("suspend_service_account")
+    def suspend(target: str, grace_seconds: int = 0) -> str:
+        calls.append((target, grace_seconds))
+        return "suspended"
+
+    with pytest.raises(InvalidWarrant):
+        suspend("svc-reporting", grace_seconds=60, warrant=token)
+    with pytest.raises(InvalidWarrant):
+        suspend("svc-ci-runner", grace_seconds=1, warrant=token)
+    assert calls == []
+    assert suspend("svc-ci-runner", grace_seconds=60, warrant=token) == "suspended"

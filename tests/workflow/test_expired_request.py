@@ -1,0 +1,42 @@
+"""Threat: an approval arrives after the request's approval window closed, or a stale grant is used."""
+
+from __future__ import annotations
+
+import pytest
+
+from hitlgate.errors import ApprovalError, IllegalTransition, InvalidWarrant
+from tests.workflow._helpers import granted_warrant, proposal, signed, vote
+
+
+def test_approval_after_the_window_is_refused_and_the_request_expires(engine, clock):
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    clock.advance(req.decision.ttl_seconds + 1)
+    with pytest.raises(ApprovalError, match="expired"):
+        engine.approve(signed(req, "carol", at=clock.now))
+    after = engine.get(req.id)
+    assert after.status == "expired" and after.votes == ()
+    assert [e.kind for e in engine.audit_events(req.id)][-1] == "expired"
+
+
+def test_expire_due_expires_pending_requests(engine, clock):
+    old = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    clock.advance(old.decision.ttl_seconds - 10)
+    young = engine.propose(proposal("suspend_service_account", "svc-reporting"))
+    clock.advance(20)
+    changed = engine.expire_due()
+    assert [r.id for r in changed] == [old.id]
+    assert engine.get(old.id).status == "expired"
+    assert engine.get(young.id).status == "pending"
+    with pytest.raises(ApprovalError):
+        vote(engine, old, "carol")
+
+
+def test_unused_warrant_lapses_and_is_not_reissued(engine, clock):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    clock.advance(engine.config.warrant_ttl_seconds + 1)
+    with pytest.raises(InvalidWarrant, match="expired"):
+        engine.guard().execute(token, doc["action"], lambda a: None)
+    with pytest.raises(IllegalTransition, match="expired"):
+        engine.warrant(req.id)
+    assert engine.get(req.id).status == "expired"

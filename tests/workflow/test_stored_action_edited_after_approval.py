@@ -1,0 +1,61 @@
+"""Threat: someone with database access edits the stored action after approval.
+
+Approvals and the warrant are bound to the action digest, so an edit of the
+stored parameters must make the guard refuse, whether or not the attacker
+also rewrites the stored digest.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from hitlgate.engine import _store_schema as t
+from hitlgate.engine.proposal import action_digest
+from hitlgate.errors import InvalidWarrant, StorageError
+from tests.workflow._helpers import granted_warrant, proposal, vote
+
+
+def _edit_stored_action(engine, request_id, *, update_digest):
+    with engine.store.engine.begin() as conn:
+        row = conn.execute(sa.select(t.requests.c.proposal).where(t.requests.c.id == request_id)).one()
+        doc = json.loads(row[0])
+        doc["action"]["parameters"]["scope"] = "every-environment"
+        values = {"proposal": json.dumps(doc)}
+        if update_digest:
+            values["action_digest"] = action_digest(doc["action"])
+        conn.execute(t.requests.update().where(t.requests.c.id == request_id).values(**values))
+    return doc["action"]
+
+
+@pytest.mark.parametrize("update_digest", [False, True], ids=["params-only", "params-and-digest"])
+def test_guard_refuses_after_the_stored_action_was_edited(engine, update_digest):
+    doc = proposal("suspend_service_account", "svc-ci-runner", scope="ci-only")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    edited = _edit_stored_action(engine, req.id, update_digest=update_digest)
+    ran = []
+    # The approved action: the store no longer agrees with what was approved.
+    with pytest.raises(InvalidWarrant, match="stored"):
+        engine.guard().execute(token, doc["action"], ran.append)
+    # The edited action: the warrant is bound to another digest.
+    with pytest.raises(InvalidWarrant, match="different action"):
+        engine.guard().execute(token, edited, ran.append)
+    assert not ran
+
+
+def test_approving_an_edited_pending_request_is_refused(engine):
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner", scope="ci-only"))
+    _edit_stored_action(engine, req.id, update_digest=False)
+    with pytest.raises(StorageError, match="does not match its digest"):
+        vote(engine, req, "carol")
+    assert engine.get(req.id).status == "pending"
+
+
+def test_warrant_is_not_issued_for_an_edited_request(engine):
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner", scope="ci-only"))
+    vote(engine, req, "carol")
+    _edit_stored_action(engine, req.id, update_digest=False)
+    with pytest.raises(StorageError):
+        engine.warrant(req.id)

@@ -1,0 +1,57 @@
+"""Threat: a warrant is presented a second time (replayed) to run the action again."""
+
+from __future__ import annotations
+
+import pytest
+
+from hitlgate.errors import InvalidWarrant
+from tests.workflow._helpers import granted_warrant, proposal
+
+
+def test_second_use_of_a_warrant_is_refused(engine):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    guard = engine.guard()
+    runs = []
+    guard.execute(token, doc["action"], runs.append)
+    with pytest.raises(InvalidWarrant, match="already used"):
+        guard.execute(token, doc["action"], runs.append)
+    assert len(runs) == 1
+    assert engine.get(req.id).status == "executed"
+
+
+def test_replay_is_refused_even_when_the_first_run_failed(engine):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    guard = engine.guard()
+
+    def boom(_action):
+        raise RuntimeError("executor down")
+
+    with pytest.raises(RuntimeError):
+        guard.execute(token, doc["action"], boom)
+    assert engine.get(req.id).status == "execution_failed"
+    with pytest.raises(InvalidWarrant):
+        guard.execute(token, doc["action"], lambda a: None)
+
+
+def test_warrant_cannot_be_reissued_after_use(engine):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    engine.guard().execute(token, doc["action"], lambda a: None)
+    with pytest.raises(Exception, match="executed"):
+        engine.warrant(req.id)
+
+
+def test_replay_refusal_is_in_the_audit_log(engine):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    guard = engine.guard()
+    guard.execute(token, doc["action"], lambda a: None)
+    with pytest.raises(InvalidWarrant):
+        guard.execute(token, doc["action"], lambda a: None)
+    refusals = [e for e in engine.audit_events(req.id) if e.payload.get("subject") == "warrant"]
+    assert refusals and "already used" in refusals[-1].payload["reason"]
+    kinds = [e.kind for e in engine.audit_events(req.id)]
+    assert kinds.count("consumed") == 1 and kinds.count("executed") == 1
+    engine.verify_audit()

@@ -123,9 +123,7 @@ class _LocalPack:
                     self._load()
         if self._pack is None:
             assert self._error is not None  # noqa: S101 - invariant of _load.
-            raise PolicyError(
-                f"local policy pack is broken, expected revision unknown: {self._error}"
-            )
+            raise PolicyError(f"local policy pack is broken, expected revision unknown: {self._error}")
         return self._pack.revision
 
 
@@ -156,9 +154,7 @@ class OpaBackend:
         self.url = url.rstrip("/")
         self.timeout_ms = timeout_ms
         self._fixed_revision = expected_revision
-        self._local = (
-            _LocalPack(Path(policy_dir), tuple(data_paths)) if policy_dir is not None else None
-        )
+        self._local = _LocalPack(Path(policy_dir), tuple(data_paths)) if policy_dir is not None else None
         self._client = _make_client(self.url, timeout_ms / 1000.0)
         self._problem_lock = threading.Lock()
         self._problem: str | None = None
@@ -204,8 +200,7 @@ class OpaBackend:
             ) from exc
         except requests.ConnectionError as exc:
             raise self._unavailable(
-                f"OPA at {self.url} is unreachable "
-                f"(connection refused or reset: {_root_cause(exc)})",
+                f"OPA at {self.url} is unreachable (connection refused or reset: {_root_cause(exc)})",
                 "check that the OPA server is running and that backend.url is right",
             ) from exc
         except requests.HTTPError as exc:
@@ -221,9 +216,7 @@ class OpaBackend:
                 "check that backend.url points at OPA itself, not a proxy or another service",
             ) from exc
         if not isinstance(body, dict):
-            raise self._unavailable(
-                f"OPA at {self.url} answered with a malformed body", "check backend.url"
-            )
+            raise self._unavailable(f"OPA at {self.url} answered with a malformed body", "check backend.url")
         provenance = body.get("provenance")
         bundles: dict[str, str] = {}
         if isinstance(provenance, dict) and isinstance(provenance.get("bundles"), dict):
@@ -240,8 +233,7 @@ class OpaBackend:
         served = answer.revisions
         if not served:
             raise self._unavailable(
-                f"OPA at {self.url} serves no bundle, so its policy revision is unknown "
-                f"(expected {expected})",
+                f"OPA at {self.url} serves no bundle, so its policy revision is unknown (expected {expected})",
                 "start OPA with `opa run --server --bundle <file>` from `hitlgate policy bundle`",
             )
         if served != (expected,):
@@ -279,15 +271,19 @@ class OpaBackend:
             try:
                 err = response.json()
                 code, message = str(err.get("code", "")), str(err.get("message", ""))
+                # The generic message ("error(s) occurred while evaluating
+                # query") is useless alone; the first detail names the rule.
+                details = err.get("errors") or []
+                if details and isinstance(details[0], dict):
+                    first = details[0]
+                    message = f"{message}: {first.get('code', '')}: {first.get('message', '')}"
             except ValueError:
                 message = response.text[:200]
         reason = f"OPA at {self.url} answered HTTP {status} {code}: {message}".rstrip(": ")
         if status == 500 and code == "internal_error":
             # OPA reports evaluation errors (conflicting rule values, a
             # built-in error in strict mode) as internal_error: a policy bug.
-            self._note_problem(
-                f"OPA evaluation error: {reason}", "fix the policy; run `opa check --strict`"
-            )
+            self._note_problem(f"OPA evaluation error: {reason}", "fix the policy; run `opa check --strict`")
             return PolicyError(f"OPA evaluation error: {reason}")
         return self._unavailable(reason, "check the OPA server's log")
 

@@ -54,9 +54,7 @@ class OpaServer:
         self._session = requests.Session()
 
     def start(self, timeout: float = 20.0) -> OpaServer:
-        """Start OPA and wait until it has activated the bundle."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        """Start OPA (again, on the same port) and wait until it has activated the bundle."""
         cmd = [str(self.opa), "run", "--server", "--addr", f"127.0.0.1:{self.port}"]
         cmd += ["--log-level", "error"]
         if self.watch:

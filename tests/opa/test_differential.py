@@ -169,7 +169,8 @@ def inventories(draw: st.DrawFn) -> dict[str, Any]:
             "privilege": draw(st.sampled_from(PRIVILEGES)),
             "used_by": draw(st.lists(st.sampled_from(workload_ids), unique=True)) if workload_ids else [],
         }
-        if partner_ids and draw(st.booleans()):
+        with_partner: bool = draw(st.booleans())
+        if partner_ids and with_partner:
             rec["partner"] = draw(st.sampled_from(partner_ids))
         identities[i] = rec
     phantom = draw(ids.filter(lambda x: x not in names))
@@ -191,7 +192,9 @@ parameters = st.dictionaries(st.text(min_size=1, max_size=5), json_scalars, max_
 def proposals_for(draw: st.DrawFn, inventory: dict[str, Any]) -> dict[str, Any]:
     """A valid proposal aimed mostly at the inventory's own ids."""
     known = [*inventory["identities"], *inventory["workloads"], *inventory["protected"]]
-    target = draw(st.sampled_from(known) if known and draw(st.integers(0, 9)) else ids)
+    # Nine in ten proposals name an inventory id; the rest an arbitrary one.
+    pick_known: int = draw(st.integers(0, 9))
+    target = draw(st.sampled_from(known) if known and pick_known else ids)
     doc: dict[str, Any] = {
         "action": {"type": draw(st.sampled_from(ACTIONS)), "target": target, "parameters": draw(parameters)},
         "requester": {"id": draw(ids), "kind": draw(st.sampled_from(REQUESTER_KINDS))},

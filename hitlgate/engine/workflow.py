@@ -610,11 +610,17 @@ class Engine:
             head_hash=head.hash if head else "",
         )
 
-    def export_audit(self, out: IO[str]) -> int:
-        """Write the chain as JSON Lines to ``out``; return the number of events."""
-        events = self.audit_events()
-        export_jsonl(events, out)
-        return len(events)
+    def export_audit(self, out: IO[str], *, request_id: str | None = None) -> tuple[int, int]:
+        """Write the chain (events, then checkpoints) as JSON Lines; return both counts.
+
+        With ``request_id`` only that request's events are written, without
+        checkpoints: a filtered export is for reading, not for verifying.
+        """
+        with self.store.read() as tx:
+            events = tx.events(request_id=request_id)
+            cps = [] if request_id is not None else tx.checkpoints()
+        export_jsonl(events, out, cps)
+        return len(events), len(cps)
 
     def guard(self, *, clock: Clock | None = None) -> Guard:
         """An executor :class:`~hitlgate.engine.guard.Guard` on this engine."""

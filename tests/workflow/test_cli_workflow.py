@@ -1,0 +1,122 @@
+"""The workflow CLI end to end with click's CliRunner, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+
+from hitlgate.cli import cli
+from tests.workflow._helpers import demo_key, proposal
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    for name in ("alice", "carol", "erin", "bob"):
+        pem = demo_key(name).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (tmp_path / f"{name}.pem").write_bytes(pem)
+        (tmp_path / f"{name}.pem").chmod(0o600)
+    return {"HITLGATE_CONFIG": str(cfg)}
+
+
+def run(env, *args, code=0, input=None):
+    result = CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def write(tmp_path, name, doc):
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_propose_approve_warrant_verify_consume(env, tmp_path):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    out = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json").output)
+    rid = out["id"]
+    assert out["status"] == "pending" and out["quorum_progress"]["missing"]
+    text = run(env, "show", rid).output
+    assert "0 of 1 approval" in text
+    assert rid in run(env, "requests", "--status", "pending").output
+    run(env, "approve", rid, "--as", "carol", "--key", str(tmp_path / "carol.pem"))
+    run(env, "wait", rid, "--timeout", "1")
+    token = run(env, "warrant", rid).output.strip()
+    action = write(tmp_path, "a.json", doc["action"])
+    ok = json.loads(run(env, "verify", action, "--warrant", token, "--json").output)
+    assert ok["valid"] and not ok["consumed"] and ok["request_id"] == rid
+    run(env, "verify", action, "--warrant", token, "--consume")
+    err = run(env, "verify", action, "--warrant", token, "--consume", code=1)
+    assert "already used" in err.output
+    assert "audit chain OK" in run(env, "audit", "verify").output
+
+
+def test_signed_elsewhere_and_rejection(env, tmp_path):
+    doc = proposal("rotate_api_key", "svc-payments-key")
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json").output)["id"]
+    stmt = tmp_path / "erin.json"
+    run(env, "approve", rid, "--as", "erin", "--key", str(tmp_path / "erin.pem"), "--out", str(stmt))
+    assert json.loads(run(env, "approve", "--signed", str(stmt), "--json").output)["status"] == "pending"
+    run(env, "reject", rid, "--as", "alice", "--key", str(tmp_path / "alice.pem"))
+    r = run(env, "wait", rid, "--timeout", "0", code=1)
+    assert "rejected" in r.output
+    err = run(env, "approve", rid, "--as", "bob", "--key", str(tmp_path / "bob.pem"), code=1)
+    assert "takes no more votes" in err.output
+
+
+def test_wait_times_out_with_exit_3(env, tmp_path):
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json").output)["id"]
+    assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=3).output
+
+
+def test_revoke_then_verify_fails(env, tmp_path):
+    doc = proposal("rotate_api_key", "dev-analytics-key")
+    out = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json").output)
+    assert out["status"] == "granted"
+    token = run(env, "warrant", out["id"]).output.strip()
+    run(env, "revoke", out["id"], "--as", "alice", "--key", str(tmp_path / "alice.pem"))
+    err = run(env, "verify", write(tmp_path, "a.json", doc), "--warrant", token, code=1)
+    assert "revoked" in err.output
+
+
+def test_bad_input_exits_2(env, tmp_path):
+    assert run(env, "propose", write(tmp_path, "p.json", {"action": {}}), code=2).output.startswith("error:")
+    assert "no request" in run(env, "show", "req-nope", code=2).output
+    assert "--signed" in run(env, "approve", "req-x", code=2).output
+
+
+def test_keys_and_audit_commands(env, tmp_path):
+    key = tmp_path / "new.pem"
+    out = json.loads(run(env, "keys", "generate", "--out", str(key), "--json").output)
+    assert out["public_key"].startswith("ed25519:")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    run(env, "keys", "generate", "--out", str(key), code=2)
+    run(env, "propose", write(tmp_path, "p.json", proposal("rotate_api_key", "dev-analytics-key")))
+    jwks1 = json.loads(run(env, "keys", "jwks").output)
+    rotated = json.loads(run(env, "keys", "rotate", "--json").output)
+    jwks2 = json.loads(run(env, "keys", "jwks").output)
+    assert len(jwks2["keys"]) == len(jwks1["keys"]) + 1
+    assert {k["kid"] for k in jwks2["keys"]} >= {rotated["retired"], rotated["current"]}
+    cp = json.loads(run(env, "audit", "checkpoint", "--json").output)
+    assert cp["seq"] >= 1
+    jwks_file = write(tmp_path, "jwks.json", jwks2)
+    assert json.loads(run(env, "audit", "verify", "--jwks", jwks_file, "--json").output)["ok"]
+    export = tmp_path / "audit.jsonl"
+    run(env, "audit", "export", "--out", str(export))
+    lines = export.read_text().splitlines()
+    assert len(lines) >= 4 and json.loads(lines[-1])["record"] == "checkpoint"
+    assert "OK" in run(env, "audit", "verify", "--file", str(export), "--jwks", jwks_file).output
+    tampered = tmp_path / "bad.jsonl"
+    first = json.loads(lines[0])
+    first["payload"]["action_digest"] = "sha256:" + "1" * 64
+    tampered.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    err = run(env, "audit", "verify", "--file", str(tampered), "--jwks", jwks_file, code=1)
+    assert "seq 1" in err.output

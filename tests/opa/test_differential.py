@@ -267,3 +267,47 @@ def test_generated_combinations_reached_500() -> None:
     assert INVENTORY_EXAMPLES * MIN_PROPOSALS >= 500
     if _generated_count["inventories"]:
         assert _generated_count["proposals"] >= 500, _generated_count
+
+
+# -- 4. regressions for known engine differences ------------------------------
+
+
+def test_reason_lists_do_not_depend_on_set_iteration_order(workspace: tuple[Path, OpaServer], tmp_path: Path) -> None:
+    # regopy 1.5.2 iterates a set literal in source order where OPA iterates
+    # it sorted, so a list built from a set must be sorted explicitly. Here
+    # two customer-facing users are listed in reverse order.
+    policy_dir, server = workspace
+    inventory = {
+        "teams": {"team-a": {"name": "A"}},
+        "workloads": {
+            "zeta-web": {"environment": "production", "owner": "team-a", "customer_facing": True},
+            "alpha-api": {"environment": "production", "owner": "team-a", "customer_facing": True},
+        },
+        "identities": {
+            "shared-key": {
+                "kind": "api_key",
+                "environment": "production",
+                "owner": "team-a",
+                "privilege": "admin",
+                "used_by": ["zeta-web", "alpha-api"],
+            }
+        },
+    }
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "inventory.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
+    pack = PolicyPack.load(policy_dir, [data_dir])
+    server.serve_pack(pack)
+    pair = Pair(pack, server.url)
+    try:
+        got = pair.compare(
+            {
+                "action": {"type": "rotate_api_key", "target": "shared-key", "parameters": {}},
+                "requester": {"id": "a", "kind": "agent"},
+                "justification": "x",
+            }
+        )
+    finally:
+        pair.close()
+    assert "shared-key is used by customer-facing workloads: alpha-api, zeta-web" in got["reasons"]
+    assert got["blast_radius"]["workloads"] == ["alpha-api", "zeta-web"]

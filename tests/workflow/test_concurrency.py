@@ -1,0 +1,93 @@
+"""Several processes approving, issuing and consuming at once on one database.
+
+Exactly one warrant per request, each approval counted once, each warrant
+id consumed once: the store's write serialisation (SQLite ``BEGIN
+IMMEDIATE``; PostgreSQL row lock on the chain head) and its unique
+constraints must hold across processes, not just threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hitlgate.engine import Config
+from hitlgate.engine.workflow import Engine
+from hitlgate.errors import ApprovalError, InvalidWarrant
+from tests.workflow._helpers import proposal, signed
+
+WORKERS = ("alice", "alice", "bob", "bob", "erin")
+REQUESTS = 4
+
+
+def _worker(name: str, url: str, key_dir: str, ids: list[str], barrier: Any, out: Any) -> None:
+    try:
+        engine = Engine(Config(state_url=url, key_dir=Path(key_dir)))
+        result: dict[str, Any] = {"name": name, "voted": [], "jtis": {}, "ran": []}
+        barrier.wait()
+        for rid in ids:
+            req = engine.get(rid)
+            try:
+                engine.approve(signed(req, name, at=engine.now()))
+                result["voted"].append(rid)
+            except ApprovalError:
+                pass
+        barrier.wait()
+        for rid in ids:
+            result["jtis"][rid] = engine.warrant(rid).jti
+        tokens = {rid: engine.warrant(rid).token for rid in ids}
+        barrier.wait()
+        guard = engine.guard()
+        for rid in ids:
+            try:
+                guard.execute(tokens[rid], engine.get(rid).action, lambda a: None)
+                result["ran"].append(rid)
+            except InvalidWarrant:
+                pass
+        engine.close()
+        out.put(result)
+    except BaseException:
+        out.put({"name": name, "error": traceback.format_exc()})
+
+
+@pytest.mark.slow
+def test_concurrent_approve_issue_and_consume(db_url, tmp_path):
+    key_dir = tmp_path / "keys"
+    parent = Engine(Config(state_url=db_url, key_dir=key_dir))
+    ids = [parent.propose(proposal("rotate_api_key", "svc-payments-key", n=i)).id for i in range(REQUESTS)]
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(WORKERS))
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(n, db_url, str(key_dir), ids, barrier, out)) for n in WORKERS]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    errors = [r["error"] for r in results if "error" in r]
+    assert not errors, errors[0]
+
+    for rid in ids:
+        req = parent.get(rid)
+        assert req.status == "executed"
+        approvers = [v.approver for v in req.votes]
+        assert len(approvers) == len(set(approvers)), approvers
+        # Each accepted vote was reported to exactly one process, once.
+        accepted = Counter(r["name"] for r in results for v in r["voted"] if v == rid)
+        assert sum(accepted.values()) == len(approvers)
+        assert set(accepted) == set(approvers)
+        events = parent.audit_events(rid)
+        assert Counter(e.kind for e in events)["approved"] == len(approvers)
+        assert Counter(e.kind for e in events)["warrant_issued"] == 1
+        assert Counter(e.kind for e in events)["consumed"] == 1
+        # One warrant: every process saw the same jti.
+        assert len({r["jtis"][rid] for r in results}) == 1
+        # One consumption: exactly one process ran the action.
+        assert sum(rid in r["ran"] for r in results) == 1
+    parent.verify_audit()
+    parent.close()

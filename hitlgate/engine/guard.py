@@ -100,7 +100,9 @@ class Guard:
         self.engine.record_refusal(
             reason, request_id=request_id, detail={"presented_digest": digest}, now=now
         )
-        log.warning("guard refused a warrant: %s", reason)
+        # Info, not warning: the refusal is raised to the caller and written
+        # to the audit log; the log line is only for operators tracing it.
+        log.info("guard refused a warrant: %s", reason)
         return InvalidWarrant(reason)
 
     def _digest(self, action: Mapping[str, Any], now: datetime) -> str:

@@ -79,7 +79,7 @@ def validate(name: str, document: Any, *, what: str | None = None) -> None:
         _fast(name)(document)
         return
     except fastjsonschema.JsonSchemaException as exc:
-        fast_problem = f"{exc.message}"
+        fast_problem = str(exc)
     found = problems(name, document)
     raise ValidationError(what or name, found or [fast_problem])
 

@@ -32,14 +32,22 @@ def seed_cases() -> list[tuple[str, list[Scenario]]]:
 
 
 @click.command()
+@click.option("--decisions-only", is_flag=True, help="Only show the decisions; skip approvals, warrants and execution.")
 @pass_state
-def demo(state: CliState) -> None:
-    """Walk the seed's five scenarios on the bundled example pack (embedded engine)."""
+def demo(state: CliState, decisions_only: bool) -> None:
+    """Walk the seed's five scenarios on the bundled example pack (embedded engine).
+
+    First the decision for each proposal; then each runs end to end in a
+    temporary state directory: propose, sign approvals with the demo approver
+    keys, obtain the warrant, execute through the guard against a local demo
+    executor, refuse a replay, and verify the audit chain.
+    """
     # Always the bundled example pack and the embedded engine: the demo must
     # show the same thing on every machine, whatever hitlgate.yaml says.
     decider = Decider.from_config(Config())
     mismatches = 0
-    for title, cases in seed_cases():
+    situations = seed_cases()
+    for title, cases in situations:
         click.secho(f"\n=== {title}", bold=True)
         for case in cases:
             decision = decider.decide_validated(case.proposal)
@@ -49,6 +57,10 @@ def demo(state: CliState) -> None:
             if decision.tier != case.want_tier:
                 mismatches += 1
                 click.secho(f"  !! expected {case.want_tier}", fg="red")
+    if not decisions_only:
+        from hitlgate.cli._demo_workflow import run_workflow_demo
+
+        mismatches += run_workflow_demo(situations, decider=decider)
     decider.close()
     if mismatches:
         raise SystemExit(1)

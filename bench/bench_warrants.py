@@ -190,9 +190,10 @@ def report(results: list[Result]) -> None:
     if floor is None:
         return
     for name in ("warrant_verify", "warrant_verify_keyring", "pyjwt_decode_reference"):
-        r = by_name.get(name)
-        if r is not None:
-            print(f"ratio {name}/floor: {r.ops_per_s / floor.ops_per_s:.2f} (target >= 0.70 for warrant_verify)")
+        measured = by_name.get(name)
+        if measured is not None:
+            ratio = measured.ops_per_s / floor.ops_per_s
+            print(f"ratio {name}/floor: {ratio:.2f} (target >= 0.70 for warrant_verify)")
 
 
 def main() -> None:

@@ -331,7 +331,8 @@ def verify_chain(
         if seq != expected_seq:
             if seq < expected_seq:
                 raise AuditChainError(
-                    f"event seq {seq} appears after seq {expected_seq - 1}: events were reordered or duplicated"
+                    f"event seq {seq} is out of order, found after seq {expected_seq - 1}: "
+                    "an event was inserted, duplicated or reordered"
                 )
             missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
             raise AuditChainError(f"event seq {seq}: {missing} missing: events were deleted or reordered")

@@ -33,8 +33,8 @@ returns a bool. In order, it checks:
    configured strings, ``ver`` equal to :data:`WARRANT_VERSION`, a tier that
    permits action, distinct approvers at least as many as the tier needs,
    a lifetime of at most :data:`MAX_TTL_SECONDS`;
-6. time, against the injectable ``now``: ``nbf - leeway <= now < exp + leeway``
-   and ``iat <= now + leeway``;
+6. time, against the injectable ``now``: ``iat <= nbf < exp``,
+   ``nbf - leeway <= now < exp + leeway`` (hence ``iat <= now + leeway``);
 7. the ``action_digest`` claim equals the digest of the action about to run
    (``hmac.compare_digest``).
 
@@ -511,8 +511,8 @@ class WarrantVerifier:
             raise JWSRefused(f"warrant is not yet valid (nbf {nbf}, now {int(t)})")
         if t >= exp + self.leeway:
             raise JWSRefused(f"warrant expired at {exp} (now {int(t)})")
-        if iat > t + self.leeway:
-            raise JWSRefused(f"warrant was issued in the future (iat {iat}, now {int(t)})")
+        # "iat <= now + leeway" needs no check of its own: iat <= nbf was
+        # checked above, and nbf <= now + leeway just now.
         tier = claims["tier"]
         if not isinstance(tier, str) or tier not in MIN_APPROVALS:
             raise JWSRefused(f"tier {tier!r} does not permit action")

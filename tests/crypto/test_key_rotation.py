@@ -1,0 +1,210 @@
+"""Key rotation and key storage: grace windows, JWKS round trips, races and file modes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from hitlgate.engine.keys import (
+    STATE_FILE,
+    EngineKeyring,
+    b64url_decode,
+    generate_approver_key,
+    jwk_thumbprint,
+    load_approver_key,
+)
+from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.errors import ConfigError, InputError, InvalidWarrant
+
+from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, REVISION
+
+
+def _issue(keyring: EngineKeyring, at: object = NOW) -> str:
+    return (
+        WarrantIssuer(keyring, issuer=ISSUER, audience=AUDIENCE)
+        .issue(request_id="r", action_digest=DIGEST, tier="auto_allow", approvals=[], policy_revision=REVISION, now=at)  # type: ignore[arg-type]
+        .token
+    )
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_old_kid_verifies_until_it_leaves_the_jwks(tmp_path: Path) -> None:
+    ring = EngineKeyring.load_or_create(tmp_path / "k", retire_after_seconds=60)
+    old_kid = ring.current_kid
+    old_token = _issue(ring)
+    verifier = WarrantVerifier(ring, issuer=ISSUER, audience=AUDIENCE)
+
+    new_kid = ring.rotate(now=NOW + timedelta(seconds=10))
+    assert new_kid != old_kid and ring.current_kid == new_kid
+    assert ring.signing_key()[0] == new_kid
+    assert {k["kid"] for k in ring.jwks(NOW + timedelta(seconds=69))["keys"]} == {old_kid, new_kid}
+
+    # Inside the grace window the old warrant still opens its action.
+    assert verifier.verify(old_token, action_digest=DIGEST, now=NOW + timedelta(seconds=69)).kid == old_kid
+    # Once the retired key leaves the JWKS, its warrants are refused even
+    # though the warrant itself has not expired yet.
+    assert {k["kid"] for k in ring.jwks(NOW + timedelta(seconds=70))["keys"]} == {new_kid}
+    with pytest.raises(InvalidWarrant, match=f"kid {old_kid} was retired and has left the JWKS"):
+        verifier.verify(old_token, action_digest=DIGEST, now=NOW + timedelta(seconds=70))
+    # The history still knows it, for old audit checkpoints.
+    assert old_kid in ring.public_keys(NOW + timedelta(days=365), include_expired=True)
+    # New warrants carry the new kid.
+    assert verifier.verify(_issue(ring), action_digest=DIGEST, now=NOW).kid == new_kid
+
+
+def test_rotation_destroys_the_retired_private_key(tmp_path: Path) -> None:
+    ring = EngineKeyring.load_or_create(tmp_path / "k")
+    old_kid = ring.current_kid
+    ring.rotate(now=NOW)
+    pems = sorted(p.name for p in (tmp_path / "k").glob("*.pem"))
+    assert pems == [f"{ring.current_kid}.pem"] and f"{old_kid}.pem" not in pems
+
+
+def test_rotation_by_another_process_is_seen(tmp_path: Path) -> None:
+    executor_view = EngineKeyring.load_or_create(tmp_path / "k")
+    verifier = WarrantVerifier(executor_view, issuer=ISSUER, audience=AUDIENCE)
+    engine_view = EngineKeyring.load_or_create(tmp_path / "k")
+    engine_view.rotate(now=NOW)
+    # The executor has never heard of the new kid; an unknown kid makes it
+    # re-check the disk instead of refusing on a stale view.
+    assert verifier.verify(_issue(engine_view), action_digest=DIGEST, now=NOW).kid == engine_view.current_kid
+    executor_view.refresh()
+    assert executor_view.current_kid == engine_view.current_kid
+
+
+def test_from_jwks_round_trip(keyring: EngineKeyring) -> None:
+    keyring.rotate(now=NOW)
+    jwks = json.loads(json.dumps(keyring.jwks(NOW)))
+    parsed = EngineKeyring.from_jwks(jwks)
+    assert parsed.keys() == keyring.public_keys(NOW).keys()
+    for kid, key in parsed.items():
+        assert isinstance(key, Ed25519PublicKey) and jwk_thumbprint(key) == kid
+    for jwk in jwks["keys"]:
+        assert set(jwk) == {"kty", "crv", "x", "kid", "alg", "use"}
+        assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
+    verifier = WarrantVerifier(parsed, issuer=ISSUER, audience=AUDIENCE)
+    verifier.verify(_issue(keyring), action_digest=DIGEST, now=NOW)
+
+
+def test_rfc8037_thumbprint_vector() -> None:
+    # RFC 8037 appendix A.3: the thumbprint of the example Ed25519 key.
+    key = Ed25519PublicKey.from_public_bytes(b64url_decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"))
+    assert jwk_thumbprint(key) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def test_from_jwks_refuses_bad_sets(keyring: EngineKeyring) -> None:
+    good = keyring.jwks(NOW)["keys"][0]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"keys": []}, "non-empty"),
+        ({"keys": [{**good, "d": "secret"}]}, "contains a private key"),
+        ({"keys": [{**good, "kid": "chosen-by-attacker"}]}, "not the RFC 7638 thumbprint"),
+        ({"keys": [{**good, "crv": "X25519"}]}, "not an Ed25519 OKP key"),
+        ({"keys": [{**good, "alg": "HS256"}]}, "not an EdDSA signature key"),
+        ({"keys": [{**good, "x": good["x"] + "="}]}, "malformed 'x'"),
+        ({"keys": [good, good]}, "listed twice"),
+    ]
+    for jwks, reason in cases:
+        with pytest.raises(InputError, match=reason):
+            EngineKeyring.from_jwks(jwks)
+
+
+def _race_worker(key_dir: str, barrier: Any, out: Any) -> None:
+    barrier.wait()
+    out.put(EngineKeyring.load_or_create(Path(key_dir)).current_kid)
+
+
+def test_concurrent_first_use_yields_one_key(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(3):
+        key_dir = tmp_path / f"race-{attempt}"
+        barrier = ctx.Barrier(3)
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_race_worker, args=(str(key_dir), barrier, out)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        kids = {out.get(timeout=20) for _ in procs}
+        for p in procs:
+            p.join(timeout=20)
+            assert p.exitcode == 0
+        assert len(kids) == 1, f"racing processes created {len(kids)} keys"
+        assert [p.stem for p in key_dir.glob("*.pem")] == list(kids)
+
+
+def test_engine_key_files_are_private(keyring: EngineKeyring) -> None:
+    key_dir = keyring.key_dir
+    assert _mode(key_dir) == 0o700
+    assert _mode(key_dir / f"{keyring.current_kid}.pem") == 0o600
+    assert _mode(key_dir / STATE_FILE) == 0o600
+    keyring.rotate(now=NOW)
+    assert _mode(key_dir / f"{keyring.current_kid}.pem") == 0o600
+    assert _mode(key_dir / STATE_FILE) == 0o600
+
+
+def test_group_readable_engine_key_is_refused(keyring: EngineKeyring) -> None:
+    os.chmod(keyring.key_dir / f"{keyring.current_kid}.pem", 0o644)
+    with pytest.raises(ConfigError, match="accessible by group or others"):
+        EngineKeyring.load_or_create(keyring.key_dir)
+
+
+def test_group_writable_key_directory_is_refused(tmp_path: Path) -> None:
+    key_dir = tmp_path / "k"
+    key_dir.mkdir(mode=0o700)
+    os.chmod(key_dir, 0o770)  # noqa: S103 - the unsafe mode is what this test must see refused.
+    with pytest.raises(ConfigError, match="writable by group or others"):
+        EngineKeyring.load_or_create(key_dir)
+
+
+def test_approver_key_is_0600_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "alice.pem"
+    public_text = generate_approver_key(path)
+    assert public_text.startswith("ed25519:") and _mode(path) == 0o600
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="refusing to overwrite"):
+        generate_approver_key(path)
+    assert path.read_bytes() == before
+    assert isinstance(load_approver_key(path), Ed25519PrivateKey)
+
+
+def test_load_approver_key_refusals(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_approver_key(tmp_path / "missing.pem")
+    rsa_like = tmp_path / "ec.pem"
+    rsa_like.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(InputError, match="not an Ed25519 private key"):
+        load_approver_key(rsa_like)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    with pytest.raises(InputError, match="not a PEM private key"):
+        load_approver_key(garbage)
+    loose = tmp_path / "loose.pem"
+    generate_approver_key(loose)
+    os.chmod(loose, 0o644)
+    with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys"):
+        load_approver_key(loose)
+    assert "accessible by group or others" in caplog.text
+
+
+def test_encrypted_approver_key_needs_its_password(tmp_path: Path) -> None:
+    path = tmp_path / "alice.pem"
+    generate_approver_key(path, password=b"correct horse")
+    with pytest.raises(InputError, match="encrypted|password"):
+        load_approver_key(path)
+    assert isinstance(load_approver_key(path, password=b"correct horse"), Ed25519PrivateKey)

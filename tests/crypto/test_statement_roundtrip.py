@@ -1,0 +1,117 @@
+"""Approval statements: one canonical spelling, strict parsing, sign/verify round trips."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hitlgate.engine.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.inventory import decode_public_key
+from hitlgate.engine.keys import generate_approver_key, load_approver_key
+from hitlgate.errors import ValidationError
+
+from .conftest import DIGEST, NOW
+
+
+def _statement(**overrides: object) -> Statement:
+    fields: dict[str, object] = {
+        "request_id": "req-0001",
+        "action_digest": DIGEST,
+        "verdict": "approve",
+        "approver": "alice",
+        "at": NOW,
+    }
+    fields.update(overrides)
+    return Statement(**fields)  # type: ignore[arg-type]
+
+
+def test_canonical_bytes_are_rfc8785() -> None:
+    assert _statement().canonical() == (
+        b'{"action_digest":"' + DIGEST.encode() + b'","approver":"alice","at":"2025-01-31T12:00:00Z",'
+        b'"request_id":"req-0001","verdict":"approve"}'
+    )
+
+
+def test_file_round_trip_with_a_generated_key(tmp_path: Path) -> None:
+    public_text = generate_approver_key(tmp_path / "alice.pem")
+    signed = sign(_statement(), load_approver_key(tmp_path / "alice.pem"))
+    again = SignedStatement.from_json(signed.to_json())
+    assert again == signed
+    assert SignedStatement.from_dict(signed.to_dict()) == signed
+    again.verify(decode_public_key(public_text))
+
+
+def test_sub_second_times_are_truncated_to_what_is_signed() -> None:
+    s = _statement(at=NOW + timedelta(microseconds=999_999))
+    assert s.at == NOW and Statement.from_dict(s.to_dict()) == s
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"at": datetime(2025, 1, 31, 12, 0, 0)}, "at"),  # noqa: DTZ001 - naive on purpose.
+        ({"at": datetime(2025, 1, 31, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))}, "at"),
+        ({"at": "2025-01-31T12:00:00Z"}, "at"),
+        ({"verdict": "approved"}, "verdict"),
+        ({"verdict": "APPROVE"}, "verdict"),
+        ({"action_digest": "sha256:" + "A" * 64}, "action_digest"),
+        ({"action_digest": "sha1:" + "a" * 40}, "action_digest"),
+        ({"approver": ""}, "approver"),
+        ({"approver": "alice\nbob"}, "approver"),
+        ({"request_id": "r" * 257}, "request_id"),
+    ],
+)
+def test_constructor_enforces_invariants(fields: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError, match=f"{field}:"):
+        _statement(**fields)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        ({"at": "2025-01-31T12:00:00+00:00"}, "at"),
+        ({"at": "2025-01-31T12:00:00.5Z"}, "at"),
+        ({"at": "2025-02-30T12:00:00Z"}, "at"),
+        ({"at": 1738324800}, "at"),
+        ({"verdict": 1}, "verdict"),
+        ({"approver": None}, "approver"),
+        ({"role": "admin"}, "role"),
+    ],
+)
+def test_from_dict_names_the_bad_field(edit: dict[str, object], field: str) -> None:
+    doc = {**_statement().to_dict(), **edit}
+    with pytest.raises(ValidationError, match=f"{field}:"):
+        Statement.from_dict(doc)
+
+
+def test_from_dict_names_missing_fields() -> None:
+    doc = _statement().to_dict()
+    del doc["verdict"]
+    with pytest.raises(ValidationError, match="verdict: required field is missing"):
+        Statement.from_dict(doc)
+
+
+def test_signed_file_must_be_exactly_statement_and_signature() -> None:
+    doc = sign(_statement(), load_key()).to_dict()
+    with pytest.raises(ValidationError, match="kid: unknown field"):
+        SignedStatement.from_dict({**doc, "kid": "x"})
+    with pytest.raises(ValidationError, match="malformed JSON"):
+        SignedStatement.from_json("{not json")
+    with pytest.raises(ValidationError, match="must be an object"):
+        SignedStatement.from_json(json.dumps([doc]))
+
+
+def load_key() -> Ed25519PrivateKey:
+    """A throwaway Ed25519 key (no file needed)."""
+    return Ed25519PrivateKey.generate()
+
+
+def test_statements_are_frozen() -> None:
+    s = _statement()
+    with pytest.raises(AttributeError):
+        s.verdict = "reject"  # type: ignore[misc]
+    assert s.at.tzinfo == UTC

@@ -1,0 +1,65 @@
+"""Claim confusion: engine-signed tokens that claim too little quorum, the wrong audience or version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hitlgate.engine.keys import EngineKeyring
+from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.errors import ApprovalError, InvalidWarrant
+
+from .conftest import APPROVALS, AUDIENCE, DIGEST, ISSUER, NOW, REVISION, genuine_claims, sign_token
+
+
+def _engine_signed(keyring: EngineKeyring, **claims: Any) -> str:
+    # Signed by the real engine key: models an issuer bug or a confused
+    # deployment; the verifier's claim checks must hold regardless.
+    _, key = keyring.signing_key()
+    return sign_token(key, genuine_claims(**claims), kid=keyring.current_kid)
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"tier": "deny"}, "tier 'deny' does not permit action"),
+        ({"tier": "superuser"}, "does not permit action"),
+        ({"approvals": APPROVALS[:1]}, "dual_approval needs 2 distinct approvals, the warrant carries 1"),
+        ({"approvals": [APPROVALS[0], APPROVALS[0]]}, "'alice' is counted twice"),
+        ({"tier": "single_approval", "approvals": []}, "single_approval needs 1"),
+        ({"approvals": [{"who": "alice"}, APPROVALS[1]]}, r"approvals\[0\] must be an object naming its approver"),
+        ({"approvals": "alice,bob"}, "approvals must be a list"),
+        ({"aud": "another-executor"}, "audience 'another-executor' is not"),
+        ({"aud": [AUDIENCE]}, "claim aud must be a non-empty string"),
+        ({"iss": "rogue-engine"}, "issuer 'rogue-engine' is not"),
+        ({"ver": 2}, "warrant version 2 is not supported"),
+        ({"ver": True}, "claim ver must be an integer"),
+        ({"sub": ""}, "claim sub must be a non-empty string"),
+        ({"extra": "x"}, "unexpected claim 'extra'"),
+    ],
+)
+def test_engine_signed_but_wrong_claims_are_refused(
+    keyring: EngineKeyring, verifier: WarrantVerifier, claims: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(InvalidWarrant, match=reason):
+        verifier.verify(_engine_signed(keyring, **claims), action_digest=DIGEST, now=NOW)
+
+
+def test_issuer_refuses_to_mint_what_verifiers_refuse(issuer: WarrantIssuer) -> None:
+    common: dict[str, Any] = {"request_id": "r", "action_digest": DIGEST, "policy_revision": REVISION, "now": NOW}
+    with pytest.raises(ApprovalError, match="tier 'deny'"):
+        issuer.issue(tier="deny", approvals=[], **common)
+    with pytest.raises(ApprovalError, match="'alice' is counted twice"):
+        issuer.issue(tier="dual_approval", approvals=[APPROVALS[0], APPROVALS[0]], **common)
+    with pytest.raises(ApprovalError, match="needs 2 distinct approvals"):
+        issuer.issue(tier="dual_approval", approvals=APPROVALS[:1], **common)
+
+
+def test_auto_allow_warrant_carries_no_approvals(issuer: WarrantIssuer, verifier: WarrantVerifier) -> None:
+    token = issuer.issue(
+        request_id="r", action_digest=DIGEST, tier="auto_allow", approvals=[], policy_revision=REVISION, now=NOW
+    ).token
+    claims = verifier.verify(token, action_digest=DIGEST, now=NOW)
+    assert claims.tier == "auto_allow" and claims.approvals == () and claims.request_id == "r"
+    assert claims.iss == ISSUER and claims.aud == AUDIENCE

@@ -59,6 +59,7 @@ from hitlgate.engine.warrants import WarrantClaims
 from hitlgate.errors import HitlgateError, InvalidWarrant, ValidationError
 
 if TYPE_CHECKING:
+    from hitlgate.engine.store import Request
     from hitlgate.engine.workflow import Engine
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ class Guard:
         except InvalidWarrant as exc:
             raise self._refuse(str(exc), request_id=None, digest=digest, now=now) from None
 
-    def _check_policy(self, claims: WarrantClaims, action: Mapping[str, Any], now: datetime) -> None:
-        req = self.engine.get(claims.request_id)
+    def _check_policy(self, claims: WarrantClaims, req: Request, action: Mapping[str, Any], now: datetime) -> None:
         document = {**dict(req.proposal), "action": dict(action)}
         try:
             decision = self.engine.decider.decide_validated(Proposal.from_dict(document))
@@ -196,7 +196,7 @@ class Guard:
             problem = self._store_problem(req, tx.warrant_for(req.id), claims)
         if problem is not None:
             raise self._refuse(problem, request_id=claims.request_id, digest=digest, now=at)
-        self._check_policy(claims, action, at)
+        self._check_policy(claims, req, action, at)
         return claims
 
     def consume(self, token: str, action: Mapping[str, Any], *, now: datetime | None = None) -> Grant:

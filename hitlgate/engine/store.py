@@ -24,6 +24,7 @@ database constraints, so a bug above cannot break it.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -247,7 +248,7 @@ class Transaction:
     def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote]) -> Request:
         try:
             proposal = json.loads(row["proposal"])
-            decision = Decision.from_dict(json.loads(row["decision"]))
+            decision = _decision_from_text(row["decision"])
         except (ValueError, TypeError, KeyError) as exc:
             raise StorageError(f"request {row['id']} is stored corrupted: {exc}") from exc
         return Request(
@@ -477,6 +478,12 @@ class Transaction:
             Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
             for r in rows
         ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _decision_from_text(text: str) -> Decision:
+    """Parse and validate a stored decision; cached by its exact text (decisions are immutable)."""
+    return Decision.from_dict(json.loads(text))
 
 
 def _event_from_row(row: Any) -> AuditEvent:

@@ -56,6 +56,7 @@ KINDS: frozenset[str] = frozenset(
         "granted",
         "denied",
         "warrant_issued",
+        "warrant_refused",
         "consumed",
         "executed",
         "execution_failed",

@@ -167,3 +167,33 @@ def test_malformed_encodings_are_refused(
 def test_non_string_token_is_refused(verifier: WarrantVerifier, warrant: IssuedWarrant) -> None:
     with pytest.raises(InvalidWarrant, match="not a string"):
         verifier.verify(warrant.token.encode(), action_digest=DIGEST, now=NOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (b"not json", "header is not valid JSON"),
+        (b'["EdDSA"]', "header is not a JSON object"),
+        (b'{"alg":"EdDSA","alg":"EdDSA"}', "duplicate JSON member 'alg'"),
+        (b'{"alg":"EdDSA","kid":"' + b"A" * 43 + b'"}', "typ is missing"),
+        (b'{"alg":"EdDSA","typ":"' + b"x" * 600 + b'"}', "header is too long"),
+        (b'{"alg":NaN}', "constant NaN is not allowed"),
+        (b"\xff\xfe", "header is not valid JSON"),
+    ],
+)
+def test_malformed_headers_are_refused(verifier: WarrantVerifier, header: bytes, reason: str) -> None:
+    token = f"{b64url_encode(header)}.{b64json(genuine_claims())}.{b64url_encode(bytes(64))}"
+    with pytest.raises(InvalidWarrant, match=reason):
+        verifier.verify(token, action_digest=DIGEST, now=NOW)
+
+
+@pytest.mark.parametrize(("payload", "reason"), [(b"[]", "claims is not a JSON object"), (b"{", "not valid JSON")])
+def test_engine_signed_non_object_claims_are_refused(
+    keyring: EngineKeyring, verifier: WarrantVerifier, payload: bytes, reason: str
+) -> None:
+    _, key = keyring.signing_key()
+    header = {"alg": "EdDSA", "typ": WARRANT_TYP, "kid": keyring.current_kid}
+    signing_input = f"{b64json(header)}.{b64url_encode(payload)}"
+    token = f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
+    with pytest.raises(InvalidWarrant, match=reason):
+        verifier.verify(token, action_digest=DIGEST, now=NOW)

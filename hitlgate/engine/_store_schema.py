@@ -42,9 +42,11 @@ class UtcTime(sa.types.TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        """Aware datetime to stored text; a naive datetime is refused."""
         return None if value is None else format_time(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Stored text to an aware UTC datetime."""
         return None if value is None else parse_time(str(value))
 
 

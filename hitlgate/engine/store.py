@@ -37,7 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine import lifecycle
@@ -153,6 +153,12 @@ class WarrantRecord:
     issued_at: datetime
     expires_at: datetime
     consumed_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_utc(self.issued_at, "issued_at")
+        _require_utc(self.expires_at, "expires_at")
+        if self.consumed_at is not None:
+            _require_utc(self.consumed_at, "consumed_at")
 
 
 class Transaction:
@@ -548,7 +554,14 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connect to ``url`` and create or migrate the schema."""
+        """Connect to ``url`` and create or migrate the schema.
+
+        ``postgresql://`` and ``postgres://`` URLs use psycopg 3 (the driver
+        hitlgate depends on), not SQLAlchemy's default psycopg2.
+        """
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                url = "postgresql+psycopg://" + url[len(prefix):]
         if _is_sqlite(url):
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
@@ -613,8 +626,8 @@ class Store:
                         sa.select(t.audit_head.c.seq).where(t.audit_head.c.id == 1).with_for_update()
                     ).first()
                     yield Transaction(conn, writable=True)
-        except OperationalError as exc:
-            raise StorageError(f"state store error: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store error: {getattr(exc, 'orig', None) or exc}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
@@ -622,8 +635,8 @@ class Store:
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield Transaction(conn, writable=False)
-        except OperationalError as exc:
-            raise StorageError(f"state store error: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store error: {getattr(exc, 'orig', None) or exc}") from exc
 
     def close(self) -> None:
         """Release every pooled connection."""

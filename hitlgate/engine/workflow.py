@@ -36,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Any
 from hitlgate.engine import lifecycle
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.approvals import SignedStatement
-from hitlgate.engine.audit import KINDS, AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
+from hitlgate.engine.audit import AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
 from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
 from hitlgate.engine.decision import Decision
@@ -71,10 +71,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 #: means the executor died mid-action; the request becomes execution_unknown.
 OUTCOME_GRACE = timedelta(minutes=10)
 
-#: The audit kind of a guard refusal. The audit module's fixed list of kinds
-#: has no ``warrant_refused``; ``denied`` with ``subject: warrant`` in the
-#: payload says the same thing without widening that list from here.
-REFUSAL_KIND = "warrant_refused" if "warrant_refused" in KINDS else "denied"
+#: The audit kind of a guard refusal (the payload also says ``subject: warrant``).
+REFUSAL_KIND = "warrant_refused"
 
 #: Who may revoke a request that names no quorum (auto_allow).
 REVOKER_ROLE = "security"

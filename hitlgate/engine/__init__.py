@@ -8,9 +8,13 @@ from hitlgate.engine.backends import PolicyBackend
 from hitlgate.engine.config import BackendConfig, Config, load_config
 from hitlgate.engine.decider import Decider, backend_from_config
 from hitlgate.engine.decision import TIER_RANK, TIERS, Decision, Quorum, QuorumSlot
+from hitlgate.engine.guard import Grant, Guard
 from hitlgate.engine.inventory import Approver, Inventory, load_inventory
 from hitlgate.engine.policy import PolicyPack
 from hitlgate.engine.proposal import Proposal, action_digest, canonical_json
+from hitlgate.engine.quorum import QuorumProgress
+from hitlgate.engine.store import Request, Store
+from hitlgate.engine.workflow import Engine
 
 __all__ = [
     "TIERS",
@@ -20,12 +24,18 @@ __all__ = [
     "Config",
     "Decider",
     "Decision",
+    "Engine",
+    "Grant",
+    "Guard",
     "Inventory",
     "PolicyBackend",
     "PolicyPack",
     "Proposal",
     "Quorum",
+    "QuorumProgress",
     "QuorumSlot",
+    "Request",
+    "Store",
     "action_digest",
     "backend_from_config",
     "canonical_json",

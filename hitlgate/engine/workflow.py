@@ -45,7 +45,7 @@ from hitlgate.engine.keys import EngineKeyring
 from hitlgate.engine.policy import fingerprint_paths
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.quorum import QuorumProgress, assess, can_fill, require_eligible
-from hitlgate.engine.store import Request, Store, Transaction, WarrantRecord
+from hitlgate.engine.store import Request, Store, Transaction, Vote, WarrantRecord
 from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import (
     ApprovalError,
@@ -53,6 +53,7 @@ from hitlgate.errors import (
     IllegalTransition,
     InputError,
     StorageError,
+    ValidationError,
 )
 
 if TYPE_CHECKING:
@@ -398,6 +399,37 @@ class Engine:
 
     # -- warrants ---------------------------------------------------------
 
+    def _check_stored_approval(self, req: Request, vote: Vote) -> None:
+        """Refuse a stored approval that is not exactly what its approver signed for this request and action.
+
+        Votes are checked when they arrive, but the warrant is minted later
+        from what the store holds. Someone with database access could insert
+        a vote row, or rewrite the stored action together with its digest
+        after the grant; re-verifying each counted signature against the
+        registered key, the request id and the current digest here means the
+        warrant is only ever bound to an action its approvers actually signed.
+        """
+        try:
+            signed = SignedStatement.from_dict(vote.statement)
+        except ValidationError as exc:
+            raise StorageError(f"request {req.id}: the stored approval by {vote.approver} is corrupt: {exc}") from exc
+        s = signed.statement
+        if (s.request_id, s.action_digest, s.verdict, s.approver) != (
+            req.id, req.action_digest, "approve", vote.approver
+        ):
+            raise StorageError(
+                f"request {req.id}: the stored approval by {vote.approver} is not an approval of this request "
+                f"and action {req.action_digest}; the store was changed after the vote"
+            )
+        if s.approver == req.requester:
+            raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}")
+        try:
+            signed.verify(self.approvers.get(s.approver).public_key)
+        except ApprovalError as exc:
+            raise StorageError(
+                f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}"
+            ) from exc
+
     def _warrant_approvals(self, req: Request) -> list[dict[str, Any]]:
         """The approvals a warrant carries: approver, the slot they filled, time, signature."""
         if not req.decision.needs_approval:
@@ -411,6 +443,7 @@ class Engine:
         for v in req.approvals:
             if v.approver not in report.counted:
                 continue
+            self._check_stored_approval(req, v)
             out.append(
                 {
                     "approver": v.approver,

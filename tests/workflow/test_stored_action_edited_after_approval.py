@@ -59,3 +59,40 @@ def test_warrant_is_not_issued_for_an_edited_request(engine):
     _edit_stored_action(engine, req.id, update_digest=False)
     with pytest.raises(StorageError):
         engine.warrant(req.id)
+
+
+@pytest.mark.parametrize("update_digest", [False, True], ids=["params-only", "params-and-digest"])
+def test_action_edited_between_grant_and_warrant_gets_no_warrant(engine, update_digest):
+    # The grant is recorded but no warrant is minted yet; the attacker now
+    # rewrites the stored action and its digest, so the stored request is
+    # self-consistent again. The approval in the store was signed over the
+    # old digest: the warrant must not be issued for the new action.
+    doc = proposal("suspend_service_account", "svc-ci-runner", scope="ci-only")
+    req = vote(engine, engine.propose(doc), "carol")
+    assert req.status == "granted"
+    _edit_stored_action(engine, req.id, update_digest=update_digest)
+    with pytest.raises(StorageError):
+        engine.warrant(req.id)
+    with engine.store.read() as tx:
+        assert tx.warrant_for(req.id) is None
+
+
+def test_vote_row_inserted_into_the_store_gets_no_warrant(engine):
+    # Someone with database access inserts an approval nobody signed with
+    # their registered key, and marks the request granted.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.workflow._helpers import signed
+
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner", scope="ci-only"))
+    forged = signed(req, "carol", at=engine.now(), key=Ed25519PrivateKey.generate())
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.votes.insert().values(
+            request_id=req.id, approver="carol", verdict="approve", statement=json.dumps(forged.to_dict()),
+            signed_at=engine.now(), recorded_at=engine.now(),
+        ))
+        conn.execute(t.requests.update().where(t.requests.c.id == req.id).values(status="granted"))
+    with pytest.raises(StorageError, match="does not verify"):
+        engine.warrant(req.id)
+    with engine.store.read() as tx:
+        assert tx.warrant_for(req.id) is None

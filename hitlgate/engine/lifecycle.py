@@ -24,7 +24,8 @@ Rules:
 3. ``granted`` becomes ``executed``, ``execution_failed`` or
    ``execution_unknown`` once the guard has consumed its warrant and the
    action has returned, raised, or been interrupted; ``revoked`` while its
-   warrant is not yet consumed; ``expired`` when its warrant lapsed unused.
+   warrant is not yet consumed; ``expired`` when its warrant lapsed unused,
+   or when its approval window closed before any warrant was issued.
 4. ``denied``, ``rejected``, ``expired``, ``revoked``, ``executed``,
    ``execution_failed`` and ``execution_unknown`` are final: nothing leaves
    them. In particular a denied request can never be granted, and a

@@ -511,6 +511,15 @@ class Engine:
                     )
                 else:
                     return existing
+            elif at >= req.expires_at:
+                # The same rule expire_due applies: a grant whose window
+                # closed before any warrant was fetched has lapsed. Whether
+                # a sweep happened to run first must not decide that.
+                self._expire(tx, req, at, "the grant lapsed without its warrant being used")
+                lapsed = IllegalTransition(
+                    f"request {req.id} was granted but its window closed before a warrant was fetched; "
+                    "the request is now expired, propose again"
+                )
             else:
                 return self._issue(tx, req, at)
         assert lapsed is not None  # noqa: S101 - every other path returned above.

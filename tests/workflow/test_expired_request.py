@@ -40,3 +40,18 @@ def test_unused_warrant_lapses_and_is_not_reissued(engine, clock):
     with pytest.raises(IllegalTransition, match="expired"):
         engine.warrant(req.id)
     assert engine.get(req.id).status == "expired"
+
+
+def test_stale_grant_gets_no_warrant_after_its_window(engine, clock):
+    # Granted, but nobody fetched the warrant before the request's window
+    # closed. `expire_due` would expire it; fetching the warrant late must
+    # not mint a fresh one from an old grant just because no sweep ran yet.
+    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    assert req.status == "granted"
+    clock.advance(req.decision.ttl_seconds + 1)
+    with pytest.raises(IllegalTransition, match="expired"):
+        engine.warrant(req.id)
+    assert engine.get(req.id).status == "expired"
+    with engine.store.read() as tx:
+        assert tx.warrant_for(req.id) is None
+    assert [e.kind for e in engine.audit_events(req.id)][-1] == "expired"

@@ -56,7 +56,7 @@ from hitlgate.engine._time import Clock, require_utc
 from hitlgate.engine.decision import TIER_RANK
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.warrants import WarrantClaims
-from hitlgate.errors import HitlgateError, InvalidWarrant, ValidationError
+from hitlgate.errors import HitlgateError, IllegalTransition, InvalidWarrant, ValidationError
 
 if TYPE_CHECKING:
     from hitlgate.engine.store import Request
@@ -224,6 +224,16 @@ class Guard:
             raise ValueError(f"unknown outcome {outcome!r}")
         at = require_utc(now if now is not None else self.clock(), "now")
         with self.engine.store.write() as tx:
+            # Lifecycle rule 3: an outcome follows a consumption by the
+            # guard. A Grant is a plain value anyone can construct, so check
+            # the store, or an executor that skipped the guard could write
+            # "executed" into the lifecycle and the audit chain.
+            stored = tx.warrant_for(grant.request_id)
+            if stored is None or stored.consumed_at is None or stored.jti != grant.jti:
+                raise IllegalTransition(
+                    f"request {grant.request_id}: no outcome can be recorded, warrant {grant.jti} "
+                    "was not consumed by the guard"
+                )
             req = tx.transition(grant.request_id, outcome, now=at, reason=detail[:500])
             self.engine._append(tx, outcome, req, {"jti": grant.jti, "detail": detail[:2000]}, at)
 

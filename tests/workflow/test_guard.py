@@ -97,3 +97,25 @@ def test_consumed_but_never_reported_becomes_execution_unknown(engine, clock):
     assert engine.expire_due() == []
     clock.advance(engine.config.warrant_ttl_seconds + 11 * 60)
     assert [r.status for r in engine.expire_due()] == ["execution_unknown"]
+
+
+def test_outcome_cannot_be_recorded_for_an_unconsumed_warrant(engine):
+    # An executor that skips the guard must not be able to write
+    # "executed" into the lifecycle and the audit chain afterwards: an
+    # outcome belongs to a warrant the guard consumed.
+    from hitlgate.engine.guard import Grant
+    from hitlgate.errors import IllegalTransition
+
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    guard = engine.guard()
+    claims = guard.check(token, doc["action"])
+    fake = Grant(request_id=req.id, jti=claims.jti, tier=claims.tier, action=doc["action"],
+                 action_digest=claims.action_digest, claims=claims, consumed_at=engine.now())
+    with pytest.raises(IllegalTransition, match="consumed"):
+        guard.record(fake, "executed", "completed")
+    assert engine.get(req.id).status == "granted"
+    assert "executed" not in [e.kind for e in engine.audit_events(req.id)]
+    # The real path still works afterwards.
+    assert guard.execute(token, doc["action"], lambda a: "ok") == "ok"
+    assert engine.get(req.id).status == "executed"

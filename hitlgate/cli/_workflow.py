@@ -8,6 +8,7 @@ Every command prints for people by default and JSON with ``--json``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -91,6 +92,28 @@ def _request_json(engine: Engine, req: Request) -> dict[str, Any]:
     if req.decision.needs_approval:
         out["quorum_progress"] = engine.progress(req.id).to_dict()
     return out
+
+
+@contextmanager
+def _file_errors(path: str | Path, doing: str) -> Iterator[None]:
+    """Report an OS error on ``path`` as an :class:`InputError` the root prints, not as a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot {doing} {path}: {exc.strerror or exc}") from exc
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, also when the file existed; never through a symlink.
+
+    A warrant is a bearer token until it is consumed: an existing file's
+    looser mode must not carry over to it.
+    """
+    with _file_errors(path, "write"):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fd, 0o600)
+            fh.write(text)
 
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -215,7 +238,8 @@ def _vote_command(verdict: str) -> click.Command:
         key = load_approver_key(Path(key_file))
         if out and digest:
             signed = sign(Statement(request_id, digest, verdict, name, utcnow()), key)  # type: ignore[arg-type]
-            Path(out).write_text(signed.to_json(), encoding="utf-8")
+            with _file_errors(out, "write"):
+                Path(out).write_text(signed.to_json(), encoding="utf-8")
             click.echo(f"wrote signed {noun} to {out}")
             return
         with open_engine(state) as engine:
@@ -227,7 +251,8 @@ def _vote_command(verdict: str) -> click.Command:
                 )
             signed = sign(Statement(req.id, the_digest, verdict, name, engine.now()), key)  # type: ignore[arg-type]
             if out:
-                Path(out).write_text(signed.to_json(), encoding="utf-8")
+                with _file_errors(out, "write"):
+                    Path(out).write_text(signed.to_json(), encoding="utf-8")
                 click.echo(f"wrote signed {noun} of {req.action['type']} on {req.action['target']} to {out}")
                 return
         _submit(state, signed, verdict, as_json)
@@ -278,9 +303,7 @@ def warrant(state: CliState, request_id: str, out: str | None, as_json: bool) ->
     with open_engine(state) as engine:
         w = engine.warrant(request_id)
     if out:
-        path = Path(out)
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_text(w.token + "\n", encoding="utf-8")
+        _write_private(Path(out), w.token + "\n")
     if as_json:
         echo_json({"request_id": w.request_id, "jti": w.jti, "kid": w.kid,
                    "expires_at": format_time(w.expires_at), "token": w.token})
@@ -428,7 +451,7 @@ def audit_verify(state: CliState, jwks_file: str | None, export_file: str | None
     if export_file:
         if keys_ is None:
             keys_ = _keyring(state).public_keys(include_expired=True)
-        with open(export_file, encoding="utf-8") as fh:
+        with _file_errors(export_file, "read"), open(export_file, encoding="utf-8") as fh:
             exported = read_export(fh)
         report = verify_chain(exported.events, exported.checkpoints, keys_)
         summary = {"ok": True, "events": report.events_checked, "checkpoints": report.checkpoints_verified,
@@ -453,7 +476,7 @@ def audit_export(state: CliState, out: str | None, request_id: str | None) -> No
     """Write the chain (events, then checkpoints) as JSON Lines."""
     with open_engine(state) as engine:
         if out:
-            with open(out, "w", encoding="utf-8") as fh:
+            with _file_errors(out, "write"), open(out, "w", encoding="utf-8") as fh:
                 n, c = engine.export_audit(fh, request_id=request_id)
             click.echo(f"wrote {n} events and {c} checkpoint(s) to {out}", err=True)
         else:

@@ -399,22 +399,28 @@ def read_export(fh: IO[str]) -> AuditExport:
     """Parse an export; :class:`AuditChainError` names the first unreadable line."""
     events: list[AuditEvent] = []
     cps: list[Checkpoint] = []
-    for lineno, line in enumerate(fh, start=1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line, parse_constant=_refuse_constant)
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            record = doc.pop("record", None)
-            if record == "event":
-                events.append(AuditEvent.from_dict(doc))
-            elif record == "checkpoint":
-                cps.append(Checkpoint.from_dict(doc))
-            else:
-                raise ValueError(f"unknown record type {record!r}")
-        except (ValueError, ValidationError) as exc:
-            raise AuditChainError(f"export line {lineno} is malformed: {exc}") from None
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line, parse_constant=_refuse_constant)
+                if not isinstance(doc, dict):
+                    raise ValueError("not a JSON object")
+                record = doc.pop("record", None)
+                if record == "event":
+                    events.append(AuditEvent.from_dict(doc))
+                elif record == "checkpoint":
+                    cps.append(Checkpoint.from_dict(doc))
+                else:
+                    raise ValueError(f"unknown record type {record!r}")
+            except (ValueError, ValidationError) as exc:
+                raise AuditChainError(f"export line {lineno} is malformed: {exc}") from None
+    except UnicodeDecodeError:
+        # Raised by the file's decoder while reading, outside the per-line
+        # handler above; the reader decodes ahead, so the line is approximate.
+        raise AuditChainError(f"export is not UTF-8 text (near line {lineno + 1})") from None
     return AuditExport(events, cps)
 
 

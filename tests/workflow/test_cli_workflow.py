@@ -120,3 +120,33 @@ def test_keys_and_audit_commands(env, tmp_path):
     tampered.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
     err = run(env, "audit", "verify", "--file", str(tampered), "--jwks", jwks_file, code=1)
     assert "seq 1" in err.output
+
+
+def test_file_errors_are_reported_not_raised(env, tmp_path):
+    # catch_exceptions=False: an OSError or UnicodeDecodeError escaping the
+    # root handler would surface here as a traceback instead of "error: ...".
+    assert run(env, "audit", "verify", "--file", str(tmp_path / "missing.jsonl"), code=2).output.startswith("error:")
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    assert "not UTF-8" in run(env, "audit", "verify", "--file", str(binary), code=1).output
+    nowhere = str(tmp_path / "no-such-dir" / "out")
+    assert run(env, "audit", "export", "--out", nowhere, code=2).output.startswith("error:")
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal("rotate_api_key", "dev-analytics-key")),
+                         "--json").output)["id"]
+    assert run(env, "warrant", rid, "--out", nowhere, code=2).output.startswith("error:")
+    req = json.loads(run(env, "show", rid, "--json").output)
+    assert run(env, "approve", rid, "--as", "carol", "--key", str(tmp_path / "carol.pem"),
+               "--digest", req["action_digest"], "--out", nowhere, code=2).output.startswith("error:")
+
+
+def test_warrant_file_is_private_even_if_it_existed(env, tmp_path):
+    # A warrant is a bearer token: writing it into an existing world-readable
+    # file must not leave it world-readable.
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal("rotate_api_key", "dev-analytics-key")),
+                         "--json").output)["id"]
+    out = tmp_path / "warrant.jws"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    run(env, "warrant", rid, "--out", str(out))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_text().count(".") == 2

@@ -78,6 +78,9 @@ REFUSAL_KIND = "warrant_refused"
 #: Who may revoke a request that names no quorum (auto_allow).
 REVOKER_ROLE = "security"
 
+#: Why a pending request expires.
+WINDOW_CLOSED = "the approval window closed before the quorum was met"
+
 
 class ApproverRegistry:
     """The registered approvers, read from the configured inventory and reloaded when it changes."""
@@ -351,9 +354,7 @@ class Engine:
         s = signed.statement
         closed: HitlgateError | None = None
         with self.store.write() as tx:
-            req = tx.get_request(s.request_id)
-            if req.status == lifecycle.PENDING and now >= req.expires_at:
-                req = self._expire(tx, req, now, "the approval window closed before the quorum was met")
+            req = self._expire_if_due(tx, tx.get_request(s.request_id), now)
             if req.status != lifecycle.PENDING:
                 closed = ApprovalError(f"request {req.id} is {req.status}; it takes no more votes")
             else:
@@ -565,6 +566,12 @@ class Engine:
         self._append(tx, "expired", req, {"reason": reason}, now)
         return req
 
+    def _expire_if_due(self, tx: Transaction, req: Request, now: datetime) -> Request:
+        """Expire ``req`` if it is pending and its approval window has closed at ``now``; return it as it stands."""
+        if req.status == lifecycle.PENDING and now >= req.expires_at:
+            return self._expire(tx, req, now, WINDOW_CLOSED)
+        return req
+
     def expire_due(self, now: datetime | None = None) -> list[Request]:
         """Expire what is due at ``now``; return the requests that changed.
 
@@ -577,7 +584,7 @@ class Engine:
         changed: list[str] = []
         with self.store.write() as tx:
             for rid in tx.request_ids(status=lifecycle.PENDING, expires_before=at):
-                self._expire(tx, tx.get_request(rid), at, "the approval window closed before the quorum was met")
+                self._expire_if_due(tx, tx.get_request(rid), at)
                 changed.append(rid)
             for rid in tx.granted_unused_expired(at):
                 self._expire(tx, tx.get_request(rid), at, "the grant lapsed without its warrant being used")
@@ -605,9 +612,7 @@ class Engine:
                 return req
             if self.now() >= req.expires_at:
                 with self.store.write() as tx:
-                    current = tx.get_request(request_id)
-                    if current.status == lifecycle.PENDING:
-                        self._expire(tx, current, self.now(), "the approval window closed before the quorum was met")
+                    self._expire_if_due(tx, tx.get_request(request_id), self.now())
                 continue
             if time.monotonic() >= deadline:
                 return req

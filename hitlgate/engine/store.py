@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine import lifecycle
+from hitlgate.engine._time import require_utc as _require_utc
 from hitlgate.engine._time import utcnow
 from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, Checkpoint, next_event
 from hitlgate.engine.decision import Decision
@@ -48,11 +49,6 @@ from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, StorageEr
 
 #: How long a SQLite writer waits for the lock before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def _require_utc(value: datetime, what: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware (UTC)")
 
 
 @dataclass(frozen=True)

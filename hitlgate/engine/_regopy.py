@@ -101,7 +101,8 @@ class RegopyBackend:
     def _reload(self) -> None:
         try:
             pack = PolicyPack.load(self._policy_dir, self._data_paths)
-            _Compiled(pack)  # Compile once up front so errors surface at load.
+            # Compile up front so errors surface at load; this thread keeps it.
+            compiled = _Compiled(pack)
         except HitlgateError as exc:
             log.error("policy pack failed to load; every decision fails closed: %s", exc)
             self._pack, self._load_error = None, exc
@@ -110,6 +111,7 @@ class RegopyBackend:
         if self._pack is not None and self._pack.revision != pack.revision:
             log.info("policy pack reloaded: %s -> %s", self._pack.revision, pack.revision)
         self._pack, self._load_error = pack, None
+        self._local.compiled = compiled
 
     def _refresh(self) -> None:
         if not self._watch:

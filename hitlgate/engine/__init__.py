@@ -4,17 +4,42 @@ Everything a caller needs to decide proposals lives here; engine internals
 (regopy, OPA, SQL, crypto details) are in private ``_`` modules.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from hitlgate.engine.backends import PolicyBackend
 from hitlgate.engine.config import BackendConfig, Config, load_config
 from hitlgate.engine.decider import Decider, backend_from_config
 from hitlgate.engine.decision import TIER_RANK, TIERS, Decision, Quorum, QuorumSlot
-from hitlgate.engine.guard import Grant, Guard
 from hitlgate.engine.inventory import Approver, Inventory, load_inventory
 from hitlgate.engine.policy import PolicyPack
 from hitlgate.engine.proposal import Proposal, action_digest, canonical_json
-from hitlgate.engine.quorum import QuorumProgress
-from hitlgate.engine.store import Request, Store
-from hitlgate.engine.workflow import Engine
+
+if TYPE_CHECKING:
+    from hitlgate.engine.guard import Grant, Guard
+    from hitlgate.engine.quorum import QuorumProgress
+    from hitlgate.engine.store import Request, Store
+    from hitlgate.engine.workflow import Engine
+
+# The workflow half (SQLAlchemy, the store, the guard) is imported on first
+# use, so `hitlgate decide` and agents that only ask for decisions do not pay
+# for it at start-up.
+_LAZY = {
+    "Engine": "hitlgate.engine.workflow",
+    "Grant": "hitlgate.engine.guard",
+    "Guard": "hitlgate.engine.guard",
+    "QuorumProgress": "hitlgate.engine.quorum",
+    "Request": "hitlgate.engine.store",
+    "Store": "hitlgate.engine.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "TIERS",

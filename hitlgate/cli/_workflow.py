@@ -22,6 +22,7 @@ from hitlgate.cli._common import CliState, echo_json, pass_state, read_json_arg
 from hitlgate.engine import lifecycle
 from hitlgate.engine._store_schema import format_time
 from hitlgate.engine._time import utcnow
+from hitlgate.engine.anchor import load_external_anchor
 from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import read_export, verify_chain
 from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
@@ -443,24 +444,42 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--jwks", "jwks_file", help="Trust only these keys (a JWKS file), not the local keyring.")
 @click.option("--file", "export_file", type=click.Path(dir_okay=False), help="Verify an export instead of the store.")
+@click.option(
+    "--anchor",
+    "anchor_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Also check against the signed checkpoints in this file: a copy of the audit anchor or an "
+    "earlier export kept elsewhere. Repeatable.",
+)
 @json_option
 @pass_state
-def audit_verify(state: CliState, jwks_file: str | None, export_file: str | None, as_json: bool) -> None:
-    """Check every event and signed checkpoint; name the first bad event."""
+def audit_verify(
+    state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...], as_json: bool
+) -> None:
+    """Check every event and signed checkpoint; name the first bad event.
+
+    The store is checked against its own checkpoints, the engine's audit
+    anchor file and every --anchor. With --file an export is checked
+    instead, against its checkpoints and every --anchor; add --jwks to use
+    only a trusted public JWKS (offline: no local keys or database).
+    """
     keys_ = EngineKeyring.from_jwks(read_json_arg(jwks_file, "JWKS")) if jwks_file else None
+    anchors = [cp for f in anchor_files for cp in load_external_anchor(Path(f))]
     if export_file:
         if keys_ is None:
             keys_ = _keyring(state).public_keys(include_expired=True)
         with _file_errors(export_file, "read"), open(export_file, encoding="utf-8") as fh:
             exported = read_export(fh)
-        report = verify_chain(exported.events, exported.checkpoints, keys_)
+        report = verify_chain(exported.events, exported.checkpoints, keys_, anchors=anchors)
         summary = {"ok": True, "events": report.events_checked, "checkpoints": report.checkpoints_verified,
-                   "head_seq": report.last_seq, "head_hash": report.head_hash}
+                   "anchored": report.anchored, "head_seq": report.last_seq, "head_hash": report.head_hash}
         text = (f"audit export OK: {report.events_checked} events, {report.checkpoints_verified} signed "
-                f"checkpoint(s), head #{report.last_seq} {report.head_hash}")
+                f"checkpoint(s), {report.anchored} from --anchor files, "
+                f"head #{report.last_seq} {report.head_hash}")
     else:
         with open_engine(state) as engine:
-            r = engine.verify_audit(keys_)
+            r = engine.verify_audit(keys_, anchors=anchors)
         summary, text = r.to_dict(), r.describe()
     if as_json:
         echo_json(summary)

@@ -12,7 +12,11 @@ inserting or reordering events breaks the ``seq`` sequence or the
 recompute every hash after an edit, so the engine periodically signs a
 :class:`Checkpoint` (a compact JWS by the engine key over ``{seq, hash, at}``):
 a rewrite behind a checkpoint, or a truncation past one, no longer matches
-it, and forging a checkpoint needs the engine's private key.
+it, and forging a checkpoint needs the engine's private key. Checkpoints
+stored in the same database can be deleted along with the rewrite, so the
+engine also keeps them in an anchor file outside it
+(:mod:`hitlgate.engine.anchor`); :func:`verify_chain` takes those as
+``anchors`` and reports any that the store lost.
 
 :func:`verify_chain` raises :class:`~hitlgate.errors.AuditChainError` naming
 the first bad event and why; when the chain is good it returns a
@@ -27,6 +31,7 @@ re-attach UTC to timestamps read back), since the hash covers the spelling.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -268,14 +273,16 @@ def sign_checkpoint(keyring: EngineKeyring, head: AuditEvent, now: datetime | No
     return Checkpoint(seq=head.seq, head_hash=head.hash, at=at, token=token, kid=kid)
 
 
-def _verify_checkpoint(cp: Checkpoint, public_keys: Mapping[str, Ed25519PublicKey]) -> None:
+def _verify_checkpoint(
+    cp: Checkpoint, public_keys: Mapping[str, Ed25519PublicKey], *, label: str = "checkpoint"
+) -> None:
     def key_for(kid: str) -> Ed25519PublicKey:
         key = public_keys.get(kid)
         if key is None:
             raise JWSRefused(f"unknown kid {kid}")
         return key
 
-    where = f"checkpoint at seq {cp.seq}"
+    where = f"{label} at seq {cp.seq}"
     try:
         kid, claims = verify_compact_jws(cp.token, typ=CHECKPOINT_TYP, key_for=key_for)
     except JWSRefused as exc:
@@ -298,12 +305,24 @@ class ChainReport:
     last_seq: int
     head_hash: str
     checkpoints_verified: int
+    #: Distinct checkpoints (by seq and hash) that came from anchors outside the store.
+    anchored: int = 0
+
+
+def _describe_missing(missing: list[tuple[int, str]]) -> str:
+    seqs = ", ".join(str(seq) for seq, _ in missing[:10]) + (", ..." if len(missing) > 10 else "")
+    return (
+        f"{len(missing)} signed checkpoint(s) held by an anchor are missing from the store "
+        f"(seq {seqs}): checkpoints were deleted"
+    )
 
 
 def verify_chain(
     events: Iterable[AuditEvent],
     checkpoints: Iterable[Checkpoint] = (),
     public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    *,
+    anchors: Iterable[Checkpoint] = (),
 ) -> ChainReport:
     """Check the whole chain from seq 1; raise :class:`AuditChainError` at the first bad event.
 
@@ -311,17 +330,41 @@ def verify_chain(
     checkpoint must carry a valid engine signature by a key in
     ``public_keys`` (include retired keys: ``keyring.public_keys(include_expired=True)``),
     and the chain must contain the event it names with the hash it names.
+
+    ``anchors`` are checkpoints kept outside the store (the engine's audit
+    anchor file, an auditor's copy): they are verified and applied exactly
+    like ``checkpoints`` (duplicates by seq and hash count once), and any of
+    them missing from ``checkpoints`` is reported as a deleted checkpoint;
+    together with a bad event, the bad event is named first.
     """
     cps = list(checkpoints)
-    if cps and public_keys is None:
+    anchored = list(anchors)
+    if (cps or anchored) and public_keys is None:
         raise AuditChainError("checkpoints cannot be verified without the engine's public keys")
     by_seq: dict[int, Checkpoint] = {}
-    for cp in sorted(cps, key=lambda c: c.seq):
-        _verify_checkpoint(cp, public_keys or {})
+    labelled = [(cp, "checkpoint") for cp in cps] + [(cp, "anchored checkpoint") for cp in anchored]
+    for cp, label in sorted(labelled, key=lambda item: item[0].seq):
+        _verify_checkpoint(cp, public_keys or {}, label=label)
         other = by_seq.get(cp.seq)
         if other is not None and other.head_hash != cp.head_hash:
             raise AuditChainError(f"two validly signed checkpoints at seq {cp.seq} disagree: the chain forked")
         by_seq[cp.seq] = cp
+    stored = {(cp.seq, cp.head_hash) for cp in cps}
+    anchor_keys = {(cp.seq, cp.head_hash) for cp in anchored}
+    missing = sorted(anchor_keys - stored)
+    try:
+        report = _walk(events, by_seq)
+    except AuditChainError as exc:
+        if missing:
+            raise AuditChainError(f"{exc}; also, {_describe_missing(missing)}") from None
+        raise
+    if missing:
+        raise AuditChainError(_describe_missing(missing))
+    return dataclasses.replace(report, anchored=len(anchor_keys))
+
+
+def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, Checkpoint]) -> ChainReport:
+    """Walk the chain from seq 1 against the verified checkpoints ``by_seq``."""
 
     expected_seq = 1
     prev_hash = GENESIS_HASH

@@ -26,6 +26,8 @@ DEFAULT_CONFIG_NAME = "hitlgate.yaml"
 #: Warrants live minutes, not hours: a stolen warrant is useless soon.
 DEFAULT_WARRANT_TTL = 300
 DEFAULT_OPA_TIMEOUT_MS = 500
+#: The audit anchor's file name in the key directory (see :mod:`hitlgate.engine.anchor`).
+ANCHOR_FILE = "audit-anchor.jsonl"
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,18 @@ class Config:
     issuer: str = "hitlgate"
     audience: str = "hitlgate-executor"
     source: Path | None = None
+    #: The append-only file of signed audit checkpoints kept outside the
+    #: database; None means ``<key_dir>/audit-anchor.jsonl``.
+    audit_anchor: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.state_url:
             object.__setattr__(self, "state_url", f"sqlite:///{default_home() / 'state.db'}")
+
+    @property
+    def anchor_path(self) -> Path:
+        """Where the audit anchor lives: ``audit_anchor``, else ``<key_dir>/audit-anchor.jsonl``."""
+        return self.audit_anchor if self.audit_anchor is not None else self.key_dir / ANCHOR_FILE
 
     @classmethod
     def from_file(cls, path: Path) -> Config:
@@ -112,6 +122,8 @@ class Config:
             kwargs["state_url"] = url
         if "keys" in raw:
             kwargs["key_dir"] = rel(raw["keys"])
+        if "audit_anchor" in raw:
+            kwargs["audit_anchor"] = rel(raw["audit_anchor"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):
             if key in raw:
                 kwargs[key] = raw[key]

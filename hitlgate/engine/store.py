@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,6 +163,17 @@ class Transaction:
     def __init__(self, conn: Connection, *, writable: bool) -> None:
         self.conn = conn
         self.writable = writable
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this write transaction has committed (never after a rollback).
+
+        Callbacks run in order, outside the transaction; an exception from
+        one propagates to the caller of :meth:`Store.write` (the commit
+        stands) and the callbacks after it do not run.
+        """
+        self._require_writable()
+        self._after_commit.append(callback)
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -612,6 +623,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Transaction]:
         """A serialised read-write transaction; committed on success, rolled back on any error."""
+        tx: Transaction | None = None
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(hitlgate_write=True)
@@ -621,9 +633,13 @@ class Store:
                     conn.execute(
                         sa.select(t.audit_head.c.seq).where(t.audit_head.c.id == 1).with_for_update()
                     ).first()
-                    yield Transaction(conn, writable=True)
+                    tx = Transaction(conn, writable=True)
+                    yield tx
         except SQLAlchemyError as exc:
             raise StorageError(f"state store error: {getattr(exc, 'orig', None) or exc}") from exc
+        # Committed: run what waited for the commit (e.g. anchoring checkpoints).
+        for callback in tx._after_commit if tx is not None else ():
+            callback()
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:

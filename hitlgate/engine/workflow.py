@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from hitlgate.engine import lifecycle
 from hitlgate.engine._time import Clock, require_utc, utcnow
+from hitlgate.engine.anchor import AuditAnchor
 from hitlgate.engine.approvals import SignedStatement
 from hitlgate.engine.audit import AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
 from hitlgate.engine.config import Config
@@ -49,6 +50,7 @@ from hitlgate.engine.store import Request, Store, Transaction, Vote, WarrantReco
 from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import (
     ApprovalError,
+    AuditChainError,
     HitlgateError,
     IllegalTransition,
     InputError,
@@ -118,12 +120,17 @@ class AuditReport:
     checkpoints: int
     head_seq: int
     head_hash: str
+    #: Distinct checkpoints (by seq and hash) found in anchors outside the database.
+    anchored: int = 0
+    #: The engine's anchor file (None when it was not consulted).
+    anchor: str | None = None
 
     def describe(self) -> str:
         """One line for people."""
+        where = f" ({self.anchor})" if self.anchor else ""
         return (
             f"audit chain OK: {self.events} events, {self.checkpoints} signed checkpoint(s), "
-            f"head #{self.head_seq} {self.head_hash}"
+            f"{self.anchored} anchored outside the database{where}, head #{self.head_seq} {self.head_hash}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +139,8 @@ class AuditReport:
             "ok": True,
             "events": self.events,
             "checkpoints": self.checkpoints,
+            "anchored": self.anchored,
+            "anchor": self.anchor,
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
         }
@@ -157,8 +166,9 @@ class Engine:
         keyring: EngineKeyring | None = None,
         clock: Clock = utcnow,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        anchor: AuditAnchor | None = None,
     ) -> None:
-        """Open the workflow; the store and keyring are created from ``config`` unless given."""
+        """Open the workflow; the store, keyring and audit anchor are created from ``config`` unless given."""
         if checkpoint_every < 1:
             raise InputError("checkpoint_every must be at least 1")
         self.config = config
@@ -171,6 +181,7 @@ class Engine:
         self.keyring = keyring if keyring is not None else EngineKeyring.load_or_create(
             config.key_dir, retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds)
         )
+        self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
         self.approvers = ApproverRegistry(config.data_paths)
         self.issuer = WarrantIssuer(
             self.keyring, issuer=config.issuer, audience=config.audience, ttl_seconds=config.warrant_ttl_seconds
@@ -219,8 +230,33 @@ class Engine:
         rid = request.id if request is not None else request_id
         ev = tx.append(kind, request_id=rid, payload=body, at=now)
         if ev.seq % self.checkpoint_every == 0:
-            tx.insert_checkpoint(sign_checkpoint(self.keyring, ev, now))
+            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now))
         return ev
+
+    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint) -> None:
+        """Store a checkpoint in ``tx`` and append it to the audit anchor once ``tx`` commits.
+
+        The anchor is opened before the commit, so an unusable anchor rolls
+        the whole change back (:class:`StorageError`); it is written only
+        after the commit, so it never holds a checkpoint of an event that was
+        rolled back. A write that still fails then raises after the commit:
+        the change and the stored checkpoint stand, the next anchored
+        checkpoint covers them.
+        """
+        tx.insert_checkpoint(cp)
+        self.anchor.ensure_writable()
+
+        def anchor_it() -> None:
+            try:
+                self.anchor.append([cp])
+            except StorageError as exc:
+                raise StorageError(
+                    f"{exc}. The change and the checkpoint at seq {cp.seq} were committed to the database, "
+                    "but the checkpoint is not anchored outside it: fix the anchor, then run "
+                    "`hitlgate audit checkpoint`"
+                ) from exc
+
+        tx.after_commit(anchor_it)
 
     def record_refusal(self, reason: str, *, request_id: str | None, detail: Mapping[str, Any], now: datetime) -> None:
         """Write a refusal audit event in its own transaction; a logging failure never hides the refusal."""
@@ -628,7 +664,7 @@ class Engine:
             if head is None:
                 raise StorageError("the audit chain is empty; there is nothing to checkpoint")
             cp = sign_checkpoint(self.keyring, head, at)
-            tx.insert_checkpoint(cp)
+            self._store_checkpoint(tx, cp)
         return cp
 
     def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
@@ -636,23 +672,41 @@ class Engine:
         with self.store.read() as tx:
             return tx.events(request_id=request_id)
 
-    def verify_audit(self, public_keys: Mapping[str, Any] | None = None) -> AuditReport:
+    def verify_audit(
+        self, public_keys: Mapping[str, Any] | None = None, *, anchors: Sequence[Checkpoint] = ()
+    ) -> AuditReport:
         """Verify the whole chain and every checkpoint; raises :class:`AuditChainError` at the first bad event.
 
-        ``public_keys`` defaults to every key the engine keyring ever had;
-        an outside auditor passes the keys from a JWKS they trust.
+        The chain is checked against the checkpoints in the database *and*
+        those in the engine's audit anchor file (plus ``anchors``, e.g. an
+        auditor's own copies): a rewrite behind any of them, a truncation
+        past one, or an anchored checkpoint deleted from the database is
+        reported. A missing anchor file while the database holds checkpoints
+        is reported too. ``public_keys`` defaults to every key the engine
+        keyring ever had; an outside auditor passes the keys from a JWKS
+        they trust.
         """
         with self.store.read() as tx:
             events = tx.events()
             cps = tx.checkpoints()
+        own = self.anchor.read()
+        if own is None and cps:
+            raise AuditChainError(
+                f"the audit anchor {self.anchor.path} is missing, but the database holds {len(cps)} signed "
+                "checkpoint(s): it was deleted or moved, and without it a rewrite of the database cannot be "
+                "ruled out. Restore it from a backup (or verify with `--anchor` copies kept elsewhere); "
+                "only for a store older than audit anchors, start one with `hitlgate audit checkpoint`"
+            )
         keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
-        verify_chain(events, cps, keys)
+        report = verify_chain(events, cps, keys, anchors=[*(own or ()), *anchors])
         head = events[-1] if events else None
         return AuditReport(
             events=len(events),
             checkpoints=len(cps),
             head_seq=head.seq if head else 0,
             head_hash=head.hash if head else "",
+            anchored=report.anchored,
+            anchor=str(self.anchor.path),
         )
 
     def export_audit(self, out: IO[str], *, request_id: str | None = None) -> tuple[int, int]:

@@ -1,0 +1,151 @@
+"""The audit anchor: every signed checkpoint, also kept outside the database.
+
+Checkpoints stored next to the events they sign do not survive an attacker
+with database write access: they delete every checkpoint row, rewrite the
+chain with recomputed hashes, and the store agrees with itself again. So the
+engine also appends every checkpoint it signs to an append-only JSON Lines
+file in another trust domain, by default ``<key_dir>/audit-anchor.jsonl``
+(whoever can write the engine's key directory can sign checkpoints anyway;
+whoever can only write the database cannot touch it). Config key
+``audit_anchor`` moves it.
+
+One line per checkpoint, in the same shape as a checkpoint record of an
+audit export (``{"record": "checkpoint", "seq", "head_hash", "at", "kid",
+"token"}``), so an anchor and an export can be handed to ``hitlgate audit
+verify --anchor`` alike. Only the signed ``token`` is trusted; the other
+fields are there for people and must agree with what it signs.
+
+The file is created mode 0600, written with ``O_APPEND`` under an ``flock``
+and fsynced; a failure raises :class:`~hitlgate.errors.StorageError`. The
+engine appends a checkpoint only after the transaction that stored it has
+committed (and checks beforehand that the file can be opened, so a
+misconfigured anchor rolls the change back): the anchor therefore never
+holds a checkpoint of an event the database never committed, which would
+look exactly like a rewrite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from hitlgate.engine.audit import Checkpoint, read_export
+from hitlgate.engine.config import ANCHOR_FILE
+from hitlgate.errors import AuditChainError, InputError, StorageError
+
+__all__ = ["ANCHOR_FILE", "AuditAnchor", "anchor_line", "load_external_anchor", "read_checkpoint_file"]
+
+
+def anchor_line(cp: Checkpoint) -> str:
+    """One anchor line (with its newline) for a checkpoint."""
+    return json.dumps({"record": "checkpoint", **cp.to_dict()}, sort_keys=True) + "\n"
+
+
+def read_checkpoint_file(path: Path, *, what: str, allow_events: bool) -> list[Checkpoint] | None:
+    """The checkpoints in an anchor (or, with ``allow_events``, an export); None if the file does not exist.
+
+    A malformed line raises :class:`AuditChainError` naming the file and
+    line; signatures are checked later, by :func:`~hitlgate.engine.audit.verify_chain`.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            exported = read_export(fh)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError as exc:
+        raise StorageError(f"{what} {path} is a directory, not a file") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except AuditChainError as exc:
+        raise AuditChainError(f"{what} {path}: {exc}") from None
+    if exported.events and not allow_events:
+        raise AuditChainError(f"{what} {path} holds audit events; an anchor holds only signed checkpoints")
+    return exported.checkpoints
+
+
+def load_external_anchor(path: Path) -> list[Checkpoint]:
+    """The checkpoints of an anchor or export file an auditor kept elsewhere (``audit verify --anchor``)."""
+    cps = read_checkpoint_file(path, what="anchor file", allow_events=True)
+    if cps is None:
+        raise InputError(f"anchor file {path} does not exist")
+    if not cps:
+        raise InputError(f"anchor file {path} holds no signed checkpoint; it anchors nothing")
+    return cps
+
+
+class AuditAnchor:
+    """The engine's append-only anchor file (see module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        """Bind to ``path``; nothing is touched until first use."""
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        """Whether the anchor file exists (a missing file with stored checkpoints is an alarm)."""
+        return os.path.lexists(self.path)
+
+    def _open(self) -> int:
+        """Open for appending (creating it 0600, and its directory 0700); return the descriptor."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            created = not os.path.lexists(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open the audit anchor {self.path}: {exc.strerror or exc}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StorageError(f"the audit anchor {self.path} is not a regular file")
+            if st.st_mode & 0o022:
+                raise StorageError(
+                    f"the audit anchor {self.path} is writable by group or others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {self.path}"
+                )
+            if created:
+                os.fchmod(fd, 0o600)
+                # Make the new directory entry durable too.
+                dfd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(f"cannot prepare the audit anchor {self.path}: {exc.strerror or exc}") from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def ensure_writable(self) -> None:
+        """Check (before a commit) that the anchor can be opened for appending; create it if missing."""
+        os.close(self._open())
+
+    def append(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """Append checkpoints, one line each, and fsync; raise :class:`StorageError` on any failure."""
+        data = "".join(anchor_line(cp) for cp in checkpoints).encode("utf-8")
+        if not data:
+            return
+        fd = self._open()
+        try:
+            # One write under an exclusive lock: concurrent engines never
+            # interleave their lines.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot append to the audit anchor {self.path}: {exc.strerror or exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def read(self) -> list[Checkpoint] | None:
+        """The anchored checkpoints, or None when the file does not exist."""
+        return read_checkpoint_file(self.path, what="audit anchor", allow_events=False)

@@ -459,18 +459,42 @@ class EngineKeyring:
         """Atomically replace the state file; the caller holds the exclusive lock."""
         doc = {"version": STATE_VERSION, "current": current, "keys": [r.to_dict() for r in records]}
         tmp = self.key_dir / f".{STATE_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        _write_new_file(tmp, json.dumps(doc, indent=2).encode("utf-8") + b"\n")
-        os.replace(tmp, self._state_path())
-        dfd = os.open(self.key_dir, os.O_RDONLY)
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            _write_new_file(tmp, json.dumps(doc, indent=2).encode("utf-8") + b"\n")
+        except OSError as exc:
+            raise StorageError(f"cannot write keyring state {tmp}: {exc.strerror or exc}") from exc
+        try:
+            os.replace(tmp, self._state_path())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageError(f"cannot replace keyring state {self._state_path()}: {exc.strerror or exc}") from exc
+        try:
+            dfd = os.open(self.key_dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            raise StorageError(f"cannot sync key directory {self.key_dir}: {exc.strerror or exc}") from exc
+
+    def _write_state_or_discard(self, fresh: KeyRecord, current: str, records: tuple[KeyRecord, ...]) -> None:
+        """Write the state naming the new key ``fresh``; if that fails, delete its orphaned private key file."""
+        try:
+            self._write_state(current, records)
+        except StorageError:
+            with contextlib.suppress(OSError):
+                (self.key_dir / f"{fresh.kid}.pem").unlink()
+            raise
 
     def _new_key(self, now: datetime) -> KeyRecord:
         key = Ed25519PrivateKey.generate()
         record = KeyRecord(jwk_thumbprint(key.public_key()), key.public_key(), now)
-        _write_new_file(self.key_dir / f"{record.kid}.pem", _private_pem(key))
+        path = self.key_dir / f"{record.kid}.pem"
+        try:
+            _write_new_file(path, _private_pem(key))
+        except OSError as exc:
+            raise StorageError(f"cannot create engine key {path}: {exc.strerror or exc}") from exc
         return record
 
     def _install(self, state: _State) -> _State:
@@ -501,7 +525,7 @@ class EngineKeyring:
                 loaded = self._read_state()
                 if loaded is None:
                     record = self._new_key(_utc(None))
-                    self._write_state(record.kid, (record,))
+                    self._write_state_or_discard(record, record.kid, (record,))
                     loaded = self._read_state()
                     if loaded is None:  # pragma: no cover - the write just happened.
                         raise StorageError(f"keyring state in {self.key_dir} vanished after creation")
@@ -577,7 +601,7 @@ class EngineKeyring:
             records = tuple(
                 KeyRecord(r.kid, r.public_key, r.created_at, at) if r.kid == state.current else r for r in state.keys
             ) + (fresh,)
-            self._write_state(fresh.kid, records)
+            self._write_state_or_discard(fresh, fresh.kid, records)
             try:
                 (self.key_dir / f"{state.current}.pem").unlink()
             except OSError as exc:

@@ -14,22 +14,25 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from hitlgate.cli._common import CliState, echo_json, pass_state, read_json_arg
 from hitlgate.engine import lifecycle
-from hitlgate.engine._store_schema import format_time
-from hitlgate.engine._time import utcnow
+from hitlgate.engine._time import format_time, utcnow
 from hitlgate.engine.anchor import load_external_anchor
 from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import read_export, verify_chain
 from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
 from hitlgate.engine.proposal import Proposal
-from hitlgate.engine.store import Request
-from hitlgate.engine.workflow import Engine
 from hitlgate.errors import HitlgateError, InputError
+
+if TYPE_CHECKING:
+    # The store and workflow pull in SQLAlchemy; import them only when a
+    # workflow command runs, so `hitlgate decide` starts fast.
+    from hitlgate.engine.store import Request
+    from hitlgate.engine.workflow import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +60,8 @@ def json_option(f: F) -> F:
 @contextmanager
 def open_engine(state: CliState) -> Iterator[Engine]:
     """An engine on the configured store, keys and policy; closed afterwards."""
+    from hitlgate.engine.workflow import Engine
+
     engine = Engine.from_config(state.config)
     try:
         yield engine

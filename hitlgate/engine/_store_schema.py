@@ -14,26 +14,15 @@ compare correctly as text on every database and never lose their zone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
-_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+from hitlgate.engine._time import format_time, parse_time
 
-
-def format_time(value: datetime) -> str:
-    """Fixed-width UTC text form of an aware datetime."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("times stored must be timezone-aware")
-    return value.astimezone(UTC).strftime(_FMT)
-
-
-def parse_time(text: str) -> datetime:
-    """Inverse of :func:`format_time`."""
-    return datetime.strptime(text, _FMT).replace(tzinfo=UTC)
-
+__all__ = ["format_time", "parse_time"]  # Re-exported: the store's text form of times.
 
 class UtcTime(sa.types.TypeDecorator[datetime]):
     """An aware UTC datetime stored as fixed-width text."""

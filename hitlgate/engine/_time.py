@@ -19,3 +19,18 @@ def require_utc(value: datetime, what: str = "time") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware")
     return value.astimezone(UTC)
+
+
+_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_time(value: datetime) -> str:
+    """Fixed-width UTC text form of an aware datetime (how the store writes times)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("times stored must be timezone-aware")
+    return value.astimezone(UTC).strftime(_FMT)
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of :func:`format_time`."""
+    return datetime.strptime(text, _FMT).replace(tzinfo=UTC)

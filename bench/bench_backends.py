@@ -41,21 +41,12 @@ sys.path.insert(0, str(REPO))
 from hitlgate.engine import Decider  # noqa: E402
 from hitlgate.engine._bundle import write_bundle  # noqa: E402
 from hitlgate.engine._opa import OpaBackend  # noqa: E402
-from hitlgate.engine._regopy import RegopyBackend  # noqa: E402
+from hitlgate.engine._regopy import RegopyBackend, compile_pack  # noqa: E402
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir  # noqa: E402
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack  # noqa: E402
+from hitlgate.engine.schemas import action_types  # noqa: E402
 
-ACTIONS = (
-    "revoke_secret",
-    "rotate_api_key",
-    "suspend_service_account",
-    "invalidate_tokens",
-    "reduce_privileges",
-    "isolate_workload",
-    "disable_federated_credential",
-    "notify_owner",
-    "open_ticket",
-)
+ACTIONS = action_types()
 
 
 def inputs(pack: PolicyPack) -> list[dict[str, Any]]:
@@ -144,11 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = write_bundle(pack, Path(tmp) / "hitlgate.tar.gz")
         with opa_server(bundle) as url:
-            interp = regopy.Interpreter()
-            for name, source in pack.modules:
-                interp.add_module(name, source)
-            interp.add_data_json(json.dumps(pack.data))
-            compiled = interp.build(None, [DECISION_PATH])
+            interp, compiled = compile_pack(pack)
 
             def regopy_raw(doc: dict[str, Any]) -> object:
                 interp.set_input(regopy.Input(doc))

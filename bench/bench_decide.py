@@ -23,13 +23,13 @@ import regopy
 import yaml
 
 from hitlgate.engine import Config, Decider
+from hitlgate.engine._regopy import compile_pack
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack
+from hitlgate.engine.schemas import action_types
 
-ACTIONS = [
-    "revoke_secret", "rotate_api_key", "suspend_service_account", "invalidate_tokens",
-    "reduce_privileges", "isolate_workload", "disable_federated_credential", "notify_owner", "open_ticket",
-]
+ACTIONS = action_types()
+
 
 
 def proposals(n: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -79,11 +79,7 @@ def main() -> None:
 
     config = Config()
     pack = PolicyPack.load(config.policy_dir, list(config.data_paths))
-    interp = regopy.Interpreter()
-    for name, src in pack.modules:
-        interp.add_module(name, src)
-    interp.add_data_json(json.dumps(pack.data))
-    bundle = interp.build(None, [DECISION_PATH])
+    interp, bundle = compile_pack(pack)
 
     def raw(doc: dict[str, Any]) -> Any:
         interp.set_input(regopy.Input(doc))

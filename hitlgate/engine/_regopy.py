@@ -25,21 +25,27 @@ from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
 log = logging.getLogger(__name__)
 
 
+def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
+    """A fresh interpreter with ``pack`` compiled into a bundle for ``hitlgate/decision``."""
+    interpreter = regopy.Interpreter()
+    try:
+        for name, source in pack.modules:
+            interpreter.add_module(name, source)
+        interpreter.add_data_json(json.dumps(pack.data))
+        bundle = interpreter.build(None, [DECISION_PATH])
+    except regopy.RegoError as exc:
+        raise PolicyError(f"policy does not compile: {_first_lines(str(exc))}") from exc
+    if not bundle.ok():
+        raise PolicyError("policy does not compile: regopy could not build the bundle")
+    return interpreter, bundle
+
+
 class _Compiled:
     """One thread's interpreter with the pack compiled into a bundle."""
 
     def __init__(self, pack: PolicyPack) -> None:
         self.revision = pack.revision
-        self.interpreter = regopy.Interpreter()
-        try:
-            for name, source in pack.modules:
-                self.interpreter.add_module(name, source)
-            self.interpreter.add_data_json(json.dumps(pack.data))
-            self.bundle = self.interpreter.build(None, [DECISION_PATH])
-        except regopy.RegoError as exc:
-            raise PolicyError(f"policy does not compile: {_first_lines(str(exc))}") from exc
-        if not self.bundle.ok():
-            raise PolicyError("policy does not compile: regopy could not build the bundle")
+        self.interpreter, self.bundle = compile_pack(pack)
 
     def query(self, input_document: Mapping[str, Any]) -> Any:
         try:

@@ -46,6 +46,11 @@ def _fast(name: str) -> Any:
         return fastjsonschema.compile(json.load(fh))
 
 
+def action_types() -> tuple[str, ...]:
+    """The action catalogue: the ``action.type`` enum of the proposal schema (its single source)."""
+    return tuple(validator("proposal").schema["$defs"]["action"]["properties"]["type"]["enum"])
+
+
 def _path(err: _SchemaError) -> str:
     parts: list[str] = []
     for p in err.absolute_path:

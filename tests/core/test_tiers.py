@@ -69,3 +69,15 @@ def test_revision_names_the_pack(example_decider: Decider) -> None:
     d = example_decider.decide(make_proposal())
     assert d.policy_revision == example_decider.backend.expected_revision
     assert d.policy_revision.startswith("sha256:") and len(d.policy_revision) == 71
+
+
+def test_every_catalogue_action_is_known_to_the_policy(example_decider: Decider) -> None:
+    # The schema's enum is the action catalogue; the pack must have an
+    # applicability rule for each, or that action would be denied by accident.
+    from hitlgate.engine.schemas import action_types
+
+    for action in action_types():
+        d = example_decider.decide(make_proposal(action, "staging-admin-sa"))
+        assert "evaluation_error" not in d.risk_factors, (action, d.reasons)
+        workload = example_decider.decide(make_proposal(action, "staging-checkout"))
+        assert "evaluation_error" not in workload.risk_factors, (action, workload.reasons)

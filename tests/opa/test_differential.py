@@ -39,19 +39,10 @@ from hitlgate.engine._regopy import RegopyBackend
 from hitlgate.engine._resources import bundled_scenario_dir
 from hitlgate.engine.policy import PolicyPack
 from hitlgate.engine.scenarios import Scenario, check, load_scenarios
+from hitlgate.engine.schemas import action_types
 from tests.opa.conftest import OpaServer
 
-ACTIONS = (
-    "revoke_secret",
-    "rotate_api_key",
-    "suspend_service_account",
-    "invalidate_tokens",
-    "reduce_privileges",
-    "isolate_workload",
-    "disable_federated_credential",
-    "notify_owner",
-    "open_ticket",
-)
+ACTIONS = action_types()
 REQUESTER_KINDS = ("agent", "human", "service")
 IDENTITY_KINDS = ("api_key", "service_account", "token", "certificate", "secret", "federated_credential")
 ENVIRONMENTS = ("production", "staging", "development")

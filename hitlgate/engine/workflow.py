@@ -154,6 +154,15 @@ def _new_request_id() -> str:
     return "req-" + secrets.token_hex(12)
 
 
+
+def same_person(approver: str, requester: str) -> bool:
+    """Whether an approver name and a requester id name the same person.
+
+    Compared case-insensitively: ``requester.id`` is free text in the
+    proposal, so "Alice" proposing must not let "alice" approve.
+    """
+    return approver.strip().casefold() == requester.strip().casefold()
+
 class Engine:
     """The approval workflow on one store, one engine keyring and one decider."""
 
@@ -428,7 +437,7 @@ class Engine:
                 f"is for {req.action_digest}"
             )
         self._check_integrity(req)
-        if approver.name == req.requester:
+        if same_person(approver.name, req.requester):
             raise ApprovalError(f"{approver.name} proposed request {req.id} and cannot also vote on it")
         if any(v.approver == approver.name for v in tx.votes(req.id)):
             raise ApprovalError(f"{approver.name} has already voted on request {req.id}; a vote cannot be changed")
@@ -458,7 +467,7 @@ class Engine:
                 f"request {req.id}: the stored approval by {vote.approver} is not an approval of this request "
                 f"and action {req.action_digest}; the store was changed after the vote"
             )
-        if s.approver == req.requester:
+        if same_person(s.approver, req.requester):
             raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}")
         try:
             signed.verify(self.approvers.get(s.approver).public_key)

@@ -35,3 +35,11 @@ def test_requester_cannot_reject_either(engine):
     with pytest.raises(ApprovalError):
         vote(engine, req, "carol", "reject")
     assert engine.get(req.id).status == "pending"
+
+
+def test_requester_cannot_approve_under_another_spelling(engine):
+    # requester.id is free text: "ALICE" proposing must not let alice approve.
+    req = engine.propose(_by("ALICE"))
+    with pytest.raises(ApprovalError, match="proposed request"):
+        vote(engine, req, "alice")
+    assert engine.get(req.id).status == "pending"

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
+
+# In CI, generated cases are derandomized: the same examples every run, so a
+# red build is reproducible and never depends on luck. Locally, hypothesis
+# explores new examples each run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def make_proposal(

@@ -16,29 +16,37 @@ action_type := input.action.type
 
 target_id := input.action.target
 
+# The constant lists below are arrays rather than sets because regopy builds
+# every literal on each query, and a set costs several times more to build.
+
 # Actions that only inform people; they never change the target.
-informational_actions := {"notify_owner", "open_ticket"}
+informational_actions := ["notify_owner", "open_ticket"]
 
 # Actions that cannot be undone once executed.
-irreversible_actions := {"revoke_secret", "disable_federated_credential"}
+irreversible_actions := ["revoke_secret", "disable_federated_credential"]
 
-identity_kinds := {"api_key", "service_account", "token", "certificate", "secret", "federated_credential"}
+identity_kinds := ["api_key", "service_account", "token", "certificate", "secret", "federated_credential"]
 
-all_kinds := identity_kinds | {"workload"}
+all_kinds := array.concat(identity_kinds, ["workload"])
 
 # Which kinds of target each action applies to. Anything else is denied:
-# isolate_workload on an API key is a mistake, not a risk to weigh.
-applicable_kinds := {
-	"revoke_secret": {"secret", "api_key", "token", "certificate"},
-	"rotate_api_key": {"api_key", "secret"},
-	"suspend_service_account": {"service_account"},
-	"invalidate_tokens": {"token", "service_account", "federated_credential"},
-	"reduce_privileges": {"service_account", "api_key", "federated_credential"},
-	"isolate_workload": {"workload"},
-	"disable_federated_credential": {"federated_credential"},
-	"notify_owner": all_kinds,
-	"open_ticket": all_kinds,
-}
+# isolate_workload on an API key is a mistake, not a risk to weigh. The
+# table is one rule per action, so only the row for this action is built.
+applicable_kinds := ["secret", "api_key", "token", "certificate"] if action_type == "revoke_secret"
+
+applicable_kinds := ["api_key", "secret"] if action_type == "rotate_api_key"
+
+applicable_kinds := ["service_account"] if action_type == "suspend_service_account"
+
+applicable_kinds := ["token", "service_account", "federated_credential"] if action_type == "invalidate_tokens"
+
+applicable_kinds := ["service_account", "api_key", "federated_credential"] if action_type == "reduce_privileges"
+
+applicable_kinds := ["workload"] if action_type == "isolate_workload"
+
+applicable_kinds := ["federated_credential"] if action_type == "disable_federated_credential"
+
+applicable_kinds := all_kinds if informational
 
 # ---------------------------------------------------------------------------
 # Target lookup (the enrichment step: trusted facts from inventory).
@@ -62,7 +70,7 @@ partner_id := identity.partner
 
 partner := inventory.partners[partner_id]
 
-informational if informational_actions[action_type]
+informational if action_type in informational_actions
 
 mutating if not informational
 
@@ -77,7 +85,7 @@ protected_target if {
 
 action_not_applicable if {
 	known_target
-	not applicable_kinds[action_type][target_kind]
+	not target_kind in applicable_kinds
 }
 
 unknown_target if not known_target
@@ -109,7 +117,7 @@ high_privilege if identity.privilege == "high"
 
 high_privilege if identity.privilege == "admin"
 
-irreversible if irreversible_actions[action_type]
+irreversible if action_type in irreversible_actions
 
 # Fixed order, so reasons read the same on every engine.
 factor_order := [
@@ -268,7 +276,8 @@ dual_reason["irreversible_on_privileged_production"] := concat("", [action_type,
 
 dual_reason_order := ["customer_facing_production_credential", "partner_without_fallback", "irreversible_on_privileged_production"]
 
-factor_reasons := [factor_reason[f] | f := factor_order[_]; factor_present[f]]
+# Iterating the factors present, not the whole order, skips a lookup per absent factor.
+factor_reasons := [factor_reason[f] | f := risk_factors[_]]
 
 tier_reasons := ["deny: the action must not run through an automated path"] if tier == "deny"
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hitlgate.engine.approvals import Statement
 from hitlgate.engine.keys import EngineKeyring, b64url_encode
 from hitlgate.engine.proposal import action_digest
 from hitlgate.engine.warrants import WARRANT_TYP, IssuedWarrant, WarrantIssuer, WarrantVerifier
@@ -106,3 +107,16 @@ def sign_token(
     header = {"alg": "EdDSA", "typ": typ, "kid": kid, **(extra_header or {})}
     signing_input = f"{b64json(header)}.{b64json(dict(claims))}"
     return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
+
+
+def make_statement(**overrides: object) -> Statement:
+    """A valid approval statement for request req-0001 on DIGEST, with overridable fields."""
+    fields: dict[str, object] = {
+        "request_id": "req-0001",
+        "action_digest": DIGEST,
+        "verdict": "approve",
+        "approver": "alice",
+        "at": NOW,
+    }
+    fields.update(overrides)
+    return Statement(**fields)  # type: ignore[arg-type]

@@ -9,33 +9,21 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.approvals import SignedStatement, sign
 from hitlgate.engine.keys import b64url_decode, b64url_encode
 from hitlgate.engine.warrants import IssuedWarrant, WarrantVerifier
 from hitlgate.errors import ApprovalError, InvalidWarrant, ValidationError
 
-from .conftest import DIGEST, NOW, b64json
+from .conftest import DIGEST, NOW, b64json, make_statement
 
 ALICE = Ed25519PrivateKey.generate()
 MALLORY = Ed25519PrivateKey.generate()
 
 
-def _statement(**overrides: object) -> Statement:
-    fields: dict[str, object] = {
-        "request_id": "req-0001",
-        "action_digest": DIGEST,
-        "verdict": "approve",
-        "approver": "alice",
-        "at": NOW,
-    }
-    fields.update(overrides)
-    return Statement(**fields)  # type: ignore[arg-type]
-
-
 def test_statement_signed_by_another_key_is_refused() -> None:
     # Mallory signs a statement naming Alice; the engine checks it against
     # Alice's registered key.
-    forged = sign(_statement(), MALLORY)
+    forged = sign(make_statement(), MALLORY)
     with pytest.raises(ApprovalError, match="signature of alice's approve does not verify"):
         forged.verify(ALICE.public_key())
 
@@ -51,7 +39,7 @@ def test_statement_signed_by_another_key_is_refused() -> None:
     ],
 )
 def test_statement_edited_after_signing_is_refused(edit: dict[str, object]) -> None:
-    genuine = sign(_statement(), ALICE)
+    genuine = sign(make_statement(), ALICE)
     genuine.verify(ALICE.public_key())
     edited = dataclasses.replace(genuine, statement=dataclasses.replace(genuine.statement, **edit))  # type: ignore[arg-type]
     with pytest.raises(ApprovalError, match="does not verify"):
@@ -59,14 +47,14 @@ def test_statement_edited_after_signing_is_refused(edit: dict[str, object]) -> N
 
 
 def test_statement_edited_in_its_json_file_is_refused() -> None:
-    doc = json.loads(sign(_statement(verdict="reject"), ALICE).to_json())
+    doc = json.loads(sign(make_statement(verdict="reject"), ALICE).to_json())
     doc["statement"]["verdict"] = "approve"
     with pytest.raises(ApprovalError, match="alice's approve does not verify"):
         SignedStatement.from_dict(doc).verify(ALICE.public_key())
 
 
 def test_flipped_signature_bits_are_refused() -> None:
-    genuine = sign(_statement(), ALICE)
+    genuine = sign(make_statement(), ALICE)
     raw = bytearray(b64url_decode(genuine.signature))
     raw[10] ^= 0x01
     with pytest.raises(ApprovalError, match="does not verify"):
@@ -76,12 +64,12 @@ def test_flipped_signature_bits_are_refused() -> None:
 @pytest.mark.parametrize("signature", ["", "AAAA", "A" * 85 + "=", "A" * 87, "!" * 86])
 def test_malformed_signatures_are_refused_at_parse_time(signature: str) -> None:
     with pytest.raises(ValidationError, match="signature"):
-        SignedStatement(_statement(), signature)
+        SignedStatement(make_statement(), signature)
 
 
 def test_non_ed25519_registered_key_is_refused() -> None:
     with pytest.raises(ApprovalError, match="not Ed25519"):
-        sign(_statement(), ALICE).verify("ed25519:abc")  # type: ignore[arg-type]
+        sign(make_statement(), ALICE).verify("ed25519:abc")  # type: ignore[arg-type]
 
 
 def _edit_payload(token: str, **changes: object) -> str:

@@ -14,23 +14,11 @@ from hitlgate.engine.inventory import decode_public_key
 from hitlgate.engine.keys import generate_approver_key, load_approver_key
 from hitlgate.errors import ValidationError
 
-from .conftest import DIGEST, NOW
-
-
-def _statement(**overrides: object) -> Statement:
-    fields: dict[str, object] = {
-        "request_id": "req-0001",
-        "action_digest": DIGEST,
-        "verdict": "approve",
-        "approver": "alice",
-        "at": NOW,
-    }
-    fields.update(overrides)
-    return Statement(**fields)  # type: ignore[arg-type]
+from .conftest import DIGEST, NOW, make_statement
 
 
 def test_canonical_bytes_are_rfc8785() -> None:
-    assert _statement().canonical() == (
+    assert make_statement().canonical() == (
         b'{"action_digest":"' + DIGEST.encode() + b'","approver":"alice","at":"2025-01-31T12:00:00Z",'
         b'"request_id":"req-0001","verdict":"approve"}'
     )
@@ -38,7 +26,7 @@ def test_canonical_bytes_are_rfc8785() -> None:
 
 def test_file_round_trip_with_a_generated_key(tmp_path: Path) -> None:
     public_text = generate_approver_key(tmp_path / "alice.pem")
-    signed = sign(_statement(), load_approver_key(tmp_path / "alice.pem"))
+    signed = sign(make_statement(), load_approver_key(tmp_path / "alice.pem"))
     again = SignedStatement.from_json(signed.to_json())
     assert again == signed
     assert SignedStatement.from_dict(signed.to_dict()) == signed
@@ -46,7 +34,7 @@ def test_file_round_trip_with_a_generated_key(tmp_path: Path) -> None:
 
 
 def test_sub_second_times_are_truncated_to_what_is_signed() -> None:
-    s = _statement(at=NOW + timedelta(microseconds=999_999))
+    s = make_statement(at=NOW + timedelta(microseconds=999_999))
     assert s.at == NOW and Statement.from_dict(s.to_dict()) == s
 
 
@@ -67,7 +55,7 @@ def test_sub_second_times_are_truncated_to_what_is_signed() -> None:
 )
 def test_constructor_enforces_invariants(fields: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError, match=f"{field}:"):
-        _statement(**fields)
+        make_statement(**fields)
 
 
 @pytest.mark.parametrize(
@@ -83,20 +71,20 @@ def test_constructor_enforces_invariants(fields: dict[str, object], field: str) 
     ],
 )
 def test_from_dict_names_the_bad_field(edit: dict[str, object], field: str) -> None:
-    doc = {**_statement().to_dict(), **edit}
+    doc = {**make_statement().to_dict(), **edit}
     with pytest.raises(ValidationError, match=f"{field}:"):
         Statement.from_dict(doc)
 
 
 def test_from_dict_names_missing_fields() -> None:
-    doc = _statement().to_dict()
+    doc = make_statement().to_dict()
     del doc["verdict"]
     with pytest.raises(ValidationError, match="verdict: required field is missing"):
         Statement.from_dict(doc)
 
 
 def test_signed_file_must_be_exactly_statement_and_signature() -> None:
-    doc = sign(_statement(), load_key()).to_dict()
+    doc = sign(make_statement(), load_key()).to_dict()
     with pytest.raises(ValidationError, match="kid: unknown field"):
         SignedStatement.from_dict({**doc, "kid": "x"})
     with pytest.raises(ValidationError, match="malformed JSON"):
@@ -111,7 +99,7 @@ def load_key() -> Ed25519PrivateKey:
 
 
 def test_statements_are_frozen() -> None:
-    s = _statement()
+    s = make_statement()
     with pytest.raises(AttributeError):
         s.verdict = "reject"  # type: ignore[misc]
     assert s.at.tzinfo == UTC

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hitlgate.engine import _store_schema as t
 from hitlgate.engine.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.audit import next_event
 from hitlgate.engine.store import Request
 from hitlgate.engine.workflow import Engine
 
@@ -74,3 +78,21 @@ def granted_warrant(engine: Engine, doc: dict[str, Any], approvers: tuple[str, .
         req = vote(engine, req, name)
     assert req.status == "granted", engine.progress(req.id).describe()
     return req, engine.warrant(req.id).token
+
+
+def rewrite_chain(engine: Engine, seq: int, change: Callable[[dict[str, Any]], None]) -> None:
+    """What an attacker with DB access does: edit event ``seq`` and recompute every later hash."""
+    events = engine.audit_events()
+    with engine.store.engine.begin() as conn:
+        prev = events[seq - 2] if seq > 1 else None
+        for ev in events[seq - 1:]:
+            payload = dict(ev.payload)
+            if ev.seq == seq:
+                change(payload)
+            new = next_event(prev, kind=ev.kind, request_id=ev.request_id, payload=payload, at=ev.at)
+            conn.execute(t.audit_events.update().where(t.audit_events.c.seq == ev.seq)
+                         .values(payload=json.dumps(new.payload, sort_keys=True), prev_hash=new.prev_hash,
+                                 hash=new.hash))
+            prev = new
+        # A careful attacker also moves the chain head, so new events append cleanly.
+        conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(seq=prev.seq, hash=prev.hash))

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from hitlgate.engine import _store_schema as t
 from hitlgate.errors import AuditChainError
-from tests.workflow._helpers import granted_warrant, proposal
+from tests.workflow._helpers import granted_warrant, proposal, rewrite_chain
 
 
 def test_full_path_events_in_order(engine):
@@ -47,23 +47,6 @@ def test_checkpoints_are_signed_every_n_events(make_engine):
     assert eng.verify_audit().checkpoints == 3
 
 
-def _rewrite_event(engine, seq, change):
-    """What an attacker with DB access does: edit an event and recompute every later hash."""
-    from hitlgate.engine.audit import next_event
-
-    events = engine.audit_events()
-    with engine.store.engine.begin() as conn:
-        prev = events[seq - 2] if seq > 1 else None
-        for ev in events[seq - 1:]:
-            payload = dict(ev.payload)
-            if ev.seq == seq:
-                change(payload)
-            new = next_event(prev, kind=ev.kind, request_id=ev.request_id, payload=payload, at=ev.at)
-            conn.execute(t.audit_events.update().where(t.audit_events.c.seq == ev.seq)
-                         .values(payload=json.dumps(new.payload), prev_hash=new.prev_hash, hash=new.hash))
-            prev = new
-
-
 def test_database_edit_of_an_event_is_detected(engine):
     engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     with engine.store.engine.begin() as conn:
@@ -90,7 +73,7 @@ def test_full_rewrite_behind_a_checkpoint_is_detected(engine):
     def hide_requester(payload):
         payload["requester"] = {"id": "someone-else", "kind": "human"}
 
-    _rewrite_event(engine, 1, hide_requester)
+    rewrite_chain(engine, 1, hide_requester)
     assert engine.audit_events(req.id)[0].payload["requester"]["id"] == "someone-else"
     with pytest.raises(AuditChainError, match="checkpoint"):
         engine.verify_audit()

@@ -27,26 +27,9 @@ from hitlgate.engine.config import Config
 from hitlgate.engine.keys import EngineKeyring
 from hitlgate.engine.workflow import Engine
 from hitlgate.errors import AuditChainError, StorageError
-from tests.workflow._helpers import proposal
+from tests.workflow._helpers import proposal, rewrite_chain
 
 # -- what the attacker does with database access -------------------------
-
-
-def _rewrite_chain(engine: Engine, seq: int, change: Callable[[dict[str, Any]], None]) -> None:
-    """Edit event ``seq`` and recompute every hash after it, so the chain agrees with itself again."""
-    events = engine.audit_events()
-    with engine.store.engine.begin() as conn:
-        prev = events[seq - 2] if seq > 1 else None
-        for ev in events[seq - 1:]:
-            payload = dict(ev.payload)
-            if ev.seq == seq:
-                change(payload)
-            new = next_event(prev, kind=ev.kind, request_id=ev.request_id, payload=payload, at=ev.at)
-            conn.execute(t.audit_events.update().where(t.audit_events.c.seq == ev.seq)
-                         .values(payload=json.dumps(new.payload, sort_keys=True), prev_hash=new.prev_hash,
-                                 hash=new.hash))
-            prev = new
-        conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(seq=prev.seq, hash=prev.hash))
 
 
 def _delete_checkpoints(engine: Engine, *seqs: int) -> None:
@@ -139,7 +122,7 @@ def test_a_second_checkpoint_of_the_same_head_counts_once(busy: Engine) -> None:
 
 def test_delete_all_db_checkpoints_and_rewrite_chain_is_detected_via_anchor(busy: Engine) -> None:
     _delete_checkpoints(busy)
-    _rewrite_chain(busy, 1, _hide_requester)
+    rewrite_chain(busy, 1, _hide_requester)
     events, stored = _history(busy)
     # The database alone now agrees with itself: this is the attack.
     assert stored == [] and verify_chain(events).events_checked == 6
@@ -152,7 +135,7 @@ def test_delete_all_db_checkpoints_and_rewrite_chain_is_detected_via_anchor(busy
 
 def test_rewrite_after_the_first_anchored_checkpoint_names_the_narrowed_range(busy: Engine) -> None:
     _delete_checkpoints(busy)
-    _rewrite_chain(busy, 4, lambda p: p.update(reason="nothing to see"))
+    rewrite_chain(busy, 4, lambda p: p.update(reason="nothing to see"))
     with pytest.raises(AuditChainError, match="event seq 6 differs .*history after seq 2 up to seq 6 was rewritten"):
         busy.verify_audit()
 
@@ -182,7 +165,7 @@ def test_truncation_and_regrowth_is_detected(busy: Engine) -> None:
 def test_anchor_line_edited_is_refused(busy: Engine) -> None:
     events, _ = _history(busy)
     _delete_checkpoints(busy)
-    _rewrite_chain(busy, 1, _hide_requester)
+    rewrite_chain(busy, 1, _hide_requester)
     rewritten, _ = _history(busy)
     # Point the anchor's readable fields at the rewritten chain: the token still signs the original.
     lines = _anchor_lines(busy)
@@ -202,7 +185,7 @@ def test_anchor_line_edited_is_refused(busy: Engine) -> None:
 
 def test_anchor_line_forged_by_another_key_is_refused(busy: Engine, tmp_path: Path) -> None:
     _delete_checkpoints(busy)
-    _rewrite_chain(busy, 1, _hide_requester)
+    rewrite_chain(busy, 1, _hide_requester)
     rewritten, _ = _history(busy)
     forger = EngineKeyring.load_or_create(tmp_path / "forger-keys")
     forged = sign_checkpoint(forger, rewritten[5])
@@ -241,7 +224,7 @@ def test_auditor_anchor_copy_catches_what_local_copies_lost(busy: Engine, tmp_pa
 
     _delete_checkpoints(busy)
     busy.anchor.path.unlink()
-    _rewrite_chain(busy, 1, _hide_requester)
+    rewrite_chain(busy, 1, _hide_requester)
     assert busy.verify_audit().checkpoints == 0  # Nothing local is left to notice.
     with pytest.raises(AuditChainError, match="event seq 2 differs from the signed checkpoint"):
         busy.verify_audit(anchors=load_external_anchor(copy))
@@ -364,7 +347,7 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     eng = Engine.from_config(Config.from_file(cfg))
     try:
         _delete_checkpoints(eng)
-        _rewrite_chain(eng, 1, _hide_requester)
+        rewrite_chain(eng, 1, _hide_requester)
     finally:
         eng.close()
     err = _run(env, "audit", "verify", code=1)

@@ -26,7 +26,7 @@ from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import read_export, verify_chain
 from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
 from hitlgate.engine.proposal import Proposal
-from hitlgate.errors import HitlgateError, InputError
+from hitlgate.errors import EXIT_OK, EXIT_PENDING, EXIT_REFUSED, HitlgateError, InputError
 
 if TYPE_CHECKING:
     # The store and workflow pull in SQLAlchemy; import them only when a
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit codes of ``hitlgate wait``.
-WAIT_GRANTED, WAIT_CLOSED, WAIT_TIMEOUT = 0, 1, 3
+WAIT_GRANTED, WAIT_CLOSED, WAIT_TIMEOUT = EXIT_OK, EXIT_REFUSED, EXIT_PENDING
 
 
 class WaitTimeoutError(HitlgateError):
@@ -286,7 +286,7 @@ def _submit(state: CliState, signed: SignedStatement, verdict: str, as_json: boo
 @json_option
 @pass_state
 def wait(state: CliState, request_id: str, timeout: float, poll: float, as_json: bool) -> None:
-    """Block until a request is decided. Exit 0 granted, 1 closed otherwise, 3 on timeout."""
+    """Block until a request is decided. Exit 0 granted, 3 closed otherwise, 4 on timeout."""
     with open_engine(state) as engine:
         req = engine.wait(request_id, timeout, poll_seconds=poll)
         if as_json:

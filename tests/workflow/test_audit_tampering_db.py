@@ -340,7 +340,7 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     forged = tmp_path / "forged-export.jsonl"
     forged.write_text("\n".join(forged_lines) + "\n")
     assert "OK" in _run(env, "audit", "verify", "--jwks", str(jwks), "--file", str(forged)).output
-    err = _run(env, "audit", "verify", "--jwks", str(jwks), "--file", str(forged), "--anchor", str(copy), code=1)
+    err = _run(env, "audit", "verify", "--jwks", str(jwks), "--file", str(forged), "--anchor", str(copy), code=3)
     assert "event seq 2 differs from the signed checkpoint" in err.output
 
     # The store itself: checkpoints deleted and the engine's anchor gone; --anchor still catches the rewrite.
@@ -350,11 +350,11 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
         rewrite_chain(eng, 1, _hide_requester)
     finally:
         eng.close()
-    err = _run(env, "audit", "verify", code=1)
+    err = _run(env, "audit", "verify", code=3)
     assert "missing from the store" in err.output
     (tmp_path / "keys" / ANCHOR_FILE).unlink()
     assert "audit chain OK" in _run(env, "audit", "verify").output
-    err = _run(env, "audit", "verify", "--anchor", str(copy), code=1)
+    err = _run(env, "audit", "verify", "--anchor", str(copy), code=3)
     assert "event seq 2 differs from the signed checkpoint" in err.output
 
     # Bad --anchor arguments are the caller's error.

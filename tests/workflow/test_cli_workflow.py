@@ -54,7 +54,7 @@ def test_propose_approve_warrant_verify_consume(env, tmp_path):
     ok = json.loads(run(env, "verify", action, "--warrant", token, "--json").output)
     assert ok["valid"] and not ok["consumed"] and ok["request_id"] == rid
     run(env, "verify", action, "--warrant", token, "--consume")
-    err = run(env, "verify", action, "--warrant", token, "--consume", code=1)
+    err = run(env, "verify", action, "--warrant", token, "--consume", code=3)
     assert "already used" in err.output
     assert "audit chain OK" in run(env, "audit", "verify").output
 
@@ -66,15 +66,15 @@ def test_signed_elsewhere_and_rejection(env, tmp_path):
     run(env, "approve", rid, "--as", "erin", "--key", str(tmp_path / "erin.pem"), "--out", str(stmt))
     assert json.loads(run(env, "approve", "--signed", str(stmt), "--json").output)["status"] == "pending"
     run(env, "reject", rid, "--as", "alice", "--key", str(tmp_path / "alice.pem"))
-    r = run(env, "wait", rid, "--timeout", "0", code=1)
+    r = run(env, "wait", rid, "--timeout", "0", code=3)
     assert "rejected" in r.output
-    err = run(env, "approve", rid, "--as", "bob", "--key", str(tmp_path / "bob.pem"), code=1)
+    err = run(env, "approve", rid, "--as", "bob", "--key", str(tmp_path / "bob.pem"), code=3)
     assert "takes no more votes" in err.output
 
 
 def test_wait_times_out_with_exit_3(env, tmp_path):
     rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json").output)["id"]
-    assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=3).output
+    assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=4).output
 
 
 def test_revoke_then_verify_fails(env, tmp_path):
@@ -83,7 +83,7 @@ def test_revoke_then_verify_fails(env, tmp_path):
     assert out["status"] == "granted"
     token = run(env, "warrant", out["id"]).output.strip()
     run(env, "revoke", out["id"], "--as", "alice", "--key", str(tmp_path / "alice.pem"))
-    err = run(env, "verify", write(tmp_path, "a.json", doc), "--warrant", token, code=1)
+    err = run(env, "verify", write(tmp_path, "a.json", doc), "--warrant", token, code=3)
     assert "revoked" in err.output
 
 
@@ -118,7 +118,7 @@ def test_keys_and_audit_commands(env, tmp_path):
     first = json.loads(lines[0])
     first["payload"]["action_digest"] = "sha256:" + "1" * 64
     tampered.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
-    err = run(env, "audit", "verify", "--file", str(tampered), "--jwks", jwks_file, code=1)
+    err = run(env, "audit", "verify", "--file", str(tampered), "--jwks", jwks_file, code=3)
     assert "seq 1" in err.output
 
 
@@ -128,7 +128,7 @@ def test_file_errors_are_reported_not_raised(env, tmp_path):
     assert run(env, "audit", "verify", "--file", str(tmp_path / "missing.jsonl"), code=2).output.startswith("error:")
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00garbage\n")
-    assert "not UTF-8" in run(env, "audit", "verify", "--file", str(binary), code=1).output
+    assert "not UTF-8" in run(env, "audit", "verify", "--file", str(binary), code=3).output
     nowhere = str(tmp_path / "no-such-dir" / "out")
     assert run(env, "audit", "export", "--out", nowhere, code=2).output.startswith("error:")
     rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal("rotate_api_key", "dev-analytics-key")),

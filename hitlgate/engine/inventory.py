@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hitlgate.engine import schemas
@@ -40,6 +41,11 @@ def decode_public_key(text: str) -> Ed25519PublicKey:
     body = text[len(PUBLIC_KEY_PREFIX):]
     raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_raw_bytes(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key (to compare keys)."""
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 @dataclass(frozen=True)
@@ -151,14 +157,24 @@ def check_references(doc: Mapping[str, Any]) -> list[str]:
                 out.append(f"identities.{key}.used_by[{i}]: unknown workload {w!r}")
         if "partner" in rec and rec["partner"] not in partners:
             out.append(f"identities.{key}.partner: unknown partner {rec['partner']!r}")
+    # One key, one person: a key registered under two names would let its
+    # holder fill two places of a dual approval alone.
+    key_owner: dict[bytes, str] = {}
     for name, rec in doc.get("approvers", {}).items():
         for i, t in enumerate(rec.get("teams", [])):
             if t not in teams:
                 out.append(f"approvers.{name}.teams[{i}]: unknown team {t!r}")
         try:
-            decode_public_key(rec["public_key"])
+            raw = public_raw_bytes(decode_public_key(rec["public_key"]))
         except ValueError as exc:
             out.append(f"approvers.{name}.public_key: not a valid Ed25519 key ({exc})")
+            continue
+        other = key_owner.setdefault(raw, name)
+        if other != name:
+            out.append(
+                f"approvers.{name}.public_key: the same key is already registered for {other}; "
+                f"{other} and {name} must each have their own key"
+            )
     return out
 
 

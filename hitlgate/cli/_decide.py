@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -184,25 +185,74 @@ warrant_ttl_seconds: 300    # warrants live minutes, not hours
 """
 
 
+#: What ``init`` keeps out of version control: the engine's private signing
+#: keys (and the audit anchor next to them), the state database, and any
+#: approver key someone drops into the project by mistake.
+GITIGNORE_LINES = (
+    "# hitlgate: never commit private keys or the state database.",
+    "/keys/",
+    "/state/",
+    "*.pem",
+)
+
+#: The example proposal ``init`` writes, so the first ``decide`` has something to decide.
+EXAMPLE_PROPOSAL = {
+    "action": {"type": "rotate_api_key", "target": "svc-payments-key", "parameters": {}},
+    "requester": {"id": "soc-agent-7", "kind": "agent"},
+    "justification": "Suspicious access to the card processor key",
+    "incident": "INC-2042",
+    "confidence": 0.87,
+}
+
+
+def _write_gitignore(path: Path) -> None:
+    """Create ``path``, or append the lines it lacks, so an existing .gitignore keeps its own rules."""
+    existing = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    missing = [line for line in GITIGNORE_LINES if line not in existing]
+    if not missing:
+        return
+    prefix = "\n" if existing and existing[-1].strip() else ""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(prefix + "\n".join(missing) + "\n")
+
+
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing hitlgate.yaml and policy pack.")
 def init(directory: Path, force: bool) -> None:
-    """Write a starter project into DIRECTORY: config, policy pack, inventory, scenarios."""
+    """Write a starter project into DIRECTORY: config, policy pack, inventory, scenarios.
+
+    Also writes an example proposal.json and a .gitignore that keeps the
+    engine's private keys and the state database out of version control.
+    """
     config_file = directory / "hitlgate.yaml"
     target = directory / "policies"
     if not force and (config_file.exists() or target.exists()):
         raise InputError(f"{directory} already has a hitlgate project (use --force to overwrite)")
-    directory.mkdir(parents=True, exist_ok=True)
-    src = bundled_policy_dir()
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(
-        src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
-    )
-    config_file.write_text(STARTER_CONFIG, encoding="utf-8")
-    click.echo(f"wrote {config_file} and {target}/")
-    click.echo(f"next: hitlgate --config {config_file} policy test")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        src = bundled_policy_dir()
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(
+            src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
+        )
+        config_file.write_text(STARTER_CONFIG, encoding="utf-8")
+        example = directory / "proposal.json"
+        if not example.exists():
+            example.write_text(json.dumps(EXAMPLE_PROPOSAL, indent=2) + "\n", encoding="utf-8")
+        _write_gitignore(directory / ".gitignore")
+    except OSError as exc:
+        raise InputError(f"cannot write the project into {directory}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {directory}/: hitlgate.yaml, policies/ (Rego pack, inventory, scenarios), "
+               "proposal.json, .gitignore")
+    click.echo("the approvers in policies/data/inventory.yaml have DEMO keys (public seed): replace each")
+    click.echo("public_key with one from `hitlgate keys generate --out ~/.hitlgate/NAME.pem` before real use.")
+    click.echo("next:")
+    click.echo(f"  cd {directory}")
+    click.echo("  hitlgate decide proposal.json")
+    click.echo("  hitlgate policy test    # the Rego unit tests need OPA: `hitlgate opa install`,")
+    click.echo("                          # or any opa on PATH or in $HITLGATE_OPA")
 
 
 def register(cli: click.Group) -> None:

@@ -398,12 +398,34 @@ def keys() -> None:
     """Approver keys and the engine's signing keys."""
 
 
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parents with mode 0700; leave existing ones as they are."""
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    for d in reversed(missing):
+        with _file_errors(d, "create directory"):
+            d.mkdir(mode=0o700)
+            # mkdir's mode is filtered by the umask; 0700 must hold whatever it is.
+            os.chmod(d, 0o700)
+
+
 @keys.command("generate")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Private key file to create (mode 0600).")
 @json_option
 def keys_generate(out: str, as_json: bool) -> None:
-    """Create an approver key pair; print the public key to put in the inventory."""
-    public = generate_approver_key(Path(out))
+    """Create an approver key pair; print the public key to put in the inventory.
+
+    Missing parent directories are created with mode 0700 (e.g. ~/.hitlgate):
+    a private key belongs in a directory only its owner can list.
+    """
+    path = Path(out).expanduser()
+    _make_private_dirs(path.parent)
+    public = generate_approver_key(path)
     if as_json:
         echo_json({"private_key_file": out, "public_key": public})
         return

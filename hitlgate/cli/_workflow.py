@@ -542,6 +542,30 @@ def audit_checkpoint(state: CliState, as_json: bool) -> None:
         click.echo(f"checkpoint at #{cp.seq} {cp.head_hash} signed by {cp.kid}")
 
 
+@audit.command("anchor")
+@click.option("--reinit", is_flag=True, help="Start a new audit anchor because the old one is lost.")
+@click.option("--reason", help="Why the anchor was lost (recorded in the audit chain).")
+@json_option
+@pass_state
+def audit_anchor(state: CliState, reinit: bool, reason: str | None, as_json: bool) -> None:
+    """Start a new audit anchor after the old one was lost: an audit event of its own.
+
+    The engine refuses to write while the anchor is missing and the database
+    holds checkpoints; restore the anchor from a backup if you can.
+    """
+    if not reinit:
+        raise InputError("nothing to do: pass --reinit --reason TEXT to start a new audit anchor")
+    if not reason or not reason.strip():
+        raise InputError("--reinit needs --reason TEXT: say why the audit anchor was lost")
+    with open_engine(state) as engine:
+        cp = engine.reinit_anchor(reason)
+        path = str(engine.anchor.path)
+    if as_json:
+        echo_json({"anchor": path, "checkpoint": cp.to_dict()})
+    else:
+        click.echo(f"new audit anchor {path} started at #{cp.seq} {cp.head_hash}")
+
+
 def register(cli: click.Group) -> None:
     """Add the workflow commands to the root group."""
     for cmd in (propose, requests, show, _vote_command("approve"), _vote_command("reject"), wait, warrant,

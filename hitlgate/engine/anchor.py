@@ -16,7 +16,20 @@ verify --anchor`` alike. Only the signed ``token`` is trusted; the other
 fields are there for people and must agree with what it signs.
 
 The file is created mode 0600, written with ``O_APPEND`` under an ``flock``
-and fsynced; a failure raises :class:`~hitlgate.errors.StorageError`. The
+and fsynced; a failure raises :class:`~hitlgate.errors.StorageError`.
+Appends are all-or-nothing: a write that fails part-way (a full disk) is
+truncated back to the length the file had before it, so no partial line is
+left behind. A crash in the middle of a write can still leave a final line
+without its newline; :meth:`AuditAnchor.read` ignores such a torn last line
+(logging a warning) and the next append cuts it off before writing, so
+the file heals instead of failing every later ``audit verify``. A line that
+ends with its newline is complete, and any malformed complete line is an
+error, as before.
+
+A missing anchor while the database holds checkpoints is an alarm, not
+something to paper over: the engine refuses to write until an operator
+runs ``hitlgate audit anchor --reinit --reason TEXT`` (an audit event of its
+own), see :meth:`hitlgate.engine.workflow.Engine.reinit_anchor`. The
 engine appends a checkpoint only after the transaction that stored it has
 committed (and checks beforehand that the file can be opened, so a
 misconfigured anchor rolls the change back): the anchor therefore never
@@ -28,7 +41,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
+import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -40,20 +55,42 @@ from hitlgate.errors import AuditChainError, InputError, StorageError
 
 __all__ = ["ANCHOR_FILE", "AuditAnchor", "anchor_line", "load_external_anchor", "read_checkpoint_file"]
 
+log = logging.getLogger(__name__)
+
 
 def anchor_line(cp: Checkpoint) -> str:
     """One anchor line (with its newline) for a checkpoint."""
     return json.dumps({"record": "checkpoint", **cp.to_dict()}, sort_keys=True) + "\n"
 
 
-def read_checkpoint_file(path: Path, *, what: str, allow_events: bool) -> list[Checkpoint] | None:
+def _complete_lines(data: bytes, path: Path) -> bytes:
+    """``data`` without a torn final line (one with no newline), which a crash mid-append leaves behind."""
+    if not data or data.endswith(b"\n"):
+        return data
+    keep = data.rfind(b"\n") + 1
+    log.warning(
+        "the audit anchor %s ends with a torn line (%d bytes without a newline, left by an interrupted "
+        "write); it is ignored and cut off by the next append", path, len(data) - keep,
+    )
+    return data[:keep]
+
+
+def read_checkpoint_file(
+    path: Path, *, what: str, allow_events: bool, ignore_torn_tail: bool = False
+) -> list[Checkpoint] | None:
     """The checkpoints in an anchor (or, with ``allow_events``, an export); None if the file does not exist.
 
     A malformed line raises :class:`AuditChainError` naming the file and
     line; signatures are checked later, by :func:`~hitlgate.engine.audit.verify_chain`.
+    With ``ignore_torn_tail`` a final line without its newline is skipped
+    (see the module docstring); every complete line must still be good.
     """
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as raw:
+            data = raw.read()
+        if ignore_torn_tail:
+            data = _complete_lines(data, path)
+        with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8") as fh:
             exported = read_export(fh)
     except FileNotFoundError:
         return None
@@ -94,7 +131,9 @@ class AuditAnchor:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             created = not os.path.lexists(self.path)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            # Read-write, not write-only: an append first looks at the last
+            # byte to find a torn line left by a crash.
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot open the audit anchor {self.path}: {exc.strerror or exc}") from exc
         try:
@@ -127,25 +166,66 @@ class AuditAnchor:
         os.close(self._open())
 
     def append(self, checkpoints: Iterable[Checkpoint]) -> None:
-        """Append checkpoints, one line each, and fsync; raise :class:`StorageError` on any failure."""
+        """Append checkpoints, one line each, and fsync; all or nothing.
+
+        Raises :class:`StorageError` on any failure, after truncating the
+        file back to the length it had before this append (see module
+        docstring).
+        """
         data = "".join(anchor_line(cp) for cp in checkpoints).encode("utf-8")
         if not data:
             return
         fd = self._open()
+        start: int | None = None
         try:
             # One write under an exclusive lock: concurrent engines never
-            # interleave their lines.
+            # interleave their lines, and the length read here stays valid.
             fcntl.flock(fd, fcntl.LOCK_EX)
+            start = self._cut_torn_tail(fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError as exc:
-            raise StorageError(f"cannot append to the audit anchor {self.path}: {exc.strerror or exc}") from exc
+            rolled_back = start is not None and self._truncate(fd, start)
+            undo = (" (the partial line was removed)" if rolled_back
+                    else " (a partial line may remain; it is ignored when reading)")
+            raise StorageError(
+                f"cannot append to the audit anchor {self.path}: {exc.strerror or exc}{undo}",
+                code="anchor_write_failed",
+            ) from exc
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def _cut_torn_tail(self, fd: int) -> int:
+        """Cut off a final line without newline (left by a crash); return the file's length after that."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        # Look back for the last complete line; lines are well under 64 KiB.
+        back = min(size, 64 * 1024)
+        tail = os.pread(fd, back, size - back)
+        newline = tail.rfind(b"\n")
+        keep = size - back + newline + 1 if newline >= 0 else (0 if back == size else size)
+        if keep == size:
+            raise OSError(f"the last line of the audit anchor {self.path} is longer than 64 KiB and has no newline")
+        log.warning("cutting a torn line (%d bytes, left by an interrupted write) off the audit anchor %s",
+                    size - keep, self.path)
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+        return keep
+
+    def _truncate(self, fd: int, length: int) -> bool:
+        """Truncate back to ``length`` after a failed append; whether that worked."""
+        try:
+            os.ftruncate(fd, length)
+            os.fsync(fd)
+        except OSError:
+            log.exception("could not truncate the audit anchor %s back after a failed append", self.path)
+            return False
+        return True
+
     def read(self) -> list[Checkpoint] | None:
         """The anchored checkpoints, or None when the file does not exist."""
-        return read_checkpoint_file(self.path, what="audit anchor", allow_events=False)
+        return read_checkpoint_file(self.path, what="audit anchor", allow_events=False, ignore_torn_tail=True)

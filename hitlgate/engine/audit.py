@@ -71,6 +71,7 @@ KINDS: frozenset[str] = frozenset(
         "cancelled",
         "key_rotated",
         "checkpoint",
+        "anchor_reinitialized",
     }
 )
 

@@ -484,6 +484,19 @@ class Transaction:
             t.checkpoints.insert().values(seq=cp.seq, head_hash=cp.head_hash, at=cp.at, token=cp.token, kid=cp.kid)
         )
 
+    def has_checkpoints(self) -> bool:
+        """Whether any checkpoint is stored (one indexed row at most is read)."""
+        return self.conn.execute(sa.select(t.checkpoints.c.seq).limit(1)).first() is not None
+
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The stored checkpoint with the highest sequence number, if any."""
+        r = self.conn.execute(
+            sa.select(t.checkpoints).order_by(t.checkpoints.c.seq.desc()).limit(1)
+        ).mappings().first()
+        return None if r is None else Checkpoint(
+            seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"]
+        )
+
     def checkpoints(self) -> list[Checkpoint]:
         """Stored checkpoints in sequence order."""
         rows = self.conn.execute(sa.select(t.checkpoints).order_by(t.checkpoints.c.seq)).mappings()

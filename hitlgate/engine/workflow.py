@@ -77,6 +77,9 @@ OUTCOME_GRACE = timedelta(minutes=10)
 #: The audit kind of a guard refusal (the payload also says ``subject: warrant``).
 REFUSAL_KIND = "warrant_refused"
 
+#: The audit kind of an operator starting a new audit anchor after the old one was lost.
+ANCHOR_REINIT_KIND = "anchor_reinitialized"
+
 #: Who may revoke a request that names no quorum (auto_allow).
 REVOKER_ROLE = "security"
 
@@ -124,13 +127,19 @@ class AuditReport:
     anchored: int = 0
     #: The engine's anchor file (None when it was not consulted).
     anchor: str | None = None
+    #: Sequence numbers of ``anchor_reinitialized`` events (an operator started a new anchor).
+    anchor_reinits: tuple[int, ...] = ()
 
     def describe(self) -> str:
         """One line for people."""
         where = f" ({self.anchor})" if self.anchor else ""
+        reinit = ""
+        if self.anchor_reinits:
+            seqs = ", ".join(f"#{s}" for s in self.anchor_reinits)
+            reinit = f"; the anchor was re-initialised at {seqs}, checkpoints before that are not anchored here"
         return (
             f"audit chain OK: {self.events} events, {self.checkpoints} signed checkpoint(s), "
-            f"{self.anchored} anchored outside the database{where}, head #{self.head_seq} {self.head_hash}"
+            f"{self.anchored} anchored outside the database{where}, head #{self.head_seq} {self.head_hash}{reinit}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +152,7 @@ class AuditReport:
             "anchor": self.anchor,
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
+            "anchor_reinits": list(self.anchor_reinits),
         }
 
 
@@ -228,8 +238,16 @@ class Engine:
         now: datetime,
         *,
         request_id: str | None = None,
+        reinit: bool = False,
     ) -> AuditEvent:
-        """Append an audit event in ``tx``, with the request's digest and controls."""
+        """Append an audit event in ``tx``, with the request's digest and controls.
+
+        Refuses (``anchor_missing``) while the audit anchor is missing but the
+        database holds checkpoints, unless ``reinit`` (the operator's
+        explicit :meth:`reinit_anchor`).
+        """
+        if not reinit:
+            self._require_anchor(tx)
         body: dict[str, Any] = {}
         if request is not None:
             body["action_digest"] = request.action_digest
@@ -239,10 +257,30 @@ class Engine:
         rid = request.id if request is not None else request_id
         ev = tx.append(kind, request_id=rid, payload=body, at=now)
         if ev.seq % self.checkpoint_every == 0:
-            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now))
+            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit)
         return ev
 
-    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint) -> None:
+    def _anchor_missing_message(self, checkpoints: int | None = None) -> str:
+        held = "signed checkpoints" if checkpoints is None else f"{checkpoints} signed checkpoint(s)"
+        return (
+            f"the audit anchor {self.anchor.path} is missing, but the database holds {held}: it was "
+            "deleted or moved, and without it a rewrite of the database cannot be ruled out. Restore it "
+            "from a backup (or verify with `--anchor` copies kept elsewhere); if it is lost for good, start "
+            "a new one with `hitlgate audit anchor --reinit --reason TEXT`, which is recorded in the audit chain"
+        )
+
+    def _require_anchor(self, tx: Transaction) -> None:
+        """Stop writes while the anchor is missing after the first checkpoint (one ``lstat`` when it exists).
+
+        Silently re-creating it at the next checkpoint would make ``audit
+        verify`` say OK again while the checkpoints it held are gone.
+        """
+        if not self.anchor.exists() and tx.has_checkpoints():
+            raise StorageError(
+                self._anchor_missing_message() + "; until then the engine refuses to write", code="anchor_missing"
+            )
+
+    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint, *, reinit: bool = False) -> None:
         """Store a checkpoint in ``tx`` and append it to the audit anchor once ``tx`` commits.
 
         The anchor is opened before the commit, so an unusable anchor rolls
@@ -252,6 +290,8 @@ class Engine:
         the change and the stored checkpoint stand, the next anchored
         checkpoint covers them.
         """
+        if not reinit:
+            self._require_anchor(tx)
         tx.insert_checkpoint(cp)
         self.anchor.ensure_writable()
 
@@ -262,7 +302,8 @@ class Engine:
                 raise StorageError(
                     f"{exc}. The change and the checkpoint at seq {cp.seq} were committed to the database, "
                     "but the checkpoint is not anchored outside it: fix the anchor, then run "
-                    "`hitlgate audit checkpoint`"
+                    "`hitlgate audit checkpoint`",
+                    code=exc.code,
                 ) from exc
 
         tx.after_commit(anchor_it)
@@ -700,12 +741,7 @@ class Engine:
             cps = tx.checkpoints()
         own = self.anchor.read()
         if own is None and cps:
-            raise AuditChainError(
-                f"the audit anchor {self.anchor.path} is missing, but the database holds {len(cps)} signed "
-                "checkpoint(s): it was deleted or moved, and without it a rewrite of the database cannot be "
-                "ruled out. Restore it from a backup (or verify with `--anchor` copies kept elsewhere); "
-                "only for a store older than audit anchors, start one with `hitlgate audit checkpoint`"
-            )
+            raise AuditChainError(self._anchor_missing_message(len(cps)), code="anchor_missing")
         keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
         report = verify_chain(events, cps, keys, anchors=[*(own or ()), *anchors])
         head = events[-1] if events else None
@@ -716,7 +752,44 @@ class Engine:
             head_hash=head.hash if head else "",
             anchored=report.anchored,
             anchor=str(self.anchor.path),
+            anchor_reinits=tuple(e.seq for e in events if e.kind == ANCHOR_REINIT_KIND),
         )
+
+    def reinit_anchor(self, reason: str, *, now: datetime | None = None) -> Checkpoint:
+        """Start a new audit anchor after the old one was lost; the operator's explicit, audited act.
+
+        Refused while the anchor exists. Appends an ``anchor_reinitialized``
+        event naming the reason and the last checkpoint the database held,
+        signs a checkpoint of it and writes it to the new anchor. Checkpoints
+        from before it can no longer be checked against this machine's
+        anchor, only against copies kept elsewhere; ``audit verify`` lists
+        every re-initialisation.
+        """
+        text = reason.strip() if isinstance(reason, str) else ""
+        if not text:
+            raise InputError("a reason is required to re-initialise the audit anchor (--reason TEXT)")
+        if len(text) > 2000:
+            raise InputError("the reason is longer than 2000 characters")
+        at = self.now(now)
+        if self.anchor.exists():
+            raise InputError(
+                f"the audit anchor {self.anchor.path} exists; --reinit only starts a new one when it is lost",
+                code="anchor_present",
+            )
+        with self.store.write() as tx:
+            last = tx.last_checkpoint()
+            ev = self._append(
+                tx,
+                ANCHOR_REINIT_KIND,
+                None,
+                {"reason": text, "anchor": str(self.anchor.path),
+                 "last_checkpoint_seq": None if last is None else last.seq},
+                at,
+                reinit=True,
+            )
+            cp = sign_checkpoint(self.keyring, ev, at)
+            self._store_checkpoint(tx, cp, reinit=True)
+        return cp
 
     def export_audit(self, out: IO[str], *, request_id: str | None = None) -> tuple[int, int]:
         """Write the chain (events, then checkpoints) as JSON Lines; return both counts.

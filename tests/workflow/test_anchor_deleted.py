@@ -1,0 +1,94 @@
+"""Fault: the audit anchor is deleted after the first checkpoint.
+
+Before the fix, ``audit verify`` reported it once, then the next checkpoint
+silently re-created the file and verify said OK from then on, although the
+checkpoints the lost anchor held were gone. Now a missing anchor with
+checkpoints in the database stops every write until an operator runs
+``hitlgate audit anchor --reinit --reason TEXT``, which is itself an audit
+event that ``audit verify`` keeps reporting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hitlgate.cli import cli
+from hitlgate.engine.workflow import Engine
+from hitlgate.errors import AuditChainError, InputError, StorageError
+from tests.workflow._helpers import granted_warrant, proposal
+
+
+@pytest.fixture
+def anchored(engine: Engine) -> Engine:
+    """An engine whose database holds one checkpoint, anchored."""
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    engine.checkpoint()
+    assert engine.anchor.exists()
+    return engine
+
+
+def test_deleted_anchor_stops_writes_instead_of_being_recreated(anchored: Engine) -> None:
+    anchored.anchor.path.unlink()
+    with pytest.raises(StorageError, match=r"audit anchor .* is missing, but the database holds signed checkpoints.*"
+                                           r"audit anchor --reinit --reason TEXT.*refuses to write") as exc:
+        anchored.checkpoint()
+    assert exc.value.code == "anchor_missing"
+    events_before = len(anchored.audit_events())
+    with pytest.raises(StorageError, match="refuses to write"):
+        anchored.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    # Nothing was written, the anchor was not silently re-created, and verify keeps saying so.
+    assert len(anchored.audit_events()) == events_before
+    assert not anchored.anchor.exists()
+    with pytest.raises(AuditChainError, match="is missing, but the database holds 1 signed checkpoint"):
+        anchored.verify_audit()
+
+
+def test_reinit_is_an_audit_event_and_verify_keeps_reporting_it(anchored: Engine) -> None:
+    anchored.anchor.path.unlink()
+    with pytest.raises(InputError, match="a reason is required"):
+        anchored.reinit_anchor("  ")
+    cp = anchored.reinit_anchor("disk replaced, INC-42")
+    events = anchored.audit_events()
+    assert events[-1].kind == "anchor_reinitialized" and cp.seq == events[-1].seq
+    assert events[-1].payload["reason"] == "disk replaced, INC-42"
+    assert events[-1].payload["last_checkpoint_seq"] == 2
+    report = anchored.verify_audit()
+    assert report.anchor_reinits == (cp.seq,) and report.anchored == 1
+    assert f"the anchor was re-initialised at #{cp.seq}" in report.describe()
+    # Writes work again; a second reinit while the anchor exists is refused.
+    req, token = granted_warrant(anchored, proposal("suspend_service_account", "svc-ci-runner"), ("carol",))
+    assert anchored.get(req.id).status == "granted" and token
+    with pytest.raises(InputError, match="exists; --reinit only starts a new one when it is lost"):
+        anchored.reinit_anchor("again")
+
+
+def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_cli_audit_anchor_reinit(tmp_path: Path) -> None:
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    env = {"HITLGATE_CONFIG": str(cfg)}
+    prop = tmp_path / "p.json"
+    prop.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
+    _run(env, "propose", str(prop))
+    _run(env, "audit", "checkpoint")
+    anchor = tmp_path / "keys" / "audit-anchor.jsonl"
+    anchor.unlink()
+    assert "refuses to write" in _run(env, "audit", "checkpoint", code=1).output
+    assert not anchor.exists()
+    assert "pass --reinit" in _run(env, "audit", "anchor", code=2).output
+    assert "--reinit needs --reason" in _run(env, "audit", "anchor", "--reinit", code=2).output
+    out = json.loads(_run(env, "audit", "anchor", "--reinit", "--reason", "restored host", "--json").output)
+    assert out["anchor"] == str(anchor) and out["checkpoint"]["seq"] == 3
+    verify = json.loads(_run(env, "audit", "verify", "--json").output)
+    assert verify["ok"] and verify["anchor_reinits"] == [3]
+    _run(env, "propose", str(prop))

@@ -59,7 +59,7 @@ from hitlgate.engine.warrants import WarrantClaims
 from hitlgate.errors import HitlgateError, IllegalTransition, InvalidWarrant, ValidationError
 
 if TYPE_CHECKING:
-    from hitlgate.engine.store import Request
+    from hitlgate.engine.store import Request, Transaction
     from hitlgate.engine.workflow import Engine
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,16 @@ class Guard:
 
     # -- the checks -------------------------------------------------------
 
-    def _refuse(self, reason: str, *, request_id: str | None, digest: str | None, now: datetime) -> InvalidWarrant:
+    def _refuse(
+        self, reason: str, *, request_id: str | None, digest: str | None, now: datetime, code: str | None = None
+    ) -> InvalidWarrant:
         self.engine.record_refusal(
             reason, request_id=request_id, detail={"presented_digest": digest}, now=now
         )
         # Info, not warning: the refusal is raised to the caller and written
         # to the audit log; the log line is only for operators tracing it.
         log.info("guard refused a warrant: %s", reason)
-        return InvalidWarrant(reason)
+        return InvalidWarrant(reason, code=code)
 
     def _digest(self, action: Mapping[str, Any], now: datetime) -> str:
         try:
@@ -138,30 +140,63 @@ class Guard:
             )
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
-        reason: str | None = None
+        problem: tuple[str, str | None] | None = None
         with self.engine.store.write() as tx:
             try:
                 req = tx.get_request(claims.request_id)
             except HitlgateError:
-                reason = f"invalid warrant: request {claims.request_id} does not exist in this store"
+                problem = (f"invalid warrant: request {claims.request_id} does not exist in this store", None)
             else:
-                stored = tx.warrant_for(req.id)
-                reason = self._store_problem(req, stored, claims)
-                if reason is None:
+                problem = self._store_problem(req, tx.warrant_for(req.id), claims) or self._chain_problem(tx, claims)
+                if problem is None:
                     try:
                         tx.consume(jti=claims.jti, request_id=req.id, now=now)
                     except InvalidWarrant as exc:
-                        reason = f"invalid warrant: {exc}"
+                        problem = (f"invalid warrant: {exc}", "replay")
                     else:
                         self.engine._append(
                             tx, "consumed", req, {"jti": claims.jti, "kid": claims.kid}, now
                         )
-        if reason is not None:
-            raise self._refuse(reason, request_id=claims.request_id, digest=claims.action_digest, now=now)
+        if problem is not None:
+            raise self._refuse(problem[0], request_id=claims.request_id, digest=claims.action_digest, now=now,
+                               code=problem[1])
         return now
 
     @staticmethod
-    def _store_problem(req: Any, stored: Any, claims: WarrantClaims) -> str | None:
+    def _chain_problem(tx: Transaction, claims: WarrantClaims) -> tuple[str, str | None] | None:
+        """What the audit chain says against this warrant: already consumed, or issued under another id.
+
+        The tables can be edited without touching the chain (a deleted
+        ``consumed_warrants`` row, a request set back to ``granted``), so the
+        chain, looked up by request id (an index, not a scan), has the last word.
+        """
+        events = tx.request_events(claims.request_id, ("warrant_issued", "consumed"))
+        for e in events:
+            if e.kind == "consumed":
+                return (
+                    f"invalid warrant: the audit chain shows request {claims.request_id}'s warrant "
+                    f"{e.payload.get('jti')} consumed at event {e.seq} (replay; the database was changed to "
+                    "hide it)",
+                    "replay",
+                )
+        issued = [e for e in events if e.kind == "warrant_issued"]
+        if len(issued) != 1 or issued[0].payload.get("jti") != claims.jti:
+            return (
+                f"invalid warrant: the audit chain does not show warrant {claims.jti} as the one issued for "
+                f"request {claims.request_id}",
+                "state_contradicts_chain",
+            )
+        return None
+
+    @staticmethod
+    def _store_problem(req: Any, stored: Any, claims: WarrantClaims) -> tuple[str, str | None] | None:
+        reason = Guard._store_reason(req, stored, claims)
+        if reason is None:
+            return None
+        return reason, ("replay" if reason.endswith("(replay)") else None)
+
+    @staticmethod
+    def _store_reason(req: Any, stored: Any, claims: WarrantClaims) -> str | None:
         if stored is not None and stored.consumed_at is not None and stored.jti == claims.jti:
             return f"invalid warrant: warrant {claims.jti} was already used (replay)"
         if req.status != lifecycle.GRANTED:
@@ -193,9 +228,9 @@ class Guard:
             except HitlgateError:
                 raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                    request_id=None, digest=digest, now=at) from None
-            problem = self._store_problem(req, tx.warrant_for(req.id), claims)
+            problem = self._store_problem(req, tx.warrant_for(req.id), claims) or self._chain_problem(tx, claims)
         if problem is not None:
-            raise self._refuse(problem, request_id=claims.request_id, digest=digest, now=at)
+            raise self._refuse(problem[0], request_id=claims.request_id, digest=digest, now=at, code=problem[1])
         self._check_policy(claims, req, action, at)
         return claims
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,6 +155,20 @@ class WarrantRecord:
         _require_utc(self.expires_at, "expires_at")
         if self.consumed_at is not None:
             _require_utc(self.consumed_at, "consumed_at")
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """The table rows ``audit verify`` holds against the chain (plain tuples, no parsing)."""
+
+    #: (id, status, tier, action_digest)
+    requests: list[tuple[str, str, str, str]]
+    #: (request_id, approver, verdict, statement JSON text)
+    votes: list[tuple[str, str, str, str]]
+    #: (request_id, jti)
+    warrants: list[tuple[str, str]]
+    #: (request_id, jti)
+    consumed: list[tuple[str, str]]
 
 
 class Transaction:
@@ -471,6 +485,37 @@ class Transaction:
         if request_id is not None:
             q = q.where(t.audit_events.c.request_id == request_id)
         return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
+
+    def request_events(self, request_id: str, kinds: Sequence[str]) -> list[AuditEvent]:
+        """The events of one request of the given kinds, in chain order.
+
+        An indexed lookup (``request_id``), so the guard and the warrant path
+        can ask the chain what happened to a request without scanning it.
+        """
+        q = (
+            sa.select(t.audit_events)
+            .where(t.audit_events.c.request_id == request_id, t.audit_events.c.kind.in_(list(kinds)))
+            .order_by(t.audit_events.c.seq)
+        )
+        return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
+
+    def state_snapshot(self) -> StateSnapshot:
+        """Every row the audit chain also describes (for ``audit verify``; reads whole tables)."""
+        req = t.requests.c
+        requests = [
+            (r.id, r.status, r.tier, r.action_digest)
+            for r in self.conn.execute(sa.select(req.id, req.status, req.tier, req.action_digest))
+        ]
+        v = t.votes.c
+        votes = [
+            (r.request_id, r.approver, r.verdict, r.statement)
+            for r in self.conn.execute(sa.select(v.request_id, v.approver, v.verdict, v.statement).order_by(v.id))
+        ]
+        warrants = [(r.request_id, r.jti) for r in self.conn.execute(
+            sa.select(t.warrants.c.request_id, t.warrants.c.jti))]
+        consumed = [(r.request_id, r.jti) for r in self.conn.execute(
+            sa.select(t.consumed.c.request_id, t.consumed.c.jti))]
+        return StateSnapshot(requests=requests, votes=votes, warrants=warrants, consumed=consumed)
 
     def insert_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint of the chain head (idempotent per sequence number)."""

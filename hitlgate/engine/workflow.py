@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from hitlgate.engine import lifecycle
+from hitlgate.engine._reconcile import contradictions, replays
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.anchor import AuditAnchor
 from hitlgate.engine.approvals import SignedStatement
@@ -608,6 +609,16 @@ class Engine:
                     "the request is now expired, propose again"
                 )
             else:
+                # The chain has the last word over the tables: a request whose
+                # warrant row was deleted must not get a second warrant.
+                earlier = tx.request_events(req.id, ("warrant_issued", "consumed"))
+                if earlier:
+                    raise StorageError(
+                        f"request {req.id} has no warrant in the database, but the audit chain shows one "
+                        f"({earlier[0].kind} at event {earlier[0].seq}): the database was changed; no second "
+                        "warrant is issued",
+                        code="state_contradicts_chain",
+                    )
                 return self._issue(tx, req, at)
         assert lapsed is not None  # noqa: S101 - every other path returned above.
         raise lapsed
@@ -739,11 +750,20 @@ class Engine:
         with self.store.read() as tx:
             events = tx.events()
             cps = tx.checkpoints()
+            snapshot = tx.state_snapshot()
         own = self.anchor.read()
         if own is None and cps:
             raise AuditChainError(self._anchor_missing_message(len(cps)), code="anchor_missing")
         keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
         report = verify_chain(events, cps, keys, anchors=[*(own or ()), *anchors])
+        problems = contradictions(events, snapshot)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise AuditChainError(
+                f"the audit chain verifies, but the database contradicts it in {len(problems)} place(s): {shown}",
+                code="replay" if replays(events) else "state_contradicts_chain",
+                problems=problems,
+            )
         head = events[-1] if events else None
         return AuditReport(
             events=len(events),

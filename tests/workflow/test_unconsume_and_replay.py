@@ -1,0 +1,115 @@
+"""Threat: someone with database write access un-consumes a warrant and runs the action again.
+
+Before the fix, ``DELETE FROM consumed_warrants`` (and, for the guard, the
+request set back to ``granted``) let the same warrant be consumed a second
+time, and ``audit verify`` said OK with two ``consumed`` events for one
+warrant id. The audit chain is the tamper-evident record: the guard and
+``verify --consume`` now refuse a warrant the chain shows consumed (an
+indexed lookup by request id), the engine refuses to issue a second warrant
+for a request whose warrant row vanished, and ``audit verify`` reports a
+warrant consumed twice and every table row that contradicts the chain.
+Real SQLite and PostgreSQL, real keys; the attacker uses raw SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from hitlgate.cli import cli
+from hitlgate.engine import _store_schema as t
+from hitlgate.engine.config import Config
+from hitlgate.engine.workflow import Engine
+from hitlgate.errors import AuditChainError, InvalidWarrant, StorageError
+from tests.workflow._helpers import granted_warrant, proposal
+
+DOC = proposal("suspend_service_account", "svc-ci-runner")
+
+
+def _unconsume(engine: Engine, request_id: str, *, status: str | None = "granted", warrant: bool = False) -> None:
+    """The attack: forget the consumption (and, optionally, the status and the warrant row)."""
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.delete(t.consumed).where(t.consumed.c.request_id == request_id))
+        if warrant:
+            conn.execute(sa.delete(t.warrants).where(t.warrants.c.request_id == request_id))
+        if status is not None:
+            conn.execute(t.requests.update().where(t.requests.c.id == request_id).values(status=status))
+
+
+def test_guard_refuses_a_warrant_the_chain_shows_consumed(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    runs: list[Any] = []
+    guard = engine.guard()
+    guard.execute(token, DOC["action"], runs.append)
+    _unconsume(engine, req.id)
+    with pytest.raises(InvalidWarrant, match=r"the audit chain shows request .* consumed at event \d+ \(replay") as exc:
+        guard.execute(token, DOC["action"], runs.append)
+    assert exc.value.code == "replay"
+    with pytest.raises(InvalidWarrant, match="replay"):
+        guard.check(token, DOC["action"])
+    assert len(runs) == 1
+    assert [e.kind for e in engine.audit_events(req.id)].count("consumed") == 1
+
+
+def test_no_second_warrant_for_a_request_whose_warrant_row_was_deleted(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    engine.guard().execute(token, DOC["action"], lambda a: None)
+    _unconsume(engine, req.id, warrant=True)
+    with pytest.raises(StorageError, match=r"no warrant in the database, but the audit chain shows one") as exc:
+        engine.warrant(req.id)
+    assert exc.value.code == "state_contradicts_chain"
+
+
+def test_audit_verify_reports_tables_that_contradict_the_chain(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    engine.guard().execute(token, DOC["action"], lambda a: None)
+    engine.verify_audit()
+    _unconsume(engine, req.id)
+    with pytest.raises(AuditChainError, match="the database contradicts it in 2 place") as exc:
+        engine.verify_audit()
+    assert exc.value.code == "state_contradicts_chain"
+    problems = "\n".join(exc.value.problems)
+    assert "consumed_warrants row is missing: the warrant was un-consumed" in problems
+    assert f"request {req.id} is granted in the database, but its last event (executed" in problems
+
+
+def test_audit_verify_reports_a_warrant_consumed_twice(engine: Engine) -> None:
+    """The chain an older engine left after a replay: two consumed events for one warrant id."""
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    grant = engine.guard().consume(token, DOC["action"])
+    with engine.store.write() as tx:
+        tx.append("consumed", request_id=req.id, at=engine.now(),
+                  payload={"jti": grant.jti, "status": "granted", "action_digest": req.action_digest})
+    with pytest.raises(AuditChainError, match=rf"warrant {grant.jti} was consumed 2 times") as exc:
+        engine.verify_audit()
+    assert exc.value.code == "replay"
+
+
+def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_verify_consume_refuses_an_unconsumed_replay(tmp_path: Path) -> None:
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    env = {"HITLGATE_CONFIG": str(cfg)}
+    prop = tmp_path / "p.json"
+    prop.write_text(json.dumps(proposal("rotate_api_key", "dev-analytics-key")))
+    out = json.loads(_run(env, "propose", str(prop), "--json").output)
+    assert out["status"] == "granted"
+    token = json.loads(_run(env, "warrant", out["id"], "--json").output)["token"]
+    _run(env, "verify", str(prop), "--warrant", token, "--consume")
+    eng = Engine.from_config(Config.from_file(cfg))
+    try:
+        _unconsume(eng, out["id"], status=None)
+    finally:
+        eng.close()
+    err = _run(env, "verify", str(prop), "--warrant", token, "--consume", "--json", code=3)
+    assert "the audit chain shows request" in err.output and "replay" in err.output

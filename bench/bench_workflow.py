@@ -80,7 +80,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.state or f"sqlite:///{Path(tmp) / 'state.db'}"
         config = Config(state_url=url, key_dir=Path(tmp) / "keys")
-        engine = Engine(config, Decider.from_config(config), checkpoint_every=100)
+        # Demo mode: the benchmark signs with the example inventory's demo keys.
+        engine = Engine(config, Decider.from_config(config), checkpoint_every=100, demo=True)
         guard = engine.guard()
         results = []
 

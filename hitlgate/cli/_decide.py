@@ -24,28 +24,52 @@ TIER_LABEL = {
 }
 
 
+def describe_duration(seconds: int) -> str:
+    """A duration for people: ``2 h``, ``30 min``, ``45 s``."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def describe_quorum(decision: Decision) -> str:
+    """Who must approve, e.g. ``2 distinct approvals: someone with the role security; a member of team-payments``."""
+    q = decision.quorum
+    if not q.required:
+        return "none"
+    who = "; ".join(s.describe() for s in q.slots)
+    plural = "s" if q.required != 1 else ""
+    return f"{q.required} distinct approval{plural}" + (f": {who}" if who else "")
+
+
+def describe_controls(decision: Decision) -> str:
+    """The framework references with their frameworks' names, e.g. ``OWASP Agentic AI Top 10 A-03``."""
+    return ", ".join(
+        f"{c.get('framework')} {c.get('id')}" if c.get("framework") else str(c.get("id"))
+        for c in decision.controls
+    ) or "none"
+
+
 def format_decision(proposal: Proposal, decision: Decision, backend: str | None = None) -> str:
     """Human-readable rendering of one decision."""
-    q = decision.quorum
-    if q.required:
-        who = "; ".join(s.describe() for s in q.slots)
-        quorum = f"{q.required} distinct approval(s): {who}"
-    else:
-        quorum = "none"
     br = decision.blast_radius
     lines = [
         f"{proposal.action_type} on {proposal.target}",
         f"  tier:          {TIER_LABEL[decision.tier]}",
         f"  risk factors:  {', '.join(decision.risk_factors) or 'none'}",
-        f"  quorum:        {quorum}",
+        f"  quorum:        {describe_quorum(decision)}",
         f"  blast radius:  workloads: {', '.join(br['workloads']) or '-'};"
         f" partners: {', '.join(br['partners']) or '-'}",
         "  reasons:",
         *(f"    - {r}" for r in decision.reasons),
-        f"  controls:      {', '.join(c['id'] for c in decision.controls)}",
-        f"  request ttl:   {decision.ttl_seconds}s",
-        f"  policy:        {decision.policy_revision}" + (f" ({backend})" if backend else ""),
+        f"  controls:      {describe_controls(decision)}",
     ]
+    # The request's TTL is the approval window; an auto-allow or a deny has
+    # no window to show.
+    if decision.needs_approval:
+        lines.append(f"  window:        {describe_duration(decision.ttl_seconds)} to approve ({decision.ttl_seconds}s)")
+    lines.append(f"  policy:        {decision.policy_revision}" + (f" ({backend})" if backend else ""))
     return "\n".join(lines)
 
 

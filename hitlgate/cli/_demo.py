@@ -1,66 +1,189 @@
-"""``hitlgate demo``: the seed document's five situations on the example pack."""
+"""``hitlgate demo``: the seed document's situations on the bundled example pack.
+
+Each situation is decided, then (unless ``--decisions-only``) run end to end
+by :mod:`hitlgate.cli._demo_workflow` in a temporary directory. The output
+opens with what the demo shows and ends with three commands to try next.
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
+import sys
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
 from hitlgate.cli._common import CliState, pass_state
-from hitlgate.cli._decide import format_decision
-from hitlgate.engine import Config, Decider
+from hitlgate.cli._decide import TIER_LABEL, describe_controls, describe_duration, describe_quorum
+from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_engine, finish, walk
+from hitlgate.engine import Config, Decider, Decision
 from hitlgate.engine._resources import bundled_scenario_dir
+from hitlgate.engine.proposal import Proposal
 from hitlgate.engine.scenarios import Scenario, load_scenarios
 
-#: The seed's five situations, in order, as (title, notes of the cases in seed.yaml).
-SEED_SITUATIONS = (
-    ("1. Anomalous token use on a service account", ("Seed 1:",)),
-    ("2. Rotating a high-privilege API key used by a critical integration", ("Seed 2:",)),
-    ("3. Isolating a workload after secret leakage (customer-facing or not)", ("Seed 3a:", "Seed 3b:", "Seed 3c:")),
-    ("4. Disabling a partner's federated credentials (without / with fallback)", ("Seed 4a:", "Seed 4b:")),
-    ("5. A low-risk, non-production action", ("Seed 5:",)),
+#: The seed's five situations, in words, with the cases of seed.yaml that
+#: play them out: (title, [(case note prefix, what differs in that case)]).
+SEED_SITUATIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("Anomalous token use on a service account: the agent wants to suspend it", (("Seed 1:", ""),)),
+    (
+        "Suspicious access to a high-privilege API key of a critical integration: rotate it",
+        (("Seed 2:", ""),),
+    ),
+    (
+        "A secret leaked from a workload: isolate the workload",
+        (
+            ("Seed 3a:", "a customer-facing workload"),
+            ("Seed 3b:", "an internal production workload"),
+            ("Seed 3c:", "a development sandbox"),
+        ),
+    ),
+    (
+        "A federated partner's identity provider is compromised: disable the partner's credentials",
+        (("Seed 4a:", "a partner with no safe fallback"), ("Seed 4b:", "a partner with a safe fallback")),
+    ),
+    ("A low-risk action outside production: invalidate a leaked staging token", (("Seed 5:", ""),)),
 )
 
 
 def seed_cases() -> list[tuple[str, list[Scenario]]]:
     """The seed scenarios from the bundled corpus, grouped by situation."""
     cases = load_scenarios([bundled_scenario_dir() / "seed.yaml"])
-    out = []
-    for title, prefixes in SEED_SITUATIONS:
-        out.append((title, [c for p in prefixes for c in cases if c.note.startswith(p)]))
-    return out
+    return [
+        (title, [c for prefix, _ in parts for c in cases if c.note.startswith(prefix)])
+        for title, parts in SEED_SITUATIONS
+    ]
+
+
+def _variant(case: Scenario) -> str:
+    for _title, parts in SEED_SITUATIONS:
+        for prefix, label in parts:
+            if case.note.startswith(prefix):
+                return label
+    return ""
+
+
+def _render(proposal: Proposal, decision: Decision) -> list[str]:
+    doc = proposal.to_dict()
+    who = f"{doc['requester']['kind']} {doc['requester']['id']}"
+    incident = f" ({doc['incident']})" if doc.get("incident") else ""
+    reasons = [r for r in decision.reasons if not r.startswith(("single approval:", "dual approval:", "two distinct"))]
+    lines = [
+        f"   proposal:  {proposal.action_type} on {proposal.target}, by {who}{incident}",
+        f"   decision:  {TIER_LABEL[decision.tier]}",
+    ]
+    lines += [f"   {'because:' if i == 0 else '':<11}{r}" for i, r in enumerate(reasons or decision.reasons)]
+    if decision.needs_approval:
+        quorum = describe_quorum(decision).replace(":", f" within {describe_duration(decision.ttl_seconds)}:", 1)
+        lines.append(f"   quorum:    {quorum}")
+    lines.append(f"   controls:  {describe_controls(decision)}")
+    return lines
+
+
+def _hitlgate_on_path() -> bool:
+    """Whether the ``hitlgate`` a user types next is this one (else they must activate the venv first)."""
+    found = shutil.which("hitlgate")
+    ours = Path(sys.prefix) / "bin" / "hitlgate"
+    return found is not None and (not ours.exists() or Path(found).resolve() == ours.resolve())
+
+
+def _activate_hint() -> str | None:
+    if _hitlgate_on_path() or sys.prefix == sys.base_prefix:
+        return None
+    venv = Path(sys.prefix)
+    try:
+        shown = os.path.relpath(venv)
+    except ValueError:
+        shown = str(venv)
+    if shown.startswith(".."):
+        shown = str(venv)
+    return f"source {shown}/bin/activate"
+
+
+#: The demo's two opening lines (the second ends with INTRO[2] unless --decisions-only).
+INTRO = (
+    "This demo shows how hitlgate decides what an AI agent may do to a non-human identity, and who must approve first.",
+    "Five incident-response situations go through the bundled example policy pack",
+    ", then run end to end (approve, warrant, execute).",
+)
+
+NEXT_STEPS = (
+    ("hitlgate init my-project", "your own project: config, Rego pack, inventory, scenarios"),
+    ("cd my-project && hitlgate decide proposal.json", "decide the example proposal it wrote"),
+    ("hitlgate policy test", "Rego unit tests + scenario corpus (OPA: hitlgate opa install)"),
+)
 
 
 @click.command()
 @click.option("--decisions-only", is_flag=True, help="Only show the decisions; skip approvals, warrants and execution.")
 @pass_state
 def demo(state: CliState, decisions_only: bool) -> None:
-    """Walk the seed's five scenarios on the bundled example pack (embedded engine).
+    """Walk the seed's five situations on the bundled example pack (embedded engine).
 
-    First the decision for each proposal; then each runs end to end in a
-    temporary state directory: propose, sign approvals with the demo approver
-    keys, obtain the warrant, execute through the guard against a local demo
-    executor, refuse a replay, and verify the audit chain.
+    Each proposal is decided, then runs end to end in a temporary directory
+    (deleted afterwards): propose, sign approvals with the example
+    approvers' demo keys, obtain the warrant, execute through the guard
+    against a local demo executor, refuse a replay, and verify the audit
+    chain. Demo keys count only here. Exits 1 if any decision differs
+    from the one the scenario corpus expects.
+
+    \b
+    Example:
+      hitlgate demo --decisions-only
     """
     # Always the bundled example pack and the embedded engine: the demo must
     # show the same thing on every machine, whatever hitlgate.yaml says.
     decider = Decider.from_config(Config())
-    mismatches = 0
     situations = seed_cases()
-    for title, cases in situations:
-        click.secho(f"\n=== {title}", bold=True)
-        for case in cases:
-            decision = decider.decide_validated(case.proposal)
-            click.echo(f"\n{case.note}")
-            click.echo("proposal: " + json.dumps(case.proposal.to_dict(), separators=(", ", ": ")))
-            click.echo(format_decision(case.proposal, decision, decider.backend.name))
-            if decision.tier != case.want_tier:
-                mismatches += 1
-                click.secho(f"  !! expected {case.want_tier}", fg="red")
-    if not decisions_only:
-        from hitlgate.cli._demo_workflow import run_workflow_demo
-
-        mismatches += run_workflow_demo(situations, decider=decider)
-    decider.close()
+    click.secho(INTRO[0], bold=True)
+    click.echo(INTRO[1] + (" (decisions only)." if decisions_only else INTRO[2]))
+    tiers: Counter[str] = Counter()
+    mismatches: list[str] = []
+    revision = ""
+    tally, executor = DemoTally(), DemoExecutor()
+    try:
+        with ExitStack() as stack:
+            engine = None if decisions_only else stack.enter_context(demo_engine(decider))
+            for n, (title, cases) in enumerate(situations, 1):
+                click.echo("")
+                click.secho(f"{n}. {title}", bold=True)
+                for letter, case in zip("abcdefgh", cases, strict=False):
+                    variant = _variant(case)
+                    if variant:
+                        click.echo(f"  ({letter}) {variant}")
+                    decision = decider.decide_validated(case.proposal)
+                    revision = decision.policy_revision
+                    tiers[decision.tier] += 1
+                    for line in _render(case.proposal, decision):
+                        click.echo(line)
+                    if decision.tier != case.want_tier:
+                        mismatches.append(f"{case.name}: expected {case.want_tier}, got {decision.tier}")
+                        click.secho(f"   !! the corpus expects {case.want_tier}", fg="red")
+                    if engine is not None:
+                        walk(engine, case.proposal, executor, tally)
+            click.echo("")
+            counts = ", ".join(f"{tiers[t]} {TIER_LABEL[t].lower()}" for t in TIER_LABEL if tiers[t])
+            click.echo(f"{sum(tiers.values())} proposals decided by the example pack "
+                       f"(policy {revision[:19]}..., embedded engine): {counts}.")
+            if engine is not None:
+                report = finish(engine)
+                click.echo(f"{tally.executed} actions ran, each only with its own warrant; "
+                           f"{tally.replays_refused} replays refused.")
+                click.echo(f"Audit chain verified: {report.events} events, {report.checkpoints} signed checkpoints "
+                           "(in a temporary directory, now deleted).")
+                mismatches += tally.problems
+    finally:
+        decider.close()
+    for problem in mismatches:
+        click.secho(f"!! {problem}", fg="red")
+    click.echo("")
+    click.secho("Try next:", bold=True)
+    hint = _activate_hint()
+    if hint:
+        click.echo(f"  {hint:<48}# hitlgate is installed in this virtualenv")
+    for command, why in NEXT_STEPS:
+        click.echo(f"  {command:<48}# {why}")
     if mismatches:
         raise SystemExit(1)

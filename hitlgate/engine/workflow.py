@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from hitlgate.engine import lifecycle
+from hitlgate.engine._demokeys import require_not_demo_key
 from hitlgate.engine._reconcile import contradictions, replays
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.anchor import AuditAnchor
@@ -187,11 +188,18 @@ class Engine:
         clock: Clock = utcnow,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         anchor: AuditAnchor | None = None,
+        demo: bool = False,
     ) -> None:
-        """Open the workflow; the store, keyring and audit anchor are created from ``config`` unless given."""
+        """Open the workflow; the store, keyring and audit anchor are created from ``config`` unless given.
+
+        ``demo=True`` is demo mode (``hitlgate demo`` only): votes signed with
+        the example inventory's demo keys count. Otherwise they are refused
+        (code ``demo_key``), because anyone can derive those keys.
+        """
         if checkpoint_every < 1:
             raise InputError("checkpoint_every must be at least 1")
         self.config = config
+        self.demo = demo
         self.clock = clock
         self.checkpoint_every = checkpoint_every
         self.decider = decider if decider is not None else Decider.from_config(config)
@@ -419,6 +427,8 @@ class Engine:
             raise InputError(f"this statement is a {s.verdict}, not a {verdict}")
         approver = self.approvers.get(s.approver)
         signed.verify(approver.public_key)
+        if not self.demo:
+            require_not_demo_key(approver.name, approver.public_key)
         if s.at > now + MAX_CLOCK_SKEW:
             raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
         return approver
@@ -511,6 +521,10 @@ class Engine:
             )
         if same_person(s.approver, req.requester):
             raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}")
+        if not self.demo:
+            # A store written in demo mode must not yield warrants once
+            # opened by a real engine.
+            require_not_demo_key(s.approver, self.approvers.get(s.approver).public_key)
         try:
             signed.verify(self.approvers.get(s.approver).public_key)
         except ApprovalError as exc:

@@ -83,11 +83,42 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     assert "backend.kind: 'cloud' is not one of" in result.output
 
 
-def test_demo_prints_the_five_seed_situations() -> None:
+def test_demo_names_situations_and_ends_with_next_steps() -> None:
     result = CliRunner().invoke(cli, ["demo"])
     assert result.exit_code == 0, result.output
+    out = result.stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("This demo shows how hitlgate decides")
+    assert len(lines) < 150
     for n in range(1, 6):
-        assert f"=== {n}. " in result.output
-    assert result.output.count("tier:") >= 5
+        assert f"\n{n}. " in out
+    assert "Seed" not in out
+    assert "Anomalous token use on a service account" in out
+    assert "(b) a partner with a safe fallback" in out
+    assert "OWASP Non-Human Identity Top 10 NHI-07" in out and "NIST CSF 2.0 RS.MA" in out
     for tier in ("AUTO-ALLOW", "SINGLE APPROVAL", "DUAL APPROVAL"):
-        assert tier in result.output
+        assert tier in out
+    assert "/tmp" not in out and "hitlgate-demo-" not in out
+    assert "8 actions ran, each only with its own warrant; 8 replays refused." in out
+    assert [line.split("#")[0].strip() for line in lines[-3:]] == [
+        "hitlgate init my-project", "cd my-project && hitlgate decide proposal.json", "hitlgate policy test"
+    ]
+
+
+def test_demo_shows_an_approval_window_only_where_approval_is_needed() -> None:
+    out = CliRunner().invoke(cli, ["demo", "--decisions-only"]).stdout
+    blocks = out.split("   proposal:  ")[1:]
+    auto = [b for b in blocks if "decision:  AUTO-ALLOW" in b]
+    assert len(auto) == 2 and not any("within" in b for b in auto)
+    want = "quorum:    2 distinct approvals within 2 h: someone with the role security; a member of team-payments"
+    assert want in out
+    assert "run:" not in out
+
+
+def test_decide_shows_no_window_on_an_auto_allow(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(make_proposal("invalidate_tokens", "staging-deploy-token")))
+    out = CliRunner().invoke(cli, ["decide", str(f)]).stdout
+    assert "tier:          AUTO-ALLOW" in out
+    assert "window:" not in out and "ttl" not in out
+    assert "controls:      OWASP Non-Human Identity Top 10 NHI-07, OWASP Agentic AI Top 10 A-03" in out

@@ -164,6 +164,10 @@ def make_engine(db_url: str, tmp_path: Path, clock: FakeClock, bundled_decider: 
         config = Config(**cfg_kwargs)
         if pack is not None:
             decider = Decider.from_config(config)
+        # The workflow tests sign with the example inventory's demo keys,
+        # which only an engine in demo mode accepts (test_demo_keys_refused.py
+        # covers the refusal).
+        kwargs.setdefault("demo", True)
         eng = Engine(config, decider, clock=kwargs.pop("clock", clock), **kwargs)
         engines.append(eng)
         return eng

@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.cli import cli
+from hitlgate.engine._resources import bundled_policy_dir
+from hitlgate.engine.inventory import encode_public_key
+from hitlgate.engine.keys import public_raw
 from tests.workflow._helpers import demo_key, proposal
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    cfg = tmp_path / "hitlgate.yaml"
-    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    """A project on a copy of the example pack whose approvers have real keys (demo keys count only in demo)."""
+    pack = tmp_path / "policies"
+    shutil.copytree(bundled_policy_dir(), pack, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    inventory = pack / "data" / "inventory.yaml"
+    text = inventory.read_text()
     for name in ("alice", "carol", "erin", "bob"):
-        pem = demo_key(name).private_bytes(
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         (tmp_path / f"{name}.pem").write_bytes(pem)
         (tmp_path / f"{name}.pem").chmod(0o600)
+        demo_public = encode_public_key(public_raw(demo_key(name).public_key()))
+        text = text.replace(demo_public, encode_public_key(public_raw(key.public_key())))
+    inventory.write_text(text)
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"policy: {pack}\nstate: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
     return {"HITLGATE_CONFIG": str(cfg)}
 
 

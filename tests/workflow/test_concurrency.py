@@ -27,7 +27,7 @@ REQUESTS = 4
 
 def _worker(name: str, url: str, key_dir: str, ids: list[str], barrier: Any, out: Any) -> None:
     try:
-        engine = Engine(Config(state_url=url, key_dir=Path(key_dir)))
+        engine = Engine(Config(state_url=url, key_dir=Path(key_dir)), demo=True)
         result: dict[str, Any] = {"name": name, "voted": [], "jtis": {}, "ran": []}
         barrier.wait()
         for rid in ids:
@@ -58,7 +58,7 @@ def _worker(name: str, url: str, key_dir: str, ids: list[str], barrier: Any, out
 @pytest.mark.slow
 def test_concurrent_approve_issue_and_consume(db_url, tmp_path):
     key_dir = tmp_path / "keys"
-    parent = Engine(Config(state_url=db_url, key_dir=key_dir))
+    parent = Engine(Config(state_url=db_url, key_dir=key_dir), demo=True)
     ids = [parent.propose(proposal("rotate_api_key", "svc-payments-key", n=i)).id for i in range(REQUESTS)]
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(WORKERS))

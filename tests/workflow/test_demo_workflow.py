@@ -10,12 +10,16 @@ from hitlgate.engine.keys import public_raw
 
 def test_demo_runs_end_to_end_without_touching_home(tmp_path, monkeypatch, bundled_decider):
     monkeypatch.setenv("HITLGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
     lines: list[str] = []
-    assert run_workflow_demo(seed_cases(), echo=lines.append, decider=bundled_decider) == 0
+    tally = run_workflow_demo(seed_cases(), echo=lines.append, decider=bundled_decider)
     text = "\n".join(lines)
-    assert "audit chain OK" in text and "replay refused" in text
-    assert text.count("executor: would run") == sum(len(c) for _t, c in seed_cases())
-    assert not (tmp_path / "home").exists()
+    cases = sum(len(c) for _t, c in seed_cases())
+    assert tally.problems == []
+    assert tally.executed == tally.replays_refused == cases
+    assert text.count("the executor checks the warrant and runs") == cases
+    assert "audit chain OK" in text
+    assert not (tmp_path / "home").exists() and not (tmp_path / "user").exists()
 
 
 def test_demo_keys_match_the_example_inventory():

@@ -8,6 +8,23 @@
 # The pack is written in the subset of Rego v1 that both OPA and regopy
 # (rego-cpp) evaluate identically: comprehensions iterate with `x := arr[_]`
 # rather than `some x in arr`, and no rule is queried whose value is `false`.
+#
+# Extending the pack: put your rules in a module of your own in package
+# hitlgate (see the README, "Writing policies", and crown_jewel.rego in the
+# project `hitlgate init` writes). These rules are the extension points:
+#
+#   factor_present contains "my_factor" if ...   a risk factor; declare its
+#                                                name in hitlgate.yaml
+#                                                (risk_factors: [my_factor])
+#   factor_reason["my_factor"] := "..."          the sentence an analyst reads
+#   dual_conditions contains "my_rule" if ...    require dual approval, with
+#   dual_reason["my_rule"] := "..."              the sentence that says why
+#   single_conditions contains "my_rule" if ...  require at least one approval
+#   deny_row if ...                              deny outright
+#
+# Trusted facts about the target are `identity`, `workload` and `partner`
+# (records of the inventory, including their `labels`); read facts from
+# these, never from `input`, which the agent wrote.
 package hitlgate
 
 inventory := data.inventory
@@ -119,7 +136,8 @@ high_privilege if identity.privilege == "admin"
 
 irreversible if action_type in irreversible_actions
 
-# Fixed order, so reasons read the same on every engine.
+# Fixed order, so reasons read the same on every engine; factors added by
+# other modules follow the built-in ones, sorted by name.
 factor_order := [
 	"protected_target",
 	"action_not_applicable",
@@ -133,7 +151,10 @@ factor_order := [
 	"irreversible",
 ]
 
-risk_factors := [f | f := factor_order[_]; factor_present[f]]
+risk_factors := array.concat(
+	[f | f := factor_order[_]; factor_present[f]],
+	sort([f | factor_present[f]; not f in factor_order]),
+)
 
 factor_present contains "protected_target" if protected_target
 
@@ -276,6 +297,12 @@ dual_reason["irreversible_on_privileged_production"] := concat("", [action_type,
 
 dual_reason_order := ["customer_facing_production_credential", "partner_without_fallback", "irreversible_on_privileged_production"]
 
+# Dual-approval conditions added by other modules follow the built-in ones, sorted by name.
+dual_conditions_in_order := array.concat(
+	[c | c := dual_reason_order[_]; dual_conditions[c]],
+	sort([c | dual_conditions[c]; not c in dual_reason_order]),
+)
+
 # Iterating the factors present, not the whole order, skips a lookup per absent factor.
 factor_reasons := [factor_reason[f] | f := risk_factors[_]]
 
@@ -287,7 +314,7 @@ tier_reasons := ["dual approval: two people with the role security must approve 
 }
 
 tier_reasons := array.concat(
-	[concat("", ["dual approval: ", dual_reason[c]]) | c := dual_reason_order[_]; dual_conditions[c]],
+	[concat("", ["dual approval: ", dual_reason[c]]) | c := dual_conditions_in_order[_]],
 	[dual_quorum_reason],
 ) if {
 	tier == "dual_approval"

@@ -12,8 +12,7 @@ import click
 
 from hitlgate.cli._common import CliState, echo_json, pass_state, read_json_arg
 from hitlgate.engine import BackendConfig, Config, Decider, Decision, Proposal
-from hitlgate.engine._resources import bundled_policy_dir
-from hitlgate.engine.scenarios import load_scenarios, run_scenarios
+from hitlgate.engine._resources import bundled_policy_dir, starter_policy_dir
 from hitlgate.errors import ConfigError, InputError
 
 TIER_LABEL = {
@@ -147,52 +146,68 @@ def policy_test(
     opa_url: str | None,
     opa_timeout_ms: int | None,
 ) -> None:
-    """Run the Rego unit tests (opa check + opa test) and the scenario corpus.
+    """Check the pack, run its Rego unit tests (opa test) and its scenario corpus.
 
-    Exits non-zero on any failure, naming each failing case.
+    A pack that does not load or compile is reported once, each problem as
+    file:line:col, and nothing else runs (exit 5). Otherwise exits 1 when a
+    unit test or a scenario fails, naming each failing case; cases that
+    failed closed for the same reason are reported together.
     """
-    from hitlgate.engine._policytest import run_rego_tests
+    from hitlgate.engine._policytest import run_policy_test
 
     config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
-    ok = True
-    report: dict[str, Any] = {"policy": str(config.policy_dir), "scenarios": str(config.scenario_dir)}
-    if not no_rego_tests:
-        rego = run_rego_tests(config.policy_dir)
-        report["rego_tests"] = {"ok": rego.ok, "count": rego.tests, "output": rego.output}
-        ok &= rego.ok
-        if not as_json:
-            status = "ok" if rego.ok else "FAILED"
-            click.echo(f"rego unit tests: {status} ({rego.tests} tests)")
-            if not rego.ok:
-                click.echo(rego.output.rstrip())
-    scenarios = load_scenarios([config.scenario_dir])
-    decider = Decider.from_config(config)
-    try:
-        result = run_scenarios(decider, scenarios)
-    finally:
-        decider.close()
-    ok &= result.ok
-    report["scenario_results"] = {
-        "passed": len(result.passed),
-        "failed": [
-            {"case": f.scenario.name, "problems": list(f.problems), "reasons": list(f.decision.reasons)}
-            for f in result.failed
-        ],
-    }
-    report["ok"] = ok
+    result = run_policy_test(config, rego_tests=not no_rego_tests)
+    scenarios = result.scenarios
+    groups = result.failed_closed_groups()
+    grouped = {case for g in groups for case in g.cases}
     if as_json:
+        report: dict[str, Any] = {
+            "ok": result.ok,
+            "policy": str(config.policy_dir),
+            "scenarios": str(config.scenario_dir),
+            "backend": result.backend,
+        }
+        if result.rego is not None:
+            report["rego_tests"] = {
+                "ok": result.rego.ok,
+                "count": result.rego.tests,
+                "failed": result.rego.failed,
+                "output": result.rego.output,
+            }
+        report["scenario_results"] = {
+            "passed": len(scenarios.passed),
+            "failed": [
+                {"case": f.scenario.name, "problems": list(f.problems), "reasons": list(f.decision.reasons)}
+                for f in scenarios.failed
+            ],
+            "failed_closed": [{"reason": g.reason, "cases": list(g.cases)} for g in groups],
+        }
         echo_json(report)
     else:
-        for f in result.failed:
+        if result.rego is not None:
+            if result.rego.ok:
+                click.echo(f"rego unit tests: ok ({result.rego.tests} tests)")
+            else:
+                click.echo(result.rego.output.rstrip())
+                click.echo(f"rego unit tests: FAILED ({result.rego.failed} of {result.rego.tests} tests failed)")
+        for f in scenarios.failed:
+            if f.scenario.name in grouped:
+                continue
             click.echo(f"FAIL {f.scenario.name}")
             for p in f.problems:
                 click.echo(f"    {p}")
-        if not scenarios:
+        for g in groups:
+            ids = [case.split(": ", 1)[0] for case in g.cases]
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            cases = "1 case" if len(ids) == 1 else f"{len(ids)} cases"
+            click.echo(f"FAIL {cases} failed closed: {g.reason.removeprefix('fail closed: ')}")
+            click.echo(f"    {shown}")
+        if not scenarios.passed and not scenarios.failed:
             click.echo(f"no scenarios found in {config.scenario_dir}")
         click.echo(
-            f"scenarios: {len(result.passed)} passed, {len(result.failed)} failed ({decider.backend.name} backend)"
+            f"scenarios: {len(scenarios.passed)} passed, {len(scenarios.failed)} failed ({result.backend} backend)"
         )
-    if not ok:
+    if not result.ok:
         raise SystemExit(1)
 
 
@@ -206,6 +221,11 @@ backend:
 state: sqlite:///state/hitlgate.db
 keys: keys                  # engine signing keys (created on first use, mode 0600)
 warrant_ttl_seconds: 300    # warrants live minutes, not hours
+# Risk factors your own rules add to the built-in ones (policies/crown_jewel.rego
+# shows one). A factor a rule names that is neither built in nor listed here
+# fails closed, so a typo cannot slip through.
+risk_factors:
+  - crown_jewel
 """
 
 
@@ -248,6 +268,12 @@ def init(directory: Path, force: bool) -> None:
 
     Also writes an example proposal.json and a .gitignore that keeps the
     engine's private keys and the state database out of version control.
+
+    The pack is the bundled example plus a custom risk factor end to end:
+    an inventory label (policies/data/crown_jewels.yaml), the rule that turns
+    it into the factor crown_jewel and requires dual approval
+    (policies/crown_jewel.rego), its unit tests, a scenario file, and its
+    declaration in hitlgate.yaml.
     """
     config_file = directory / "hitlgate.yaml"
     target = directory / "policies"
@@ -258,9 +284,9 @@ def init(directory: Path, force: bool) -> None:
         src = bundled_policy_dir()
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(
-            src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
-        )
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
+        shutil.copytree(src, target, ignore=ignore)
+        shutil.copytree(starter_policy_dir(), target, ignore=ignore, dirs_exist_ok=True)
         config_file.write_text(STARTER_CONFIG, encoding="utf-8")
         example = directory / "proposal.json"
         if not example.exists():

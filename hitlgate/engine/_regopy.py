@@ -19,6 +19,7 @@ from typing import Any
 
 import regopy
 
+from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
 from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
 
@@ -34,7 +35,7 @@ def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
         interpreter.add_data_json(json.dumps(pack.data))
         bundle = interpreter.build(None, [DECISION_PATH])
     except regopy.RegoError as exc:
-        raise PolicyError(f"policy does not compile: {_first_lines(str(exc))}") from exc
+        raise RegoCompileError("regopy", from_regopy(str(exc), dict(pack.modules)), str(exc)) from exc
     if not bundle.ok():
         raise PolicyError("policy does not compile: regopy could not build the bundle")
     return interpreter, bundle

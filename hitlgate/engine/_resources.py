@@ -1,9 +1,9 @@
-"""Locations of the files that ship inside the wheel (policy pack, schemas).
+"""Locations of the files that ship inside the wheel (policy pack, schemas, starter).
 
-In a wheel, ``policies/`` and ``schemas/`` are installed inside the package
-(``hitlgate/policies``, ``hitlgate/schemas``; see pyproject.toml). In a
-source checkout or an editable install they sit at the repository's top,
-next to ``hitlgate/``.
+In a wheel, ``policies/``, ``schemas/`` and ``starter/`` are installed inside
+the package (``hitlgate/policies``, ``hitlgate/schemas``,
+``hitlgate/starter``; see pyproject.toml). In a source checkout or an
+editable install they sit at the repository's top, next to ``hitlgate/``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ def bundled_data_dir() -> Path:
 def bundled_scenario_dir() -> Path:
     """Return the directory of the bundled scenario corpus."""
     return bundled_policy_dir() / "scenarios"
+
+
+def starter_policy_dir() -> Path:
+    """Return the files ``hitlgate init`` adds to the example pack (a custom risk factor, end to end)."""
+    return _data_dir("starter") / "policies"
 
 
 def schema_path(name: str) -> Path:

@@ -61,6 +61,9 @@ class Config:
     #: The append-only file of signed audit checkpoints kept outside the
     #: database; None means ``<key_dir>/audit-anchor.jsonl``.
     audit_anchor: Path | None = None
+    #: Risk factors the project's policies add to the built-in ones; the
+    #: decision contract accepts exactly the built-in and these.
+    risk_factors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -124,6 +127,8 @@ class Config:
             kwargs["key_dir"] = rel(raw["keys"])
         if "audit_anchor" in raw:
             kwargs["audit_anchor"] = rel(raw["audit_anchor"])
+        if "risk_factors" in raw:
+            kwargs["risk_factors"] = tuple(raw["risk_factors"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):
             if key in raw:
                 kwargs[key] = raw[key]

@@ -17,7 +17,7 @@ proposal can claim a fact about its target.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hitlgate.engine.backends import PolicyBackend
@@ -47,13 +47,21 @@ def backend_from_config(config: Config) -> PolicyBackend:
 class Decider:
     """Turns proposals into decisions with one policy backend."""
 
-    def __init__(self, backend: PolicyBackend) -> None:
+    def __init__(
+        self, backend: PolicyBackend, *, risk_factors: Iterable[str] = (), log_failures: bool = True
+    ) -> None:
         self.backend = backend
+        #: Risk factors the project declares on top of the built-in ones.
+        self.risk_factors = frozenset(risk_factors)
+        #: Whether each fail-closed decision is logged. A caller that reports
+        #: every decision itself (``policy test``) turns this off, so one
+        #: broken rule does not print the same line once per case.
+        self.log_failures = log_failures
 
     @classmethod
-    def from_config(cls, config: Config) -> Decider:
-        """A decider on the backend the configuration names."""
-        return cls(backend_from_config(config))
+    def from_config(cls, config: Config, *, log_failures: bool = True) -> Decider:
+        """A decider on the backend the configuration names, with its declared risk factors."""
+        return cls(backend_from_config(config), risk_factors=config.risk_factors, log_failures=log_failures)
 
     def decide(self, proposal: Proposal | Mapping[str, Any]) -> Decision:
         """Decide one proposal.
@@ -74,7 +82,7 @@ class Decider:
                 return self._fail(
                     proposal, "the policy left data.hitlgate.decision undefined for this input", revision
                 )
-            return Decision.from_policy_output(output, revision)
+            return Decision.from_policy_output(output, revision, self.risk_factors)
         except HitlgateError as exc:
             return self._fail(proposal, str(exc), revision)
         except Exception as exc:  # noqa: BLE001 - any unexpected failure must deny, not crash open.
@@ -82,13 +90,14 @@ class Decider:
             return self._fail(proposal, f"unexpected {type(exc).__name__}: {exc}", revision)
 
     def _fail(self, proposal: Proposal, reason: str, revision: str | None) -> Decision:
-        log.error(
-            "decision failed closed (backend=%s, action=%s, target=%s): %s",
-            self.backend.name,
-            proposal.action_type,
-            proposal.target,
-            reason,
-        )
+        if self.log_failures:
+            log.error(
+                "decision failed closed (backend=%s, action=%s, target=%s): %s",
+                self.backend.name,
+                proposal.action_type,
+                proposal.target,
+                reason,
+            )
         return Decision.fail_closed(f"{self.backend.name} backend: {reason}", revision)
 
     def close(self) -> None:

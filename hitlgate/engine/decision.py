@@ -5,11 +5,21 @@ contract of ``schemas/decision.schema.json`` plus the invariants a schema
 cannot express: an approval tier has a quorum of at least one, and a tier
 that needs no approval has none. A policy output that breaks the contract
 never becomes a decision; the engine fails closed with :meth:`Decision.fail_closed`.
+
+Risk factors are part of the contract. The schema ships inside the package,
+so a project cannot edit its enum; instead the schema lists the built-in
+factors and a project declares its own (``risk_factors`` in
+``hitlgate.yaml``). :meth:`Decision.from_policy_output` accepts exactly the
+built-in and the declared ones, so a typo in a rule (``crwn_jewel``) still
+fails closed instead of slipping through. A decision read back from storage
+is only checked for shape: it was checked against the factors declared when
+it was made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +50,32 @@ CONTROLS = (
 )
 
 UNKNOWN_REVISION = "sha256:" + "0" * 64
+
+
+def check_risk_factors(factors: Collection[str], declared: Collection[str] = ()) -> None:
+    """Raise :class:`PolicyError` unless every factor is built in or declared.
+
+    The message names each unknown factor by its position, says where to
+    declare it, and suggests a known factor it is close to, so a typo
+    reads as one.
+    """
+    builtin = schemas.builtin_risk_factors()
+    known = [*builtin, *sorted(f for f in declared if f not in builtin)]
+    problems = []
+    for i, factor in enumerate(factors):
+        if factor in builtin or factor in declared:
+            continue
+        close = difflib.get_close_matches(factor, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            f"risk_factors[{i}]: {factor!r} is neither a built-in risk factor"
+            f" nor declared in hitlgate.yaml (risk_factors){hint}"
+        )
+    if problems:
+        declared_text = ", ".join(sorted(declared)) or "none"
+        raise PolicyError(
+            f"invalid decision document: {'; '.join(problems)} (declared: {declared_text})", problems=problems
+        )
 
 
 @dataclass(frozen=True)
@@ -138,15 +174,20 @@ class Decision:
         )
 
     @classmethod
-    def from_policy_output(cls, output: Any, policy_revision: str) -> Decision:
+    def from_policy_output(
+        cls, output: Any, policy_revision: str, declared_factors: Collection[str] = ()
+    ) -> Decision:
         """Turn the policy's ``data.hitlgate.decision`` into a decision.
 
-        Raises :class:`PolicyError` when the output breaks the contract; the
-        caller fails closed.
+        ``declared_factors`` are the risk factors the project declares on top
+        of the built-in ones. Raises :class:`PolicyError` when the output
+        breaks the contract; the caller fails closed.
         """
         if not isinstance(output, Mapping):
             raise PolicyError(f"policy decision is not an object (got {type(output).__name__})")
-        return cls.from_dict({**output, "policy_revision": policy_revision})
+        decision = cls.from_dict({**output, "policy_revision": policy_revision})
+        check_risk_factors(decision.risk_factors, declared_factors)
+        return decision
 
     @classmethod
     def fail_closed(cls, reason: str, policy_revision: str | None = None) -> Decision:

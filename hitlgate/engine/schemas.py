@@ -51,6 +51,15 @@ def action_types() -> tuple[str, ...]:
     return tuple(validator("proposal").schema["$defs"]["action"]["properties"]["type"]["enum"])
 
 
+def builtin_risk_factors() -> tuple[str, ...]:
+    """The built-in risk factors: ``$defs.builtin_risk_factor`` of the decision schema (their single source).
+
+    A project adds its own with ``risk_factors`` in ``hitlgate.yaml``; the
+    engine checks a decision's factors against both at run time.
+    """
+    return tuple(validator("decision").schema["$defs"]["builtin_risk_factor"]["enum"])
+
+
 def _path(err: _SchemaError) -> str:
     parts: list[str] = []
     for p in err.absolute_path:

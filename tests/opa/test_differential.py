@@ -12,7 +12,10 @@ over HTTP from the bundle. Three sources of inputs:
 3. hypothesis: random valid inventories (identities, workloads, partners,
    protected ids, with odd but valid ids) times random proposals, at least
    500 combinations, each inventory built into a bundle that a watching OPA
-   server reloads.
+   server reloads;
+4. the project ``hitlgate init`` writes, whose extra module reads inventory
+   labels and adds the custom factor ``crown_jewel``: its corpus and a sweep
+   of its inventory.
 
 A disagreement means the pack uses something the two engines implement
 differently: fix the pack (see the module comment in policies/decision.rego)
@@ -29,10 +32,12 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hitlgate.engine import Decider
+from hitlgate.cli import cli
+from hitlgate.engine import Config, Decider
 from hitlgate.engine._bundle import write_bundle
 from hitlgate.engine._opa import OpaBackend
 from hitlgate.engine._regopy import RegopyBackend
@@ -56,9 +61,13 @@ MIN_PROPOSALS = 13
 class Pair:
     """The same pack behind both backends."""
 
-    def __init__(self, pack: PolicyPack, opa_url: str) -> None:
-        self.embedded = Decider(RegopyBackend(pack.policy_dir, list(pack.data_paths), watch=False))
-        self.opa = Decider(OpaBackend(opa_url, expected_revision=pack.revision, timeout_ms=5000))
+    def __init__(self, pack: PolicyPack, opa_url: str, risk_factors: tuple[str, ...] = ()) -> None:
+        self.embedded = Decider(
+            RegopyBackend(pack.policy_dir, list(pack.data_paths), watch=False), risk_factors=risk_factors
+        )
+        self.opa = Decider(
+            OpaBackend(opa_url, expected_revision=pack.revision, timeout_ms=5000), risk_factors=risk_factors
+        )
 
     def compare(self, proposal: dict[str, Any]) -> dict[str, Any]:
         """Decide on both and assert identical documents; return the document."""
@@ -302,3 +311,45 @@ def test_reason_lists_do_not_depend_on_set_iteration_order(workspace: tuple[Path
         pair.close()
     assert "shared-key is used by customer-facing workloads: alpha-api, zeta-web" in got["reasons"]
     assert got["blast_radius"]["workloads"] == ["alpha-api", "zeta-web"]
+
+
+# -- 5. the starter project: a custom factor read from labels ------------------
+
+
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory: pytest.TempPathFactory, opa_bin: Path) -> Iterator[tuple[Config, PolicyPack, Pair]]:
+    """The project ``hitlgate init`` writes, behind both backends."""
+    root = tmp_path_factory.mktemp("starter")
+    result = CliRunner().invoke(cli, ["init", str(root / "proj")])
+    assert result.exit_code == 0, result.output
+    config = Config.from_file(root / "proj" / "hitlgate.yaml")
+    pack = PolicyPack.load(config.policy_dir, config.data_paths)
+    (root / "served").mkdir()
+    server = OpaServer(opa_bin, write_bundle(pack, root / "served" / "hitlgate.tar.gz"), root).start()
+    pair = Pair(pack, server.url, config.risk_factors)
+    yield config, pack, pair
+    pair.close()
+    server.stop()
+
+
+def test_starter_corpus_identical_on_both_backends(starter: tuple[Config, PolicyPack, Pair]) -> None:
+    config, _, pair = starter
+    scenarios = load_scenarios([config.scenario_dir])
+    assert any("crown_jewel" in s.want_factors for s in scenarios)
+    for scenario in scenarios:
+        pair.compare(scenario.proposal.to_dict())
+        assert check(scenario, pair.opa.decide_validated(scenario.proposal)) == (), scenario.name
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_starter_every_target_identical(starter: tuple[Config, PolicyPack, Pair], action: str) -> None:
+    _, pack, pair = starter
+    doc = pack.inventory.document
+    for target in [*sorted(doc["identities"]), *sorted(doc["workloads"]), "not-in-inventory"]:
+        pair.compare(
+            {
+                "action": {"type": action, "target": target, "parameters": {}},
+                "requester": {"id": "sweep", "kind": "agent"},
+                "justification": "differential sweep of the starter project",
+            }
+        )

@@ -1,4 +1,4 @@
-"""CLI commands of the OPA integration: ``policy bundle`` and ``doctor``."""
+"""CLI commands of the OPA integration: ``policy bundle``, ``doctor`` and ``opa install``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hitlgate.cli._common import CliState, echo_json, pass_state
 from hitlgate.engine._bundle import write_bundle
 from hitlgate.engine._doctor import BackendReport, diagnose
 from hitlgate.engine.policy import PolicyPack
+from hitlgate.errors import BackendUnavailable
 
 
 @click.command("bundle")
@@ -84,11 +85,48 @@ def _doctor_command() -> click.Command:
     return doctor
 
 
+@click.group("opa")
+def opa_group() -> None:
+    """The pinned OPA binary (for the Rego unit tests and the OPA server backend)."""
+
+
+@opa_group.command("install")
+@click.option("--json", "as_json", is_flag=True, help="Print {path, version, built} as JSON.")
+def opa_install(as_json: bool) -> None:
+    """Build the pinned OPA with `go install` into the cache, unless it is there; print its path.
+
+    The binary goes to $HITLGATE_CACHE/opa/VERSION/bin/opa (default
+    ~/.cache/hitlgate), the cache scripts/install-opa fills and `policy test`
+    looks in. The first build needs Go 1.21 or newer and takes about 2-5
+    minutes; progress goes to stderr, the path alone to stdout. Any other
+    opa works too: put it on PATH or set HITLGATE_OPA.
+
+    \b
+    Examples:
+      hitlgate opa install
+      export HITLGATE_OPA="$(hitlgate opa install)"
+    """
+    from hitlgate.engine._opabin import OPA_VERSION, OpaInstallError, cached_opa_path, install, reports_version
+
+    built = not reports_version(cached_opa_path())
+    try:
+        path = install(say=lambda line: click.echo(f"opa install: {line}", err=True))
+    except OpaInstallError as exc:
+        raise BackendUnavailable(str(exc), code=exc.code) from exc
+    if as_json:
+        echo_json({"path": str(path), "version": OPA_VERSION, "built": built})
+        return
+    if not built:
+        click.echo(f"opa install: OPA {OPA_VERSION} is already in the cache", err=True)
+    click.echo(str(path))
+
+
 def register(cli: click.Group) -> None:
-    """Add ``policy bundle`` and ``doctor`` to the root group."""
+    """Add ``policy bundle``, ``doctor`` and ``opa install`` to the root group."""
     policy = cli.commands.get("policy")
     if not isinstance(policy, click.Group):
         policy = click.Group("policy", help="Validate and package the policy pack.")
         cli.add_command(policy)
     policy.add_command(policy_bundle)
     cli.add_command(_doctor_command())
+    cli.add_command(opa_group)

@@ -18,7 +18,7 @@ instead of failing every unit test and every scenario the same way:
 regopy cannot run ``*_test.rego`` files (it does not implement ``with``, and
 crashes on it), so the unit tests need the OPA binary, found via
 ``$HITLGATE_OPA``, then ``opa`` on ``PATH``, then the cache that
-``scripts/install-opa`` fills.
+``hitlgate opa install`` (and ``scripts/install-opa``) fills.
 """
 
 from __future__ import annotations
@@ -31,35 +31,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hitlgate.engine._opabin import OPA_VERSION, cached_opa_path
 from hitlgate.engine._rego_errors import RegoCompileError, RegoProblem, from_opa_check
 from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
 from hitlgate.engine.policy import PolicyPack, policy_files, test_files
 from hitlgate.engine.scenarios import ScenarioReport, load_scenarios, run_scenarios
-from hitlgate.errors import PolicyError, ValidationError
-
-OPA_VERSION = "v1.22.3"
+from hitlgate.errors import BackendUnavailable, PolicyError, ValidationError
 
 
 def find_opa() -> Path | None:
-    """Locate an OPA binary, or None."""
+    """Locate an OPA binary, or None: ``$HITLGATE_OPA``, ``opa`` on PATH, then ``hitlgate opa install``'s cache."""
     env = os.environ.get("HITLGATE_OPA")
     if env:
         return Path(env)
     found = shutil.which("opa")
     if found:
         return Path(found)
-    cache = Path(os.environ.get("HITLGATE_CACHE") or Path.home() / ".cache" / "hitlgate")
-    candidate = cache / "opa" / OPA_VERSION / "bin" / "opa"
+    candidate = cached_opa_path()
     return candidate if candidate.is_file() else None
 
 
 def _require_opa(opa: Path | None) -> Path:
     opa = opa or find_opa()
     if opa is None:
-        raise PolicyError(
-            "the Rego unit tests need the opa binary: run scripts/install-opa, "
-            "set HITLGATE_OPA, or pass --no-rego-tests"
+        raise BackendUnavailable(
+            "the Rego unit tests need an opa binary: run `hitlgate opa install` (builds the pinned "
+            f"{OPA_VERSION} with Go, about 2-5 minutes the first time), or use any opa on PATH or in "
+            "$HITLGATE_OPA; --no-rego-tests runs only the scenario corpus",
+            code="opa_missing",
         )
     return opa
 

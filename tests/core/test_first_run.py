@@ -48,3 +48,11 @@ def test_init_appends_to_an_existing_gitignore(tmp_path: Path) -> None:
     lines = (proj / ".gitignore").read_text().splitlines()
     assert lines[0] == "node_modules/"
     assert lines.count("/keys/") == 1 and "/state/" in lines
+
+
+def test_policy_test_without_opa_names_hitlgate_opa_install(tmp_path: Path) -> None:
+    env = {"HITLGATE_OPA": None, "HITLGATE_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path / "nowhere")}
+    result = CliRunner().invoke(cli, ["policy", "test"], env=env)
+    assert result.exit_code == 1
+    assert "run `hitlgate opa install`" in result.stderr
+    assert "any opa on PATH or in $HITLGATE_OPA" in result.stderr

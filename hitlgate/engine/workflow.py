@@ -42,7 +42,7 @@ from hitlgate.engine.approvals import SignedStatement
 from hitlgate.engine.audit import AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
 from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
-from hitlgate.engine.decision import Decision
+from hitlgate.engine.decision import Decision, Quorum
 from hitlgate.engine.inventory import Approver, inventory_files, load_inventory
 from hitlgate.engine.keys import EngineKeyring
 from hitlgate.engine.policy import fingerprint_paths
@@ -391,7 +391,7 @@ class Engine:
             )
             if status == lifecycle.GRANTED:
                 self._append(tx, "granted", req, {"approvals": [], "reason": "auto_allow"}, at)
-                self._issue(tx, req, at)
+                self._issue(tx, req, at, decision)
             elif status == lifecycle.DENIED:
                 self._append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
         return self.get(request_id)
@@ -472,7 +472,7 @@ class Engine:
                     self._append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
                 else:
                     self._append(tx, "approved", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
-                    report = self._progress(req)
+                    report = self._verified_progress(req)
                     if report.met:
                         req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe())
                         self._append(tx, "granted", req, {"approvals": list(report.counted),
@@ -497,7 +497,28 @@ class Engine:
 
     # -- warrants ---------------------------------------------------------
 
-    def _check_stored_approval(self, req: Request, vote: Vote) -> None:
+    def _verified_progress(self, req: Request, quorum: Quorum | None = None) -> QuorumProgress:
+        """The quorum report of ``req``, counting only stored approvals that re-verify now.
+
+        Every approval of a registered approver is checked again (signature
+        against today's registered key, request id, action digest, verdict,
+        not the requester) before it counts: a vote row written straight
+        into the database must never move a request to ``granted``, nor be
+        named in its audit event. A row that fails raises
+        :class:`StorageError` (``forged_vote``). ``quorum`` defaults to the
+        stored decision's; the warrant path passes the one the policy gives now.
+        """
+        registry = self.approvers.all()
+        people: list[Approver] = []
+        for v in req.approvals:
+            approver = registry.get(v.approver)
+            if approver is None:
+                continue
+            self._check_stored_approval(req, v, approver)
+            people.append(approver)
+        return assess(quorum if quorum is not None else req.decision.quorum, people)
+
+    def _check_stored_approval(self, req: Request, vote: Vote, approver: Approver | None = None) -> None:
         """Refuse a stored approval that is not exactly what its approver signed for this request and action.
 
         Votes are checked when they arrive, but the warrant is minted later
@@ -507,45 +528,54 @@ class Engine:
         registered key, the request id and the current digest here means the
         warrant is only ever bound to an action its approvers actually signed.
         """
+        forged = "forged_vote"
         try:
             signed = SignedStatement.from_dict(vote.statement)
         except ValidationError as exc:
-            raise StorageError(f"request {req.id}: the stored approval by {vote.approver} is corrupt: {exc}") from exc
+            raise StorageError(f"request {req.id}: the stored approval by {vote.approver} is corrupt: {exc}",
+                               code=forged) from exc
         s = signed.statement
         if (s.request_id, s.action_digest, s.verdict, s.approver) != (
             req.id, req.action_digest, "approve", vote.approver
         ):
             raise StorageError(
                 f"request {req.id}: the stored approval by {vote.approver} is not an approval of this request "
-                f"and action {req.action_digest}; the store was changed after the vote"
+                f"and action {req.action_digest}; the store was changed after the vote",
+                code=forged,
             )
         if same_person(s.approver, req.requester):
-            raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}")
+            raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}",
+                               code=forged)
         if not self.demo:
             # A store written in demo mode must not yield warrants once
             # opened by a real engine.
-            require_not_demo_key(s.approver, self.approvers.get(s.approver).public_key)
+            require_not_demo_key(s.approver, (approver or self.approvers.get(s.approver)).public_key)
         try:
-            signed.verify(self.approvers.get(s.approver).public_key)
+            signed.verify((approver or self.approvers.get(s.approver)).public_key)
         except ApprovalError as exc:
             raise StorageError(
-                f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}"
+                f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}; "
+                "the vote row was written into the database, not cast",
+                code=forged,
             ) from exc
 
-    def _warrant_approvals(self, req: Request) -> list[dict[str, Any]]:
-        """The approvals a warrant carries: approver, the slot they filled, time, signature."""
-        if not req.decision.needs_approval:
+    def _warrant_approvals(self, req: Request, decision: Decision) -> list[dict[str, Any]]:
+        """The approvals a warrant carries: approver, the slot they filled, time, signature.
+
+        Counted against ``decision``'s quorum (the policy's answer now), never
+        the stored one, which someone with database access could weaken.
+        """
+        if not decision.needs_approval:
             return []
-        report = self._progress(req)
+        report = self._verified_progress(req, decision.quorum)
         if not report.met:
             raise ApprovalError(f"request {req.id}: quorum no longer met: {report.describe()}")
-        roles: dict[str, str] = {name: req.decision.quorum.slots[i].describe()
+        roles: dict[str, str] = {name: decision.quorum.slots[i].describe()
                                  for i, name in report.assignment.items()}
         out = []
         for v in req.approvals:
             if v.approver not in report.counted:
                 continue
-            self._check_stored_approval(req, v)
             out.append(
                 {
                     "approver": v.approver,
@@ -556,9 +586,31 @@ class Engine:
             )
         return out
 
-    def _issue(self, tx: Transaction, req: Request, now: datetime) -> WarrantRecord:
+    def _decide_stored(self, req: Request) -> Decision:
+        """What the policy decides now for the request's stored proposal."""
+        try:
+            proposal = Proposal.from_dict(dict(req.proposal))
+        except ValidationError as exc:
+            raise StorageError(f"request {req.id}: the stored proposal is no longer valid: {exc}") from exc
+        return self.decider.decide_validated(proposal)
+
+    @staticmethod
+    def _check_tier(req: Request, decision: Decision) -> None:
+        """Refuse a warrant unless the policy gives the stored tier now (see :meth:`warrant`)."""
+        if decision.tier == req.tier == req.decision.tier and decision.tier != "deny":
+            return
+        raise ApprovalError(
+            f"request {req.id} is stored as {req.tier}, but the policy now gives {decision.tier} for its stored "
+            f"proposal ({'; '.join(decision.reasons)}); no warrant is issued. The policy or inventory changed "
+            "since it was proposed (propose again), or the stored request was changed in the database",
+            code="tier_mismatch",
+        )
+
+    def _issue(self, tx: Transaction, req: Request, now: datetime, decision: Decision) -> WarrantRecord:
+        """Sign and store the warrant of ``req``; ``decision`` is the policy's answer now for its proposal."""
         self._check_integrity(req)
-        approvals = self._warrant_approvals(req)
+        self._check_tier(req, decision)
+        approvals = self._warrant_approvals(req, decision)
         issued = self.issuer.issue(
             request_id=req.id,
             action_digest=req.action_digest,
@@ -596,6 +648,15 @@ class Engine:
         """
         at = self.now(now)
         lapsed: HitlgateError | None = None
+        # Never sign a warrant the engine itself would refuse: the tier must
+        # be the one the policy gives now for the stored proposal, so a tier
+        # rewritten in the database (deny -> auto_allow, dual -> single) gets
+        # no warrant. Evaluated before the write lock is taken, then checked
+        # to still be about the same stored proposal.
+        with self.store.read() as tx:
+            before = tx.get_request(request_id)
+            fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None
+        decision = self._decide_stored(before) if fresh else None
         with self.store.write() as tx:
             req = tx.get_request(request_id)
             if req.status == lifecycle.PENDING:
@@ -633,7 +694,9 @@ class Engine:
                         "warrant is issued",
                         code="state_contradicts_chain",
                     )
-                return self._issue(tx, req, at)
+                if decision is None or req.proposal != before.proposal:
+                    decision = self._decide_stored(req)
+                return self._issue(tx, req, at, decision)
         assert lapsed is not None  # noqa: S101 - every other path returned above.
         raise lapsed
 

@@ -14,11 +14,23 @@ about to run. The guard refuses unless **all** of these hold, in order:
    stored action still hashes to that digest, so someone with database
    access who edits the stored action is refused;
 4. the warrant is the one the engine issued for that request (same ``jti``);
-5. the policy, evaluated again now on the stored proposal, does not demand
+5. the audit chain, looked up by request id (an index, not a scan), shows
+   that warrant issued and not yet consumed: a ``consumed_warrants`` row
+   deleted from the database, or a request set back to ``granted``, does
+   not make a warrant usable again;
+6. the policy, evaluated again now on the stored proposal, does not demand
    a stricter tier than the one the warrant was issued under (the inventory
    or the policy may have changed since the approval);
-6. the warrant id has not been consumed; it is consumed here, in the same
-   transaction that re-checks 3 and 4, under the store's write lock and a
+7. the approvals inside the warrant still satisfy, with today's inventory,
+   the quorum the policy gives now: each approver is still registered, the
+   signature in the warrant verifies against the key registered for them
+   today (a replaced key withdraws the approval), and the slots they fill
+   by today's roles and teams meet the quorum. An approver removed from
+   the inventory after the grant (compromised, or gone) therefore stops
+   every unused warrant that needed their approval; approvals beyond the
+   quorum may lapse without effect;
+8. the warrant id has not been consumed; it is consumed here, in the same
+   transaction that re-checks 3, 4 and 5, under the store's write lock and a
    unique constraint, so it is consumed exactly once even across processes.
 
 Then the action runs, and its outcome is recorded in the store and the
@@ -52,9 +64,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from hitlgate.engine import lifecycle
+from hitlgate.engine._demokeys import require_not_demo_key
 from hitlgate.engine._time import Clock, require_utc
-from hitlgate.engine.decision import TIER_RANK
+from hitlgate.engine.approvals import SignedStatement, Statement, parse_time
+from hitlgate.engine.decision import TIER_RANK, Decision
+from hitlgate.engine.inventory import Approver
 from hitlgate.engine.proposal import Proposal, action_digest
+from hitlgate.engine.quorum import assess
 from hitlgate.engine.warrants import WarrantClaims
 from hitlgate.errors import HitlgateError, IllegalTransition, InvalidWarrant, ValidationError
 
@@ -137,6 +153,42 @@ class Guard:
                 request_id=claims.request_id,
                 digest=claims.action_digest,
                 now=now,
+            )
+        self._check_approvals(claims, decision, now)
+
+    def _check_approvals(self, claims: WarrantClaims, decision: Decision, now: datetime) -> None:
+        """Check 7: the warrant's approvals still meet ``decision``'s quorum with today's inventory."""
+        if not decision.needs_approval:
+            return
+        registry = self.engine.approvers.all()
+        people: list[Approver] = []
+        lapsed: list[str] = []
+        for a in claims.approvals:
+            name = str(a.get("approver"))
+            approver = registry.get(name)
+            if approver is None:
+                lapsed.append(f"{name} is no longer a registered approver")
+                continue
+            try:
+                at = parse_time(str(a.get("at")), "at")
+                statement = Statement(claims.request_id, claims.action_digest, "approve", name, at)
+                SignedStatement(statement, str(a.get("signature"))).verify(approver.public_key)
+                if not self.engine.demo:
+                    require_not_demo_key(name, approver.public_key)
+            except HitlgateError:
+                lapsed.append(f"{name}'s approval does not verify against the key registered for {name} today")
+                continue
+            people.append(approver)
+        report = assess(decision.quorum, people)
+        if not report.met:
+            why = f" ({'; '.join(lapsed)})" if lapsed else ""
+            raise self._refuse(
+                f"invalid warrant: its approvals no longer meet the quorum with today's inventory{why}: "
+                f"{report.describe()}",
+                request_id=claims.request_id,
+                digest=claims.action_digest,
+                now=now,
+                code="approval_withdrawn",
             )
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:

@@ -25,6 +25,9 @@ from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
 
 log = logging.getLogger(__name__)
 
+#: Loads tried in a row when the files change while a broken pack loads.
+RELOAD_ATTEMPTS = 3
+
 
 def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
     """A fresh interpreter with ``pack`` compiled into a bundle for ``hitlgate/decision``."""
@@ -106,14 +109,28 @@ class RegopyBackend:
             return None
 
     def _reload(self) -> None:
-        try:
-            pack = PolicyPack.load(self._policy_dir, self._data_paths)
-            # Compile up front so errors surface at load; this thread keeps it.
-            compiled = _Compiled(pack)
-        except HitlgateError as exc:
-            log.error("policy pack failed to load; every decision fails closed: %s", exc)
-            self._pack, self._load_error = None, exc
-            self._failed_fingerprint = self._disk_fingerprint()
+        for _attempt in range(RELOAD_ATTEMPTS):
+            # Fingerprint *before* loading and compare after: a fix that lands
+            # while a broken pack is loading must never be remembered as the
+            # broken files (the engine would deny until something changed again).
+            before = self._disk_fingerprint()
+            try:
+                pack = PolicyPack.load(self._policy_dir, self._data_paths)
+                # Compile up front so errors surface at load; this thread keeps it.
+                compiled = _Compiled(pack)
+            except HitlgateError as exc:
+                self._pack, self._load_error = None, exc
+                if self._disk_fingerprint() != before:
+                    # The files changed while they were loading: load what is there now.
+                    self._failed_fingerprint = None
+                    continue
+                log.error("policy pack failed to load; every decision fails closed: %s", exc)
+                self._failed_fingerprint = before
+                return
+            break
+        else:
+            # Changing under every attempt: stay closed, and retry on the next call.
+            log.error("policy pack kept changing while loading; every decision fails closed: %s", self._load_error)
             return
         if self._pack is not None and self._pack.revision != pack.revision:
             log.info("policy pack reloaded: %s -> %s", self._pack.revision, pack.revision)

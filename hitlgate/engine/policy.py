@@ -72,7 +72,8 @@ class PolicyPack:
         if not files:
             raise PolicyError(f"no .rego policy modules in {policy_dir}")
         # Fingerprint before reading, so an edit made while we read is seen
-        # as a change on the next call rather than lost.
+        # as a change on the next call rather than lost (callers that cache a
+        # failure do the same: see RegopyBackend._reload).
         watched = tuple(cls.watched_paths(policy_dir, data_paths))
         fingerprint = fingerprint_paths(watched)
         modules = []

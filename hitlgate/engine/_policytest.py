@@ -31,10 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from hitlgate.engine._opabin import OPA_VERSION, cached_opa_path
 from hitlgate.engine._rego_errors import RegoCompileError, RegoProblem, from_opa_check
 from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
+from hitlgate.engine.inventory import inventory_files
 from hitlgate.engine.policy import PolicyPack, policy_files, test_files
 from hitlgate.engine.scenarios import ScenarioReport, load_scenarios, run_scenarios
 from hitlgate.errors import BackendUnavailable, PolicyError, ValidationError
@@ -122,16 +125,72 @@ def broken(what: str, problems: Sequence[RegoProblem]) -> PolicyError:
 
 
 def load_pack(config: Config) -> PolicyPack:
-    """Stage 1: load the pack, or raise one PolicyError naming every problem."""
+    """Stage 1: load the pack, or raise one PolicyError naming every problem (inventory ones with file:line)."""
     try:
         return PolicyPack.load(config.policy_dir, config.data_paths)
     except ValidationError as exc:
         # A bad inventory is a broken pack (exit 5), not a bad argument.
-        lines = "\n".join(f"  - {p}" for p in exc.problems)
+        try:
+            files = inventory_files(config.data_paths)
+        except PolicyError:
+            files = []
+        problems = [_locate(p, files) for p in exc.problems]
+        lines = "\n".join(f"  - {p}" for p in problems)
         raise PolicyError(
-            f"policy pack does not load: invalid {exc.what}: {len(exc.problems)} problem(s)\n{lines}",
-            problems=exc.problems,
+            f"policy pack does not load: invalid {exc.what}: {len(problems)} problem(s)\n{lines}",
+            problems=problems,
         ) from exc
+
+
+def _locate(problem: str, files: Sequence[Path]) -> str:
+    """Prefix an inventory problem (``[file.yaml: ]path: message``) with the file and line it points at."""
+    head, sep, rest = problem.partition(": ")
+    named = [f for f in files if f.name == head] if sep else []
+    candidates, text = (named, rest) if named else (list(files), problem)
+    path, sep, message = text.partition(": ")
+    if not sep:
+        return problem
+    # "Additional properties are not allowed ('tags' was unexpected)": point at the field itself.
+    extra = re.search(r"\('([^']+)' was unexpected\)", message)
+    for f in candidates:
+        line = _yaml_line(f, path, extra.group(1) if extra else None)
+        if line is not None:
+            return f"{display_path(f)}:{line}: {path}: {message}"
+    return f"{display_path(named[0])}: {text}" if named else problem
+
+
+def _yaml_line(file: Path, path: str, field_name: str | None) -> int | None:
+    """1-based line of the node at a problem's path (``identities.key.used_by[0]``) in a YAML file, or None."""
+    try:
+        node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    rest = "" if path == "(document)" else path
+    line: int | None = None if rest else 1
+    if field_name is not None:
+        rest = f"{rest}.{field_name}" if rest else field_name
+    while rest and node is not None:
+        if isinstance(node, yaml.MappingNode):
+            # Ids may contain dots, so take the longest key the path starts with.
+            best: tuple[str, yaml.Node, yaml.Node] | None = None
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if rest == key or rest.startswith((key + ".", key + "[")):
+                    if best is None or len(key) > len(best[0]):
+                        best = (key, key_node, value_node)
+            if best is None:
+                return None
+            key, key_node, node = best
+            line, rest = key_node.start_mark.line + 1, rest[len(key) :].removeprefix(".")
+        elif isinstance(node, yaml.SequenceNode):
+            m = re.match(r"\[(\d+)\]", rest)
+            if m is None or int(m.group(1)) >= len(node.value):
+                return None
+            node = node.value[int(m.group(1))]
+            line, rest = node.start_mark.line + 1, rest[m.end() :].removeprefix(".")
+        else:
+            return None
+    return line
 
 
 def opa_check(policy_dir: Path, opa: Path | None = None, timeout: float = 120.0) -> None:

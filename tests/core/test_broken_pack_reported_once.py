@@ -96,12 +96,26 @@ def test_column_counts_characters_not_bytes(tmp_path: Path) -> None:
 
 def test_bad_inventory_is_one_report_and_no_corpus(project: Path) -> None:
     inv = project / "policies" / "data" / "crown_jewels.yaml"
-    _break_line(inv, "    privilege: medium\n", "    privilege: medium\n    tags: [crown_jewel]\n")
+    line = _break_line(inv, "    privilege: medium\n", "    privilege: medium\n    tags: [crown_jewel]\n")
     result = _policy_test("--no-rego-tests")
     assert result.exit_code == 5, result.output
     assert "policy pack does not load: invalid inventory: 1 problem(s)" in result.output
-    assert "identities.card-vault-key: Additional properties are not allowed ('tags' was unexpected)" in result.output
+    assert (
+        f"policies/data/crown_jewels.yaml:{line + 1}: identities.card-vault-key: "
+        "Additional properties are not allowed ('tags' was unexpected)"
+    ) in result.output
     assert result.output.count("tags") == 1
+    _assert_nothing_else_ran(result)
+
+
+def test_dangling_reference_names_the_file_and_line_that_holds_it(project: Path) -> None:
+    inv = project / "policies" / "data" / "crown_jewels.yaml"
+    line = _break_line(inv, "    owner: team-payments\n", "    owner: team-paymnts\n")
+    result = _policy_test("--no-rego-tests")
+    assert result.exit_code == 5, result.output
+    assert (
+        f"policies/data/crown_jewels.yaml:{line}: identities.card-vault-key.owner: unknown team 'team-paymnts'"
+    ) in result.output
     _assert_nothing_else_ran(result)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from hitlgate.engine._demokeys import uses_example_pack
 from hitlgate.engine.config import Config, load_config
 from hitlgate.errors import ValidationError
 
@@ -23,10 +24,34 @@ class CliState:
 
     @property
     def config(self) -> Config:
-        """The loaded configuration (loaded once, on first use)."""
+        """The loaded configuration (loaded once, on first use); warns on stderr if it is the example pack."""
         if self._config is None:
             self._config = load_config(self.config_path)
+            if uses_example_pack(self._config.policy_dir, self._config.data_paths):
+                warn_example_pack(self._config)
         return self._config
+
+
+def warn_example_pack(config: Config) -> None:
+    """Announce on stderr (never stdout, so --json stays pure) that the bundled example pack decides.
+
+    Like Vault's dev mode: running on it by accident must be impossible to
+    miss, because its approvers' keys are public and its inventory is fiction.
+    """
+    if config.source is None:
+        why = "no hitlgate.yaml found (--config, $HITLGATE_CONFIG, ./hitlgate.yaml)"
+    else:
+        why = f"{config.source} names no policy pack of its own"
+    # Only a SQLite path is shown: a database URL may carry a password.
+    state = config.state_url.removeprefix("sqlite:///") if config.state_url.startswith("sqlite:///") else "database"
+    lines = [
+        f"WARNING: EXAMPLE POLICY PACK IN USE: {why}.",
+        "WARNING: Decisions come from the bundled example pack and its made-up inventory. Its approvers",
+        "WARNING: have demo keys derived from a public seed; they count only in `hitlgate demo`.",
+        f"WARNING: State: {state}; engine keys: {config.key_dir}.",
+        "WARNING: For real use: hitlgate init DIR, then --config DIR/hitlgate.yaml (or $HITLGATE_CONFIG).",
+    ]
+    click.secho("\n".join(lines), fg="yellow", err=True)
 
 
 pass_state = click.make_pass_decorator(CliState)

@@ -49,6 +49,8 @@ def _render(report: BackendReport) -> str:
         f"status:         {'healthy' if report.healthy else 'NOT HEALTHY (decisions fail closed to deny)'}",
     ]
     lines += [f"  - {p}" for p in report.problems]
+    lines.append(f"production:     {'ready' if report.production_ready else 'NOT READY'}")
+    lines += [f"  - {p}" for p in report.not_production_ready]
     return "\n".join(lines)
 
 
@@ -70,8 +72,9 @@ def _doctor_command() -> click.Command:
     ) -> None:
         """Check the configured policy backend: does it answer, which revision, does it match.
 
-        Exits 0 when healthy and 1 otherwise (unreachable, stale revision,
-        undefined decision, broken local pack).
+        Exits 0 when healthy and production-ready, 1 otherwise: unreachable,
+        stale revision, undefined decision, broken local pack, or a demo
+        stand-in (the bundled example pack, approvers with demo keys).
         """
         config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
         report = diagnose(config)
@@ -79,7 +82,7 @@ def _doctor_command() -> click.Command:
             echo_json(report.to_dict())
         else:
             click.echo(_render(report))
-        if not report.healthy:
+        if not report.production_ready:
             raise SystemExit(1)
 
     return doctor

@@ -1,4 +1,4 @@
-"""The example inventory's demo approver keys, and how the engine recognises them.
+"""The bundled example pack: when it is in use, and its demo approver keys.
 
 The approvers of the bundled example inventory (alice, bob, ...) have keys
 derived from a public seed, so ``hitlgate demo`` can sign approvals without
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -54,3 +55,16 @@ def require_not_demo_key(name: str, public_key: Ed25519PublicKey, names: Iterabl
             f"{name}.pem, then put its public key under approvers.{name} in the inventory",
             code="demo_key",
         )
+
+
+def uses_example_pack(policy_dir: Path, data_paths: Sequence[Path]) -> bool:
+    """Whether the policy or the inventory is the bundled example (what runs with no or an empty config)."""
+    from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
+
+    example = {bundled_policy_dir().resolve(), bundled_data_dir().resolve()}
+    return Path(policy_dir).resolve() in example or any(Path(p).resolve() in example for p in data_paths)
+
+
+def demo_key_approvers(approvers: Iterable[tuple[str, Ed25519PublicKey]]) -> list[str]:
+    """The names among ``(name, public_key)`` whose registered key is a demo key."""
+    return sorted(name for name, key in approvers if is_demo_key(key, (name,)))

@@ -5,7 +5,9 @@ a security check: deciding still goes through
 :class:`~hitlgate.engine.decider.Decider`, which fails closed on its own.
 The report answers four questions: which backend is configured, does it
 answer, which policy revision does it serve, and is that the revision of the
-local pack.
+local pack. It also says whether the setup is fit for real decisions: the
+bundled example pack, or approvers registered with demo keys (derived from a
+public seed), are reported as not production-ready.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ class BackendReport:
     decision_defined: bool = False
     latency_ms: float | None = None
     problems: list[str] = field(default_factory=list)
+    #: Why this setup must not make real decisions (empty when it may).
+    not_production_ready: list[str] = field(default_factory=list)
+
+    @property
+    def production_ready(self) -> bool:
+        """Whether the backend is healthy and nothing in the setup is a demo stand-in."""
+        return self.healthy and not self.not_production_ready
 
     @property
     def matches(self) -> bool:
@@ -44,7 +53,12 @@ class BackendReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with the derived ``matches`` and ``healthy``."""
-        return {**asdict(self), "matches": self.matches, "healthy": self.healthy}
+        return {
+            **asdict(self),
+            "matches": self.matches,
+            "healthy": self.healthy,
+            "production_ready": self.production_ready,
+        }
 
 
 def diagnose(config: Config) -> BackendReport:
@@ -74,7 +88,30 @@ def diagnose(config: Config) -> BackendReport:
         )
     if report.answers and not report.decision_defined:
         report.problems.append("data.hitlgate.decision is undefined for the probe proposal")
+    _check_readiness(config, report)
     return report
+
+
+def _check_readiness(config: Config, report: BackendReport) -> None:
+    """Note what makes this setup unfit for real decisions even when the backend is healthy."""
+    from hitlgate.engine._demokeys import demo_key_approvers, uses_example_pack
+    from hitlgate.engine.inventory import load_inventory
+
+    if uses_example_pack(config.policy_dir, config.data_paths):
+        report.not_production_ready.append(
+            "the bundled example pack decides (no hitlgate.yaml, or one that names no policy): "
+            "create a project with `hitlgate init DIR`"
+        )
+    try:
+        approvers = load_inventory(config.data_paths).approvers
+    except HitlgateError:
+        return  # Already reported: the local pack does not load.
+    demo = demo_key_approvers((name, a.public_key) for name, a in approvers.items())
+    if demo:
+        report.not_production_ready.append(
+            f"approvers with demo keys (public seed; refused outside `hitlgate demo`): {', '.join(demo)}; "
+            "replace each public_key with one from `hitlgate keys generate`"
+        )
 
 
 def _probe_opa(config: Config, report: BackendReport, probe: Any) -> None:

@@ -2,8 +2,9 @@
 
 Found via ``--config``, else ``$HITLGATE_CONFIG``, else ``./hitlgate.yaml``
 if present; with none, the bundled example pack is used. Relative paths in
-the file are relative to the file's directory. State and keys default to
-``$HITLGATE_HOME`` (default ``~/.hitlgate``).
+the file are relative to the file's directory. State and engine keys
+default to :func:`default_home`: ``$HITLGATE_HOME``, else
+``$XDG_STATE_HOME/hitlgate``, else ``~/.local/state/hitlgate``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,20 @@ class BackendConfig:
 
 
 def default_home() -> Path:
-    """Directory for state and keys when the config names none."""
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".hitlgate")
+    """Directory for state and engine keys when the config names none.
+
+    ``$HITLGATE_HOME``, else ``$XDG_STATE_HOME/hitlgate``, else
+    ``~/.local/state/hitlgate``. Deliberately not ``~/.hitlgate``, the folder
+    the README suggests for approvers' private keys: the engine's signing
+    keys and database must not sit next to the keys that approve.
+    """
+    explicit = os.environ.get(HOME_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "state"
+    return base / "hitlgate"
 
 
 @dataclass(frozen=True)

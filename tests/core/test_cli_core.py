@@ -24,7 +24,7 @@ def test_decide_json_from_stdin() -> None:
     doc = json.dumps(make_proposal("invalidate_tokens", "staging-deploy-token"))
     result = CliRunner().invoke(cli, ["decide", "--json", "-"], input=doc)
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.output)
+    decision = json.loads(result.stdout)
     assert decision["tier"] == "auto_allow"
     assert decision["policy_revision"].startswith("sha256:")
 
@@ -68,7 +68,7 @@ def test_init_then_decide_uses_the_project(tmp_path: Path) -> None:
     f.write_text(json.dumps(make_proposal("invalidate_tokens", "staging-deploy-token")))
     result = runner.invoke(cli, ["--config", str(proj / "hitlgate.yaml"), "decide", "--json", str(f)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["tier"] == "deny"
+    assert json.loads(result.stdout)["tier"] == "deny"
     # init refuses to overwrite a project.
     again = runner.invoke(cli, ["init", str(proj)])
     assert again.exit_code == 2

@@ -7,8 +7,14 @@ import stat
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.cli import cli
+from hitlgate.engine import Config
+from hitlgate.engine._demokeys import EXAMPLE_APPROVERS, demo_approver_key
+from hitlgate.engine.inventory import encode_public_key
+from hitlgate.engine.keys import public_raw
+from tests.conftest import make_proposal
 
 
 def test_keys_generate_creates_a_missing_private_directory(tmp_path: Path) -> None:
@@ -56,3 +62,70 @@ def test_policy_test_without_opa_names_hitlgate_opa_install(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "run `hitlgate opa install`" in result.stderr
     assert "any opa on PATH or in $HITLGATE_OPA" in result.stderr
+
+
+# -- the example pack outside `demo` ------------------------------------------
+
+
+def _project_with_real_keys(tmp_path: Path) -> Path:
+    """`hitlgate init` a project and replace every demo key with a freshly generated one."""
+    proj = tmp_path / "proj"
+    assert CliRunner().invoke(cli, ["init", str(proj)]).exit_code == 0
+    inv = proj / "policies" / "data" / "inventory.yaml"
+    text = inv.read_text()
+    for name in EXAMPLE_APPROVERS:
+        real = Ed25519PrivateKey.generate().public_key()
+        demo = demo_approver_key(name).public_key()
+        text = text.replace(encode_public_key(public_raw(demo)), encode_public_key(public_raw(real)))
+    inv.write_text(text)
+    return proj
+
+
+def test_every_command_on_the_example_pack_warns_on_stderr_only(tmp_path: Path) -> None:
+    doc = json.dumps(make_proposal("invalidate_tokens", "staging-deploy-token"))
+    for config in ("", str(tmp_path / "empty.yaml")):
+        (tmp_path / "empty.yaml").write_text("")
+        result = CliRunner().invoke(cli, ["decide", "--json", "-"], input=doc, env={"HITLGATE_CONFIG": config})
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["tier"] == "auto_allow"
+        assert "WARNING: EXAMPLE POLICY PACK IN USE" in result.stderr
+        assert "demo keys" in result.stderr
+
+
+def test_a_project_of_its_own_gets_no_warning_and_demo_gets_none(tmp_path: Path) -> None:
+    proj = _project_with_real_keys(tmp_path)
+    result = CliRunner().invoke(cli, ["--config", str(proj / "hitlgate.yaml"), "decide", str(proj / "proposal.json")])
+    assert result.exit_code == 0, result.output
+    assert "WARNING" not in result.stderr
+    demo = CliRunner().invoke(cli, ["demo", "--decisions-only"], env={"HITLGATE_CONFIG": ""})
+    assert demo.exit_code == 0 and "WARNING" not in demo.stderr
+
+
+def test_doctor_calls_demo_keys_not_production_ready(tmp_path: Path) -> None:
+    proj = tmp_path / "demo-keys"
+    assert CliRunner().invoke(cli, ["init", str(proj)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["--config", str(proj / "hitlgate.yaml"), "doctor", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["healthy"] and not report["production_ready"]
+    assert "approvers with demo keys" in report["not_production_ready"][0]
+    assert "alice, bob, carol" in report["not_production_ready"][0]
+
+
+def test_doctor_passes_a_project_with_real_keys(tmp_path: Path) -> None:
+    proj = _project_with_real_keys(tmp_path)
+    result = CliRunner().invoke(cli, ["--config", str(proj / "hitlgate.yaml"), "doctor"])
+    assert result.exit_code == 0, result.output
+    assert "production:     ready" in result.stdout
+
+
+def test_example_pack_state_stays_out_of_the_approver_key_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HITLGATE_HOME", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = Config()
+    assert config.key_dir == tmp_path / ".local" / "state" / "hitlgate" / "keys"
+    assert config.state_url == f"sqlite:///{tmp_path / '.local' / 'state' / 'hitlgate' / 'state.db'}"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert Config().key_dir == tmp_path / "xdg" / "hitlgate" / "keys"
+    assert ".hitlgate" not in str(Config().key_dir)

@@ -137,18 +137,21 @@ def test_cli_decide_via_config_file(opa_server: OpaServer, tmp_path: Path) -> No
 
 def test_doctor_reports_a_healthy_opa(opa_server: OpaServer, bundled_pack: PolicyPack) -> None:
     result = CliRunner().invoke(cli, ["doctor", "--json", "--opa-url", opa_server.url], env={"HITLGATE_CONFIG": ""})
-    assert result.exit_code == 0, result.output
+    # Healthy, but the example pack is never production-ready (exit 1).
+    assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["backend"] == "opa"
     assert report["answers"] and report["matches"] and report["healthy"]
+    assert not report["production_ready"]
     assert report["served_revisions"] == [bundled_pack.revision]
     assert report["local_revision"] == bundled_pack.revision
 
 
 def test_doctor_reports_a_healthy_embedded_backend() -> None:
     result = CliRunner().invoke(cli, ["doctor"], env={"HITLGATE_CONFIG": ""})
-    assert result.exit_code == 0, result.output
-    assert "embedded" in result.stdout and "healthy" in result.stdout
+    assert result.exit_code == 1, result.output
+    assert "embedded" in result.stdout and "status:         healthy" in result.stdout
+    assert "production:     NOT READY" in result.stdout
 
 
 def test_doctor_fails_when_opa_is_unreachable() -> None:

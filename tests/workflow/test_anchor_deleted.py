@@ -87,8 +87,8 @@ def test_cli_audit_anchor_reinit(tmp_path: Path) -> None:
     assert not anchor.exists()
     assert "pass --reinit" in _run(env, "audit", "anchor", code=2).output
     assert "--reinit needs --reason" in _run(env, "audit", "anchor", "--reinit", code=2).output
-    out = json.loads(_run(env, "audit", "anchor", "--reinit", "--reason", "restored host", "--json").output)
+    out = json.loads(_run(env, "audit", "anchor", "--reinit", "--reason", "restored host", "--json").stdout)
     assert out["anchor"] == str(anchor) and out["checkpoint"]["seq"] == 3
-    verify = json.loads(_run(env, "audit", "verify", "--json").output)
+    verify = json.loads(_run(env, "audit", "verify", "--json").stdout)
     assert verify["ok"] and verify["anchor_reinits"] == [3]
     _run(env, "propose", str(prop))

@@ -307,12 +307,12 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     prop.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
     _run(env, "propose", str(prop))
     _run(env, "audit", "checkpoint")
-    ok = json.loads(_run(env, "audit", "verify", "--json").output)
+    ok = json.loads(_run(env, "audit", "verify", "--json").stdout)
     assert (ok["ok"], ok["checkpoints"], ok["anchored"]) == (True, 1, 1)
 
     # What an auditor takes away: the JWKS (all keys), an export, a copy of the anchor.
     jwks = tmp_path / "jwks.json"
-    jwks.write_text(_run(env, "keys", "jwks", "--all").output)
+    jwks.write_text(_run(env, "keys", "jwks", "--all").stdout)
     export = tmp_path / "export.jsonl"
     _run(env, "audit", "export", "--out", str(export))
     copy = tmp_path / "anchor-copy.jsonl"
@@ -322,7 +322,7 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     offline = tmp_path / "offline.yaml"
     offline.write_text(f"state: sqlite:///{tmp_path / 'nowhere' / 'x.db'}\nkeys: {tmp_path / 'nokeys'}\n")
     out = json.loads(_run({"HITLGATE_CONFIG": str(offline)}, "audit", "verify", "--jwks", str(jwks),
-                          "--file", str(export), "--anchor", str(copy), "--anchor", str(export), "--json").output)
+                          "--file", str(export), "--anchor", str(copy), "--anchor", str(export), "--json").stdout)
     assert (out["ok"], out["events"], out["checkpoints"], out["anchored"]) == (True, 2, 1, 1)
     assert not (tmp_path / "nokeys").exists() and not (tmp_path / "nowhere").exists()
 

@@ -102,9 +102,9 @@ def test_verify_consume_refuses_an_unconsumed_replay(tmp_path: Path) -> None:
     env = {"HITLGATE_CONFIG": str(cfg)}
     prop = tmp_path / "p.json"
     prop.write_text(json.dumps(proposal("rotate_api_key", "dev-analytics-key")))
-    out = json.loads(_run(env, "propose", str(prop), "--json").output)
+    out = json.loads(_run(env, "propose", str(prop), "--json").stdout)
     assert out["status"] == "granted"
-    token = json.loads(_run(env, "warrant", out["id"], "--json").output)["token"]
+    token = json.loads(_run(env, "warrant", out["id"], "--json").stdout)["token"]
     _run(env, "verify", str(prop), "--warrant", token, "--consume")
     eng = Engine.from_config(Config.from_file(cfg))
     try:

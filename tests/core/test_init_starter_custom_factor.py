@@ -66,3 +66,18 @@ def test_starter_unit_tests_and_scenarios_pass(project: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "rego unit tests: ok (23 tests)" in result.output
     assert "scenarios: 51 passed, 0 failed (embedded backend)" in result.output
+
+
+def test_request_with_a_custom_factor_is_stored_and_read_back(project: Path) -> None:
+    # A stored decision is read back by shape only: its factors were checked
+    # against the declaration when it was made.
+    from hitlgate.engine.workflow import Engine
+
+    config = Config.from_file(project / "hitlgate.yaml")
+    engine = Engine(config)
+    request = engine.propose(make_proposal("rotate_api_key", "card-vault-key"))
+    assert request.decision.risk_factors == ("production_credential", "crown_jewel")
+    reread = Engine(config).get(request.id)
+    assert reread.status == "pending"
+    assert reread.decision.risk_factors == ("production_credential", "crown_jewel")
+    assert reread.decision.quorum.required == 2

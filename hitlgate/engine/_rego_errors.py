@@ -193,7 +193,7 @@ def from_regopy(text: str, modules: Mapping[str, str]) -> list[RegoProblem]:
             message += " at the end of the file"
         line, col, source_line = _position(source, offset)
         problems.append(RegoProblem(file, line, col, message, "", source_line))
-    return _drop_package_echo(problems)
+    return _drop_echoes(problems)
 
 
 def _word(message: str, token: str) -> str:
@@ -202,7 +202,7 @@ def _word(message: str, token: str) -> str:
     return message or "compile error"
 
 
-def _drop_package_echo(problems: list[RegoProblem]) -> list[RegoProblem]:
+def _drop_echoes(problems: list[RegoProblem]) -> list[RegoProblem]:
     # rego-cpp reports an unclosed bracket twice: at the bracket, and at the
     # `package` keyword of the module that contains it. The second blames a
     # line that is fine, so it goes whenever the module has another error.
@@ -210,7 +210,16 @@ def _drop_package_echo(problems: list[RegoProblem]) -> list[RegoProblem]:
         return p.message == "'package' is not closed"
 
     real_files = {p.file for p in problems if not echo(p)}
-    return [p for p in problems if not (echo(p) and p.file in real_files)]
+    kept: list[RegoProblem] = []
+    seen: set[tuple[str, int, str]] = set()
+    for p in problems:
+        # rego-cpp also reports one bad operator once per token it touches
+        # ("x := = 3" twice on the same line): one line, one message, one problem.
+        if (echo(p) and p.file in real_files) or (p.file, p.line, p.message) in seen:
+            continue
+        seen.add((p.file, p.line, p.message))
+        kept.append(p)
+    return kept
 
 
 # -- opa check -----------------------------------------------------------------

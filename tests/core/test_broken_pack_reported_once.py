@@ -210,3 +210,15 @@ def test_unreachable_backend_prints_no_log_line_per_case(project: Path) -> None:
     assert proc.stdout.count("failed closed") == 1
     # The OPA backend logs the outage once when it starts; not once per case.
     assert proc.stderr.count("ERROR") <= 1, proc.stderr
+
+
+def test_one_bad_operator_is_one_problem(tmp_path: Path) -> None:
+    # rego-cpp reports `:= =` once per token; the user sees it once.
+    policy_dir = tmp_path / "policies"
+    (policy_dir / "sub" / "data").mkdir(parents=True)
+    (policy_dir / "sub" / "data" / "inventory.yaml").write_text("teams: {t: {}}\n", encoding="utf-8")
+    (policy_dir / "sub" / "rules.rego").write_text("package hitlgate\n\ndecision := = 3\n", encoding="utf-8")
+    pack = PolicyPack.load(policy_dir, [policy_dir / "sub" / "data"])
+    with pytest.raises(RegoCompileError, match=r"^policy does not compile \(regopy\): sub/rules\.rego:3:10: ") as info:
+        compile_pack(pack)
+    assert [str(p) for p in info.value.rego_problems] == ["sub/rules.rego:3:10: Invalid assignment operator"]

@@ -51,7 +51,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -339,20 +339,40 @@ class EngineKeyring:
     (or creates) lazily on first use.
     """
 
-    def __init__(self, key_dir: Path, *, retire_after_seconds: int = 3600) -> None:
-        """Bind to ``key_dir``; nothing is read until first use."""
+    def __init__(
+        self,
+        key_dir: Path,
+        *,
+        retire_after_seconds: int = 3600,
+        before_create: Callable[[Path], None] | None = None,
+    ) -> None:
+        """Bind to ``key_dir``; nothing is read until first use.
+
+        ``before_create(key_dir)`` is called, under the keyring's exclusive
+        lock, before a first key is created in an empty directory; it raises
+        to refuse. The engine uses it so that a deleted key directory is
+        reported, not silently replaced by a fresh key while its database
+        holds checkpoints and warrants signed by the old ones.
+        """
         if not isinstance(retire_after_seconds, int) or retire_after_seconds < 0:
             raise ConfigError("retire_after_seconds must be a non-negative integer")
         self.key_dir = Path(key_dir)
+        self._before_create = before_create
         self.retire_after = timedelta(seconds=retire_after_seconds)
         self._state: _State | None = None
         self._records: dict[str, KeyRecord] = {}
         self._checked_at = 0.0
 
     @classmethod
-    def load_or_create(cls, key_dir: Path, *, retire_after_seconds: int = 3600) -> EngineKeyring:
+    def load_or_create(
+        cls,
+        key_dir: Path,
+        *,
+        retire_after_seconds: int = 3600,
+        before_create: Callable[[Path], None] | None = None,
+    ) -> EngineKeyring:
         """Open the keyring in ``key_dir``, creating the directory and first key if needed."""
-        ring = cls(key_dir, retire_after_seconds=retire_after_seconds)
+        ring = cls(key_dir, retire_after_seconds=retire_after_seconds, before_create=before_create)
         ring._ensure()
         return ring
 
@@ -524,6 +544,8 @@ class EngineKeyring:
                 # one waited for the exclusive lock: re-check under it.
                 loaded = self._read_state()
                 if loaded is None:
+                    if self._before_create is not None:
+                        self._before_create(self.key_dir)
                     record = self._new_key(_utc(None))
                     self._write_state_or_discard(record, record.kid, (record,))
                     loaded = self._read_state()

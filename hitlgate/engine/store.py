@@ -529,6 +529,22 @@ class Transaction:
             t.checkpoints.insert().values(seq=cp.seq, head_hash=cp.head_hash, at=cp.at, token=cp.token, kid=cp.kid)
         )
 
+    def signing_kids(self) -> list[str]:
+        """Engine key ids the database holds signatures by: the newest checkpoint's and one warrant's.
+
+        Two indexed single-row reads, not a scan: enough to tell whether a
+        keyring is the one this database was signed with.
+        """
+        kids: list[str] = []
+        cp = self.conn.execute(
+            sa.select(t.checkpoints.c.kid).order_by(t.checkpoints.c.seq.desc()).limit(1)
+        ).scalar()
+        w = self.conn.execute(sa.select(t.warrants.c.kid).limit(1)).scalar()
+        for kid in (cp, w):
+            if kid is not None and kid not in kids:
+                kids.append(str(kid))
+        return kids
+
     def has_checkpoints(self) -> bool:
         """Whether any checkpoint is stored (one indexed row at most is read)."""
         return self.conn.execute(sa.select(t.checkpoints.c.seq).limit(1)).first() is not None
@@ -637,6 +653,11 @@ class Store:
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot open the state store {_redact(url)}: {exc}") from exc
         return store
+
+    @property
+    def url_for_people(self) -> str:
+        """The store's URL without its password, for messages."""
+        return _redact(self.url)
 
     @property
     def dialect(self) -> str:

@@ -206,9 +206,14 @@ class Engine:
         self.store = store if store is not None else Store.open(config.state_url)
         # Retired engine keys stay trusted for at least one warrant lifetime,
         # so a rotation never strands a warrant issued just before it.
-        self.keyring = keyring if keyring is not None else EngineKeyring.load_or_create(
-            config.key_dir, retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds)
+        # Loaded on first use (read-only commands never touch the keys), and
+        # never silently re-created under a database signed by older keys.
+        self.keyring = keyring if keyring is not None else EngineKeyring(
+            config.key_dir,
+            retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds),
+            before_create=self._refuse_new_keyring,
         )
+        self._keyring_matched = False
         self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
         self.approvers = ApproverRegistry(config.data_paths)
         self.issuer = WarrantIssuer(
@@ -266,8 +271,40 @@ class Engine:
         rid = request.id if request is not None else request_id
         ev = tx.append(kind, request_id=rid, payload=body, at=now)
         if ev.seq % self.checkpoint_every == 0:
+            self._require_known_keyring(tx)
             self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit)
         return ev
+
+    def _keyring_lost(self, key_dir: Path, kids: Sequence[str], what: str) -> StorageError:
+        return StorageError(
+            f"the engine key directory {key_dir} {what}, but the database {self.store.url_for_people} holds "
+            f"checkpoints or warrants signed by engine key(s) {', '.join(sorted(kids))}: the keys were deleted "
+            "or another key directory is configured. Refusing to sign with a new key, which would make every "
+            f"later `audit verify` fail as if the audit log were forged. Restore {key_dir} from a backup "
+            "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it",
+            code="keyring_missing",
+        )
+
+    def _refuse_new_keyring(self, key_dir: Path) -> None:
+        """Refuse a first engine key while the database holds signatures by earlier ones (keyring hook)."""
+        with self.store.read() as tx:
+            kids = tx.signing_kids()
+        if kids:
+            raise self._keyring_lost(key_dir, kids, "holds no keyring")
+
+    def _require_known_keyring(self, tx: Transaction) -> None:
+        """Before the first signature: the keyring must know the keys the database was signed with.
+
+        A keyring created some other way after the old one was lost (say by
+        ``hitlgate keys jwks``) is caught here. Checked once per engine.
+        """
+        if self._keyring_matched:
+            return
+        known = {r.kid for r in self.keyring.records()}
+        unknown = [k for k in tx.signing_kids() if k not in known]
+        if unknown:
+            raise self._keyring_lost(self.keyring.key_dir, unknown, "holds a keyring without those keys")
+        self._keyring_matched = True
 
     def _anchor_missing_message(self, checkpoints: int | None = None) -> str:
         held = "signed checkpoints" if checkpoints is None else f"{checkpoints} signed checkpoint(s)"
@@ -611,6 +648,7 @@ class Engine:
         self._check_integrity(req)
         self._check_tier(req, decision)
         approvals = self._warrant_approvals(req, decision)
+        self._require_known_keyring(tx)
         issued = self.issuer.issue(
             request_id=req.id,
             action_digest=req.action_digest,
@@ -801,6 +839,7 @@ class Engine:
             head = tx.head()
             if head is None:
                 raise StorageError("the audit chain is empty; there is nothing to checkpoint")
+            self._require_known_keyring(tx)
             cp = sign_checkpoint(self.keyring, head, at)
             self._store_checkpoint(tx, cp)
         return cp

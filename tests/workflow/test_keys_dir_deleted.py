@@ -1,0 +1,79 @@
+"""Fault: the engine's key directory is deleted while the database holds its signatures.
+
+Before the fix, the keyring silently created a fresh engine key; later every
+``audit verify`` failed for good with "checkpoint ... forged or corrupt",
+which points at tampering instead of at the lost keys. Creating a first key
+while the database holds checkpoints or warrants by other keys is now
+refused (``keyring_missing``), naming the directory and what to do; so is
+signing with a keyring that does not know those keys.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hitlgate.engine.keys import RECHECK_SECONDS, STATE_FILE, EngineKeyring
+from hitlgate.engine.workflow import Engine
+from hitlgate.errors import StorageError
+from tests.workflow._helpers import proposal
+
+AUTO = proposal("rotate_api_key", "dev-analytics-key")
+
+
+@pytest.fixture
+def signed_store(make_engine: Callable[..., Engine], tmp_path: Path) -> tuple[Engine, Path]:
+    """An engine whose database holds a warrant and a checkpoint; its anchor lives outside the key directory."""
+    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    assert eng.propose(AUTO).status == "granted"
+    eng.checkpoint()
+    return eng, tmp_path / "keys"
+
+
+def test_new_engine_refuses_to_create_a_key_under_a_signed_database(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    _, keys = signed_store
+    shutil.rmtree(keys)
+    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    with pytest.raises(StorageError, match=rf"the engine key directory {keys} holds no keyring, but the database .* "
+                                           r"holds checkpoints or warrants signed by engine key\(s\) .*Restore "
+                                           rf"{keys} from a backup") as exc:
+        eng.propose(AUTO)
+    assert exc.value.code == "keyring_missing"
+    assert not (keys / STATE_FILE).exists()
+    with pytest.raises(StorageError, match="holds no keyring"):
+        eng.checkpoint()
+
+
+def test_running_engine_does_not_replace_deleted_keys(signed_store: tuple[Engine, Path]) -> None:
+    eng, keys = signed_store
+    shutil.rmtree(keys)
+    time.sleep(RECHECK_SECONDS + 0.1)  # The running keyring notices the change at its next re-check.
+    with pytest.raises(StorageError, match="holds no keyring") as exc:
+        eng.propose(AUTO)
+    assert exc.value.code == "keyring_missing"
+    assert not (keys / STATE_FILE).exists()
+
+
+def test_a_keyring_made_elsewhere_does_not_sign_for_this_database(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    _, keys = signed_store
+    shutil.rmtree(keys)
+    EngineKeyring.load_or_create(keys)  # What `hitlgate keys jwks` did after the loss.
+    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    with pytest.raises(StorageError, match=rf"the engine key directory {keys} holds a keyring without those keys"):
+        eng.checkpoint()
+    with pytest.raises(StorageError, match="holds a keyring without those keys"):
+        eng.propose(AUTO)
+
+
+def test_a_fresh_database_still_gets_its_first_key(make_engine: Callable[..., Engine], tmp_path: Path) -> None:
+    eng = make_engine()
+    assert eng.propose(AUTO).status == "granted"
+    assert (tmp_path / "keys" / STATE_FILE).exists()

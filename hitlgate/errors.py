@@ -137,6 +137,13 @@ class ApprovalError(HitlgateError):
     code = "approval_refused"
 
 
+class PendingApproval(ApprovalError):  # noqa: N818 - names the state, like IllegalTransition.
+    """Asked for something that needs the quorum (a warrant) while approvals are still missing."""
+
+    exit_code = EXIT_PENDING
+    code = "pending"
+
+
 class StorageError(HitlgateError):
     """The state store failed or holds something it should not."""
 

@@ -1,13 +1,22 @@
 """The ``hitlgate`` command line: a thin shell over :mod:`hitlgate.engine`.
 
-The root group catches :class:`~hitlgate.errors.HitlgateError` once, prints
-its message and exits with the error's exit code (2 for bad input, 1
-otherwise); ``--verbose`` also prints the traceback. Commands live in the
-private ``_*.py`` modules next to this one and are registered below.
+The root group is the one place where failures become output and exit
+codes (see :data:`hitlgate.errors.EXIT_CODES`):
+
+* a :class:`~hitlgate.errors.HitlgateError` exits with its ``exit_code``;
+* a usage error from click (missing argument, bad option) exits 2;
+* anything else is a bug: code ``internal``, exit 1, traceback only with ``-v``.
+
+Without ``--json`` the error is one ``error: ...`` line on stderr. With
+``--json`` (global, ``hitlgate --json CMD``, or on the command) the error is
+the document ``{"error": {"code", "message", "problems"?, "exit_code"}}`` on
+stdout, so an agent reads one stream. Commands live in the private
+``_*.py`` modules next to this one and are registered below.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
@@ -17,23 +26,153 @@ import click
 
 from hitlgate import __version__
 from hitlgate.cli._common import CliState
-from hitlgate.errors import HitlgateError
+from hitlgate.errors import EXIT_CODES, EXIT_ERROR, EXIT_USAGE, HitlgateError
+
+#: Appended to ``hitlgate --help``; ``\b`` keeps click from rewrapping the table.
+EPILOG = (
+    "\b\nExit codes (every command):\n"
+    + "\n".join(f"  {code}  {words}" for code, words in EXIT_CODES.items())
+    + "\n\n\b\nWith --json, results and errors are JSON on stdout; an error is\n"
+    '  {"error": {"code": ..., "message": ..., "problems": [...], "exit_code": N}}.\n'
+    "Without --json, an error is one 'error: ...' line on stderr.\n"
+    "\n\b\nExamples:\n"
+    "  hitlgate demo\n"
+    "  hitlgate --json decide proposal.json"
+)
+
+#: Engine loggers whose failures reach the user as the command's own output
+#: (a fail-closed decision's reason, a refused warrant's error line). Without
+#: -v their log records would print the same refusal a second time.
+_REPORTED_BY_THE_CLI = (
+    "hitlgate.engine.decider",
+    "hitlgate.engine._regopy",
+    "hitlgate.engine._opa",
+    "hitlgate.engine.warrants",
+    "hitlgate.engine.guard",
+)
+
+
+class _NotReportedTwice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(_REPORTED_BY_THE_CLI)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Log to stderr: WARNING and up without -v (minus what the CLI reports itself), everything with -v."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "hitlgate_cli", False):
+            root.removeHandler(handler)
+    if root.handlers:
+        # Whoever embeds the CLI (a test runner, an application) configured logging.
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.hitlgate_cli = True  # type: ignore[attr-defined]
+    if not verbose:
+        handler.addFilter(_NotReportedTwice())
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _json_requested(args: list[str]) -> bool:
+    """Whether ``--json`` appears among the options (before a ``--``), at any level."""
+    end = args.index("--") if "--" in args else len(args)
+    return "--json" in args[:end]
+
+
+def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
+    if isinstance(exc, click.MissingParameter):
+        code = "missing_parameter"
+    elif isinstance(exc, click.BadParameter):
+        code = "bad_parameter"
+    elif isinstance(exc, click.UsageError):
+        code = "usage_error"
+    else:
+        code = "error"
+    exit_code = EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    return {"error": {"code": code, "message": exc.format_message(), "exit_code": exit_code}}
+
+
+def _emit_json_error(doc: dict[str, Any]) -> None:
+    click.echo(json.dumps(doc, indent=2))
 
 
 class _Root(click.Group):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        as_json = _json_requested(args)
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            if not as_json:
+                raise
+            doc = _usage_error_json(exc)
+            _emit_json_error(doc)
+            raise click.exceptions.Exit(doc["error"]["exit_code"]) from exc
+        ctx.meta["hitlgate.json"] = as_json
+        return ctx
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except HitlgateError as exc:
-            state = ctx.find_object(CliState)
-            if state is not None and state.verbose:
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            self._fail(ctx, exc.to_json(), exc, f"error: {exc}")
+        except click.ClickException as exc:
+            if not _wants_json(ctx):
+                raise
+            doc = _usage_error_json(exc)
+            self._fail(ctx, doc, exc, "")
+        except Exception as exc:  # noqa: BLE001 - the one place a bug becomes an exit code, not a traceback.
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            doc = {"error": {"code": "internal", "message": message, "exit_code": EXIT_ERROR}}
+            self._fail(ctx, doc, exc, f"error: {message} (a bug in hitlgate; -v shows the traceback)")
+        return None  # pragma: no cover - _fail always exits.
+
+    @staticmethod
+    def _fail(ctx: click.Context, doc: dict[str, Any], exc: BaseException, line: str) -> None:
+        state = ctx.find_object(CliState)
+        if state is not None and state.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        if _wants_json(ctx):
+            _emit_json_error(doc)
+        else:
+            click.echo(line, err=True)
+        ctx.exit(doc["error"]["exit_code"])
 
 
-@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hitlgate")
+def _wants_json(ctx: click.Context) -> bool:
+    state = ctx.find_object(CliState)
+    return bool(ctx.meta.get("hitlgate.json")) or (state is not None and state.json)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    # Only here, never at start-up: finding OPA and hashing the pack costs time.
+    from hitlgate.cli._version import version_report
+
+    ctx.meta["hitlgate.version"] = version_report
+
+
+@click.group(
+    cls=_Root,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
+    invoke_without_command=True,
+    no_args_is_help=True,
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the hitlgate, regopy and OPA versions and the configured pack's policy revision.",
+)
 @click.option(
     "--config",
     "config_path",
@@ -41,23 +180,26 @@ class _Root(click.Group):
     envvar="HITLGATE_CONFIG",
     help="hitlgate.yaml to use (default: $HITLGATE_CONFIG, ./hitlgate.yaml, else the bundled example pack).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout, errors included (any command).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logs.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: str | None, as_json: bool, verbose: bool) -> None:
     """hitlgate: human-in-the-loop decisions and warrants for NHI response actions."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    ctx.obj = CliState(config_path=config_path, verbose=verbose)
+    _configure_logging(verbose)
+    ctx.obj = CliState(config_path=config_path, verbose=verbose, json=as_json or bool(ctx.meta.get("hitlgate.json")))
+    report = ctx.meta.pop("hitlgate.version", None)
+    if report is not None:
+        report(ctx.obj)
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("missing command (hitlgate --help lists them)", ctx)
 
 
 def _register() -> None:
     from hitlgate.cli import _decide
 
     _decide.register(cli)
-    for name in ("_workflow", "_opa"):
+    for name in ("_workflow", "_opa", "_schema"):
         try:
             module = __import__(f"hitlgate.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -73,3 +215,6 @@ _register()
 def main() -> None:
     """Console script entry point."""
     cli(prog_name="hitlgate")
+
+
+__all__ = ["__version__", "cli", "main"]

@@ -1,17 +1,19 @@
-"""Shared CLI plumbing: configuration loading, JSON/text output helpers."""
+"""Shared CLI plumbing: configuration loading, the ``--json`` flag, JSON/text output helpers."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from hitlgate.engine._demokeys import uses_example_pack
 from hitlgate.engine.config import Config, load_config
-from hitlgate.errors import ValidationError
+from hitlgate.engine.decision import Decision
+from hitlgate.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_POLICY_BROKEN, EXIT_REFUSED, ValidationError
 
 
 @dataclass
@@ -20,6 +22,8 @@ class CliState:
 
     config_path: str | None = None
     verbose: bool = False
+    #: Print JSON (results on stdout, errors as ``{"error": {...}}`` on stdout).
+    json: bool = False
     _config: Config | None = field(default=None, repr=False)
 
     @property
@@ -56,6 +60,26 @@ def warn_example_pack(config: Config) -> None:
 
 pass_state = click.make_pass_decorator(CliState)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        state = ctx.find_object(CliState)
+        if state is not None:
+            state.json = True
+
+
+def json_option(f: F) -> F:
+    """The per-command ``--json`` flag (same as the global ``hitlgate --json CMD``); read it as ``state.json``."""
+    return click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_json,
+        help="Print JSON on stdout (errors too, as {\"error\": {...}}).",
+    )(f)
+
 
 def read_json_arg(path: str, what: str) -> Any:
     """Read a JSON document from a file path or ``-`` (stdin)."""
@@ -78,3 +102,24 @@ def read_json_arg(path: str, what: str) -> Any:
 def echo_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
     click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def examples(*commands: str) -> str:
+    """A ``--help`` epilog listing example command lines (``\\b`` keeps click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {c}" for c in commands)
+
+
+def decision_exit_code(decision: Decision) -> int:
+    """The exit code of a decision: 0 auto_allow, 3 deny, 4 approval required, 5 or 1 when it failed closed.
+
+    A fail-closed deny is not the policy saying no: ``policy_broken`` exits
+    5 so a CI job can tell a broken pack from a deny, and a backend outage
+    or a bug exits 1 (operational).
+    """
+    if decision.fail_closed is not None:
+        return EXIT_POLICY_BROKEN if decision.fail_closed["code"] == "policy_broken" else EXIT_ERROR
+    if decision.tier == "auto_allow":
+        return EXIT_OK
+    if decision.tier == "deny":
+        return EXIT_REFUSED
+    return EXIT_PENDING

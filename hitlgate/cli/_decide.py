@@ -10,10 +10,19 @@ from typing import Any
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, pass_state, read_json_arg
+from hitlgate.cli._common import (
+    CliState,
+    decision_exit_code,
+    echo_json,
+    examples,
+    json_option,
+    pass_state,
+    read_json_arg,
+)
 from hitlgate.engine import BackendConfig, Config, Decider, Decision, Proposal
+from hitlgate.engine._files import write_file
 from hitlgate.engine._resources import bundled_policy_dir, starter_policy_dir
-from hitlgate.errors import ConfigError, InputError
+from hitlgate.errors import EXIT_REFUSED, ConfigError, InputError
 
 TIER_LABEL = {
     "auto_allow": "AUTO-ALLOW",
@@ -69,6 +78,8 @@ def format_decision(proposal: Proposal, decision: Decision, backend: str | None 
     if decision.needs_approval:
         lines.append(f"  window:        {describe_duration(decision.ttl_seconds)} to approve ({decision.ttl_seconds}s)")
     lines.append(f"  policy:        {decision.policy_revision}" + (f" ({backend})" if backend else ""))
+    if decision.fail_closed is not None:
+        lines.append(f"  FAILED CLOSED: {decision.fail_closed['code']} (the policy did not decide this deny)")
     return "\n".join(lines)
 
 
@@ -97,23 +108,36 @@ def backend_options(f: Any) -> Any:
     return f
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "hitlgate decide proposal.json",
+        "hitlgate --json decide - < proposal.json",
+    )
+)
 @click.argument("proposal_file", metavar="PROPOSAL.json")
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@json_option
 @backend_options
 @pass_state
 def decide(
     state: CliState,
     proposal_file: str,
-    as_json: bool,
     backend: str | None,
     opa_url: str | None,
     opa_timeout_ms: int | None,
 ) -> None:
     """Decide one proposal (PROPOSAL.json, or - for stdin) and print the decision.
 
-    Exit code 0 with a decision (whatever its tier), 2 for an invalid
-    proposal. A policy or backend failure is a deny decision, not a crash.
+    Nothing is stored; 'hitlgate propose' starts an approval. The proposal
+    format: 'hitlgate schema proposal' prints its JSON Schema.
+
+    \b
+    Exit codes:
+      0  auto_allow
+      3  deny: the policy said no
+      4  approval required (single_approval or dual_approval)
+      5  policy broken: the engine failed closed to deny (see fail_closed)
+      1  backend unavailable: failed closed to deny; the decision is printed
+      2  invalid proposal
     """
     proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"))
     config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
@@ -122,26 +146,29 @@ def decide(
         decision = decider.decide_validated(proposal)
     finally:
         decider.close()
-    if as_json:
+    if state.json:
         echo_json(decision.to_dict())
     else:
         click.echo(format_decision(proposal, decision, decider.backend.name))
+    click.get_current_context().exit(decision_exit_code(decision))
 
 
-@click.group()
+@click.group(epilog=examples("hitlgate policy test", "hitlgate policy bundle --out bundle.tar.gz"))
 def policy() -> None:
     """Validate and package the policy pack."""
 
 
-@policy.command("test")
+@policy.command(
+    "test",
+    epilog=examples("hitlgate policy test", "hitlgate --config proj/hitlgate.yaml policy test --json --no-rego-tests"),
+)
 @click.option("--no-rego-tests", is_flag=True, help="Only run the scenario corpus (no OPA binary needed).")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@json_option
 @backend_options
 @pass_state
 def policy_test(
     state: CliState,
     no_rego_tests: bool,
-    as_json: bool,
     backend: str | None,
     opa_url: str | None,
     opa_timeout_ms: int | None,
@@ -149,12 +176,19 @@ def policy_test(
     """Check the pack, run its Rego unit tests (opa test) and its scenario corpus.
 
     A pack that does not load or compile is reported once, each problem as
-    file:line:col, and nothing else runs (exit 5). Otherwise exits 1 when a
-    unit test or a scenario fails, naming each failing case; cases that
-    failed closed for the same reason are reported together.
+    file:line:col, and nothing else runs. Otherwise names each failing case;
+    cases that failed closed for the same reason are reported together.
+
+    \b
+    Exit codes:
+      0  every test and scenario passed
+      3  a Rego unit test or a scenario failed
+      5  the pack does not load or compile
+      1  the opa binary is missing or could not run
     """
     from hitlgate.engine._policytest import run_policy_test
 
+    as_json = state.json
     config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
     result = run_policy_test(config, rego_tests=not no_rego_tests)
     scenarios = result.scenarios
@@ -208,7 +242,7 @@ def policy_test(
             f"scenarios: {len(scenarios.passed)} passed, {len(scenarios.failed)} failed ({result.backend} backend)"
         )
     if not result.ok:
-        raise SystemExit(1)
+        click.get_current_context().exit(EXIT_REFUSED)
 
 
 STARTER_CONFIG = """\
@@ -260,10 +294,12 @@ def _write_gitignore(path: Path) -> None:
         fh.write(prefix + "\n".join(missing) + "\n")
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate init myproject", "cd myproject && hitlgate decide proposal.json"))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing hitlgate.yaml and policy pack.")
-def init(directory: Path, force: bool) -> None:
+@json_option
+@pass_state
+def init(state: CliState, directory: Path, force: bool) -> None:
     """Write a starter project into DIRECTORY: config, policy pack, inventory, scenarios.
 
     Also writes an example proposal.json and a .gitignore that keeps the
@@ -278,7 +314,7 @@ def init(directory: Path, force: bool) -> None:
     config_file = directory / "hitlgate.yaml"
     target = directory / "policies"
     if not force and (config_file.exists() or target.exists()):
-        raise InputError(f"{directory} already has a hitlgate project (use --force to overwrite)")
+        raise InputError(f"{directory} already has a hitlgate project (use --force to overwrite)", code="file_exists")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         src = bundled_policy_dir()
@@ -287,13 +323,18 @@ def init(directory: Path, force: bool) -> None:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
         shutil.copytree(src, target, ignore=ignore)
         shutil.copytree(starter_policy_dir(), target, ignore=ignore, dirs_exist_ok=True)
-        config_file.write_text(STARTER_CONFIG, encoding="utf-8")
+        write_file(config_file, STARTER_CONFIG, secret=False, overwrite=force, what="config")
         example = directory / "proposal.json"
         if not example.exists():
-            example.write_text(json.dumps(EXAMPLE_PROPOSAL, indent=2) + "\n", encoding="utf-8")
+            write_file(example, json.dumps(EXAMPLE_PROPOSAL, indent=2) + "\n", secret=False, what="example proposal")
         _write_gitignore(directory / ".gitignore")
     except OSError as exc:
         raise InputError(f"cannot write the project into {directory}: {exc.strerror or exc}") from exc
+    if state.json:
+        echo_json({"directory": str(directory), "config": str(config_file), "policy": str(target),
+                   "example_proposal": str(directory / "proposal.json"),
+                   "next": [f"cd {directory}", "hitlgate decide proposal.json", "hitlgate policy test"]})
+        return
     click.echo(f"wrote {directory}/: hitlgate.yaml, policies/ (Rego pack, inventory, scenarios), "
                "proposal.json, .gitignore")
     click.echo("the approvers in policies/data/inventory.yaml have DEMO keys (public seed): replace each")

@@ -6,21 +6,26 @@ from pathlib import Path
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, pass_state
-from hitlgate.engine._bundle import write_bundle
+from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
+from hitlgate.engine._bundle import build_bundle
 from hitlgate.engine._doctor import BackendReport, diagnose
+from hitlgate.engine._files import write_file
 from hitlgate.engine.policy import PolicyPack
-from hitlgate.errors import BackendUnavailable
+from hitlgate.errors import EXIT_ERROR, EXIT_POLICY_BROKEN, BackendUnavailable
 
 
-@click.command("bundle")
+@click.command(
+    "bundle",
+    epilog=examples("hitlgate policy bundle --out bundle.tar.gz", "opa run --server --bundle bundle.tar.gz"),
+)
 @click.option(
     "--out",
     "out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the bundle (FILE.tar.gz).",
+    help="Where to write the bundle (FILE.tar.gz). Required.",
 )
+@json_option
 @pass_state
 def policy_bundle(state: CliState, out: Path) -> None:
     """Build a standard OPA bundle of the policy pack and its inventory.
@@ -28,12 +33,19 @@ def policy_bundle(state: CliState, out: Path) -> None:
     The bundle holds the non-test .rego modules, data.json (the inventory
     under "inventory") and a .manifest whose revision is the pack's
     policy_revision. Serve it with `opa run --server --bundle FILE`.
-    The same pack always gives a byte-identical file.
+    The same pack always gives a byte-identical file. An existing bundle
+    file is replaced atomically (a bundle is a build output), a symbolic
+    link is refused. Exit code 0, 5 when the pack does not load.
     """
     config = state.config
     pack = PolicyPack.load(config.policy_dir, config.data_paths)
-    write_bundle(pack, out)
-    click.echo(f"wrote {out} (revision {pack.revision})")
+    # Replacing is the normal case (CI rebuilds it); the rename keeps an OPA
+    # server polling the path from reading half a bundle.
+    write_file(out, build_bundle(pack), secret=False, overwrite=True, what="bundle")
+    if state.json:
+        echo_json({"out": str(out), "revision": pack.revision})
+    else:
+        click.echo(f"wrote {out} (revision {pack.revision})")
 
 
 def _render(report: BackendReport) -> str:
@@ -59,50 +71,54 @@ def _doctor_command() -> click.Command:
     # exactly the backend a `decide` with the same flags would use.
     from hitlgate.cli._decide import _config_with_backend, backend_options
 
-    @click.command("doctor")
-    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    @click.command("doctor", epilog=examples("hitlgate doctor", "hitlgate --json doctor --opa-url http://127.0.0.1:8181"))
+    @json_option
     @backend_options
     @pass_state
     def doctor(
         state: CliState,
-        as_json: bool,
         backend: str | None,
         opa_url: str | None,
         opa_timeout_ms: int | None,
     ) -> None:
         """Check the configured policy backend: does it answer, which revision, does it match.
 
-        Exits 0 when healthy and production-ready, 1 otherwise: unreachable,
-        stale revision, undefined decision, broken local pack, or a demo
-        stand-in (the bundled example pack, approvers with demo keys).
+        \b
+        Exit codes:
+          0  healthy and production-ready
+          5  the local policy pack does not load
+          1  otherwise: unreachable, stale revision, undefined decision, or a
+             demo stand-in (the bundled example pack, approvers with demo keys)
         """
         config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
         report = diagnose(config)
-        if as_json:
+        if state.json:
             echo_json(report.to_dict())
         else:
             click.echo(_render(report))
         if not report.production_ready:
-            raise SystemExit(1)
+            click.get_current_context().exit(EXIT_POLICY_BROKEN if report.local_revision is None else EXIT_ERROR)
 
     return doctor
 
 
-@click.group("opa")
+@click.group("opa", epilog=examples("hitlgate opa install"))
 def opa_group() -> None:
     """The pinned OPA binary (for the Rego unit tests and the OPA server backend)."""
 
 
 @opa_group.command("install")
-@click.option("--json", "as_json", is_flag=True, help="Print {path, version, built} as JSON.")
-def opa_install(as_json: bool) -> None:
+@json_option
+@pass_state
+def opa_install(state: CliState) -> None:
     """Build the pinned OPA with `go install` into the cache, unless it is there; print its path.
 
     The binary goes to $HITLGATE_CACHE/opa/VERSION/bin/opa (default
     ~/.cache/hitlgate), the cache scripts/install-opa fills and `policy test`
     looks in. The first build needs Go 1.21 or newer and takes about 2-5
-    minutes; progress goes to stderr, the path alone to stdout. Any other
-    opa works too: put it on PATH or set HITLGATE_OPA.
+    minutes; progress goes to stderr, the path alone to stdout ({path,
+    version, built} with --json). Any other opa works too: put it on PATH or
+    set HITLGATE_OPA. Exit code 0, or 1 when the build failed (no Go, no network).
 
     \b
     Examples:
@@ -116,7 +132,7 @@ def opa_install(as_json: bool) -> None:
         path = install(say=lambda line: click.echo(f"opa install: {line}", err=True))
     except OpaInstallError as exc:
         raise BackendUnavailable(str(exc), code=exc.code) from exc
-    if as_json:
+    if state.json:
         echo_json({"path": str(path), "version": OPA_VERSION, "built": built})
         return
     if not built:

@@ -2,24 +2,36 @@
 
 ``propose``, ``requests``, ``show``, ``approve``, ``reject``, ``wait``,
 ``warrant``, ``verify``, ``revoke``, ``expire``, ``keys …`` and ``audit …``.
-Every command prints for people by default and JSON with ``--json``.
+Every command prints for people by default and JSON with ``--json``; every
+file a command writes goes through :func:`hitlgate.engine._files.write_file`
+(no symlinks followed, no overwrite without ``--force``, atomic).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, pass_state, read_json_arg
+from hitlgate.cli._common import (
+    CliState,
+    decision_exit_code,
+    echo_json,
+    examples,
+    json_option,
+    pass_state,
+    read_json_arg,
+)
 from hitlgate.engine import lifecycle
+from hitlgate.engine._files import write_file
 from hitlgate.engine._time import format_time, utcnow
 from hitlgate.engine.anchor import load_external_anchor
 from hitlgate.engine.approvals import SignedStatement, Statement, sign
@@ -31,10 +43,8 @@ from hitlgate.errors import EXIT_OK, EXIT_PENDING, EXIT_REFUSED, HitlgateError, 
 if TYPE_CHECKING:
     # The store and workflow pull in SQLAlchemy; import them only when a
     # workflow command runs, so `hitlgate decide` starts fast.
-    from hitlgate.engine.store import Request
+    from hitlgate.engine.store import Request, WarrantRecord
     from hitlgate.engine.workflow import Engine
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit codes of ``hitlgate wait``.
 WAIT_GRANTED, WAIT_CLOSED, WAIT_TIMEOUT = EXIT_OK, EXIT_REFUSED, EXIT_PENDING
@@ -44,17 +54,57 @@ class WaitTimeoutError(HitlgateError):
     """``hitlgate wait`` gave up before the request was decided."""
 
     exit_code = WAIT_TIMEOUT
+    code = "timeout"
 
 
 class RequestClosedError(HitlgateError):
     """``hitlgate wait`` saw the request end without a grant."""
 
     exit_code = WAIT_CLOSED
+    code = "request_closed"
 
 
-def json_option(f: F) -> F:
-    """The ``--json`` flag every workflow command takes."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(f)
+_OUTCOME = {
+    lifecycle.EXECUTED: "executed",
+    lifecycle.EXECUTION_FAILED: "failed",
+    lifecycle.EXECUTION_UNKNOWN: "unknown",
+}
+
+
+def warrant_state(req: Request, record: WarrantRecord | None, now: datetime) -> dict[str, Any]:
+    """Where the request's warrant stands: ``none``, ``issued``, ``expired`` or ``consumed``, plus the outcome.
+
+    The outcome (``executed``, ``failed``, ``unknown``) is what the executor
+    reported through the guard; None until it reports.
+    """
+    if record is None:
+        return {"state": "none"}
+    if record.consumed_at is not None:
+        state = "consumed"
+    elif record.expires_at <= now:
+        state = "expired"
+    else:
+        state = "issued"
+    return {
+        "state": state,
+        "jti": record.jti,
+        "issued_at": format_time(record.issued_at),
+        "expires_at": format_time(record.expires_at),
+        "consumed_at": format_time(record.consumed_at) if record.consumed_at is not None else None,
+        "outcome": _OUTCOME.get(req.status),
+    }
+
+
+def describe_warrant(w: dict[str, Any]) -> str:
+    """One line for people: "consumed 2026-... (outcome: executed)"."""
+    if w["state"] == "none":
+        return "none"
+    if w["state"] == "consumed":
+        text = f"consumed {w['consumed_at']}"
+        return text + (f" (outcome: {w['outcome']})" if w["outcome"] else " (no outcome reported yet)")
+    if w["state"] == "expired":
+        return f"expired unused at {w['expires_at']}"
+    return f"issued, unused, expires {w['expires_at']}"
 
 
 @contextmanager
@@ -69,8 +119,10 @@ def open_engine(state: CliState) -> Iterator[Engine]:
         engine.close()
 
 
-def format_request(engine: Engine, req: Request, *, verbose: bool = False) -> str:
-    """Human-readable rendering of a request."""
+def format_request(
+    engine: Engine, req: Request, *, verbose: bool = False, warrant: dict[str, Any] | None = None
+) -> str:
+    """Human-readable rendering of a request (with its warrant's state when ``warrant`` is given)."""
     action = req.action
     lines = [
         f"{req.id}  {req.status.upper()}  {req.tier}",
@@ -86,6 +138,10 @@ def format_request(engine: Engine, req: Request, *, verbose: bool = False) -> st
         lines.append(f"  status:    {req.status_reason}")
     for v in req.votes:
         lines.append(f"  vote:      {v.approver} {v.verdict}d at {format_time(v.signed_at)}")
+    if warrant is not None:
+        lines.append(f"  warrant:   {describe_warrant(warrant)}")
+    if req.decision.fail_closed is not None:
+        lines.append(f"  FAILED CLOSED: {req.decision.fail_closed['code']} (the policy did not decide this deny)")
     if verbose:
         lines.append("  reasons:")
         lines.extend(f"    - {r}" for r in req.decision.reasons)
@@ -93,10 +149,15 @@ def format_request(engine: Engine, req: Request, *, verbose: bool = False) -> st
     return "\n".join(lines)
 
 
-def _request_json(engine: Engine, req: Request) -> dict[str, Any]:
+def _warrant_of(engine: Engine, req: Request) -> dict[str, Any]:
+    return warrant_state(req, engine.warrant_records([req.id]).get(req.id), engine.now())
+
+
+def _request_json(engine: Engine, req: Request, warrant: dict[str, Any] | None = None) -> dict[str, Any]:
     out = req.to_dict()
     if req.decision.needs_approval:
         out["quorum_progress"] = engine.progress(req.id).to_dict()
+    out["warrant"] = warrant if warrant is not None else _warrant_of(engine, req)
     return out
 
 
@@ -109,17 +170,9 @@ def _file_errors(path: str | Path, doing: str) -> Iterator[None]:
         raise InputError(f"cannot {doing} {path}: {exc.strerror or exc}") from exc
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, also when the file existed; never through a symlink.
-
-    A warrant is a bearer token until it is consumed: an existing file's
-    looser mode must not carry over to it.
-    """
-    with _file_errors(path, "write"):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fd, 0o600)
-            fh.write(text)
+def force_option(f: Any) -> Any:
+    """``--force``: let ``--out`` replace an existing regular file (never a symlink)."""
+    return click.option("--force", is_flag=True, help="Overwrite an existing --out file.")(f)
 
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -143,61 +196,87 @@ def _read_text_arg(value: str, what: str) -> str:
 # -- propose / requests / show -------------------------------------------
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate propose proposal.json", "hitlgate --json propose - < proposal.json"))
 @click.argument("proposal_file", metavar="PROPOSAL.json")
 @json_option
 @pass_state
-def propose(state: CliState, proposal_file: str, as_json: bool) -> None:
-    """Decide a proposal and store it as a request (``-`` reads stdin)."""
+def propose(state: CliState, proposal_file: str) -> None:
+    """Decide a proposal and store it as a request (PROPOSAL.json, or - for stdin).
+
+    The proposal format: 'hitlgate schema proposal' prints its JSON Schema.
+
+    \b
+    Exit codes:
+      0  auto_allow: granted, fetch the warrant
+      3  deny: stored as denied
+      4  approval required: the request is pending
+      5  policy broken: the engine failed closed to deny (see decision.fail_closed)
+      1  backend unavailable (failed closed to deny) or a storage error
+      2  invalid proposal
+    """
     proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"))
     with open_engine(state) as engine:
         req = engine.propose(proposal)
-        if as_json:
+        if state.json:
             echo_json(_request_json(engine, req))
-            return
-        click.echo(format_request(engine, req, verbose=True))
-        if req.status == lifecycle.GRANTED:
-            click.echo(f"\nauto-allowed: fetch the warrant with `hitlgate warrant {req.id}`")
-        elif req.status == lifecycle.PENDING:
-            click.echo(f"\nwaiting for approval: `hitlgate approve {req.id} --as NAME --key FILE`")
+        else:
+            click.echo(format_request(engine, req, verbose=True))
+            if req.status == lifecycle.GRANTED:
+                click.echo(f"\nauto-allowed: fetch the warrant with 'hitlgate warrant {req.id} --out warrant.jws'")
+            elif req.status == lifecycle.PENDING:
+                click.echo(f"\nwaiting for approval: 'hitlgate approve {req.id} --as NAME --key FILE'")
+    click.get_current_context().exit(decision_exit_code(req.decision))
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate requests --status pending", "hitlgate --json requests --limit 10"))
 @click.option("--status", type=click.Choice(lifecycle.STATES), help="Only requests in this state.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
 @json_option
 @pass_state
-def requests(state: CliState, status: str | None, limit: int, as_json: bool) -> None:
-    """List requests, newest first."""
+def requests(state: CliState, status: str | None, limit: int) -> None:
+    """List requests, newest first, with the state of each warrant.
+
+    The warrant column is none, issued, expired or consumed (with the
+    outcome the executor reported). Exit code 0.
+    """
     with open_engine(state) as engine:
         reqs = engine.list(status, limit=limit)
-        if as_json:
-            echo_json([r.to_dict() for r in reqs])
-            return
-        if not reqs:
-            click.echo("no requests" + (f" in state {status}" if status else ""))
-        for r in reqs:
-            a = r.action
-            click.echo(f"{r.id}  {r.status:<17} {r.tier:<15} {a['type']} on {a['target']}")
+        records = engine.warrant_records([r.id for r in reqs])
+        now = engine.now()
+    warrants = {r.id: warrant_state(r, records.get(r.id), now) for r in reqs}
+    if state.json:
+        echo_json([{**r.to_dict(), "warrant": warrants[r.id]} for r in reqs])
+        return
+    if not reqs:
+        click.echo("no requests" + (f" in state {status}" if status else ""))
+    for r in reqs:
+        a = r.action
+        w = warrants[r.id]
+        wtext = w["state"] + (f":{w['outcome']}" if w.get("outcome") else "")
+        click.echo(f"{r.id}  {r.status:<17} {r.tier:<15} warrant {wtext:<17} {a['type']} on {a['target']}")
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate show REQUEST_ID", "hitlgate --json show REQUEST_ID --events"))
 @click.argument("request_id")
 @click.option("--events", is_flag=True, help="Also list the request's audit events.")
 @json_option
 @pass_state
-def show(state: CliState, request_id: str, events: bool, as_json: bool) -> None:
-    """Show one request: decision, quorum progress, votes."""
+def show(state: CliState, request_id: str, events: bool) -> None:
+    """Show one request: decision, quorum progress, votes, and its warrant's state.
+
+    Exit code 0, or 2 when the request does not exist (code not_found).
+    """
     with open_engine(state) as engine:
         req = engine.get(request_id)
         evs = engine.audit_events(request_id) if events else []
-        if as_json:
-            out = _request_json(engine, req)
+        warrant = _warrant_of(engine, req)
+        if state.json:
+            out = _request_json(engine, req, warrant)
             if events:
                 out["events"] = [e.to_dict() for e in evs]
             echo_json(out)
             return
-        click.echo(format_request(engine, req, verbose=True))
+        click.echo(format_request(engine, req, verbose=True, warrant=warrant))
         for e in evs:
             click.echo(f"  #{e.seq:<5} {format_time(e.at)}  {e.kind}")
 
@@ -209,13 +288,27 @@ def _vote_command(verdict: str) -> click.Command:
     noun = "approval" if verdict == "approve" else "rejection"
     article = "an" if verdict == "approve" else "a"
 
-    @click.command(name=verdict, help=f"Sign and submit {article} {noun}, or submit one signed elsewhere.")
+    @click.command(
+        name=verdict,
+        help=f"Sign and submit {article} {noun}, or submit one signed elsewhere.\n\n"
+        "Give REQUEST_ID with --as NAME --key FILE, or --signed FILE. With --out the signed "
+        "statement is written to a file instead of submitted (offline signing: add --digest).\n\n"
+        "\b\nExit codes:\n"
+        "  0  recorded (or written with --out)\n"
+        f"  3  refused: signature, eligibility, self-{verdict}, a second vote, a closed request\n"
+        "  2  bad arguments, unknown request or key file",
+        epilog=examples(
+            f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem",
+            f"hitlgate {verdict} --signed {noun}.json",
+        ),
+    )
     @click.argument("request_id", required=False)
     @click.option("--as", "name", help="Your approver name in the inventory.")
     @click.option("--key", "key_file", type=click.Path(dir_okay=False), help="Your Ed25519 private key (PEM).")
     @click.option("--signed", "signed_file", help=f"A signed {noun} statement (JSON file, or - for stdin).")
     @click.option("--digest", help="Action digest to sign (for offline signing with --out; default: the stored one).")
     @click.option("--out", type=click.Path(dir_okay=False), help="Write the signed statement here; do not submit.")
+    @force_option
     @json_option
     @pass_state
     def command(
@@ -226,7 +319,7 @@ def _vote_command(verdict: str) -> click.Command:
         signed_file: str | None,
         digest: str | None,
         out: str | None,
-        as_json: bool,
+        force: bool,
     ) -> None:
         if signed_file:
             if name or key_file or out:
@@ -237,16 +330,14 @@ def _vote_command(verdict: str) -> click.Command:
                 raise InputError(
                     f"the signed statement is for request {statement.statement.request_id}, not {request_id}"
                 )
-            _submit(state, statement, verdict, as_json)
+            _submit(state, statement, verdict)
             return
         if not (request_id and name and key_file):
             raise InputError("give REQUEST_ID with --as NAME --key FILE, or --signed FILE")
         key = load_approver_key(Path(key_file))
         if out and digest:
             signed = sign(Statement(request_id, digest, verdict, name, utcnow()), key)  # type: ignore[arg-type]
-            with _file_errors(out, "write"):
-                Path(out).write_text(signed.to_json(), encoding="utf-8")
-            click.echo(f"wrote signed {noun} to {out}")
+            _write_statement(out, signed, noun, force, f"wrote signed {noun} to {out}")
             return
         with open_engine(state) as engine:
             req = engine.get(request_id)
@@ -257,19 +348,31 @@ def _vote_command(verdict: str) -> click.Command:
                 )
             signed = sign(Statement(req.id, the_digest, verdict, name, engine.now()), key)  # type: ignore[arg-type]
             if out:
-                with _file_errors(out, "write"):
-                    Path(out).write_text(signed.to_json(), encoding="utf-8")
-                click.echo(f"wrote signed {noun} of {req.action['type']} on {req.action['target']} to {out}")
+                text = f"wrote signed {noun} of {req.action['type']} on {req.action['target']} to {out}"
+                _write_statement(out, signed, noun, force, text)
                 return
-        _submit(state, signed, verdict, as_json)
+        _submit(state, signed, verdict)
 
     return command
 
 
-def _submit(state: CliState, signed: SignedStatement, verdict: str, as_json: bool) -> None:
+def _write_statement(out: str, signed: SignedStatement, noun: str, force: bool, text: str) -> None:
+    write_file(out, signed.to_json(), secret=False, overwrite=force, what=f"signed {noun}")
+    if _json_mode():
+        echo_json({"out": out, "statement": json.loads(signed.to_json())})
+    else:
+        click.echo(text)
+
+
+def _json_mode() -> bool:
+    state = click.get_current_context().find_object(CliState)
+    return state is not None and state.json
+
+
+def _submit(state: CliState, signed: SignedStatement, verdict: str) -> None:
     with open_engine(state) as engine:
         req = engine.approve(signed) if verdict == "approve" else engine.reject(signed)
-        if as_json:
+        if state.json:
             echo_json(_request_json(engine, req))
             return
         click.echo(f"{signed.statement.approver} {verdict}d {req.id}")
@@ -279,38 +382,63 @@ def _submit(state: CliState, signed: SignedStatement, verdict: str, as_json: boo
 # -- wait / warrant / verify / revoke / expire ----------------------------
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate wait REQUEST_ID --timeout 600", "hitlgate --json wait REQUEST_ID"))
 @click.argument("request_id")
 @click.option("--timeout", type=click.FloatRange(0, 86400), default=300, show_default=True, help="Seconds to wait.")
 @click.option("--poll", type=click.FloatRange(0.05, 60), default=1.0, show_default=True, help="Seconds between checks.")
 @json_option
 @pass_state
-def wait(state: CliState, request_id: str, timeout: float, poll: float, as_json: bool) -> None:
-    """Block until a request is decided. Exit 0 granted, 3 closed otherwise, 4 on timeout."""
+def wait(state: CliState, request_id: str, timeout: float, poll: float) -> None:
+    """Block until a request is decided, then print it.
+
+    \b
+    Exit codes:
+      0  granted (or already executed)
+      3  closed without a grant: denied, rejected, expired, revoked
+      4  still pending when --timeout ran out
+    With --json the request is printed on stdout in every case, and no
+    second (error) document follows.
+    """
     with open_engine(state) as engine:
         req = engine.wait(request_id, timeout, poll_seconds=poll)
-        if as_json:
+        if state.json:
             echo_json(_request_json(engine, req))
         else:
             click.echo(format_request(engine, req))
+    ctx = click.get_current_context()
     if req.status == lifecycle.PENDING:
+        if state.json:
+            ctx.exit(WAIT_TIMEOUT)
         raise WaitTimeoutError(f"request {request_id} is still pending after {timeout:g}s")
-    if req.status != lifecycle.GRANTED:
+    if req.status != lifecycle.GRANTED and req.status not in lifecycle.OUTCOMES:
+        if state.json:
+            ctx.exit(WAIT_CLOSED)
         raise RequestClosedError(f"request {request_id} ended {req.status}")
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate warrant REQUEST_ID --out warrant.jws", "hitlgate --json warrant REQUEST_ID"))
 @click.argument("request_id")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the token to this file (mode 0600).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the token to this file (mode 0600); recommended.")
+@force_option
 @json_option
 @pass_state
-def warrant(state: CliState, request_id: str, out: str | None, as_json: bool) -> None:
-    """Print the warrant of a granted request (issued on first call)."""
+def warrant(state: CliState, request_id: str, out: str | None, force: bool) -> None:
+    """Print the warrant of a granted request (issued on first call).
+
+    A warrant is a bearer token until it is consumed: prefer --out, which
+    writes it with mode 0600, over redirecting stdout into a file.
+
+    \b
+    Exit codes:
+      0  the warrant (issued now or earlier, unused)
+      4  the request is still pending approval
+      3  no warrant: denied, rejected, expired, revoked, or already used
+    """
     with open_engine(state) as engine:
         w = engine.warrant(request_id)
     if out:
-        _write_private(Path(out), w.token + "\n")
-    if as_json:
+        write_file(out, w.token + "\n", secret=True, overwrite=force, what="warrant")
+    if state.json:
         echo_json({"request_id": w.request_id, "jti": w.jti, "kid": w.kid,
                    "expires_at": format_time(w.expires_at), "token": w.token})
     elif out:
@@ -319,14 +447,26 @@ def warrant(state: CliState, request_id: str, out: str | None, as_json: bool) ->
         click.echo(w.token)
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "hitlgate verify action.json --warrant warrant.jws",
+        "hitlgate --json verify action.json --warrant warrant.jws --consume",
+    )
+)
 @click.argument("action_file", metavar="ACTION.json")
 @click.option("--warrant", "token_arg", required=True, help="The warrant: a token, a file, or - for stdin.")
 @click.option("--consume", is_flag=True, help="Also consume the warrant (single use): only right before acting.")
 @json_option
 @pass_state
-def verify(state: CliState, action_file: str, token_arg: str, consume: bool, as_json: bool) -> None:
-    """Verify a warrant against the action about to run (an action object, or a proposal)."""
+def verify(state: CliState, action_file: str, token_arg: str, consume: bool) -> None:
+    """Verify a warrant against the action about to run (an action object, or a proposal).
+
+    \b
+    Exit codes:
+      0  valid (and consumed, with --consume)
+      3  refused: replay, digest_mismatch, expired, unknown key, bad signature...
+      2  unreadable action or warrant argument
+    """
     doc = read_json_arg(action_file, "action")
     action = doc.get("action", doc) if isinstance(doc, dict) else doc
     token = _read_text_arg(token_arg, "warrant")
@@ -348,7 +488,7 @@ def verify(state: CliState, action_file: str, token_arg: str, consume: bool, as_
         "approvals": [dict(a) for a in claims.approvals],
         "kid": claims.kid,
     }
-    if as_json:
+    if state.json:
         echo_json(result)
         return
     who = ", ".join(str(a.get("approver")) for a in claims.approvals) or "none (auto_allow)"
@@ -356,33 +496,36 @@ def verify(state: CliState, action_file: str, token_arg: str, consume: bool, as_
                f"expires {result['expires_at']}" + ("; CONSUMED" if consume else ""))
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate revoke REQUEST_ID --as alice --key ~/.hitlgate/alice.pem"))
 @click.argument("request_id")
 @click.option("--as", "name", required=True, help="Your approver name in the inventory.")
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Your Ed25519 private key.")
 @json_option
 @pass_state
-def revoke(state: CliState, request_id: str, name: str, key_file: str, as_json: bool) -> None:
-    """Revoke a pending or granted-but-unused request; its warrant then fails at the guard."""
+def revoke(state: CliState, request_id: str, name: str, key_file: str) -> None:
+    """Revoke a pending or granted-but-unused request; its warrant then fails at the guard.
+
+    Exit code 0 when revoked, 3 when refused (not eligible, already used or closed).
+    """
     key = load_approver_key(Path(key_file))
     with open_engine(state) as engine:
         req = engine.get(request_id)
         signed = sign(Statement(req.id, req.action_digest, "reject", name, engine.now()), key)
         req = engine.revoke(request_id, by=name, signed=signed)
-        if as_json:
+        if state.json:
             echo_json(_request_json(engine, req))
         else:
             click.echo(f"{name} revoked {req.id}")
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate expire", "hitlgate --json expire"))
 @json_option
 @pass_state
-def expire(state: CliState, as_json: bool) -> None:
-    """Expire requests whose approval window or warrant lapsed (run periodically)."""
+def expire(state: CliState) -> None:
+    """Expire requests whose approval window or warrant lapsed (run periodically). Exit code 0."""
     with open_engine(state) as engine:
         changed = engine.expire_due()
-    if as_json:
+    if state.json:
         echo_json([{"id": r.id, "status": r.status} for r in changed])
         return
     click.echo(f"{len(changed)} request(s) changed")
@@ -393,65 +536,60 @@ def expire(state: CliState, as_json: bool) -> None:
 # -- keys ------------------------------------------------------------------
 
 
-@click.group()
+@click.group(epilog=examples("hitlgate keys generate --out ~/.hitlgate/alice.pem", "hitlgate keys jwks > jwks.json"))
 def keys() -> None:
     """Approver keys and the engine's signing keys."""
 
 
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents with mode 0700; leave existing ones as they are."""
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        with _file_errors(d, "create directory"):
-            d.mkdir(mode=0o700)
-            # mkdir's mode is filtered by the umask; 0700 must hold whatever it is.
-            os.chmod(d, 0o700)
-
-
-@keys.command("generate")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Private key file to create (mode 0600).")
+@keys.command("generate", epilog=examples("hitlgate keys generate --out ~/.hitlgate/alice.pem"))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file to create (mode 0600; missing folders are created with 0700). Required.",
+)
 @json_option
-def keys_generate(out: str, as_json: bool) -> None:
+@pass_state
+def keys_generate(state: CliState, out: str) -> None:
     """Create an approver key pair; print the public key to put in the inventory.
 
     Missing parent directories are created with mode 0700 (e.g. ~/.hitlgate):
-    a private key belongs in a directory only its owner can list.
+    a private key belongs in a directory only its owner can list. Never
+    overwrites an existing file or follows a symbolic link: replacing
+    someone's key would orphan the public key registered for them.
+    Exit code 0, or 2 when --out exists or cannot be written.
     """
-    path = Path(out).expanduser()
-    _make_private_dirs(path.parent)
-    public = generate_approver_key(path)
-    if as_json:
+    public = generate_approver_key(Path(out))
+    if state.json:
         echo_json({"private_key_file": out, "public_key": public})
         return
     click.echo(f"private key written to {out} (mode 0600); add this to the inventory under approvers.NAME:")
     click.echo(f'  public_key: "{public}"')
 
 
-@keys.command("rotate")
+@keys.command("rotate", epilog=examples("hitlgate keys rotate", "hitlgate --json keys rotate"))
 @json_option
 @pass_state
-def keys_rotate(state: CliState, as_json: bool) -> None:
-    """Retire the engine's current signing key and make a new one."""
+def keys_rotate(state: CliState) -> None:
+    """Retire the engine's current signing key and make a new one. Exit code 0."""
     ring = _keyring(state)
     old = ring.current_kid
     new = ring.rotate()
-    if as_json:
+    if state.json:
         echo_json({"retired": old, "current": new})
     else:
         click.echo(f"rotated engine key: {old} retired (stays in the JWKS for its grace window), {new} current")
 
 
-@keys.command("jwks")
+@keys.command("jwks", epilog=examples("hitlgate keys jwks > jwks.json", "hitlgate keys jwks --all"))
 @click.option("--all", "include_expired", is_flag=True, help="Include keys past their grace window (for auditors).")
+@json_option
 @pass_state
 def keys_jwks(state: CliState, include_expired: bool) -> None:
-    """Print the engine's public JWKS (current key plus retired keys still in grace)."""
+    """Print the engine's public JWKS (current key plus retired keys still in grace).
+
+    The output is always JSON; --json is accepted for uniformity. Exit code 0.
+    """
     echo_json(_keyring(state).jwks(include_expired=include_expired))
 
 
@@ -463,12 +601,17 @@ def _keyring(state: CliState) -> EngineKeyring:
 # -- audit -----------------------------------------------------------------
 
 
-@click.group()
+@click.group(epilog=examples("hitlgate audit verify", "hitlgate audit export --out audit.jsonl"))
 def audit() -> None:
     """The tamper-evident audit chain."""
 
 
-@audit.command("verify")
+@audit.command(
+    "verify",
+    epilog=examples(
+        "hitlgate audit verify", "hitlgate audit verify --file audit.jsonl --jwks jwks.json --anchor copy.jsonl"
+    ),
+)
 @click.option("--jwks", "jwks_file", help="Trust only these keys (a JWKS file), not the local keyring.")
 @click.option("--file", "export_file", type=click.Path(dir_okay=False), help="Verify an export instead of the store.")
 @click.option(
@@ -482,7 +625,7 @@ def audit() -> None:
 @json_option
 @pass_state
 def audit_verify(
-    state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...], as_json: bool
+    state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...]
 ) -> None:
     """Check every event and signed checkpoint; name the first bad event.
 
@@ -490,6 +633,9 @@ def audit_verify(
     anchor file and every --anchor. With --file an export is checked
     instead, against its checkpoints and every --anchor; add --jwks to use
     only a trusted public JWKS (offline: no local keys or database).
+
+    Exit code 0 when the chain verifies, 3 when it does not (code
+    audit_chain_broken, naming the first bad event).
     """
     keys_ = EngineKeyring.from_jwks(read_json_arg(jwks_file, "JWKS")) if jwks_file else None
     anchors = [cp for f in anchor_files for cp in load_external_anchor(Path(f))]
@@ -508,50 +654,63 @@ def audit_verify(
         with open_engine(state) as engine:
             r = engine.verify_audit(keys_, anchors=anchors)
         summary, text = r.to_dict(), r.describe()
-    if as_json:
+    if state.json:
         echo_json(summary)
     else:
         click.echo(text)
 
 
-@audit.command("export")
+@audit.command(
+    "export", epilog=examples("hitlgate audit export --out audit.jsonl", "hitlgate audit export --request ID")
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
 @click.option("--request", "request_id", help="Only this request's events (not verifiable as a chain).")
+@force_option
+@json_option
 @pass_state
-def audit_export(state: CliState, out: str | None, request_id: str | None) -> None:
-    """Write the chain (events, then checkpoints) as JSON Lines."""
+def audit_export(state: CliState, out: str | None, request_id: str | None, force: bool) -> None:
+    """Write the chain (events, then checkpoints) as JSON Lines.
+
+    On stdout every line is one JSON document, with or without --json;
+    with --out and --json a summary document is printed instead. Exit code 0.
+    """
     with open_engine(state) as engine:
         if out:
-            with _file_errors(out, "write"), open(out, "w", encoding="utf-8") as fh:
-                n, c = engine.export_audit(fh, request_id=request_id)
-            click.echo(f"wrote {n} events and {c} checkpoint(s) to {out}", err=True)
+            buf = io.StringIO()
+            n, c = engine.export_audit(buf, request_id=request_id)
+            write_file(out, buf.getvalue(), secret=False, overwrite=force, what="audit export")
+            if state.json:
+                echo_json({"out": out, "events": n, "checkpoints": c})
+            else:
+                click.echo(f"wrote {n} events and {c} checkpoint(s) to {out}", err=True)
         else:
             engine.export_audit(sys.stdout, request_id=request_id)
 
 
-@audit.command("checkpoint")
+@audit.command("checkpoint", epilog=examples("hitlgate audit checkpoint", "hitlgate --json audit checkpoint"))
 @json_option
 @pass_state
-def audit_checkpoint(state: CliState, as_json: bool) -> None:
-    """Sign the current chain head now."""
+def audit_checkpoint(state: CliState) -> None:
+    """Sign the current chain head now. Exit code 0."""
     with open_engine(state) as engine:
         cp = engine.checkpoint()
-    if as_json:
+    if state.json:
         echo_json(cp.to_dict())
     else:
         click.echo(f"checkpoint at #{cp.seq} {cp.head_hash} signed by {cp.kid}")
 
 
-@audit.command("anchor")
+@audit.command("anchor", epilog=examples('hitlgate audit anchor --reinit --reason "disk replaced, no backup"'))
 @click.option("--reinit", is_flag=True, help="Start a new audit anchor because the old one is lost.")
 @click.option("--reason", help="Why the anchor was lost (recorded in the audit chain).")
 @json_option
 @pass_state
-def audit_anchor(state: CliState, reinit: bool, reason: str | None, as_json: bool) -> None:
+def audit_anchor(state: CliState, reinit: bool, reason: str | None) -> None:
     """Start a new audit anchor after the old one was lost: an audit event of its own.
 
     The engine refuses to write while the anchor is missing and the database
     holds checkpoints; restore the anchor from a backup if you can.
+    Exit code 0, or 2 without --reinit --reason.
     """
     if not reinit:
         raise InputError("nothing to do: pass --reinit --reason TEXT to start a new audit anchor")
@@ -560,7 +719,7 @@ def audit_anchor(state: CliState, reinit: bool, reason: str | None, as_json: boo
     with open_engine(state) as engine:
         cp = engine.reinit_anchor(reason)
         path = str(engine.anchor.path)
-    if as_json:
+    if state.json:
         echo_json({"anchor": path, "checkpoint": cp.to_dict()})
     else:
         click.echo(f"new audit anchor {path} started at #{cp.seq} {cp.head_hash}")

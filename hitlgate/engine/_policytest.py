@@ -203,7 +203,7 @@ def opa_check(policy_dir: Path, opa: Path | None = None, timeout: float = 120.0)
             capture_output=True, text=True, timeout=timeout, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PolicyError(f"could not run {opa}: {exc}") from exc
+        raise BackendUnavailable(f"could not run {opa}: {exc}", code="opa_not_runnable") from exc
     if check.returncode == 0:
         return
     problems = from_opa_check(check.stderr) or from_opa_check(check.stdout)
@@ -240,7 +240,7 @@ def run_rego_tests(policy_dir: Path, opa: Path | None = None, timeout: float = 1
             capture_output=True, text=True, timeout=timeout, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PolicyError(f"could not run {opa}: {exc}") from exc
+        raise BackendUnavailable(f"could not run {opa}: {exc}", code="opa_not_runnable") from exc
     return RegoTestResult(run.returncode == 0, run.stdout + run.stderr, *_count_tests(run.stdout))
 
 

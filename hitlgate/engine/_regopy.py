@@ -56,12 +56,14 @@ class _Compiled:
             self.interpreter.set_input(regopy.Input(input_document))
             output = self.interpreter.query_bundle_entrypoint(self.bundle, DECISION_PATH)
         except regopy.RegoError as exc:
-            raise BackendUnavailable(f"regopy evaluation error: {_first_lines(str(exc))}") from exc
+            # An evaluation error (conflicting rule values, a failing built-in)
+            # is a bug in the policy, as OPA's internal_error is: policy_broken.
+            raise PolicyError(f"regopy evaluation error: {_first_lines(str(exc))}") from exc
         except (ValueError, TypeError) as exc:
             # regopy parses its own output as JSON; a malformed output lands here.
             raise BackendUnavailable(f"regopy returned an unreadable result: {exc}") from exc
         if not output.ok():
-            raise BackendUnavailable(f"regopy evaluation error: {_first_lines(str(output))}")
+            raise PolicyError(f"regopy evaluation error: {_first_lines(str(output))}")
         if not output.results or not output.results[0].expressions:
             return None
         return output.results[0].expressions[0]

@@ -5,7 +5,10 @@ decision. Bad *input* raises :class:`~hitlgate.errors.ValidationError` (the
 caller must fix the proposal; nothing is decided or stored). Anything that
 goes wrong on the policy side - a compile error, an evaluation error, a
 timeout, an undefined or malformed result - yields tier ``deny`` with the
-failure as its reason. Never ``auto_allow``.
+failure as its reason and in ``fail_closed.code``: ``policy_broken`` for a
+:class:`~hitlgate.errors.PolicyError` or an undefined decision,
+``backend_unavailable`` for any other engine error, ``internal`` for a bug.
+Never ``auto_allow``.
 
 Enrichment: the proposal names a target; the facts about it (environment,
 owner, users, partner, privilege) are looked up by the policy in the
@@ -24,7 +27,7 @@ from hitlgate.engine.backends import PolicyBackend
 from hitlgate.engine.config import Config
 from hitlgate.engine.decision import Decision
 from hitlgate.engine.proposal import Proposal
-from hitlgate.errors import ConfigError, HitlgateError
+from hitlgate.errors import ConfigError, HitlgateError, PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +83,19 @@ class Decider:
             output, revision = self.backend.evaluate(proposal.document)
             if output is None:
                 return self._fail(
-                    proposal, "the policy left data.hitlgate.decision undefined for this input", revision
+                    proposal, "the policy left data.hitlgate.decision undefined for this input", revision,
+                    "policy_broken",
                 )
             return Decision.from_policy_output(output, revision, self.risk_factors)
+        except PolicyError as exc:
+            return self._fail(proposal, str(exc), revision, "policy_broken")
         except HitlgateError as exc:
-            return self._fail(proposal, str(exc), revision)
+            return self._fail(proposal, str(exc), revision, "backend_unavailable")
         except Exception as exc:  # noqa: BLE001 - any unexpected failure must deny, not crash open.
             log.exception("unexpected error while deciding")
-            return self._fail(proposal, f"unexpected {type(exc).__name__}: {exc}", revision)
+            return self._fail(proposal, f"unexpected {type(exc).__name__}: {exc}", revision, "internal")
 
-    def _fail(self, proposal: Proposal, reason: str, revision: str | None) -> Decision:
+    def _fail(self, proposal: Proposal, reason: str, revision: str | None, code: str) -> Decision:
         if self.log_failures:
             log.error(
                 "decision failed closed (backend=%s, action=%s, target=%s): %s",
@@ -98,7 +104,7 @@ class Decider:
                 proposal.target,
                 reason,
             )
-        return Decision.fail_closed(f"{self.backend.name} backend: {reason}", revision)
+        return Decision.failed_closed(f"{self.backend.name} backend: {reason}", revision, code=code)
 
     def close(self) -> None:
         """Release the backend."""

@@ -4,7 +4,7 @@
 contract of ``schemas/decision.schema.json`` plus the invariants a schema
 cannot express: an approval tier has a quorum of at least one, and a tier
 that needs no approval has none. A policy output that breaks the contract
-never becomes a decision; the engine fails closed with :meth:`Decision.fail_closed`.
+never becomes a decision; the engine fails closed with :meth:`Decision.failed_closed`.
 
 Risk factors are part of the contract. The schema ships inside the package,
 so a project cannot edit its enum; instead the schema lists the built-in
@@ -14,6 +14,13 @@ built-in and the declared ones, so a typo in a rule (``crwn_jewel``) still
 fails closed instead of slipping through. A decision read back from storage
 is only checked for shape: it was checked against the factors declared when
 it was made.
+
+A fail-closed decision says why in ``fail_closed: {code, reason}``: code
+``policy_broken`` (the pack does not load or compile, the decision is
+undefined, or the output breaks this contract), ``backend_unavailable``
+(an error, timeout or unreachable backend) or ``internal`` (a bug). Only the
+engine sets it: a policy output that carries the field is itself a
+contract violation. A deny the policy decided has no ``fail_closed``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ CONTROLS = (
 )
 
 UNKNOWN_REVISION = "sha256:" + "0" * 64
+
+#: Why a decision failed closed (``fail_closed.code``).
+FAIL_CLOSED_CODES = ("policy_broken", "backend_unavailable", "internal")
 
 
 def check_risk_factors(factors: Collection[str], declared: Collection[str] = ()) -> None:
@@ -130,10 +140,14 @@ class Decision:
     controls: tuple[Mapping[str, str], ...]
     blast_radius: Mapping[str, tuple[str, ...]]
     policy_revision: str
+    #: ``{"code", "reason"}`` when the engine failed closed; None for a decision the policy made.
+    fail_closed: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
             raise PolicyError(f"unknown tier {self.tier!r}")
+        if self.fail_closed is not None and self.tier != "deny":
+            raise PolicyError(f"a fail-closed decision must be deny, not {self.tier}")
         needs_approval = self.tier in ("single_approval", "dual_approval")
         if needs_approval and self.quorum.required < 1:
             raise PolicyError(f"tier {self.tier} needs a quorum of at least 1")
@@ -171,6 +185,7 @@ class Decision:
             controls=tuple(dict(c) for c in doc["controls"]),
             blast_radius={k: tuple(v) for k, v in doc["blast_radius"].items()},
             policy_revision=doc["policy_revision"],
+            fail_closed=dict(doc["fail_closed"]) if "fail_closed" in doc else None,
         )
 
     @classmethod
@@ -185,13 +200,21 @@ class Decision:
         """
         if not isinstance(output, Mapping):
             raise PolicyError(f"policy decision is not an object (got {type(output).__name__})")
+        if "fail_closed" in output:
+            # Only the engine may say it failed closed; a policy claiming it
+            # could make a CI job read a deliberate deny as a broken pack.
+            raise PolicyError("policy decision sets fail_closed, which only the engine may set")
         decision = cls.from_dict({**output, "policy_revision": policy_revision})
         check_risk_factors(decision.risk_factors, declared_factors)
         return decision
 
     @classmethod
-    def fail_closed(cls, reason: str, policy_revision: str | None = None) -> Decision:
-        """The decision of last resort: deny, with the failure as the reason."""
+    def failed_closed(
+        cls, reason: str, policy_revision: str | None = None, *, code: str = "policy_broken"
+    ) -> Decision:
+        """The decision of last resort: deny, with the failure as the reason and in ``fail_closed``."""
+        if code not in FAIL_CLOSED_CODES:
+            raise ValueError(f"unknown fail-closed code {code!r}")
         return cls(
             tier="deny",
             risk_factors=("evaluation_error",),
@@ -201,11 +224,12 @@ class Decision:
             controls=tuple(dict(c) for c in CONTROLS),
             blast_radius={"workloads": (), "partners": ()},
             policy_revision=policy_revision or UNKNOWN_REVISION,
+            fail_closed={"code": code, "reason": reason},
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``schemas/decision.schema.json``)."""
-        return {
+        out: dict[str, Any] = {
             "tier": self.tier,
             "risk_factors": list(self.risk_factors),
             "reasons": list(self.reasons),
@@ -215,3 +239,6 @@ class Decision:
             "blast_radius": {k: list(v) for k, v in self.blast_radius.items()},
             "policy_revision": self.policy_revision,
         }
+        if self.fail_closed is not None:
+            out["fail_closed"] = dict(self.fail_closed)
+        return out

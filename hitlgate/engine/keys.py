@@ -183,17 +183,15 @@ def generate_approver_key(out: Path, *, password: bytes | None = None) -> str:
     """Create a new approver key at ``out`` (PKCS#8 PEM, mode 0600).
 
     Returns the public key in inventory form (``ed25519:<base64url>``).
-    Refuses to overwrite an existing file (:class:`InputError`): silently
-    replacing someone's signing key would orphan their registered key.
+    Refuses to overwrite an existing file or to follow a symbolic link
+    (:class:`InputError`); creates missing parent directories with mode 0700.
     """
-    out = Path(out)
+    from hitlgate.engine._files import write_file
+
     key = Ed25519PrivateKey.generate()
-    try:
-        _write_new_file(out, _private_pem(key, password))
-    except FileExistsError as exc:
-        raise InputError(f"refusing to overwrite existing key file {out}") from exc
-    except OSError as exc:
-        raise InputError(f"cannot create key file {out}: {exc.strerror}") from exc
+    # Never overwrite: silently replacing someone's signing key would orphan
+    # their registered key. Missing parent folders are created with 0700.
+    write_file(out, _private_pem(key, password), secret=True, overwrite=False, what="key file")
     return encode_public_key(public_raw(key.public_key()))
 
 

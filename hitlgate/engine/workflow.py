@@ -56,6 +56,7 @@ from hitlgate.errors import (
     HitlgateError,
     IllegalTransition,
     InputError,
+    PendingApproval,
     StorageError,
     ValidationError,
 )
@@ -698,7 +699,7 @@ class Engine:
         with self.store.write() as tx:
             req = tx.get_request(request_id)
             if req.status == lifecycle.PENDING:
-                raise ApprovalError(f"request {req.id} is pending: {self._progress(req).describe()}")
+                raise PendingApproval(f"request {req.id} is pending: {self._progress(req).describe()}")
             if req.status != lifecycle.GRANTED:
                 raise IllegalTransition(f"request {req.id} is {req.status}; no warrant can be issued for it")
             existing = tx.warrant_for(req.id)
@@ -949,3 +950,13 @@ class Engine:
         """Stored requests, newest first, optionally filtered by status."""
         with self.store.read() as tx:
             return tx.list_requests(status, limit=limit)
+
+    def warrant_records(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
+        """The issued warrant (with its consumption time) of each request that has one, read by key."""
+        out: dict[str, WarrantRecord] = {}
+        with self.store.read() as tx:
+            for request_id in request_ids:
+                record = tx.warrant_for(request_id)
+                if record is not None:
+                    out[request_id] = record
+        return out

@@ -158,7 +158,7 @@ def test_failing_unit_test_still_runs_the_corpus(project: Path) -> None:
     tests = project / "policies" / "crown_jewel_test.rego"
     tests.write_text(tests.read_text() + '\ntest_wrong if {\n\tdecide("rotate_api_key", "plain").tier == "deny"\n}\n')
     result = _policy_test()
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     assert "rego unit tests: FAILED (1 of 24 tests failed)" in result.output
     assert "test_wrong: FAIL" in result.output
     assert "scenarios: 51 passed, 0 failed" in result.output
@@ -167,7 +167,7 @@ def test_failing_unit_test_still_runs_the_corpus(project: Path) -> None:
 def test_cases_failing_closed_for_one_reason_are_reported_once(project: Path) -> None:
     # Nothing listens on port 9: every case fails closed the same way.
     result = _policy_test("--no-rego-tests", "--backend", "opa", "--opa-url", "http://127.0.0.1:9")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 3, result.output
     assert result.output.count("failed closed") == 1
     assert "FAIL 51 cases failed closed: opa backend: OPA at http://127.0.0.1:9 is unreachable" in result.output
     assert "auto.yaml#0, auto.yaml#1, auto.yaml#2 and 48 more" in result.output
@@ -177,7 +177,7 @@ def test_cases_failing_closed_for_one_reason_are_reported_once(project: Path) ->
 
 def test_json_report_groups_cases_that_failed_closed(project: Path) -> None:
     result = _policy_test("--no-rego-tests", "--json", "--backend", "opa", "--opa-url", "http://127.0.0.1:9")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     report = json.loads(result.stdout)
     [group] = report["scenario_results"]["failed_closed"]
     assert len(group["cases"]) == 51

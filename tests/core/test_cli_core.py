@@ -15,7 +15,7 @@ def test_decide_human_readable(tmp_path: Path) -> None:
     f = tmp_path / "p.json"
     f.write_text(json.dumps(make_proposal("rotate_api_key", "svc-payments-key")))
     result = CliRunner().invoke(cli, ["decide", str(f)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # approval required
     assert "tier:          DUAL APPROVAL" in result.output
     assert "someone with the role security; a member of team-payments" in result.output
 
@@ -43,7 +43,7 @@ def test_policy_test_fails_naming_a_changed_expectation(tmp_path: Path) -> None:
     text = seed.read_text()
     seed.write_text(text.replace("want_tier: dual_approval", "want_tier: auto_allow", 1))
     result = runner.invoke(cli, ["--config", str(tmp_path / "proj" / "hitlgate.yaml"), "policy", "test"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "FAIL seed.yaml#2: Seed 2" in result.output
     assert "tier: want auto_allow, got dual_approval" in result.output
 
@@ -54,7 +54,7 @@ def test_policy_test_fails_on_a_broken_rego_unit_test(tmp_path: Path) -> None:
     tests = tmp_path / "proj" / "policies" / "decision_test.rego"
     tests.write_text(tests.read_text() + '\ntest_wrong if {\n\tdecide("rotate_api_key", "key-dev").tier == "deny"\n}\n')
     result = runner.invoke(cli, ["--config", str(tmp_path / "proj" / "hitlgate.yaml"), "policy", "test"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "test_wrong: FAIL" in result.output
 
 
@@ -67,8 +67,9 @@ def test_init_then_decide_uses_the_project(tmp_path: Path) -> None:
     f = tmp_path / "p.json"
     f.write_text(json.dumps(make_proposal("invalidate_tokens", "staging-deploy-token")))
     result = runner.invoke(cli, ["--config", str(proj / "hitlgate.yaml"), "decide", "--json", str(f)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # a deny the policy decided
     assert json.loads(result.stdout)["tier"] == "deny"
+    assert "fail_closed" not in json.loads(result.stdout)
     # init refuses to overwrite a project.
     again = runner.invoke(cli, ["init", str(proj)])
     assert again.exit_code == 2

@@ -116,12 +116,12 @@ def test_config_reads_declared_factors(tmp_path: Path) -> None:
 def test_stored_decision_with_a_custom_factor_reads_back() -> None:
     # A stored decision was checked against the factors declared when it was
     # made; reading it back checks its shape only.
-    doc = Decision.fail_closed("x").to_dict() | {"risk_factors": ["crown_jewel"]}
+    doc = Decision.failed_closed("x").to_dict() | {"risk_factors": ["crown_jewel"]}
     assert Decision.from_dict(doc).risk_factors == ("crown_jewel",)
 
 
 def test_decision_schema_refuses_a_factor_that_is_not_a_name() -> None:
-    doc = Decision.fail_closed("x").to_dict() | {"risk_factors": ["Crown Jewel"]}
+    doc = Decision.failed_closed("x").to_dict() | {"risk_factors": ["Crown Jewel"]}
     with pytest.raises(PolicyError, match=r"risk_factors\[0\]: 'Crown Jewel' does not match"):
         Decision.from_dict(doc)
 

@@ -54,7 +54,7 @@ def test_removing_the_declaration_fails_the_starter_scenarios(project: Path) -> 
     cfg = project / "hitlgate.yaml"
     cfg.write_text(cfg.read_text().replace("  - crown_jewel\n", "  - crwn_jewel\n"))
     result = CliRunner().invoke(cli, ["--config", str(cfg), "policy", "test", "--no-rego-tests"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "FAIL 2 cases failed closed: embedded backend: invalid decision document:" in result.output
     assert "'crown_jewel' is neither a built-in risk factor nor declared" in result.output
     assert "did you mean 'crwn_jewel'?" in result.output

@@ -115,8 +115,8 @@ def test_cli_decide_with_opa_backend_matches_embedded(opa_server: OpaServer, tmp
         cli, ["decide", "--json", "--backend", "opa", "--opa-url", opa_server.url, proposal], env=env
     )
     embedded = runner.invoke(cli, ["decide", "--json", proposal], env=env)
-    assert via_opa.exit_code == 0, via_opa.output
-    assert embedded.exit_code == 0, embedded.output
+    assert via_opa.exit_code == 4, via_opa.output
+    assert embedded.exit_code == 4, embedded.output
     assert json.loads(via_opa.stdout) == json.loads(embedded.stdout)
     assert json.loads(via_opa.stdout)["tier"] == "dual_approval"
 

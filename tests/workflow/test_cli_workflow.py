@@ -55,9 +55,10 @@ def write(tmp_path, name, doc):
 
 def test_propose_approve_warrant_verify_consume(env, tmp_path):
     doc = proposal("suspend_service_account", "svc-ci-runner")
-    out = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json").output)
+    out = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)
     rid = out["id"]
     assert out["status"] == "pending" and out["quorum_progress"]["missing"]
+    assert out["warrant"] == {"state": "none"}
     text = run(env, "show", rid).output
     assert "0 of 1 approval" in text
     assert rid in run(env, "requests", "--status", "pending").output
@@ -75,7 +76,7 @@ def test_propose_approve_warrant_verify_consume(env, tmp_path):
 
 def test_signed_elsewhere_and_rejection(env, tmp_path):
     doc = proposal("rotate_api_key", "svc-payments-key")
-    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json").output)["id"]
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)["id"]
     stmt = tmp_path / "erin.json"
     run(env, "approve", rid, "--as", "erin", "--key", str(tmp_path / "erin.pem"), "--out", str(stmt))
     assert json.loads(run(env, "approve", "--signed", str(stmt), "--json").output)["status"] == "pending"
@@ -87,7 +88,7 @@ def test_signed_elsewhere_and_rejection(env, tmp_path):
 
 
 def test_wait_times_out_with_exit_3(env, tmp_path):
-    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json").output)["id"]
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json", code=4).output)["id"]
     assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=4).output
 
 
@@ -143,7 +144,9 @@ def test_file_errors_are_reported_not_raised(env, tmp_path):
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00garbage\n")
     assert "not UTF-8" in run(env, "audit", "verify", "--file", str(binary), code=3).output
-    nowhere = str(tmp_path / "no-such-dir" / "out")
+    # A parent that is a file cannot hold --out (a missing parent would be created).
+    (tmp_path / "a-file").write_text("")
+    nowhere = str(tmp_path / "a-file" / "out")
     assert run(env, "audit", "export", "--out", nowhere, code=2).output.startswith("error:")
     rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal("rotate_api_key", "dev-analytics-key")),
                          "--json").output)["id"]
@@ -161,6 +164,8 @@ def test_warrant_file_is_private_even_if_it_existed(env, tmp_path):
     out = tmp_path / "warrant.jws"
     out.write_text("old\n")
     out.chmod(0o644)
-    run(env, "warrant", rid, "--out", str(out))
+    assert "refusing to overwrite warrant" in run(env, "warrant", rid, "--out", str(out), code=2).output
+    assert out.read_text() == "old\n"
+    run(env, "warrant", rid, "--out", str(out), "--force")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert out.read_text().count(".") == 2

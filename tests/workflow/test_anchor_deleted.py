@@ -79,7 +79,7 @@ def test_cli_audit_anchor_reinit(tmp_path: Path) -> None:
     env = {"HITLGATE_CONFIG": str(cfg)}
     prop = tmp_path / "p.json"
     prop.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
-    _run(env, "propose", str(prop))
+    _run(env, "propose", str(prop), code=4)  # pending approval
     _run(env, "audit", "checkpoint")
     anchor = tmp_path / "keys" / "audit-anchor.jsonl"
     anchor.unlink()
@@ -91,4 +91,4 @@ def test_cli_audit_anchor_reinit(tmp_path: Path) -> None:
     assert out["anchor"] == str(anchor) and out["checkpoint"]["seq"] == 3
     verify = json.loads(_run(env, "audit", "verify", "--json").stdout)
     assert verify["ok"] and verify["anchor_reinits"] == [3]
-    _run(env, "propose", str(prop))
+    _run(env, "propose", str(prop), code=4)

@@ -305,7 +305,7 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     env = {"HITLGATE_CONFIG": str(cfg)}
     prop = tmp_path / "p.json"
     prop.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
-    _run(env, "propose", str(prop))
+    _run(env, "propose", str(prop), code=4)  # pending approval
     _run(env, "audit", "checkpoint")
     ok = json.loads(_run(env, "audit", "verify", "--json").stdout)
     assert (ok["ok"], ok["checkpoints"], ok["anchored"]) == (True, 1, 1)

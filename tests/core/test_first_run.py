@@ -95,7 +95,7 @@ def test_every_command_on_the_example_pack_warns_on_stderr_only(tmp_path: Path) 
 def test_a_project_of_its_own_gets_no_warning_and_demo_gets_none(tmp_path: Path) -> None:
     proj = _project_with_real_keys(tmp_path)
     result = CliRunner().invoke(cli, ["--config", str(proj / "hitlgate.yaml"), "decide", str(proj / "proposal.json")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # dual approval required
     assert "WARNING" not in result.stderr
     demo = CliRunner().invoke(cli, ["demo", "--decisions-only"], env={"HITLGATE_CONFIG": ""})
     assert demo.exit_code == 0 and "WARNING" not in demo.stderr

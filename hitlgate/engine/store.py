@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -593,7 +596,91 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _make_engine(url: str) -> Engine:
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for in-memory databases)."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    path = path.split("?", 1)[0]
+    return None if not path or path == ":memory:" else Path(path)
+
+
+def _describe_mode(path: Path) -> str:
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "it is on a read-only filesystem"
+        st = os.stat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}, you are uid {os.geteuid()}"
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (``access(2)``: permissions and read-only mounts)."""
+    return os.access(path, os.W_OK)
+
+
+@dataclass(frozen=True)
+class _SqliteAccess:
+    """How a SQLite state file can be opened, and why not read-write when it cannot."""
+
+    url: str
+    read_only_reason: str | None = None
+
+
+def _sqlite_access(url: str) -> _SqliteAccess:
+    """Check the state file and its directory before SQLite does, to say which path and why.
+
+    SQLite needs to write the file and to create ``-wal``/``-shm`` files next
+    to it. A file this process may only read (an auditor's copy, a
+    read-only mount) is opened read-only (``mode=ro``, plus ``immutable``
+    when the directory cannot hold SQLite's shared-memory file either):
+    reading commands work on it, writing ones are refused with the reason.
+    """
+    path = _sqlite_path(url)
+    if path is None:
+        return _SqliteAccess(url)
+    parent = path.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the state directory {parent}: {exc.strerror or exc}", code="state_unwritable"
+            ) from exc
+    if not os.access(parent, os.X_OK):
+        raise StorageError(
+            f"cannot open the state store {path}: its directory {parent} cannot be entered "
+            f"(permission denied: {_describe_mode(parent)})",
+            code="state_unreadable",
+        )
+    if not path.exists():
+        if not _writable(parent):
+            raise StorageError(
+                f"cannot create the state store {path}: its directory {parent} is not writable "
+                f"({_describe_mode(parent)})",
+                code="state_unwritable",
+            )
+        return _SqliteAccess(url)
+    if not os.access(path, os.R_OK):
+        raise StorageError(
+            f"cannot open the state store {path}: permission denied ({_describe_mode(path)})",
+            code="state_unreadable",
+        )
+    sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    dir_ok = _writable(parent) or all(p.exists() and _writable(p) for p in sidecars)
+    if _writable(path) and dir_ok:
+        return _SqliteAccess(url)
+    if not _writable(path):
+        why = f"the file is not writable ({_describe_mode(path)})"
+    else:
+        why = f"its directory {parent} is not writable ({_describe_mode(parent)})"
+    # A directory SQLite cannot write also cannot hold the shared-memory
+    # file a read-only WAL reader needs: then the copy is read as immutable.
+    immutable = "&immutable=1" if not _writable(parent) else ""
+    ro_url = f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
+    return _SqliteAccess(ro_url, read_only_reason=why)
+
+
+def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     if not _is_sqlite(url):
         return sa.create_engine(url, pool_pre_ping=True, future=True)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, future=True)
@@ -606,14 +693,15 @@ def _make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
-            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+            if not read_only and ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
             cur.execute("PRAGMA foreign_keys=ON")
             # WAL with synchronous=NORMAL loses no committed transaction on
             # a process crash; FULL also survives power loss. Security state
             # (consumed warrant ids) must survive both, so keep FULL.
-            cur.execute("PRAGMA synchronous=FULL")
+            if not read_only:
+                cur.execute("PRAGMA synchronous=FULL")
         finally:
             cur.close()
 
@@ -628,10 +716,17 @@ def _make_engine(url: str) -> Engine:
 class Store:
     """The state store. Open it with :meth:`open`; close it with :meth:`close`."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, url: str, *, read_only_reason: str | None = None) -> None:
         self.engine = engine
         self.url = url
+        #: Why the store was opened read-only (None: read-write).
+        self.read_only_reason = read_only_reason
         self._migrate_lock = threading.Lock()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (see :meth:`open`)."""
+        return self.read_only_reason is not None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -643,16 +738,28 @@ class Store:
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
                 url = "postgresql+psycopg://" + url[len(prefix):]
-        if _is_sqlite(url):
-            path = url.split("///", 1)[1] if "///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
         try:
-            store = cls(_make_engine(url), url)
-            store.migrate()
+            store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,
+                        read_only_reason=access.read_only_reason)
+            if store.read_only:
+                store._require_current_schema()
+            else:
+                store.migrate()
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot open the state store {_redact(url)}: {exc}") from exc
+            raise StorageError(f"cannot open the state store {_redact(url)}: {_db_message(exc)}") from exc
         return store
+
+    def _require_current_schema(self) -> None:
+        """A read-only store cannot be migrated: it must already be at the latest version."""
+        version = self.schema_version()
+        if version != t.LATEST_VERSION:
+            raise StorageError(
+                f"the state store {_redact(self.url)} is read-only ({self.read_only_reason}) and at schema "
+                f"version {version}, but this hitlgate needs version {t.LATEST_VERSION}; open it writable once "
+                "to migrate it",
+                code="read_only",
+            )
 
     @property
     def url_for_people(self) -> str:
@@ -702,6 +809,13 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Transaction]:
         """A serialised read-write transaction; committed on success, rolled back on any error."""
+        if self.read_only_reason is not None:
+            raise StorageError(
+                f"the state store {_redact(self.url)} is read-only: {self.read_only_reason}. This command "
+                "writes to it; run it where the store is writable (reading commands such as `requests`, "
+                "`show`, `audit verify` and `audit export` work on a read-only copy)",
+                code="read_only",
+            )
         tx: Transaction | None = None
         try:
             with self.engine.connect() as conn:
@@ -715,7 +829,7 @@ class Store:
                     tx = Transaction(conn, writable=True)
                     yield tx
         except SQLAlchemyError as exc:
-            raise StorageError(f"state store error: {getattr(exc, 'orig', None) or exc}") from exc
+            raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
         # Committed: run what waited for the commit (e.g. anchoring checkpoints).
         for callback in tx._after_commit if tx is not None else ():
             callback()
@@ -727,11 +841,21 @@ class Store:
             with self.engine.connect() as conn, conn.begin():
                 yield Transaction(conn, writable=False)
         except SQLAlchemyError as exc:
-            raise StorageError(f"state store error: {getattr(exc, 'orig', None) or exc}") from exc
+            raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+
+def _db_message(exc: SQLAlchemyError) -> str:
+    """The database's own message, without SQLAlchemy's statement dump and background link."""
+    text = str(getattr(exc, "orig", None) or exc).split("\n(Background on this error")[0].strip()
+    if "readonly database" in text:
+        text += " (the database file or its directory is not writable by this process)"
+    elif "unable to open database file" in text:
+        text += " (the file or its directory is missing or not accessible by this process)"
+    return text
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,143 @@
+"""Fault: a read-only or permission-denied state directory (an auditor's copy, a read-only mount).
+
+Before the fix, every command failed with SQLite's "unable to open database
+file" plus a SQLAlchemy background link, naming neither the path nor the
+reason, and even reading commands failed on a read-only copy. Now reading
+commands (``requests``, ``show``, ``audit verify``, ``audit export``) open a
+store they may not write read-only, writing commands are refused naming the
+path and why, and an inaccessible directory is named with its mode.
+
+Root ignores file modes, so the permission cases run the real CLI as root
+without the capabilities that override file modes (``setpriv`` drops
+``CAP_DAC_OVERRIDE`` and ``CAP_DAC_READ_SEARCH``); the read-only filesystem
+is a real read-only tmpfs mount. Both need root and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hitlgate.cli import cli
+from tests.workflow._helpers import proposal
+
+NOBODY = 65534
+#: Run as root, but bound by file modes like any other user.
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+HITLGATE = str(Path(sys.executable).parent / "hitlgate")
+
+
+def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def _config(path: Path, state: Path, keys: Path, anchor: Path | None = None) -> dict[str, str]:
+    text = f"state: sqlite:///{state}\nkeys: {keys}\n" + (f"audit_anchor: {anchor}\n" if anchor else "")
+    path.write_text(text)
+    return {"HITLGATE_CONFIG": str(path), "HITLGATE_HOME": str(path.parent)}
+
+
+@pytest.fixture
+def world() -> Iterator[Path]:
+    """A directory everybody may enter (tmp_path is private to root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: to mount a read-only filesystem and to run the CLI as nobody")
+    base = Path(tempfile.mkdtemp(prefix="hitlgate-ro-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        subprocess.run(["umount", "-l", str(base / "ro")], capture_output=True, check=False, timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _make_store(base: Path) -> tuple[dict[str, str], str]:
+    """A store with one pending request and an anchored checkpoint; return its env and the request id."""
+    env = _config(base / "hitlgate.yaml", base / "state" / "state.db", base / "keys")
+    prop = base / "p.json"
+    prop.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
+    prop.chmod(0o644)
+    rid = json.loads(_run(env, "propose", str(prop), "--json").stdout)["id"]
+    _run(env, "audit", "checkpoint")
+    return env, rid
+
+
+def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
+    _, rid = _make_store(world)
+    ro = world / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
+                             check=False, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
+    shutil.copy2(world / "state" / "state.db", ro / "state.db")
+    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True, timeout=30)
+    env = _config(world / "ro.yaml", ro / "state.db", world / "keys")
+    assert rid in _run(env, "requests").output
+    assert json.loads(_run(env, "show", rid, "--json").stdout)["status"] == "pending"
+    assert "audit chain OK: 2 events, 1 signed checkpoint(s), 1 anchored" in _run(env, "audit", "verify").output
+    assert len(_run(env, "audit", "export").stdout.splitlines()) == 3
+    err = _run(env, "propose", str(world / "p.json"), code=1).output
+    assert (f"the state store sqlite:///{ro / 'state.db'} is read-only: the file is not writable "
+            "(it is on a read-only filesystem)") in err
+    assert "sqlalche.me" not in err
+
+
+def _unprivileged(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root's file-mode override")
+    return subprocess.run([*UNPRIVILEGED, HITLGATE, *args], env={"PATH": os.environ.get("PATH", ""), **env},
+                          capture_output=True, text=True, timeout=120, check=False, cwd="/")
+
+
+def test_auditors_read_only_copy(world: Path) -> None:
+    env, rid = _make_store(world)
+    jwks = world / "jwks.json"
+    jwks.write_text(_run(env, "keys", "jwks", "--all").stdout)
+    copy = world / "copy"
+    copy.mkdir()
+    shutil.copy2(world / "state" / "state.db", copy / "state.db")
+    shutil.copy2(world / "keys" / "audit-anchor.jsonl", copy / "audit-anchor.jsonl")
+    for f in (copy / "state.db", copy / "audit-anchor.jsonl", jwks):
+        f.chmod(0o444)
+    copy.chmod(0o555)
+    auditor = _config(world / "auditor.yaml", copy / "state.db", world / "no-keys", copy / "audit-anchor.jsonl")
+    (world / "auditor.yaml").chmod(0o644)
+    listed = _unprivileged(auditor, "requests")
+    assert listed.returncode == 0 and rid in listed.stdout, listed.stderr
+    shown = _unprivileged(auditor, "show", rid, "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == rid, shown.stderr
+    verified = _unprivileged(auditor, "audit", "verify", "--jwks", str(jwks))
+    assert verified.returncode == 0 and "audit chain OK: 2 events" in verified.stdout, verified.stderr
+    exported = _unprivileged(auditor, "audit", "export")
+    assert exported.returncode == 0 and len(exported.stdout.splitlines()) == 3, exported.stderr
+    refused = _unprivileged(auditor, "propose", str(world / "p.json"))
+    assert refused.returncode == 1
+    assert (f"the state store sqlite:///{copy / 'state.db'} is read-only: the file is not writable (mode 0444, "
+            "owner uid 0, you are uid 0)") in refused.stderr
+    assert "Traceback" not in refused.stderr and "sqlalche.me" not in refused.stderr
+
+
+def test_permission_denied_state_directory_is_named(world: Path) -> None:
+    env, _ = _make_store(world)
+    (world / "state").chmod(0o700)
+    os.chown(world / "state", NOBODY, NOBODY)
+    (world / "hitlgate.yaml").chmod(0o644)
+    denied = _unprivileged(env, "requests")
+    assert denied.returncode == 1
+    state = world / "state"
+    assert (f"cannot open the state store {state / 'state.db'}: its directory {state} cannot be entered "
+            f"(permission denied: mode 0700, owner uid {NOBODY}, you are uid 0)") in denied.stderr
+    assert "Traceback" not in denied.stderr and "sqlalche.me" not in denied.stderr

@@ -69,7 +69,7 @@ def _make_store(base: Path) -> tuple[dict[str, str], str]:
     prop = base / "p.json"
     prop.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
     prop.chmod(0o644)
-    rid = json.loads(_run(env, "propose", str(prop), "--json").stdout)["id"]
+    rid = json.loads(_run(env, "propose", str(prop), "--json", code=4).stdout)["id"]  # 4: pending approval
     _run(env, "audit", "checkpoint")
     return env, rid
 

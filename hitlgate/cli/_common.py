@@ -1,9 +1,15 @@
-"""Shared CLI plumbing: configuration loading, the ``--json`` flag, JSON/text output helpers."""
+"""Shared CLI plumbing: configuration loading, the ``--json`` flag, reading documents, JSON/text output helpers.
+
+Every document a command reads from a file or stdin goes through
+:func:`read_json_arg` or :func:`read_text_arg`: read under the byte limit
+the configuration sets for its kind (``limits:`` in ``hitlgate.yaml``),
+decoded as strict UTF-8 and parsed without recursion (see
+:mod:`hitlgate.engine._safeparse`).
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -11,9 +17,19 @@ from typing import Any, TypeVar
 import click
 
 from hitlgate.engine._demokeys import uses_example_pack
+from hitlgate.engine._safeparse import parse_json, read_limited, shorten
 from hitlgate.engine.config import Config, load_config
 from hitlgate.engine.decision import Decision
-from hitlgate.errors import EXIT_ERROR, EXIT_OK, EXIT_PENDING, EXIT_POLICY_BROKEN, EXIT_REFUSED, ValidationError
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
+from hitlgate.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_POLICY_BROKEN,
+    EXIT_REFUSED,
+    InputError,
+    ValidationError,
+)
 
 
 @dataclass
@@ -81,22 +97,63 @@ def json_option(f: F) -> F:
     )(f)
 
 
+#: Which byte limit (a :class:`~hitlgate.engine.limits.Limits` field) applies to a document, by its name.
+_LIMIT_OF = {
+    "proposal": "proposal_bytes",
+    "action": "proposal_bytes",
+    "signed approval": "approval_bytes",
+    "signed rejection": "approval_bytes",
+    "JWKS": "jwks_bytes",
+    "warrant": "warrant_bytes",
+}
+
+
+def current_limits() -> Limits:
+    """The limits of the invocation's configuration (the defaults outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(CliState) if ctx is not None else None
+    return state.config.limits if state is not None else DEFAULT_LIMITS
+
+
+def _limit_key(what: str) -> str:
+    return _LIMIT_OF.get(what, "proposal_bytes")
+
+
 def read_json_arg(path: str, what: str) -> Any:
-    """Read a JSON document from a file path or ``-`` (stdin)."""
+    """Read a JSON document from a file path or ``-`` (stdin), under the byte limit for ``what``."""
+    limits = current_limits()
+    key = _limit_key(what)
+    data, label = read_limited(path, max_bytes=getattr(limits, key), what=what, limit_key=key)
+    return parse_json(data, what=what, label=label, max_depth=limits.max_depth)
+
+
+def read_text_arg(path: str, what: str) -> str:
+    """Read a short text document (a warrant) from a file path or ``-`` (stdin), under its byte limit."""
+    limits = current_limits()
+    key = _limit_key(what)
+    data, label = read_limited(path, max_bytes=getattr(limits, key), what=what, limit_key=key)
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-    except OSError as exc:
-        raise ValidationError(what, [f"(document): cannot read {path}: {exc.strerror}"]) from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
         raise ValidationError(
-            what, [f"(document): malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-        ) from exc
+            what, [f"{label}: byte 0x{data[exc.start]:02x} at byte offset {exc.start} is not ASCII; "
+                   "a compact JWS is ASCII only"],
+            code="bad_encoding",
+        ) from None
+    return text.strip()
+
+
+def check_text_arg(value: str, what: str) -> str:
+    """A document given on the command line itself, refused over its byte limit."""
+    limits = current_limits()
+    key = _limit_key(what)
+    if len(value.encode("utf-8", "surrogatepass")) > getattr(limits, key):
+        raise InputError(
+            f"{what}: the argument is larger than the limit of {getattr(limits, key)} bytes "
+            f"({shorten(value, 40)}); raise limits.{key} in hitlgate.yaml if it is genuine",
+            code="input_too_large",
+        )
+    return value
 
 
 def echo_json(value: Any) -> None:

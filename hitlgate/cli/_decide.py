@@ -12,6 +12,7 @@ import click
 
 from hitlgate.cli._common import (
     CliState,
+    current_limits,
     decision_exit_code,
     echo_json,
     examples,
@@ -139,7 +140,7 @@ def decide(
       1  backend unavailable: failed closed to deny; the decision is printed
       2  invalid proposal
     """
-    proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"))
+    proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"), limits=current_limits())
     config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
     decider = Decider.from_config(config)
     try:

@@ -38,7 +38,7 @@ def policy_bundle(state: CliState, out: Path) -> None:
     link is refused. Exit code 0, 5 when the pack does not load.
     """
     config = state.config
-    pack = PolicyPack.load(config.policy_dir, config.data_paths)
+    pack = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits)
     # Replacing is the normal case (CI rebuilds it); the rename keeps an OPA
     # server polling the path from reading half a bundle.
     write_file(out, build_bundle(pack), secret=False, overwrite=True, what="bundle")

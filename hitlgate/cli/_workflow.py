@@ -17,28 +17,40 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
 
 from hitlgate.cli._common import (
     CliState,
+    check_text_arg,
+    current_limits,
     decision_exit_code,
     echo_json,
     examples,
     json_option,
     pass_state,
     read_json_arg,
+    read_text_arg,
 )
 from hitlgate.engine import lifecycle
 from hitlgate.engine._files import write_file
+from hitlgate.engine._safeparse import LimitedLines
 from hitlgate.engine._time import format_time, utcnow
 from hitlgate.engine.anchor import load_external_anchor
 from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import read_export, verify_chain
 from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
 from hitlgate.engine.proposal import Proposal
-from hitlgate.errors import EXIT_OK, EXIT_PENDING, EXIT_REFUSED, HitlgateError, InputError
+from hitlgate.errors import (
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_REFUSED,
+    AuditChainError,
+    HitlgateError,
+    InputError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     # The store and workflow pull in SQLAlchemy; import them only when a
@@ -181,15 +193,12 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 def _read_text_arg(value: str, what: str) -> str:
     """A compact JWS given literally, ``-`` for stdin, or a file path (``@FILE`` also works)."""
     if value == "-":
-        return sys.stdin.read().strip()
-    if _COMPACT_JWS.fullmatch(value.strip()):
+        return read_text_arg("-", what)
+    if _COMPACT_JWS.fullmatch(check_text_arg(value, what).strip()):
         return value.strip()
     path = Path(value[1:] if value.startswith("@") else value)
     if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InputError(f"cannot read {what} from {path}: {exc.strerror}") from exc
+        return read_text_arg(str(path), what)
     raise InputError(f"{what}: not a compact JWS and not a readable file")
 
 
@@ -214,7 +223,7 @@ def propose(state: CliState, proposal_file: str) -> None:
       1  backend unavailable (failed closed to deny) or a storage error
       2  invalid proposal
     """
-    proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"))
+    proposal = Proposal.from_dict(read_json_arg(proposal_file, "proposal"), limits=current_limits())
     with open_engine(state) as engine:
         req = engine.propose(proposal)
         if state.json:
@@ -642,8 +651,15 @@ def audit_verify(
     if export_file:
         if keys_ is None:
             keys_ = _keyring(state).public_keys(include_expired=True)
-        with _file_errors(export_file, "read"), open(export_file, encoding="utf-8") as fh:
-            exported = read_export(fh)
+        with _file_errors(export_file, "read"), open(export_file, "rb") as fh:
+            # Line by line under limits.audit_line_bytes: an export may be large, a line may not.
+            lines = LimitedLines(fh, max_line_bytes=current_limits().audit_line_bytes, what="audit export",
+                                 label=export_file, limit_key="audit_line_bytes")
+            try:
+                exported = read_export(cast("IO[str]", lines))
+            except ValidationError as exc:
+                # An export that cannot be read does not verify (exit 3), like a malformed line.
+                raise AuditChainError(f"audit export {exc.problems[0]}", code=exc.code) from exc
         report = verify_chain(exported.events, exported.checkpoints, keys_, anchors=anchors)
         summary = {"ok": True, "events": report.events_checked, "checkpoints": report.checkpoints_verified,
                    "anchored": report.anchored, "head_seq": report.last_seq, "head_hash": report.head_hash}

@@ -72,7 +72,7 @@ def diagnose(config: Config) -> BackendReport:
         location = f"in process ({config.policy_dir})"
     report = BackendReport(backend=kind, location=location)
     try:
-        report.local_revision = PolicyPack.load(config.policy_dir, config.data_paths).revision
+        report.local_revision = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits).revision
     except HitlgateError as exc:
         report.problems.append(f"local policy pack does not load: {exc}")
     if kind == "opa":

@@ -53,6 +53,7 @@ import requests
 from opa_client import OpaClient
 
 from hitlgate.engine.config import Config
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack
 from hitlgate.errors import BackendUnavailable, ConfigError, HitlgateError, PolicyError
 
@@ -84,9 +85,10 @@ class OpaAnswer:
 class _LocalPack:
     """The local pack whose revision OPA must serve; reloaded when its files change."""
 
-    def __init__(self, policy_dir: Path, data_paths: tuple[Path, ...]) -> None:
+    def __init__(self, policy_dir: Path, data_paths: tuple[Path, ...], limits: Limits = DEFAULT_LIMITS) -> None:
         self._policy_dir = policy_dir
         self._data_paths = data_paths
+        self._limits = limits
         self._lock = threading.Lock()
         self._pack: PolicyPack | None = None
         self._error: HitlgateError | None = None
@@ -94,7 +96,7 @@ class _LocalPack:
 
     def _load(self) -> None:
         try:
-            pack = PolicyPack.load(self._policy_dir, self._data_paths)
+            pack = PolicyPack.load(self._policy_dir, self._data_paths, limits=self._limits)
         except HitlgateError as exc:
             log.error(
                 "local policy pack %s failed to load, so the OPA backend cannot know which "
@@ -140,6 +142,7 @@ class OpaBackend:
         policy_dir: Path | None = None,
         data_paths: tuple[Path, ...] = (),
         timeout_ms: int = 500,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """Connect to the OPA server at ``url`` (no request is made yet).
 
@@ -154,7 +157,7 @@ class OpaBackend:
         self.url = url.rstrip("/")
         self.timeout_ms = timeout_ms
         self._fixed_revision = expected_revision
-        self._local = _LocalPack(Path(policy_dir), tuple(data_paths)) if policy_dir is not None else None
+        self._local = _LocalPack(Path(policy_dir), tuple(data_paths), limits) if policy_dir is not None else None
         self._client = _make_client(self.url, timeout_ms / 1000.0)
         self._problem_lock = threading.Lock()
         self._problem: str | None = None
@@ -169,6 +172,7 @@ class OpaBackend:
             policy_dir=config.policy_dir,
             data_paths=tuple(config.data_paths),
             timeout_ms=config.backend.timeout_ms,
+            limits=config.limits,
         )
 
     @property

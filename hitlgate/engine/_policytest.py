@@ -267,7 +267,7 @@ def run_policy_test(config: Config, *, rego_tests: bool = True, opa: Path | None
     if config.backend.kind == "embedded":
         regopy_compile(pack)
     rego = run_rego_tests(config.policy_dir, opa) if rego_tests else None
-    scenarios = load_scenarios([config.scenario_dir])
+    scenarios = load_scenarios([config.scenario_dir], limits=config.limits)
     # The report names every failing case with its reason, so the decider
     # does not also log each one.
     decider = Decider.from_config(config, log_failures=False)

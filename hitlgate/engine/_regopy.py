@@ -6,20 +6,37 @@ plan. The pack is recompiled when a policy or inventory file changes.
 
 regopy's interpreter is not thread-safe, so every thread keeps its own
 interpreter and compiled bundle (one per revision).
+
+stdout belongs to the caller (``decide --json`` prints one JSON document
+there), but rego-cpp writes compile errors ("Errors: ...") and the output
+of Rego's ``print``/``trace`` to the process's file descriptor 1, below
+Python. So compiling, and evaluating a pack whose source calls ``print``
+or ``trace``, runs with fd 1 pointed at a temporary file
+(:func:`_native_stdout_captured`); the capture becomes the compile error's
+message or a log line on stderr. The redirect is process-wide, so it holds
+a lock: compiles are rare, and packs without ``print``/``trace`` (the
+norm in production) evaluate without it, in parallel.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import os
+import re
+import sys
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import regopy
 
 from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
 from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
 
@@ -28,17 +45,84 @@ log = logging.getLogger(__name__)
 #: Loads tried in a row when the files change while a broken pack loads.
 RELOAD_ATTEMPTS = 3
 
+#: Serialises every redirect of fd 1: it is one per process.
+_STDOUT_LOCK = threading.Lock()
+#: At most this much native output is kept per capture.
+_MAX_CAPTURE = 64 * 1024
+#: Rego builtins that write to stdout from inside evaluation.
+_WRITES_STDOUT = re.compile(r"\b(?:print|trace)\s*\(")
+
+try:
+    _fflush: Any = ctypes.CDLL(None).fflush
+    _fflush.argtypes = [ctypes.c_void_p]
+except (OSError, AttributeError):  # pragma: no cover - no C library to flush (not POSIX).
+    _fflush = None
+
+
+def _flush_native() -> None:
+    # rego-cpp writes through C stdio, whose buffer must reach fd 1 while
+    # fd 1 is still the capture file, not after it is restored.
+    if _fflush is not None:
+        _fflush(None)
+
+
+@contextmanager
+def _native_stdout_captured() -> Iterator[list[str]]:
+    """Point fd 1 at a temporary file while native code runs; the list receives what it wrote.
+
+    Thread-safe (one redirect at a time); if fd 1 cannot be redirected
+    (closed, no temp dir), the body runs without a capture.
+    """
+    captured: list[str] = []
+    with _STDOUT_LOCK:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        _flush_native()
+        try:
+            saved = os.dup(1)
+            sink = tempfile.TemporaryFile()
+        except OSError:
+            yield captured
+            return
+        try:
+            os.dup2(sink.fileno(), 1)
+            try:
+                yield captured
+            finally:
+                _flush_native()
+                os.dup2(saved, 1)
+            sink.seek(0)
+            captured.append(sink.read(_MAX_CAPTURE).decode("utf-8", "replace"))
+        finally:
+            os.close(saved)
+            sink.close()
+
 
 def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
-    """A fresh interpreter with ``pack`` compiled into a bundle for ``hitlgate/decision``."""
+    """A fresh interpreter with ``pack`` compiled into a bundle for ``hitlgate/decision``.
+
+    rego-cpp's error report goes to fd 1; it is captured into the
+    :class:`PolicyError`'s message instead, so stdout stays the caller's.
+    """
     interpreter = regopy.Interpreter()
-    try:
-        for name, source in pack.modules:
-            interpreter.add_module(name, source)
-        interpreter.add_data_json(json.dumps(pack.data))
-        bundle = interpreter.build(None, [DECISION_PATH])
-    except regopy.RegoError as exc:
-        raise RegoCompileError("regopy", from_regopy(str(exc), dict(pack.modules)), str(exc)) from exc
+    with _native_stdout_captured() as native:
+        try:
+            for name, source in pack.modules:
+                interpreter.add_module(name, source)
+            interpreter.add_data_json(json.dumps(pack.data))
+            bundle = interpreter.build(None, [DECISION_PATH])
+        except regopy.RegoError as exc:
+            error: regopy.RegoError | None = exc
+        else:
+            error = None
+    report = "".join(native).strip()
+    if report:
+        # rego-cpp's own report of the same errors; the message below is built from the exception.
+        log.debug("regopy wrote while compiling the policy: %s", _first_lines(report, 40))
+    if error is not None:
+        raise RegoCompileError("regopy", from_regopy(str(error), dict(pack.modules)), str(error)) from error
     if not bundle.ok():
         raise PolicyError("policy does not compile: regopy could not build the bundle")
     return interpreter, bundle
@@ -50,8 +134,22 @@ class _Compiled:
     def __init__(self, pack: PolicyPack) -> None:
         self.revision = pack.revision
         self.interpreter, self.bundle = compile_pack(pack)
+        self.writes_stdout = any(_WRITES_STDOUT.search(source) for _, source in pack.modules)
 
     def query(self, input_document: Mapping[str, Any]) -> Any:
+        if not self.writes_stdout:
+            return self._query(input_document)
+        native: list[str] = []
+        try:
+            with _native_stdout_captured() as native:
+                return self._query(input_document)
+        finally:
+            # Rego print/trace output goes to stderr through the log, as OPA sends it to stderr.
+            text = "".join(native).strip()
+            if text:
+                log.warning("policy output (print/trace): %s", _first_lines(text, 20))
+
+    def _query(self, input_document: Mapping[str, Any]) -> Any:
         try:
             self.interpreter.set_input(regopy.Input(input_document))
             output = self.interpreter.query_bundle_entrypoint(self.bundle, DECISION_PATH)
@@ -79,9 +177,12 @@ class RegopyBackend:
 
     name = "embedded"
 
-    def __init__(self, policy_dir: Path, data_paths: list[Path], *, watch: bool = True) -> None:
+    def __init__(
+        self, policy_dir: Path, data_paths: list[Path], *, watch: bool = True, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self._policy_dir = Path(policy_dir)
         self._data_paths = [Path(p) for p in data_paths]
+        self._limits = limits
         self._watch = watch
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -117,7 +218,7 @@ class RegopyBackend:
             # broken files (the engine would deny until something changed again).
             before = self._disk_fingerprint()
             try:
-                pack = PolicyPack.load(self._policy_dir, self._data_paths)
+                pack = PolicyPack.load(self._policy_dir, self._data_paths, limits=self._limits)
                 # Compile up front so errors surface at load; this thread keeps it.
                 compiled = _Compiled(pack)
             except HitlgateError as exc:

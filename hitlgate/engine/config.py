@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hitlgate.engine import schemas
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir, bundled_scenario_dir
+from hitlgate.engine._safeparse import load_yaml, read_limited
+from hitlgate.engine.limits import CONFIG_MAX_BYTES, DEFAULT_LIMITS, Limits
 from hitlgate.errors import ConfigError, ValidationError
 
 CONFIG_ENV = "HITLGATE_CONFIG"
@@ -77,6 +77,8 @@ class Config:
     #: Risk factors the project's policies add to the built-in ones; the
     #: decision contract accepts exactly the built-in and these.
     risk_factors: tuple[str, ...] = ()
+    #: Byte and nesting limits on documents read from outside (``limits:``).
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -92,11 +94,12 @@ class Config:
         """Load and validate a ``hitlgate.yaml``."""
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+            data, label = read_limited(path, max_bytes=CONFIG_MAX_BYTES, what=f"config {path}", limit_key="(fixed)")
+            raw = load_yaml(data, what=f"config {path}", label=label, max_depth=DEFAULT_LIMITS.max_depth)
+        except ValidationError as exc:
+            if exc.code == "unreadable":
+                raise ConfigError(f"cannot read config {path}: {exc.problems[0]}") from exc
+            raise ConfigError(str(exc), code=None if exc.code.startswith("invalid_") else exc.code) from exc
         raw = raw or {}
         try:
             schemas.validate("config", raw, what=f"config {path}")
@@ -142,6 +145,8 @@ class Config:
             kwargs["audit_anchor"] = rel(raw["audit_anchor"])
         if "risk_factors" in raw:
             kwargs["risk_factors"] = tuple(raw["risk_factors"])
+        if "limits" in raw:
+            kwargs["limits"] = Limits.from_dict(raw["limits"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):
             if key in raw:
                 kwargs[key] = raw[key]

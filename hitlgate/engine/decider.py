@@ -37,7 +37,7 @@ def backend_from_config(config: Config) -> PolicyBackend:
     if config.backend.kind == "embedded":
         from hitlgate.engine._regopy import RegopyBackend
 
-        return RegopyBackend(config.policy_dir, list(config.data_paths))
+        return RegopyBackend(config.policy_dir, list(config.data_paths), limits=config.limits)
     if config.backend.kind == "opa":
         try:
             from hitlgate.engine._opa import OpaBackend  # type: ignore[import-not-found,unused-ignore]

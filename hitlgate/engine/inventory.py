@@ -6,6 +6,12 @@ section; an id defined twice, or a reference to an id that does not exist
 (an owner team, a workload in ``used_by``, a partner), is an error naming the
 file and the field. The merged document is what the policy sees under
 ``data.inventory``.
+
+A file is read under ``limits.inventory_file_bytes`` and parsed by
+:func:`hitlgate.engine._safeparse.load_yaml`: strict UTF-8, nesting
+bounded without recursion, and no anchors, aliases, merge keys, custom
+tags or duplicate keys (an id written twice in one file is an error, not a
+silent override).
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hitlgate.engine import schemas
+from hitlgate.engine._safeparse import load_yaml, read_limited
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import PolicyError, ValidationError
 
 SECTIONS = ("teams", "workloads", "partners", "identities", "approvers")
@@ -91,17 +98,16 @@ class Inventory:
         return None
 
 
-def _load_yaml(path: Path) -> Any:
+def _load_yaml(path: Path, limits: Limits) -> Any:
     try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationError(f"inventory {path}", [f"malformed YAML{where}: {problem}"]) from exc
-    except OSError as exc:
-        raise PolicyError(f"cannot read inventory file {path}: {exc.strerror}") from exc
+        data, label = read_limited(
+            path, max_bytes=limits.inventory_file_bytes, what="inventory", limit_key="inventory_file_bytes"
+        )
+    except ValidationError as exc:
+        if exc.code == "unreadable":
+            raise PolicyError(f"cannot read inventory file {path}: {exc.problems[0]}") from exc
+        raise
+    return load_yaml(data, what="inventory", label=label, max_depth=limits.max_depth)
 
 
 def inventory_files(paths: Iterable[Path]) -> list[Path]:
@@ -178,15 +184,15 @@ def check_references(doc: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def load_inventory(paths: Iterable[Path]) -> Inventory:
-    """Load, validate and merge inventory files or directories."""
+def load_inventory(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) -> Inventory:
+    """Load, validate and merge inventory files or directories (each file under ``limits``)."""
     files = inventory_files(paths)
     if not files:
         raise PolicyError("no inventory files found; an empty inventory would make every target unknown")
     docs: list[tuple[str, Mapping[str, Any]]] = []
     problems: list[str] = []
     for f in files:
-        doc = _load_yaml(f)
+        doc = _load_yaml(f, limits)
         if doc is None:
             doc = {}
         found = schemas.problems("inventory", doc)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hitlgate.engine.inventory import Inventory, inventory_files, load_inventory
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.proposal import canonical_json
 from hitlgate.errors import PolicyError
 
@@ -64,8 +65,8 @@ class PolicyPack:
     fingerprint: tuple[tuple[str, int, int], ...] = field(repr=False)
 
     @classmethod
-    def load(cls, policy_dir: Path, data_paths: Sequence[Path]) -> PolicyPack:
-        """Read and validate a pack; raises PolicyError or ValidationError."""
+    def load(cls, policy_dir: Path, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> PolicyPack:
+        """Read and validate a pack (inventory files under ``limits``); raises PolicyError or ValidationError."""
         policy_dir = Path(policy_dir)
         data_paths = tuple(Path(p) for p in data_paths)
         files = policy_files(policy_dir)
@@ -82,7 +83,7 @@ class PolicyPack:
                 modules.append((f.relative_to(policy_dir).as_posix(), f.read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError) as exc:
                 raise PolicyError(f"cannot read policy module {f}: {exc}") from exc
-        inventory = load_inventory(data_paths)
+        inventory = load_inventory(data_paths, limits=limits)
         return cls(
             policy_dir=policy_dir,
             data_paths=data_paths,

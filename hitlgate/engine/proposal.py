@@ -5,13 +5,22 @@ is used for anything. The *action digest* binds approvals and warrants to
 exactly one action: ``sha256:`` + hex SHA-256 over the RFC 8785 canonical
 JSON of the ``action`` object, so any change to type, target or parameters
 changes it.
+
+Hostile input is stopped before validation: :meth:`Proposal.from_json`
+refuses a document over ``limits.proposal_bytes`` before parsing it and
+measures its nesting without recursion; :meth:`Proposal.from_dict` (also
+the SDK's entry) walks the document with an explicit stack, refusing one
+nested deeper than ``limits.max_depth``, larger than a proposal of
+``limits.proposal_bytes`` could be, with non-string keys, or with strings
+holding NUL or lone surrogates. Only then does the schema, whose own
+limits (string and array lengths, key counts, the depth of ``parameters``
+and ``evidence``) are the contract, see it.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +28,8 @@ from typing import Any
 import rfc8785
 
 from hitlgate.engine import schemas
+from hitlgate.engine._safeparse import check_tree, parse_json
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import ValidationError
 
 
@@ -45,21 +56,27 @@ class Proposal:
         schemas.validate("proposal", self.document)
 
     @classmethod
-    def from_dict(cls, document: Any) -> Proposal:
+    def from_dict(cls, document: Any, *, limits: Limits = DEFAULT_LIMITS) -> Proposal:
         """Validate ``document`` and wrap a private deep copy of it."""
         schemas.require_mapping(document, "proposal")
+        # A JSON text of N bytes holds at most N/2 values ("[0,0,...]"), so
+        # a dict may hold no more than a file of the byte limit could.
+        check_tree(document, what="proposal", max_depth=limits.max_depth, max_values=limits.proposal_bytes // 2)
         return cls(copy.deepcopy(dict(document)))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Proposal:
-        """Parse and validate a JSON proposal."""
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
+    def from_json(cls, text: str | bytes, *, limits: Limits = DEFAULT_LIMITS, label: str = "(document)") -> Proposal:
+        """Parse and validate a JSON proposal (bytes are refused over ``limits.proposal_bytes`` before parsing)."""
+        size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+        if size > limits.proposal_bytes:
             raise ValidationError(
-                "proposal", [f"(document): malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-            ) from exc
-        return cls.from_dict(doc)
+                "proposal",
+                [f"{label}: larger than the limit of {limits.proposal_bytes} bytes ({size} bytes); "
+                 "raise limits.proposal_bytes in hitlgate.yaml if this document is genuine"],
+                code="input_too_large",
+            )
+        doc = parse_json(text, what="proposal", label=label, max_depth=limits.max_depth)
+        return cls.from_dict(doc, limits=limits)
 
     @property
     def action(self) -> Mapping[str, Any]:

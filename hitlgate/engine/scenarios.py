@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hitlgate.engine._safeparse import load_yaml, read_limited
 from hitlgate.engine.decider import Decider
 from hitlgate.engine.decision import TIERS, Decision
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.proposal import Proposal
 from hitlgate.errors import PolicyError, ValidationError
 
@@ -62,7 +62,7 @@ class ScenarioReport:
         return bool(self.passed) and not self.failed
 
 
-def _case(source: str, index: int, raw: Any) -> Scenario:
+def _case(source: str, index: int, raw: Any, limits: Limits = DEFAULT_LIMITS) -> Scenario:
     where = f"{source}: cases[{index}]"
     if not isinstance(raw, dict):
         raise ValidationError("scenario", [f"{where}: expected a mapping"])
@@ -76,14 +76,18 @@ def _case(source: str, index: int, raw: Any) -> Scenario:
     if not isinstance(factors, list) or not all(isinstance(f, str) for f in factors):
         raise ValidationError("scenario", [f"{where}.want_factors: expected a list of strings"])
     try:
-        proposal = Proposal.from_dict(raw["proposal"])
+        proposal = Proposal.from_dict(raw["proposal"], limits=limits)
     except ValidationError as exc:
         raise ValidationError("scenario", [f"{where}.proposal: {p}" for p in exc.problems]) from exc
     return Scenario(source, index, str(raw["note"]), proposal, raw["want_tier"], frozenset(factors))
 
 
-def load_scenarios(paths: Iterable[Path]) -> list[Scenario]:
-    """Load every case from scenario files or directories of ``*.yaml``."""
+def load_scenarios(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) -> list[Scenario]:
+    """Load every case from scenario files or directories of ``*.yaml``.
+
+    Each file is read under ``limits.scenario_file_bytes`` and parsed like an
+    inventory file (no aliases, bounded nesting, strict UTF-8).
+    """
     files: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -95,13 +99,13 @@ def load_scenarios(paths: Iterable[Path]) -> list[Scenario]:
             raise PolicyError(f"scenario path {p} does not exist")
     out: list[Scenario] = []
     for f in files:
-        try:
-            doc = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ValidationError("scenario", [f"{f.name}: malformed YAML: {exc}"]) from exc
+        data, _ = read_limited(
+            f, max_bytes=limits.scenario_file_bytes, what="scenario", limit_key="scenario_file_bytes"
+        )
+        doc = load_yaml(data, what="scenario", label=f.name, max_depth=limits.max_depth)
         if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):
             raise ValidationError("scenario", [f"{f.name}: expected a mapping with a 'cases' list"])
-        out.extend(_case(f.name, i, c) for i, c in enumerate(doc["cases"]))
+        out.extend(_case(f.name, i, c, limits) for i, c in enumerate(doc["cases"]))
     return out
 
 

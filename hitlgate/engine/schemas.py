@@ -10,34 +10,206 @@ validation off the decision hot path; only a document it rejects goes
 through ``jsonschema``, the reference implementation, which lists every
 problem with its path. If the two ever disagree on a rejected document, the
 document is still rejected (fail closed).
+
+Messages never echo a whole value. ``jsonschema`` writes ``repr(instance)``
+into most of its messages, eagerly, which for a hostile document means a
+20 MB string in the message or minutes spent on the repr of a huge list; so
+the keywords whose message shows the instance are replaced by ones that
+describe it in at most 80 characters (:func:`hitlgate.engine._safeparse.describe`),
+every other message is cut to a bounded length, and at most
+:data:`MAX_PROBLEMS` problems are listed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
+from itertools import islice
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError as _SchemaError
 
 from hitlgate.engine._resources import schema_path
+from hitlgate.engine._safeparse import ECHO_CHARS, describe, shorten
 from hitlgate.errors import ValidationError
 
 SCHEMAS = ("proposal", "inventory", "decision", "config")
 
+#: At most this many problems are listed for one document (the rest are counted).
+MAX_PROBLEMS = 50
+#: Longest message line, whatever a keyword wrote.
+_MAX_MESSAGE = 300
+#: ``$comment`` of a schema level that only admits scalars because the value is nested too deep.
+DEPTH_LIMIT_COMMENT = "depth-limit"
+
+_Keyword = Callable[[Any, Any, Any, Mapping[str, Any]], Iterator[_SchemaError]]
+
+
+def _type(v: Any, types: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    types = types if isinstance(types, list) else [types]
+    if not any(v.is_type(instance, t) for t in types):
+        if schema.get("$comment") == DEPTH_LIMIT_COMMENT:
+            yield _SchemaError("nested too deep: at this depth only strings, numbers, booleans and null are allowed")
+        else:
+            yield _SchemaError(f"{describe(instance)} is not of type {', '.join(map(repr, types))}")
+
+
+def _json_key(value: Any) -> Any:
+    """A hashable key under which two values are equal exactly when JSON Schema says so."""
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("string", value)
+    try:
+        return ("json", json.dumps(value, sort_keys=True, default=repr))
+    except (TypeError, ValueError, RecursionError):
+        return ("id", id(value))
+
+
+def _enum(v: Any, enums: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    if _json_key(instance) not in {_json_key(e) for e in enums}:
+        shown = describe(list(enums)) if len(enums) > 12 else repr(enums)
+        yield _SchemaError(f"{describe(instance)} is not one of {shown}")
+
+
+def _const(v: Any, const: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    if _json_key(instance) != _json_key(const):
+        yield _SchemaError(f"{describe(const)} was expected")
+
+
+def _additional(v: Any, ap: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    if not v.is_type(instance, "object"):
+        return
+    props = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = [
+        k for k in instance
+        if k not in props and not any(v.evolve(schema={"pattern": p}).is_valid(k) for p in patterns)
+    ]
+    if v.is_type(ap, "object"):
+        for extra in extras:
+            yield from v.descend(instance[extra], ap, path=extra)
+    elif not ap and extras:
+        shown = ", ".join(describe(k) for k in sorted(extras, key=str)[:5])
+        more = f" and {len(extras) - 5} more" if len(extras) > 5 else ""
+        verb = "was" if len(extras) == 1 else "were"
+        yield _SchemaError(f"Additional properties are not allowed ({shown}{more} {verb} unexpected)")
+
+
+def _size(kind: str, word: str, bigger: bool) -> _Keyword:
+    def check(v: Any, bound: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+        if v.is_type(instance, kind) and (len(instance) > bound if bigger else len(instance) < bound):
+            relation = "more" if bigger else "fewer"
+            limit = "at most" if bigger else "at least"
+            yield _SchemaError(
+                f"has {len(instance)} {word}, {relation} than allowed ({limit} {bound})"
+            )
+    return check
+
+
+def _unique(v: Any, unique: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    if unique and v.is_type(instance, "array"):
+        seen: set[Any] = set()
+        for item in instance:
+            key = _json_key(item)
+            if key in seen:
+                yield _SchemaError(f"has non-unique elements ({describe(item)} appears twice)")
+                return
+            seen.add(key)
+
+
+def _combinator(word: str, exactly_one: bool) -> _Keyword:
+    def check(v: Any, subschemas: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+        errors: list[_SchemaError] = []
+        valid = 0
+        for index, sub in enumerate(subschemas):
+            errs = list(v.descend(instance, sub, schema_path=index))
+            if errs:
+                errors.extend(errs)
+            else:
+                valid += 1
+                if not exactly_one:
+                    return
+        if valid == 0:
+            yield _SchemaError(f"{describe(instance)} is not valid under any of the given schemas", context=errors)
+        elif exactly_one and valid > 1:
+            yield _SchemaError(f"{describe(instance)} is valid under more than one of the given schemas ({word})")
+    return check
+
+
+def _not(v: Any, not_schema: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    if v.evolve(schema=not_schema).is_valid(instance):
+        yield _SchemaError(f"{describe(instance)} should not be valid under {describe(not_schema)}")
+
+
+def _string_keyword(original: _Keyword) -> _Keyword:
+    # minLength, maxLength, pattern, format: the message starts with repr of a
+    # string that may be megabytes long; say how long it is instead.
+    def check(v: Any, value: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+        for err in original(v, value, instance, schema):
+            if isinstance(instance, str) and len(instance) > ECHO_CHARS:
+                err.message = err.message.replace(repr(instance), f"{describe(instance)} ({len(instance)} characters)")
+            yield err
+    return check
+
+
+def _bounded(original: _Keyword) -> _Keyword:
+    def check(v: Any, value: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+        for err in original(v, value, instance, schema):
+            err.message = shorten(err.message, _MAX_MESSAGE)
+            yield err
+    return check
+
+
+def _safe_keywords() -> dict[str, _Keyword]:
+    base: dict[str, _Keyword] = dict(Draft202012Validator.VALIDATORS)
+    out = {name: _bounded(fn) for name, fn in base.items()}
+    for name in ("minLength", "maxLength", "pattern", "format"):
+        out[name] = _bounded(_string_keyword(base[name]))
+    out.update({
+        "type": _type,
+        "enum": _enum,
+        "const": _const,
+        "additionalProperties": _additional,
+        "maxItems": _size("array", "items", True),
+        "minItems": _size("array", "items", False),
+        "maxProperties": _size("object", "properties", True),
+        "minProperties": _size("object", "properties", False),
+        "uniqueItems": _unique,
+        "oneOf": _combinator("oneOf", True),
+        "anyOf": _combinator("anyOf", False),
+        "not": _not,
+    })
+    # Keywords that only descend (properties, items, $ref, ...) keep the
+    # originals: wrapping them would shorten their children's messages twice.
+    for name in ("properties", "items", "prefixItems", "$ref", "$dynamicRef", "allOf", "if", "propertyNames",
+                 "patternProperties", "dependentSchemas", "contains", "unevaluatedItems", "unevaluatedProperties"):
+        out[name] = base[name]
+    return out
+
+
+_SafeValidator = validators.extend(Draft202012Validator, validators=_safe_keywords())
+
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    """Return the compiled validator of the bundled schema ``name`` (cached)."""
+    """Return the compiled validator of the bundled schema ``name`` (cached).
+
+    Its messages describe offending values in a few dozen characters (see
+    the module docstring); validation itself is Draft 2020-12 unchanged.
+    """
     if name not in SCHEMAS:
         raise ValueError(f"unknown schema {name!r}")
     with schema_path(name).open(encoding="utf-8") as fh:
         schema = json.load(fh)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    checker: Draft202012Validator = _SafeValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return checker
 
 
 @cache
@@ -74,16 +246,27 @@ def _message(err: _SchemaError) -> str:
 
 
 def problems(name: str, document: Any) -> list[str]:
-    """Return one message per schema violation of ``document`` (empty when valid)."""
-    errors = sorted(validator(name).iter_errors(document), key=lambda e: list(map(str, e.path)))
+    """Return one message per schema violation of ``document`` (empty when valid).
+
+    At most :data:`MAX_PROBLEMS` are listed; a last line counts the rest
+    (the count stops at ten times that, so a hostile document cannot make
+    the count itself expensive).
+    """
+    found = list(islice(validator(name).iter_errors(document), MAX_PROBLEMS * 10 + 1))
+    errors = sorted(found, key=lambda e: list(map(str, e.path)))
     out: list[str] = []
-    for err in errors:
+    for err in errors[:MAX_PROBLEMS]:
         if err.context and err.validator in ("oneOf", "anyOf"):
-            # Name the most specific sub-error rather than "is not valid under any".
-            best = min(err.context, key=lambda e: len(e.schema_path))
-            out.append(f"{_path(err)}: {best.message}")
+            # Name the most specific sub-error rather than "is not valid under any":
+            # the one deepest into the document (the branch that matched
+            # furthest), then the one nearest the top of the schema.
+            best = max(err.context, key=lambda e: (len(e.absolute_path), -len(e.schema_path)))
+            out.append(shorten(f"{_path(best)}: {best.message}", _MAX_MESSAGE + 100))
         else:
-            out.append(_message(err))
+            out.append(shorten(_message(err), _MAX_MESSAGE + 100))
+    if len(errors) > MAX_PROBLEMS:
+        more = f"{len(errors) - MAX_PROBLEMS}" + ("+" if len(found) > MAX_PROBLEMS * 10 else "")
+        out.append(f"... and {more} more problem(s)")
     return out
 
 
@@ -93,7 +276,7 @@ def validate(name: str, document: Any, *, what: str | None = None) -> None:
         _fast(name)(document)
         return
     except fastjsonschema.JsonSchemaException as exc:
-        fast_problem = str(exc)
+        fast_problem = shorten(str(exc), _MAX_MESSAGE)
     found = problems(name, document)
     raise ValidationError(what or name, found or [fast_problem])
 

@@ -45,6 +45,7 @@ from hitlgate.engine.decider import Decider
 from hitlgate.engine.decision import Decision, Quorum
 from hitlgate.engine.inventory import Approver, inventory_files, load_inventory
 from hitlgate.engine.keys import EngineKeyring
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import fingerprint_paths
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.quorum import QuorumProgress, assess, can_fill, require_eligible
@@ -93,8 +94,9 @@ WINDOW_CLOSED = "the approval window closed before the quorum was met"
 class ApproverRegistry:
     """The registered approvers, read from the configured inventory and reloaded when it changes."""
 
-    def __init__(self, data_paths: Sequence[Path]) -> None:
+    def __init__(self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> None:
         self._paths = tuple(Path(p) for p in data_paths)
+        self._limits = limits
         self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
         self._approvers: dict[str, Approver] = {}
 
@@ -102,7 +104,7 @@ class ApproverRegistry:
         files = inventory_files(self._paths)
         fp = fingerprint_paths([*self._paths, *files])
         if fp != self._fingerprint:
-            self._approvers = load_inventory(self._paths).approvers
+            self._approvers = load_inventory(self._paths, limits=self._limits).approvers
             self._fingerprint = fp
         return self._approvers
 
@@ -216,7 +218,7 @@ class Engine:
         )
         self._keyring_matched = False
         self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
-        self.approvers = ApproverRegistry(config.data_paths)
+        self.approvers = ApproverRegistry(config.data_paths, limits=config.limits)
         self.issuer = WarrantIssuer(
             self.keyring, issuer=config.issuer, audience=config.audience, ttl_seconds=config.warrant_ttl_seconds
         )

@@ -184,8 +184,10 @@ def inventories(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-json_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5)
-parameters = st.dictionaries(st.text(min_size=1, max_size=5), json_scalars, max_size=3)
+# Proposal strings never hold NUL (refused as bad_encoding, see test_non_utf8_input.py).
+_text = st.characters(blacklist_characters="\x00")
+json_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.text(_text, max_size=5)
+parameters = st.dictionaries(st.text(_text, min_size=1, max_size=5), json_scalars, max_size=3)
 
 
 @st.composite
@@ -198,7 +200,7 @@ def proposals_for(draw: st.DrawFn, inventory: dict[str, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "action": {"type": draw(st.sampled_from(ACTIONS)), "target": target, "parameters": draw(parameters)},
         "requester": {"id": draw(ids), "kind": draw(st.sampled_from(REQUESTER_KINDS))},
-        "justification": draw(st.text(min_size=1, max_size=20)),
+        "justification": draw(st.text(_text, min_size=1, max_size=20)),
     }
     if draw(st.booleans()):
         doc["confidence"] = draw(st.floats(0, 1))

@@ -1,0 +1,459 @@
+"""Reading and parsing documents from outside, with limits and without recursion.
+
+Every document hitlgate reads from a file, stdin or a caller goes through
+here before anything else looks at it, in this order:
+
+1. **Bytes**: at most ``limit + 1`` bytes are read (a regular file larger
+   than the limit is refused from its size, before any read), so a 20 MB
+   proposal costs one ``fstat``, not 20 MB of memory.
+2. **Encoding**: strict UTF-8. A byte order mark, a NUL byte or an
+   undecodable byte is refused with its byte offset, line and column.
+3. **Nesting**: JSON nesting is measured on the raw text by a linear scan
+   that skips strings, before ``json.loads``; YAML is built from the
+   parser's event stream by a loop with an explicit stack, never by
+   recursion, and the depth is checked as it grows.
+4. **YAML features**: anchors and aliases (the "billion laughs" expansion),
+   merge keys, tags other than the core ones, duplicate keys and several
+   documents in one file are refused; no hitlgate document needs them.
+5. **JSON features**: ``NaN``/``Infinity`` (not JSON), duplicate keys (two
+   parsers can disagree on which one wins) and strings holding NUL or a
+   lone UTF-16 surrogate (``"\\ud800"``, which cannot be stored or
+   canonicalised) are refused.
+
+Every refusal is a :class:`~hitlgate.errors.ValidationError` with a precise
+code (``input_too_large``, ``bad_encoding``, ``too_deep``, ``yaml_alias``,
+``duplicate_key``, or ``invalid_<what>`` for a syntax error) and a message
+that names the file and never echoes more than a short prefix of a value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import reprlib
+import stat
+import sys
+from collections.abc import Iterator
+from itertools import accumulate
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+from yaml import events as _ev
+from yaml.constructor import SafeConstructor
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
+
+from hitlgate.errors import ValidationError
+
+#: How many characters of an offending value a message may echo.
+ECHO_CHARS = 80
+
+_repr = reprlib.Repr()
+_repr.maxstring = ECHO_CHARS
+_repr.maxother = ECHO_CHARS
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 4
+_repr.maxlevel = 2
+
+
+def shorten(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis, so a message never echoes a huge value."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(value: Any) -> str:
+    """A short repr of ``value`` for an error message; bounded time, whatever its size."""
+    return shorten(_repr.repr(value))
+
+
+def _too_large(what: str, label: str, limit: int, limit_key: str, size: int | None) -> ValidationError:
+    got = f"{size} bytes" if size is not None else "more than that"
+    return ValidationError(
+        what,
+        [f"{label}: larger than the limit of {limit} bytes ({got}); raise limits.{limit_key} in hitlgate.yaml "
+         "if this document is genuine"],
+        code="input_too_large",
+    )
+
+
+def read_limited(source: str | Path, *, max_bytes: int, what: str, limit_key: str) -> tuple[bytes, str]:
+    """Read at most ``max_bytes`` from a path or ``-`` (stdin); return ``(bytes, label for messages)``.
+
+    A regular file larger than the limit is refused from its size before it
+    is read; anything else (stdin, a pipe, a device) is read up to
+    ``max_bytes + 1`` bytes and refused if that many arrived.
+    """
+    if str(source) == "-":
+        label = "stdin"
+        stream: Any = getattr(sys.stdin, "buffer", None)
+        if stream is not None:
+            data = stream.read(max_bytes + 1)
+        else:  # A text-only stdin (some embedders): characters bound the bytes from above.
+            data = sys.stdin.read(max_bytes + 1).encode("utf-8", "surrogateescape")
+        if len(data) > max_bytes:
+            raise _too_large(what, label, max_bytes, limit_key, None)
+        return data, label
+    path = Path(source)
+    label = str(path)
+    try:
+        with path.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise ValidationError(what, [f"{label}: is a directory, not a file"])
+            if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+                raise _too_large(what, label, max_bytes, limit_key, st.st_size)
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ValidationError(what, [f"{label}: cannot read: {exc.strerror or exc}"], code="unreadable") from exc
+    if len(data) > max_bytes:
+        raise _too_large(what, label, max_bytes, limit_key, None)
+    return data, label
+
+
+def _line_col(data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def decode_utf8(data: bytes, *, what: str, label: str, base_offset: int = 0) -> str:
+    """Decode strict UTF-8, refusing a byte order mark, NUL bytes and undecodable bytes by offset."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ValidationError(
+            what, [f"{label}: starts with a UTF-8 byte order mark (BOM); save it as UTF-8 without BOM"],
+            code="bad_encoding",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start: exc.start + 1].hex()
+        raise ValidationError(
+            what,
+            [f"{label}: not UTF-8: byte 0x{bad} at byte offset {base_offset + exc.start} "
+             f"({_line_col(data, exc.start)}) cannot be decoded ({exc.reason})"],
+            code="bad_encoding",
+        ) from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValidationError(
+            what,
+            [f"{label}: NUL byte at byte offset {base_offset + nul} ({_line_col(data, nul)}); "
+             "the document must be UTF-8 text (is it UTF-16 or binary?)"],
+            code="bad_encoding",
+        )
+    return text
+
+
+def _as_text(data: bytes | str, *, what: str, label: str) -> str:
+    if isinstance(data, bytes):
+        return decode_utf8(data, what=what, label=label)
+    if data.startswith("\ufeff"):
+        raise ValidationError(what, [f"{label}: starts with a byte order mark (BOM)"], code="bad_encoding")
+    nul = data.find("\x00")
+    if nul >= 0:
+        raise ValidationError(what, [f"{label}: NUL character at offset {nul}"], code="bad_encoding")
+    return data
+
+
+# -- JSON ----------------------------------------------------------------------
+
+# A JSON string, unrolled so the regex engine never backtracks into it.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text, strings skipped; linear, no recursion."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if not brackets:
+        return 0
+    return max(0, max(accumulate(map(_DELTA.__getitem__, brackets))))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate key {describe(k)}")
+            seen.add(k)
+    return doc
+
+
+def _too_deep(what: str, where: str, max_depth: int) -> ValidationError:
+    return ValidationError(
+        what, [f"{where}: nested deeper than {max_depth} levels (limits.max_depth)"], code="too_deep"
+    )
+
+
+def parse_json(data: bytes | str, *, what: str, label: str, max_depth: int) -> Any:
+    """Parse a JSON document from outside (see module docstring); the result is safe to walk."""
+    text = _as_text(data, what=what, label=label)
+    if json_depth(text) > max_depth:
+        raise _too_deep(what, label, max_depth)
+    try:
+        doc = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            what, [f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except RecursionError:
+        # The raw scan above should have caught it; this is the backstop.
+        raise _too_deep(what, label, max_depth) from None
+    except ValueError as exc:
+        code = "duplicate_key" if str(exc).startswith("duplicate key") else None
+        raise ValidationError(what, [f"{label}: {shorten(str(exc), 200)}"], code=code) from None
+    check_tree(doc, what=what, label=label, max_depth=max_depth)
+    return doc
+
+
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bad_string(s: str) -> str | None:
+    m = _BAD_CHARS.search(s)
+    if m is None:
+        return None
+    c = m.group()
+    return "a NUL character" if c == "\x00" else f"a lone UTF-16 surrogate (\\u{ord(c):04x})"
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{shorten(str(key), 40)}" if path else shorten(str(key), 40)
+
+
+def check_tree(
+    doc: Any, *, what: str, label: str = "(document)", max_depth: int, max_values: int | None = None
+) -> None:
+    """Walk a parsed document with an explicit stack: bounded depth and size, string keys, clean strings.
+
+    Works on any Python value (a caller's dict as well as parsed JSON), so
+    it also stops a self-referencing dict: its depth never ends.
+    """
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    count = 0
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            bad = _bad_string(value)
+            if bad:
+                raise ValidationError(
+                    what, [f"{path or '(document)'}: string holds {bad}; refused"], code="bad_encoding"
+                )
+            continue
+        if isinstance(value, dict):
+            children: Any = value.items()
+        elif isinstance(value, list | tuple):
+            children = enumerate(value)
+        else:
+            continue
+        if depth > max_depth:
+            raise _too_deep(what, path or "(document)", max_depth)
+        # Count every child here, scalars included, so a flat container of a
+        # million numbers is stopped before anything iterates it.
+        count += len(value)
+        if max_values is not None and count > max_values:
+            raise ValidationError(
+                what, [f"{label}: more than {max_values} values in one document"], code="input_too_large"
+            )
+        for key, child in children:
+            if isinstance(value, dict):
+                if not isinstance(key, str):
+                    raise ValidationError(what, [f"{path or '(document)'}: key {describe(key)} is not a string"])
+                bad = _bad_string(key)
+                if bad:
+                    raise ValidationError(
+                        what, [f"{path or '(document)'}: a key holds {bad}; refused"], code="bad_encoding"
+                    )
+            if isinstance(child, dict | list | tuple | str):
+                stack.append((child, _join(path, key), depth + 1))
+
+
+# -- YAML ----------------------------------------------------------------------
+
+_Parser: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+_STR = "tag:yaml.org,2002:str"
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary",
+}
+_MAP_TAGS = {None, "!", "tag:yaml.org,2002:map"}
+_SEQ_TAGS = {None, "!", "tag:yaml.org,2002:seq"}
+_resolver = Resolver()
+_constructor = SafeConstructor()
+
+
+def _where(event: Any) -> str:
+    mark = getattr(event, "start_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
+
+
+def _yaml_events(text: str) -> Iterator[Any]:
+    loader = _Parser(text)
+    try:
+        while loader.check_event():
+            yield loader.get_event()
+    finally:
+        loader.dispose()
+
+
+def _scalar(event: Any, what: str, label: str) -> Any:
+    tag = event.tag
+    if tag is None and event.implicit[0]:
+        tag = _resolver.resolve(ScalarNode, event.value, event.implicit)
+    elif tag in (None, "!"):
+        tag = _STR
+    if tag == _STR:
+        value = event.value
+    elif tag in _SCALAR_TAGS:
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            value = _constructor.yaml_constructors[tag](_constructor, node)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ValidationError(
+                what, [f"{label}: {_where(event)}: cannot read {describe(event.value)} as {tag.rsplit(':', 1)[-1]}: "
+                       f"{shorten(str(exc), 120)}"]
+            ) from None
+    elif tag == "tag:yaml.org,2002:merge":
+        raise ValidationError(
+            what, [f"{label}: {_where(event)}: merge keys (<<) are not supported"], code="unsupported_yaml"
+        )
+    else:
+        raise ValidationError(
+            what, [f"{label}: {_where(event)}: the tag {describe(tag)} is not supported"], code="unsupported_yaml"
+        )
+    if event.style == '"' and isinstance(value, str):
+        # Only double-quoted scalars have escapes (\0, \ud800) that bypass the byte checks.
+        bad = _bad_string(value)
+        if bad:
+            raise ValidationError(
+                what, [f"{label}: {_where(event)}: string holds {bad}; refused"], code="bad_encoding"
+            )
+    return value
+
+
+def load_yaml(data: bytes | str, *, what: str, label: str, max_depth: int) -> Any:
+    """Parse one YAML document from outside (see module docstring); None for an empty file.
+
+    Parsing uses libyaml's C parser where available. The document is built
+    from its event stream with an explicit stack, so nesting costs no
+    recursion and an alias is refused the moment it appears, before
+    anything is expanded.
+    """
+    text = _as_text(data, what=what, label=label)
+    # Each open collection: [container, pending key (a one-tuple) or None].
+    stack: list[list[Any]] = []
+    root: Any = None
+    documents = 0
+    try:
+        for event in _yaml_events(text):
+            kind = type(event)
+            if kind is _ev.AliasEvent:
+                raise ValidationError(
+                    what, [f"{label}: {_where(event)}: YAML aliases (*{shorten(str(event.anchor), 40)}) are not "
+                           "allowed; write the value out"],
+                    code="yaml_alias",
+                )
+            if kind is _ev.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise ValidationError(
+                        what, [f"{label}: {_where(event)}: more than one YAML document in one file"],
+                        code="unsupported_yaml",
+                    )
+                continue
+            if kind not in (_ev.ScalarEvent, _ev.MappingStartEvent, _ev.SequenceStartEvent,
+                            _ev.MappingEndEvent, _ev.SequenceEndEvent):
+                continue
+            anchor = getattr(event, "anchor", None)
+            if anchor is not None:
+                raise ValidationError(
+                    what, [f"{label}: {_where(event)}: YAML anchors (&{shorten(str(anchor), 40)}) are not allowed"],
+                    code="yaml_alias",
+                )
+            value: Any
+            if kind is _ev.ScalarEvent:
+                value = _scalar(event, what, label)
+            elif kind is _ev.MappingStartEvent or kind is _ev.SequenceStartEvent:
+                tags = _MAP_TAGS if kind is _ev.MappingStartEvent else _SEQ_TAGS
+                if event.tag not in tags:
+                    raise ValidationError(
+                        what, [f"{label}: {_where(event)}: the tag {describe(event.tag)} is not supported"],
+                        code="unsupported_yaml",
+                    )
+                if len(stack) >= max_depth:
+                    raise ValidationError(
+                        what, [f"{label}: {_where(event)}: nested deeper than {max_depth} levels (limits.max_depth)"],
+                        code="too_deep",
+                    )
+                stack.append([{} if kind is _ev.MappingStartEvent else [], None, event])
+                continue
+            else:
+                value = stack.pop()[0]
+            if not stack:
+                root = value
+                continue
+            top = stack[-1]
+            container = top[0]
+            if isinstance(container, list):
+                container.append(value)
+            elif top[1] is None:
+                if isinstance(value, dict | list):
+                    raise ValidationError(
+                        what, [f"{label}: {_where(event)}: a mapping key must be a plain value"]
+                    )
+                top[1] = (value, event)
+            else:
+                key, key_event = top[1]
+                if key in container:
+                    raise ValidationError(
+                        what, [f"{label}: {_where(key_event)}: duplicate key {describe(key)}"], code="duplicate_key"
+                    )
+                container[key] = value
+                top[1] = None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationError(what, [f"{label}: malformed YAML{where}: {shorten(str(problem), 200)}"]) from None
+    except TypeError as exc:
+        # An unhashable key, e.g. a timestamp mixed with other types is fine, a set is not.
+        raise ValidationError(what, [f"{label}: {shorten(str(exc), 200)}"]) from None
+    return root
+
+
+class LimitedLines:
+    """Iterate the lines of a binary stream as text, refusing a line over the limit or not UTF-8.
+
+    For line-oriented files that may be large in total (an audit export)
+    but whose every line is small: memory stays bounded by one line.
+    """
+
+    def __init__(self, fh: IO[bytes], *, max_line_bytes: int, what: str, label: str, limit_key: str) -> None:
+        self._fh = fh
+        self._max = max_line_bytes
+        self._what = what
+        self._label = label
+        self._limit_key = limit_key
+
+    def __iter__(self) -> Iterator[str]:
+        offset = 0
+        lineno = 0
+        while True:
+            raw = self._fh.readline(self._max + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > self._max and not raw.endswith(b"\n"):
+                raise _too_large(self._what, f"{self._label} line {lineno}", self._max, self._limit_key, None)
+            yield decode_utf8(raw, what=self._what, label=f"{self._label} line {lineno}", base_offset=offset)
+            offset += len(raw)

@@ -117,8 +117,17 @@ def _line_col(data: bytes, offset: int) -> str:
     return f"line {line}, column {column}"
 
 
-def decode_utf8(data: bytes, *, what: str, label: str, base_offset: int = 0) -> str:
-    """Decode strict UTF-8, refusing a byte order mark, NUL bytes and undecodable bytes by offset."""
+def decode_utf8(data: bytes, *, what: str, label: str, base_offset: int = 0, one_line: bool = False) -> str:
+    """Decode strict UTF-8, refusing a byte order mark, NUL bytes and undecodable bytes by offset.
+
+    ``base_offset`` is where ``data`` starts in its file; ``one_line`` says
+    ``data`` is one line of it (the label names the line), so only the
+    column is given.
+    """
+
+    def where(i: int) -> str:
+        return f"column {i + 1}" if one_line else _line_col(data, i)
+
     if data.startswith(b"\xef\xbb\xbf"):
         raise ValidationError(
             what, [f"{label}: starts with a UTF-8 byte order mark (BOM); save it as UTF-8 without BOM"],
@@ -131,14 +140,14 @@ def decode_utf8(data: bytes, *, what: str, label: str, base_offset: int = 0) -> 
         raise ValidationError(
             what,
             [f"{label}: not UTF-8: byte 0x{bad} at byte offset {base_offset + exc.start} "
-             f"({_line_col(data, exc.start)}) cannot be decoded ({exc.reason})"],
+             f"({where(exc.start)}) cannot be decoded ({exc.reason})"],
             code="bad_encoding",
         ) from None
     nul = data.find(b"\x00")
     if nul >= 0:
         raise ValidationError(
             what,
-            [f"{label}: NUL byte at byte offset {base_offset + nul} ({_line_col(data, nul)}); "
+            [f"{label}: NUL byte at byte offset {base_offset + nul} ({where(nul)}); "
              "the document must be UTF-8 text (is it UTF-16 or binary?)"],
             code="bad_encoding",
         )
@@ -455,5 +464,7 @@ class LimitedLines:
             lineno += 1
             if len(raw) > self._max and not raw.endswith(b"\n"):
                 raise _too_large(self._what, f"{self._label} line {lineno}", self._max, self._limit_key, None)
-            yield decode_utf8(raw, what=self._what, label=f"{self._label} line {lineno}", base_offset=offset)
+            yield decode_utf8(
+                raw, what=self._what, label=f"{self._label} line {lineno}", base_offset=offset, one_line=True
+            )
             offset += len(raw)

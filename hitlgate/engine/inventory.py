@@ -195,7 +195,7 @@ def load_inventory(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) ->
         doc = _load_yaml(f, limits)
         if doc is None:
             doc = {}
-        found = schemas.problems("inventory", doc)
+        found = schemas.check("inventory", doc)
         problems.extend(f"{f.name}: {p}" for p in found)
         if not found:
             docs.append((f.name, doc))

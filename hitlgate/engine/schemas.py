@@ -270,15 +270,21 @@ def problems(name: str, document: Any) -> list[str]:
     return out
 
 
-def validate(name: str, document: Any, *, what: str | None = None) -> None:
-    """Raise :class:`ValidationError` listing every problem of ``document``."""
+def check(name: str, document: Any) -> list[str]:
+    """Like :func:`problems`, but a valid document costs only the compiled validator (microseconds)."""
     try:
         _fast(name)(document)
-        return
+        return []
     except fastjsonschema.JsonSchemaException as exc:
         fast_problem = shorten(str(exc), _MAX_MESSAGE)
-    found = problems(name, document)
-    raise ValidationError(what or name, found or [fast_problem])
+    return problems(name, document) or [fast_problem]
+
+
+def validate(name: str, document: Any, *, what: str | None = None) -> None:
+    """Raise :class:`ValidationError` listing every problem of ``document``."""
+    found = check(name, document)
+    if found:
+        raise ValidationError(what or name, found)
 
 
 def require_mapping(document: Any, what: str) -> Mapping[str, Any]:

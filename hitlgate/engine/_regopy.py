@@ -41,6 +41,9 @@ from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
 from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
 
 log = logging.getLogger(__name__)
+#: What the policy itself prints (Rego print/trace): its own logger, never
+#: filtered as a duplicate of an engine error, so it always reaches stderr.
+policy_output_log = logging.getLogger("hitlgate.policy")
 
 #: Loads tried in a row when the files change while a broken pack loads.
 RELOAD_ATTEMPTS = 3
@@ -147,7 +150,7 @@ class _Compiled:
             # Rego print/trace output goes to stderr through the log, as OPA sends it to stderr.
             text = "".join(native).strip()
             if text:
-                log.warning("policy output (print/trace): %s", _first_lines(text, 20))
+                policy_output_log.warning("policy output (print/trace): %s", _first_lines(text, 20))
 
     def _query(self, input_document: Mapping[str, Any]) -> Any:
         try:

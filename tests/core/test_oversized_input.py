@@ -30,8 +30,8 @@ def test_oversized_proposal_file_is_refused_before_parsing(tmp_path: Path) -> No
     result = run(["decide", "--json", str(f)])
     assert time.monotonic() - started < 5
     assert result.exit_code == 2
-    assert "larger than the limit of 65536 bytes" in result.stderr
-    assert "limits.proposal_bytes" in result.stderr
+    assert "larger than the limit of 65536 bytes" in result.output
+    assert "limits.proposal_bytes" in result.output
     assert "AAAAAAAAAA" not in result.output
     assert len(result.output) < 2000
 
@@ -41,7 +41,7 @@ def test_oversized_proposal_on_stdin_is_refused_and_not_stored(tmp_path: Path) -
     doc = json.dumps(make_proposal(justification="B" * MB))
     result = run(["propose", "-"], config=config, stdin=doc)
     assert result.exit_code == 2
-    assert "stdin: larger than the limit of 65536 bytes" in result.stderr
+    assert "stdin: larger than the limit of 65536 bytes" in result.output
     assert "BBBBBBBBBB" not in result.output
     listing = run(["requests", "--json"], config=config)
     assert json.loads(listing.stdout) in ([], {"requests": []})
@@ -100,10 +100,10 @@ def test_raising_proposal_bytes_in_config_admits_a_larger_proposal(tmp_path: Pat
     default = project(tmp_path, pack_copy)
     refused = run(["decide", "--json", str(f)], config=default)
     assert refused.exit_code == 2
-    assert "larger than the limit of 65536 bytes" in refused.stderr
+    assert "larger than the limit of 65536 bytes" in refused.output
     raised = project(tmp_path, pack_copy, config_extra="limits:\n  proposal_bytes: 262144\n")
     allowed = run(["decide", "--json", str(f)], config=raised)
-    assert allowed.exit_code == 0, allowed.output
+    assert allowed.exit_code == 4, allowed.output  # dual approval needed
     assert decision_of(allowed)["tier"] == "dual_approval"
 
 
@@ -111,8 +111,8 @@ def test_limits_in_config_are_validated(tmp_path: Path, pack_copy: Path) -> None
     config = project(tmp_path, pack_copy, config_extra="limits:\n  proposal_bytes: 10\n  bogus: 1\n")
     result = run(["decide", "--json", "-"], config=config, stdin=json.dumps(make_proposal()))
     assert result.exit_code == 2
-    assert "limits.proposal_bytes: 10 is less than the minimum of 1024" in result.stderr
-    assert "'bogus' was unexpected" in result.stderr
+    assert "limits.proposal_bytes: 10 is less than the minimum of 1024" in result.output
+    assert "'bogus' was unexpected" in result.output
 
 
 def test_oversized_signed_approval_is_refused(tmp_path: Path) -> None:
@@ -121,8 +121,8 @@ def test_oversized_signed_approval_is_refused(tmp_path: Path) -> None:
     config = project(tmp_path, Path(__file__).parents[2] / "policies")
     result = run(["approve", "--signed", str(f)], config=config)
     assert result.exit_code == 2
-    assert "larger than the limit of 16384 bytes" in result.stderr
-    assert "limits.approval_bytes" in result.stderr
+    assert "larger than the limit of 16384 bytes" in result.output
+    assert "limits.approval_bytes" in result.output
 
 
 def test_oversized_warrant_is_refused(tmp_path: Path) -> None:
@@ -133,10 +133,10 @@ def test_oversized_warrant_is_refused(tmp_path: Path) -> None:
     config = project(tmp_path, Path(__file__).parents[2] / "policies")
     result = run(["verify", str(action), "--warrant", str(token)], config=config)
     assert result.exit_code == 2
-    assert "larger than the limit of 16384 bytes" in result.stderr
+    assert "larger than the limit of 16384 bytes" in result.output
     literal = run(["verify", str(action), "--warrant", "a" * 20_000], config=config)
     assert literal.exit_code == 2
-    assert "limits.warrant_bytes" in literal.stderr
+    assert "limits.warrant_bytes" in literal.output
 
 
 def test_oversized_inventory_file_is_refused_by_its_configured_limit(tmp_path: Path, pack_copy: Path) -> None:
@@ -164,5 +164,5 @@ def test_oversized_audit_export_line_is_refused(tmp_path: Path, pack_copy: Path)
     config = project(tmp_path, pack_copy)
     result = run(["audit", "verify", "--file", str(export)], config=config)
     assert result.exit_code == 3  # an export that cannot be read does not verify
-    assert "export.jsonl line 1: larger than the limit of 1048576 bytes" in result.stderr
+    assert "export.jsonl line 1: larger than the limit of 1048576 bytes" in result.output
     assert "zzzzzzzzzz" not in result.output

@@ -590,6 +590,26 @@ def keys_rotate(state: CliState) -> None:
         click.echo(f"rotated engine key: {old} retired (stays in the JWKS for its grace window), {new} current")
 
 
+@keys.command("reinit", epilog=examples('hitlgate keys reinit --reason "key disk lost, no backup"'))
+@click.option("--reason", required=True, help="Why the old keys are lost for good (recorded in the audit chain).")
+@json_option
+@pass_state
+def keys_reinit(state: CliState, reason: str) -> None:
+    """Start a new engine keyring after the old one was lost for good: an audit event of its own.
+
+    Restore the key directory from a backup if you can: checkpoints signed
+    by the lost keys can afterwards only be verified with their JWKS
+    (audit verify --jwks). Exit code 0, or 2 while a keyring exists.
+    """
+    with open_engine(state) as engine:
+        kid = engine.replace_lost_keyring(reason)
+        key_dir = str(engine.keyring.key_dir)
+    if state.json:
+        echo_json({"key_dir": key_dir, "current": kid})
+    else:
+        click.echo(f"new engine keyring in {key_dir}; current key {kid}")
+
+
 @keys.command("jwks", epilog=examples("hitlgate keys jwks > jwks.json", "hitlgate keys jwks --all"))
 @click.option("--all", "include_expired", is_flag=True, help="Include keys past their grace window (for auditors).")
 @json_option

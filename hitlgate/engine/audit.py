@@ -72,6 +72,7 @@ KINDS: frozenset[str] = frozenset(
         "key_rotated",
         "checkpoint",
         "anchor_reinitialized",
+        "keyring_replaced",
     }
 )
 

@@ -533,20 +533,17 @@ class Transaction:
         )
 
     def signing_kids(self) -> list[str]:
-        """Engine key ids the database holds signatures by: the newest checkpoint's and one warrant's.
+        """The engine key id the database was last signed with: the newest checkpoint's, else a warrant's.
 
-        Two indexed single-row reads, not a scan: enough to tell whether a
-        keyring is the one this database was signed with.
+        One indexed single-row read, not a scan: enough to tell whether a
+        keyring is the one this database was signed with (a keyring keeps
+        every key it ever had, so the newest checkpoint's key must be in it).
         """
-        kids: list[str] = []
         cp = self.conn.execute(
             sa.select(t.checkpoints.c.kid).order_by(t.checkpoints.c.seq.desc()).limit(1)
         ).scalar()
-        w = self.conn.execute(sa.select(t.warrants.c.kid).limit(1)).scalar()
-        for kid in (cp, w):
-            if kid is not None and kid not in kids:
-                kids.append(str(kid))
-        return kids
+        kid = cp if cp is not None else self.conn.execute(sa.select(t.warrants.c.kid).limit(1)).scalar()
+        return [] if kid is None else [str(kid)]
 
     def has_checkpoints(self) -> bool:
         """Whether any checkpoint is stored (one indexed row at most is read)."""

@@ -44,6 +44,7 @@ from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
 from hitlgate.engine.decision import Decision, Quorum
 from hitlgate.engine.inventory import Approver, inventory_files, load_inventory
+from hitlgate.engine.keys import STATE_FILE as KEYRING_STATE_FILE
 from hitlgate.engine.keys import EngineKeyring
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import fingerprint_paths
@@ -83,6 +84,9 @@ REFUSAL_KIND = "warrant_refused"
 
 #: The audit kind of an operator starting a new audit anchor after the old one was lost.
 ANCHOR_REINIT_KIND = "anchor_reinitialized"
+
+#: The audit kind of an operator starting a new engine keyring after the old one was lost.
+KEYRING_REPLACED_KIND = "keyring_replaced"
 
 #: Who may revoke a request that names no quorum (auto_allow).
 REVOKER_ROLE = "security"
@@ -134,6 +138,8 @@ class AuditReport:
     anchor: str | None = None
     #: Sequence numbers of ``anchor_reinitialized`` events (an operator started a new anchor).
     anchor_reinits: tuple[int, ...] = ()
+    #: Checkpoints signed by engine keys declared lost (``keys reinit``); verify them with the old JWKS.
+    unverifiable_checkpoints: int = 0
 
     def describe(self) -> str:
         """One line for people."""
@@ -142,6 +148,9 @@ class AuditReport:
         if self.anchor_reinits:
             seqs = ", ".join(f"#{s}" for s in self.anchor_reinits)
             reinit = f"; the anchor was re-initialised at {seqs}, checkpoints before that are not anchored here"
+        if self.unverifiable_checkpoints:
+            reinit += (f"; {self.unverifiable_checkpoints} checkpoint(s) signed by lost engine keys are not "
+                       "verifiable with the local keys (use --jwks with the old keys)")
         return (
             f"audit chain OK: {self.events} events, {self.checkpoints} signed checkpoint(s), "
             f"{self.anchored} anchored outside the database{where}, head #{self.head_seq} {self.head_hash}{reinit}"
@@ -158,6 +167,7 @@ class AuditReport:
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
             "anchor_reinits": list(self.anchor_reinits),
+            "unverifiable_checkpoints": self.unverifiable_checkpoints,
         }
 
 
@@ -217,6 +227,7 @@ class Engine:
             before_create=self._refuse_new_keyring,
         )
         self._keyring_matched = False
+        self._replacing_keyring = False
         self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
         self.approvers = ApproverRegistry(config.data_paths, limits=config.limits)
         self.issuer = WarrantIssuer(
@@ -284,16 +295,86 @@ class Engine:
             f"checkpoints or warrants signed by engine key(s) {', '.join(sorted(kids))}: the keys were deleted "
             "or another key directory is configured. Refusing to sign with a new key, which would make every "
             f"later `audit verify` fail as if the audit log were forged. Restore {key_dir} from a backup "
-            "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it",
+            "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it. If the keys "
+            "are lost for good, start a new keyring on purpose with `hitlgate keys reinit --reason TEXT` "
+            "(recorded in the audit chain)",
             code="keyring_missing",
         )
 
     def _refuse_new_keyring(self, key_dir: Path) -> None:
         """Refuse a first engine key while the database holds signatures by earlier ones (keyring hook)."""
+        if self._replacing_keyring:
+            return
         with self.store.read() as tx:
             kids = tx.signing_kids()
         if kids:
             raise self._keyring_lost(key_dir, kids, "holds no keyring")
+
+    def replace_lost_keyring(self, reason: str, *, now: datetime | None = None) -> str:
+        """Start a new engine keyring after the old one was lost for good; return the new kid.
+
+        The operator's explicit, audited act (``hitlgate keys reinit``):
+        refused while the key directory holds a keyring. Appends a
+        ``keyring_replaced`` event naming the reason and the lost key ids,
+        and signs a checkpoint of it with the new key (starting a new audit
+        anchor too if the old one was lost with the keys). From then on,
+        ``audit verify`` with the local keys reports checkpoints signed by the
+        lost keys as not verifiable here; an auditor with a JWKS of the old
+        keys verifies them with ``audit verify --jwks``.
+        """
+        text = reason.strip() if isinstance(reason, str) else ""
+        if not text or len(text) > 2000:
+            raise InputError("a reason (1 to 2000 characters) is required to replace a lost keyring (--reason TEXT)")
+        if (self.keyring.key_dir / KEYRING_STATE_FILE).exists():
+            raise InputError(
+                f"the engine key directory {self.keyring.key_dir} holds a keyring; nothing to replace "
+                "(`hitlgate keys rotate` makes a new key and keeps the old ones)",
+                code="keyring_present",
+            )
+        at = self.now(now)
+        with self.store.read() as tx:
+            lost = tx.signing_kids()
+        self._replacing_keyring = True
+        try:
+            self.keyring.refresh()
+        finally:
+            self._replacing_keyring = False
+        kid = self.keyring.current_kid
+        anchor_lost = not self.anchor.exists()
+        with self.store.write() as tx:
+            ev = self._append(
+                tx,
+                KEYRING_REPLACED_KIND,
+                None,
+                {"reason": text, "key_dir": str(self.keyring.key_dir), "lost_kids": sorted(lost), "kid": kid,
+                 "anchor_reinitialized": anchor_lost},
+                at,
+                reinit=anchor_lost,
+            )
+            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, at), reinit=anchor_lost)
+        self._keyring_matched = True
+        return kid
+
+    @staticmethod
+    def _lost_checkpoints(events: Sequence[AuditEvent], cps: Sequence[Checkpoint],
+                          keys: Mapping[str, Any]) -> set[tuple[int, str]]:
+        """Checkpoints signed by keys a verified ``keyring_replaced`` event declared lost (by seq and kid).
+
+        An event counts only when a checkpoint at its own seq is signed by
+        the new key it names, which this keyring holds: so someone with
+        database access cannot declare the current keys lost to skip their
+        checkpoints. Keys this keyring still knows are never skipped.
+        """
+        signed_at = {(cp.seq, cp.kid) for cp in cps}
+        lost: set[tuple[int, str]] = set()
+        for e in events:
+            if e.kind != KEYRING_REPLACED_KIND:
+                continue
+            new_kid = e.payload.get("kid")
+            if new_kid not in keys or (e.seq, new_kid) not in signed_at:
+                continue
+            lost.update((e.seq, str(k)) for k in e.payload.get("lost_kids", []) if k not in keys)
+        return lost
 
     def _require_known_keyring(self, tx: Transaction) -> None:
         """Before the first signature: the keyring must know the keys the database was signed with.
@@ -874,7 +955,18 @@ class Engine:
         if own is None and cps:
             raise AuditChainError(self._anchor_missing_message(len(cps)), code="anchor_missing")
         keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
-        report = verify_chain(events, cps, keys, anchors=[*(own or ()), *anchors])
+        outside = [*(own or ()), *anchors]
+        unverifiable = 0
+        if public_keys is None:
+            lost = self._lost_checkpoints(events, cps, keys)
+            if lost:
+                def skip(cp: Checkpoint) -> bool:
+                    return any(cp.kid == kid and cp.seq < seq for seq, kid in lost)
+
+                unverifiable = sum(1 for cp in cps if skip(cp))
+                cps = [cp for cp in cps if not skip(cp)]
+                outside = [cp for cp in outside if not skip(cp)]
+        report = verify_chain(events, cps, keys, anchors=outside)
         problems = contradictions(events, snapshot)
         if problems:
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
@@ -892,6 +984,7 @@ class Engine:
             anchored=report.anchored,
             anchor=str(self.anchor.path),
             anchor_reinits=tuple(e.seq for e in events if e.kind == ANCHOR_REINIT_KIND),
+            unverifiable_checkpoints=unverifiable,
         )
 
     def reinit_anchor(self, reason: str, *, now: datetime | None = None) -> Checkpoint:

@@ -10,6 +10,7 @@ signing with a keyring that does not know those keys.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pytest
 
 from hitlgate.engine.keys import RECHECK_SECONDS, STATE_FILE, EngineKeyring
 from hitlgate.engine.workflow import Engine
-from hitlgate.errors import StorageError
+from hitlgate.errors import InputError, StorageError
 from tests.workflow._helpers import proposal
 
 AUTO = proposal("rotate_api_key", "dev-analytics-key")
@@ -77,3 +78,45 @@ def test_a_fresh_database_still_gets_its_first_key(make_engine: Callable[..., En
     eng = make_engine()
     assert eng.propose(AUTO).status == "granted"
     assert (tmp_path / "keys" / STATE_FILE).exists()
+
+
+def test_replacing_a_lost_keyring_is_explicit_and_audited(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    _, keys = signed_store
+    shutil.rmtree(keys)
+    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    with pytest.raises(InputError, match="a reason"):
+        eng.replace_lost_keyring(" ")
+    kid = eng.replace_lost_keyring("disk died, no backup (INC-7)")
+    last = eng.audit_events()[-1]
+    assert last.kind == "keyring_replaced" and last.payload["kid"] == kid and last.payload["lost_kids"]
+    assert kid not in last.payload["lost_kids"]
+    report = eng.verify_audit()
+    assert report.unverifiable_checkpoints == 1
+    assert "1 checkpoint(s) signed by lost engine keys are not verifiable with the local keys" in report.describe()
+    assert eng.propose(AUTO).status == "granted"
+    with pytest.raises(InputError, match="holds a keyring; nothing to replace"):
+        eng.replace_lost_keyring("again")
+
+
+def test_cli_keys_reinit(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hitlgate.cli import cli
+
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    env = {"HITLGATE_CONFIG": str(cfg)}
+    prop = tmp_path / "p.json"
+    prop.write_text(json.dumps(AUTO))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["propose", str(prop)], env=env).exit_code == 0
+    shutil.rmtree(tmp_path / "keys")
+    lost = runner.invoke(cli, ["propose", str(prop)], env=env)
+    assert lost.exit_code == 1 and "hitlgate keys reinit --reason TEXT" in lost.output
+    done = runner.invoke(cli, ["keys", "reinit", "--reason", "no backup"], env=env)
+    assert done.exit_code == 0 and "new engine keyring in" in done.output, done.output
+    assert runner.invoke(cli, ["propose", str(prop)], env=env).exit_code == 0
+    verify = runner.invoke(cli, ["audit", "verify"], env=env)
+    assert verify.exit_code == 0 and "audit chain OK" in verify.output, verify.output

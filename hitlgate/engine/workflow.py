@@ -17,6 +17,15 @@ this request before (a later vote never replaces an earlier one); and the
 approver could fill a place in the quorum. One eligible rejection ends the
 request.
 
+The tables are not trusted over the audit chain and the policy. Stored
+approvals are re-verified (signature against today's registered key,
+request id, action digest, verdict) every time they are counted, so a vote
+row written straight into the database never grants anything. A warrant is
+signed only for the tier the policy gives *now* for the stored proposal,
+with approvals counted against that decision's quorum, and never for a
+request whose audit chain already shows a warrant. ``audit verify`` holds
+the tables against the chain (:mod:`hitlgate.engine._reconcile`).
+
 Every method takes the time from the injectable ``clock`` (or an explicit
 ``now=``), so tests can move time without sleeping.
 """

@@ -9,6 +9,8 @@ decoded as strict UTF-8 and parsed without recursion (see
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,3 +182,31 @@ def decision_exit_code(decision: Decision) -> int:
     if decision.tier == "deny":
         return EXIT_REFUSED
     return EXIT_PENDING
+
+
+def narration_to_stderr_under_json(f: F) -> F:
+    """For a command whose output is a story for people (``demo``): under --json the story goes to stderr.
+
+    stdout then carries one document, ``{"ok": bool, "exit_code": n}``, so
+    the --json contract (one JSON document on stdout) holds for it too.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = click.get_current_context().find_object(CliState)
+        if state is None or not state.json:
+            return f(*args, **kwargs)
+        code = 0
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                f(*args, **kwargs)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except click.exceptions.Exit as exc:
+                code = exc.exit_code
+        echo_json({"ok": code == 0, "exit_code": code})
+        if code:
+            click.get_current_context().exit(code)
+        return None
+
+    return wrapper  # type: ignore[return-value]

@@ -305,6 +305,8 @@ def init(state: CliState, directory: Path, force: bool) -> None:
 
     Also writes an example proposal.json and a .gitignore that keeps the
     engine's private keys and the state database out of version control.
+    Exit code 0, or 2 when DIRECTORY already holds a project (use --force)
+    or cannot be written.
 
     The pack is the bundled example plus a custom risk factor end to end:
     an inventory label (policies/data/crown_jewels.yaml), the rule that turns

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from hitlgate.cli._common import CliState, pass_state
+from hitlgate.cli._common import CliState, json_option, narration_to_stderr_under_json, pass_state
 from hitlgate.cli._decide import TIER_LABEL, describe_controls, describe_duration, describe_quorum
 from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_engine, finish, walk
 from hitlgate.engine import Config, Decider, Decision
@@ -118,7 +118,9 @@ NEXT_STEPS = (
 
 @click.command()
 @click.option("--decisions-only", is_flag=True, help="Only show the decisions; skip approvals, warrants and execution.")
+@json_option
 @pass_state
+@narration_to_stderr_under_json
 def demo(state: CliState, decisions_only: bool) -> None:
     """Walk the seed's five situations on the bundled example pack (embedded engine).
 
@@ -126,8 +128,9 @@ def demo(state: CliState, decisions_only: bool) -> None:
     (deleted afterwards): propose, sign approvals with the example
     approvers' demo keys, obtain the warrant, execute through the guard
     against a local demo executor, refuse a replay, and verify the audit
-    chain. Demo keys count only here. Exits 1 if any decision differs
-    from the one the scenario corpus expects.
+    chain. Demo keys count only here. Exit code 0, or 1 if any decision
+    differs from the one the scenario corpus expects. With --json the story
+    goes to stderr and stdout gets {"ok", "exit_code"}.
 
     \b
     Example:

@@ -35,7 +35,8 @@ def policy_bundle(state: CliState, out: Path) -> None:
     policy_revision. Serve it with `opa run --server --bundle FILE`.
     The same pack always gives a byte-identical file. An existing bundle
     file is replaced atomically (a bundle is a build output), a symbolic
-    link is refused. Exit code 0, 5 when the pack does not load.
+    link is refused. Exit code 0, 5 when the pack does not load, 2 when
+    --out cannot be written.
     """
     config = state.config
     pack = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits)

@@ -19,6 +19,7 @@ def schema(name: str) -> None:
     """Print the JSON Schema NAME: proposal, inventory, decision or config.
 
     The output is always JSON; --json is accepted for uniformity.
+    Exit code 0, or 2 for an unknown NAME.
     """
     from hitlgate.engine.schemas import validator
 

@@ -664,7 +664,8 @@ def audit_verify(
     only a trusted public JWKS (offline: no local keys or database).
 
     Exit code 0 when the chain verifies, 3 when it does not (code
-    audit_chain_broken, naming the first bad event).
+    audit_chain_broken, naming the first bad event), 2 when a --file,
+    --jwks or --anchor file cannot be read.
     """
     keys_ = EngineKeyring.from_jwks(read_json_arg(jwks_file, "JWKS")) if jwks_file else None
     anchors = [cp for f in anchor_files for cp in load_external_anchor(Path(f))]
@@ -708,7 +709,9 @@ def audit_export(state: CliState, out: str | None, request_id: str | None, force
     """Write the chain (events, then checkpoints) as JSON Lines.
 
     On stdout every line is one JSON document, with or without --json;
-    with --out and --json a summary document is printed instead. Exit code 0.
+    with --out and --json a summary document is printed instead. Exit code
+    0, or 2 when --out exists (use --force), is a symbolic link or cannot be
+    written.
     """
     with open_engine(state) as engine:
         if out:

@@ -137,7 +137,7 @@ class Guard:
         try:
             return self.engine.verifier.verify(token, action_digest=digest, now=now)
         except InvalidWarrant as exc:
-            raise self._refuse(str(exc), request_id=None, digest=digest, now=now) from None
+            raise self._refuse(str(exc), request_id=None, digest=digest, now=now, code=exc.code) from None
 
     def _check_policy(self, claims: WarrantClaims, req: Request, action: Mapping[str, Any], now: datetime) -> None:
         document = {**dict(req.proposal), "action": dict(action)}

@@ -392,7 +392,7 @@ class Transaction:
             with self.conn.begin_nested():
                 self.conn.execute(t.consumed.insert().values(jti=jti, request_id=request_id, consumed_at=now))
         except IntegrityError as exc:
-            raise InvalidWarrant(f"warrant {jti} was already used (replay)") from exc
+            raise InvalidWarrant(f"warrant {jti} was already used (replay)", code="replay") from exc
 
     def is_consumed(self, jti: str) -> bool:
         """Whether a warrant id has been consumed (for reports, not for enforcement)."""

@@ -110,7 +110,15 @@ KeySource = Mapping[str, Ed25519PublicKey] | EngineKeyring
 
 
 class JWSRefused(Exception):  # noqa: N818 - internal; callers wrap it in InvalidWarrant or AuditChainError.
-    """Why a compact JWS was refused. Internal: never escapes this package."""
+    """Why a compact JWS was refused. Internal: never escapes this package.
+
+    ``code`` becomes the stable code of the :class:`InvalidWarrant` a caller
+    (or an agent reading ``--json``) can branch on.
+    """
+
+    def __init__(self, message: str, code: str = "invalid_warrant") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # --------------------------------------------------------------------------
@@ -233,7 +241,7 @@ def verify_compact_jws(
     try:
         public_key.verify(signature, token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii"))
     except InvalidSignature as exc:
-        raise JWSRefused(f"signature does not verify with key {kid}") from exc
+        raise JWSRefused(f"signature does not verify with key {kid}", "bad_signature") from exc
     return kid, _json_object(payload_raw, "claims", signed=True)
 
 
@@ -463,13 +471,13 @@ class WarrantVerifier:
             if self._keyring is None:
                 key = self._keys.get(kid)
                 if key is None:
-                    raise JWSRefused(f"unknown kid {kid}: not in the trusted key set")
+                    raise JWSRefused(f"unknown kid {kid}: not in the trusted key set", "unknown_kid")
                 return key
             key = self._keyring.public_key(kid, now)
             if key is None:
                 if any(r.kid == kid for r in self._keyring.records()):
-                    raise JWSRefused(f"kid {kid} was retired and has left the JWKS")
-                raise JWSRefused(f"unknown kid {kid}: not in the trusted key set")
+                    raise JWSRefused(f"kid {kid} was retired and has left the JWKS", "unknown_kid")
+                raise JWSRefused(f"unknown kid {kid}: not in the trusted key set", "unknown_kid")
             return key
 
         return lookup
@@ -485,7 +493,7 @@ class WarrantVerifier:
             return self._verify(token, action_digest, at)
         except JWSRefused as exc:
             log.warning("warrant refused: %s", exc)
-            raise InvalidWarrant(f"invalid warrant: {exc}") from None
+            raise InvalidWarrant(f"invalid warrant: {exc}", code=exc.code) from None
 
     def _verify(self, token: str, action_digest: str, now: datetime) -> WarrantClaims:
         kid, claims = verify_compact_jws(token, typ=WARRANT_TYP, key_for=self._key_for(now))
@@ -508,9 +516,9 @@ class WarrantVerifier:
             raise JWSRefused(f"time claims are inconsistent or the lifetime exceeds {MAX_TTL_SECONDS} s")
         t = now.timestamp()
         if t < nbf - self.leeway:
-            raise JWSRefused(f"warrant is not yet valid (nbf {nbf}, now {int(t)})")
+            raise JWSRefused(f"warrant is not yet valid (nbf {nbf}, now {int(t)})", "not_yet_valid")
         if t >= exp + self.leeway:
-            raise JWSRefused(f"warrant expired at {exp} (now {int(t)})")
+            raise JWSRefused(f"warrant expired at {exp} (now {int(t)})", "expired")
         # "iat <= now + leeway" needs no check of its own: iat <= nbf was
         # checked above, and nbf <= now + leeway just now.
         tier = claims["tier"]
@@ -524,7 +532,7 @@ class WarrantVerifier:
         if not isinstance(action_digest, str) or not hmac.compare_digest(
             bound.encode("ascii"), action_digest.encode("utf-8")
         ):
-            raise JWSRefused("warrant is bound to a different action (action digest mismatch)")
+            raise JWSRefused("warrant is bound to a different action (action digest mismatch)", "digest_mismatch")
         return WarrantClaims(
             iss=claims["iss"],
             aud=claims["aud"],

@@ -1,0 +1,282 @@
+"""The CLI contract: every command, under --json, prints JSON on stdout and exits with its documented code.
+
+The test walks the click tree, so a command added without a success and a
+failure case here fails :func:`test_every_command_has_a_success_and_a_failure_case`.
+Each case runs on a real project (``hitlgate init`` with freshly generated
+approver keys, SQLite state) through click's CliRunner. For each run:
+
+* the exit code is the one the case expects;
+* stdout is exactly one JSON document;
+* a non-zero exit that is an error prints ``{"error": {"code", "message",
+  "exit_code"}}`` whose ``exit_code`` is the process's exit code;
+* the expected code is documented: in the command's own ``--help`` (its
+  "Exit code" text) or, for usage errors, the root table (always 2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hitlgate.cli import cli
+from hitlgate.engine._policytest import find_opa
+from hitlgate.errors import EXIT_USAGE
+from tests.cli_project import Project, make_project
+from tests.conftest import make_proposal
+
+
+def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every runnable command under ``group``, as its path of names."""
+    for name, cmd in sorted(group.commands.items()):
+        path = (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from leaf_commands(cmd, path)
+        else:
+            yield path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return make_project(tmp_path_factory.mktemp("contract"))
+
+
+#: A case builds its arguments (setting up what it needs) and names the exit
+#: code it expects; ``usage`` marks a click usage error (documented in the
+#: root table for every command) and ``result_doc`` a non-zero exit whose
+#: stdout is the command's own result, not an error document.
+@dataclass(frozen=True)
+class Case:
+    build: Callable[[Project], list[str]]
+    code: int
+    usage: bool = False
+    result_doc: bool = False
+    env: Callable[[Project], dict[str, str | None]] | None = None
+
+
+AUTO = make_proposal("rotate_api_key", "dev-analytics-key")
+INVALID = {"action": {"type": "rotate_api_key"}}
+
+
+def _verify_ok(p: Project) -> list[str]:
+    rid = p.granted()
+    return ["verify", p.file(AUTO["action"]), "--warrant", p.token(rid)]
+
+
+def _verify_replay(p: Project) -> list[str]:
+    args = [*_verify_ok(p), "--consume"]
+    assert p.invoke(args).exit_code == 0
+    return args
+
+
+def _revoked(p: Project) -> list[str]:
+    rid = p.pending()
+    args = ["revoke", rid, "--as", "alice", "--key", str(p.keys["alice"])]
+    assert p.invoke(args).exit_code == 0
+    return args
+
+
+def _existing(p: Project, name: str) -> str:
+    path = p.fresh(name)
+    path.write_text("keep me\n")
+    return str(path)
+
+
+def _symlink(p: Project, name: str) -> str:
+    target = p.fresh("target")
+    target.write_text("keep me\n")
+    link = p.fresh(name)
+    link.symlink_to(target)
+    return str(link)
+
+
+def _anchor_lost(p: Project) -> list[str]:
+    own = make_project(p.fresh("anchor-project"))
+    own.granted()
+    assert own.invoke(["audit", "checkpoint"]).exit_code == 0
+    (own.root / "keys" / "audit-anchor.jsonl").unlink()
+    return ["--config", str(own.config), "audit", "anchor", "--reinit", "--reason", "disk replaced"]
+
+
+def _failing_scenario(p: Project) -> list[str]:
+    own = make_project(p.fresh("scenario-project"))
+    seed = own.root / "policies" / "scenarios" / "seed.yaml"
+    seed.write_text(seed.read_text().replace("want_tier: dual_approval", "want_tier: auto_allow", 1))
+    return ["--config", str(own.config), "policy", "test", "--no-rego-tests"]
+
+
+def _opa_cache(p: Project) -> dict[str, str | None]:
+    from hitlgate.engine._opabin import OPA_VERSION
+
+    opa = find_opa()
+    if opa is None:
+        pytest.skip("no OPA binary to put in the cache")
+    cache = p.fresh("cache")
+    bindir = cache / "opa" / OPA_VERSION / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "opa").symlink_to(opa.resolve())
+    return {"HITLGATE_CACHE": str(cache), "PATH": str(p.tmp / "nowhere")}
+
+
+def _no_go(p: Project) -> dict[str, str | None]:
+    return {"HITLGATE_CACHE": str(p.fresh("empty-cache")), "PATH": str(p.tmp / "nowhere")}
+
+
+SUCCESS: dict[tuple[str, ...], Case] = {
+    ("approve",): Case(lambda p: p.approve_args("approve", p.pending()), 0),
+    ("audit", "anchor"): Case(_anchor_lost, 0),
+    ("audit", "checkpoint"): Case(lambda p: ["audit", "checkpoint"], 0),
+    ("audit", "export"): Case(lambda p: ["audit", "export", "--out", str(p.fresh("audit.jsonl"))], 0),
+    ("audit", "verify"): Case(lambda p: ["audit", "verify"], 0),
+    ("decide",): Case(lambda p: ["decide", p.file(AUTO)], 0),
+    ("demo",): Case(lambda p: ["demo", "--decisions-only"], 0),
+    ("doctor",): Case(lambda p: ["doctor"], 0),
+    ("expire",): Case(lambda p: ["expire"], 0),
+    ("init",): Case(lambda p: ["init", str(p.fresh("new-project"))], 0),
+    ("keys", "generate"): Case(lambda p: ["keys", "generate", "--out", str(p.fresh("sub") / "dir" / "k.pem")], 0),
+    ("keys", "jwks"): Case(lambda p: ["keys", "jwks"], 0),
+    ("keys", "rotate"): Case(lambda p: ["keys", "rotate"], 0),
+    ("opa", "install"): Case(lambda p: ["opa", "install"], 0, env=_opa_cache),
+    ("policy", "bundle"): Case(lambda p: ["policy", "bundle", "--out", str(p.fresh("bundle.tar.gz"))], 0),
+    ("policy", "test"): Case(lambda p: ["policy", "test", "--no-rego-tests"], 0),
+    ("propose",): Case(lambda p: ["propose", p.file(AUTO)], 0),
+    ("reject",): Case(lambda p: p.approve_args("reject", p.pending()), 0),
+    ("requests",): Case(lambda p: ["requests", "--limit", "5"], 0),
+    ("revoke",): Case(lambda p: ["revoke", p.pending(), "--as", "alice", "--key", str(p.keys["alice"])], 0),
+    ("schema",): Case(lambda p: ["schema", "proposal"], 0),
+    ("show",): Case(lambda p: ["show", p.granted(), "--events"], 0),
+    ("verify",): Case(_verify_ok, 0),
+    ("wait",): Case(lambda p: ["wait", p.granted(), "--timeout", "0"], 0),
+    ("warrant",): Case(lambda p: ["warrant", p.granted(), "--out", str(p.fresh("w.jws"))], 0),
+}
+
+FAILURE: dict[tuple[str, ...], Case] = {
+    ("approve",): Case(lambda p: p.approve_args("approve", p.granted()), 3),
+    ("audit", "anchor"): Case(lambda p: ["audit", "anchor"], 2),
+    ("audit", "checkpoint"): Case(lambda p: ["audit", "checkpoint", "--nope"], 2, usage=True),
+    ("audit", "export"): Case(lambda p: ["audit", "export", "--out", _existing(p, "audit.jsonl")], 2),
+    ("audit", "verify"): Case(lambda p: ["audit", "verify", "--file", str(p.fresh("missing.jsonl"))], 2),
+    ("decide",): Case(lambda p: ["decide", p.file(INVALID)], 2),
+    ("demo",): Case(lambda p: ["demo", "--nope"], 2, usage=True),
+    ("doctor",): Case(lambda p: ["doctor", "--opa-url", "http://127.0.0.1:9"], 1, result_doc=True),
+    ("expire",): Case(lambda p: ["expire", "--nope"], 2, usage=True),
+    ("init",): Case(lambda p: ["init", str(p.root)], 2),
+    ("keys", "generate"): Case(lambda p: ["keys", "generate", "--out", _existing(p, "k.pem")], 2),
+    ("keys", "jwks"): Case(lambda p: ["keys", "jwks", "--nope"], 2, usage=True),
+    ("keys", "rotate"): Case(lambda p: ["keys", "rotate", "--nope"], 2, usage=True),
+    ("opa", "install"): Case(lambda p: ["opa", "install"], 1, env=_no_go),
+    ("policy", "bundle"): Case(lambda p: ["policy", "bundle", "--out", _symlink(p, "bundle.tar.gz")], 2),
+    ("policy", "test"): Case(_failing_scenario, 3, result_doc=True),
+    ("propose",): Case(lambda p: ["propose", p.file(INVALID)], 2),
+    ("reject",): Case(lambda p: p.approve_args("reject", p.granted()), 3),
+    ("requests",): Case(lambda p: ["requests", "--limit", "0"], 2, usage=True),
+    ("revoke",): Case(_revoked, 3),
+    ("schema",): Case(lambda p: ["schema", "nope"], 2, usage=True),
+    ("show",): Case(lambda p: ["show", "req-nope"], 2),
+    ("verify",): Case(_verify_replay, 3),
+    ("wait",): Case(lambda p: ["wait", p.pending(), "--timeout", "0"], 4, result_doc=True),
+    ("warrant",): Case(lambda p: ["warrant", p.pending()], 4),
+}
+
+_HELP = re.compile(r"Exit\s+codes?\b(.*)", re.S)
+
+
+def documented_codes(path: tuple[str, ...]) -> set[int]:
+    """The exit codes a command's --help names after "Exit code(s)"."""
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    m = _HELP.search(result.stdout)
+    assert m, f"hitlgate {' '.join(path)} --help documents no exit code"
+    text = m.group(1).split("Options:")[0]
+    return {int(c) for c in re.findall(r"(?<![\w.:/-])([0-5])(?![\w:/-]|\.\d)", text)}
+
+
+def test_every_command_has_a_success_and_a_failure_case() -> None:
+    commands = set(leaf_commands(cli))
+    assert set(SUCCESS) == commands, f"success cases missing for {commands - set(SUCCESS)}"
+    assert set(FAILURE) == commands, f"failure cases missing for {commands - set(FAILURE)}"
+
+
+def _check(project: Project, path: tuple[str, ...], case: Case, *, global_flag: bool) -> None:
+    args = case.build(project)
+    env = case.env(project) if case.env else None
+    # The per-command flag on success, the global one on failure: both must work.
+    argv = ["--json", *args] if global_flag else [*args, "--json"]
+    result = project.invoke(argv, env=env)
+    where = f"hitlgate {' '.join(argv)}"
+    assert result.exit_code == case.code, f"{where}: exit {result.exit_code}\n{result.output}"
+    try:
+        doc = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"{where}: stdout is not one JSON document ({exc}):\n{result.stdout}")
+    if case.code != 0 and not case.result_doc:
+        error = doc["error"]
+        assert error["exit_code"] == case.code
+        assert error["code"] and error["message"], doc
+    if case.usage:
+        assert case.code == EXIT_USAGE
+    else:
+        assert case.code in documented_codes(path), f"{where}: exit {case.code} is not in its --help"
+
+
+@pytest.mark.parametrize("path", sorted(SUCCESS), ids=" ".join)
+def test_success_path_prints_json_and_exits_as_documented(project: Project, path: tuple[str, ...]) -> None:
+    _check(project, path, SUCCESS[path], global_flag=False)
+
+
+@pytest.mark.parametrize("path", sorted(FAILURE), ids=" ".join)
+def test_failure_prints_json_and_exits_as_documented(project: Project, path: tuple[str, ...]) -> None:
+    _check(project, path, FAILURE[path], global_flag=True)
+
+
+def test_without_json_an_error_is_one_line_on_stderr_and_stdout_stays_empty(project: Project) -> None:
+    result = project.invoke(["show", "req-nope"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_usage_errors_exit_2_and_are_json_under_json(project: Project) -> None:
+    for argv in (["--json", "decide"], ["--json", "nosuch"], ["requests", "--json", "--limit", "x"]):
+        result = project.invoke(argv)
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout)["error"]
+        assert error["exit_code"] == 2 and error["code"] in ("missing_parameter", "usage_error", "bad_parameter")
+    plain = project.invoke(["decide"])
+    assert plain.exit_code == 2 and "Missing argument 'PROPOSAL.json'" in plain.stderr
+
+
+def test_root_help_lists_the_exit_code_table() -> None:
+    text = CliRunner().invoke(cli, ["--help"]).stdout
+    for line in ("0  ok / allowed", "2  usage error or invalid input", "5  policy broken"):
+        assert line in text
+
+
+def test_help_has_examples_and_no_rest_markup() -> None:
+    for path in leaf_commands(cli):
+        text = CliRunner().invoke(cli, [*path, "--help"]).stdout
+        assert "Example" in text, f"hitlgate {' '.join(path)} --help has no example"
+        assert "``" not in text, f"hitlgate {' '.join(path)} --help shows reST markup"
+
+
+def test_decide_and_propose_help_name_the_schema_command() -> None:
+    for cmd in ("decide", "propose"):
+        assert "hitlgate schema proposal" in CliRunner().invoke(cli, [cmd, "--help"]).stdout
+
+
+
+def test_warrant_refusals_carry_stable_codes(project: Project) -> None:
+    rid = project.granted()
+    token = project.token(rid)
+    other = project.file(make_proposal("rotate_api_key", "svc-payments-key")["action"])
+    mismatch = project.invoke(["--json", "verify", other, "--warrant", token])
+    assert (mismatch.exit_code, json.loads(mismatch.stdout)["error"]["code"]) == (3, "digest_mismatch")
+    replay = project.invoke(["--json", *_verify_replay(project)])
+    assert (replay.exit_code, json.loads(replay.stdout)["error"]["code"]) == (3, "replay")
+    pending = project.invoke(["--json", "warrant", project.pending()])
+    assert (pending.exit_code, json.loads(pending.stdout)["error"]["code"]) == (4, "pending")

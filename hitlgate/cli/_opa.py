@@ -23,7 +23,7 @@ from hitlgate.errors import EXIT_ERROR, EXIT_POLICY_BROKEN, BackendUnavailable
     "out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the bundle (FILE.tar.gz). Required.",
+    help="Where to write the bundle (FILE.tar.gz).",
 )
 @json_option
 @pass_state

@@ -555,7 +555,7 @@ def keys() -> None:
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Private key file to create (mode 0600; missing folders are created with 0700). Required.",
+    help="Private key file to create (mode 0600; missing folders are created with 0700).",
 )
 @json_option
 @pass_state

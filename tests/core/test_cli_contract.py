@@ -257,11 +257,31 @@ def test_root_help_lists_the_exit_code_table() -> None:
         assert line in text
 
 
+def _groups(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield prefix
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from _groups(cmd, (*prefix, name))
+
+
 def test_help_has_examples_and_no_rest_markup() -> None:
-    for path in leaf_commands(cli):
+    for path in [*leaf_commands(cli), *_groups(cli)]:
         text = CliRunner().invoke(cli, [*path, "--help"]).stdout
         assert "Example" in text, f"hitlgate {' '.join(path)} --help has no example"
         assert "``" not in text, f"hitlgate {' '.join(path)} --help shows reST markup"
+
+
+def test_required_options_are_marked_in_help() -> None:
+    for path in leaf_commands(cli):
+        cmd: click.Command = cli
+        for name in path:
+            assert isinstance(cmd, click.Group)
+            cmd = cmd.commands[name]
+        options = CliRunner().invoke(cli, [*path, "--help"]).stdout.split("\nOptions:\n", 1)[1]
+        for param in cmd.params:
+            if isinstance(param, click.Option) and param.required:
+                block = options[options.index(param.opts[0]):].split("\n  -")[0]
+                assert "[required]" in block, f"hitlgate {' '.join(path)}: {param.opts[0]} is not marked required"
 
 
 def test_decide_and_propose_help_name_the_schema_command() -> None:
@@ -280,3 +300,23 @@ def test_warrant_refusals_carry_stable_codes(project: Project) -> None:
     assert (replay.exit_code, json.loads(replay.stdout)["error"]["code"]) == (3, "replay")
     pending = project.invoke(["--json", "warrant", project.pending()])
     assert (pending.exit_code, json.loads(pending.stdout)["error"]["code"]) == (4, "pending")
+
+
+def test_a_bug_is_internal_exit_1_with_a_traceback_only_under_verbose() -> None:
+    @click.command("boom-for-test")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    cli.add_command(boom)
+    try:
+        as_json = CliRunner().invoke(cli, ["--json", "boom-for-test"])
+        plain = CliRunner().invoke(cli, ["boom-for-test"])
+        verbose = CliRunner().invoke(cli, ["-v", "boom-for-test"])
+    finally:
+        del cli.commands["boom-for-test"]
+    assert as_json.exit_code == plain.exit_code == verbose.exit_code == 1
+    assert json.loads(as_json.stdout)["error"] == {
+        "code": "internal", "message": "unexpected RuntimeError: a bug", "exit_code": 1
+    }
+    assert "Traceback" not in plain.stderr and plain.stderr.startswith("error: unexpected RuntimeError: a bug")
+    assert "Traceback (most recent call last)" in verbose.stderr

@@ -674,8 +674,9 @@ def audit_verify(
             keys_ = _keyring(state).public_keys(include_expired=True)
         with _file_errors(export_file, "read"), open(export_file, "rb") as fh:
             # Line by line under limits.audit_line_bytes: an export may be large, a line may not.
-            lines = LimitedLines(fh, max_line_bytes=current_limits().audit_line_bytes, what="audit export",
-                                 label=export_file, limit_key="audit_line_bytes")
+            limits = current_limits()
+            lines = LimitedLines(fh, max_line_bytes=limits.audit_line_bytes, what="audit export",
+                                 label=export_file, limit_key="audit_line_bytes", max_json_depth=limits.max_depth)
             try:
                 exported = read_export(cast("IO[str]", lines))
             except ValidationError as exc:

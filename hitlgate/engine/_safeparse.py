@@ -447,12 +447,17 @@ class LimitedLines:
     but whose every line is small: memory stays bounded by one line.
     """
 
-    def __init__(self, fh: IO[bytes], *, max_line_bytes: int, what: str, label: str, limit_key: str) -> None:
+    def __init__(
+        self, fh: IO[bytes], *, max_line_bytes: int, what: str, label: str, limit_key: str,
+        max_json_depth: int | None = None,
+    ) -> None:
         self._fh = fh
         self._max = max_line_bytes
         self._what = what
         self._label = label
         self._limit_key = limit_key
+        # For JSON Lines: a line nested deeper than this is refused before any parser recurses into it.
+        self._max_depth = max_json_depth
 
     def __iter__(self) -> Iterator[str]:
         offset = 0
@@ -464,7 +469,10 @@ class LimitedLines:
             lineno += 1
             if len(raw) > self._max and not raw.endswith(b"\n"):
                 raise _too_large(self._what, f"{self._label} line {lineno}", self._max, self._limit_key, None)
-            yield decode_utf8(
+            text = decode_utf8(
                 raw, what=self._what, label=f"{self._label} line {lineno}", base_offset=offset, one_line=True
             )
+            if self._max_depth is not None and json_depth(text) > self._max_depth:
+                raise _too_deep(self._what, f"{self._label} line {lineno}", self._max_depth)
+            yield text
             offset += len(raw)

@@ -29,7 +29,9 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from hitlgate.engine._safeparse import parse_json
 from hitlgate.engine.keys import b64url_decode, b64url_encode
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import ApprovalError, ValidationError
 
 Verdict = Literal["approve", "reject"]
@@ -181,12 +183,20 @@ class SignedStatement:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> SignedStatement:
-        """Parse :meth:`to_json` output (does not verify the signature)."""
-        try:
-            doc = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValidationError("signed approval", [f"(document): malformed JSON: {exc}"]) from exc
+    def from_json(cls, text: str | bytes, *, limits: Limits = DEFAULT_LIMITS) -> SignedStatement:
+        """Parse :meth:`to_json` output (does not verify the signature).
+
+        Refused over ``limits.approval_bytes`` before parsing, and parsed
+        like every document from outside (:mod:`hitlgate.engine._safeparse`).
+        """
+        size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+        if size > limits.approval_bytes:
+            raise ValidationError(
+                "signed approval",
+                [f"(document): larger than the limit of {limits.approval_bytes} bytes ({size} bytes)"],
+                code="input_too_large",
+            )
+        doc = parse_json(text, what="signed approval", label="(document)", max_depth=limits.max_depth)
         return cls.from_dict(doc)
 
 

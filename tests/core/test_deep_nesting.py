@@ -105,3 +105,11 @@ def test_deep_nesting_scenario_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "deep.yaml").write_text("cases: " + "[" * DEEP + "]" * DEEP + "\n")
     with pytest.raises(ValidationError, match=r"deep\.yaml: line 1, column \d+: nested deeper than 64 levels"):
         load_scenarios([tmp_path])
+
+
+def test_deep_nesting_audit_export_line_is_refused(tmp_path: Path, pack_copy: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text("[" * DEEP + "]" * DEEP + "\n")
+    result = run(["audit", "verify", "--file", str(export)], config=project(tmp_path, pack_copy))
+    assert result.exit_code == 3  # an export that cannot be read does not verify
+    assert "export.jsonl line 1: nested deeper than 64 levels" in result.output

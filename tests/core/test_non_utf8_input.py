@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine import Proposal, load_inventory
+from hitlgate.engine.approvals import SignedStatement
 from hitlgate.engine.config import Config
 from hitlgate.engine.scenarios import load_scenarios
 from hitlgate.errors import ConfigError, ValidationError
@@ -164,3 +165,9 @@ def test_non_utf8_audit_export_line(tmp_path: Path, pack_copy: Path) -> None:
     result = run(["audit", "verify", "--file", str(export)], config=project(tmp_path, pack_copy))
     assert result.exit_code == 3
     assert "export.jsonl line 2: not UTF-8: byte 0xff at byte offset 15 (column 15)" in result.output
+
+
+def test_non_utf8_signed_statement_from_an_sdk_caller() -> None:
+    with pytest.raises(ValidationError, match=r"not UTF-8: byte 0xff at byte offset 14") as info:
+        SignedStatement.from_json(b'{"statement": \xff}')
+    assert info.value.code == "bad_encoding"

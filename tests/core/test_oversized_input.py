@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine import Proposal, load_inventory
+from hitlgate.engine.approvals import SignedStatement
 from hitlgate.engine.limits import Limits
 from hitlgate.engine.scenarios import load_scenarios
 from hitlgate.errors import ValidationError
@@ -166,3 +167,10 @@ def test_oversized_audit_export_line_is_refused(tmp_path: Path, pack_copy: Path)
     assert result.exit_code == 3  # an export that cannot be read does not verify
     assert "export.jsonl line 1: larger than the limit of 1048576 bytes" in result.output
     assert "zzzzzzzzzz" not in result.output
+
+
+def test_oversized_signed_statement_from_an_sdk_caller() -> None:
+    text = json.dumps({"statement": {"note": "x" * 20_000}, "signature": "y"})
+    with pytest.raises(ValidationError, match=r"larger than the limit of 16384 bytes \(20\d\d\d bytes\)") as info:
+        SignedStatement.from_json(text)
+    assert info.value.code == "input_too_large"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -103,6 +104,13 @@ def _anchor_lost(p: Project) -> list[str]:
     return ["--config", str(own.config), "audit", "anchor", "--reinit", "--reason", "disk replaced"]
 
 
+def _keyring_lost(p: Project) -> list[str]:
+    own = make_project(p.fresh("keyring-project"))
+    own.granted()
+    shutil.rmtree(own.root / "keys")
+    return ["--config", str(own.config), "keys", "reinit", "--reason", "disk died, no backup"]
+
+
 def _failing_scenario(p: Project) -> list[str]:
     own = make_project(p.fresh("scenario-project"))
     seed = own.root / "policies" / "scenarios" / "seed.yaml"
@@ -140,6 +148,7 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("init",): Case(lambda p: ["init", str(p.fresh("new-project"))], 0),
     ("keys", "generate"): Case(lambda p: ["keys", "generate", "--out", str(p.fresh("sub") / "dir" / "k.pem")], 0),
     ("keys", "jwks"): Case(lambda p: ["keys", "jwks"], 0),
+    ("keys", "reinit"): Case(_keyring_lost, 0),
     ("keys", "rotate"): Case(lambda p: ["keys", "rotate"], 0),
     ("opa", "install"): Case(lambda p: ["opa", "install"], 0, env=_opa_cache),
     ("policy", "bundle"): Case(lambda p: ["policy", "bundle", "--out", str(p.fresh("bundle.tar.gz"))], 0),
@@ -168,6 +177,7 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("init",): Case(lambda p: ["init", str(p.root)], 2),
     ("keys", "generate"): Case(lambda p: ["keys", "generate", "--out", _existing(p, "k.pem")], 2),
     ("keys", "jwks"): Case(lambda p: ["keys", "jwks", "--nope"], 2, usage=True),
+    ("keys", "reinit"): Case(lambda p: ["keys", "reinit", "--reason", "the keyring is still there"], 2),
     ("keys", "rotate"): Case(lambda p: ["keys", "rotate", "--nope"], 2, usage=True),
     ("opa", "install"): Case(lambda p: ["opa", "install"], 1, env=_no_go),
     ("policy", "bundle"): Case(lambda p: ["policy", "bundle", "--out", _symlink(p, "bundle.tar.gz")], 2),

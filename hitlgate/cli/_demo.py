@@ -18,7 +18,6 @@ import click
 
 from hitlgate.cli._common import CliState, json_option, narration_to_stderr_under_json, pass_state
 from hitlgate.cli._decide import TIER_LABEL, describe_controls, describe_duration, describe_quorum
-from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_engine, finish, walk
 from hitlgate.engine import Config, Decider, Decision
 from hitlgate.engine._resources import bundled_scenario_dir
 from hitlgate.engine.proposal import Proposal
@@ -145,6 +144,10 @@ def demo(state: CliState, decisions_only: bool) -> None:
     tiers: Counter[str] = Counter()
     mismatches: list[str] = []
     revision = ""
+    # The workflow half pulls in SQLAlchemy; import it only when the demo
+    # runs, so registering the command keeps every other command's start-up fast.
+    from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_engine, finish, walk
+
     tally, executor = DemoTally(), DemoExecutor()
     try:
         with ExitStack() as stack:

@@ -330,3 +330,19 @@ def test_a_bug_is_internal_exit_1_with_a_traceback_only_under_verbose() -> None:
     }
     assert "Traceback" not in plain.stderr and plain.stderr.startswith("error: unexpected RuntimeError: a bug")
     assert "Traceback (most recent call last)" in verbose.stderr
+
+
+def test_start_up_imports_neither_the_store_nor_the_version_report() -> None:
+    # --version's OPA probe and pack hash, and the workflow's SQLAlchemy,
+    # must cost nothing to commands that do not use them (hitlgate decide).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hitlgate.cli; "
+        "print(sorted(m for m in ('sqlalchemy', 'hitlgate.cli._version') if m in sys.modules))"
+    )
+    out = subprocess.run(  # noqa: S603 - this interpreter, fixed argv.
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert out.strip() == "[]"

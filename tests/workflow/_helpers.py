@@ -96,3 +96,15 @@ def rewrite_chain(engine: Engine, seq: int, change: Callable[[dict[str, Any]], N
             prev = new
         # A careful attacker also moves the chain head, so new events append cleanly.
         conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(seq=prev.seq, hash=prev.hash))
+
+
+def write_vote_row(engine: Engine, request_id: str, statement: SignedStatement, *, granted: bool = True) -> None:
+    """What an attacker with DB access does: store ``statement`` as a vote on ``request_id`` (and grant it)."""
+    s = statement.statement
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.votes.insert().values(
+            request_id=request_id, approver=s.approver, verdict=s.verdict,
+            statement=json.dumps(statement.to_dict()), signed_at=s.at, recorded_at=s.at,
+        ))
+        if granted:
+            conn.execute(t.requests.update().where(t.requests.c.id == request_id).values(status="granted"))

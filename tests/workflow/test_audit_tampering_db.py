@@ -362,3 +362,22 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert "holds no signed checkpoint" in _run(env, "audit", "verify", "--anchor", str(empty), code=2).output
+
+
+def test_event_edited_in_the_database_with_only_its_hash_recomputed_is_detected(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # No checkpoint exists yet: only the prev_hash link of the next event
+    # exposes the edit.
+    engine = make_engine()
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    events = engine.audit_events()
+    assert len(events) >= 2
+    first = events[0]
+    payload = {**first.payload, "justification": "nothing to see here"}
+    edited = next_event(None, kind=first.kind, request_id=first.request_id, payload=payload, at=first.at)
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.audit_events.update().where(t.audit_events.c.seq == 1)
+                     .values(payload=json.dumps(edited.payload, sort_keys=True), hash=edited.hash))
+    with pytest.raises(AuditChainError, match=r"event seq 2 does not link to seq 1 \(prev_hash mismatch\)"):
+        engine.verify_audit()

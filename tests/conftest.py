@@ -13,6 +13,7 @@ from hypothesis import settings
 
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
+from tests._require import missing
 
 # In CI, generated cases are derandomized: the same examples every run, so a
 # red build is reproducible and never depends on luck. Locally, hypothesis
@@ -65,3 +66,13 @@ def pack_config(pack_copy: Path, tmp_path: Path) -> Config:
 def example_decider() -> Decider:
     """A decider on the bundled example pack, embedded backend."""
     return Decider.from_config(Config())
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a real Chromium for browser tests (missing: skipped locally, a failure in CI)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    missing("a browser (Chromium)", "install the Debian package chromium; browser tests drive it with Playwright")

@@ -123,7 +123,9 @@ def test_from_jwks_refuses_bad_sets(keyring: EngineKeyring) -> None:
 
 
 def _race_worker(key_dir: str, barrier: Any, out: Any) -> None:
-    barrier.wait()
+    # A timeout, so that a worker that never reaches the barrier fails the
+    # test instead of hanging it.
+    barrier.wait(timeout=30)
     out.put(EngineKeyring.load_or_create(Path(key_dir)).current_kid)
 
 
@@ -133,13 +135,19 @@ def test_concurrent_first_use_yields_one_key(tmp_path: Path) -> None:
         key_dir = tmp_path / f"race-{attempt}"
         barrier = ctx.Barrier(3)
         out = ctx.Queue()
-        procs = [ctx.Process(target=_race_worker, args=(str(key_dir), barrier, out)) for _ in range(3)]
-        for p in procs:
-            p.start()
-        kids = {out.get(timeout=20) for _ in procs}
-        for p in procs:
-            p.join(timeout=20)
-            assert p.exitcode == 0
+        procs = [ctx.Process(target=_race_worker, args=(str(key_dir), barrier, out), daemon=True) for _ in range(3)]
+        try:
+            for p in procs:
+                p.start()
+            kids = {out.get(timeout=20) for _ in procs}
+            for p in procs:
+                p.join(timeout=20)
+                assert p.exitcode == 0
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=10)
         assert len(kids) == 1, f"racing processes created {len(kids)} keys"
         assert [p.stem for p in key_dir.glob("*.pem")] == list(kids)
 

@@ -1,8 +1,12 @@
 """Fixtures for the OPA suite: the real OPA binary and real OPA servers.
 
 OPA is installed by ``scripts/install-opa`` (``go install``, cached). If it
-cannot be installed the suite *fails*: a skipped differential suite would
-let the two engines drift apart unnoticed.
+cannot be installed the suite *fails*, locally and in CI: a skipped
+differential suite would let the two engines drift apart unnoticed.
+
+Every test in this directory carries the ``opa`` marker (added at
+collection below; a module-level ``pytestmark`` in a conftest applies to
+nothing), so ``pytest -m opa`` selects exactly the OPA suite.
 
 Servers listen on a free loopback port and serve a bundle file built from
 a pack with :func:`hitlgate.engine._bundle.write_bundle`. A server started
@@ -30,7 +34,14 @@ from hitlgate.engine.policy import PolicyPack
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_OPA = REPO / "scripts" / "install-opa"
 
-pytestmark = pytest.mark.opa
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of this directory ``opa`` (pytest -m opa / -m "not opa")."""
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.opa)
 
 
 def free_port() -> int:
@@ -128,10 +139,12 @@ def opa_bin() -> Path:
     """Path of the real OPA binary, installed by scripts/install-opa when missing."""
     result = subprocess.run([str(INSTALL_OPA)], capture_output=True, text=True, timeout=1800, check=False)
     if result.returncode != 0:
-        pytest.fail(f"scripts/install-opa failed (exit {result.returncode}):\n{result.stderr}")
+        pytest.fail(f"OPA is missing: scripts/install-opa failed (exit {result.returncode}):\n{result.stderr}",
+                    pytrace=False)
     path = Path(result.stdout.strip())
     if not path.is_file() or not os.access(path, os.X_OK):
-        pytest.fail(f"scripts/install-opa printed {path!r}, which is not an executable")
+        pytest.fail(f"OPA is missing: scripts/install-opa printed {path!r}, which is not an executable",
+                    pytrace=False)
     return path
 
 

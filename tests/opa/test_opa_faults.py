@@ -54,11 +54,12 @@ def test_opa_killed_mid_request_denies_then_recovers(
     # Freeze OPA so the next request is surely in flight, then kill it.
     own_opa.pause()
     results: list[Decision] = []
-    worker = threading.Thread(target=lambda: results.append(decider.decide(PROPOSAL)))
+    worker = threading.Thread(target=lambda: results.append(decider.decide(PROPOSAL)), daemon=True)
     worker.start()
     time.sleep(0.3)
     own_opa.kill()
     worker.join(timeout=10)
+    assert not worker.is_alive(), "the decision did not return within 10 s of OPA being killed"
     _assert_denied(results[0], "unreachable")
 
     # While it is down: connection refused, still deny, still the same reason.

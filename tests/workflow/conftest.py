@@ -6,8 +6,10 @@ PostgreSQL cluster is created once per session with ``initdb`` in a
 temporary directory, listens on a free loopback port with its unix socket
 in that directory, and is stopped and deleted at the end. PostgreSQL refuses
 to run as root, so as root the cluster runs as the ``postgres`` OS user.
-When no PostgreSQL 15 binaries are installed (``scripts/install-postgres``)
-the PostgreSQL variants are skipped with that hint.
+When no PostgreSQL binaries (``initdb``, ``pg_ctl``) are installed
+(``scripts/install-postgres``), the PostgreSQL variants are skipped with that
+hint on a developer's machine and *fail* in CI (``CI`` set): see
+:mod:`tests._require`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
 from hitlgate.engine.workflow import Engine
+from tests._require import missing
 from tests.workflow._helpers import FakeClock
 
 # -- PostgreSQL ------------------------------------------------------------
@@ -73,10 +76,10 @@ class PgCluster:
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
-    """Start a PostgreSQL cluster for the session (skip when PostgreSQL is not installed)."""
+    """Start a PostgreSQL cluster for the session (missing PostgreSQL: skip locally, fail in CI)."""
     bindir = _pg_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed; run scripts/install-postgres")
+        missing("PostgreSQL (initdb and pg_ctl)", "run scripts/install-postgres")
     base = Path(tempfile.mkdtemp(prefix="hitlgate-pg-"))
     data = base / "data"
     as_root = os.geteuid() == 0
@@ -157,7 +160,7 @@ def make_engine(db_url: str, tmp_path: Path, clock: FakeClock, bundled_decider: 
 
     def factory(pack: Path | None = None, **kwargs: Any) -> Engine:
         cfg_kwargs: dict[str, Any] = {"state_url": db_url, "key_dir": tmp_path / "keys"}
-        decider = bundled_decider
+        decider = kwargs.pop("decider", bundled_decider)
         if pack is not None:
             cfg_kwargs.update(policy_dir=pack, data_paths=(pack / "data",), scenario_dir=pack / "scenarios")
         cfg_kwargs.update(kwargs.pop("config", {}))
@@ -177,7 +180,53 @@ def make_engine(db_url: str, tmp_path: Path, clock: FakeClock, bundled_decider: 
         eng.store.close()
 
 
+# -- the policy backend ------------------------------------------------------
+#
+# The guard and workflow tests that take ``engine`` run on both Rego
+# backends: the embedded one, and a real OPA server over HTTP (one server
+# per session, serving the bundled pack). The OPA variant runs on SQLite
+# only: what it adds is the backend, and the database variants do not
+# depend on it. Tests that build engines on an edited pack copy
+# (``make_engine(pack=...)``) stay embedded, since they change policy files
+# on disk, which the embedded backend reloads and a bundle-serving OPA does not.
+
+# The OPA fixtures of tests/opa, made available here (a conftest's fixtures
+# are only visible below its own directory).
+from tests.opa.conftest import bundle_file, bundled_pack, opa_bin, opa_server  # noqa: E402, F401, I001
+
+
+@pytest.fixture(scope="session")
+def opa_decider(request: pytest.FixtureRequest) -> Iterator[Decider]:
+    """A decider on the real OPA server serving the bundled pack."""
+    from hitlgate.engine._opa import OpaBackend
+
+    server = request.getfixturevalue("opa_server")
+    revision = request.getfixturevalue("bundled_pack").revision
+    decider = Decider(OpaBackend(server.url, expected_revision=revision, timeout_ms=5000))
+    yield decider
+    decider.close()
+
+
+@pytest.fixture(params=["embedded", pytest.param("opa", marks=pytest.mark.opa)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which Rego backend the ``engine`` fixture decides with."""
+    return str(request.param)
+
+
 @pytest.fixture
-def engine(make_engine: EngineFactory) -> Engine:
-    """An engine on the bundled pack and the test database."""
+def engine(make_engine: EngineFactory, backend: str, request: pytest.FixtureRequest) -> Engine:
+    """An engine on the bundled pack and the test database, on each policy backend."""
+    if backend == "opa":
+        return make_engine(decider=request.getfixturevalue("opa_decider"))
     return make_engine()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the PostgreSQL x OPA combination (see above): OPA runs on SQLite only."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (drop if params.get("db_url") == "postgres" and params.get("backend") == "opa" else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -9,6 +9,8 @@ constraints must hold across processes, not just threads.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
+import time
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -23,13 +25,17 @@ from tests.workflow._helpers import proposal, signed
 
 WORKERS = ("alice", "alice", "bob", "bob", "erin")
 REQUESTS = 4
+#: Seconds a worker waits at a barrier, and the parent for all results: a
+#: regression that deadlocks must fail the test, not hang CI.
+BARRIER_TIMEOUT = 60
+RESULT_TIMEOUT = 120
 
 
 def _worker(name: str, url: str, key_dir: str, ids: list[str], barrier: Any, out: Any) -> None:
     try:
         engine = Engine(Config(state_url=url, key_dir=Path(key_dir)), demo=True)
         result: dict[str, Any] = {"name": name, "voted": [], "jtis": {}, "ran": []}
-        barrier.wait()
+        barrier.wait(timeout=BARRIER_TIMEOUT)
         for rid in ids:
             req = engine.get(rid)
             try:
@@ -37,11 +43,11 @@ def _worker(name: str, url: str, key_dir: str, ids: list[str], barrier: Any, out
                 result["voted"].append(rid)
             except ApprovalError:
                 pass
-        barrier.wait()
+        barrier.wait(timeout=BARRIER_TIMEOUT)
         for rid in ids:
             result["jtis"][rid] = engine.warrant(rid).jti
         tokens = {rid: engine.warrant(rid).token for rid in ids}
-        barrier.wait()
+        barrier.wait(timeout=BARRIER_TIMEOUT)
         guard = engine.guard()
         for rid in ids:
             try:
@@ -63,12 +69,33 @@ def test_concurrent_approve_issue_and_consume(db_url, tmp_path):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(WORKERS))
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(n, db_url, str(key_dir), ids, barrier, out)) for n in WORKERS]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    # Daemon processes die with the test runner; the finally block ends
+    # any that are still running when the test fails or times out.
+    procs = [ctx.Process(target=_worker, args=(n, db_url, str(key_dir), ids, barrier, out), daemon=True)
+             for n in WORKERS]
+    try:
+        for p in procs:
+            p.start()
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        results = []
+        for _ in procs:
+            try:
+                results.append(out.get(timeout=max(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                pytest.fail(f"only {len(results)} of {len(procs)} workers reported within {RESULT_TIMEOUT} s")
+        for p in procs:
+            p.join(timeout=30)
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=10)
+        out.close()
+        out.join_thread()
     errors = [r["error"] for r in results if "error" in r]
     assert not errors, errors[0]
 

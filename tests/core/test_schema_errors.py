@@ -15,7 +15,7 @@ from tests.conftest import make_proposal
 
 
 def problems_of(doc: object) -> tuple[str, ...]:
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError, match=r"^invalid proposal: \d+ problem") as exc:
         Proposal.from_dict(doc)
     return exc.value.problems
 
@@ -86,7 +86,7 @@ def test_cli_malformed_json_exits_2(tmp_path: Path) -> None:
 
 def test_malformed_inventory_yaml(tmp_path: Path) -> None:
     (tmp_path / "inv.yaml").write_text("identities:\n  a: [unclosed\n")
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
     assert "malformed YAML at line" in exc.value.problems[0]
 
@@ -97,7 +97,7 @@ def test_inventory_wrong_enum_and_unknown_field(tmp_path: Path) -> None:
         "identities:\n"
         "  k: {kind: api_key, environment: prod, owner: t, privilege: low, used_by: [], prod: true}\n"
     )
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
     found = exc.value.problems
     assert any("identities.k.environment: 'prod' is not one of" in p for p in found), found
@@ -110,7 +110,7 @@ def test_inventory_dangling_references(tmp_path: Path) -> None:
         "identities:\n"
         "  k: {kind: api_key, environment: production, owner: nobody, privilege: low, used_by: [ghost], partner: p}\n"
     )
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
     assert set(exc.value.problems) == {
         "identities.k.owner: unknown team 'nobody'",
@@ -122,7 +122,7 @@ def test_inventory_dangling_references(tmp_path: Path) -> None:
 def test_inventory_id_defined_twice_across_files(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("teams: {t: {}}\n")
     (tmp_path / "b.yaml").write_text("teams: {t: {}}\n")
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
     assert exc.value.problems == ("teams.t: defined in both a.yaml and b.yaml",)
 
@@ -131,6 +131,6 @@ def test_inventory_bad_public_key(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(
         "teams: {t: {}}\napprovers:\n  x: {roles: [], teams: [t], public_key: 'rsa:abc'}\n"
     )
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
     assert exc.value.problems[0].startswith("a.yaml: approvers.x.public_key: 'rsa:abc' does not match")

@@ -100,6 +100,6 @@ def load_key() -> Ed25519PrivateKey:
 
 def test_statements_are_frozen() -> None:
     s = make_statement()
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'verdict'"):
         s.verdict = "reject"  # type: ignore[misc]
     assert s.at.tzinfo == UTC

@@ -65,14 +65,14 @@ def test_connection_is_reused_across_decisions(opa_server: OpaServer) -> None:
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1:8181", "http://127.0.0.1:8181/v1/data", "not a url", "http://:8181"])
 def test_bad_backend_url_is_a_config_error(url: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"^backend\.url must (be http\(s\)://host\[:port\]|not have a path)"):
         OpaBackend(url, expected_revision="sha256:x")
 
 
 def test_opa_backend_needs_exactly_one_revision_source() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="needs exactly one of expected_revision or policy_dir"):
         OpaBackend("http://127.0.0.1:1")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="needs exactly one of expected_revision or policy_dir"):
         OpaBackend("http://127.0.0.1:1", expected_revision="a", policy_dir=Path("."))
 
 

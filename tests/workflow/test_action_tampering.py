@@ -51,9 +51,9 @@ def test_decorated_tool_called_with_other_arguments_is_refused(engine):
         calls.append((target, grace_seconds))
         return "suspended"
 
-    with pytest.raises(InvalidWarrant):
+    with pytest.raises(InvalidWarrant, match="bound to a different action"):
         suspend("svc-reporting", grace_seconds=60, warrant=token)
-    with pytest.raises(InvalidWarrant):
+    with pytest.raises(InvalidWarrant, match="bound to a different action"):
         suspend("svc-ci-runner", grace_seconds=1, warrant=token)
     assert calls == []
     assert suspend("svc-ci-runner", grace_seconds=60, warrant=token) == "suspended"

@@ -15,8 +15,9 @@ def test_one_rejection_ends_the_request(engine):
     assert req.status == "rejected"
     with pytest.raises(ApprovalError, match="rejected"):
         vote(engine, req, "erin")
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match=f"request {req.id} is rejected; no warrant can be issued") as err:
         engine.warrant(req.id)
+    assert err.value.code == "illegal_transition"
     assert [v.approver for v in engine.get(req.id).votes] == ["alice", "bob"]
 
 

@@ -24,7 +24,7 @@ def test_approval_of_one_request_copied_to_another_gets_no_warrant(engine):
     write_vote_row(engine, b.id, signed(a, "carol", at=engine.now()))
     with pytest.raises(StorageError, match=f"not an approval of this request.*{b.action_digest}") as err:
         engine.warrant(b.id)
-    assert err.value.code == "storage_error"
+    assert err.value.code == "forged_vote"
     with engine.store.read() as tx:
         assert tx.warrant_for(b.id) is None
     # The genuine request still gets its warrant.

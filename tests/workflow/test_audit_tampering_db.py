@@ -126,7 +126,7 @@ def test_delete_all_db_checkpoints_and_rewrite_chain_is_detected_via_anchor(busy
     events, stored = _history(busy)
     # The database alone now agrees with itself: this is the attack.
     assert stored == [] and verify_chain(events).events_checked == 6
-    with pytest.raises(AuditChainError) as err:
+    with pytest.raises(AuditChainError, match="event seq 2 differs from the signed checkpoint") as err:
         busy.verify_audit()
     msg = str(err.value)
     assert msg.startswith("event seq 2 differs from the signed checkpoint at seq 2: history from the start")

@@ -39,7 +39,7 @@ def test_database_refuses_a_second_consumption_row(engine):
     row = {"jti": jti, "request_id": req.id, "consumed_at": engine.now()}
     with engine.store.engine.begin() as conn:
         conn.execute(t.consumed.insert().values(**row))
-    with pytest.raises(IntegrityError), engine.store.engine.begin() as conn:
+    with pytest.raises(IntegrityError, match="(?i)unique|duplicate key"), engine.store.engine.begin() as conn:
         conn.execute(t.consumed.insert().values(**row))
     with engine.store.engine.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(t.consumed)).scalar_one()
@@ -75,7 +75,7 @@ def test_consumption_committed_outside_the_lock_is_refused_by_the_database(pg_cl
     # buggy replica) inserts the consumption while the guard is between its
     # own check and its insert. On PostgreSQL the guard's insert then waits
     # for that writer and fails on the unique key: the guard must refuse.
-    engine = Engine(Config(state_url=pg_cluster.new_database(), key_dir=tmp_path / "keys"), bundled_decider)
+    engine = Engine(Config(state_url=pg_cluster.new_database(), key_dir=tmp_path / "keys"), bundled_decider, demo=True)
     try:
         doc, req, token, jti = _granted(engine)
         outcome: dict[str, object] = {}

@@ -27,7 +27,7 @@ def test_expire_due_expires_pending_requests(engine, clock):
     assert [r.id for r in changed] == [old.id]
     assert engine.get(old.id).status == "expired"
     assert engine.get(young.id).status == "pending"
-    with pytest.raises(ApprovalError):
+    with pytest.raises(ApprovalError, match=f"request {old.id} is expired; it takes no more votes"):
         vote(engine, old, "carol")
 
 

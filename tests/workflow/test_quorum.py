@@ -81,7 +81,7 @@ def test_raising_checks():
     with pytest.raises(ApprovalError, match="not eligible"):
         require_eligible(DUAL, FRANK)
     require_eligible(DUAL, BOB)
-    with pytest.raises(ApprovalError):
+    with pytest.raises(ApprovalError, match="this request takes no approvals"):
         require_eligible(Quorum(0, ()), ALICE)
 
 

@@ -35,7 +35,8 @@ def test_the_same_signed_statement_twice_is_refused(engine):
 def test_store_constraint_refuses_a_duplicate_vote_row(engine):
     req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
     vote(engine, req, "alice")
-    with pytest.raises(ApprovalError), engine.store.write() as tx:
+    with pytest.raises(ApprovalError, match=f"alice has already voted on request {req.id}; a vote cannot be changed"), \
+            engine.store.write() as tx:
         tx.insert_vote(
             request_id=req.id,
             approver="alice",

@@ -24,7 +24,7 @@ def test_stored_vote_keeps_its_original_statement(engine, clock):
     req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
     first = vote(engine, req, "alice").votes[0]
     clock.advance(60)
-    with pytest.raises(ApprovalError):
+    with pytest.raises(ApprovalError, match=f"alice has already voted on request {req.id}; a vote cannot be changed"):
         vote(engine, req, "alice")
     again = engine.get(req.id).votes[0]
     assert again.statement == first.statement and again.recorded_at == first.recorded_at

@@ -37,7 +37,7 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
 def test_failed_transaction_writes_nothing(engine):
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     before = len(engine.audit_events())
-    with pytest.raises(RuntimeError), engine.store.write() as tx:
+    with pytest.raises(RuntimeError, match="crash mid-change"), engine.store.write() as tx:
         tx.transition(req.id, "granted", now=engine.now())
         tx.append("granted", request_id=req.id, payload={}, at=engine.now())
         raise RuntimeError("crash mid-change")
@@ -46,7 +46,8 @@ def test_failed_transaction_writes_nothing(engine):
 
 
 def test_read_transaction_refuses_writes(engine):
-    with pytest.raises(StorageError), engine.store.read() as tx:
+    with pytest.raises(StorageError, match="a state change was attempted in a read transaction"), \
+            engine.store.read() as tx:
         tx.append("granted", request_id=None, payload={}, at=engine.now())
 
 

@@ -57,7 +57,7 @@ def test_warrant_is_not_issued_for_an_edited_request(engine):
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner", scope="ci-only"))
     vote(engine, req, "carol")
     _edit_stored_action(engine, req.id, update_digest=False)
-    with pytest.raises(StorageError):
+    with pytest.raises(StorageError, match="does not match its digest"):
         engine.warrant(req.id)
 
 
@@ -71,7 +71,8 @@ def test_action_edited_between_grant_and_warrant_gets_no_warrant(engine, update_
     req = vote(engine, engine.propose(doc), "carol")
     assert req.status == "granted"
     _edit_stored_action(engine, req.id, update_digest=update_digest)
-    with pytest.raises(StorageError):
+    reason = "does not match its digest" if not update_digest else "not an approval of this request"
+    with pytest.raises(StorageError, match=reason):
         engine.warrant(req.id)
     with engine.store.read() as tx:
         assert tx.warrant_for(req.id) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hitlgate.errors import InvalidWarrant
+from hitlgate.errors import IllegalTransition, InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal
 
 
@@ -28,18 +28,19 @@ def test_replay_is_refused_even_when_the_first_run_failed(engine):
     def boom(_action):
         raise RuntimeError("executor down")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="executor down"):
         guard.execute(token, doc["action"], boom)
     assert engine.get(req.id).status == "execution_failed"
-    with pytest.raises(InvalidWarrant):
+    with pytest.raises(InvalidWarrant, match=r"already used \(replay\)") as err:
         guard.execute(token, doc["action"], lambda a: None)
+    assert err.value.code == "replay"
 
 
 def test_warrant_cannot_be_reissued_after_use(engine):
     doc = proposal("suspend_service_account", "svc-ci-runner")
     req, token = granted_warrant(engine, doc, ("carol",))
     engine.guard().execute(token, doc["action"], lambda a: None)
-    with pytest.raises(Exception, match="executed"):
+    with pytest.raises(IllegalTransition, match=f"request {req.id} is executed; no warrant can be issued for it"):
         engine.warrant(req.id)
 
 
@@ -48,8 +49,9 @@ def test_replay_refusal_is_in_the_audit_log(engine):
     req, token = granted_warrant(engine, doc, ("carol",))
     guard = engine.guard()
     guard.execute(token, doc["action"], lambda a: None)
-    with pytest.raises(InvalidWarrant):
+    with pytest.raises(InvalidWarrant, match=r"already used \(replay\)") as err:
         guard.execute(token, doc["action"], lambda a: None)
+    assert err.value.code == "replay"
     refusals = [e for e in engine.audit_events(req.id) if e.payload.get("subject") == "warrant"]
     assert refusals and "already used" in refusals[-1].payload["reason"]
     kinds = [e.kind for e in engine.audit_events(req.id)]

@@ -243,9 +243,11 @@ def generated_count() -> Iterator[dict[str, int]]:
     property test ran, however the run was selected (``-k``, ``-m``, a
     single node id), and never passes for want of a run.
     """
-    count = {"inventories": 0, "proposals": 0}
+    count = {"attempts": 0, "failed": 0, "inventories": 0, "proposals": 0}
     yield count
-    assert count["proposals"] >= 500, f"only {count} generated combinations; the conformance bar is 500"
+    if not count["failed"]:
+        # A failing example is reported by the property test itself.
+        assert count["proposals"] >= 500, f"only {count} generated combinations; the conformance bar is 500"
 
 
 @settings(
@@ -259,18 +261,24 @@ def test_generated_inventories_identical(
 ) -> None:
     policy_dir, server = workspace
     inventory, props = case
-    data_dir = policy_dir.parent / f"data-{generated_count['inventories']}"
+    # One folder per attempt: hypothesis re-runs failing examples while it shrinks them.
+    generated_count["attempts"] += 1
+    data_dir = policy_dir.parent / f"data-{generated_count['attempts']}"
     data_dir.mkdir()
     (data_dir / "inventory.yaml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
-    pack = PolicyPack.load(policy_dir, [data_dir])
-    server.serve_pack(pack)
-    pair = Pair(pack, server.url)
     try:
-        for proposal in props:
-            got = pair.compare(proposal)
-            assert got["policy_revision"] == pack.revision
-    finally:
-        pair.close()
+        pack = PolicyPack.load(policy_dir, [data_dir])
+        server.serve_pack(pack)
+        pair = Pair(pack, server.url)
+        try:
+            for proposal in props:
+                got = pair.compare(proposal)
+                assert got["policy_revision"] == pack.revision
+        finally:
+            pair.close()
+    except BaseException:
+        generated_count["failed"] += 1
+        raise
     generated_count["inventories"] += 1
     generated_count["proposals"] += len(props)
 

@@ -371,11 +371,13 @@ def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, Checkpoint]) -> Cha
     expected_seq = 1
     prev_hash = GENESIS_HASH
     count = 0
-    last_matched = 0
+    # Equivalent mutant (0 -> None): both mean "no checkpoint matched yet" and are only read by truthiness.
+    last_matched = 0  # pragma: no mutate
     for event in events:
         seq = event.seq
         if seq != expected_seq:
-            if seq < expected_seq:
+            # Equivalent mutant (< -> <=): seq != expected_seq here, so the two agree.
+            if seq < expected_seq:  # pragma: no mutate
                 raise AuditChainError(
                     f"event seq {seq} is out of order, found after seq {expected_seq - 1}: "
                     "an event was inserted, duplicated or reordered"

@@ -42,7 +42,7 @@ def test_edited_event_with_only_its_own_hash_recomputed_breaks_the_next_link(ind
     assert events[index].expected_hash() == events[index].hash
     seq = index + 1
     with pytest.raises(AuditChainError, match=f"event seq {seq + 1} does not link to seq {seq} "
-                                              r"\(prev_hash mismatch\)"):
+                                              r"\(prev_hash mismatch\): an event was inserted, deleted or reordered"):
         verify_chain(events)
 
 

@@ -96,7 +96,7 @@ class _LocalPack:
 
     def _load(self) -> None:
         try:
-            pack = PolicyPack.load(self._policy_dir, self._data_paths, limits=self._limits)
+            pack = PolicyPack.load_for_backend(self._policy_dir, self._data_paths, limits=self._limits)
         except HitlgateError as exc:
             log.error(
                 "local policy pack %s failed to load, so the OPA backend cannot know which "

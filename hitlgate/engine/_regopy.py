@@ -221,7 +221,7 @@ class RegopyBackend:
             # broken files (the engine would deny until something changed again).
             before = self._disk_fingerprint()
             try:
-                pack = PolicyPack.load(self._policy_dir, self._data_paths, limits=self._limits)
+                pack = PolicyPack.load_for_backend(self._policy_dir, self._data_paths, limits=self._limits)
                 # Compile up front so errors surface at load; this thread keeps it.
                 compiled = _Compiled(pack)
             except HitlgateError as exc:

@@ -15,7 +15,9 @@ here before anything else looks at it, in this order:
 4. **YAML features**: anchors and aliases (the "billion laughs" expansion),
    merge keys, tags other than the core ones, duplicate keys and several
    documents in one file are refused; no hitlgate document needs them.
-5. **JSON features**: ``NaN``/``Infinity`` (not JSON), duplicate keys (two
+5. **JSON features**: ``NaN``/``Infinity`` (not JSON), numbers too large
+   for a 64-bit float (``1e999`` would become inf; YAML's ``.inf`` and
+   ``.nan`` likewise), refused with the field's path, duplicate keys (two
    parsers can disagree on which one wins) and strings holding NUL or a
    lone UTF-16 surrogate (``"\\ud800"``, which cannot be stored or
    canonicalised) are refused.
@@ -29,6 +31,7 @@ that names the file and never echoes more than a short prefix of a value.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import reprlib
@@ -67,18 +70,23 @@ def describe(value: Any) -> str:
     return shorten(_repr.repr(value))
 
 
-def _too_large(what: str, label: str, limit: int, limit_key: str, size: int | None) -> ValidationError:
+def _too_large(what: str, label: str, limit: int, limit_key: str | None, size: int | None) -> ValidationError:
     got = f"{size} bytes" if size is not None else "more than that"
+    if limit_key is None:
+        # A fixed limit (the config file's own size) has no setting to raise: say so.
+        hint = "this limit is fixed and cannot be configured"
+    else:
+        hint = f"raise limits.{limit_key} in hitlgate.yaml if this document is genuine"
     return ValidationError(
-        what,
-        [f"{label}: larger than the limit of {limit} bytes ({got}); raise limits.{limit_key} in hitlgate.yaml "
-         "if this document is genuine"],
-        code="input_too_large",
+        what, [f"{label}: larger than the limit of {limit} bytes ({got}); {hint}"], code="input_too_large"
     )
 
 
-def read_limited(source: str | Path, *, max_bytes: int, what: str, limit_key: str) -> tuple[bytes, str]:
+def read_limited(source: str | Path, *, max_bytes: int, what: str, limit_key: str | None) -> tuple[bytes, str]:
     """Read at most ``max_bytes`` from a path or ``-`` (stdin); return ``(bytes, label for messages)``.
+
+    ``limit_key`` names the ``limits.*`` setting that raises ``max_bytes``,
+    or is None for a fixed limit; the refusal says which.
 
     A regular file larger than the limit is refused from its size before it
     is read; anything else (stdin, a pipe, a device) is read up to
@@ -240,14 +248,27 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{shorten(str(key), 40)}" if path else shorten(str(key), 40)
 
 
+def _check_finite(value: Any, what: str, path: str) -> None:
+    # ``1e999`` parses as inf in Python; no JSON number, JCS or Rego can hold it.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(
+            what, [f"{path or '(document)'}: {value!r} is not a finite number (a number too large for a 64-bit "
+                   "float, like 1e999, or NaN/Infinity); refused"]
+        )
+
+
 def check_tree(
     doc: Any, *, what: str, label: str = "(document)", max_depth: int, max_values: int | None = None
 ) -> None:
     """Walk a parsed document with an explicit stack: bounded depth and size, string keys, clean strings.
 
+    A float that is not finite (JSON ``1e999`` parses as inf) is refused
+    with its path, with the ``invalid_<what>`` code.
+
     Works on any Python value (a caller's dict as well as parsed JSON), so
     it also stops a self-referencing dict: its depth never ends.
     """
+    _check_finite(doc, what, "")
     stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
     count = 0
     while stack:
@@ -285,6 +306,8 @@ def check_tree(
                     )
             if isinstance(child, dict | list | tuple | str):
                 stack.append((child, _join(path, key), depth + 1))
+            elif isinstance(child, float):
+                _check_finite(child, what, _join(path, key))
 
 
 # -- YAML ----------------------------------------------------------------------
@@ -339,6 +362,10 @@ def _scalar(event: Any, what: str, label: str) -> Any:
     else:
         raise ValidationError(
             what, [f"{label}: {_where(event)}: the tag {describe(tag)} is not supported"], code="unsupported_yaml"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(
+            what, [f"{label}: {_where(event)}: {describe(event.value)} is not a finite number; refused"]
         )
     if event.style == '"' and isinstance(value, str):
         # Only double-quoted scalars have escapes (\0, \ud800) that bypass the byte checks.

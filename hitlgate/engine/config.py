@@ -94,7 +94,7 @@ class Config:
         """Load and validate a ``hitlgate.yaml``."""
         path = Path(path)
         try:
-            data, label = read_limited(path, max_bytes=CONFIG_MAX_BYTES, what=f"config {path}", limit_key="(fixed)")
+            data, label = read_limited(path, max_bytes=CONFIG_MAX_BYTES, what=f"config {path}", limit_key=None)
             raw = load_yaml(data, what=f"config {path}", label=label, max_depth=DEFAULT_LIMITS.max_depth)
         except ValidationError as exc:
             if exc.code == "unreadable":

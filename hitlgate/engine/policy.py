@@ -19,7 +19,7 @@ from typing import Any
 from hitlgate.engine.inventory import Inventory, inventory_files, load_inventory
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.proposal import canonical_json
-from hitlgate.errors import PolicyError
+from hitlgate.errors import PolicyError, ValidationError
 
 #: The rule every pack must define; the engine and OPA both query it.
 DECISION_PATH = "hitlgate/decision"
@@ -93,6 +93,22 @@ class PolicyPack:
             watched=watched,
             fingerprint=fingerprint,
         )
+
+    @classmethod
+    def load_for_backend(
+        cls, policy_dir: Path, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS
+    ) -> PolicyPack:
+        """:meth:`load` for a backend: a pack that does not load is always a :class:`PolicyError`.
+
+        A malformed inventory (a duplicate YAML key, a YAML alias, two
+        approvers sharing one key) is the architect's fault, not the caller's
+        input: deciding with it must fail closed as ``policy_broken`` (exit
+        5), never as a bad argument or an unavailable backend.
+        """
+        try:
+            return cls.load(policy_dir, data_paths, limits=limits)
+        except ValidationError as exc:
+            raise PolicyError(f"policy pack does not load: {exc}", problems=exc.problems) from exc
 
     @staticmethod
     def watched_paths(policy_dir: Path, data_paths: Sequence[Path]) -> list[Path]:

@@ -24,6 +24,7 @@ from hitlgate.engine.proposal import Proposal
 from hitlgate.errors import ConfigError, ValidationError
 from tests.conftest import make_proposal
 
+
 def _with_literal(doc: dict, placeholder: float, literal: str) -> str:
     """The JSON text of ``doc`` with the float ``placeholder`` swapped for a number literal JSON allows."""
     return json.dumps(doc).replace(repr(placeholder), literal)

@@ -18,6 +18,7 @@ from typing import Any
 
 from hitlgate.engine.config import Config
 from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.store import state_file_exposure
 from hitlgate.errors import HitlgateError
 
 
@@ -35,6 +36,8 @@ class BackendReport:
     problems: list[str] = field(default_factory=list)
     #: Why this setup must not make real decisions (empty when it may).
     not_production_ready: list[str] = field(default_factory=list)
+    #: Things to fix that do not stop decisions (a state file others can read).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def production_ready(self) -> bool:
@@ -89,6 +92,7 @@ def diagnose(config: Config) -> BackendReport:
     if report.answers and not report.decision_defined:
         report.problems.append("data.hitlgate.decision is undefined for the probe proposal")
     _check_readiness(config, report)
+    report.warnings.extend(state_file_exposure(config.state_url))
     return report
 
 

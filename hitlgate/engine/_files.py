@@ -48,6 +48,15 @@ def _create_parents(directory: Path) -> None:
             os.chmod(created, 0o700)
 
 
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents with mode 0700; existing directories keep their mode.
+
+    For folders that will hold secrets (the state store, keys). Raises
+    ``OSError`` like :func:`os.mkdir`.
+    """
+    _create_parents(Path(directory))
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

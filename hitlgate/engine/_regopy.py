@@ -33,12 +33,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import regopy
-
+from hitlgate.engine._addrspace import require_address_space
 from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
 from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
+
+# regopy aborts the whole process on load under a too-small ulimit -v:
+# refuse with an error instead, before it is imported (see _addrspace).
+require_address_space()
+
+import regopy  # noqa: E402 - must follow the address-space check.
 
 log = logging.getLogger(__name__)
 #: What the policy itself prints (Rego print/trace): its own logger, never

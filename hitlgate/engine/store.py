@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine import lifecycle
+from hitlgate.engine._files import make_private_dirs
 from hitlgate.engine._time import require_utc as _require_utc
 from hitlgate.engine._time import utcnow
 from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, Checkpoint, next_event
@@ -623,6 +624,54 @@ class _SqliteAccess:
     read_only_reason: str | None = None
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the empty state file with mode 0600 before SQLite opens it.
+
+    ``warrants.token`` holds bearer tokens, so nobody but the owner may read
+    the file. SQLite would create it with the umask's mode (0644 under the
+    usual 022); an empty file is a valid empty database, and SQLite creates
+    its ``-wal`` and ``-shm`` files with the database file's mode, so all
+    three end up 0600. The process umask is not touched (it is global to
+    every thread). A file that already exists is left alone: its mode is
+    never loosened, and a world-readable one is reported by ``doctor``.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return  # Another process created it first; its creator chose the mode.
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the state store {path}: {exc.strerror or exc}", code="state_unwritable"
+        ) from exc
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def state_file_exposure(url: str) -> list[str]:
+    """Problems with who may read a SQLite state file and its ``-wal``/``-shm`` files (empty: none).
+
+    A file readable or writable by group or others exposes live warrant
+    tokens (or lets someone forge state); ``hitlgate doctor`` warns about it.
+    """
+    path = _sqlite_path(url) if _is_sqlite(url) else None
+    if path is None:
+        return []
+    found = []
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            found.append(
+                f"state file {p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}) and "
+                f"holds live warrant tokens; run: chmod 600 {p}"
+            )
+    return found
+
+
 def _sqlite_access(url: str) -> _SqliteAccess:
     """Check the state file and its directory before SQLite does, to say which path and why.
 
@@ -638,7 +687,9 @@ def _sqlite_access(url: str) -> _SqliteAccess:
     parent = path.parent
     if not parent.exists():
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            # The store holds live warrant tokens: a directory we create for
+            # it is 0700, whatever the umask (an existing one keeps its mode).
+            make_private_dirs(parent)
         except OSError as exc:
             raise StorageError(
                 f"cannot create the state directory {parent}: {exc.strerror or exc}", code="state_unwritable"
@@ -656,6 +707,7 @@ def _sqlite_access(url: str) -> _SqliteAccess:
                 f"({_describe_mode(parent)})",
                 code="state_unwritable",
             )
+        _create_private_file(path)
         return _SqliteAccess(url)
     if not os.access(path, os.R_OK):
         raise StorageError(

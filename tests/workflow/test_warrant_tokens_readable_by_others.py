@@ -1,0 +1,109 @@
+"""Attack: another local user reads live warrant tokens out of the SQLite state file.
+
+``warrants.token`` holds full bearer tokens. Before, the state directory was
+created 0755 and SQLite created the database 0644 (the usual umask 022), so
+``su nobody -c "sqlite3 'file:…/hitlgate.db?immutable=1' 'select token from
+warrants'"`` printed a token anyone could execute with. Now a directory
+hitlgate creates for the store is 0700 and the database (and so its
+``-wal``/``-shm`` files, which SQLite creates with the database's mode) is
+0600; an existing file's mode is never loosened, and a world-readable one
+is reported by ``hitlgate doctor``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hitlgate.cli import cli
+from hitlgate.engine.store import Store
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_new_state_dir_is_0700_and_db_wal_shm_are_0600(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "state" / "hitlgate.db"
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        sidecars = [Path(f"{db}-wal"), Path(f"{db}-shm")]
+        assert all(p.exists() for p in sidecars), "the open store should hold its WAL files"
+        assert {p.name: _mode(p) for p in [db, *sidecars]} == {p.name: 0o600 for p in [db, *sidecars]}
+        assert (_mode(db.parent), _mode(db.parent.parent)) == (0o700, 0o700)
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_existing_directory_and_db_modes_are_never_rewritten(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o711)
+    os.chmod(shared, 0o711)  # noqa: S103 - a shared parent that others may traverse.
+    db = shared / "hitlgate.db"
+    Store.open(f"sqlite:///{db}").close()
+    assert _mode(db) == 0o600
+    # An operator's own choice on an existing file is kept (doctor reports it), never rewritten.
+    os.chmod(db, 0o640)
+    Store.open(f"sqlite:///{db}").close()
+    assert (_mode(shared), _mode(db)) == (0o711, 0o640)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the nobody user needs root")
+@pytest.mark.usefixtures("umask_022")
+def test_nobody_cannot_read_tokens_from_the_state_file() -> None:
+    # pytest's tmp_path sits under a 0700 directory nobody cannot enter;
+    # a directory under /tmp opened to everyone is what a shared /var/lib is.
+    shared = Path(tempfile.mkdtemp(prefix="hitlgate-shared-", dir="/tmp"))
+    try:
+        os.chmod(shared, 0o755)  # noqa: S103 - the point: others may traverse the parent.
+        db = shared / "state" / "hitlgate.db"
+        Store.open(f"sqlite:///{db}").close()
+        _assert_nobody_cannot_read(db)
+    finally:
+        shutil.rmtree(shared)
+
+
+def _assert_nobody_cannot_read(db: Path) -> None:
+    head = shutil.which("head")
+    assert head is not None
+    read = subprocess.run(  # noqa: S603 - a system tool, fixed argv.
+        [head, "-c", "16", str(db)], user=65534, cwd="/", capture_output=True, text=True, check=False, timeout=30,
+    )
+    assert (read.returncode, read.stdout) == (1, "")
+    assert "Permission denied" in read.stderr
+
+
+def test_doctor_warns_about_a_world_readable_state_file(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    assert CliRunner().invoke(cli, ["init", str(proj)]).exit_code == 0
+    config = ["--config", str(proj / "hitlgate.yaml")]
+    assert CliRunner().invoke(cli, [*config, "propose", "--json", str(proj / "proposal.json")]).exit_code == 4
+    db = proj / "state" / "hitlgate.db"
+    clean = json.loads(CliRunner().invoke(cli, [*config, "--json", "doctor"]).stdout)
+    assert clean["warnings"] == []
+    os.chmod(db, 0o644)
+    report = json.loads(CliRunner().invoke(cli, [*config, "--json", "doctor"]).stdout)
+    assert report["warnings"] == [
+        f"state file {db} is accessible by group or others (mode 0644) and holds live warrant tokens; "
+        f"run: chmod 600 {db}"
+    ]

@@ -18,7 +18,6 @@ from typing import Any
 
 from hitlgate.engine.config import Config
 from hitlgate.engine.policy import PolicyPack
-from hitlgate.engine.store import state_file_exposure
 from hitlgate.errors import HitlgateError
 
 
@@ -92,6 +91,9 @@ def diagnose(config: Config) -> BackendReport:
     if report.answers and not report.decision_defined:
         report.problems.append("data.hitlgate.decision is undefined for the probe proposal")
     _check_readiness(config, report)
+    # Imported here: SQLAlchemy must cost nothing to commands that never open the store.
+    from hitlgate.engine.store import state_file_exposure
+
     report.warnings.extend(state_file_exposure(config.state_url))
     return report
 

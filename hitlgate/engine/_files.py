@@ -2,19 +2,32 @@
 
 :func:`write_file` makes these checks, in this order:
 
-1. Missing parent directories are created with mode 0700 (only the ones it
+1. The parent directory is reached by walking its path one component at a
+   time with ``openat``-style calls (``dir_fd``, ``O_NOFOLLOW``), and
+   everything below happens relative to the directory opened that way, so
+   the directory cannot be swapped for a link between the check and the
+   write. **The symlink rule**: a symbolic link among the directories is
+   followed only if it is owned by the user running hitlgate or by root;
+   a link owned by anyone else is refused (``unsafe_path``), because it
+   lets that user choose where the file lands (``--out sd/dirlink/k.pem``
+   with ``dirlink`` planted by another user in a shared folder). Links you
+   or root made (``/tmp -> /private/tmp``, a home directory on another
+   disk) keep working. The links a followed link points through are
+   checked by the same rule.
+2. Missing parent directories are created with mode 0700 (only the ones it
    creates; an existing directory keeps its mode). ``keys generate --out
    ~/.hitlgate/alice.pem`` must work on a fresh machine, and a folder made
    to hold private keys must not be world-readable.
-2. An existing path that is a symbolic link is refused: following it would
-   let whoever planted the link choose what gets overwritten (a warrant
-   written over ``~/.bashrc``). The target path itself is never opened, so
-   no ``open`` can follow a link either.
-3. An existing regular file is refused unless the caller passed
+3. An existing path that is a symbolic link is refused, whoever owns it:
+   following it would let whoever planted the link choose what gets
+   overwritten (a warrant written over ``~/.bashrc``). The target path
+   itself is never opened, so no ``open`` can follow a link either.
+4. An existing regular file is refused unless the caller passed
    ``overwrite=True`` (``--force``); anything else (a directory, a FIFO) is
    always refused.
-4. The data goes to a fresh temporary file in the same directory (created
-   with ``O_EXCL``, mode 0600 or the umask's 0644), is fsynced and then
+5. The data goes to a fresh temporary file in the same directory (created
+   with ``O_EXCL``; mode 0600 for secrets, else 0644 less the umask's
+   bits, so an export is never group- or world-writable), is fsynced and then
    renamed into place, so a reader never sees half a file and a crash
    leaves the old file intact. Without ``overwrite`` the rename is a
    ``link``, which fails if a file appeared at the path in the meantime.
@@ -26,8 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from hitlgate.errors import InputError
@@ -57,13 +70,68 @@ def make_private_dirs(directory: Path) -> None:
     _create_parents(Path(directory))
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
+#: How many symbolic links one path may pass through (the kernel's own limit is 40).
+MAX_LINKS = 40
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _trusted_link_owner(uid: int) -> bool:
+    return uid in (os.geteuid(), 0)
+
+
+def _open_directory(directory: Path, *, what: str, path: Path) -> int:
+    """Open ``directory`` without following untrusted links, creating missing parts 0700; return its fd.
+
+    See rule 1 of the module docstring. Raises InputError for a refused
+    link and OSError for everything else.
+    """
+    fd = os.open("/" if directory.is_absolute() else ".", _DIR_FLAGS)
+    pending = [part for part in reversed(directory.parts) if part != directory.anchor]
+    walked = Path(directory.anchor)
+    links = 0
+    try:
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            created = False
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                    created = True
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            walked = walked / name
+            if stat.S_ISLNK(st.st_mode):
+                if not _trusted_link_owner(st.st_uid):
+                    raise InputError(
+                        f"refusing to write {what} {path}: {walked} is a symbolic link owned by uid {st.st_uid} "
+                        f"(neither you, uid {os.geteuid()}, nor root), so that user chooses where the file lands; "
+                        "give a path without it",
+                        code="unsafe_path",
+                    )
+                links += 1
+                if links > MAX_LINKS:
+                    raise InputError(f"cannot write {what} {path}: too many symbolic links", code="unsafe_path")
+                target = Path(os.readlink(name, dir_fd=fd))
+                if target.is_absolute():
+                    os.close(fd)
+                    fd = os.open("/", _DIR_FLAGS)
+                pending.extend(part for part in reversed(target.parts) if part != target.anchor)
+                continue
+            # O_NOFOLLOW: a link swapped in since the stat fails here (ELOOP) instead of being followed.
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
+            fd = child
+            if created:
+                # The umask may have removed bits only; fchmod states the intent.
+                os.fchmod(fd, 0o700)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _file_mode(secret: bool) -> int:
@@ -71,7 +139,8 @@ def _file_mode(secret: bool) -> int:
         return 0o600
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    # Never group- or world-writable, even under a umask of 002 or 000.
+    return 0o644 & ~umask
 
 
 def write_file(
@@ -79,18 +148,31 @@ def write_file(
 ) -> Path:
     """Write ``data`` to ``path`` safely (see the module docstring) and return the path written.
 
-    ``secret`` gives mode 0600 (keys, warrants); otherwise the umask's
-    default (usually 0644). ``what`` names the file in error messages.
+    ``secret`` gives mode 0600 (keys, warrants); otherwise 0644 less the
+    umask's bits. ``what`` names the file in error messages.
     """
     path = Path(os.path.expanduser(path))
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
+    name = path.name
     try:
-        _create_parents(directory)
+        dfd = _open_directory(directory, what=what, path=path)
     except OSError as exc:
         raise InputError(f"cannot create directory {directory} for {what} {path}: {exc.strerror or exc}") from exc
     try:
-        st: os.stat_result | None = os.lstat(path)
+        _write_in(dfd, name, payload, path=path, secret=secret, overwrite=overwrite, what=what)
+        with contextlib.suppress(OSError):
+            os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return path
+
+
+def _write_in(
+    dfd: int, name: str, payload: bytes, *, path: Path, secret: bool, overwrite: bool, what: str
+) -> None:
+    try:
+        st: os.stat_result | None = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         st = None
     except OSError as exc:
@@ -102,11 +184,11 @@ def write_file(
             raise InputError(f"refusing to write {what} {path}: not a regular file", code="unsafe_path")
         if not overwrite:
             raise InputError(f"refusing to overwrite {what} {path} (use --force)", code="file_exists")
+    tmp = f".{name}.{secrets.token_hex(8)}.tmp"
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
     except OSError as exc:
         raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
-    tmp = Path(tmp_name)
     try:
         try:
             os.fchmod(fd, _file_mode(secret))
@@ -117,20 +199,18 @@ def write_file(
         finally:
             os.close(fd)
         if overwrite:
-            os.replace(tmp, path)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         else:
             try:
-                os.link(tmp, path)
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
             except FileExistsError as exc:
                 raise InputError(f"refusing to overwrite {what} {path} (use --force)", code="file_exists") from exc
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=dfd)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=dfd)
         raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=dfd)
         raise
-    _fsync_dir(directory)
-    return path

@@ -4,7 +4,8 @@ The root group is the one place where failures become output and exit
 codes (see :data:`hitlgate.errors.EXIT_CODES`):
 
 * a :class:`~hitlgate.errors.HitlgateError` exits with its ``exit_code``;
-* a usage error from click (missing argument, bad option) exits 2;
+* a usage error from click (missing argument, bad option) exits 2, as one
+  ``error: ...`` line and a ``(see 'hitlgate CMD --help')`` hint;
 * anything else is a bug: code ``internal``, exit 1, traceback only with ``-v``.
 
 Without ``--json`` the error is one ``error: ...`` line on stderr. With
@@ -94,6 +95,22 @@ def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
     return {"error": {"code": code, "message": exc.format_message(), "exit_code": exit_code}}
 
 
+#: click 8.2+ raises this for a bare group invocation; its message is the help text.
+_NO_ARGS_IS_HELP: type[click.UsageError] | None = getattr(click.exceptions, "NoArgsIsHelpError", None)
+
+
+def _usage_error_text(exc: click.ClickException) -> str:
+    """A click error as the CLI's one ``error: ...`` line, plus for a usage error the command whose --help helps."""
+    if _NO_ARGS_IS_HELP is not None and isinstance(exc, _NO_ARGS_IS_HELP):
+        # Bare ``hitlgate``: the help itself is the message.
+        return exc.format_message()
+    line = f"error: {exc.format_message()}"
+    if isinstance(exc, click.UsageError):
+        where = exc.ctx.command_path if exc.ctx is not None else "hitlgate"
+        line += f"\n(see '{where} --help')"
+    return line
+
+
 def _emit_json_error(doc: dict[str, Any]) -> None:
     click.echo(json.dumps(doc, indent=2))
 
@@ -106,10 +123,11 @@ class _Root(click.Group):
         try:
             ctx = super().make_context(info_name, args, parent, **extra)
         except click.ClickException as exc:
-            if not as_json:
-                raise
             doc = _usage_error_json(exc)
-            _emit_json_error(doc)
+            if as_json:
+                _emit_json_error(doc)
+            else:
+                click.echo(_usage_error_text(exc), err=True)
             raise click.exceptions.Exit(doc["error"]["exit_code"]) from exc
         ctx.meta["hitlgate.json"] = as_json
         return ctx
@@ -122,10 +140,7 @@ class _Root(click.Group):
         except HitlgateError as exc:
             self._fail(ctx, exc.to_json(), exc, f"error: {exc}")
         except click.ClickException as exc:
-            if not _wants_json(ctx):
-                raise
-            doc = _usage_error_json(exc)
-            self._fail(ctx, doc, exc, "")
+            self._fail(ctx, _usage_error_json(exc), exc, _usage_error_text(exc))
         except Exception as exc:  # noqa: BLE001 - the one place a bug becomes an exit code, not a traceback.
             message = f"unexpected {type(exc).__name__}: {exc}"
             doc = {"error": {"code": "internal", "message": message, "exit_code": EXIT_ERROR}}

@@ -177,8 +177,10 @@ def policy_test(
     """Check the pack, run its Rego unit tests (opa test) and its scenario corpus.
 
     A pack that does not load or compile is reported once, each problem as
-    file:line:col, and nothing else runs. Otherwise names each failing case;
-    cases that failed closed for the same reason are reported together.
+    file:line:col, and nothing else runs. Otherwise names each failing Rego
+    test once (file:line and the expression that failed; -v adds opa's full
+    trace) and each failing case; cases that failed closed for the same
+    reason are reported together.
 
     \b
     Exit codes:
@@ -191,7 +193,7 @@ def policy_test(
 
     as_json = state.json
     config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
-    result = run_policy_test(config, rego_tests=not no_rego_tests)
+    result = run_policy_test(config, rego_tests=not no_rego_tests, verbose=state.verbose)
     scenarios = result.scenarios
     groups = result.failed_closed_groups()
     grouped = {case for g in groups for case in g.cases}
@@ -207,8 +209,12 @@ def policy_test(
                 "ok": result.rego.ok,
                 "count": result.rego.tests,
                 "failed": result.rego.failed,
-                "output": result.rego.output,
+                "failures": [
+                    {"name": f.name, "file": f.file, "line": f.line, "message": f.message} for f in result.rego.failures
+                ],
             }
+            if result.rego.output:
+                report["rego_tests"]["output"] = result.rego.output
         report["scenario_results"] = {
             "passed": len(scenarios.passed),
             "failed": [
@@ -223,7 +229,11 @@ def policy_test(
             if result.rego.ok:
                 click.echo(f"rego unit tests: ok ({result.rego.tests} tests)")
             else:
-                click.echo(result.rego.output.rstrip())
+                if result.rego.output:
+                    click.echo(result.rego.output.rstrip())
+                for failure in result.rego.failures:
+                    click.echo(f"FAIL {failure.name} ({failure.file}:{failure.line})")
+                    click.echo(f"    {failure.message}")
                 click.echo(f"rego unit tests: FAILED ({result.rego.failed} of {result.rego.tests} tests failed)")
         for f in scenarios.failed:
             if f.scenario.name in grouped:
@@ -329,7 +339,10 @@ def init(state: CliState, directory: Path, force: bool) -> None:
         write_file(config_file, STARTER_CONFIG, secret=False, overwrite=force, what="config")
         example = directory / "proposal.json"
         if not example.exists():
-            write_file(example, json.dumps(EXAMPLE_PROPOSAL, indent=2) + "\n", secret=False, what="example proposal")
+            write_file(
+                example, json.dumps(EXAMPLE_PROPOSAL, indent=2) + "\n", secret=False, what="example proposal",
+                if_exists="it appeared while init ran; it is left as it is",
+            )
         _write_gitignore(directory / ".gitignore")
     except OSError as exc:
         raise InputError(f"cannot write the project into {directory}: {exc.strerror or exc}") from exc

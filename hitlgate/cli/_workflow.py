@@ -434,24 +434,33 @@ def wait(state: CliState, request_id: str, timeout: float, poll: float) -> None:
 def warrant(state: CliState, request_id: str, out: str | None, force: bool) -> None:
     """Print the warrant of a granted request (issued on first call).
 
-    A warrant is a bearer token until it is consumed: prefer --out, which
-    writes it with mode 0600, over redirecting stdout into a file.
+    A warrant is a bearer token until it is consumed. With --out it is
+    written to the file with mode 0600 and never printed: stdout (and the
+    --json document) carry only the path, jti, expiry and file mode.
+    Without --out the token itself is printed on stdout (in --json, as
+    "token"), so stdout then carries a secret: prefer --out over
+    redirecting stdout into a file.
 
     \b
     Exit codes:
       0  the warrant (issued now or earlier, unused)
-      4  the request is still pending approval
+      2  unknown request, or --out exists (no --force) or is a symbolic link
       3  no warrant: denied, rejected, expired, revoked, or already used
+      4  the request is still pending approval
     """
     with open_engine(state) as engine:
         w = engine.warrant(request_id)
     if out:
-        write_file(out, w.token + "\n", secret=True, overwrite=force, what="warrant")
-    if state.json:
+        written = write_file(out, w.token + "\n", secret=True, overwrite=force, what="warrant")
+        if state.json:
+            echo_json({"request_id": w.request_id, "jti": w.jti, "kid": w.kid,
+                       "expires_at": format_time(w.expires_at), "out": str(written), "mode": "0600"})
+        else:
+            click.echo(f"warrant {w.jti} for {request_id} written to {written} (mode 0600, "
+                       f"expires {format_time(w.expires_at)})")
+    elif state.json:
         echo_json({"request_id": w.request_id, "jti": w.jti, "kid": w.kid,
                    "expires_at": format_time(w.expires_at), "token": w.token})
-    elif out:
-        click.echo(f"warrant {w.jti} for {request_id} written to {out} (expires {format_time(w.expires_at)})")
     else:
         click.echo(w.token)
 

@@ -144,12 +144,20 @@ def _file_mode(secret: bool) -> int:
 
 
 def write_file(
-    path: str | Path, data: bytes | str, *, secret: bool, overwrite: bool = False, what: str = "file"
+    path: str | Path,
+    data: bytes | str,
+    *,
+    secret: bool,
+    overwrite: bool = False,
+    what: str = "file",
+    if_exists: str = "use --force",
 ) -> Path:
     """Write ``data`` to ``path`` safely (see the module docstring) and return the path written.
 
     ``secret`` gives mode 0600 (keys, warrants); otherwise 0644 less the
-    umask's bits. ``what`` names the file in error messages.
+    umask's bits. ``what`` names the file in error messages; ``if_exists``
+    is the hint in the refusal to overwrite, so a caller without ``--force``
+    does not advertise one.
     """
     path = Path(os.path.expanduser(path))
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -183,7 +191,7 @@ def _write_in(
         if not stat.S_ISREG(st.st_mode):
             raise InputError(f"refusing to write {what} {path}: not a regular file", code="unsafe_path")
         if not overwrite:
-            raise InputError(f"refusing to overwrite {what} {path} (use --force)", code="file_exists")
+            raise InputError(f"refusing to overwrite {what} {path} ({if_exists})", code="file_exists")
     tmp = f".{name}.{secrets.token_hex(8)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
@@ -204,7 +212,7 @@ def _write_in(
             try:
                 os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
             except FileExistsError as exc:
-                raise InputError(f"refusing to overwrite {what} {path} (use --force)", code="file_exists") from exc
+                raise InputError(f"refusing to overwrite {what} {path} ({if_exists})", code="file_exists") from exc
             os.unlink(tmp, dir_fd=dfd)
     except OSError as exc:
         with contextlib.suppress(OSError):

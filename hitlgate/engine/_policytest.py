@@ -23,6 +23,7 @@ crashes on it), so the unit tests need the OPA binary, found via
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,11 +31,13 @@ import subprocess  # noqa: S404 - runs the OPA binary with fixed arguments, no s
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from hitlgate.engine._opabin import OPA_VERSION, cached_opa_path
 from hitlgate.engine._rego_errors import RegoCompileError, RegoProblem, from_opa_check
+from hitlgate.engine._safeparse import shorten
 from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
 from hitlgate.engine.inventory import inventory_files
@@ -68,13 +71,32 @@ def _require_opa(opa: Path | None) -> Path:
 
 
 @dataclass(frozen=True)
+class RegoTestFailure:
+    """One failing (or erroring) Rego unit test: where it is and, in one line, why."""
+
+    name: str
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.name}: {self.message}"
+
+
+@dataclass(frozen=True)
 class RegoTestResult:
-    """Outcome of ``opa test`` on a pack."""
+    """Outcome of ``opa test`` on a pack.
+
+    ``failures`` names each failing test once; ``output`` is the full
+    ``opa test -v`` trace, filled only when asked for (``verbose``), since
+    one renamed factor makes it hundreds of lines long.
+    """
 
     ok: bool
     output: str
     tests: int
     failed: int = 0
+    failures: tuple[RegoTestFailure, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -227,46 +249,111 @@ def regopy_compile(pack: PolicyPack) -> None:
         ) from exc
 
 
-def run_rego_tests(policy_dir: Path, opa: Path | None = None, timeout: float = 120.0) -> RegoTestResult:
-    """Stage 4: ``opa test`` on the pack's modules and ``*_test.rego`` files."""
-    opa = _require_opa(opa)
-    modules = [str(p) for p in policy_files(policy_dir)]
-    tests = [str(p) for p in test_files(policy_dir)]
-    if not tests:
-        return RegoTestResult(False, f"no *_test.rego files in {display_path(policy_dir)}", 0)
+#: At most this many failing tests are re-run to find the expression that failed.
+_EXPLAINED_FAILURES = 10
+
+
+def _run_opa(opa: Path, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
     try:
-        run = subprocess.run(  # noqa: S603 - fixed argv.
-            [str(opa), "test", "--format", "pretty", "-v", *modules, *tests],
-            capture_output=True, text=True, timeout=timeout, check=False,
+        return subprocess.run(  # noqa: S603 - fixed argv.
+            [str(opa), *args], capture_output=True, text=True, timeout=timeout, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BackendUnavailable(f"could not run {opa}: {exc}", code="opa_not_runnable") from exc
-    return RegoTestResult(run.returncode == 0, run.stdout + run.stderr, *_count_tests(run.stdout))
 
 
-def _count_tests(output: str) -> tuple[int, int]:
-    """(tests run, tests failed or errored) from ``opa test``'s summary lines ("PASS: 23/24", "FAIL: 1/24")."""
-    total, failed = 0, 0
-    for m in re.finditer(r"^(PASS|FAIL|ERROR): (\d+)/(\d+)$", output, re.M):
-        total = int(m.group(3))
-        if m.group(1) != "PASS":
-            failed += int(m.group(2))
-    return total, failed
+def run_rego_tests(
+    policy_dir: Path, opa: Path | None = None, timeout: float = 120.0, *, verbose: bool = False
+) -> RegoTestResult:
+    """Stage 4: ``opa test`` on the pack's modules and ``*_test.rego`` files.
+
+    Runs ``opa test --format json`` and reports each failing test once, with
+    its file:line and the test expression that failed. ``verbose`` adds the
+    full ``opa test -v`` trace as ``output``.
+    """
+    opa = _require_opa(opa)
+    files = [*(str(p) for p in policy_files(policy_dir)), *(str(p) for p in test_files(policy_dir))]
+    if not test_files(policy_dir):
+        return RegoTestResult(False, f"no *_test.rego files in {display_path(policy_dir)}", 0)
+    run = _run_opa(opa, ["test", "--format", "json", *files], timeout)
+    try:
+        results = json.loads(run.stdout)
+        if not isinstance(results, list):
+            raise TypeError("not a list")
+    except (ValueError, TypeError):
+        text = (run.stdout + run.stderr).strip() or f"exit code {run.returncode}"
+        return RegoTestResult(False, text, 0, 1, (RegoTestFailure("opa test", "", 0, text.splitlines()[0]),))
+    failures = []
+    for i, r in enumerate(x for x in results if x.get("fail") or x.get("error")):
+        failures.append(_failure(opa, files, r, timeout) if i < _EXPLAINED_FAILURES else _failure(None, files, r, 0))
+    output = ""
+    if verbose and failures:
+        trace = _run_opa(opa, ["test", "--format", "pretty", "-v", *files], timeout)
+        output = trace.stdout + trace.stderr
+    ok = run.returncode == 0 and not failures
+    return RegoTestResult(ok, output, len(results), len(failures), tuple(failures))
 
 
-def run_policy_test(config: Config, *, rego_tests: bool = True, opa: Path | None = None) -> PolicyTestReport:
+def _failure(opa: Path | None, files: Sequence[str], result: dict[str, Any], timeout: float) -> RegoTestFailure:
+    """One failing test as name, file:line and a one-line reason (the failing expression when ``opa`` is given)."""
+    location = result.get("location") or {}
+    file, line = str(location.get("file", "")), int(location.get("row", 0))
+    name = f"{str(result.get('package', '')).removeprefix('data.')}.{result.get('name', '?')}"
+    error = result.get("error")
+    if error:
+        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+        return RegoTestFailure(name, display_path(Path(file)), line, f"error: {message}")
+    message = "failed (the test body is false or undefined)"
+    if opa is not None:
+        where = _failed_expression(opa, files, str(result.get("package", "")), str(result.get("name", "")), file,
+                                   line, timeout)
+        if where is not None:
+            row, text = where
+            message = f"failed at line {row}: {text}"
+    return RegoTestFailure(name, display_path(Path(file)), line, message)
+
+
+def _failed_expression(
+    opa: Path, files: Sequence[str], package: str, name: str, file: str, line: int, timeout: float
+) -> tuple[int, str] | None:
+    """The (row, source text) of the last expression of the test's body that failed, from its ``-v`` trace."""
+    run = _run_opa(opa, ["test", "--format", "json", "-v", "--run", f"^{re.escape(package + '.' + name)}$", *files],
+                   timeout)
+    try:
+        trace = json.loads(run.stdout)[0]["trace"] or []
+    except (ValueError, LookupError, TypeError):
+        return None
+    rows = [
+        int(e["Location"]["row"])
+        for e in trace
+        if isinstance(e, dict) and e.get("Op") == "Fail"
+        and (e.get("Location") or {}).get("file") == file and int(e["Location"].get("row", 0)) > line
+    ]
+    if not rows:
+        return None
+    try:
+        source = Path(file).read_text(encoding="utf-8").splitlines()[rows[-1] - 1].strip()
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    return rows[-1], shorten(source, 120)
+
+
+def run_policy_test(
+    config: Config, *, rego_tests: bool = True, opa: Path | None = None, verbose: bool = False
+) -> PolicyTestReport:
     """Run every stage on the pack ``config`` names.
 
     Raises :class:`PolicyError` (once) for a pack that does not load or
     compile, and :class:`~hitlgate.errors.ValidationError` for a malformed
-    scenario file; test failures are in the returned report.
+    scenario file; test failures are in the returned report (with the full
+    ``opa test -v`` trace only when ``verbose``).
     """
     pack = load_pack(config)
     if rego_tests:
         opa_check(config.policy_dir, opa)
     if config.backend.kind == "embedded":
         regopy_compile(pack)
-    rego = run_rego_tests(config.policy_dir, opa) if rego_tests else None
+    rego = run_rego_tests(config.policy_dir, opa, verbose=verbose) if rego_tests else None
     scenarios = load_scenarios([config.scenario_dir], limits=config.limits)
     # The report names every failing case with its reason, so the decider
     # does not also log each one.

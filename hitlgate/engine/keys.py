@@ -191,7 +191,10 @@ def generate_approver_key(out: Path, *, password: bytes | None = None) -> str:
     key = Ed25519PrivateKey.generate()
     # Never overwrite: silently replacing someone's signing key would orphan
     # their registered key. Missing parent folders are created with 0700.
-    write_file(out, _private_pem(key, password), secret=True, overwrite=False, what="key file")
+    write_file(
+        out, _private_pem(key, password), secret=True, overwrite=False, what="key file",
+        if_exists="keys are never overwritten: choose another path, or delete the old key deliberately first",
+    )
     return encode_public_key(public_raw(key.public_key()))
 
 

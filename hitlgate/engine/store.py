@@ -49,7 +49,7 @@ from hitlgate.engine._time import require_utc as _require_utc
 from hitlgate.engine._time import utcnow
 from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, Checkpoint, next_event
 from hitlgate.engine.decision import Decision
-from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, StorageError
+from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, NotFoundError, StorageError
 
 #: How long a SQLite writer waits for the lock before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -236,10 +236,10 @@ class Transaction:
         )
 
     def get_request(self, request_id: str) -> Request:
-        """Load a request with its votes; raises :class:`InputError` if there is none."""
+        """Load a request with its votes; raises :class:`NotFoundError` (code ``not_found``) if there is none."""
         row = self.conn.execute(sa.select(t.requests).where(t.requests.c.id == request_id)).mappings().first()
         if row is None:
-            raise InputError(f"no request with id {request_id!r}")
+            raise NotFoundError(f"no request with id {request_id!r}")
         return self._request_from_row(row, self.votes(request_id))
 
     def list_requests(self, status: str | None = None, limit: int = 1000) -> list[Request]:

@@ -527,7 +527,7 @@ class Engine:
         return self.get(request_id)
 
     def get(self, request_id: str) -> Request:
-        """The stored request with its votes; raises :class:`InputError` if unknown."""
+        """The stored request with its votes; raises :class:`~hitlgate.errors.NotFoundError` if unknown."""
         with self.store.read() as tx:
             return tx.get_request(request_id)
 

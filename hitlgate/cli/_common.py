@@ -169,6 +169,12 @@ def examples(*commands: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {c}" for c in commands)
 
 
+def bullet(text: str, indent: str = "    ") -> str:
+    """``text`` as a ``- `` list item; its further lines stay indented under the item (a multi-line reason)."""
+    first, *rest = text.splitlines() or [""]
+    return "\n".join([f"{indent}- {first}", *(f"{indent}  {line}" for line in rest)])
+
+
 def decision_exit_code(decision: Decision) -> int:
     """The exit code of a decision: 0 auto_allow, 3 deny, 4 approval required, 5 or 1 when it failed closed.
 

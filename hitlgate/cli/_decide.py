@@ -12,6 +12,7 @@ import click
 
 from hitlgate.cli._common import (
     CliState,
+    bullet,
     current_limits,
     decision_exit_code,
     echo_json,
@@ -71,7 +72,7 @@ def format_decision(proposal: Proposal, decision: Decision, backend: str | None 
         f"  blast radius:  workloads: {', '.join(br['workloads']) or '-'};"
         f" partners: {', '.join(br['partners']) or '-'}",
         "  reasons:",
-        *(f"    - {r}" for r in decision.reasons),
+        *(bullet(r) for r in decision.reasons),
         f"  controls:      {describe_controls(decision)}",
     ]
     # The request's TTL is the approval window; an auto-allow or a deny has

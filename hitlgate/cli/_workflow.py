@@ -23,6 +23,7 @@ import click
 
 from hitlgate.cli._common import (
     CliState,
+    bullet,
     check_text_arg,
     current_limits,
     decision_exit_code,
@@ -156,7 +157,7 @@ def format_request(
         lines.append(f"  FAILED CLOSED: {req.decision.fail_closed['code']} (the policy did not decide this deny)")
     if verbose:
         lines.append("  reasons:")
-        lines.extend(f"    - {r}" for r in req.decision.reasons)
+        lines.extend(bullet(r) for r in req.decision.reasons)
         lines.append(f"  policy:    {req.policy_revision}")
     return "\n".join(lines)
 

@@ -168,7 +168,9 @@ def write_file(
     except OSError as exc:
         raise InputError(f"cannot create directory {directory} for {what} {path}: {exc.strerror or exc}") from exc
     try:
-        _write_in(dfd, name, payload, path=path, secret=secret, overwrite=overwrite, what=what)
+        _write_in(
+            dfd, name, payload, path=path, secret=secret, overwrite=overwrite, what=what, if_exists=if_exists
+        )
         with contextlib.suppress(OSError):
             os.fsync(dfd)
     finally:
@@ -177,7 +179,7 @@ def write_file(
 
 
 def _write_in(
-    dfd: int, name: str, payload: bytes, *, path: Path, secret: bool, overwrite: bool, what: str
+    dfd: int, name: str, payload: bytes, *, path: Path, secret: bool, overwrite: bool, what: str, if_exists: str
 ) -> None:
     try:
         st: os.stat_result | None = os.stat(name, dir_fd=dfd, follow_symlinks=False)

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hitlgate.engine._locate import display_path, locate_inventory_problem
 from hitlgate.engine._opabin import OPA_VERSION, cached_opa_path
 from hitlgate.engine._rego_errors import RegoCompileError, RegoProblem, from_opa_check
 from hitlgate.engine._safeparse import shorten
@@ -129,14 +128,6 @@ class PolicyTestReport:
         return [FailedGroup(reason, tuple(cases)) for reason, cases in groups.items()]
 
 
-def display_path(path: Path) -> str:
-    """``path`` relative to the working directory when it is below it, else as given."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def broken(what: str, problems: Sequence[RegoProblem]) -> PolicyError:
     """The one error for a pack that does not compile, each problem with its source line."""
     count = f"{len(problems)} error{'s' if len(problems) != 1 else ''}"
@@ -156,63 +147,13 @@ def load_pack(config: Config) -> PolicyPack:
             files = inventory_files(config.data_paths)
         except PolicyError:
             files = []
-        problems = [_locate(p, files) for p in exc.problems]
+        # The inventory loader already names file:line; this locates what it could not.
+        problems = [locate_inventory_problem(p, files) for p in exc.problems]
         lines = "\n".join(f"  - {p}" for p in problems)
         raise PolicyError(
             f"policy pack does not load: invalid {exc.what}: {len(problems)} problem(s)\n{lines}",
             problems=problems,
         ) from exc
-
-
-def _locate(problem: str, files: Sequence[Path]) -> str:
-    """Prefix an inventory problem (``[file.yaml: ]path: message``) with the file and line it points at."""
-    head, sep, rest = problem.partition(": ")
-    named = [f for f in files if f.name == head] if sep else []
-    candidates, text = (named, rest) if named else (list(files), problem)
-    path, sep, message = text.partition(": ")
-    if not sep:
-        return problem
-    # "Additional properties are not allowed ('tags' was unexpected)": point at the field itself.
-    extra = re.search(r"\('([^']+)' was unexpected\)", message)
-    for f in candidates:
-        line = _yaml_line(f, path, extra.group(1) if extra else None)
-        if line is not None:
-            return f"{display_path(f)}:{line}: {path}: {message}"
-    return f"{display_path(named[0])}: {text}" if named else problem
-
-
-def _yaml_line(file: Path, path: str, field_name: str | None) -> int | None:
-    """1-based line of the node at a problem's path (``identities.key.used_by[0]``) in a YAML file, or None."""
-    try:
-        node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    rest = "" if path == "(document)" else path
-    line: int | None = None if rest else 1
-    if field_name is not None:
-        rest = f"{rest}.{field_name}" if rest else field_name
-    while rest and node is not None:
-        if isinstance(node, yaml.MappingNode):
-            # Ids may contain dots, so take the longest key the path starts with.
-            best: tuple[str, yaml.Node, yaml.Node] | None = None
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                if rest == key or rest.startswith((key + ".", key + "[")):
-                    if best is None or len(key) > len(best[0]):
-                        best = (key, key_node, value_node)
-            if best is None:
-                return None
-            key, key_node, node = best
-            line, rest = key_node.start_mark.line + 1, rest[len(key) :].removeprefix(".")
-        elif isinstance(node, yaml.SequenceNode):
-            m = re.match(r"\[(\d+)\]", rest)
-            if m is None or int(m.group(1)) >= len(node.value):
-                return None
-            node = node.value[int(m.group(1))]
-            line, rest = node.start_mark.line + 1, rest[m.end() :].removeprefix(".")
-        else:
-            return None
-    return line
 
 
 def opa_check(policy_dir: Path, opa: Path | None = None, timeout: float = 120.0) -> None:
@@ -244,9 +185,8 @@ def regopy_compile(pack: PolicyPack) -> None:
     except RegoCompileError as exc:
         if not exc.rego_problems:
             raise
-        raise broken(
-            "regopy", [p.with_file(display_path(pack.policy_dir / p.file)) for p in exc.rego_problems]
-        ) from exc
+        # The problems already name their files relative to the working directory.
+        raise broken("regopy", list(exc.rego_problems)) from exc
 
 
 #: At most this many failing tests are re-run to find the expression that failed.

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hitlgate.engine._addrspace import require_address_space
+from hitlgate.engine._locate import display_path
 from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
@@ -130,7 +131,10 @@ def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
         # rego-cpp's own report of the same errors; the message below is built from the exception.
         log.debug("regopy wrote while compiling the policy: %s", _first_lines(report, 40))
     if error is not None:
-        raise RegoCompileError("regopy", from_regopy(str(error), dict(pack.modules)), str(error)) from error
+        # Name each file as policy test does (relative to the working directory), not by its name in the pack.
+        found = from_regopy(str(error), dict(pack.modules))
+        problems = [p.with_file(display_path(pack.policy_dir / p.file)) for p in found]
+        raise RegoCompileError("regopy", problems, str(error)) from error
     if not bundle.ok():
         raise PolicyError("policy does not compile: regopy could not build the bundle")
     return interpreter, bundle

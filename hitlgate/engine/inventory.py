@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hitlgate.engine import schemas
+from hitlgate.engine._locate import display_path, locate_inventory_problem
 from hitlgate.engine._safeparse import load_yaml, read_limited
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import PolicyError, ValidationError
@@ -196,13 +197,14 @@ def load_inventory(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) ->
         if doc is None:
             doc = {}
         found = schemas.check("inventory", doc)
-        problems.extend(f"{f.name}: {p}" for p in found)
+        # file:line, as policy test and opa check name a place.
+        problems.extend(locate_inventory_problem(f"{f.name}: {p}", [f]) for p in found)
         if not found:
-            docs.append((f.name, doc))
+            docs.append((display_path(f), doc))
     if problems:
         raise ValidationError("inventory", problems)
     merged = merge_documents(docs)
     dangling = check_references(merged)
     if dangling:
-        raise ValidationError("inventory", dangling)
+        raise ValidationError("inventory", [locate_inventory_problem(p, files) for p in dangling])
     return Inventory(document=merged, sources=tuple(str(f) for f in files))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from hitlgate.cli._common import CliState, json_option, narration_to_stderr_under_json, pass_state
+from hitlgate.cli._common import CliState, examples, json_option, narration_to_stderr_under_json, pass_state
 from hitlgate.cli._decide import TIER_LABEL, describe_controls, describe_duration, describe_quorum
 from hitlgate.engine import Config, Decider, Decision
 from hitlgate.engine._resources import bundled_scenario_dir
@@ -115,7 +115,7 @@ NEXT_STEPS = (
 )
 
 
-@click.command()
+@click.command(epilog=examples("hitlgate demo", "hitlgate demo --decisions-only"))
 @click.option("--decisions-only", is_flag=True, help="Only show the decisions; skip approvals, warrants and execution.")
 @json_option
 @pass_state
@@ -130,10 +130,6 @@ def demo(state: CliState, decisions_only: bool) -> None:
     chain. Demo keys count only here. Exit code 0, or 1 if any decision
     differs from the one the scenario corpus expects. With --json the story
     goes to stderr and stdout gets {"ok", "exit_code"}.
-
-    \b
-    Example:
-      hitlgate demo --decisions-only
     """
     # Always the bundled example pack and the embedded engine: the demo must
     # show the same thing on every machine, whatever hitlgate.yaml says.

@@ -111,7 +111,9 @@ def opa_group() -> None:
     """The pinned OPA binary (for the Rego unit tests and the OPA server backend)."""
 
 
-@opa_group.command("install")
+@opa_group.command(
+    "install", epilog=examples("hitlgate opa install", 'export HITLGATE_OPA="$(hitlgate opa install)"')
+)
 @json_option
 @pass_state
 def opa_install(state: CliState) -> None:
@@ -119,15 +121,16 @@ def opa_install(state: CliState) -> None:
 
     The binary goes to $HITLGATE_CACHE/opa/VERSION/bin/opa (default
     ~/.cache/hitlgate), the cache scripts/install-opa fills and `policy test`
-    looks in. The first build needs Go 1.21 or newer and takes about 2-5
-    minutes; progress goes to stderr, the path alone to stdout ({path,
-    version, built} with --json). Any other opa works too: put it on PATH or
-    set HITLGATE_OPA. Exit code 0, or 1 when the build failed (no Go, no network).
+    looks in. The first build needs Go 1.21 or newer and takes 2-5 minutes
+    on an idle machine, much longer on a busy one (15 minutes or more on a
+    loaded 2-core host); progress goes to stderr, the path alone to stdout
+    ({path, version, built} with --json). Any other opa works too: put it
+    on PATH or set HITLGATE_OPA.
 
     \b
-    Examples:
-      hitlgate opa install
-      export HITLGATE_OPA="$(hitlgate opa install)"
+    Exit codes:
+      0  the binary is in the cache (built now or before)
+      1  the build failed (no Go, no network)
     """
     from hitlgate.engine._opabin import OPA_VERSION, OpaInstallError, cached_opa_path, install, reports_version
 

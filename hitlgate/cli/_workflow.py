@@ -150,7 +150,7 @@ def format_request(
     if req.status_reason:
         lines.append(f"  status:    {req.status_reason}")
     for v in req.votes:
-        lines.append(f"  vote:      {v.approver} {v.verdict}d at {format_time(v.signed_at)}")
+        lines.append(f"  vote:      {v.approver} {_PAST.get(v.verdict, v.verdict)} at {format_time(v.signed_at)}")
     if warrant is not None:
         lines.append(f"  warrant:   {describe_warrant(warrant)}")
     if req.decision.fail_closed is not None:
@@ -294,6 +294,10 @@ def show(state: CliState, request_id: str, events: bool) -> None:
 # -- votes -------------------------------------------------------------------
 
 
+#: A vote's verdict as a verb in the past tense ("reject" + "d" would read "rejectd").
+_PAST = {"approve": "approved", "reject": "rejected"}
+
+
 def _vote_command(verdict: str) -> click.Command:
     noun = "approval" if verdict == "approve" else "rejection"
     article = "an" if verdict == "approve" else "a"
@@ -385,7 +389,7 @@ def _submit(state: CliState, signed: SignedStatement, verdict: str) -> None:
         if state.json:
             echo_json(_request_json(engine, req))
             return
-        click.echo(f"{signed.statement.approver} {verdict}d {req.id}")
+        click.echo(f"{signed.statement.approver} {_PAST[verdict]} {req.id}")
         click.echo(format_request(engine, req))
 
 
@@ -693,6 +697,8 @@ def audit_verify(
                 # An export that cannot be read does not verify (exit 3), like a malformed line.
                 raise AuditChainError(f"audit export {exc.problems[0]}", code=exc.code) from exc
         report = verify_chain(exported.events, exported.checkpoints, keys_, anchors=anchors)
+        covered = max((cp.seq for cp in [*exported.checkpoints, *anchors]), default=0)
+        head_seq = report.last_seq
         summary = {"ok": True, "events": report.events_checked, "checkpoints": report.checkpoints_verified,
                    "anchored": report.anchored, "head_seq": report.last_seq, "head_hash": report.head_hash}
         text = (f"audit export OK: {report.events_checked} events, {report.checkpoints_verified} signed "
@@ -701,11 +707,27 @@ def audit_verify(
     else:
         with open_engine(state) as engine:
             r = engine.verify_audit(keys_, anchors=anchors)
-        summary, text = r.to_dict(), r.describe()
+            with engine.store.read() as tx:
+                covered = max((cp.seq for cp in [*tx.checkpoints(), *anchors]), default=0)
+        summary, text, head_seq = r.to_dict(), r.describe(), r.head_seq
     if state.json:
         echo_json(summary)
     else:
         click.echo(text)
+        _uncovered_tail_hint(head_seq, covered, bool(export_file))
+
+
+def _uncovered_tail_hint(head_seq: int, covered: int, export: bool) -> None:
+    """Say on stderr (text mode only) that the newest events are not under any signed checkpoint yet."""
+    if head_seq <= covered:
+        return
+    span = f"#{head_seq}" if covered + 1 == head_seq else f"#{covered + 1}-#{head_seq}"
+    where = "in this export " if export else ""
+    click.echo(
+        f"hint: no signed checkpoint {where}covers events {span} yet; run `hitlgate audit checkpoint` to sign "
+        "the current head (a signed checkpoint is what makes rewriting those events detectable)",
+        err=True,
+    )
 
 
 @audit.command(

@@ -6,7 +6,7 @@ imports nothing from hitlgate). OPA is built from source with
 ``go install github.com/open-policy-agent/opa@VERSION`` into
 ``$HITLGATE_CACHE/opa/VERSION/bin`` (default ``~/.cache/hitlgate``); no
 release download and no vendored binary, so only the Go module proxy must be
-reachable. The first build takes about 2-5 minutes; afterwards the cached
+reachable. The first build takes 2-5 minutes on an idle machine (much longer on a busy one); afterwards the cached
 binary is reused.
 
 Run as a script (``python3 _opabin.py``) it installs when needed and prints
@@ -131,7 +131,7 @@ def install(
 
 def _build(go: str, version: str, bindir: Path, say: Callable[[str], None], tick_seconds: float) -> None:
     say(f"building OPA {version} from source with `go install {OPA_MODULE}@{version}`")
-    say(f"into {bindir} (first time only; about 2-5 minutes)")
+    say(f"into {bindir} (first time only; 2-5 minutes on an idle machine, much longer on a busy one)")
     env = {**os.environ, "GOBIN": str(bindir), "GOFLAGS": (os.environ.get("GOFLAGS", "") + " -trimpath").strip()}
     started = time.monotonic()
     try:

@@ -62,7 +62,8 @@ def _require_opa(opa: Path | None) -> Path:
     if opa is None:
         raise BackendUnavailable(
             "the Rego unit tests need an opa binary: run `hitlgate opa install` (builds the pinned "
-            f"{OPA_VERSION} with Go, 2-5 minutes the first time on an idle machine, much longer on a busy one), or use any opa on PATH or in "
+            f"{OPA_VERSION} with Go: 2-5 minutes the first time on an idle machine, much longer on a busy "
+            "one), or use any opa on PATH or in "
             "$HITLGATE_OPA; --no-rego-tests runs only the scenario corpus",
             code="opa_missing",
         )

@@ -106,7 +106,8 @@ def _usage_error_text(exc: click.ClickException) -> str:
         return exc.format_message()
     line = f"error: {exc.format_message()}"
     if isinstance(exc, click.UsageError):
-        where = exc.ctx.command_path if exc.ctx is not None else "hitlgate"
+        # Always spelled "hitlgate", whatever name the process was started as (python -m, a test runner).
+        where = " ".join(["hitlgate", *(exc.ctx.command_path.split()[1:] if exc.ctx is not None else [])])
         line += f"\n(see '{where} --help')"
     return line
 

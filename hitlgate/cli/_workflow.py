@@ -310,7 +310,7 @@ def _vote_command(verdict: str) -> click.Command:
         "\b\nExit codes:\n"
         "  0  recorded (or written with --out)\n"
         f"  3  refused: signature, eligibility, self-{verdict}, a second vote, a closed request\n"
-        "  2  bad arguments, unknown request or key file",
+        "  2  bad arguments, unknown request (code not_found) or key file",
         epilog=examples(
             f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem",
             f"hitlgate {verdict} --signed {noun}.json",
@@ -410,8 +410,9 @@ def wait(state: CliState, request_id: str, timeout: float, poll: float) -> None:
       0  granted (or already executed)
       3  closed without a grant: denied, rejected, expired, revoked
       4  still pending when --timeout ran out
-    With --json the request is printed on stdout in every case, and no
-    second (error) document follows.
+      2  unknown request (code not_found)
+    With --json a request that exists is printed on stdout whatever its
+    state, and no second (error) document follows.
     """
     with open_engine(state) as engine:
         req = engine.wait(request_id, timeout, poll_seconds=poll)
@@ -528,7 +529,11 @@ def verify(state: CliState, action_file: str, token_arg: str, consume: bool) -> 
 def revoke(state: CliState, request_id: str, name: str, key_file: str) -> None:
     """Revoke a pending or granted-but-unused request; its warrant then fails at the guard.
 
-    Exit code 0 when revoked, 3 when refused (not eligible, already used or closed).
+    \b
+    Exit codes:
+      0  revoked
+      2  unknown request (code not_found), or an unreadable key file
+      3  refused: not eligible, already used or closed
     """
     key = load_approver_key(Path(key_file))
     with open_engine(state) as engine:

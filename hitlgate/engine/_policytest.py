@@ -225,7 +225,12 @@ def run_rego_tests(
         text = (run.stdout + run.stderr).strip() or f"exit code {run.returncode}"
         return RegoTestResult(False, text, 0, 1, (RegoTestFailure("opa test", "", 0, text.splitlines()[0]),))
     failures = []
-    for i, r in enumerate(x for x in results if x.get("fail") or x.get("error")):
+    # opa test runs packages concurrently; report in source order, the same on every run.
+    failing = sorted(
+        (x for x in results if x.get("fail") or x.get("error")),
+        key=lambda x: (str((x.get("location") or {}).get("file", "")), int((x.get("location") or {}).get("row", 0))),
+    )
+    for i, r in enumerate(failing):
         failures.append(_failure(opa, files, r, timeout) if i < _EXPLAINED_FAILURES else _failure(None, files, r, 0))
     output = ""
     if verbose and failures:

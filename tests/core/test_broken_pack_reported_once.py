@@ -75,9 +75,11 @@ def test_error_in_a_second_module_blames_that_module(project: Path) -> None:
     _assert_nothing_else_ran(result)
 
 
-def test_column_counts_characters_not_bytes(tmp_path: Path) -> None:
+def test_column_counts_characters_not_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # regopy reports byte offsets; a line with multi-byte characters before
-    # the error must not shift the column.
+    # the error must not shift the column. Files are named relative to the
+    # working directory, as policy test names them.
+    monkeypatch.chdir(tmp_path)
     policy_dir = tmp_path / "policies"
     (policy_dir / "data").mkdir(parents=True)
     (policy_dir / "data" / "inventory.yaml").write_text("teams: {t: {}}\n", encoding="utf-8")
@@ -88,8 +90,8 @@ def test_column_counts_characters_not_bytes(tmp_path: Path) -> None:
     with pytest.raises(RegoCompileError, match=r"decision\.rego:4:25: '\[' is not closed") as info:
         compile_pack(pack)
     assert [str(p) for p in info.value.rego_problems] == [
-        "decision.rego:4:25: '[' is not closed",
-        "decision.rego:4:13: '{' is not closed",
+        "policies/decision.rego:4:25: '[' is not closed",
+        "policies/decision.rego:4:13: '{' is not closed",
     ]
     assert info.value.rego_problems[0].source_line == 'decision := {"ünïcode": [1, 2}'
 
@@ -160,8 +162,47 @@ def test_failing_unit_test_still_runs_the_corpus(project: Path) -> None:
     result = _policy_test()
     assert result.exit_code == 3, result.output
     assert "rego unit tests: FAILED (1 of 24 tests failed)" in result.output
-    assert "test_wrong: FAIL" in result.output
+    line = tests.read_text().splitlines().index("test_wrong if {") + 1
+    assert (
+        f"FAIL crown_jewel_test.test_wrong (policies/crown_jewel_test.rego:{line})\n"
+        f"    failed at line {line + 1}: decide(\"rotate_api_key\", \"plain\").tier == \"deny\"\n"
+    ) in result.output
     assert "scenarios: 51 passed, 0 failed" in result.output
+
+
+@pytest.mark.opa
+def test_renamed_factor_reports_each_failing_rego_test_once_without_the_trace(project: Path) -> None:
+    # The new user's case: a typo in a starter rule's factor name used to
+    # print opa's whole -v trace (hundreds of Enter/Fail lines) per failure.
+    _break_line(
+        project / "policies" / "crown_jewel.rego",
+        'factor_present contains "crown_jewel" if crown_jewel\n',
+        'factor_present contains "crown_jewl" if crown_jewel\n',
+    )
+    result = _policy_test()
+    assert result.exit_code == 3, result.output
+    rego_part = result.output.split("rego unit tests: FAILED")[0]
+    assert "Enter data." not in result.output and "| Fail " not in result.output
+    assert rego_part.splitlines() == [
+        "FAIL crown_jewel_test.test_crown_jewel_needs_dual_approval (policies/crown_jewel_test.rego:32)",
+        '    failed at line 35: d.risk_factors == ["production_credential", "crown_jewel"]',
+        "FAIL crown_jewel_test.test_informing_the_owner_of_a_crown_jewel_auto_allows "
+        "(policies/crown_jewel_test.rego:46)",
+        '    failed at line 49: "crown_jewel" in d.risk_factors',
+    ]
+    assert "rego unit tests: FAILED (2 of 23 tests failed)" in result.output
+    as_json = CliRunner().invoke(cli, ["--json", "--config", "hitlgate.yaml", "policy", "test"])
+    assert as_json.exit_code == 3
+    assert len(as_json.stdout) < 5000, f"--json policy test printed {len(as_json.stdout)} bytes"
+    rego = json.loads(as_json.stdout)["rego_tests"]
+    assert "output" not in rego
+    assert [(f["name"], f["file"], f["line"]) for f in rego["failures"]] == [
+        ("crown_jewel_test.test_crown_jewel_needs_dual_approval", "policies/crown_jewel_test.rego", 32),
+        ("crown_jewel_test.test_informing_the_owner_of_a_crown_jewel_auto_allows", "policies/crown_jewel_test.rego",
+         46),
+    ]
+    verbose = CliRunner().invoke(cli, ["-v", "--config", "hitlgate.yaml", "policy", "test"])
+    assert "Enter data.crown_jewel_test.test_crown_jewel_needs_dual_approval" in verbose.output
 
 
 def test_cases_failing_closed_for_one_reason_are_reported_once(project: Path) -> None:
@@ -212,10 +253,11 @@ def test_unreachable_backend_prints_no_log_line_per_case(project: Path) -> None:
     assert proc.stderr.count("ERROR") <= 1, proc.stderr
 
 
-def test_one_bad_operator_is_one_problem(tmp_path: Path) -> None:
+def test_one_bad_operator_is_one_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # rego-cpp reports `:= =` once per token; the user sees it once.
     policy_dir = tmp_path / "policies"
     (policy_dir / "sub" / "data").mkdir(parents=True)
+    monkeypatch.chdir(policy_dir)  # files are named relative to the working directory
     (policy_dir / "sub" / "data" / "inventory.yaml").write_text("teams: {t: {}}\n", encoding="utf-8")
     (policy_dir / "sub" / "rules.rego").write_text("package hitlgate\n\ndecision := = 3\n", encoding="utf-8")
     pack = PolicyPack.load(policy_dir, [policy_dir / "sub" / "data"])

@@ -193,6 +193,27 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("warrant",): Case(lambda p: ["warrant", p.pending()], 4),
 }
 
+#: More failures a new user met, each with the error code it must carry.
+#: Their exit codes must be documented in the command's --help like the rest.
+MORE_FAILURES: dict[str, tuple[tuple[str, ...], Case, str]] = {
+    "show unknown id": (("show",), Case(lambda p: ["show", "req-nope"], 2), "not_found"),
+    "warrant unknown id": (("warrant",), Case(lambda p: ["warrant", "req-nope"], 2), "not_found"),
+    "approve unknown id": (("approve",), Case(lambda p: p.approve_args("approve", "req-nope"), 2), "not_found"),
+    "reject unknown id": (("reject",), Case(lambda p: p.approve_args("reject", "req-nope"), 2), "not_found"),
+    "wait unknown id": (("wait",), Case(lambda p: ["wait", "req-nope", "--timeout", "0"], 2), "not_found"),
+    "revoke unknown id": (
+        ("revoke",), Case(lambda p: ["revoke", "req-nope", "--as", "alice", "--key", str(p.keys["alice"])], 2),
+        "not_found",
+    ),
+    "warrant --out exists": (
+        ("warrant",), Case(lambda p: ["warrant", p.granted(), "--out", _existing(p, "w.jws")], 2), "file_exists"
+    ),
+    "verify --consume twice": (("verify",), Case(_verify_replay, 3), "replay"),
+    "audit verify of a broken export": (
+        ("audit", "verify"), Case(lambda p: ["audit", "verify", "--file", p.file({"not": "an export"})], 3), "",
+    ),
+}
+
 _HELP = re.compile(r"Exit\s+codes?\b(.*)", re.S)
 
 
@@ -244,6 +265,28 @@ def test_failure_prints_json_and_exits_as_documented(project: Project, path: tup
     _check(project, path, FAILURE[path], global_flag=True)
 
 
+@pytest.mark.parametrize("name", sorted(MORE_FAILURES))
+def test_more_failures_carry_their_code_and_are_documented(project: Project, name: str) -> None:
+    path, case, code = MORE_FAILURES[name]
+    _check(project, path, case, global_flag=True)
+    if code:
+        result = project.invoke(["--json", *case.build(project)])
+        assert json.loads(result.stdout)["error"]["code"] == code, result.stdout
+
+
+def test_documented_exit_codes_include_every_observed_one() -> None:
+    # The union over every case of this module, per command: what a user
+    # can meet must be in that command's --help (usage errors: the root table).
+    observed: dict[tuple[str, ...], set[int]] = {}
+    cases = [*SUCCESS.items(), *FAILURE.items(), *((p, c) for p, c, _ in MORE_FAILURES.values())]
+    for path, case in cases:
+        if not case.usage:
+            observed.setdefault(path, set()).add(case.code)
+    for path, codes in sorted(observed.items()):
+        missing = codes - documented_codes(path)
+        assert not missing, f"hitlgate {' '.join(path)} --help does not list exit code(s) {sorted(missing)}"
+
+
 def test_without_json_an_error_is_one_line_on_stderr_and_stdout_stays_empty(project: Project) -> None:
     result = project.invoke(["show", "req-nope"])
     assert result.exit_code == 2
@@ -259,6 +302,69 @@ def test_usage_errors_exit_2_and_are_json_under_json(project: Project) -> None:
         assert error["exit_code"] == 2 and error["code"] in ("missing_parameter", "usage_error", "bad_parameter")
     plain = project.invoke(["decide"])
     assert plain.exit_code == 2 and "Missing argument 'PROPOSAL.json'" in plain.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "first", "hint"),
+    [
+        (["decide"], "error: Missing argument 'PROPOSAL.json'.", "(see 'hitlgate decide --help')"),
+        (["decide", "--nope"], "error: No such option '--nope'.", "(see 'hitlgate decide --help')"),
+        (["nosuch"], "error: No such command 'nosuch'.", "(see 'hitlgate --help')"),
+        (["keys", "generate"], "error: Missing option '--out'.", "(see 'hitlgate keys generate --help')"),
+        (["requests", "--limit", "x"], "error: Invalid value for '--limit': 'x' is not a valid integer range.",
+         "(see 'hitlgate requests --help')"),
+    ],
+)
+def test_a_usage_error_is_one_error_line_and_a_help_hint(
+    project: Project, argv: list[str], first: str, hint: str
+) -> None:
+    # Not click's three lines (Usage / Try / Error): the README promises one error line.
+    result = project.invoke(argv)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [first, hint]
+
+
+def test_keys_generate_over_an_existing_file_names_no_force_option(project: Project) -> None:
+    # keys generate has no --force: the refusal must not advertise one.
+    existing = _existing(project, "k.pem")
+    result = project.invoke(["keys", "generate", "--out", existing])
+    assert result.exit_code == 2
+    assert "--force" not in result.stderr
+    assert result.stderr == (
+        f"error: refusing to overwrite key file {existing} (keys are never overwritten: choose another path, "
+        "or delete the old key deliberately first)\n"
+    )
+
+
+def test_every_force_hint_is_for_a_command_that_has_force() -> None:
+    # Any command whose --help or refusal says "use --force" must accept --force.
+    for path in leaf_commands(cli):
+        cmd: click.Command = cli
+        for name in path:
+            assert isinstance(cmd, click.Group)
+            cmd = cmd.commands[name]
+        text = CliRunner().invoke(cli, [*path, "--help"]).stdout
+        has_force = any("--force" in p.opts for p in cmd.params if isinstance(p, click.Option))
+        if "use --force" in text:
+            assert has_force, f"hitlgate {' '.join(path)} --help says 'use --force' but has no --force"
+
+
+def test_warrant_out_never_prints_the_token(project: Project) -> None:
+    rid = project.granted()
+    out = project.fresh("w.jws")
+    as_json = project.invoke(["--json", "warrant", rid, "--out", str(out)])
+    assert as_json.exit_code == 0, as_json.output
+    token = out.read_text().strip()
+    assert token.count(".") == 2
+    doc = json.loads(as_json.stdout)
+    assert "token" not in doc and token not in as_json.output
+    assert doc["out"] == str(out) and doc["mode"] == "0600" and doc["jti"] and doc["expires_at"]
+    plain = project.invoke(["warrant", rid, "--out", str(project.fresh("w2.jws"))])
+    assert plain.exit_code == 0 and token not in plain.output
+    assert "written to" in plain.stdout and "mode 0600" in plain.stdout
+    # Without --out the token is the output (documented: stdout then carries a secret).
+    assert project.invoke(["warrant", rid]).stdout.strip() == token
 
 
 def test_root_help_lists_the_exit_code_table() -> None:
@@ -279,6 +385,17 @@ def test_help_has_examples_and_no_rest_markup() -> None:
         text = CliRunner().invoke(cli, [*path, "--help"]).stdout
         assert "Example" in text, f"hitlgate {' '.join(path)} --help has no example"
         assert "``" not in text, f"hitlgate {' '.join(path)} --help shows reST markup"
+
+
+def test_every_help_ends_with_its_examples() -> None:
+    # Examples go in the command's epilog, which click prints after Options;
+    # an "Examples:" inside the docstring would land above Options.
+    for path in [*leaf_commands(cli), *_groups(cli)]:
+        text = CliRunner().invoke(cli, [*path, "--help"]).stdout
+        sections = [block for block in text.strip().split("\n\n") if block.strip()]
+        where = f"hitlgate {' '.join(path)} --help"
+        assert sections[-1].strip().startswith("Examples:"), f"{where} does not end with Examples:\n{text}"
+        assert text.count("Example") == 1, f"{where} has examples outside its last section"
 
 
 def test_required_options_are_marked_in_help() -> None:

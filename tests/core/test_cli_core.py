@@ -55,7 +55,7 @@ def test_policy_test_fails_on_a_broken_rego_unit_test(tmp_path: Path) -> None:
     tests.write_text(tests.read_text() + '\ntest_wrong if {\n\tdecide("rotate_api_key", "key-dev").tier == "deny"\n}\n')
     result = runner.invoke(cli, ["--config", str(tmp_path / "proj" / "hitlgate.yaml"), "policy", "test"])
     assert result.exit_code == 3
-    assert "test_wrong: FAIL" in result.output
+    assert "FAIL hitlgate_test.test_wrong (" in result.output
 
 
 def test_init_then_decide_uses_the_project(tmp_path: Path) -> None:

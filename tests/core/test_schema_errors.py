@@ -104,7 +104,8 @@ def test_inventory_wrong_enum_and_unknown_field(tmp_path: Path) -> None:
     assert any("identities.k: Additional properties are not allowed ('prod'" in p for p in found), found
 
 
-def test_inventory_dangling_references(tmp_path: Path) -> None:
+def test_inventory_dangling_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # problems name the file relative to the working directory, with its line
     (tmp_path / "inv.yaml").write_text(
         "teams: {t: {}}\n"
         "identities:\n"
@@ -113,13 +114,14 @@ def test_inventory_dangling_references(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
     assert set(exc.value.problems) == {
-        "identities.k.owner: unknown team 'nobody'",
-        "identities.k.used_by[0]: unknown workload 'ghost'",
-        "identities.k.partner: unknown partner 'p'",
+        "inv.yaml:3: identities.k.owner: unknown team 'nobody'",
+        "inv.yaml:3: identities.k.used_by[0]: unknown workload 'ghost'",
+        "inv.yaml:3: identities.k.partner: unknown partner 'p'",
     }
 
 
-def test_inventory_id_defined_twice_across_files(tmp_path: Path) -> None:
+def test_inventory_id_defined_twice_across_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "a.yaml").write_text("teams: {t: {}}\n")
     (tmp_path / "b.yaml").write_text("teams: {t: {}}\n")
     with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
@@ -127,10 +129,11 @@ def test_inventory_id_defined_twice_across_files(tmp_path: Path) -> None:
     assert exc.value.problems == ("teams.t: defined in both a.yaml and b.yaml",)
 
 
-def test_inventory_bad_public_key(tmp_path: Path) -> None:
+def test_inventory_bad_public_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "a.yaml").write_text(
         "teams: {t: {}}\napprovers:\n  x: {roles: [], teams: [t], public_key: 'rsa:abc'}\n"
     )
     with pytest.raises(ValidationError, match=r"^invalid inventory( \S+)?: \d+ problem") as exc:
         load_inventory([tmp_path])
-    assert exc.value.problems[0].startswith("a.yaml: approvers.x.public_key: 'rsa:abc' does not match")
+    assert exc.value.problems[0].startswith("a.yaml:3: approvers.x.public_key: 'rsa:abc' does not match")

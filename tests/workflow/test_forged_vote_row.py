@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine.workflow import Engine
-from hitlgate.errors import StorageError
+from hitlgate.errors import AuditChainError, StorageError
 from tests.workflow._helpers import T0, proposal, signed, vote
 
 
@@ -58,8 +58,22 @@ def test_vote_row_copied_from_another_request_is_not_counted(engine: Engine) -> 
 def test_forged_row_is_reported_by_audit_verify(engine: Engine) -> None:
     req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
     _insert_vote_row(engine, req.id, "bob", signed(req, "bob", key=Ed25519PrivateKey.generate()).to_dict())
-    with pytest.raises(Exception, match="the vote row by bob has no vote event in the chain"):
+    with pytest.raises(AuditChainError, match=r"the audit chain verifies, but the database contradicts it in 1 "
+                                              r"place\(s\): request \S+: the vote row by bob has no vote event in "
+                                              r"the chain \(forged vote\)$") as exc:
         engine.verify_audit()
+    assert exc.value.code == "state_contradicts_chain"
     with engine.store.engine.begin() as conn:
         conn.execute(sa.delete(t.votes))
     engine.verify_audit()
+
+
+def test_unparseable_vote_row_is_refused_as_corrupt_not_counted(engine: Engine) -> None:
+    # A row that is not a signed statement at all (a hand-written "approval")
+    # must stop the grant with the forged-vote code, never be skipped or counted.
+    req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    _insert_vote_row(engine, req.id, "bob", {"statement": {"approver": "bob"}, "signature": "not-a-signature"})
+    with pytest.raises(StorageError, match=rf"^request {req.id}: the stored approval by bob is corrupt: \S") as exc:
+        vote(engine, req, "grace")
+    assert exc.value.code == "forged_vote"
+    assert engine.get(req.id).status == "pending"

@@ -37,7 +37,10 @@ def test_guard_refuses_after_the_stored_action_was_edited(engine, update_digest)
     edited = _edit_stored_action(engine, req.id, update_digest=update_digest)
     ran = []
     # The approved action: the store no longer agrees with what was approved.
-    with pytest.raises(InvalidWarrant, match="stored"):
+    reason = (r"the stored request \S+ is for action sha256:\w+, the warrant for sha256:\w+$" if update_digest else
+              r"the stored action of request \S+ was changed after approval \(it no longer hashes to the approved "
+              r"digest\)$")
+    with pytest.raises(InvalidWarrant, match=r"^invalid warrant: " + reason):
         engine.guard().execute(token, doc["action"], ran.append)
     # The edited action: the warrant is bound to another digest.
     with pytest.raises(InvalidWarrant, match="different action"):

@@ -51,8 +51,10 @@ def test_warrant_for_a_changed_action_is_refused(
     verifier: WarrantVerifier, warrant: IssuedWarrant, tampered: dict[str, Any]
 ) -> None:
     assert action_digest(tampered) != DIGEST
-    with pytest.raises(InvalidWarrant, match="bound to a different action"):
+    with pytest.raises(InvalidWarrant, match=r"^invalid warrant: warrant is bound to a different action "
+                                             r"\(action digest mismatch\)$") as exc:
         verifier.verify(warrant.token, action_digest=action_digest(tampered), now=NOW)
+    assert exc.value.code == "digest_mismatch"
 
 
 @pytest.mark.parametrize("presented", ["", DIGEST.upper(), DIGEST + " ", DIGEST[7:], "sha256:*"])
@@ -66,5 +68,5 @@ def test_malformed_digest_claim_is_refused(keyring: EngineKeyring, verifier: War
     # Even an engine-signed warrant with a wildcard-looking digest opens nothing.
     _, key = keyring.signing_key()
     token = sign_token(key, genuine_claims(action_digest=bound), kid=keyring.current_kid)
-    with pytest.raises(InvalidWarrant, match="action_digest is malformed"):
+    with pytest.raises(InvalidWarrant, match=r"^invalid warrant: claim action_digest is malformed$"):
         verifier.verify(token, action_digest=DIGEST, now=NOW)

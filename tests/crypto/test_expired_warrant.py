@@ -23,22 +23,27 @@ def test_valid_until_the_last_second(verifier: WarrantVerifier, warrant: IssuedW
 
 def test_expired_warrant_is_refused(verifier: WarrantVerifier, warrant: IssuedWarrant) -> None:
     for later in (300, 301, 3600, 86400 * 365):
-        with pytest.raises(InvalidWarrant, match="warrant expired"):
+        with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: warrant expired at {T0 + 300} "
+                                                 rf"\(now {T0 + later}\)$") as exc:
             verifier.verify(warrant.token, action_digest=DIGEST, now=NOW + timedelta(seconds=later))
+        assert exc.value.code == "expired"
 
 
 def test_not_yet_valid_warrant_is_refused(verifier: WarrantVerifier, warrant: IssuedWarrant) -> None:
-    with pytest.raises(InvalidWarrant, match="not yet valid"):
+    with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: warrant is not yet valid \(nbf {T0}, "
+                                             rf"now {T0 - 1}\)$") as exc:
         verifier.verify(warrant.token, action_digest=DIGEST, now=NOW - timedelta(seconds=1))
+    assert exc.value.code == "not_yet_valid"
 
 
 def test_leeway_widens_both_bounds_by_exactly_its_size(keyring: EngineKeyring, warrant: IssuedWarrant) -> None:
     lenient = WarrantVerifier(keyring, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=5)
     lenient.verify(warrant.token, action_digest=DIGEST, now=NOW + timedelta(seconds=304))
     lenient.verify(warrant.token, action_digest=DIGEST, now=NOW - timedelta(seconds=5))
-    with pytest.raises(InvalidWarrant, match="expired"):
+    with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: warrant expired at {T0 + 300} \(now {T0 + 305}\)$"):
         lenient.verify(warrant.token, action_digest=DIGEST, now=NOW + timedelta(seconds=305))
-    with pytest.raises(InvalidWarrant, match="not yet valid"):
+    with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: warrant is not yet valid \(nbf {T0}, "
+                                             rf"now {T0 - 6}\)$"):
         lenient.verify(warrant.token, action_digest=DIGEST, now=NOW - timedelta(seconds=6))
 
 
@@ -46,15 +51,36 @@ def test_issued_in_the_future_is_refused(keyring: EngineKeyring, verifier: Warra
     # Signed by the real engine key: models an engine with a clock far ahead.
     _, key = keyring.signing_key()
     token = sign_token(key, genuine_claims(iat=T0 + 60, nbf=T0, exp=T0 + 300), kid=keyring.current_kid)
-    with pytest.raises(InvalidWarrant, match="inconsistent"):
+    with pytest.raises(InvalidWarrant, match=r"^invalid warrant: time claims are inconsistent or the lifetime exceeds "
+                                             r"3600 s$"):
         verifier.verify(token, action_digest=DIGEST, now=NOW)
 
 
 def test_lifetime_over_an_hour_is_refused_even_when_signed(keyring: EngineKeyring, verifier: WarrantVerifier) -> None:
     _, key = keyring.signing_key()
     token = sign_token(key, genuine_claims(exp=T0 + 3601), kid=keyring.current_kid)
-    with pytest.raises(InvalidWarrant, match="lifetime exceeds 3600"):
+    with pytest.raises(InvalidWarrant, match=r"^invalid warrant: time claims are inconsistent or the lifetime exceeds "
+                                             r"3600 s$"):
         verifier.verify(token, action_digest=DIGEST, now=NOW)
+
+
+def test_zero_lifetime_warrant_is_refused_as_inconsistent(keyring: EngineKeyring) -> None:
+    # nbf == exp: an empty validity window. With leeway it would open for a
+    # few seconds, so it is refused for what it is, not as "expired".
+    lenient = WarrantVerifier(keyring, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=5)
+    _, key = keyring.signing_key()
+    token = sign_token(key, genuine_claims(nbf=T0, exp=T0), kid=keyring.current_kid)
+    with pytest.raises(InvalidWarrant, match=r"^invalid warrant: time claims are inconsistent or the lifetime exceeds "
+                                             r"3600 s$"):
+        lenient.verify(token, action_digest=DIGEST, now=NOW)
+
+
+def test_lifetime_of_exactly_an_hour_is_the_limit_not_over_it(
+    keyring: EngineKeyring, verifier: WarrantVerifier
+) -> None:
+    _, key = keyring.signing_key()
+    token = sign_token(key, genuine_claims(exp=T0 + 3600), kid=keyring.current_kid)
+    assert verifier.verify(token, action_digest=DIGEST, now=NOW).exp == T0 + 3600
 
 
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
@@ -64,7 +90,7 @@ def test_time_claims_must_be_integers(
 ) -> None:
     _, key = keyring.signing_key()
     token = sign_token(key, genuine_claims(**{claim: value}), kid=keyring.current_kid)
-    with pytest.raises(InvalidWarrant, match=f"claim {claim} must be an integer"):
+    with pytest.raises(InvalidWarrant, match=f"^invalid warrant: claim {claim} must be an integer$"):
         verifier.verify(token, action_digest=DIGEST, now=NOW)
 
 
@@ -73,7 +99,7 @@ def test_missing_required_claims_are_refused(keyring: EngineKeyring, verifier: W
     _, key = keyring.signing_key()
     claims = genuine_claims()
     del claims[claim]
-    with pytest.raises(InvalidWarrant, match=f"missing claim '{claim}'"):
+    with pytest.raises(InvalidWarrant, match=f"^invalid warrant: missing claim '{claim}'$"):
         verifier.verify(sign_token(key, claims, kid=keyring.current_kid), action_digest=DIGEST, now=NOW)
 
 

@@ -24,16 +24,17 @@ def _engine_signed(keyring: EngineKeyring, **claims: Any) -> str:
     ("claims", "reason"),
     [
         ({"tier": "deny"}, "tier 'deny' does not permit action"),
-        ({"tier": "superuser"}, "does not permit action"),
-        ({"approvals": APPROVALS[:1]}, "dual_approval needs 2 distinct approvals, the warrant carries 1"),
-        ({"approvals": [APPROVALS[0], APPROVALS[0]]}, "'alice' is counted twice"),
-        ({"tier": "single_approval", "approvals": []}, "single_approval needs 1"),
+        ({"tier": "superuser"}, "tier 'superuser' does not permit action"),
+        ({"approvals": APPROVALS[:1]}, "tier dual_approval needs 2 distinct approvals, the warrant carries 1"),
+        ({"approvals": [APPROVALS[0], APPROVALS[0]]}, "approver 'alice' is counted twice"),
+        ({"tier": "single_approval", "approvals": []},
+         "tier single_approval needs 1 distinct approvals, the warrant carries 0"),
         ({"approvals": [{"who": "alice"}, APPROVALS[1]]}, r"approvals\[0\] must be an object naming its approver"),
         ({"approvals": "alice,bob"}, "approvals must be a list"),
-        ({"aud": "another-executor"}, "audience 'another-executor' is not"),
+        ({"aud": "another-executor"}, "audience 'another-executor' is not 'hitlgate-executor'"),
         ({"aud": [AUDIENCE]}, "claim aud must be a non-empty string"),
-        ({"iss": "rogue-engine"}, "issuer 'rogue-engine' is not"),
-        ({"ver": 2}, "warrant version 2 is not supported"),
+        ({"iss": "rogue-engine"}, "issuer 'rogue-engine' is not 'hitlgate'"),
+        ({"ver": 2}, r"warrant version 2 is not supported \(expected 1\)"),
         ({"ver": True}, "claim ver must be an integer"),
         ({"sub": ""}, "claim sub must be a non-empty string"),
         ({"extra": "x"}, "unexpected claim 'extra'"),
@@ -42,8 +43,10 @@ def _engine_signed(keyring: EngineKeyring, **claims: Any) -> str:
 def test_engine_signed_but_wrong_claims_are_refused(
     keyring: EngineKeyring, verifier: WarrantVerifier, claims: dict[str, Any], reason: str
 ) -> None:
-    with pytest.raises(InvalidWarrant, match=reason):
+    # The whole reason, anchored: a refusal for another reason must not pass.
+    with pytest.raises(InvalidWarrant, match=f"^invalid warrant: {reason}$") as exc:
         verifier.verify(_engine_signed(keyring, **claims), action_digest=DIGEST, now=NOW)
+    assert exc.value.code == "invalid_warrant"
 
 
 def test_issuer_refuses_to_mint_what_verifiers_refuse(issuer: WarrantIssuer) -> None:

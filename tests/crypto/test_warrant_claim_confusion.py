@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -37,6 +38,8 @@ def _engine_signed(keyring: EngineKeyring, **claims: Any) -> str:
         ({"ver": 2}, r"warrant version 2 is not supported \(expected 1\)"),
         ({"ver": True}, "claim ver must be an integer"),
         ({"sub": ""}, "claim sub must be a non-empty string"),
+        ({"policy_revision": ""}, "claim policy_revision must be a non-empty string"),
+        ({"policy_revision": None}, "claim policy_revision must be a non-empty string"),
         ({"extra": "x"}, "unexpected claim 'extra'"),
     ],
 )
@@ -66,3 +69,18 @@ def test_auto_allow_warrant_carries_no_approvals(issuer: WarrantIssuer, verifier
     claims = verifier.verify(token, action_digest=DIGEST, now=NOW)
     assert claims.tier == "auto_allow" and claims.approvals == () and claims.request_id == "r"
     assert claims.iss == ISSUER and claims.aud == AUDIENCE
+
+
+def test_verifier_returns_exactly_the_claims_that_were_signed(
+    keyring: EngineKeyring, verifier: WarrantVerifier
+) -> None:
+    # The guard acts on what verify() returns (tier, request, digest, time
+    # bounds, policy revision); a field dropped or swapped there would let a
+    # warrant be judged on claims nobody signed.
+    signed = genuine_claims(nbf=int(NOW.timestamp()) + 1, exp=int(NOW.timestamp()) + 299)
+    _, key = keyring.signing_key()
+    token = sign_token(key, signed, kid=keyring.current_kid)
+    claims = verifier.verify(token, action_digest=DIGEST, now=NOW + timedelta(seconds=1))
+    got = {name: getattr(claims, name) for name in signed}
+    assert got == {**signed, "approvals": tuple(signed["approvals"])}
+    assert claims.kid == keyring.current_kid

@@ -51,7 +51,9 @@ def test_self_approval_written_into_the_store_gets_no_warrant(engine, spelling):
     # stores it anyway (her genuine signature) and marks the request granted.
     req = engine.propose(_by(spelling))
     write_vote_row(engine, req.id, signed(req, "alice", at=engine.now()))
-    with pytest.raises(StorageError, match=f"request {req.id}: the store holds an approval by its own requester alice"):
+    with pytest.raises(StorageError,
+                       match=f"^request {req.id}: the store holds an approval by its own requester alice$") as exc:
         engine.warrant(req.id)
+    assert exc.value.code == "forged_vote"
     with engine.store.read() as tx:
         assert tx.warrant_for(req.id) is None

@@ -24,6 +24,7 @@ from hitlgate.cli import cli
 from hitlgate.engine._addrspace import SNMALLOC_RESERVATION, needed_address_space
 
 LIMIT_KIB = 6_000_000
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _limit_address_space() -> None:
@@ -31,9 +32,11 @@ def _limit_address_space() -> None:
 
 
 def _hitlgate_under_limit(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "hitlgate"
-    return subprocess.run(  # noqa: S603 - our own console script, fixed argv.
-        [str(exe), *args], capture_output=True, text=True, timeout=120, check=False,
+    # The CLI of this checkout (not whatever console script is installed next to the interpreter).
+    code = "import sys; from hitlgate.cli import main; sys.exit(main())"
+    return subprocess.run(  # noqa: S603 - this interpreter, fixed argv.
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
         preexec_fn=_limit_address_space,  # noqa: PLW1509 - only sets an rlimit, no locks taken.
     )
 

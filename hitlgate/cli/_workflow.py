@@ -133,9 +133,14 @@ def open_engine(state: CliState) -> Iterator[Engine]:
 
 
 def format_request(
-    engine: Engine, req: Request, *, verbose: bool = False, warrant: dict[str, Any] | None = None
+    engine: Engine, req: Request, *, verbose: bool = False, warrant: dict[str, Any] | None = None,
+    verify_votes: bool = False,
 ) -> str:
-    """Human-readable rendering of a request (with its warrant's state when ``warrant`` is given)."""
+    """Human-readable rendering of a request (with its warrant's state when ``warrant`` is given).
+
+    With ``verify_votes`` (``show``) every stored approval is re-verified and
+    the quorum counts only those that verify; the others are marked.
+    """
     action = req.action
     lines = [
         f"{req.id}  {req.status.upper()}  {req.tier}",
@@ -145,12 +150,19 @@ def format_request(
         f"  requester: {req.requester}",
         f"  created:   {format_time(req.created_at)}   expires: {format_time(req.expires_at)}",
     ]
+    unverified: dict[str, str] = {}
     if req.decision.needs_approval:
-        lines.append(f"  quorum:    {engine.progress(req.id).describe()}")
+        if verify_votes:
+            progress, unverified = engine.checked_progress(req.id)
+        else:
+            progress = engine.progress(req.id)
+        lines.append(f"  quorum:    {progress.describe()}")
     if req.status_reason:
         lines.append(f"  status:    {req.status_reason}")
     for v in req.votes:
-        lines.append(f"  vote:      {v.approver} {_PAST.get(v.verdict, v.verdict)} at {format_time(v.signed_at)}")
+        bad = (" -- NOT COUNTED: signature invalid for this request (forged row?)"
+               if v.verdict == "approve" and v.approver in unverified else "")
+        lines.append(f"  vote:      {v.approver} {_PAST.get(v.verdict, v.verdict)} at {format_time(v.signed_at)}{bad}")
     if warrant is not None:
         lines.append(f"  warrant:   {describe_warrant(warrant)}")
     if req.decision.fail_closed is not None:
@@ -166,10 +178,17 @@ def _warrant_of(engine: Engine, req: Request) -> dict[str, Any]:
     return warrant_state(req, engine.warrant_records([req.id]).get(req.id), engine.now())
 
 
-def _request_json(engine: Engine, req: Request, warrant: dict[str, Any] | None = None) -> dict[str, Any]:
+def _request_json(
+    engine: Engine, req: Request, warrant: dict[str, Any] | None = None, *, verify_votes: bool = False
+) -> dict[str, Any]:
     out = req.to_dict()
     if req.decision.needs_approval:
-        out["quorum_progress"] = engine.progress(req.id).to_dict()
+        if verify_votes:
+            progress, unverified = engine.checked_progress(req.id)
+            out["quorum_progress"] = progress.to_dict()
+            out["unverified_approvals"] = unverified
+        else:
+            out["quorum_progress"] = engine.progress(req.id).to_dict()
     out["warrant"] = warrant if warrant is not None else _warrant_of(engine, req)
     return out
 
@@ -281,12 +300,12 @@ def show(state: CliState, request_id: str, events: bool) -> None:
         evs = engine.audit_events(request_id) if events else []
         warrant = _warrant_of(engine, req)
         if state.json:
-            out = _request_json(engine, req, warrant)
+            out = _request_json(engine, req, warrant, verify_votes=True)
             if events:
                 out["events"] = [e.to_dict() for e in evs]
             echo_json(out)
             return
-        click.echo(format_request(engine, req, verbose=True, warrant=warrant))
+        click.echo(format_request(engine, req, verbose=True, warrant=warrant, verify_votes=True))
         for e in evs:
             click.echo(f"  #{e.seq:<5} {format_time(e.at)}  {e.kind}")
 
@@ -670,10 +689,16 @@ def audit() -> None:
     help="Also check against the signed checkpoints in this file: a copy of the audit anchor or an "
     "earlier export kept elsewhere. Repeatable.",
 )
+@click.option(
+    "--require-checkpoint",
+    is_flag=True,
+    help="With --file: fail (exit 3) when the export's last events are covered by no signed checkpoint.",
+)
 @json_option
 @pass_state
 def audit_verify(
-    state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...]
+    state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...],
+    require_checkpoint: bool,
 ) -> None:
     """Check every event and signed checkpoint; name the first bad event.
 
@@ -681,6 +706,15 @@ def audit_verify(
     anchor file and every --anchor. With --file an export is checked
     instead, against its checkpoints and every --anchor; add --jwks to use
     only a trusted public JWKS (offline: no local keys or database).
+
+    An export with no event does not verify (code empty_export). Events
+    after the export's last signed checkpoint (and --anchor's) are covered
+    by no signature, so cutting them off cannot be detected: the report
+    says "last N events not covered by a signed checkpoint" (a warning,
+    exit 0, since an export's newest events are normally not yet
+    checkpointed; run `hitlgate audit checkpoint` before exporting to cover
+    them). With --require-checkpoint that is a failure (exit 3, code
+    tail_not_checkpointed).
 
     Exit code 0 when the chain verifies, 3 when it does not (code
     audit_chain_broken, naming the first bad event), 2 when a --file,
@@ -701,14 +735,25 @@ def audit_verify(
             except ValidationError as exc:
                 # An export that cannot be read does not verify (exit 3), like a malformed line.
                 raise AuditChainError(f"audit export {exc.problems[0]}", code=exc.code) from exc
+        if not exported.events:
+            raise AuditChainError(f"audit export {export_file} holds no audit event: it is empty or not an export",
+                                  code="empty_export")
         report = verify_chain(exported.events, exported.checkpoints, keys_, anchors=anchors)
         covered = max((cp.seq for cp in [*exported.checkpoints, *anchors]), default=0)
         head_seq = report.last_seq
+        uncovered = ""
+        if report.uncovered:
+            uncovered = (f"; WARNING: last {report.uncovered} event(s) (after seq {report.covered_seq}) not covered "
+                         "by a signed checkpoint: events cut off there would not be detected")
+            if require_checkpoint:
+                raise AuditChainError(f"audit export {export_file}{uncovered[len('; WARNING'):]}",
+                                      code="tail_not_checkpointed")
         summary = {"ok": True, "events": report.events_checked, "checkpoints": report.checkpoints_verified,
-                   "anchored": report.anchored, "head_seq": report.last_seq, "head_hash": report.head_hash}
+                   "anchored": report.anchored, "head_seq": report.last_seq, "head_hash": report.head_hash,
+                   "covered_seq": report.covered_seq, "uncovered_events": report.uncovered}
         text = (f"audit export OK: {report.events_checked} events, {report.checkpoints_verified} signed "
                 f"checkpoint(s), {report.anchored} from --anchor files, "
-                f"head #{report.last_seq} {report.head_hash}")
+                f"head #{report.last_seq} {report.head_hash}{uncovered}")
     else:
         with open_engine(state) as engine:
             r = engine.verify_audit(keys_, anchors=anchors)

@@ -51,11 +51,14 @@ from pathlib import Path
 
 from hitlgate.engine.audit import Checkpoint, read_export
 from hitlgate.engine.config import ANCHOR_FILE
-from hitlgate.errors import AuditChainError, InputError, StorageError
+from hitlgate.errors import AuditChainError, InputError, StorageError, ValidationError
 
 __all__ = ["ANCHOR_FILE", "AuditAnchor", "anchor_line", "load_external_anchor", "read_checkpoint_file"]
 
 log = logging.getLogger(__name__)
+
+#: How far from the end :meth:`AuditAnchor.last` reads; a line is a few hundred bytes.
+_TAIL_BYTES = 64 * 1024
 
 
 def anchor_line(cp: Checkpoint) -> str:
@@ -225,6 +228,45 @@ class AuditAnchor:
             log.exception("could not truncate the audit anchor %s back after a failed append", self.path)
             return False
         return True
+
+    def last(self) -> Checkpoint | None:
+        """The last complete checkpoint line, read from the end of the file; None when missing or empty.
+
+        Reads at most the final 64 KiB, whatever the file's length, so the
+        guard can compare the database with the anchor on every call without
+        scanning it. A torn final line (no newline) is ignored, as in
+        :meth:`read`; a malformed complete line raises
+        :class:`AuditChainError`. The signature is not checked here: only
+        the engine can write this file, and :meth:`read` plus
+        :func:`~hitlgate.engine.audit.verify_chain` check every line.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            back = min(size, _TAIL_BYTES)
+            tail = os.pread(fd, back, size - back)
+        except OSError as exc:
+            raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+        end = tail.rfind(b"\n")
+        start = tail.rfind(b"\n", 0, max(end, 0)) + 1
+        if end < 0 or (start == 0 and back < size):
+            if back < size:
+                raise AuditChainError(f"the last line of the audit anchor {self.path} is longer than 64 KiB")
+            return None
+        try:
+            doc = json.loads(tail[start:end].decode("utf-8"))
+            if not isinstance(doc, dict) or doc.pop("record", None) != "checkpoint":
+                raise ValueError("not a checkpoint record")
+            return Checkpoint.from_dict(doc)
+        except (ValueError, ValidationError) as exc:
+            raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
 
     def read(self) -> list[Checkpoint] | None:
         """The anchored checkpoints, or None when the file does not exist."""

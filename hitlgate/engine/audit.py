@@ -309,6 +309,13 @@ class ChainReport:
     checkpoints_verified: int
     #: Distinct checkpoints (by seq and hash) that came from anchors outside the store.
     anchored: int = 0
+    #: The highest seq a verified checkpoint matched (0: none); events after it are covered by no signature.
+    covered_seq: int = 0
+
+    @property
+    def uncovered(self) -> int:
+        """How many events at the end no signed checkpoint covers (a truncation there cannot be detected)."""
+        return self.last_seq - self.covered_seq
 
 
 def _describe_missing(missing: list[tuple[int, str]]) -> str:
@@ -412,7 +419,8 @@ def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, Checkpoint]) -> Cha
             f"signed checkpoint at seq {min(beyond)} but the chain ends at seq {last_seq}: "
             "events were deleted from the end (truncated)"
         )
-    return ChainReport(events_checked=count, last_seq=last_seq, head_hash=prev_hash, checkpoints_verified=len(by_seq))
+    return ChainReport(events_checked=count, last_seq=last_seq, head_hash=prev_hash, checkpoints_verified=len(by_seq),
+                       covered_seq=last_matched)
 
 
 # --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ from hitlgate.engine.inventory import Approver
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.quorum import assess
 from hitlgate.engine.warrants import WarrantClaims
-from hitlgate.errors import HitlgateError, IllegalTransition, InvalidWarrant, ValidationError
+from hitlgate.errors import AuditChainError, HitlgateError, IllegalTransition, InvalidWarrant, ValidationError
 
 if TYPE_CHECKING:
     from hitlgate.engine.store import Request, Transaction
@@ -199,20 +199,34 @@ class Guard:
             except HitlgateError:
                 problem = (f"invalid warrant: request {claims.request_id} does not exist in this store", None)
             else:
-                problem = self._store_problem(req, tx.warrant_for(req.id), claims) or self._chain_problem(tx, claims)
+                problem = (self._anchor_problem(tx) or self._store_problem(req, tx.warrant_for(req.id), claims)
+                           or self._chain_problem(tx, claims))
                 if problem is None:
                     try:
                         tx.consume(jti=claims.jti, request_id=req.id, now=now)
                     except InvalidWarrant as exc:
                         problem = (f"invalid warrant: {exc}", "replay")
                     else:
+                        # Anchored before success is reported: a checkpoint of
+                        # this event is signed and appended to the anchor file
+                        # once the transaction commits, so deleting the chain's
+                        # tail to hide the consumption leaves the database
+                        # behind the anchor (see _anchor_problem).
                         self.engine._append(
-                            tx, "consumed", req, {"jti": claims.jti, "kid": claims.kid}, now
+                            tx, "consumed", req, {"jti": claims.jti, "kid": claims.kid}, now, anchored=True
                         )
         if problem is not None:
             raise self._refuse(problem[0], request_id=claims.request_id, digest=claims.action_digest, now=now,
                                code=problem[1])
         return now
+
+    def _anchor_problem(self, tx: Transaction) -> tuple[str, str | None] | None:
+        """Whether the database chain is behind the audit anchor (truncated or rewritten); O(1)."""
+        try:
+            self.engine.require_anchored_head(tx)
+        except AuditChainError as exc:
+            return f"invalid warrant: {exc}", exc.code
+        return None
 
     @staticmethod
     def _chain_problem(tx: Transaction, claims: WarrantClaims) -> tuple[str, str | None] | None:
@@ -283,7 +297,8 @@ class Guard:
             except HitlgateError:
                 raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                    request_id=None, digest=digest, now=at) from None
-            problem = self._store_problem(req, tx.warrant_for(req.id), claims) or self._chain_problem(tx, claims)
+            problem = (self._anchor_problem(tx) or self._store_problem(req, tx.warrant_for(req.id), claims)
+                       or self._chain_problem(tx, claims))
         if problem is not None:
             raise self._refuse(problem[0], request_id=claims.request_id, digest=digest, now=at, code=problem[1])
         self._check_policy(claims, req, action, at)

@@ -331,6 +331,24 @@ class _State:
     keys: tuple[KeyRecord, ...]
     private_key: Ed25519PrivateKey
     file_id: tuple[int, int, int]
+    #: The audit anchor this keyring's engine writes, and a seq it is known to reach (see :meth:`note_anchor`).
+    anchor: AnchorNote | None = None
+
+
+@dataclass(frozen=True)
+class AnchorNote:
+    """What ``keyring.json`` records about the audit anchor: its path and a seq it reached."""
+
+    path: str
+    seq: int
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: Path) -> AnchorNote:
+        """Parse the ``anchor`` entry of ``keyring.json``."""
+        if (not isinstance(doc, dict) or set(doc) != {"path", "seq"} or not isinstance(doc["path"], str)
+                or type(doc["seq"]) is not int or doc["seq"] < 1):
+            raise StorageError(f"keyring state {where}: the anchor entry is malformed")
+        return cls(doc["path"], doc["seq"])
 
 
 class EngineKeyring:
@@ -474,11 +492,15 @@ class EngineKeyring:
         current = by_kid.get(doc["current"])
         if current is None or current.retired_at is not None:
             raise StorageError(f"keyring state {path} names no usable current key")
-        return _State(current.kid, records, self._load_private(current.kid), (st.st_ino, st.st_mtime_ns, st.st_size))
+        anchor = None if doc.get("anchor") is None else AnchorNote.from_dict(doc["anchor"], path)
+        return _State(current.kid, records, self._load_private(current.kid), (st.st_ino, st.st_mtime_ns, st.st_size),
+                      anchor)
 
-    def _write_state(self, current: str, records: tuple[KeyRecord, ...]) -> None:
+    def _write_state(self, current: str, records: tuple[KeyRecord, ...], anchor: AnchorNote | None = None) -> None:
         """Atomically replace the state file; the caller holds the exclusive lock."""
-        doc = {"version": STATE_VERSION, "current": current, "keys": [r.to_dict() for r in records]}
+        doc: dict[str, Any] = {"version": STATE_VERSION, "current": current, "keys": [r.to_dict() for r in records]}
+        if anchor is not None:
+            doc["anchor"] = {"path": anchor.path, "seq": anchor.seq}
         tmp = self.key_dir / f".{STATE_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
         try:
             _write_new_file(tmp, json.dumps(doc, indent=2).encode("utf-8") + b"\n")
@@ -499,10 +521,12 @@ class EngineKeyring:
         except OSError as exc:
             raise StorageError(f"cannot sync key directory {self.key_dir}: {exc.strerror or exc}") from exc
 
-    def _write_state_or_discard(self, fresh: KeyRecord, current: str, records: tuple[KeyRecord, ...]) -> None:
+    def _write_state_or_discard(
+        self, fresh: KeyRecord, current: str, records: tuple[KeyRecord, ...], anchor: AnchorNote | None = None
+    ) -> None:
         """Write the state naming the new key ``fresh``; if that fails, delete its orphaned private key file."""
         try:
-            self._write_state(current, records)
+            self._write_state(current, records, anchor)
         except StorageError:
             with contextlib.suppress(OSError):
                 (self.key_dir / f"{fresh.kid}.pem").unlink()
@@ -608,6 +632,31 @@ class EngineKeyring:
         keys = self.public_keys(now, include_expired=include_expired)
         return {"keys": [public_jwk(k, kid) for kid, k in keys.items()]}
 
+    def anchor_note(self) -> AnchorNote | None:
+        """What ``keyring.json`` records about the audit anchor; None without a keyring (never creates one)."""
+        if self._state is None and self._file_id() is None:
+            return None
+        return self._ensure(force_check=True).anchor
+
+    def note_anchor(self, path: Path, seq: int) -> None:
+        """Record in ``keyring.json`` (atomically) that the audit anchor at ``path`` holds a checkpoint at ``seq``.
+
+        The anchor lives outside the database; this note lives outside it
+        too, so deleting the anchor *and* every checkpoint row does not make
+        a missing anchor look like a fresh installation. Only ever moves
+        ``seq`` forward (or to a new path).
+        """
+        with self._locked(exclusive=True):
+            state = self._read_state()
+            if state is None:
+                raise StorageError(f"no keyring in {self.key_dir} to record the audit anchor in")
+            if state.anchor is not None and state.anchor.path == str(path) and state.anchor.seq >= seq:
+                return
+            self._write_state(state.current, state.keys, AnchorNote(str(path), seq))
+            loaded = self._read_state()
+        if loaded is not None:
+            self._install(loaded)
+
     def rotate(self, now: datetime | None = None) -> str:
         """Make a new current key; retire the old one at ``now``; return the new kid.
 
@@ -624,7 +673,7 @@ class EngineKeyring:
             records = tuple(
                 KeyRecord(r.kid, r.public_key, r.created_at, at) if r.kid == state.current else r for r in state.keys
             ) + (fresh,)
-            self._write_state_or_discard(fresh, fresh.kid, records)
+            self._write_state_or_discard(fresh, fresh.kid, records, state.anchor)
             try:
                 (self.key_dir / f"{state.current}.pem").unlink()
             except OSError as exc:

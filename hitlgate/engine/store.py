@@ -462,6 +462,11 @@ class Transaction:
         ).mappings().first()
         return None if row is None else _event_from_row(row)
 
+    def event_hash(self, seq: int) -> str | None:
+        """The stored hash of event ``seq``, or None when there is none (a primary-key lookup)."""
+        row = self.conn.execute(sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == seq)).first()
+        return None if row is None else str(row[0])
+
     def append(
         self, kind: str, *, request_id: str | None, payload: Mapping[str, Any], at: datetime
     ) -> AuditEvent:

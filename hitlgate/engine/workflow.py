@@ -54,7 +54,7 @@ from hitlgate.engine.decider import Decider
 from hitlgate.engine.decision import Decision, Quorum
 from hitlgate.engine.inventory import Approver, inventory_files, load_inventory
 from hitlgate.engine.keys import STATE_FILE as KEYRING_STATE_FILE
-from hitlgate.engine.keys import EngineKeyring
+from hitlgate.engine.keys import AnchorNote, EngineKeyring
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import fingerprint_paths
 from hitlgate.engine.proposal import Proposal, action_digest
@@ -276,15 +276,21 @@ class Engine:
         *,
         request_id: str | None = None,
         reinit: bool = False,
+        anchored: bool = False,
     ) -> AuditEvent:
         """Append an audit event in ``tx``, with the request's digest and controls.
 
         Refuses (``anchor_missing``) while the audit anchor is missing but the
         database holds checkpoints, unless ``reinit`` (the operator's
-        explicit :meth:`reinit_anchor`).
+        explicit :meth:`reinit_anchor`). With ``anchored`` the event gets a
+        signed checkpoint of its own, appended to the anchor file once ``tx``
+        commits (warrant issue and consumption: see :meth:`require_anchored_head`).
         """
         if not reinit:
             self._require_anchor(tx)
+            # Never build on a chain the anchor shows truncated or rewritten:
+            # a new event at a deleted seq would paper over the truncation.
+            self.require_anchored_head(tx)
         body: dict[str, Any] = {}
         if request is not None:
             body["action_digest"] = request.action_digest
@@ -293,9 +299,13 @@ class Engine:
         body.update(payload)
         rid = request.id if request is not None else request_id
         ev = tx.append(kind, request_id=rid, payload=body, at=now)
-        if ev.seq % self.checkpoint_every == 0:
+        if anchored or ev.seq % self.checkpoint_every == 0:
             self._require_known_keyring(tx)
-            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit)
+            # Issue/consume checkpoints skip the keyring note (two more fsyncs
+            # per flow); periodic and on-demand ones, and the first line of a
+            # new anchor, record it.
+            note = not anchored or ev.seq % self.checkpoint_every == 0
+            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit, note=note)
         return ev
 
     def _keyring_lost(self, key_dir: Path, kids: Sequence[str], what: str) -> StorageError:
@@ -399,8 +409,11 @@ class Engine:
             raise self._keyring_lost(self.keyring.key_dir, unknown, "holds a keyring without those keys")
         self._keyring_matched = True
 
-    def _anchor_missing_message(self, checkpoints: int | None = None) -> str:
+    def _anchor_missing_message(self, checkpoints: int | None = None, noted: AnchorNote | None = None) -> str:
         held = "signed checkpoints" if checkpoints is None else f"{checkpoints} signed checkpoint(s)"
+        if noted is not None and not checkpoints:
+            held = (f"no checkpoint, while the keyring records that the anchor {noted.path} held a checkpoint "
+                    f"at seq {noted.seq} (checkpoints were deleted from the database too)")
         return (
             f"the audit anchor {self.anchor.path} is missing, but the database holds {held}: it was "
             "deleted or moved, and without it a rewrite of the database cannot be ruled out. Restore it "
@@ -414,12 +427,46 @@ class Engine:
         Silently re-creating it at the next checkpoint would make ``audit
         verify`` say OK again while the checkpoints it held are gone.
         """
-        if not self.anchor.exists() and tx.has_checkpoints():
+        if not self.anchor.exists() and (tx.has_checkpoints() or self.keyring.anchor_note() is not None):
             raise StorageError(
                 self._anchor_missing_message() + "; until then the engine refuses to write", code="anchor_missing"
             )
 
-    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint, *, reinit: bool = False) -> None:
+    def require_anchored_head(self, tx: Transaction) -> None:
+        """Refuse when the database chain is behind the audit anchor (O(1): no scan of either).
+
+        Warrant issue and consumption are anchored the moment they happen
+        (a checkpoint of their own event goes to the anchor file before
+        success is reported), so someone with database access who deletes
+        the chain's tail and resets ``audit_head`` to hide a consumption
+        leaves the database *behind* the anchor. This reads only the
+        anchor's last complete line and makes one primary-key lookup: the
+        event at that seq must be stored with that hash (the head is then at
+        or past it, seq being the key). Raises :class:`AuditChainError`,
+        code ``chain_truncated`` (the event is gone) or ``chain_rewritten``
+        (it has another hash). A missing anchor is left to :meth:`_require_anchor`.
+        """
+        last = self.anchor.last()
+        if last is None:
+            return
+        held = tx.event_hash(last.seq)
+        if held is None:
+            head = tx.head()
+            raise AuditChainError(
+                f"the audit anchor {self.anchor.path} holds a signed checkpoint at seq {last.seq}, but the "
+                f"database chain ends at seq {0 if head is None else head.seq}: events were deleted from the "
+                "end of the chain (truncated); refusing until the database is restored",
+                code="chain_truncated",
+            )
+        if held != last.head_hash:
+            raise AuditChainError(
+                f"event seq {last.seq} in the database differs from the signed checkpoint at seq {last.seq} in "
+                f"the audit anchor {self.anchor.path}: the chain was rewritten; refusing until the database is "
+                "restored",
+                code="chain_rewritten",
+            )
+
+    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint, *, reinit: bool = False, note: bool = True) -> None:
         """Store a checkpoint in ``tx`` and append it to the audit anchor once ``tx`` commits.
 
         The anchor is opened before the commit, so an unusable anchor rolls
@@ -427,7 +474,9 @@ class Engine:
         after the commit, so it never holds a checkpoint of an event that was
         rolled back. A write that still fails then raises after the commit:
         the change and the stored checkpoint stand, the next anchored
-        checkpoint covers them.
+        checkpoint covers them. With ``note`` (and always for the first line
+        of a new anchor) the keyring records the anchor and this seq, so a
+        deleted anchor is reported even after every checkpoint row is deleted.
         """
         if not reinit:
             self._require_anchor(tx)
@@ -436,7 +485,10 @@ class Engine:
 
         def anchor_it() -> None:
             try:
+                created = not self.anchor.exists()
                 self.anchor.append([cp])
+                if note or created:
+                    self.keyring.note_anchor(self.anchor.path, cp.seq)
             except StorageError as exc:
                 raise StorageError(
                     f"{exc}. The change and the checkpoint at seq {cp.seq} were committed to the database, "
@@ -535,6 +587,31 @@ class Engine:
         """The non-raising quorum report of a request (for UIs)."""
         req = self.get(request_id)
         return self._progress(req)
+
+    def checked_progress(self, request_id: str) -> tuple[QuorumProgress, dict[str, str]]:
+        """The quorum report counting only stored approvals that re-verify now, and why each other one fails.
+
+        Non-raising, for a per-request view (``hitlgate show``): a vote row
+        copied from another request or written into the database counts for
+        nothing and is named with its reason, instead of reading as "quorum
+        met". Costs one signature check per approval, so listings keep using
+        :meth:`progress`.
+        """
+        req = self.get(request_id)
+        registry = self.approvers.all()
+        people: list[Approver] = []
+        unverified: dict[str, str] = {}
+        for v in req.approvals:
+            approver = registry.get(v.approver)
+            if approver is None:
+                continue
+            try:
+                self._check_stored_approval(req, v, approver)
+            except HitlgateError as exc:
+                unverified[v.approver] = str(exc)
+                continue
+            people.append(approver)
+        return assess(req.decision.quorum, people), unverified
 
     def _progress(self, req: Request) -> QuorumProgress:
         registry = self.approvers.all()
@@ -765,6 +842,7 @@ class Engine:
             {"jti": issued.jti, "kid": issued.kid, "expires_at": issued.expires_at.isoformat(),
              "approvals": [a["approver"] for a in approvals]},
             now,
+            anchored=True,
         )
         record = tx.warrant_for(req.id)
         if record is None:  # pragma: no cover - inserted just above.
@@ -789,6 +867,7 @@ class Engine:
             fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None
         decision = self._decide_stored(before) if fresh else None
         with self.store.write() as tx:
+            self.require_anchored_head(tx)
             req = tx.get_request(request_id)
             if req.status == lifecycle.PENDING:
                 raise PendingApproval(f"request {req.id} is pending: {self._progress(req).describe()}")
@@ -961,8 +1040,17 @@ class Engine:
             cps = tx.checkpoints()
             snapshot = tx.state_snapshot()
         own = self.anchor.read()
-        if own is None and cps:
-            raise AuditChainError(self._anchor_missing_message(len(cps)), code="anchor_missing")
+        noted = self.keyring.anchor_note()
+        if own is None and (cps or noted is not None):
+            raise AuditChainError(self._anchor_missing_message(len(cps), noted), code="anchor_missing")
+        if noted is not None and noted.path == str(self.anchor.path) and max(
+            (cp.seq for cp in own or ()), default=0
+        ) < noted.seq:
+            raise AuditChainError(
+                f"the audit anchor {self.anchor.path} ends before seq {noted.seq}, which the keyring records "
+                "it held: the anchor was truncated or replaced by an older copy",
+                code="anchor_missing",
+            )
         keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
         outside = [*(own or ()), *anchors]
         unverifiable = 0

@@ -1,0 +1,34 @@
+"""Threat: someone with database write access copies request A's vote rows onto pending request B.
+
+The rows cannot grant B (stored approvals are re-verified whenever they are
+counted), but before the fix ``hitlgate show B`` counted them without
+checking and printed "2 of 2 approvals; quorum met", which could talk an
+operator into trusting B. ``show`` now re-verifies each stored approval of
+the one request it shows and marks a vote that does not verify; the
+``requests`` listing stays cheap (no signature checks). Real SQLite and
+PostgreSQL, real keys; the attacker uses raw SQL.
+"""
+
+from __future__ import annotations
+
+from hitlgate.cli._workflow import format_request
+from hitlgate.engine.approvals import SignedStatement
+from hitlgate.engine.workflow import Engine
+from tests.workflow._helpers import proposal, vote, write_vote_row
+
+
+def test_show_does_not_count_vote_rows_copied_from_another_request(engine: Engine) -> None:
+    a = engine.propose(proposal("rotate_api_key", "svc-payments-key", grace_minutes=5))
+    a = vote(engine, vote(engine, a, "bob"), "grace")
+    assert a.status == "granted"
+    b = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    for v in engine.get(a.id).approvals:
+        write_vote_row(engine, b.id, SignedStatement.from_dict(v.statement), granted=False)
+    progress, unverified = engine.checked_progress(b.id)
+    assert not progress.met and progress.count == 0
+    assert set(unverified) == {"bob", "grace"}
+    assert "is not an approval of this request" in unverified["bob"]
+    text = format_request(engine, engine.get(b.id), verify_votes=True)
+    assert "quorum met" not in text and "0 of 2 approvals" in text
+    assert text.count("NOT COUNTED: signature invalid for this request (forged row?)") == 2
+

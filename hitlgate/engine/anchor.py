@@ -242,7 +242,9 @@ class AuditAnchor:
         """
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # Not there (a path under a regular file cannot exist either);
+            # writing it is what reports an unusable path.
             return None
         except OSError as exc:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc

@@ -1041,12 +1041,15 @@ class Engine:
             snapshot = tx.state_snapshot()
         own = self.anchor.read()
         noted = self.keyring.anchor_note()
+        # Raised after the chain is checked, so that a rewrite an auditor's
+        # --anchor copy catches is named first.
+        anchor_lost: AuditChainError | None = None
         if own is None and (cps or noted is not None):
-            raise AuditChainError(self._anchor_missing_message(len(cps), noted), code="anchor_missing")
-        if noted is not None and noted.path == str(self.anchor.path) and max(
+            anchor_lost = AuditChainError(self._anchor_missing_message(len(cps), noted), code="anchor_missing")
+        elif noted is not None and noted.path == str(self.anchor.path) and max(
             (cp.seq for cp in own or ()), default=0
         ) < noted.seq:
-            raise AuditChainError(
+            anchor_lost = AuditChainError(
                 f"the audit anchor {self.anchor.path} ends before seq {noted.seq}, which the keyring records "
                 "it held: the anchor was truncated or replaced by an older copy",
                 code="anchor_missing",
@@ -1064,6 +1067,8 @@ class Engine:
                 cps = [cp for cp in cps if not skip(cp)]
                 outside = [cp for cp in outside if not skip(cp)]
         report = verify_chain(events, cps, keys, anchors=outside)
+        if anchor_lost is not None:
+            raise anchor_lost
         problems = contradictions(events, snapshot)
         if problems:
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")

@@ -88,7 +88,10 @@ def test_clean_run_is_ok_and_every_checkpoint_is_anchored(busy: Engine, tmp_path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     lines = _anchor_lines(busy)
     _, stored = _history(busy)
-    assert [(d["record"], d["seq"], d["head_hash"], d["at"], d["token"]) for d in lines] == [
+    # Issuing the auto_allow warrant (event 6) anchored a checkpoint of it, which the database keeps; the
+    # on-demand checkpoint of the same head only adds a duplicate line to the anchor.
+    assert [d["seq"] for d in lines] == [2, 6, 6] and lines[2]["head_hash"] == lines[1]["head_hash"]
+    assert [(d["record"], d["seq"], d["head_hash"], d["at"], d["token"]) for d in lines[:2]] == [
         ("checkpoint", cp.seq, cp.head_hash, cp.to_dict()["at"], cp.token) for cp in stored
     ]
     assert "anchored outside the database" in report.describe()
@@ -113,7 +116,7 @@ def test_new_store_without_checkpoints_or_anchor_is_ok(make_engine: Callable[...
 
 def test_a_second_checkpoint_of_the_same_head_counts_once(busy: Engine) -> None:
     busy.checkpoint()  # Head already checkpointed in the database; the anchor gets a duplicate.
-    assert [d["seq"] for d in _anchor_lines(busy)] == [2, 6, 6]
+    assert [d["seq"] for d in _anchor_lines(busy)] == [2, 6, 6, 6]
     assert busy.verify_audit().anchored == 2
 
 
@@ -155,10 +158,13 @@ def test_truncation_below_an_anchored_checkpoint_is_detected(busy: Engine) -> No
 
 
 def test_truncation_and_regrowth_is_detected(busy: Engine) -> None:
-    """Cut the chain back to seq 4, then let new events refill seq 5 and 6 with other content."""
+    """Cut the chain back to seq 4: the engine refuses to refill seq 5 and 6, and verify names the truncation."""
     _truncate(busy, keep=4)
-    busy.propose(proposal("suspend_service_account", "svc-ci-runner"))
-    with pytest.raises(AuditChainError, match="event seq 6 differs from the signed checkpoint at seq 6"):
+    with pytest.raises(AuditChainError, match=r"holds a signed checkpoint at seq 6, but the database chain ends "
+                                              r"at seq 4: events were deleted") as exc:
+        busy.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    assert exc.value.code == "chain_truncated"
+    with pytest.raises(AuditChainError, match="signed checkpoint at seq 6 but the chain ends at seq 4"):
         busy.verify_audit()
 
 
@@ -197,7 +203,7 @@ def test_anchor_line_forged_by_another_key_is_refused(busy: Engine, tmp_path: Pa
 def test_malformed_anchor_line_is_named(busy: Engine) -> None:
     with busy.anchor.path.open("a") as fh:
         fh.write('{"record": "checkpoint", "seq": 7}\n')
-    with pytest.raises(AuditChainError, match=r"audit anchor .*audit-anchor\.jsonl: export line 3 is malformed"):
+    with pytest.raises(AuditChainError, match=r"audit anchor .*audit-anchor\.jsonl: export line 4 is malformed"):
         busy.verify_audit()
 
 
@@ -225,7 +231,9 @@ def test_auditor_anchor_copy_catches_what_local_copies_lost(busy: Engine, tmp_pa
     _delete_checkpoints(busy)
     busy.anchor.path.unlink()
     rewrite_chain(busy, 1, _hide_requester)
-    assert busy.verify_audit().checkpoints == 0  # Nothing local is left to notice.
+    # The keyring (outside the database) still records that the anchor existed.
+    with pytest.raises(AuditChainError, match="holds no checkpoint, while the keyring records that the anchor"):
+        busy.verify_audit()
     with pytest.raises(AuditChainError, match="event seq 2 differs from the signed checkpoint"):
         busy.verify_audit(anchors=load_external_anchor(copy))
 
@@ -353,7 +361,7 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     err = _run(env, "audit", "verify", code=3)
     assert "missing from the store" in err.output
     (tmp_path / "keys" / ANCHOR_FILE).unlink()
-    assert "audit chain OK" in _run(env, "audit", "verify").output
+    assert "while the keyring records that the anchor" in _run(env, "audit", "verify", code=3).output
     err = _run(env, "audit", "verify", "--anchor", str(copy), code=3)
     assert "event seq 2 differs from the signed checkpoint" in err.output
 

@@ -26,6 +26,15 @@ the file heals instead of failing every later ``audit verify``. A line that
 ends with its newline is complete, and any malformed complete line is an
 error, as before.
 
+Warrant issue and consumption each sign a checkpoint of their own event,
+appended here before success is reported, and :meth:`AuditAnchor.last`
+reads only the file's last line, so the engine can check on every guard
+call and every write that the database is not behind the anchor (see
+:meth:`hitlgate.engine.workflow.Engine.require_anchored_head`). The
+keyring's ``keyring.json`` records the anchor's path and a seq it reached
+(on its first line and at periodic or on-demand checkpoints), so an anchor
+deleted together with every checkpoint row is still reported.
+
 A missing anchor while the database holds checkpoints is an alarm, not
 something to paper over: the engine refuses to write until an operator
 runs ``hitlgate audit anchor --reinit --reason TEXT`` (an audit event of its

@@ -16,7 +16,10 @@ Engine keyring
       nothing may sign with it again; only its public half is kept.
     * ``keyring.json``: which key is current and the public half, creation
       time and retirement time of every key the keyring ever had (mode 0600,
-      replaced atomically).
+      replaced atomically), and, once the engine has anchored a checkpoint,
+      ``anchor``: the audit anchor's path and a seq it is known to hold
+      (:meth:`EngineKeyring.note_anchor`), so a deleted anchor is noticed
+      even when every checkpoint row was deleted from the database too.
     * ``.lock``: an ``flock`` lock file. Every read and write of the state
       happens under it, so two processes that race to create the first key
       on an empty directory end up with exactly one key, and a process never

@@ -67,6 +67,7 @@ from hitlgate.engine import lifecycle
 from hitlgate.engine._demokeys import require_not_demo_key
 from hitlgate.engine._time import Clock, require_utc
 from hitlgate.engine.approvals import SignedStatement, Statement, parse_time
+from hitlgate.engine.audit import Checkpoint
 from hitlgate.engine.decision import TIER_RANK, Decision
 from hitlgate.engine.inventory import Approver
 from hitlgate.engine.proposal import Proposal, action_digest
@@ -193,13 +194,15 @@ class Guard:
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
         problem: tuple[str, str | None] | None = None
+        last = self._anchor_last(claims, now)
         with self.engine.store.write() as tx:
             try:
                 req = tx.get_request(claims.request_id)
             except HitlgateError:
                 problem = (f"invalid warrant: request {claims.request_id} does not exist in this store", None)
             else:
-                problem = (self._anchor_problem(tx) or self._store_problem(req, tx.warrant_for(req.id), claims)
+                problem = (self._anchor_problem(tx, last)
+                           or self._store_problem(req, tx.warrant_for(req.id), claims)
                            or self._chain_problem(tx, claims))
                 if problem is None:
                     try:
@@ -220,10 +223,22 @@ class Guard:
                                code=problem[1])
         return now
 
-    def _anchor_problem(self, tx: Transaction) -> tuple[str, str | None] | None:
-        """Whether the database chain is behind the audit anchor (truncated or rewritten); O(1)."""
+    def _anchor_last(self, claims: WarrantClaims, now: datetime) -> Checkpoint | None:
+        """The audit anchor's last checkpoint; an unreadable anchor refuses the warrant (fail closed)."""
         try:
-            self.engine.require_anchored_head(tx)
+            return self.engine.anchor.last()
+        except HitlgateError as exc:
+            raise self._refuse(f"invalid warrant: {exc}", request_id=claims.request_id,
+                               digest=claims.action_digest, now=now, code=exc.code) from None
+
+    def _anchor_problem(self, tx: Transaction, last: Checkpoint | None) -> tuple[str, str | None] | None:
+        """Whether the database chain is behind the audit anchor (truncated or rewritten); O(1).
+
+        ``last`` is the anchor's last line, read before ``tx``'s first query
+        (see :meth:`~hitlgate.engine.workflow.Engine.require_anchored_head`).
+        """
+        try:
+            self.engine.check_anchored_head(tx, last)
         except AuditChainError as exc:
             return f"invalid warrant: {exc}", exc.code
         return None
@@ -291,13 +306,15 @@ class Guard:
         at = require_utc(now if now is not None else self.clock(), "now")
         digest = self._digest(action, at)
         claims = self._verify(token, digest, at)
+        # Read before the snapshot: see Engine.require_anchored_head.
+        last = self._anchor_last(claims, at)
         with self.engine.store.read() as tx:
             try:
                 req = tx.get_request(claims.request_id)
             except HitlgateError:
                 raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                    request_id=None, digest=digest, now=at) from None
-            problem = (self._anchor_problem(tx) or self._store_problem(req, tx.warrant_for(req.id), claims)
+            problem = (self._anchor_problem(tx, last) or self._store_problem(req, tx.warrant_for(req.id), claims)
                        or self._chain_problem(tx, claims))
         if problem is not None:
             raise self._refuse(problem[0], request_id=claims.request_id, digest=digest, now=at, code=problem[1])

@@ -445,8 +445,17 @@ class Engine:
         or past it, seq being the key). Raises :class:`AuditChainError`,
         code ``chain_truncated`` (the event is gone) or ``chain_rewritten``
         (it has another hash). A missing anchor is left to :meth:`_require_anchor`.
+
+        In a write transaction (the store's write lock is held, so no commit
+        can land after ``tx``'s view) the anchor may be read here; a read
+        transaction must read it *before* its first query and pass it as
+        ``last``, or a checkpoint another process anchored after the
+        snapshot would look like a truncation.
         """
-        last = self.anchor.last()
+        self.check_anchored_head(tx, self.anchor.last())
+
+    def check_anchored_head(self, tx: Transaction, last: Checkpoint | None) -> None:
+        """:meth:`require_anchored_head` with the anchor's last line ``last`` read beforehand."""
         if last is None:
             return
         held = tx.event_hash(last.seq)

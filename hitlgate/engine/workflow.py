@@ -410,6 +410,15 @@ class Engine:
         self._keyring_matched = True
 
     def _anchor_missing_message(self, checkpoints: int | None = None, noted: AnchorNote | None = None) -> str:
+        if not (self.keyring.key_dir / KEYRING_STATE_FILE).exists():
+            # The anchor went with the whole key directory: replacing the
+            # lost keyring starts a new anchor too.
+            return (
+                f"the audit anchor {self.anchor.path} is missing and the engine key directory "
+                f"{self.keyring.key_dir} holds no keyring: both were deleted or another directory is configured. "
+                "Restore them from a backup; if they are lost for good, run `hitlgate keys reinit --reason TEXT` "
+                "(recorded in the audit chain; it starts a new anchor too)"
+            )
         held = "signed checkpoints" if checkpoints is None else f"{checkpoints} signed checkpoint(s)"
         if noted is not None and not checkpoints:
             held = (f"no checkpoint, while the keyring records that the anchor {noted.path} held a checkpoint "

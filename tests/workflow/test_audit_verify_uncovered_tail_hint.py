@@ -14,13 +14,15 @@ from tests.cli_project import make_project
 
 def test_fresh_chain_hints_at_audit_checkpoint_until_one_covers_the_head(tmp_path: Path) -> None:
     project = make_project(tmp_path)
-    project.granted()
+    project.granted()  # Issuing its warrant signs (and anchors) a checkpoint of that event.
+    covered = json.loads(project.invoke(["--json", "audit", "verify"]).stdout)["head_seq"]
+    project.pending()
     head = json.loads(project.invoke(["--json", "audit", "verify"]).stdout)["head_seq"]
     before = project.invoke(["audit", "verify"])
     assert before.exit_code == 0, before.output
     assert before.stderr == (
-        f"hint: no signed checkpoint covers events #1-#{head} yet; run `hitlgate audit checkpoint` to sign the "
-        "current head (a signed checkpoint is what makes rewriting those events detectable)\n"
+        f"hint: no signed checkpoint covers events #{covered + 1}-#{head} yet; run `hitlgate audit checkpoint` "
+        "to sign the current head (a signed checkpoint is what makes rewriting those events detectable)\n"
     )
     as_json = project.invoke(["--json", "audit", "verify"])
     assert as_json.exit_code == 0 and "audit checkpoint" not in as_json.output

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hitlgate.cli import cli
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import next_event
@@ -108,3 +110,10 @@ def write_vote_row(engine: Engine, request_id: str, statement: SignedStatement, 
         ))
         if granted:
             conn.execute(t.requests.update().where(t.requests.c.id == request_id).values(status="granted"))
+
+
+def run_cli(env: dict[str, str], *args: str, code: int = 0) -> Result:
+    """Run ``hitlgate ARGS`` in-process with ``env`` and assert its exit code."""
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result

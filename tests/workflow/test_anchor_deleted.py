@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from hitlgate.cli import cli
 from hitlgate.engine.workflow import Engine
 from hitlgate.errors import AuditChainError, InputError, StorageError
 from tests.workflow._helpers import granted_warrant, proposal
+from tests.workflow._helpers import run_cli as _run
 
 
 @pytest.fixture
@@ -65,12 +63,6 @@ def test_reinit_is_an_audit_event_and_verify_keeps_reporting_it(anchored: Engine
     assert anchored.get(req.id).status == "granted" and token
     with pytest.raises(InputError, match="exists; --reinit only starts a new one when it is lost"):
         anchored.reinit_anchor("again")
-
-
-def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def test_cli_audit_anchor_reinit(tmp_path: Path) -> None:

@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from hitlgate.cli import cli
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine.anchor import ANCHOR_FILE, AuditAnchor
 from hitlgate.engine.audit import Checkpoint, next_event, sign_checkpoint, verify_chain
@@ -28,6 +26,7 @@ from hitlgate.engine.keys import EngineKeyring
 from hitlgate.engine.workflow import Engine
 from hitlgate.errors import AuditChainError, StorageError
 from tests.workflow._helpers import proposal, rewrite_chain
+from tests.workflow._helpers import run_cli as _run
 
 # -- what the attacker does with database access -------------------------
 
@@ -299,12 +298,6 @@ def test_audit_anchor_config_key(tmp_path: Path) -> None:
 
 
 # -- the CLI -------------------------------------------------------------------
-
-
-def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:

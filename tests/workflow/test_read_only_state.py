@@ -23,24 +23,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from hitlgate.cli import cli
 from tests.workflow._helpers import proposal
+from tests.workflow._helpers import run_cli as _run
 
 NOBODY = 65534
 #: Run as root, but bound by file modes like any other user.
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 HITLGATE = str(Path(sys.executable).parent / "hitlgate")
-
-
-def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def _config(path: Path, state: Path, keys: Path, anchor: Path | None = None) -> dict[str, str]:

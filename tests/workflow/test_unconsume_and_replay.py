@@ -19,14 +19,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from hitlgate.cli import cli
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine.config import Config
 from hitlgate.engine.workflow import Engine
 from hitlgate.errors import AuditChainError, InvalidWarrant, StorageError
 from tests.workflow._helpers import granted_warrant, proposal
+from tests.workflow._helpers import run_cli as _run
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")
 
@@ -88,12 +87,6 @@ def test_audit_verify_reports_a_warrant_consumed_twice(engine: Engine) -> None:
     with pytest.raises(AuditChainError, match=rf"warrant {grant.jti} was consumed 2 times") as exc:
         engine.verify_audit()
     assert exc.value.code == "replay"
-
-
-def _run(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def test_verify_consume_refuses_an_unconsumed_replay(tmp_path: Path) -> None:

@@ -2,10 +2,9 @@
 
 Every store-backed test runs twice, on SQLite and on PostgreSQL, through
 the parametrized ``db_url`` fixture; nothing mocks the database. The
-PostgreSQL cluster is created once per session with ``initdb`` in a
-temporary directory, listens on a free loopback port with its unix socket
-in that directory, and is stopped and deleted at the end. PostgreSQL refuses
-to run as root, so as root the cluster runs as the ``postgres`` OS user.
+PostgreSQL cluster is created once per session by
+:func:`tests._pgcluster.running_cluster` (``initdb`` in a temporary
+directory, stopped and deleted at the end).
 When no PostgreSQL binaries (``initdb``, ``pg_ctl``) are installed
 (``scripts/install-postgres``), the PostgreSQL variants are skipped with that
 hint on a developer's machine and *fail* in CI (``CI`` set): see
@@ -14,15 +13,7 @@ hint on a developer's machine and *fail* in CI (``CI`` set): see
 
 from __future__ import annotations
 
-import glob
-import itertools
-import os
-import pwd
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,90 +23,24 @@ import pytest
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
 from hitlgate.engine.workflow import Engine
+from tests._pgcluster import PgCluster, PgStartError, pg_bindir, running_cluster
 from tests._require import missing
 from tests.workflow._helpers import FakeClock
 
 # -- PostgreSQL ------------------------------------------------------------
 
 
-def _pg_bindir() -> Path | None:
-    for pattern in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/*/bin"):
-        for d in sorted(glob.glob(pattern), reverse=True):
-            if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
-                return Path(d)
-    found = shutil.which("initdb")
-    return Path(found).resolve().parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PgCluster:
-    """A running throwaway PostgreSQL cluster."""
-
-    def __init__(self, port: int, socket_dir: Path) -> None:
-        self.port = port
-        self.socket_dir = socket_dir
-        self.counter = itertools.count()
-
-    def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def new_database(self) -> str:
-        """Create an empty database and return its SQLAlchemy URL."""
-        import psycopg
-
-        name = f"t{os.getpid()}_{next(self.counter)}"
-        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
-
-
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """Start a PostgreSQL cluster for the session (missing PostgreSQL: skip locally, fail in CI)."""
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         missing("PostgreSQL (initdb and pg_ctl)", "run scripts/install-postgres")
-    base = Path(tempfile.mkdtemp(prefix="hitlgate-pg-"))
-    data = base / "data"
-    as_root = os.geteuid() == 0
-    prefix: list[str] = []
-    if as_root:
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
-
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        opts = (
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-        )
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "60", "start")
-    except subprocess.CalledProcessError as exc:
-        log = (base / "log").read_text() if (base / "log").exists() else ""
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}\n{log}")
-    try:
-        yield PgCluster(port=port, socket_dir=base)
-    finally:
-        subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        # Give the postmaster a moment to release the directory.
-        time.sleep(0.1)
-        shutil.rmtree(base, ignore_errors=True)
+        with running_cluster(bindir) as cluster:
+            yield cluster
+    except PgStartError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

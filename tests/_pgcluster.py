@@ -1,0 +1,113 @@
+"""A throwaway PostgreSQL cluster (initdb in a temporary directory), for tests and benchmarks.
+
+Used by the ``pg_cluster`` fixture of ``tests/workflow/conftest.py`` and by
+``bench/bench_store.py``, so that both start PostgreSQL the same way. The
+cluster listens on a free loopback port with its unix socket in its own
+directory and is stopped and deleted on exit. PostgreSQL refuses to run as
+root, so as root it runs as the ``postgres`` OS user. It trades durability
+for speed (``fsync=off``): it holds nothing worth keeping.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["PgCluster", "PgStartError", "pg_bindir", "running_cluster"]
+
+
+class PgStartError(RuntimeError):
+    """PostgreSQL is installed but the cluster did not start (the message holds its log)."""
+
+
+def pg_bindir() -> Path | None:
+    """The directory holding ``initdb`` and ``pg_ctl``, or None when PostgreSQL is not installed."""
+    for pattern in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/*/bin"):
+        for d in sorted(glob.glob(pattern), reverse=True):
+            if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
+                return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgCluster:
+    """A running throwaway PostgreSQL cluster."""
+
+    def __init__(self, port: int, socket_dir: Path) -> None:
+        self.port = port
+        self.socket_dir = socket_dir
+        self.counter = itertools.count()
+
+    def admin_url(self) -> str:
+        """A libpq URL of the ``postgres`` database as the superuser."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def new_database(self, name: str | None = None) -> str:
+        """Create an empty database and return its SQLAlchemy URL."""
+        import psycopg
+
+        name = name or f"t{os.getpid()}_{next(self.counter)}"
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@contextmanager
+def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[PgCluster]:
+    """Start a cluster with the binaries in ``bindir``; stop and delete it on exit.
+
+    ``settings`` are extra ``name=value`` server settings (e.g. ``shared_buffers=256MB``).
+    Raises :class:`PgStartError` with the server's log when it does not start.
+    """
+    base = Path(tempfile.mkdtemp(prefix="hitlgate-pg-"))
+    data = base / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+
+    def run(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)  # noqa: S603
+
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        extra = "".join(f" -c {s}" for s in settings)
+        opts = (
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100{extra}"
+        )
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "60", "start")
+    except subprocess.CalledProcessError as exc:
+        log = (base / "log").read_text() if (base / "log").exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        raise PgStartError(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}\n{log}") from exc
+    try:
+        yield PgCluster(port=port, socket_dir=base)
+    finally:
+        subprocess.run(  # noqa: S603
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        # Give the postmaster a moment to release the directory.
+        time.sleep(0.1)
+        shutil.rmtree(base, ignore_errors=True)

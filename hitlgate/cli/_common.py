@@ -108,6 +108,7 @@ _LIMIT_OF = {
     "signed rejection": "approval_bytes",
     "JWKS": "jwks_bytes",
     "warrant": "warrant_bytes",
+    "inventory record": "inventory_file_bytes",
 }
 
 

@@ -13,6 +13,7 @@ compare correctly as text on every database and never lose their zone.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
-from hitlgate.engine._time import format_time, parse_time
+from hitlgate.engine._time import format_time, parse_time, utcnow
 
 __all__ = ["format_time", "parse_time"]  # Re-exported: the store's text form of times.
 
@@ -148,14 +149,74 @@ checkpoints = sa.Table(
 )
 
 
+# -- the inventory in the database (``inventory: {source: database}``) --------
+#
+# One row per record, keyed by (section, id); ``record`` is its canonical
+# JSON text (sorted keys, no spaces), NULL for a tombstone, so a deleted
+# record reaches every poller as a change. Every change takes the next
+# ``version`` (unique, indexed): the change feed is "rows with version > v",
+# read through that index, never a scan. See hitlgate/engine/inventory_db.py.
+inventory_records = sa.Table(
+    "inventory_records",
+    metadata,
+    sa.Column("section", sa.String(16), primary_key=True),
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("record", sa.Text, nullable=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Index("ix_inventory_records_version", "version", unique=True),
+)
+
+# Who refers to whom: one row per reference a live record makes (an owner
+# team, a used_by workload, a partner, an approver's team, and the
+# approver's normalised public key under ref_section "approver_key"). A
+# delete asks this index whether anything still refers to the record, and a
+# put asks it whether a key is already someone else's, without scanning.
+inventory_refs = sa.Table(
+    "inventory_refs",
+    metadata,
+    sa.Column("section", sa.String(16), primary_key=True),
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("field", sa.String(32), primary_key=True),
+    sa.Column("ref_section", sa.String(16), nullable=False),
+    sa.Column("ref_id", sa.String(200), nullable=False),
+    sa.Index("ix_inventory_refs_target", "ref_section", "ref_id"),
+)
+
+# One row (id 1): the version of the last committed change and the
+# inventory revision, a hash chain over every change (inventory_db.py).
+# Every inventory write locks it first, which orders the writers.
+inventory_meta = sa.Table(
+    "inventory_meta",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("revision", sa.String(80), nullable=False),
+    sa.Column("updated_at", UtcTime, nullable=False),
+)
+
+
 def _m1_initial(conn: Connection) -> None:
     for table in (requests, votes, warrants, consumed, revocations, audit_events, audit_head, checkpoints):
         table.create(conn, checkfirst=True)
 
 
+#: The inventory revision of an empty database inventory: the start of its hash chain.
+INVENTORY_GENESIS = "sha256:" + hashlib.sha256(b"hitlgate inventory chain v1").hexdigest()
+
+
+def _m2_inventory(conn: Connection) -> None:
+    for table in (inventory_records, inventory_refs, inventory_meta):
+        table.create(conn, checkfirst=True)
+    if conn.execute(sa.select(inventory_meta.c.id)).first() is None:
+        conn.execute(
+            inventory_meta.insert().values(id=1, version=0, revision=INVENTORY_GENESIS, updated_at=utcnow())
+        )
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
+    (2, "inventory records", _m2_inventory),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -79,6 +79,10 @@ class Config:
     risk_factors: tuple[str, ...] = ()
     #: Byte and nesting limits on documents read from outside (``limits:``).
     limits: Limits = DEFAULT_LIMITS
+    #: Where the inventory comes from (``inventory: {source: ...}``): ``files``
+    #: (the ``data`` paths) or ``database`` (the tables of the state store at
+    #: ``state_url``, managed with ``hitlgate inventory``; see inventory_db).
+    inventory_source: str = "files"
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -147,6 +151,8 @@ class Config:
             kwargs["risk_factors"] = tuple(raw["risk_factors"])
         if "limits" in raw:
             kwargs["limits"] = Limits.from_dict(raw["limits"])
+        if "inventory" in raw:
+            kwargs["inventory_source"] = raw["inventory"].get("source", "files")
         for key in ("warrant_ttl_seconds", "issuer", "audience"):
             if key in raw:
                 kwargs[key] = raw[key]

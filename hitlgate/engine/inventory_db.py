@@ -1,0 +1,598 @@
+"""The inventory kept in the state store's database (``inventory: {source: database}``).
+
+An organisation with 10^5-10^6 identities keeps its inventory in a database
+fed by its CMDB, not in one YAML file. This module stores the same records
+the inventory files hold, in the same database as the workflow (SQLite by
+default, PostgreSQL at scale), and feeds them to the decision path's
+:class:`~hitlgate.engine.facts.FactIndex`:
+
+* :meth:`InventoryDB.import_files` replaces the whole inventory with the
+  contents of inventory files (YAML or JSON Lines, read and validated by
+  :func:`hitlgate.engine.inventory.load_inventory`, exactly as the files
+  source reads them: schema, ids defined twice, references, one key per
+  approver). All or nothing: one transaction; a file that does not validate
+  changes nothing. Only the records that differ are written, so re-importing
+  a nightly export costs the pollers only what changed.
+* :meth:`InventoryDB.put` writes one record and :meth:`InventoryDB.delete`
+  removes one, each validated against the per-section schema and checked by
+  key for references: a put naming a team, workload or partner that does not
+  exist, or an approver key already registered under another name, is
+  refused naming the field; a delete that would leave a reference dangling
+  is refused naming the record and field that still refer to it.
+* :meth:`InventoryDB.load` reads the live records into a ``FactIndex``;
+  :meth:`InventoryDB.changes_since` lists the changes after a version,
+  through the index on ``version`` (never a scan of the table).
+* :class:`DatabaseFacts` is the decider's live index: it polls the meta row
+  at most every :data:`POLL_INTERVAL` seconds and applies the changed rows to
+  its index in place, so one changed identity reaches the next decision
+  within a second, with no policy recompile and no reload of the rest.
+
+Storage (tables in :mod:`hitlgate.engine._store_schema`): one row per
+record keyed by (section, id) with the record as canonical JSON text (keys
+sorted, no spaces; NULL marks a deleted record, a *tombstone*, so pollers see
+deletes), and each change's ``version``; a table of references for the
+checks above; and one meta row with the current version and revision. Every
+write transaction locks the meta row first (SQLite: the whole file), so
+versions are assigned in commit order. A poller reads the meta row and the
+changes in one snapshot (PostgreSQL: REPEATABLE READ), so the revision it
+records always matches the records it applied.
+
+The inventory revision (``sha256:<hex>``) is a hash chain over every change
+ever committed to this database's inventory, starting from
+:data:`~hitlgate.engine._store_schema.INVENTORY_GENESIS`::
+
+    revision_n = "sha256:" + hex(SHA-256(revision_{n-1} "\\n" n "\\n" section "\\n" id "\\n" record_text))
+
+with ``record_text`` the stored canonical JSON, or ``-`` for a delete
+(``true`` for a protected id). It changes with every committed change and
+covers the whole history: equal revisions mean the same sequence of changes
+and so the same inventory. Within one import the changes are chained in
+(section, id) order, so the same import into two empty databases yields the
+same revision. What it does not cover is a row edited by raw SQL that
+bypasses this module: the database's writers are trusted, as the files'
+writers are for the files source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from hitlgate.engine import _store_schema as t
+from hitlgate.engine import schemas
+from hitlgate.engine._time import utcnow
+from hitlgate.engine.inventory import SECTIONS, decode_public_key, encode_public_key, load_inventory, public_raw_bytes
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
+from hitlgate.engine.store import Store, _db_message
+from hitlgate.errors import BackendUnavailable, InputError, NotFoundError, PolicyError, StorageError, ValidationError
+
+if TYPE_CHECKING:
+    from hitlgate.engine.facts import FactIndex
+
+log = logging.getLogger(__name__)
+
+#: Every section a record may be put in: the keyed sections and ``protected``.
+ALL_SECTIONS = (*SECTIONS, "protected")
+#: A decider polls the database's inventory version at most this often (seconds).
+POLL_INTERVAL = 0.5
+#: Rows written per statement in an import (bounded memory per statement).
+_BATCH = 5000
+#: The record text of a protected id.
+_PROTECTED = "true"
+
+#: One change as the feed returns it: (section, id, record or None when deleted).
+Change = tuple[str, str, Any]
+
+
+def record_text(record: Any) -> str:
+    """The stored form of a record: JSON with sorted keys and no spaces (records hold no numbers)."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain(revision: str, version: int, section: str, key: str, text: str | None) -> str:
+    """The next inventory revision after one change (see the module docstring)."""
+    body = f"{revision}\n{version}\n{section}\n{key}\n{'-' if text is None else text}"
+    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _normalised_key(text: str) -> str | None:
+    """An approver key in one canonical text form (4 texts decode to the same 32 bytes), or None if invalid."""
+    try:
+        return encode_public_key(public_raw_bytes(decode_public_key(text)))
+    except ValueError:
+        return None
+
+
+def outgoing_refs(section: str, key: str, record: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(field, ref_section, ref_id)`` for every reference a record makes (as check_references reads them)."""
+    out: list[tuple[str, str, str]] = []
+    if section in ("workloads", "partners", "identities"):
+        out.append(("owner", "teams", record["owner"]))
+    if section == "identities":
+        out.extend((f"used_by[{i}]", "workloads", w) for i, w in enumerate(record.get("used_by") or ()))
+        if "partner" in record:
+            out.append(("partner", "partners", record["partner"]))
+    if section == "approvers":
+        out.extend((f"teams[{i}]", "teams", team) for i, team in enumerate(record.get("teams") or ()))
+        normal = _normalised_key(record["public_key"])
+        if normal is not None:
+            out.append(("public_key", "approver_key", normal))
+    return out
+
+
+def _dangling(field: str, ref_section: str, ref_id: str) -> str:
+    """The problem text check_references uses for a reference to a missing record."""
+    what = {"teams": "team", "workloads": "workload", "partners": "partner"}[ref_section]
+    return f"{field}: unknown {what} {ref_id!r}"
+
+
+@dataclass(frozen=True)
+class InventoryStatus:
+    """What ``hitlgate inventory status`` reports about the database's inventory."""
+
+    version: int
+    revision: str
+    counts: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"version": self.version, "revision": self.revision, "counts": dict(self.counts)}
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """The outcome of one committed import, put or delete."""
+
+    version: int
+    revision: str
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "version": self.version,
+            "revision": self.revision,
+            "added": self.added,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+        }
+
+
+class _Writer:
+    """One inventory write transaction: the locked meta row and the chain, advanced change by change."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        row = conn.execute(
+            sa.select(t.inventory_meta.c.version, t.inventory_meta.c.revision)
+            .where(t.inventory_meta.c.id == 1)
+            .with_for_update()
+        ).one()
+        self.version = int(row.version)
+        self.revision = str(row.revision)
+
+    def next(self, section: str, key: str, text: str | None) -> int:
+        self.version += 1
+        self.revision = chain(self.revision, self.version, section, key, text)
+        return self.version
+
+    def finish(self) -> None:
+        self.conn.execute(
+            t.inventory_meta.update()
+            .where(t.inventory_meta.c.id == 1)
+            .values(version=self.version, revision=self.revision, updated_at=utcnow())
+        )
+
+
+class InventoryDB:
+    """The inventory in a state store's database. Open it on a :class:`~hitlgate.engine.store.Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    def open(cls, url: str) -> InventoryDB:
+        """Open (and migrate) the store at ``url`` and its inventory."""
+        return cls(Store.open(url))
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    # -- transactions --------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[_Writer]:
+        if self.store.read_only_reason is not None:
+            raise StorageError(
+                f"the state store {self.store.url_for_people} is read-only: {self.store.read_only_reason}; "
+                "the inventory can only be changed where the store is writable",
+                code="read_only",
+            )
+        try:
+            with self.store.engine.connect() as conn:
+                conn.execution_options(hitlgate_write=True)
+                with conn.begin():
+                    writer = _Writer(conn)
+                    yield writer
+                    writer.finish()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store {self.store.url_for_people}: {_db_message(exc)}") from exc
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One consistent read: the meta row and the records it describes come from the same snapshot."""
+        try:
+            with self.store.engine.connect() as conn:
+                if self.store.dialect == "postgresql":
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store {self.store.url_for_people}: {_db_message(exc)}") from exc
+
+    # -- reading -------------------------------------------------------------
+
+    @staticmethod
+    def _meta(conn: Connection) -> tuple[int, str]:
+        row = conn.execute(
+            sa.select(t.inventory_meta.c.version, t.inventory_meta.c.revision).where(t.inventory_meta.c.id == 1)
+        ).one()
+        return int(row.version), str(row.revision)
+
+    def head(self) -> tuple[int, str]:
+        """``(version, revision)`` of the last committed change (one row read)."""
+        with self._snapshot() as conn:
+            return self._meta(conn)
+
+    def document(self) -> tuple[dict[str, Any], int, str]:
+        """The whole live inventory as a merged document, with its version and revision."""
+        doc: dict[str, Any] = {s: {} for s in SECTIONS}
+        protected: list[str] = []
+        r = t.inventory_records.c
+        with self._snapshot() as conn:
+            version, revision = self._meta(conn)
+            rows = conn.execute(sa.select(r.section, r.id, r.record).where(r.record.is_not(None)))
+            for section, key, text in rows:
+                if section == "protected":
+                    protected.append(key)
+                else:
+                    doc[section][key] = json.loads(text)
+        doc["protected"] = protected
+        return doc, version, revision
+
+    def load(self) -> tuple[FactIndex, int]:
+        """A :class:`~hitlgate.engine.facts.FactIndex` of the live inventory, and the version it is at."""
+        from hitlgate.engine.facts import FactIndex
+
+        doc, version, revision = self.document()
+        return FactIndex(doc, revision), version
+
+    def changes_since(self, version: int) -> tuple[list[Change], int, str]:
+        """The changes after ``version``, oldest first, and the ``(version, revision)`` they lead to.
+
+        Each record appears once, as it is now (a record changed twice since
+        ``version`` is listed at its last version); a deleted record is
+        ``(section, id, None)``; a protected id is ``("protected", id, True)``.
+        Read through the index on ``version``.
+        """
+        r = t.inventory_records.c
+        changes: list[Change] = []
+        with self._snapshot() as conn:
+            head, revision = self._meta(conn)
+            if head > version:
+                rows = conn.execute(
+                    sa.select(r.section, r.id, r.record).where(r.version > version).order_by(r.version)
+                )
+                for section, key, text in rows:
+                    if text is None:
+                        changes.append((section, key, None))
+                    elif section == "protected":
+                        changes.append((section, key, True))
+                    else:
+                        changes.append((section, key, json.loads(text)))
+        return changes, head, revision
+
+    def get(self, section: str, key: str) -> tuple[Any, int]:
+        """``(record, version)`` of one live record; :class:`NotFoundError` if there is none."""
+        _check_section(section)
+        r = t.inventory_records.c
+        with self._snapshot() as conn:
+            row = conn.execute(
+                sa.select(r.record, r.version).where(r.section == section, r.id == key)
+            ).first()
+        if row is None or row.record is None:
+            raise NotFoundError(f"no {section} record {key!r} in the database inventory")
+        return (True if section == "protected" else json.loads(row.record)), int(row.version)
+
+    def status(self) -> InventoryStatus:
+        """Version, revision and how many live records each section holds."""
+        r = t.inventory_records.c
+        counts = dict.fromkeys(ALL_SECTIONS, 0)
+        with self._snapshot() as conn:
+            version, revision = self._meta(conn)
+            rows = conn.execute(
+                sa.select(r.section, sa.func.count()).where(r.record.is_not(None)).group_by(r.section)
+            )
+            for section, n in rows:
+                counts[str(section)] = int(n)
+        return InventoryStatus(version=version, revision=revision, counts=counts)
+
+    # -- writing -------------------------------------------------------------
+
+    def import_files(self, paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> ChangeResult:
+        """Replace the inventory with the contents of inventory files (all or nothing)."""
+        try:
+            inventory = load_inventory([Path(p) for p in paths], limits=limits)
+        except PolicyError as exc:
+            # The files are the caller's input here, not a deployed pack.
+            raise InputError(str(exc), code="invalid_inventory", problems=exc.problems) from exc
+        return self.import_document(inventory.document)
+
+    def import_document(self, document: Mapping[str, Any]) -> ChangeResult:
+        """Replace the inventory with a merged document already validated by :func:`load_inventory`."""
+        wanted: dict[tuple[str, str], str] = {}
+        for section in SECTIONS:
+            for key, rec in (document.get(section) or {}).items():
+                wanted[(section, key)] = record_text(rec)
+        for key in document.get("protected") or ():
+            wanted[("protected", key)] = _PROTECTED
+        r = t.inventory_records.c
+        with self._write() as w:
+            current = {(s, k): text for s, k, text in w.conn.execute(sa.select(r.section, r.id, r.record))}
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            refs_gone: list[dict[str, Any]] = []
+            refs_new: list[dict[str, Any]] = []
+            added = changed = deleted = unchanged = 0
+            order = {s: i for i, s in enumerate(ALL_SECTIONS)}
+            for section, key in sorted(set(wanted) | set(current), key=lambda sk: (order[sk[0]], sk[1])):
+                new = wanted.get((section, key))
+                old = current.get((section, key), "")
+                if new == old or (new is None and old is None):
+                    unchanged += new is not None
+                    continue
+                version = w.next(section, key, new)
+                row = {"s": section, "i": key, "r": new, "v": version}
+                if (section, key) in current:
+                    updates.append(row)
+                else:
+                    inserts.append(row)
+                if old:
+                    refs_gone.append({"s": section, "i": key})
+                if new is None:
+                    deleted += 1
+                else:
+                    added += old in ("", None)
+                    changed += old not in ("", None)
+                    if section != "protected":
+                        refs_new.extend(_ref_rows(section, key, json.loads(new)))
+            _execute_batches(w.conn, _insert_record, inserts)
+            _execute_batches(w.conn, _update_record, updates)
+            _execute_batches(w.conn, _delete_refs, refs_gone)
+            _execute_batches(w.conn, _insert_ref, refs_new)
+        return ChangeResult(w.version, w.revision, added=added, changed=changed, deleted=deleted, unchanged=unchanged)
+
+    def put(self, section: str, key: str, record: Any) -> ChangeResult:
+        """Write one record (insert or replace), validated as an inventory file's record would be."""
+        _check_section(section)
+        if section == "protected":
+            if record is not True and record is not None:
+                raise ValidationError("inventory record", [f"protected.{key}: the record of a protected id is true"])
+            problems = schemas.check("inventory", {"protected": [key]})
+            text = _PROTECTED
+        else:
+            problems = schemas.check("inventory", {section: {key: record}})
+            text = record_text(record)
+        if problems:
+            raise ValidationError("inventory record", problems)
+        r = t.inventory_records.c
+        with self._write() as w:
+            existing = w.conn.execute(
+                sa.select(r.record).where(r.section == section, r.id == key)
+            ).first()
+            if existing is not None and existing.record == text:
+                return ChangeResult(w.version, w.revision, unchanged=1)
+            if section != "protected":
+                self._check_put(w.conn, section, key, record)
+            version = w.next(section, key, text)
+            row = {"s": section, "i": key, "r": text, "v": version}
+            w.conn.execute(_update_record if existing is not None else _insert_record, [row])
+            if existing is not None and existing.record is not None:
+                w.conn.execute(_delete_refs, [{"s": section, "i": key}])
+            if section != "protected":
+                refs = _ref_rows(section, key, record)
+                if refs:
+                    w.conn.execute(_insert_ref, refs)
+            fresh = existing is None or existing.record is None
+        return ChangeResult(w.version, w.revision, added=int(fresh), changed=int(not fresh))
+
+    def _check_put(self, conn: Connection, section: str, key: str, record: Mapping[str, Any]) -> None:
+        """References by key, in the same words as :func:`~hitlgate.engine.inventory.check_references`."""
+        problems: list[str] = []
+        for field, ref_section, ref_id in outgoing_refs(section, key, record):
+            if ref_section == "approver_key":
+                other = conn.execute(
+                    sa.select(t.inventory_refs.c.id).where(
+                        t.inventory_refs.c.ref_section == "approver_key",
+                        t.inventory_refs.c.ref_id == ref_id,
+                        t.inventory_refs.c.id != key,
+                    )
+                ).first()
+                if other is not None:
+                    problems.append(
+                        f"approvers.{key}.public_key: the same key is already registered for {other.id}; "
+                        f"{other.id} and {key} must each have their own key"
+                    )
+                continue
+            if not _live(conn, ref_section, ref_id):
+                problems.append(f"{section}.{key}.{_dangling(field, ref_section, ref_id)}")
+        if section == "approvers" and _normalised_key(record["public_key"]) is None:
+            problems.append(f"approvers.{key}.public_key: not a valid Ed25519 key")
+        other_section = {"identities": "workloads", "workloads": "identities"}.get(section)
+        if other_section is not None and _live(conn, other_section, key):
+            problems.append(f"{key}: defined both as an identity and as a workload; ids must be unique")
+        if problems:
+            raise ValidationError("inventory record", problems)
+
+    def delete(self, section: str, key: str) -> ChangeResult:
+        """Delete one record; refused while another record still refers to it (the field is named)."""
+        _check_section(section)
+        refs = t.inventory_refs.c
+        with self._write() as w:
+            if not _live(w.conn, section, key):
+                raise NotFoundError(f"no {section} record {key!r} in the database inventory")
+            holders = w.conn.execute(
+                sa.select(refs.section, refs.id, refs.field)
+                .where(refs.ref_section == section, refs.ref_id == key)
+                .order_by(refs.section, refs.id, refs.field)
+                .limit(11)
+            ).all()
+            if holders:
+                shown = [f"{s}.{i}.{f}: still refers to {section}.{key}" for s, i, f in holders[:10]]
+                if len(holders) > 10:
+                    shown.append("... and more")
+                raise ValidationError("inventory delete", shown, code="dangling_reference")
+            version = w.next(section, key, None)
+            w.conn.execute(_update_record, [{"s": section, "i": key, "r": None, "v": version}])
+            w.conn.execute(_delete_refs, [{"s": section, "i": key}])
+        return ChangeResult(w.version, w.revision, deleted=1)
+
+
+def _check_section(section: str) -> None:
+    if section not in ALL_SECTIONS:
+        raise InputError(
+            f"unknown inventory section {section!r}; one of {', '.join(ALL_SECTIONS)}", code="invalid_section"
+        )
+
+
+def _live(conn: Connection, section: str, key: str) -> bool:
+    r = t.inventory_records.c
+    row = conn.execute(sa.select(r.record.is_not(None)).where(r.section == section, r.id == key)).first()
+    return bool(row is not None and row[0])
+
+
+def _ref_rows(section: str, key: str, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"s": section, "i": key, "f": field, "rs": ref_section, "ri": ref_id}
+        for field, ref_section, ref_id in outgoing_refs(section, key, record)
+    ]
+
+
+_R = t.inventory_records
+_F = t.inventory_refs
+_insert_record = _R.insert().values(
+    section=sa.bindparam("s"), id=sa.bindparam("i"), record=sa.bindparam("r"), version=sa.bindparam("v")
+)
+_update_record = (
+    _R.update()
+    .where(_R.c.section == sa.bindparam("s"), _R.c.id == sa.bindparam("i"))
+    .values(record=sa.bindparam("r"), version=sa.bindparam("v"))
+)
+_delete_refs = _F.delete().where(_F.c.section == sa.bindparam("s"), _F.c.id == sa.bindparam("i"))
+_insert_ref = _F.insert().values(
+    section=sa.bindparam("s"),
+    id=sa.bindparam("i"),
+    field=sa.bindparam("f"),
+    ref_section=sa.bindparam("rs"),
+    ref_id=sa.bindparam("ri"),
+)
+
+
+def _execute_batches(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _BATCH):
+        conn.execute(statement, rows[start:start + _BATCH])
+
+
+class DatabaseFacts:
+    """The decider's live :class:`~hitlgate.engine.facts.FactIndex` of a database inventory.
+
+    :meth:`index` returns the index, first applying the changes committed
+    since the last poll when :data:`POLL_INTERVAL` has passed (one indexed
+    read of the meta row; the changed rows only when the version moved). One
+    thread polls at a time; the others keep deciding on the current index,
+    which the poll changes in place under its lock.
+
+    Fail closed: if the database cannot be read, :meth:`index` raises
+    :class:`~hitlgate.errors.BackendUnavailable` (every decision is a
+    ``deny``), since a change that should have reached the decision within a
+    second may be missing.
+    """
+
+    def __init__(
+        self,
+        db: InventoryDB,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self._monotonic = monotonic
+        self._poll_lock = threading.Lock()
+        try:
+            self._index, self.version = db.load()
+        except StorageError as exc:
+            raise BackendUnavailable(f"cannot read the inventory from the database: {exc}") from exc
+        self._polled = monotonic()
+        self._failure: StorageError | None = None
+
+    @classmethod
+    def open(cls, url: str, **kwargs: Any) -> DatabaseFacts:
+        """Open the store at ``url`` and load its inventory."""
+        return cls(InventoryDB.open(url), **kwargs)
+
+    def index(self) -> FactIndex:
+        """The index, brought up to date when the poll interval has passed."""
+        if self._monotonic() - self._polled >= self.poll_interval and self._poll_lock.acquire(blocking=False):
+            try:
+                self._poll()
+            finally:
+                self._poll_lock.release()
+        if self._failure is not None:
+            raise BackendUnavailable(f"cannot read the inventory from the database: {self._failure}")
+        return self._index
+
+    def refresh(self) -> FactIndex:
+        """Poll now, whatever the interval (tests; after a write in this process)."""
+        with self._poll_lock:
+            self._poll()
+        if self._failure is not None:
+            raise BackendUnavailable(f"cannot read the inventory from the database: {self._failure}")
+        return self._index
+
+    def _poll(self) -> None:
+        try:
+            changes, version, revision = self.db.changes_since(self.version)
+        except StorageError as exc:
+            log.error("cannot poll the database inventory; decisions fail closed: %s", exc)
+            self._failure = exc
+            self._polled = self._monotonic()
+            return
+        self._failure = None
+        if version != self.version:
+            self._index.apply(changes, revision)
+            log.info("inventory: %d change(s) applied, version %d -> %d", len(changes), self.version, version)
+            self.version = version
+        self._polled = self._monotonic()
+
+    def close(self) -> None:
+        """Close the store."""
+        self.db.close()
+

@@ -60,6 +60,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -523,13 +524,14 @@ def _execute_batches(conn: Connection, statement: Any, rows: list[dict[str, Any]
 class DatabaseFacts:
     """The decider's live :class:`~hitlgate.engine.facts.FactIndex` of a database inventory.
 
-    :meth:`index` returns the index, first applying the changes committed
+    A :class:`~hitlgate.engine.facts.FactSource`: :meth:`current` returns
+    the index, first applying the changes committed
     since the last poll when :data:`POLL_INTERVAL` has passed (one indexed
     read of the meta row; the changed rows only when the version moved). One
     thread polls at a time; the others keep deciding on the current index,
     which the poll changes in place under its lock.
 
-    Fail closed: if the database cannot be read, :meth:`index` raises
+    Fail closed: if the database cannot be read, :meth:`current` raises
     :class:`~hitlgate.errors.BackendUnavailable` (every decision is a
     ``deny``), since a change that should have reached the decision within a
     second may be missing.
@@ -558,7 +560,7 @@ class DatabaseFacts:
         """Open the store at ``url`` and load its inventory."""
         return cls(InventoryDB.open(url), **kwargs)
 
-    def index(self) -> FactIndex:
+    def current(self) -> FactIndex:
         """The index, brought up to date when the poll interval has passed."""
         if self._monotonic() - self._polled >= self.poll_interval and self._poll_lock.acquire(blocking=False):
             try:
@@ -595,4 +597,22 @@ class DatabaseFacts:
     def close(self) -> None:
         """Close the store."""
         self.db.close()
+
+
+_SHARED: weakref.WeakValueDictionary[str, DatabaseFacts] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_database_facts(url: str) -> DatabaseFacts:
+    """One :class:`DatabaseFacts` per database URL in the process, shared by the backend and the approver registry.
+
+    One index in memory and one poller, whatever the number of users; an
+    entry lives as long as someone holds it.
+    """
+    with _SHARED_LOCK:
+        facts = _SHARED.get(url)
+        if facts is None:
+            facts = DatabaseFacts.open(url)
+            _SHARED[url] = facts
+        return facts
 

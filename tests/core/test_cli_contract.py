@@ -135,6 +135,19 @@ def _no_go(p: Project) -> dict[str, str | None]:
     return {"HITLGATE_CACHE": str(p.fresh("empty-cache")), "PATH": str(p.tmp / "nowhere")}
 
 
+def _inventory_put(p: Project, name: str) -> list[str]:
+    args = ["inventory", "put", "teams", name, "--record", '{"name": "A team"}']
+    assert p.invoke(args).exit_code == 0
+    return args
+
+
+def _inventory_referenced_team(p: Project) -> list[str]:
+    team = _inventory_put(p, "t-ref")[3]
+    record = '{"kind": "api_key", "environment": "staging", "owner": "t-ref", "privilege": "low", "used_by": []}'
+    assert p.invoke(["inventory", "put", "identities", "k-ref", "--record", record]).exit_code == 0
+    return ["inventory", "delete", "teams", team]
+
+
 SUCCESS: dict[tuple[str, ...], Case] = {
     ("approve",): Case(lambda p: p.approve_args("approve", p.pending()), 0),
     ("audit", "anchor"): Case(_anchor_lost, 0),
@@ -146,6 +159,11 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("doctor",): Case(lambda p: ["doctor"], 0),
     ("expire",): Case(lambda p: ["expire"], 0),
     ("init",): Case(lambda p: ["init", str(p.fresh("new-project"))], 0),
+    ("inventory", "delete"): Case(lambda p: ["inventory", "delete", "teams", _inventory_put(p, "t-del")[3]], 0),
+    ("inventory", "import"): Case(lambda p: ["inventory", "import", str(p.root / "policies" / "data")], 0),
+    ("inventory", "put"): Case(lambda p: ["inventory", "put", "protected", "svc-ci-runner"], 0),
+    ("inventory", "show"): Case(lambda p: ["inventory", "show", "teams", _inventory_put(p, "t-show")[3]], 0),
+    ("inventory", "status"): Case(lambda p: ["inventory", "status"], 0),
     ("keys", "generate"): Case(lambda p: ["keys", "generate", "--out", str(p.fresh("sub") / "dir" / "k.pem")], 0),
     ("keys", "jwks"): Case(lambda p: ["keys", "jwks"], 0),
     ("keys", "reinit"): Case(_keyring_lost, 0),
@@ -175,6 +193,11 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("doctor",): Case(lambda p: ["doctor", "--opa-url", "http://127.0.0.1:9"], 1, result_doc=True),
     ("expire",): Case(lambda p: ["expire", "--nope"], 2, usage=True),
     ("init",): Case(lambda p: ["init", str(p.root)], 2),
+    ("inventory", "delete"): Case(lambda p: ["inventory", "delete", "teams", "no-such-team"], 2),
+    ("inventory", "import"): Case(lambda p: ["inventory", "import", str(p.fresh("missing.yaml"))], 2),
+    ("inventory", "put"): Case(lambda p: ["inventory", "put", "teams", "t-bad", "--record", '{"name": 5}'], 2),
+    ("inventory", "show"): Case(lambda p: ["inventory", "show", "teams", "no-such-team"], 2),
+    ("inventory", "status"): Case(lambda p: ["inventory", "status", "--nope"], 2, usage=True),
     ("keys", "generate"): Case(lambda p: ["keys", "generate", "--out", _existing(p, "k.pem")], 2),
     ("keys", "jwks"): Case(lambda p: ["keys", "jwks", "--nope"], 2, usage=True),
     ("keys", "reinit"): Case(lambda p: ["keys", "reinit", "--reason", "the keyring is still there"], 2),
@@ -204,6 +227,9 @@ MORE_FAILURES: dict[str, tuple[tuple[str, ...], Case, str]] = {
     "revoke unknown id": (
         ("revoke",), Case(lambda p: ["revoke", "req-nope", "--as", "alice", "--key", str(p.keys["alice"])], 2),
         "not_found",
+    ),
+    "inventory delete of a referenced team": (
+        ("inventory", "delete"), Case(_inventory_referenced_team, 2), "dangling_reference",
     ),
     "warrant --out exists": (
         ("warrant",), Case(lambda p: ["warrant", p.granted(), "--out", _existing(p, "w.jws")], 2), "file_exists"

@@ -649,7 +649,7 @@ class Engine:
     def _authenticate(self, signed: SignedStatement, verdict: str, now: datetime) -> Approver:
         s = signed.statement
         if s.verdict != verdict:
-            raise InputError(f"this statement is a {s.verdict}, not a {verdict}")
+            raise InputError(f"this statement's verdict is {s.verdict!r}; it cannot be submitted as {verdict!r}")
         approver = self.approvers.get(s.approver)
         signed.verify(approver.public_key)
         if not self.demo:
@@ -716,8 +716,11 @@ class Engine:
         self._check_integrity(req)
         if same_person(approver.name, req.requester):
             raise ApprovalError(f"{approver.name} proposed request {req.id} and cannot also vote on it")
-        if any(v.approver == approver.name for v in tx.votes(req.id)):
-            raise ApprovalError(f"{approver.name} has already voted on request {req.id}; a vote cannot be changed")
+        # A second vote by the same approver is refused by the store: the
+        # votes table's unique (request_id, approver) constraint makes
+        # insert_vote raise ApprovalError ("has already voted"). That is the
+        # one check; a query here first would only repeat it (and could
+        # race with a concurrent vote, which the constraint cannot).
         require_eligible(req.decision.quorum, approver)
 
     # -- warrants ---------------------------------------------------------
@@ -743,7 +746,7 @@ class Engine:
             people.append(approver)
         return assess(quorum if quorum is not None else req.decision.quorum, people)
 
-    def _check_stored_approval(self, req: Request, vote: Vote, approver: Approver | None = None) -> None:
+    def _check_stored_approval(self, req: Request, vote: Vote, approver: Approver) -> None:
         """Refuse a stored approval that is not exactly what its approver signed for this request and action.
 
         Votes are checked when they arrive, but the warrant is minted later
@@ -752,6 +755,7 @@ class Engine:
         after the grant; re-verifying each counted signature against the
         registered key, the request id and the current digest here means the
         warrant is only ever bound to an action its approvers actually signed.
+        ``approver`` is the registered approver named by ``vote``.
         """
         forged = "forged_vote"
         try:
@@ -774,9 +778,9 @@ class Engine:
         if not self.demo:
             # A store written in demo mode must not yield warrants once
             # opened by a real engine.
-            require_not_demo_key(s.approver, (approver or self.approvers.get(s.approver)).public_key)
+            require_not_demo_key(s.approver, approver.public_key)
         try:
-            signed.verify((approver or self.approvers.get(s.approver)).public_key)
+            signed.verify(approver.public_key)
         except ApprovalError as exc:
             raise StorageError(
                 f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}; "

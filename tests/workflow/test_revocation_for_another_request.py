@@ -43,7 +43,8 @@ def test_revocation_signed_over_another_action_is_refused(engine):
 
 def test_revocation_must_be_a_signed_rejection(engine):
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
-    with pytest.raises(InputError, match="this statement is a approve, not a reject") as err:
+    refused = "this statement's verdict is 'approve'; it cannot be submitted as 'reject'"
+    with pytest.raises(InputError, match=refused) as err:
         engine.revoke(req.id, by="alice", signed=signed(req, "alice", "approve", at=engine.now()))
     assert err.value.code == "invalid_input"
     assert engine.get(req.id).status == "pending"

@@ -196,15 +196,32 @@ def report(results: list[Result]) -> None:
             print(f"ratio {name}/floor: {ratio:.2f} (target >= 0.70 for warrant_verify)")
 
 
+def results(n: int) -> list[Result]:
+    """Run every benchmark in :data:`BENCHES` with ``n`` timed iterations each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = make_context(Path(tmp) / "keys")
+        return [measure(fn.__name__.removeprefix("bench_"), fn(ctx), n, warmup=min(500, n)) for fn in BENCHES]
+
+
+def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """For ``python -m bench``: "smoke" (a few hundred iterations) or "full"; returns the numbers."""
+    n = 500 if mode == "smoke" else 20000
+    if log:
+        log(f"warrants: {n} iterations per benchmark")
+    out: dict[str, Any] = {}
+    for r in results(n):
+        out[f"{r.name}_ops_per_s"] = r.ops_per_s
+        out[f"{r.name}_p50_us"] = r.p50_us
+        out[f"{r.name}_p99_us"] = r.p99_us
+    return out
+
+
 def main() -> None:
     """Run every benchmark in :data:`BENCHES` once."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000, help="timed iterations per benchmark")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = make_context(Path(tmp) / "keys")
-        results = [measure(fn.__name__.removeprefix("bench_"), fn(ctx), args.n) for fn in BENCHES]
-    report(results)
+    report(results(args.n))
 
 
 if __name__ == "__main__":

@@ -71,14 +71,10 @@ def repeat(op: Callable[[], object]) -> Iterator[Callable[[], object]]:
         yield op
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=300, help="operations per store-backed benchmark")
-    ap.add_argument("--state", help="state URL (default: a fresh SQLite file)")
-    args = ap.parse_args()
-    n = args.n
+def measure_all(n: int, state: str | None = None) -> list[dict[str, float | str]]:
+    """Every benchmark of the module docstring, ``n`` operations each (20 n for the store-less ones)."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.state or f"sqlite:///{Path(tmp) / 'state.db'}"
+        url = state or f"sqlite:///{Path(tmp) / 'state.db'}"
         config = Config(state_url=url, key_dir=Path(tmp) / "keys")
         # Demo mode: the benchmark signs with the example inventory's demo keys.
         engine = Engine(config, Decider.from_config(config), checkpoint_every=100, demo=True)
@@ -133,7 +129,28 @@ def main() -> None:
         results.append(measure("single_approval_full_path", repeat(full), n))
         engine.verify_audit()
         engine.close()
+    return results
 
+
+def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """For ``python -m bench``: "smoke" (a few operations) or "full" (300); returns the numbers."""
+    n = 5 if mode == "smoke" else 300
+    if log:
+        log(f"workflow: {n} operations per store-backed benchmark on SQLite")
+    out: dict[str, Any] = {}
+    for r in measure_all(n):
+        for key in ("p50_us", "p99_us", "ops_per_s"):
+            out[f"{r['name']}_{key}"] = float(r[key])
+    return out
+
+
+def main() -> None:
+    """Run the benchmarks and print a table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=300, help="operations per store-backed benchmark")
+    ap.add_argument("--state", help="state URL (default: a fresh SQLite file)")
+    args = ap.parse_args()
+    results = measure_all(args.n, args.state)
     floor = results[0]["ops_per_s"]
     print(f"state: {'sqlite (WAL, synchronous=FULL)' if not args.state else args.state.split('://')[0]}")
     print(f"{'benchmark':<30} {'p50 (us)':>10} {'p99 (us)':>10} {'ops/s':>10} {'x floor':>8}")

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 
 #: Every benchmark, in report order.
-BENCHES = ("scaling", "decide", "backends", "warrants", "workflow", "flows", "store")
+BENCHES = ("scaling", "decide", "backends", "warrants", "workflow", "flows", "store", "inventory_db")
 #: The older scripts that print JSON with these arguments (full, smoke).
 SCRIPTS = {
     "decide": (["--json", "--n", "1000", "--rounds", "3"], ["--json", "--n", "30", "--rounds", "1"]),
@@ -163,6 +163,8 @@ def run_one(name: str, smoke: bool, sizes: list[int] | None, log: Callable[[str]
                 if exc.name == f"bench.bench_{name}":
                     return {"missing": f"bench/bench_{name}.py is not there (yet)"}
                 raise
+            if not hasattr(module, "run"):
+                return {"missing": f"bench/bench_{name}.py has no run(mode, log=...) yet"}
             mode: Any = "smoke" if smoke else "full"
             if name == "scaling" and sizes:
                 mode = {"smoke": smoke, "sizes": sizes}

@@ -613,16 +613,23 @@ class DatabaseFacts:
                 self._poll()
             finally:
                 self._poll_lock.release()
-        if self._failure is not None:
-            raise BackendUnavailable(f"cannot read the inventory from the database: {self._failure}")
-        return self._index
+        return self._checked()
 
     def refresh(self) -> FactIndex:
         """Poll now, whatever the interval (tests; after a write in this process)."""
         with self._poll_lock:
             self._poll()
+        return self._checked()
+
+    def _checked(self) -> FactIndex:
         if self._failure is not None:
             raise BackendUnavailable(f"cannot read the inventory from the database: {self._failure}")
+        if self.version == 0:
+            # As with files: an inventory that was never loaded would make every target unknown.
+            raise PolicyError(
+                f"the inventory in {self.db.store.url_for_people} is empty: nothing was ever imported "
+                "(run `hitlgate inventory import FILE...`, or set inventory.source: files)"
+            )
         return self._index
 
     def _poll(self) -> None:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine._store_schema import INVENTORY_GENESIS
 from hitlgate.engine.inventory_db import DatabaseFacts, InventoryDB, chain, record_text
-from hitlgate.errors import BackendUnavailable, NotFoundError, ValidationError
+from hitlgate.errors import BackendUnavailable, NotFoundError, PolicyError, ValidationError
 
 CAROL_KEY = "ed25519:eWl-vHaqhaH-HrBEbUfM7VlRAAv4eWtJg1dA2nsVEo8"
 
@@ -218,6 +218,15 @@ def test_a_deleted_record_leaves_the_index(db: InventoryDB, writer: InventoryDB)
     index = facts.current()
     assert index.record("identities", "dev-analytics-key") is None
     assert index.neighbourhood("dev-analytics-key")["protected"] == ["dev-analytics-key"]
+
+
+def test_a_never_imported_inventory_is_a_broken_pack(db_url: str) -> None:
+    facts = DatabaseFacts.open(db_url, poll_interval=0)
+    try:
+        with pytest.raises(PolicyError, match="is empty: nothing was ever imported"):
+            facts.current()
+    finally:
+        facts.close()
 
 
 def test_an_unreadable_database_fails_closed(db: InventoryDB, db_url: str) -> None:

@@ -1,0 +1,124 @@
+"""The inventory in the database at size: import, start to first decision, memory, put to visible.
+
+    python -m bench.bench_inventory_db --size 100000 [--url postgresql+psycopg://...] [--workdir DIR]
+
+1. Generates a seeded inventory of ``--size`` identities as JSON Lines
+   (:mod:`bench.gen_inventory`) and times ``hitlgate inventory import`` of it
+   (the engine call: load and validate the file, then write it in one
+   transaction), then a re-import of the same file (nothing changes).
+2. In a fresh process configured with ``inventory: {source: database}``:
+   the wall time from process start to the first decision, and the peak RSS
+   after 200 decisions.
+3. Put to visible: a writer changes one identity (``protected`` on and off)
+   and a decider polling as the engine does measures when its next decision
+   sees the change; median and max over ``--puts`` changes.
+
+Prints one JSON document. Not a test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.gen_inventory import Spec, write_inventory
+
+_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    start = time.monotonic()
+    from hitlgate.engine import Config, Decider
+    config = Config(state_url=sys.argv[1], key_dir=__import__("pathlib").Path(sys.argv[2]),
+                    inventory_source="database")
+    decider = Decider.from_config(config)
+    doc = {"action": {"type": "rotate_api_key", "target": sys.argv[3], "parameters": {}},
+           "requester": {"id": "bench", "kind": "agent"}, "justification": "bench"}
+    first = decider.decide(doc)
+    first_at = time.monotonic() - start
+    for _ in range(200):
+        decider.decide(doc)
+    print(json.dumps({"start_to_first_decision_s": round(first_at, 3), "tier": first.tier,
+                      "fail_closed": first.fail_closed,
+                      "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    """
+)
+
+
+def measure(size: int, url: str | None, workdir: Path, puts: int) -> dict[str, Any]:
+    """Run the three measurements; see the module docstring."""
+    from hitlgate.engine import Config, Decider
+    from hitlgate.engine.inventory_db import InventoryDB
+
+    spec = Spec(size=size, seed=1)
+    t = time.perf_counter()
+    path = write_inventory(spec, workdir / "inv", "jsonl")
+    out: dict[str, Any] = {"size": size, "generate_s": round(time.perf_counter() - t, 2)}
+    url = url or f"sqlite:///{workdir / 'state.db'}"
+    db = InventoryDB.open(url)
+    out["database"] = db.store.dialect
+    t = time.perf_counter()
+    result = db.import_files([path])
+    out["import_s"] = round(time.perf_counter() - t, 2)
+    out["records"] = result.added
+    t = time.perf_counter()
+    db.import_files([path])
+    out["reimport_unchanged_s"] = round(time.perf_counter() - t, 2)
+
+    target = spec.identity_id(0)
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, url, str(workdir / "keys"), target],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    out.update(json.loads(child.stdout.strip().splitlines()[-1]))
+
+    decider = Decider.from_config(Config(state_url=url, key_dir=workdir / "keys", inventory_source="database"))
+    doc = {"action": {"type": "rotate_api_key", "target": target, "parameters": {}},
+           "requester": {"id": "bench", "kind": "agent"}, "justification": "bench"}
+    decider.decide(doc)
+    delays: list[float] = []
+    protected = False
+    for _ in range(puts):
+        protected = not protected
+        if protected:
+            db.put("protected", target, True)
+        else:
+            db.delete("protected", target)
+        written = time.monotonic()
+        while ("protected_target" in decider.decide(doc).risk_factors) != protected:
+            time.sleep(0.005)
+            if time.monotonic() - written > 5:
+                raise RuntimeError("a change did not reach the decider within 5 s")
+        delays.append(time.monotonic() - written)
+    out["put_to_visible_s"] = {"median": round(statistics.median(delays), 3), "max": round(max(delays), 3),
+                               "n": len(delays)}
+    decider.close()
+    db.close()
+    return out
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--url", help="database URL (default: a SQLite file in the work directory)")
+    parser.add_argument("--workdir", type=Path, help="where to write the inventory and the database")
+    parser.add_argument("--puts", type=int, default=10)
+    args = parser.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(measure(args.size, args.url, args.workdir, args.puts), indent=2))
+        return
+    with tempfile.TemporaryDirectory(prefix="hitlgate-invdb-") as tmp:
+        print(json.dumps(measure(args.size, args.url, Path(tmp), args.puts), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -43,6 +43,7 @@ from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import read_export, verify_chain
 from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
 from hitlgate.engine.proposal import Proposal
+from hitlgate.engine.store import MAX_LIST_LIMIT, ListCursor
 from hitlgate.errors import (
     EXIT_OK,
     EXIT_PENDING,
@@ -259,17 +260,21 @@ def propose(state: CliState, proposal_file: str) -> None:
 
 @click.command(epilog=examples("hitlgate requests --status pending", "hitlgate --json requests --limit 10"))
 @click.option("--status", type=click.Choice(lifecycle.STATES), help="Only requests in this state.")
-@click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=100, show_default=True)
+@click.option("--cursor", help="Continue after this request: TIME~ID of the last one listed (see the hint).")
 @json_option
 @pass_state
-def requests(state: CliState, status: str | None, limit: int) -> None:
+def requests(state: CliState, status: str | None, limit: int, cursor: str | None) -> None:
     """List requests, newest first, with the state of each warrant.
 
     The warrant column is none, issued, expired or consumed (with the
-    outcome the executor reported). Exit code 0.
+    outcome the executor reported). A full page ends with a hint on stderr
+    naming the --cursor that lists the next one (with --json: the last
+    request's created_at~id). Exit code 0, or 2 for a malformed --cursor.
     """
+    before = ListCursor.decode(cursor) if cursor is not None else None
     with open_engine(state) as engine:
-        reqs = engine.list(status, limit=limit)
+        reqs = engine.list(status, limit=limit, before=before)
         records = engine.warrant_records([r.id for r in reqs])
         now = engine.now()
     warrants = {r.id: warrant_state(r, records.get(r.id), now) for r in reqs}
@@ -283,6 +288,10 @@ def requests(state: CliState, status: str | None, limit: int) -> None:
         w = warrants[r.id]
         wtext = w["state"] + (f":{w['outcome']}" if w.get("outcome") else "")
         click.echo(f"{r.id}  {r.status:<17} {r.tier:<15} warrant {wtext:<17} {a['type']} on {a['target']}")
+    if len(reqs) == limit:
+        more = f" --status {status}" if status else ""
+        click.echo(f"next page: hitlgate requests{more} --limit {limit} --cursor {ListCursor.after(reqs[-1]).encode()}",
+                   err=True)
 
 
 @click.command(epilog=examples("hitlgate show REQUEST_ID", "hitlgate --json show REQUEST_ID --events"))
@@ -694,18 +703,32 @@ def audit() -> None:
     is_flag=True,
     help="With --file: fail (exit 3) when the export's last events are covered by no signed checkpoint.",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Walk the store's chain from genesis, not from the checkpoint the last verify reached.",
+)
 @json_option
 @pass_state
 def audit_verify(
     state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...],
-    require_checkpoint: bool,
+    require_checkpoint: bool, full: bool,
 ) -> None:
     """Check every event and signed checkpoint; name the first bad event.
 
     The store is checked against its own checkpoints, the engine's audit
-    anchor file and every --anchor. With --file an export is checked
-    instead, against its checkpoints and every --anchor; add --jwks to use
-    only a trusted public JWKS (offline: no local keys or database).
+    anchor file and every --anchor, then its tables against the chain. With
+    --file an export is checked instead, against its checkpoints and every
+    --anchor; add --jwks to use only a trusted public JWKS (offline: no
+    local keys or database).
+
+    The store is verified incrementally: from the last anchored checkpoint
+    a previous verify reached (recorded next to the audit anchor, outside
+    the database). The stored event there must still have its signed hash,
+    which catches any rewrite, deletion or insertion before it; an event
+    before it edited in place (hash left alone), a checkpoint row before it
+    deleted, or table rows of a request with no event since are found only
+    by --full, which walks from genesis. Run --full periodically.
 
     An export with no event does not verify (code empty_export). Events
     after the export's last signed checkpoint (and --anchor's) are covered
@@ -756,9 +779,10 @@ def audit_verify(
                 f"head #{report.last_seq} {report.head_hash}{uncovered}")
     else:
         with open_engine(state) as engine:
-            r = engine.verify_audit(keys_, anchors=anchors)
+            r = engine.verify_audit(keys_, anchors=anchors, incremental=not full)
             with engine.store.read() as tx:
-                covered = max((cp.seq for cp in [*tx.checkpoints(), *anchors]), default=0)
+                last = tx.last_checkpoint()
+            covered = max([0 if last is None else last.seq, *(cp.seq for cp in anchors)])
         summary, text, head_seq = r.to_dict(), r.describe(), r.head_seq
     if state.json:
         echo_json(summary)

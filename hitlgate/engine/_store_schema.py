@@ -54,7 +54,7 @@ requests = sa.Table(
     "requests",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("status", sa.String(32), nullable=False),
     sa.Column("tier", sa.String(32), nullable=False),
     sa.Column("requester", sa.String(200), nullable=False),
     sa.Column("action_type", sa.String(64), nullable=False),
@@ -121,7 +121,7 @@ audit_events = sa.Table(
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("at", UtcTime, nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("request_id", sa.String(64), nullable=True, index=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(80), nullable=False),
     sa.Column("hash", sa.String(80), nullable=False),
@@ -194,6 +194,38 @@ inventory_meta = sa.Table(
     sa.Column("updated_at", UtcTime, nullable=False),
 )
 
+# Indexes that match the store's queries, so nothing on the decision,
+# approval or listing path reads more than it returns (migration 3):
+#
+# * listing newest first, all or by status, one page at a time (keyset on
+#   (created_at, id), never OFFSET): (created_at, id) and (status, created_at, id);
+#   the latter also serves every lookup by status;
+# * the expiry sweep: (status, expires_at);
+# * a request's events in chain order (guard, warrant path, ``audit verify``
+#   holding the tables against the chain request by request): (request_id, seq);
+# * the few events ``audit verify`` must see before walking the chain
+#   (keyring replaced, anchor re-initialised): a partial index holding only
+#   those, so it costs nothing on the other appends;
+# * consumed warrants of a request: (request_id).
+RARE_KINDS = ("keyring_replaced", "anchor_reinitialized")
+
+INDEXES = (
+    sa.Index("ix_requests_created", requests.c.created_at, requests.c.id),
+    sa.Index("ix_requests_status_created", requests.c.status, requests.c.created_at, requests.c.id),
+    sa.Index("ix_requests_status_expires", requests.c.status, requests.c.expires_at),
+    sa.Index("ix_audit_events_request_seq", audit_events.c.request_id, audit_events.c.seq),
+    sa.Index(
+        "ix_audit_events_rare_kinds",
+        audit_events.c.kind,
+        sqlite_where=audit_events.c.kind.in_(RARE_KINDS),
+        postgresql_where=audit_events.c.kind.in_(RARE_KINDS),
+    ),
+    sa.Index("ix_consumed_request", consumed.c.request_id),
+)
+
+#: Indexes of schema version 1 that migration 3 replaces (their columns lead a new index).
+_SUPERSEDED_INDEXES = ("ix_requests_status", "ix_audit_events_request_id")
+
 
 def _m1_initial(conn: Connection) -> None:
     for table in (requests, votes, warrants, consumed, revocations, audit_events, audit_head, checkpoints):
@@ -213,10 +245,20 @@ def _m2_inventory(conn: Connection) -> None:
         )
 
 
+def _m3_query_indexes(conn: Connection) -> None:
+    # Version 1 declared these two on the tables; a database created before
+    # migration 3 has them, one created since never had them.
+    for name in _SUPERSEDED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for index in INDEXES:
+        index.create(conn, checkfirst=True)
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
     (2, "inventory records", _m2_inventory),
+    (3, "indexes for listing, expiry, per-request events and verify", _m3_query_indexes),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -55,7 +55,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from hitlgate.engine.audit import Checkpoint, read_export
@@ -65,6 +65,9 @@ from hitlgate.errors import AuditChainError, InputError, StorageError, Validatio
 __all__ = ["ANCHOR_FILE", "AuditAnchor", "anchor_line", "load_external_anchor", "read_checkpoint_file"]
 
 log = logging.getLogger(__name__)
+
+#: Appended to the anchor's file name for the verified mark (see :meth:`AuditAnchor.verified_mark`).
+VERIFIED_SUFFIX = ".verified"
 
 #: How far from the end :meth:`AuditAnchor.last` reads; a line is a few hundred bytes.
 _TAIL_BYTES = 64 * 1024
@@ -282,3 +285,87 @@ class AuditAnchor:
     def read(self) -> list[Checkpoint] | None:
         """The anchored checkpoints, or None when the file does not exist."""
         return read_checkpoint_file(self.path, what="audit anchor", allow_events=False, ignore_torn_tail=True)
+
+    def iter_checkpoints(self) -> Iterator[Checkpoint]:
+        """The anchored checkpoints one line at a time (nothing when the file does not exist).
+
+        Like :meth:`read` (a torn final line is skipped, any other malformed
+        line raises :class:`AuditChainError` naming it) but holding one line
+        at a time, so ``audit verify`` reads an anchor of millions of
+        checkpoints in constant memory.
+        """
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the generator owns it.
+        except FileNotFoundError:
+            return
+        except IsADirectoryError as exc:
+            raise StorageError(f"audit anchor {self.path} is a directory, not a file") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
+        with fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.endswith(b"\n"):
+                    _complete_lines(raw, self.path)  # Logs the torn line, which is skipped.
+                    return
+                if not raw.strip():
+                    continue
+                try:
+                    doc = json.loads(raw.decode("utf-8"))
+                    if not isinstance(doc, dict):
+                        raise ValueError("not a JSON object")
+                    record = doc.pop("record", None)
+                    if record == "event":
+                        raise AuditChainError(
+                            f"audit anchor {self.path} holds audit events; an anchor holds only signed checkpoints"
+                        )
+                    if record != "checkpoint":
+                        raise ValueError(f"unknown record type {record!r}")
+                    cp = Checkpoint.from_dict(doc)
+                except (ValueError, ValidationError) as exc:
+                    raise AuditChainError(
+                        f"audit anchor {self.path}: export line {lineno} is malformed: {exc}"
+                    ) from None
+                yield cp
+
+    @property
+    def verified_mark_path(self) -> Path:
+        """Where ``audit verify`` records the last anchored checkpoint it verified (next to the anchor)."""
+        return self.path.with_name(self.path.name + VERIFIED_SUFFIX)
+
+    def verified_mark(self) -> tuple[int, str] | None:
+        """The ``(seq, hash)`` the last successful ``audit verify`` reached, or None (no mark, or unreadable).
+
+        The mark lives next to the anchor, outside the database, so someone
+        who can only write the database cannot move it; and it only ever
+        names an anchored checkpoint, which an incremental verify checks
+        again (signature, and the stored event's hash at that seq). An
+        unreadable mark means a full verify, never a skipped one.
+        """
+        try:
+            doc = json.loads(self.verified_mark_path.read_text(encoding="utf-8"))
+            seq, digest = doc["seq"], doc["head_hash"]
+            if type(seq) is not int or seq < 1 or not isinstance(digest, str):
+                raise ValueError("malformed")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the unreadable verified mark %s (%s): verifying from genesis",
+                        self.verified_mark_path, exc)
+            return None
+        return seq, digest
+
+    def record_verified(self, seq: int, digest: str) -> None:
+        """Record that the chain verified through the anchored checkpoint ``(seq, digest)`` (atomic replace)."""
+        path = self.verified_mark_path
+        tmp = path.with_name(path.name + ".tmp")
+        data = json.dumps({"seq": seq, "head_hash": digest}, sort_keys=True) + "\n"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"cannot record the verified mark {path}: {exc.strerror or exc}") from exc

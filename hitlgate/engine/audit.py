@@ -311,6 +311,11 @@ class ChainReport:
     anchored: int = 0
     #: The highest seq a verified checkpoint matched (0: none); events after it are covered by no signature.
     covered_seq: int = 0
+    #: The highest seq an anchored checkpoint (outside the store) matched, and its hash (0, "": none).
+    anchored_seq: int = 0
+    anchored_hash: str = ""
+    #: Where the walk started: 0 from genesis, else the verified checkpoint it continued from.
+    start_seq: int = 0
 
     @property
     def uncovered(self) -> int:
@@ -332,8 +337,9 @@ def verify_chain(
     public_keys: Mapping[str, Ed25519PublicKey] | None = None,
     *,
     anchors: Iterable[Checkpoint] = (),
+    start: tuple[int, str] | None = None,
 ) -> ChainReport:
-    """Check the whole chain from seq 1; raise :class:`AuditChainError` at the first bad event.
+    """Check the chain; raise :class:`AuditChainError` at the first bad event.
 
     ``events`` must be in ``seq`` order (as the store returns them). Every
     checkpoint must carry a valid engine signature by a key in
@@ -345,41 +351,75 @@ def verify_chain(
     like ``checkpoints`` (duplicates by seq and hash count once), and any of
     them missing from ``checkpoints`` is reported as a deleted checkpoint;
     together with a bad event, the bad event is named first.
+
+    Every argument may be a generator: events are checked one at a time and
+    never held, so memory does not grow with the chain; of each checkpoint
+    only its seq and hash are kept (a few dozen bytes) once its signature
+    has been checked.
+
+    ``start=(seq, hash)`` verifies incrementally: ``events`` begin at
+    ``seq + 1`` and the first must link to ``hash``, which an anchored
+    checkpoint at ``seq`` must sign (the caller checks that the stored event
+    at ``seq`` still has it). Checkpoints before ``seq`` are skipped, so what
+    happened before it (an event edited in place without recomputing
+    hashes, a checkpoint row deleted) is left to a walk from genesis.
     """
-    cps = list(checkpoints)
-    anchored = list(anchors)
-    if (cps or anchored) and public_keys is None:
-        raise AuditChainError("checkpoints cannot be verified without the engine's public keys")
-    by_seq: dict[int, Checkpoint] = {}
-    labelled = [(cp, "checkpoint") for cp in cps] + [(cp, "anchored checkpoint") for cp in anchored]
-    for cp, label in sorted(labelled, key=lambda item: item[0].seq):
-        _verify_checkpoint(cp, public_keys or {}, label=label)
-        other = by_seq.get(cp.seq)
-        if other is not None and other.head_hash != cp.head_hash:
-            raise AuditChainError(f"two validly signed checkpoints at seq {cp.seq} disagree: the chain forked")
-        by_seq[cp.seq] = cp
-    stored = {(cp.seq, cp.head_hash) for cp in cps}
-    anchor_keys = {(cp.seq, cp.head_hash) for cp in anchored}
-    missing = sorted(anchor_keys - stored)
+    floor = 0 if start is None else start[0]
+    by_seq: dict[int, str] = {}
+    in_store: set[int] = set()
+    in_anchor: set[int] = set()
+    keys = public_keys or {}
+
+    def take(cps: Iterable[Checkpoint], label: str, seen: set[int]) -> None:
+        for cp in cps:
+            if cp.seq < floor:
+                continue
+            if public_keys is None:
+                raise AuditChainError("checkpoints cannot be verified without the engine's public keys")
+            _verify_checkpoint(cp, keys, label=label)
+            other = by_seq.get(cp.seq)
+            if other is not None and other != cp.head_hash:
+                raise AuditChainError(f"two validly signed checkpoints at seq {cp.seq} disagree: the chain forked")
+            by_seq[cp.seq] = cp.head_hash
+            seen.add(cp.seq)
+
+    take(checkpoints, "checkpoint", in_store)
+    take(anchors, "anchored checkpoint", in_anchor)
+    missing = sorted((seq, by_seq[seq]) for seq in in_anchor - in_store)
+    if start is not None:
+        seq, digest = start
+        if seq not in in_anchor:
+            raise AuditChainError(
+                f"incremental verify starts at seq {seq}, but no anchored checkpoint signs that seq: "
+                "run a full verify (--full)", code="verified_mark_unanchored",
+            )
+        if by_seq[seq] != digest:
+            raise AuditChainError(
+                f"incremental verify starts at seq {seq}, but the anchored checkpoint there signs another hash: "
+                "run a full verify (--full)", code="verified_mark_unanchored",
+            )
     try:
-        report = _walk(events, by_seq)
+        report = _walk(events, by_seq, start)
     except AuditChainError as exc:
         if missing:
             raise AuditChainError(f"{exc}; also, {_describe_missing(missing)}") from None
         raise
     if missing:
         raise AuditChainError(_describe_missing(missing))
-    return dataclasses.replace(report, anchored=len(anchor_keys))
+    anchored_seq = max(in_anchor, default=0)
+    return dataclasses.replace(
+        report, anchored=len(in_anchor), anchored_seq=anchored_seq, anchored_hash=by_seq.get(anchored_seq, ""),
+    )
 
 
-def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, Checkpoint]) -> ChainReport:
-    """Walk the chain from seq 1 against the verified checkpoints ``by_seq``."""
+def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, str], start: tuple[int, str] | None) -> ChainReport:
+    """Walk the chain from seq 1 (or after ``start``) against the verified checkpoints ``by_seq``."""
 
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
+    expected_seq = 1 if start is None else start[0] + 1
+    prev_hash = GENESIS_HASH if start is None else start[1]
     count = 0
     # Equivalent mutant (0 -> None): both mean "no checkpoint matched yet" and are only read by truthiness.
-    last_matched = 0  # pragma: no mutate
+    last_matched = 0 if start is None else start[0]  # pragma: no mutate
     for event in events:
         seq = event.seq
         if seq != expected_seq:
@@ -401,7 +441,7 @@ def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, Checkpoint]) -> Cha
             raise AuditChainError(f"event seq {seq} was modified: its content does not match its hash")
         signed = by_seq.get(seq)
         if signed is not None:
-            if signed.head_hash != event.hash:
+            if signed != event.hash:
                 since = f"after seq {last_matched}" if last_matched else "from the start"
                 raise AuditChainError(
                     f"event seq {seq} differs from the signed checkpoint at seq {seq}: history {since} "
@@ -419,8 +459,9 @@ def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, Checkpoint]) -> Cha
             f"signed checkpoint at seq {min(beyond)} but the chain ends at seq {last_seq}: "
             "events were deleted from the end (truncated)"
         )
-    return ChainReport(events_checked=count, last_seq=last_seq, head_hash=prev_hash, checkpoints_verified=len(by_seq),
-                       covered_seq=last_matched)
+    return ChainReport(events_checked=count, last_seq=last_seq, head_hash=prev_hash,
+                       checkpoints_verified=len(by_seq), covered_seq=last_matched,
+                       start_seq=0 if start is None else start[0])
 
 
 # --------------------------------------------------------------------------

@@ -161,18 +161,63 @@ class WarrantRecord:
             _require_utc(self.consumed_at, "consumed_at")
 
 
-@dataclass(frozen=True)
-class StateSnapshot:
-    """The table rows ``audit verify`` holds against the chain (plain tuples, no parsing)."""
+#: The most requests one listing call returns (pages beyond it continue with a cursor).
+MAX_LIST_LIMIT = 100_000
 
-    #: (id, status, tier, action_digest)
-    requests: list[tuple[str, str, str, str]]
-    #: (request_id, approver, verdict, statement JSON text)
-    votes: list[tuple[str, str, str, str]]
-    #: (request_id, jti)
-    warrants: list[tuple[str, str]]
-    #: (request_id, jti)
-    consumed: list[tuple[str, str]]
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Where a listing page ended: the last request's ``(created_at, id)`` (see :meth:`Transaction.list_requests`)."""
+
+    created_at: datetime
+    request_id: str
+
+    def __post_init__(self) -> None:
+        _require_utc(self.created_at, "created_at")
+
+    @classmethod
+    def after(cls, req: Request) -> ListCursor:
+        """The cursor that continues a listing after ``req``."""
+        return cls(req.created_at, req.id)
+
+    def encode(self) -> str:
+        """The cursor as one opaque word for the CLI (``--cursor``)."""
+        return f"{t.format_time(self.created_at)}~{self.request_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> ListCursor:
+        """Parse :meth:`encode` output; :class:`InputError` naming ``--cursor`` otherwise."""
+        at, sep, rid = text.partition("~")
+        try:
+            if not sep or not rid or len(text) > 300:
+                raise ValueError("not a cursor")
+            return cls(t.parse_time(at), rid)
+        except (ValueError, TypeError):
+            raise InputError("--cursor: not a cursor printed by `hitlgate requests` (TIME~ID)") from None
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What holding the tables against the chain needs of one event (no hash, no time)."""
+
+    seq: int
+    kind: str
+    payload: Mapping[str, Any]
+
+
+@dataclass
+class RequestRows:
+    """One request's table rows and chain events, as ``audit verify`` holds them against each other."""
+
+    request_id: str
+    #: (status, tier, action_digest), or None when the request row is missing.
+    request: tuple[str, str, str] | None = None
+    #: The request's events in chain order.
+    events: list[EventFacts] = field(default_factory=list)
+    #: (approver, verdict, statement JSON text), in the order recorded.
+    votes: list[tuple[str, str, str]] = field(default_factory=list)
+    warrant_jti: str | None = None
+    consumed: set[str] = field(default_factory=set)
 
 
 class Transaction:
@@ -242,15 +287,29 @@ class Transaction:
             raise NotFoundError(f"no request with id {request_id!r}")
         return self._request_from_row(row, self.votes(request_id))
 
-    def list_requests(self, status: str | None = None, limit: int = 1000) -> list[Request]:
-        """Requests, newest first, optionally only those in ``status``."""
-        q = sa.select(t.requests).order_by(t.requests.c.created_at.desc(), t.requests.c.id).limit(limit)
+    def list_requests(
+        self, status: str | None = None, limit: int = 1000, *, before: ListCursor | None = None
+    ) -> list[Request]:
+        """Requests, newest first, optionally only those in ``status``; at most ``limit``.
+
+        ``before`` continues a listing after the last request of the previous
+        page (keyset pagination on ``(created_at, id)``): each page is one
+        index range scan of ``limit`` rows, however deep, where an OFFSET
+        would read and drop every row before it.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InputError(f"limit must be between 1 and {MAX_LIST_LIMIT}, not {limit}")
+        r = t.requests.c
+        q = sa.select(t.requests).order_by(r.created_at.desc(), r.id.desc()).limit(limit)
         if status is not None:
             if status not in lifecycle.STATES:
                 raise InputError(f"unknown status {status!r}; choose from {', '.join(lifecycle.STATES)}")
-            q = q.where(t.requests.c.status == status)
+            q = q.where(r.status == status)
+        if before is not None:
+            q = q.where(sa.tuple_(r.created_at, r.id) < sa.tuple_(
+                sa.literal(before.created_at, t.UtcTime()), sa.literal(before.request_id)))
         rows = self.conn.execute(q).mappings().all()
-        return [self._request_from_row(r, ()) for r in rows]
+        return [self._request_from_row(row, ()) for row in rows]
 
     def request_ids(self, *, status: str, expires_before: datetime | None = None) -> list[str]:
         """Ids of requests in ``status`` (expiring before a time, if given)."""
@@ -508,23 +567,129 @@ class Transaction:
         )
         return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
 
-    def state_snapshot(self) -> StateSnapshot:
-        """Every row the audit chain also describes (for ``audit verify``; reads whole tables)."""
+    def iter_events(self, *, after_seq: int = 0, chunk: int = 2000) -> Iterator[AuditEvent]:
+        """The events after ``after_seq`` in chain order, read ``chunk`` at a time (keyset on ``seq``).
+
+        Each chunk is one primary-key range scan; only one chunk is held at a
+        time, so ``audit verify`` and ``audit export`` run in constant memory
+        however long the chain is (on PostgreSQL the read transaction of
+        :meth:`Store.read` with ``snapshot=True`` keeps every chunk in one
+        snapshot).
+        """
+        e = t.audit_events.c
+        last = after_seq
+        while True:
+            rows = self.conn.execute(
+                sa.select(t.audit_events).where(e.seq > last).order_by(e.seq).limit(chunk)
+            ).mappings().all()
+            for row in rows:
+                yield _event_from_row(row)
+            if len(rows) < chunk:
+                return
+            last = int(rows[-1]["seq"])
+
+    def iter_checkpoints(self, *, from_seq: int = 0, chunk: int = 2000) -> Iterator[Checkpoint]:
+        """Stored checkpoints at ``from_seq`` or later, in sequence order, ``chunk`` at a time."""
+        c = t.checkpoints.c
+        last = from_seq - 1
+        while True:
+            rows = self.conn.execute(
+                sa.select(t.checkpoints).where(c.seq > last).order_by(c.seq).limit(chunk)
+            ).mappings().all()
+            for r in rows:
+                yield Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
+            if len(rows) < chunk:
+                return
+            last = int(rows[-1]["seq"])
+
+    def events_through(self, seq: int) -> int:
+        """How many events have a seq from 1 to ``seq`` (a count over the primary key, no row read)."""
+        e = t.audit_events.c
+        q = sa.select(sa.func.count()).select_from(t.audit_events).where(e.seq >= 1, e.seq <= seq)
+        return int(self.conn.execute(q).scalar_one())
+
+    def checkpoint_count(self) -> int:
+        """How many checkpoints are stored."""
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(t.checkpoints)).scalar_one())
+
+    def checkpoint_kid_at(self, seq: int) -> str | None:
+        """The key id of the stored checkpoint at ``seq`` (a primary-key lookup), or None."""
+        kid = self.conn.execute(sa.select(t.checkpoints.c.kid).where(t.checkpoints.c.seq == seq)).scalar()
+        return None if kid is None else str(kid)
+
+    def rare_events(self) -> list[AuditEvent]:
+        """The ``keyring_replaced`` and ``anchor_reinitialized`` events, in chain order (a partial index)."""
+        e = t.audit_events.c
+        q = sa.select(t.audit_events).where(e.kind.in_(t.RARE_KINDS)).order_by(e.seq)
+        return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
+
+    def iter_request_ids(self, *, chunk: int = 1000) -> Iterator[list[str]]:
+        """Every request id in id order, ``chunk`` ids per list (keyset on the primary key)."""
+        r = t.requests.c
+        last: str | None = None
+        while True:
+            q = sa.select(r.id).order_by(r.id).limit(chunk)
+            if last is not None:
+                q = q.where(r.id > last)
+            ids = [row[0] for row in self.conn.execute(q)]
+            if ids:
+                yield ids
+            if len(ids) < chunk:
+                return
+            last = ids[-1]
+
+    def orphan_request_ids(self) -> list[str]:
+        """Request ids that events or warrant/vote rows name but that have no request row (normally none)."""
+        r = t.requests.c
+        found: set[str] = set()
+        for table in (t.audit_events, t.votes, t.warrants, t.consumed):
+            col = table.c.request_id
+            q = (
+                sa.select(col).distinct()
+                .select_from(table.outerjoin(t.requests, r.id == col))
+                .where(col.is_not(None), r.id.is_(None))
+            )
+            found.update(str(row[0]) for row in self.conn.execute(q))
+        return sorted(found)
+
+    def request_ids_with_events_after(self, seq: int) -> list[str]:
+        """Distinct request ids of the events after ``seq`` (a primary-key range scan of that tail)."""
+        e = t.audit_events.c
+        q = sa.select(e.request_id).distinct().where(e.seq > seq, e.request_id.is_not(None))
+        return sorted(str(row[0]) for row in self.conn.execute(q))
+
+    def reconcile_rows(self, request_ids: Sequence[str]) -> list[RequestRows]:
+        """What ``audit verify`` holds against the chain for each of ``request_ids`` (indexed lookups)."""
+        ids = list(request_ids)
+        groups = {rid: RequestRows(rid) for rid in ids}
         req = t.requests.c
-        requests = [
-            (r.id, r.status, r.tier, r.action_digest)
-            for r in self.conn.execute(sa.select(req.id, req.status, req.tier, req.action_digest))
-        ]
+        for r in self.conn.execute(
+            sa.select(req.id, req.status, req.tier, req.action_digest).where(req.id.in_(ids))
+        ):
+            groups[r.id].request = (r.status, r.tier, r.action_digest)
+        e = t.audit_events.c
+        for r in self.conn.execute(
+            sa.select(e.request_id, e.seq, e.kind, e.payload).where(e.request_id.in_(ids))
+            .order_by(e.request_id, e.seq)
+        ):
+            try:
+                payload = json.loads(r.payload)
+            except ValueError as exc:
+                raise StorageError(f"audit event {r.seq} has a corrupted payload") from exc
+            groups[r.request_id].events.append(EventFacts(int(r.seq), r.kind, payload if isinstance(payload, dict)
+                                                          else {}))
         v = t.votes.c
-        votes = [
-            (r.request_id, r.approver, r.verdict, r.statement)
-            for r in self.conn.execute(sa.select(v.request_id, v.approver, v.verdict, v.statement).order_by(v.id))
-        ]
-        warrants = [(r.request_id, r.jti) for r in self.conn.execute(
-            sa.select(t.warrants.c.request_id, t.warrants.c.jti))]
-        consumed = [(r.request_id, r.jti) for r in self.conn.execute(
-            sa.select(t.consumed.c.request_id, t.consumed.c.jti))]
-        return StateSnapshot(requests=requests, votes=votes, warrants=warrants, consumed=consumed)
+        for r in self.conn.execute(
+            sa.select(v.request_id, v.approver, v.verdict, v.statement).where(v.request_id.in_(ids)).order_by(v.id)
+        ):
+            groups[r.request_id].votes.append((r.approver, r.verdict, r.statement))
+        w = t.warrants.c
+        for wr in self.conn.execute(sa.select(w.request_id, w.jti).where(w.request_id.in_(ids))):
+            groups[wr.request_id].warrant_jti = wr.jti
+        c = t.consumed.c
+        for cr in self.conn.execute(sa.select(c.request_id, c.jti).where(c.request_id.in_(ids))):
+            groups[cr.request_id].consumed.add(cr.jti)
+        return [groups[rid] for rid in ids]
 
     def insert_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
@@ -889,11 +1054,22 @@ class Store:
             callback()
 
     @contextmanager
-    def read(self) -> Iterator[Transaction]:
-        """A consistent read-only snapshot."""
+    def read(self, *, snapshot: bool = False) -> Iterator[Transaction]:
+        """A read-only transaction.
+
+        With ``snapshot`` every statement sees the same snapshot, also on
+        PostgreSQL (``REPEATABLE READ``; its default gives each statement
+        its own): for reads made of many statements, such as ``audit
+        verify`` streaming the chain in chunks and then the tables, which a
+        concurrent commit must not make disagree. SQLite's read transaction
+        is one snapshot already.
+        """
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield Transaction(conn, writable=False)
+            with self.engine.connect() as conn:
+                if snapshot and self.dialect == "postgresql":
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield Transaction(conn, writable=False)
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
 

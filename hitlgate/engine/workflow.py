@@ -36,7 +36,7 @@ import builtins
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from hitlgate.engine import lifecycle
 from hitlgate.engine._demokeys import require_not_demo_key
-from hitlgate.engine._reconcile import contradictions, replays
+from hitlgate.engine._reconcile import Reconciler
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.anchor import AuditAnchor
 from hitlgate.engine.approvals import SignedStatement
@@ -59,7 +59,7 @@ from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.policy import fingerprint_paths
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.quorum import QuorumProgress, assess, can_fill, require_eligible
-from hitlgate.engine.store import Request, Store, Transaction, Vote, WarrantRecord
+from hitlgate.engine.store import ListCursor, Request, Store, Transaction, Vote, WarrantRecord
 from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import (
     ApprovalError,
@@ -76,6 +76,9 @@ if TYPE_CHECKING:
     from hitlgate.engine.guard import Guard
 
 log = logging.getLogger(__name__)
+
+#: Requests whose rows ``audit verify`` reads in one batch of indexed lookups.
+RECONCILE_BATCH = 500
 
 #: Sign a checkpoint of the audit chain head every this many events.
 DEFAULT_CHECKPOINT_EVERY = 50
@@ -149,6 +152,10 @@ class AuditReport:
     anchor_reinits: tuple[int, ...] = ()
     #: Checkpoints signed by engine keys declared lost (``keys reinit``); verify them with the old JWKS.
     unverifiable_checkpoints: int = 0
+    #: 0 for a walk from genesis; else the verified checkpoint an incremental verify continued from.
+    start_seq: int = 0
+    #: Requests whose table rows were held against the chain.
+    requests_checked: int = 0
 
     def describe(self) -> str:
         """One line for people."""
@@ -160,8 +167,11 @@ class AuditReport:
         if self.unverifiable_checkpoints:
             reinit += (f"; {self.unverifiable_checkpoints} checkpoint(s) signed by lost engine keys are not "
                        "verifiable with the local keys (use --jwks with the old keys)")
+        since = (f" (incremental: events after #{self.start_seq}, verified before; tables of "
+                 f"{self.requests_checked} request(s) with events since; --full walks from genesis)"
+                 if self.start_seq else "")
         return (
-            f"audit chain OK: {self.events} events, {self.checkpoints} signed checkpoint(s), "
+            f"audit chain OK: {self.events} events{since}, {self.checkpoints} signed checkpoint(s), "
             f"{self.anchored} anchored outside the database{where}, head #{self.head_seq} {self.head_hash}{reinit}"
         )
 
@@ -177,6 +187,8 @@ class AuditReport:
             "head_hash": self.head_hash,
             "anchor_reinits": list(self.anchor_reinits),
             "unverifiable_checkpoints": self.unverifiable_checkpoints,
+            "start_seq": self.start_seq,
+            "requests_checked": self.requests_checked,
         }
 
 
@@ -375,7 +387,7 @@ class Engine:
         return kid
 
     @staticmethod
-    def _lost_checkpoints(events: Sequence[AuditEvent], cps: Sequence[Checkpoint],
+    def _lost_checkpoints(tx: Transaction, rare: Sequence[AuditEvent],
                           keys: Mapping[str, Any]) -> set[tuple[int, str]]:
         """Checkpoints signed by keys a verified ``keyring_replaced`` event declared lost (by seq and kid).
 
@@ -384,13 +396,12 @@ class Engine:
         database access cannot declare the current keys lost to skip their
         checkpoints. Keys this keyring still knows are never skipped.
         """
-        signed_at = {(cp.seq, cp.kid) for cp in cps}
         lost: set[tuple[int, str]] = set()
-        for e in events:
+        for e in rare:
             if e.kind != KEYRING_REPLACED_KIND:
                 continue
             new_kid = e.payload.get("kid")
-            if new_kid not in keys or (e.seq, new_kid) not in signed_at:
+            if new_kid not in keys or tx.checkpoint_kid_at(e.seq) != new_kid:
                 continue
             lost.update((e.seq, str(k)) for k in e.payload.get("lost_kids", []) if k not in keys)
         return lost
@@ -1044,9 +1055,14 @@ class Engine:
             return tx.events(request_id=request_id)
 
     def verify_audit(
-        self, public_keys: Mapping[str, Any] | None = None, *, anchors: Sequence[Checkpoint] = ()
+        self,
+        public_keys: Mapping[str, Any] | None = None,
+        *,
+        anchors: Sequence[Checkpoint] = (),
+        incremental: bool = False,
+        record: bool = True,
     ) -> AuditReport:
-        """Verify the whole chain and every checkpoint; raises :class:`AuditChainError` at the first bad event.
+        """Verify the chain and every checkpoint; raises :class:`AuditChainError` at the first bad event.
 
         The chain is checked against the checkpoints in the database *and*
         those in the engine's audit anchor file (plus ``anchors``, e.g. an
@@ -1055,60 +1071,129 @@ class Engine:
         reported. A missing anchor file while the database holds checkpoints
         is reported too. ``public_keys`` defaults to every key the engine
         keyring ever had; an outside auditor passes the keys from a JWKS
-        they trust.
-        """
-        with self.store.read() as tx:
-            events = tx.events()
-            cps = tx.checkpoints()
-            snapshot = tx.state_snapshot()
-        own = self.anchor.read()
-        noted = self.keyring.anchor_note()
-        # Raised after the chain is checked, so that a rewrite an auditor's
-        # --anchor copy catches is named first.
-        anchor_lost: AuditChainError | None = None
-        if own is None and (cps or noted is not None):
-            anchor_lost = AuditChainError(self._anchor_missing_message(len(cps), noted), code="anchor_missing")
-        elif noted is not None and noted.path == str(self.anchor.path) and max(
-            (cp.seq for cp in own or ()), default=0
-        ) < noted.seq:
-            anchor_lost = AuditChainError(
-                f"the audit anchor {self.anchor.path} ends before seq {noted.seq}, which the keyring records "
-                "it held: the anchor was truncated or replaced by an older copy",
-                code="anchor_missing",
-            )
-        keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
-        outside = [*(own or ()), *anchors]
-        unverifiable = 0
-        if public_keys is None:
-            lost = self._lost_checkpoints(events, cps, keys)
-            if lost:
-                def skip(cp: Checkpoint) -> bool:
-                    return any(cp.kid == kid and cp.seq < seq for seq, kid in lost)
+        they trust. Then the tables are held against the chain, request by
+        request (see :mod:`hitlgate.engine._reconcile`).
 
-                unverifiable = sum(1 for cp in cps if skip(cp))
-                cps = [cp for cp in cps if not skip(cp)]
-                outside = [cp for cp in outside if not skip(cp)]
-        report = verify_chain(events, cps, keys, anchors=outside)
-        if anchor_lost is not None:
-            raise anchor_lost
-        problems = contradictions(events, snapshot)
-        if problems:
-            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        Everything is streamed: events, checkpoints and anchor lines are read
+        in chunks and the tables a batch of requests at a time, in one
+        read snapshot, so memory does not grow with the chain (of each
+        signed checkpoint only its seq and hash are kept).
+
+        After a successful verify (``record``) the highest checkpoint of the
+        engine's own anchor that the walk matched is recorded next to the
+        anchor, outside the database (:meth:`AuditAnchor.record_verified`).
+        With ``incremental`` the walk starts there instead of at genesis:
+        the stored event at that seq must still have the anchored, signed
+        hash and exactly that many events must precede it (a count over the
+        primary key), so any rewrite that recomputed hashes and any deletion
+        before it is caught (the verify then walks from genesis to name the
+        first bad event); then every later event, checkpoint
+        and anchored checkpoint is checked as in a full walk, and the tables
+        of the requests with events after it. Not caught incrementally: an
+        event before the mark edited *in place* while its stored hash was
+        left alone (its content no longer matches its own hash), a
+        checkpoint row before the mark deleted, and table rows edited for a
+        request with no event since the mark; a full verify catches them.
+        Without a usable mark an incremental verify is a full one.
+        """
+        keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
+        noted = self.keyring.anchor_note()
+        anchor_exists = self.anchor.exists()
+        mark = self.anchor.verified_mark() if incremental else None
+        with self.store.read(snapshot=True) as tx:
+            stored_cps = tx.checkpoint_count()
+            # Raised after the chain is checked, so that a rewrite an auditor's
+            # --anchor copy catches is named first.
+            anchor_lost: AuditChainError | None = None
+            if not anchor_exists and (stored_cps or noted is not None):
+                anchor_lost = AuditChainError(self._anchor_missing_message(stored_cps, noted), code="anchor_missing")
+            rare = tx.rare_events()
+            lost = self._lost_checkpoints(tx, rare, keys) if public_keys is None else set()
+
+            def skip(cp: Checkpoint) -> bool:
+                return bool(lost) and any(cp.kid == kid and cp.seq < seq for seq, kid in lost)
+
+            unverifiable = 0
+
+            def stored() -> Iterator[Checkpoint]:
+                nonlocal unverifiable
+                for cp in tx.iter_checkpoints(from_seq=0 if start is None else start[0]):
+                    if skip(cp):
+                        unverifiable += 1
+                        continue
+                    yield cp
+
+            own_max = 0
+            own_mark = (0, "")
+
+            def outside() -> Iterator[Checkpoint]:
+                nonlocal own_max, own_mark
+                for cp in self.anchor.iter_checkpoints():
+                    own_max = max(own_max, cp.seq)
+                    if skip(cp):
+                        continue
+                    if cp.seq > own_mark[0]:
+                        own_mark = (cp.seq, cp.head_hash)
+                    yield cp
+                for cp in anchors:
+                    if not skip(cp):
+                        yield cp
+
+            start = mark
+            if start is not None and (tx.event_hash(start[0]) != start[1]
+                                      or tx.events_through(start[0]) != start[0]):
+                # History up to the mark no longer has the hash a signed,
+                # anchored checkpoint gives it, or events before it were
+                # deleted (a gap): walk from genesis instead, which fails too
+                # and names the first bad event and everything else.
+                log.warning("event seq %d differs from the verified mark: verifying from genesis", start[0])
+                start = None
+            report = verify_chain(
+                tx.iter_events(after_seq=0 if start is None else start[0]),
+                stored(), keys, anchors=outside(), start=start,
+            )
+            if anchor_lost is None and noted is not None and noted.path == str(self.anchor.path) \
+                    and own_max < noted.seq:
+                anchor_lost = AuditChainError(
+                    f"the audit anchor {self.anchor.path} ends before seq {noted.seq}, which the keyring records "
+                    "it held: the anchor was truncated or replaced by an older copy",
+                    code="anchor_missing",
+                )
+            if anchor_lost is not None:
+                raise anchor_lost
+            reconciler = Reconciler()
+            if start is None:
+                for batch in tx.iter_request_ids(chunk=RECONCILE_BATCH):
+                    reconciler.add(tx.reconcile_rows(batch))
+                orphans = tx.orphan_request_ids()
+            else:
+                orphans = tx.request_ids_with_events_after(start[0])
+            for i in range(0, len(orphans), RECONCILE_BATCH):
+                reconciler.add(tx.reconcile_rows(orphans[i:i + RECONCILE_BATCH]))
+        if reconciler.count:
+            problems = reconciler.problems
+            shown = "; ".join(problems[:5]) + (f"; and {reconciler.count - 5} more" if reconciler.count > 5 else "")
             raise AuditChainError(
-                f"the audit chain verifies, but the database contradicts it in {len(problems)} place(s): {shown}",
-                code="replay" if replays(events) else "state_contradicts_chain",
+                f"the audit chain verifies, but the database contradicts it in {reconciler.count} place(s): {shown}",
+                code="replay" if reconciler.replay else "state_contradicts_chain",
                 problems=problems,
             )
-        head = events[-1] if events else None
+        if record and own_mark[0] and own_mark[0] <= report.last_seq and own_mark[0] > (start or (0, ""))[0]:
+            try:
+                self.anchor.record_verified(*own_mark)
+            except StorageError as exc:
+                log.warning("%s; the next incremental verify starts from an earlier point", exc)
         return AuditReport(
-            events=len(events),
-            checkpoints=len(cps),
-            head_seq=head.seq if head else 0,
-            head_hash=head.hash if head else "",
+            events=report.events_checked,
+            checkpoints=report.checkpoints_verified,
+            head_seq=report.last_seq,
+            head_hash=report.head_hash if report.last_seq else "",
             anchored=report.anchored,
             anchor=str(self.anchor.path),
-            anchor_reinits=tuple(e.seq for e in events if e.kind == ANCHOR_REINIT_KIND),
+            anchor_reinits=tuple(e.seq for e in rare if e.kind == ANCHOR_REINIT_KIND),
             unverifiable_checkpoints=unverifiable,
+            start_seq=report.start_seq,
+            requests_checked=reconciler.requests_checked,
         )
 
     def reinit_anchor(self, reason: str, *, now: datetime | None = None) -> Checkpoint:
@@ -1153,11 +1238,19 @@ class Engine:
         With ``request_id`` only that request's events are written, without
         checkpoints: a filtered export is for reading, not for verifying.
         """
-        with self.store.read() as tx:
-            events = tx.events(request_id=request_id)
-            cps = [] if request_id is not None else tx.checkpoints()
-        export_jsonl(events, out, cps)
-        return len(events), len(cps)
+        with self.store.read(snapshot=True) as tx:
+            events = tx.iter_events() if request_id is None else iter(tx.events(request_id=request_id))
+            cps = iter(()) if request_id is not None else tx.iter_checkpoints()
+            written = 0
+
+            def counted() -> Iterator[Checkpoint]:
+                nonlocal written
+                for cp in cps:
+                    written += 1
+                    yield cp
+
+            # Streamed: one chunk of events at a time, written as it is read.
+            return export_jsonl(events, out, counted()), written
 
     def guard(self, *, clock: Clock | None = None) -> Guard:
         """An executor :class:`~hitlgate.engine.guard.Guard` on this engine."""
@@ -1165,10 +1258,12 @@ class Engine:
 
         return _Guard(self, clock=clock)
 
-    def list(self, status: str | None = None, *, limit: int = 1000) -> builtins.list[Request]:
-        """Stored requests, newest first, optionally filtered by status."""
+    def list(
+        self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None
+    ) -> builtins.list[Request]:
+        """Stored requests, newest first, optionally filtered by status; ``before`` continues a listing."""
         with self.store.read() as tx:
-            return tx.list_requests(status, limit=limit)
+            return tx.list_requests(status, limit=limit, before=before)
 
     def warrant_records(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
         """The issued warrant (with its consumption time) of each request that has one, read by key."""

@@ -1,0 +1,147 @@
+"""Tampering before and after the checkpoint an incremental ``audit verify`` starts from.
+
+An incremental verify starts at the last anchored checkpoint a previous
+verify reached (the mark, kept next to the anchor outside the database). It
+re-checks that the stored event there still has the signed hash, then walks
+forward. What it catches and what only ``--full`` catches is stated in
+:meth:`hitlgate.engine.workflow.Engine.verify_audit`; each case is tested
+here both ways. Real crypto, real SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+
+from hitlgate.engine import _store_schema as t
+from hitlgate.engine.audit import AuditEvent, verify_chain
+from hitlgate.engine.workflow import Engine
+from hitlgate.errors import AuditChainError
+from tests.workflow._helpers import proposal, rewrite_chain
+
+
+@pytest.fixture
+def marked(engine: Engine) -> Engine:
+    """Two requests checkpointed at seq 6, verified once (the mark is at 6), then a third request after it."""
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    engine.propose(proposal("rotate_api_key", "dev-analytics-key"))
+    assert engine.checkpoint().seq == 6
+    engine.verify_audit()
+    assert engine.anchor.verified_mark() == (6, engine.audit_events()[5].hash)
+    engine.propose(proposal("rotate_api_key", "dev-analytics-key"))
+    return engine
+
+
+def _edit_in_place(engine: Engine, seq: int) -> None:
+    """Change an event's payload and leave every stored hash alone (its content no longer matches its hash)."""
+    ev = engine.audit_events()[seq - 1]
+    payload = {**ev.payload, "requester": {"id": "someone-else", "kind": "human"}}
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.audit_events.update().where(t.audit_events.c.seq == seq)
+                     .values(payload=json.dumps(payload, sort_keys=True)))
+
+
+def test_incremental_verify_walks_only_after_the_mark(marked: Engine) -> None:
+    report = marked.verify_audit(incremental=True)
+    assert (report.start_seq, report.head_seq) == (6, report.head_seq)
+    assert report.events == report.head_seq - 6
+    full = marked.verify_audit()
+    assert (full.start_seq, full.events) == (0, full.head_seq)
+
+
+def test_event_edited_after_the_mark_is_caught_incrementally(marked: Engine) -> None:
+    _edit_in_place(marked, 7)
+    with pytest.raises(AuditChainError, match=r"event seq 7 was modified"):
+        marked.verify_audit(incremental=True)
+
+
+def test_rewrite_before_the_mark_is_caught_incrementally(marked: Engine) -> None:
+    # Recomputing the hashes after the edit changes the hash at the mark, which an anchored checkpoint signs.
+    rewrite_chain(marked, 3, lambda p: p.update(requester={"id": "someone-else", "kind": "human"}))
+    with pytest.raises(AuditChainError, match=r"event seq 6 differs from the signed checkpoint at seq 6"):
+        marked.verify_audit(incremental=True)
+
+
+def test_events_deleted_before_the_mark_are_caught_incrementally(marked: Engine) -> None:
+    with marked.store.engine.begin() as conn:
+        conn.execute(sa.delete(t.audit_events).where(t.audit_events.c.seq == 4))
+    with pytest.raises(AuditChainError, match=r"event seq 5: seq 4 missing"):
+        marked.verify_audit(incremental=True)
+
+
+def test_in_place_edit_before_the_mark_is_caught_only_by_a_full_verify(marked: Engine) -> None:
+    _edit_in_place(marked, 3)
+    # Documented limit: the stored hashes before the mark are not recomputed incrementally.
+    assert marked.verify_audit(incremental=True).start_seq == 6
+    with pytest.raises(AuditChainError, match=r"event seq 3 was modified"):
+        marked.verify_audit()
+
+
+def test_table_row_of_a_request_quiet_since_the_mark_is_caught_only_by_a_full_verify(marked: Engine) -> None:
+    first = marked.audit_events()[0].request_id
+    with marked.store.engine.begin() as conn:
+        conn.execute(t.requests.update().where(t.requests.c.id == first).values(tier="auto_allow"))
+    assert marked.verify_audit(incremental=True).requests_checked == 1
+    with pytest.raises(AuditChainError, match=r"the tier was rewritten"):
+        marked.verify_audit()
+
+
+def test_table_row_of_a_request_with_events_since_the_mark_is_caught_incrementally(marked: Engine) -> None:
+    newest = marked.audit_events()[-1].request_id
+    with marked.store.engine.begin() as conn:
+        conn.execute(t.requests.update().where(t.requests.c.id == newest).values(tier="unanimous"))
+    with pytest.raises(AuditChainError, match=r"the tier was rewritten"):
+        marked.verify_audit(incremental=True)
+
+
+def test_mark_naming_an_unanchored_seq_is_refused(marked: Engine) -> None:
+    # Only someone who can write the key directory can move the mark; even then it must name an anchored checkpoint.
+    ev = marked.audit_events()[6]
+    marked.anchor.verified_mark_path.write_text(json.dumps({"seq": ev.seq, "head_hash": ev.hash}))
+    with pytest.raises(AuditChainError, match=r"no anchored checkpoint signs that seq"):
+        marked.verify_audit(incremental=True)
+
+
+def test_unreadable_mark_means_a_full_verify(marked: Engine) -> None:
+    marked.anchor.verified_mark_path.write_text("{not json")
+    assert marked.verify_audit(incremental=True).start_seq == 0
+
+
+def test_verify_chain_pulls_events_one_at_a_time(marked: Engine) -> None:
+    """Structural: the walk consumes a generator lazily, so it never needs the chain in memory."""
+    events = marked.audit_events()
+    bad = AuditEvent(events[2].seq, events[2].at, events[2].kind, events[2].request_id, {"x": 1},
+                     events[2].prev_hash, events[2].hash)
+    pulled: list[int] = []
+
+    def stream() -> Iterator[AuditEvent]:
+        for ev in [*events[:2], bad, *events[3:]]:
+            pulled.append(ev.seq)
+            yield ev
+
+    with pytest.raises(AuditChainError, match=r"event seq 3 was modified"):
+        verify_chain(stream())
+    assert pulled == [1, 2, 3]
+
+
+def test_verify_reads_the_chain_in_bounded_chunks(marked: Engine) -> None:
+    """Structural: every statement of a full verify that reads event rows is bounded (LIMIT or a key list)."""
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sa_event.listen(marked.store.engine, "before_cursor_execute", record)
+    try:
+        marked.verify_audit()
+    finally:
+        sa_event.remove(marked.store.engine, "before_cursor_execute", record)
+    reads = [s for s in statements if "audit_events.payload" in s]
+    assert reads, statements
+    unbounded = [s for s in reads if "LIMIT" not in s and "request_id IN" not in s and "kind IN" not in s]
+    assert unbounded == []
+    assert any("LIMIT" in s and "audit_events.seq >" in s for s in reads)

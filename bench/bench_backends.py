@@ -149,7 +149,7 @@ def main() -> None:
                 return r.json()
 
             embedded = Decider(RegopyBackend(pack.policy_dir, list(pack.data_paths)))
-            via_opa = Decider(OpaBackend(url, expected_revision=pack.revision, timeout_ms=5000))
+            via_opa = Decider(OpaBackend(url, pack=pack, timeout_ms=5000))
             # Both paths must agree before their speed means anything.
             for doc in docs:
                 assert embedded.decide(doc).to_dict() == via_opa.decide(doc).to_dict()

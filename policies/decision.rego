@@ -3,7 +3,21 @@
 # Produces one document, data.hitlgate.decision, for the proposal in `input`
 # (validated against schemas/proposal.schema.json before it gets here).
 # Every risk fact is looked up in the trusted inventory under
-# data.inventory; nothing the proposal says about its target is believed.
+# input.inventory; nothing the proposal says about its target is believed.
+#
+# Two kinds of field live in `input`:
+#   input.action, input.requester, input.justification, ...  the agent's
+#       proposal: what it asks for, never a fact about the target;
+#   input.inventory  the trusted facts. The engine adds it after validating
+#       the proposal (whose schema admits no top-level `inventory`, so an
+#       agent cannot send it): the target's neighbourhood in the inventory -
+#       its record under identities or workloads, the workloads in its
+#       used_by, its partner, the teams that own these, those teams'
+#       approvers, and protected ([target] or []) - in the same shape as the
+#       whole inventory, looked up by key. The decision's policy_revision
+#       covers the inventory revision these facts came from.
+# Look facts up by the target's id (inventory.identities[target_id]);
+# a rule that iterates a whole section sees only the neighbourhood.
 #
 # The pack is written in the subset of Rego v1 that both OPA and regopy
 # (rego-cpp) evaluate identically: comprehensions iterate with `x := arr[_]`
@@ -27,7 +41,7 @@
 # these, never from `input`, which the agent wrote.
 package hitlgate
 
-inventory := data.inventory
+inventory := input.inventory
 
 action_type := input.action.type
 

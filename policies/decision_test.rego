@@ -37,7 +37,7 @@ proposal(action_type, target) := {
 }
 
 decide(action_type, target) := d if {
-	d := hitlgate.decision with input as proposal(action_type, target) with data.inventory as inv
+	d := hitlgate.decision with input as proposal(action_type, target) with input.inventory as inv
 }
 
 # Row 1: deny.
@@ -148,7 +148,7 @@ test_parameters_cannot_claim_facts if {
 		"target": "key-prod-cf",
 		"parameters": {"environment": "development", "customer_facing": false},
 	}})
-	d := hitlgate.decision with input as p with data.inventory as inv
+	d := hitlgate.decision with input as p with input.inventory as inv
 	d.tier == "dual_approval"
 }
 

@@ -28,11 +28,13 @@ from hitlgate.errors import EXIT_ERROR, EXIT_POLICY_BROKEN, BackendUnavailable
 @json_option
 @pass_state
 def policy_bundle(state: CliState, out: Path) -> None:
-    """Build a standard OPA bundle of the policy pack and its inventory.
+    """Build a standard OPA bundle of the policy pack's modules.
 
-    The bundle holds the non-test .rego modules, data.json (the inventory
-    under "inventory") and a .manifest whose revision is the pack's
-    policy_revision. Serve it with `opa run --server --bundle FILE`.
+    The bundle holds the non-test .rego modules and a .manifest whose
+    revision is the modules revision; the inventory stays local (the
+    engine sends OPA each target's facts in the input, so an inventory
+    change needs no new bundle). The inventory is still loaded and checked.
+    Serve it with `opa run --server --bundle FILE`.
     The same pack always gives a byte-identical file. An existing bundle
     file is replaced atomically (a bundle is a build output), a symbolic
     link is refused. Exit code 0, 5 when the pack does not load, 2 when
@@ -44,9 +46,9 @@ def policy_bundle(state: CliState, out: Path) -> None:
     # server polling the path from reading half a bundle.
     write_file(out, build_bundle(pack), secret=False, overwrite=True, what="bundle")
     if state.json:
-        echo_json({"out": str(out), "revision": pack.revision})
+        echo_json({"out": str(out), "revision": pack.modules_revision, "policy_revision": pack.revision})
     else:
-        click.echo(f"wrote {out} (revision {pack.revision})")
+        click.echo(f"wrote {out} (modules revision {pack.modules_revision}; policy_revision {pack.revision})")
 
 
 def _render(report: BackendReport) -> str:

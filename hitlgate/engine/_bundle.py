@@ -1,11 +1,14 @@
 """Standard OPA bundles built from a policy pack.
 
 A bundle is a gzipped tarball holding the pack's non-test ``.rego`` modules
-(by their path relative to the policy directory), ``data.json`` with the
-merged inventory under ``inventory``, and a ``.manifest`` whose
-``revision`` is the pack's content hash, the same string the engine reports
-as ``policy_revision``. ``opa run --server --bundle FILE`` serves it as is,
-and the OPA backend compares the revision OPA reports with the local pack's.
+(by their path relative to the policy directory) and a ``.manifest`` whose
+``revision`` is the modules revision (issue 9, Contract 2). It carries no
+inventory and no ``data.json``: the engine sends each query the target's
+neighbourhood in ``input.inventory``, so a bundle of 100,000 identities is
+the size of its policy, and an inventory change needs no new bundle.
+``opa run --server --bundle FILE`` serves it as is; the OPA backend checks
+that OPA serves the local modules revision and reports the decision's
+``policy_revision`` as the hash of that and the inventory revision.
 
 The tarball is deterministic: entries sorted by name, fixed mtime, owner
 and mode, and a gzip header without a timestamp or file name, so building
@@ -23,12 +26,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.policy import PolicyModules, PolicyPack
 from hitlgate.errors import ConfigError
 
 #: The data roots the bundle owns. OPA refuses writes under these paths via
 #: the REST API while the bundle is active, so a stray ``PUT /v1/data`` cannot
-#: change what decides behind the manifest's back.
+#: change what decides behind the manifest's back (``inventory`` stays owned,
+#: and empty, so a policy still reading ``data.inventory`` finds nothing
+#: rather than something planted).
 BUNDLE_ROOTS = ("hitlgate", "inventory")
 
 # 2000-01-01T00:00:00Z: any fixed, non-zero time works; zero makes some tar
@@ -36,23 +41,21 @@ BUNDLE_ROOTS = ("hitlgate", "inventory")
 _FIXED_MTIME = 946684800
 
 
-def manifest(pack: PolicyPack) -> dict[str, Any]:
-    """The ``.manifest`` document of the bundle for ``pack``."""
-    return {"revision": pack.revision, "roots": list(BUNDLE_ROOTS)}
+def manifest(pack: PolicyPack | PolicyModules) -> dict[str, Any]:
+    """The ``.manifest`` document of the bundle for ``pack`` (its modules revision)."""
+    revision = pack.modules_revision if isinstance(pack, PolicyPack) else pack.revision
+    return {"revision": revision, "roots": list(BUNDLE_ROOTS)}
 
 
-def bundle_entries(pack: PolicyPack) -> list[tuple[str, bytes]]:
+def bundle_entries(pack: PolicyPack | PolicyModules) -> list[tuple[str, bytes]]:
     """``(name, content)`` of every bundle file, sorted by name."""
-    entries: list[tuple[str, bytes]] = [
-        (".manifest", _json_bytes(manifest(pack))),
-        ("data.json", _json_bytes(pack.data)),
-    ]
+    entries: list[tuple[str, bytes]] = [(".manifest", _json_bytes(manifest(pack)))]
     for name, source in pack.modules:
         entries.append((name, source.encode("utf-8")))
     return sorted(entries)
 
 
-def build_bundle(pack: PolicyPack) -> bytes:
+def build_bundle(pack: PolicyPack | PolicyModules) -> bytes:
     """The bytes of a deterministic OPA bundle (``.tar.gz``) for ``pack``."""
     raw = io.BytesIO()
     # The GNU format with fixed metadata keeps pax headers (which would
@@ -74,7 +77,7 @@ def build_bundle(pack: PolicyPack) -> bytes:
     return out.getvalue()
 
 
-def write_bundle(pack: PolicyPack, out: Path) -> Path:
+def write_bundle(pack: PolicyPack | PolicyModules, out: Path) -> Path:
     """Write the bundle for ``pack`` to ``out`` atomically and return ``out``.
 
     The file is written next to ``out`` and renamed into place, so an OPA

@@ -74,7 +74,9 @@ def diagnose(config: Config) -> BackendReport:
         location = f"in process ({config.policy_dir})"
     report = BackendReport(backend=kind, location=location)
     try:
-        report.local_revision = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits).revision
+        pack = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits)
+        # OPA's bundle carries the modules revision; the embedded engine reports the policy revision.
+        report.local_revision = pack.modules_revision if kind == "opa" else pack.revision
     except HitlgateError as exc:
         report.problems.append(f"local policy pack does not load: {exc}")
     if kind == "opa":

@@ -23,13 +23,22 @@ How it talks to OPA (``opa-python-client``):
   errors) for a non-2xx answer, and a body without ``result`` means the
   rule is undefined; both are handled here.
 
+Facts: the bundle holds the modules only. Each query's input carries the
+target's neighbourhood under ``inventory``, looked up in the local
+:class:`~hitlgate.engine.facts.FactIndex` (the same one the embedded engine
+uses, see :func:`hitlgate.engine.backends.with_facts`), so both engines
+decide on the same facts and an inventory change needs no new bundle.
+
 Revision check: every decision query carries ``?provenance=true``, so OPA
 returns the revision of each bundle it serves *in the same response* as the
 decision (``provenance.bundles.<name>.revision``). This costs nothing extra
 (no second request, no status plugin) and cannot race a bundle reload: the
-revision checked is the one that decided. A server serving no bundle, more
-than one revision, or any revision other than the local pack's fails
-closed with :class:`~hitlgate.errors.BackendUnavailable` naming both.
+revision checked is the one that decided. OPA must serve exactly the local
+*modules* revision; a server serving no bundle, more than one revision, or
+any other revision fails closed with
+:class:`~hitlgate.errors.BackendUnavailable` naming both. The decision
+reports the policy revision: the modules revision OPA served combined with
+the revision of the inventory the facts came from.
 
 Each failure has its own reason (timeout, unreachable, HTTP error, malformed
 answer, stale revision, undefined) and an operator log line that says what
@@ -52,10 +61,19 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
+from hitlgate.engine.backends import with_facts
 from hitlgate.engine.config import Config
+from hitlgate.engine.facts import FactIndex, FactSource, shared_file_facts
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
-from hitlgate.engine.policy import DECISION_PATH, PolicyPack
-from hitlgate.errors import BackendUnavailable, ConfigError, HitlgateError, PolicyError
+from hitlgate.engine.policy import (
+    DECISION_PATH,
+    PolicyModules,
+    PolicyPack,
+    Reloading,
+    as_policy_error,
+    combine_revisions,
+)
+from hitlgate.errors import BackendUnavailable, ConfigError, HitlgateError, PolicyError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -82,53 +100,6 @@ class OpaAnswer:
         return tuple(sorted(set(self.bundles.values())))
 
 
-class _LocalPack:
-    """The local pack whose revision OPA must serve; reloaded when its files change."""
-
-    def __init__(self, policy_dir: Path, data_paths: tuple[Path, ...], limits: Limits = DEFAULT_LIMITS) -> None:
-        self._policy_dir = policy_dir
-        self._data_paths = data_paths
-        self._limits = limits
-        self._lock = threading.Lock()
-        self._pack: PolicyPack | None = None
-        self._error: HitlgateError | None = None
-        self._load()
-
-    def _load(self) -> None:
-        try:
-            pack = PolicyPack.load_for_backend(self._policy_dir, self._data_paths, limits=self._limits)
-        except HitlgateError as exc:
-            log.error(
-                "local policy pack %s failed to load, so the OPA backend cannot know which "
-                "revision to expect; every decision fails closed: %s",
-                self._policy_dir,
-                exc,
-            )
-            self._pack, self._error = None, exc
-            return
-        if self._pack is not None and self._pack.revision != pack.revision:
-            log.info(
-                "local policy pack changed: now expecting OPA to serve %s (was %s); "
-                "deploy the new bundle with `hitlgate policy bundle`",
-                pack.revision,
-                self._pack.revision,
-            )
-        self._pack, self._error = pack, None
-
-    @property
-    def revision(self) -> str:
-        current = self._pack
-        # A broken pack is retried on every call; loading is a few file reads.
-        if current is None or current.changed():
-            with self._lock:
-                if self._pack is current:
-                    self._load()
-        if self._pack is None:
-            assert self._error is not None  # noqa: S101 - invariant of _load.
-            raise PolicyError(f"local policy pack is broken, expected revision unknown: {self._error}")
-        return self._pack.revision
-
-
 class OpaBackend:
     """Evaluates ``data.hitlgate.decision`` on an OPA server (see module docstring)."""
 
@@ -139,31 +110,48 @@ class OpaBackend:
         url: str,
         *,
         expected_revision: str | None = None,
+        pack: PolicyPack | None = None,
         policy_dir: Path | None = None,
         data_paths: tuple[Path, ...] = (),
+        facts: FactSource | None = None,
         timeout_ms: int = 500,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """Connect to the OPA server at ``url`` (no request is made yet).
 
-        Give either a fixed ``expected_revision`` or the local pack
-        (``policy_dir`` and ``data_paths``), whose revision is recomputed
-        when its files change.
+        Give exactly one of: the local pack's files (``policy_dir`` and
+        ``data_paths``), whose revisions follow the files as they change; a
+        loaded ``pack``, fixed; or a fixed modules ``expected_revision`` with
+        ``facts`` (without facts the backend can only :meth:`query`, as
+        ``hitlgate doctor`` does). ``facts`` replaces the inventory files.
         """
-        if (expected_revision is None) == (policy_dir is None):
-            raise ConfigError("OpaBackend needs exactly one of expected_revision or policy_dir")
+        if sum(x is not None for x in (expected_revision, pack, policy_dir)) != 1:
+            raise ConfigError("OpaBackend needs exactly one of expected_revision, pack or policy_dir")
         if timeout_ms < 1:
             raise ConfigError(f"backend.timeout_ms must be at least 1, got {timeout_ms}")
         self.url = url.rstrip("/")
         self.timeout_ms = timeout_ms
         self._fixed_revision = expected_revision
-        self._local = _LocalPack(Path(policy_dir), tuple(data_paths), limits) if policy_dir is not None else None
+        self._modules: Reloading[PolicyModules] | None = None
+        self.facts: FactSource | None = facts
+        if pack is not None:
+            self._fixed_revision = pack.modules_revision
+            if facts is None:
+                self.facts = FactIndex(pack.inventory.document, pack.inventory.revision)
+        elif policy_dir is not None:
+            local = Path(policy_dir)
+            self._modules = Reloading(
+                lambda: PolicyModules.load(local), lambda: PolicyModules.watched_paths(local),
+                what=f"local policy pack {local} (the revision OPA must serve)",
+            )
+            if facts is None:
+                self.facts = shared_file_facts(tuple(data_paths), limits=limits)
         self._client = _make_client(self.url, timeout_ms / 1000.0)
         self._problem_lock = threading.Lock()
         self._problem: str | None = None
 
     @classmethod
-    def from_config(cls, config: Config) -> OpaBackend:
+    def from_config(cls, config: Config, *, facts: FactSource | None = None) -> OpaBackend:
         """The backend ``backend: {kind: opa, url, timeout_ms}`` describes."""
         if not config.backend.url:
             raise ConfigError("backend.url is required when backend.kind is opa")
@@ -171,17 +159,37 @@ class OpaBackend:
             config.backend.url,
             policy_dir=config.policy_dir,
             data_paths=tuple(config.data_paths),
+            facts=facts,
             timeout_ms=config.backend.timeout_ms,
             limits=config.limits,
         )
 
     @property
-    def expected_revision(self) -> str:
-        """The revision of the local pack, which OPA must serve."""
+    def expected_modules_revision(self) -> str:
+        """The modules revision OPA must serve (the local modules', or the fixed one)."""
         if self._fixed_revision is not None:
             return self._fixed_revision
-        assert self._local is not None  # noqa: S101 - invariant of __init__.
-        return self._local.revision
+        assert self._modules is not None  # noqa: S101 - invariant of __init__.
+        try:
+            return self._modules.get().revision
+        except HitlgateError as exc:
+            raise PolicyError(f"local policy pack is broken, expected revision unknown: {exc}") from exc
+
+    @property
+    def expected_revision(self) -> str:
+        """The policy revision decisions get now: the modules OPA must serve and the local inventory."""
+        modules = self.expected_modules_revision
+        if self.facts is None:
+            return modules
+        return combine_revisions(modules, self._index().revision)
+
+    def _index(self) -> FactIndex:
+        if self.facts is None:
+            raise PolicyError("the OPA backend has no inventory to take facts from (give pack, policy_dir or facts)")
+        try:
+            return self.facts.current()
+        except ValidationError as exc:
+            raise as_policy_error(exc) from exc
 
     def query(self, input_document: Mapping[str, Any]) -> OpaAnswer:
         """Ask OPA for the decision, without checking the revision.
@@ -231,9 +239,10 @@ class OpaBackend:
         return OpaAnswer(result=body.get("result"), bundles=bundles)
 
     def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
-        """Evaluate ``data.hitlgate.decision`` on OPA and check the revision that answered."""
-        expected = self.expected_revision
-        answer = self.query(input_document)
+        """Evaluate ``data.hitlgate.decision`` on OPA, with the target's facts, and check the revision."""
+        expected = self.expected_modules_revision
+        document, inventory_revision = with_facts(input_document, self._index())
+        answer = self.query(document)
         served = answer.revisions
         if not served:
             raise self._unavailable(
@@ -243,7 +252,7 @@ class OpaBackend:
         if served != (expected,):
             raise self._unavailable(
                 f"policy revision mismatch: OPA at {self.url} serves {', '.join(served)} "
-                f"but the local pack is {expected}; refusing a stale OPA",
+                f"but the local pack's modules are {expected}; refusing a stale OPA",
                 "deploy the bundle of the current pack (`hitlgate policy bundle`) to OPA",
             )
         if answer.result is None:
@@ -255,7 +264,7 @@ class OpaBackend:
             )
         else:
             self._note_recovered()
-        return answer.result, expected
+        return answer.result, combine_revisions(expected, inventory_revision)
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -1,11 +1,16 @@
 """Embedded Rego evaluation with regopy (rego-cpp), in process.
 
-The pack is compiled once into a regopy bundle with the entrypoint
-``hitlgate/decision``; each query only sets the input and runs the compiled
-plan. The pack is recompiled when a policy or inventory file changes.
+The Rego modules are compiled once into a regopy bundle with the
+entrypoint ``hitlgate/decision``; each query only sets the input and runs
+the compiled plan. The inventory is *not* compiled in: each query's input
+carries the target's neighbourhood under ``inventory``, looked up by key in
+a :class:`~hitlgate.engine.facts.FactIndex` (see
+:func:`hitlgate.engine.backends.with_facts`). So the modules are recompiled
+only when a module changes; an inventory change rebuilds the index alone.
 
 regopy's interpreter is not thread-safe, so every thread keeps its own
-interpreter and compiled bundle (one per revision).
+interpreter and compiled bundle (one per modules revision): the modules
+only, a few hundred kilobytes, never a copy of the inventory.
 
 stdout belongs to the caller (``decide --json`` prints one JSON document
 there), but rego-cpp writes compile errors ("Errors: ...") and the output
@@ -20,6 +25,7 @@ norm in production) evaluate without it, in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -36,9 +42,18 @@ from typing import Any
 from hitlgate.engine._addrspace import require_address_space
 from hitlgate.engine._locate import display_path
 from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
+from hitlgate.engine.backends import with_facts
+from hitlgate.engine.facts import FactIndex, FactSource, shared_file_facts
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
-from hitlgate.engine.policy import DECISION_PATH, PolicyPack, fingerprint_paths
-from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError
+from hitlgate.engine.policy import (
+    DECISION_PATH,
+    PolicyModules,
+    PolicyPack,
+    Reloading,
+    as_policy_error,
+    combine_revisions,
+)
+from hitlgate.errors import BackendUnavailable, HitlgateError, PolicyError, ValidationError
 
 # regopy aborts the whole process on load under a too-small ulimit -v:
 # refuse with an error instead, before it is imported (see _addrspace).
@@ -50,9 +65,6 @@ log = logging.getLogger(__name__)
 #: What the policy itself prints (Rego print/trace): its own logger, never
 #: filtered as a duplicate of an engine error, so it always reaches stderr.
 policy_output_log = logging.getLogger("hitlgate.policy")
-
-#: Loads tried in a row when the files change while a broken pack loads.
-RELOAD_ATTEMPTS = 3
 
 #: Serialises every redirect of fd 1: it is one per process.
 _STDOUT_LOCK = threading.Lock()
@@ -109,10 +121,11 @@ def _native_stdout_captured() -> Iterator[list[str]]:
             sink.close()
 
 
-def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
-    """A fresh interpreter with ``pack`` compiled into a bundle for ``hitlgate/decision``.
+def compile_pack(pack: PolicyModules | PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
+    """A fresh interpreter with the modules of ``pack`` compiled into a bundle for ``hitlgate/decision``.
 
-    rego-cpp's error report goes to fd 1; it is captured into the
+    No data is added: the facts arrive in each query's input. rego-cpp's
+    error report goes to fd 1; it is captured into the
     :class:`PolicyError`'s message instead, so stdout stays the caller's.
     """
     interpreter = regopy.Interpreter()
@@ -120,7 +133,6 @@ def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
         try:
             for name, source in pack.modules:
                 interpreter.add_module(name, source)
-            interpreter.add_data_json(json.dumps(pack.data))
             bundle = interpreter.build(None, [DECISION_PATH])
         except regopy.RegoError as exc:
             error: regopy.RegoError | None = exc
@@ -141,12 +153,12 @@ def compile_pack(pack: PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
 
 
 class _Compiled:
-    """One thread's interpreter with the pack compiled into a bundle."""
+    """One thread's interpreter with the modules compiled into a bundle."""
 
-    def __init__(self, pack: PolicyPack) -> None:
-        self.revision = pack.revision
-        self.interpreter, self.bundle = compile_pack(pack)
-        self.writes_stdout = any(_WRITES_STDOUT.search(source) for _, source in pack.modules)
+    def __init__(self, modules: PolicyModules) -> None:
+        self.revision = modules.revision
+        self.interpreter, self.bundle = compile_pack(modules)
+        self.writes_stdout = any(_WRITES_STDOUT.search(source) for _, source in modules.modules)
 
     def query(self, input_document: Mapping[str, Any]) -> Any:
         if not self.writes_stdout:
@@ -163,7 +175,9 @@ class _Compiled:
 
     def _query(self, input_document: Mapping[str, Any]) -> Any:
         try:
-            self.interpreter.set_input(regopy.Input(input_document))
+            # One JSON text is cheaper than regopy.Input's ctypes call per node
+            # (measured: see docs/benchmarks.md), and the neighbourhood adds nodes.
+            self.interpreter.set_input_term(json.dumps(input_document, ensure_ascii=False, allow_nan=False))
             output = self.interpreter.query_bundle_entrypoint(self.bundle, DECISION_PATH)
         except regopy.RegoError as exc:
             # An evaluation error (conflicting rule values, a failing built-in)
@@ -190,92 +204,68 @@ class RegopyBackend:
     name = "embedded"
 
     def __init__(
-        self, policy_dir: Path, data_paths: list[Path], *, watch: bool = True, limits: Limits = DEFAULT_LIMITS
+        self,
+        policy_dir: Path,
+        data_paths: list[Path],
+        *,
+        watch: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
+        facts: FactSource | None = None,
     ) -> None:
+        """Compile the modules under ``policy_dir``; facts come from ``facts`` or the inventory files."""
         self._policy_dir = Path(policy_dir)
-        self._data_paths = [Path(p) for p in data_paths]
-        self._limits = limits
-        self._watch = watch
-        self._lock = threading.Lock()
+        self._data_paths = tuple(Path(p) for p in data_paths)
         self._local = threading.local()
-        self._pack: PolicyPack | None = None
-        self._load_error: HitlgateError | None = None
-        self._failed_fingerprint: tuple[tuple[str, int, int], ...] | None = None
-        self._reload()
+        #: Where each decision's facts come from; shared with the approver registry.
+        self.facts: FactSource = facts if facts is not None else shared_file_facts(self._data_paths, limits=limits)
+        self._modules: Reloading[PolicyModules] = Reloading(
+            self._load_modules, lambda: PolicyModules.watched_paths(self._policy_dir),
+            what="policy pack", watch=watch,
+        )
+        # Load the inventory now, so a broken one is reported at start, not at the first decision.
+        with contextlib.suppress(HitlgateError):
+            self.facts.current()
+
+    def _load_modules(self) -> PolicyModules:
+        modules = PolicyModules.load(self._policy_dir)
+        # Compile up front so errors surface at load; this thread keeps it.
+        self._local.compiled = _Compiled(modules)
+        return modules
+
+    @property
+    def modules(self) -> PolicyModules:
+        """The current modules; raises the load or compile error if they are broken."""
+        return self._modules.get()
 
     @property
     def pack(self) -> PolicyPack:
-        """The current pack; raises the load error if the pack is broken."""
-        self._refresh()
-        if self._pack is None:
-            assert self._load_error is not None  # noqa: S101 - invariant of _reload.
-            raise self._load_error
-        return self._pack
+        """The pack on disk now, modules and inventory (loaded afresh: for tools, not for deciding)."""
+        modules = self.modules
+        return PolicyPack.load_for_backend(modules.policy_dir, self._data_paths)
 
     @property
     def expected_revision(self) -> str:
-        """Revision of the pack on disk now."""
-        return self.pack.revision
-
-    def _disk_fingerprint(self) -> tuple[tuple[str, int, int], ...] | None:
-        try:
-            return fingerprint_paths(PolicyPack.watched_paths(self._policy_dir, self._data_paths))
-        except (HitlgateError, OSError):
-            return None
-
-    def _reload(self) -> None:
-        for _attempt in range(RELOAD_ATTEMPTS):
-            # Fingerprint *before* loading and compare after: a fix that lands
-            # while a broken pack is loading must never be remembered as the
-            # broken files (the engine would deny until something changed again).
-            before = self._disk_fingerprint()
-            try:
-                pack = PolicyPack.load_for_backend(self._policy_dir, self._data_paths, limits=self._limits)
-                # Compile up front so errors surface at load; this thread keeps it.
-                compiled = _Compiled(pack)
-            except HitlgateError as exc:
-                self._pack, self._load_error = None, exc
-                if self._disk_fingerprint() != before:
-                    # The files changed while they were loading: load what is there now.
-                    self._failed_fingerprint = None
-                    continue
-                log.error("policy pack failed to load; every decision fails closed: %s", exc)
-                self._failed_fingerprint = before
-                return
-            break
-        else:
-            # Changing under every attempt: stay closed, and retry on the next call.
-            log.error("policy pack kept changing while loading; every decision fails closed: %s", self._load_error)
-            return
-        if self._pack is not None and self._pack.revision != pack.revision:
-            log.info("policy pack reloaded: %s -> %s", self._pack.revision, pack.revision)
-        self._pack, self._load_error = pack, None
-        self._local.compiled = compiled
-
-    def _refresh(self) -> None:
-        if not self._watch:
-            return
-        current = self._pack
-        if current is not None:
-            if not current.changed():
-                return
-        elif self._disk_fingerprint() == self._failed_fingerprint:
-            # Still broken and nothing changed on disk: keep failing closed
-            # without recompiling on every call.
-            return
-        with self._lock:
-            if self._pack is current:
-                self._reload()
+        """The policy revision decisions get now: the modules' and the inventory's."""
+        return combine_revisions(self.modules.revision, _index(self.facts).revision)
 
     def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
-        """Evaluate ``data.hitlgate.decision`` for one input."""
-        pack = self.pack
+        """Evaluate ``data.hitlgate.decision`` for one input, with the target's facts added."""
+        modules = self.modules
+        document, inventory_revision = with_facts(input_document, _index(self.facts))
         compiled: _Compiled | None = getattr(self._local, "compiled", None)
-        if compiled is None or compiled.revision != pack.revision:
-            compiled = _Compiled(pack)
+        if compiled is None or compiled.revision != modules.revision:
+            compiled = _Compiled(modules)
             self._local.compiled = compiled
-        return compiled.query(input_document), pack.revision
+        return compiled.query(document), combine_revisions(modules.revision, inventory_revision)
 
     def close(self) -> None:
         """Drop this thread's interpreter."""
         self._local = threading.local()
+
+
+def _index(facts: FactSource) -> FactIndex:
+    """The current index; a broken inventory is a broken pack (policy_broken, exit 5)."""
+    try:
+        return facts.current()
+    except ValidationError as exc:
+        raise as_policy_error(exc) from exc

@@ -12,12 +12,22 @@ undefined; raise :class:`~hitlgate.errors.PolicyError` for a broken policy and
 :class:`~hitlgate.errors.BackendUnavailable` for anything that kept the
 engine from answering. Never return a default decision: failing closed is the
 caller's job, done in one place.
+
+Facts: both backends evaluate ``{**proposal, "inventory": N}`` where N is
+the target's neighbourhood from a :class:`~hitlgate.engine.facts.FactIndex`
+(:func:`with_facts`), and report the revision of the modules and of the
+inventory that N came from, combined. The proposal was validated first, and
+its schema admits no top-level ``inventory``; the key is set last anyway, so
+nothing a caller sends can stand in for a fact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from hitlgate.engine.facts import FactIndex
 
 
 @runtime_checkable
@@ -39,3 +49,15 @@ class PolicyBackend(Protocol):
     def close(self) -> None:
         """Release connections or interpreters."""
         ...
+
+
+def with_facts(input_document: Mapping[str, Any], index: FactIndex) -> tuple[dict[str, Any], str]:
+    """``({**input_document, "inventory": neighbourhood}, inventory revision)`` for the named target.
+
+    The neighbourhood and the revision are read together, so the revision
+    names the inventory the facts came from even while it changes.
+    """
+    action = input_document.get("action")
+    target = action.get("target") if isinstance(action, Mapping) else None
+    neighbourhood, revision = index.snapshot(target if isinstance(target, str) else "")
+    return {**input_document, "inventory": neighbourhood}, revision

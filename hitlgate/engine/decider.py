@@ -10,11 +10,15 @@ failure as its reason and in ``fail_closed.code``: ``policy_broken`` for a
 ``backend_unavailable`` for any other engine error, ``internal`` for a bug.
 Never ``auto_allow``.
 
-Enrichment: the proposal names a target; the facts about it (environment,
-owner, users, partner, privilege) are looked up by the policy in the
-trusted inventory under ``data.inventory``, which is compiled into the same
-bundle as the policy and covered by the same revision. Nothing in the
-proposal can claim a fact about its target.
+Enrichment: the proposal names a target; after the proposal is validated,
+the backend adds the facts about it (the target's record, the workloads that
+use it, its partner, their owning teams and those teams' approvers, whether
+it is protected) to the input under ``inventory``, looked up by key in the
+trusted inventory's :class:`~hitlgate.engine.facts.FactIndex`
+(:func:`hitlgate.engine.backends.with_facts`). The proposal schema admits no
+top-level ``inventory``, so nothing in the proposal can claim a fact about
+its target, and the decision's ``policy_revision`` covers the modules and
+the inventory revision the facts came from.
 """
 
 from __future__ import annotations
@@ -34,16 +38,20 @@ log = logging.getLogger(__name__)
 
 def backend_from_config(config: Config) -> PolicyBackend:
     """Build the backend the configuration names."""
+    from hitlgate.engine.facts import facts_from_config
+
     if config.backend.kind == "embedded":
         from hitlgate.engine._regopy import RegopyBackend
 
-        return RegopyBackend(config.policy_dir, list(config.data_paths), limits=config.limits)
+        return RegopyBackend(
+            config.policy_dir, list(config.data_paths), limits=config.limits, facts=facts_from_config(config)
+        )
     if config.backend.kind == "opa":
         try:
             from hitlgate.engine._opa import OpaBackend  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:  # pragma: no cover - present once the OPA backend ships.
             raise ConfigError("the OPA backend is not available in this build") from exc
-        return OpaBackend.from_config(config)  # type: ignore[no-any-return,unused-ignore]
+        return OpaBackend.from_config(config, facts=facts_from_config(config))  # type: ignore[no-any-return,unused-ignore]
     raise ConfigError(f"backend.kind: unknown backend {config.backend.kind!r}")
 
 

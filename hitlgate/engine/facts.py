@@ -33,10 +33,17 @@ revision it belongs to.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+import weakref
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from hitlgate.engine.inventory import Approver, decode_public_key
+from hitlgate.engine.inventory import Approver, Inventory, decode_public_key, load_inventory
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
+from hitlgate.engine.policy import Reloading, inventory_watched_paths
+
+if TYPE_CHECKING:
+    from hitlgate.engine.config import Config
 
 #: The keyed sections of an inventory document.
 RECORD_SECTIONS = ("teams", "workloads", "partners", "identities", "approvers")
@@ -71,6 +78,10 @@ class FactIndex:
         self._approvers: dict[str, Approver] | None = None
 
     # -- reading ---------------------------------------------------------------
+
+    def current(self) -> FactIndex:
+        """The index itself: a fixed index is a :class:`FactSource` that never changes."""
+        return self
 
     @property
     def revision(self) -> str:
@@ -211,3 +222,73 @@ class FactIndex:
                 members.pop(name, None)
                 if not members:
                     del self._members[team]
+
+
+@runtime_checkable
+class FactSource(Protocol):
+    """Where a backend gets the current :class:`FactIndex` (inventory files, or the database).
+
+    ``current()`` is called once per decision: it must be cheap when nothing
+    changed (a few ``stat`` calls, or a poll of a change feed) and must raise
+    a :class:`~hitlgate.errors.HitlgateError` while the inventory is broken,
+    so that decisions fail closed.
+    """
+
+    def current(self) -> FactIndex:
+        """The index to decide with now."""
+        ...
+
+
+class FileFacts:
+    """The index of inventory files (YAML or JSON Lines), rebuilt when a file changes.
+
+    Rebuilding the index never touches the policy: a backend keeps its
+    compiled modules. Raises the load error (a
+    :class:`~hitlgate.errors.ValidationError` or
+    :class:`~hitlgate.errors.PolicyError`) while the files are broken.
+    """
+
+    def __init__(self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS, watch: bool = True) -> None:
+        self.data_paths = tuple(Path(p) for p in data_paths)
+        self._limits = limits
+        self._loaded: Reloading[tuple[Inventory, FactIndex]] = Reloading(
+            self._load, lambda: inventory_watched_paths(self.data_paths), what="inventory", watch=watch
+        )
+
+    def _load(self) -> tuple[Inventory, FactIndex]:
+        inventory = load_inventory(self.data_paths, limits=self._limits)
+        return inventory, FactIndex(inventory.document, inventory.revision)
+
+    def current(self) -> FactIndex:
+        """The index of the files as they are now."""
+        return self._loaded.get()[1]
+
+    @property
+    def inventory(self) -> Inventory:
+        """The loaded inventory (documents and sources) the index was built from."""
+        return self._loaded.get()[0]
+
+
+_SHARED: weakref.WeakValueDictionary[tuple[Any, ...], FileFacts] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_file_facts(data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> FileFacts:
+    """One :class:`FileFacts` per (data paths, limits) in the process, shared by every user.
+
+    The backend and the approver registry read the same files: loading them
+    once keeps start time and memory at one inventory, whatever the number
+    of users. An entry lives as long as someone holds it.
+    """
+    key = (tuple(str(Path(p).resolve()) for p in data_paths), limits)
+    with _SHARED_LOCK:
+        facts = _SHARED.get(key)
+        if facts is None:
+            facts = FileFacts(data_paths, limits=limits)
+            _SHARED[key] = facts
+        return facts
+
+
+def facts_from_config(config: Config) -> FactSource:
+    """The fact source the configuration names (inventory files, by default)."""
+    return shared_file_facts(config.data_paths, limits=config.limits)

@@ -1,24 +1,31 @@
 """The trusted inventory: identities, workloads, partners, teams, approvers.
 
-Inventory files are YAML documents validated against
+Inventory files are YAML documents (``*.yaml``/``*.yml``) or JSON Lines
+exports of a CMDB (``*.jsonl``, one record a line:
+``{"section": ..., "id": ..., "record": {...}}``), validated against
 ``schemas/inventory.schema.json``. Several files are merged section by
 section; an id defined twice, or a reference to an id that does not exist
 (an owner team, a workload in ``used_by``, a partner), is an error naming the
-file and the field. The merged document is what the policy sees under
-``data.inventory``.
+file and line and the field. The merged document is indexed by
+:class:`hitlgate.engine.facts.FactIndex`; each decision's input carries the
+target's neighbourhood under ``inventory``.
 
-A file is read under ``limits.inventory_file_bytes`` and parsed by
-:func:`hitlgate.engine._safeparse.load_yaml`: strict UTF-8, nesting
-bounded without recursion, and no anchors, aliases, merge keys, custom
-tags or duplicate keys (an id written twice in one file is an error, not a
-silent override).
+A file is read under ``limits.inventory_file_bytes``. YAML is parsed by
+:func:`hitlgate.engine._safeparse.load_yaml` (libyaml's C parser where
+available): strict UTF-8, nesting bounded without recursion, and no
+anchors, aliases, merge keys, custom tags or duplicate keys (an id written
+twice in one file is an error, not a silent override). Each JSON line goes
+through :func:`hitlgate.engine._safeparse.parse_json` (duplicate keys,
+depth, non-finite numbers, NUL refused) after the whole file is checked as
+strict UTF-8.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
-from collections.abc import Iterable, Mapping
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +35,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hitlgate.engine import schemas
 from hitlgate.engine._locate import display_path, locate_inventory_problem
-from hitlgate.engine._safeparse import load_yaml, read_limited
+from hitlgate.engine._safeparse import decode_utf8, describe, load_yaml, parse_json, read_limited
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
+from hitlgate.engine.proposal import canonical_json
 from hitlgate.errors import PolicyError, ValidationError
 
 SECTIONS = ("teams", "workloads", "partners", "identities", "approvers")
+
+#: The file name endings read as inventory: YAML, and JSON Lines (a CMDB export, one record a line).
+INVENTORY_SUFFIXES = (".yaml", ".yml", ".jsonl")
 
 PUBLIC_KEY_PREFIX = "ed25519:"
 
@@ -76,6 +87,8 @@ class Inventory:
 
     document: Mapping[str, Any]
     sources: tuple[str, ...]
+    #: ``sha256:`` over the relative path and bytes of each file (Contract 2 of issue 9).
+    revision: str = ""
 
     @property
     def approvers(self) -> dict[str, Approver]:
@@ -99,24 +112,23 @@ class Inventory:
         return None
 
 
-def _load_yaml(path: Path, limits: Limits) -> Any:
+def _read(path: Path, limits: Limits) -> tuple[bytes, str]:
     try:
-        data, label = read_limited(
+        return read_limited(
             path, max_bytes=limits.inventory_file_bytes, what="inventory", limit_key="inventory_file_bytes"
         )
     except ValidationError as exc:
         if exc.code == "unreadable":
             raise PolicyError(f"cannot read inventory file {path}: {exc.problems[0]}") from exc
         raise
-    return load_yaml(data, what="inventory", label=label, max_depth=limits.max_depth)
 
 
 def inventory_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml``/``*.yml`` files, sorted."""
+    """Expand directories into their ``*.yaml``/``*.yml``/``*.jsonl`` files, sorted."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files.extend(sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml")))
+            files.extend(sorted(q for q in p.iterdir() if q.suffix in INVENTORY_SUFFIXES))
         elif p.exists():
             files.append(p)
         else:
@@ -124,76 +136,205 @@ def inventory_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+def _relative_names(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Each inventory file with its name relative to the data path that holds it (for the revision)."""
+    out: list[tuple[Path, str]] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend((f, f.relative_to(p).as_posix()) for f in inventory_files([p]))
+        else:
+            out.extend((f, f.name) for f in inventory_files([p]))
+    return out
+
+
+def files_revision(named: Iterable[tuple[str, bytes]]) -> str:
+    """``sha256:`` over (relative path, sha256 of the bytes) of each inventory file, in order (Contract 2)."""
+    body = [[name, hashlib.sha256(data).hexdigest()] for name, data in named]
+    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+
+
 def merge_documents(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    """Merge validated inventory documents; an id defined twice is an error."""
+    """Merge validated inventory documents; an id defined twice is an error.
+
+    Records are moved, not copied: each document was just parsed from its
+    own file, so nothing else holds them (a deep copy of 10^5 records costs
+    seconds).
+    """
     merged: dict[str, Any] = {s: {} for s in SECTIONS}
-    merged["protected"] = []
+    protected: dict[str, bool] = {}
     origin: dict[tuple[str, str], str] = {}
     problems: list[str] = []
     for source, doc in docs:
         for section in SECTIONS:
+            target = merged[section]
             for key, rec in (doc.get(section) or {}).items():
-                if (section, key) in origin:
+                if key in target:
                     problems.append(f"{section}.{key}: defined in both {origin[(section, key)]} and {source}")
                     continue
                 origin[(section, key)] = source
-                merged[section][key] = copy.deepcopy(rec)
+                target[key] = rec
         for pid in doc.get("protected") or []:
-            if pid not in merged["protected"]:
-                merged["protected"].append(pid)
+            protected[pid] = True
     if problems:
         raise ValidationError("inventory", problems)
+    merged["protected"] = list(protected)
     return merged
 
 
-def check_references(doc: Mapping[str, Any]) -> list[str]:
-    """Return one message per dangling reference in a merged inventory."""
-    out: list[str] = []
+def _dangling(doc: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """``(section, id, message)`` for every dangling reference or shared key in a merged inventory."""
     teams = doc.get("teams", {})
     workloads = doc.get("workloads", {})
     partners = doc.get("partners", {})
-    for wid in sorted(set(doc.get("identities", {})) & set(workloads)):
-        out.append(f"{wid}: defined both as an identity and as a workload; ids must be unique")
+    identities = doc.get("identities", {})
+    for wid in sorted(set(identities).intersection(workloads)):
+        yield "identities", wid, f"{wid}: defined both as an identity and as a workload; ids must be unique"
     for section in ("workloads", "partners", "identities"):
         for key, rec in doc.get(section, {}).items():
             if rec["owner"] not in teams:
-                out.append(f"{section}.{key}.owner: unknown team {rec['owner']!r}")
-    for key, rec in doc.get("identities", {}).items():
+                yield section, key, f"{section}.{key}.owner: unknown team {rec['owner']!r}"
+    for key, rec in identities.items():
         for i, w in enumerate(rec.get("used_by", [])):
             if w not in workloads:
-                out.append(f"identities.{key}.used_by[{i}]: unknown workload {w!r}")
+                yield "identities", key, f"identities.{key}.used_by[{i}]: unknown workload {w!r}"
         if "partner" in rec and rec["partner"] not in partners:
-            out.append(f"identities.{key}.partner: unknown partner {rec['partner']!r}")
+            yield "identities", key, f"identities.{key}.partner: unknown partner {rec['partner']!r}"
     # One key, one person: a key registered under two names would let its
     # holder fill two places of a dual approval alone.
     key_owner: dict[bytes, str] = {}
     for name, rec in doc.get("approvers", {}).items():
         for i, t in enumerate(rec.get("teams", [])):
             if t not in teams:
-                out.append(f"approvers.{name}.teams[{i}]: unknown team {t!r}")
+                yield "approvers", name, f"approvers.{name}.teams[{i}]: unknown team {t!r}"
         try:
             raw = public_raw_bytes(decode_public_key(rec["public_key"]))
         except ValueError as exc:
-            out.append(f"approvers.{name}.public_key: not a valid Ed25519 key ({exc})")
+            yield "approvers", name, f"approvers.{name}.public_key: not a valid Ed25519 key ({exc})"
             continue
         other = key_owner.setdefault(raw, name)
         if other != name:
-            out.append(
+            yield "approvers", name, (
                 f"approvers.{name}.public_key: the same key is already registered for {other}; "
                 f"{other} and {name} must each have their own key"
             )
-    return out
+
+
+def check_references(doc: Mapping[str, Any]) -> list[str]:
+    """Return one message per dangling reference in a merged inventory."""
+    return [message for _, _, message in _dangling(doc)]
+
+
+def _load_jsonl(
+    data: bytes, label: str, limits: Limits
+) -> tuple[dict[str, Any], dict[tuple[str, str], int], list[str]]:
+    """Parse a JSON Lines inventory file (Contract 3) into an inventory document.
+
+    Returns the document, the line of each record, and the problems found
+    (each ``file:line: ...``). Strict UTF-8 and the size limit are checked
+    on the whole file first; each line is parsed with the same JSON rules
+    as every other document (duplicate keys, depth, non-finite numbers, NUL).
+    """
+    text = decode_utf8(data, what="inventory", label=label)
+    doc: dict[str, Any] = {}
+    lines: dict[tuple[str, str], int] = {}
+    problems: list[str] = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{label}:{lineno}"
+        try:
+            entry = parse_json(line, what="inventory", label=where, max_depth=limits.max_depth)
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+            continue
+        problem = _entry_problem(entry)
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        section, key = entry["section"], entry["id"]
+        if (section, key) in lines:
+            first = lines[(section, key)]
+            problems.append(f"{where}: {section}.{describe(key)}: defined twice (first on line {first})")
+            continue
+        lines[(section, key)] = lineno
+        if section == "protected":
+            doc.setdefault("protected", []).append(key)
+        else:
+            doc.setdefault(section, {})[key] = entry["record"]
+    if not problems:
+        found = schemas.check("inventory", doc)
+        if found:
+            # Name the line of each offending record: the schema names section.id.field.
+            problems.extend(_place(p, lines, label) for p in found)
+    return doc, lines, problems
+
+
+_ENVELOPE = frozenset(("section", "id", "record"))
+
+
+def _entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "each line must be a JSON object {\"section\", \"id\", \"record\"}"
+    extra = sorted(set(entry) - _ENVELOPE)
+    if extra:
+        return f"unexpected field {describe(extra[0])} (a line has section, id and record)"
+    section = entry.get("section")
+    if section not in (*SECTIONS, "protected"):
+        return f"section: must be one of {', '.join((*SECTIONS, 'protected'))}, got {describe(section)}"
+    if not isinstance(entry.get("id"), str):
+        return f"id: must be a string, got {describe(entry.get('id'))}"
+    if section == "protected":
+        if "record" in entry:
+            return "a protected line has no record"
+    elif not isinstance(entry.get("record"), dict):
+        return f"record: must be a JSON object, got {describe(entry.get('record'))}"
+    return None
+
+
+def _place(problem: str, lines: Mapping[tuple[str, str], int], label: str) -> str:
+    """``label:line: problem`` for a problem whose path starts with ``section.id`` of a known record."""
+    section, _, rest = problem.partition(".")
+    if section == "protected":
+        m = re.match(r"\[(\d+)\]", rest)
+        keys = [k for (s, k) in lines if s == "protected"]
+        if m and int(m.group(1)) < len(keys):
+            return f"{label}:{lines[('protected', keys[int(m.group(1))])]}: {problem}"
+        return f"{label}: {problem}"
+    # Ids may contain dots: take the longest id the rest starts with.
+    best = 0
+    for end in [i for i, c in enumerate(rest) if c in ".[:"] + [len(rest)]:
+        line = lines.get((section, rest[:end]))
+        if line is not None:
+            best = line
+    return f"{label}:{best}: {problem}" if best else f"{label}: {problem}"
 
 
 def load_inventory(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) -> Inventory:
-    """Load, validate and merge inventory files or directories (each file under ``limits``)."""
-    files = inventory_files(paths)
-    if not files:
+    """Load, validate and merge inventory files or directories (each file under ``limits``).
+
+    YAML files (``.yaml``/``.yml``) and JSON Lines files (``.jsonl``, one
+    record a line) may be mixed; the revision covers the bytes of each.
+    """
+    paths = [Path(p) for p in paths]
+    named = _relative_names(paths)
+    if not named:
         raise PolicyError("no inventory files found; an empty inventory would make every target unknown")
     docs: list[tuple[str, Mapping[str, Any]]] = []
     problems: list[str] = []
-    for f in files:
-        doc = _load_yaml(f, limits)
+    hashed: list[tuple[str, bytes]] = []
+    jsonl_lines: dict[tuple[str, str], str] = {}
+    for f, name in named:
+        data, label = _read(f, limits)
+        hashed.append((name, data))
+        if f.suffix == ".jsonl":
+            doc, lines, found = _load_jsonl(data, display_path(f), limits)
+            problems.extend(found)
+            for (section, key), line in lines.items():
+                jsonl_lines.setdefault((section, key), f"{display_path(f)}:{line}")
+            if not found:
+                docs.append((display_path(f), doc))
+            continue
+        doc = load_yaml(data, what="inventory", label=label, max_depth=limits.max_depth)
         if doc is None:
             doc = {}
         found = schemas.check("inventory", doc)
@@ -204,7 +345,16 @@ def load_inventory(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) ->
     if problems:
         raise ValidationError("inventory", problems)
     merged = merge_documents(docs)
-    dangling = check_references(merged)
+    dangling = list(_dangling(merged))
     if dangling:
-        raise ValidationError("inventory", [locate_inventory_problem(p, files) for p in dangling])
-    return Inventory(document=merged, sources=tuple(str(f) for f in files))
+        files = [f for f, _ in named if f.suffix != ".jsonl"]
+        raise ValidationError(
+            "inventory",
+            [
+                f"{jsonl_lines[(s, k)]}: {m}" if (s, k) in jsonl_lines else locate_inventory_problem(m, files)
+                for s, k, m in dangling
+            ],
+        )
+    return Inventory(
+        document=merged, sources=tuple(str(f) for f, _ in named), revision=files_revision(hashed)
+    )

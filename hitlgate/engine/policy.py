@@ -1,25 +1,34 @@
-"""The policy pack: Rego modules plus inventory data, and its revision.
+"""The policy pack: Rego modules plus inventory data, and their revisions.
 
-The *policy revision* is the content hash of everything that decides: every
-non-test ``.rego`` module (by relative path) and the merged inventory
-document. The same hash is the ``revision`` in the ``.manifest`` of the OPA
-bundle built from the pack, so a decision names exactly what decided it,
-whichever engine evaluated it.
+Two halves, loaded and watched separately, so an inventory change never
+recompiles the policy (issue 9, Contract 2):
+
+* the *modules revision*: ``sha256:`` over every non-test ``.rego`` module
+  (by relative path); it is the ``revision`` in the ``.manifest`` of the OPA
+  bundle, which carries the modules only;
+* the *inventory revision*: ``sha256:`` over the relative path and bytes of
+  each inventory file (or maintained by the database inventory);
+* the *policy revision* every decision reports: one hash of both, so a
+  decision still names exactly what decided it, whichever engine evaluated it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
 from hitlgate.engine.inventory import Inventory, inventory_files, load_inventory
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.proposal import canonical_json
-from hitlgate.errors import PolicyError, ValidationError
+from hitlgate.errors import HitlgateError, PolicyError, ValidationError
+
+log = logging.getLogger(__name__)
 
 #: The rule every pack must define; the engine and OPA both query it.
 DECISION_PATH = "hitlgate/decision"
@@ -52,15 +61,79 @@ def fingerprint_paths(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]
     return tuple(out)
 
 
+def modules_revision(modules: Sequence[tuple[str, str]]) -> str:
+    """``sha256:`` over canonical JSON of each module's relative path and source hash (Contract 2).
+
+    The revision an OPA bundle's manifest carries: the bundle holds the
+    modules only.
+    """
+    body = {"modules": {name: hashlib.sha256(src.encode("utf-8")).hexdigest() for name, src in modules}}
+    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def combine_revisions(modules: str, inventory: str) -> str:
+    """The ``policy_revision`` of a decision: both halves of what decided, in one hash (Contract 2)."""
+    return "sha256:" + hashlib.sha256(canonical_json({"inventory": inventory, "modules": modules})).hexdigest()
+
+
+@dataclass(frozen=True)
+class PolicyModules:
+    """The Rego modules of a pack, without the inventory, and their revision."""
+
+    policy_dir: Path
+    modules: tuple[tuple[str, str], ...]
+    revision: str
+    watched: tuple[Path, ...] = field(repr=False)
+    fingerprint: tuple[tuple[str, int, int], ...] = field(repr=False)
+
+    @classmethod
+    def load(cls, policy_dir: Path) -> PolicyModules:
+        """Read the non-test ``.rego`` modules under ``policy_dir``; raises PolicyError."""
+        policy_dir = Path(policy_dir)
+        files = policy_files(policy_dir)
+        if not files:
+            raise PolicyError(f"no .rego policy modules in {policy_dir}")
+        # Fingerprint before reading, so an edit made while we read is seen
+        # as a change on the next call rather than lost.
+        watched = tuple(cls.watched_paths(policy_dir))
+        fingerprint = fingerprint_paths(watched)
+        modules = []
+        for f in files:
+            try:
+                modules.append((f.relative_to(policy_dir).as_posix(), f.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise PolicyError(f"cannot read policy module {f}: {exc}") from exc
+        return cls(
+            policy_dir=policy_dir,
+            modules=tuple(modules),
+            revision=modules_revision(modules),
+            watched=watched,
+            fingerprint=fingerprint,
+        )
+
+    @staticmethod
+    def watched_paths(policy_dir: Path) -> list[Path]:
+        """The policy directory, its subdirectories and modules (a new file changes a directory's mtime)."""
+        subdirs = sorted(p for p in policy_dir.rglob("*") if p.is_dir())
+        return [policy_dir, *subdirs, *policy_files(policy_dir)]
+
+    def changed(self) -> bool:
+        """Whether a module changed since they were read (a few stat calls)."""
+        return fingerprint_paths(self.watched) != self.fingerprint
+
+
 @dataclass(frozen=True)
 class PolicyPack:
-    """Rego modules and inventory, loaded and validated, with their revision."""
+    """Rego modules and inventory, loaded and validated, with their revisions."""
 
     policy_dir: Path
     data_paths: tuple[Path, ...]
     modules: tuple[tuple[str, str], ...]
     inventory: Inventory
+    #: The ``policy_revision`` of decisions made with this pack (modules and inventory).
     revision: str
+    #: The revision of the modules alone (an OPA bundle's manifest revision).
+    modules_revision: str
     watched: tuple[Path, ...] = field(repr=False)
     fingerprint: tuple[tuple[str, int, int], ...] = field(repr=False)
 
@@ -69,27 +142,17 @@ class PolicyPack:
         """Read and validate a pack (inventory files under ``limits``); raises PolicyError or ValidationError."""
         policy_dir = Path(policy_dir)
         data_paths = tuple(Path(p) for p in data_paths)
-        files = policy_files(policy_dir)
-        if not files:
-            raise PolicyError(f"no .rego policy modules in {policy_dir}")
-        # Fingerprint before reading, so an edit made while we read is seen
-        # as a change on the next call rather than lost (callers that cache a
-        # failure do the same: see RegopyBackend._reload).
         watched = tuple(cls.watched_paths(policy_dir, data_paths))
         fingerprint = fingerprint_paths(watched)
-        modules = []
-        for f in files:
-            try:
-                modules.append((f.relative_to(policy_dir).as_posix(), f.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise PolicyError(f"cannot read policy module {f}: {exc}") from exc
+        modules = PolicyModules.load(policy_dir)
         inventory = load_inventory(data_paths, limits=limits)
         return cls(
             policy_dir=policy_dir,
             data_paths=data_paths,
-            modules=tuple(modules),
+            modules=modules.modules,
             inventory=inventory,
-            revision=compute_revision(modules, {"inventory": inventory.document}),
+            revision=combine_revisions(modules.revision, inventory.revision),
+            modules_revision=modules.revision,
             watched=watched,
             fingerprint=fingerprint,
         )
@@ -108,7 +171,7 @@ class PolicyPack:
         try:
             return cls.load(policy_dir, data_paths, limits=limits)
         except ValidationError as exc:
-            raise PolicyError(f"policy pack does not load: {exc}", problems=exc.problems) from exc
+            raise as_policy_error(exc) from exc
 
     @staticmethod
     def watched_paths(policy_dir: Path, data_paths: Sequence[Path]) -> list[Path]:
@@ -117,28 +180,118 @@ class PolicyPack:
         Directories are included because adding, removing or renaming a file
         changes the directory's mtime; edits change the file's own.
         """
-        subdirs = sorted(p for p in policy_dir.rglob("*") if p.is_dir())
-        paths: list[Path] = [policy_dir, *subdirs, *policy_files(policy_dir), *data_paths]
-        try:
-            paths.extend(inventory_files(data_paths))
-        except PolicyError:
-            pass
-        return paths
+        return [*PolicyModules.watched_paths(policy_dir), *inventory_watched_paths(data_paths)]
 
     def changed(self) -> bool:
         """Whether any policy or data file changed since this pack was loaded (a few stat calls)."""
         return fingerprint_paths(self.watched) != self.fingerprint
 
     @property
-    def data(self) -> dict[str, Any]:
-        """The base document the policy sees (``data.inventory``)."""
-        return {"inventory": self.inventory.document}
+    def inventory_revision(self) -> str:
+        """The revision of the inventory alone."""
+        return self.inventory.revision
 
 
-def compute_revision(modules: Sequence[tuple[str, str]], data: Mapping[str, Any]) -> str:
-    """Content hash of a pack: ``sha256:`` over canonical JSON of modules and data."""
-    body = {
-        "modules": {name: hashlib.sha256(src.encode("utf-8")).hexdigest() for name, src in modules},
-        "data": data,
-    }
-    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+def inventory_watched_paths(data_paths: Sequence[Path]) -> list[Path]:
+    """The data paths and the inventory files in them (a new file changes its directory's mtime)."""
+    paths = list(data_paths)
+    try:
+        paths.extend(inventory_files(data_paths))
+    except PolicyError:
+        pass
+    return paths
+
+
+def as_policy_error(exc: ValidationError) -> PolicyError:
+    """A malformed inventory as the broken pack it is (exit 5)."""
+    return PolicyError(f"policy pack does not load: {exc}", problems=exc.problems)
+
+
+#: Loads tried in a row when the files change while a broken pack loads.
+RELOAD_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+class Reloading(Generic[T]):
+    """A value loaded from files, reloaded when they change; a failed load is kept and fails closed.
+
+    Checking for a change costs one ``stat`` per watched path. A load that
+    fails is remembered with the fingerprint the files had *before* the
+    attempt, so a fix that lands while a broken file loads is never taken
+    for the broken file (the value would stay broken until the next edit);
+    while the files keep changing under the load, it is retried a few times.
+    """
+
+    def __init__(
+        self, load: Callable[[], T], watched: Callable[[], Sequence[Path]], *, what: str, watch: bool = True
+    ) -> None:
+        self._load = load
+        self._watched_fn = watched
+        self._what = what
+        self._watch = watch
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._error: HitlgateError | None = None
+        self._watched: tuple[Path, ...] = ()
+        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._failed_fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._reload()
+
+    def get(self) -> T:
+        """The current value; raises the load error while the files are broken."""
+        self.refresh()
+        value = self._value
+        if value is None:
+            assert self._error is not None  # noqa: S101 - invariant of _reload.
+            raise self._error
+        return value
+
+    def _paths(self) -> tuple[Path, ...] | None:
+        try:
+            return tuple(self._watched_fn())
+        except (HitlgateError, OSError):
+            return None
+
+    def _disk_fingerprint(self) -> tuple[tuple[str, int, int], ...] | None:
+        paths = self._paths()
+        return None if paths is None else fingerprint_paths(paths)
+
+    def _reload(self) -> None:
+        for _attempt in range(RELOAD_ATTEMPTS):
+            paths = self._paths()
+            before = None if paths is None else fingerprint_paths(paths)
+            try:
+                value = self._load()
+            except HitlgateError as exc:
+                self._value, self._error = None, exc
+                if self._disk_fingerprint() != before:
+                    # The files changed while they were loading: load what is there now.
+                    self._failed_fingerprint = None
+                    continue
+                log.error("%s failed to load; every decision fails closed: %s", self._what, exc)
+                self._failed_fingerprint = before
+                return
+            break
+        else:
+            # Changing under every attempt: stay closed, and retry on the next call.
+            log.error("%s kept changing while loading; every decision fails closed: %s", self._what, self._error)
+            return
+        self._value, self._error = value, None
+        self._watched, self._fingerprint = paths or (), before
+
+    def refresh(self) -> None:
+        """Reload if a watched file changed (or the load failed and the files changed since)."""
+        if not self._watch:
+            return
+        current = self._value
+        if current is not None:
+            if fingerprint_paths(self._watched) == self._fingerprint:
+                return
+        elif self._disk_fingerprint() == self._failed_fingerprint:
+            # Still broken and nothing changed on disk: keep failing closed
+            # without reloading on every call.
+            return
+        with self._lock:
+            if self._value is current:
+                self._reload()

@@ -52,11 +52,11 @@ from hitlgate.engine.audit import AuditEvent, Checkpoint, export_jsonl, sign_che
 from hitlgate.engine.config import Config
 from hitlgate.engine.decider import Decider
 from hitlgate.engine.decision import Decision, Quorum
-from hitlgate.engine.inventory import Approver, inventory_files, load_inventory
+from hitlgate.engine.facts import FactSource, shared_file_facts
+from hitlgate.engine.inventory import Approver
 from hitlgate.engine.keys import STATE_FILE as KEYRING_STATE_FILE
 from hitlgate.engine.keys import AnchorNote, EngineKeyring
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
-from hitlgate.engine.policy import fingerprint_paths
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.quorum import QuorumProgress, assess, can_fill, require_eligible
 from hitlgate.engine.store import ListCursor, Request, Store, Transaction, Vote, WarrantRecord
@@ -108,21 +108,20 @@ WINDOW_CLOSED = "the approval window closed before the quorum was met"
 
 
 class ApproverRegistry:
-    """The registered approvers, read from the configured inventory and reloaded when it changes."""
+    """The registered approvers, read from the configured inventory and reloaded when it changes.
 
-    def __init__(self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> None:
-        self._paths = tuple(Path(p) for p in data_paths)
-        self._limits = limits
-        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
-        self._approvers: dict[str, Approver] = {}
+    The inventory is the one the policy backend decides with (one load per
+    process, see :func:`hitlgate.engine.facts.shared_file_facts`), or the
+    fact source given.
+    """
+
+    def __init__(
+        self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS, facts: FactSource | None = None
+    ) -> None:
+        self._facts = facts if facts is not None else shared_file_facts(data_paths, limits=limits)
 
     def _current(self) -> dict[str, Approver]:
-        files = inventory_files(self._paths)
-        fp = fingerprint_paths([*self._paths, *files])
-        if fp != self._fingerprint:
-            self._approvers = load_inventory(self._paths, limits=self._limits).approvers
-            self._fingerprint = fp
-        return self._approvers
+        return self._facts.current().approvers
 
     def all(self) -> dict[str, Approver]:
         """Every registered approver by name."""
@@ -250,7 +249,9 @@ class Engine:
         self._keyring_matched = False
         self._replacing_keyring = False
         self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
-        self.approvers = ApproverRegistry(config.data_paths, limits=config.limits)
+        self.approvers = ApproverRegistry(
+            config.data_paths, limits=config.limits, facts=getattr(self.decider.backend, "facts", None)
+        )
         self.issuer = WarrantIssuer(
             self.keyring, issuer=config.issuer, audience=config.audience, ttl_seconds=config.warrant_ttl_seconds
         )

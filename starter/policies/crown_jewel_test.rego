@@ -26,7 +26,7 @@ proposal(action_type, target, parameters) := {
 }
 
 decide(action_type, target) := d if {
-	d := hitlgate.decision with input as proposal(action_type, target, {}) with data.inventory as inv
+	d := hitlgate.decision with input as proposal(action_type, target, {}) with input.inventory as inv
 }
 
 test_crown_jewel_needs_dual_approval if {
@@ -52,7 +52,7 @@ test_informing_the_owner_of_a_crown_jewel_auto_allows if {
 # Labels are trusted facts from the inventory: a proposal cannot claim one.
 test_a_label_claimed_in_the_proposal_is_ignored if {
 	p := proposal("rotate_api_key", "plain", {"labels": {"criticality": "crown-jewel"}})
-	d := hitlgate.decision with input as p with data.inventory as inv
+	d := hitlgate.decision with input as p with input.inventory as inv
 	d.tier == "single_approval"
 	not "crown_jewel" in d.risk_factors
 }

@@ -100,10 +100,11 @@ class OpaServer:
         write_bundle(pack, self.bundle)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.served_revision() == pack.revision:
+            # The bundle carries the modules only, so OPA reports the modules revision.
+            if self.served_revision() == pack.modules_revision:
                 return
             time.sleep(0.01)
-        pytest.fail(f"opa did not load revision {pack.revision} in {timeout}s")
+        pytest.fail(f"opa did not load revision {pack.modules_revision} in {timeout}s")
 
     def pause(self) -> None:
         """Freeze OPA (SIGSTOP): connections are accepted by the kernel, never answered."""

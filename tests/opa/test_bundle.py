@@ -40,27 +40,28 @@ def test_same_pack_gives_byte_identical_bundle(bundled_pack: PolicyPack, tmp_pat
     assert write_bundle(again, tmp_path / "b.tar.gz").read_bytes() == first
 
 
-def test_bundle_holds_modules_data_and_manifest(bundled_pack: PolicyPack) -> None:
+def test_bundle_holds_modules_and_manifest_but_no_inventory(bundled_pack: PolicyPack) -> None:
     data = build_bundle(bundled_pack)
     members = _members(data)
     names = list(members)
     assert names == sorted(names)
-    assert ".manifest" in names and "data.json" in names
+    # The inventory stays local: each query carries the target's facts.
+    assert ".manifest" in names and "data.json" not in names
     rego = [n for n in names if n.endswith(".rego")]
     assert rego == [name for name, _ in bundled_pack.modules]
     assert not any(n.endswith("_test.rego") for n in names), "unit tests must not ship in the bundle"
     for m in members.values():
         assert (m.uid, m.gid, m.uname, m.gname, m.mode) == (0, 0, "", "", 0o644)
     manifest = json.loads(_read(data, ".manifest"))
-    assert manifest == {"revision": bundled_pack.revision, "roots": ["hitlgate", "inventory"]}
-    assert json.loads(_read(data, "data.json")) == json.loads(json.dumps(bundled_pack.data))
+    assert manifest == {"revision": bundled_pack.modules_revision, "roots": ["hitlgate", "inventory"]}
+    assert not any("svc-payments-key" in _read(data, n).decode() for n in names), "no inventory in the bundle"
 
 
 def test_policy_bundle_cli_writes_the_same_bytes(bundled_pack: PolicyPack, tmp_path: Path) -> None:
     out = tmp_path / "cli.tar.gz"
     result = CliRunner().invoke(cli, ["policy", "bundle", "--out", str(out)], env={"HITLGATE_CONFIG": ""})
     assert result.exit_code == 0, result.output
-    assert bundled_pack.revision in result.output
+    assert bundled_pack.modules_revision in result.output
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(build_bundle(bundled_pack)).digest()
 
 
@@ -68,9 +69,10 @@ def test_opa_serves_the_bundle_unchanged(opa_server: OpaServer, bundled_pack: Po
     session = requests.Session()
     bundles = session.get(f"{opa_server.url}/v1/data/system/bundles", timeout=5).json()["result"]
     (info,) = bundles.values()
-    assert info["manifest"] == {"revision": bundled_pack.revision, "roots": ["hitlgate", "inventory"]}
-    served = session.get(f"{opa_server.url}/v1/data/inventory", timeout=5).json()["result"]
-    assert served == json.loads(json.dumps(bundled_pack.inventory.document))
+    assert info["manifest"] == {"revision": bundled_pack.modules_revision, "roots": ["hitlgate", "inventory"]}
+    # The inventory root is owned by the bundle and empty: the facts arrive in the input.
+    served = session.get(f"{opa_server.url}/v1/data/inventory", timeout=5).json()
+    assert served.get("result") in (None, {})
     policies = session.get(f"{opa_server.url}/v1/policies", timeout=5).json()["result"]
     raw = {p["id"].rsplit("/", 1)[-1]: p["raw"] for p in policies}
     assert raw == {Path(name).name: src for name, src in bundled_pack.modules}

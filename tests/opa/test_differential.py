@@ -66,7 +66,7 @@ class Pair:
             RegopyBackend(pack.policy_dir, list(pack.data_paths), watch=False), risk_factors=risk_factors
         )
         self.opa = Decider(
-            OpaBackend(opa_url, expected_revision=pack.revision, timeout_ms=5000), risk_factors=risk_factors
+            OpaBackend(opa_url, pack=pack, timeout_ms=5000), risk_factors=risk_factors
         )
 
     def compare(self, proposal: dict[str, Any]) -> dict[str, Any]:

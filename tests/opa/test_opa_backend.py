@@ -70,13 +70,14 @@ def test_bad_backend_url_is_a_config_error(url: str) -> None:
 
 
 def test_opa_backend_needs_exactly_one_revision_source() -> None:
-    with pytest.raises(ConfigError, match="needs exactly one of expected_revision or policy_dir"):
+    with pytest.raises(ConfigError, match="needs exactly one of expected_revision, pack or policy_dir"):
         OpaBackend("http://127.0.0.1:1")
-    with pytest.raises(ConfigError, match="needs exactly one of expected_revision or policy_dir"):
+    with pytest.raises(ConfigError, match="needs exactly one of expected_revision, pack or policy_dir"):
         OpaBackend("http://127.0.0.1:1", expected_revision="a", policy_dir=Path("."))
 
 
-def test_local_pack_edit_changes_the_expected_revision(own_opa: OpaServer, pack_copy: Path) -> None:
+def test_inventory_edit_needs_no_new_bundle(own_opa: OpaServer, pack_copy: Path) -> None:
+    """The bundle holds the modules only: an inventory change decides at once, with its revision."""
     backend = OpaBackend(own_opa.url, policy_dir=pack_copy, data_paths=(pack_copy / "data",))
     try:
         before = backend.expected_revision
@@ -86,13 +87,35 @@ def test_local_pack_edit_changes_the_expected_revision(own_opa: OpaServer, pack_
         inv.write_text(text.replace("protected:\n", "protected:\n  - svc-payments-key\n"), encoding="utf-8")
         after = backend.expected_revision
         assert after != before
-        # OPA still serves the old pack: the engine must now refuse it.
+        # OPA still serves the same modules: no redeploy, the new fact decides.
+        fresh = Decider(backend).decide(make_proposal())
+        assert fresh.tier == "deny" and "protected_target" in fresh.risk_factors
+        assert fresh.policy_revision == after == PolicyPack.load(pack_copy, [pack_copy / "data"]).revision
+    finally:
+        backend.close()
+
+
+def test_module_edit_makes_opa_stale_until_redeployed(own_opa: OpaServer, pack_copy: Path) -> None:
+    backend = OpaBackend(own_opa.url, policy_dir=pack_copy, data_paths=(pack_copy / "data",))
+    try:
+        before = backend.expected_revision
+        rego = pack_copy / "decision.rego"
+        rego.write_text(
+            rego.read_text(encoding="utf-8").replace(
+                "deny_row if protected_target",
+                'deny_row if protected_target\n\ndeny_row if target_id == "svc-payments-key"',
+            ),
+            encoding="utf-8",
+        )
+        after = backend.expected_revision
+        assert after != before
+        # OPA still serves the old modules: the engine must now refuse it.
         stale = Decider(backend).decide(make_proposal())
         assert stale.tier == "deny"
         assert "revision mismatch" in stale.reasons[0]
         own_opa.serve_pack(PolicyPack.load(pack_copy, [pack_copy / "data"]))
         fresh = Decider(backend).decide(make_proposal())
-        assert fresh.tier == "deny" and "protected_target" in fresh.risk_factors
+        assert fresh.tier == "deny" and "revision mismatch" not in fresh.reasons[0]
         assert fresh.policy_revision == after
     finally:
         backend.close()
@@ -143,8 +166,9 @@ def test_doctor_reports_a_healthy_opa(opa_server: OpaServer, bundled_pack: Polic
     assert report["backend"] == "opa"
     assert report["answers"] and report["matches"] and report["healthy"]
     assert not report["production_ready"]
-    assert report["served_revisions"] == [bundled_pack.revision]
-    assert report["local_revision"] == bundled_pack.revision
+    # OPA serves the modules revision (the bundle holds no inventory).
+    assert report["served_revisions"] == [bundled_pack.modules_revision]
+    assert report["local_revision"] == bundled_pack.modules_revision
 
 
 def test_doctor_reports_a_healthy_embedded_backend() -> None:
@@ -166,8 +190,8 @@ def test_doctor_fails_when_opa_is_unreachable() -> None:
 
 
 def test_doctor_fails_on_a_stale_opa(own_opa: OpaServer, pack_copy: Path, tmp_path: Path) -> None:
-    inv = pack_copy / "data" / "inventory.yaml"
-    inv.write_text(inv.read_text(encoding="utf-8").replace("  - break-glass-admin\n", ""), encoding="utf-8")
+    rego = pack_copy / "decision.rego"
+    rego.write_text(rego.read_text(encoding="utf-8") + "\n# A local edit OPA has not been given.\n", encoding="utf-8")
     config = tmp_path / "hitlgate.yaml"
     config.write_text(f"policy: {pack_copy}\nbackend: {{kind: opa, url: '{own_opa.url}'}}\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(config), "doctor"])
@@ -178,7 +202,7 @@ def test_doctor_fails_on_a_stale_opa(own_opa: OpaServer, pack_copy: Path, tmp_pa
 
 def test_embedded_and_opa_name_the_same_revision(opa_server: OpaServer, bundled_pack: PolicyPack) -> None:
     embedded = RegopyBackend(bundled_pack.policy_dir, list(bundled_pack.data_paths))
-    opa = OpaBackend(opa_server.url, expected_revision=bundled_pack.revision, timeout_ms=2000)
+    opa = OpaBackend(opa_server.url, pack=bundled_pack, timeout_ms=2000)
     try:
         assert embedded.evaluate(make_proposal())[1] == opa.evaluate(make_proposal())[1]
     finally:

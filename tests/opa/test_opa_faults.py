@@ -48,7 +48,7 @@ def _operator_lines(caplog: pytest.LogCaptureFixture) -> str:
 def test_opa_killed_mid_request_denies_then_recovers(
     own_opa: OpaServer, bundled_pack: PolicyPack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    decider = Decider(OpaBackend(own_opa.url, expected_revision=bundled_pack.revision, timeout_ms=5000))
+    decider = Decider(OpaBackend(own_opa.url, pack=bundled_pack, timeout_ms=5000))
     _assert_correct(decider.decide(PROPOSAL), bundled_pack)
 
     # Freeze OPA so the next request is surely in flight, then kill it.
@@ -74,7 +74,7 @@ def test_opa_killed_mid_request_denies_then_recovers(
 def test_opa_slower_than_timeout_denies_then_recovers(
     own_opa: OpaServer, bundled_pack: PolicyPack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    decider = Decider(OpaBackend(own_opa.url, expected_revision=bundled_pack.revision, timeout_ms=300))
+    decider = Decider(OpaBackend(own_opa.url, pack=bundled_pack, timeout_ms=300))
     _assert_correct(decider.decide(PROPOSAL), bundled_pack)
     own_opa.pause()
     try:
@@ -93,15 +93,16 @@ def test_opa_slower_than_timeout_denies_then_recovers(
 def test_stale_opa_revision_is_refused_then_recovers(
     own_opa: OpaServer, bundled_pack: PolicyPack, pack_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # OPA serves an older pack: break-glass-admin was not yet protected.
-    inv = pack_copy / "data" / "inventory.yaml"
-    inv.write_text(inv.read_text(encoding="utf-8").replace("  - break-glass-admin\n", ""), encoding="utf-8")
+    # OPA serves older modules: protected targets were not yet denied.
+    rego = pack_copy / "decision.rego"
+    rego.write_text(rego.read_text(encoding="utf-8").replace("deny_row if protected_target\n", ""), encoding="utf-8")
     older = PolicyPack.load(pack_copy, [pack_copy / "data"])
+    assert older.modules_revision != bundled_pack.modules_revision
     own_opa.serve_pack(older)
 
-    decider = Decider(OpaBackend(own_opa.url, expected_revision=bundled_pack.revision, timeout_ms=2000))
+    decider = Decider(OpaBackend(own_opa.url, pack=bundled_pack, timeout_ms=2000))
     decision = decider.decide(make_proposal("suspend_service_account", "break-glass-admin"))
-    _assert_denied(decision, "revision mismatch", older.revision, bundled_pack.revision)
+    _assert_denied(decision, "revision mismatch", older.modules_revision, bundled_pack.modules_revision)
     assert "deploy the bundle of the current pack" in _operator_lines(caplog)
 
     own_opa.serve_pack(bundled_pack)
@@ -158,7 +159,7 @@ def test_conflicting_rule_values_deny_with_the_opa_error(
     )
     pack = PolicyPack.load(pack_dir, [pack_dir / "data"])
     own_opa.serve_pack(pack)
-    decider = Decider(OpaBackend(own_opa.url, expected_revision=pack.revision, timeout_ms=2000))
+    decider = Decider(OpaBackend(own_opa.url, pack=pack, timeout_ms=2000))
     service = make_proposal("rotate_api_key", "svc-payments-key", requester={"id": "svc", "kind": "service"})
     decision = decider.decide(service)
     _assert_denied(decision, "OPA evaluation error", "conflict")
@@ -172,7 +173,7 @@ def test_operator_log_is_not_flooded_during_an_outage(
 
     caplog.set_level(logging.INFO)
     decider = Decider(
-        OpaBackend(f"http://127.0.0.1:{free_port()}", expected_revision=bundled_pack.revision, timeout_ms=500)
+        OpaBackend(f"http://127.0.0.1:{free_port()}", pack=bundled_pack, timeout_ms=500)
     )
     for _ in range(5):
         _assert_denied(decider.decide(PROPOSAL), "unreachable")

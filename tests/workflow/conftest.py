@@ -126,8 +126,8 @@ def opa_decider(request: pytest.FixtureRequest) -> Iterator[Decider]:
     from hitlgate.engine._opa import OpaBackend
 
     server = request.getfixturevalue("opa_server")
-    revision = request.getfixturevalue("bundled_pack").revision
-    decider = Decider(OpaBackend(server.url, expected_revision=revision, timeout_ms=5000))
+    pack = request.getfixturevalue("bundled_pack")
+    decider = Decider(OpaBackend(server.url, pack=pack, timeout_ms=5000))
     yield decider
     decider.close()
 

@@ -1,0 +1,67 @@
+"""An inventory edit reaches the next decision without recompiling the policy; a module edit recompiles.
+
+The embedded backend compiles the Rego modules only; the facts come from an
+index of the inventory. Changing an inventory file must rebuild the index
+alone (the compiled modules object stays the same one), change the
+decision's facts and its ``policy_revision``; a broken inventory must fail
+closed as ``policy_broken`` and recover when fixed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hitlgate.engine import Decider, PolicyPack
+from hitlgate.engine._regopy import RegopyBackend
+from tests.conftest import make_proposal
+
+
+def _touch_later(path: Path, text: str) -> None:
+    # A different size or mtime is how the engine sees an edit; bump the mtime
+    # so an edit within the same clock tick is seen too.
+    before = path.stat().st_mtime_ns
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_inventory_edit_rebuilds_facts_not_the_policy(pack_copy: Path) -> None:
+    backend = RegopyBackend(pack_copy, [pack_copy / "data"])
+    decider = Decider(backend)
+    try:
+        modules = backend.modules
+        first = decider.decide(make_proposal("rotate_api_key", "svc-payments-key"))
+        assert first.tier == "dual_approval"
+
+        inv = pack_copy / "data" / "inventory.yaml"
+        _touch_later(inv, inv.read_text(encoding="utf-8").replace("protected:\n", "protected:\n  - svc-payments-key\n"))
+        second = decider.decide(make_proposal("rotate_api_key", "svc-payments-key"))
+        assert second.tier == "deny" and "protected_target" in second.risk_factors
+        assert second.policy_revision != first.policy_revision
+        assert second.policy_revision == PolicyPack.load(pack_copy, [pack_copy / "data"]).revision
+        assert backend.modules is modules, "an inventory edit must not reload or recompile the modules"
+
+        rego = pack_copy / "decision.rego"
+        _touch_later(rego, rego.read_text(encoding="utf-8") + "\n# edited\n")
+        decider.decide(make_proposal())
+        assert backend.modules is not modules
+        assert backend.modules.revision != modules.revision
+    finally:
+        decider.close()
+
+
+def test_broken_inventory_fails_closed_then_recovers(pack_copy: Path) -> None:
+    backend = RegopyBackend(pack_copy, [pack_copy / "data"])
+    decider = Decider(backend)
+    try:
+        inv = pack_copy / "data" / "inventory.yaml"
+        good = inv.read_text(encoding="utf-8")
+        _touch_later(inv, good + "\nteams: {}\n")  # A duplicate top-level key.
+        broken = decider.decide(make_proposal("notify_owner", "svc-payments-key"))
+        assert broken.tier == "deny" and broken.fail_closed is not None
+        assert broken.fail_closed["code"] == "policy_broken"
+        assert "duplicate key" in broken.reasons[0]
+        _touch_later(inv, good)
+        assert decider.decide(make_proposal("notify_owner", "svc-payments-key")).tier == "auto_allow"
+    finally:
+        decider.close()

@@ -290,5 +290,13 @@ def shared_file_facts(data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LI
 
 
 def facts_from_config(config: Config) -> FactSource:
-    """The fact source the configuration names (inventory files, by default)."""
+    """The fact source the configuration names: inventory files (the default) or the database.
+
+    ``inventory: {source: database}`` reads the inventory from the state
+    database (``hitlgate inventory``), kept current by its change feed.
+    """
+    if config.inventory_source == "database":
+        from hitlgate.engine.inventory_db import shared_database_facts
+
+        return shared_database_facts(config.state_url)
     return shared_file_facts(config.data_paths, limits=config.limits)

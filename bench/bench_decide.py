@@ -25,6 +25,8 @@ import yaml
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._regopy import compile_pack
 from hitlgate.engine._resources import bundled_data_dir
+from hitlgate.engine.backends import with_facts
+from hitlgate.engine.facts import FactIndex
 from hitlgate.engine.policy import DECISION_PATH, PolicyPack
 from hitlgate.engine.schemas import action_types
 
@@ -80,9 +82,11 @@ def main() -> None:
     config = Config()
     pack = PolicyPack.load(config.policy_dir, list(config.data_paths))
     interp, bundle = compile_pack(pack)
+    index = FactIndex(pack.inventory.document, pack.inventory.revision)
 
     def raw(doc: dict[str, Any]) -> Any:
-        interp.set_input(regopy.Input(doc))
+        # The input the engine evaluates: the proposal plus the target's facts.
+        interp.set_input(regopy.Input(with_facts(doc, index)[0]))
         out = interp.query_bundle_entrypoint(bundle, DECISION_PATH)
         return out.results[0].expressions[0]
 

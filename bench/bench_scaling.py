@@ -248,13 +248,10 @@ def raw_regopy(backend: Any) -> Callable[[dict[str, Any]], Any]:
     if compiled is None:
         raise RuntimeError("the embedded backend keeps no compiled bundle for this thread; decide once first")
     interp, bundle = compiled.interpreter, compiled.bundle
-    set_term = getattr(interp, "set_input_term", None)
 
     def query(doc: dict[str, Any]) -> Any:
-        if set_term is not None:
-            set_term(json.dumps(doc, ensure_ascii=False))
-        else:
-            interp.set_input(regopy.Input(doc))
+        # The engine's own way of setting the input (regopy.Input: measured faster than a JSON term).
+        interp.set_input(regopy.Input(doc))
         out = interp.query_bundle_entrypoint(bundle, DECISION_PATH)
         return out.results[0].expressions[0]
 

@@ -25,7 +25,7 @@ from bench.gen_inventory import ACTIONS, REQUESTER_KINDS, Spec, generate, propos
 from hitlgate.engine import TIERS, BackendConfig, Config, Decider
 from hitlgate.engine._bundle import write_bundle
 from hitlgate.engine._resources import bundled_policy_dir
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.policy import PolicyModules
 from tests.opa.conftest import OpaServer
 
 SIZE = 10_000
@@ -44,7 +44,8 @@ def at_scale(tmp_path_factory: pytest.TempPathFactory, opa_bin: Path) -> Iterato
     data_dir = root / "data"
     write_inventory(Spec(SIZE, SEED), data_dir, "yaml")
     (root / "served").mkdir()
-    bundle = write_bundle(PolicyPack.load(bundled_policy_dir(), [data_dir]), root / "served" / "hitlgate.tar.gz")
+    # The bundle carries the modules only: both engines take the facts from the same local index.
+    bundle = write_bundle(PolicyModules.load(bundled_policy_dir()), root / "served" / "hitlgate.tar.gz")
     server = OpaServer(opa_bin, bundle, root).start(timeout=120)
     embedded = Decider.from_config(Config(policy_dir=bundled_policy_dir(), data_paths=(data_dir,)))
     via_opa = Decider.from_config(Config(

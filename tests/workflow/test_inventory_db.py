@@ -236,3 +236,33 @@ def test_an_unreadable_database_fails_closed(db: InventoryDB, db_url: str) -> No
         conn.execute(sa.text("DROP TABLE inventory_meta"))
     with pytest.raises(BackendUnavailable, match="cannot read the inventory from the database"):
         facts.current()
+
+
+def test_concurrent_writers_get_distinct_versions_in_commit_order(db: InventoryDB, db_url: str) -> None:
+    import threading
+
+    base, _ = db.head()
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        own = InventoryDB.open(db_url)
+        try:
+            for i in range(8):
+                own.put("teams", f"t-{n}-{i}", {"name": f"team {n} {i}"})
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below.
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    head, _ = db.head()
+    assert head == base + 32
+    changes, _, _ = db.changes_since(base)
+    assert sorted(key for _, key, _ in changes) == sorted(f"t-{n}-{i}" for n in range(4) for i in range(8))
+    # Every write committed whole: the last one of the last writer is there as written.
+    assert db.document()[0]["teams"]["t-3-7"] == {"name": "team 3 7"}

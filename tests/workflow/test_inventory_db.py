@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine._store_schema import INVENTORY_GENESIS
 from hitlgate.engine.inventory_db import DatabaseFacts, InventoryDB, chain, record_text
-from hitlgate.errors import BackendUnavailable, NotFoundError, PolicyError, ValidationError
+from hitlgate.errors import BackendUnavailable, NotFoundError, PolicyError, StorageError, ValidationError
 
 CAROL_KEY = "ed25519:eWl-vHaqhaH-HrBEbUfM7VlRAAv4eWtJg1dA2nsVEo8"
 
@@ -266,3 +266,38 @@ def test_concurrent_writers_get_distinct_versions_in_commit_order(db: InventoryD
     assert sorted(key for _, key, _ in changes) == sorted(f"t-{n}-{i}" for n in range(4) for i in range(8))
     # Every write committed whole: the last one of the last writer is there as written.
     assert db.document()[0]["teams"]["t-3-7"] == {"name": "team 3 7"}
+
+
+def _fail_refs_insert_of(db: InventoryDB, key: str) -> None:
+    """A real database fault in the middle of an import: a trigger refuses one row of the references table."""
+    with db.store.engine.begin() as conn:
+        if db.store.dialect == "sqlite":
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER boom BEFORE INSERT ON inventory_refs WHEN NEW.id = '{key}' "
+                "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.id = '{key}' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$ "
+                "LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER boom BEFORE INSERT ON inventory_refs FOR EACH ROW EXECUTE FUNCTION boom()"
+            )
+
+
+def test_a_database_fault_mid_import_writes_nothing(db: InventoryDB, tmp_path: Path) -> None:
+    before_head, before_doc = db.head(), db.document()
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "teams:\n  t1: {name: One}\n"
+        "identities:\n"
+        "  k-first: {kind: api_key, environment: production, owner: t1, privilege: low, used_by: []}\n"
+        "  k-boom: {kind: api_key, environment: production, owner: t1, privilege: low, used_by: []}\n"
+    )
+    _fail_refs_insert_of(db, "k-boom")
+    with pytest.raises(StorageError, match="disk on fire"):
+        db.import_files([inventory])
+    assert db.head() == before_head
+    assert db.document() == before_doc

@@ -22,10 +22,11 @@ default, PostgreSQL at scale), and feeds them to the decision path's
 * :meth:`InventoryDB.load` reads the live records into a ``FactIndex``;
   :meth:`InventoryDB.changes_since` lists the changes after a version,
   through the index on ``version`` (never a scan of the table).
-* :class:`DatabaseFacts` is the decider's live index: it polls the meta row
-  at most every :data:`POLL_INTERVAL` seconds and applies the changed rows to
-  its index in place, so one changed identity reaches the next decision
-  within a second, with no policy recompile and no reload of the rest.
+* :class:`DatabaseFacts` is the decider's live index: a background thread
+  polls the meta row every :data:`POLL_INTERVAL` seconds and applies the
+  changed rows to the index in place, so one changed identity reaches the
+  next decision within a second, with no policy recompile, no reload of the
+  rest, and no decision waiting for the database.
 
 Storage (tables in :mod:`hitlgate.engine._store_schema`): one row per
 record keyed by (section, id) with the record as canonical JSON text (keys
@@ -57,6 +58,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -86,8 +88,10 @@ log = logging.getLogger(__name__)
 
 #: Every section a record may be put in: the keyed sections and ``protected``.
 ALL_SECTIONS = (*SECTIONS, "protected")
-#: A decider polls the database's inventory version at most this often (seconds).
+#: A decider polls the database's inventory version this often (seconds).
 POLL_INTERVAL = 0.5
+#: Decisions fail closed when no poll succeeded for this long (seconds).
+STALE_AFTER = 5.0
 #: Rows written per statement in an import (bounded memory per statement).
 _BATCH = 5000
 #: The record text of a protected id.
@@ -587,17 +591,21 @@ def _bulk(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
 class DatabaseFacts:
     """The decider's live :class:`~hitlgate.engine.facts.FactIndex` of a database inventory.
 
-    A :class:`~hitlgate.engine.facts.FactSource`: :meth:`current` returns
-    the index, first applying the changes committed
-    since the last poll when :data:`POLL_INTERVAL` has passed (one indexed
-    read of the meta row; the changed rows only when the version moved). One
-    thread polls at a time; the others keep deciding on the current index,
-    which the poll changes in place under its lock.
+    A :class:`~hitlgate.engine.facts.FactSource`. A background thread polls
+    the database every :data:`POLL_INTERVAL` seconds (one indexed read of
+    the meta row; the changed rows only when the version moved) and applies
+    the changes to the index in place, under the index's lock, so a reader
+    sees a change set whole or not at all. :meth:`current` only returns the
+    index: no decision waits for the database. With ``background=False``
+    (or a zero interval) :meth:`current` polls itself when the interval has
+    passed, one thread at a time.
 
-    Fail closed: if the database cannot be read, :meth:`current` raises
+    Fail closed: :meth:`current` raises
     :class:`~hitlgate.errors.BackendUnavailable` (every decision is a
-    ``deny``), since a change that should have reached the decision within a
-    second may be missing.
+    ``deny``) when the last poll failed, or when no poll succeeded for
+    :data:`STALE_AFTER` seconds (the database hangs, the thread is gone), since a
+    change that should have reached the decision within a second may be
+    missing. After a ``fork`` the thread is started again in the child.
     """
 
     def __init__(
@@ -605,6 +613,7 @@ class DatabaseFacts:
         db: InventoryDB,
         *,
         poll_interval: float = POLL_INTERVAL,
+        background: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -617,19 +626,45 @@ class DatabaseFacts:
             raise BackendUnavailable(f"cannot read the inventory from the database: {exc}") from exc
         self._polled = monotonic()
         self._failure: StorageError | None = None
+        self._background = background and poll_interval > 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        if self._background:
+            self._start()
 
     @classmethod
     def open(cls, url: str, **kwargs: Any) -> DatabaseFacts:
         """Open the store at ``url`` and load its inventory."""
         return cls(InventoryDB.open(url), **kwargs)
 
+    def _start(self) -> None:
+        # The thread holds the facts only weakly between polls, so facts
+        # nobody uses any more are collected and their thread ends.
+        self._thread = threading.Thread(
+            target=_poll_loop, args=(weakref.ref(self), self._stop, self.poll_interval),
+            name="hitlgate-inventory-poll", daemon=True,
+        )
+        self._thread.start()
+
     def current(self) -> FactIndex:
-        """The index, brought up to date when the poll interval has passed."""
-        if self._monotonic() - self._polled >= self.poll_interval and self._poll_lock.acquire(blocking=False):
-            try:
-                self._poll()
-            finally:
-                self._poll_lock.release()
+        """The index as of the last poll (at most :data:`POLL_INTERVAL` old)."""
+        if not self._background:
+            if self._monotonic() - self._polled >= self.poll_interval and self._poll_lock.acquire(blocking=False):
+                try:
+                    self._poll()
+                finally:
+                    self._poll_lock.release()
+        elif self._pid != os.getpid() or (self._thread is not None and not self._thread.is_alive()):
+            # A forked child has no poll thread (threads do not survive fork), nor a usable pool.
+            with self._poll_lock:
+                if self._pid != os.getpid():
+                    self.db.store.engine.dispose(close=False)
+                    self._pid = os.getpid()
+                    self._stop = threading.Event()
+                    self._start()
+                elif self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+                    self._start()
         return self._checked()
 
     def refresh(self) -> FactIndex:
@@ -641,6 +676,12 @@ class DatabaseFacts:
     def _checked(self) -> FactIndex:
         if self._failure is not None:
             raise BackendUnavailable(f"cannot read the inventory from the database: {self._failure}")
+        stale = self._monotonic() - self._polled
+        if self._background and stale > STALE_AFTER:
+            raise BackendUnavailable(
+                f"the inventory was last read from the database {stale:.1f} s ago (the database does not "
+                "answer); a change may be missing"
+            )
         if self.version == 0:
             # As with files: an inventory that was never loaded would make every target unknown.
             raise PolicyError(
@@ -653,10 +694,12 @@ class DatabaseFacts:
         try:
             changes, version, revision = self.db.changes_since(self.version)
         except StorageError as exc:
-            log.error("cannot poll the database inventory; decisions fail closed: %s", exc)
+            if self._failure is None:
+                log.error("cannot poll the database inventory; decisions fail closed: %s", exc)
             self._failure = exc
-            self._polled = self._monotonic()
             return
+        if self._failure is not None:
+            log.warning("the database inventory answers again")
         self._failure = None
         if version != self.version:
             self._index.apply(changes, revision)
@@ -665,8 +708,22 @@ class DatabaseFacts:
         self._polled = self._monotonic()
 
     def close(self) -> None:
-        """Close the store."""
+        """Stop polling and close the store."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
         self.db.close()
+
+
+def _poll_loop(ref: weakref.ref[DatabaseFacts], stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        facts = ref()
+        if facts is None:
+            return
+        with facts._poll_lock:
+            facts._poll()
+        del facts
 
 
 _SHARED: weakref.WeakValueDictionary[str, DatabaseFacts] = weakref.WeakValueDictionary()

@@ -301,3 +301,30 @@ def test_a_database_fault_mid_import_writes_nothing(db: InventoryDB, tmp_path: P
         db.import_files([inventory])
     assert db.head() == before_head
     assert db.document() == before_doc
+
+
+def test_a_database_that_hangs_fails_closed_after_a_while(db: InventoryDB, db_url: str) -> None:
+    if db.store.dialect == "sqlite":
+        pytest.skip("SQLite readers in WAL mode are never blocked by a writer; PostgreSQL shows the hang")
+    now = [1000.0]
+    facts = DatabaseFacts(InventoryDB(db.store), poll_interval=0.05, monotonic=lambda: now[0])
+    try:
+        facts.current()
+        locker = db.store.engine.connect()
+        tx = locker.begin()
+        # Every poll now blocks on the meta table, as on a database that stopped answering.
+        locker.exec_driver_sql("LOCK TABLE inventory_meta IN ACCESS EXCLUSIVE MODE")
+        time.sleep(0.2)
+        now[0] += 4.0
+        facts.current()  # Not yet stale: recent enough to decide on.
+        now[0] += 2.0
+        with pytest.raises(BackendUnavailable, match=r"last read from the database 6\.\d s ago"):
+            facts.current()
+        tx.rollback()
+        locker.close()
+        deadline = time.monotonic() + 3
+        while facts._polled < now[0] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        facts.current()  # The poll thread caught up: deciding again.
+    finally:
+        facts.close()

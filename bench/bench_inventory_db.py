@@ -2,7 +2,7 @@
 
     python -m bench.bench_inventory_db --size 100000 [--url postgresql+psycopg://...] [--workdir DIR]
 
-1. Generates a seeded inventory of ``--size`` identities as JSON Lines
+1. Generates a seeded inventory of ``--size`` identities (JSON Lines above 10,000, else YAML)
    (:mod:`bench.gen_inventory`) and times ``hitlgate inventory import`` of it
    (the engine call: load and validate the file, then write it in one
    transaction), then each half of a re-import of the same file (nothing
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ def measure(size: int, url: str | None, workdir: Path, puts: int) -> dict[str, A
 
     spec = Spec(size=size, seed=1)
     t = time.perf_counter()
-    path = write_inventory(spec, workdir / "inv", "jsonl")
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = write_inventory(spec, workdir / "inv", "auto")  # YAML up to 10,000 identities, JSON Lines above
     out: dict[str, Any] = {"size": size, "generate_s": round(time.perf_counter() - t, 2)}
     url = url or f"sqlite:///{workdir / 'state.db'}"
     db = InventoryDB.open(url)
@@ -111,6 +113,50 @@ def measure(size: int, url: str | None, workdir: Path, puts: int) -> dict[str, A
     decider.close()
     db.close()
     return out
+
+
+#: Issue 9's goals this benchmark measures: (metric, op, target, description), for ``python -m bench``.
+GOALS = [
+    ("sqlite_start_to_first_decision_s", "<=", 5.0, "start to first decision, database inventory (SQLite), s"),
+    ("sqlite_rss_mb", "<=", 300.0, "RSS after 200 decisions, database inventory (SQLite), MB"),
+    ("sqlite_put_to_visible_max_s", "<=", 1.0, "one put visible to the next decision (SQLite), worst, s"),
+    ("postgresql_start_to_first_decision_s", "<=", 5.0, "start to first decision, database inventory (PostgreSQL), s"),
+    ("postgresql_rss_mb", "<=", 300.0, "RSS after 200 decisions, database inventory (PostgreSQL), MB"),
+    ("postgresql_put_to_visible_max_s", "<=", 1.0, "one put visible to the next decision (PostgreSQL), worst, s"),
+]
+
+
+def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """For ``python -m bench``: "smoke" (1,000 identities, SQLite) or "full" (100,000, SQLite and PostgreSQL)."""
+    smoke = mode == "smoke"
+    size, puts = (1000, 3) if smoke else (100_000, 10)
+    out: dict[str, Any] = {"size": size}
+    with tempfile.TemporaryDirectory(prefix="hitlgate-invdb-") as tmp:
+        if log:
+            log(f"inventory_db: {size} identities, SQLite")
+        _flatten(out, "sqlite", measure(size, None, Path(tmp) / "sqlite", puts))
+        if smoke:
+            return out
+        from tests._pgcluster import pg_bindir, running_cluster
+
+        bindir = pg_bindir()
+        if bindir is None:
+            out["postgresql"] = "not measured: PostgreSQL is not installed"
+            return out
+        if log:
+            log(f"inventory_db: {size} identities, PostgreSQL")
+        with running_cluster(bindir) as cluster:
+            _flatten(out, "postgresql", measure(size, cluster.new_database(), Path(tmp) / "pg", puts))
+    return out
+
+
+def _flatten(out: dict[str, Any], prefix: str, result: dict[str, Any]) -> None:
+    for key, value in result.items():
+        if key == "put_to_visible_s":
+            out[f"{prefix}_put_to_visible_median_s"] = value["median"]
+            out[f"{prefix}_put_to_visible_max_s"] = value["max"]
+        elif key != "size":
+            out[f"{prefix}_{key}"] = value
 
 
 def main() -> None:

@@ -60,6 +60,29 @@ def test_bad_import_leaves_the_previous_inventory_intact(db: InventoryDB, tmp_pa
     assert db.document() == before
 
 
+def test_import_of_a_jsonl_export(db: InventoryDB, tmp_path: Path) -> None:
+    export = tmp_path / "cmdb.jsonl"
+    export.write_text(
+        '{"section": "teams", "id": "t1", "record": {"name": "One"}}\n\n'
+        '{"section": "identities", "id": "k1", "record": {"kind": "api_key", "environment": "production", '
+        '"owner": "t1", "privilege": "low", "used_by": []}}\n'
+        '{"section": "protected", "id": "k1"}\n'
+    )
+    result = db.import_files([export])
+    assert result.added == 3
+    assert db.get("identities", "k1")[0]["owner"] == "t1"
+    assert db.get("protected", "k1")[0] is True
+
+
+def test_import_of_a_malformed_jsonl_line_names_file_and_line(db: InventoryDB, tmp_path: Path) -> None:
+    before = db.head()
+    bad = tmp_path / "cmdb.jsonl"
+    bad.write_text('{"section": "teams", "id": "t1", "record": {}}\nnot json\n')
+    with pytest.raises(ValidationError, match=r"cmdb\.jsonl:2"):
+        db.import_files([bad])
+    assert db.head() == before
+
+
 def test_reimport_writes_only_what_changed(db: InventoryDB, tmp_path: Path) -> None:
     version, revision = db.head()
     again = db.import_files([bundled_data_dir()])

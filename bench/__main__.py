@@ -150,7 +150,9 @@ def run_script(name: str, smoke: bool) -> dict[str, Any]:
     return dict(json.loads(proc.stdout))
 
 
-def run_one(name: str, smoke: bool, sizes: list[int] | None, log: Callable[[str], None]) -> dict[str, Any]:
+def run_one(
+    name: str, smoke: bool, sizes: list[int] | None, log: Callable[[str], None], workdir: Path | None = None
+) -> dict[str, Any]:
     """Run benchmark ``name``; its result, or ``{"missing": ...}`` / ``{"error": ...}``."""
     t0 = time.perf_counter()
     try:
@@ -166,8 +168,8 @@ def run_one(name: str, smoke: bool, sizes: list[int] | None, log: Callable[[str]
             if not hasattr(module, "run"):
                 return {"missing": f"bench/bench_{name}.py has no run(mode, log=...) yet"}
             mode: Any = "smoke" if smoke else "full"
-            if name == "scaling" and sizes:
-                mode = {"smoke": smoke, "sizes": sizes}
+            if name == "scaling" and (sizes or workdir):
+                mode = {"smoke": smoke, "sizes": sizes, "workdir": str(workdir) if workdir else None}
             result = dict(module.run(mode, log=log))
             module_goals = getattr(module, "GOALS", None)
             if module_goals:
@@ -472,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", help="identity counts for the scaling benchmark, e.g. 100,10000")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the Markdown report (default docs/benchmarks.md)")
     ap.add_argument("--json", type=Path, help="also write every number as JSON here")
+    ap.add_argument("--workdir", type=Path, help="keep the generated inventories here and reuse them next time")
     args = ap.parse_args(argv)
     names = list(BENCHES)
     if args.only:
@@ -495,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in names:
         log(f"{name}: running")
-        report["results"][name] = run_one(name, args.smoke, sizes, log)
+        report["results"][name] = run_one(name, args.smoke, sizes, log, args.workdir)
         log(f"{name}: done in {report['results'][name].get('_seconds', 0):.1f} s")
     report["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)

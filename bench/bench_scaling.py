@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.gen_inventory import Spec, proposals, write_inventory
+from bench.gen_inventory import Spec, proposals, write_inventory, write_jsonl_shards
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_SIZES = (100, 10_000, 100_000, 1_000_000)
@@ -496,13 +496,17 @@ def jsonl_supported() -> bool:
 
 def prepare(size: int, seed: int, root: Path, fmt: str) -> tuple[Path, float]:
     """The data directory for ``size`` (generated once per workdir); returns (dir, seconds to generate)."""
-    data_dir = root / f"inventory-{size}-seed{seed}-{fmt}"
+    data_dir = root / f"inventory-{size}-seed{seed}-{fmt}-v2"
     marker = data_dir / ".complete"
     if marker.exists():
         return data_dir, 0.0
     shutil.rmtree(data_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    write_inventory(Spec(size, seed), data_dir, fmt)
+    if fmt == "jsonl":
+        # Files of at most 250,000 lines (~40 MB), under the engine's default 64 MiB per inventory file.
+        write_jsonl_shards(Spec(size, seed), data_dir)
+    else:
+        write_inventory(Spec(size, seed), data_dir, fmt)
     write_change_file(data_dir, "development")
     took = time.perf_counter() - t0
     marker.write_text("ok\n")
@@ -592,9 +596,14 @@ def measure_size(size: int, opts: dict[str, Any], root: Path, fmt: str, log: Cal
         for at, line in child:
             probe = json.loads(line)
             probe["start_to_first_decision_s"] = at
+            if probe.get("fail_closed"):
+                out["start_error"] = f"the first decision failed closed: {probe['fail_closed']}"
+                break
             starts.append(probe)
         if child.error():
             out["start_error"] = child.error()
+        if "start_error" in out:
+            child.kill("failed")
             break
         if starts and starts[-1]["start_to_first_decision_s"] > 60:
             break  # One slow start is evidence enough; the time goes to the queries.

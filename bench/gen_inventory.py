@@ -365,6 +365,35 @@ def write_inventory(spec: Spec, directory: Path, fmt: str = "auto") -> Path:
     return path
 
 
+def write_jsonl_shards(spec: Spec, directory: Path, lines_per_file: int = 250_000) -> list[Path]:
+    """Write the inventory as JSON Lines split into files of at most ``lines_per_file`` lines.
+
+    A CMDB export of a million identities is about 240 MB, over the engine's
+    default per-file limit (``limits.inventory_file_bytes``, 64 MiB); split
+    into ``inventory-0000.jsonl``, ``inventory-0001.jsonl``, ... (about 40 MB
+    each) it loads with the defaults. The engine merges the files of a data
+    directory, so a record may refer to one in another file.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    paths: list[Path] = []
+    records = iter_records(spec)
+    while True:
+        chunk = list(itertools.islice(records, lines_per_file))
+        if not chunk:
+            return paths
+        path = directory / f"inventory-{len(paths):04d}.jsonl"
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8", newline="\n", buffering=1 << 20) as fh:
+            for section, key, rec in chunk:
+                row = {"section": section, "id": key} if section == "protected" else {
+                    "section": section, "id": key, "record": rec}
+                fh.write(dumps(row))
+                fh.write("\n")
+        tmp.replace(path)
+        paths.append(path)
+
+
 def proposals(
     spec: Spec,
     count: int,

@@ -13,7 +13,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from bench.gen_inventory import ACTIONS, Spec, approver_public_key, generate, proposals, write_inventory, write_jsonl
+from bench.gen_inventory import (
+    ACTIONS,
+    Spec,
+    approver_public_key,
+    generate,
+    proposals,
+    write_inventory,
+    write_jsonl,
+    write_jsonl_shards,
+)
 from hitlgate.engine import Config, Decider, load_inventory
 from hitlgate.engine._demokeys import is_demo_key
 from hitlgate.engine.inventory import decode_public_key
@@ -95,3 +104,10 @@ def test_proposals_are_valid_cover_every_action_and_reach_every_tier(tmp_path: P
     decider = Decider.from_config(Config(data_paths=(tmp_path / "data",)))
     tiers = Counter(decider.decide(Proposal.from_dict(p)).tier for p in props)
     assert set(tiers) == {"auto_allow", "single_approval", "dual_approval", "deny"}, tiers
+
+
+def test_jsonl_shards_load_through_the_engine_as_one_inventory(tmp_path: Path) -> None:
+    paths = write_jsonl_shards(Spec(400, seed=8), tmp_path / "data", lines_per_file=150)
+    assert len(paths) >= 4
+    assert all(len(p.read_text().splitlines()) <= 150 for p in paths)
+    assert load_inventory([tmp_path / "data"]).document == generate(400, seed=8)

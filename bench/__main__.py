@@ -457,10 +457,10 @@ def render(report: dict[str, Any]) -> str:
         r = results.get(name)
         if r is None:
             continue
-        if name == "scaling" and "sizes" in r:
-            lines += scaling_section(r)
-        else:
-            lines += generic_section(name, r)
+        section = scaling_section(r) if name == "scaling" and "sizes" in r else generic_section(name, r)
+        if r.get("_date") and r["_date"] != report["date"]:
+            section[1:1] = ["", f"(Kept from the run of {r['_date']}; not rerun with the others.)"]
+        lines += section
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -473,7 +473,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"run only these benchmarks (repeat or comma-separate; of {', '.join(BENCHES)})")
     ap.add_argument("--sizes", help="identity counts for the scaling benchmark, e.g. 100,10000")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the Markdown report (default docs/benchmarks.md)")
-    ap.add_argument("--json", type=Path, help="also write every number as JSON here")
+    ap.add_argument("--json", type=Path, help="also write every number as JSON here (default: the report's .json)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the results of benchmarks not run now from the JSON of the last run (marked with "
+                         "their date), e.g. to add one benchmark's section with --only")
     ap.add_argument("--workdir", type=Path, help="keep the generated inventories here and reuse them next time")
     args = ap.parse_args(argv)
     names = list(BENCHES)
@@ -496,15 +499,22 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "results": {},
     }
+    json_path = args.json or args.out.with_suffix(".json")
     for name in names:
         log(f"{name}: running")
         report["results"][name] = run_one(name, args.smoke, sizes, log, args.workdir)
+        report["results"][name]["_date"] = report["date"]
         log(f"{name}: done in {report['results'][name].get('_seconds', 0):.1f} s")
+    if args.keep and json_path.exists():
+        previous = json.loads(json_path.read_text(encoding="utf-8"))
+        for name, result in previous.get("results", {}).items():
+            if name not in report["results"]:
+                result.setdefault("_date", previous.get("date"))
+                report["results"][name] = result
     report["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(report), encoding="utf-8")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    json_path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     log(f"wrote {args.out}")
     failed = [n for n, r in report["results"].items() if "error" in r]
     if failed:

@@ -414,7 +414,8 @@ def proposals(
     given, only its protected list is used.
     """
     rnd = random.Random(f"{spec.seed}:{seed}:proposals")
-    protected = list(inventory.get("protected", [])) if inventory is not None else _some_protected(spec)
+    # Computed on first use: a benchmark's first proposal must not wait for a scan of the protected ids.
+    protected: list[str] | None = list(inventory.get("protected", [])) if inventory is not None else None
     out: list[dict[str, Any]] = []
     actions = itertools.cycle(ACTIONS)
     for n in range(count):
@@ -422,7 +423,7 @@ def proposals(
         x = rnd.random()
         if x < unknown_share:
             target = f"ghost-{rnd.randrange(10**9):09d}"
-        elif x < unknown_share + 0.05 and protected:
+        elif x < unknown_share + 0.05 and (protected := protected if protected is not None else _some_protected(spec)):
             target = rnd.choice(protected)
         elif x < unknown_share + 0.25:
             target = spec.workload_id(rnd.randrange(spec.n_workloads))

@@ -56,6 +56,7 @@ writers are for the files source.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -291,8 +292,21 @@ class InventoryDB:
         """A :class:`~hitlgate.engine.facts.FactIndex` of the live inventory, and the version it is at."""
         from hitlgate.engine.facts import FactIndex
 
-        doc, version, revision = self.document()
-        return FactIndex(doc, revision), version
+        # As load_inventory does: no cyclic collection while 10^5 records are
+        # built (it would walk the growing heap to find no garbage), then the
+        # index is frozen out of the collector's sight, so later full
+        # collections do not pause decisions to walk it. The records are
+        # acyclic: reference counting still frees a replaced one.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            doc, version, revision = self.document()
+            index = FactIndex(doc, revision)
+            gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
+        return index, version
 
     def changes_since(self, version: int) -> tuple[list[Change], int, str]:
         """The changes after ``version``, oldest first, and the ``(version, revision)`` they lead to.

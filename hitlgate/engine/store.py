@@ -426,6 +426,18 @@ class Transaction:
         except IntegrityError as exc:
             raise StorageError(f"request {request_id} already has a warrant") from exc
 
+    def warrants_for(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
+        """The warrants of several requests (those that have one), in one indexed query (a listing page)."""
+        ids = list(request_ids)
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            sa.select(t.warrants, t.consumed.c.consumed_at)
+            .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+            .where(t.warrants.c.request_id.in_(ids))
+        ).mappings()
+        return {row["request_id"]: self._warrant_from_row(row) for row in rows}
+
     def warrant_for(self, request_id: str) -> WarrantRecord | None:
         """The warrant issued for a request, if any, with its consumption time."""
         row = self.conn.execute(
@@ -433,8 +445,10 @@ class Transaction:
             .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
             .where(t.warrants.c.request_id == request_id)
         ).mappings().first()
-        if row is None:
-            return None
+        return None if row is None else self._warrant_from_row(row)
+
+    @staticmethod
+    def _warrant_from_row(row: Any) -> WarrantRecord:
         return WarrantRecord(
             jti=row["jti"],
             request_id=row["request_id"],

@@ -1268,10 +1268,5 @@ class Engine:
 
     def warrant_records(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
         """The issued warrant (with its consumption time) of each request that has one, read by key."""
-        out: dict[str, WarrantRecord] = {}
         with self.store.read() as tx:
-            for request_id in request_ids:
-                record = tx.warrant_for(request_id)
-                if record is not None:
-                    out[request_id] = record
-        return out
+            return tx.warrants_for(request_ids)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from sqlalchemy import event as sa_event
 
 from hitlgate.engine import _store_schema as t
@@ -145,3 +147,26 @@ def test_verify_reads_the_chain_in_bounded_chunks(marked: Engine) -> None:
     unbounded = [s for s in reads if "LIMIT" not in s and "request_id IN" not in s and "kind IN" not in s]
     assert unbounded == []
     assert any("LIMIT" in s and "audit_events.seq >" in s for s in reads)
+
+
+def test_cli_verify_is_incremental_after_the_first_and_full_on_request(tmp_path: Path) -> None:
+    from hitlgate.cli import cli
+
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    env = {"HITLGATE_CONFIG": str(cfg)}
+    doc = tmp_path / "p.json"
+    doc.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
+
+    def run(*args: str) -> dict[str, object]:
+        result = CliRunner().invoke(cli, ["--json", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    CliRunner().invoke(cli, ["propose", str(doc)], env=env)  # Pending: exit code 4.
+    run("audit", "checkpoint")
+    assert run("audit", "verify")["start_seq"] == 0
+    CliRunner().invoke(cli, ["propose", str(doc)], env=env)
+    second = run("audit", "verify")
+    assert second["start_seq"] == 2 and second["events"] == 2
+    assert run("audit", "verify", "--full")["start_seq"] == 0

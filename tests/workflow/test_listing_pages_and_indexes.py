@@ -9,6 +9,7 @@ Real SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,30 @@ def test_older_database_gets_the_indexes_and_loses_the_superseded_ones(db_url: s
         assert "ix_requests_status" not in names
     finally:
         store.close()
+
+
+def test_cli_pages_with_the_cursor_it_hints(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hitlgate.cli import cli
+
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'state.db'}\nkeys: {tmp_path / 'keys'}\n")
+    env = {"HITLGATE_CONFIG": str(cfg)}
+    doc = tmp_path / "p.json"
+    doc.write_text(json.dumps(proposal("suspend_service_account", "svc-ci-runner")))
+    for _ in range(3):
+        CliRunner().invoke(cli, ["propose", str(doc)], env=env, catch_exceptions=False)
+    first = CliRunner().invoke(cli, ["requests", "--limit", "2"], env=env, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    hint = [line for line in first.output.splitlines() if line.startswith("next page:")]
+    assert len(hint) == 1
+    cursor = hint[0].split("--cursor ", 1)[1]
+    second = CliRunner().invoke(cli, ["--json", "requests", "--limit", "2", "--cursor", cursor], env=env,
+                                catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    rest = json.loads(second.stdout)
+    listed = [line.split()[0] for line in first.output.splitlines() if line.startswith("req-")]
+    assert len(listed) == 2 and len(rest) == 1 and rest[0]["id"] not in listed
+    bad = CliRunner().invoke(cli, ["--json", "requests", "--cursor", "nonsense"], env=env, catch_exceptions=False)
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["error"]["code"]

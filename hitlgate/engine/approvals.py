@@ -57,7 +57,9 @@ def parse_time(text: str, field: str, what: str = _WHAT) -> datetime:
     if not isinstance(text, str) or _TIME_RE.fullmatch(text) is None:
         raise ValidationError(what, [f"{field}: must be an RFC 3339 UTC time like 2025-01-31T12:00:00Z"])
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        # _TIME_RE pins the spelling; fromisoformat reads it (Z as UTC) at a
+        # tenth of strptime's cost, and still refuses impossible dates.
+        return datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValidationError(what, [f"{field}: not a valid date and time ({exc})"]) from exc
 

@@ -92,7 +92,9 @@ def parse_time(text: Any) -> datetime:
     """Parse :func:`format_time` output strictly (``ValueError`` otherwise)."""
     if not isinstance(text, str) or _TIME_RE.fullmatch(text) is None:
         raise ValueError(f"{text!r} is not an RFC 3339 UTC time with microseconds")
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    # The pattern above pins the spelling; fromisoformat reads it (Z as UTC)
+    # at a tenth of strptime's cost.
+    return datetime.fromisoformat(text)
 
 
 def _is_utc(at: Any) -> bool:

@@ -356,7 +356,8 @@ def run(size_or_options: Any = "full", *, log: Callable[[str], None] | None = No
     """Run the benchmark: ``"smoke"`` (seconds), ``"full"``, or a dict overriding :data:`FULL`; returns numbers.
 
     Options: ``rounds``, ``n`` (flows per round), ``clients``, ``seconds``,
-    ``postgres`` and ``throughput`` (bools), ``before`` (a git revision to measure alongside, or None).
+    ``postgres`` and ``throughput`` (bools), ``before`` (a git revision to measure alongside, or None),
+    ``after`` (a git revision to measure instead of this checkout, or None).
     Raises if any flow fails, any warrant is not consumed exactly once, or ``audit verify`` fails.
     """
     opts = _options(size_or_options)
@@ -365,9 +366,10 @@ def run(size_or_options: Any = "full", *, log: Callable[[str], None] | None = No
                              "rounds": float(opts["rounds"])}
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-flows-")))
-        sides = {"": _ROOT}
+        after = _extract(str(opts["after"]), tmp / "after") if opts.get("after") else _ROOT
+        sides = {"": after}
         if opts["before"]:
-            sides = {"before_": _extract(str(opts["before"]), tmp / "before"), "": _ROOT}
+            sides = {"before_": _extract(str(opts["before"]), tmp / "before"), "": after}
         new_url: dict[str, Callable[[str], str]] = {"sqlite": lambda name: f"sqlite:///{tmp / name}.db"}
         if opts["postgres"]:
             from tests._pgcluster import pg_bindir, running_cluster
@@ -432,6 +434,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="a few seconds, SQLite only")
     ap.add_argument("--before", help="a git revision to measure in the same rounds (e.g. a2be8a0)")
+    ap.add_argument("--after", help="a git revision to measure instead of this checkout's working tree")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--n", type=int, help="flows per round")
     ap.add_argument("--clients", type=int)
@@ -440,7 +443,7 @@ def main() -> None:
     ap.add_argument("--no-throughput", action="store_true", help="CPU, statements and commits only")
     args = ap.parse_args()
     opts = dict(SMOKE if args.smoke else FULL)
-    for name in ("before", "rounds", "n", "clients", "seconds"):
+    for name in ("before", "after", "rounds", "n", "clients", "seconds"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.no_postgres:

@@ -151,6 +151,10 @@ class AuditEvent:
             value = getattr(self, name)
             if not isinstance(value, str) or _HASH_RE.fullmatch(value) is None:
                 raise ValidationError(what, [f"{name}: must be sha256: followed by 64 lowercase hex digits"])
+        if type(self.payload) is _Canonicalised:
+            object.__setattr__(self, "payload", dict(self.payload))
+            # Equivalent mutant (return removed): the payload is then checked again, only slower.
+            return  # pragma: no mutate
         # A private deep copy through JSON: the payload must be JSON anyway,
         # and the caller mutating its dict later must not change the event.
         try:
@@ -211,16 +215,38 @@ def next_event(
     at: datetime,
 ) -> AuditEvent:
     """The event that follows ``prev`` (or the first event when ``prev`` is None)."""
+    if prev is None:
+        return event_after(0, GENESIS_HASH, kind=kind, request_id=request_id, payload=payload, at=at)
+    return event_after(prev.seq, prev.hash, kind=kind, request_id=request_id, payload=payload, at=at)
+
+
+def event_after(
+    prev_seq: int,
+    prev_hash: str,
+    *,
+    kind: str,
+    request_id: str | None,
+    payload: Mapping[str, Any],
+    at: datetime,
+) -> AuditEvent:
+    """The event that follows the chain head ``(prev_seq, prev_hash)``; ``(0, GENESIS_HASH)`` for the first."""
     if not _is_utc(at):
         raise InputError("audit event time must be a timezone-aware UTC datetime")
-    seq = 1 if prev is None else prev.seq + 1
-    prev_hash = GENESIS_HASH if prev is None else prev.hash
+    seq = prev_seq + 1
     try:
         payload = dict(payload)
         digest = compute_hash(seq=seq, at=at, kind=kind, request_id=request_id, payload=payload, prev_hash=prev_hash)
+        # The hash above canonicalised the payload, so it is JSON: a private
+        # deep copy through the C encoder is enough, and the constructor
+        # need not canonicalise it a second time.
+        private = _Canonicalised(json.loads(json.dumps(payload)))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise ValidationError(f"audit event {seq}", [f"payload: not canonical JSON: {exc}"]) from exc
-    return AuditEvent(seq, at, kind, request_id, payload, prev_hash, digest)
+    return AuditEvent(seq, at, kind, request_id, private, prev_hash, digest)
+
+
+class _Canonicalised(dict[str, Any]):
+    """A payload :func:`event_after` has canonicalised and copied already (the constructor skips its re-check)."""
 
 
 # --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from hitlgate.engine import lifecycle
 from hitlgate.engine._files import make_private_dirs
 from hitlgate.engine._time import require_utc as _require_utc
 from hitlgate.engine._time import utcnow
-from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, Checkpoint, next_event
+from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, Checkpoint, event_after
 from hitlgate.engine.decision import Decision
 from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, NotFoundError, StorageError
 
@@ -259,10 +259,19 @@ class RequestRows:
 class Transaction:
     """One open transaction on the store. Obtain it from :meth:`Store.write` or :meth:`Store.read`."""
 
-    def __init__(self, conn: Connection, *, writable: bool) -> None:
+    def __init__(self, conn: Connection, *, writable: bool, head: tuple[int, str] | None = None) -> None:
         self.conn = conn
         self.writable = writable
         self._after_commit: list[Callable[[], None]] = []
+        # The chain head (seq, hash) this write transaction builds on: read
+        # from the audit_head row it locked first, then moved by each append.
+        self._head = head
+        # Whether the audit_head row lags behind this transaction's events;
+        # it is moved once, before the commit (see Store.write).
+        self._head_moved = False
+        #: Checks a caller has made once in this write transaction, under its
+        #: lock, and need not repeat for each event (see ``Engine.require_anchored_head``).
+        self.checked: set[str] = set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this write transaction has committed (never after a rollback).
@@ -567,10 +576,16 @@ class Transaction:
     def append(
         self, kind: str, *, request_id: str | None, payload: Mapping[str, Any], at: datetime
     ) -> AuditEvent:
-        """Append one event to the hash chain, in this transaction."""
+        """Append one event to the hash chain, in this transaction.
+
+        The event follows the head held in the ``audit_head`` row this
+        transaction locked first (no query for the previous event); that row
+        is moved to the last event once, when the transaction commits.
+        """
         self._require_writable()
-        prev = self.head()
-        ev = next_event(prev, kind=kind, request_id=request_id, payload=dict(payload), at=at)
+        if self._head is None:
+            raise StorageError("internal error: a write transaction without the chain head")
+        ev = event_after(*self._head, kind=kind, request_id=request_id, payload=payload, at=at)
         self.conn.execute(
             _INSERT_EVENT,
             {
@@ -583,8 +598,15 @@ class Transaction:
                 "hash": ev.hash,
             },
         )
-        self.conn.execute(_MOVE_HEAD, {"new_seq": ev.seq, "new_hash": ev.hash})
+        self._head = (ev.seq, ev.hash)
+        self._head_moved = True
         return ev
+
+    def _store_head(self) -> None:
+        """Write the chain head this transaction reached to the ``audit_head`` row (before the commit)."""
+        if self._head_moved and self._head is not None:
+            self.conn.execute(_MOVE_HEAD, {"new_seq": self._head[0], "new_hash": self._head[1]})
+            self._head_moved = False
 
     def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
         """The audit events in chain order (all, or those of one request)."""
@@ -1077,9 +1099,14 @@ class Store:
                 with conn.begin():
                     # Lock the chain head first in every write, so writers
                     # queue in one order and never deadlock.
-                    conn.execute(_LOCK_HEAD).first()
-                    tx = Transaction(conn, writable=True)
+                    # The locked row is also where this transaction's first
+                    # event links to.
+                    head = conn.execute(_LOCK_HEAD).first()
+                    if head is None:
+                        raise StorageError(f"the state store {_redact(self.url)} has no audit chain head row")
+                    tx = Transaction(conn, writable=True, head=(int(head[0]), str(head[1])))
                     yield tx
+                    tx._store_head()
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
         # Committed: run what waited for the commit (e.g. anchoring checkpoints).

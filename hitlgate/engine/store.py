@@ -24,6 +24,7 @@ database constraints, so a bug above cannot break it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -300,31 +301,38 @@ class Transaction:
         created_at: datetime,
         expires_at: datetime,
         status_reason: str = "",
-    ) -> None:
-        """Store a new request (its status must be a legal initial state)."""
+    ) -> Request:
+        """Store a new request (its status must be a legal initial state); return it as stored.
+
+        The returned request is built from the stored values (the proposal
+        and decision parsed back from the text written), so it equals what
+        :meth:`get_request` would read, without reading it.
+        """
         self._require_writable()
         if status != lifecycle.initial_state(decision.tier):
             raise StorageError(f"a new {decision.tier} request cannot start as {status}")
         action = proposal["action"]
-        self.conn.execute(
-            _INSERT_REQUEST,
-            {
-                "id": request_id,
-                "status": status,
-                "tier": decision.tier,
-                "requester": str(proposal["requester"]["id"]),
-                "action_type": str(action["type"]),
-                "target": str(action["target"]),
-                "action_digest": action_digest,
-                "proposal": json.dumps(proposal, sort_keys=True),
-                "decision": json.dumps(decision.to_dict(), sort_keys=True),
-                "policy_revision": decision.policy_revision,
-                "created_at": created_at,
-                "expires_at": expires_at,
-                "updated_at": created_at,
-                "status_reason": status_reason,
-            },
-        )
+        row: dict[str, Any] = {
+            "id": request_id,
+            "status": status,
+            "tier": decision.tier,
+            "requester": str(proposal["requester"]["id"]),
+            "action_type": str(action["type"]),
+            "target": str(action["target"]),
+            "action_digest": action_digest,
+            "proposal": json.dumps(proposal, sort_keys=True),
+            "decision": json.dumps(decision.to_dict(), sort_keys=True),
+            "policy_revision": decision.policy_revision,
+            "created_at": created_at,
+            "expires_at": expires_at,
+            "updated_at": created_at,
+            "status_reason": status_reason,
+        }
+        self.conn.execute(_INSERT_REQUEST, row)
+        # Times as read back: UTC (the stored text keeps microseconds, so nothing else changes).
+        for name in ("created_at", "expires_at", "updated_at"):
+            row[name] = _require_utc(row[name], name)
+        return self._request_from_row(row, ())
 
     def get_request(self, request_id: str) -> Request:
         """Load a request with its votes; raises :class:`NotFoundError` (code ``not_found``) if there is none."""
@@ -364,10 +372,20 @@ class Transaction:
             q = q.where(t.requests.c.expires_at <= expires_before)
         return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id))]
 
-    def transition(self, request_id: str, target: str, *, now: datetime, reason: str = "") -> Request:
-        """Move a request to ``target`` if the lifecycle allows it; raises :class:`IllegalTransition`."""
+    def transition(
+        self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None
+    ) -> Request:
+        """Move a request to ``target`` if the lifecycle allows it; raises :class:`IllegalTransition`.
+
+        ``current`` is the request as this transaction has already read it
+        (it is then not read again); the update applies only while the
+        stored status is still ``current.status``. Returns the moved request.
+        """
         self._require_writable()
-        current = self.get_request(request_id)
+        if current is None:
+            current = self.get_request(request_id)
+        elif current.id != request_id:
+            raise StorageError(f"internal error: request {current.id} given for a move of {request_id}")
         lifecycle.check_transition(current.status, target)
         result = self.conn.execute(
             _MOVE_REQUEST,
@@ -377,7 +395,7 @@ class Transaction:
             # The write lock makes this unreachable; if it ever happens the
             # transaction must not go on as if the move had been made.
             raise StorageError(f"request {request_id} changed underneath this transaction")
-        return self.get_request(request_id)
+        return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason)
 
     @staticmethod
     def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote]) -> Request:
@@ -427,9 +445,10 @@ class Transaction:
         statement: Mapping[str, Any],
         signed_at: datetime,
         recorded_at: datetime,
-    ) -> None:
-        """Record a vote; a second vote by the same person raises :class:`ApprovalError`."""
+    ) -> Vote:
+        """Record a vote and return it as stored; a second vote by the same person raises :class:`ApprovalError`."""
         self._require_writable()
+        text = json.dumps(statement, sort_keys=True)
         try:
             with self.conn.begin_nested():
                 self.conn.execute(
@@ -438,7 +457,7 @@ class Transaction:
                         "request_id": request_id,
                         "approver": approver,
                         "verdict": verdict,
-                        "statement": json.dumps(statement, sort_keys=True),
+                        "statement": text,
                         "signed_at": signed_at,
                         "recorded_at": recorded_at,
                     },
@@ -447,13 +466,15 @@ class Transaction:
             raise ApprovalError(
                 f"{approver} has already voted on request {request_id}; a vote cannot be changed"
             ) from exc
+        return Vote(approver=approver, verdict=verdict, signed_at=_require_utc(signed_at, "signed_at"),
+                    recorded_at=_require_utc(recorded_at, "recorded_at"), statement=json.loads(text))
 
     # -- warrants ---------------------------------------------------------
 
     def insert_warrant(
         self, *, jti: str, request_id: str, token: str, kid: str, issued_at: datetime, expires_at: datetime
-    ) -> None:
-        """Record the one warrant of a request; a second raises :class:`StorageError`."""
+    ) -> WarrantRecord:
+        """Record the one warrant of a request and return it as stored; a second raises :class:`StorageError`."""
         self._require_writable()
         try:
             with self.conn.begin_nested():
@@ -464,6 +485,9 @@ class Transaction:
                 )
         except IntegrityError as exc:
             raise StorageError(f"request {request_id} already has a warrant") from exc
+        return WarrantRecord(jti=jti, request_id=request_id, token=token, kid=kid,
+                             issued_at=_require_utc(issued_at, "issued_at"),
+                             expires_at=_require_utc(expires_at, "expires_at"))
 
     def warrants_for(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
         """The warrants of several requests (those that have one), in one indexed query (a listing page)."""

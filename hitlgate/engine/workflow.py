@@ -33,6 +33,7 @@ Every method takes the time from the injectable ``clock`` (or an explicit
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 import secrets
 import time
@@ -582,7 +583,7 @@ class Engine:
         request_id = _new_request_id()
         digest = p.digest
         with self.store.write() as tx:
-            tx.insert_request(
+            req = tx.insert_request(
                 request_id=request_id,
                 status=status,
                 proposal=p.to_dict(),
@@ -592,7 +593,6 @@ class Engine:
                 expires_at=at + timedelta(seconds=decision.ttl_seconds),
                 status_reason=decision.reasons[-1],
             )
-            req = tx.get_request(request_id)
             self._append(
                 tx,
                 "proposed",
@@ -620,7 +620,8 @@ class Engine:
                 self._issue(tx, req, at, decision)
             elif status == lifecycle.DENIED:
                 self._append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
-        return self.get(request_id)
+        # As stored by the transaction that just committed (not read again).
+        return req
 
     def get(self, request_id: str) -> Request:
         """The stored request with its votes; raises :class:`~hitlgate.errors.NotFoundError` if unknown."""
@@ -707,7 +708,7 @@ class Engine:
                 closed = ApprovalError(f"request {req.id} is {req.status}; it takes no more votes")
             else:
                 self._check_vote(tx, req, signed, approver)
-                tx.insert_vote(
+                vote = tx.insert_vote(
                     request_id=req.id,
                     approver=approver.name,
                     verdict=verdict,
@@ -715,22 +716,26 @@ class Engine:
                     signed_at=s.at,
                     recorded_at=now,
                 )
-                req = tx.get_request(req.id)
+                # The votes read under this transaction's lock plus the one
+                # just stored: exactly what reading them again would return.
+                req = dataclasses.replace(req, votes=(*req.votes, vote))
                 if verdict == "reject":
                     # One eligible rejection ends the request; the event
                     # records both the vote and the new status.
-                    req = tx.transition(req.id, lifecycle.REJECTED, now=now, reason=f"rejected by {approver.name}")
+                    req = tx.transition(req.id, lifecycle.REJECTED, now=now, reason=f"rejected by {approver.name}",
+                                        current=req)
                     self._append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
                 else:
                     self._append(tx, "approved", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
                     report = self._verified_progress(req)
                     if report.met:
-                        req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe())
+                        req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe(), current=req)
                         self._append(tx, "granted", req, {"approvals": list(report.counted),
                                                            "quorum": report.to_dict()}, now)
         if closed is not None:
             raise closed
-        return self.get(s.request_id)
+        # As stored by the transaction that just committed (not read again).
+        return req
 
     def _check_vote(self, tx: Transaction, req: Request, signed: SignedStatement, approver: Approver) -> None:
         s = signed.statement
@@ -875,7 +880,7 @@ class Engine:
             policy_revision=req.policy_revision,
             now=now,
         )
-        tx.insert_warrant(
+        record = tx.insert_warrant(
             jti=issued.jti,
             request_id=req.id,
             token=issued.token,
@@ -892,9 +897,6 @@ class Engine:
             now,
             anchored=True,
         )
-        record = tx.warrant_for(req.id)
-        if record is None:  # pragma: no cover - inserted just above.
-            raise StorageError(f"warrant of request {req.id} vanished")
         return record
 
     def warrant(self, request_id: str, *, now: datetime | None = None) -> WarrantRecord:
@@ -987,14 +989,14 @@ class Engine:
                 raise IllegalTransition(
                     f"request {req.id}'s warrant was already used; the action is running or ran, revocation is too late"
                 )
-            req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}")
+            req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}", current=req)
             tx.insert_revocation(request_id=req.id, revoked_by=by, statement=signed.to_dict(), now=at)
             self._append(tx, "revoked", req, {"by": by, "signed": signed.to_dict(),
                                               "warrant_jti": None if w is None else w.jti}, at)
         return self.get(request_id)
 
     def _expire(self, tx: Transaction, req: Request, now: datetime, reason: str) -> Request:
-        req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason)
+        req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason, current=req)
         self._append(tx, "expired", req, {"reason": reason}, now)
         return req
 

@@ -40,6 +40,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -90,6 +92,21 @@ _EVENTS_OF = (
     .order_by(t.audit_events.c.seq)
 )
 _ANY_CHECKPOINT = sa.select(t.checkpoints.c.seq).limit(1)
+# INSERT ... ON CONFLICT DO NOTHING, in each supported database's dialect:
+# a duplicate key is reported as "no row inserted" instead of an error, so
+# neither needs a savepoint around it (two more statements each) to keep the
+# transaction usable. The unique keys still decide; the store reads the row
+# count.
+# preserve_rowcount: SQLAlchemy otherwise reports -1 for an INSERT on psycopg.
+_CONSUME = {
+    name: dialect.insert(t.consumed).on_conflict_do_nothing(index_elements=["jti"])
+    .execution_options(preserve_rowcount=True)
+    for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
+}
+_INSERT_CHECKPOINT = {
+    name: dialect.insert(t.checkpoints).on_conflict_do_nothing(index_elements=["seq"])
+    for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
+}
 
 
 @dataclass(frozen=True)
@@ -449,19 +466,20 @@ class Transaction:
         """Record a vote and return it as stored; a second vote by the same person raises :class:`ApprovalError`."""
         self._require_writable()
         text = json.dumps(statement, sort_keys=True)
+        # No savepoint: the refusal below ends the whole transaction, which
+        # rolls back, so nothing after the failed insert needs it usable.
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(
-                    _INSERT_VOTE,
-                    {
-                        "request_id": request_id,
-                        "approver": approver,
-                        "verdict": verdict,
-                        "statement": text,
-                        "signed_at": signed_at,
-                        "recorded_at": recorded_at,
-                    },
-                )
+            self.conn.execute(
+                _INSERT_VOTE,
+                {
+                    "request_id": request_id,
+                    "approver": approver,
+                    "verdict": verdict,
+                    "statement": text,
+                    "signed_at": signed_at,
+                    "recorded_at": recorded_at,
+                },
+            )
         except IntegrityError as exc:
             raise ApprovalError(
                 f"{approver} has already voted on request {request_id}; a vote cannot be changed"
@@ -476,13 +494,13 @@ class Transaction:
     ) -> WarrantRecord:
         """Record the one warrant of a request and return it as stored; a second raises :class:`StorageError`."""
         self._require_writable()
+        # No savepoint: the refusal ends the transaction (see insert_vote).
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(
-                    _INSERT_WARRANT,
-                    {"jti": jti, "request_id": request_id, "token": token, "kid": kid, "issued_at": issued_at,
-                     "expires_at": expires_at},
-                )
+            self.conn.execute(
+                _INSERT_WARRANT,
+                {"jti": jti, "request_id": request_id, "token": token, "kid": kid, "issued_at": issued_at,
+                 "expires_at": expires_at},
+            )
         except IntegrityError as exc:
             raise StorageError(f"request {request_id} already has a warrant") from exc
         return WarrantRecord(jti=jti, request_id=request_id, token=token, kid=kid,
@@ -519,13 +537,17 @@ class Transaction:
         )
 
     def consume(self, *, jti: str, request_id: str, now: datetime) -> None:
-        """Mark a warrant id used; a second use raises :class:`InvalidWarrant`."""
+        """Mark a warrant id used; a second use raises :class:`InvalidWarrant` (the transaction stays usable).
+
+        The primary key on ``jti`` is the single-use check: the insert skips
+        a duplicate (``ON CONFLICT (jti) DO NOTHING``; on PostgreSQL it first
+        waits for a concurrent insert of the same id to commit or roll back),
+        and no row inserted means the id was already consumed.
+        """
         self._require_writable()
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(t.consumed.insert().values(jti=jti, request_id=request_id, consumed_at=now))
-        except IntegrityError as exc:
-            raise InvalidWarrant(f"warrant {jti} was already used (replay)", code="replay") from exc
+        row = {"jti": jti, "request_id": request_id, "consumed_at": now}
+        if self.conn.execute(_CONSUME[self.conn.dialect.name], row).rowcount != 1:
+            raise InvalidWarrant(f"warrant {jti} was already used (replay)", code="replay")
 
     def is_consumed(self, jti: str) -> bool:
         """Whether a warrant id has been consumed (for reports, not for enforcement)."""
@@ -775,13 +797,9 @@ class Transaction:
     def insert_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
         self._require_writable()
-        exists = self.conn.execute(
-            sa.select(t.checkpoints.c.seq).where(t.checkpoints.c.seq == cp.seq)
-        ).first()
-        if exists is not None:
-            return
         self.conn.execute(
-            t.checkpoints.insert().values(seq=cp.seq, head_hash=cp.head_hash, at=cp.at, token=cp.token, kid=cp.kid)
+            _INSERT_CHECKPOINT[self.conn.dialect.name],
+            {"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at, "token": cp.token, "kid": cp.kid},
         )
 
     def signing_kids(self) -> list[str]:

@@ -60,7 +60,7 @@ def test_store_turns_a_duplicate_consumption_into_a_replay_refusal(engine):
 
 
 def test_refused_duplicate_consumption_leaves_the_rest_of_the_transaction_usable(engine):
-    # The duplicate insert runs in a savepoint: the refusal is an ordinary
+    # The duplicate insert is skipped (ON CONFLICT DO NOTHING): the refusal is an ordinary
     # error the caller can act on, not a poisoned transaction.
     _doc, req, _token, jti = _granted(engine)
     with engine.store.write() as tx:

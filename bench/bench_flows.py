@@ -80,19 +80,21 @@ from hitlgate.engine import _store_schema as t  # noqa: E402
 from hitlgate.engine.approvals import Statement, sign  # noqa: E402
 from hitlgate.engine.workflow import Engine  # noqa: E402
 
-#: What this benchmark measured on commit a2be8a0, before the issue-9 work (full run, same machine:
-#: 2 cores shared with other jobs, load average 2-3). Printed when no ``--before`` is given.
+#: What this benchmark measured on main before the issue-9 flows work (commit 9d47f35; run with
+#: ``--before 9d47f35 --after 61ac3f1``, 3 interleaved rounds of 30 flows, 8 clients for 10 s; 2 cores
+#: shared with other jobs at load average 9-10, so absolute numbers are several times an idle machine's).
+#: Printed when no ``--before`` is given.
 BEFORE: dict[str, float] = {
-    "statements_per_flow_sqlite": 97.2,
+    "cpu_ms_per_flow_sqlite": 101.12,
+    "wall_ms_per_flow_sqlite": 713.56,
+    "statements_per_flow_sqlite": 96.0,
     "commits_per_flow_sqlite": 9.0,
-    "statements_per_flow_postgresql": 88.2,
+    "cpu_ms_per_flow_postgresql": 158.27,
+    "wall_ms_per_flow_postgresql": 1161.86,
+    "statements_per_flow_postgresql": 87.0,
     "commits_per_flow_postgresql": 9.0,
-    "cpu_ms_per_flow_sqlite": 69.8,
-    "wall_ms_per_flow_sqlite": 135.3,
-    "cpu_ms_per_flow_postgresql": 90.1,
-    "wall_ms_per_flow_postgresql": 201.5,
-    "flows_per_s_sqlite": 5.23,
-    "flows_per_s_postgresql": 2.38,
+    "flows_per_s_sqlite": 1.54,
+    "flows_per_s_postgresql": 1.48,
 }
 
 #: Server settings that make the throwaway cluster durable (the last ``-c`` of a name wins).

@@ -151,10 +151,6 @@ class AuditEvent:
             value = getattr(self, name)
             if not isinstance(value, str) or _HASH_RE.fullmatch(value) is None:
                 raise ValidationError(what, [f"{name}: must be sha256: followed by 64 lowercase hex digits"])
-        if type(self.payload) is _Canonicalised:
-            object.__setattr__(self, "payload", dict(self.payload))
-            # Equivalent mutant (return removed): the payload is then checked again, only slower.
-            return  # pragma: no mutate
         # A private deep copy through JSON: the payload must be JSON anyway,
         # and the caller mutating its dict later must not change the event.
         try:
@@ -236,17 +232,9 @@ def event_after(
     try:
         payload = dict(payload)
         digest = compute_hash(seq=seq, at=at, kind=kind, request_id=request_id, payload=payload, prev_hash=prev_hash)
-        # The hash above canonicalised the payload, so it is JSON: a private
-        # deep copy through the C encoder is enough, and the constructor
-        # need not canonicalise it a second time.
-        private = _Canonicalised(json.loads(json.dumps(payload)))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise ValidationError(f"audit event {seq}", [f"payload: not canonical JSON: {exc}"]) from exc
-    return AuditEvent(seq, at, kind, request_id, private, prev_hash, digest)
-
-
-class _Canonicalised(dict[str, Any]):
-    """A payload :func:`event_after` has canonicalised and copied already (the constructor skips its re-check)."""
+    return AuditEvent(seq, at, kind, request_id, payload, prev_hash, digest)
 
 
 # --------------------------------------------------------------------------

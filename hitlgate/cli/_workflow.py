@@ -43,7 +43,6 @@ from hitlgate.engine.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.audit import read_export, verify_chain
 from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
 from hitlgate.engine.proposal import Proposal
-from hitlgate.engine.store import MAX_LIST_LIMIT, ListCursor
 from hitlgate.errors import (
     EXIT_OK,
     EXIT_PENDING,
@@ -260,7 +259,9 @@ def propose(state: CliState, proposal_file: str) -> None:
 
 @click.command(epilog=examples("hitlgate requests --status pending", "hitlgate --json requests --limit 10"))
 @click.option("--status", type=click.Choice(lifecycle.STATES), help="Only requests in this state.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=100, show_default=True)
+# 100000 is hitlgate.engine.store.MAX_LIST_LIMIT, spelled out: importing the store here would load SQLAlchemy
+# at every start-up.
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--cursor", help="Continue after this request: TIME~ID of the last one listed (see the hint).")
 @json_option
 @pass_state
@@ -272,6 +273,8 @@ def requests(state: CliState, status: str | None, limit: int, cursor: str | None
     naming the --cursor that lists the next one (with --json: the last
     request's created_at~id). Exit code 0, or 2 for a malformed --cursor.
     """
+    from hitlgate.engine.store import ListCursor
+
     before = ListCursor.decode(cursor) if cursor is not None else None
     with open_engine(state) as engine:
         reqs = engine.list(status, limit=limit, before=before)

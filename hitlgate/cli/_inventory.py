@@ -202,6 +202,7 @@ def status(state: CliState) -> None:
     click.echo(f"inventory source: {source}" + ("" if source == "database" else
                " (deciders read the data files; set inventory.source: database to use these records)"))
     click.echo(f"database inventory: version {st.version}, revision {st.revision}")
+    click.echo(f"  content revision (what deciders record): {st.content_revision}")
     click.echo("  " + ", ".join(f"{n} {section}" for section, n in st.counts.items()))
 
 

@@ -77,7 +77,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from hitlgate.engine import _store_schema as t
 from hitlgate.engine import schemas
 from hitlgate.engine._time import utcnow
-from hitlgate.engine.inventory import SECTIONS, decode_public_key, encode_public_key, load_inventory, public_raw_bytes
+from hitlgate.engine.inventory import (
+    SECTIONS,
+    check_references,
+    decode_public_key,
+    encode_public_key,
+    load_inventory,
+    public_raw_bytes,
+)
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.engine.store import Store, _db_message
 from hitlgate.errors import BackendUnavailable, InputError, NotFoundError, PolicyError, StorageError, ValidationError
@@ -119,6 +126,72 @@ def chain(revision: str, version: int, section: str, key: str, text: str | None)
     return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+#: The content digest is a sum of SHAKE-256 terms modulo 2**2048 (a multiset
+#: hash with a modulus wide enough that no generalised-birthday search finds
+#: two inventories with one digest).
+_DIGEST_BYTES = 256
+_DIGEST_MOD = 1 << (8 * _DIGEST_BYTES)
+
+
+def _term(section: str, key: str, text: str) -> int:
+    body = f"{section}\n{key}\n{text}".encode()
+    return int.from_bytes(hashlib.shake_256(body).digest(_DIGEST_BYTES), "big")
+
+
+class ContentDigest:
+    """An order-independent digest of the live records, updated one record at a time.
+
+    The inventory revision a decision records must name the facts that
+    decided, whatever wrote them. The change chain in ``inventory_meta``
+    only moves when hitlgate writes; a row edited with raw SQL would keep
+    it. This digest is computed from the rows themselves when the index is
+    loaded and updated from each applied change, so the revision a decider
+    reports always covers exactly the records it holds in memory.
+    """
+
+    def __init__(self) -> None:
+        self._acc = 0
+
+    def add(self, section: str, key: str, record: Any) -> None:
+        """Count one live record in (``True`` for a protected id)."""
+        self._acc = (self._acc + _term(section, key, _text_of(section, record))) % _DIGEST_MOD
+
+    def remove(self, section: str, key: str, record: Any) -> None:
+        """Count one live record out."""
+        self._acc = (self._acc - _term(section, key, _text_of(section, record))) % _DIGEST_MOD
+
+    @property
+    def revision(self) -> str:
+        """``sha256:`` hex of the digest: the inventory revision of these records."""
+        return "sha256:" + hashlib.sha256(self._acc.to_bytes(_DIGEST_BYTES, "big")).hexdigest()
+
+
+def _text_of(section: str, record: Any) -> str:
+    return _PROTECTED if section == "protected" else record_text(record)
+
+
+def _parse_row(section: str, key: str, text: str) -> Any:
+    """A stored record, parsed; a row that is not valid JSON is a broken inventory naming it."""
+    if section == "protected":
+        return True
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise PolicyError(
+            f"the inventory in the database is invalid: {section}.{key}: the stored record is not valid JSON "
+            f"({exc}); it was written outside hitlgate",
+            problems=[f"{section}.{key}: not valid JSON"],
+        ) from exc
+
+
+def _invalid(problems: list[str]) -> PolicyError:
+    return PolicyError(
+        "the inventory in the database is invalid (a row was written outside hitlgate?): "
+        + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""),
+        problems=problems[:50],
+    )
+
+
 def _normalised_key(text: str) -> str | None:
     """An approver key in one canonical text form (4 texts decode to the same 32 bytes), or None if invalid."""
     try:
@@ -157,10 +230,15 @@ class InventoryStatus:
     version: int
     revision: str
     counts: Mapping[str, int]
+    #: The digest of the live rows (what a decider loading now records); the
+    #: change-chain ``revision`` differs from it only in kind, and a row
+    #: edited outside hitlgate moves this one but not the chain.
+    content_revision: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"version": self.version, "revision": self.revision, "counts": dict(self.counts)}
+        return {"version": self.version, "revision": self.revision, "content_revision": self.content_revision,
+                "counts": dict(self.counts)}
 
 
 @dataclass(frozen=True)
@@ -217,6 +295,8 @@ class InventoryDB:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: The digest of the records the last :meth:`load` read.
+        self.loaded_digest = ContentDigest()
 
     @classmethod
     def open(cls, url: str) -> InventoryDB:
@@ -274,19 +354,42 @@ class InventoryDB:
             return self._meta(conn)
 
     def document(self) -> tuple[dict[str, Any], int, str]:
-        """The whole live inventory as a merged document, with its version and revision."""
+        """The whole live inventory as a merged document, with its version and change-chain revision.
+
+        Validated as inventory files are (schema, references, one key per
+        approver): rows are only trusted once they pass, so a row written
+        straight into the database that breaks the schema makes the
+        inventory broken (:class:`PolicyError`, decisions fail closed) instead
+        of deciding on it.
+        """
+        doc, version, revision, _ = self._read()
+        return doc, version, revision
+
+    def _read(self) -> tuple[dict[str, Any], int, str, ContentDigest]:
         doc: dict[str, Any] = {s: {} for s in SECTIONS}
         protected: list[str] = []
+        digest = ContentDigest()
         with self._snapshot() as conn:
             version, revision = self._meta(conn)
             for section, key, text in _rows(conn, "SELECT section, id, record FROM inventory_records "
                                                   "WHERE record IS NOT NULL"):
+                if section not in ALL_SECTIONS:
+                    raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
+                record = _parse_row(section, key, text)
+                digest.add(section, key, record)
                 if section == "protected":
                     protected.append(key)
                 else:
-                    doc[section][key] = orjson.loads(text)
+                    doc[section][key] = record
         doc["protected"] = protected
-        return doc, version, revision
+        problems = schemas.check("inventory", doc) or check_references(doc)
+        if problems:
+            raise _invalid(problems)
+        return doc, version, revision, digest
+
+    def content_revision(self) -> str:
+        """The inventory revision decisions record: a digest of the live rows themselves (one full read)."""
+        return self._read()[3].revision
 
     def load(self) -> tuple[FactIndex, int]:
         """A :class:`~hitlgate.engine.facts.FactIndex` of the live inventory, and the version it is at."""
@@ -300,12 +403,13 @@ class InventoryDB:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            doc, version, revision = self.document()
-            index = FactIndex(doc, revision)
+            doc, version, _, digest = self._read()
+            index = FactIndex(doc, digest.revision)
             gc.freeze()
         finally:
             if enabled:
                 gc.enable()
+        self.loaded_digest = digest
         return index, version
 
     def changes_since(self, version: int) -> tuple[list[Change], int, str]:
@@ -325,12 +429,9 @@ class InventoryDB:
                     sa.select(r.section, r.id, r.record).where(r.version > version).order_by(r.version)
                 )
                 for section, key, text in rows:
-                    if text is None:
-                        changes.append((section, key, None))
-                    elif section == "protected":
-                        changes.append((section, key, True))
-                    else:
-                        changes.append((section, key, orjson.loads(text)))
+                    if section not in ALL_SECTIONS:
+                        raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
+                    changes.append((section, key, None if text is None else _parse_row(section, key, text)))
         return changes, head, revision
 
     def get(self, section: str, key: str) -> tuple[Any, int]:
@@ -356,7 +457,11 @@ class InventoryDB:
             )
             for section, n in rows:
                 counts[str(section)] = int(n)
-        return InventoryStatus(version=version, revision=revision, counts=counts)
+        try:
+            content = self.content_revision()
+        except PolicyError as exc:
+            content = f"invalid: {exc}"
+        return InventoryStatus(version=version, revision=revision, counts=counts, content_revision=content)
 
     # -- writing -------------------------------------------------------------
 
@@ -602,6 +707,32 @@ def _bulk(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         cursor.close()
 
 
+def _check_changes(index: FactIndex, changes: Sequence[Change]) -> list[str]:
+    """Problems with changed records, checked as an import checks them, by key (never the whole inventory).
+
+    Changes written through hitlgate were checked when written; this holds
+    rows written straight into the database to the same rules before the
+    index trusts them.
+    """
+    problems: list[str] = []
+    live = {(section, key) for section, key, record in changes if record is not None}
+    for section, key, record in changes:
+        if record is None or section == "protected":
+            continue
+        found = schemas.check("inventory", {section: {key: record}})
+        if found:
+            problems.extend(found)
+            continue
+        if section == "approvers" and _normalised_key(record["public_key"]) is None:
+            problems.append(f"approvers.{key}.public_key: not a valid Ed25519 key")
+        for field, ref_section, ref_id in outgoing_refs(section, key, record):
+            if ref_section == "approver_key":
+                continue
+            if index.record(ref_section, ref_id) is None and (ref_section, ref_id) not in live:
+                problems.append(f"{section}.{key}.{_dangling(field, ref_section, ref_id)}")
+    return problems
+
+
 class DatabaseFacts:
     """The decider's live :class:`~hitlgate.engine.facts.FactIndex` of a database inventory.
 
@@ -638,8 +769,9 @@ class DatabaseFacts:
             self._index, self.version = db.load()
         except StorageError as exc:
             raise BackendUnavailable(f"cannot read the inventory from the database: {exc}") from exc
+        self._digest = db.loaded_digest
         self._polled = monotonic()
-        self._failure: StorageError | None = None
+        self._failure: StorageError | PolicyError | None = None
         self._background = background and poll_interval > 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -688,6 +820,8 @@ class DatabaseFacts:
         return self._checked()
 
     def _checked(self) -> FactIndex:
+        if isinstance(self._failure, PolicyError):
+            raise self._failure
         if self._failure is not None:
             raise BackendUnavailable(f"cannot read the inventory from the database: {self._failure}")
         stale = self._monotonic() - self._polled
@@ -706,9 +840,13 @@ class DatabaseFacts:
 
     def _poll(self) -> None:
         try:
-            changes, version, revision = self.db.changes_since(self.version)
-        except StorageError as exc:
-            if self._failure is None:
+            changes, version, _ = self.db.changes_since(self.version)
+            if version != self.version:
+                problems = _check_changes(self._index, changes)
+                if problems:
+                    raise _invalid(problems)
+        except (StorageError, PolicyError) as exc:
+            if self._failure is None or str(self._failure) != str(exc):
                 log.error("cannot poll the database inventory; decisions fail closed: %s", exc)
             self._failure = exc
             return
@@ -716,7 +854,15 @@ class DatabaseFacts:
             log.warning("the database inventory answers again")
         self._failure = None
         if version != self.version:
-            self._index.apply(changes, revision)
+            # The revision decisions record is the digest of the records
+            # held, moved change by change (see ContentDigest).
+            for section, key, record in changes:
+                old = self._index.record(section, key)
+                if old is not None:
+                    self._digest.remove(section, key, old)
+                if record is not None:
+                    self._digest.add(section, key, record)
+            self._index.apply(changes, self._digest.revision)
             log.info("inventory: %d change(s) applied, version %d -> %d", len(changes), self.version, version)
             self.version = version
         self._polled = self._monotonic()

@@ -727,11 +727,12 @@ def audit_verify(
 
     The store is verified incrementally: from the last anchored checkpoint
     a previous verify reached (recorded next to the audit anchor, outside
-    the database). The stored event there must still have its signed hash,
-    which catches any rewrite, deletion or insertion before it; an event
-    before it edited in place (hash left alone), a checkpoint row before it
-    deleted, or table rows of a request with no event since are found only
-    by --full, which walks from genesis. Run --full periodically.
+    the database). The stored event there must still have its signed hash
+    and no event before it may be missing, which catches a rewrite of the
+    chain through to it and any deletion before it. Any other edit before
+    it (an event edited in place, its own hash recomputed or not; a
+    checkpoint row deleted; table rows of a request with no event since) is
+    found only by --full, which walks from genesis. Run --full periodically.
 
     An export with no event does not verify (code empty_export). Events
     after the export's last signed checkpoint (and --anchor's) are covered

@@ -472,7 +472,17 @@ class InventoryDB:
         except PolicyError as exc:
             # The files are the caller's input here, not a deployed pack.
             raise InputError(str(exc), code="invalid_inventory", problems=exc.problems) from exc
-        return self.import_document(inventory.document)
+        doc = inventory.document
+        if not doc.get("identities") and not doc.get("workloads"):
+            # An import replaces the whole inventory: an empty export (a failed
+            # CMDB job, a truncated download) would delete every record and
+            # make every target unknown. Files are refused the same way.
+            raise InputError(
+                "the files hold no identity and no workload; importing them would delete the whole inventory "
+                "(an empty or failed export?)",
+                code="invalid_inventory",
+            )
+        return self.import_document(doc)
 
     def import_document(self, document: Mapping[str, Any]) -> ChangeResult:
         """Replace the inventory with a merged document already validated by :func:`load_inventory`."""

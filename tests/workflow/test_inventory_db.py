@@ -88,11 +88,12 @@ def test_reimport_writes_only_what_changed(db: InventoryDB, tmp_path: Path) -> N
     again = db.import_files([bundled_data_dir()])
     assert (again.version, again.revision, again.added, again.changed, again.deleted) == (version, revision, 0, 0, 0)
     smaller = tmp_path / "inv.yaml"
-    smaller.write_text("teams:\n  t: {name: T}\n")
+    smaller.write_text("teams:\n  t: {name: T}\nworkloads:\n  w: {environment: staging, owner: t, "
+                       "customer_facing: false}\n")
     result = db.import_files([smaller])
-    assert result.added == 1 and result.deleted == again.unchanged
+    assert result.added == 2 and result.deleted == again.unchanged
     assert db.status().counts == {
-        "teams": 1, "workloads": 0, "partners": 0, "identities": 0, "approvers": 0, "protected": 0,
+        "teams": 1, "workloads": 1, "partners": 0, "identities": 0, "approvers": 0, "protected": 0,
     }
 
 

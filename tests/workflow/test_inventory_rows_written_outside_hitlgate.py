@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine.inventory_db import DatabaseFacts, InventoryDB
-from hitlgate.errors import PolicyError
+from hitlgate.errors import InputError, PolicyError
 
 
 @pytest.fixture
@@ -97,3 +97,15 @@ def test_an_invalid_row_written_outside_hitlgate_breaks_the_inventory(db, sectio
             DatabaseFacts(InventoryDB(db.store), background=False)
     assert named in str(err.value)
     assert err.value.exit_code == 5
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", '{"section": "teams", "id": "t1", "record": {"name": "One"}}\n'],
+                         ids=["empty", "blank-lines", "teams-only"])
+def test_an_empty_export_does_not_wipe_the_inventory(db, tmp_path, content):
+    export = tmp_path / "cmdb.jsonl"
+    export.write_text(content)
+    before = db.head()
+    with pytest.raises(InputError, match="importing them would delete the whole inventory") as err:
+        db.import_files([export])
+    assert err.value.code == "invalid_inventory"
+    assert db.head() == before

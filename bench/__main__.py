@@ -32,6 +32,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -472,13 +473,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", metavar="NAME",
                     help=f"run only these benchmarks (repeat or comma-separate; of {', '.join(BENCHES)})")
     ap.add_argument("--sizes", help="identity counts for the scaling benchmark, e.g. 100,10000")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the Markdown report (default docs/benchmarks.md)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the Markdown report (default docs/benchmarks.md; with --smoke, a temporary directory, so a "
+                         "smoke run never overwrites the committed report)")
     ap.add_argument("--json", type=Path, help="also write every number as JSON here (default: the report's .json)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the results of benchmarks not run now from the JSON of the last run (marked with "
                          "their date), e.g. to add one benchmark's section with --only")
     ap.add_argument("--workdir", type=Path, help="keep the generated inventories here and reuse them next time")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="hitlgate-bench-")) / "benchmarks.md" if args.smoke else DEFAULT_OUT
     names = list(BENCHES)
     if args.only:
         wanted = [n.strip().removeprefix("bench_") for chunk in args.only for n in chunk.split(",") if n.strip()]

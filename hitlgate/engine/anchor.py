@@ -354,6 +354,13 @@ class AuditAnchor:
             return None
         return seq, digest
 
+    def clear_verified(self) -> None:
+        """Forget the verified mark (the chain failed a verify): the next incremental verify walks from genesis."""
+        try:
+            self.verified_mark_path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove the verified mark %s: %s", self.verified_mark_path, exc.strerror or exc)
+
     def record_verified(self, seq: int, digest: str) -> None:
         """Record that the chain verified through the anchored checkpoint ``(seq, digest)`` (atomic replace)."""
         path = self.verified_mark_path

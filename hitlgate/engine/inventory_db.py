@@ -775,13 +775,23 @@ class DatabaseFacts:
         self.poll_interval = poll_interval
         self._monotonic = monotonic
         self._poll_lock = threading.Lock()
+        self._failure: StorageError | PolicyError | None = None
         try:
             self._index, self.version = db.load()
+            self._digest = db.loaded_digest
         except StorageError as exc:
             raise BackendUnavailable(f"cannot read the inventory from the database: {exc}") from exc
-        self._digest = db.loaded_digest
+        except PolicyError as exc:
+            # A broken inventory is a broken pack: every decision is a
+            # fail-closed deny naming it (as with a broken file), not a crash.
+            # Polls start from version 0, so a fix reaches the index whole.
+            from hitlgate.engine.facts import FactIndex
+
+            log.error("the inventory in the database is invalid; every decision fails closed: %s", exc)
+            self._digest = ContentDigest()
+            self._index, self.version = FactIndex({}, self._digest.revision), 0
+            self._failure = exc
         self._polled = monotonic()
-        self._failure: StorageError | PolicyError | None = None
         self._background = background and poll_interval > 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

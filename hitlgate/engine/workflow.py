@@ -1079,6 +1079,27 @@ class Engine:
         incremental: bool = False,
         record: bool = True,
     ) -> AuditReport:
+        """:meth:`_verify_audit`; a chain that fails also drops the verified mark.
+
+        Once any verify (``--full`` included) finds the chain broken, the
+        next incremental verify must not report "OK" from a mark set before
+        the damage was found: it walks from genesis again and fails too.
+        """
+        try:
+            return self._verify_audit(public_keys, anchors=anchors, incremental=incremental, record=record)
+        except AuditChainError:
+            if record:
+                self.anchor.clear_verified()
+            raise
+
+    def _verify_audit(
+        self,
+        public_keys: Mapping[str, Any] | None = None,
+        *,
+        anchors: Sequence[Checkpoint] = (),
+        incremental: bool = False,
+        record: bool = True,
+    ) -> AuditReport:
         """Verify the chain and every checkpoint; raises :class:`AuditChainError` at the first bad event.
 
         The chain is checked against the checkpoints in the database *and*

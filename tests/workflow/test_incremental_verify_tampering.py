@@ -170,3 +170,14 @@ def test_cli_verify_is_incremental_after_the_first_and_full_on_request(tmp_path:
     second = run("audit", "verify")
     assert second["start_seq"] == 2 and second["events"] == 2
     assert run("audit", "verify", "--full")["start_seq"] == 0
+
+
+def test_failed_full_verify_drops_the_mark_so_incremental_cannot_say_ok(marked: Engine) -> None:
+    # An edit before the mark, which only a walk from genesis finds.
+    _edit_in_place(marked, 3)
+    with pytest.raises(AuditChainError, match=r"event seq 3 was modified"):
+        marked.verify_audit()
+    assert marked.anchor.verified_mark() is None
+    # The routine (incremental) check now walks from genesis and fails too.
+    with pytest.raises(AuditChainError, match=r"event seq 3 was modified"):
+        marked.verify_audit(incremental=True)

@@ -93,8 +93,9 @@ def test_an_invalid_row_written_outside_hitlgate_breaks_the_inventory(db, sectio
             facts.current()
     else:
         _record(db, section, key, text, bump=False)
+        facts = DatabaseFacts(InventoryDB(db.store), poll_interval=0, background=False)
         with pytest.raises(PolicyError, match="the inventory in the database is invalid") as err:
-            DatabaseFacts(InventoryDB(db.store), background=False)
+            facts.current()
     assert named in str(err.value)
     assert err.value.exit_code == 5
 

@@ -380,7 +380,21 @@ class Transaction:
             q = q.where(sa.tuple_(r.created_at, r.id) < sa.tuple_(
                 sa.literal(before.created_at, t.UtcTime()), sa.literal(before.request_id)))
         rows = self.conn.execute(q).mappings().all()
-        return [self._request_from_row(row, ()) for row in rows]
+        # The page's votes in one query (the votes' (request_id, approver)
+        # unique index), so a listing shows who voted without a query per row.
+        votes: dict[str, list[Vote]] = {}
+        if rows:
+            v = t.votes.c
+            page = [row["id"] for row in rows]
+            for r in self.conn.execute(
+                sa.select(v.request_id, v.approver, v.verdict, v.signed_at, v.recorded_at, v.statement)
+                .where(v.request_id.in_(page)).order_by(v.id)
+            ).mappings():
+                votes.setdefault(r["request_id"], []).append(Vote(
+                    approver=r["approver"], verdict=r["verdict"], signed_at=r["signed_at"],
+                    recorded_at=r["recorded_at"], statement=json.loads(r["statement"]),
+                ))
+        return [self._request_from_row(row, votes.get(row["id"], ())) for row in rows]
 
     def request_ids(self, *, status: str, expires_before: datetime | None = None) -> list[str]:
         """Ids of requests in ``status`` (expiring before a time, if given)."""

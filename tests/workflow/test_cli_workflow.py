@@ -63,6 +63,9 @@ def test_propose_approve_warrant_verify_consume(env, tmp_path):
     assert "0 of 1 approval" in text
     assert rid in run(env, "requests", "--status", "pending").output
     run(env, "approve", rid, "--as", "carol", "--key", str(tmp_path / "carol.pem"))
+    # The listing shows who voted, as `show` does (one query for the page's votes).
+    listed = {r["id"]: r for r in json.loads(run(env, "requests", "--json").output)}
+    assert [(v["approver"], v["verdict"]) for v in listed[rid]["votes"]] == [("carol", "approve")]
     run(env, "wait", rid, "--timeout", "1")
     token = run(env, "warrant", rid).output.strip()
     action = write(tmp_path, "a.json", doc["action"])

@@ -386,13 +386,13 @@ class Transaction:
         if rows:
             v = t.votes.c
             page = [row["id"] for row in rows]
-            for r in self.conn.execute(
+            for vote in self.conn.execute(
                 sa.select(v.request_id, v.approver, v.verdict, v.signed_at, v.recorded_at, v.statement)
                 .where(v.request_id.in_(page)).order_by(v.id)
             ).mappings():
-                votes.setdefault(r["request_id"], []).append(Vote(
-                    approver=r["approver"], verdict=r["verdict"], signed_at=r["signed_at"],
-                    recorded_at=r["recorded_at"], statement=json.loads(r["statement"]),
+                votes.setdefault(vote["request_id"], []).append(Vote(
+                    approver=vote["approver"], verdict=vote["verdict"], signed_at=vote["signed_at"],
+                    recorded_at=vote["recorded_at"], statement=json.loads(vote["statement"]),
                 ))
         return [self._request_from_row(row, votes.get(row["id"], ())) for row in rows]
 

@@ -37,7 +37,7 @@ import re
 import reprlib
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any
@@ -215,20 +215,28 @@ def parse_json(data: bytes | str, *, what: str, label: str, max_depth: int) -> A
     text = _as_text(data, what=what, label=label)
     if json_depth(text) > max_depth:
         raise _too_deep(what, label, max_depth)
+    doc = _decode(
+        lambda: json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates),
+        what=what, label=label, max_depth=max_depth,
+    )
+    check_tree(doc, what=what, label=label, max_depth=max_depth)
+    return doc
+
+
+def _decode(decode: Callable[[], Any], *, what: str, label: str, max_depth: int) -> Any:
+    """Run a JSON decode, turning each way it can fail into the :class:`ValidationError` that names it."""
     try:
-        doc = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+        return decode()
     except json.JSONDecodeError as exc:
         raise ValidationError(
             what, [f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
         ) from None
     except RecursionError:
-        # The raw scan above should have caught it; this is the backstop.
+        # The raw depth scan should have caught it; this is the backstop.
         raise _too_deep(what, label, max_depth) from None
     except ValueError as exc:
         code = "duplicate_key" if str(exc).startswith("duplicate key") else None
         raise ValidationError(what, [f"{label}: {shorten(str(exc), 200)}"], code=code) from None
-    check_tree(doc, what=what, label=label, max_depth=max_depth)
-    return doc
 
 
 def _finite_float(text: str) -> float:
@@ -255,17 +263,7 @@ def parse_json_line(text: str, *, what: str, label: str, max_depth: int) -> Any:
     """
     if text.count("{") + text.count("[") > max_depth and json_depth(text) > max_depth:
         raise _too_deep(what, label, max_depth)
-    try:
-        doc = _LINE_DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            what, [f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-        ) from None
-    except RecursionError:
-        raise _too_deep(what, label, max_depth) from None
-    except ValueError as exc:
-        code = "duplicate_key" if str(exc).startswith("duplicate key") else None
-        raise ValidationError(what, [f"{label}: {shorten(str(exc), 200)}"], code=code) from None
+    doc = _decode(lambda: _LINE_DECODER.decode(text), what=what, label=label, max_depth=max_depth)
     if "\\" in text:
         try:
             check_tree(doc, what=what, label=label, max_depth=max_depth)

@@ -19,15 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import regopy
 import yaml
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._regopy import compile_pack
+from hitlgate.engine._regopy import compile_pack, evaluate_input
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine.backends import with_facts
 from hitlgate.engine.facts import FactIndex
-from hitlgate.engine.policy import DECISION_PATH, PolicyPack
+from hitlgate.engine.policy import PolicyPack
 from hitlgate.engine.schemas import action_types
 
 ACTIONS = action_types()
@@ -86,9 +85,8 @@ def main() -> None:
 
     def raw(doc: dict[str, Any]) -> Any:
         # The input the engine evaluates: the proposal plus the target's facts.
-        interp.set_input(regopy.Input(with_facts(doc, index)[0]))
-        out = interp.query_bundle_entrypoint(bundle, DECISION_PATH)
-        return out.results[0].expressions[0]
+        # The engine's own query (set the input, evaluate, read the output), nothing around it.
+        return evaluate_input(interp, bundle, with_facts(doc, index)[0])
 
     decider = Decider.from_config(config)
     inputs = proposals(args.n)

@@ -240,17 +240,21 @@ def bundle_source(data_dir: Path) -> Any:
 
 def raw_regopy(backend: Any) -> Callable[[dict[str, Any]], Any]:
     """Query the backend's own compiled bundle (this thread's) with an input: the floor under decide."""
-    import regopy
-
-    from hitlgate.engine.policy import DECISION_PATH
-
     compiled = getattr(getattr(backend, "_local", None), "compiled", None)
     if compiled is None:
         raise RuntimeError("the embedded backend keeps no compiled bundle for this thread; decide once first")
     interp, bundle = compiled.interpreter, compiled.bundle
 
+    evaluate = getattr(sys.modules[type(backend).__module__], "evaluate_input", None)
+
     def query(doc: dict[str, Any]) -> Any:
-        # The engine's own way of setting the input (regopy.Input: measured faster than a JSON term).
+        if evaluate is not None:
+            # The engine's own query (set the input, evaluate, read the output), nothing around it.
+            return evaluate(interp, bundle, doc)
+        import regopy
+
+        from hitlgate.engine.policy import DECISION_PATH
+
         interp.set_input(regopy.Input(doc))
         out = interp.query_bundle_entrypoint(bundle, DECISION_PATH)
         return out.results[0].expressions[0]

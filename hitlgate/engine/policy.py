@@ -14,6 +14,7 @@ recompiles the policy (issue 9, Contract 2):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -71,8 +72,15 @@ def modules_revision(modules: Sequence[tuple[str, str]]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
 def combine_revisions(modules: str, inventory: str) -> str:
-    """The ``policy_revision`` of a decision: both halves of what decided, in one hash (Contract 2)."""
+    """The ``policy_revision`` of a decision: both halves of what decided, in one hash (Contract 2).
+
+    Memoised: every decision asks for it, and canonicalising and hashing
+    cost more than a tenth of an embedded decision's Python time. The
+    result is a pure function of the two strings, so a cached value is
+    exact; a few dozen entries cover every revision pair a process meets.
+    """
     return "sha256:" + hashlib.sha256(canonical_json({"inventory": inventory, "modules": modules})).hexdigest()
 
 

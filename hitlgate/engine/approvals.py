@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from hitlgate.engine._canonical import dumps as canonical_dumps
 from hitlgate.engine._safeparse import parse_json
 from hitlgate.engine.keys import b64url_decode, b64url_encode
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
@@ -127,7 +127,7 @@ class Statement:
 
     def canonical(self) -> bytes:
         """The exact bytes an approver signs: RFC 8785 canonical JSON."""
-        return rfc8785.dumps(self.to_dict())
+        return canonical_dumps(self.to_dict())
 
 
 @dataclass(frozen=True)

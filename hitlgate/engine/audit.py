@@ -43,6 +43,8 @@ from typing import IO, Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from hitlgate.engine._canonical import dumps as canonical_dumps
+from hitlgate.engine._canonical import dumps_with_copy as canonical_with_copy
 from hitlgate.engine.keys import EngineKeyring
 from hitlgate.engine.warrants import JWSRefused, verify_compact_jws
 from hitlgate.errors import AuditChainError, InputError, ValidationError
@@ -113,7 +115,7 @@ def compute_hash(
         "payload": dict(payload),
         "prev_hash": prev_hash,
     }
-    return "sha256:" + hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_dumps(body)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,8 @@ class AuditEvent:
         # A private deep copy through JSON: the payload must be JSON anyway,
         # and the caller mutating its dict later must not change the event.
         try:
-            canonical = rfc8785.dumps(dict(self.payload))
-            object.__setattr__(self, "payload", json.loads(json.dumps(dict(self.payload))))
+            canonical, copy = canonical_with_copy(dict(self.payload))
+            object.__setattr__(self, "payload", copy)
         except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
             raise ValidationError(what, [f"payload: not canonical JSON: {exc}"]) from exc
         # Kept for expected_hash: canonicalising the payload is most of a
@@ -166,12 +168,12 @@ class AuditEvent:
         """The hash this event's content should have (the same bytes :func:`compute_hash` hashes)."""
         # RFC 8785 orders the keys by UTF-16 code units: at, kind, payload, prev_hash, request_id, seq.
         body = b"".join((
-            b'{"at":', rfc8785.dumps(format_time(self.at)),
-            b',"kind":', rfc8785.dumps(self.kind),
+            b'{"at":', canonical_dumps(format_time(self.at)),
+            b',"kind":', canonical_dumps(self.kind),
             b',"payload":', self._canonical_payload,
-            b',"prev_hash":', rfc8785.dumps(self.prev_hash),
-            b',"request_id":', rfc8785.dumps(self.request_id),
-            b',"seq":', rfc8785.dumps(self.seq),
+            b',"prev_hash":', canonical_dumps(self.prev_hash),
+            b',"request_id":', canonical_dumps(self.request_id),
+            b',"seq":', canonical_dumps(self.seq),
             b"}",
         ))
         return "sha256:" + hashlib.sha256(body).hexdigest()
@@ -228,13 +230,17 @@ def event_after(
     """The event that follows the chain head ``(prev_seq, prev_hash)``; ``(0, GENESIS_HASH)`` for the first."""
     if not _is_utc(at):
         raise InputError("audit event time must be a timezone-aware UTC datetime")
-    seq = prev_seq + 1
+    # Built through the constructor (which checks the shapes and
+    # canonicalises the payload once), with a placeholder hash that is then
+    # replaced by the one over that canonical payload: the same bytes
+    # compute_hash hashes, without canonicalising the payload a second time.
     try:
-        payload = dict(payload)
-        digest = compute_hash(seq=seq, at=at, kind=kind, request_id=request_id, payload=payload, prev_hash=prev_hash)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-        raise ValidationError(f"audit event {seq}", [f"payload: not canonical JSON: {exc}"]) from exc
-    return AuditEvent(seq, at, kind, request_id, payload, prev_hash, digest)
+        body = dict(payload)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"audit event {prev_seq + 1}", [f"payload: not canonical JSON: {exc}"]) from exc
+    ev = AuditEvent(prev_seq + 1, at, kind, request_id, body, prev_hash, GENESIS_HASH)
+    object.__setattr__(ev, "hash", ev.expected_hash())
+    return ev
 
 
 # --------------------------------------------------------------------------

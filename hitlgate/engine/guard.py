@@ -194,14 +194,14 @@ class Guard:
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
         problem: tuple[str, str | None] | None = None
-        last = self._anchor_last(claims, now)
         with self.engine.store.write() as tx:
             try:
-                req = tx.get_request(claims.request_id)
+                # The votes are not needed: the warrant carries its approvals (check 7).
+                req = tx.get_request(claims.request_id, votes=False)
             except HitlgateError:
                 problem = (f"invalid warrant: request {claims.request_id} does not exist in this store", None)
             else:
-                problem = (self._anchor_problem(tx, last)
+                problem = (self._anchored_head_problem(tx)
                            or self._store_problem(req, tx.warrant_for(req.id), claims)
                            or self._chain_problem(tx, claims))
                 if problem is None:
@@ -230,6 +230,20 @@ class Guard:
         except HitlgateError as exc:
             raise self._refuse(f"invalid warrant: {exc}", request_id=claims.request_id,
                                digest=claims.action_digest, now=now, code=exc.code) from None
+
+    def _anchored_head_problem(self, tx: Transaction) -> tuple[str, str | None] | None:
+        """:meth:`_anchor_problem` in a write transaction: the anchor is read under its lock.
+
+        Made through :meth:`~hitlgate.engine.workflow.Engine.require_anchored_head`,
+        which remembers it in ``tx``, so the consumption event appended next
+        does not read the anchor and look the event up a second time. An
+        unreadable anchor refuses the warrant (fail closed).
+        """
+        try:
+            self.engine.require_anchored_head(tx)
+        except HitlgateError as exc:
+            return f"invalid warrant: {exc}", exc.code
+        return None
 
     def _anchor_problem(self, tx: Transaction, last: Checkpoint | None) -> tuple[str, str | None] | None:
         """Whether the database chain is behind the audit anchor (truncated or rewritten); O(1).
@@ -310,7 +324,7 @@ class Guard:
         last = self._anchor_last(claims, at)
         with self.engine.store.read() as tx:
             try:
-                req = tx.get_request(claims.request_id)
+                req = tx.get_request(claims.request_id, votes=False)
             except HitlgateError:
                 raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                    request_id=None, digest=digest, now=at) from None
@@ -356,7 +370,8 @@ class Guard:
                     f"request {grant.request_id}: no outcome can be recorded, warrant {grant.jti} "
                     "was not consumed by the guard"
                 )
-            req = tx.transition(grant.request_id, outcome, now=at, reason=detail[:500])
+            current = tx.get_request(grant.request_id, votes=False)
+            req = tx.transition(grant.request_id, outcome, now=at, reason=detail[:500], current=current)
             self.engine._append(tx, outcome, req, {"jti": grant.jti, "detail": detail[:2000]}, at)
 
     # -- the three ways to run an action ---------------------------------

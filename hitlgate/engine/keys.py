@@ -60,13 +60,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
+from hitlgate.engine._canonical import dumps as canonical_dumps
 from hitlgate.engine.inventory import encode_public_key
 from hitlgate.errors import ConfigError, InputError, StorageError
 
@@ -137,7 +137,7 @@ def jwk_thumbprint(public_key: Ed25519PublicKey) -> str:
     whitespace, which is exactly RFC 8785 canonical JSON of those members.
     """
     members = {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(public_raw(public_key))}
-    return b64url_encode(hashlib.sha256(rfc8785.dumps(members)).digest())
+    return b64url_encode(hashlib.sha256(canonical_dumps(members)).digest())
 
 
 def public_jwk(public_key: Ed25519PublicKey, kid: str | None = None) -> dict[str, str]:

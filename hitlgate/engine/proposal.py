@@ -28,6 +28,7 @@ from typing import Any
 import rfc8785
 
 from hitlgate.engine import schemas
+from hitlgate.engine._canonical import dumps as canonical_dumps
 from hitlgate.engine._safeparse import check_tree, parse_json
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import ValidationError
@@ -36,7 +37,7 @@ from hitlgate.errors import ValidationError
 def canonical_json(value: Any) -> bytes:
     """Serialise ``value`` as RFC 8785 (JCS) canonical JSON bytes."""
     try:
-        return rfc8785.dumps(value)
+        return canonical_dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise ValidationError("document", [f"(document): cannot be canonicalised: {exc}"]) from exc
 

@@ -153,6 +153,9 @@ class Request:
     updated_at: datetime
     status_reason: str = ""
     votes: tuple[Vote, ...] = ()
+    #: False when the request was read without its votes (``get_request(..., votes=False)``):
+    #: ``votes`` is then empty whatever is stored, and what counts votes refuses it.
+    votes_read: bool = field(default=True, compare=False)
 
     def __post_init__(self) -> None:
         if self.status not in lifecycle.STATES:
@@ -166,18 +169,25 @@ class Request:
         action: Mapping[str, Any] = self.proposal["action"]
         return action
 
+    def _require_votes(self) -> None:
+        if not self.votes_read:
+            raise StorageError(f"internal error: request {self.id} was read without its votes, which are needed here")
+
     @property
     def approvals(self) -> tuple[Vote, ...]:
         """The approve votes, in the order they were recorded."""
+        self._require_votes()
         return tuple(v for v in self.votes if v.verdict == "approve")
 
     @property
     def rejections(self) -> tuple[Vote, ...]:
         """The reject votes, in the order they were recorded."""
+        self._require_votes()
         return tuple(v for v in self.votes if v.verdict == "reject")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the CLI and the API."""
+        self._require_votes()
         return {
             "id": self.id,
             "status": self.status,
@@ -351,11 +361,19 @@ class Transaction:
             row[name] = _require_utc(row[name], name)
         return self._request_from_row(row, ())
 
-    def get_request(self, request_id: str) -> Request:
-        """Load a request with its votes; raises :class:`NotFoundError` (code ``not_found``) if there is none."""
+    def get_request(self, request_id: str, *, votes: bool = True) -> Request:
+        """Load a request with its votes; raises :class:`NotFoundError` (code ``not_found``) if there is none.
+
+        ``votes=False`` skips the votes query, for callers that need the
+        request's status, proposal, decision and digest but count no vote (the
+        guard, the warrant path's pre-check, outcome recording); the request
+        then says so (``votes_read``) and refuses to list approvals.
+        """
         row = self.conn.execute(_REQUEST_BY_ID, {"rid": request_id}).mappings().first()
         if row is None:
             raise NotFoundError(f"no request with id {request_id!r}")
+        if not votes:
+            return self._request_from_row(row, (), votes_read=False)
         return self._request_from_row(row, self.votes(request_id))
 
     def list_requests(
@@ -429,7 +447,7 @@ class Transaction:
         return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason)
 
     @staticmethod
-    def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote]) -> Request:
+    def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote], *, votes_read: bool = True) -> Request:
         try:
             proposal = json.loads(row["proposal"])
             decision = _decision_from_text(row["decision"])
@@ -449,6 +467,7 @@ class Transaction:
             updated_at=row["updated_at"],
             status_reason=row["status_reason"] or "",
             votes=tuple(votes),
+            votes_read=votes_read,
         )
 
     # -- votes ------------------------------------------------------------

@@ -74,6 +74,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from hitlgate.engine._canonical import dumps as canonical_dumps
 from hitlgate.engine.approvals import DIGEST_RE, format_time
 from hitlgate.engine.keys import EngineKeyring, b64url_decode
 from hitlgate.errors import ApprovalError, ConfigError, InputError, InvalidWarrant
@@ -394,7 +395,7 @@ class WarrantIssuer:
         claim_approvals = _jsonable(list(approvals))
         try:
             _check_approvals(claim_approvals, tier)
-            rfc8785.dumps(claim_approvals)
+            canonical_dumps(claim_approvals)
         except JWSRefused as exc:
             raise ApprovalError(f"refusing to issue a warrant: {exc}") from exc
         except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:

@@ -551,7 +551,7 @@ class Engine:
                 request: Request | None = None
                 if request_id is not None:
                     try:
-                        request = tx.get_request(request_id)
+                        request = tx.get_request(request_id, votes=False)
                     except InputError:
                         request = None
                 self._append(
@@ -913,7 +913,7 @@ class Engine:
         # no warrant. Evaluated before the write lock is taken, then checked
         # to still be about the same stored proposal.
         with self.store.read() as tx:
-            before = tx.get_request(request_id)
+            before = tx.get_request(request_id, votes=False)
             fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None
         decision = self._decide_stored(before) if fresh else None
         with self.store.write() as tx:

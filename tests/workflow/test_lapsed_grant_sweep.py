@@ -1,0 +1,91 @@
+"""Threat: a grant that lapsed stays usable because the expiry sweep missed it or expired the wrong request.
+
+``Engine.expire_due`` is the sweep a service runs on a timer. A granted
+request whose warrant lapsed unused, or that never got a warrant before its
+window closed, must become ``expired`` at exactly its deadline and not a
+second earlier; a request whose warrant was used must never be expired by
+it; and a used warrant with no outcome becomes ``execution_unknown`` only
+after the warrant's lifetime plus the grace period. Each boundary is tested
+on both sides, with requests of every other kind in the store at the same
+time, so a sweep that picks the wrong set fails here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hitlgate.engine.workflow import OUTCOME_GRACE
+from tests.workflow._helpers import granted_warrant, proposal, vote
+
+LAPSED = "the grant lapsed without its warrant being used"
+
+
+def _statuses(engine, *reqs):
+    return [engine.get(r.id).status for r in reqs]
+
+
+def test_unused_warrant_expires_at_its_deadline_and_a_used_one_does_not(engine, clock):
+    unused_doc = proposal("suspend_service_account", "svc-ci-runner")
+    used_doc = proposal("suspend_service_account", "svc-reporting")
+    unused, _ = granted_warrant(engine, unused_doc, ("carol",))
+    used, token = granted_warrant(engine, used_doc, ("frank",))
+    engine.guard().consume(token, used_doc["action"])
+    with engine.store.read() as tx:
+        deadline = tx.warrant_for(unused.id).expires_at
+
+    clock.now = deadline - timedelta(seconds=1)
+    assert engine.expire_due() == []
+    assert _statuses(engine, unused, used) == ["granted", "granted"]
+
+    clock.now = deadline  # A warrant is dead at its expiry instant, so the sweep expires it then.
+    changed = engine.expire_due()
+    assert [(r.id, r.status, r.status_reason) for r in changed] == [(unused.id, "expired", LAPSED)]
+    assert engine.get(used.id).status == "granted"
+    last = engine.audit_events(unused.id)[-1]
+    assert (last.kind, last.payload["reason"]) == ("expired", LAPSED)
+
+
+def test_grant_without_a_warrant_expires_when_its_window_closes(engine, clock):
+    never = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    assert never.status == "granted"
+    clock.advance(60)
+    later = vote(engine, engine.propose(proposal("suspend_service_account", "svc-reporting")), "frank")
+    waiting = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+
+    clock.now = never.expires_at - timedelta(seconds=1)
+    assert engine.expire_due() == []
+
+    clock.now = never.expires_at
+    changed = engine.expire_due()
+    assert [(r.id, r.status, r.status_reason) for r in changed] == [(never.id, "expired", LAPSED)]
+    assert _statuses(engine, later, waiting) == ["granted", "pending"]
+    assert [e.kind for e in engine.audit_events(never.id)][-1] == "expired"
+
+
+def test_sweep_at_an_explicit_time_uses_that_time_not_the_clock(engine, clock):
+    req, _ = granted_warrant(engine, proposal("suspend_service_account", "svc-ci-runner"), ("carol",))
+    at = clock.now + timedelta(seconds=engine.config.warrant_ttl_seconds)
+    changed = engine.expire_due(now=at)
+    assert [(r.id, r.status) for r in changed] == [(req.id, "expired")]
+    assert engine.audit_events(req.id)[-1].at == at
+
+
+def test_used_warrant_without_outcome_becomes_unknown_only_after_its_lifetime_and_grace(engine, clock):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    engine.guard().consume(token, doc["action"])
+    consumed_at = clock.now
+    cutoff = consumed_at + timedelta(seconds=engine.config.warrant_ttl_seconds) + OUTCOME_GRACE
+
+    clock.now = cutoff - timedelta(seconds=1)
+    assert engine.expire_due() == []
+    assert engine.get(req.id).status == "granted"
+
+    clock.now = cutoff
+    changed = engine.expire_due()
+    assert [(r.id, r.status, r.status_reason) for r in changed] == [
+        (req.id, "execution_unknown", "the warrant was used but no outcome was ever recorded")
+    ]
+    last = engine.audit_events(req.id)[-1]
+    assert (last.kind, last.request_id) == ("execution_unknown", req.id)
+    assert (last.payload["status"], last.payload["reason"]) == ("execution_unknown", "no outcome recorded")

@@ -633,7 +633,9 @@ class EngineKeyring:
     def jwks(self, now: datetime | None = None, *, include_expired: bool = False) -> dict[str, Any]:
         """The public JWKS (see :meth:`public_keys` for which keys it lists)."""
         keys = self.public_keys(now, include_expired=include_expired)
-        return {"keys": [public_jwk(k, kid) for kid, k in keys.items()]}
+        # Passing the kid is equivalent to letting public_jwk compute it: a
+        # KeyRecord refuses a kid that is not its key's thumbprint.
+        return {"keys": [public_jwk(k, kid) for kid, k in keys.items()]}  # pragma: no mutate
 
     def anchor_note(self) -> AnchorNote | None:
         """What ``keyring.json`` records about the audit anchor; None without a keyring (never creates one)."""
@@ -712,7 +714,9 @@ class EngineKeyring:
             if jwk.get("alg", "EdDSA") != "EdDSA" or jwk.get("use", "sig") != "sig":
                 raise InputError(f"{where} is not an EdDSA signature key")
             try:
-                public_key = Ed25519PublicKey.from_public_bytes(b64url_decode(jwk.get("x", "")))
+                # A missing "x" and any other default fail the same way (no
+                # 32-byte key decodes from them), so the default is not mutated.
+                public_key = Ed25519PublicKey.from_public_bytes(b64url_decode(jwk.get("x", "")))  # pragma: no mutate
             except (ValueError, TypeError) as exc:
                 raise InputError(f"{where} has a malformed 'x'") from exc
             kid = jwk.get("kid")

@@ -23,6 +23,8 @@ from hitlgate.engine.keys import (
     generate_approver_key,
     jwk_thumbprint,
     load_approver_key,
+    public_jwk,
+    public_raw,
 )
 from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ConfigError, InputError, InvalidWarrant
@@ -114,12 +116,42 @@ def test_from_jwks_refuses_bad_sets(keyring: EngineKeyring) -> None:
         ({"keys": [{**good, "kid": "chosen-by-attacker"}]}, "not the RFC 7638 thumbprint"),
         ({"keys": [{**good, "crv": "X25519"}]}, "not an Ed25519 OKP key"),
         ({"keys": [{**good, "alg": "HS256"}]}, "not an EdDSA signature key"),
+        ({"keys": [{**good, "alg": "none"}]}, "not an EdDSA signature key"),
+        ({"keys": [{**good, "use": "enc"}]}, r"^JWKS keys\[0\] is not an EdDSA signature key$"),
         ({"keys": [{**good, "x": good["x"] + "="}]}, "malformed 'x'"),
+        ({"keys": [{k: v for k, v in good.items() if k != "x"}]}, r"^JWKS keys\[0\] has a malformed 'x'$"),
         ({"keys": [good, good]}, "listed twice"),
+        ({"keys": [good, "a string"]}, r"^JWKS keys\[1\] is not an object$"),
+        ({"keys": "not a list"}, r"^JWKS must be an object with a non-empty 'keys' list$"),
     ]
     for jwks, reason in cases:
         with pytest.raises(InputError, match=reason):
             EngineKeyring.from_jwks(jwks)
+
+
+def test_jwks_that_is_not_an_object_is_refused_by_name() -> None:
+    # A JWKS fetched from a misconfigured endpoint may be a bare list of
+    # keys; it is refused as input, not with an AttributeError.
+    for doc in ([{"kty": "OKP"}], "keys", None):
+        with pytest.raises(InputError, match=r"^JWKS must be an object with a non-empty 'keys' list$"):
+            EngineKeyring.from_jwks(doc)  # type: ignore[arg-type]
+
+
+def test_jwk_without_the_optional_alg_and_use_members_is_accepted(keyring: EngineKeyring) -> None:
+    # RFC 7517 makes "alg" and "use" optional; a key without them is an
+    # EdDSA signing key by its kty/crv and must be accepted, while a key
+    # that names another algorithm or use is refused (above).
+    good = keyring.jwks(NOW)["keys"][0]
+    bare = {k: v for k, v in good.items() if k not in ("alg", "use")}
+    parsed = EngineKeyring.from_jwks({"keys": [bare]})
+    assert list(parsed) == [good["kid"]]
+    assert public_raw(parsed[good["kid"]]) == b64url_decode(good["x"])
+
+
+def test_public_jwk_names_the_key_by_its_thumbprint_unless_told_otherwise() -> None:
+    key = Ed25519PrivateKey.generate().public_key()
+    assert public_jwk(key)["kid"] == jwk_thumbprint(key)
+    assert public_jwk(key, "chosen")["kid"] == "chosen"
 
 
 def _race_worker(key_dir: str, barrier: Any, out: Any) -> None:
@@ -200,7 +232,7 @@ def test_load_approver_key_refusals(tmp_path: Path, caplog: pytest.LogCaptureFix
         load_approver_key(rsa_like)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a key")
-    with pytest.raises(InputError, match="not a PEM private key"):
+    with pytest.raises(InputError, match=f"^key file {garbage} is not a PEM private key"):
         load_approver_key(garbage)
     loose = tmp_path / "loose.pem"
     generate_approver_key(loose)
@@ -208,6 +240,30 @@ def test_load_approver_key_refusals(tmp_path: Path, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys"):
         load_approver_key(loose)
     assert "accessible by group or others" in caplog.text
+
+
+def test_private_approver_key_loads_without_a_warning_and_through_a_symlink(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Approvers keep keys in a vault mount or dotfiles repo and link them;
+    # the link is followed (the mode checked is the target's), and a 0600
+    # key gives no warning, so the warning still means something.
+    real = tmp_path / "vault" / "alice.pem"
+    real.parent.mkdir()
+    generate_approver_key(real)
+    link = tmp_path / "alice.pem"
+    link.symlink_to(real)
+    with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys"):
+        key = load_approver_key(link)
+    assert isinstance(key, Ed25519PrivateKey)
+    assert caplog.records == []
+
+
+def test_unreadable_approver_key_path_is_refused_with_the_reason(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.pem"
+    loop.symlink_to(loop)
+    with pytest.raises(InputError, match=f"^cannot read key file {loop}: Too many levels of symbolic links$"):
+        load_approver_key(loop)
 
 
 def test_encrypted_approver_key_needs_its_password(tmp_path: Path) -> None:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import os
@@ -78,34 +77,24 @@ def anchor_line(cp: Checkpoint) -> str:
     return json.dumps({"record": "checkpoint", **cp.to_dict()}, sort_keys=True) + "\n"
 
 
-def _complete_lines(data: bytes, path: Path) -> bytes:
-    """``data`` without a torn final line (one with no newline), which a crash mid-append leaves behind."""
-    if not data or data.endswith(b"\n"):
-        return data
-    keep = data.rfind(b"\n") + 1
+def _warn_torn_line(torn: bytes, path: Path) -> None:
+    """Log a torn final line (one with no newline), which a crash mid-append leaves behind and readers skip."""
     log.warning(
         "the audit anchor %s ends with a torn line (%d bytes without a newline, left by an interrupted "
-        "write); it is ignored and cut off by the next append", path, len(data) - keep,
+        "write); it is ignored and cut off by the next append", path, len(torn),
     )
-    return data[:keep]
 
 
-def read_checkpoint_file(
-    path: Path, *, what: str, allow_events: bool, ignore_torn_tail: bool = False
-) -> list[Checkpoint] | None:
+def read_checkpoint_file(path: Path, *, what: str, allow_events: bool) -> list[Checkpoint] | None:
     """The checkpoints in an anchor (or, with ``allow_events``, an export); None if the file does not exist.
 
     A malformed line raises :class:`AuditChainError` naming the file and
     line; signatures are checked later, by :func:`~hitlgate.engine.audit.verify_chain`.
-    With ``ignore_torn_tail`` a final line without its newline is skipped
-    (see the module docstring); every complete line must still be good.
     """
     try:
-        with open(path, "rb") as raw:
-            data = raw.read()
-        if ignore_torn_tail:
-            data = _complete_lines(data, path)
-        with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8") as fh:
+        # "utf-8" and its aliases (or the UTF-8 locale's default) decode
+        # alike, so the codec name is not mutated.
+        with open(path, encoding="utf-8") as fh:  # pragma: no mutate
             exported = read_export(fh)
     except FileNotFoundError:
         return None
@@ -282,16 +271,12 @@ class AuditAnchor:
         except (ValueError, ValidationError) as exc:
             raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
 
-    def read(self) -> list[Checkpoint] | None:
-        """The anchored checkpoints, or None when the file does not exist."""
-        return read_checkpoint_file(self.path, what="audit anchor", allow_events=False, ignore_torn_tail=True)
-
     def iter_checkpoints(self) -> Iterator[Checkpoint]:
         """The anchored checkpoints one line at a time (nothing when the file does not exist).
 
-        Like :meth:`read` (a torn final line is skipped, any other malformed
-        line raises :class:`AuditChainError` naming it) but holding one line
-        at a time, so ``audit verify`` reads an anchor of millions of
+        A torn final line is skipped (see the module docstring); any other
+        malformed line raises :class:`AuditChainError` naming it. One line is
+        held at a time, so ``audit verify`` reads an anchor of millions of
         checkpoints in constant memory.
         """
         try:
@@ -305,7 +290,7 @@ class AuditAnchor:
         with fh:
             for lineno, raw in enumerate(fh, start=1):
                 if not raw.endswith(b"\n"):
-                    _complete_lines(raw, self.path)  # Logs the torn line, which is skipped.
+                    _warn_torn_line(raw, self.path)
                     return
                 if not raw.strip():
                     continue

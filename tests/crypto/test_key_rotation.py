@@ -27,7 +27,7 @@ from hitlgate.engine.keys import (
     public_raw,
 )
 from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
-from hitlgate.errors import ConfigError, InputError, InvalidWarrant
+from hitlgate.errors import ConfigError, InputError, InvalidWarrant, StorageError
 
 from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, REVISION
 
@@ -86,6 +86,27 @@ def test_rotation_by_another_process_is_seen(tmp_path: Path) -> None:
     assert verifier.verify(_issue(engine_view), action_digest=DIGEST, now=NOW).kid == engine_view.current_kid
     executor_view.refresh()
     assert executor_view.current_kid == engine_view.current_kid
+
+
+def test_second_rotation_does_not_extend_the_grace_of_an_older_key(tmp_path: Path) -> None:
+    # Each rotation retires only the key that was current. Re-stamping every
+    # retired key with the new time would bring a key retired long ago (and
+    # perhaps leaked) back into the JWKS for another grace period.
+    ring = EngineKeyring.load_or_create(tmp_path / "k", retire_after_seconds=3600)
+    first = ring.current_kid
+    ring.rotate(now=NOW)
+    second = ring.current_kid
+    later = NOW + timedelta(hours=5)
+    ring.rotate(now=later)
+    retired = {r.kid: r.retired_at for r in ring.records()}
+    assert retired[first] == NOW and retired[second] == later
+    assert first not in ring.public_keys(later) and second in ring.public_keys(later)
+
+
+def test_rotating_a_directory_without_a_keyring_is_refused(tmp_path: Path) -> None:
+    ring = EngineKeyring(tmp_path / "empty")
+    with pytest.raises(StorageError, match=f"^no keyring in {tmp_path / 'empty'} to rotate$"):
+        ring.rotate(now=NOW)
 
 
 def test_from_jwks_round_trip(keyring: EngineKeyring) -> None:

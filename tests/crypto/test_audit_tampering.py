@@ -247,8 +247,8 @@ def test_export_round_trip_and_offline_tamper(signed: tuple[list[AuditEvent], li
     [
         ("not json", "line 2 is malformed"),
         ('{"record": "event", "seq": 1}', "line 2 is malformed"),
-        ('{"record": "nonsense"}', "unknown record type"),
-        ("[1, 2]", "not a JSON object"),
+        ('{"record": "nonsense"}', r"^export line 2 is malformed: unknown record type 'nonsense'$"),
+        ("[1, 2]", r"^export line 2 is malformed: not a JSON object$"),
         ('{"record": "event", "x": NaN}', "NaN is not allowed"),
     ],
 )
@@ -257,6 +257,26 @@ def test_malformed_export_lines_are_named(line: str, reason: str) -> None:
     export_jsonl(_chain(1), buf)
     with pytest.raises(AuditChainError, match=reason):
         read_export(io.StringIO(buf.getvalue() + line + "\n"))
+
+
+def test_export_lines_have_sorted_keys_so_exports_of_one_chain_are_byte_identical(
+    signed: tuple[list[AuditEvent], list[Checkpoint]],
+) -> None:
+    events, cps = signed
+    buf = io.StringIO()
+    export_jsonl(events, buf, cps)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 12
+    for line in lines:
+        assert line == json.dumps(json.loads(line), sort_keys=True)
+
+
+def test_export_that_is_not_utf8_is_refused_with_a_line_hint() -> None:
+    # A binary file handed to ``audit verify --file`` is refused as an
+    # audit-chain error naming roughly where, never a UnicodeDecodeError.
+    raw = io.BytesIO(b"\xff\xfe not text\n")
+    with pytest.raises(AuditChainError, match=r"^export is not UTF-8 text \(near line 1\)$"):
+        read_export(io.TextIOWrapper(raw, encoding="utf-8"))
 
 
 def test_events_enforce_their_shape() -> None:

@@ -103,3 +103,36 @@ def test_statements_are_frozen() -> None:
     with pytest.raises(AttributeError, match="cannot assign to field 'verdict'"):
         s.verdict = "reject"  # type: ignore[misc]
     assert s.at.tzinfo == UTC
+
+
+def test_oversized_approval_file_is_refused_by_its_byte_size() -> None:
+    # The limit is on bytes, whatever type the caller passes: a str of
+    # multi-byte characters under the limit in characters but over it in
+    # bytes is refused too, before any parsing.
+    from hitlgate.engine.limits import DEFAULT_LIMITS
+
+    limit = DEFAULT_LIMITS.approval_bytes
+    text = sign(make_statement(), Ed25519PrivateKey.generate()).to_json()
+    exact = text + " " * (limit - len(text.encode()))
+    assert SignedStatement.from_json(exact).statement == make_statement()
+    assert SignedStatement.from_json(exact.encode()).statement == make_statement()
+    for over in (exact + " ", (exact + " ").encode(), text + "é" * ((limit - len(text)) // 2 + 1)):
+        assert len(over) <= limit + 1
+        with pytest.raises(ValidationError, match=r"\(document\): larger than the limit of 16384 bytes") as exc:
+            SignedStatement.from_json(over)
+        assert exc.value.code == "input_too_large"
+
+
+def test_malformed_approval_file_names_the_document() -> None:
+    expected = r"^invalid signed approval: 1 problem\(s\)\n  - \(document\): malformed JSON"
+    with pytest.raises(ValidationError, match=expected):
+        SignedStatement.from_json("{bad")
+
+
+def test_approval_file_is_indented_with_sorted_keys() -> None:
+    # The file an approver hands over (``hitlgate approve --out``) is meant
+    # to be read by people and diffed; its layout is part of the contract.
+    signed = sign(make_statement(), Ed25519PrivateKey.generate())
+    text = signed.to_json()
+    assert text == json.dumps(signed.to_dict(), indent=2, sort_keys=True) + "\n"
+    assert text.startswith('{\n  "signature": "') and '\n  "statement": {\n    "action_digest": ' in text

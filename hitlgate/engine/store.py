@@ -766,7 +766,7 @@ class Transaction:
         q = sa.select(t.audit_events).where(e.kind.in_(t.RARE_KINDS)).order_by(e.seq)
         return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
 
-    def iter_request_ids(self, *, chunk: int = 1000) -> Iterator[list[str]]:
+    def iter_request_ids(self, *, chunk: int) -> Iterator[list[str]]:
         """Every request id in id order, ``chunk`` ids per list (keyset on the primary key)."""
         r = t.requests.c
         last: str | None = None

@@ -1,4 +1,4 @@
-"""Fault: ``audit verify`` holds tables against the chain in batches; a batch boundary must not skip or repeat a request.
+"""Fault: `audit verify` reconciles tables with the chain in batches; a boundary must not skip or repeat a request.
 
 ``Transaction.iter_request_ids`` pages through every request by keyset. A
 request skipped at a boundary would never be reconciled, so a row edited

@@ -11,6 +11,7 @@ event that ``audit verify`` keeps reporting.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,27 @@ def test_cli_audit_anchor_reinit(tmp_path: Path) -> None:
     verify = json.loads(_run(env, "audit", "verify", "--json").stdout)
     assert verify["ok"] and verify["anchor_reinits"] == [3]
     _run(env, "propose", str(prop), code=4)
+
+
+def test_reinit_reason_is_bounded_trimmed_and_recorded_with_the_time_given(anchored: Engine, clock) -> None:
+    anchored.anchor.path.unlink()
+    with pytest.raises(InputError, match="^the reason is longer than 2000 characters$"):
+        anchored.reinit_anchor("x" * 2001)
+    with pytest.raises(InputError, match=r"^a reason is required to re-initialise the audit anchor \(--reason TEXT\)$"):
+        anchored.reinit_anchor(None)  # type: ignore[arg-type]
+    at = clock.now + timedelta(minutes=5)
+    cp = anchored.reinit_anchor("  " + "y" * 2000 + "\n", now=at)
+    last = anchored.audit_events()[-1]
+    assert (last.request_id, last.at, cp.at) == (None, at, at)
+    assert last.payload["reason"] == "y" * 2000
+    assert last.payload["anchor"] == str(anchored.anchor.path)
+    with pytest.raises(InputError, match="exists; --reinit only starts") as exc:
+        anchored.reinit_anchor("again")
+    assert exc.value.code == "anchor_present"
+
+
+def test_reinit_of_a_chain_never_checkpointed_names_no_last_checkpoint(engine: Engine) -> None:
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    assert not engine.anchor.exists()
+    engine.reinit_anchor("first anchor on a new host")
+    assert engine.audit_events()[-1].payload["last_checkpoint_seq"] is None

@@ -64,10 +64,22 @@ def test_status_filter_pages_only_that_status(make_engine: EngineFactory, clock:
     assert [rid for p in _pages(engine, lifecycle.PENDING, 2) for rid in p] == pending
 
 
-@pytest.mark.parametrize("bad", ["", "nonsense", "2026-01-01~", "~req-1", "2026-13-01T00:00:00.000000Z~req-1"])
+T = "2026-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize("bad", [
+    "", "nonsense", "2026-01-01~", "~req-1", "2026-13-01T00:00:00.000000Z~req-1", f"{T}~", f"{T}req-1",
+    f"{T}~" + "r" * (300 - len(T)),  # 301 characters: longer than any cursor the listing prints.
+])
 def test_malformed_cursor_is_refused(bad: str) -> None:
-    with pytest.raises(InputError, match=r"--cursor: not a cursor"):
+    with pytest.raises(InputError, match=r"^--cursor: not a cursor printed by `hitlgate requests` \(TIME~ID\)$"):
         ListCursor.decode(bad)
+
+
+def test_cursor_splits_at_the_first_tilde_and_allows_300_characters() -> None:
+    longest = f"{T}~" + "r" * (299 - len(T))
+    assert len(longest) == 300 and ListCursor.decode(longest).request_id == "r" * (299 - len(T))
+    assert ListCursor.decode(f"{T}~req~1").request_id == "req~1"
 
 
 def test_cursor_round_trips(make_engine: EngineFactory, clock: FakeClock) -> None:

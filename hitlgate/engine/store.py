@@ -99,6 +99,48 @@ _EVENTS_OF = (
     .order_by(t.audit_events.c.seq)
 )
 _ANY_CHECKPOINT = sa.select(t.checkpoints.c.seq).limit(1)
+
+
+def _listing(by_status: bool, after: bool) -> sa.Select[Any]:
+    """A listing page: newest first, one index range scan on ``(status,) created_at, id``."""
+    r = t.requests.c
+    q = sa.select(t.requests).order_by(r.created_at.desc(), r.id.desc()).limit(sa.bindparam("limit"))
+    if by_status:
+        q = q.where(r.status == sa.bindparam("status"))
+    if after:
+        q = q.where(sa.tuple_(r.created_at, r.id) < sa.tuple_(
+            sa.bindparam("at", type_=_TIME), sa.bindparam("after_id", type_=sa.String)))
+    return q
+
+
+#: Listing pages by (status filter given, cursor given), built once (see above).
+_LIST_PAGE = {(by_status, after): _listing(by_status, after) for by_status in (False, True) for after in (False, True)}
+
+
+def _page_rows(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``column`` is one of a page's request ids (bound as ``ids``).
+
+    On PostgreSQL one array parameter (``= ANY(%s)``): an expanding ``IN``
+    renders and sends a hundred parameters per page, which cost more than the
+    index lookups they feed. SQLite has no arrays and binds an ``IN`` list cheaply.
+    """
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam("ids", type_=sa_postgresql.ARRAY(sa.String)))
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+_v = t.votes.c
+_PAGE_VOTES = {
+    name: sa.select(_v.request_id, _v.approver, _v.verdict, _v.signed_at, _v.recorded_at, _v.statement)
+    .where(_page_rows(name, _v.request_id)).order_by(_v.id)
+    for name in ("postgresql", "sqlite")
+}
+_PAGE_WARRANTS = {
+    name: sa.select(t.warrants, t.consumed.c.consumed_at)
+    .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+    .where(_page_rows(name, t.warrants.c.request_id))
+    for name in ("postgresql", "sqlite")
+}
 # INSERT ... ON CONFLICT DO NOTHING, in each supported database's dialect:
 # a duplicate key is reported as "no row inserted" instead of an error, so
 # neither needs a savepoint around it (two more statements each) to keep the
@@ -395,26 +437,18 @@ class Transaction:
         """
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InputError(f"limit must be between 1 and {MAX_LIST_LIMIT}, not {limit}")
-        r = t.requests.c
-        q = sa.select(t.requests).order_by(r.created_at.desc(), r.id.desc()).limit(limit)
-        if status is not None:
-            if status not in lifecycle.STATES:
-                raise InputError(f"unknown status {status!r}; choose from {', '.join(lifecycle.STATES)}")
-            q = q.where(r.status == status)
+        if status is not None and status not in lifecycle.STATES:
+            raise InputError(f"unknown status {status!r}; choose from {', '.join(lifecycle.STATES)}")
+        params: dict[str, Any] = {"limit": limit, "status": status}
         if before is not None:
-            q = q.where(sa.tuple_(r.created_at, r.id) < sa.tuple_(
-                sa.literal(before.created_at, t.UtcTime()), sa.literal(before.request_id)))
-        rows = self.conn.execute(q).mappings().all()
+            params.update(at=before.created_at, after_id=before.request_id)
+        rows = self.conn.execute(_LIST_PAGE[status is not None, before is not None], params).mappings().all()
         # The page's votes in one query (the votes' (request_id, approver)
         # unique index), so a listing shows who voted without a query per row.
         votes: dict[str, list[Vote]] = {}
         if rows:
-            v = t.votes.c
             page = [row["id"] for row in rows]
-            for vote in self.conn.execute(
-                sa.select(v.request_id, v.approver, v.verdict, v.signed_at, v.recorded_at, v.statement)
-                .where(v.request_id.in_(page)).order_by(v.id)
-            ).mappings():
+            for vote in self.conn.execute(_PAGE_VOTES[self.conn.dialect.name], {"ids": page}).mappings():
                 votes.setdefault(vote["request_id"], []).append(Vote(
                     approver=vote["approver"], verdict=vote["verdict"], signed_at=vote["signed_at"],
                     recorded_at=vote["recorded_at"], statement=json.loads(vote["statement"]),
@@ -552,11 +586,7 @@ class Transaction:
         ids = list(request_ids)
         if not ids:
             return {}
-        rows = self.conn.execute(
-            sa.select(t.warrants, t.consumed.c.consumed_at)
-            .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
-            .where(t.warrants.c.request_id.in_(ids))
-        ).mappings()
+        rows = self.conn.execute(_PAGE_WARRANTS[self.conn.dialect.name], {"ids": ids}).mappings()
         return {row["request_id"]: self._warrant_from_row(row) for row in rows}
 
     def warrant_for(self, request_id: str) -> WarrantRecord | None:

@@ -37,6 +37,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1074,9 +1075,51 @@ def _sqlite_access(url: str) -> _SqliteAccess:
     return _SqliteAccess(ro_url, read_only_reason=why)
 
 
+#: A pooled PostgreSQL connection idle longer than this is pinged before use (seconds).
+PING_AFTER_IDLE_S = 5.0
+
+#: Pooled PostgreSQL connections kept open per process (threads of one server beyond it use overflow).
+PG_POOL_SIZE = 16
+
+
+def _make_pg_engine(url: str) -> Engine:
+    """A PostgreSQL engine whose pool pings a connection only after it sat idle.
+
+    SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` on every checkout:
+    one more round trip per transaction, seven per approval flow. A
+    connection that was used a moment ago is as alive as a ping would show,
+    so only one idle for :data:`PING_AFTER_IDLE_S` is pinged (the case
+    pre-ping exists for: a server restarted while the pool slept). A dead
+    one is replaced before use (``DisconnectionError`` makes the pool
+    reconnect); a server lost mid-burst fails that transaction, and
+    SQLAlchemy then drops the whole pool, as it does with pre-ping.
+    """
+    engine = sa.create_engine(url, future=True, pool_size=PG_POOL_SIZE, max_overflow=2 * PG_POOL_SIZE)
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hitlgate_idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hitlgate_idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("hitlgate_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not use this connection.
+            raise sa.exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+    return engine
+
+
 def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     if not _is_sqlite(url):
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
+        return _make_pg_engine(url)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, future=True)
 
     @sa_event.listens_for(engine, "connect")

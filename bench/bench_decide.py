@@ -23,6 +23,7 @@ import yaml
 
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._regopy import compile_pack, evaluate_input
+from hitlgate.engine._regoscan import inventory_sections_read
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine.backends import with_facts
 from hitlgate.engine.facts import FactIndex
@@ -82,11 +83,13 @@ def main() -> None:
     pack = PolicyPack.load(config.policy_dir, list(config.data_paths))
     interp, bundle = compile_pack(pack)
     index = FactIndex(pack.inventory.document, pack.inventory.revision)
+    # The sections of the neighbourhood the pack may read: what the engine passes.
+    sections = inventory_sections_read(source for _, source in pack.modules)
 
     def raw(doc: dict[str, Any]) -> Any:
         # The input the engine evaluates: the proposal plus the target's facts.
         # The engine's own query (set the input, evaluate, read the output), nothing around it.
-        return evaluate_input(interp, bundle, with_facts(doc, index)[0])
+        return evaluate_input(interp, bundle, with_facts(doc, index, sections)[0])
 
     decider = Decider.from_config(config)
     inputs = proposals(args.n)

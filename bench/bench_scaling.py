@@ -216,6 +216,10 @@ def input_builder(backend: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     the target's neighbourhood under ``inventory``; before it, the proposal
     alone (the inventory was compiled in as ``data.inventory``).
     """
+    own = getattr(backend, "evaluation_input", None)
+    if own is not None:
+        # The backend's own input: the proposal and the facts its policy may read.
+        return lambda doc: dict(own(doc)[0])
     facts = getattr(backend, "facts", None)
     if facts is None:
         return lambda doc: doc

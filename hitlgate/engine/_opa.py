@@ -61,6 +61,7 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
+from hitlgate.engine._regoscan import inventory_sections_read
 from hitlgate.engine.backends import with_facts
 from hitlgate.engine.config import Config
 from hitlgate.engine.facts import FactIndex, FactSource, shared_file_facts
@@ -133,9 +134,14 @@ class OpaBackend:
         self.timeout_ms = timeout_ms
         self._fixed_revision = expected_revision
         self._modules: Reloading[PolicyModules] | None = None
+        #: The sources of a fixed pack's modules (None with a bare expected_revision: no text to read).
+        self._fixed_sources: tuple[tuple[str, str], ...] | None = None
+        #: (modules revision, the inventory sections those modules may read), for the last revision seen.
+        self._sections: tuple[str, frozenset[str] | None] | None = None
         self.facts: FactSource | None = facts
         if pack is not None:
             self._fixed_revision = pack.modules_revision
+            self._fixed_sources = pack.modules
             if facts is None:
                 self.facts = FactIndex(pack.inventory.document, pack.inventory.revision)
         elif policy_dir is not None:
@@ -182,6 +188,31 @@ class OpaBackend:
         if self.facts is None:
             return modules
         return combine_revisions(modules, self._index().revision)
+
+    def _sections_read(self, revision: str) -> frozenset[str] | None:
+        """The inventory sections the modules of ``revision`` may read; None (all) when their text is unknown.
+
+        The same answer the embedded engine gets from the same modules, so
+        both engines evaluate the same input.
+        """
+        cached = self._sections
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        sources: tuple[tuple[str, str], ...] | None = None
+        if self._modules is not None:
+            try:
+                modules = self._modules.get()
+            except HitlgateError:
+                return None
+            if modules.revision == revision:
+                sources = modules.modules
+        elif self._fixed_sources is not None and revision == self._fixed_revision:
+            sources = self._fixed_sources
+        if sources is None:
+            return None
+        sections = inventory_sections_read(source for _, source in sources)
+        self._sections = (revision, sections)
+        return sections
 
     def _index(self) -> FactIndex:
         if self.facts is None:
@@ -241,7 +272,7 @@ class OpaBackend:
     def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
         """Evaluate ``data.hitlgate.decision`` on OPA, with the target's facts, and check the revision."""
         expected = self.expected_modules_revision
-        document, inventory_revision = with_facts(input_document, self._index())
+        document, inventory_revision = with_facts(input_document, self._index(), self._sections_read(expected))
         answer = self.query(document)
         served = answer.revisions
         if not served:

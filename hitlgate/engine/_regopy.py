@@ -44,6 +44,7 @@ import orjson
 from hitlgate.engine._addrspace import require_address_space
 from hitlgate.engine._locate import display_path
 from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
+from hitlgate.engine._regoscan import inventory_sections_read
 from hitlgate.engine.backends import with_facts
 from hitlgate.engine.facts import FactIndex, FactSource, shared_file_facts
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
@@ -161,6 +162,8 @@ class _Compiled:
         self.revision = modules.revision
         self.interpreter, self.bundle = compile_pack(modules)
         self.writes_stdout = any(_WRITES_STDOUT.search(source) for _, source in modules.modules)
+        #: The inventory sections these modules may read (None: any); the rest is left out of the input.
+        self.sections = inventory_sections_read(source for _, source in modules.modules)
 
     def query(self, input_document: Mapping[str, Any]) -> Any:
         if not self.writes_stdout:
@@ -370,15 +373,23 @@ class RegopyBackend:
         """The policy revision decisions get now: the modules' and the inventory's."""
         return combine_revisions(self.modules.revision, _index(self.facts).revision)
 
-    def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
-        """Evaluate ``data.hitlgate.decision`` for one input, with the target's facts added."""
+    def _compiled(self) -> _Compiled:
         modules = self.modules
-        document, inventory_revision = with_facts(input_document, _index(self.facts))
         compiled: _Compiled | None = getattr(self._local, "compiled", None)
         if compiled is None or compiled.revision != modules.revision:
             compiled = _Compiled(modules)
             self._local.compiled = compiled
-        return compiled.query(document), combine_revisions(modules.revision, inventory_revision)
+        return compiled
+
+    def evaluation_input(self, input_document: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """The input evaluated for ``input_document`` (with the facts the policy may read), inventory revision."""
+        return with_facts(input_document, _index(self.facts), self._compiled().sections)
+
+    def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
+        """Evaluate ``data.hitlgate.decision`` for one input, with the target's facts added."""
+        compiled = self._compiled()
+        document, inventory_revision = with_facts(input_document, _index(self.facts), compiled.sections)
+        return compiled.query(document), combine_revisions(compiled.revision, inventory_revision)
 
     def close(self) -> None:
         """Drop this thread's interpreter."""

@@ -51,13 +51,19 @@ class PolicyBackend(Protocol):
         ...
 
 
-def with_facts(input_document: Mapping[str, Any], index: FactIndex) -> tuple[dict[str, Any], str]:
+def with_facts(
+    input_document: Mapping[str, Any], index: FactIndex, sections: frozenset[str] | None = None
+) -> tuple[dict[str, Any], str]:
     """``({**input_document, "inventory": neighbourhood}, inventory revision)`` for the named target.
 
     The neighbourhood and the revision are read together, so the revision
     names the inventory the facts came from even while it changes.
+    ``sections`` limits the neighbourhood to the sections the policy may
+    read (:func:`hitlgate.engine._regoscan.inventory_sections_read`; None:
+    all): a section no rule can reach cannot change a decision, and leaving
+    it out makes the input smaller for both engines.
     """
     action = input_document.get("action")
     target = action.get("target") if isinstance(action, Mapping) else None
-    neighbourhood, revision = index.snapshot(target if isinstance(target, str) else "")
+    neighbourhood, revision = index.snapshot(target if isinstance(target, str) else "", sections)
     return {**input_document, "inventory": neighbourhood}, revision

@@ -92,12 +92,21 @@ class FactIndex:
         """The facts a decision about ``target`` may read (see the module docstring)."""
         return self.snapshot(target)[0]
 
-    def snapshot(self, target: str) -> tuple[dict[str, Any], str]:
-        """``(neighbourhood(target), revision)`` read together, never across a change."""
-        with self._lock:
-            return self._neighbourhood(target), self._revision
+    def snapshot(self, target: str, sections: frozenset[str] | None = None) -> tuple[dict[str, Any], str]:
+        """``(neighbourhood(target), revision)`` read together, never across a change.
 
-    def _neighbourhood(self, target: str) -> dict[str, Any]:
+        ``sections``: only these sections of the neighbourhood (None: all);
+        a backend leaves out what its policy cannot read (see
+        :func:`hitlgate.engine._regoscan.inventory_sections_read`).
+        """
+        with self._lock:
+            hood = self._neighbourhood(target, sections is None or "approvers" in sections)
+            revision = self._revision
+        if sections is not None:
+            hood = {k: v for k, v in hood.items() if k in sections}
+        return hood, revision
+
+    def _neighbourhood(self, target: str, with_approvers: bool = True) -> dict[str, Any]:
         sections = self._sections
         all_workloads = sections["workloads"]
         all_partners = sections["partners"]
@@ -134,6 +143,8 @@ class FactIndex:
             rec = all_teams.get(team)
             if rec is not None:
                 teams[team] = rec
+            if not with_approvers:
+                continue
             for name in self._members.get(team, ()):
                 if name not in approvers:
                     approvers[name] = all_approvers[name]

@@ -62,6 +62,27 @@ def fingerprint_paths(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]
     return tuple(out)
 
 
+def _unchanged(fingerprint: tuple[tuple[str, int, int], ...] | None) -> bool:
+    """Whether every path still has the (mtime_ns, size) of ``fingerprint``; stops at the first change.
+
+    The check every decision makes: one ``stat`` per path, compared in
+    place rather than rebuilt into a new fingerprint (same answer as
+    ``fingerprint_paths(paths) == fingerprint``).
+    """
+    if fingerprint is None:
+        return False
+    for path, mtime_ns, size in fingerprint:
+        try:
+            st = os.stat(path)
+        except OSError:
+            if mtime_ns != -1 or size != -1:
+                return False
+            continue
+        if st.st_mtime_ns != mtime_ns or st.st_size != size:
+            return False
+    return True
+
+
 def modules_revision(modules: Sequence[tuple[str, str]]) -> str:
     """``sha256:`` over canonical JSON of each module's relative path and source hash (Contract 2).
 
@@ -294,7 +315,7 @@ class Reloading(Generic[T]):
             return
         current = self._value
         if current is not None:
-            if fingerprint_paths(self._watched) == self._fingerprint:
+            if _unchanged(self._fingerprint):
                 return
         elif self._disk_fingerprint() == self._failed_fingerprint:
             # Still broken and nothing changed on disk: keep failing closed

@@ -1,0 +1,113 @@
+"""Conservative reading of Rego module text: which facts a pack may read, which builtins it calls.
+
+Two questions the engine asks of the modules it evaluates, answered from
+their text without a Rego parser, and always on the safe side (when in
+doubt, the answer is "everything" and "yes"):
+
+* :func:`inventory_sections_read`: the sections of ``input.inventory``
+  (identities, workloads, partners, teams, approvers, protected) that a rule
+  could possibly read. A section is read when its name occurs anywhere in
+  the code or in a string literal. If any module could reach the inventory
+  (or the whole input, or the whole of ``data``) without naming a field -
+  ``input.inventory[k]``, ``walk(input, ...)``, ``x := input.inventory``,
+  ``json.marshal(input)``, ``import input as i``, ``data.hitlgate[k]`` -
+  the answer is None: every section. The one alias allowed is the bundled
+  pack's own ``inventory := input.inventory``, after which ``inventory`` is
+  held to the same rule.
+* :func:`nondeterministic_calls`: calls whose result can differ between
+  two evaluations of the same input (``time.*``, ``rand.*``, ``http.send``,
+  ``uuid.*``, ``opa.runtime``, ``net.*``, ``io.jwt.decode_verify`` which
+  reads the clock, and ``print``/``trace``, whose output is a side effect).
+  A decision may only be reused when there are none.
+
+Comments are removed first (so a word in a comment neither counts as a
+read nor as dynamic access); string literals are kept aside, because a
+name inside a string can still be used as a key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: The sections of the inventory a neighbourhood holds.
+INVENTORY_SECTIONS = ("identities", "workloads", "partners", "teams", "approvers", "protected")
+
+#: A name not followed by ``.field``: the whole value is used (bound, iterated, indexed by a variable, passed on).
+_WHOLE = r"(?!\s*\.\s*[A-Za-z_])"
+_DYNAMIC = (
+    re.compile(r"\binput\b" + _WHOLE),
+    re.compile(r"\binventory\b" + _WHOLE),
+    re.compile(r"(?<![.\w])data\b" + _WHOLE),
+    re.compile(r"(?<![.\w])data\s*\.\s*hitlgate\b" + _WHOLE),
+)
+#: The bundled pack's alias; ``inventory`` is then held to the rule above on its own.
+_ALIAS = re.compile(r"^[ \t]*inventory[ \t]*:=[ \t]*input[ \t]*\.[ \t]*inventory[ \t]*$", re.MULTILINE)
+
+_NONDETERMINISTIC = re.compile(
+    r"(?<![\w.])(?:time\s*\.\s*\w+|rand\s*\.\s*\w+|http\s*\.\s*send|uuid\s*\.\s*\w+|opa\s*\.\s*runtime"
+    r"|net\s*\.\s*\w+|io\s*\.\s*jwt\s*\.\s*decode_verify|print|trace)\s*\("
+)
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """One module's code with comments removed and string literals replaced by ``""``, and those literals."""
+
+    code: str
+    strings: tuple[str, ...]
+
+
+def scan(source: str) -> Scanned:
+    """Split Rego source into code (no comments, strings emptied) and the string literals' raw text."""
+    code: list[str] = []
+    strings: list[str] = []
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if c == "#":
+            end = source.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c == '"' or c == "`":
+            j = i + 1
+            while j < n and source[j] != c:
+                if c == '"' and source[j] == "\\":
+                    j += 1
+                elif c == '"' and source[j] == "\n":
+                    break  # An unterminated string: rego would refuse it; stop it at the line's end.
+                j += 1
+            strings.append(source[i + 1 : j])
+            code.append('""')
+            i = j + 1
+            continue
+        code.append(c)
+        i += 1
+    return Scanned("".join(code), tuple(strings))
+
+
+def inventory_sections_read(sources: Iterable[str]) -> frozenset[str] | None:
+    """The inventory sections the modules may read, or None when they may read any (see module docstring)."""
+    scanned = [scan(src) for src in sources]
+    for s in scanned:
+        code = _ALIAS.sub("", s.code)
+        if any(p.search(code) for p in _DYNAMIC):
+            return None
+    read = set()
+    for section in INVENTORY_SECTIONS:
+        word = re.compile(rf"\b{section}\b")
+        if any(word.search(s.code) or any(section in lit for lit in s.strings) for s in scanned):
+            read.add(section)
+    return frozenset(read)
+
+
+def nondeterministic_calls(sources: Iterable[str]) -> list[str]:
+    """The calls in the modules whose result is not a function of the input alone (empty: deterministic)."""
+    found: list[str] = []
+    for src in sources:
+        for m in _NONDETERMINISTIC.finditer(scan(src).code):
+            name = re.sub(r"\s+", "", m.group(0))[:-1]
+            if name not in found:
+                found.append(name)
+    return found

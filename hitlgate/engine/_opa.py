@@ -15,12 +15,13 @@ How it talks to OPA (``opa-python-client``):
   ``deny``, and a retried connection refusal hides an outage from the log.
   The next decision simply tries again, which is how the backend recovers
   by itself when OPA comes back.
-* Only ``query_rule`` is used. Policies are never pushed through the REST
+* Only the decision query is made (as ``query_rule`` makes it, on the
+  client's session, see :meth:`OpaBackend._post`). Policies are never pushed through the REST
   API: ``update_policy_from_string`` defaults to ``rego_compat=True``, which
   rewrites a policy OPA rejected and uploads it again. OPA serves the
   bundle, whose manifest names the revision.
-* ``query_rule`` raises ``requests.HTTPError`` (not the client's own
-  errors) for a non-2xx answer, and a body without ``result`` means the
+* A non-2xx answer raises ``requests.HTTPError`` (as ``query_rule``
+  would, not the client's own errors), and a body without ``result`` means the
   rule is undefined; both are handled here.
 
 Facts: the bundle holds the modules only. Each query's input carries the
@@ -50,6 +51,7 @@ decision.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -58,6 +60,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from opa_client import OpaClient
 
@@ -77,6 +80,8 @@ from hitlgate.engine.policy import (
 from hitlgate.errors import BackendUnavailable, ConfigError, HitlgateError, PolicyError, ValidationError
 
 log = logging.getLogger(__name__)
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 #: A proposal every pack must be able to decide, used by ``hitlgate doctor``.
 PROBE_INPUT: Mapping[str, Any] = {
@@ -153,6 +158,18 @@ class OpaBackend:
             if facts is None:
                 self.facts = shared_file_facts(tuple(data_paths), limits=limits)
         self._client = _make_client(self.url, timeout_ms / 1000.0)
+        self._session: requests.Session = self._client._session
+        # The proxy, CA bundle and netrc settings of the environment, read once here rather than on
+        # every request: requests scans the whole environment per request (more than the rest of
+        # the client's work), and a decision service's environment does not change under it.
+        settings = self._session.merge_environment_settings(self.url, {}, None, None, None)
+        self._session.proxies.update(settings["proxies"])
+        self._session.verify = settings["verify"]
+        netrc_auth = requests.utils.get_netrc_auth(self.url)
+        if netrc_auth is not None:
+            self._session.auth = netrc_auth
+        self._session.trust_env = False
+        self._decision_url = f"{self._client.root_url}/data/{DECISION_PATH}?provenance=true"
         self._problem_lock = threading.Lock()
         self._problem: str | None = None
 
@@ -230,12 +247,7 @@ class OpaBackend:
         :class:`PolicyError` when OPA reports an evaluation error.
         """
         try:
-            body = self._client.query_rule(
-                input_data=dict(input_document),
-                package_path="hitlgate",
-                rule_name=DECISION_PATH.split("/", 1)[1],
-                query_params={"provenance": "true"},
-            )
+            body = self._post(input_document)
         except requests.Timeout as exc:
             raise self._unavailable(
                 f"OPA at {self.url} did not answer within {self.timeout_ms} ms (timeout)",
@@ -253,7 +265,7 @@ class OpaBackend:
                 f"request to OPA at {self.url} failed: {exc}", "check backend.url and the network"
             ) from exc
         except ValueError as exc:
-            # query_rule decodes the body as JSON; a proxy's HTML page lands here.
+            # The body is decoded as JSON; a proxy's HTML page lands here.
             raise self._unavailable(
                 f"OPA at {self.url} answered with a body that is not JSON",
                 "check that backend.url points at OPA itself, not a proxy or another service",
@@ -268,6 +280,24 @@ class OpaBackend:
                     bundles[str(name)] = info["revision"]
         # A missing "result" key is how OPA says "undefined".
         return OpaAnswer(result=body.get("result"), bundles=bundles)
+
+    def _post(self, input_document: Mapping[str, Any]) -> Any:
+        """POST the input to the decision rule (with provenance) and decode the answer.
+
+        What ``OpaClient.query_rule`` does, on the client's own session,
+        with the body encoded and the answer decoded by orjson (the
+        standard ``json`` module, for a value orjson refuses, such as an
+        integer beyond 64 bits) and the URL built once.
+        """
+        try:
+            payload = orjson.dumps({"input": input_document})
+        except TypeError:
+            payload = json.dumps({"input": input_document}).encode("utf-8")
+        response = self._session.post(
+            self._decision_url, data=payload, headers=_JSON_HEADERS, timeout=self._client.timeout
+        )
+        response.raise_for_status()
+        return orjson.loads(response.content)
 
     def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
         """Evaluate ``data.hitlgate.decision`` on OPA, with the target's facts, and check the revision."""

@@ -37,7 +37,9 @@ HOW = {
     "by a computed key": 'count(object.get(input.inventory, concat("", ["appro", "vers"]), {})) > 0',
     "by iterating the inventory": '{ some k; s := input.inventory[k]; startswith(k, "appro"); count(s) > 0 }',
     "through an alias": '{ inv := input.inventory; k := concat("", ["appro", "vers"]); count(inv[k]) > 0 }',
-    "through the whole input": '{ walk(input, [p, v]); p[count(p) - 1] == concat("", ["appro", "vers"]); count(v) > 0 }',
+    "through the whole input": (
+        '{ walk(input, [p, v]); p[count(p) - 1] == concat("", ["appro", "vers"]); count(v) > 0 }'
+    ),
     "through data": 'count(data.hitlgate.inventory[concat("", ["appro", "vers"])]) > 0',
 }
 

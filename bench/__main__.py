@@ -334,6 +334,17 @@ def scaling_section(scaling: dict[str, Any]) -> list[str]:
             f"{f'{opa_rss:.0f} MB' if isinstance(opa_rss, int | float) else '–'} | "
             f"{fmt_num(r.get('inventory_mb', 0))} MB | {split} |"
         )
+    out += ["", "The decide rows and goals above evaluate every call (the exact decision cache is off for them). "
+            "For comparison, the same 50 proposals repeated, every call answered by the cache "
+            "(same input, modules and inventory revision):", ""]
+    out.append("| identities | decide (embedded, cached) p50 / p99 | cached / uncached decide, p50 |")
+    out.append("|---|---|---|")
+    for size, r in scaling.get("sizes", {}).items():
+        out.append(
+            f"| {int(size):,} | {fmt_ms(r.get('decide_embedded_cached_p50_ms'))} / "
+            f"{fmt_ms(r.get('decide_embedded_cached_p99_ms'))} | "
+            f"{ratio(r.get('decide_embedded_cached_p50_ms'), r.get('decide_embedded_p50_ms'))} |"
+        )
     problems = [
         f"- {int(size):,}: {r[k]}" for size, r in scaling.get("sizes", {}).items()
         for k in ("start_error", "error") if r.get(k)

@@ -38,6 +38,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._nocache import uncached  # noqa: E402
 from hitlgate.engine import Decider  # noqa: E402
 from hitlgate.engine._bundle import write_bundle  # noqa: E402
 from hitlgate.engine._opa import OpaBackend  # noqa: E402
@@ -148,7 +149,7 @@ def main() -> None:
                 r.raise_for_status()
                 return r.json()
 
-            embedded = Decider(RegopyBackend(pack.policy_dir, list(pack.data_paths)))
+            embedded = uncached(Decider(RegopyBackend(pack.policy_dir, list(pack.data_paths))))
             via_opa = Decider(OpaBackend(url, pack=pack, timeout_ms=5000))
             # Both paths must agree before their speed means anything.
             for doc in docs:

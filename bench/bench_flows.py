@@ -75,6 +75,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from sqlalchemy import event as sa_event  # noqa: E402
 
 import hitlgate  # noqa: E402
+from bench._nocache import uncached  # noqa: E402
 from hitlgate.engine import Config, Decider  # noqa: E402
 from hitlgate.engine import _store_schema as t  # noqa: E402
 from hitlgate.engine.approvals import Statement, sign  # noqa: E402
@@ -128,7 +129,7 @@ class Flows:
 
     def __init__(self, url: str, key_dir: Path) -> None:
         config = Config(state_url=url, key_dir=key_dir)
-        self.engine = Engine(config, Decider.from_config(config), demo=True)
+        self.engine = Engine(config, uncached(Decider.from_config(config)), demo=True)
         self.guard = self.engine.guard()
         self.carol = _demo_key("carol")
         self.tag = f"{os.getpid()}-{time.monotonic_ns()}"
@@ -259,7 +260,7 @@ def measure_throughput(url: str, key_dir: Path, *, clients: int, seconds: float)
 def check_exactly_once(url: str, key_dir: Path, ids: list[str]) -> None:
     """Every flow's warrant consumed exactly once (table and chain), and ``audit verify`` passes."""
     config = Config(state_url=url, key_dir=key_dir)
-    engine = Engine(config, Decider.from_config(config), demo=True)
+    engine = Engine(config, uncached(Decider.from_config(config)), demo=True)
     try:
         with engine.store.read() as tx:
             conn = tx.conn

@@ -37,10 +37,11 @@ _CHILD = textwrap.dedent(
     """
     import json, sys, time
     start = time.monotonic()
+    from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
     config = Config(state_url=sys.argv[1], key_dir=__import__("pathlib").Path(sys.argv[2]),
                     inventory_source="database")
-    decider = Decider.from_config(config)
+    decider = uncached(Decider.from_config(config))
     doc = {"action": {"type": "rotate_api_key", "target": sys.argv[3], "parameters": {}},
            "requester": {"id": "bench", "kind": "agent"}, "justification": "bench"}
     first = decider.decide(doc)
@@ -61,6 +62,7 @@ _CHILD = textwrap.dedent(
 
 def measure(size: int, url: str | None, workdir: Path, puts: int) -> dict[str, Any]:
     """Run the three measurements; see the module docstring."""
+    from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
     from hitlgate.engine.inventory import load_inventory
     from hitlgate.engine.inventory_db import InventoryDB
@@ -94,7 +96,8 @@ def measure(size: int, url: str | None, workdir: Path, puts: int) -> dict[str, A
     )
     out.update(json.loads(child.stdout.strip().splitlines()[-1]))
 
-    decider = Decider.from_config(Config(state_url=url, key_dir=workdir / "keys", inventory_source="database"))
+    config = Config(state_url=url, key_dir=workdir / "keys", inventory_source="database")
+    decider = uncached(Decider.from_config(config))
     doc = {"action": {"type": "rotate_api_key", "target": target, "parameters": {}},
            "requester": {"id": "bench", "kind": "agent"}, "justification": "bench"}
     decider.decide(doc)

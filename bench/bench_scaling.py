@@ -12,9 +12,12 @@ next one's numbers:
   round, the median of the rounds' p50 and p99 reported):
   ``raw regopy`` (set the input the engine evaluates and query the compiled
   bundle, nothing else), ``decide embedded`` (``Decider.decide``: validation,
-  facts, evaluation, decision checks), ``decide opa`` (the same through the
-  OPA backend) and ``raw opa`` (``POST /v1/data/hitlgate/decision`` with the
-  same input, keep-alive) against a real ``opa run --server``;
+  facts, evaluation, decision checks; the exact decision cache off, so every
+  call evaluates), ``decide embedded cached`` (the same 50 proposals again,
+  every call answered by the exact decision cache; never a goal row),
+  ``decide opa`` (the same through the OPA backend) and ``raw opa``
+  (``POST /v1/data/hitlgate/decision`` with the same input, keep-alive)
+  against a real ``opa run --server``;
 * **threads**: extra RSS per thread that decides (each has its own regopy
   interpreter) and that thread's first decision;
 * **change**: one identity's record is rewritten on disk (its environment
@@ -53,6 +56,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench._nocache import uncached
 from bench.gen_inventory import Spec, proposals, write_inventory, write_jsonl_shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +93,7 @@ SMOKE = {
     "sanity": 8,
 }
 
-MODES = ("raw_regopy", "decide_embedded", "decide_opa", "raw_opa")
+MODES = ("raw_regopy", "decide_embedded", "decide_embedded_cached", "decide_opa", "raw_opa")
 
 
 # ---------------------------------------------------------------------------
@@ -277,7 +281,7 @@ def probe_main(data_dir: Path, size: int, seed: int) -> None:
     from hitlgate.engine import Decider
 
     t_import = time.perf_counter()
-    decider = Decider.from_config(engine_config(data_dir))
+    decider = uncached(Decider.from_config(engine_config(data_dir)))
     t_init = time.perf_counter()
     decision = decider.decide(proposals(Spec(size, seed), 1)[0])
     t_first = time.perf_counter()
@@ -334,7 +338,7 @@ def worker_main(data_dir: Path, size: int, opts: dict[str, Any]) -> None:
     # SIGTERM from the parent (timeout, memory cap) unwinds, so the OPA server is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     spec = Spec(size, opts["seed"])
-    embedded = Decider.from_config(engine_config(data_dir))
+    embedded = uncached(Decider.from_config(engine_config(data_dir)))
     t_init = time.perf_counter()
     props = proposals(spec, max(opts["n"], 50))
     first = embedded.decide(props[0])
@@ -361,9 +365,16 @@ def worker_main(data_dir: Path, size: int, opts: dict[str, Any]) -> None:
         assert got["tier"] == want["tier"] and got["risk_factors"] == want["risk_factors"], (got, want)
 
     opa = find_opa()
+    # The exact decision cache on its own: the same 50 proposals again and again (every call a hit,
+    # after the warm-up). The goal rows come from `decide_embedded`, whose cache is off.
+    cached = Decider.from_config(engine_config(data_dir))
+    repeats = props[:50]
+    for p in repeats:
+        cached.decide(p)
     fns: dict[str, tuple[Callable[[Any], Any], list[Any]]] = {
         "raw_regopy": (raw, inputs),
         "decide_embedded": (embedded.decide, props),
+        "decide_embedded_cached": (cached.decide, repeats),
     }
     with contextlib.ExitStack() as stack:
         if opa is None:

@@ -439,11 +439,12 @@ def _verify_in_child(url: str, key_dir: Path, full: bool) -> dict[str, Any]:
 
 
 def _verify_worker(url: str, key_dir: str, mode: str) -> None:
+    from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
     from hitlgate.engine.workflow import Engine
 
     cfg = Config(state_url=url, key_dir=Path(key_dir))
-    engine = Engine(cfg, Decider.from_config(cfg), demo=True)
+    engine = Engine(cfg, uncached(Decider.from_config(cfg)), demo=True)
     t0 = time.perf_counter()
     report = engine.verify_audit(incremental=mode != "full")
     seconds = time.perf_counter() - t0
@@ -459,13 +460,14 @@ def _verify_worker(url: str, key_dir: str, mode: str) -> None:
 def _measure_listing(url: str, key_dir: Path, opts: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     import sqlalchemy as sa
 
+    from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
     from hitlgate.engine import _store_schema as t
     from hitlgate.engine.store import ListCursor
     from hitlgate.engine.workflow import Engine
 
     cfg = Config(state_url=url, key_dir=key_dir)
-    engine = Engine(cfg, Decider.from_config(cfg), demo=True)
+    engine = Engine(cfg, uncached(Decider.from_config(cfg)), demo=True)
     rng = random.Random(7)
     page = int(opts["page"])
     depth_cursors: dict[str | None, list[ListCursor]] = {}

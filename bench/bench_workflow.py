@@ -32,6 +32,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench._nocache import uncached
 from hitlgate.engine import Config, Decider
 from hitlgate.engine.approvals import Statement, sign
 from hitlgate.engine.workflow import Engine
@@ -77,7 +78,7 @@ def measure_all(n: int, state: str | None = None) -> list[dict[str, float | str]
         url = state or f"sqlite:///{Path(tmp) / 'state.db'}"
         config = Config(state_url=url, key_dir=Path(tmp) / "keys")
         # Demo mode: the benchmark signs with the example inventory's demo keys.
-        engine = Engine(config, Decider.from_config(config), checkpoint_every=100, demo=True)
+        engine = Engine(config, uncached(Decider.from_config(config)), checkpoint_every=100, demo=True)
         guard = engine.guard()
         results = []
 

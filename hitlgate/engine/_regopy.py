@@ -42,9 +42,11 @@ from typing import Any
 import orjson
 
 from hitlgate.engine._addrspace import require_address_space
+from hitlgate.engine._decision_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
+from hitlgate.engine._decision_cache import DecisionCache
 from hitlgate.engine._locate import display_path
 from hitlgate.engine._rego_errors import RegoCompileError, from_regopy
-from hitlgate.engine._regoscan import inventory_sections_read
+from hitlgate.engine._regoscan import inventory_sections_read, nondeterministic_calls
 from hitlgate.engine.backends import with_facts
 from hitlgate.engine.facts import FactIndex, FactSource, shared_file_facts
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
@@ -164,6 +166,9 @@ class _Compiled:
         self.writes_stdout = any(_WRITES_STDOUT.search(source) for _, source in modules.modules)
         #: The inventory sections these modules may read (None: any); the rest is left out of the input.
         self.sections = inventory_sections_read(source for _, source in modules.modules)
+        #: Whether an output may be reused for the same input: none of the modules calls a
+        #: builtin whose result is not a function of the input (the clock, randomness, the network).
+        self.cacheable = not self.writes_stdout and not nondeterministic_calls(source for _, source in modules.modules)
 
     def query(self, input_document: Mapping[str, Any]) -> Any:
         if not self.writes_stdout:
@@ -336,8 +341,14 @@ class RegopyBackend:
         watch: bool = True,
         limits: Limits = DEFAULT_LIMITS,
         facts: FactSource | None = None,
+        decision_cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
-        """Compile the modules under ``policy_dir``; facts come from ``facts`` or the inventory files."""
+        """Compile the modules under ``policy_dir``; facts come from ``facts`` or the inventory files.
+
+        ``decision_cache_size``: outputs kept for repeated inputs (0: none).
+        """
+        #: Exact outputs of inputs evaluated before (see :mod:`hitlgate.engine._decision_cache`).
+        self.decision_cache = DecisionCache(decision_cache_size)
         self._policy_dir = Path(policy_dir)
         self._data_paths = tuple(Path(p) for p in data_paths)
         self._local = threading.local()
@@ -386,10 +397,26 @@ class RegopyBackend:
         return with_facts(input_document, _index(self.facts), self._compiled().sections)
 
     def evaluate(self, input_document: Mapping[str, Any]) -> tuple[Any, str]:
-        """Evaluate ``data.hitlgate.decision`` for one input, with the target's facts added."""
+        """Evaluate ``data.hitlgate.decision`` for one input, with the target's facts added.
+
+        An input evaluated before under the same modules and inventory
+        revisions is answered from :attr:`decision_cache` (exact; see
+        :mod:`hitlgate.engine._decision_cache`), unless the modules use a
+        non-deterministic builtin.
+        """
         compiled = self._compiled()
         document, inventory_revision = with_facts(input_document, _index(self.facts), compiled.sections)
-        return compiled.query(document), combine_revisions(compiled.revision, inventory_revision)
+        revision = combine_revisions(compiled.revision, inventory_revision)
+        cache = self.decision_cache
+        key = cache.key(compiled.revision, inventory_revision, document) if compiled.cacheable and cache.size else None
+        if key is not None:
+            hit, output = cache.get(key)
+            if hit:
+                return output, revision
+        output = compiled.query(document)
+        if key is not None:
+            cache.put(key, output)
+        return output, revision
 
     def close(self) -> None:
         """Drop this thread's interpreter."""

@@ -19,6 +19,11 @@ policy that read ``data.inventory`` reads ``input.inventory`` unchanged:
 * ``approvers``: every approver who is a member of one of those teams;
 * ``protected``: ``[T]`` when T is protected, else ``[]``.
 
+A backend passes only the sections its policy's modules can read
+(:meth:`FactIndex.snapshot` with ``sections``, from
+:func:`hitlgate.engine._regoscan.inventory_sections_read`): the bundled
+pack never reads ``approvers``, so its decisions are evaluated without them.
+
 Records are shared with the index, not copied: nothing may mutate a record
 it got from here (the engine only serialises them into the policy input).
 

@@ -15,7 +15,6 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -56,7 +55,7 @@ from hitlgate.errors import (
 if TYPE_CHECKING:
     # The store and workflow pull in SQLAlchemy; import them only when a
     # workflow command runs, so `hitlgate decide` starts fast.
-    from hitlgate.engine.store import Request, WarrantRecord
+    from hitlgate.engine.store import Request
     from hitlgate.engine.workflow import Engine
 
 #: Exit codes of ``hitlgate wait``.
@@ -77,35 +76,8 @@ class RequestClosedError(HitlgateError):
     code = "request_closed"
 
 
-_OUTCOME = {
-    lifecycle.EXECUTED: "executed",
-    lifecycle.EXECUTION_FAILED: "failed",
-    lifecycle.EXECUTION_UNKNOWN: "unknown",
-}
-
-
-def warrant_state(req: Request, record: WarrantRecord | None, now: datetime) -> dict[str, Any]:
-    """Where the request's warrant stands: ``none``, ``issued``, ``expired`` or ``consumed``, plus the outcome.
-
-    The outcome (``executed``, ``failed``, ``unknown``) is what the executor
-    reported through the guard; None until it reports.
-    """
-    if record is None:
-        return {"state": "none"}
-    if record.consumed_at is not None:
-        state = "consumed"
-    elif record.expires_at <= now:
-        state = "expired"
-    else:
-        state = "issued"
-    return {
-        "state": state,
-        "jti": record.jti,
-        "issued_at": format_time(record.issued_at),
-        "expires_at": format_time(record.expires_at),
-        "consumed_at": format_time(record.consumed_at) if record.consumed_at is not None else None,
-        "outcome": _OUTCOME.get(req.status),
-    }
+#: Re-exported: the CLI's and the service's one rendering of a warrant's state.
+warrant_state = lifecycle.warrant_state
 
 
 def describe_warrant(w: dict[str, Any]) -> str:

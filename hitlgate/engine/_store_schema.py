@@ -194,6 +194,37 @@ inventory_meta = sa.Table(
     sa.Column("updated_at", UtcTime, nullable=False),
 )
 
+# -- the HTTP service (migration 4) ---------------------------------------------
+#
+# A proposal sent with an ``Idempotency-Key`` header: one row per (principal,
+# key), written in the transaction that stores the request, so a retried
+# proposal finds the request the first attempt stored, whichever replica it
+# reaches. ``proposal_hash`` refuses the same key reused for another proposal.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("principal", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(64), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("proposal_hash", sa.String(80), nullable=False),
+    sa.Column("created_at", UtcTime, nullable=False),
+)
+
+# Bearer API keys of the HTTP service: only the SHA-256 of the secret part is
+# stored (the secret is 256 random bits, so a plain hash cannot be reversed
+# by guessing); ``id`` is the public part of the token that finds the row.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(80), nullable=False),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Column("revoked_at", UtcTime, nullable=True),
+    sa.Index("ix_api_keys_name", "name"),
+)
+
 # Indexes that match the store's queries, so nothing on the decision,
 # approval or listing path reads more than it returns (migration 3):
 #
@@ -254,11 +285,27 @@ def _m3_query_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+#: Indexes of the service's listing filters: an agent lists its own requests
+#: (requester), an operator one target's, newest first, one page at a time.
+SERVICE_INDEXES = (
+    sa.Index("ix_requests_requester_created", requests.c.requester, requests.c.created_at, requests.c.id),
+    sa.Index("ix_requests_target_created", requests.c.target, requests.c.created_at, requests.c.id),
+)
+
+
+def _m4_service(conn: Connection) -> None:
+    for table in (idempotency_keys, api_keys):
+        table.create(conn, checkfirst=True)
+    for index in SERVICE_INDEXES:
+        index.create(conn, checkfirst=True)
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
     (2, "inventory records", _m2_inventory),
     (3, "indexes for listing, expiry, per-request events and verify", _m3_query_indexes),
+    (4, "service: idempotency keys, API keys, listing filter indexes", _m4_service),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -75,6 +75,9 @@ KINDS: frozenset[str] = frozenset(
         "checkpoint",
         "anchor_reinitialized",
         "keyring_replaced",
+        # API keys of the HTTP service (hitlgate.engine.apikeys).
+        "api_key_created",
+        "api_key_revoked",
     }
 )
 

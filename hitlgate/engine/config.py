@@ -58,6 +58,24 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """``hitlgate serve`` settings (``server:`` in ``hitlgate.yaml``; the command's options override them)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    #: Largest request body accepted (HTTP 413 above it), before any document's own limit.
+    max_body_bytes: int = 256 * 1024
+    #: Requests per second per API key (token bucket, per replica); 0 turns the limit off.
+    rate_per_second: float = 50.0
+    rate_burst: int = 100
+    #: Longest ``GET /v1/requests/{id}?wait=`` long-poll, in seconds.
+    max_wait_seconds: int = 60
+    #: Threads that run engine calls (database, policy) in each worker.
+    threads: int = 16
+
+
+@dataclass(frozen=True)
 class Config:
     """Resolved configuration (absolute paths)."""
 
@@ -83,6 +101,8 @@ class Config:
     #: (the ``data`` paths) or ``database`` (the tables of the state store at
     #: ``state_url``, managed with ``hitlgate inventory``; see inventory_db).
     inventory_source: str = "files"
+    #: ``hitlgate serve`` settings.
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -153,6 +173,8 @@ class Config:
             kwargs["limits"] = Limits.from_dict(raw["limits"])
         if "inventory" in raw:
             kwargs["inventory_source"] = raw["inventory"].get("source", "files")
+        if "server" in raw:
+            kwargs["server"] = ServerConfig(**raw["server"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):
             if key in raw:
                 kwargs[key] = raw[key]

@@ -73,7 +73,14 @@ from hitlgate.engine.inventory import Approver
 from hitlgate.engine.proposal import Proposal, action_digest
 from hitlgate.engine.quorum import assess
 from hitlgate.engine.warrants import WarrantClaims
-from hitlgate.errors import AuditChainError, HitlgateError, IllegalTransition, InvalidWarrant, ValidationError
+from hitlgate.errors import (
+    AuditChainError,
+    HitlgateError,
+    IllegalTransition,
+    InputError,
+    InvalidWarrant,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from hitlgate.engine.store import Request, Transaction
@@ -358,21 +365,32 @@ class Guard:
         """Record the outcome (``executed``, ``execution_failed``, ``execution_unknown``) of a consumed grant."""
         if outcome not in lifecycle.OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
+        self.report(grant.request_id, grant.jti, outcome, detail, now=now)
+
+    def report(self, request_id: str, jti: str, outcome: str, detail: str = "", *, now: datetime | None = None) -> None:
+        """Record the outcome a remote executor reports for the warrant ``jti`` it consumed (the HTTP service).
+
+        Raises :class:`IllegalTransition` unless that warrant was consumed by
+        the guard for ``request_id`` and no outcome was recorded yet, and
+        :class:`~hitlgate.errors.InputError` for an unknown ``outcome``.
+        """
+        if outcome not in lifecycle.OUTCOMES:
+            raise InputError(f"outcome: {outcome!r} is not one of {', '.join(sorted(lifecycle.OUTCOMES))}")
         at = require_utc(now if now is not None else self.clock(), "now")
         with self.engine.store.write() as tx:
             # Lifecycle rule 3: an outcome follows a consumption by the
             # guard. A Grant is a plain value anyone can construct, so check
             # the store, or an executor that skipped the guard could write
             # "executed" into the lifecycle and the audit chain.
-            stored = tx.warrant_for(grant.request_id)
-            if stored is None or stored.consumed_at is None or stored.jti != grant.jti:
+            stored = tx.warrant_for(request_id)
+            if stored is None or stored.consumed_at is None or stored.jti != jti:
                 raise IllegalTransition(
-                    f"request {grant.request_id}: no outcome can be recorded, warrant {grant.jti} "
+                    f"request {request_id}: no outcome can be recorded, warrant {jti} "
                     "was not consumed by the guard"
                 )
-            current = tx.get_request(grant.request_id, votes=False)
-            req = tx.transition(grant.request_id, outcome, now=at, reason=detail[:500], current=current)
-            self.engine._append(tx, outcome, req, {"jti": grant.jti, "detail": detail[:2000]}, at)
+            current = tx.get_request(request_id, votes=False)
+            req = tx.transition(request_id, outcome, now=at, reason=detail[:500], current=current)
+            self.engine._append(tx, outcome, req, {"jti": jti, "detail": detail[:2000]}, at)
 
     # -- the three ways to run an action ---------------------------------
 

@@ -36,7 +36,14 @@ Rules:
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from hitlgate.engine._time import format_time
 from hitlgate.errors import IllegalTransition
+
+if TYPE_CHECKING:
+    from hitlgate.engine.store import Request, WarrantRecord
 
 PENDING = "pending"
 GRANTED = "granted"
@@ -112,3 +119,31 @@ def check_transition(current: str, target: str) -> None:
 def is_final(state: str) -> bool:
     """Whether nothing can happen to a request in ``state`` any more."""
     return state in FINAL
+
+
+#: How an executor's outcome reads in a request's warrant state (CLI and HTTP API).
+OUTCOME_WORDS = {EXECUTED: "executed", EXECUTION_FAILED: "failed", EXECUTION_UNKNOWN: "unknown"}
+
+
+def warrant_state(req: Request, record: WarrantRecord | None, now: datetime) -> dict[str, Any]:
+    """Where the request's warrant stands: ``none``, ``issued``, ``expired`` or ``consumed``, plus the outcome.
+
+    The outcome (``executed``, ``failed``, ``unknown``) is what the executor
+    reported through the guard; None until it reports.
+    """
+    if record is None:
+        return {"state": "none"}
+    if record.consumed_at is not None:
+        state = "consumed"
+    elif record.expires_at <= now:
+        state = "expired"
+    else:
+        state = "issued"
+    return {
+        "state": state,
+        "jti": record.jti,
+        "issued_at": format_time(record.issued_at),
+        "expires_at": format_time(record.expires_at),
+        "consumed_at": format_time(record.consumed_at) if record.consumed_at is not None else None,
+        "outcome": OUTCOME_WORDS.get(req.status),
+    }

@@ -114,6 +114,20 @@ def _listing(by_status: bool, after: bool) -> sa.Select[Any]:
     return q
 
 
+def _filtered(query: sa.Select[Any], filters: ListFilters) -> sa.Select[Any]:
+    """A listing page narrowed by the service's filters (requester and target have their own indexes)."""
+    r = t.requests.c
+    if filters.tier is not None:
+        query = query.where(r.tier == filters.tier)
+    if filters.target is not None:
+        query = query.where(r.target == filters.target)
+    if filters.requester is not None:
+        query = query.where(r.requester == filters.requester)
+    if filters.since is not None:
+        query = query.where(r.created_at >= sa.literal(filters.since, _TIME))
+    return query
+
+
 #: Listing pages by (status filter given, cursor given), built once (see above).
 _LIST_PAGE = {(by_status, after): _listing(by_status, after) for by_status in (False, True) for after in (False, True)}
 
@@ -311,6 +325,20 @@ class ListCursor:
 
 
 @dataclass(frozen=True)
+class ListFilters:
+    """What a listing keeps besides its status: tier, target, requester, created at or after ``since``."""
+
+    tier: str | None = None
+    target: str | None = None
+    requester: str | None = None
+    since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.since is not None:
+            _require_utc(self.since, "since")
+
+
+@dataclass(frozen=True)
 class EventFacts:
     """What holding the tables against the chain needs of one event (no hash, no time)."""
 
@@ -427,9 +455,10 @@ class Transaction:
         return self._request_from_row(row, self.votes(request_id))
 
     def list_requests(
-        self, status: str | None = None, limit: int = 1000, *, before: ListCursor | None = None
+        self, status: str | None = None, limit: int = 1000, *, before: ListCursor | None = None,
+        filters: ListFilters | None = None,
     ) -> list[Request]:
-        """Requests, newest first, optionally only those in ``status``; at most ``limit``.
+        """Requests, newest first, optionally only those in ``status`` (and matching ``filters``); at most ``limit``.
 
         ``before`` continues a listing after the last request of the previous
         page (keyset pagination on ``(created_at, id)``): each page is one
@@ -443,7 +472,10 @@ class Transaction:
         params: dict[str, Any] = {"limit": limit, "status": status}
         if before is not None:
             params.update(at=before.created_at, after_id=before.request_id)
-        rows = self.conn.execute(_LIST_PAGE[status is not None, before is not None], params).mappings().all()
+        query = _LIST_PAGE[status is not None, before is not None]
+        if filters is not None:
+            query = _filtered(query, filters)
+        rows = self.conn.execute(query, params).mappings().all()
         # The page's votes in one query (the votes' (request_id, approver)
         # unique index), so a listing shows who voted without a query per row.
         votes: dict[str, list[Vote]] = {}
@@ -455,6 +487,29 @@ class Transaction:
                     recorded_at=vote["recorded_at"], statement=json.loads(vote["statement"]),
                 ))
         return [self._request_from_row(row, votes.get(row["id"], ())) for row in rows]
+
+    def count_requests(self, status: str) -> int:
+        """How many requests are in ``status`` (one index range count)."""
+        q = sa.select(sa.func.count()).select_from(t.requests).where(t.requests.c.status == status)
+        return int(self.conn.execute(q).scalar() or 0)
+
+    # -- idempotency keys (the HTTP service's retried proposals) ----------
+
+    def idempotent_request(self, principal: str, key: str) -> tuple[str, str] | None:
+        """The (request id, proposal hash) stored under ``principal``'s idempotency ``key``, if any."""
+        k = t.idempotency_keys.c
+        row = self.conn.execute(
+            sa.select(k.request_id, k.proposal_hash).where(k.principal == principal, k.key == key)
+        ).first()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def insert_idempotency_key(
+        self, *, principal: str, key: str, request_id: str, proposal_hash: str, now: datetime
+    ) -> None:
+        """Remember that ``principal``'s ``key`` stored ``request_id`` (the primary key refuses a second)."""
+        self._require_writable()
+        self.conn.execute(t.idempotency_keys.insert().values(
+            principal=principal, key=key, request_id=request_id, proposal_hash=proposal_hash, created_at=now))
 
     def request_ids(self, *, status: str, expires_before: datetime | None = None) -> list[str]:
         """Ids of requests in ``status`` (expiring before a time, if given)."""

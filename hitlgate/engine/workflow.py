@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import hashlib
 import logging
 import secrets
 import time
@@ -58,9 +59,9 @@ from hitlgate.engine.inventory import Approver
 from hitlgate.engine.keys import STATE_FILE as KEYRING_STATE_FILE
 from hitlgate.engine.keys import AnchorNote, EngineKeyring
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
-from hitlgate.engine.proposal import Proposal, action_digest
+from hitlgate.engine.proposal import Proposal, action_digest, canonical_json
 from hitlgate.engine.quorum import QuorumProgress, assess, can_fill, require_eligible
-from hitlgate.engine.store import ListCursor, Request, Store, Transaction, Vote, WarrantRecord
+from hitlgate.engine.store import ListCursor, ListFilters, Request, Store, Transaction, Vote, WarrantRecord
 from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import (
     ApprovalError,
@@ -325,6 +326,14 @@ class Engine:
             self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit, note=note)
         return ev
 
+    def append(self, tx: Transaction, kind: str, payload: Mapping[str, Any], now: datetime) -> AuditEvent:
+        """Append an audit event that concerns no request (an API key created or revoked) in ``tx``.
+
+        The same checks and checkpointing as every other event; the caller's
+        state change and this event commit together.
+        """
+        return self._append(tx, kind, None, payload, now)
+
     def _keyring_lost(self, key_dir: Path, kids: Sequence[str], what: str) -> StorageError:
         return StorageError(
             f"the engine key directory {key_dir} {what}, but the database {self.store.url_for_people} holds "
@@ -576,13 +585,42 @@ class Engine:
         in the same transaction; deny requests are stored as ``denied``.
         Raises :class:`~hitlgate.errors.ValidationError` for a bad proposal.
         """
+        return self.propose_once(proposal, now=now)[0]
+
+    def propose_once(
+        self,
+        proposal: Proposal | Mapping[str, Any],
+        *,
+        idempotency: tuple[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Request, bool]:
+        """:meth:`propose` at most once per ``idempotency`` (principal, key); return the request and whether it replays.
+
+        A retry with the same principal and key returns the request the first
+        attempt stored (``True``), from any process on the same store; the
+        same key with a different proposal raises :class:`InputError`
+        (``idempotency_conflict``). The key is recorded in the transaction that
+        stores the request, and that transaction holds the store's write lock,
+        so two concurrent first attempts store one request.
+        """
         p = proposal if isinstance(proposal, Proposal) else Proposal.from_dict(proposal)
+        proposal_hash = "sha256:" + hashlib.sha256(canonical_json(p.to_dict())).hexdigest()
+        if idempotency is not None:
+            with self.store.read() as rtx:
+                seen = rtx.idempotent_request(*idempotency)
+                if seen is not None:
+                    return self._replayed(rtx, seen, proposal_hash), True
         decision = self.decider.decide_validated(p)
         at = self.now(now)
         status = lifecycle.initial_state(decision.tier)
         request_id = _new_request_id()
         digest = p.digest
         with self.store.write() as tx:
+            if idempotency is not None:
+                seen = tx.idempotent_request(*idempotency)
+                if seen is not None:
+                    # A concurrent first attempt committed while this one decided.
+                    return self._replayed(tx, seen, proposal_hash), True
             req = tx.insert_request(
                 request_id=request_id,
                 status=status,
@@ -620,8 +658,22 @@ class Engine:
                 self._issue(tx, req, at, decision)
             elif status == lifecycle.DENIED:
                 self._append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
+            if idempotency is not None:
+                tx.insert_idempotency_key(principal=idempotency[0], key=idempotency[1], request_id=req.id,
+                                          proposal_hash=proposal_hash, now=at)
         # As stored by the transaction that just committed (not read again).
-        return req
+        return req, False
+
+    @staticmethod
+    def _replayed(tx: Transaction, seen: tuple[str, str], proposal_hash: str) -> Request:
+        request_id, stored_hash = seen
+        if stored_hash != proposal_hash:
+            raise InputError(
+                f"this idempotency key already stored request {request_id} for a different proposal; "
+                "use a new key for a new proposal",
+                code="idempotency_conflict",
+            )
+        return tx.get_request(request_id)
 
     def get(self, request_id: str) -> Request:
         """The stored request with its votes; raises :class:`~hitlgate.errors.NotFoundError` if unknown."""
@@ -746,7 +798,8 @@ class Engine:
             )
         self._check_integrity(req)
         if same_person(approver.name, req.requester):
-            raise ApprovalError(f"{approver.name} proposed request {req.id} and cannot also vote on it")
+            raise ApprovalError(f"{approver.name} proposed request {req.id} and cannot also vote on it",
+                                code="self_approval")
         # A second vote by the same approver is refused by the store: the
         # votes table's unique (request_id, approver) constraint makes
         # insert_vote raise ApprovalError ("has already voted"). That is the
@@ -1297,11 +1350,17 @@ class Engine:
         return _Guard(self, clock=clock)
 
     def list(
-        self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None
+        self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None,
+        filters: ListFilters | None = None,
     ) -> builtins.list[Request]:
-        """Stored requests, newest first, optionally filtered by status; ``before`` continues a listing."""
+        """Stored requests, newest first, filtered by status and ``filters``; ``before`` continues a listing."""
         with self.store.read() as tx:
-            return tx.list_requests(status, limit=limit, before=before)
+            return tx.list_requests(status, limit=limit, before=before, filters=filters)
+
+    def count(self, status: str) -> int:
+        """How many stored requests are in ``status`` (the service's pending gauge)."""
+        with self.store.read() as tx:
+            return tx.count_requests(status)
 
     def warrant_records(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
         """The issued warrant (with its consumption time) of each request that has one, read by key."""

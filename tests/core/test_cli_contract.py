@@ -148,7 +148,15 @@ def _inventory_referenced_team(p: Project) -> list[str]:
     return ["inventory", "delete", "teams", team]
 
 
+def _apikey_to_revoke(p: Project) -> list[str]:
+    assert p.invoke(["apikey", "create", "contract-revoked", "--role", "viewer"]).exit_code == 0
+    return ["apikey", "revoke", "contract-revoked"]
+
+
 SUCCESS: dict[tuple[str, ...], Case] = {
+    ("apikey", "create"): Case(lambda p: ["apikey", "create", "contract-agent", "--role", "agent"], 0),
+    ("apikey", "list"): Case(lambda p: ["apikey", "list"], 0),
+    ("apikey", "revoke"): Case(_apikey_to_revoke, 0),
     ("approve",): Case(lambda p: p.approve_args("approve", p.pending()), 0),
     ("audit", "anchor"): Case(_anchor_lost, 0),
     ("audit", "checkpoint"): Case(lambda p: ["audit", "checkpoint"], 0),
@@ -176,6 +184,7 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("requests",): Case(lambda p: ["requests", "--limit", "5"], 0),
     ("revoke",): Case(lambda p: ["revoke", p.pending(), "--as", "alice", "--key", str(p.keys["alice"])], 0),
     ("schema",): Case(lambda p: ["schema", "proposal"], 0),
+    ("serve",): Case(lambda p: ["serve", "--openapi"], 0),
     ("show",): Case(lambda p: ["show", p.granted(), "--events"], 0),
     ("verify",): Case(_verify_ok, 0),
     ("wait",): Case(lambda p: ["wait", p.granted(), "--timeout", "0"], 0),
@@ -183,6 +192,9 @@ SUCCESS: dict[tuple[str, ...], Case] = {
 }
 
 FAILURE: dict[tuple[str, ...], Case] = {
+    ("apikey", "create"): Case(lambda p: ["apikey", "create", "not a name", "--role", "agent"], 2),
+    ("apikey", "list"): Case(lambda p: ["apikey", "list", "--nope"], 2, usage=True),
+    ("apikey", "revoke"): Case(lambda p: ["apikey", "revoke", "no-such-key"], 2),
     ("approve",): Case(lambda p: p.approve_args("approve", p.granted()), 3),
     ("audit", "anchor"): Case(lambda p: ["audit", "anchor"], 2),
     ("audit", "checkpoint"): Case(lambda p: ["audit", "checkpoint", "--nope"], 2, usage=True),
@@ -210,6 +222,7 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("requests",): Case(lambda p: ["requests", "--limit", "0"], 2, usage=True),
     ("revoke",): Case(_revoked, 3),
     ("schema",): Case(lambda p: ["schema", "nope"], 2, usage=True),
+    ("serve",): Case(lambda p: ["serve", "--workers", "0"], 2, usage=True),
     ("show",): Case(lambda p: ["show", "req-nope"], 2),
     ("verify",): Case(_verify_replay, 3),
     ("wait",): Case(lambda p: ["wait", p.pending(), "--timeout", "0"], 4, result_doc=True),

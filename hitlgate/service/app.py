@@ -1,0 +1,510 @@
+"""The HTTP API of ``hitlgate serve``: FastAPI over one :class:`~hitlgate.engine.workflow.Engine` per process.
+
+Endpoints (all ``/v1`` ones need an API key; see :mod:`hitlgate.service.auth`):
+
+==========================================  =====================================================
+``GET /healthz``                            the process is up
+``GET /readyz``                             the store answers, the engine keys load, the policy decides
+``GET /.well-known/jwks.json``              the engine's public keys (to verify warrants offline)
+``GET /metrics``                            Prometheus metrics (:mod:`hitlgate.service.metrics`)
+``POST /v1/decisions``                      decide a proposal, store nothing
+``POST /v1/requests``                       propose (``Idempotency-Key`` makes a retry return the same request)
+``GET /v1/requests``                        list, newest first (status, tier, target, requester, since; cursor)
+``GET /v1/requests/{id}``                   one request (``?wait=S`` long-polls while it is ``pending``)
+``POST /v1/requests/{id}/votes``            a signed approval or rejection
+``GET /v1/requests/{id}/warrant``           the request's one warrant
+``POST /v1/warrants/verify``                check a warrant against an action (``consume: true`` uses it)
+``POST /v1/requests/{id}/outcome``          the executor's report: executed, failed, unknown
+``POST /v1/requests/{id}/revoke``           a signed revocation
+==========================================  =====================================================
+
+Nothing another replica needs is held in memory: the long-poll reads the
+store every ``POLL_SECONDS``, idempotency keys are rows written with the
+request, warrants are consumed under the store's constraint. Request
+bodies are read under ``server.max_body_bytes`` and then the engine's own
+document limits, parsed by the engine's strict JSON parser, and validated
+by the engine; every error is the JSON document of :mod:`hitlgate.service.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from functools import partial
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hitlgate import __version__
+from hitlgate.engine import lifecycle
+from hitlgate.engine._safeparse import parse_json
+from hitlgate.engine._time import format_time, parse_time
+from hitlgate.engine.apikeys import ApiKeys, Principal
+from hitlgate.engine.approvals import SignedStatement
+from hitlgate.engine.config import Config
+from hitlgate.engine.proposal import Proposal
+from hitlgate.engine.store import ListCursor, ListFilters
+from hitlgate.engine.store import Request as StoredRequest
+from hitlgate.engine.workflow import Engine
+from hitlgate.errors import HitlgateError, InputError, InvalidWarrant
+from hitlgate.service import auth
+from hitlgate.service.errors import ERROR_SCHEMA, ERROR_STATUSES, TooLarge, body_of, error_body, status_of
+from hitlgate.service.metrics import Metrics
+from hitlgate.service.openapi import request_body, responses
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How often a long-poll reads the request again.
+POLL_SECONDS = 0.25
+
+#: The outcome words of ``POST /v1/requests/{id}/outcome`` and the states they record.
+OUTCOMES = {"executed": lifecycle.EXECUTED, "failed": lifecycle.EXECUTION_FAILED,
+            "unknown": lifecycle.EXECUTION_UNKNOWN}
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+#: The canned proposal ``/readyz`` asks the policy about (its answer is not used, only that it answers).
+_READY_PROBE = {
+    "action": {"type": "notify_owner", "target": "readyz-probe", "parameters": {}},
+    "requester": {"id": "hitlgate-readyz", "kind": "service"},
+    "justification": "readiness probe",
+}
+
+
+class Service:
+    """What one app holds: the engine, its API keys, the rate limiter, the metrics."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Serve ``engine`` (its configuration's ``server:`` settings apply)."""
+        self.engine = engine
+        self.settings = engine.config.server
+        self.keys = ApiKeys(engine)
+        self.limiter = auth.RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
+        self.metrics = Metrics(lambda: engine.count(lifecycle.PENDING))
+        self.threads = anyio.CapacityLimiter(self.settings.threads)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking engine call on the worker threads."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.threads)
+
+    async def principal(self, request: Request) -> Principal:
+        """The authenticated caller (see :mod:`hitlgate.service.auth`)."""
+        return await self.run(auth.authenticate, self.keys, self.limiter, request.headers.get("authorization"))
+
+    async def body(self, request: Request, what: str, limit: int) -> Any:
+        """The JSON body, refused over ``min(limit, server.max_body_bytes)`` bytes before it is parsed."""
+        cap = min(limit, self.settings.max_body_bytes)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise TooLarge(f"{what}: the body is larger than the limit of {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise TooLarge(f"{what}: the body is larger than the limit of {cap} bytes")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if not data:
+            raise InputError(f"{what}: the request body is empty; send a JSON document", code="invalid_json")
+        return parse_json(data, what=what, label="request body", max_depth=self.engine.config.limits.max_depth)
+
+    def proposal(self, doc: Any, principal: Principal) -> Proposal:
+        """The proposal with the principal as its requester (a different requester id in the body is refused)."""
+        if not isinstance(doc, dict):
+            raise InputError("proposal: must be a JSON object", code="invalid_proposal")
+        given = doc.get("requester")
+        kind = "agent" if principal.role == "agent" else "service"
+        if isinstance(given, dict):
+            if "id" in given and given["id"] != principal.name:
+                raise auth.Forbidden(
+                    f"requester.id {str(given['id'])[:60]!r} is not this API key's principal {principal.name!r}; "
+                    "the requester is always the key's principal (leave requester out)",
+                    code="requester_mismatch",
+                )
+            if isinstance(given.get("kind"), str):
+                kind = given["kind"]
+        doc = {**doc, "requester": {"id": principal.name, "kind": kind}}
+        return Proposal.from_dict(doc, limits=self.engine.config.limits)
+
+    def view(self, req: StoredRequest, *, progress: bool = True) -> dict[str, Any]:
+        """A request as the API shows it: the stored request, quorum progress, warrant state."""
+        out = req.to_dict()
+        if progress and req.decision.needs_approval:
+            out["quorum_progress"] = self.engine.progress(req.id).to_dict()
+        record = self.engine.warrant_records([req.id]).get(req.id)
+        out["warrant"] = lifecycle.warrant_state(req, record, self.engine.now())
+        return out
+
+    def visible(self, principal: Principal, request_id: str) -> StoredRequest:
+        """The request, if the principal may see it (else ``not_found``)."""
+        req = self.engine.get(request_id)
+        auth.require_owner(principal, req)
+        return req
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(doc, status_code=status, headers=headers)
+
+
+def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds the route table, as FastAPI reads best.
+    """The FastAPI application serving ``engine``."""
+    svc = Service(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Load (or, on a new deployment, create) the engine keys before the
+        # first request, so replicas sharing a key directory agree early.
+        await svc.run(engine.keyring.jwks)
+        yield
+
+    app = FastAPI(
+        title="hitlgate",
+        version=__version__,
+        description="Human-in-the-loop decisions and warrants for response actions on non-human identities.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = svc
+
+    # -- errors -------------------------------------------------------------
+
+    @app.exception_handler(HitlgateError)
+    async def _hitlgate_error(_request: Request, exc: HitlgateError) -> JSONResponse:
+        return _json(body_of(exc), status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        return _json(error_body("invalid_request", f"invalid request: {len(problems)} problem(s)", problems[:20]), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _json(error_body(code, str(exc.detail)), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error serving a request", exc_info=exc)
+        return _json(error_body("internal", f"unexpected {type(exc).__name__} (a bug in hitlgate; see the log)"), 500)
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        svc.metrics.request_duration.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - start)
+        return response
+
+    # -- operations ---------------------------------------------------------
+
+    @app.get("/healthz", tags=["operations"], responses=responses(200, "the process is up", {"type": "object"}))
+    async def healthz() -> JSONResponse:
+        """The process is up (no dependency is checked)."""
+        return _json({"ok": True})
+
+    @app.get("/readyz", tags=["operations"], responses=responses(200, "ready", {"type": "object"}, errors=(503,)))
+    async def readyz() -> JSONResponse:
+        """Ready to serve: the store answers at the current schema, the engine keys load, the policy decides."""
+        problems: list[str] = []
+        checks: dict[str, str] = {}
+        try:
+            version = await svc.run(engine.store.schema_version)
+            checks["database"] = f"schema version {version}"
+        except HitlgateError as exc:
+            problems.append(f"database: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the probe must answer.
+            problems.append(f"database: {type(exc).__name__}: {exc}")
+        try:
+            jwks = await svc.run(engine.keyring.jwks)
+            checks["keys"] = f"{len(jwks.get('keys', []))} key(s)"
+        except HitlgateError as exc:
+            problems.append(f"keys: {exc}")
+        decision = await svc.run(engine.decider.decide, _READY_PROBE)
+        if decision.fail_closed is not None:
+            problems.append(f"policy: {decision.fail_closed['code']}: {'; '.join(decision.reasons)}")
+        else:
+            checks["policy"] = decision.policy_revision
+        if problems:
+            return _json(error_body("not_ready", "not ready: " + "; ".join(problems), problems), 503)
+        return _json({"ok": True, "checks": checks})
+
+    @app.get("/.well-known/jwks.json", tags=["operations"],
+             responses=responses(200, "the engine's public keys", {"type": "object", "required": ["keys"]}))
+    async def jwks() -> JSONResponse:
+        """The engine's public signing keys (JWKS), current and retired-but-trusted."""
+        return _json(await svc.run(engine.keyring.jwks))
+
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        """Prometheus metrics of this replica."""
+        data = await svc.run(svc.metrics.render)
+        return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- decisions and proposals --------------------------------------------
+
+    limits = engine.config.limits
+
+    @app.post("/v1/decisions", tags=["agents"], openapi_extra=request_body("Proposal"),
+              responses=responses(200, "the decision", {"$ref": "#/components/schemas/Decision"}))
+    async def decide(request: Request) -> JSONResponse:
+        """Decide a proposal and store nothing (requester: the API key's principal)."""
+        principal = await svc.principal(request)
+        auth.require(principal, "decide")
+        proposal = svc.proposal(await svc.body(request, "proposal", limits.proposal_bytes), principal)
+        decision = await svc.run(engine.decider.decide_validated, proposal)
+        fc = decision.fail_closed["code"] if decision.fail_closed is not None else None
+        svc.metrics.decided(decision.tier, engine.decider.backend.name, fc)
+        return _json(decision.to_dict())
+
+    @app.post("/v1/requests", tags=["agents"], openapi_extra=request_body("Proposal"),
+              responses=responses(201, "the stored request", {"$ref": "#/components/schemas/Request"},
+                                  extra={200: "a retry: the request stored under this Idempotency-Key"}))
+    async def propose(
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> JSONResponse:
+        """Propose: decide and store a request. A retry with the same ``Idempotency-Key`` returns the same request."""
+        principal = await svc.principal(request)
+        auth.require(principal, "propose")
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InputError("Idempotency-Key: 1 to 200 printable ASCII characters, no spaces",
+                             code="invalid_idempotency_key")
+        proposal = svc.proposal(await svc.body(request, "proposal", limits.proposal_bytes), principal)
+        once = (principal.name, idempotency_key) if idempotency_key is not None else None
+        req, replayed = await svc.run(engine.propose_once, proposal, idempotency=once)
+        if not replayed:
+            fc = req.decision.fail_closed["code"] if req.decision.fail_closed is not None else None
+            svc.metrics.decided(req.tier, engine.decider.backend.name, fc)
+        headers = {"Location": f"/v1/requests/{req.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return _json(await svc.run(svc.view, req), 200 if replayed else 201, headers)
+
+    @app.get("/v1/requests", tags=["requests"],
+             responses=responses(200, "a page of requests", {"$ref": "#/components/schemas/RequestPage"}))
+    async def list_requests(
+        request: Request,
+        status: Annotated[str | None, Query(max_length=32)] = None,
+        tier: Annotated[str | None, Query(max_length=32)] = None,
+        target: Annotated[str | None, Query(max_length=200)] = None,
+        requester: Annotated[str | None, Query(max_length=200)] = None,
+        since: Annotated[str | None, Query(max_length=40, description="RFC 3339 time, UTC")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=300)] = None,
+    ) -> JSONResponse:
+        """Requests, newest first. An agent key lists only its own; ``next_cursor`` continues the listing."""
+        principal = await svc.principal(request)
+        auth.require(principal, "read")
+        if not auth.sees_all(principal):
+            if requester is not None and requester != principal.name:
+                raise auth.Forbidden("an agent key lists only its own requests (leave requester out)")
+            requester = principal.name
+        if status is not None and status not in lifecycle.STATES:
+            raise InputError(f"status: {status[:40]!r} is not one of {', '.join(lifecycle.STATES)}",
+                             code="invalid_query")
+        if tier is not None and tier not in lifecycle.INITIAL_BY_TIER:
+            raise InputError(f"tier: {tier[:40]!r} is not one of {', '.join(lifecycle.INITIAL_BY_TIER)}",
+                             code="invalid_query")
+        since_at: datetime | None = None
+        if since is not None:
+            try:
+                since_at = parse_time(since)
+            except (ValueError, TypeError, HitlgateError):
+                raise InputError("since: not an RFC 3339 UTC time such as 2026-01-31T12:00:00Z",
+                                 code="invalid_query") from None
+        before = ListCursor.decode(cursor) if cursor is not None else None
+        filters = ListFilters(tier=tier, target=target, requester=requester, since=since_at)
+        page = await svc.run(engine.list, status, limit=limit, before=before, filters=filters)
+
+        def views() -> list[dict[str, Any]]:
+            records = engine.warrant_records([r.id for r in page])
+            now = engine.now()
+            out = []
+            for r in page:
+                doc = r.to_dict()
+                doc["warrant"] = lifecycle.warrant_state(r, records.get(r.id), now)
+                out.append(doc)
+            return out
+
+        next_cursor = ListCursor.after(page[-1]).encode() if len(page) == limit else None
+        return _json({"requests": await svc.run(views), "next_cursor": next_cursor})
+
+    @app.get("/v1/requests/{request_id}", tags=["requests"],
+             responses=responses(200, "the request", {"$ref": "#/components/schemas/Request"}))
+    async def get_request(
+        request: Request,
+        request_id: Annotated[str, "the request id"],
+        wait: Annotated[float, Query(ge=0, le=3600, description="long-poll up to this many seconds")] = 0,
+        while_status: Annotated[str, Query(max_length=32, description="wait while the request is in this state")]
+        = lifecycle.PENDING,
+    ) -> JSONResponse:
+        """One request with its decision, quorum progress, votes and warrant state.
+
+        ``?wait=S`` answers as soon as the request is no longer in
+        ``while_status`` (default ``pending``), or after S seconds (at most
+        ``server.max_wait_seconds``), whichever comes first. It reads the
+        store, so a vote recorded by any replica ends the wait.
+        """
+        principal = await svc.principal(request)
+        auth.require(principal, "read")
+        req = await svc.run(svc.visible, principal, request_id)
+        deadline = time.monotonic() + min(wait, float(svc.settings.max_wait_seconds))
+        while req.status == while_status and time.monotonic() < deadline:
+            await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            if req.status == lifecycle.PENDING and engine.now() >= req.expires_at:
+                # The window closed: record the expiry (any replica may), as engine.wait does.
+                req = await svc.run(engine.wait, request_id, 0)
+            else:
+                req = await svc.run(engine.get, request_id)
+        return _json(await svc.run(svc.view, req))
+
+    # -- votes, warrants, outcomes, revocation -------------------------------
+
+    @app.post("/v1/requests/{request_id}/votes", tags=["approvers"], openapi_extra=request_body("SignedStatement"),
+              responses=responses(200, "the request after the vote", {"$ref": "#/components/schemas/Request"}))
+    async def vote(request: Request, request_id: str) -> JSONResponse:
+        """Submit a signed approval or rejection; the signature, not the API key, says who votes."""
+        principal = await svc.principal(request)
+        auth.require(principal, "vote")
+        signed = SignedStatement.from_dict(await svc.body(request, "signed approval", limits.approval_bytes))
+        if signed.statement.request_id != request_id:
+            raise InputError(f"the statement is for request {signed.statement.request_id}, not {request_id}",
+                             code="request_mismatch")
+        req = await svc.run(svc.visible, principal, request_id)
+        if req.requester == principal.name:
+            raise auth.Forbidden(f"{principal.name} proposed request {req.id} and cannot submit votes on it",
+                                 code="self_approval")
+        submit = engine.approve if signed.statement.verdict == "approve" else engine.reject
+        req = await svc.run(submit, signed)
+        if req.status == lifecycle.GRANTED:
+            svc.metrics.approval_latency.observe((req.updated_at - req.created_at).total_seconds())
+        return _json(await svc.run(svc.view, req))
+
+    @app.get("/v1/requests/{request_id}/warrant", tags=["agents"],
+             responses=responses(200, "the warrant", {"$ref": "#/components/schemas/Warrant"}))
+    async def get_warrant(request: Request, request_id: str) -> JSONResponse:
+        """The one warrant of a granted request (issued on the first call, the same token after)."""
+        principal = await svc.principal(request)
+        auth.require(principal, "warrant")
+        await svc.run(svc.visible, principal, request_id)
+        w = await svc.run(engine.warrant, request_id)
+        return _json({"request_id": w.request_id, "jti": w.jti, "kid": w.kid, "token": w.token,
+                      "issued_at": format_time(w.issued_at), "expires_at": format_time(w.expires_at)})
+
+    @app.post("/v1/warrants/verify", tags=["executors"], openapi_extra=request_body("VerifyRequest"),
+              responses=responses(200, "the warrant is valid (and consumed, with consume: true)",
+                                  {"$ref": "#/components/schemas/VerifyResult"}))
+    async def verify(request: Request) -> JSONResponse:
+        """Check a warrant against the action about to run; ``consume: true`` also uses it up (executors only)."""
+        principal = await svc.principal(request)
+        doc = await svc.body(request, "verify request", limits.warrant_bytes + limits.proposal_bytes)
+        token, action, consume = _verify_request(doc)
+        auth.require(principal, "consume" if consume else "verify")
+        guard = engine.guard()
+        try:
+            if consume:
+                grant = await svc.run(guard.consume, token, action)
+                claims = grant.claims
+            else:
+                claims = await svc.run(guard.check, token, action)
+        except InvalidWarrant as exc:
+            svc.metrics.verify_failures.labels(reason=exc.code).inc()
+            raise
+        return _json({
+            "valid": True, "consumed": consume, "request_id": claims.request_id, "jti": claims.jti,
+            "tier": claims.tier, "action_digest": claims.action_digest, "expires_at": format_time(claims.expires_at),
+            "approvals": [dict(a) for a in claims.approvals], "kid": claims.kid,
+        })
+
+    @app.post("/v1/requests/{request_id}/outcome", tags=["executors"], openapi_extra=request_body("Outcome"),
+              responses=responses(200, "the request with its outcome", {"$ref": "#/components/schemas/Request"}))
+    async def outcome(request: Request, request_id: str) -> JSONResponse:
+        """The executor reports how the action it consumed a warrant for ended: executed, failed or unknown."""
+        principal = await svc.principal(request)
+        auth.require(principal, "outcome")
+        doc = await svc.body(request, "outcome", limits.approval_bytes)
+        jti, word, detail = _outcome_request(doc)
+        await svc.run(engine.guard().report, request_id, jti, OUTCOMES[word], detail)
+        return _json(await svc.run(svc.view, await svc.run(engine.get, request_id)))
+
+    @app.post("/v1/requests/{request_id}/revoke", tags=["approvers"], openapi_extra=request_body("SignedStatement"),
+              responses=responses(200, "the revoked request", {"$ref": "#/components/schemas/Request"}))
+    async def revoke(request: Request, request_id: str) -> JSONResponse:
+        """Revoke a pending or granted-but-unused request with a signed ``reject`` statement by an eligible person."""
+        principal = await svc.principal(request)
+        auth.require(principal, "revoke")
+        signed = SignedStatement.from_dict(await svc.body(request, "signed rejection", limits.approval_bytes))
+        await svc.run(svc.visible, principal, request_id)
+        req = await svc.run(engine.revoke, request_id, by=signed.statement.approver, signed=signed)
+        return _json(await svc.run(svc.view, req))
+
+    from hitlgate.service.openapi import install
+
+    install(app, ERROR_SCHEMA, ERROR_STATUSES)
+    return app
+
+
+def _verify_request(doc: Any) -> tuple[str, dict[str, Any], bool]:
+    problems: list[str] = []
+    if not isinstance(doc, dict):
+        raise InputError("verify request: must be a JSON object", code="invalid_verify_request")
+    problems += [f"{k}: unknown field" for k in sorted(set(doc) - {"warrant", "action", "consume"}, key=str)]
+    token = doc.get("warrant")
+    if not isinstance(token, str) or not token:
+        problems.append("warrant: required, a compact JWS string")
+    action = doc.get("action")
+    if isinstance(action, dict) and isinstance(action.get("action"), dict):
+        action = action["action"]  # A whole proposal: the action inside it.
+    if not isinstance(action, dict):
+        problems.append("action: required, the action object about to run")
+    consume = doc.get("consume", False)
+    if not isinstance(consume, bool):
+        problems.append("consume: must be true or false")
+    if problems:
+        raise InputError(f"invalid verify request: {'; '.join(problems)}", code="invalid_verify_request",
+                         problems=problems)
+    assert isinstance(token, str) and isinstance(action, dict) and isinstance(consume, bool)  # noqa: S101
+    return token, action, consume
+
+
+def _outcome_request(doc: Any) -> tuple[str, str, str]:
+    if not isinstance(doc, dict):
+        raise InputError("outcome: must be a JSON object", code="invalid_outcome")
+    problems = [f"{k}: unknown field" for k in sorted(set(doc) - {"jti", "outcome", "detail"}, key=str)]
+    jti, word, detail = doc.get("jti"), doc.get("outcome"), doc.get("detail", "")
+    if not isinstance(jti, str) or not jti:
+        problems.append("jti: required, the id of the consumed warrant")
+    if word not in OUTCOMES:
+        problems.append(f"outcome: required, one of {', '.join(OUTCOMES)}")
+    if not isinstance(detail, str):
+        problems.append("detail: must be a string")
+    if problems:
+        raise InputError(f"invalid outcome: {'; '.join(problems)}", code="invalid_outcome", problems=problems)
+    assert isinstance(jti, str) and isinstance(word, str) and isinstance(detail, str)  # noqa: S101
+    return jti, word, detail[:2000]
+
+
+def app_from_environment() -> FastAPI:
+    """The app for ``uvicorn --factory`` (``hitlgate serve --workers N``): configuration from ``$HITLGATE_CONFIG``."""
+    from hitlgate.engine.config import load_config
+
+    config: Config = load_config(None)
+    return create_app(Engine.from_config(config))

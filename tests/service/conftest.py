@@ -1,0 +1,72 @@
+"""Fixtures of the service tests: one real project (real approver keys), one real server, real API keys.
+
+The server is a ``hitlgate serve`` subprocess on the project's SQLite store,
+shared by the session (starting one costs a policy compile); every test
+makes its own requests, so tests do not depend on each other's state. API
+keys are created with the real CLI (``hitlgate apikey create``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from hitlgate.engine.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.keys import load_approver_key
+from tests.cli_project import Project, make_project
+from tests.service._server import running_server
+
+#: The API keys the session creates: principal name -> role.
+PRINCIPALS = {
+    "soc-agent-7": "agent",
+    "other-agent": "agent",
+    "carol": "agent",  # An approver who also runs an agent: the self-approval cases.
+    "exec-1": "executor",
+    "viewer-1": "viewer",
+    "admin-1": "admin",
+}
+
+
+@dataclass
+class Service:
+    """A running server on a project, and a token per principal."""
+
+    project: Project
+    url: str
+    tokens: dict[str, str]
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def signed(self, request: dict[str, Any], who: str, verdict: str = "approve") -> dict[str, Any]:
+        """``who``'s signed statement on ``request`` (their real key from the project)."""
+        statement = Statement(request["id"], request["action_digest"], verdict, who, datetime.now(UTC))  # type: ignore[arg-type]
+        signed: SignedStatement = sign(statement, load_approver_key(self.project.keys[who]))
+        return signed.to_dict()
+
+
+def create_key(project: Project, name: str, role: str) -> str:
+    """Create an API key with the real CLI; return its token."""
+    result = project.invoke(["apikey", "create", name, "--role", role, "--json"])
+    assert result.exit_code == 0, result.output
+    return str(json.loads(result.stdout)["token"])
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real server on a fresh project, with a key for each of :data:`PRINCIPALS`."""
+    tmp = tmp_path_factory.mktemp("service")
+    project = make_project(tmp)
+    tokens = {name: create_key(project, name, role) for name, role in PRINCIPALS.items()}
+    with running_server(project.config, log=tmp / "serve.log") as url:
+        yield Service(project=project, url=url, tokens=tokens)
+
+
+def proposal_doc(action: str = "suspend_service_account", target: str = "svc-ci-runner") -> dict[str, Any]:
+    """A proposal body without a requester (the API key's principal is the requester)."""
+    return {"action": {"type": action, "target": target, "parameters": {}}, "justification": "service test"}

@@ -10,6 +10,7 @@ import click
 from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
 from hitlgate.cli._workflow import open_engine
 from hitlgate.engine.apikeys import ROLES, ApiKeys
+from hitlgate.engine.config import Config
 from hitlgate.errors import ConfigError
 
 
@@ -42,8 +43,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
     config = state.config
     settings = config.server
     if print_openapi:
-        with open_engine(state) as engine:
-            click.echo(json.dumps(create_app(engine).openapi(), indent=2, sort_keys=True))
+        click.echo(openapi_document(config))
         return
     host = host if host is not None else settings.host
     port = port if port is not None else settings.port
@@ -62,6 +62,26 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
                     access_log=state.verbose)
     finally:
         engine.close()
+
+
+def openapi_document(config: Config) -> str:
+    """The service's OpenAPI document as committed in ``schemas/openapi.json`` (no store or keys are touched).
+
+    The document depends on the code only, so it is built on a throwaway
+    store and key directory instead of the configured ones.
+    """
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from hitlgate.engine.workflow import Engine
+    from hitlgate.service.app import create_app
+
+    with tempfile.TemporaryDirectory(prefix="hitlgate-openapi-") as tmp:
+        scratch = dataclasses.replace(config, state_url=f"sqlite:///{Path(tmp) / 'state.db'}", key_dir=Path(tmp) / "k",
+                                      audit_anchor=None)
+        with Engine(scratch) as engine:
+            return json.dumps(create_app(engine).openapi(), indent=2, sort_keys=True) + "\n"
 
 
 @click.group(epilog=examples("hitlgate apikey create soc-agent-7 --role agent", "hitlgate apikey list",

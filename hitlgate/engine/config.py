@@ -71,8 +71,9 @@ class ServerConfig:
     rate_burst: int = 100
     #: Longest ``GET /v1/requests/{id}?wait=`` long-poll, in seconds.
     max_wait_seconds: int = 60
-    #: Threads that run engine calls (database, policy) in each worker.
-    threads: int = 16
+    #: Threads that run engine calls (database, policy) in each worker. Each
+    #: compiles its own policy interpreter once (regopy is not thread-safe).
+    threads: int = 8
 
 
 @dataclass(frozen=True)

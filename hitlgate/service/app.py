@@ -32,7 +32,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -44,6 +44,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitlgate import __version__
 from hitlgate.engine import lifecycle
@@ -155,6 +156,33 @@ class Service:
         return req
 
 
+class _Timing:
+    """Pure ASGI middleware timing each HTTP request by method, route template and status (no body buffering)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request_duration.labels(scope["method"], route, str(status[0])).observe(
+                time.perf_counter() - start)
+
+
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(doc, status_code=status, headers=headers)
 
@@ -202,15 +230,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         log.error("unexpected error serving a request", exc_info=exc)
         return _json(error_body("internal", f"unexpected {type(exc).__name__} (a bug in hitlgate; see the log)"), 500)
 
-    @app.middleware("http")
-    async def _timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        svc.metrics.request_duration.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - start)
-        return response
+    app.add_middleware(_Timing, metrics=svc.metrics)
 
     # -- operations ---------------------------------------------------------
 
@@ -268,8 +288,9 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """Decide a proposal and store nothing (requester: the API key's principal)."""
         principal = await svc.principal(request)
         auth.require(principal, "decide")
-        proposal = svc.proposal(await svc.body(request, "proposal", limits.proposal_bytes), principal)
-        decision = await svc.run(engine.decider.decide_validated, proposal)
+        doc = await svc.body(request, "proposal", limits.proposal_bytes)
+        # Validation and the policy in one trip to the worker threads.
+        decision = await svc.run(lambda: engine.decider.decide_validated(svc.proposal(doc, principal)))
         fc = decision.fail_closed["code"] if decision.fail_closed is not None else None
         svc.metrics.decided(decision.tier, engine.decider.backend.name, fc)
         return _json(decision.to_dict())
@@ -287,9 +308,9 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InputError("Idempotency-Key: 1 to 200 printable ASCII characters, no spaces",
                              code="invalid_idempotency_key")
-        proposal = svc.proposal(await svc.body(request, "proposal", limits.proposal_bytes), principal)
+        doc = await svc.body(request, "proposal", limits.proposal_bytes)
         once = (principal.name, idempotency_key) if idempotency_key is not None else None
-        req, replayed = await svc.run(engine.propose_once, proposal, idempotency=once)
+        req, replayed = await svc.run(lambda: engine.propose_once(svc.proposal(doc, principal), idempotency=once))
         if not replayed:
             fc = req.decision.fail_closed["code"] if req.decision.fail_closed is not None else None
             svc.metrics.decided(req.tier, engine.decider.backend.name, fc)

@@ -66,6 +66,9 @@ def _components(error_schema: dict[str, Any]) -> dict[str, Any]:
     proposal = _moved(schemas.validator("proposal").schema, "Proposal", comps)
     # The requester is the API key's principal: the body may leave it out.
     proposal["required"] = [r for r in proposal["required"] if r != "requester"]
+    requester = proposal["properties"]["requester"]
+    requester["required"] = []
+    requester["description"] = "Optional: id must be the API key's principal if given; kind defaults by role."
     proposal["description"] = ("A proposal (schemas/proposal.schema.json). requester may be left out: the requester is "
                                "always the API key's principal, and a different requester.id is refused.")
     comps["Proposal"] = proposal

@@ -1,0 +1,150 @@
+"""Benchmark: the HTTP API (``hitlgate serve``) next to a raw OPA server answering the same decisions.
+
+One run starts, on loopback, an OPA server on the bundle of a fresh project's
+pack and ``hitlgate serve`` on the same project (embedded backend, SQLite
+state, rate limit off), then drives each with one async httpx client at a
+fixed concurrency for a fixed time:
+
+* ``opa raw``: ``POST /v1/data/hitlgate/decision`` with the exact input the
+  engine's OPA backend sends (the proposal plus the target's inventory facts);
+* ``decide``: ``POST /v1/decisions`` (API key check, strict parse, schema
+  validation, the decision contract, metrics);
+* ``propose``: ``POST /v1/requests`` (the above plus a stored request and
+  its audit events; auto-allow proposals also sign and store a warrant).
+
+Same inputs for all three (every action on every inventory target plus an
+unknown one, cycled), checked to decide the same tier on OPA and the service
+before anything is timed. The client shares the machine with both servers,
+so read the ratio, not the absolute numbers. Issue 10's target: decide
+throughput at least 0.5x raw OPA.
+
+    python bench/bench_service.py [--concurrency 16] [--seconds 10] [--workers 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_backends import inputs, opa_server  # noqa: E402
+from hitlgate.engine._bundle import write_bundle  # noqa: E402
+from hitlgate.engine.backends import with_facts  # noqa: E402
+from hitlgate.engine.facts import FactIndex  # noqa: E402
+from hitlgate.engine.policy import PolicyPack  # noqa: E402
+from tests.service._server import running_server  # noqa: E402
+
+_CLI = [sys.executable, "-c", "from hitlgate.cli import main; main()"]
+
+
+async def drive(url: str, path: str, bodies: list[Any], headers: dict[str, str], concurrency: int,
+                seconds: float, warmup: float) -> dict[str, float]:
+    """POST ``bodies`` (cycled) to ``url + path`` from ``concurrency`` workers for ``seconds``; latency and rate."""
+    cycle = itertools.cycle(bodies)
+    samples: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+        measuring = False
+
+        async def worker(stop: float) -> None:
+            nonlocal errors
+            while time.monotonic() < stop:
+                body = next(cycle)
+                t0 = time.perf_counter()
+                r = await client.post(path, json=body)
+                took = time.perf_counter() - t0
+                if r.status_code >= 400:
+                    errors += 1
+                elif measuring:
+                    samples.append(took)
+
+        await asyncio.gather(*(worker(time.monotonic() + warmup) for _ in range(concurrency)))
+        measuring = True
+        started = time.monotonic()
+        await asyncio.gather(*(worker(started + seconds) for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    samples.sort()
+    return {
+        "ops_per_s": round(len(samples) / elapsed, 1),
+        "p50_ms": round(statistics.median(samples) * 1000, 2),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 2),
+        "requests": len(samples),
+        "errors": errors,
+    }
+
+
+def run(concurrency: int, seconds: float, workers: int, warmup: float) -> dict[str, Any]:
+    """Start OPA and the service, check they agree, measure the three modes; return the numbers."""
+    with tempfile.TemporaryDirectory(prefix="hitlgate-bench-service-") as tmp_name:
+        tmp = Path(tmp_name)
+        project = tmp / "proj"
+        subprocess.run([*_CLI, "init", str(project)], check=True, capture_output=True)
+        config = project / "hitlgate.yaml"
+        config.write_text(config.read_text() + "server:\n  rate_per_second: 0\n")
+        made = subprocess.run([*_CLI, "--config", str(config), "--json", "apikey", "create", "bench-agent",
+                               "--role", "agent"], check=True, capture_output=True, text=True)
+        headers = {"Authorization": f"Bearer {json.loads(made.stdout)['token']}"}
+        pack = PolicyPack.load(project / "policies", [project / "policies" / "data"])
+        docs = [{k: v for k, v in d.items() if k != "requester"} for d in inputs(pack)]
+        index = FactIndex(pack.inventory.document, pack.inventory.revision)
+        opa_inputs = [{"input": with_facts({**d, "requester": {"id": "bench-agent", "kind": "agent"}}, index)[0]}
+                      for d in docs]
+        bundle = write_bundle(pack, tmp / "bundle.tar.gz")
+        with opa_server(bundle) as opa_url, \
+                running_server(config, log=tmp / "serve.log", workers=workers) as url:
+            # Both must decide the same before their speed means anything.
+            for doc, opa_in in zip(docs, opa_inputs, strict=True):
+                ours = httpx.post(url + "/v1/decisions", json=doc, headers=headers, timeout=30).json()
+                theirs = httpx.post(opa_url + "/v1/data/hitlgate/decision", json=opa_in, timeout=30).json()
+                assert ours["tier"] == theirs["result"]["tier"], (doc, ours, theirs)
+            results = {
+                "opa raw (POST /v1/data)": asyncio.run(drive(opa_url, "/v1/data/hitlgate/decision", opa_inputs, {},
+                                                             concurrency, seconds, warmup)),
+                "decide (POST /v1/decisions)": asyncio.run(drive(url, "/v1/decisions", docs, headers, concurrency,
+                                                                 seconds, warmup)),
+                "propose (POST /v1/requests)": asyncio.run(drive(url, "/v1/requests", docs, headers, concurrency,
+                                                                 seconds, warmup)),
+            }
+    opa = results["opa raw (POST /v1/data)"]["ops_per_s"]
+    ratio = results["decide (POST /v1/decisions)"]["ops_per_s"] / max(1e-9, opa)
+    return {"concurrency": concurrency, "seconds": seconds, "workers": workers, "inputs": len(docs),
+            "results": results, "decide_vs_opa": round(ratio, 3), "target": 0.5, "met": ratio >= 0.5}
+
+
+def main() -> None:
+    """Run the benchmark and print a table (or JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per mode")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per mode")
+    parser.add_argument("--workers", type=int, default=1, help="hitlgate serve --workers")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    out = run(args.concurrency, args.seconds, args.workers, args.warmup)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"concurrency {out['concurrency']}, {out['seconds']} s per mode, serve --workers {out['workers']}, "
+          f"{out['inputs']} distinct inputs")
+    print(f"{'mode':30} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, r in out["results"].items():
+        print(f"{name:30} {r['ops_per_s']:9.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d}")
+    print(f"decide / opa raw = {out['decide_vs_opa']:.2f} (target >= 0.5: {'met' if out['met'] else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()

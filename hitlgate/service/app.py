@@ -254,7 +254,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         try:
             jwks = await svc.run(engine.keyring.jwks)
             checks["keys"] = f"{len(jwks.get('keys', []))} key(s)"
-        except HitlgateError as exc:
+        except Exception as exc:  # noqa: BLE001 - an unreadable key directory (OSError too) means not ready.
             problems.append(f"keys: {exc}")
         decision = await svc.run(engine.decider.decide, _READY_PROBE)
         if decision.fail_closed is not None:

@@ -53,6 +53,7 @@ from hitlgate.engine._time import format_time, parse_time
 from hitlgate.engine.apikeys import ApiKeys, Principal
 from hitlgate.engine.approvals import SignedStatement
 from hitlgate.engine.config import Config
+from hitlgate.engine.decision import Decision
 from hitlgate.engine.proposal import Proposal
 from hitlgate.engine.store import ListCursor, ListFilters
 from hitlgate.engine.store import Request as StoredRequest
@@ -286,11 +287,17 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
               responses=responses(200, "the decision", {"$ref": "#/components/schemas/Decision"}))
     async def decide(request: Request) -> JSONResponse:
         """Decide a proposal and store nothing (requester: the API key's principal)."""
-        principal = await svc.principal(request)
-        auth.require(principal, "decide")
+        header = request.headers.get("authorization")
+        auth.bearer_token(header)  # A request without a key is refused before its body is read.
         doc = await svc.body(request, "proposal", limits.proposal_bytes)
-        # Validation and the policy in one trip to the worker threads.
-        decision = await svc.run(lambda: engine.decider.decide_validated(svc.proposal(doc, principal)))
+
+        def work() -> Decision:
+            # Authentication, validation and the policy in one trip to the worker threads.
+            principal = auth.authenticate(svc.keys, svc.limiter, header)
+            auth.require(principal, "decide")
+            return engine.decider.decide_validated(svc.proposal(doc, principal))
+
+        decision = await svc.run(work)
         fc = decision.fail_closed["code"] if decision.fail_closed is not None else None
         svc.metrics.decided(decision.tier, engine.decider.backend.name, fc)
         return _json(decision.to_dict())
@@ -303,21 +310,29 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
     ) -> JSONResponse:
         """Propose: decide and store a request. A retry with the same ``Idempotency-Key`` returns the same request."""
-        principal = await svc.principal(request)
-        auth.require(principal, "propose")
+        header = request.headers.get("authorization")
+        auth.bearer_token(header)  # A request without a key is refused before its body is read.
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InputError("Idempotency-Key: 1 to 200 printable ASCII characters, no spaces",
                              code="invalid_idempotency_key")
         doc = await svc.body(request, "proposal", limits.proposal_bytes)
-        once = (principal.name, idempotency_key) if idempotency_key is not None else None
-        req, replayed = await svc.run(lambda: engine.propose_once(svc.proposal(doc, principal), idempotency=once))
+
+        def work() -> tuple[dict[str, Any], StoredRequest, bool]:
+            # Authentication, the proposal and its view in one trip to the worker threads.
+            principal = auth.authenticate(svc.keys, svc.limiter, header)
+            auth.require(principal, "propose")
+            once = (principal.name, idempotency_key) if idempotency_key is not None else None
+            req, replayed = engine.propose_once(svc.proposal(doc, principal), idempotency=once)
+            return svc.view(req), req, replayed
+
+        view, req, replayed = await svc.run(work)
         if not replayed:
             fc = req.decision.fail_closed["code"] if req.decision.fail_closed is not None else None
             svc.metrics.decided(req.tier, engine.decider.backend.name, fc)
         headers = {"Location": f"/v1/requests/{req.id}"}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
-        return _json(await svc.run(svc.view, req), 200 if replayed else 201, headers)
+        return _json(view, 200 if replayed else 201, headers)
 
     @app.get("/v1/requests", tags=["requests"],
              responses=responses(200, "a page of requests", {"$ref": "#/components/schemas/RequestPage"}))

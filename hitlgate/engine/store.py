@@ -680,11 +680,17 @@ class Transaction:
         q = sa.select(sa.func.count()).select_from(t.consumed).where(t.consumed.c.jti == jti)
         return bool(self.conn.execute(q).scalar_one())
 
+    # The sweeps below join on the foreign keys (warrants.request_id and
+    # consumed.request_id reference requests.id), which SQLAlchemy finds
+    # itself: a request has at most one warrant (unique request_id), so its
+    # consumption row, if any, is that warrant's. Spelling the join
+    # conditions out would only add lines that mean the same.
+
     def granted_consumed_before(self, cutoff: datetime) -> list[str]:
         """Granted requests whose warrant was consumed before ``cutoff`` with no outcome recorded."""
         q = (
             sa.select(t.requests.c.id)
-            .select_from(t.requests.join(t.consumed, t.consumed.c.request_id == t.requests.c.id))
+            .select_from(t.requests.join(t.consumed))
             .where(t.requests.c.status == lifecycle.GRANTED, t.consumed.c.consumed_at <= cutoff)
             .order_by(t.requests.c.id)
         )
@@ -694,11 +700,7 @@ class Transaction:
         """Granted requests whose warrant lapsed unused, or that never got one before expiry."""
         lapsed = (
             sa.select(t.requests.c.id)
-            .select_from(
-                t.requests.join(t.warrants, t.warrants.c.request_id == t.requests.c.id).outerjoin(
-                    t.consumed, t.consumed.c.jti == t.warrants.c.jti
-                )
-            )
+            .select_from(t.requests.join(t.warrants).outerjoin(t.consumed))
             .where(
                 t.requests.c.status == lifecycle.GRANTED,
                 t.warrants.c.expires_at <= now,
@@ -707,7 +709,7 @@ class Transaction:
         )
         never = (
             sa.select(t.requests.c.id)
-            .select_from(t.requests.outerjoin(t.warrants, t.warrants.c.request_id == t.requests.c.id))
+            .select_from(t.requests.outerjoin(t.warrants))
             .where(
                 t.requests.c.status == lifecycle.GRANTED,
                 t.requests.c.expires_at <= now,

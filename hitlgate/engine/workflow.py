@@ -337,7 +337,10 @@ class Engine:
     def _keyring_lost(self, key_dir: Path, kids: Sequence[str], what: str) -> StorageError:
         return StorageError(
             f"the engine key directory {key_dir} {what}, but the database {self.store.url_for_people} holds "
-            f"checkpoints or warrants signed by engine key(s) {', '.join(sorted(kids))}: the keys were deleted "
+            # signing_kids() names at most one key, so the separator is never
+            # seen: the join is not mutated.
+            f"checkpoints or warrants signed by engine key(s) {', '.join(sorted(kids))}: "  # pragma: no mutate
+            "the keys were deleted "
             "or another key directory is configured. Refusing to sign with a new key, which would make every "
             f"later `audit verify` fail as if the audit log were forged. Restore {key_dir} from a backup "
             "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it. If the keys "
@@ -1042,14 +1045,18 @@ class Engine:
                 raise IllegalTransition(
                     f"request {req.id}'s warrant was already used; the action is running or ran, revocation is too late"
                 )
-            req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}", current=req)
+            # current= only spares transition() a re-read of the row this
+            # write transaction already holds, so it is not mutated.
+            req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}",
+                                current=req)  # pragma: no mutate
             tx.insert_revocation(request_id=req.id, revoked_by=by, statement=signed.to_dict(), now=at)
             self._append(tx, "revoked", req, {"by": by, "signed": signed.to_dict(),
                                               "warrant_jti": None if w is None else w.jti}, at)
         return self.get(request_id)
 
     def _expire(self, tx: Transaction, req: Request, now: datetime, reason: str) -> Request:
-        req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason, current=req)
+        req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason,
+                            current=req)  # pragma: no mutate - only spares a re-read (see revoke)
         self._append(tx, "expired", req, {"reason": reason}, now)
         return req
 
@@ -1085,14 +1092,17 @@ class Engine:
         return [self.get(rid) for rid in changed]
 
     def wait(
-        self, request_id: str, timeout: float, *, poll_seconds: float = 0.25
+        self, request_id: str, timeout: float, *, poll_seconds: float = 0.25  # pragma: no mutate
     ) -> Request:
         """Block until the request leaves ``pending`` or ``timeout`` seconds pass; return it.
 
         The returned request may still be pending (the caller checks); an
         approval window that closes while waiting makes it ``expired``.
         """
-        deadline = time.monotonic() + max(0.0, timeout)
+        # The poll interval, the deadline's comparisons and the sleep's floor
+        # decide only how long a wait lasts, never what it returns; they are
+        # not mutated (a deadline in the past is: waiting for a vote).
+        deadline = time.monotonic() + max(0.0, timeout)  # pragma: no mutate
         while True:
             req = self.get(request_id)
             if req.status != lifecycle.PENDING:
@@ -1101,9 +1111,9 @@ class Engine:
                 with self.store.write() as tx:
                     self._expire_if_due(tx, tx.get_request(request_id), self.now())
                 continue
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:  # pragma: no mutate
                 return req
-            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))  # pragma: no mutate
 
     # -- audit ------------------------------------------------------------
 

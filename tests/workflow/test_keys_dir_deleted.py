@@ -120,3 +120,28 @@ def test_cli_keys_reinit(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["propose", str(prop)], env=env).exit_code == 0
     verify = runner.invoke(cli, ["audit", "verify"], env=env)
     assert verify.exit_code == 0 and "audit chain OK" in verify.output, verify.output
+
+
+def test_refusal_names_the_lost_key_and_the_two_ways_out(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # The operator reading this at 3 a.m. needs the key id to look for in
+    # backups and the exact command for giving up on them; both are tested
+    # word for word.
+    eng, keys = signed_store
+    with eng.store.read() as tx:
+        (kid,) = tx.signing_kids()
+    shutil.rmtree(keys)
+    again = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    expected = (
+        f"the engine key directory {keys} holds no keyring, but the database {again.store.url_for_people} holds "
+        f"checkpoints or warrants signed by engine key(s) {kid}: the keys were deleted "
+        "or another key directory is configured. Refusing to sign with a new key, which would make every "
+        f"later `audit verify` fail as if the audit log were forged. Restore {keys} from a backup "
+        "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it. If the keys "
+        "are lost for good, start a new keyring on purpose with `hitlgate keys reinit --reason TEXT` "
+        "(recorded in the audit chain)"
+    )
+    with pytest.raises(StorageError) as exc:
+        again.propose(AUTO)
+    assert str(exc.value) == expected

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from hitlgate.engine.workflow import OUTCOME_GRACE
-from tests.workflow._helpers import granted_warrant, proposal, vote
+from tests.workflow._helpers import granted_warrant, proposal, signed, vote
 
 LAPSED = "the grant lapsed without its warrant being used"
 
@@ -89,3 +89,38 @@ def test_used_warrant_without_outcome_becomes_unknown_only_after_its_lifetime_an
     last = engine.audit_events(req.id)[-1]
     assert (last.kind, last.request_id) == ("execution_unknown", req.id)
     assert (last.payload["status"], last.payload["reason"]) == ("execution_unknown", "no outcome recorded")
+
+
+def test_sweep_leaves_a_revoked_request_alone_when_its_warrant_lapses(engine, clock):
+    # Only granted requests are swept: a revoked one whose unused warrant
+    # lapses later must stay revoked (revoked -> expired is not a
+    # transition, and the sweep must not fail on it either).
+    req, _ = granted_warrant(engine, proposal("suspend_service_account", "svc-ci-runner"), ("carol",))
+    engine.revoke(req.id, by="alice", signed=signed(req, "alice", "reject", at=clock.now))
+    clock.advance(engine.config.warrant_ttl_seconds + 1)
+    assert engine.expire_due() == []
+    assert engine.get(req.id).status == "revoked"
+
+
+def test_grant_without_a_warrant_expires_though_other_requests_hold_warrants(engine, clock):
+    never = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    other, _ = granted_warrant(engine, proposal("suspend_service_account", "svc-reporting"), ("frank",))
+    clock.now = never.expires_at
+    changed = {r.id: r.status for r in engine.expire_due()}
+    assert changed[never.id] == "expired"
+
+
+def test_warrant_fetched_late_keeps_the_grant_until_the_warrant_lapses(engine, clock):
+    # A warrant issued just before the request's window closed is good for
+    # its own lifetime; the window closing must not expire it early.
+    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    clock.now = req.expires_at - timedelta(seconds=5)
+    engine.warrant(req.id)
+    with engine.store.read() as tx:
+        lapses = tx.warrant_for(req.id).expires_at
+    assert lapses > req.expires_at
+    clock.now = req.expires_at + timedelta(seconds=1)
+    assert engine.expire_due() == []
+    assert engine.get(req.id).status == "granted"
+    clock.now = lapses
+    assert [r.id for r in engine.expire_due()] == [req.id]

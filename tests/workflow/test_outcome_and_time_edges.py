@@ -91,3 +91,21 @@ def test_request_row_deleted_behind_the_chain_is_caught(engine: Engine) -> None:
             conn.execute(tbl.delete().where(col == req.id))
     with pytest.raises(AuditChainError, match=req.id):
         engine.verify_audit()
+
+
+def test_wait_returns_when_a_vote_arrives_before_its_timeout(engine: Engine, clock) -> None:
+    # An agent blocks in wait() while an approver decides elsewhere; the
+    # vote (here from another thread) must end the wait with the decision.
+    import threading
+
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    statement = signed(req, "carol", at=clock.now)
+
+    def approve_soon() -> None:
+        time.sleep(0.3)
+        engine.approve(statement)
+
+    voter = threading.Thread(target=approve_soon, daemon=True)
+    voter.start()
+    assert engine.wait(req.id, timeout=60, poll_seconds=0.05).status == "granted"
+    voter.join(timeout=30)

@@ -115,3 +115,20 @@ def test_agent_approving_its_own_request_through_a_signed_vote(service: Service)
     assert err["code"] == "requester_mismatch"
     after = httpx.get(service.url + f"/v1/requests/{req['id']}", headers=service.headers("carol")).json()
     assert after["status"] == "pending" and after["votes"] == []
+
+
+def test_bad_token_flood_writes_nothing_and_honest_writers_proceed(service: Service) -> None:
+    # A refused API key costs one indexed read and never takes the store's
+    # write (audit) lock: the chain does not grow, and a proposal sent in the
+    # middle of the flood is stored.
+    with Engine(Config.from_file(service.project.config)) as engine:
+        before = len(engine.audit_events())
+    bad = {"Authorization": "Bearer hgk_0123456789abcdef_" + "B" * 43}
+    with httpx.Client(base_url=service.url) as c:
+        codes = [c.post("/v1/requests", json=proposal_doc(), headers=bad).status_code for _ in range(40)]
+        honest = c.post("/v1/requests", json=proposal_doc(), headers=service.headers("soc-agent-7"))
+        codes += [c.post("/v1/warrants/verify", json={}, headers=bad).status_code for _ in range(40)]
+    assert set(codes) == {401} and honest.status_code == 201
+    with Engine(Config.from_file(service.project.config)) as engine:
+        events = engine.audit_events()
+    assert [e.kind for e in events[before:]] == ["proposed", "decided"]

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_backends import inputs, opa_server  # noqa: E402
 from hitlgate.engine._bundle import write_bundle  # noqa: E402
+from hitlgate.engine._regoscan import inventory_sections_read  # noqa: E402
 from hitlgate.engine.backends import with_facts  # noqa: E402
 from hitlgate.engine.facts import FactIndex  # noqa: E402
 from hitlgate.engine.policy import PolicyPack  # noqa: E402
@@ -94,14 +95,21 @@ def run(concurrency: int, seconds: float, workers: int, warmup: float) -> dict[s
         project = tmp / "proj"
         subprocess.run([*_CLI, "init", str(project)], check=True, capture_output=True)
         config = project / "hitlgate.yaml"
-        config.write_text(config.read_text() + "server:\n  rate_per_second: 0\n")
+        # The inputs are cycled: with the exact decision cache on, every decide after the first round would be a
+        # cache hit, so the service decides with it off (each call evaluates, as raw OPA does).
+        text = config.read_text().replace("  kind: embedded", "  kind: embedded\n  decision_cache: 0", 1)
+        assert "decision_cache: 0" in text, "the init template's backend block changed"
+        config.write_text(text + "server:\n  rate_per_second: 0\n")
         made = subprocess.run([*_CLI, "--config", str(config), "--json", "apikey", "create", "bench-agent",
                                "--role", "agent"], check=True, capture_output=True, text=True)
         headers = {"Authorization": f"Bearer {json.loads(made.stdout)['token']}"}
         pack = PolicyPack.load(project / "policies", [project / "policies" / "data"])
         docs = [{k: v for k, v in d.items() if k != "requester"} for d in inputs(pack)]
         index = FactIndex(pack.inventory.document, pack.inventory.revision)
-        opa_inputs = [{"input": with_facts({**d, "requester": {"id": "bench-agent", "kind": "agent"}}, index)[0]}
+        # The facts the engine sends: only the sections the pack's modules can read.
+        sections = inventory_sections_read(source for _, source in pack.modules)
+        opa_inputs = [{"input": with_facts({**d, "requester": {"id": "bench-agent", "kind": "agent"}}, index,
+                                           sections)[0]}
                       for d in docs]
         bundle = write_bundle(pack, tmp / "bundle.tar.gz")
         with opa_server(bundle) as opa_url, \

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hitlgate.engine import schemas
+from hitlgate.engine._decision_cache import DEFAULT_SIZE as DEFAULT_DECISION_CACHE
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir, bundled_scenario_dir
 from hitlgate.engine._safeparse import load_yaml, read_limited
 from hitlgate.engine.limits import CONFIG_MAX_BYTES, DEFAULT_LIMITS, Limits
@@ -38,6 +39,8 @@ class BackendConfig:
     kind: str = "embedded"
     url: str | None = None
     timeout_ms: int = DEFAULT_OPA_TIMEOUT_MS
+    #: Outputs the embedded backend keeps for repeated inputs (exact; 0 turns the cache off).
+    decision_cache: int = DEFAULT_DECISION_CACHE
 
 
 def default_home() -> Path:
@@ -157,7 +160,8 @@ class Config:
             if b["kind"] == "opa" and not b.get("url"):
                 raise ConfigError(f"config {source}: backend.url is required when backend.kind is opa")
             kwargs["backend"] = BackendConfig(
-                kind=b["kind"], url=b.get("url"), timeout_ms=b.get("timeout_ms", DEFAULT_OPA_TIMEOUT_MS)
+                kind=b["kind"], url=b.get("url"), timeout_ms=b.get("timeout_ms", DEFAULT_OPA_TIMEOUT_MS),
+                decision_cache=b.get("decision_cache", DEFAULT_DECISION_CACHE),
             )
         if "state" in raw:
             url = raw["state"]

@@ -44,7 +44,8 @@ def backend_from_config(config: Config) -> PolicyBackend:
         from hitlgate.engine._regopy import RegopyBackend
 
         return RegopyBackend(
-            config.policy_dir, list(config.data_paths), limits=config.limits, facts=facts_from_config(config)
+            config.policy_dir, list(config.data_paths), limits=config.limits, facts=facts_from_config(config),
+            decision_cache_size=config.backend.decision_cache,
         )
     if config.backend.kind == "opa":
         try:

@@ -113,3 +113,15 @@ def test_a_cached_output_cannot_be_changed_through_a_caller(tmp_path: Path) -> N
     again, _ = backend.evaluate(doc)
     assert again["tier"] == "auto_allow"
     assert backend.decision_cache.hits == 1
+
+
+def test_decision_cache_0_in_the_config_turns_it_off(tmp_path: Path) -> None:
+    # A benchmark that cycles through fixed proposals (or an operator who wants every call evaluated) needs this.
+    config_file = tmp_path / "hitlgate.yaml"
+    config_file.write_text("backend: {kind: embedded, decision_cache: 0}\n")
+    decider = Decider.from_config(Config.from_file(config_file))
+    proposal = make_proposal("rotate_api_key", TARGET)
+    first = decider.decide(proposal)
+    assert decider.decide(proposal) == first
+    cache = decider.backend.decision_cache  # type: ignore[attr-defined]
+    assert (cache.size, cache.hits, len(cache)) == (0, 0, 0)

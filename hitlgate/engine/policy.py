@@ -49,21 +49,33 @@ def test_files(policy_dir: Path) -> list[Path]:
     return sorted(p for p in policy_dir.rglob("*_test.rego") if p.is_file())
 
 
-def fingerprint_paths(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime_ns, size) of each path; a missing path reads as (path, -1, -1)."""
+#: One watched path as it stood: (path, inode, mtime_ns, ctime_ns, size); a missing path is (path, -1, -1, -1, -1).
+FileStamp = tuple[str, int, int, int, int]
+
+
+def _stamp(path: str, st: os.stat_result) -> FileStamp:
+    # The ctime and inode are in it because mtime and size alone miss an
+    # edit of the same size whose mtime was put back (`cp -p`, `rsync -t`,
+    # tar, or an attacker's `touch -r`): no process can set a ctime, and a
+    # file replaced by rename has a new inode.
+    return (path, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def fingerprint_paths(paths: Sequence[Path]) -> tuple[FileStamp, ...]:
+    """A :data:`FileStamp` of each path."""
     out = []
     for p in paths:
         try:
             st = os.stat(p)
         except OSError:
-            out.append((str(p), -1, -1))
+            out.append((str(p), -1, -1, -1, -1))
             continue
-        out.append((str(p), st.st_mtime_ns, st.st_size))
+        out.append(_stamp(str(p), st))
     return tuple(out)
 
 
-def _unchanged(fingerprint: tuple[tuple[str, int, int], ...] | None) -> bool:
-    """Whether every path still has the (mtime_ns, size) of ``fingerprint``; stops at the first change.
+def _unchanged(fingerprint: tuple[FileStamp, ...] | None) -> bool:
+    """Whether every path still has the stamp in ``fingerprint``; stops at the first change.
 
     The check every decision makes: one ``stat`` per path, compared in
     place rather than rebuilt into a new fingerprint (same answer as
@@ -71,14 +83,14 @@ def _unchanged(fingerprint: tuple[tuple[str, int, int], ...] | None) -> bool:
     """
     if fingerprint is None:
         return False
-    for path, mtime_ns, size in fingerprint:
+    for stamp in fingerprint:
         try:
-            st = os.stat(path)
+            st = os.stat(stamp[0])
         except OSError:
-            if mtime_ns != -1 or size != -1:
+            if stamp[1:] != (-1, -1, -1, -1):
                 return False
             continue
-        if st.st_mtime_ns != mtime_ns or st.st_size != size:
+        if _stamp(stamp[0], st) != stamp:
             return False
     return True
 
@@ -113,7 +125,7 @@ class PolicyModules:
     modules: tuple[tuple[str, str], ...]
     revision: str
     watched: tuple[Path, ...] = field(repr=False)
-    fingerprint: tuple[tuple[str, int, int], ...] = field(repr=False)
+    fingerprint: tuple[FileStamp, ...] = field(repr=False)
 
     @classmethod
     def load(cls, policy_dir: Path) -> PolicyModules:
@@ -164,7 +176,7 @@ class PolicyPack:
     #: The revision of the modules alone (an OPA bundle's manifest revision).
     modules_revision: str
     watched: tuple[Path, ...] = field(repr=False)
-    fingerprint: tuple[tuple[str, int, int], ...] = field(repr=False)
+    fingerprint: tuple[FileStamp, ...] = field(repr=False)
 
     @classmethod
     def load(cls, policy_dir: Path, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> PolicyPack:
@@ -263,8 +275,8 @@ class Reloading(Generic[T]):
         self._value: T | None = None
         self._error: HitlgateError | None = None
         self._watched: tuple[Path, ...] = ()
-        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
-        self._failed_fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._fingerprint: tuple[FileStamp, ...] | None = None
+        self._failed_fingerprint: tuple[FileStamp, ...] | None = None
         self._reload()
 
     def get(self) -> T:
@@ -282,7 +294,7 @@ class Reloading(Generic[T]):
         except (HitlgateError, OSError):
             return None
 
-    def _disk_fingerprint(self) -> tuple[tuple[str, int, int], ...] | None:
+    def _disk_fingerprint(self) -> tuple[FileStamp, ...] | None:
         paths = self._paths()
         return None if paths is None else fingerprint_paths(paths)
 

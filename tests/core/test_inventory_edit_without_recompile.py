@@ -65,3 +65,29 @@ def test_broken_inventory_fails_closed_then_recovers(pack_copy: Path) -> None:
         assert decider.decide(make_proposal("notify_owner", "svc-payments-key")).tier == "auto_allow"
     finally:
         decider.close()
+
+
+def test_same_size_edit_with_its_mtime_put_back_is_still_seen(pack_copy: Path) -> None:
+    # `cp -p`, `rsync -t` and tar restore the mtime; an edit of the same
+    # size would then look unchanged by (mtime, size). A production record
+    # restored as staging must not keep its old tier in a running process.
+    backend = RegopyBackend(pack_copy, [pack_copy / "data"])
+    decider = Decider(backend)
+    try:
+        inv = pack_copy / "data" / "inventory.yaml"
+        text = inv.read_text(encoding="utf-8")
+        old = "  svc-payments-key:\n"
+        block = text[text.index(old):]
+        env_line = next(line for line in block.splitlines() if "environment: production" in line)
+        edited = text.replace(env_line, env_line.replace("production", "staging   "), 1)
+        assert len(edited.encode()) == len(text.encode()) and edited != text
+        first = decider.decide(make_proposal("rotate_api_key", "svc-payments-key"))
+        st = inv.stat()
+        inv.write_text(edited, encoding="utf-8")
+        os.utime(inv, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert inv.stat().st_mtime_ns == st.st_mtime_ns and inv.stat().st_size == st.st_size
+        second = decider.decide(make_proposal("rotate_api_key", "svc-payments-key"))
+        assert second.policy_revision != first.policy_revision
+        assert second.policy_revision == PolicyPack.load(pack_copy, [pack_copy / "data"]).revision
+    finally:
+        decider.close()

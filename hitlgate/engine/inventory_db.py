@@ -434,6 +434,18 @@ class InventoryDB:
                     changes.append((section, key, None if text is None else _parse_row(section, key, text)))
         return changes, head, revision
 
+    def holders(self, section: str, key: str) -> list[tuple[str, str, str]]:
+        """``(section, id, field)`` of records whose recorded references name ``section.key`` (by key, at most 100)."""
+        refs = t.inventory_refs.c
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                sa.select(refs.section, refs.id, refs.field)
+                .where(refs.ref_section == section, refs.ref_id == key)
+                .order_by(refs.section, refs.id, refs.field)
+                .limit(100)
+            ).all()
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
     def get(self, section: str, key: str) -> tuple[Any, int]:
         """``(record, version)`` of one live record; :class:`NotFoundError` if there is none."""
         _check_section(section)
@@ -717,16 +729,34 @@ def _bulk(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         cursor.close()
 
 
-def _check_changes(index: FactIndex, changes: Sequence[Change]) -> list[str]:
+def _check_changes(
+    index: FactIndex,
+    changes: Sequence[Change],
+    holders: Callable[[str, str], Sequence[tuple[str, str, str]]] | None = None,
+) -> list[str]:
     """Problems with changed records, checked as an import checks them, by key (never the whole inventory).
 
     Changes written through hitlgate were checked when written; this holds
     rows written straight into the database to the same rules before the
-    index trusts them.
+    index trusts them. A deleted record still referred to by a record that
+    stays is refused too (``holders`` reads the recorded references by key),
+    or a running replica would go on without the record while a restarted
+    one refuses the whole inventory.
     """
     problems: list[str] = []
     live = {(section, key) for section, key, record in changes if record is not None}
+    after = {(section, key): record for section, key, record in changes}
     for section, key, record in changes:
+        if record is None and holders is not None and section in ("teams", "workloads", "partners"):
+            for h_section, h_key, field in holders(section, key):
+                if (h_section, h_key) in after:
+                    now = after[(h_section, h_key)]
+                    if now is None or (field, section, key) not in outgoing_refs(h_section, h_key, now):
+                        continue
+                elif index.record(h_section, h_key) is None:
+                    continue
+                problems.append(f"{h_section}.{h_key}.{field}: still refers to {section}.{key}, which was deleted")
+            continue
         if record is None or section == "protected":
             continue
         found = schemas.check("inventory", {section: {key: record}})
@@ -862,7 +892,7 @@ class DatabaseFacts:
         try:
             changes, version, _ = self.db.changes_since(self.version)
             if version != self.version:
-                problems = _check_changes(self._index, changes)
+                problems = _check_changes(self._index, changes, self.db.holders)
                 if problems:
                     raise _invalid(problems)
         except (StorageError, PolicyError) as exc:

@@ -110,3 +110,27 @@ def test_an_empty_export_does_not_wipe_the_inventory(db, tmp_path, content):
         db.import_files([export])
     assert err.value.code == "invalid_inventory"
     assert db.head() == before
+
+
+def test_a_team_deleted_with_raw_sql_while_records_still_name_it_breaks_a_running_decider(db):
+    # Deleted through hitlgate, the delete is refused while another record
+    # refers to the team. Deleted with raw SQL (version moved), a running
+    # decider must refuse it too, as a restarted one does: otherwise two
+    # replicas decide on different inventories.
+    facts = DatabaseFacts(InventoryDB(db.store), poll_interval=0, background=False)
+    facts.current()
+    _record(db, "teams", "team-payments", None, bump=True)  # type: ignore[arg-type]
+    with pytest.raises(PolicyError, match="the inventory in the database is invalid") as err:
+        facts.current()
+    assert "still refers to teams.team-payments, which was deleted" in str(err.value)
+    with pytest.raises(PolicyError, match="the inventory in the database is invalid"):
+        DatabaseFacts(InventoryDB(db.store), poll_interval=0, background=False).current()
+
+
+def test_a_team_deleted_together_with_everything_that_named_it_is_accepted(db):
+    facts = DatabaseFacts(InventoryDB(db.store), poll_interval=0, background=False)
+    facts.current()
+    db.put("teams", "team-spare", {"name": "Spare"})
+    facts.current()
+    _record(db, "teams", "team-spare", None, bump=True)  # type: ignore[arg-type]
+    assert facts.current().record("teams", "team-spare") is None

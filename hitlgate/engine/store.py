@@ -10,15 +10,9 @@ transaction together with the audit events describing it: either both are
 written or neither is. Write transactions are serialised:
 
 * on SQLite with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so
-  two processes queue instead of one failing with "database is locked" when
-  it upgrades a read lock), in WAL mode so that readers never block. Before
-  ``BEGIN`` a writer takes an exclusive ``flock`` on a file next to the
-  database (:class:`_WriterQueue`): waiting writers sleep in the kernel and
-  the next one wakes the moment the lock is released, where SQLite's
-  ``busy_timeout`` has them poll with sleeps of up to 100 ms (eight writers
-  then leave the lock idle most of the time). The flock only orders the
-  writers; SQLite's own lock still decides, so a writer without it (an
-  older hitlgate, a lock file that cannot be created) stays correct;
+  two processes queue on ``busy_timeout`` instead of one failing with
+  "database is locked" when it upgrades a read lock), in WAL mode so that
+  readers never block;
 * on PostgreSQL by locking the single ``audit_head`` row first
   (``SELECT ... FOR UPDATE``), which the hash chain needs anyway: each event
   names the hash of the one before it.
@@ -31,7 +25,6 @@ database constraints, so a bug above cannot break it.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import json
 import os
@@ -1207,92 +1200,6 @@ def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     return engine
 
 
-class _WriterQueue:
-    """An exclusive ``flock`` on ``<database>-writelock`` that SQLite writers take before ``BEGIN IMMEDIATE``.
-
-    Each acquisition opens the file afresh (its own open file description),
-    so threads of one process exclude each other as processes do, and
-    closing the descriptor releases the lock, also when a process dies. A
-    writer that waits longer than ``timeout`` gets :class:`StorageError`
-    (code ``busy``) instead of hanging behind a stuck one, as SQLite's
-    ``busy_timeout`` would fail it. When the file cannot be opened (say, a
-    directory only SQLite's own files may be written in) the queue is left
-    out and SQLite's locking alone serialises the writers, as before.
-    """
-
-    def __init__(self, database: Path, *, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
-        self.path = Path(f"{database}-writelock")
-        self.timeout = timeout
-
-    def _open(self) -> int | None:
-        try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return None
-
-    def acquire(self) -> int | None:
-        """Take the lock; returns the descriptor to pass to :meth:`release` (None: no queue here)."""
-        fd = self._open()
-        if fd is None:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            pass
-        except OSError:
-            os.close(fd)
-            return None
-        # Contended: wait in the kernel, in a helper thread so the wait can
-        # be bounded. A helper that gets the lock after its waiter gave up
-        # closes its descriptor at once, which releases it.
-        got = threading.Event()
-        gate = threading.Lock()
-        state = {"abandoned": False, "error": False}
-
-        def wait() -> None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:
-                with gate:
-                    state["error"] = True
-                    if state["abandoned"]:
-                        os.close(fd)
-                got.set()
-                return
-            with gate:
-                if state["abandoned"]:
-                    os.close(fd)
-                    return
-            got.set()
-
-        threading.Thread(target=wait, name="hitlgate-writelock", daemon=True).start()
-        if got.wait(self.timeout):
-            if state["error"]:
-                os.close(fd)
-                return None
-            return fd
-        with gate:
-            if got.is_set():
-                if state["error"]:
-                    os.close(fd)
-                    return None
-                return fd
-            state["abandoned"] = True
-        raise StorageError(
-            f"the state store's write lock ({self.path}) was held by another writer for more than "
-            f"{self.timeout:g} s; a hitlgate process may be stuck in a write. Retry; if it persists, find "
-            f"the process holding it (e.g. `fuser {self.path}`)",
-            code="busy",
-        )
-
-    @staticmethod
-    def release(fd: int | None) -> None:
-        """Release what :meth:`acquire` returned."""
-        if fd is not None:
-            os.close(fd)
-
-
 class Store:
     """The state store. Open it with :meth:`open`; close it with :meth:`close`."""
 
@@ -1302,9 +1209,6 @@ class Store:
         #: Why the store was opened read-only (None: read-write).
         self.read_only_reason = read_only_reason
         self._migrate_lock = threading.Lock()
-        path = _sqlite_path(url) if _is_sqlite(url) and read_only_reason is None else None
-        #: SQLite's writer queue (None for PostgreSQL, in-memory and read-only stores).
-        self.writer_queue: _WriterQueue | None = _WriterQueue(path) if path is not None else None
 
     @property
     def read_only(self) -> bool:
@@ -1400,8 +1304,6 @@ class Store:
                 code="read_only",
             )
         tx: Transaction | None = None
-        queue = self.writer_queue
-        held = queue.acquire() if queue is not None else None
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(hitlgate_write=True)
@@ -1418,10 +1320,6 @@ class Store:
                     tx._store_head()
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
-        finally:
-            # After the commit (or rollback) and before the after-commit
-            # callbacks: the next writer need not wait for the anchor file.
-            _WriterQueue.release(held)
         # Committed: run what waited for the commit (e.g. anchoring checkpoints).
         for callback in tx._after_commit if tx is not None else ():
             callback()

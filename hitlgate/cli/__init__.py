@@ -6,7 +6,10 @@ codes (see :data:`hitlgate.errors.EXIT_CODES`):
 * a :class:`~hitlgate.errors.HitlgateError` exits with its ``exit_code``;
 * a usage error from click (missing argument, bad option) exits 2, as one
   ``error: ...`` line and a ``(see 'hitlgate CMD --help')`` hint;
-* anything else is a bug: code ``internal``, exit 1, traceback only with ``-v``.
+* anything else is a bug: code ``internal``, exit 1, traceback only with ``-v``;
+* a closed stdout (``hitlgate requests | head -1``) is not an error: the
+  command stops quietly and exits 141 (128 + SIGPIPE), what a shell reports
+  for ``cat``, ``grep`` or ``git log`` cut short the same way.
 
 Without ``--json`` the error is one ``error: ...`` line on stderr. With
 ``--json`` (global, ``hitlgate --json CMD``, or on the command) the error is
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from typing import Any
@@ -95,6 +99,20 @@ def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
     return {"error": {"code": code, "message": exc.format_message(), "exit_code": exit_code}}
 
 
+#: The exit status of a command whose reader closed stdout: 128 + SIGPIPE (13),
+#: as a shell reports for a process that SIGPIPE ended.
+EXIT_CLOSED_STDOUT = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush cannot fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 #: click 8.2+ raises this for a bare group invocation; its message is the help text.
 _NO_ARGS_IS_HELP: type[click.UsageError] | None = getattr(click.exceptions, "NoArgsIsHelpError", None)
 
@@ -138,6 +156,10 @@ class _Root(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`| head`): nothing is wrong and nobody is left to tell.
+            _silence_stdout()
+            ctx.exit(EXIT_CLOSED_STDOUT)
         except HitlgateError as exc:
             self._fail(ctx, exc.to_json(), exc, f"error: {exc}")
         except click.ClickException as exc:
@@ -229,8 +251,20 @@ _register()
 
 
 def main() -> None:
-    """Console script entry point."""
-    cli(prog_name="hitlgate")
+    """Console script entry point; a closed stdout ends it quietly with exit 141 (see the module docstring)."""
+    try:
+        cli(prog_name="hitlgate")
+    except SystemExit as exc:
+        status = exc.code
+    else:  # pragma: no cover - click's standalone mode always exits.
+        status = 0
+    try:
+        # Flushed here, not at interpreter exit, where a broken pipe would print a traceback and exit 120.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        status = EXIT_CLOSED_STDOUT
+    sys.exit(status)
 
 
 __all__ = ["__version__", "cli", "main"]

@@ -93,8 +93,10 @@ def _doctor_command() -> click.Command:
         Exit codes:
           0  healthy and production-ready
           5  the local policy pack does not load
-          1  otherwise: unreachable, stale revision, undefined decision, or a
-             demo stand-in (the bundled example pack, approvers with demo keys)
+          1  otherwise: unreachable, stale revision, undefined decision, a
+             database inventory that was never imported (inventory.source:
+             database; run `hitlgate inventory import`), or a demo stand-in
+             (the bundled example pack, approvers with demo keys)
         """
         config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)
         report = diagnose(config)

@@ -92,12 +92,41 @@ def diagnose(config: Config) -> BackendReport:
         )
     if report.answers and not report.decision_defined:
         report.problems.append("data.hitlgate.decision is undefined for the probe proposal")
+    _check_database_inventory(config, report)
     _check_readiness(config, report)
     # Imported here: SQLAlchemy must cost nothing to commands that never open the store.
     from hitlgate.engine.store import state_file_exposure
 
     report.warnings.extend(state_file_exposure(config.state_url))
     return report
+
+
+def _check_database_inventory(config: Config, report: BackendReport) -> None:
+    """With ``inventory: {source: database}``, every decision reads the database: an empty one fails them all.
+
+    The probe above decides on the local files, so it cannot see this; a
+    database inventory that was never imported (or cannot be read) makes
+    every real decision fail closed, which is not healthy.
+    """
+    if config.inventory_source != "database":
+        return
+    from hitlgate.engine.inventory_db import InventoryDB
+
+    try:
+        db = InventoryDB.open(config.state_url)
+        try:
+            status = db.status()
+        finally:
+            db.close()
+    except HitlgateError as exc:
+        report.problems.append(f"cannot read the inventory from the database (inventory.source: database): {exc}")
+        return
+    if status.version == 0:
+        report.problems.append(
+            "the inventory in the database is empty (inventory.source: database): nothing was ever imported, "
+            "so every decision fails closed; run `hitlgate inventory import FILE...` "
+            "(or set inventory.source: files)"
+        )
 
 
 def _check_readiness(config: Config, report: BackendReport) -> None:

@@ -129,3 +129,26 @@ def test_example_pack_state_stays_out_of_the_approver_key_folder(tmp_path: Path,
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert Config().key_dir == tmp_path / "xdg" / "hitlgate" / "keys"
     assert ".hitlgate" not in str(Config().key_dir)
+
+
+def test_doctor_calls_a_never_imported_database_inventory_unhealthy(tmp_path: Path) -> None:
+    # inventory.source: database with nothing imported: every decision fails closed, so doctor must not say healthy.
+    proj = _project_with_real_keys(tmp_path)
+    config = proj / "hitlgate.yaml"
+    config.write_text(config.read_text() + "\ninventory: {source: database}\n")
+    args = ["--config", str(config)]
+    decided = CliRunner().invoke(cli, [*args, "decide", "--json", str(proj / "proposal.json")])
+    assert decided.exit_code == 5, decided.output
+    result = CliRunner().invoke(cli, [*args, "doctor"])
+    assert result.exit_code == 1, result.output
+    assert "NOT HEALTHY" in result.stdout
+    assert "the inventory in the database is empty" in result.stdout
+    assert "hitlgate inventory import" in result.stdout
+    report = json.loads(CliRunner().invoke(cli, [*args, "--json", "doctor"]).stdout)
+    assert not report["healthy"] and not report["production_ready"]
+    # Once imported, the same project is healthy again.
+    imported = CliRunner().invoke(cli, [*args, "inventory", "import", str(proj / "policies" / "data")])
+    assert imported.exit_code == 0, imported.output
+    healed = CliRunner().invoke(cli, [*args, "doctor"])
+    assert healed.exit_code == 0, healed.output
+    assert "status:         healthy" in healed.stdout

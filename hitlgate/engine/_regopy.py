@@ -39,8 +39,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from hitlgate.engine._addrspace import require_address_space
 from hitlgate.engine._decision_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from hitlgate.engine._decision_cache import DecisionCache
@@ -285,9 +283,8 @@ def evaluate_input(interpreter: regopy.Interpreter, bundle: regopy.Bundle, docum
     :class:`PolicyError` for an evaluation error and
     :class:`BackendUnavailable` for an output that cannot be read.
 
-    The output is fetched once as JSON and parsed with orjson (regopy's
-    ``Output`` fetches it twice and parses it with ``json``); a document
-    orjson refuses is given to ``json`` before it counts as unreadable.
+    The output is fetched once as JSON (regopy's ``Output`` fetches it
+    twice) and parsed refusing duplicate keys (see below).
     """
     try:
         _set_input(interpreter, document)
@@ -310,17 +307,30 @@ def evaluate_input(interpreter: regopy.Interpreter, bundle: regopy.Bundle, docum
     if text == "undefined":
         return None
     try:
-        try:
-            parsed = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            parsed = json.loads(text)
+        # rego-cpp writes strings into its JSON output without escaping
+        # them: a quote in a string the policy copied from the input (a
+        # justification, a parameter) ends the string early, and the rest
+        # can spell extra keys, a later duplicate of which would win in any
+        # ordinary parser (replacing, say, the decision's quorum). A
+        # duplicate key refuses the output (fail closed); a control
+        # character or a stray quote already makes it unparseable.
+        parsed = json.loads(text, object_pairs_hook=_unique_keys)
     except ValueError as exc:
-        raise BackendUnavailable(f"regopy returned an unreadable result: {exc}") from exc
+        raise BackendUnavailable(f"regopy returned an unreadable result: {_first_lines(str(exc))}") from exc
     first = parsed[0] if isinstance(parsed, list) and parsed else parsed
     expressions = first.get("expressions") if isinstance(first, dict) else None
     if not expressions:
         return None
     return expressions[0]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the result names {key!r} twice (a string in it was not escaped: refused)")
+        out[key] = value
+    return out
 
 
 def _first_lines(text: str, n: int = 8) -> str:

@@ -75,6 +75,9 @@ POLL_SECONDS = 0.25
 OUTCOMES = {"executed": lifecycle.EXECUTED, "failed": lifecycle.EXECUTION_FAILED,
             "unknown": lifecycle.EXECUTION_UNKNOWN}
 
+#: The HTTP methods that are their own ``method`` label on the duration histogram; any other is ``other``.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 #: The canned proposal ``/readyz`` asks the policy about (its answer is not used, only that it answers).
@@ -136,8 +139,15 @@ class Service:
                     "the requester is always the key's principal (leave requester out)",
                     code="requester_mismatch",
                 )
-            if isinstance(given.get("kind"), str):
-                kind = given["kind"]
+            given_kind = given.get("kind")
+            if principal.role == "agent" and given_kind is not None and given_kind != "agent":
+                # An agent key must not pass its proposals off as a service's or a human's:
+                # the policy may treat kinds differently.
+                raise auth.Forbidden(
+                    f"requester.kind {str(given_kind)[:40]!r}: an agent API key always proposes as kind 'agent' "
+                    "(leave requester out)", code="requester_mismatch")
+            if isinstance(given_kind, str):
+                kind = given_kind
         doc = {**doc, "requester": {"id": principal.name, "kind": kind}}
         return Proposal.from_dict(doc, limits=self.engine.config.limits)
 
@@ -179,8 +189,13 @@ class _Timing:
         try:
             await self.app(scope, receive, record)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.request_duration.labels(scope["method"], route, str(status[0])).observe(
+            # Only the route template and a fixed set of methods become labels: the raw
+            # path or method (h11 accepts any token) would let a caller mint label values.
+            route = getattr(scope.get("route"), "path", None)
+            method = scope.get("method", "")
+            self.metrics.request_duration.labels(
+                method if method in _METHODS else "other", route if isinstance(route, str) else "unmatched",
+                str(status[0])).observe(
                 time.perf_counter() - start)
 
 
@@ -528,7 +543,7 @@ def _outcome_request(doc: Any) -> tuple[str, str, str]:
     jti, word, detail = doc.get("jti"), doc.get("outcome"), doc.get("detail", "")
     if not isinstance(jti, str) or not jti:
         problems.append("jti: required, the id of the consumed warrant")
-    if word not in OUTCOMES:
+    if not isinstance(word, str) or word not in OUTCOMES:
         problems.append(f"outcome: required, one of {', '.join(OUTCOMES)}")
     if not isinstance(detail, str):
         problems.append("detail: must be a string")

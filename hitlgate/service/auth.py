@@ -21,6 +21,11 @@ the engine:
 The requester of a proposal is always the key's principal (a different
 ``requester.id`` in the body is refused with ``requester_mismatch``), so
 the engine's self-approval check compares approvers against the principal.
+An ``agent`` key always proposes as ``requester.kind: agent``: another
+kind in the body is refused with ``requester_mismatch`` (the policy may
+treat kinds differently). An ``admin`` key (the only other role that may
+propose or decide) may send ``agent``, ``human`` or ``service`` and gets
+``service`` when it sends none.
 A vote relayed by the key that proposed the request is refused too
 (``self_approval``), whoever signed it.
 

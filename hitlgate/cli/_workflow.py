@@ -49,6 +49,7 @@ from hitlgate.errors import (
     AuditChainError,
     HitlgateError,
     InputError,
+    NotFoundError,
     ValidationError,
 )
 
@@ -357,7 +358,17 @@ def _vote_command(verdict: str) -> click.Command:
             _write_statement(out, signed, noun, force, f"wrote signed {noun} to {out}")
             return
         with open_engine(state) as engine:
-            req = engine.get(request_id)
+            try:
+                req = engine.get(request_id)
+            except NotFoundError as exc:
+                if not out:
+                    raise
+                # Offline signing happens where the store is not: the digest must come with the request id.
+                raise NotFoundError(
+                    f"{exc}; to sign offline (with --out, on a machine without the state store) add "
+                    f"--digest: the request's action_digest, from `hitlgate show {request_id} --json` "
+                    "where the store is (or the action_digest the HTTP API returned)"
+                ) from exc
             the_digest = digest or req.action_digest
             if the_digest != req.action_digest:
                 raise InputError(

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from hitlgate.engine import lifecycle
-from hitlgate.engine._demokeys import require_not_demo_key
+from hitlgate.engine._demokeys import is_demo_key, require_not_demo_key
 from hitlgate.engine._reconcile import Reconciler
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.anchor import AuditAnchor
@@ -733,7 +733,19 @@ class Engine:
         if s.verdict != verdict:
             raise InputError(f"this statement's verdict is {s.verdict!r}; it cannot be submitted as {verdict!r}")
         approver = self.approvers.get(s.approver)
-        signed.verify(approver.public_key)
+        try:
+            signed.verify(approver.public_key)
+        except ApprovalError as exc:
+            if self.demo or not is_demo_key(approver.public_key, (approver.name,)):
+                raise
+            # The usual first-day cause: the approver signed with their new key but the
+            # inventory still registers the starter's demo key; say that, not only "does not verify".
+            raise ApprovalError(
+                f"{exc}; {approver.name}'s registered key is the starter's demo key (derived from a public "
+                f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{approver.name}.pem` "
+                f"and put the public key it prints under approvers.{approver.name}.public_key in the inventory",
+                code="demo_key",
+            ) from exc
         if not self.demo:
             require_not_demo_key(approver.name, approver.public_key)
         if s.at > now + MAX_CLOCK_SKEW:

@@ -74,6 +74,12 @@ class ServerConfig:
     rate_burst: int = 100
     #: Longest ``GET /v1/requests/{id}?wait=`` long-poll, in seconds.
     max_wait_seconds: int = 60
+    #: Failed authentications per second per client address (token bucket, per
+    #: replica); an address over it gets 429 before its token is even looked up.
+    auth_failures_per_second: float = 1.0
+    auth_failure_burst: int = 20
+    #: Concurrent ``?wait=`` long-polls per API key (the next one gets 429).
+    max_waits_per_key: int = 4
     #: Threads that run engine calls (database, policy) in each worker. Each
     #: compiles its own policy interpreter once (regopy is not thread-safe).
     threads: int = 8

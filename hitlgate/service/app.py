@@ -50,7 +50,7 @@ from hitlgate import __version__
 from hitlgate.engine import lifecycle
 from hitlgate.engine._safeparse import parse_json
 from hitlgate.engine._time import format_time, parse_time
-from hitlgate.engine.apikeys import ApiKeys, Principal
+from hitlgate.engine.apikeys import ApiKeyError, ApiKeys, Principal
 from hitlgate.engine.approvals import SignedStatement
 from hitlgate.engine.config import Config
 from hitlgate.engine.decision import Decision
@@ -58,9 +58,17 @@ from hitlgate.engine.proposal import Proposal
 from hitlgate.engine.store import ListCursor, ListFilters
 from hitlgate.engine.store import Request as StoredRequest
 from hitlgate.engine.workflow import Engine
-from hitlgate.errors import HitlgateError, InputError, InvalidWarrant
+from hitlgate.errors import HitlgateError, InputError, InvalidWarrant, NotFoundError, StorageError
 from hitlgate.service import auth
-from hitlgate.service.errors import ERROR_SCHEMA, ERROR_STATUSES, TooLarge, body_of, error_body, status_of
+from hitlgate.service.errors import (
+    ERROR_SCHEMA,
+    ERROR_STATUSES,
+    RateLimited,
+    TooLarge,
+    body_of,
+    error_body,
+    status_of,
+)
 from hitlgate.service.metrics import Metrics
 from hitlgate.service.openapi import request_body, responses
 
@@ -79,6 +87,9 @@ OUTCOMES = {"executed": lifecycle.EXECUTED, "failed": lifecycle.EXECUTION_FAILED
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+#: What a request id or a warrant id (jti) may look like before it reaches the store.
+_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 #: The canned proposal ``/readyz`` asks the policy about (its answer is not used, only that it answers).
 _READY_PROBE = {
@@ -99,17 +110,41 @@ class Service:
         self.limiter = auth.RateLimiter(self.settings.rate_per_second, self.settings.rate_burst)
         self.metrics = Metrics(lambda: engine.count(lifecycle.PENDING))
         self.threads = anyio.CapacityLimiter(self.settings.threads)
+        self.auth_failures = auth.RateLimiter(self.settings.auth_failures_per_second, self.settings.auth_failure_burst)
+        #: Long-polls in progress per API key id (touched on the event loop only, so no lock).
+        self.waits: dict[str, int] = {}
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking engine call on the worker threads."""
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.threads)
 
     async def principal(self, request: Request) -> Principal:
-        """The authenticated caller (see :mod:`hitlgate.service.auth`)."""
-        return await self.run(auth.authenticate, self.keys, self.limiter, request.headers.get("authorization"))
+        """The authenticated caller (see :mod:`hitlgate.service.auth`), before any of the body is read.
+
+        An address that failed authentication too often is refused on the
+        event loop, before its token costs a read of the store; every 401
+        spends from that address's bucket.
+        """
+        address = request.client.host if request.client is not None else "unknown"
+        self.auth_failures.check(address, "this client address after failed authentications")
+        try:
+            return await self.run(auth.authenticate, self.keys, self.limiter, request.headers.get("authorization"))
+        except ApiKeyError:
+            self.auth_failures.spend(address)
+            raise
 
     async def body(self, request: Request, what: str, limit: int) -> Any:
-        """The JSON body, refused over ``min(limit, server.max_body_bytes)`` bytes before it is parsed."""
+        """The JSON body (see :meth:`raw_body`), parsed on a worker thread."""
+        return await self.run(self.parse, await self.raw_body(request, what, limit), what)
+
+    def parse(self, data: bytes, what: str) -> Any:
+        """Parse a request body with the engine's strict parser (blocking: up to ``max_body_bytes`` of JSON)."""
+        if not data:
+            raise InputError(f"{what}: the request body is empty; send a JSON document", code="invalid_json")
+        return parse_json(data, what=what, label="request body", max_depth=self.engine.config.limits.max_depth)
+
+    async def raw_body(self, request: Request, what: str, limit: int) -> bytes:
+        """The body's bytes, refused over ``min(limit, server.max_body_bytes)`` bytes as they arrive."""
         cap = min(limit, self.settings.max_body_bytes)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -121,10 +156,7 @@ class Service:
             if size > cap:
                 raise TooLarge(f"{what}: the body is larger than the limit of {cap} bytes")
             chunks.append(chunk)
-        data = b"".join(chunks)
-        if not data:
-            raise InputError(f"{what}: the request body is empty; send a JSON document", code="invalid_json")
-        return parse_json(data, what=what, label="request body", max_depth=self.engine.config.limits.max_depth)
+        return b"".join(chunks)
 
     def proposal(self, doc: Any, principal: Principal) -> Proposal:
         """The proposal with the principal as its requester (a different requester id in the body is refused)."""
@@ -228,8 +260,14 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
     # -- errors -------------------------------------------------------------
 
     @app.exception_handler(HitlgateError)
-    async def _hitlgate_error(_request: Request, exc: HitlgateError) -> JSONResponse:
-        return _json(body_of(exc), status_of(exc))
+    async def _hitlgate_error(request: Request, exc: HitlgateError) -> JSONResponse:
+        if isinstance(exc, StorageError):
+            # The store's messages name the database (user, host, port, name): the log gets
+            # them, the caller only the code.
+            log.error("storage error serving %s %s: %s", request.method, request.url.path, exc)
+            return _json(error_body(exc.code, "the state store failed; see the server log"), status_of(exc))
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return _json(body_of(exc), status_of(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -263,10 +301,10 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         try:
             version = await svc.run(engine.store.schema_version)
             checks["database"] = f"schema version {version}"
-        except HitlgateError as exc:
-            problems.append(f"database: {exc}")
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the probe must answer.
-            problems.append(f"database: {type(exc).__name__}: {exc}")
+            # The message may name the database (user, host, port): it goes to the log only.
+            log.error("readiness: the state store failed: %s", exc)
+            problems.append(f"database: {getattr(exc, 'code', type(exc).__name__)} (see the server log)")
         try:
             jwks = await svc.run(engine.keyring.jwks)
             checks["keys"] = f"{len(jwks.get('keys', []))} key(s)"
@@ -302,15 +340,13 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
               responses=responses(200, "the decision", {"$ref": "#/components/schemas/Decision"}))
     async def decide(request: Request) -> JSONResponse:
         """Decide a proposal and store nothing (requester: the API key's principal)."""
-        header = request.headers.get("authorization")
-        auth.bearer_token(header)  # A request without a key is refused before its body is read.
-        doc = await svc.body(request, "proposal", limits.proposal_bytes)
+        principal = await svc.principal(request)  # Before a byte of the body is read.
+        auth.require(principal, "decide")
+        data = await svc.raw_body(request, "proposal", limits.proposal_bytes)
 
         def work() -> Decision:
-            # Authentication, validation and the policy in one trip to the worker threads.
-            principal = auth.authenticate(svc.keys, svc.limiter, header)
-            auth.require(principal, "decide")
-            return engine.decider.decide_validated(svc.proposal(doc, principal))
+            # Parsing, validation and the policy in one trip to the worker threads.
+            return engine.decider.decide_validated(svc.proposal(svc.parse(data, "proposal"), principal))
 
         decision = await svc.run(work)
         fc = decision.fail_closed["code"] if decision.fail_closed is not None else None
@@ -325,19 +361,18 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
     ) -> JSONResponse:
         """Propose: decide and store a request. A retry with the same ``Idempotency-Key`` returns the same request."""
-        header = request.headers.get("authorization")
-        auth.bearer_token(header)  # A request without a key is refused before its body is read.
+        principal = await svc.principal(request)  # Before a byte of the body is read.
+        auth.require(principal, "propose")
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InputError("Idempotency-Key: 1 to 200 printable ASCII characters, no spaces",
                              code="invalid_idempotency_key")
-        doc = await svc.body(request, "proposal", limits.proposal_bytes)
+        data = await svc.raw_body(request, "proposal", limits.proposal_bytes)
 
         def work() -> tuple[dict[str, Any], StoredRequest, bool]:
-            # Authentication, the proposal and its view in one trip to the worker threads.
-            principal = auth.authenticate(svc.keys, svc.limiter, header)
-            auth.require(principal, "propose")
+            # Parsing, the proposal and its view in one trip to the worker threads.
             once = (principal.name, idempotency_key) if idempotency_key is not None else None
-            req, replayed = engine.propose_once(svc.proposal(doc, principal), idempotency=once)
+            proposal = svc.proposal(svc.parse(data, "proposal"), principal)
+            req, replayed = engine.propose_once(proposal, idempotency=once)
             return svc.view(req), req, replayed
 
         view, req, replayed = await svc.run(work)
@@ -368,6 +403,10 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
             if requester is not None and requester != principal.name:
                 raise auth.Forbidden("an agent key lists only its own requests (leave requester out)")
             requester = principal.name
+        for name, value in (("target", target), ("requester", requester)):
+            if value is not None and not _printable(value):
+                raise InputError(f"{name}: printable characters only (no control characters or NUL)",
+                                 code="invalid_query")
         if status is not None and status not in lifecycle.STATES:
             raise InputError(f"status: {status[:40]!r} is not one of {', '.join(lifecycle.STATES)}",
                              code="invalid_query")
@@ -416,15 +455,31 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """
         principal = await svc.principal(request)
         auth.require(principal, "read")
+        request_id = _path_id(request_id)
         req = await svc.run(svc.visible, principal, request_id)
-        deadline = time.monotonic() + min(wait, float(svc.settings.max_wait_seconds))
-        while req.status == while_status and time.monotonic() < deadline:
-            await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-            if req.status == lifecycle.PENDING and engine.now() >= req.expires_at:
-                # The window closed: record the expiry (any replica may), as engine.wait does.
-                req = await svc.run(engine.wait, request_id, 0)
-            else:
-                req = await svc.run(engine.get, request_id)
+        seconds = min(wait, float(svc.settings.max_wait_seconds))
+        if seconds <= 0 or req.status != while_status:
+            return _json(await svc.run(svc.view, req))
+        # One rate-limit token must not buy unbounded waiting: a few long-polls per key at
+        # once. Between polls the wait sleeps on the event loop, holding no worker thread.
+        key = principal.key_id
+        if svc.waits.get(key, 0) >= svc.settings.max_waits_per_key:
+            raise RateLimited(f"this API key already has {svc.settings.max_waits_per_key} long-polls (?wait=) "
+                              "in progress; retry when one ends", retry_after=min(seconds, POLL_SECONDS * 4))
+        svc.waits[key] = svc.waits.get(key, 0) + 1
+        try:
+            deadline = time.monotonic() + seconds
+            while req.status == while_status and time.monotonic() < deadline:
+                await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+                if req.status == lifecycle.PENDING and engine.now() >= req.expires_at:
+                    # The window closed: record the expiry (any replica may), as engine.wait does.
+                    req = await svc.run(engine.wait, request_id, 0)
+                else:
+                    req = await svc.run(engine.get, request_id)
+        finally:
+            svc.waits[key] -= 1
+            if not svc.waits[key]:
+                del svc.waits[key]
         return _json(await svc.run(svc.view, req))
 
     # -- votes, warrants, outcomes, revocation -------------------------------
@@ -435,6 +490,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """Submit a signed approval or rejection; the signature, not the API key, says who votes."""
         principal = await svc.principal(request)
         auth.require(principal, "vote")
+        request_id = _path_id(request_id)
         signed = SignedStatement.from_dict(await svc.body(request, "signed approval", limits.approval_bytes))
         if signed.statement.request_id != request_id:
             raise InputError(f"the statement is for request {signed.statement.request_id}, not {request_id}",
@@ -455,6 +511,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """The one warrant of a granted request (issued on the first call, the same token after)."""
         principal = await svc.principal(request)
         auth.require(principal, "warrant")
+        request_id = _path_id(request_id)
         await svc.run(svc.visible, principal, request_id)
         w = await svc.run(engine.warrant, request_id)
         return _json({"request_id": w.request_id, "jti": w.jti, "kid": w.kid, "token": w.token,
@@ -491,6 +548,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """The executor reports how the action it consumed a warrant for ended: executed, failed or unknown."""
         principal = await svc.principal(request)
         auth.require(principal, "outcome")
+        request_id = _path_id(request_id)
         doc = await svc.body(request, "outcome", limits.approval_bytes)
         jti, word, detail = _outcome_request(doc)
         await svc.run(engine.guard().report, request_id, jti, OUTCOMES[word], detail)
@@ -502,6 +560,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """Revoke a pending or granted-but-unused request with a signed ``reject`` statement by an eligible person."""
         principal = await svc.principal(request)
         auth.require(principal, "revoke")
+        request_id = _path_id(request_id)
         signed = SignedStatement.from_dict(await svc.body(request, "signed rejection", limits.approval_bytes))
         await svc.run(svc.visible, principal, request_id)
         req = await svc.run(engine.revoke, request_id, by=signed.statement.approver, signed=signed)
@@ -511,6 +570,17 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
 
     install(app, ERROR_SCHEMA, ERROR_STATUSES)
     return app
+
+
+def _printable(value: str) -> bool:
+    return value.isprintable()
+
+
+def _path_id(value: str) -> str:
+    """A request id from the path, or ``not_found`` (no id has control characters, NUL or 200+ characters)."""
+    if not _ID.fullmatch(value):
+        raise NotFoundError(f"no request with id {value[:60]!r}")
+    return value
 
 
 def _verify_request(doc: Any) -> tuple[str, dict[str, Any], bool]:
@@ -541,8 +611,8 @@ def _outcome_request(doc: Any) -> tuple[str, str, str]:
         raise InputError("outcome: must be a JSON object", code="invalid_outcome")
     problems = [f"{k}: unknown field" for k in sorted(set(doc) - {"jti", "outcome", "detail"}, key=str)]
     jti, word, detail = doc.get("jti"), doc.get("outcome"), doc.get("detail", "")
-    if not isinstance(jti, str) or not jti:
-        problems.append("jti: required, the id of the consumed warrant")
+    if not isinstance(jti, str) or not _ID.fullmatch(jti):
+        problems.append("jti: required, the id of the consumed warrant (1 to 200 printable ASCII characters)")
     if not isinstance(word, str) or word not in OUTCOMES:
         problems.append(f"outcome: required, one of {', '.join(OUTCOMES)}")
     if not isinstance(detail, str):

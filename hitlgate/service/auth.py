@@ -3,6 +3,10 @@
 Every ``/v1`` endpoint runs these checks, in this order, before it touches
 the engine:
 
+0. the client address has not failed authentication too often (a token
+   bucket per address in this replica, spent by every 401; else 429
+   ``rate_limited`` with ``Retry-After``, before the token is looked up),
+   so a flood of bad tokens costs a dictionary lookup each;
 1. an ``Authorization: Bearer <token>`` header is present (else 401
    ``unauthenticated``);
 2. the token is a valid, unrevoked API key (:meth:`ApiKeys.authenticate`:
@@ -29,7 +33,8 @@ propose or decide) may send ``agent``, ``human`` or ``service`` and gets
 A vote relayed by the key that proposed the request is refused too
 (``self_approval``), whoever signed it.
 
-Three ways the app uses this module: ``authenticate`` (steps 1-3),
+All of it happens before a request body is read. Three ways the app uses
+this module: ``authenticate`` (steps 2-3; the app does steps 0-1 on the event loop),
 ``require`` (step 4) and ``require_owner`` (step 5).
 """
 
@@ -42,6 +47,9 @@ from hitlgate.engine.apikeys import ApiKeyError, ApiKeys, Principal
 from hitlgate.engine.store import Request
 from hitlgate.errors import NotFoundError
 from hitlgate.service.errors import Forbidden, RateLimited
+
+#: Buckets a limiter keeps before it forgets the full ones.
+_MAX_BUCKETS = 100_000
 
 #: What each role may do. Operations are named after the endpoints.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -64,18 +72,34 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key_id: str) -> None:
+    def take(self, key_id: str, what: str = "this API key") -> None:
         """Spend one token of ``key_id``'s bucket; :class:`RateLimited` when it is empty."""
+        self._use(key_id, what, spend=True, refuse=True)
+
+    def check(self, key_id: str, what: str) -> None:
+        """:class:`RateLimited` when ``key_id``'s bucket is empty; spends nothing."""
+        self._use(key_id, what, spend=False, refuse=True)
+
+    def spend(self, key_id: str) -> None:
+        """Spend one token of ``key_id``'s bucket, never refusing (it may go below zero, to one token)."""
+        self._use(key_id, "", spend=True, refuse=False)
+
+    def _use(self, key_id: str, what: str, *, spend: bool, refuse: bool) -> None:
         if self.rate <= 0:
             return
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > _MAX_BUCKETS:
+                # Many distinct keys or addresses: forget the full buckets (they hold no debt).
+                self._buckets = {k: v for k, v in self._buckets.items()
+                                 if v[0] + (now - v[1]) * self.rate < self.burst}
             tokens, last = self._buckets.get(key_id, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1:
+            if refuse and tokens < 1:
                 self._buckets[key_id] = (tokens, now)
-                raise RateLimited(f"too many requests for this API key (limit {self.rate:g}/s); retry shortly")
-            self._buckets[key_id] = (tokens - 1, now)
+                raise RateLimited(f"too many requests for {what} (limit {self.rate:g}/s); retry shortly",
+                                  retry_after=(1 - tokens) / self.rate)
+            self._buckets[key_id] = (max(tokens - 1, -1.0) if spend else tokens, now)
 
 
 def bearer_token(header: str | None) -> str:
@@ -89,7 +113,7 @@ def bearer_token(header: str | None) -> str:
 
 
 def authenticate(keys: ApiKeys, limiter: RateLimiter, header: str | None) -> Principal:
-    """Steps 1-3 of the module docstring: the caller's principal."""
+    """Steps 2-3 of the module docstring: the caller's principal (blocking: one indexed read)."""
     principal = keys.authenticate(bearer_token(header))
     limiter.take(principal.key_id)
     return principal

@@ -9,6 +9,7 @@ becomes a 500 with code ``internal``, never a traceback in the body.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from hitlgate.engine.apikeys import ApiKeyError
@@ -48,6 +49,11 @@ class RateLimited(HitlgateError):  # noqa: N818 - names the state, like PendingA
 
     exit_code = EXIT_ERROR
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
+        """``retry_after``: seconds until a retry can succeed (the ``Retry-After`` header, rounded up)."""
+        super().__init__(message, code=code)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 # Most specific first: the first matching class decides.

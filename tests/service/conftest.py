@@ -63,9 +63,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("service")
     project = make_project(tmp)
     # Schemathesis sends a few hundred requests in seconds with one key; the
-    # per-key limit has its own test (test_api_bad_input.py).
+    # per-key and per-address limits have their own tests (test_api_bad_input.py, test_unauthenticated_flood.py).
     with project.config.open("a") as f:
-        f.write("server:\n  rate_per_second: 10000\n  rate_burst: 10000\n")
+        f.write("server:\n  rate_per_second: 10000\n  rate_burst: 10000\n  auth_failures_per_second: 10000\n"
+                "  auth_failure_burst: 10000\n")
     tokens = {name: create_key(project, name, role) for name, role in PRINCIPALS.items()}
     with running_server(project.config, log=tmp / "serve.log") as url:
         yield Service(project=project, url=url, tokens=tokens)

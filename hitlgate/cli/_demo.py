@@ -121,7 +121,17 @@ NEXT_STEPS = (
 @pass_state
 @narration_to_stderr_under_json
 def demo(state: CliState, decisions_only: bool) -> None:
-    """Walk the seed's five situations on the bundled example pack (embedded engine).
+    """Walk five incident situations on the bundled example pack (embedded engine).
+
+    \b
+    The five situations, each an action an agent proposes:
+      1. anomalous token use on a service account: suspend it
+      2. suspicious access to a critical integration's high-privilege API key: rotate it
+      3. a secret leaked from a workload: isolate the workload (customer-facing,
+         internal production, development sandbox)
+      4. a federated partner's identity provider is compromised: disable the
+         partner's credentials (no safe fallback, safe fallback)
+      5. a leaked staging token: invalidate it (low risk, outside production)
 
     Each proposal is decided, then runs end to end in a temporary directory
     (deleted afterwards): propose, sign approvals with the example

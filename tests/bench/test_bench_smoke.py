@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 #: Measurements that may legitimately be zero (flags, counts of failures, a cached step, a delta).
-MAY_BE_ZERO = ("thread_extra_rss_mb", "generate_s", "sqlite_synchronous", "pg_synchronous_commit_on")
+MAY_BE_ZERO = ("thread_extra_rss_mb", "generate_s", "sqlite_synchronous", "pg_synchronous_commit_on", "errors")
 
 
 def _numbers(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
@@ -64,11 +64,11 @@ def test_report_has_every_section(smoke: tuple[str, dict[str, Any]]) -> None:
     for name in ("Python", "regopy", "OPA", "PostgreSQL", "SQLite", "hitlgate commit"):
         assert f"{name} " in md, name
     # The benchmarks other helpers are writing appear once they exist, and then must not fail.
-    for name in ("flows", "store", "inventory_db"):
+    for name in ("flows", "store", "inventory_db", "service"):
         assert "## " in md and f"bench/bench_{name}.py" in md
         assert "error" not in report["results"][name], report["results"][name].get("error")
     assert set(report["results"]) == {
-        "scaling", "decide", "backends", "warrants", "workflow", "flows", "store", "inventory_db"
+        "scaling", "decide", "backends", "warrants", "workflow", "flows", "store", "inventory_db", "service"
     }
 
 
@@ -92,3 +92,25 @@ def test_every_number_is_positive(smoke: tuple[str, dict[str, Any]]) -> None:
         else:
             assert value > 0, (path, value)
     assert seen >= 50
+
+
+def test_service_benchmark_measured_every_mode(smoke: tuple[str, dict[str, Any]]) -> None:
+    # bench_service.py exists, so `--only service` must accept it and the suite must run it.
+    _, report = smoke
+    service = report["results"]["service"]
+    assert set(service["results"]) == {
+        "opa raw (POST /v1/data)", "decide (POST /v1/decisions)", "propose (POST /v1/requests)"
+    }
+    assert all(r["errors"] == 0 for r in service["results"].values()), service["results"]
+
+
+def test_only_accepts_every_benchmark_module() -> None:
+    # Every bench/bench_<name>.py with numbers to report is in the registry `--only` checks.
+    from bench.__main__ import BENCHES
+
+    modules = {p.stem.removeprefix("bench_") for p in (REPO / "bench").glob("bench_*.py")}
+    assert modules == set(BENCHES), modules ^ set(BENCHES)
+    help_text = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+    assert "issue 9" not in help_text
+    assert "service" in help_text and "1-2 minutes" in help_text

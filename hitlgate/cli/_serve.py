@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
+import sys
+from typing import Any
 
 import click
 
@@ -11,7 +15,18 @@ from hitlgate.cli._common import CliState, echo_json, examples, json_option, pas
 from hitlgate.cli._workflow import open_engine
 from hitlgate.engine.apikeys import ROLES, ApiKeys
 from hitlgate.engine.config import Config
-from hitlgate.errors import ConfigError
+from hitlgate.errors import EXIT_ERROR, ConfigError, HitlgateError
+
+
+class ServeError(HitlgateError):
+    """``hitlgate serve`` could not start: the server extra is missing, or the address cannot be listened on."""
+
+    exit_code = EXIT_ERROR
+    code = "cannot_listen"
+
+
+#: How to install what ``hitlgate serve`` needs.
+INSTALL_HINT = "pip install 'hitlgate[server]' (from a checkout: pip install -e '.[server]')"
 
 
 @click.command(epilog=examples("hitlgate serve --port 8080", "hitlgate --config prod/hitlgate.yaml serve --workers 4",
@@ -29,16 +44,30 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
     process memory that another replica needs. Every /v1 endpoint needs an
     API key (hitlgate apikey create). Runs until stopped (SIGINT/SIGTERM).
 
+    At start it prints one line, "listening on http://HOST:PORT (N
+    workers)" (under --json: {"listening", "host", "port", "workers"} on
+    stdout), after the port is bound: with --port 0 it names the port picked.
+
     \b
     Exit codes:
-      0  stopped (SIGINT/SIGTERM), or --openapi printed
-      1  the store, keys or policy could not be opened
+      0  --openapi printed (SIGINT/SIGTERM stop the server gracefully, and
+         the process then ends by that signal, as uvicorn's do)
+      1  cannot listen on HOST:PORT (code address_in_use, or cannot_listen),
+         the server extra is not installed (code missing_extra), the store,
+         keys or policy could not be opened, or the app did not start
+         (code startup_failed)
       2  bad configuration or option
     """
-    import uvicorn
+    try:
+        import uvicorn
 
-    from hitlgate.engine.workflow import Engine
-    from hitlgate.service.app import create_app
+        from hitlgate.engine.workflow import Engine
+        from hitlgate.service.app import create_app
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "hitlgate":
+            raise
+        raise ServeError(f"hitlgate serve needs the server extra ({exc.name} is not installed): {INSTALL_HINT}",
+                         code="missing_extra") from None
 
     config = state.config
     settings = config.server
@@ -48,20 +77,63 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
     host = host if host is not None else settings.host
     port = port if port is not None else settings.port
     workers = workers if workers is not None else settings.workers
+    if workers > 1 and config.source is None:
+        raise ConfigError("--workers above 1 needs a configuration file (--config or $HITLGATE_CONFIG)")
+    log_level = "info" if state.verbose else "warning"
     if workers > 1:
         # Each worker process builds its own app from the same configuration file.
-        if config.source is None:
-            raise ConfigError("--workers above 1 needs a configuration file (--config or $HITLGATE_CONFIG)")
         os.environ["HITLGATE_CONFIG"] = str(config.source)
-        uvicorn.run("hitlgate.service.app:app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, log_level="info" if state.verbose else "warning", access_log=state.verbose)
+        sock = listen(host, port)
+        _announce(state, host, sock, workers)
+        from uvicorn.supervisors import Multiprocess
+
+        multi = uvicorn.Config("hitlgate.service.app:app_from_environment", factory=True, workers=workers,
+                               log_level=log_level, access_log=state.verbose)
+        with sock:
+            Multiprocess(multi, sockets=[sock]).run()
         return
     engine = Engine.from_config(config)
     try:
-        uvicorn.run(create_app(engine), host=host, port=port, log_level="info" if state.verbose else "warning",
-                    access_log=state.verbose)
+        # Bound before the app is built and uvicorn starts, so a busy port is our own clean error.
+        sock = listen(host, port)
+        with sock:
+            server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level=log_level,
+                                                   access_log=state.verbose))
+            _announce(state, host, sock, workers)
+            server.run(sockets=[sock])
+        if not server.started:
+            raise ServeError("the server did not start (see the log above)", code="startup_failed")
     finally:
         engine.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (uvicorn listens on it); :class:`ServeError` when that fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restart need not wait for the old connections' TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"cannot listen on {host}:{port}: address in use (another server holds the port; "
+                             "choose another with --port)", code="address_in_use") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _announce(state: CliState, host: str, sock: socket.socket, workers: int) -> None:
+    port = int(sock.getsockname()[1])
+    shown = f"[{host}]" if ":" in host else host
+    doc: dict[str, Any] = {"listening": f"http://{shown}:{port}", "host": host, "port": port, "workers": workers}
+    if state.json:
+        click.echo(json.dumps(doc))  # One line, so a supervisor can read it before the server's log.
+    else:
+        click.echo(f"listening on {doc['listening']} ({workers} worker{'s' if workers != 1 else ''})", err=True)
+    sys.stdout.flush()
 
 
 def openapi_document(config: Config) -> str:

@@ -327,7 +327,8 @@ class AuditAnchor:
         unreadable mark means a full verify, never a skipped one.
         """
         try:
-            doc = json.loads(self.verified_mark_path.read_text(encoding="utf-8"))
+            # The codec's spelling is not mutated: "utf-8", "UTF-8" and a UTF-8 locale's default decode alike.
+            doc = json.loads(self.verified_mark_path.read_text(encoding="utf-8"))  # pragma: no mutate
             seq, digest = doc["seq"], doc["head_hash"]
             if type(seq) is not int or seq < 1 or not isinstance(digest, str):
                 raise ValueError("malformed")

@@ -124,3 +124,15 @@ def test_warrant_fetched_late_keeps_the_grant_until_the_warrant_lapses(engine, c
     assert engine.get(req.id).status == "granted"
     clock.now = lapses
     assert [r.id for r in engine.expire_due()] == [req.id]
+
+
+def test_sweep_touches_no_settled_request_and_runs_twice_cleanly(engine, clock):
+    # Rejected, already expired and revoked requests have no warrant and a
+    # closed window too; the sweep must leave them as they are (and not
+    # fail on a transition the lifecycle forbids), run after run.
+    rejected = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol", "reject")
+    stale = engine.propose(proposal("suspend_service_account", "svc-reporting"))
+    clock.now = max(rejected.expires_at, stale.expires_at) + timedelta(seconds=1)
+    assert [(r.id, r.status) for r in engine.expire_due()] == [(stale.id, "expired")]
+    assert engine.expire_due() == []
+    assert _statuses(engine, rejected, stale) == ["rejected", "expired"]

@@ -43,6 +43,8 @@ def test_malformed_mark_is_ignored(tmp_path: Path, mark: object, caplog: pytest.
     anchor.verified_mark_path.write_text(json.dumps(mark), encoding="utf-8")
     assert anchor.verified_mark() is None
     assert "ignoring the unreadable verified mark" in caplog.text
+    if isinstance(mark, dict) and "seq" in mark and "head_hash" in mark:
+        assert "(malformed): verifying from genesis" in caplog.text
 
 
 def test_well_formed_mark_is_read_back_including_the_first_event(tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from tests._require import missing
 from tests.cli_project import make_project
 from tests.service._server import free_port
 
@@ -38,7 +37,7 @@ def test_no_placeholder_is_left_to_fill_in() -> None:
 
 def test_readme_http_walkthrough_runs_as_written(tmp_path: Path) -> None:
     if shutil.which("jq") is None or shutil.which("curl") is None:
-        pytest.skip("the walk-through needs jq and curl")
+        missing("jq and curl", "apt-get install jq curl (scripts/test installs them)")
     project = make_project(tmp_path)
     port = free_port()
     script = walkthrough().replace("8080", str(port)).replace("~/.hitlgate/carol.pem", str(project.keys["carol"]))

@@ -66,3 +66,44 @@ def test_demo_mode_votes_yield_no_warrant_to_a_real_engine(make_engine):
     real = make_engine(demo=False)
     with pytest.raises(ApprovalError, match="carol's registered key is a demo key"):
         real.warrant(req.id)
+
+
+def test_own_key_against_a_registered_demo_key_names_the_cause(make_engine):
+    # carol generated her own key but the inventory still registers the
+    # starter's demo key: the refusal says so and what to do, word for word.
+    engine = make_engine(demo=False)
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with pytest.raises(ApprovalError) as info:
+        engine.approve(signed(req, "carol", at=engine.now(), key=Ed25519PrivateKey.generate()))
+    assert info.value.code == "demo_key"
+    assert str(info.value).endswith(
+        "; carol's registered key is the starter's demo key (derived from a public seed): register your own "
+        "with `hitlgate keys generate --out ~/.hitlgate/carol.pem` and put the public key it prints under "
+        "approvers.carol.public_key in the inventory"
+    )
+
+
+def test_the_demo_key_of_a_new_approver_name_is_recognised_too(make_engine, pack_copy):
+    # "zed" is not an example approver, but a key derived from the public
+    # seed for "zed" is just as public.
+    inv = pack_copy / "data" / "inventory.yaml"
+    zed = encode_public_key(public_raw(demo_key("zed").public_key()))
+    inv.write_text(inv.read_text().replace(
+        "approvers:\n", f'approvers:\n  zed:\n    roles: [security]\n    teams: []\n    public_key: "{zed}"\n', 1))
+    engine = make_engine(pack=pack_copy, demo=False)
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with pytest.raises(ApprovalError, match="zed's registered key is the starter's demo key") as info:
+        engine.approve(signed(req, "zed", at=engine.now(), key=Ed25519PrivateKey.generate()))
+    assert info.value.code == "demo_key"
+
+
+def test_a_wrong_signature_against_a_real_key_gets_no_demo_hint(make_engine, pack_copy):
+    inv = pack_copy / "data" / "inventory.yaml"
+    real = Ed25519PrivateKey.generate()
+    demo_public = encode_public_key(public_raw(demo_key("carol").public_key()))
+    inv.write_text(inv.read_text().replace(demo_public, encode_public_key(public_raw(real.public_key()))))
+    engine = make_engine(pack=pack_copy, demo=False)
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with pytest.raises(ApprovalError, match="does not verify") as info:
+        engine.approve(signed(req, "carol", at=engine.now(), key=Ed25519PrivateKey.generate()))
+    assert "demo key" not in str(info.value) and info.value.code != "demo_key"

@@ -32,8 +32,9 @@ def test_requester_cannot_fill_a_slot_of_a_dual_approval(engine):
 
 def test_requester_cannot_reject_either(engine):
     req = engine.propose(_by("carol"))
-    with pytest.raises(ApprovalError, match=f"carol proposed request {req.id} and cannot also vote on it"):
+    with pytest.raises(ApprovalError, match=f"carol proposed request {req.id} and cannot also vote on it") as info:
         vote(engine, req, "carol", "reject")
+    assert info.value.code == "self_approval"
     assert engine.get(req.id).status == "pending"
 
 

@@ -744,7 +744,6 @@ def _check_changes(
     one refuses the whole inventory.
     """
     problems: list[str] = []
-    live = {(section, key) for section, key, record in changes if record is not None}
     after = {(section, key): record for section, key, record in changes}
     for section, key, record in changes:
         if record is None and holders is not None and section in ("teams", "workloads", "partners"):
@@ -768,7 +767,7 @@ def _check_changes(
         for field, ref_section, ref_id in outgoing_refs(section, key, record):
             if ref_section == "approver_key":
                 continue
-            if index.record(ref_section, ref_id) is None and (ref_section, ref_id) not in live:
+            if index.record(ref_section, ref_id) is None and after.get((ref_section, ref_id)) is None:
                 problems.append(f"{section}.{key}.{_dangling(field, ref_section, ref_id)}")
     return problems
 

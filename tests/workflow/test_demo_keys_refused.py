@@ -48,12 +48,17 @@ def test_a_demo_key_under_another_name_is_still_refused(make_engine, pack_copy):
         engine.approve(sign(statement, demo_key("carol")))
 
 
-def test_a_real_key_counts_outside_demo_mode(make_engine, pack_copy):
+def _carol_with_a_real_key(make_engine, pack_copy):
+    """A non-demo engine on a pack where carol's demo key is replaced by a real one; the engine and her key."""
     inv = pack_copy / "data" / "inventory.yaml"
     real = Ed25519PrivateKey.generate()
     demo_public = encode_public_key(public_raw(demo_key("carol").public_key()))
     inv.write_text(inv.read_text().replace(demo_public, encode_public_key(public_raw(real.public_key()))))
-    engine = make_engine(pack=pack_copy, demo=False)
+    return make_engine(pack=pack_copy, demo=False), real
+
+
+def test_a_real_key_counts_outside_demo_mode(make_engine, pack_copy):
+    engine, real = _carol_with_a_real_key(make_engine, pack_copy)
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     assert engine.approve(signed(req, "carol", at=engine.now(), key=real)).status == "granted"
     assert engine.warrant(req.id).token.count(".") == 2
@@ -98,11 +103,7 @@ def test_the_demo_key_of_a_new_approver_name_is_recognised_too(make_engine, pack
 
 
 def test_a_wrong_signature_against_a_real_key_gets_no_demo_hint(make_engine, pack_copy):
-    inv = pack_copy / "data" / "inventory.yaml"
-    real = Ed25519PrivateKey.generate()
-    demo_public = encode_public_key(public_raw(demo_key("carol").public_key()))
-    inv.write_text(inv.read_text().replace(demo_public, encode_public_key(public_raw(real.public_key()))))
-    engine = make_engine(pack=pack_copy, demo=False)
+    engine, _ = _carol_with_a_real_key(make_engine, pack_copy)
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     with pytest.raises(ApprovalError, match="does not verify") as info:
         engine.approve(signed(req, "carol", at=engine.now(), key=Ed25519PrivateKey.generate()))

@@ -115,12 +115,15 @@ NEXT_STEPS = (
 )
 
 
-@click.command(epilog=examples("hitlgate demo", "hitlgate demo --decisions-only"))
+@click.command(epilog=examples("hitlgate demo", "hitlgate demo --decisions-only", "hitlgate demo --over-http"))
 @click.option("--decisions-only", is_flag=True, help="Only show the decisions; skip approvals, warrants and execution.")
+@click.option("--over-http", is_flag=True,
+              help="Run the end-to-end part through the HTTP API: a real server on a loopback port, driven by "
+                   "hitlgate.client with an agent, a viewer and an executor API key (needs the server extra).")
 @json_option
 @pass_state
 @narration_to_stderr_under_json
-def demo(state: CliState, decisions_only: bool) -> None:
+def demo(state: CliState, decisions_only: bool, over_http: bool) -> None:
     """Walk five incident situations on the bundled example pack (embedded engine).
 
     \b
@@ -137,9 +140,15 @@ def demo(state: CliState, decisions_only: bool) -> None:
     (deleted afterwards): propose, sign approvals with the example
     approvers' demo keys, obtain the warrant, execute through the guard
     against a local demo executor, refuse a replay, and verify the audit
-    chain. Demo keys count only here. Exit code 0, or 1 if any decision
-    differs from the one the scenario corpus expects. With --json the story
-    goes to stderr and stdout gets {"ok", "exit_code"}.
+    chain. Demo keys count only here. With --over-http the same walk goes
+    through `hitlgate serve`'s API on a loopback port (the agent proposes
+    and fetches the warrant, approvals arrive as signed votes, the executor
+    verifies and consumes the warrant and reports the outcome), as agents
+    and executors in other processes would use it.
+
+    Exit code 0, or 1 if any decision differs from the one the scenario
+    corpus expects (or the server extra is missing for --over-http). With
+    --json the story goes to stderr and stdout gets {"ok", "exit_code"}.
     """
     # Always the bundled example pack and the embedded engine: the demo must
     # show the same thing on every machine, whatever hitlgate.yaml says.
@@ -152,12 +161,20 @@ def demo(state: CliState, decisions_only: bool) -> None:
     revision = ""
     # The workflow half pulls in SQLAlchemy; import it only when the demo
     # runs, so registering the command keeps every other command's start-up fast.
-    from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_engine, finish, walk
+    from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_engine, demo_server, finish, walk, walk_http
 
     tally, executor = DemoTally(), DemoExecutor()
     try:
         with ExitStack() as stack:
-            engine = None if decisions_only else stack.enter_context(demo_engine(decider))
+            http = None
+            if decisions_only:
+                engine = None
+            elif over_http:
+                http = stack.enter_context(demo_server(decider))
+                engine = http.engine
+                click.echo(f"The end-to-end part goes through the HTTP API of a server at {http.url}.")
+            else:
+                engine = stack.enter_context(demo_engine(decider))
             for n, (title, cases) in enumerate(situations, 1):
                 click.echo("")
                 click.secho(f"{n}. {title}", bold=True)
@@ -173,7 +190,9 @@ def demo(state: CliState, decisions_only: bool) -> None:
                     if decision.tier != case.want_tier:
                         mismatches.append(f"{case.name}: expected {case.want_tier}, got {decision.tier}")
                         click.secho(f"   !! the corpus expects {case.want_tier}", fg="red")
-                    if engine is not None:
+                    if http is not None:
+                        walk_http(http, case.proposal, executor, tally)
+                    elif engine is not None:
                         walk(engine, case.proposal, executor, tally)
             click.echo("")
             counts = ", ".join(f"{tiers[t]} {TIER_LABEL[t].lower()}" for t in TIER_LABEL if tiers[t])

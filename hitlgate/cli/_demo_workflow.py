@@ -151,3 +151,123 @@ def run_workflow_demo(
                 walk(engine, case.proposal, executor, tally, echo)
         echo(finish(engine).describe())
     return tally
+
+
+# -- the same walk over HTTP (hitlgate demo --over-http) ----------------------
+
+
+@dataclass
+class HttpDemo:
+    """A demo engine served by a real ``hitlgate serve`` app on a loopback port, with the demo's API clients."""
+
+    engine: Engine
+    url: str
+    agent: Any  # hitlgate.client.Client with the agent's key (the seed's requester, soc-agent-7)
+    approvers: Any  # a client with a viewer key, through which the approvers' signed votes arrive
+    executor: Any  # hitlgate.client.Client with the executor's key
+
+
+@contextmanager
+def demo_server(decider: Decider | None = None, agent: str = "soc-agent-7") -> Iterator[HttpDemo]:
+    """Serve :func:`demo_engine` with uvicorn on 127.0.0.1 (a free port) in a thread; yield the API clients.
+
+    The same FastAPI app as ``hitlgate serve``; the agent's and the executor's
+    API keys are created on the demo's temporary store, like ``hitlgate apikey
+    create``. The server stops when the block ends.
+    """
+    import threading
+
+    try:
+        import uvicorn
+
+        from hitlgate.client import Client
+        from hitlgate.service.app import create_app
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "hitlgate":
+            raise
+        from hitlgate.cli._serve import INSTALL_HINT, ServeError
+
+        raise ServeError(f"hitlgate demo --over-http needs the server extra ({exc.name} is not installed): "
+                         f"{INSTALL_HINT}", code="missing_extra") from None
+    from hitlgate.cli._serve import listen
+    from hitlgate.engine.apikeys import ApiKeys
+
+    with demo_engine(decider) as engine:
+        keys = ApiKeys(engine)
+        agent_token = keys.create(agent, "agent")[1]
+        viewer_token = keys.create("demo-approvers", "viewer")[1]
+        executor_token = keys.create("demo-executor", "executor")[1]
+        sock = listen("127.0.0.1", 0)
+        server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="hitlgate-demo-server",
+                                  daemon=True)
+        thread.start()
+        try:
+            # uvicorn sets ``started`` once it accepts connections; a thread that ended first failed to start.
+            while not server.started and thread.is_alive():
+                thread.join(0.02)
+            if not server.started:
+                from hitlgate.cli._serve import ServeError
+
+                raise ServeError("the demo's server did not start (see the log above)", code="startup_failed")
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            with Client(url, api_key=agent_token) as agent_client, Client(url, api_key=viewer_token) as viewer, \
+                    Client(url, api_key=executor_token) as executor_client:
+                yield HttpDemo(engine, url, agent_client, viewer, executor_client)
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            sock.close()
+
+
+def walk_http(
+    demo: HttpDemo,
+    proposal: Proposal,
+    executor: DemoExecutor,
+    tally: DemoTally,
+    echo: Callable[[str], None] = click.echo,
+) -> None:
+    """:func:`walk` through the HTTP API: the agent proposes, approvers vote, the executor verifies and consumes."""
+    action = proposal.action
+    body = {k: v for k, v in proposal.to_dict().items() if k != "requester"}
+    req = demo.agent.propose(body, idempotency_key=f"demo-{proposal.digest.rsplit(':', 1)[-1][:32]}")
+    rid = req["id"]
+    first = "   http:      "
+    echo(f"{first}POST /v1/requests (agent key) -> {rid}, {req['status']}")
+    first = "              "
+    if req["status"] == "denied":
+        try:
+            demo.agent.warrant(rid)
+        except HitlgateError as exc:
+            tally.denied_without_warrant += 1
+            echo(f"{first}GET /v1/requests/{rid}/warrant -> refused ({exc.code})")
+        else:
+            tally.problems.append(f"{rid}: a warrant was issued for a denied request")
+        return
+    if req["status"] == "pending":
+        stored = demo.engine.get(rid)
+        for name in pick_approvers(stored, demo.engine.approvers.all()):
+            statement = Statement(rid, req["action_digest"], "approve", name, demo.engine.now())
+            # The signature authenticates the vote; the viewer key only carries it.
+            demo.approvers.vote(rid, sign(statement, demo_approver_key(name)))
+            req = demo.agent.get(rid)
+            echo(f"{first}POST /v1/requests/{rid}/votes ({name}'s signed approval) -> "
+                 f"{req['quorum_progress']['summary']}")
+    if req["status"] != "granted":
+        tally.problems.append(f"{rid}: the request ended {req['status']}")
+        return
+    w = demo.agent.warrant(rid)
+    echo(f"{first}GET /v1/requests/{rid}/warrant -> a warrant, expires {w['expires_at']}")
+    demo.executor.verify(w["token"], action, consume=True)
+    executor(action)
+    demo.executor.report_outcome(rid, w["jti"], "executed")
+    tally.executed += 1
+    echo(f"{first}POST /v1/warrants/verify (executor key, consume) -> valid; runs {action['type']} on "
+         f"{action['target']}; reports executed")
+    try:
+        demo.executor.verify(w["token"], action, consume=True)
+    except InvalidWarrant as exc:
+        tally.replays_refused += 1
+        echo(f"{first}the same warrant a second time -> refused ({exc.code})")
+    else:
+        tally.problems.append(f"{rid}: the warrant was accepted twice")

@@ -25,8 +25,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(config: Path, *, log: Path, workers: int = 1, startup_seconds: float = 60.0) -> Iterator[str]:
-    """Start ``hitlgate --config CONFIG serve`` on a free port; yield its base URL; stop it with SIGTERM."""
+def running_server(config: Path, *, log: Path, workers: int = 1, startup_seconds: float = 60.0,
+                   pids: list[int] | None = None) -> Iterator[str]:
+    """Start ``hitlgate --config CONFIG serve`` on a free port; yield its base URL; stop it with SIGTERM.
+
+    ``pids``, when given, receives the server's process id.
+    """
     port = free_port()
     args = [sys.executable, "-c", _MAIN, "--config", str(config), "serve", "--port", str(port)]
     if workers > 1:
@@ -34,6 +38,8 @@ def running_server(config: Path, *, log: Path, workers: int = 1, startup_seconds
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         deadline = time.monotonic() + startup_seconds
         while True:
@@ -55,3 +61,17 @@ def running_server(config: Path, *, log: Path, workers: int = 1, startup_seconds
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def worker_processes(pid: int) -> list[int]:
+    """The uvicorn worker processes of ``hitlgate serve --workers N`` (children that run multiprocessing's spawn)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # The process ended while we looked.
+        if int(fields[1]) == pid and b"multiprocessing.spawn" in cmdline:
+            found.append(int(stat.parent.name))
+    return sorted(found)

@@ -7,7 +7,8 @@ warrant per request, every vote counted once, every warrant consumed at most
 once (exactly once here: one consume succeeds, the rest are ``replay``), a
 long-poll on one replica ended by a vote on the other, and the audit chain
 verifies. Nothing is shared between the replicas but the database and the
-key directory.
+key directory. The same storm also runs at one ``serve --workers 2`` (two worker
+processes behind one socket).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 
 from tests._pgcluster import PgCluster
 from tests.cli_project import make_project
-from tests.service._server import running_server
+from tests.service._server import running_server, worker_processes
 from tests.service.conftest import Service, create_key, proposal_doc
 from tests.workflow.conftest import pg_cluster  # noqa: F401 - the session's PostgreSQL, shared with tests/workflow.
 
@@ -71,7 +72,9 @@ async def _storm(urls: list[str], svc: Service) -> dict[str, Any]:
             "final": [r.json() for r in final], "first": first["id"]}
 
 
-def test_two_replicas_exactly_once(pg_cluster: PgCluster, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize("layout", ["two servers", "one server, two workers"])
+def test_two_replicas_exactly_once(pg_cluster: PgCluster, tmp_path: Path, layout: str) -> None:  # noqa: F811
+    """The storm at two ``serve`` processes, or at one ``serve --workers 2`` (two worker processes, one socket)."""
     project = make_project(tmp_path)
     db_url = pg_cluster.new_database()
     text = project.config.read_text()
@@ -79,10 +82,17 @@ def test_two_replicas_exactly_once(pg_cluster: PgCluster, tmp_path: Path) -> Non
                               + "server:\n  rate_per_second: 0\n")
     tokens = {name: create_key(project, name, role)
               for name, role in (("soc-agent-7", "agent"), ("viewer-1", "viewer"), ("exec-1", "executor"))}
-    with running_server(project.config, log=tmp_path / "a.log") as a, \
-            running_server(project.config, log=tmp_path / "b.log") as b:
-        svc = Service(project=project, url=a, tokens=tokens)
-        out = asyncio.run(_storm([a, b], svc))
+    if layout == "two servers":
+        with running_server(project.config, log=tmp_path / "a.log") as a, \
+                running_server(project.config, log=tmp_path / "b.log") as b:
+            svc = Service(project=project, url=a, tokens=tokens)
+            out = asyncio.run(_storm([a, b], svc))
+    else:
+        pids: list[int] = []
+        with running_server(project.config, log=tmp_path / "w.log", workers=2, pids=pids) as url:
+            assert len(worker_processes(pids[0])) == 2, (tmp_path / "w.log").read_text()
+            svc = Service(project=project, url=url, tokens=tokens)
+            out = asyncio.run(_storm([url, url], svc))
 
     # One request per idempotency key, whichever replica each attempt reached.
     assert all(len(ids) == 1 for ids in out["by_key"].values()), out["by_key"]

@@ -163,7 +163,7 @@ def ensure_opa(log: Callable[[str], None]) -> None:
 
     if find_opa() is not None:
         return
-    from hitlgate.engine._opabin import OPA_VERSION, OpaInstallError, install
+    from hitlgate.engine.decide._opabin import OPA_VERSION, OpaInstallError, install
 
     log(f"OPA is not installed: building OPA {OPA_VERSION} with `go install` (hitlgate opa install) before the "
         "benchmarks that compare with it; 2-5 minutes on an idle machine, longer on a busy one, once")

@@ -1,7 +1,7 @@
 """Benchmarks measure evaluation, not the exact decision cache.
 
 The embedded backend answers an input it evaluated before from its exact
-decision cache (``hitlgate.engine._decision_cache``). The benchmarks cycle
+decision cache (``hitlgate.engine.decide._decision_cache``). The benchmarks cycle
 through a fixed set of proposals, so with the cache on every round after
 the first would measure cache hits. Every decider a goal is measured with
 goes through :func:`uncached`; the cached cost is measured on its own, in

@@ -40,12 +40,12 @@ sys.path.insert(0, str(REPO))
 
 from bench._nocache import uncached  # noqa: E402
 from hitlgate.engine import Decider  # noqa: E402
-from hitlgate.engine._bundle import write_bundle  # noqa: E402
-from hitlgate.engine._opa import OpaBackend  # noqa: E402
-from hitlgate.engine._regopy import RegopyBackend, compile_pack  # noqa: E402
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir  # noqa: E402
-from hitlgate.engine.policy import DECISION_PATH, PolicyPack  # noqa: E402
-from hitlgate.engine.schemas import action_types  # noqa: E402
+from hitlgate.engine.decide._bundle import write_bundle  # noqa: E402
+from hitlgate.engine.decide._opa import OpaBackend  # noqa: E402
+from hitlgate.engine.decide._regopy import RegopyBackend, compile_pack  # noqa: E402
+from hitlgate.engine.decide.policy import DECISION_PATH, PolicyPack  # noqa: E402
+from hitlgate.engine.decide.schemas import action_types  # noqa: E402
 
 ACTIONS = action_types()
 

@@ -22,13 +22,13 @@ from typing import Any
 import yaml
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._regopy import compile_pack, evaluate_input
-from hitlgate.engine._regoscan import inventory_sections_read
 from hitlgate.engine._resources import bundled_data_dir
-from hitlgate.engine.backends import with_facts
-from hitlgate.engine.facts import FactIndex
-from hitlgate.engine.policy import PolicyPack
-from hitlgate.engine.schemas import action_types
+from hitlgate.engine.decide._regopy import compile_pack, evaluate_input
+from hitlgate.engine.decide._regoscan import inventory_sections_read
+from hitlgate.engine.decide.backends import with_facts
+from hitlgate.engine.decide.facts import FactIndex
+from hitlgate.engine.decide.policy import PolicyPack
+from hitlgate.engine.decide.schemas import action_types
 
 ACTIONS = action_types()
 

@@ -77,9 +77,9 @@ from sqlalchemy import event as sa_event  # noqa: E402
 import hitlgate  # noqa: E402
 from bench._nocache import uncached  # noqa: E402
 from hitlgate.engine import Config, Decider  # noqa: E402
-from hitlgate.engine import _store_schema as t  # noqa: E402
-from hitlgate.engine.approvals import Statement, sign  # noqa: E402
-from hitlgate.engine.workflow import Engine  # noqa: E402
+from hitlgate.engine.approve.approvals import Statement, sign  # noqa: E402
+from hitlgate.engine.approve.workflow import Engine  # noqa: E402
+from hitlgate.engine.ledger import _store_schema as t  # noqa: E402
 
 #: What this benchmark measured on main before the issue-9 flows work (commit 9d47f35; run with
 #: ``--before 9d47f35 --after 61ac3f1``, 3 interleaved rounds of 30 flows, 8 clients for 10 s; 2 cores

@@ -64,8 +64,8 @@ def measure(size: int, url: str | None, workdir: Path, puts: int) -> dict[str, A
     """Run the three measurements; see the module docstring."""
     from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
-    from hitlgate.engine.inventory import load_inventory
-    from hitlgate.engine.inventory_db import InventoryDB
+    from hitlgate.engine.decide.inventory import load_inventory
+    from hitlgate.engine.decide.inventory_db import InventoryDB
 
     spec = Spec(size=size, seed=1)
     t = time.perf_counter()

@@ -124,7 +124,7 @@ def find_opa() -> Path | None:
     env = os.environ.get("HITLGATE_OPA")
     if env and Path(env).is_file():
         return Path(env)
-    from hitlgate.engine._opabin import cached_opa_path
+    from hitlgate.engine.decide._opabin import cached_opa_path
 
     cached = cached_opa_path()
     return cached if cached.is_file() else None
@@ -227,7 +227,7 @@ def input_builder(backend: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     facts = getattr(backend, "facts", None)
     if facts is None:
         return lambda doc: doc
-    from hitlgate.engine.backends import with_facts  # type: ignore[attr-defined,unused-ignore]
+    from hitlgate.engine.decide.backends import with_facts  # type: ignore[attr-defined,unused-ignore]
 
     def build(doc: dict[str, Any]) -> dict[str, Any]:
         return dict(with_facts(doc, facts.current())[0])
@@ -237,8 +237,8 @@ def input_builder(backend: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 def bundle_source(data_dir: Path) -> Any:
     """What the OPA bundle is built from: the modules alone (issue 9) or the whole pack (before)."""
-    from hitlgate.engine import policy
     from hitlgate.engine._resources import bundled_policy_dir
+    from hitlgate.engine.decide import policy
 
     modules = getattr(policy, "PolicyModules", None)
     if modules is not None:
@@ -261,7 +261,7 @@ def raw_regopy(backend: Any) -> Callable[[dict[str, Any]], Any]:
             return evaluate(interp, bundle, doc)
         import regopy
 
-        from hitlgate.engine.policy import DECISION_PATH
+        from hitlgate.engine.decide.policy import DECISION_PATH
 
         interp.set_input(regopy.Input(doc))
         out = interp.query_bundle_entrypoint(bundle, DECISION_PATH)
@@ -380,7 +380,7 @@ def worker_main(data_dir: Path, size: int, opts: dict[str, Any]) -> None:
         if opa is None:
             emit("note", "OPA not found ($HITLGATE_OPA or `hitlgate opa install`): OPA modes skipped")
         else:
-            from hitlgate.engine._bundle import write_bundle
+            from hitlgate.engine.decide._bundle import write_bundle
 
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-opa-")))
             t_b = time.perf_counter()

@@ -41,11 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_backends import inputs, opa_server  # noqa: E402
-from hitlgate.engine._bundle import write_bundle  # noqa: E402
-from hitlgate.engine._regoscan import inventory_sections_read  # noqa: E402
-from hitlgate.engine.backends import with_facts  # noqa: E402
-from hitlgate.engine.facts import FactIndex  # noqa: E402
-from hitlgate.engine.policy import PolicyPack  # noqa: E402
+from hitlgate.engine.decide._bundle import write_bundle  # noqa: E402
+from hitlgate.engine.decide._regoscan import inventory_sections_read  # noqa: E402
+from hitlgate.engine.decide.backends import with_facts  # noqa: E402
+from hitlgate.engine.decide.facts import FactIndex  # noqa: E402
+from hitlgate.engine.decide.policy import PolicyPack  # noqa: E402
 from tests.service._server import running_server  # noqa: E402
 
 _CLI = [sys.executable, "-c", "from hitlgate.cli import main; main()"]

@@ -11,7 +11,7 @@ revocations), the later events of each request interleaved with other
 requests' as they would be, the vote, warrant and consumption rows that
 go with them, and the signed checkpoints the engine writes (every 50th event
 and every warrant issue and consumption) in the database and in the audit
-anchor file. Hashes come from :func:`hitlgate.engine.audit.compute_hash`,
+anchor file. Hashes come from :func:`hitlgate.engine.ledger.audit.compute_hash`,
 signatures from the engine keyring, so ``audit verify`` accepts the result.
 Payloads carry what the engine's do (digest, status, tier, approver, signed
 statement, jti) but are shorter than real ones (~1 KB with controls and
@@ -166,8 +166,8 @@ class _Generator:
 
     def add(self, count: int, log: Callable[[str], None], *, until_events: int = 0) -> None:
         """Append ``count`` requests (or more, until the chain holds ``until_events`` events)."""
-        from hitlgate.engine.anchor import anchor_line
-        from hitlgate.engine.audit import GENESIS_HASH, compute_hash, format_time, sign_checkpoint
+        from hitlgate.engine.ledger.anchor import anchor_line
+        from hitlgate.engine.ledger.audit import GENESIS_HASH, compute_hash, format_time, sign_checkpoint
 
         cur = self.conn.cursor()
         t_start = time.perf_counter()
@@ -293,7 +293,7 @@ def _load_requests_only(url: str, count: int, seed: int, log: Callable[[str], No
 
     rng = random.Random(seed)
     slot = {"roles": ["security"], "teams": ["team-platform"]}
-    from hitlgate.engine.audit import format_time
+    from hitlgate.engine.ledger.audit import format_time
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn, conn.cursor() as cur:
         warrants: list[tuple[Any, ...]] = []
@@ -393,7 +393,7 @@ def _build_indexes(url: str) -> float:
     """Create the store's query indexes after a bulk load, and ANALYZE; the seconds it took."""
     import sqlalchemy as sa
 
-    from hitlgate.engine import _store_schema as t
+    from hitlgate.engine.ledger import _store_schema as t
 
     t0 = time.perf_counter()
     engine = sa.create_engine(url)
@@ -410,8 +410,8 @@ def _build_indexes(url: str) -> float:
 
 def _fresh_store(cluster: Any, name: str) -> str:
     """A new database with the schema, without the query indexes (a bulk load builds them afterwards)."""
-    from hitlgate.engine import _store_schema as t
-    from hitlgate.engine.store import Store
+    from hitlgate.engine.ledger import _store_schema as t
+    from hitlgate.engine.ledger.store import Store
 
     url = str(cluster.new_database(name))
     store = Store.open(url)
@@ -441,7 +441,7 @@ def _verify_in_child(url: str, key_dir: Path, full: bool) -> dict[str, Any]:
 def _verify_worker(url: str, key_dir: str, mode: str) -> None:
     from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.workflow import Engine
 
     cfg = Config(state_url=url, key_dir=Path(key_dir))
     engine = Engine(cfg, uncached(Decider.from_config(cfg)), demo=True)
@@ -462,9 +462,9 @@ def _measure_listing(url: str, key_dir: Path, opts: dict[str, Any], log: Callabl
 
     from bench._nocache import uncached
     from hitlgate.engine import Config, Decider
-    from hitlgate.engine import _store_schema as t
-    from hitlgate.engine.store import ListCursor
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.workflow import Engine
+    from hitlgate.engine.ledger import _store_schema as t
+    from hitlgate.engine.ledger.store import ListCursor
 
     cfg = Config(state_url=url, key_dir=key_dir)
     engine = Engine(cfg, uncached(Decider.from_config(cfg)), demo=True)
@@ -515,7 +515,7 @@ def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict
     """Run the store-at-size benchmark; ``mode`` is "smoke", "full" or a dict overriding :data:`FULL`."""
     import sqlalchemy as sa
 
-    from hitlgate.engine.keys import EngineKeyring
+    from hitlgate.engine.keys.keyring import EngineKeyring
     from tests._pgcluster import pg_bindir, running_cluster
 
     say = log or _log_default

@@ -11,7 +11,7 @@ Measures, on one core and in one run:
   digest; no ``jti`` consumption) with a JWKS key set and with a live keyring;
 * ``pyjwt_decode_reference``: ``jwt.decode`` with a cached ``PyJWT`` instance
   and time checks disabled, the alternative the module docstring of
-  :mod:`hitlgate.engine.warrants` compares against.
+  :mod:`hitlgate.engine.keys.warrants` compares against.
 
 Each benchmark is a function ``bench_<name>(ctx) -> Callable[[], object]``
 returning the operation to time; add one to :data:`BENCHES` (other modules
@@ -33,9 +33,9 @@ from typing import Any
 
 import jwt
 
-from hitlgate.engine.keys import EngineKeyring
-from hitlgate.engine.proposal import action_digest
-from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.engine.decide.proposal import action_digest
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
 
 ISSUER = "hitlgate"
 AUDIENCE = "hitlgate-executor"

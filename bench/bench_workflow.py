@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._nocache import uncached
 from hitlgate.engine import Config, Decider
-from hitlgate.engine.approvals import Statement, sign
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.approvals import Statement, sign
+from hitlgate.engine.approve.workflow import Engine
 
 
 def demo_key(name: str) -> Ed25519PrivateKey:

@@ -1,7 +1,7 @@
 """A Python client of ``hitlgate serve`` (httpx; sync :class:`Client` and async :class:`AsyncClient`).
 
 Failures raise the library's own exception types, so code written against
-:class:`~hitlgate.engine.workflow.Engine` handles the service the same way:
+:class:`~hitlgate.engine.approve.workflow.Engine` handles the service the same way:
 an error document ``{"error": {"code", "message", "problems"}}`` becomes the
 :class:`~hitlgate.errors.HitlgateError` subclass its status and code name
 (:func:`error_from_response`), with the same ``code``::
@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from hitlgate.engine.apikeys import ApiKeyError
-from hitlgate.engine.approvals import SignedStatement
+from hitlgate.engine.approve.approvals import SignedStatement
+from hitlgate.engine.keys.apikeys import ApiKeyError
 from hitlgate.errors import (
     ApprovalError,
     BackendUnavailable,

@@ -14,9 +14,9 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from hitlgate.cli import cli
-from hitlgate.engine._demokeys import EXAMPLE_APPROVERS, demo_approver_key
-from hitlgate.engine.inventory import encode_public_key
-from hitlgate.engine.keys import generate_approver_key, public_raw
+from hitlgate.engine.decide.inventory import encode_public_key
+from hitlgate.engine.keys._demokeys import EXAMPLE_APPROVERS, demo_approver_key
+from hitlgate.engine.keys.keyring import generate_approver_key, public_raw
 from tests.conftest import make_proposal
 
 

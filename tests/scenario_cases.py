@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hitlgate.engine._resources import bundled_scenario_dir
-from hitlgate.engine.scenarios import Scenario, load_scenarios
+from hitlgate.engine.decide.scenarios import Scenario, load_scenarios
 
 
 def scenario_params() -> list[Any]:

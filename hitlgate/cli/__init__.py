@@ -49,11 +49,11 @@ EPILOG = (
 #: (a fail-closed decision's reason, a refused warrant's error line). Without
 #: -v their log records would print the same refusal a second time.
 _REPORTED_BY_THE_CLI = (
-    "hitlgate.engine.decider",
-    "hitlgate.engine._regopy",
-    "hitlgate.engine._opa",
-    "hitlgate.engine.warrants",
-    "hitlgate.engine.guard",
+    "hitlgate.engine.decide.decider",
+    "hitlgate.engine.decide._regopy",
+    "hitlgate.engine.decide._opa",
+    "hitlgate.engine.keys.warrants",
+    "hitlgate.engine.approve.guard",
 )
 
 

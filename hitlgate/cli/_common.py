@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import click
 
-from hitlgate.engine._demokeys import uses_example_pack
 from hitlgate.engine._safeparse import parse_json, read_limited, shorten
 from hitlgate.engine.config import Config, load_config
-from hitlgate.engine.decision import Decision
+from hitlgate.engine.decide.decision import Decision
+from hitlgate.engine.keys._demokeys import uses_example_pack
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import (
     EXIT_ERROR,

@@ -190,7 +190,7 @@ def policy_test(
       5  the pack does not load or compile
       1  the opa binary is missing or could not run
     """
-    from hitlgate.engine._policytest import run_policy_test
+    from hitlgate.engine.decide._policytest import run_policy_test
 
     as_json = state.json
     config = _config_with_backend(state.config, backend, opa_url, opa_timeout_ms)

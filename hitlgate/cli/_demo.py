@@ -20,8 +20,8 @@ from hitlgate.cli._common import CliState, examples, json_option, narration_to_s
 from hitlgate.cli._decide import TIER_LABEL, describe_controls, describe_duration, describe_quorum
 from hitlgate.engine import Config, Decider, Decision
 from hitlgate.engine._resources import bundled_scenario_dir
-from hitlgate.engine.proposal import Proposal
-from hitlgate.engine.scenarios import Scenario, load_scenarios
+from hitlgate.engine.decide.proposal import Proposal
+from hitlgate.engine.decide.scenarios import Scenario, load_scenarios
 
 #: The seed's five situations, in words, with the cases of seed.yaml that
 #: play them out: (title, [(case note prefix, what differs in that case)]).

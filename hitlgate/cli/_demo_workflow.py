@@ -4,7 +4,7 @@
 in a temporary state directory that is deleted afterwards (never the user's
 state or keys); :func:`walk` takes one proposal through the whole workflow
 and says what happened. Approvals are signed with the example inventory's
-*demo* approver keys (:mod:`hitlgate.engine._demokeys`), which only an
+*demo* approver keys (:mod:`hitlgate.engine.keys._demokeys`), which only an
 engine in demo mode accepts.
 """
 
@@ -21,13 +21,13 @@ from typing import Any
 import click
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._demokeys import demo_approver_key, is_demo_key
-from hitlgate.engine.approvals import Statement, sign
-from hitlgate.engine.inventory import Approver
-from hitlgate.engine.proposal import Proposal
-from hitlgate.engine.quorum import assess
-from hitlgate.engine.store import Request
-from hitlgate.engine.workflow import AuditReport, Engine
+from hitlgate.engine.approve.approvals import Statement, sign
+from hitlgate.engine.approve.quorum import assess
+from hitlgate.engine.approve.workflow import AuditReport, Engine
+from hitlgate.engine.decide.inventory import Approver
+from hitlgate.engine.decide.proposal import Proposal
+from hitlgate.engine.keys._demokeys import demo_approver_key, is_demo_key
+from hitlgate.engine.ledger.store import Request
 from hitlgate.errors import HitlgateError, InvalidWarrant
 
 __all__ = ["DemoExecutor", "DemoTally", "demo_approver_key", "demo_engine", "pick_approvers", "walk"]
@@ -190,7 +190,7 @@ def demo_server(decider: Decider | None = None, agent: str = "soc-agent-7") -> I
         raise ServeError(f"hitlgate demo --over-http needs the server extra ({exc.name} is not installed): "
                          f"{INSTALL_HINT}", code="missing_extra") from None
     from hitlgate.cli._serve import listen
-    from hitlgate.engine.apikeys import ApiKeys
+    from hitlgate.engine.keys.apikeys import ApiKeys
 
     with demo_engine(decider) as engine:
         keys = ApiKeys(engine)

@@ -1,6 +1,6 @@
 """``hitlgate inventory``: the inventory kept in the state store's database.
 
-A thin shell over :mod:`hitlgate.engine.inventory_db`: ``import`` replaces
+A thin shell over :mod:`hitlgate.engine.decide.inventory_db`: ``import`` replaces
 the database's inventory with inventory files (YAML or JSON Lines, validated
 as the files source validates them, all or nothing), ``put`` and ``delete``
 change one record, ``show`` prints one, ``status`` reports the configured
@@ -31,7 +31,7 @@ from hitlgate.engine._safeparse import parse_json
 
 if TYPE_CHECKING:
     # SQLAlchemy is imported only when an inventory command runs.
-    from hitlgate.engine.inventory_db import ChangeResult, InventoryDB
+    from hitlgate.engine.decide.inventory_db import ChangeResult, InventoryDB
 
 #: The sections a record may be put in (kept here so --help does not import the store).
 SECTIONS = ("teams", "workloads", "partners", "identities", "approvers", "protected")
@@ -39,7 +39,7 @@ SECTIONS = ("teams", "workloads", "partners", "identities", "approvers", "protec
 
 @contextmanager
 def _open(state: CliState) -> Iterator[InventoryDB]:
-    from hitlgate.engine.inventory_db import InventoryDB
+    from hitlgate.engine.decide.inventory_db import InventoryDB
 
     db = InventoryDB.open(state.config.state_url)
     try:

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
-from hitlgate.engine._bundle import build_bundle
-from hitlgate.engine._doctor import BackendReport, diagnose
 from hitlgate.engine._files import write_file
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.decide._bundle import build_bundle
+from hitlgate.engine.decide._doctor import BackendReport, diagnose
+from hitlgate.engine.decide.policy import PolicyPack
 from hitlgate.errors import EXIT_ERROR, EXIT_POLICY_BROKEN, BackendUnavailable
 
 
@@ -136,7 +136,7 @@ def opa_install(state: CliState) -> None:
       0  the binary is in the cache (built now or before)
       1  the build failed (no Go, no network)
     """
-    from hitlgate.engine._opabin import OPA_VERSION, OpaInstallError, cached_opa_path, install, reports_version
+    from hitlgate.engine.decide._opabin import OPA_VERSION, OpaInstallError, cached_opa_path, install, reports_version
 
     built = not reports_version(cached_opa_path())
     try:

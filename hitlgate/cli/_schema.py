@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from hitlgate.cli._common import echo_json, examples, json_option
-from hitlgate.engine.schemas import SCHEMAS
+from hitlgate.engine.decide.schemas import SCHEMAS
 
 
 @click.command("schema", epilog=examples("hitlgate schema proposal", "hitlgate schema decision > decision.schema.json"))
@@ -21,7 +21,7 @@ def schema(name: str) -> None:
     The output is always JSON; --json is accepted for uniformity.
     Exit code 0, or 2 for an unknown NAME.
     """
-    from hitlgate.engine.schemas import validator
+    from hitlgate.engine.decide.schemas import validator
 
     echo_json(validator(name).schema)
 

@@ -13,8 +13,8 @@ import click
 
 from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
 from hitlgate.cli._workflow import open_engine
-from hitlgate.engine.apikeys import ROLES, ApiKeys
 from hitlgate.engine.config import Config
+from hitlgate.engine.keys.apikeys import ROLES, ApiKeys
 from hitlgate.errors import EXIT_ERROR, ConfigError, HitlgateError
 
 
@@ -61,7 +61,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
     try:
         import uvicorn
 
-        from hitlgate.engine.workflow import Engine
+        from hitlgate.engine.approve.workflow import Engine
         from hitlgate.service.app import create_app
     except ModuleNotFoundError as exc:
         if exc.name is not None and exc.name.split(".")[0] == "hitlgate":
@@ -146,7 +146,7 @@ def openapi_document(config: Config) -> str:
     import tempfile
     from pathlib import Path
 
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.workflow import Engine
     from hitlgate.service.app import create_app
 
     with tempfile.TemporaryDirectory(prefix="hitlgate-openapi-") as tmp:

@@ -26,7 +26,7 @@ def _regopy_version() -> str:
 
 def _opa_version() -> tuple[str, str | None]:
     """``(version or "not found", binary path)`` of the OPA binary ``policy test`` would use."""
-    from hitlgate.engine._policytest import find_opa
+    from hitlgate.engine.decide._policytest import find_opa
 
     opa = find_opa()
     if opa is None:
@@ -44,7 +44,7 @@ def _opa_version() -> tuple[str, str | None]:
 
 
 def _policy_revision(state: CliState) -> dict[str, Any]:
-    from hitlgate.engine.policy import PolicyPack
+    from hitlgate.engine.decide.policy import PolicyPack
 
     try:
         config = state.config

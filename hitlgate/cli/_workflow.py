@@ -1,4 +1,4 @@
-"""CLI commands of the approval workflow: a thin shell over :mod:`hitlgate.engine.workflow`.
+"""CLI commands of the approval workflow: a thin shell over :mod:`hitlgate.engine.approve.workflow`.
 
 ``propose``, ``requests``, ``show``, ``approve``, ``reject``, ``wait``,
 ``warrant``, ``verify``, ``revoke``, ``expire``, ``keys …`` and ``audit …``.
@@ -33,15 +33,15 @@ from hitlgate.cli._common import (
     read_json_arg,
     read_text_arg,
 )
-from hitlgate.engine import lifecycle
 from hitlgate.engine._files import write_file
 from hitlgate.engine._safeparse import LimitedLines
 from hitlgate.engine._time import format_time, utcnow
-from hitlgate.engine.anchor import load_external_anchor
-from hitlgate.engine.approvals import SignedStatement, Statement, sign
-from hitlgate.engine.audit import read_export, verify_chain
-from hitlgate.engine.keys import EngineKeyring, generate_approver_key, load_approver_key
-from hitlgate.engine.proposal import Proposal
+from hitlgate.engine.approve import lifecycle
+from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.decide.proposal import Proposal
+from hitlgate.engine.keys.keyring import EngineKeyring, generate_approver_key, load_approver_key
+from hitlgate.engine.ledger.anchor import load_external_anchor
+from hitlgate.engine.ledger.audit import read_export, verify_chain
 from hitlgate.errors import (
     EXIT_OK,
     EXIT_PENDING,
@@ -56,8 +56,8 @@ from hitlgate.errors import (
 if TYPE_CHECKING:
     # The store and workflow pull in SQLAlchemy; import them only when a
     # workflow command runs, so `hitlgate decide` starts fast.
-    from hitlgate.engine.store import Request
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.workflow import Engine
+    from hitlgate.engine.ledger.store import Request
 
 #: Exit codes of ``hitlgate wait``.
 WAIT_GRANTED, WAIT_CLOSED, WAIT_TIMEOUT = EXIT_OK, EXIT_REFUSED, EXIT_PENDING
@@ -96,7 +96,7 @@ def describe_warrant(w: dict[str, Any]) -> str:
 @contextmanager
 def open_engine(state: CliState) -> Iterator[Engine]:
     """An engine on the configured store, keys and policy; closed afterwards."""
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.workflow import Engine
 
     engine = Engine.from_config(state.config)
     try:
@@ -232,7 +232,7 @@ def propose(state: CliState, proposal_file: str) -> None:
 
 @click.command(epilog=examples("hitlgate requests --status pending", "hitlgate --json requests --limit 10"))
 @click.option("--status", type=click.Choice(lifecycle.STATES), help="Only requests in this state.")
-# 100000 is hitlgate.engine.store.MAX_LIST_LIMIT, spelled out: importing the store here would load SQLAlchemy
+# 100000 is hitlgate.engine.ledger.store.MAX_LIST_LIMIT, spelled out: importing the store here would load SQLAlchemy
 # at every start-up.
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--cursor", help="Continue after this request: TIME~ID of the last one listed (see the hint).")
@@ -246,7 +246,7 @@ def requests(state: CliState, status: str | None, limit: int, cursor: str | None
     naming the --cursor that lists the next one (with --json: the last
     request's created_at~id). Exit code 0, or 2 for a malformed --cursor.
     """
-    from hitlgate.engine.store import ListCursor
+    from hitlgate.engine.ledger.store import ListCursor
 
     before = ListCursor.decode(cursor) if cursor is not None else None
     with open_engine(state) as engine:

@@ -6,30 +6,30 @@ Everything a caller needs to decide proposals lives here; engine internals
 
 from typing import TYPE_CHECKING, Any
 
-from hitlgate.engine.backends import PolicyBackend
 from hitlgate.engine.config import BackendConfig, Config, load_config
-from hitlgate.engine.decider import Decider, backend_from_config
-from hitlgate.engine.decision import TIER_RANK, TIERS, Decision, Quorum, QuorumSlot
-from hitlgate.engine.inventory import Approver, Inventory, load_inventory
-from hitlgate.engine.policy import PolicyPack
-from hitlgate.engine.proposal import Proposal, action_digest, canonical_json
+from hitlgate.engine.decide.backends import PolicyBackend
+from hitlgate.engine.decide.decider import Decider, backend_from_config
+from hitlgate.engine.decide.decision import TIER_RANK, TIERS, Decision, Quorum, QuorumSlot
+from hitlgate.engine.decide.inventory import Approver, Inventory, load_inventory
+from hitlgate.engine.decide.policy import PolicyPack
+from hitlgate.engine.decide.proposal import Proposal, action_digest, canonical_json
 
 if TYPE_CHECKING:
-    from hitlgate.engine.guard import Grant, Guard
-    from hitlgate.engine.quorum import QuorumProgress
-    from hitlgate.engine.store import Request, Store
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.guard import Grant, Guard
+    from hitlgate.engine.approve.quorum import QuorumProgress
+    from hitlgate.engine.approve.workflow import Engine
+    from hitlgate.engine.ledger.store import Request, Store
 
 # The workflow half (SQLAlchemy, the store, the guard) is imported on first
 # use, so `hitlgate decide` and agents that only ask for decisions do not pay
 # for it at start-up.
 _LAZY = {
-    "Engine": "hitlgate.engine.workflow",
-    "Grant": "hitlgate.engine.guard",
-    "Guard": "hitlgate.engine.guard",
-    "QuorumProgress": "hitlgate.engine.quorum",
-    "Request": "hitlgate.engine.store",
-    "Store": "hitlgate.engine.store",
+    "Engine": "hitlgate.engine.approve.workflow",
+    "Grant": "hitlgate.engine.approve.guard",
+    "Guard": "hitlgate.engine.approve.guard",
+    "QuorumProgress": "hitlgate.engine.approve.quorum",
+    "Request": "hitlgate.engine.ledger.store",
+    "Store": "hitlgate.engine.ledger.store",
 }
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hitlgate.engine import schemas
-from hitlgate.engine._decision_cache import DEFAULT_SIZE as DEFAULT_DECISION_CACHE
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir, bundled_scenario_dir
 from hitlgate.engine._safeparse import load_yaml, read_limited
+from hitlgate.engine.decide import schemas
+from hitlgate.engine.decide._decision_cache import DEFAULT_SIZE as DEFAULT_DECISION_CACHE
 from hitlgate.engine.limits import CONFIG_MAX_BYTES, DEFAULT_LIMITS, Limits
 from hitlgate.errors import ConfigError, ValidationError
 
@@ -28,7 +28,7 @@ DEFAULT_CONFIG_NAME = "hitlgate.yaml"
 #: Warrants live minutes, not hours: a stolen warrant is useless soon.
 DEFAULT_WARRANT_TTL = 300
 DEFAULT_OPA_TIMEOUT_MS = 500
-#: The audit anchor's file name in the key directory (see :mod:`hitlgate.engine.anchor`).
+#: The audit anchor's file name in the key directory (see :mod:`hitlgate.engine.ledger.anchor`).
 ANCHOR_FILE = "audit-anchor.jsonl"
 
 

@@ -1,4 +1,4 @@
-"""The HTTP API of ``hitlgate serve``: FastAPI over one :class:`~hitlgate.engine.workflow.Engine` per process.
+"""The HTTP API of ``hitlgate serve``: FastAPI over one :class:`~hitlgate.engine.approve.workflow.Engine` per process.
 
 Endpoints (all ``/v1`` ones need an API key; see :mod:`hitlgate.service.auth`):
 
@@ -47,17 +47,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitlgate import __version__
-from hitlgate.engine import lifecycle
 from hitlgate.engine._safeparse import parse_json
 from hitlgate.engine._time import format_time, parse_time
-from hitlgate.engine.apikeys import ApiKeyError, ApiKeys, Principal
-from hitlgate.engine.approvals import SignedStatement
+from hitlgate.engine.approve import lifecycle
+from hitlgate.engine.approve.approvals import SignedStatement
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config
-from hitlgate.engine.decision import Decision
-from hitlgate.engine.proposal import Proposal
-from hitlgate.engine.store import ListCursor, ListFilters
-from hitlgate.engine.store import Request as StoredRequest
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.decide.decision import Decision
+from hitlgate.engine.decide.proposal import Proposal
+from hitlgate.engine.keys.apikeys import ApiKeyError, ApiKeys, Principal
+from hitlgate.engine.ledger.store import ListCursor, ListFilters
+from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import HitlgateError, InputError, InvalidWarrant, NotFoundError, StorageError
 from hitlgate.service import auth
 from hitlgate.service.errors import (

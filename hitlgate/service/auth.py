@@ -43,8 +43,8 @@ from __future__ import annotations
 import threading
 import time
 
-from hitlgate.engine.apikeys import ApiKeyError, ApiKeys, Principal
-from hitlgate.engine.store import Request
+from hitlgate.engine.keys.apikeys import ApiKeyError, ApiKeys, Principal
+from hitlgate.engine.ledger.store import Request
 from hitlgate.errors import NotFoundError
 from hitlgate.service.errors import Forbidden, RateLimited
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hitlgate.engine.apikeys import ApiKeyError
+from hitlgate.engine.keys.apikeys import ApiKeyError
 from hitlgate.errors import (
     EXIT_ERROR,
     EXIT_REFUSED,

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from hitlgate.engine import schemas
+from hitlgate.engine.decide import schemas
 
 _REF = "#/components/schemas/"
 

@@ -24,9 +24,9 @@ from bench.gen_inventory import (
     write_jsonl_shards,
 )
 from hitlgate.engine import Config, Decider, load_inventory
-from hitlgate.engine._demokeys import is_demo_key
-from hitlgate.engine.inventory import decode_public_key
-from hitlgate.engine.proposal import Proposal
+from hitlgate.engine.decide.inventory import decode_public_key
+from hitlgate.engine.decide.proposal import Proposal
+from hitlgate.engine.keys._demokeys import is_demo_key
 
 
 def test_yaml_loads_through_the_engine_and_equals_the_in_memory_document(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine._addrspace import SNMALLOC_RESERVATION, needed_address_space
+from hitlgate.engine.decide._addrspace import SNMALLOC_RESERVATION, needed_address_space
 
 LIMIT_KIB = 6_000_000
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import pytest
 
 from hitlgate.engine import load_inventory
 from hitlgate.engine.config import Config
-from hitlgate.engine.scenarios import load_scenarios
+from hitlgate.engine.decide.scenarios import load_scenarios
 from hitlgate.errors import ConfigError, ValidationError
 from tests.conftest import make_proposal
 from tests.core._hostile import decision_of, project, run

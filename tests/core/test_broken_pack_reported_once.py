@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hitlgate.cli import cli
-from hitlgate.engine._rego_errors import RegoCompileError
-from hitlgate.engine._regopy import compile_pack
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.decide._rego_errors import RegoCompileError
+from hitlgate.engine.decide._regopy import compile_pack
+from hitlgate.engine.decide.policy import PolicyPack
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine._policytest import find_opa
+from hitlgate.engine.decide._policytest import find_opa
 from hitlgate.errors import EXIT_USAGE
 from tests.cli_project import Project, make_project
 from tests.conftest import make_proposal
@@ -119,7 +119,7 @@ def _failing_scenario(p: Project) -> list[str]:
 
 
 def _opa_cache(p: Project) -> dict[str, str | None]:
-    from hitlgate.engine._opabin import OPA_VERSION
+    from hitlgate.engine.decide._opabin import OPA_VERSION
 
     opa = find_opa()
     if opa is None:

@@ -16,8 +16,8 @@ import pytest
 
 from hitlgate.engine import Config, Decider, Decision
 from hitlgate.engine._resources import bundled_policy_dir
-from hitlgate.engine.decision import check_risk_factors
-from hitlgate.engine.schemas import builtin_risk_factors
+from hitlgate.engine.decide.decision import check_risk_factors
+from hitlgate.engine.decide.schemas import builtin_risk_factors
 from hitlgate.errors import ConfigError, PolicyError
 from tests.conftest import make_proposal
 

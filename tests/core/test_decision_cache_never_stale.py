@@ -1,7 +1,7 @@
 """Fault: the exact decision cache answers with an output the policy would not give now.
 
 The embedded backend reuses the output of an input it evaluated before
-(:mod:`hitlgate.engine._decision_cache`). It may only do so when the
+(:mod:`hitlgate.engine.decide._decision_cache`). It may only do so when the
 output cannot differ: same modules, same inventory, same whole input, and
 a policy whose result depends on nothing else. Each test here changes one
 of these and checks the cache is not consulted or misses.
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._decision_cache import DecisionCache
-from hitlgate.engine._regopy import RegopyBackend
 from hitlgate.engine._resources import bundled_data_dir
+from hitlgate.engine.decide._decision_cache import DecisionCache
+from hitlgate.engine.decide._regopy import RegopyBackend
 from tests.conftest import make_proposal
 
 TARGET = "dev-analytics-key"

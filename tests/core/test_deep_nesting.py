@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hitlgate.engine import Proposal, load_inventory
-from hitlgate.engine.scenarios import load_scenarios
+from hitlgate.engine.decide.scenarios import load_scenarios
 from hitlgate.errors import ValidationError
 from tests.conftest import make_proposal
 from tests.core._hostile import decision_of, project, run

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._regopy import RegopyBackend
+from hitlgate.engine.decide._regopy import RegopyBackend
 from hitlgate.errors import BackendUnavailable
 from tests.conftest import make_proposal
 

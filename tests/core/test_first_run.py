@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.cli import cli
 from hitlgate.engine import Config
-from hitlgate.engine._demokeys import EXAMPLE_APPROVERS, demo_approver_key
-from hitlgate.engine.inventory import encode_public_key
-from hitlgate.engine.keys import public_raw
+from hitlgate.engine.decide.inventory import encode_public_key
+from hitlgate.engine.keys._demokeys import EXAMPLE_APPROVERS, demo_approver_key
+from hitlgate.engine.keys.keyring import public_raw
 from tests.conftest import make_proposal
 
 

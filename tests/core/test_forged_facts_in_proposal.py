@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from hitlgate.cli import cli
 from hitlgate.engine import Decider
-from hitlgate.engine._regopy import RegopyBackend
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
+from hitlgate.engine.decide._regopy import RegopyBackend
 from hitlgate.errors import ValidationError
 from tests.conftest import make_proposal
 

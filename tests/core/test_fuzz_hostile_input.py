@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from hitlgate.engine import load_inventory
 from hitlgate.engine.config import Config
-from hitlgate.engine.scenarios import load_scenarios
+from hitlgate.engine.decide.scenarios import load_scenarios
 from hitlgate.errors import HitlgateError
 from tests.conftest import make_proposal
 from tests.core._hostile import EXIT_CODES, project, run

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hitlgate.cli import cli
 from hitlgate.engine._safeparse import load_yaml, parse_json
 from hitlgate.engine.config import Config
-from hitlgate.engine.proposal import Proposal
+from hitlgate.engine.decide.proposal import Proposal
 from hitlgate.errors import ConfigError, ValidationError
 from tests.conftest import make_proposal
 

@@ -71,7 +71,7 @@ def test_starter_unit_tests_and_scenarios_pass(project: Path) -> None:
 def test_request_with_a_custom_factor_is_stored_and_read_back(project: Path) -> None:
     # A stored decision is read back by shape only: its factors were checked
     # against the declaration when it was made.
-    from hitlgate.engine.workflow import Engine
+    from hitlgate.engine.approve.workflow import Engine
 
     config = Config.from_file(project / "hitlgate.yaml")
     engine = Engine(config)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from hitlgate.engine import Decider, PolicyPack
-from hitlgate.engine._regopy import RegopyBackend
+from hitlgate.engine.decide._regopy import RegopyBackend
 from tests.conftest import make_proposal
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from hitlgate.engine import Decider
-from hitlgate.engine._regopy import RegopyBackend
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
-from hitlgate.engine.inventory import load_inventory
+from hitlgate.engine.decide._regopy import RegopyBackend
+from hitlgate.engine.decide.inventory import load_inventory
 from hitlgate.engine.limits import Limits
 from hitlgate.errors import ValidationError
 from tests.conftest import make_proposal

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine.inventory import load_inventory
-from hitlgate.engine.schemas import validate
+from hitlgate.engine.decide.inventory import load_inventory
+from hitlgate.engine.decide.schemas import validate
 from hitlgate.errors import ValidationError
 from tests.conftest import make_proposal
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine.facts import FactIndex
-from hitlgate.engine.inventory import load_inventory
+from hitlgate.engine.decide.facts import FactIndex
+from hitlgate.engine.decide.inventory import load_inventory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "data"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine import Proposal, load_inventory
-from hitlgate.engine.approvals import SignedStatement
+from hitlgate.engine.approve.approvals import SignedStatement
 from hitlgate.engine.config import Config
-from hitlgate.engine.scenarios import load_scenarios
+from hitlgate.engine.decide.scenarios import load_scenarios
 from hitlgate.errors import ConfigError, ValidationError
 from tests.conftest import make_proposal
 from tests.core._hostile import decision_of, project, run

@@ -1,7 +1,7 @@
 """Fault: the embedded engine hands the policy a different input than the caller built.
 
 The embedded backend builds rego-cpp's input itself, one C call per node
-(``hitlgate.engine._regopy.evaluate_input``), rather than through regopy's
+(``hitlgate.engine.decide._regopy.evaluate_input``), rather than through regopy's
 ``Input``. These tests hold that path to the document it was given: every
 JSON type, non-ASCII and empty strings, empty containers and the int64
 bounds. An integer beyond 64 bits fails closed: regopy's ``Input`` silently
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine._regopy import _Compiled
-from hitlgate.engine.policy import PolicyModules
+from hitlgate.engine.decide._regopy import _Compiled
+from hitlgate.engine.decide.policy import PolicyModules
 from hitlgate.errors import BackendUnavailable
 
 ECHO = """package hitlgate

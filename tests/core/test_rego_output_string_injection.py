@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import regopy
 
-from hitlgate.engine._regopy import evaluate_input
+from hitlgate.engine.decide._regopy import evaluate_input
 from hitlgate.errors import BackendUnavailable
 
 MODULE = """package hitlgate

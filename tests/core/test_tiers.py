@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from hitlgate.engine import Decider
-from hitlgate.engine.scenarios import Scenario, check
+from hitlgate.engine.decide.scenarios import Scenario, check
 from tests.conftest import make_proposal
 from tests.scenario_cases import all_scenarios, scenario_params
 
@@ -74,7 +74,7 @@ def test_revision_names_the_pack(example_decider: Decider) -> None:
 def test_every_catalogue_action_is_known_to_the_policy(example_decider: Decider) -> None:
     # The schema's enum is the action catalogue; the pack must have an
     # applicability rule for each, or that action would be denied by accident.
-    from hitlgate.engine.schemas import action_types
+    from hitlgate.engine.decide.schemas import action_types
 
     for action in action_types():
         d = example_decider.decide(make_proposal(action, "staging-admin-sa"))

@@ -1,7 +1,7 @@
 """Fault: the engine leaves a section of the target's facts out of the input while a rule reads it.
 
 The engine passes only the inventory sections the pack's modules can read
-(:func:`hitlgate.engine._regoscan.inventory_sections_read`): the bundled
+(:func:`hitlgate.engine.decide._regoscan.inventory_sections_read`): the bundled
 pack never reads ``approvers``, so they are left out and each decision's
 input is a third smaller. Leaving out a section a rule *does* read would
 change decisions silently, so every way a module can reach a section -
@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._regopy import RegopyBackend
-from hitlgate.engine._regoscan import inventory_sections_read, nondeterministic_calls
+from hitlgate.engine.decide._regopy import RegopyBackend
+from hitlgate.engine.decide._regoscan import inventory_sections_read, nondeterministic_calls
 from tests.conftest import make_proposal
 
 #: An auto-allowed target of the example inventory; its owner team-data has approvers.

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approvals import Statement
-from hitlgate.engine.keys import EngineKeyring, b64url_encode
-from hitlgate.engine.proposal import action_digest
-from hitlgate.engine.warrants import WARRANT_TYP, IssuedWarrant, WarrantIssuer, WarrantVerifier
+from hitlgate.engine.approve.approvals import Statement
+from hitlgate.engine.decide.proposal import action_digest
+from hitlgate.engine.keys.keyring import EngineKeyring, b64url_encode
+from hitlgate.engine.keys.warrants import WARRANT_TYP, IssuedWarrant, WarrantIssuer, WarrantVerifier
 
 NOW = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
 ISSUER = "hitlgate"

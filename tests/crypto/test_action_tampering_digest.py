@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine.keys import EngineKeyring
-from hitlgate.engine.proposal import action_digest
-from hitlgate.engine.warrants import IssuedWarrant, WarrantVerifier
+from hitlgate.engine.decide.proposal import action_digest
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.keys.warrants import IssuedWarrant, WarrantVerifier
 from hitlgate.errors import InvalidWarrant
 
 from .conftest import ACTION, DIGEST, NOW, genuine_claims, sign_token

@@ -11,8 +11,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.keys import EngineKeyring, b64url_decode, b64url_encode, jwk_thumbprint, public_jwk, public_raw
-from hitlgate.engine.warrants import WARRANT_TYP, IssuedWarrant, WarrantVerifier
+from hitlgate.engine.keys.keyring import (
+    EngineKeyring,
+    b64url_decode,
+    b64url_encode,
+    jwk_thumbprint,
+    public_jwk,
+    public_raw,
+)
+from hitlgate.engine.keys.warrants import WARRANT_TYP, IssuedWarrant, WarrantVerifier
 from hitlgate.errors import InvalidWarrant
 
 from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, b64json, genuine_claims, sign_token

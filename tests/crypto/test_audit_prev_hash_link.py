@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from hitlgate.engine.audit import GENESIS_HASH, AuditEvent, next_event, verify_chain
+from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, next_event, verify_chain
 from hitlgate.errors import AuditChainError
 
 from .conftest import NOW

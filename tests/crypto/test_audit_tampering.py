@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hitlgate.engine.audit import (
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.ledger.audit import (
     GENESIS_HASH,
     AuditEvent,
     Checkpoint,
@@ -22,7 +23,6 @@ from hitlgate.engine.audit import (
     sign_checkpoint,
     verify_chain,
 )
-from hitlgate.engine.keys import EngineKeyring
 from hitlgate.errors import AuditChainError, ValidationError
 
 from .conftest import NOW

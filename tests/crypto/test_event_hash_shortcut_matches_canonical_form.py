@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hitlgate.engine.audit import GENESIS_HASH, KINDS, AuditEvent, compute_hash
+from hitlgate.engine.ledger.audit import GENESIS_HASH, KINDS, AuditEvent, compute_hash
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=8)

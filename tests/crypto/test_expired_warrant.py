@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from hitlgate.engine.keys import EngineKeyring
-from hitlgate.engine.warrants import IssuedWarrant, WarrantIssuer, WarrantVerifier
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.keys.warrants import IssuedWarrant, WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ConfigError, InputError, InvalidWarrant
 
 from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, genuine_claims, sign_token

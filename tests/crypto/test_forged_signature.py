@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approvals import SignedStatement, sign
-from hitlgate.engine.keys import b64url_decode, b64url_encode
-from hitlgate.engine.warrants import IssuedWarrant, WarrantVerifier
+from hitlgate.engine.approve.approvals import SignedStatement, sign
+from hitlgate.engine.keys.keyring import b64url_decode, b64url_encode
+from hitlgate.engine.keys.warrants import IssuedWarrant, WarrantVerifier
 from hitlgate.errors import ApprovalError, InvalidWarrant, ValidationError
 
 from .conftest import DIGEST, NOW, b64json, make_statement
@@ -109,7 +109,7 @@ def test_reencoded_payload_with_same_claims_is_refused(verifier: WarrantVerifier
 def test_signature_swapped_from_another_warrant_is_refused(
     verifier: WarrantVerifier, warrant: IssuedWarrant, issuer: object
 ) -> None:
-    from hitlgate.engine.warrants import WarrantIssuer
+    from hitlgate.engine.keys.warrants import WarrantIssuer
 
     assert isinstance(issuer, WarrantIssuer)
     other = issuer.issue(

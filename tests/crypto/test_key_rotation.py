@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hitlgate.engine.keys import (
+from hitlgate.engine.keys.keyring import (
     STATE_FILE,
     EngineKeyring,
     b64url_decode,
@@ -26,7 +26,7 @@ from hitlgate.engine.keys import (
     public_jwk,
     public_raw,
 )
-from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ConfigError, InputError, InvalidWarrant, StorageError
 
 from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, REVISION
@@ -258,7 +258,7 @@ def test_load_approver_key_refusals(tmp_path: Path, caplog: pytest.LogCaptureFix
     loose = tmp_path / "loose.pem"
     generate_approver_key(loose)
     os.chmod(loose, 0o644)
-    with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys"):
+    with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys.keyring"):
         load_approver_key(loose)
     assert "accessible by group or others" in caplog.text
 
@@ -274,7 +274,7 @@ def test_private_approver_key_loads_without_a_warning_and_through_a_symlink(
     generate_approver_key(real)
     link = tmp_path / "alice.pem"
     link.symlink_to(real)
-    with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys"):
+    with caplog.at_level(logging.WARNING, logger="hitlgate.engine.keys.keyring"):
         key = load_approver_key(link)
     assert isinstance(key, Ed25519PrivateKey)
     assert caplog.records == []

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine import keys as keys_mod
-from hitlgate.engine.keys import STATE_FILE, EngineKeyring
+from hitlgate.engine.keys import keyring as keys_mod
+from hitlgate.engine.keys.keyring import STATE_FILE, EngineKeyring
 from hitlgate.errors import ConfigError, HitlgateError, StorageError
 
 

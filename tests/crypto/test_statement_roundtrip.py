@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approvals import SignedStatement, Statement, sign
-from hitlgate.engine.inventory import decode_public_key
-from hitlgate.engine.keys import generate_approver_key, load_approver_key
+from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.decide.inventory import decode_public_key
+from hitlgate.engine.keys.keyring import generate_approver_key, load_approver_key
 from hitlgate.errors import ValidationError
 
 from .conftest import DIGEST, NOW, make_statement

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.keys import EngineKeyring, b64url_encode, jwk_thumbprint
-from hitlgate.engine.warrants import WARRANT_TYP, WarrantIssuer, WarrantVerifier
+from hitlgate.engine.keys.keyring import EngineKeyring, b64url_encode, jwk_thumbprint
+from hitlgate.engine.keys.warrants import WARRANT_TYP, WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ConfigError, InvalidWarrant
 
 from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, REVISION, b64json, genuine_claims, sign_token

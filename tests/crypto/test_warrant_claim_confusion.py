@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine.keys import EngineKeyring
-from hitlgate.engine.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ApprovalError, InvalidWarrant
 
 from .conftest import APPROVALS, AUDIENCE, DIGEST, ISSUER, NOW, REVISION, genuine_claims, sign_token

@@ -9,7 +9,7 @@ collection below; a module-level ``pytestmark`` in a conftest applies to
 nothing), so ``pytest -m opa`` selects exactly the OPA suite.
 
 Servers listen on a free loopback port and serve a bundle file built from
-a pack with :func:`hitlgate.engine._bundle.write_bundle`. A server started
+a pack with :func:`hitlgate.engine.decide._bundle.write_bundle`. A server started
 with ``watch=True`` reloads the bundle when the file is replaced, which is
 how the generated-inventory tests swap packs without restarting OPA.
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from hitlgate.engine._bundle import write_bundle
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.decide._bundle import write_bundle
+from hitlgate.engine.decide.policy import PolicyPack
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_OPA = REPO / "scripts" / "install-opa"

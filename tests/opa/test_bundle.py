@@ -13,8 +13,8 @@ import requests
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine._bundle import build_bundle, write_bundle
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.decide._bundle import build_bundle, write_bundle
+from hitlgate.engine.decide.policy import PolicyPack
 from tests.opa.conftest import OpaServer
 
 

@@ -38,13 +38,13 @@ from hypothesis import strategies as st
 
 from hitlgate.cli import cli
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._bundle import write_bundle
-from hitlgate.engine._opa import OpaBackend
-from hitlgate.engine._regopy import RegopyBackend
 from hitlgate.engine._resources import bundled_scenario_dir
-from hitlgate.engine.policy import PolicyPack
-from hitlgate.engine.scenarios import Scenario, check, load_scenarios
-from hitlgate.engine.schemas import action_types
+from hitlgate.engine.decide._bundle import write_bundle
+from hitlgate.engine.decide._opa import OpaBackend
+from hitlgate.engine.decide._regopy import RegopyBackend
+from hitlgate.engine.decide.policy import PolicyPack
+from hitlgate.engine.decide.scenarios import Scenario, check, load_scenarios
+from hitlgate.engine.decide.schemas import action_types
 from tests.opa.conftest import OpaServer
 
 ACTIONS = action_types()

@@ -23,9 +23,9 @@ import pytest
 
 from bench.gen_inventory import ACTIONS, REQUESTER_KINDS, Spec, generate, proposals, write_inventory
 from hitlgate.engine import TIERS, BackendConfig, Config, Decider
-from hitlgate.engine._bundle import write_bundle
 from hitlgate.engine._resources import bundled_policy_dir
-from hitlgate.engine.policy import PolicyModules
+from hitlgate.engine.decide._bundle import write_bundle
+from hitlgate.engine.decide.policy import PolicyModules
 from tests.opa.conftest import OpaServer
 
 SIZE = 10_000

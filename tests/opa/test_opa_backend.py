@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from hitlgate.cli import cli
 from hitlgate.engine import BackendConfig, Config, Decider
-from hitlgate.engine._opa import OpaBackend
-from hitlgate.engine._regopy import RegopyBackend
-from hitlgate.engine.backends import PolicyBackend
-from hitlgate.engine.decider import backend_from_config
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.decide._opa import OpaBackend
+from hitlgate.engine.decide._regopy import RegopyBackend
+from hitlgate.engine.decide.backends import PolicyBackend
+from hitlgate.engine.decide.decider import backend_from_config
+from hitlgate.engine.decide.policy import PolicyPack
 from hitlgate.errors import ConfigError
 from tests.conftest import make_proposal
 from tests.opa.conftest import OpaServer

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine import Decider, Decision
-from hitlgate.engine._opa import OpaBackend
-from hitlgate.engine.policy import PolicyPack
+from hitlgate.engine.decide._opa import OpaBackend
+from hitlgate.engine.decide.policy import PolicyPack
 from tests.conftest import make_proposal
 from tests.opa.conftest import OpaServer
 
@@ -42,7 +42,7 @@ def _assert_denied(decision: Decision, *words: str) -> None:
 
 
 def _operator_lines(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(r.getMessage() for r in caplog.records if r.name == "hitlgate.engine._opa")
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "hitlgate.engine.decide._opa")
 
 
 def test_opa_killed_mid_request_denies_then_recovers(
@@ -177,7 +177,7 @@ def test_operator_log_is_not_flooded_during_an_outage(
     )
     for _ in range(5):
         _assert_denied(decider.decide(PROPOSAL), "unreachable")
-    backend_lines = [r for r in caplog.records if r.name == "hitlgate.engine._opa"]
-    decider_lines = [r for r in caplog.records if r.name == "hitlgate.engine.decider"]
+    backend_lines = [r for r in caplog.records if r.name == "hitlgate.engine.decide._opa"]
+    decider_lines = [r for r in caplog.records if r.name == "hitlgate.engine.decide.decider"]
     assert len(backend_lines) == 1
     assert len(decider_lines) == 5

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine._opabin import OPA_VERSION, OpaInstallError, cached_opa_path, install
+from hitlgate.engine.decide._opabin import OPA_VERSION, OpaInstallError, cached_opa_path, install
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine._resources import starter_policy_dir
-from hitlgate.engine.policy import PolicyPack, policy_files
+from hitlgate.engine.decide.policy import PolicyPack, policy_files
 
 # Built-ins that regopy 1.5.2 lacks or evaluates differently from OPA 1.22.3
 # (each difference was reproduced against both engines).

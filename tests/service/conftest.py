@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine.approvals import SignedStatement, Statement, sign
-from hitlgate.engine.keys import load_approver_key
+from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.keys.keyring import load_approver_key
 from tests.cli_project import Project, make_project
 from tests.service._server import running_server
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from hitlgate.engine.audit import AuditEvent
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.ledger.audit import AuditEvent
 from tests.service.conftest import Service, create_key, proposal_doc
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from hitlgate.engine.apikeys import ApiKeys
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config, ServerConfig
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.service.app import create_app
 from tests.service.conftest import Service, proposal_doc
 

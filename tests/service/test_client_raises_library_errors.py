@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from hitlgate.client import AsyncClient
-from hitlgate.engine.apikeys import ApiKeyError
+from hitlgate.engine.keys.apikeys import ApiKeyError
 from hitlgate.errors import ApprovalError, NotFoundError, PendingApproval
 from hitlgate.service.errors import Forbidden
 from tests.service.conftest import Service, proposal_doc

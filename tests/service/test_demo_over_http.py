@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from hitlgate.cli import cli
 from hitlgate.cli._demo import seed_cases
 from hitlgate.cli._demo_workflow import DemoExecutor, DemoTally, demo_server, walk_http
-from hitlgate.engine.apikeys import ApiKeys
+from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.errors import InvalidWarrant
 
 

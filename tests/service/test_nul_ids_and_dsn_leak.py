@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from hitlgate.engine.apikeys import ApiKeys
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.service.app import create_app
 from tests.service.conftest import proposal_doc
 from tests.workflow.conftest import db_url, pg_cluster  # noqa: F401 - SQLite and the session's PostgreSQL.

@@ -12,11 +12,11 @@ from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.cli import cli
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.approvals import SignedStatement, Statement, sign
-from hitlgate.engine.audit import next_event
-from hitlgate.engine.store import Request
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger.audit import next_event
+from hitlgate.engine.ledger.store import Request
 
 T0 = datetime(2025, 6, 2, 9, 0, 0, tzinfo=UTC)
 

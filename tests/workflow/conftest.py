@@ -22,7 +22,7 @@ import pytest
 
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from tests._pgcluster import PgCluster, PgStartError, pg_bindir, running_cluster
 from tests._require import missing
 from tests.workflow._helpers import FakeClock
@@ -123,7 +123,7 @@ from tests.opa.conftest import bundle_file, bundled_pack, opa_bin, opa_server  #
 @pytest.fixture(scope="session")
 def opa_decider(request: pytest.FixtureRequest) -> Iterator[Decider]:
     """A decider on the real OPA server serving the bundled pack."""
-    from hitlgate.engine._opa import OpaBackend
+    from hitlgate.engine.decide._opa import OpaBackend
 
     server = request.getfixturevalue("opa_server")
     pack = request.getfixturevalue("bundled_pack")

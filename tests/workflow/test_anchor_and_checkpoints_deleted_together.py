@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import AuditChainError, StorageError
 from tests.workflow._helpers import proposal, rewrite_chain
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import AuditChainError, InputError, StorageError
 from tests.workflow._helpers import granted_warrant, proposal
 from tests.workflow._helpers import run_cli as _run

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import StorageError
 from tests.workflow._helpers import proposal
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import StorageError
 from tests.workflow._helpers import proposal, signed, vote, write_vote_row
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import AuditChainError
 from tests.workflow._helpers import granted_warrant, proposal, rewrite_chain
 

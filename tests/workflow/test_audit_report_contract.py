@@ -6,7 +6,7 @@ a renamed key or a dropped clause would silence it without failing anything.
 
 from __future__ import annotations
 
-from hitlgate.engine.workflow import AuditReport
+from hitlgate.engine.approve.workflow import AuditReport
 
 HEAD = "sha256:" + "cd" * 32
 

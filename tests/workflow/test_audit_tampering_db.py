@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.anchor import ANCHOR_FILE, AuditAnchor
-from hitlgate.engine.audit import Checkpoint, next_event, sign_checkpoint, verify_chain
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config
-from hitlgate.engine.keys import EngineKeyring
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger.anchor import ANCHOR_FILE, AuditAnchor
+from hitlgate.engine.ledger.audit import Checkpoint, next_event, sign_checkpoint, verify_chain
 from hitlgate.errors import AuditChainError, StorageError
 from tests.workflow._helpers import proposal, rewrite_chain
 from tests.workflow._helpers import run_cli as _run
@@ -225,7 +225,7 @@ def test_auditor_anchor_copy_catches_what_local_copies_lost(busy: Engine, tmp_pa
     """Database checkpoints and the engine's anchor both gone: the auditor's copy still catches the rewrite."""
     copy = tmp_path / "auditor-anchor.jsonl"
     copy.write_bytes(busy.anchor.path.read_bytes())
-    from hitlgate.engine.anchor import load_external_anchor
+    from hitlgate.engine.ledger.anchor import load_external_anchor
 
     _delete_checkpoints(busy)
     busy.anchor.path.unlink()
@@ -333,7 +333,7 @@ def test_cli_audit_verify_with_anchor_and_offline_jwks(tmp_path: Path) -> None:
     prev = None
     forged_lines = []
     for doc in events:
-        from hitlgate.engine.audit import AuditEvent
+        from hitlgate.engine.ledger.audit import AuditEvent
 
         ev = AuditEvent.from_dict({k: v for k, v in doc.items() if k != "record"})
         prev = next_event(prev, kind=ev.kind, request_id=ev.request_id, payload=ev.payload, at=ev.at)

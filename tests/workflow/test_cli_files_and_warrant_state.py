@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from hitlgate.cli import cli
 from hitlgate.engine import Config
 from hitlgate.engine._files import write_file
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import InputError
 from tests.cli_project import Project, make_project
 from tests.workflow._helpers import proposal

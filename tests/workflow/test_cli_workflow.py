@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.cli import cli
 from hitlgate.engine._resources import bundled_policy_dir
-from hitlgate.engine.inventory import encode_public_key
-from hitlgate.engine.keys import public_raw
+from hitlgate.engine.decide.inventory import encode_public_key
+from hitlgate.engine.keys.keyring import public_raw
 from tests.workflow._helpers import demo_key, proposal
 
 

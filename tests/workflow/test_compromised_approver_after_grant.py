@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.inventory import encode_public_key
-from hitlgate.engine.keys import public_raw
+from hitlgate.engine.decide.inventory import encode_public_key
+from hitlgate.engine.keys.keyring import public_raw
 from hitlgate.errors import InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal
 

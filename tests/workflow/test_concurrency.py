@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from hitlgate.engine import Config
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import ApprovalError, InvalidWarrant
 from tests.workflow._helpers import proposal, signed
 

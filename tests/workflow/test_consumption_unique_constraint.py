@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from hitlgate.engine import Config
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal
 

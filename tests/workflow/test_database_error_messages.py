@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from hitlgate.engine.store import _db_message
+from hitlgate.engine.ledger.store import _db_message
 
 
 def _real_error(url: str, sql: str = "SELECT 1") -> OperationalError:

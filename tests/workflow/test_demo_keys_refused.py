@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approvals import Statement, sign
-from hitlgate.engine.inventory import encode_public_key
-from hitlgate.engine.keys import public_raw
+from hitlgate.engine.approve.approvals import Statement, sign
+from hitlgate.engine.decide.inventory import encode_public_key
+from hitlgate.engine.keys.keyring import public_raw
 from hitlgate.errors import ApprovalError
 from tests.workflow._helpers import demo_key, proposal, signed
 

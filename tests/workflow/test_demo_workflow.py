@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hitlgate.cli._demo import seed_cases
 from hitlgate.cli._demo_workflow import demo_approver_key, run_workflow_demo
-from hitlgate.engine.inventory import encode_public_key
-from hitlgate.engine.keys import public_raw
+from hitlgate.engine.decide.inventory import encode_public_key
+from hitlgate.engine.keys.keyring import public_raw
 
 
 def test_demo_runs_end_to_end_without_touching_home(tmp_path, monkeypatch, bundled_decider):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from tests.workflow._helpers import proposal
 
 

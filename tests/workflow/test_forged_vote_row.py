@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import AuditChainError, StorageError
 from tests.workflow._helpers import T0, proposal, signed, vote
 

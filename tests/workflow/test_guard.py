@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hitlgate.engine import Config
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal
 
@@ -103,7 +103,7 @@ def test_outcome_cannot_be_recorded_for_an_unconsumed_warrant(engine):
     # An executor that skips the guard must not be able to write
     # "executed" into the lifecycle and the audit chain afterwards: an
     # outcome belongs to a warrant the guard consumed.
-    from hitlgate.engine.guard import Grant
+    from hitlgate.engine.approve.guard import Grant
     from hitlgate.errors import IllegalTransition
 
     doc = proposal("suspend_service_account", "svc-ci-runner")

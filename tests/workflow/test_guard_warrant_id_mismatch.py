@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import InvalidWarrant, StorageError
 from tests.workflow._helpers import granted_warrant, proposal, vote
 

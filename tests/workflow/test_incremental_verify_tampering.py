@@ -4,7 +4,7 @@ An incremental verify starts at the last anchored checkpoint a previous
 verify reached (the mark, kept next to the anchor outside the database). It
 re-checks that the stored event there still has the signed hash, then walks
 forward. What it catches and what only ``--full`` catches is stated in
-:meth:`hitlgate.engine.workflow.Engine.verify_audit`; each case is tested
+:meth:`hitlgate.engine.approve.workflow.Engine.verify_audit`; each case is tested
 here both ways. Real crypto, real SQLite and PostgreSQL.
 """
 
@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy import event as sa_event
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.audit import AuditEvent, verify_chain
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger.audit import AuditEvent, verify_chain
 from hitlgate.errors import AuditChainError
 from tests.workflow._helpers import proposal, rewrite_chain
 

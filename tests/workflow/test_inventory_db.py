@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from hitlgate.engine._resources import bundled_data_dir
-from hitlgate.engine._store_schema import INVENTORY_GENESIS
-from hitlgate.engine.inventory_db import DatabaseFacts, InventoryDB, chain, record_text
+from hitlgate.engine.decide.inventory_db import DatabaseFacts, InventoryDB, chain, record_text
+from hitlgate.engine.ledger._store_schema import INVENTORY_GENESIS
 from hitlgate.errors import BackendUnavailable, NotFoundError, PolicyError, StorageError, ValidationError
 
 CAROL_KEY = "ed25519:eWl-vHaqhaH-HrBEbUfM7VlRAAv4eWtJg1dA2nsVEo8"

@@ -16,9 +16,9 @@ import pytest
 
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_data_dir
-from hitlgate.engine.decision import Decision
-from hitlgate.engine.inventory_db import InventoryDB
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.decide.decision import Decision
+from hitlgate.engine.decide.inventory_db import InventoryDB
 from hitlgate.errors import ApprovalError
 from tests.workflow._helpers import FakeClock, proposal, signed
 

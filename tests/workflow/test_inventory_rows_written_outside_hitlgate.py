@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from hitlgate.engine._resources import bundled_data_dir
-from hitlgate.engine.inventory_db import DatabaseFacts, InventoryDB
+from hitlgate.engine.decide.inventory_db import DatabaseFacts, InventoryDB
 from hitlgate.errors import InputError, PolicyError
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from hitlgate.engine.keys import RECHECK_SECONDS, STATE_FILE, EngineKeyring
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.keys.keyring import RECHECK_SECONDS, STATE_FILE, EngineKeyring
 from hitlgate.errors import InputError, StorageError
 from tests.workflow._helpers import proposal
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hitlgate.engine.workflow import OUTCOME_GRACE
+from hitlgate.engine.approve.workflow import OUTCOME_GRACE
 from tests.workflow._helpers import granted_warrant, proposal, signed, vote
 
 LAPSED = "the grant lapsed without its warrant being used"

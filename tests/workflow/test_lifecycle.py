@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from hitlgate.engine import lifecycle as lc
+from hitlgate.engine.approve import lifecycle as lc
 from hitlgate.errors import IllegalTransition
 from tests.workflow._helpers import granted_warrant, proposal
 

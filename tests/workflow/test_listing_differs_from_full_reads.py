@@ -18,8 +18,8 @@ import json
 from typing import Any
 
 from hitlgate.cli._workflow import warrant_state
-from hitlgate.engine.store import ListCursor, Request
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger.store import ListCursor, Request
 from tests.workflow._helpers import FakeClock, proposal, vote
 from tests.workflow.conftest import EngineFactory
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import lifecycle
-from hitlgate.engine._store_schema import LATEST_VERSION
-from hitlgate.engine.store import ListCursor, Store
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve import lifecycle
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger._store_schema import LATEST_VERSION
+from hitlgate.engine.ledger.store import ListCursor, Store
 from hitlgate.errors import InputError
 from tests.workflow._helpers import FakeClock, proposal
 from tests.workflow.conftest import EngineFactory

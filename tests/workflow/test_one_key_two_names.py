@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hitlgate.engine.inventory import load_inventory
+from hitlgate.engine.decide.inventory import load_inventory
 from hitlgate.errors import ValidationError
 from tests.workflow._helpers import demo_key, proposal, signed
 

@@ -17,8 +17,8 @@ from datetime import timedelta
 
 import pytest
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.workflow import OUTCOME_GRACE, Engine
+from hitlgate.engine.approve.workflow import OUTCOME_GRACE, Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import ApprovalError, AuditChainError, InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal, signed
 

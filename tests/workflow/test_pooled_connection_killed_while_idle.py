@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine import store as store_module
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import store as store_module
 from hitlgate.errors import StorageError
 from tests._pgcluster import PgCluster
 from tests.workflow._helpers import proposal

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.decision import Quorum, QuorumSlot
-from hitlgate.engine.inventory import Approver
-from hitlgate.engine.quorum import assess, require_eligible, require_met
+from hitlgate.engine.approve.quorum import assess, require_eligible, require_met
+from hitlgate.engine.decide.decision import Quorum, QuorumSlot
+from hitlgate.engine.decide.inventory import Approver
 from hitlgate.errors import ApprovalError
 
 KEY = Ed25519PrivateKey.generate().public_key()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from tests.workflow._helpers import proposal
 
 

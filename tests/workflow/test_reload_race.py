@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from hitlgate.engine import Decider
-from hitlgate.engine._regopy import RegopyBackend
+from hitlgate.engine.decide._regopy import RegopyBackend
 from tests.workflow._helpers import proposal
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")

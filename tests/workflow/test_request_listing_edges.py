@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from hitlgate.engine.store import MAX_LIST_LIMIT, ListCursor
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger.store import MAX_LIST_LIMIT, ListCursor
 from hitlgate.errors import InputError
 from tests.workflow._helpers import proposal, signed
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from hitlgate.engine.store import ListFilters
+from hitlgate.engine.ledger.store import ListFilters
 from hitlgate.errors import InputError
 from tests.workflow._helpers import proposal
 from tests.workflow.conftest import EngineFactory

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approvals import Statement, sign
+from hitlgate.engine.approve.approvals import Statement, sign
 from hitlgate.errors import ApprovalError, InputError
 from tests.workflow._helpers import demo_key, granted_warrant, proposal, signed
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import ApprovalError, IllegalTransition, InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal, signed
 

@@ -12,8 +12,8 @@ PostgreSQL, real keys; the attacker uses raw SQL.
 from __future__ import annotations
 
 from hitlgate.cli._workflow import format_request
-from hitlgate.engine.approvals import SignedStatement
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.approvals import SignedStatement
+from hitlgate.engine.approve.workflow import Engine
 from tests.workflow._helpers import proposal, vote, write_vote_row
 
 

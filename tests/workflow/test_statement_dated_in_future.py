@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from hitlgate.engine.workflow import MAX_CLOCK_SKEW
+from hitlgate.engine.approve.workflow import MAX_CLOCK_SKEW
 from hitlgate.errors import ApprovalError
 from tests.workflow._helpers import proposal, signed
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from hitlgate.engine.approvals import Statement, sign
+from hitlgate.engine.approve.approvals import Statement, sign
 from hitlgate.errors import ApprovalError
 from tests.workflow._helpers import demo_key, proposal
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.store import Store
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger.store import Store
 from hitlgate.errors import InputError, StorageError
 from tests.workflow._helpers import proposal
 

@@ -12,8 +12,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.proposal import action_digest
+from hitlgate.engine.decide.proposal import action_digest
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import InvalidWarrant, StorageError
 from tests.workflow._helpers import granted_warrant, proposal, vote
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import AuditChainError, InvalidWarrant
 from tests.workflow import test_cli_workflow as _cli
 from tests.workflow._helpers import granted_warrant, proposal

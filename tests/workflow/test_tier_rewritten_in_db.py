@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import ApprovalError
 from tests.workflow._helpers import T0, proposal, vote
 

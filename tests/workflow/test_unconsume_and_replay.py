@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hitlgate.engine import _store_schema as t
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import AuditChainError, InvalidWarrant, StorageError
 from tests.workflow._helpers import granted_warrant, proposal
 from tests.workflow._helpers import run_cli as _run

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hitlgate.engine.anchor import AuditAnchor
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger.anchor import AuditAnchor
 from hitlgate.errors import StorageError
 from tests.workflow._helpers import proposal
 

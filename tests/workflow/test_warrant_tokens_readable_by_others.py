@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine.store import Store
+from hitlgate.engine.ledger.store import Store
 
 
 def _mode(path: Path) -> int:

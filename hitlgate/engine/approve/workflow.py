@@ -1,0 +1,1390 @@
+"""The approval workflow: the public facade over decisions, votes, warrants and audit.
+
+:class:`Engine` turns a proposal into a stored request, collects signed
+approvals and rejections, issues the one warrant of a granted request, and
+records every step in the audit chain in the same transaction as the state
+change it describes. The request lifecycle is in
+:mod:`hitlgate.engine.approve.lifecycle`; quorum matching in
+:mod:`hitlgate.engine.approve.quorum`; the executor side in :mod:`hitlgate.engine.approve.guard`.
+
+A vote is accepted only if (in this order): the approver is registered in
+the trusted inventory; the signature verifies against that registered key;
+the statement is not dated in the future; the request exists and is still
+pending and inside its approval window; the statement's action digest
+equals the stored request's, and the stored action still hashes to that
+digest; the approver is not the requester; the approver has not voted on
+this request before (a later vote never replaces an earlier one); and the
+approver could fill a place in the quorum. One eligible rejection ends the
+request.
+
+The tables are not trusted over the audit chain and the policy. Stored
+approvals are re-verified (signature against today's registered key,
+request id, action digest, verdict) every time they are counted, so a vote
+row written straight into the database never grants anything. A warrant is
+signed only for the tier the policy gives *now* for the stored proposal,
+with approvals counted against that decision's quorum, and never for a
+request whose audit chain already shows a warrant. ``audit verify`` holds
+the tables against the chain (:mod:`hitlgate.engine.approve._reconcile`).
+
+Every method takes the time from the injectable ``clock`` (or an explicit
+``now=``), so tests can move time without sleeping.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from hitlgate.engine._time import Clock, require_utc, utcnow
+from hitlgate.engine.approve import lifecycle
+from hitlgate.engine.approve._reconcile import Reconciler
+from hitlgate.engine.approve.approvals import SignedStatement
+from hitlgate.engine.approve.quorum import QuorumProgress, assess, can_fill, require_eligible
+from hitlgate.engine.config import Config
+from hitlgate.engine.decide.decider import Decider
+from hitlgate.engine.decide.decision import Decision, Quorum
+from hitlgate.engine.decide.facts import FactSource, shared_file_facts
+from hitlgate.engine.decide.inventory import Approver
+from hitlgate.engine.decide.proposal import Proposal, action_digest, canonical_json
+from hitlgate.engine.keys._demokeys import is_demo_key, require_not_demo_key
+from hitlgate.engine.keys.keyring import STATE_FILE as KEYRING_STATE_FILE
+from hitlgate.engine.keys.keyring import AnchorNote, EngineKeyring
+from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.engine.ledger.anchor import AuditAnchor
+from hitlgate.engine.ledger.audit import AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
+from hitlgate.engine.ledger.store import ListCursor, ListFilters, Request, Store, Transaction, Vote, WarrantRecord
+from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
+from hitlgate.errors import (
+    ApprovalError,
+    AuditChainError,
+    HitlgateError,
+    IllegalTransition,
+    InputError,
+    PendingApproval,
+    StorageError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from hitlgate.engine.approve.guard import Guard
+
+log = logging.getLogger(__name__)
+
+#: Requests whose rows ``audit verify`` reads in one batch of indexed lookups.
+RECONCILE_BATCH = 500
+
+#: Sign a checkpoint of the audit chain head every this many events.
+DEFAULT_CHECKPOINT_EVERY = 50
+
+#: A statement dated further than this in the future is refused: it was
+#: signed on a wrong clock, or prepared in advance to be used later.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+#: A consumed warrant with no recorded outcome this long after its expiry
+#: means the executor died mid-action; the request becomes execution_unknown.
+OUTCOME_GRACE = timedelta(minutes=10)
+
+#: The audit kind of a guard refusal (the payload also says ``subject: warrant``).
+REFUSAL_KIND = "warrant_refused"
+
+#: The audit kind of an operator starting a new audit anchor after the old one was lost.
+ANCHOR_REINIT_KIND = "anchor_reinitialized"
+
+#: The audit kind of an operator starting a new engine keyring after the old one was lost.
+KEYRING_REPLACED_KIND = "keyring_replaced"
+
+#: Who may revoke a request that names no quorum (auto_allow).
+REVOKER_ROLE = "security"
+
+#: The name under which a write transaction remembers that :meth:`Engine.require_anchored_head` passed.
+_ANCHORED_HEAD = "anchored_head"
+
+#: Why a pending request expires.
+WINDOW_CLOSED = "the approval window closed before the quorum was met"
+
+
+class ApproverRegistry:
+    """The registered approvers, read from the configured inventory and reloaded when it changes.
+
+    The inventory is the one the policy backend decides with (one load per
+    process, see :func:`hitlgate.engine.decide.facts.shared_file_facts`), or the
+    fact source given.
+    """
+
+    def __init__(
+        self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS, facts: FactSource | None = None
+    ) -> None:
+        self._facts = facts if facts is not None else shared_file_facts(data_paths, limits=limits)
+
+    def _current(self) -> dict[str, Approver]:
+        return self._facts.current().approvers
+
+    def all(self) -> dict[str, Approver]:
+        """Every registered approver by name."""
+        return dict(self._current())
+
+    def get(self, name: str) -> Approver:
+        """The registered approver ``name``; raises :class:`ApprovalError` if there is none."""
+        approver = self._current().get(name)
+        if approver is None:
+            raise ApprovalError(f"{name!r} is not a registered approver; register their public key in the inventory")
+        return approver
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What ``audit verify`` checked."""
+
+    events: int
+    checkpoints: int
+    head_seq: int
+    head_hash: str
+    #: Distinct checkpoints (by seq and hash) found in anchors outside the database.
+    anchored: int = 0
+    #: The engine's anchor file (None when it was not consulted).
+    anchor: str | None = None
+    #: Sequence numbers of ``anchor_reinitialized`` events (an operator started a new anchor).
+    anchor_reinits: tuple[int, ...] = ()
+    #: Checkpoints signed by engine keys declared lost (``keys reinit``); verify them with the old JWKS.
+    unverifiable_checkpoints: int = 0
+    #: 0 for a walk from genesis; else the verified checkpoint an incremental verify continued from.
+    start_seq: int = 0
+    #: Requests whose table rows were held against the chain.
+    requests_checked: int = 0
+
+    def describe(self) -> str:
+        """One line for people."""
+        where = f" ({self.anchor})" if self.anchor else ""
+        reinit = ""
+        if self.anchor_reinits:
+            seqs = ", ".join(f"#{s}" for s in self.anchor_reinits)
+            reinit = f"; the anchor was re-initialised at {seqs}, checkpoints before that are not anchored here"
+        if self.unverifiable_checkpoints:
+            reinit += (f"; {self.unverifiable_checkpoints} checkpoint(s) signed by lost engine keys are not "
+                       "verifiable with the local keys (use --jwks with the old keys)")
+        since = (f" (incremental: events after #{self.start_seq}, verified before; tables of "
+                 f"{self.requests_checked} request(s) with events since; --full walks from genesis)"
+                 if self.start_seq else "")
+        return (
+            f"audit chain OK: {self.events} events{since}, {self.checkpoints} signed checkpoint(s), "
+            f"{self.anchored} anchored outside the database{where}, head #{self.head_seq} {self.head_hash}{reinit}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "ok": True,
+            "events": self.events,
+            "checkpoints": self.checkpoints,
+            "anchored": self.anchored,
+            "anchor": self.anchor,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "anchor_reinits": list(self.anchor_reinits),
+            "unverifiable_checkpoints": self.unverifiable_checkpoints,
+            "start_seq": self.start_seq,
+            "requests_checked": self.requests_checked,
+        }
+
+
+def _controls(decision: Decision) -> list[dict[str, str]]:
+    return [{"framework": str(c.get("framework", "")), "id": str(c.get("id", ""))} for c in decision.controls]
+
+
+def _new_request_id() -> str:
+    return "req-" + secrets.token_hex(12)
+
+
+
+def same_person(approver: str, requester: str) -> bool:
+    """Whether an approver name and a requester id name the same person.
+
+    Compared case-insensitively: ``requester.id`` is free text in the
+    proposal, so "Alice" proposing must not let "alice" approve.
+    """
+    return approver.strip().casefold() == requester.strip().casefold()
+
+class Engine:
+    """The approval workflow on one store, one engine keyring and one decider."""
+
+    def __init__(
+        self,
+        config: Config,
+        decider: Decider | None = None,
+        *,
+        store: Store | None = None,
+        keyring: EngineKeyring | None = None,
+        clock: Clock = utcnow,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        anchor: AuditAnchor | None = None,
+        demo: bool = False,
+    ) -> None:
+        """Open the workflow; the store, keyring and audit anchor are created from ``config`` unless given.
+
+        ``demo=True`` is demo mode (``hitlgate demo`` only): votes signed with
+        the example inventory's demo keys count. Otherwise they are refused
+        (code ``demo_key``), because anyone can derive those keys.
+        """
+        if checkpoint_every < 1:
+            raise InputError("checkpoint_every must be at least 1")
+        self.config = config
+        self.demo = demo
+        self.clock = clock
+        self.checkpoint_every = checkpoint_every
+        self.decider = decider if decider is not None else Decider.from_config(config)
+        self.store = store if store is not None else Store.open(config.state_url)
+        # Retired engine keys stay trusted for at least one warrant lifetime,
+        # so a rotation never strands a warrant issued just before it.
+        # Loaded on first use (read-only commands never touch the keys), and
+        # never silently re-created under a database signed by older keys.
+        self.keyring = keyring if keyring is not None else EngineKeyring(
+            config.key_dir,
+            retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds),
+            before_create=self._refuse_new_keyring,
+        )
+        self._keyring_matched = False
+        self._replacing_keyring = False
+        self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
+        self.approvers = ApproverRegistry(
+            config.data_paths, limits=config.limits, facts=getattr(self.decider.backend, "facts", None)
+        )
+        self.issuer = WarrantIssuer(
+            self.keyring, issuer=config.issuer, audience=config.audience, ttl_seconds=config.warrant_ttl_seconds
+        )
+        self.verifier = WarrantVerifier(self.keyring, issuer=config.issuer, audience=config.audience)
+
+    @classmethod
+    def from_config(cls, config: Config, *, clock: Clock = utcnow) -> Engine:
+        """An engine with the decider, store and keys the configuration names."""
+        return cls(config, clock=clock)
+
+    def close(self) -> None:
+        """Release the store and the policy backend."""
+        self.store.close()
+        self.decider.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def now(self, now: datetime | None = None) -> datetime:
+        """``now`` if given, else the engine clock; always aware UTC."""
+        return require_utc(now if now is not None else self.clock(), "now")
+
+    # -- audit helpers ----------------------------------------------------
+
+    def _append(
+        self,
+        tx: Transaction,
+        kind: str,
+        request: Request | None,
+        payload: Mapping[str, Any],
+        now: datetime,
+        *,
+        request_id: str | None = None,
+        reinit: bool = False,
+        anchored: bool = False,
+    ) -> AuditEvent:
+        """Append an audit event in ``tx``, with the request's digest and controls.
+
+        Refuses (``anchor_missing``) while the audit anchor is missing but the
+        database holds checkpoints, unless ``reinit`` (the operator's
+        explicit :meth:`reinit_anchor`). With ``anchored`` the event gets a
+        signed checkpoint of its own, appended to the anchor file once ``tx``
+        commits (warrant issue and consumption: see :meth:`require_anchored_head`).
+        """
+        if not reinit:
+            self._require_anchor(tx)
+            # Never build on a chain the anchor shows truncated or rewritten:
+            # a new event at a deleted seq would paper over the truncation.
+            self.require_anchored_head(tx)
+        body: dict[str, Any] = {}
+        if request is not None:
+            body["action_digest"] = request.action_digest
+            body["controls"] = _controls(request.decision)
+            body["status"] = request.status
+        body.update(payload)
+        rid = request.id if request is not None else request_id
+        ev = tx.append(kind, request_id=rid, payload=body, at=now)
+        if anchored or ev.seq % self.checkpoint_every == 0:
+            self._require_known_keyring(tx)
+            # Issue/consume checkpoints skip the keyring note (two more fsyncs
+            # per flow); periodic and on-demand ones, and the first line of a
+            # new anchor, record it.
+            note = not anchored or ev.seq % self.checkpoint_every == 0
+            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit, note=note)
+        return ev
+
+    def append(self, tx: Transaction, kind: str, payload: Mapping[str, Any], now: datetime) -> AuditEvent:
+        """Append an audit event that concerns no request (an API key created or revoked) in ``tx``.
+
+        The same checks and checkpointing as every other event; the caller's
+        state change and this event commit together.
+        """
+        return self._append(tx, kind, None, payload, now)
+
+    def _keyring_lost(self, key_dir: Path, kids: Sequence[str], what: str) -> StorageError:
+        return StorageError(
+            f"the engine key directory {key_dir} {what}, but the database {self.store.url_for_people} holds "
+            # signing_kids() names at most one key, so the separator is never
+            # seen: the join is not mutated.
+            f"checkpoints or warrants signed by engine key(s) {', '.join(sorted(kids))}: "  # pragma: no mutate
+            "the keys were deleted "
+            "or another key directory is configured. Refusing to sign with a new key, which would make every "
+            f"later `audit verify` fail as if the audit log were forged. Restore {key_dir} from a backup "
+            "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it. If the keys "
+            "are lost for good, start a new keyring on purpose with `hitlgate keys reinit --reason TEXT` "
+            "(recorded in the audit chain)",
+            code="keyring_missing",
+        )
+
+    def _refuse_new_keyring(self, key_dir: Path) -> None:
+        """Refuse a first engine key while the database holds signatures by earlier ones (keyring hook)."""
+        if self._replacing_keyring:
+            return
+        with self.store.read() as tx:
+            kids = tx.signing_kids()
+        if kids:
+            raise self._keyring_lost(key_dir, kids, "holds no keyring")
+
+    def replace_lost_keyring(self, reason: str, *, now: datetime | None = None) -> str:
+        """Start a new engine keyring after the old one was lost for good; return the new kid.
+
+        The operator's explicit, audited act (``hitlgate keys reinit``):
+        refused while the key directory holds a keyring. Appends a
+        ``keyring_replaced`` event naming the reason and the lost key ids,
+        and signs a checkpoint of it with the new key (starting a new audit
+        anchor too if the old one was lost with the keys). From then on,
+        ``audit verify`` with the local keys reports checkpoints signed by the
+        lost keys as not verifiable here; an auditor with a JWKS of the old
+        keys verifies them with ``audit verify --jwks``.
+        """
+        text = reason.strip() if isinstance(reason, str) else ""
+        if not text or len(text) > 2000:
+            raise InputError("a reason (1 to 2000 characters) is required to replace a lost keyring (--reason TEXT)")
+        if (self.keyring.key_dir / KEYRING_STATE_FILE).exists():
+            raise InputError(
+                f"the engine key directory {self.keyring.key_dir} holds a keyring; nothing to replace "
+                "(`hitlgate keys rotate` makes a new key and keeps the old ones)",
+                code="keyring_present",
+            )
+        at = self.now(now)
+        with self.store.read() as tx:
+            lost = tx.signing_kids()
+        self._replacing_keyring = True
+        try:
+            self.keyring.refresh()
+        finally:
+            self._replacing_keyring = False
+        kid = self.keyring.current_kid
+        anchor_lost = not self.anchor.exists()
+        with self.store.write() as tx:
+            ev = self._append(
+                tx,
+                KEYRING_REPLACED_KIND,
+                None,
+                {"reason": text, "key_dir": str(self.keyring.key_dir), "lost_kids": sorted(lost), "kid": kid,
+                 "anchor_reinitialized": anchor_lost},
+                at,
+                reinit=anchor_lost,
+            )
+            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, at), reinit=anchor_lost)
+        self._keyring_matched = True
+        return kid
+
+    @staticmethod
+    def _lost_checkpoints(tx: Transaction, rare: Sequence[AuditEvent],
+                          keys: Mapping[str, Any]) -> set[tuple[int, str]]:
+        """Checkpoints signed by keys a verified ``keyring_replaced`` event declared lost (by seq and kid).
+
+        An event counts only when a checkpoint at its own seq is signed by
+        the new key it names, which this keyring holds: so someone with
+        database access cannot declare the current keys lost to skip their
+        checkpoints. Keys this keyring still knows are never skipped.
+        """
+        lost: set[tuple[int, str]] = set()
+        for e in rare:
+            if e.kind != KEYRING_REPLACED_KIND:
+                continue
+            new_kid = e.payload.get("kid")
+            if new_kid not in keys or tx.checkpoint_kid_at(e.seq) != new_kid:
+                continue
+            lost.update((e.seq, str(k)) for k in e.payload.get("lost_kids", []) if k not in keys)
+        return lost
+
+    def _require_known_keyring(self, tx: Transaction) -> None:
+        """Before the first signature: the keyring must know the keys the database was signed with.
+
+        A keyring created some other way after the old one was lost (say by
+        ``hitlgate keys jwks``) is caught here. Checked once per engine.
+        """
+        if self._keyring_matched:
+            return
+        known = {r.kid for r in self.keyring.records()}
+        unknown = [k for k in tx.signing_kids() if k not in known]
+        if unknown:
+            raise self._keyring_lost(self.keyring.key_dir, unknown, "holds a keyring without those keys")
+        self._keyring_matched = True
+
+    def _anchor_missing_message(self, checkpoints: int | None = None, noted: AnchorNote | None = None) -> str:
+        if not (self.keyring.key_dir / KEYRING_STATE_FILE).exists():
+            # The anchor went with the whole key directory: replacing the
+            # lost keyring starts a new anchor too.
+            return (
+                f"the audit anchor {self.anchor.path} is missing and the engine key directory "
+                f"{self.keyring.key_dir} holds no keyring: both were deleted or another directory is configured. "
+                "Restore them from a backup; if they are lost for good, run `hitlgate keys reinit --reason TEXT` "
+                "(recorded in the audit chain; it starts a new anchor too)"
+            )
+        held = "signed checkpoints" if checkpoints is None else f"{checkpoints} signed checkpoint(s)"
+        if noted is not None and not checkpoints:
+            held = (f"no checkpoint, while the keyring records that the anchor {noted.path} held a checkpoint "
+                    f"at seq {noted.seq} (checkpoints were deleted from the database too)")
+        return (
+            f"the audit anchor {self.anchor.path} is missing, but the database holds {held}: it was "
+            "deleted or moved, and without it a rewrite of the database cannot be ruled out. Restore it "
+            "from a backup (or verify with `--anchor` copies kept elsewhere); if it is lost for good, start "
+            "a new one with `hitlgate audit anchor --reinit --reason TEXT`, which is recorded in the audit chain"
+        )
+
+    def _require_anchor(self, tx: Transaction) -> None:
+        """Stop writes while the anchor is missing after the first checkpoint (one ``lstat`` when it exists).
+
+        Silently re-creating it at the next checkpoint would make ``audit
+        verify`` say OK again while the checkpoints it held are gone.
+        """
+        if not self.anchor.exists() and (tx.has_checkpoints() or self.keyring.anchor_note() is not None):
+            raise StorageError(
+                self._anchor_missing_message() + "; until then the engine refuses to write", code="anchor_missing"
+            )
+
+    def require_anchored_head(self, tx: Transaction) -> None:
+        """Refuse when the database chain is behind the audit anchor (O(1): no scan of either).
+
+        Warrant issue and consumption are anchored the moment they happen
+        (a checkpoint of their own event goes to the anchor file before
+        success is reported), so someone with database access who deletes
+        the chain's tail and resets ``audit_head`` to hide a consumption
+        leaves the database *behind* the anchor. This reads only the
+        anchor's last complete line and makes one primary-key lookup: the
+        event at that seq must be stored with that hash (the head is then at
+        or past it, seq being the key). Raises :class:`AuditChainError`,
+        code ``chain_truncated`` (the event is gone) or ``chain_rewritten``
+        (it has another hash). A missing anchor is left to :meth:`_require_anchor`.
+
+        In a write transaction (the store's write lock is held, so no commit
+        can land after ``tx``'s view) the anchor may be read here; a read
+        transaction must read it *before* its first query and pass it as
+        ``last``, or a checkpoint another process anchored after the
+        snapshot would look like a truncation.
+
+        Made once per write transaction: under its lock the chain can only
+        grow by this transaction's own events, which no anchor line names
+        yet (they are anchored after the commit), so a second look would
+        read the same line and find the same event.
+        """
+        if _ANCHORED_HEAD in tx.checked:
+            return
+        self.check_anchored_head(tx, self.anchor.last())
+        # Equivalent mutants (not remembering, or remembering in a read
+        # transaction, which makes one check): the check is only repeated.
+        if tx.writable:  # pragma: no mutate
+            tx.checked.add(_ANCHORED_HEAD)  # pragma: no mutate
+
+    def check_anchored_head(self, tx: Transaction, last: Checkpoint | None) -> None:
+        """:meth:`require_anchored_head` with the anchor's last line ``last`` read beforehand."""
+        if last is None:
+            return
+        held = tx.event_hash(last.seq)
+        if held is None:
+            head = tx.head()
+            raise AuditChainError(
+                f"the audit anchor {self.anchor.path} holds a signed checkpoint at seq {last.seq}, but the "
+                f"database chain ends at seq {0 if head is None else head.seq}: events were deleted from the "
+                "end of the chain (truncated); refusing until the database is restored",
+                code="chain_truncated",
+            )
+        if held != last.head_hash:
+            raise AuditChainError(
+                f"event seq {last.seq} in the database differs from the signed checkpoint at seq {last.seq} in "
+                f"the audit anchor {self.anchor.path}: the chain was rewritten; refusing until the database is "
+                "restored",
+                code="chain_rewritten",
+            )
+
+    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint, *, reinit: bool = False, note: bool = True) -> None:
+        """Store a checkpoint in ``tx`` and append it to the audit anchor once ``tx`` commits.
+
+        The anchor is opened before the commit, so an unusable anchor rolls
+        the whole change back (:class:`StorageError`); it is written only
+        after the commit, so it never holds a checkpoint of an event that was
+        rolled back. A write that still fails then raises after the commit:
+        the change and the stored checkpoint stand, the next anchored
+        checkpoint covers them. With ``note`` (and always for the first line
+        of a new anchor) the keyring records the anchor and this seq, so a
+        deleted anchor is reported even after every checkpoint row is deleted.
+        """
+        if not reinit:
+            self._require_anchor(tx)
+        tx.insert_checkpoint(cp)
+        self.anchor.ensure_writable()
+
+        def anchor_it() -> None:
+            try:
+                created = not self.anchor.exists()
+                self.anchor.append([cp])
+                if note or created:
+                    self.keyring.note_anchor(self.anchor.path, cp.seq)
+            except StorageError as exc:
+                raise StorageError(
+                    f"{exc}. The change and the checkpoint at seq {cp.seq} were committed to the database, "
+                    "but the checkpoint is not anchored outside it: fix the anchor, then run "
+                    "`hitlgate audit checkpoint`",
+                    code=exc.code,
+                ) from exc
+
+        tx.after_commit(anchor_it)
+
+    def record_refusal(self, reason: str, *, request_id: str | None, detail: Mapping[str, Any], now: datetime) -> None:
+        """Write a refusal audit event in its own transaction; a logging failure never hides the refusal."""
+        try:
+            with self.store.write() as tx:
+                request: Request | None = None
+                if request_id is not None:
+                    try:
+                        request = tx.get_request(request_id, votes=False)
+                    except InputError:
+                        request = None
+                self._append(
+                    tx,
+                    REFUSAL_KIND,
+                    request,
+                    {"subject": "warrant", "reason": reason, **detail},
+                    now,
+                    request_id=None if request is not None else request_id,
+                )
+        except HitlgateError:
+            # The refusal stands whether or not it could be logged; the
+            # caller raises InvalidWarrant either way.
+            log.exception("could not record a warrant refusal in the audit log")
+
+    # -- proposals --------------------------------------------------------
+
+    def propose(self, proposal: Proposal | Mapping[str, Any], *, now: datetime | None = None) -> Request:
+        """Validate, decide and store a proposal; return the stored request.
+
+        auto_allow requests are granted at once and their warrant is issued
+        in the same transaction; deny requests are stored as ``denied``.
+        Raises :class:`~hitlgate.errors.ValidationError` for a bad proposal.
+        """
+        return self.propose_once(proposal, now=now)[0]
+
+    def propose_once(
+        self,
+        proposal: Proposal | Mapping[str, Any],
+        *,
+        idempotency: tuple[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Request, bool]:
+        """:meth:`propose` at most once per ``idempotency`` (principal, key); return the request and whether it replays.
+
+        A retry with the same principal and key returns the request the first
+        attempt stored (``True``), from any process on the same store; the
+        same key with a different proposal raises :class:`InputError`
+        (``idempotency_conflict``). The key is recorded in the transaction that
+        stores the request, and that transaction holds the store's write lock,
+        so two concurrent first attempts store one request.
+        """
+        p = proposal if isinstance(proposal, Proposal) else Proposal.from_dict(proposal)
+        proposal_hash = "sha256:" + hashlib.sha256(canonical_json(p.to_dict())).hexdigest()
+        if idempotency is not None:
+            with self.store.read() as rtx:
+                seen = rtx.idempotent_request(*idempotency)
+                if seen is not None:
+                    return self._replayed(rtx, seen, proposal_hash), True
+        decision = self.decider.decide_validated(p)
+        at = self.now(now)
+        status = lifecycle.initial_state(decision.tier)
+        request_id = _new_request_id()
+        digest = p.digest
+        with self.store.write() as tx:
+            if idempotency is not None:
+                seen = tx.idempotent_request(*idempotency)
+                if seen is not None:
+                    # A concurrent first attempt committed while this one decided.
+                    return self._replayed(tx, seen, proposal_hash), True
+            req = tx.insert_request(
+                request_id=request_id,
+                status=status,
+                proposal=p.to_dict(),
+                action_digest=digest,
+                decision=decision,
+                created_at=at,
+                expires_at=at + timedelta(seconds=decision.ttl_seconds),
+                status_reason=decision.reasons[-1],
+            )
+            self._append(
+                tx,
+                "proposed",
+                req,
+                {"action": dict(p.action), "requester": dict(p.document["requester"]),
+                 "justification": p.document["justification"], "incident": p.document.get("incident")},
+                at,
+            )
+            self._append(
+                tx,
+                "decided",
+                req,
+                {
+                    "tier": decision.tier,
+                    "risk_factors": list(decision.risk_factors),
+                    "reasons": list(decision.reasons),
+                    "quorum": decision.quorum.to_dict(),
+                    "ttl_seconds": decision.ttl_seconds,
+                    "policy_revision": decision.policy_revision,
+                },
+                at,
+            )
+            if status == lifecycle.GRANTED:
+                self._append(tx, "granted", req, {"approvals": [], "reason": "auto_allow"}, at)
+                self._issue(tx, req, at, decision)
+            elif status == lifecycle.DENIED:
+                self._append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
+            if idempotency is not None:
+                tx.insert_idempotency_key(principal=idempotency[0], key=idempotency[1], request_id=req.id,
+                                          proposal_hash=proposal_hash, now=at)
+        # As stored by the transaction that just committed (not read again).
+        return req, False
+
+    @staticmethod
+    def _replayed(tx: Transaction, seen: tuple[str, str], proposal_hash: str) -> Request:
+        request_id, stored_hash = seen
+        if stored_hash != proposal_hash:
+            raise InputError(
+                f"this idempotency key already stored request {request_id} for a different proposal; "
+                "use a new key for a new proposal",
+                code="idempotency_conflict",
+            )
+        return tx.get_request(request_id)
+
+    def get(self, request_id: str) -> Request:
+        """The stored request with its votes; raises :class:`~hitlgate.errors.NotFoundError` if unknown."""
+        with self.store.read() as tx:
+            return tx.get_request(request_id)
+
+    def progress(self, request_id: str) -> QuorumProgress:
+        """The non-raising quorum report of a request (for UIs)."""
+        req = self.get(request_id)
+        return self._progress(req)
+
+    def checked_progress(self, request_id: str) -> tuple[QuorumProgress, dict[str, str]]:
+        """The quorum report counting only stored approvals that re-verify now, and why each other one fails.
+
+        Non-raising, for a per-request view (``hitlgate show``): a vote row
+        copied from another request or written into the database counts for
+        nothing and is named with its reason, instead of reading as "quorum
+        met". Costs one signature check per approval, so listings keep using
+        :meth:`progress`.
+        """
+        req = self.get(request_id)
+        registry = self.approvers.all()
+        people: list[Approver] = []
+        unverified: dict[str, str] = {}
+        for v in req.approvals:
+            approver = registry.get(v.approver)
+            if approver is None:
+                continue
+            try:
+                self._check_stored_approval(req, v, approver)
+            except HitlgateError as exc:
+                unverified[v.approver] = str(exc)
+                continue
+            people.append(approver)
+        return assess(req.decision.quorum, people), unverified
+
+    def _progress(self, req: Request) -> QuorumProgress:
+        registry = self.approvers.all()
+        people = [registry[v.approver] for v in req.approvals if v.approver in registry]
+        return assess(req.decision.quorum, people)
+
+    # -- votes ------------------------------------------------------------
+
+    def approve(self, signed: SignedStatement, *, now: datetime | None = None) -> Request:
+        """Record a signed approval; grants the request when the quorum is met."""
+        return self._vote(signed, "approve", self.now(now))
+
+    def reject(self, signed: SignedStatement, *, now: datetime | None = None) -> Request:
+        """Record a signed rejection; one eligible rejection ends the request."""
+        return self._vote(signed, "reject", self.now(now))
+
+    def _authenticate(self, signed: SignedStatement, verdict: str, now: datetime) -> Approver:
+        s = signed.statement
+        if s.verdict != verdict:
+            raise InputError(f"this statement's verdict is {s.verdict!r}; it cannot be submitted as {verdict!r}")
+        approver = self.approvers.get(s.approver)
+        try:
+            signed.verify(approver.public_key)
+        except ApprovalError as exc:
+            if self.demo or not is_demo_key(approver.public_key, (approver.name,)):
+                raise
+            # The usual first-day cause: the approver signed with their new key but the
+            # inventory still registers the starter's demo key; say that, not only "does not verify".
+            raise ApprovalError(
+                f"{exc}; {approver.name}'s registered key is the starter's demo key (derived from a public "
+                f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{approver.name}.pem` "
+                f"and put the public key it prints under approvers.{approver.name}.public_key in the inventory",
+                code="demo_key",
+            ) from exc
+        if not self.demo:
+            require_not_demo_key(approver.name, approver.public_key)
+        if s.at > now + MAX_CLOCK_SKEW:
+            raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
+        return approver
+
+    @staticmethod
+    def _check_integrity(req: Request) -> None:
+        """Refuse a request whose stored action no longer hashes to its stored digest."""
+        try:
+            recomputed = action_digest(req.action)
+        except HitlgateError as exc:
+            raise StorageError(f"request {req.id}: the stored action cannot be hashed: {exc}") from exc
+        if recomputed != req.action_digest:
+            raise StorageError(
+                f"request {req.id}: the stored action does not match its digest; "
+                "it was changed after it was proposed, so nothing bound to it is valid"
+            )
+
+    def _vote(self, signed: SignedStatement, verdict: str, now: datetime) -> Request:
+        approver = self._authenticate(signed, verdict, now)
+        s = signed.statement
+        closed: HitlgateError | None = None
+        with self.store.write() as tx:
+            req = self._expire_if_due(tx, tx.get_request(s.request_id), now)
+            if req.status != lifecycle.PENDING:
+                closed = ApprovalError(f"request {req.id} is {req.status}; it takes no more votes")
+            else:
+                self._check_vote(tx, req, signed, approver)
+                vote = tx.insert_vote(
+                    request_id=req.id,
+                    approver=approver.name,
+                    verdict=verdict,
+                    statement=signed.to_dict(),
+                    signed_at=s.at,
+                    recorded_at=now,
+                )
+                # The votes read under this transaction's lock plus the one
+                # just stored: exactly what reading them again would return.
+                req = dataclasses.replace(req, votes=(*req.votes, vote))
+                if verdict == "reject":
+                    # One eligible rejection ends the request; the event
+                    # records both the vote and the new status.
+                    req = tx.transition(req.id, lifecycle.REJECTED, now=now, reason=f"rejected by {approver.name}",
+                                        current=req)
+                    self._append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
+                else:
+                    self._append(tx, "approved", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
+                    report = self._verified_progress(req)
+                    if report.met:
+                        req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe(), current=req)
+                        self._append(tx, "granted", req, {"approvals": list(report.counted),
+                                                           "quorum": report.to_dict()}, now)
+        if closed is not None:
+            raise closed
+        # As stored by the transaction that just committed (not read again).
+        return req
+
+    def _check_vote(self, tx: Transaction, req: Request, signed: SignedStatement, approver: Approver) -> None:
+        s = signed.statement
+        if s.action_digest != req.action_digest:
+            raise ApprovalError(
+                f"{approver.name}'s statement is for action {s.action_digest}, but request {req.id} "
+                f"is for {req.action_digest}"
+            )
+        self._check_integrity(req)
+        if same_person(approver.name, req.requester):
+            raise ApprovalError(f"{approver.name} proposed request {req.id} and cannot also vote on it",
+                                code="self_approval")
+        # A second vote by the same approver is refused by the store: the
+        # votes table's unique (request_id, approver) constraint makes
+        # insert_vote raise ApprovalError ("has already voted"). That is the
+        # one check; a query here first would only repeat it (and could
+        # race with a concurrent vote, which the constraint cannot).
+        require_eligible(req.decision.quorum, approver)
+
+    # -- warrants ---------------------------------------------------------
+
+    def _verified_progress(self, req: Request, quorum: Quorum | None = None) -> QuorumProgress:
+        """The quorum report of ``req``, counting only stored approvals that re-verify now.
+
+        Every approval of a registered approver is checked again (signature
+        against today's registered key, request id, action digest, verdict,
+        not the requester) before it counts: a vote row written straight
+        into the database must never move a request to ``granted``, nor be
+        named in its audit event. A row that fails raises
+        :class:`StorageError` (``forged_vote``). ``quorum`` defaults to the
+        stored decision's; the warrant path passes the one the policy gives now.
+        """
+        registry = self.approvers.all()
+        people: list[Approver] = []
+        for v in req.approvals:
+            approver = registry.get(v.approver)
+            if approver is None:
+                continue
+            self._check_stored_approval(req, v, approver)
+            people.append(approver)
+        return assess(quorum if quorum is not None else req.decision.quorum, people)
+
+    def _check_stored_approval(self, req: Request, vote: Vote, approver: Approver) -> None:
+        """Refuse a stored approval that is not exactly what its approver signed for this request and action.
+
+        Votes are checked when they arrive, but the warrant is minted later
+        from what the store holds. Someone with database access could insert
+        a vote row, or rewrite the stored action together with its digest
+        after the grant; re-verifying each counted signature against the
+        registered key, the request id and the current digest here means the
+        warrant is only ever bound to an action its approvers actually signed.
+        ``approver`` is the registered approver named by ``vote``.
+        """
+        forged = "forged_vote"
+        try:
+            signed = SignedStatement.from_dict(vote.statement)
+        except ValidationError as exc:
+            raise StorageError(f"request {req.id}: the stored approval by {vote.approver} is corrupt: {exc}",
+                               code=forged) from exc
+        s = signed.statement
+        if (s.request_id, s.action_digest, s.verdict, s.approver) != (
+            req.id, req.action_digest, "approve", vote.approver
+        ):
+            raise StorageError(
+                f"request {req.id}: the stored approval by {vote.approver} is not an approval of this request "
+                f"and action {req.action_digest}; the store was changed after the vote",
+                code=forged,
+            )
+        if same_person(s.approver, req.requester):
+            raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}",
+                               code=forged)
+        if not self.demo:
+            # A store written in demo mode must not yield warrants once
+            # opened by a real engine.
+            require_not_demo_key(s.approver, approver.public_key)
+        try:
+            signed.verify(approver.public_key)
+        except ApprovalError as exc:
+            raise StorageError(
+                f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}; "
+                "the vote row was written into the database, not cast",
+                code=forged,
+            ) from exc
+
+    def _warrant_approvals(self, req: Request, decision: Decision) -> list[dict[str, Any]]:
+        """The approvals a warrant carries: approver, the slot they filled, time, signature.
+
+        Counted against ``decision``'s quorum (the policy's answer now), never
+        the stored one, which someone with database access could weaken.
+        """
+        if not decision.needs_approval:
+            return []
+        report = self._verified_progress(req, decision.quorum)
+        if not report.met:
+            raise ApprovalError(f"request {req.id}: quorum no longer met: {report.describe()}")
+        roles: dict[str, str] = {name: decision.quorum.slots[i].describe()
+                                 for i, name in report.assignment.items()}
+        out = []
+        for v in req.approvals:
+            if v.approver not in report.counted:
+                continue
+            out.append(
+                {
+                    "approver": v.approver,
+                    "role": roles.get(v.approver, "registered approver"),
+                    "at": v.statement["statement"]["at"],
+                    "signature": v.statement["signature"],
+                }
+            )
+        return out
+
+    def _decide_stored(self, req: Request) -> Decision:
+        """What the policy decides now for the request's stored proposal."""
+        try:
+            proposal = Proposal.from_dict(dict(req.proposal))
+        except ValidationError as exc:
+            raise StorageError(f"request {req.id}: the stored proposal is no longer valid: {exc}") from exc
+        return self.decider.decide_validated(proposal)
+
+    @staticmethod
+    def _check_tier(req: Request, decision: Decision) -> None:
+        """Refuse a warrant unless the policy gives the stored tier now (see :meth:`warrant`)."""
+        if decision.tier == req.tier == req.decision.tier and decision.tier != "deny":
+            return
+        raise ApprovalError(
+            f"request {req.id} is stored as {req.tier}, but the policy now gives {decision.tier} for its stored "
+            f"proposal ({'; '.join(decision.reasons)}); no warrant is issued. The policy or inventory changed "
+            "since it was proposed (propose again), or the stored request was changed in the database",
+            code="tier_mismatch",
+        )
+
+    def _issue(self, tx: Transaction, req: Request, now: datetime, decision: Decision) -> WarrantRecord:
+        """Sign and store the warrant of ``req``; ``decision`` is the policy's answer now for its proposal."""
+        self._check_integrity(req)
+        self._check_tier(req, decision)
+        approvals = self._warrant_approvals(req, decision)
+        self._require_known_keyring(tx)
+        issued = self.issuer.issue(
+            request_id=req.id,
+            action_digest=req.action_digest,
+            tier=req.tier,
+            approvals=approvals,
+            policy_revision=req.policy_revision,
+            now=now,
+        )
+        record = tx.insert_warrant(
+            jti=issued.jti,
+            request_id=req.id,
+            token=issued.token,
+            kid=issued.kid,
+            issued_at=now,
+            expires_at=issued.expires_at,
+        )
+        self._append(
+            tx,
+            "warrant_issued",
+            req,
+            {"jti": issued.jti, "kid": issued.kid, "expires_at": issued.expires_at.isoformat(),
+             "approvals": [a["approver"] for a in approvals]},
+            now,
+            anchored=True,
+        )
+        return record
+
+    def warrant(self, request_id: str, *, now: datetime | None = None) -> WarrantRecord:
+        """The one warrant of a granted request: issued on first call, the same token after.
+
+        Raises :class:`ApprovalError` while the quorum is not met and
+        :class:`IllegalTransition` for a request that can no longer be executed.
+        """
+        at = self.now(now)
+        lapsed: HitlgateError | None = None
+        # Never sign a warrant the engine itself would refuse: the tier must
+        # be the one the policy gives now for the stored proposal, so a tier
+        # rewritten in the database (deny -> auto_allow, dual -> single) gets
+        # no warrant. Evaluated before the write lock is taken, then checked
+        # to still be about the same stored proposal.
+        with self.store.read() as tx:
+            before = tx.get_request(request_id, votes=False)
+            fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None
+        decision = self._decide_stored(before) if fresh else None
+        with self.store.write() as tx:
+            self.require_anchored_head(tx)
+            req = tx.get_request(request_id)
+            if req.status == lifecycle.PENDING:
+                raise PendingApproval(f"request {req.id} is pending: {self._progress(req).describe()}")
+            if req.status != lifecycle.GRANTED:
+                raise IllegalTransition(f"request {req.id} is {req.status}; no warrant can be issued for it")
+            existing = tx.warrant_for(req.id)
+            if existing is not None:
+                if existing.consumed_at is not None:
+                    raise IllegalTransition(f"the warrant of request {req.id} was already used")
+                if existing.expires_at <= at:
+                    self._expire(tx, req, at, "the warrant expired unused")
+                    lapsed = IllegalTransition(
+                        f"the warrant of request {req.id} expired unused; the request is now expired, propose again"
+                    )
+                else:
+                    return existing
+            elif at >= req.expires_at:
+                # The same rule expire_due applies: a grant whose window
+                # closed before any warrant was fetched has lapsed. Whether
+                # a sweep happened to run first must not decide that.
+                self._expire(tx, req, at, "the grant lapsed without its warrant being used")
+                lapsed = IllegalTransition(
+                    f"request {req.id} was granted but its window closed before a warrant was fetched; "
+                    "the request is now expired, propose again"
+                )
+            else:
+                # The chain has the last word over the tables: a request whose
+                # warrant row was deleted must not get a second warrant.
+                earlier = tx.request_events(req.id, ("warrant_issued", "consumed"))
+                if earlier:
+                    raise StorageError(
+                        f"request {req.id} has no warrant in the database, but the audit chain shows one "
+                        f"({earlier[0].kind} at event {earlier[0].seq}): the database was changed; no second "
+                        "warrant is issued",
+                        code="state_contradicts_chain",
+                    )
+                if decision is None or req.proposal != before.proposal:
+                    decision = self._decide_stored(req)
+                return self._issue(tx, req, at, decision)
+        assert lapsed is not None  # noqa: S101 - every other path returned above.
+        raise lapsed
+
+    # -- revocation and expiry -------------------------------------------
+
+    def revoke(self, request_id: str, *, by: str, signed: SignedStatement, now: datetime | None = None) -> Request:
+        """Withdraw a pending or granted-but-unused request.
+
+        ``signed`` is a ``reject`` statement by ``by`` over this request and
+        its action digest. The revoker must be a registered approver who
+        could fill a place in the request's quorum, or hold the role security.
+        """
+        at = self.now(now)
+        s = signed.statement
+        if s.approver != by:
+            raise ApprovalError(f"the revocation is signed by {s.approver}, not by {by}")
+        if s.request_id != request_id:
+            raise ApprovalError(f"the revocation is for request {s.request_id}, not {request_id}")
+        approver = self._authenticate(signed, "reject", at)
+        with self.store.write() as tx:
+            req = tx.get_request(request_id)
+            if s.action_digest != req.action_digest:
+                raise ApprovalError(f"the revocation is for action {s.action_digest}, not {req.action_digest}")
+            quorum = req.decision.quorum
+            if not (any(can_fill(slot, approver) for slot in quorum.slots) or REVOKER_ROLE in approver.roles):
+                raise ApprovalError(f"{by} may not revoke request {req.id}")
+            lifecycle.check_transition(req.status, lifecycle.REVOKED)
+            w = tx.warrant_for(req.id)
+            if w is not None and w.consumed_at is not None:
+                raise IllegalTransition(
+                    f"request {req.id}'s warrant was already used; the action is running or ran, revocation is too late"
+                )
+            # current= only spares transition() a re-read of the row this
+            # write transaction already holds, so it is not mutated.
+            req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}",
+                                current=req)  # pragma: no mutate
+            tx.insert_revocation(request_id=req.id, revoked_by=by, statement=signed.to_dict(), now=at)
+            self._append(tx, "revoked", req, {"by": by, "signed": signed.to_dict(),
+                                              "warrant_jti": None if w is None else w.jti}, at)
+        return self.get(request_id)
+
+    def _expire(self, tx: Transaction, req: Request, now: datetime, reason: str) -> Request:
+        req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason,
+                            current=req)  # pragma: no mutate - only spares a re-read (see revoke)
+        self._append(tx, "expired", req, {"reason": reason}, now)
+        return req
+
+    def _expire_if_due(self, tx: Transaction, req: Request, now: datetime) -> Request:
+        """Expire ``req`` if it is pending and its approval window has closed at ``now``; return it as it stands."""
+        if req.status == lifecycle.PENDING and now >= req.expires_at:
+            return self._expire(tx, req, now, WINDOW_CLOSED)
+        return req
+
+    def expire_due(self, now: datetime | None = None) -> list[Request]:
+        """Expire what is due at ``now``; return the requests that changed.
+
+        Pending requests past their approval window and granted requests
+        whose warrant lapsed unused become ``expired``; granted requests
+        whose warrant was consumed long ago with no recorded outcome become
+        ``execution_unknown``.
+        """
+        at = self.now(now)
+        changed: list[str] = []
+        with self.store.write() as tx:
+            for rid in tx.request_ids(status=lifecycle.PENDING, expires_before=at):
+                self._expire_if_due(tx, tx.get_request(rid), at)
+                changed.append(rid)
+            for rid in tx.granted_unused_expired(at):
+                self._expire(tx, tx.get_request(rid), at, "the grant lapsed without its warrant being used")
+                changed.append(rid)
+            cutoff = at - timedelta(seconds=self.config.warrant_ttl_seconds) - OUTCOME_GRACE
+            for rid in tx.granted_consumed_before(cutoff):
+                req = tx.transition(rid, lifecycle.EXECUTION_UNKNOWN, now=at,
+                                    reason="the warrant was used but no outcome was ever recorded")
+                self._append(tx, "execution_unknown", req, {"reason": "no outcome recorded"}, at)
+                changed.append(rid)
+        return [self.get(rid) for rid in changed]
+
+    def wait(
+        self, request_id: str, timeout: float, *, poll_seconds: float = 0.25  # pragma: no mutate
+    ) -> Request:
+        """Block until the request leaves ``pending`` or ``timeout`` seconds pass; return it.
+
+        The returned request may still be pending (the caller checks); an
+        approval window that closes while waiting makes it ``expired``.
+        """
+        # The poll interval, the deadline's comparisons and the sleep's floor
+        # decide only how long a wait lasts, never what it returns; they are
+        # not mutated (a deadline in the past is: waiting for a vote).
+        deadline = time.monotonic() + max(0.0, timeout)  # pragma: no mutate
+        while True:
+            req = self.get(request_id)
+            if req.status != lifecycle.PENDING:
+                return req
+            if self.now() >= req.expires_at:
+                with self.store.write() as tx:
+                    self._expire_if_due(tx, tx.get_request(request_id), self.now())
+                continue
+            if time.monotonic() >= deadline:  # pragma: no mutate
+                return req
+            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))  # pragma: no mutate
+
+    # -- audit ------------------------------------------------------------
+
+    def checkpoint(self, *, now: datetime | None = None) -> Checkpoint:
+        """Sign the current chain head now (a checkpoint on demand)."""
+        at = self.now(now)
+        with self.store.write() as tx:
+            head = tx.head()
+            if head is None:
+                raise StorageError("the audit chain is empty; there is nothing to checkpoint")
+            self._require_known_keyring(tx)
+            cp = sign_checkpoint(self.keyring, head, at)
+            self._store_checkpoint(tx, cp)
+        return cp
+
+    def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
+        """The audit events in order (all, or those of one request)."""
+        with self.store.read() as tx:
+            return tx.events(request_id=request_id)
+
+    def verify_audit(
+        self,
+        public_keys: Mapping[str, Any] | None = None,
+        *,
+        anchors: Sequence[Checkpoint] = (),
+        incremental: bool = False,
+        record: bool = True,
+    ) -> AuditReport:
+        """:meth:`_verify_audit`; a chain that fails also drops the verified mark.
+
+        Once any verify (``--full`` included) finds the chain broken, the
+        next incremental verify must not report "OK" from a mark set before
+        the damage was found: it walks from genesis again and fails too.
+        """
+        try:
+            return self._verify_audit(public_keys, anchors=anchors, incremental=incremental, record=record)
+        except AuditChainError:
+            if record:
+                self.anchor.clear_verified()
+            raise
+
+    def _verify_audit(
+        self,
+        public_keys: Mapping[str, Any] | None = None,
+        *,
+        anchors: Sequence[Checkpoint] = (),
+        incremental: bool = False,
+        record: bool = True,
+    ) -> AuditReport:
+        """Verify the chain and every checkpoint; raises :class:`AuditChainError` at the first bad event.
+
+        The chain is checked against the checkpoints in the database *and*
+        those in the engine's audit anchor file (plus ``anchors``, e.g. an
+        auditor's own copies): a rewrite behind any of them, a truncation
+        past one, or an anchored checkpoint deleted from the database is
+        reported. A missing anchor file while the database holds checkpoints
+        is reported too. ``public_keys`` defaults to every key the engine
+        keyring ever had; an outside auditor passes the keys from a JWKS
+        they trust. Then the tables are held against the chain, request by
+        request (see :mod:`hitlgate.engine.approve._reconcile`).
+
+        Everything is streamed: events, checkpoints and anchor lines are read
+        in chunks and the tables a batch of requests at a time, in one
+        read snapshot, so memory does not grow with the chain (of each
+        signed checkpoint only its seq and hash are kept).
+
+        After a successful verify (``record``) the highest checkpoint of the
+        engine's own anchor that the walk matched is recorded next to the
+        anchor, outside the database (:meth:`AuditAnchor.record_verified`).
+        With ``incremental`` the walk starts there instead of at genesis:
+        the stored event at that seq must still have the anchored, signed
+        hash and exactly that many events must precede it (a count over the
+        primary key), so any rewrite that recomputed hashes and any deletion
+        before it is caught (the verify then walks from genesis to name the
+        first bad event); then every later event, checkpoint
+        and anchored checkpoint is checked as in a full walk, and the tables
+        of the requests with events after it. Not caught incrementally: an
+        event before the mark edited *in place* while its stored hash was
+        left alone (its content no longer matches its own hash), a
+        checkpoint row before the mark deleted, and table rows edited for a
+        request with no event since the mark; a full verify catches them.
+        Without a usable mark an incremental verify is a full one.
+        """
+        keys = public_keys if public_keys is not None else self.keyring.public_keys(include_expired=True)
+        noted = self.keyring.anchor_note()
+        anchor_exists = self.anchor.exists()
+        mark = self.anchor.verified_mark() if incremental else None
+        with self.store.read(snapshot=True) as tx:
+            stored_cps = tx.checkpoint_count()
+            # Raised after the chain is checked, so that a rewrite an auditor's
+            # --anchor copy catches is named first.
+            anchor_lost: AuditChainError | None = None
+            if not anchor_exists and (stored_cps or noted is not None):
+                anchor_lost = AuditChainError(self._anchor_missing_message(stored_cps, noted), code="anchor_missing")
+            rare = tx.rare_events()
+            lost = self._lost_checkpoints(tx, rare, keys) if public_keys is None else set()
+
+            def skip(cp: Checkpoint) -> bool:
+                return bool(lost) and any(cp.kid == kid and cp.seq < seq for seq, kid in lost)
+
+            unverifiable = 0
+
+            def stored() -> Iterator[Checkpoint]:
+                nonlocal unverifiable
+                for cp in tx.iter_checkpoints(from_seq=0 if start is None else start[0]):
+                    if skip(cp):
+                        unverifiable += 1
+                        continue
+                    yield cp
+
+            own_max = 0
+            own_mark = (0, "")
+
+            def outside() -> Iterator[Checkpoint]:
+                nonlocal own_max, own_mark
+                for cp in self.anchor.iter_checkpoints():
+                    own_max = max(own_max, cp.seq)
+                    if skip(cp):
+                        continue
+                    if cp.seq > own_mark[0]:
+                        own_mark = (cp.seq, cp.head_hash)
+                    yield cp
+                for cp in anchors:
+                    if not skip(cp):
+                        yield cp
+
+            start = mark
+            if start is not None and (tx.event_hash(start[0]) != start[1]
+                                      or tx.events_through(start[0]) != start[0]):
+                # History up to the mark no longer has the hash a signed,
+                # anchored checkpoint gives it, or events before it were
+                # deleted (a gap): walk from genesis instead, which fails too
+                # and names the first bad event and everything else.
+                log.warning("event seq %d differs from the verified mark: verifying from genesis", start[0])
+                start = None
+            report = verify_chain(
+                tx.iter_events(after_seq=0 if start is None else start[0]),
+                stored(), keys, anchors=outside(), start=start,
+            )
+            if anchor_lost is None and noted is not None and noted.path == str(self.anchor.path) \
+                    and own_max < noted.seq:
+                anchor_lost = AuditChainError(
+                    f"the audit anchor {self.anchor.path} ends before seq {noted.seq}, which the keyring records "
+                    "it held: the anchor was truncated or replaced by an older copy",
+                    code="anchor_missing",
+                )
+            if anchor_lost is not None:
+                raise anchor_lost
+            reconciler = Reconciler()
+            if start is None:
+                for batch in tx.iter_request_ids(chunk=RECONCILE_BATCH):
+                    reconciler.add(tx.reconcile_rows(batch))
+                orphans = tx.orphan_request_ids()
+            else:
+                orphans = tx.request_ids_with_events_after(start[0])
+            for i in range(0, len(orphans), RECONCILE_BATCH):
+                reconciler.add(tx.reconcile_rows(orphans[i:i + RECONCILE_BATCH]))
+        if reconciler.count:
+            problems = reconciler.problems
+            shown = "; ".join(problems[:5]) + (f"; and {reconciler.count - 5} more" if reconciler.count > 5 else "")
+            raise AuditChainError(
+                f"the audit chain verifies, but the database contradicts it in {reconciler.count} place(s): {shown}",
+                code="replay" if reconciler.replay else "state_contradicts_chain",
+                problems=problems,
+            )
+        if record and own_mark[0] and own_mark[0] <= report.last_seq and own_mark[0] > (start or (0, ""))[0]:
+            try:
+                self.anchor.record_verified(*own_mark)
+            except StorageError as exc:
+                log.warning("%s; the next incremental verify starts from an earlier point", exc)
+        return AuditReport(
+            events=report.events_checked,
+            checkpoints=report.checkpoints_verified,
+            head_seq=report.last_seq,
+            head_hash=report.head_hash if report.last_seq else "",
+            anchored=report.anchored,
+            anchor=str(self.anchor.path),
+            anchor_reinits=tuple(e.seq for e in rare if e.kind == ANCHOR_REINIT_KIND),
+            unverifiable_checkpoints=unverifiable,
+            start_seq=report.start_seq,
+            requests_checked=reconciler.requests_checked,
+        )
+
+    def reinit_anchor(self, reason: str, *, now: datetime | None = None) -> Checkpoint:
+        """Start a new audit anchor after the old one was lost; the operator's explicit, audited act.
+
+        Refused while the anchor exists. Appends an ``anchor_reinitialized``
+        event naming the reason and the last checkpoint the database held,
+        signs a checkpoint of it and writes it to the new anchor. Checkpoints
+        from before it can no longer be checked against this machine's
+        anchor, only against copies kept elsewhere; ``audit verify`` lists
+        every re-initialisation.
+        """
+        text = reason.strip() if isinstance(reason, str) else ""
+        if not text:
+            raise InputError("a reason is required to re-initialise the audit anchor (--reason TEXT)")
+        if len(text) > 2000:
+            raise InputError("the reason is longer than 2000 characters")
+        at = self.now(now)
+        if self.anchor.exists():
+            raise InputError(
+                f"the audit anchor {self.anchor.path} exists; --reinit only starts a new one when it is lost",
+                code="anchor_present",
+            )
+        with self.store.write() as tx:
+            last = tx.last_checkpoint()
+            ev = self._append(
+                tx,
+                ANCHOR_REINIT_KIND,
+                None,
+                {"reason": text, "anchor": str(self.anchor.path),
+                 "last_checkpoint_seq": None if last is None else last.seq},
+                at,
+                reinit=True,
+            )
+            cp = sign_checkpoint(self.keyring, ev, at)
+            self._store_checkpoint(tx, cp, reinit=True)
+        return cp
+
+    def export_audit(self, out: IO[str], *, request_id: str | None = None) -> tuple[int, int]:
+        """Write the chain (events, then checkpoints) as JSON Lines; return both counts.
+
+        With ``request_id`` only that request's events are written, without
+        checkpoints: a filtered export is for reading, not for verifying.
+        """
+        with self.store.read(snapshot=True) as tx:
+            events = tx.iter_events() if request_id is None else iter(tx.events(request_id=request_id))
+            cps = iter(()) if request_id is not None else tx.iter_checkpoints()
+            written = 0
+
+            def counted() -> Iterator[Checkpoint]:
+                nonlocal written
+                for cp in cps:
+                    written += 1
+                    yield cp
+
+            # Streamed: one chunk of events at a time, written as it is read.
+            return export_jsonl(events, out, counted()), written
+
+    def guard(self, *, clock: Clock | None = None) -> Guard:
+        """An executor :class:`~hitlgate.engine.approve.guard.Guard` on this engine."""
+        from hitlgate.engine.approve.guard import Guard as _Guard
+
+        return _Guard(self, clock=clock)
+
+    def list(
+        self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None,
+        filters: ListFilters | None = None,
+    ) -> builtins.list[Request]:
+        """Stored requests, newest first, filtered by status and ``filters``; ``before`` continues a listing."""
+        with self.store.read() as tx:
+            return tx.list_requests(status, limit=limit, before=before, filters=filters)
+
+    def count(self, status: str) -> int:
+        """How many stored requests are in ``status`` (the service's pending gauge)."""
+        with self.store.read() as tx:
+            return tx.count_requests(status)
+
+    def warrant_records(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
+        """The issued warrant (with its consumption time) of each request that has one, read by key."""
+        with self.store.read() as tx:
+            return tx.warrants_for(request_ids)

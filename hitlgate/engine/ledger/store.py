@@ -1,0 +1,1366 @@
+"""The state store: requests, votes, warrants, consumed warrant ids, audit.
+
+SQLAlchemy Core 2.x; the same code runs on SQLite (the default, one
+machine) and PostgreSQL (psycopg 3, ``postgresql+psycopg://``, many
+replicas). :meth:`Store.open` creates or migrates the schema (see
+:mod:`hitlgate.engine.ledger._store_schema`).
+
+Transactions. Every state change happens inside one :meth:`Store.write`
+transaction together with the audit events describing it: either both are
+written or neither is. Write transactions are serialised:
+
+* on SQLite with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so
+  two processes queue on ``busy_timeout`` instead of one failing with
+  "database is locked" when it upgrades a read lock), in WAL mode so that
+  readers never block;
+* on PostgreSQL by locking the single ``audit_head`` row first
+  (``SELECT ... FOR UPDATE``), which the hash chain needs anyway: each event
+  names the hash of the one before it.
+
+Uniqueness that security depends on (one vote per person and request, one
+warrant per request, one consumption per warrant id) is also enforced by
+database constraints, so a bug above cannot break it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from hitlgate.engine._files import make_private_dirs
+from hitlgate.engine._time import require_utc as _require_utc
+from hitlgate.engine._time import utcnow
+from hitlgate.engine.approve import lifecycle
+from hitlgate.engine.decide.decision import Decision
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, event_after
+from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, NotFoundError, StorageError
+
+#: How long a SQLite writer waits for the lock before giving up (ms).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# The statements of the approval path, built once. SQLAlchemy memoizes a
+# statement object's cache key and finds its compiled form in the engine's
+# compiled cache, so executing one of these skips building the expression
+# and generating its key, which otherwise cost about half of the path's CPU.
+# Values are passed as parameters at execution.
+_TIME = t.UtcTime()
+_REQUEST_BY_ID = sa.select(t.requests).where(t.requests.c.id == sa.bindparam("rid"))
+_VOTES_OF = sa.select(t.votes).where(t.votes.c.request_id == sa.bindparam("rid")).order_by(t.votes.c.id)
+_INSERT_REQUEST = t.requests.insert()
+_INSERT_VOTE = t.votes.insert()
+_INSERT_WARRANT = t.warrants.insert()
+_MOVE_REQUEST = (
+    t.requests.update()
+    .where(t.requests.c.id == sa.bindparam("rid"), t.requests.c.status == sa.bindparam("from_status"))
+    .values(status=sa.bindparam("to_status"), updated_at=sa.bindparam("now", type_=_TIME),
+            status_reason=sa.bindparam("reason"))
+)
+_WARRANT_OF = (
+    sa.select(t.warrants, t.consumed.c.consumed_at)
+    .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+    .where(t.warrants.c.request_id == sa.bindparam("rid"))
+)
+_LOCK_HEAD = sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1).with_for_update()
+_HEAD_EVENT = sa.select(t.audit_events).order_by(t.audit_events.c.seq.desc()).limit(1)
+_EVENT_HASH = sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq"))
+_INSERT_EVENT = t.audit_events.insert()
+_MOVE_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1).values(
+    seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+_EVENTS_OF = (
+    sa.select(t.audit_events)
+    .where(t.audit_events.c.request_id == sa.bindparam("rid"),
+           t.audit_events.c.kind.in_(sa.bindparam("kinds", expanding=True)))
+    .order_by(t.audit_events.c.seq)
+)
+_ANY_CHECKPOINT = sa.select(t.checkpoints.c.seq).limit(1)
+
+
+def _listing(by_status: bool, after: bool) -> sa.Select[Any]:
+    """A listing page: newest first, one index range scan on ``(status,) created_at, id``."""
+    r = t.requests.c
+    q = sa.select(t.requests).order_by(r.created_at.desc(), r.id.desc()).limit(sa.bindparam("limit"))
+    if by_status:
+        q = q.where(r.status == sa.bindparam("status"))
+    if after:
+        q = q.where(sa.tuple_(r.created_at, r.id) < sa.tuple_(
+            sa.bindparam("at", type_=_TIME), sa.bindparam("after_id", type_=sa.String)))
+    return q
+
+
+def _filtered(query: sa.Select[Any], filters: ListFilters) -> sa.Select[Any]:
+    """A listing page narrowed by the service's filters (requester and target have their own indexes)."""
+    r = t.requests.c
+    if filters.tier is not None:
+        query = query.where(r.tier == filters.tier)
+    if filters.target is not None:
+        query = query.where(r.target == filters.target)
+    if filters.requester is not None:
+        query = query.where(r.requester == filters.requester)
+    if filters.since is not None:
+        query = query.where(r.created_at >= sa.literal(filters.since, _TIME))
+    return query
+
+
+#: Listing pages by (status filter given, cursor given), built once (see above).
+_LIST_PAGE = {(by_status, after): _listing(by_status, after) for by_status in (False, True) for after in (False, True)}
+
+
+def _page_rows(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``column`` is one of a page's request ids (bound as ``ids``).
+
+    On PostgreSQL one array parameter (``= ANY(%s)``): an expanding ``IN``
+    renders and sends a hundred parameters per page, which cost more than the
+    index lookups they feed. SQLite has no arrays and binds an ``IN`` list cheaply.
+    """
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam("ids", type_=sa_postgresql.ARRAY(sa.String)))
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+_v = t.votes.c
+_PAGE_VOTES = {
+    name: sa.select(_v.request_id, _v.approver, _v.verdict, _v.signed_at, _v.recorded_at, _v.statement)
+    .where(_page_rows(name, _v.request_id)).order_by(_v.id)
+    for name in ("postgresql", "sqlite")
+}
+_PAGE_WARRANTS = {
+    name: sa.select(t.warrants, t.consumed.c.consumed_at)
+    .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+    .where(_page_rows(name, t.warrants.c.request_id))
+    for name in ("postgresql", "sqlite")
+}
+# INSERT ... ON CONFLICT DO NOTHING, in each supported database's dialect:
+# a duplicate key is reported as "no row inserted" instead of an error, so
+# neither needs a savepoint around it (two more statements each) to keep the
+# transaction usable. The unique keys still decide; the store reads the row
+# count.
+# preserve_rowcount: SQLAlchemy otherwise reports -1 for an INSERT on psycopg.
+_CONSUME = {
+    name: dialect.insert(t.consumed).on_conflict_do_nothing(index_elements=["jti"])
+    .execution_options(preserve_rowcount=True)
+    for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
+}
+_INSERT_CHECKPOINT = {
+    name: dialect.insert(t.checkpoints).on_conflict_do_nothing(index_elements=["seq"])
+    for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
+}
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's approval or rejection of one request (as stored)."""
+
+    approver: str
+    verdict: str
+    signed_at: datetime
+    recorded_at: datetime
+    statement: Mapping[str, Any] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("approve", "reject"):
+            raise ValueError(f"unknown verdict {self.verdict!r}")
+        _require_utc(self.signed_at, "signed_at")
+        _require_utc(self.recorded_at, "recorded_at")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, including the signed statement."""
+        return {
+            "approver": self.approver,
+            "verdict": self.verdict,
+            "signed_at": t.format_time(self.signed_at),
+            "recorded_at": t.format_time(self.recorded_at),
+            "statement": dict(self.statement),
+        }
+
+
+@dataclass(frozen=True)
+class Request:
+    """A stored request: the proposal, its decision, and where it stands."""
+
+    id: str
+    status: str
+    tier: str
+    requester: str
+    action_digest: str
+    proposal: Mapping[str, Any] = field(repr=False)
+    decision: Decision = field(repr=False)
+    policy_revision: str
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime
+    status_reason: str = ""
+    votes: tuple[Vote, ...] = ()
+    #: False when the request was read without its votes (``get_request(..., votes=False)``):
+    #: ``votes`` is then empty whatever is stored, and what counts votes refuses it.
+    votes_read: bool = field(default=True, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in lifecycle.STATES:
+            raise StorageError(f"request {self.id} has unknown status {self.status!r}")
+        for name in ("created_at", "expires_at", "updated_at"):
+            _require_utc(getattr(self, name), name)
+
+    @property
+    def action(self) -> Mapping[str, Any]:
+        """The stored action (type, target, parameters)."""
+        action: Mapping[str, Any] = self.proposal["action"]
+        return action
+
+    def _require_votes(self) -> None:
+        if not self.votes_read:
+            raise StorageError(f"internal error: request {self.id} was read without its votes, which are needed here")
+
+    @property
+    def approvals(self) -> tuple[Vote, ...]:
+        """The approve votes, in the order they were recorded."""
+        self._require_votes()
+        return tuple(v for v in self.votes if v.verdict == "approve")
+
+    @property
+    def rejections(self) -> tuple[Vote, ...]:
+        """The reject votes, in the order they were recorded."""
+        self._require_votes()
+        return tuple(v for v in self.votes if v.verdict == "reject")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the CLI and the API."""
+        self._require_votes()
+        return {
+            "id": self.id,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "tier": self.tier,
+            "requester": self.requester,
+            "action": dict(self.action),
+            "action_digest": self.action_digest,
+            "policy_revision": self.policy_revision,
+            "created_at": t.format_time(self.created_at),
+            "expires_at": t.format_time(self.expires_at),
+            "updated_at": t.format_time(self.updated_at),
+            "decision": self.decision.to_dict(),
+            "proposal": dict(self.proposal),
+            "votes": [v.to_dict() for v in self.votes],
+        }
+
+
+@dataclass(frozen=True)
+class WarrantRecord:
+    """A warrant the engine issued, as stored."""
+
+    jti: str
+    request_id: str
+    token: str = field(repr=False)
+    kid: str
+    issued_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_utc(self.issued_at, "issued_at")
+        _require_utc(self.expires_at, "expires_at")
+        if self.consumed_at is not None:
+            _require_utc(self.consumed_at, "consumed_at")
+
+
+#: The most requests one listing call returns (pages beyond it continue with a cursor).
+MAX_LIST_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """Where a listing page ended: the last request's ``(created_at, id)`` (see :meth:`Transaction.list_requests`)."""
+
+    created_at: datetime
+    request_id: str
+
+    def __post_init__(self) -> None:
+        _require_utc(self.created_at, "created_at")
+
+    @classmethod
+    def after(cls, req: Request) -> ListCursor:
+        """The cursor that continues a listing after ``req``."""
+        return cls(req.created_at, req.id)
+
+    def encode(self) -> str:
+        """The cursor as one opaque word for the CLI (``--cursor``)."""
+        return f"{t.format_time(self.created_at)}~{self.request_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> ListCursor:
+        """Parse :meth:`encode` output; :class:`InputError` naming ``--cursor`` otherwise."""
+        at, sep, rid = text.partition("~")
+        try:
+            if not sep or not rid or len(text) > 300:
+                raise ValueError("not a cursor")
+            return cls(t.parse_time(at), rid)
+        except (ValueError, TypeError):
+            raise InputError("--cursor: not a cursor printed by `hitlgate requests` (TIME~ID)") from None
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """What a listing keeps besides its status: tier, target, requester, created at or after ``since``."""
+
+    tier: str | None = None
+    target: str | None = None
+    requester: str | None = None
+    since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.since is not None:
+            _require_utc(self.since, "since")
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What holding the tables against the chain needs of one event (no hash, no time)."""
+
+    seq: int
+    kind: str
+    payload: Mapping[str, Any]
+
+
+@dataclass
+class RequestRows:
+    """One request's table rows and chain events, as ``audit verify`` holds them against each other."""
+
+    request_id: str
+    #: (status, tier, action_digest), or None when the request row is missing.
+    request: tuple[str, str, str] | None = None
+    #: The request's events in chain order.
+    events: list[EventFacts] = field(default_factory=list)
+    #: (approver, verdict, statement JSON text), in the order recorded.
+    votes: list[tuple[str, str, str]] = field(default_factory=list)
+    warrant_jti: str | None = None
+    consumed: set[str] = field(default_factory=set)
+
+
+class Transaction:
+    """One open transaction on the store. Obtain it from :meth:`Store.write` or :meth:`Store.read`."""
+
+    def __init__(self, conn: Connection, *, writable: bool, head: tuple[int, str] | None = None) -> None:
+        self.conn = conn
+        self.writable = writable
+        self._after_commit: list[Callable[[], None]] = []
+        # The chain head (seq, hash) this write transaction builds on: read
+        # from the audit_head row it locked first, then moved by each append.
+        self._head = head
+        # Whether the audit_head row lags behind this transaction's events;
+        # it is moved once, before the commit (see Store.write).
+        self._head_moved = False
+        #: Checks a caller has made once in this write transaction, under its
+        #: lock, and need not repeat for each event (see ``Engine.require_anchored_head``).
+        self.checked: set[str] = set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this write transaction has committed (never after a rollback).
+
+        Callbacks run in order, outside the transaction; an exception from
+        one propagates to the caller of :meth:`Store.write` (the commit
+        stands) and the callbacks after it do not run.
+        """
+        self._require_writable()
+        self._after_commit.append(callback)
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StorageError("internal error: a state change was attempted in a read transaction")
+
+    # -- requests ---------------------------------------------------------
+
+    def insert_request(
+        self,
+        *,
+        request_id: str,
+        status: str,
+        proposal: Mapping[str, Any],
+        action_digest: str,
+        decision: Decision,
+        created_at: datetime,
+        expires_at: datetime,
+        status_reason: str = "",
+    ) -> Request:
+        """Store a new request (its status must be a legal initial state); return it as stored.
+
+        The returned request is built from the stored values (the proposal
+        and decision parsed back from the text written), so it equals what
+        :meth:`get_request` would read, without reading it.
+        """
+        self._require_writable()
+        if status != lifecycle.initial_state(decision.tier):
+            raise StorageError(f"a new {decision.tier} request cannot start as {status}")
+        action = proposal["action"]
+        row: dict[str, Any] = {
+            "id": request_id,
+            "status": status,
+            "tier": decision.tier,
+            "requester": str(proposal["requester"]["id"]),
+            "action_type": str(action["type"]),
+            "target": str(action["target"]),
+            "action_digest": action_digest,
+            "proposal": json.dumps(proposal, sort_keys=True),
+            "decision": json.dumps(decision.to_dict(), sort_keys=True),
+            "policy_revision": decision.policy_revision,
+            "created_at": created_at,
+            "expires_at": expires_at,
+            "updated_at": created_at,
+            "status_reason": status_reason,
+        }
+        self.conn.execute(_INSERT_REQUEST, row)
+        # Times as read back: UTC (the stored text keeps microseconds, so nothing else changes).
+        for name in ("created_at", "expires_at", "updated_at"):
+            row[name] = _require_utc(row[name], name)
+        return self._request_from_row(row, ())
+
+    def get_request(self, request_id: str, *, votes: bool = True) -> Request:
+        """Load a request with its votes; raises :class:`NotFoundError` (code ``not_found``) if there is none.
+
+        ``votes=False`` skips the votes query, for callers that need the
+        request's status, proposal, decision and digest but count no vote (the
+        guard, the warrant path's pre-check, outcome recording); the request
+        then says so (``votes_read``) and refuses to list approvals.
+        """
+        row = self.conn.execute(_REQUEST_BY_ID, {"rid": request_id}).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no request with id {request_id!r}")
+        if not votes:
+            return self._request_from_row(row, (), votes_read=False)
+        return self._request_from_row(row, self.votes(request_id))
+
+    def list_requests(
+        self, status: str | None = None, limit: int = 1000, *, before: ListCursor | None = None,
+        filters: ListFilters | None = None,
+    ) -> list[Request]:
+        """Requests, newest first, optionally only those in ``status`` (and matching ``filters``); at most ``limit``.
+
+        ``before`` continues a listing after the last request of the previous
+        page (keyset pagination on ``(created_at, id)``): each page is one
+        index range scan of ``limit`` rows, however deep, where an OFFSET
+        would read and drop every row before it.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InputError(f"limit must be between 1 and {MAX_LIST_LIMIT}, not {limit}")
+        if status is not None and status not in lifecycle.STATES:
+            raise InputError(f"unknown status {status!r}; choose from {', '.join(lifecycle.STATES)}")
+        params: dict[str, Any] = {"limit": limit, "status": status}
+        if before is not None:
+            params.update(at=before.created_at, after_id=before.request_id)
+        query = _LIST_PAGE[status is not None, before is not None]
+        if filters is not None:
+            query = _filtered(query, filters)
+        rows = self.conn.execute(query, params).mappings().all()
+        # The page's votes in one query (the votes' (request_id, approver)
+        # unique index), so a listing shows who voted without a query per row.
+        votes: dict[str, list[Vote]] = {}
+        if rows:
+            page = [row["id"] for row in rows]
+            for vote in self.conn.execute(_PAGE_VOTES[self.conn.dialect.name], {"ids": page}).mappings():
+                votes.setdefault(vote["request_id"], []).append(Vote(
+                    approver=vote["approver"], verdict=vote["verdict"], signed_at=vote["signed_at"],
+                    recorded_at=vote["recorded_at"], statement=json.loads(vote["statement"]),
+                ))
+        return [self._request_from_row(row, votes.get(row["id"], ())) for row in rows]
+
+    def count_requests(self, status: str) -> int:
+        """How many requests are in ``status`` (one index range count)."""
+        q = sa.select(sa.func.count()).select_from(t.requests).where(t.requests.c.status == status)
+        return int(self.conn.execute(q).scalar() or 0)
+
+    # -- idempotency keys (the HTTP service's retried proposals) ----------
+
+    def idempotent_request(self, principal: str, key: str) -> tuple[str, str] | None:
+        """The (request id, proposal hash) stored under ``principal``'s idempotency ``key``, if any."""
+        k = t.idempotency_keys.c
+        row = self.conn.execute(
+            sa.select(k.request_id, k.proposal_hash).where(k.principal == principal, k.key == key)
+        ).first()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def insert_idempotency_key(
+        self, *, principal: str, key: str, request_id: str, proposal_hash: str, now: datetime
+    ) -> None:
+        """Remember that ``principal``'s ``key`` stored ``request_id`` (the primary key refuses a second)."""
+        self._require_writable()
+        self.conn.execute(t.idempotency_keys.insert().values(
+            principal=principal, key=key, request_id=request_id, proposal_hash=proposal_hash, created_at=now))
+
+    def request_ids(self, *, status: str, expires_before: datetime | None = None) -> list[str]:
+        """Ids of requests in ``status`` (expiring before a time, if given)."""
+        q = sa.select(t.requests.c.id).where(t.requests.c.status == status)
+        if expires_before is not None:
+            q = q.where(t.requests.c.expires_at <= expires_before)
+        return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id))]
+
+    def transition(
+        self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None
+    ) -> Request:
+        """Move a request to ``target`` if the lifecycle allows it; raises :class:`IllegalTransition`.
+
+        ``current`` is the request as this transaction has already read it
+        (it is then not read again); the update applies only while the
+        stored status is still ``current.status``. Returns the moved request.
+        """
+        self._require_writable()
+        if current is None:
+            current = self.get_request(request_id)
+        elif current.id != request_id:
+            raise StorageError(f"internal error: request {current.id} given for a move of {request_id}")
+        lifecycle.check_transition(current.status, target)
+        result = self.conn.execute(
+            _MOVE_REQUEST,
+            {"rid": request_id, "from_status": current.status, "to_status": target, "now": now, "reason": reason},
+        )
+        if result.rowcount != 1:
+            # The write lock makes this unreachable; if it ever happens the
+            # transaction must not go on as if the move had been made.
+            raise StorageError(f"request {request_id} changed underneath this transaction")
+        return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason)
+
+    @staticmethod
+    def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote], *, votes_read: bool = True) -> Request:
+        try:
+            proposal = json.loads(row["proposal"])
+            decision = _decision_from_text(row["decision"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StorageError(f"request {row['id']} is stored corrupted: {exc}") from exc
+        return Request(
+            id=row["id"],
+            status=row["status"],
+            tier=row["tier"],
+            requester=row["requester"],
+            action_digest=row["action_digest"],
+            proposal=proposal,
+            decision=decision,
+            policy_revision=row["policy_revision"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            updated_at=row["updated_at"],
+            status_reason=row["status_reason"] or "",
+            votes=tuple(votes),
+            votes_read=votes_read,
+        )
+
+    # -- votes ------------------------------------------------------------
+
+    def votes(self, request_id: str) -> tuple[Vote, ...]:
+        """The votes on a request, in the order recorded."""
+        rows = self.conn.execute(_VOTES_OF, {"rid": request_id}).mappings()
+        return tuple(
+            Vote(
+                approver=r["approver"],
+                verdict=r["verdict"],
+                signed_at=r["signed_at"],
+                recorded_at=r["recorded_at"],
+                statement=json.loads(r["statement"]),
+            )
+            for r in rows
+        )
+
+    def insert_vote(
+        self,
+        *,
+        request_id: str,
+        approver: str,
+        verdict: str,
+        statement: Mapping[str, Any],
+        signed_at: datetime,
+        recorded_at: datetime,
+    ) -> Vote:
+        """Record a vote and return it as stored; a second vote by the same person raises :class:`ApprovalError`."""
+        self._require_writable()
+        text = json.dumps(statement, sort_keys=True)
+        # No savepoint: the refusal below ends the whole transaction, which
+        # rolls back, so nothing after the failed insert needs it usable.
+        try:
+            self.conn.execute(
+                _INSERT_VOTE,
+                {
+                    "request_id": request_id,
+                    "approver": approver,
+                    "verdict": verdict,
+                    "statement": text,
+                    "signed_at": signed_at,
+                    "recorded_at": recorded_at,
+                },
+            )
+        except IntegrityError as exc:
+            raise ApprovalError(
+                f"{approver} has already voted on request {request_id}; a vote cannot be changed"
+            ) from exc
+        return Vote(approver=approver, verdict=verdict, signed_at=_require_utc(signed_at, "signed_at"),
+                    recorded_at=_require_utc(recorded_at, "recorded_at"), statement=json.loads(text))
+
+    # -- warrants ---------------------------------------------------------
+
+    def insert_warrant(
+        self, *, jti: str, request_id: str, token: str, kid: str, issued_at: datetime, expires_at: datetime
+    ) -> WarrantRecord:
+        """Record the one warrant of a request and return it as stored; a second raises :class:`StorageError`."""
+        self._require_writable()
+        # No savepoint: the refusal ends the transaction (see insert_vote).
+        try:
+            self.conn.execute(
+                _INSERT_WARRANT,
+                {"jti": jti, "request_id": request_id, "token": token, "kid": kid, "issued_at": issued_at,
+                 "expires_at": expires_at},
+            )
+        except IntegrityError as exc:
+            raise StorageError(f"request {request_id} already has a warrant") from exc
+        return WarrantRecord(jti=jti, request_id=request_id, token=token, kid=kid,
+                             issued_at=_require_utc(issued_at, "issued_at"),
+                             expires_at=_require_utc(expires_at, "expires_at"))
+
+    def warrants_for(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
+        """The warrants of several requests (those that have one), in one indexed query (a listing page)."""
+        ids = list(request_ids)
+        if not ids:
+            return {}
+        rows = self.conn.execute(_PAGE_WARRANTS[self.conn.dialect.name], {"ids": ids}).mappings()
+        return {row["request_id"]: self._warrant_from_row(row) for row in rows}
+
+    def warrant_for(self, request_id: str) -> WarrantRecord | None:
+        """The warrant issued for a request, if any, with its consumption time."""
+        row = self.conn.execute(_WARRANT_OF, {"rid": request_id}).mappings().first()
+        return None if row is None else self._warrant_from_row(row)
+
+    @staticmethod
+    def _warrant_from_row(row: Any) -> WarrantRecord:
+        return WarrantRecord(
+            jti=row["jti"],
+            request_id=row["request_id"],
+            token=row["token"],
+            kid=row["kid"],
+            issued_at=row["issued_at"],
+            expires_at=row["expires_at"],
+            consumed_at=row["consumed_at"],
+        )
+
+    def consume(self, *, jti: str, request_id: str, now: datetime) -> None:
+        """Mark a warrant id used; a second use raises :class:`InvalidWarrant` (the transaction stays usable).
+
+        The primary key on ``jti`` is the single-use check: the insert skips
+        a duplicate (``ON CONFLICT (jti) DO NOTHING``; on PostgreSQL it first
+        waits for a concurrent insert of the same id to commit or roll back),
+        and no row inserted means the id was already consumed.
+        """
+        self._require_writable()
+        row = {"jti": jti, "request_id": request_id, "consumed_at": now}
+        if self.conn.execute(_CONSUME[self.conn.dialect.name], row).rowcount != 1:
+            raise InvalidWarrant(f"warrant {jti} was already used (replay)", code="replay")
+
+    def is_consumed(self, jti: str) -> bool:
+        """Whether a warrant id has been consumed (for reports, not for enforcement)."""
+        q = sa.select(sa.func.count()).select_from(t.consumed).where(t.consumed.c.jti == jti)
+        return bool(self.conn.execute(q).scalar_one())
+
+    # The sweeps below join on the foreign keys (warrants.request_id and
+    # consumed.request_id reference requests.id), which SQLAlchemy finds
+    # itself: a request has at most one warrant (unique request_id), so its
+    # consumption row, if any, is that warrant's. Spelling the join
+    # conditions out would only add lines that mean the same.
+
+    def granted_consumed_before(self, cutoff: datetime) -> list[str]:
+        """Granted requests whose warrant was consumed before ``cutoff`` with no outcome recorded."""
+        q = (
+            sa.select(t.requests.c.id)
+            .select_from(t.requests.join(t.consumed))
+            .where(t.requests.c.status == lifecycle.GRANTED, t.consumed.c.consumed_at <= cutoff)
+            .order_by(t.requests.c.id)
+        )
+        return [r[0] for r in self.conn.execute(q)]
+
+    def granted_unused_expired(self, now: datetime) -> list[str]:
+        """Granted requests whose warrant lapsed unused, or that never got one before expiry."""
+        lapsed = (
+            sa.select(t.requests.c.id)
+            .select_from(t.requests.join(t.warrants).outerjoin(t.consumed))
+            .where(
+                t.requests.c.status == lifecycle.GRANTED,
+                t.warrants.c.expires_at <= now,
+                t.consumed.c.jti.is_(None),
+            )
+        )
+        never = (
+            sa.select(t.requests.c.id)
+            .select_from(t.requests.outerjoin(t.warrants))
+            .where(
+                t.requests.c.status == lifecycle.GRANTED,
+                t.requests.c.expires_at <= now,
+                t.warrants.c.jti.is_(None),
+            )
+        )
+        ids = {r[0] for r in self.conn.execute(lapsed)} | {r[0] for r in self.conn.execute(never)}
+        return sorted(ids)
+
+    # -- revocations ------------------------------------------------------
+
+    def insert_revocation(
+        self, *, request_id: str, revoked_by: str, statement: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Record who revoked a request, with their signed statement."""
+        self._require_writable()
+        self.conn.execute(
+            t.revocations.insert().values(
+                request_id=request_id,
+                revoked_by=revoked_by,
+                statement=json.dumps(statement, sort_keys=True),
+                revoked_at=now,
+            )
+        )
+
+    # -- audit ------------------------------------------------------------
+
+    def head(self) -> AuditEvent | None:
+        """The last audit event, or None for an empty chain."""
+        row = self.conn.execute(_HEAD_EVENT).mappings().first()
+        return None if row is None else _event_from_row(row)
+
+    def event_hash(self, seq: int) -> str | None:
+        """The stored hash of event ``seq``, or None when there is none (a primary-key lookup)."""
+        row = self.conn.execute(_EVENT_HASH, {"seq": seq}).first()
+        return None if row is None else str(row[0])
+
+    def append(
+        self, kind: str, *, request_id: str | None, payload: Mapping[str, Any], at: datetime
+    ) -> AuditEvent:
+        """Append one event to the hash chain, in this transaction.
+
+        The event follows the head held in the ``audit_head`` row this
+        transaction locked first (no query for the previous event); that row
+        is moved to the last event once, when the transaction commits.
+        """
+        self._require_writable()
+        if self._head is None:
+            raise StorageError("internal error: a write transaction without the chain head")
+        ev = event_after(*self._head, kind=kind, request_id=request_id, payload=payload, at=at)
+        self.conn.execute(
+            _INSERT_EVENT,
+            {
+                "seq": ev.seq,
+                "at": ev.at,
+                "kind": ev.kind,
+                "request_id": ev.request_id,
+                "payload": json.dumps(ev.payload, sort_keys=True),
+                "prev_hash": ev.prev_hash,
+                "hash": ev.hash,
+            },
+        )
+        self._head = (ev.seq, ev.hash)
+        self._head_moved = True
+        return ev
+
+    def _store_head(self) -> None:
+        """Write the chain head this transaction reached to the ``audit_head`` row (before the commit)."""
+        if self._head_moved and self._head is not None:
+            self.conn.execute(_MOVE_HEAD, {"new_seq": self._head[0], "new_hash": self._head[1]})
+            self._head_moved = False
+
+    def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
+        """The audit events in chain order (all, or those of one request)."""
+        q = sa.select(t.audit_events).order_by(t.audit_events.c.seq)
+        if request_id is not None:
+            q = q.where(t.audit_events.c.request_id == request_id)
+        return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
+
+    def request_events(self, request_id: str, kinds: Sequence[str]) -> list[AuditEvent]:
+        """The events of one request of the given kinds, in chain order.
+
+        An indexed lookup (``request_id``), so the guard and the warrant path
+        can ask the chain what happened to a request without scanning it.
+        """
+        rows = self.conn.execute(_EVENTS_OF, {"rid": request_id, "kinds": list(kinds)}).mappings()
+        return [_event_from_row(r) for r in rows]
+
+    def iter_events(self, *, after_seq: int = 0, chunk: int = 2000) -> Iterator[AuditEvent]:
+        """The events after ``after_seq`` in chain order, read ``chunk`` at a time (keyset on ``seq``).
+
+        Each chunk is one primary-key range scan; only one chunk is held at a
+        time, so ``audit verify`` and ``audit export`` run in constant memory
+        however long the chain is (on PostgreSQL the read transaction of
+        :meth:`Store.read` with ``snapshot=True`` keeps every chunk in one
+        snapshot).
+        """
+        e = t.audit_events.c
+        last = after_seq
+        while True:
+            rows = self.conn.execute(
+                sa.select(t.audit_events).where(e.seq > last).order_by(e.seq).limit(chunk)
+            ).mappings().all()
+            for row in rows:
+                yield _event_from_row(row)
+            if len(rows) < chunk:
+                return
+            last = int(rows[-1]["seq"])
+
+    def iter_checkpoints(self, *, from_seq: int = 0, chunk: int = 2000) -> Iterator[Checkpoint]:
+        """Stored checkpoints at ``from_seq`` or later, in sequence order, ``chunk`` at a time."""
+        c = t.checkpoints.c
+        last = from_seq - 1
+        while True:
+            rows = self.conn.execute(
+                sa.select(t.checkpoints).where(c.seq > last).order_by(c.seq).limit(chunk)
+            ).mappings().all()
+            for r in rows:
+                yield Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
+            if len(rows) < chunk:
+                return
+            last = int(rows[-1]["seq"])
+
+    def events_through(self, seq: int) -> int:
+        """How many events have a seq from 1 to ``seq`` (a count over the primary key, no row read)."""
+        e = t.audit_events.c
+        q = sa.select(sa.func.count()).select_from(t.audit_events).where(e.seq >= 1, e.seq <= seq)
+        return int(self.conn.execute(q).scalar_one())
+
+    def checkpoint_count(self) -> int:
+        """How many checkpoints are stored."""
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(t.checkpoints)).scalar_one())
+
+    def checkpoint_kid_at(self, seq: int) -> str | None:
+        """The key id of the stored checkpoint at ``seq`` (a primary-key lookup), or None."""
+        kid = self.conn.execute(sa.select(t.checkpoints.c.kid).where(t.checkpoints.c.seq == seq)).scalar()
+        return None if kid is None else str(kid)
+
+    def rare_events(self) -> list[AuditEvent]:
+        """The ``keyring_replaced`` and ``anchor_reinitialized`` events, in chain order (a partial index)."""
+        e = t.audit_events.c
+        q = sa.select(t.audit_events).where(e.kind.in_(t.RARE_KINDS)).order_by(e.seq)
+        return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
+
+    def iter_request_ids(self, *, chunk: int) -> Iterator[list[str]]:
+        """Every request id in id order, ``chunk`` ids per list (keyset on the primary key)."""
+        r = t.requests.c
+        last: str | None = None
+        while True:
+            q = sa.select(r.id).order_by(r.id).limit(chunk)
+            if last is not None:
+                q = q.where(r.id > last)
+            ids = [row[0] for row in self.conn.execute(q)]
+            if ids:
+                yield ids
+            if len(ids) < chunk:
+                return
+            last = ids[-1]
+
+    def orphan_request_ids(self) -> list[str]:
+        """Request ids that events or warrant/vote rows name but that have no request row (normally none)."""
+        r = t.requests.c
+        found: set[str] = set()
+        for table in (t.audit_events, t.votes, t.warrants, t.consumed):
+            col = table.c.request_id
+            q = (
+                sa.select(col).distinct()
+                .select_from(table.outerjoin(t.requests, r.id == col))
+                .where(
+                    # Chain-level events have no request; without this filter
+                    # they would add the id "None", which reconciles to no rows,
+                    # so removing it changes only the work done.
+                    col.is_not(None),  # pragma: no mutate
+                    r.id.is_(None),
+                )
+            )
+            found.update(str(row[0]) for row in self.conn.execute(q))
+        return sorted(found)
+
+    def request_ids_with_events_after(self, seq: int) -> list[str]:
+        """Distinct request ids of the events after ``seq`` (a primary-key range scan of that tail)."""
+        e = t.audit_events.c
+        q = sa.select(e.request_id).distinct().where(e.seq > seq, e.request_id.is_not(None))
+        return sorted(str(row[0]) for row in self.conn.execute(q))
+
+    def reconcile_rows(self, request_ids: Sequence[str]) -> list[RequestRows]:
+        """What ``audit verify`` holds against the chain for each of ``request_ids`` (indexed lookups)."""
+        ids = list(request_ids)
+        groups = {rid: RequestRows(rid) for rid in ids}
+        req = t.requests.c
+        for r in self.conn.execute(
+            sa.select(req.id, req.status, req.tier, req.action_digest).where(req.id.in_(ids))
+        ):
+            groups[r.id].request = (r.status, r.tier, r.action_digest)
+        e = t.audit_events.c
+        for r in self.conn.execute(
+            sa.select(e.request_id, e.seq, e.kind, e.payload).where(e.request_id.in_(ids))
+            .order_by(e.request_id, e.seq)
+        ):
+            try:
+                payload = json.loads(r.payload)
+            except ValueError as exc:
+                raise StorageError(f"audit event {r.seq} has a corrupted payload") from exc
+            groups[r.request_id].events.append(EventFacts(int(r.seq), r.kind, payload if isinstance(payload, dict)
+                                                          else {}))
+        v = t.votes.c
+        for r in self.conn.execute(
+            sa.select(v.request_id, v.approver, v.verdict, v.statement).where(v.request_id.in_(ids)).order_by(v.id)
+        ):
+            groups[r.request_id].votes.append((r.approver, r.verdict, r.statement))
+        w = t.warrants.c
+        for wr in self.conn.execute(sa.select(w.request_id, w.jti).where(w.request_id.in_(ids))):
+            groups[wr.request_id].warrant_jti = wr.jti
+        c = t.consumed.c
+        for cr in self.conn.execute(sa.select(c.request_id, c.jti).where(c.request_id.in_(ids))):
+            groups[cr.request_id].consumed.add(cr.jti)
+        return [groups[rid] for rid in ids]
+
+    def insert_checkpoint(self, cp: Checkpoint) -> None:
+        """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
+        self._require_writable()
+        self.conn.execute(
+            _INSERT_CHECKPOINT[self.conn.dialect.name],
+            {"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at, "token": cp.token, "kid": cp.kid},
+        )
+
+    def signing_kids(self) -> list[str]:
+        """The engine key id the database was last signed with: the newest checkpoint's, else a warrant's.
+
+        One indexed single-row read, not a scan: enough to tell whether a
+        keyring is the one this database was signed with (a keyring keeps
+        every key it ever had, so the newest checkpoint's key must be in it).
+        """
+        cp = self.conn.execute(
+            sa.select(t.checkpoints.c.kid).order_by(t.checkpoints.c.seq.desc()).limit(1)
+        ).scalar()
+        kid = cp if cp is not None else self.conn.execute(sa.select(t.warrants.c.kid).limit(1)).scalar()
+        return [] if kid is None else [str(kid)]
+
+    def has_checkpoints(self) -> bool:
+        """Whether any checkpoint is stored (one indexed row at most is read)."""
+        return self.conn.execute(_ANY_CHECKPOINT).first() is not None
+
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The stored checkpoint with the highest sequence number, if any."""
+        r = self.conn.execute(
+            sa.select(t.checkpoints).order_by(t.checkpoints.c.seq.desc()).limit(1)
+        ).mappings().first()
+        return None if r is None else Checkpoint(
+            seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"]
+        )
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Stored checkpoints in sequence order."""
+        rows = self.conn.execute(sa.select(t.checkpoints).order_by(t.checkpoints.c.seq)).mappings()
+        return [
+            Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
+            for r in rows
+        ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _decision_from_text(text: str) -> Decision:
+    """Parse and validate a stored decision; cached by its exact text (decisions are immutable)."""
+    return Decision.from_dict(json.loads(text))
+
+
+def _event_from_row(row: Any) -> AuditEvent:
+    try:
+        payload = json.loads(row["payload"])
+    except ValueError as exc:
+        raise StorageError(f"audit event {row['seq']} has a corrupted payload") from exc
+    return AuditEvent(
+        seq=int(row["seq"]),
+        at=row["at"],
+        kind=row["kind"],
+        request_id=row["request_id"],
+        payload=payload,
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for in-memory databases)."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    path = path.split("?", 1)[0]
+    return None if not path or path == ":memory:" else Path(path)
+
+
+def _describe_mode(path: Path) -> str:
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "it is on a read-only filesystem"
+        st = os.stat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}, you are uid {os.geteuid()}"
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (``access(2)``: permissions and read-only mounts)."""
+    return os.access(path, os.W_OK)
+
+
+@dataclass(frozen=True)
+class _SqliteAccess:
+    """How a SQLite state file can be opened, and why not read-write when it cannot."""
+
+    url: str
+    read_only_reason: str | None = None
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the empty state file with mode 0600 before SQLite opens it.
+
+    ``warrants.token`` holds bearer tokens, so nobody but the owner may read
+    the file. SQLite would create it with the umask's mode (0644 under the
+    usual 022); an empty file is a valid empty database, and SQLite creates
+    its ``-wal`` and ``-shm`` files with the database file's mode, so all
+    three end up 0600. The process umask is not touched (it is global to
+    every thread). A file that already exists is left alone: its mode is
+    never loosened, and a world-readable one is reported by ``doctor``.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return  # Another process created it first; its creator chose the mode.
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the state store {path}: {exc.strerror or exc}", code="state_unwritable"
+        ) from exc
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def state_file_exposure(url: str) -> list[str]:
+    """Problems with who may read a SQLite state file and its ``-wal``/``-shm`` files (empty: none).
+
+    A file readable or writable by group or others exposes live warrant
+    tokens (or lets someone forge state); ``hitlgate doctor`` warns about it.
+    """
+    path = _sqlite_path(url) if _is_sqlite(url) else None
+    if path is None:
+        return []
+    found = []
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            found.append(
+                f"state file {p} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}) and "
+                f"holds live warrant tokens; run: chmod 600 {p}"
+            )
+    return found
+
+
+def _sqlite_access(url: str) -> _SqliteAccess:
+    """Check the state file and its directory before SQLite does, to say which path and why.
+
+    SQLite needs to write the file and to create ``-wal``/``-shm`` files next
+    to it. A file this process may only read (an auditor's copy, a
+    read-only mount) is opened read-only (``mode=ro``, plus ``immutable``
+    when the directory cannot hold SQLite's shared-memory file either):
+    reading commands work on it, writing ones are refused with the reason.
+    """
+    path = _sqlite_path(url)
+    if path is None:
+        return _SqliteAccess(url)
+    parent = path.parent
+    if not parent.exists():
+        try:
+            # The store holds live warrant tokens: a directory we create for
+            # it is 0700, whatever the umask (an existing one keeps its mode).
+            make_private_dirs(parent)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the state directory {parent}: {exc.strerror or exc}", code="state_unwritable"
+            ) from exc
+    if not os.access(parent, os.X_OK):
+        raise StorageError(
+            f"cannot open the state store {path}: its directory {parent} cannot be entered "
+            f"(permission denied: {_describe_mode(parent)})",
+            code="state_unreadable",
+        )
+    if not path.exists():
+        if not _writable(parent):
+            raise StorageError(
+                f"cannot create the state store {path}: its directory {parent} is not writable "
+                f"({_describe_mode(parent)})",
+                code="state_unwritable",
+            )
+        _create_private_file(path)
+        return _SqliteAccess(url)
+    if not os.access(path, os.R_OK):
+        raise StorageError(
+            f"cannot open the state store {path}: permission denied ({_describe_mode(path)})",
+            code="state_unreadable",
+        )
+    sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    dir_ok = _writable(parent) or all(p.exists() and _writable(p) for p in sidecars)
+    if _writable(path) and dir_ok:
+        return _SqliteAccess(url)
+    if not _writable(path):
+        why = f"the file is not writable ({_describe_mode(path)})"
+    else:
+        why = f"its directory {parent} is not writable ({_describe_mode(parent)})"
+    # A directory SQLite cannot write also cannot hold the shared-memory
+    # file a read-only WAL reader needs: then the copy is read as immutable.
+    immutable = "&immutable=1" if not _writable(parent) else ""
+    ro_url = f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
+    return _SqliteAccess(ro_url, read_only_reason=why)
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before use (seconds).
+PING_AFTER_IDLE_S = 5.0
+
+#: Pooled PostgreSQL connections kept open per process (threads of one server beyond it use overflow).
+PG_POOL_SIZE = 16
+
+
+def _make_pg_engine(url: str) -> Engine:
+    """A PostgreSQL engine whose pool pings a connection only after it sat idle.
+
+    SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` on every checkout:
+    one more round trip per transaction, seven per approval flow. A
+    connection that was used a moment ago is as alive as a ping would show,
+    so only one idle for :data:`PING_AFTER_IDLE_S` is pinged (the case
+    pre-ping exists for: a server restarted while the pool slept). A dead
+    one is replaced before use (``DisconnectionError`` makes the pool
+    reconnect); a server lost mid-burst fails that transaction, and
+    SQLAlchemy then drops the whole pool, as it does with pre-ping.
+    """
+    engine = sa.create_engine(url, future=True, pool_size=PG_POOL_SIZE, max_overflow=2 * PG_POOL_SIZE)
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hitlgate_idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hitlgate_idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("hitlgate_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not use this connection.
+            raise sa.exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+    return engine
+
+
+def _make_engine(url: str, *, read_only: bool = False) -> Engine:
+    if not _is_sqlite(url):
+        return _make_pg_engine(url)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, future=True)
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" hook below: the
+        # driver's own implicit BEGIN is DEFERRED, which makes concurrent
+        # writers fail instead of queueing.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            if not read_only and ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            # WAL with synchronous=NORMAL loses no committed transaction on
+            # a process crash; FULL also survives power loss. Security state
+            # (consumed warrant ids) must survive both, so keep FULL.
+            if not read_only:
+                cur.execute("PRAGMA synchronous=FULL")
+        finally:
+            cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("hitlgate_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Store:
+    """The state store. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, engine: Engine, url: str, *, read_only_reason: str | None = None) -> None:
+        self.engine = engine
+        self.url = url
+        #: Why the store was opened read-only (None: read-write).
+        self.read_only_reason = read_only_reason
+        self._migrate_lock = threading.Lock()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (see :meth:`open`)."""
+        return self.read_only_reason is not None
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to ``url`` and create or migrate the schema.
+
+        ``postgresql://`` and ``postgres://`` URLs use psycopg 3 (the driver
+        hitlgate depends on), not SQLAlchemy's default psycopg2.
+        """
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                url = "postgresql+psycopg://" + url[len(prefix):]
+        access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
+        try:
+            store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,
+                        read_only_reason=access.read_only_reason)
+            if store.read_only:
+                store._require_current_schema()
+            else:
+                store.migrate()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot open the state store {_redact(url)}: {_db_message(exc)}") from exc
+        return store
+
+    def _require_current_schema(self) -> None:
+        """A read-only store cannot be migrated: it must already be at the latest version."""
+        version = self.schema_version()
+        if version != t.LATEST_VERSION:
+            raise StorageError(
+                f"the state store {_redact(self.url)} is read-only ({self.read_only_reason}) and at schema "
+                f"version {version}, but this hitlgate needs version {t.LATEST_VERSION}; open it writable once "
+                "to migrate it",
+                code="read_only",
+            )
+
+    @property
+    def url_for_people(self) -> str:
+        """The store's URL without its password, for messages."""
+        return _redact(self.url)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self.engine.dialect.name)
+
+    def schema_version(self) -> int:
+        """The highest migration applied (0 for an empty database)."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("schema_version"):
+                return 0
+            v = conn.execute(sa.select(sa.func.max(t.schema_version.c.version))).scalar()
+            conn.rollback()
+            return int(v or 0)
+
+    def migrate(self) -> int:
+        """Apply pending migrations in order, each in its own transaction; return the version."""
+        with self._migrate_lock, self.engine.connect() as conn:
+            conn.execution_options(hitlgate_write=True)
+            if self.dialect == "postgresql":
+                with conn.begin():
+                    # Two replicas starting at once must not both migrate.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")
+                    self._migrate(conn)
+            else:
+                with conn.begin():
+                    self._migrate(conn)
+        return t.LATEST_VERSION
+
+    @staticmethod
+    def _migrate(conn: Connection) -> None:
+        t.schema_version.create(conn, checkfirst=True)
+        done = {r[0] for r in conn.execute(sa.select(t.schema_version.c.version))}
+        for version, name, apply in t.MIGRATIONS:
+            if version in done:
+                continue
+            apply(conn)
+            conn.execute(t.schema_version.insert().values(version=version, name=name, applied_at=utcnow()))
+        if conn.execute(sa.select(t.audit_head.c.id)).first() is None:
+            conn.execute(t.audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+
+    @contextmanager
+    def write(self) -> Iterator[Transaction]:
+        """A serialised read-write transaction; committed on success, rolled back on any error."""
+        if self.read_only_reason is not None:
+            raise StorageError(
+                f"the state store {_redact(self.url)} is read-only: {self.read_only_reason}. This command "
+                "writes to it; run it where the store is writable (reading commands such as `requests`, "
+                "`show`, `audit verify` and `audit export` work on a read-only copy)",
+                code="read_only",
+            )
+        tx: Transaction | None = None
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(hitlgate_write=True)
+                with conn.begin():
+                    # Lock the chain head first in every write, so writers
+                    # queue in one order and never deadlock.
+                    # The locked row is also where this transaction's first
+                    # event links to.
+                    head = conn.execute(_LOCK_HEAD).first()
+                    if head is None:
+                        raise StorageError(f"the state store {_redact(self.url)} has no audit chain head row")
+                    tx = Transaction(conn, writable=True, head=(int(head[0]), str(head[1])))
+                    yield tx
+                    tx._store_head()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
+        # Committed: run what waited for the commit (e.g. anchoring checkpoints).
+        for callback in tx._after_commit if tx is not None else ():
+            callback()
+
+    @contextmanager
+    def read(self, *, snapshot: bool = False) -> Iterator[Transaction]:
+        """A read-only transaction.
+
+        With ``snapshot`` every statement sees the same snapshot, also on
+        PostgreSQL (``REPEATABLE READ``; its default gives each statement
+        its own): for reads made of many statements, such as ``audit
+        verify`` streaming the chain in chunks and then the tables, which a
+        concurrent commit must not make disagree. SQLite's read transaction
+        is one snapshot already.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if snapshot and self.dialect == "postgresql":
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield Transaction(conn, writable=False)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+
+def _db_message(exc: SQLAlchemyError) -> str:
+    """The database's own message, without SQLAlchemy's statement dump and background link."""
+    text = str(getattr(exc, "orig", None) or exc).split("\n(Background on this error")[0].strip()
+    if "readonly database" in text:
+        text += " (the database file or its directory is not writable by this process)"
+    elif "unable to open database file" in text:
+        text += " (the file or its directory is missing or not accessible by this process)"
+    return text
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported as it is, minus nothing secret.
+        return "<unparseable url>"

@@ -41,7 +41,7 @@ effect.
 
 Every refusal raises one :class:`~hitlgate.errors.InvalidWarrant` whose
 message gives the reason; the same reason is written to the audit log as a
-refusal event (see ``REFUSAL_KIND`` in :mod:`hitlgate.engine.approve.workflow`).
+refusal event (see ``REFUSAL_KIND`` in :mod:`hitlgate.engine.ledger.auditlog`).
 
 Three ways to use it::
 
@@ -83,8 +83,11 @@ from hitlgate.errors import (
 )
 
 if TYPE_CHECKING:
-    from hitlgate.engine.approve.workflow import Engine
-    from hitlgate.engine.ledger.store import Request, Transaction
+    from hitlgate.engine.approve.approvers import ApproverRegistry
+    from hitlgate.engine.decide.decider import Decider
+    from hitlgate.engine.keys.warrants import WarrantVerifier
+    from hitlgate.engine.ledger.auditlog import AuditLog
+    from hitlgate.engine.ledger.store import Request, Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +117,36 @@ class _Outcome:
 class Guard:
     """The enforcement point in front of executors. Build it with ``Engine.guard()``."""
 
-    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
-        """Guard executors with ``engine``'s store, keys and decider; ``clock`` overrides the engine clock."""
-        self.engine = engine
-        self.clock = clock if clock is not None else engine.clock
+    def __init__(
+        self,
+        store: Store,
+        audit_log: AuditLog,
+        verifier: WarrantVerifier,
+        decider: Decider,
+        approvers: ApproverRegistry,
+        *,
+        demo: bool,
+        clock: Clock,
+    ) -> None:
+        """Guard executors with the engine's store, audit log, warrant verifier, decider and approvers.
+
+        ``demo`` is the engine's demo mode (approvals signed with the public
+        demo keys count only then); ``clock`` gives the time of each check.
+        """
+        self.store = store
+        self.audit_log = audit_log
+        self.verifier = verifier
+        self.decider = decider
+        self.approvers = approvers
+        self.demo = demo
+        self.clock = clock
 
     # -- the checks -------------------------------------------------------
 
     def _refuse(
         self, reason: str, *, request_id: str | None, digest: str | None, now: datetime, code: str | None = None
     ) -> InvalidWarrant:
-        self.engine.record_refusal(
+        self.audit_log.record_refusal(
             reason, request_id=request_id, detail={"presented_digest": digest}, now=now
         )
         # Info, not warning: the refusal is raised to the caller and written
@@ -143,14 +165,14 @@ class Guard:
 
     def _verify(self, token: str, digest: str, now: datetime) -> WarrantClaims:
         try:
-            return self.engine.verifier.verify(token, action_digest=digest, now=now)
+            return self.verifier.verify(token, action_digest=digest, now=now)
         except InvalidWarrant as exc:
             raise self._refuse(str(exc), request_id=None, digest=digest, now=now, code=exc.code) from None
 
     def _check_policy(self, claims: WarrantClaims, req: Request, action: Mapping[str, Any], now: datetime) -> None:
         document = {**dict(req.proposal), "action": dict(action)}
         try:
-            decision = self.engine.decider.decide_validated(Proposal.from_dict(document))
+            decision = self.decider.decide_validated(Proposal.from_dict(document))
         except HitlgateError as exc:
             raise self._refuse(f"invalid warrant: the policy could not be re-evaluated: {exc}",
                                request_id=claims.request_id, digest=claims.action_digest, now=now) from None
@@ -168,7 +190,7 @@ class Guard:
         """Check 7: the warrant's approvals still meet ``decision``'s quorum with today's inventory."""
         if not decision.needs_approval:
             return
-        registry = self.engine.approvers.all()
+        registry = self.approvers.all()
         people: list[Approver] = []
         lapsed: list[str] = []
         for a in claims.approvals:
@@ -181,7 +203,7 @@ class Guard:
                 at = parse_time(str(a.get("at")), "at")
                 statement = Statement(claims.request_id, claims.action_digest, "approve", name, at)
                 SignedStatement(statement, str(a.get("signature"))).verify(approver.public_key)
-                if not self.engine.demo:
+                if not self.demo:
                     require_not_demo_key(name, approver.public_key)
             except HitlgateError:
                 lapsed.append(f"{name}'s approval does not verify against the key registered for {name} today")
@@ -201,7 +223,7 @@ class Guard:
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
         problem: tuple[str, str | None] | None = None
-        with self.engine.store.write() as tx:
+        with self.store.write() as tx:
             try:
                 # The votes are not needed: the warrant carries its approvals (check 7).
                 req = tx.get_request(claims.request_id, votes=False)
@@ -222,7 +244,7 @@ class Guard:
                         # once the transaction commits, so deleting the chain's
                         # tail to hide the consumption leaves the database
                         # behind the anchor (see _anchor_problem).
-                        self.engine._append(
+                        self.audit_log.append(
                             tx, "consumed", req, {"jti": claims.jti, "kid": claims.kid}, now, anchored=True
                         )
         if problem is not None:
@@ -233,7 +255,7 @@ class Guard:
     def _anchor_last(self, claims: WarrantClaims, now: datetime) -> Checkpoint | None:
         """The audit anchor's last checkpoint; an unreadable anchor refuses the warrant (fail closed)."""
         try:
-            return self.engine.anchor.last()
+            return self.audit_log.anchor.last()
         except HitlgateError as exc:
             raise self._refuse(f"invalid warrant: {exc}", request_id=claims.request_id,
                                digest=claims.action_digest, now=now, code=exc.code) from None
@@ -241,13 +263,13 @@ class Guard:
     def _anchored_head_problem(self, tx: Transaction) -> tuple[str, str | None] | None:
         """:meth:`_anchor_problem` in a write transaction: the anchor is read under its lock.
 
-        Made through :meth:`~hitlgate.engine.approve.workflow.Engine.require_anchored_head`,
+        Made through :meth:`~hitlgate.engine.ledger.auditlog.AuditLog.require_anchored_head`,
         which remembers it in ``tx``, so the consumption event appended next
         does not read the anchor and look the event up a second time. An
         unreadable anchor refuses the warrant (fail closed).
         """
         try:
-            self.engine.require_anchored_head(tx)
+            self.audit_log.require_anchored_head(tx)
         except HitlgateError as exc:
             return f"invalid warrant: {exc}", exc.code
         return None
@@ -256,10 +278,10 @@ class Guard:
         """Whether the database chain is behind the audit anchor (truncated or rewritten); O(1).
 
         ``last`` is the anchor's last line, read before ``tx``'s first query
-        (see :meth:`~hitlgate.engine.approve.workflow.Engine.require_anchored_head`).
+        (see :meth:`~hitlgate.engine.ledger.auditlog.AuditLog.require_anchored_head`).
         """
         try:
-            self.engine.check_anchored_head(tx, last)
+            self.audit_log.check_anchored_head(tx, last)
         except AuditChainError as exc:
             return f"invalid warrant: {exc}", exc.code
         return None
@@ -327,9 +349,9 @@ class Guard:
         at = require_utc(now if now is not None else self.clock(), "now")
         digest = self._digest(action, at)
         claims = self._verify(token, digest, at)
-        # Read before the snapshot: see Engine.require_anchored_head.
+        # Read before the snapshot: see AuditLog.require_anchored_head.
         last = self._anchor_last(claims, at)
-        with self.engine.store.read() as tx:
+        with self.store.read() as tx:
             try:
                 req = tx.get_request(claims.request_id, votes=False)
             except HitlgateError:
@@ -377,7 +399,7 @@ class Guard:
         if outcome not in lifecycle.OUTCOMES:
             raise InputError(f"outcome: {outcome!r} is not one of {', '.join(sorted(lifecycle.OUTCOMES))}")
         at = require_utc(now if now is not None else self.clock(), "now")
-        with self.engine.store.write() as tx:
+        with self.store.write() as tx:
             # Lifecycle rule 3: an outcome follows a consumption by the
             # guard. A Grant is a plain value anyone can construct, so check
             # the store, or an executor that skipped the guard could write
@@ -390,7 +412,7 @@ class Guard:
                 )
             current = tx.get_request(request_id, votes=False)
             req = tx.transition(request_id, outcome, now=at, reason=detail[:500], current=current)
-            self.engine._append(tx, outcome, req, {"jti": jti, "detail": detail[:2000]}, at)
+            self.audit_log.append(tx, outcome, req, {"jti": jti, "detail": detail[:2000]}, at)
 
     # -- the three ways to run an action ---------------------------------
 

@@ -3,7 +3,9 @@
 :class:`Engine` turns a proposal into a stored request, collects signed
 approvals and rejections, issues the one warrant of a granted request, and
 records every step in the audit chain in the same transaction as the state
-change it describes. The request lifecycle is in
+change it describes, through the one
+:class:`~hitlgate.engine.ledger.auditlog.AuditLog` it shares with its
+guards. The request lifecycle is in
 :mod:`hitlgate.engine.approve.lifecycle`; quorum matching in
 :mod:`hitlgate.engine.approve.quorum`; the executor side in :mod:`hitlgate.engine.approve.guard`.
 
@@ -41,28 +43,33 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve._reconcile import Reconciler
 from hitlgate.engine.approve.approvals import SignedStatement
+from hitlgate.engine.approve.approvers import ApproverRegistry
+from hitlgate.engine.approve.guard import Guard
 from hitlgate.engine.approve.quorum import QuorumProgress, assess, can_fill, require_eligible
 from hitlgate.engine.config import Config
 from hitlgate.engine.decide.decider import Decider
 from hitlgate.engine.decide.decision import Decision, Quorum
-from hitlgate.engine.decide.facts import FactSource, shared_file_facts
 from hitlgate.engine.decide.inventory import Approver
 from hitlgate.engine.decide.proposal import Proposal, action_digest, canonical_json
 from hitlgate.engine.keys._demokeys import is_demo_key, require_not_demo_key
 from hitlgate.engine.keys.keyring import STATE_FILE as KEYRING_STATE_FILE
-from hitlgate.engine.keys.keyring import AnchorNote, EngineKeyring
+from hitlgate.engine.keys.keyring import EngineKeyring
 from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.engine.ledger.anchor import AuditAnchor
-from hitlgate.engine.ledger.audit import AuditEvent, Checkpoint, export_jsonl, sign_checkpoint, verify_chain
+from hitlgate.engine.ledger.audit import AuditEvent, Checkpoint, export_jsonl, verify_chain
+from hitlgate.engine.ledger.auditlog import (
+    ANCHOR_REINIT_KIND,
+    DEFAULT_CHECKPOINT_EVERY,
+    KEYRING_REPLACED_KIND,
+    AuditLog,
+)
 from hitlgate.engine.ledger.store import ListCursor, ListFilters, Request, Store, Transaction, Vote, WarrantRecord
-from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import (
     ApprovalError,
     AuditChainError,
@@ -74,16 +81,10 @@ from hitlgate.errors import (
     ValidationError,
 )
 
-if TYPE_CHECKING:
-    from hitlgate.engine.approve.guard import Guard
-
 log = logging.getLogger(__name__)
 
 #: Requests whose rows ``audit verify`` reads in one batch of indexed lookups.
 RECONCILE_BATCH = 500
-
-#: Sign a checkpoint of the audit chain head every this many events.
-DEFAULT_CHECKPOINT_EVERY = 50
 
 #: A statement dated further than this in the future is refused: it was
 #: signed on a wrong clock, or prepared in advance to be used later.
@@ -93,51 +94,11 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 #: means the executor died mid-action; the request becomes execution_unknown.
 OUTCOME_GRACE = timedelta(minutes=10)
 
-#: The audit kind of a guard refusal (the payload also says ``subject: warrant``).
-REFUSAL_KIND = "warrant_refused"
-
-#: The audit kind of an operator starting a new audit anchor after the old one was lost.
-ANCHOR_REINIT_KIND = "anchor_reinitialized"
-
-#: The audit kind of an operator starting a new engine keyring after the old one was lost.
-KEYRING_REPLACED_KIND = "keyring_replaced"
-
 #: Who may revoke a request that names no quorum (auto_allow).
 REVOKER_ROLE = "security"
 
-#: The name under which a write transaction remembers that :meth:`Engine.require_anchored_head` passed.
-_ANCHORED_HEAD = "anchored_head"
-
 #: Why a pending request expires.
 WINDOW_CLOSED = "the approval window closed before the quorum was met"
-
-
-class ApproverRegistry:
-    """The registered approvers, read from the configured inventory and reloaded when it changes.
-
-    The inventory is the one the policy backend decides with (one load per
-    process, see :func:`hitlgate.engine.decide.facts.shared_file_facts`), or the
-    fact source given.
-    """
-
-    def __init__(
-        self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS, facts: FactSource | None = None
-    ) -> None:
-        self._facts = facts if facts is not None else shared_file_facts(data_paths, limits=limits)
-
-    def _current(self) -> dict[str, Approver]:
-        return self._facts.current().approvers
-
-    def all(self) -> dict[str, Approver]:
-        """Every registered approver by name."""
-        return dict(self._current())
-
-    def get(self, name: str) -> Approver:
-        """The registered approver ``name``; raises :class:`ApprovalError` if there is none."""
-        approver = self._current().get(name)
-        if approver is None:
-            raise ApprovalError(f"{name!r} is not a registered approver; register their public key in the inventory")
-        return approver
 
 
 @dataclass(frozen=True)
@@ -196,10 +157,6 @@ class AuditReport:
         }
 
 
-def _controls(decision: Decision) -> list[dict[str, str]]:
-    return [{"framework": str(c.get("framework", "")), "id": str(c.get("id", ""))} for c in decision.controls]
-
-
 def _new_request_id() -> str:
     return "req-" + secrets.token_hex(12)
 
@@ -234,12 +191,12 @@ class Engine:
         the example inventory's demo keys count. Otherwise they are refused
         (code ``demo_key``), because anyone can derive those keys.
         """
+        # Checked before anything is opened (the audit log checks it too).
         if checkpoint_every < 1:
             raise InputError("checkpoint_every must be at least 1")
         self.config = config
         self.demo = demo
         self.clock = clock
-        self.checkpoint_every = checkpoint_every
         self.decider = decider if decider is not None else Decider.from_config(config)
         self.store = store if store is not None else Store.open(config.state_url)
         # Retired engine keys stay trusted for at least one warrant lifetime,
@@ -249,11 +206,12 @@ class Engine:
         self.keyring = keyring if keyring is not None else EngineKeyring(
             config.key_dir,
             retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds),
-            before_create=self._refuse_new_keyring,
+            # Called on the keyring's first use, after the audit log below exists.
+            before_create=lambda key_dir: self.audit_log.refuse_new_keyring(key_dir),
         )
-        self._keyring_matched = False
-        self._replacing_keyring = False
         self.anchor = anchor if anchor is not None else AuditAnchor(config.anchor_path)
+        # The one audit log of this engine, shared with every guard it makes.
+        self.audit_log = AuditLog(self.store, self.keyring, self.anchor, checkpoint_every=checkpoint_every)
         self.approvers = ApproverRegistry(
             config.data_paths, limits=config.limits, facts=getattr(self.decider.backend, "facts", None)
         )
@@ -282,81 +240,20 @@ class Engine:
         """``now`` if given, else the engine clock; always aware UTC."""
         return require_utc(now if now is not None else self.clock(), "now")
 
-    # -- audit helpers ----------------------------------------------------
-
-    def _append(
-        self,
-        tx: Transaction,
-        kind: str,
-        request: Request | None,
-        payload: Mapping[str, Any],
-        now: datetime,
-        *,
-        request_id: str | None = None,
-        reinit: bool = False,
-        anchored: bool = False,
-    ) -> AuditEvent:
-        """Append an audit event in ``tx``, with the request's digest and controls.
-
-        Refuses (``anchor_missing``) while the audit anchor is missing but the
-        database holds checkpoints, unless ``reinit`` (the operator's
-        explicit :meth:`reinit_anchor`). With ``anchored`` the event gets a
-        signed checkpoint of its own, appended to the anchor file once ``tx``
-        commits (warrant issue and consumption: see :meth:`require_anchored_head`).
-        """
-        if not reinit:
-            self._require_anchor(tx)
-            # Never build on a chain the anchor shows truncated or rewritten:
-            # a new event at a deleted seq would paper over the truncation.
-            self.require_anchored_head(tx)
-        body: dict[str, Any] = {}
-        if request is not None:
-            body["action_digest"] = request.action_digest
-            body["controls"] = _controls(request.decision)
-            body["status"] = request.status
-        body.update(payload)
-        rid = request.id if request is not None else request_id
-        ev = tx.append(kind, request_id=rid, payload=body, at=now)
-        if anchored or ev.seq % self.checkpoint_every == 0:
-            self._require_known_keyring(tx)
-            # Issue/consume checkpoints skip the keyring note (two more fsyncs
-            # per flow); periodic and on-demand ones, and the first line of a
-            # new anchor, record it.
-            note = not anchored or ev.seq % self.checkpoint_every == 0
-            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, now), reinit=reinit, note=note)
-        return ev
+    # -- the audit log ----------------------------------------------------
 
     def append(self, tx: Transaction, kind: str, payload: Mapping[str, Any], now: datetime) -> AuditEvent:
         """Append an audit event that concerns no request (an API key created or revoked) in ``tx``.
 
-        The same checks and checkpointing as every other event; the caller's
-        state change and this event commit together.
+        The same checks and checkpointing as every other event
+        (:meth:`AuditLog.append`); the caller's state change and this event
+        commit together.
         """
-        return self._append(tx, kind, None, payload, now)
+        return self.audit_log.append(tx, kind, None, payload, now)
 
-    def _keyring_lost(self, key_dir: Path, kids: Sequence[str], what: str) -> StorageError:
-        return StorageError(
-            f"the engine key directory {key_dir} {what}, but the database {self.store.url_for_people} holds "
-            # signing_kids() names at most one key, so the separator is never
-            # seen: the join is not mutated.
-            f"checkpoints or warrants signed by engine key(s) {', '.join(sorted(kids))}: "  # pragma: no mutate
-            "the keys were deleted "
-            "or another key directory is configured. Refusing to sign with a new key, which would make every "
-            f"later `audit verify` fail as if the audit log were forged. Restore {key_dir} from a backup "
-            "(keyring.json and the current <kid>.pem), or point the configuration's `keys` at it. If the keys "
-            "are lost for good, start a new keyring on purpose with `hitlgate keys reinit --reason TEXT` "
-            "(recorded in the audit chain)",
-            code="keyring_missing",
-        )
-
-    def _refuse_new_keyring(self, key_dir: Path) -> None:
-        """Refuse a first engine key while the database holds signatures by earlier ones (keyring hook)."""
-        if self._replacing_keyring:
-            return
-        with self.store.read() as tx:
-            kids = tx.signing_kids()
-        if kids:
-            raise self._keyring_lost(key_dir, kids, "holds no keyring")
+    def require_anchored_head(self, tx: Transaction) -> None:
+        """Refuse when the database chain is behind the audit anchor (:meth:`AuditLog.require_anchored_head`)."""
+        self.audit_log.require_anchored_head(tx)
 
     def replace_lost_keyring(self, reason: str, *, now: datetime | None = None) -> str:
         """Start a new engine keyring after the old one was lost for good; return the new kid.
@@ -379,29 +276,7 @@ class Engine:
                 "(`hitlgate keys rotate` makes a new key and keeps the old ones)",
                 code="keyring_present",
             )
-        at = self.now(now)
-        with self.store.read() as tx:
-            lost = tx.signing_kids()
-        self._replacing_keyring = True
-        try:
-            self.keyring.refresh()
-        finally:
-            self._replacing_keyring = False
-        kid = self.keyring.current_kid
-        anchor_lost = not self.anchor.exists()
-        with self.store.write() as tx:
-            ev = self._append(
-                tx,
-                KEYRING_REPLACED_KIND,
-                None,
-                {"reason": text, "key_dir": str(self.keyring.key_dir), "lost_kids": sorted(lost), "kid": kid,
-                 "anchor_reinitialized": anchor_lost},
-                at,
-                reinit=anchor_lost,
-            )
-            self._store_checkpoint(tx, sign_checkpoint(self.keyring, ev, at), reinit=anchor_lost)
-        self._keyring_matched = True
-        return kid
+        return self.audit_log.replace_lost_keyring(text, self.now(now))
 
     @staticmethod
     def _lost_checkpoints(tx: Transaction, rare: Sequence[AuditEvent],
@@ -422,162 +297,6 @@ class Engine:
                 continue
             lost.update((e.seq, str(k)) for k in e.payload.get("lost_kids", []) if k not in keys)
         return lost
-
-    def _require_known_keyring(self, tx: Transaction) -> None:
-        """Before the first signature: the keyring must know the keys the database was signed with.
-
-        A keyring created some other way after the old one was lost (say by
-        ``hitlgate keys jwks``) is caught here. Checked once per engine.
-        """
-        if self._keyring_matched:
-            return
-        known = {r.kid for r in self.keyring.records()}
-        unknown = [k for k in tx.signing_kids() if k not in known]
-        if unknown:
-            raise self._keyring_lost(self.keyring.key_dir, unknown, "holds a keyring without those keys")
-        self._keyring_matched = True
-
-    def _anchor_missing_message(self, checkpoints: int | None = None, noted: AnchorNote | None = None) -> str:
-        if not (self.keyring.key_dir / KEYRING_STATE_FILE).exists():
-            # The anchor went with the whole key directory: replacing the
-            # lost keyring starts a new anchor too.
-            return (
-                f"the audit anchor {self.anchor.path} is missing and the engine key directory "
-                f"{self.keyring.key_dir} holds no keyring: both were deleted or another directory is configured. "
-                "Restore them from a backup; if they are lost for good, run `hitlgate keys reinit --reason TEXT` "
-                "(recorded in the audit chain; it starts a new anchor too)"
-            )
-        held = "signed checkpoints" if checkpoints is None else f"{checkpoints} signed checkpoint(s)"
-        if noted is not None and not checkpoints:
-            held = (f"no checkpoint, while the keyring records that the anchor {noted.path} held a checkpoint "
-                    f"at seq {noted.seq} (checkpoints were deleted from the database too)")
-        return (
-            f"the audit anchor {self.anchor.path} is missing, but the database holds {held}: it was "
-            "deleted or moved, and without it a rewrite of the database cannot be ruled out. Restore it "
-            "from a backup (or verify with `--anchor` copies kept elsewhere); if it is lost for good, start "
-            "a new one with `hitlgate audit anchor --reinit --reason TEXT`, which is recorded in the audit chain"
-        )
-
-    def _require_anchor(self, tx: Transaction) -> None:
-        """Stop writes while the anchor is missing after the first checkpoint (one ``lstat`` when it exists).
-
-        Silently re-creating it at the next checkpoint would make ``audit
-        verify`` say OK again while the checkpoints it held are gone.
-        """
-        if not self.anchor.exists() and (tx.has_checkpoints() or self.keyring.anchor_note() is not None):
-            raise StorageError(
-                self._anchor_missing_message() + "; until then the engine refuses to write", code="anchor_missing"
-            )
-
-    def require_anchored_head(self, tx: Transaction) -> None:
-        """Refuse when the database chain is behind the audit anchor (O(1): no scan of either).
-
-        Warrant issue and consumption are anchored the moment they happen
-        (a checkpoint of their own event goes to the anchor file before
-        success is reported), so someone with database access who deletes
-        the chain's tail and resets ``audit_head`` to hide a consumption
-        leaves the database *behind* the anchor. This reads only the
-        anchor's last complete line and makes one primary-key lookup: the
-        event at that seq must be stored with that hash (the head is then at
-        or past it, seq being the key). Raises :class:`AuditChainError`,
-        code ``chain_truncated`` (the event is gone) or ``chain_rewritten``
-        (it has another hash). A missing anchor is left to :meth:`_require_anchor`.
-
-        In a write transaction (the store's write lock is held, so no commit
-        can land after ``tx``'s view) the anchor may be read here; a read
-        transaction must read it *before* its first query and pass it as
-        ``last``, or a checkpoint another process anchored after the
-        snapshot would look like a truncation.
-
-        Made once per write transaction: under its lock the chain can only
-        grow by this transaction's own events, which no anchor line names
-        yet (they are anchored after the commit), so a second look would
-        read the same line and find the same event.
-        """
-        if _ANCHORED_HEAD in tx.checked:
-            return
-        self.check_anchored_head(tx, self.anchor.last())
-        # Equivalent mutants (not remembering, or remembering in a read
-        # transaction, which makes one check): the check is only repeated.
-        if tx.writable:  # pragma: no mutate
-            tx.checked.add(_ANCHORED_HEAD)  # pragma: no mutate
-
-    def check_anchored_head(self, tx: Transaction, last: Checkpoint | None) -> None:
-        """:meth:`require_anchored_head` with the anchor's last line ``last`` read beforehand."""
-        if last is None:
-            return
-        held = tx.event_hash(last.seq)
-        if held is None:
-            head = tx.head()
-            raise AuditChainError(
-                f"the audit anchor {self.anchor.path} holds a signed checkpoint at seq {last.seq}, but the "
-                f"database chain ends at seq {0 if head is None else head.seq}: events were deleted from the "
-                "end of the chain (truncated); refusing until the database is restored",
-                code="chain_truncated",
-            )
-        if held != last.head_hash:
-            raise AuditChainError(
-                f"event seq {last.seq} in the database differs from the signed checkpoint at seq {last.seq} in "
-                f"the audit anchor {self.anchor.path}: the chain was rewritten; refusing until the database is "
-                "restored",
-                code="chain_rewritten",
-            )
-
-    def _store_checkpoint(self, tx: Transaction, cp: Checkpoint, *, reinit: bool = False, note: bool = True) -> None:
-        """Store a checkpoint in ``tx`` and append it to the audit anchor once ``tx`` commits.
-
-        The anchor is opened before the commit, so an unusable anchor rolls
-        the whole change back (:class:`StorageError`); it is written only
-        after the commit, so it never holds a checkpoint of an event that was
-        rolled back. A write that still fails then raises after the commit:
-        the change and the stored checkpoint stand, the next anchored
-        checkpoint covers them. With ``note`` (and always for the first line
-        of a new anchor) the keyring records the anchor and this seq, so a
-        deleted anchor is reported even after every checkpoint row is deleted.
-        """
-        if not reinit:
-            self._require_anchor(tx)
-        tx.insert_checkpoint(cp)
-        self.anchor.ensure_writable()
-
-        def anchor_it() -> None:
-            try:
-                created = not self.anchor.exists()
-                self.anchor.append([cp])
-                if note or created:
-                    self.keyring.note_anchor(self.anchor.path, cp.seq)
-            except StorageError as exc:
-                raise StorageError(
-                    f"{exc}. The change and the checkpoint at seq {cp.seq} were committed to the database, "
-                    "but the checkpoint is not anchored outside it: fix the anchor, then run "
-                    "`hitlgate audit checkpoint`",
-                    code=exc.code,
-                ) from exc
-
-        tx.after_commit(anchor_it)
-
-    def record_refusal(self, reason: str, *, request_id: str | None, detail: Mapping[str, Any], now: datetime) -> None:
-        """Write a refusal audit event in its own transaction; a logging failure never hides the refusal."""
-        try:
-            with self.store.write() as tx:
-                request: Request | None = None
-                if request_id is not None:
-                    try:
-                        request = tx.get_request(request_id, votes=False)
-                    except InputError:
-                        request = None
-                self._append(
-                    tx,
-                    REFUSAL_KIND,
-                    request,
-                    {"subject": "warrant", "reason": reason, **detail},
-                    now,
-                    request_id=None if request is not None else request_id,
-                )
-        except HitlgateError:
-            # The refusal stands whether or not it could be logged; the
-            # caller raises InvalidWarrant either way.
-            log.exception("could not record a warrant refusal in the audit log")
 
     # -- proposals --------------------------------------------------------
 
@@ -634,7 +353,7 @@ class Engine:
                 expires_at=at + timedelta(seconds=decision.ttl_seconds),
                 status_reason=decision.reasons[-1],
             )
-            self._append(
+            self.audit_log.append(
                 tx,
                 "proposed",
                 req,
@@ -642,7 +361,7 @@ class Engine:
                  "justification": p.document["justification"], "incident": p.document.get("incident")},
                 at,
             )
-            self._append(
+            self.audit_log.append(
                 tx,
                 "decided",
                 req,
@@ -657,10 +376,10 @@ class Engine:
                 at,
             )
             if status == lifecycle.GRANTED:
-                self._append(tx, "granted", req, {"approvals": [], "reason": "auto_allow"}, at)
+                self.audit_log.append(tx, "granted", req, {"approvals": [], "reason": "auto_allow"}, at)
                 self._issue(tx, req, at, decision)
             elif status == lifecycle.DENIED:
-                self._append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
+                self.audit_log.append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
             if idempotency is not None:
                 tx.insert_idempotency_key(principal=idempotency[0], key=idempotency[1], request_id=req.id,
                                           proposal_hash=proposal_hash, now=at)
@@ -791,14 +510,16 @@ class Engine:
                     # records both the vote and the new status.
                     req = tx.transition(req.id, lifecycle.REJECTED, now=now, reason=f"rejected by {approver.name}",
                                         current=req)
-                    self._append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
+                    self.audit_log.append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()},
+                                          now)
                 else:
-                    self._append(tx, "approved", req, {"approver": approver.name, "signed": signed.to_dict()}, now)
+                    self.audit_log.append(tx, "approved", req, {"approver": approver.name, "signed": signed.to_dict()},
+                                          now)
                     report = self._verified_progress(req)
                     if report.met:
                         req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe(), current=req)
-                        self._append(tx, "granted", req, {"approvals": list(report.counted),
-                                                           "quorum": report.to_dict()}, now)
+                        self.audit_log.append(tx, "granted", req, {"approvals": list(report.counted),
+                                                                   "quorum": report.to_dict()}, now)
         if closed is not None:
             raise closed
         # As stored by the transaction that just committed (not read again).
@@ -939,7 +660,7 @@ class Engine:
         self._check_integrity(req)
         self._check_tier(req, decision)
         approvals = self._warrant_approvals(req, decision)
-        self._require_known_keyring(tx)
+        self.audit_log.require_known_keyring(tx)
         issued = self.issuer.issue(
             request_id=req.id,
             action_digest=req.action_digest,
@@ -956,7 +677,7 @@ class Engine:
             issued_at=now,
             expires_at=issued.expires_at,
         )
-        self._append(
+        self.audit_log.append(
             tx,
             "warrant_issued",
             req,
@@ -1062,14 +783,14 @@ class Engine:
             req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}",
                                 current=req)  # pragma: no mutate
             tx.insert_revocation(request_id=req.id, revoked_by=by, statement=signed.to_dict(), now=at)
-            self._append(tx, "revoked", req, {"by": by, "signed": signed.to_dict(),
-                                              "warrant_jti": None if w is None else w.jti}, at)
+            self.audit_log.append(tx, "revoked", req, {"by": by, "signed": signed.to_dict(),
+                                                       "warrant_jti": None if w is None else w.jti}, at)
         return self.get(request_id)
 
     def _expire(self, tx: Transaction, req: Request, now: datetime, reason: str) -> Request:
         req = tx.transition(req.id, lifecycle.EXPIRED, now=now, reason=reason,
                             current=req)  # pragma: no mutate - only spares a re-read (see revoke)
-        self._append(tx, "expired", req, {"reason": reason}, now)
+        self.audit_log.append(tx, "expired", req, {"reason": reason}, now)
         return req
 
     def _expire_if_due(self, tx: Transaction, req: Request, now: datetime) -> Request:
@@ -1099,7 +820,7 @@ class Engine:
             for rid in tx.granted_consumed_before(cutoff):
                 req = tx.transition(rid, lifecycle.EXECUTION_UNKNOWN, now=at,
                                     reason="the warrant was used but no outcome was ever recorded")
-                self._append(tx, "execution_unknown", req, {"reason": "no outcome recorded"}, at)
+                self.audit_log.append(tx, "execution_unknown", req, {"reason": "no outcome recorded"}, at)
                 changed.append(rid)
         return [self.get(rid) for rid in changed]
 
@@ -1131,15 +852,7 @@ class Engine:
 
     def checkpoint(self, *, now: datetime | None = None) -> Checkpoint:
         """Sign the current chain head now (a checkpoint on demand)."""
-        at = self.now(now)
-        with self.store.write() as tx:
-            head = tx.head()
-            if head is None:
-                raise StorageError("the audit chain is empty; there is nothing to checkpoint")
-            self._require_known_keyring(tx)
-            cp = sign_checkpoint(self.keyring, head, at)
-            self._store_checkpoint(tx, cp)
-        return cp
+        return self.audit_log.checkpoint(self.now(now))
 
     def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
         """The audit events in order (all, or those of one request)."""
@@ -1219,7 +932,8 @@ class Engine:
             # --anchor copy catches is named first.
             anchor_lost: AuditChainError | None = None
             if not anchor_exists and (stored_cps or noted is not None):
-                anchor_lost = AuditChainError(self._anchor_missing_message(stored_cps, noted), code="anchor_missing")
+                anchor_lost = AuditChainError(self.audit_log.anchor_missing_message(stored_cps, noted),
+                                              code="anchor_missing")
             rare = tx.rare_events()
             lost = self._lost_checkpoints(tx, rare, keys) if public_keys is None else set()
 
@@ -1325,25 +1039,7 @@ class Engine:
         if len(text) > 2000:
             raise InputError("the reason is longer than 2000 characters")
         at = self.now(now)
-        if self.anchor.exists():
-            raise InputError(
-                f"the audit anchor {self.anchor.path} exists; --reinit only starts a new one when it is lost",
-                code="anchor_present",
-            )
-        with self.store.write() as tx:
-            last = tx.last_checkpoint()
-            ev = self._append(
-                tx,
-                ANCHOR_REINIT_KIND,
-                None,
-                {"reason": text, "anchor": str(self.anchor.path),
-                 "last_checkpoint_seq": None if last is None else last.seq},
-                at,
-                reinit=True,
-            )
-            cp = sign_checkpoint(self.keyring, ev, at)
-            self._store_checkpoint(tx, cp, reinit=True)
-        return cp
+        return self.audit_log.reinit_anchor(text, at)
 
     def export_audit(self, out: IO[str], *, request_id: str | None = None) -> tuple[int, int]:
         """Write the chain (events, then checkpoints) as JSON Lines; return both counts.
@@ -1366,10 +1062,14 @@ class Engine:
             return export_jsonl(events, out, counted()), written
 
     def guard(self, *, clock: Clock | None = None) -> Guard:
-        """An executor :class:`~hitlgate.engine.approve.guard.Guard` on this engine."""
-        from hitlgate.engine.approve.guard import Guard as _Guard
+        """An executor :class:`~hitlgate.engine.approve.guard.Guard` on this engine's store, audit log and keys.
 
-        return _Guard(self, clock=clock)
+        ``clock`` overrides the engine clock for the guard's checks.
+        """
+        return Guard(
+            self.store, self.audit_log, self.verifier, self.decider, self.approvers,
+            demo=self.demo, clock=clock if clock is not None else self.clock,
+        )
 
     def list(
         self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None,

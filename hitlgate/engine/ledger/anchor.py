@@ -30,7 +30,7 @@ Warrant issue and consumption each sign a checkpoint of their own event,
 appended here before success is reported, and :meth:`AuditAnchor.last`
 reads only the file's last line, so the engine can check on every guard
 call and every write that the database is not behind the anchor (see
-:meth:`hitlgate.engine.approve.workflow.Engine.require_anchored_head`). The
+:meth:`hitlgate.engine.ledger.auditlog.AuditLog.require_anchored_head`). The
 keyring's ``keyring.json`` records the anchor's path and a seq it reached
 (on its first line and at periodic or on-demand checkpoints), so an anchor
 deleted together with every checkpoint row is still reported.
@@ -38,7 +38,7 @@ deleted together with every checkpoint row is still reported.
 A missing anchor while the database holds checkpoints is an alarm, not
 something to paper over: the engine refuses to write until an operator
 runs ``hitlgate audit anchor --reinit --reason TEXT`` (an audit event of its
-own), see :meth:`hitlgate.engine.approve.workflow.Engine.reinit_anchor`. The
+own), see :meth:`hitlgate.engine.ledger.auditlog.AuditLog.reinit_anchor`. The
 engine appends a checkpoint only after the transaction that stored it has
 committed (and checks beforehand that the file can be opened, so a
 misconfigured anchor rolls the change back): the anchor therefore never

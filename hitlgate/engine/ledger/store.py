@@ -369,7 +369,7 @@ class Transaction:
         # it is moved once, before the commit (see Store.write).
         self._head_moved = False
         #: Checks a caller has made once in this write transaction, under its
-        #: lock, and need not repeat for each event (see ``Engine.require_anchored_head``).
+        #: lock, and need not repeat for each event (see ``AuditLog.require_anchored_head``).
         self.checked: set[str] = set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:

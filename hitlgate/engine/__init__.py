@@ -1,7 +1,12 @@
 """The public engine API.
 
 Everything a caller needs to decide proposals lives here; engine internals
-(regopy, OPA, SQL, crypto details) are in private ``_`` modules.
+(regopy, OPA, SQL, crypto details) are in private ``_`` modules. The code
+lives in one folder per wing: ``decide/`` (policy pack, inventory,
+backends), ``approve/`` (votes, quorum, lifecycle, the Engine facade, the
+guard), ``ledger/`` (store, audit chain, anchor, audit log) and ``keys/``
+(engine keyring, warrants, API keys); what every wing shares (config,
+limits, canonical JSON, time, files, safe parsing) stays here.
 """
 
 from typing import TYPE_CHECKING, Any

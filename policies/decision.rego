@@ -225,9 +225,13 @@ single_conditions contains f if {
 }
 
 tier := "deny" if deny_row
+
 else := "dual_approval" if unknown_target
+
 else := "dual_approval" if count(dual_conditions) > 0
+
 else := "single_approval" if count(single_conditions) > 0
+
 else := "auto_allow"
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,8 @@ DEFAULT_CONFIG_NAME = "hitlgate.yaml"
 #: Warrants live minutes, not hours: a stolen warrant is useless soon.
 DEFAULT_WARRANT_TTL = 300
 DEFAULT_OPA_TIMEOUT_MS = 500
+#: ``hitlgate policy check``'s default coverage threshold (percent) for ``opa test --coverage``.
+DEFAULT_COVERAGE_THRESHOLD = 80.0
 #: The audit anchor's file name in the key directory (see :mod:`hitlgate.engine.ledger.anchor`).
 ANCHOR_FILE = "audit-anchor.jsonl"
 
@@ -113,6 +115,8 @@ class Config:
     inventory_source: str = "files"
     #: ``hitlgate serve`` settings.
     server: ServerConfig = field(default_factory=ServerConfig)
+    #: ``hitlgate policy check``: the least test coverage (percent) it accepts (``policy_check:``).
+    coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -186,6 +190,8 @@ class Config:
             kwargs["inventory_source"] = raw["inventory"].get("source", "files")
         if "server" in raw:
             kwargs["server"] = ServerConfig(**raw["server"])
+        if "coverage_threshold" in raw.get("policy_check", {}):
+            kwargs["coverage_threshold"] = float(raw["policy_check"]["coverage_threshold"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):
             if key in raw:
                 kwargs[key] = raw[key]

@@ -118,6 +118,16 @@ def _failing_scenario(p: Project) -> list[str]:
     return ["--config", str(own.config), "policy", "test", "--no-rego-tests"]
 
 
+def _failing_scenario_check(p: Project) -> list[str]:
+    return [*_failing_scenario(p)[:-3], "policy", "check"]
+
+
+def _unformatted(p: Project) -> list[str]:
+    own = make_project(p.fresh("fmt-project"))
+    (own.root / "policies" / "extra.rego").write_text('package hitlgate\nextra_note:="x"\n')
+    return ["--config", str(own.config), "policy", "fmt", "--check"]
+
+
 def _opa_cache(p: Project) -> dict[str, str | None]:
     from hitlgate.engine.decide._opabin import OPA_VERSION
 
@@ -179,6 +189,8 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("opa", "install"): Case(lambda p: ["opa", "install"], 0, env=_opa_cache),
     ("policy", "bundle"): Case(lambda p: ["policy", "bundle", "--out", str(p.fresh("bundle.tar.gz"))], 0),
     ("policy", "test"): Case(lambda p: ["policy", "test", "--no-rego-tests"], 0),
+    ("policy", "check"): Case(lambda p: ["policy", "check"], 0),
+    ("policy", "fmt"): Case(lambda p: ["policy", "fmt", "--check"], 0),
     ("propose",): Case(lambda p: ["propose", p.file(AUTO)], 0),
     ("reject",): Case(lambda p: p.approve_args("reject", p.pending()), 0),
     ("requests",): Case(lambda p: ["requests", "--limit", "5"], 0),
@@ -217,6 +229,8 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("opa", "install"): Case(lambda p: ["opa", "install"], 1, env=_no_go),
     ("policy", "bundle"): Case(lambda p: ["policy", "bundle", "--out", _symlink(p, "bundle.tar.gz")], 2),
     ("policy", "test"): Case(_failing_scenario, 3, result_doc=True),
+    ("policy", "check"): Case(_failing_scenario_check, 1, result_doc=True),
+    ("policy", "fmt"): Case(_unformatted, 1, result_doc=True),
     ("propose",): Case(lambda p: ["propose", p.file(INVALID)], 2),
     ("reject",): Case(lambda p: p.approve_args("reject", p.granted()), 3),
     ("requests",): Case(lambda p: ["requests", "--limit", "0"], 2, usage=True),
@@ -232,6 +246,9 @@ FAILURE: dict[tuple[str, ...], Case] = {
 #: More failures a new user met, each with the error code it must carry.
 #: Their exit codes must be documented in the command's --help like the rest.
 MORE_FAILURES: dict[str, tuple[tuple[str, ...], Case, str]] = {
+    "policy check --base outside a git repository": (
+        ("policy", "check"), Case(lambda p: ["policy", "check", "--base", "main"], 2), "not_a_git_repository",
+    ),
     "show unknown id": (("show",), Case(lambda p: ["show", "req-nope"], 2), "not_found"),
     "warrant unknown id": (("warrant",), Case(lambda p: ["warrant", "req-nope"], 2), "not_found"),
     "approve unknown id": (("approve",), Case(lambda p: p.approve_args("approve", "req-nope"), 2), "not_found"),

@@ -1,0 +1,789 @@
+"""The decision diff of ``hitlgate policy check --base REF``: which decisions a change makes looser or stricter.
+
+The base project is the same project at a git ref, checked out in a
+temporary ``git worktree`` (removed afterwards). Both sides decide the
+same proposals with the embedded engine through the same path as real
+decisions (a :class:`~hitlgate.engine.decide.decider.Decider` on each side's
+configuration, facts looked up in each side's inventory), from three
+sources:
+
+(a) the scenario corpus of both sides;
+(b) a replay file: ``hitlgate audit export`` output (its ``proposed``
+    events) or JSON Lines of proposals, so last month's real decisions are
+    replayed;
+(c) the sweep: every inventory target of either side x every action type
+    of the catalogue x every requester kind. The whole catalogue, not only
+    the actions a pack deems applicable: whether an action applies to a
+    target is itself a decision of the pack (``action_not_applicable``),
+    and a change that makes one apply is a loosening.
+
+A decision *changes* when its tier, risk factors, quorum or TTL differ
+(reasons, controls and blast radius are wording and context). Each change
+is classified: **loosening** (a lower tier, a smaller quorum, a slot
+dropped or widened), **tightening** (the reverse), **changed** (a quorum
+that is neither: --fail-on loosening treats it as a loosening, since it
+may be one) or **neutral** (factors or TTL alone). Identical changes are
+grouped ("37 proposals on 12 targets: single_approval -> auto_allow because
+production_credential no longer applies"), and the cause is named: the
+policy, the inventory (the target's facts differ), or both.
+
+Speed: each side evaluates each *distinct* proposal once. Two proposals
+are the same to a side when they agree on every proposal field its modules
+could read (:func:`proposal_fields_read`, a conservative reading of the
+module text like :func:`~hitlgate.engine.decide._regoscan.inventory_sections_read`:
+a field counts as read when its name occurs anywhere in the code or a
+string, or when its parent is used whole). When both sides run the same
+modules on a deterministic pack, a proposal whose target's facts are the
+same on both sides is not evaluated at all: its decision cannot differ.
+What is left is evaluated on a thread pool (regopy releases the GIL while
+it evaluates; each thread compiles its own interpreter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess  # noqa: S404 - runs git with fixed arguments, no shell.
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hitlgate.engine._safeparse import parse_json_line, shorten
+from hitlgate.engine.config import BackendConfig, Config
+from hitlgate.engine.decide._regoscan import inventory_sections_read, nondeterministic_calls, scan
+from hitlgate.engine.decide.decision import TIER_RANK
+from hitlgate.errors import HitlgateError, InputError, ValidationError
+
+#: The requester kinds of the proposal schema swept for every target.
+REQUESTER_KINDS = ("agent", "human", "service")
+#: Who the sweep's proposals say they come from (never stored, never executed).
+SWEEP_REQUESTER = "hitlgate-policy-check"
+SWEEP_JUSTIFICATION = "hitlgate policy check: decision sweep (never executed)"
+
+#: Proposal fields beyond action.type and action.target that a pack may or may not read.
+OPTIONAL_FIELDS = ("action.parameters", "requester.id", "requester.kind", "justification", "incident",
+                   "confidence", "evidence")
+
+#: Proposals evaluated per task on the thread pool.
+_BATCH = 256
+#: Problems with replay lines shown (the rest are counted).
+_SHOWN_PROBLEMS = 5
+
+FAIL_ON = ("loosening", "any-change", "never")
+
+
+# -- what a pack reads of a proposal ---------------------------------------------------
+
+
+def proposal_fields_read(sources: Sequence[str]) -> frozenset[str] | None:
+    """The fields of :data:`OPTIONAL_FIELDS` the modules may read, or None when they may read any.
+
+    Conservative: ``input`` used whole (bound, iterated, indexed by a
+    variable, passed to a function) means every field; a parent used whole
+    (``input.requester[k]``, ``walk(input.action, ...)``) means every child;
+    otherwise a field is read when its name occurs as a word anywhere in the
+    code or in a string literal (a string can be used as a key).
+    """
+    scanned = [scan(src) for src in sources]
+    whole = re.compile(r"\binput\b(?!\s*\.\s*[A-Za-z_])")
+    if any(whole.search(s.code) for s in scanned):
+        return None
+    read = set()
+    for path in OPTIONAL_FIELDS:
+        parent, _, child = path.rpartition(".")
+        word = re.compile(rf"\b{child}\b")
+        if any(word.search(s.code) or any(word.search(lit) for lit in s.strings) for s in scanned):
+            read.add(path)
+        elif parent and any(re.search(rf"\b{parent}\b(?!\s*\.\s*[A-Za-z_])", s.code) for s in scanned):
+            read.add(path)
+    return frozenset(read)
+
+
+def _projection(doc: Mapping[str, Any], reads: frozenset[str] | None) -> str:
+    """The part of a proposal a side's modules can read, as a canonical string (the evaluation cache key)."""
+    if reads is None:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    action = doc.get("action") or {}
+    requester = doc.get("requester") or {}
+    out: dict[str, Any] = {"t": action.get("type"), "g": action.get("target")}
+    for path in reads:
+        parent, _, child = path.rpartition(".")
+        source = action if parent == "action" else requester if parent == "requester" else doc
+        if child in source:
+            out[path] = source[child]
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- git ---------------------------------------------------------------------------
+
+
+def _git(args: Sequence[str], cwd: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    git = shutil.which("git")
+    if git is None:
+        raise InputError("--base needs git on PATH", code="git_missing")
+    try:
+        return subprocess.run(  # noqa: S603 - fixed argv, no shell.
+            [git, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InputError(f"could not run git: {exc}", code="git_failed") from exc
+
+
+def repository_root(start: Path) -> Path:
+    """The top of the git work tree holding ``start``; InputError ``not_a_git_repository`` otherwise."""
+    run = _git(["rev-parse", "--show-toplevel"], start)
+    if run.returncode != 0:
+        raise InputError(f"--base needs a git repository: {start} is not in one", code="not_a_git_repository")
+    return Path(run.stdout.strip()).resolve()
+
+
+def resolve_ref(top: Path, ref: str) -> str:
+    """The commit ``ref`` names, or InputError ``ref_not_found`` (exit 2)."""
+    if not ref or ref.startswith("-"):
+        raise InputError(f"--base {ref!r}: not a git ref", code="ref_not_found")
+    run = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], top)
+    if run.returncode != 0:
+        raise InputError(f"--base {ref}: no such commit in {top} (fetch it first, e.g. git fetch origin {ref})",
+                         code="ref_not_found")
+    return run.stdout.strip()
+
+
+@contextmanager
+def base_worktree(top: Path, commit: str) -> Iterator[Path]:
+    """A temporary ``git worktree`` of ``commit`` (detached), removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="hitlgate-base-"))
+    path = tmp / "base"
+    run = _git(["worktree", "add", "--detach", "--quiet", str(path), commit], top, timeout=300)
+    if run.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"git worktree add failed: {run.stderr.strip()[:300]}", code="git_failed")
+    try:
+        yield path
+    finally:
+        _git(["worktree", "remove", "--force", str(path)], top)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git(["worktree", "prune"], top)
+
+
+def base_config(head: Config, top: Path, worktree: Path) -> tuple[Config | None, list[str]]:
+    """The base side's configuration: its own ``hitlgate.yaml`` at the same place, else the head's paths mapped."""
+    notes: list[str] = []
+    if head.source is not None:
+        try:
+            rel = head.source.resolve().relative_to(top)
+        except ValueError:
+            return None, [f"the configuration {head.source} is outside the repository {top}: no base to compare"]
+        candidate = worktree / rel
+        if not candidate.is_file():
+            return None, [f"the base has no {rel}: every decision is new, nothing to compare"]
+        config = Config.from_file(candidate)
+    else:
+        config = head
+
+    def mapped(p: Path) -> Path:
+        try:
+            return worktree / Path(p).resolve().relative_to(top)
+        except ValueError:
+            notes.append(f"{p} is outside the repository: the base reads the same files as the head")
+            return Path(p)
+
+    if head.source is None:
+        config = dataclasses.replace(
+            config, policy_dir=mapped(config.policy_dir), data_paths=tuple(mapped(p) for p in config.data_paths),
+            scenario_dir=mapped(config.scenario_dir), source=None,
+        )
+    else:
+        for p in (config.policy_dir, *config.data_paths, config.scenario_dir):
+            if worktree.resolve() not in Path(p).resolve().parents:
+                notes.append(f"{p} is outside the repository: the base reads the same files as the head")
+    return config, notes
+
+
+# -- one side ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The parts of a decision the diff compares (and the reason a fail-closed one gives)."""
+
+    tier: str
+    factors: tuple[str, ...]
+    quorum: tuple[int, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]]
+    ttl: int
+    fail_closed: str | None = None
+
+
+class Side:
+    """One project (base or head): a Decider on its configuration, and what its modules can read."""
+
+    def __init__(self, name: str, config: Config) -> None:
+        from hitlgate.engine.decide._regopy import compile_pack
+        from hitlgate.engine.decide.decider import Decider
+        from hitlgate.engine.decide.facts import facts_from_config
+        from hitlgate.engine.decide.policy import PolicyModules
+
+        self.name = name
+        # The embedded engine, without its decision cache: the diff caches per distinct proposal itself.
+        self.config = dataclasses.replace(config, backend=BackendConfig(kind="embedded", decision_cache=0))
+        self.modules = PolicyModules.load(self.config.policy_dir)
+        # A pack the embedded engine cannot compile would deny everything: that is a failed check, not a diff.
+        compile_pack(self.modules)
+        sources = [src for _, src in self.modules.modules]
+        self.reads = proposal_fields_read(sources)
+        self.sections = inventory_sections_read(sources)
+        self.nondeterministic = nondeterministic_calls(sources)
+        self.decider = Decider.from_config(self.config, log_failures=False)
+        self._source = facts_from_config(self.config)
+        self.facts = self._source.current()
+        self._hoods: dict[str, Any] = {}
+
+    def key(self, doc: Mapping[str, Any]) -> str:
+        """The evaluation cache key of a proposal on this side."""
+        return _projection(doc, self.reads)
+
+    def neighbourhood(self, target: str, sections: frozenset[str] | None) -> Any:
+        """The facts this side's policy sees about ``target`` (cached)."""
+        hood = self._hoods.get(target)
+        if hood is None:
+            hood = self.facts.snapshot(target, sections)[0]
+            self._hoods[target] = hood
+        return hood
+
+    def targets(self) -> list[str] | None:
+        """Every identity and workload id of this side's inventory files (None for a database inventory)."""
+        from hitlgate.engine.decide.facts import FileFacts
+
+        if not isinstance(self._source, FileFacts):
+            return None
+        document = self._source.inventory.document
+        return [*(document.get("identities") or {}), *(document.get("workloads") or {})]
+
+    def decide(self, doc: Mapping[str, Any]) -> Outcome:
+        """Decide one proposal through the Decider (validation included)."""
+        from hitlgate.engine.decide.proposal import Proposal
+
+        d = self.decider.decide_validated(Proposal.from_dict(doc, limits=self.config.limits))
+        return Outcome(
+            d.tier, tuple(sorted(d.risk_factors)),
+            (d.quorum.required, tuple((tuple(sorted(s.roles)), tuple(sorted(s.teams))) for s in d.quorum.slots)),
+            d.ttl_seconds, d.fail_closed["code"] if d.fail_closed else None,
+        )
+
+    def close(self) -> None:
+        """Release the decider."""
+        self.decider.close()
+
+
+# -- the proposals -----------------------------------------------------------------
+
+
+@dataclass
+class Occurrence:
+    """One proposal compared, and where it came from."""
+
+    source: str
+    doc: dict[str, Any]
+
+
+def sweep(targets: Sequence[str]) -> Iterator[Occurrence]:
+    """Every target x every action type x every requester kind."""
+    from hitlgate.engine.decide.schemas import action_types
+
+    for target in targets:
+        for action in action_types():
+            for kind in REQUESTER_KINDS:
+                yield Occurrence("sweep", {
+                    "action": {"type": action, "target": target, "parameters": {}},
+                    "requester": {"id": SWEEP_REQUESTER, "kind": kind},
+                    "justification": SWEEP_JUSTIFICATION,
+                })
+
+
+def read_replay(path: Path, config: Config) -> tuple[list[Occurrence], list[str]]:
+    """The proposals of a replay file (audit export or JSON Lines of proposals), and notes on lines skipped."""
+    from hitlgate.engine.decide.proposal import Proposal
+
+    limits = config.limits
+    out: list[Occurrence] = []
+    problems: list[str] = []
+    skipped = 0
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"--replay {path}: cannot read it: {exc.strerror or exc}", code="not_found") from exc
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            if len(raw) > limits.audit_line_bytes:
+                raise InputError(f"--replay {path}:{lineno}: a line is larger than limits.audit_line_bytes "
+                                 f"({limits.audit_line_bytes} bytes)", code="input_too_large")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"--replay {path}:{lineno}: not UTF-8", code="bad_encoding") from None
+            if not line.strip():
+                continue
+            where = f"{path.name}:{lineno}"
+            try:
+                doc = parse_json_line(line, what="replay line", label=where, max_depth=limits.max_depth)
+            except ValidationError as exc:
+                raise InputError(f"--replay {exc.problems[0] if exc.problems else where}: not JSON "
+                                 "(a replay file is hitlgate audit export output or JSON Lines of proposals)",
+                                 code="invalid_replay") from None
+            proposal = _replayed_proposal(doc)
+            if proposal is None:
+                continue
+            try:
+                Proposal.from_dict(proposal, limits=limits)
+            except ValidationError as exc:
+                skipped += 1
+                if len(problems) < _SHOWN_PROBLEMS:
+                    problems.append(f"{where}: not a valid proposal: {shorten(exc.problems[0], 200)}")
+                continue
+            out.append(Occurrence(f"replay {where}", proposal))
+    notes = problems
+    if skipped > len(problems):
+        notes.append(f"... {skipped - len(problems)} more replay line(s) skipped")
+    return out, notes
+
+
+def _replayed_proposal(doc: Any) -> dict[str, Any] | None:
+    """The proposal a replay line holds: an audit ``proposed`` event's, a bare proposal, or None (other records)."""
+    if not isinstance(doc, dict):
+        return None
+    if "record" in doc:
+        if doc.get("record") != "event" or doc.get("kind") != "proposed" or not isinstance(doc.get("payload"), dict):
+            return None
+        payload = doc["payload"]
+        return {k: v for k, v in payload.items() if v is not None and k in (
+            "action", "requester", "justification", "incident", "confidence", "evidence")}
+    return doc if "action" in doc else None
+
+
+def scenario_proposals(*configs: Config) -> tuple[list[Occurrence], list[str]]:
+    """The scenario corpus of each side (a proposal on both sides once)."""
+    from hitlgate.engine.decide.scenarios import load_scenarios
+
+    out: list[Occurrence] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    for config, side in zip(configs, ("head", "base"), strict=True):
+        try:
+            scenarios = load_scenarios([config.scenario_dir], limits=config.limits)
+        except HitlgateError as exc:
+            notes.append(f"the {side} scenario corpus does not load, left out: {shorten(str(exc), 200)}")
+            continue
+        for s in scenarios:
+            doc = s.proposal.to_dict()
+            key = json.dumps(doc, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append(Occurrence(f"scenario {s.source}#{s.index}", doc))
+    return out, notes
+
+
+# -- changes -----------------------------------------------------------------------
+
+
+def _slot_text(slot: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    roles, teams = slot
+    return " or ".join([*(f"role {r}" for r in roles), *(f"team {t}" for t in teams)]) or "anyone"
+
+
+def quorum_text(q: tuple[int, tuple[Any, ...]]) -> str:
+    """``2 of [role security; team payments]``, or ``none``."""
+    if not q[0]:
+        return "none"
+    return f"{q[0]} of [" + "; ".join(_slot_text(s) for s in q[1]) + "]"
+
+
+def _shape(q: tuple[int, tuple[Any, ...]]) -> tuple[int, int]:
+    """(approvals required, slots named): a quorum without the names of the teams in it."""
+    return q[0], len(q[1])
+
+
+def classify(base: Outcome, head: Outcome) -> str:
+    """loosening, tightening, changed (a quorum that is neither) or neutral (factors or TTL alone)."""
+    rb, rh = TIER_RANK[base.tier], TIER_RANK[head.tier]
+    if rh < rb:
+        return "loosening"
+    if rh > rb:
+        return "tightening"
+    if base.quorum == head.quorum:
+        return "neutral"
+    (nb, sb), (nh, sh) = base.quorum, head.quorum
+    looser = nh < nb or len(sh) < len(sb)
+    tighter = nh > nb or len(sh) > len(sb)
+    if not looser and not tighter and len(sb) == len(sh):
+        # Same counts: compare slot by slot; a slot more people can fill is looser.
+        for a, b in zip(sorted(sb), sorted(sh), strict=True):
+            wa = {("r", r) for r in a[0]} | {("t", t) for t in a[1]}
+            wb = {("r", r) for r in b[0]} | {("t", t) for t in b[1]}
+            if wa < wb:
+                looser = True
+            elif wb < wa:
+                tighter = True
+            elif wa != wb:
+                looser = tighter = True
+    if looser and not tighter:
+        return "loosening"
+    if tighter and not looser:
+        return "tightening"
+    return "changed"
+
+
+@dataclass(frozen=True)
+class ChangedProposal:
+    """One proposal whose decision changed."""
+
+    source: str
+    action_type: str
+    target: str
+    requester_kind: str
+
+    def describe(self) -> str:
+        """``rotate_api_key on svc-x (requester agent; sweep)``."""
+        return f"{self.action_type} on {self.target} (requester {self.requester_kind}; {self.source})"
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ChangeGroup:
+    """Identical changes of many proposals."""
+
+    direction: str
+    base: Outcome
+    head: Outcome
+    cause: str
+    proposals: list[ChangedProposal] = field(default_factory=list)
+    inventory_changes: Counter[str] = field(default_factory=Counter)
+    quorum_changes: Counter[str] = field(default_factory=Counter)
+    #: The head decisions' factors (they may differ by target within a group), for the explanation.
+    factor_sets: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def base_tier(self) -> str:
+        """The tier on the base side."""
+        return self.base.tier
+
+    @property
+    def head_tier(self) -> str:
+        """The tier on the head side."""
+        return self.head.tier
+
+    @property
+    def count(self) -> int:
+        """How many proposals changed this way."""
+        return len(self.proposals)
+
+    @property
+    def targets(self) -> set[str]:
+        """The targets of those proposals."""
+        return {p.target for p in self.proposals}
+
+    @property
+    def added(self) -> list[str]:
+        """Risk factors only the head decision has."""
+        return sorted(set(self.head.factors) - set(self.base.factors))
+
+    @property
+    def removed(self) -> list[str]:
+        """Risk factors only the base decision has."""
+        return sorted(set(self.base.factors) - set(self.head.factors))
+
+    def factor_text(self) -> str:
+        """``+irreversible -production_credential``."""
+        return " ".join([*(f"+{f}" for f in self.added), *(f"-{f}" for f in self.removed)])
+
+    def quorum_text(self) -> str:
+        """``2 approvals → 1 approval`` (the most common change when the teams differ by target), or ""."""
+        if not self.quorum_changes:
+            return ""
+        if len(self.quorum_changes) == 1:
+            return next(iter(self.quorum_changes))
+        (nb, sb), (nh, sh) = _shape(self.base.quorum), _shape(self.head.quorum)
+        return f"{nb} approval(s) in {sb} slot(s) → {nh} approval(s) in {sh} slot(s)"
+
+    def because(self) -> str:
+        """Why, in words: the factors that stopped or started applying, the quorum, a failure."""
+        parts = []
+        if self.removed:
+            verb = "no longer applies" if len(self.removed) == 1 else "no longer apply"
+            parts.append(f"{' and '.join(self.removed)} {verb}")
+        if self.added:
+            verb = "now applies" if len(self.added) == 1 else "now apply"
+            parts.append(f"{' and '.join(self.added)} {verb}")
+        if self.head.fail_closed:
+            parts.append(f"the head fails closed ({self.head.fail_closed})")
+        if self.base.fail_closed:
+            parts.append(f"the base failed closed ({self.base.fail_closed})")
+        if not parts and self.base_tier == self.head_tier and self.quorum_text():
+            parts.append(f"the quorum changed: {self.quorum_text()}")
+        if not parts and self.base_tier == self.head_tier and self.base.ttl != self.head.ttl:
+            parts.append(f"the approval window changed: {self.base.ttl}s → {self.head.ttl}s")
+        if not parts:
+            common = self.factor_sets.most_common(1)
+            same = common[0][0] if common else ""
+            parts.append(f"the rules changed for the same risk factors ({same}" + (", ..." if len(self.factor_sets) > 1
+                         else "") + ")" if same else "the rules changed (no risk factor on either side)")
+        return "; ".join(parts)
+
+    def describe(self) -> str:
+        """``37 proposals on 12 targets: single_approval → auto_allow because ... (inventory change)``."""
+        n, t = self.count, len(self.targets)
+        tiers = (f"{self.base_tier} → {self.head_tier}" if self.base_tier != self.head_tier
+                 else f"{self.base_tier} (tier unchanged)")
+        return (f"{n} proposal{'s' if n != 1 else ''} on {t} target{'s' if t != 1 else ''}: {tiers} "
+                f"because {self.because()} ({self.cause} change)")
+
+    def details(self) -> list[str]:
+        """The quorum change and the most common inventory changes behind this group."""
+        out = []
+        for change, n in self.quorum_changes.most_common(3):
+            out.append(f"quorum: {change}" + (f" ({n} proposals)" if n != self.count else ""))
+        for change, n in self.inventory_changes.most_common(3):
+            out.append(f"inventory: {change}" + (f" ({n} proposals)" if n != self.count else ""))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (every proposal)."""
+        return {
+            "direction": self.direction, "cause": self.cause, "summary": self.describe(),
+            "base_tier": self.base_tier, "head_tier": self.head_tier,
+            "factors_added": self.added, "factors_removed": self.removed,
+            "quorum_changes": dict(self.quorum_changes.most_common(10)),
+            "ttl_seconds": {"base": self.base.ttl, "head": self.head.ttl},
+            "proposals": [p.to_dict() for p in self.proposals],
+            "targets": sorted(self.targets),
+            "inventory_changes": dict(self.inventory_changes.most_common(10)),
+        }
+
+
+_ORDER = {"loosening": 0, "changed": 1, "tightening": 2, "neutral": 3}
+
+
+@dataclass
+class DiffReport:
+    """The decision diff: groups of changes, what was compared, and how long it took."""
+
+    base_ref: str
+    base_commit: str
+    fail_on: str
+    groups: list[ChangeGroup] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    compared: dict[str, int] = field(default_factory=dict)
+    evaluations: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def forbidden(self) -> list[ChangeGroup]:
+        """The groups ``--fail-on`` forbids."""
+        if self.fail_on == "never":
+            return []
+        if self.fail_on == "any-change":
+            return list(self.groups)
+        return [g for g in self.groups if g.direction in ("loosening", "changed")]
+
+    def headline(self) -> str:
+        """``40 of 3,200 decisions changed: 37 loosening, 3 tightening``."""
+        total = sum(self.compared.values())
+        changed = sum(g.count for g in self.groups)
+        by = Counter[str]()
+        for g in self.groups:
+            by[g.direction] += g.count
+        kinds = ", ".join(f"{by[k]} {k}" for k in _ORDER if by[k])
+        sources = ", ".join(f"{n:,} {s}" for s, n in self.compared.items())
+        if not changed:
+            return f"no decision changed ({total:,} proposals compared: {sources})"
+        return f"{changed:,} of {total:,} decisions changed: {kinds} ({sources})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "base_ref": self.base_ref, "base_commit": self.base_commit, "fail_on": self.fail_on,
+            "summary": self.headline(), "compared": self.compared, "evaluations": self.evaluations,
+            "seconds": round(self.seconds, 3), "notes": self.notes,
+            "changes": [g.to_dict() for g in self.groups],
+            "forbidden": sum(g.count for g in self.forbidden),
+        }
+
+
+def _record_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[str]:
+    """``workloads.checkout-web.customer_facing: true → false`` for each field two neighbourhoods differ in."""
+    out = []
+    for section in sorted(set(base) | set(head)):
+        b, h = base.get(section), head.get(section)
+        if not isinstance(b, Mapping) or not isinstance(h, Mapping):
+            if b != h:
+                out.append(f"{section}: {shorten(json.dumps(b), 60)} → {shorten(json.dumps(h), 60)}")
+            continue
+        for key in sorted(set(b) | set(h)):
+            rb, rh = b.get(key), h.get(key)
+            if rb == rh:
+                continue
+            if rb is None or rh is None:
+                out.append(f"{section}.{key} {'added' if rb is None else 'removed'}")
+                continue
+            for f in sorted(set(rb) | set(rh)):
+                if rb.get(f) != rh.get(f):
+                    out.append(f"{section}.{key}.{f}: {shorten(json.dumps(rb.get(f)), 60)} → "
+                               f"{shorten(json.dumps(rh.get(f)), 60)}")
+    return out
+
+
+def _evaluate(sides: Sequence[tuple[Side, dict[str, dict[str, Any]]]]) -> dict[tuple[str, str], Outcome]:
+    """Decide every distinct proposal of every side, on a thread pool."""
+    tasks: list[tuple[Side, list[tuple[str, dict[str, Any]]]]] = []
+    for side, todo in sides:
+        items = list(todo.items())
+        tasks.extend((side, items[i:i + _BATCH]) for i in range(0, len(items), _BATCH))
+
+    def run(task: tuple[Side, list[tuple[str, dict[str, Any]]]]) -> list[tuple[tuple[str, str], Outcome]]:
+        side, batch = task
+        out = []
+        for key, doc in batch:
+            try:
+                outcome = side.decide(doc)
+            except ValidationError as exc:
+                outcome = Outcome("deny", (), (0, ()), 0, f"invalid proposal: {shorten(exc.problems[0], 120)}")
+            out.append(((side.name, key), outcome))
+        return out
+
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    results: dict[tuple[str, str], Outcome] = {}
+    if workers == 1 or len(tasks) <= 1:
+        for t in tasks:
+            results.update(run(t))
+        return results
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hitlgate-diff") as pool:
+        for chunk in pool.map(run, tasks):
+            results.update(chunk)
+    return results
+
+
+def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: DiffReport) -> None:
+    """Decide every occurrence on both sides (each distinct one once) and group the changes into ``report``."""
+    same_modules = (base.modules.revision == head.modules.revision
+                    and base.config.risk_factors == head.config.risk_factors
+                    and not head.nondeterministic)
+    if head.nondeterministic:
+        report.notes.append(f"the head pack calls {', '.join(head.nondeterministic)}: its decisions may differ "
+                            "from run to run, so some changes may not come from the change itself")
+    sections = None if head.sections is None or base.sections is None else head.sections | base.sections
+    facts_differ: dict[str, bool] = {}
+
+    def differs(target: str) -> bool:
+        d = facts_differ.get(target)
+        if d is None:
+            d = base.neighbourhood(target, sections) != head.neighbourhood(target, sections)
+            facts_differ[target] = d
+        return d
+
+    todo_base: dict[str, dict[str, Any]] = {}
+    todo_head: dict[str, dict[str, Any]] = {}
+    keyed: list[tuple[Occurrence, str, str]] = []
+    for occ in occurrences:
+        target = str((occ.doc.get("action") or {}).get("target", ""))
+        kb, kh = base.key(occ.doc), head.key(occ.doc)
+        if same_modules and not differs(target):
+            continue  # Same modules, same facts, deterministic: the same decision.
+        keyed.append((occ, kb, kh))
+        todo_base.setdefault(kb, occ.doc)
+        todo_head.setdefault(kh, occ.doc)
+    report.evaluations = {"base": len(todo_base), "head": len(todo_head)}
+    results = _evaluate([(base, todo_base), (head, todo_head)])
+    modules_changed = base.modules.revision != head.modules.revision
+    groups: dict[tuple[Any, ...], ChangeGroup] = {}
+    for occ, kb, kh in keyed:
+        ob, oh = results[("base", kb)], results[("head", kh)]
+        if ob == oh:
+            continue
+        action = occ.doc["action"]
+        target = str(action["target"])
+        inventory_changed = differs(target)
+        cause = ("policy and inventory" if modules_changed and inventory_changed else "policy" if modules_changed
+                 else "inventory" if inventory_changed else "configuration")
+        direction = classify(ob, oh)
+        # Target-specific details (the owner team in a slot) stay out of the key, so one rule's effect is one
+        # group; the quorums themselves are counted per group.
+        gkey = (direction, ob.tier, oh.tier, tuple(sorted(set(oh.factors) - set(ob.factors))),
+                tuple(sorted(set(ob.factors) - set(oh.factors))), ob.fail_closed, oh.fail_closed, cause,
+                None if ob.tier != oh.tier else (_shape(ob.quorum), _shape(oh.quorum), ob.ttl, oh.ttl))
+        group = groups.get(gkey)
+        if group is None:
+            group = groups[gkey] = ChangeGroup(direction, ob, oh, cause)
+        group.factor_sets[", ".join(oh.factors)] += 1
+        if ob.quorum != oh.quorum:
+            group.quorum_changes[f"{quorum_text(ob.quorum)} → {quorum_text(oh.quorum)}"] += 1
+        group.proposals.append(ChangedProposal(occ.source, str(action["type"]), target,
+                                               str((occ.doc.get("requester") or {}).get("kind", ""))))
+        if inventory_changed:
+            for change in _record_changes(base.neighbourhood(target, sections), head.neighbourhood(target, sections)):
+                group.inventory_changes[change] += 1
+    report.groups = sorted(groups.values(), key=lambda g: (_ORDER[g.direction], -g.count, g.describe()))
+
+
+def locate_base(head_config: Config, ref: str) -> tuple[Path, str]:
+    """The repository holding the project and the commit ``ref`` names; InputError (exit 2) when either is missing."""
+    anchor = head_config.source.parent if head_config.source is not None else Path.cwd()
+    top = repository_root(anchor)
+    return top, resolve_ref(top, ref)
+
+
+def run_diff(
+    head_config: Config, ref: str, *, replay: Path | None = None, fail_on: str = "loosening",
+    located: tuple[Path, str] | None = None,
+) -> DiffReport:
+    """Compare the decisions of the project at ``ref`` with the working tree's (see the module docstring)."""
+    start = time.perf_counter()
+    top, commit = located or locate_base(head_config, ref)
+    report = DiffReport(base_ref=ref, base_commit=commit, fail_on=fail_on)
+    replayed: list[Occurrence] = []
+    if replay is not None:
+        replayed, notes = read_replay(replay, head_config)
+        report.notes.extend(notes)
+    with base_worktree(top, commit) as worktree:
+        config, notes = base_config(head_config, top, worktree)
+        report.notes.extend(notes)
+        if config is None:
+            report.seconds = time.perf_counter() - start
+            return report
+        if head_config.inventory_source == "database" or config.inventory_source == "database":
+            report.notes.append("the inventory lives in the state database: both sides read the same inventory, "
+                                "so only policy changes show")
+        sides: list[Side] = []
+        try:
+            for name, cfg in (("base", config), ("head", head_config)):
+                try:
+                    sides.append(Side(name, cfg))
+                except HitlgateError as exc:
+                    report.notes.append(f"the {name} project does not load, so no decision diff: "
+                                        f"{shorten(str(exc), 300)}")
+                    report.seconds = time.perf_counter() - start
+                    return report
+            base, head = sides
+            scenarios, notes = scenario_proposals(head_config, config)
+            report.notes.extend(notes)
+            base_targets, head_targets = base.targets(), head.targets()
+            if base_targets is None or head_targets is None:
+                report.notes.append("no sweep: the inventory is in the database, whose ids are not listed here")
+            targets = sorted(set(base_targets or ()) | set(head_targets or ()))
+            swept = list(sweep(targets))
+            report.compared = {"scenarios": len(scenarios), "replay": len(replayed), "sweep": len(swept)}
+            compare(base, head, [*scenarios, *replayed, *swept], report)
+        finally:
+            for s in sides:
+                s.close()
+    report.seconds = time.perf_counter() - start
+    return report

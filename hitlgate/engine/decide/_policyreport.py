@@ -1,0 +1,294 @@
+"""The formats of ``hitlgate policy check``: text, json, markdown, junit, sarif and github.
+
+Every format carries the same facts: each check's outcome, each failure
+with its file and line where it has one, and (with ``--base``) each group of
+changed decisions with its direction. Markdown is written to be pasted as a
+pull-request comment (and appended to ``$GITHUB_STEP_SUMMARY``); JUnit XML
+and SARIF 2.1.0 are for CI systems; ``github`` prints workflow commands
+(``::error file=...,line=...::message``) that GitHub Actions turns into
+annotations on the changed files.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET  # noqa: S405 - builds XML, never parses untrusted input.
+from collections.abc import Iterable
+from typing import Any
+
+from hitlgate import __version__
+from hitlgate.engine.decide._policycheck import CheckReport, Finding, Step
+
+FORMATS = ("text", "markdown", "json", "junit", "sarif", "github")
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+_STATUS_TEXT = {"passed": "ok", "failed": "FAILED", "skipped": "skipped", "note": "note"}
+_STATUS_MD = {"passed": "✅ passed", "failed": "❌ failed", "skipped": "⏭️ skipped", "note": "ℹ️ note"}
+
+#: Examples of proposals shown per change group in text and Markdown (JSON carries all of them).
+EXAMPLES = 5
+
+
+def render(report: CheckReport, fmt: str) -> str:
+    """The report in one of :data:`FORMATS`."""
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2)
+    if fmt == "markdown":
+        return markdown(report)
+    if fmt == "junit":
+        return junit(report)
+    if fmt == "sarif":
+        return json.dumps(sarif(report), indent=2)
+    if fmt == "github":
+        return github(report)
+    return text(report)
+
+
+def verdict(report: CheckReport) -> str:
+    """One line: the outcome and why."""
+    reasons = []
+    if report.failed_steps:
+        titles = ", ".join(s.title for s in report.failed_steps)
+        reasons.append(f"{len(report.failed_steps)} check(s) failed: {titles}")
+    diff = report.diff
+    if diff is not None and diff.forbidden:
+        count = sum(g.count for g in diff.forbidden)
+        reasons.append(f"{count} changed decision(s) that --fail-on {diff.fail_on} forbids")
+    return "passed" if not reasons else "FAILED: " + "; ".join(reasons)
+
+
+# -- text -------------------------------------------------------------------------
+
+
+def _findings(step: Step) -> Iterable[Finding]:
+    return step.findings
+
+
+def text(report: CheckReport) -> str:
+    """For people at a terminal."""
+    lines = [f"hitlgate policy check: {report.policy_dir}"]
+    width = max(len(s.title) for s in report.steps) if report.steps else 10
+    for s in report.steps:
+        lines.append(f"  {_STATUS_TEXT[s.status]:<8}{s.title:<{width}}  {s.summary}".rstrip())
+        for f in _findings(s):
+            lines.append(f"            {f.level + ': ' if f.level != 'error' else ''}{f}")
+    if report.diff is not None:
+        lines.extend(_diff_text(report.diff))
+    lines.append(f"result: {verdict(report)}")
+    return "\n".join(lines)
+
+
+def _diff_text(diff: Any) -> list[str]:
+    lines = [f"decision diff against {diff.base_ref} ({diff.base_commit[:12]}): {diff.headline()}"]
+    for note in diff.notes:
+        lines.append(f"  note: {note}")
+    for g in diff.groups:
+        mark = "FORBIDDEN " if g in diff.forbidden else ""
+        lines.append(f"  {mark}{g.direction.upper()}: {g.describe()}")
+        for detail in g.details():
+            lines.append(f"      {detail}")
+        for p in g.proposals[:EXAMPLES]:
+            lines.append(f"      - {p.describe()}")
+        if g.count > EXAMPLES:
+            lines.append(f"      - ... and {g.count - EXAMPLES} more")
+    return lines
+
+
+# -- markdown ---------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: CheckReport) -> str:
+    """A pull-request comment."""
+    icon = "✅" if report.ok else "❌"
+    out = [f"## {icon} hitlgate policy check: {verdict(report)}", "",
+           "| check | result | details |", "|---|---|---|"]
+    for s in report.steps:
+        out.append(f"| {_md(s.title)} | {_STATUS_MD[s.status]} | {_md(s.summary)} |")
+    failed = [(s, f) for s in report.steps for f in s.findings if s.status == "failed" and f.level == "error"]
+    if failed:
+        out += ["", "### Failures", ""]
+        for s, f in failed:
+            where = f" `{f.where}`" if f.where else ""
+            out.append(f"- **{_md(s.title)}**{where}: {_md(f.message)}")
+    if report.diff is not None:
+        out += ["", *_diff_markdown(report.diff)]
+    return "\n".join(out) + "\n"
+
+
+def _diff_markdown(diff: Any) -> list[str]:
+    out = [f"### Decision changes against `{diff.base_ref}` ({diff.base_commit[:12]})", "", diff.headline(), ""]
+    for note in diff.notes:
+        out.append(f"> {note}")
+    if diff.notes:
+        out.append("")
+    if not diff.groups:
+        return out
+    out += ["| | change | base → head | factors | quorum |", "|---|---|---|---|---|"]
+    for g in diff.groups:
+        icon = {"loosening": "🔓", "tightening": "🔒", "changed": "⚠️", "neutral": "•"}[g.direction]
+        mark = " **(forbidden)**" if g in diff.forbidden else ""
+        out.append(
+            f"| {icon} {g.direction}{mark} | {_md(g.describe())} | `{g.base_tier}` → `{g.head_tier}` "
+            f"| {_md(g.factor_text() or '-')} | {_md(g.quorum_text() or '-')} |"
+        )
+    out += ["", "<details><summary>Examples</summary>", ""]
+    for g in diff.groups:
+        out.append(f"**{_md(g.describe())}**")
+        out.append("")
+        for p in g.proposals[:EXAMPLES]:
+            out.append(f"- {_md(p.describe())}")
+        if g.count > EXAMPLES:
+            out.append(f"- ... and {g.count - EXAMPLES} more")
+        out.append("")
+    out.append("</details>")
+    return out
+
+
+# -- junit ------------------------------------------------------------------------
+
+
+def junit(report: CheckReport) -> str:
+    """JUnit XML: one test case per check (and per group of changed decisions)."""
+    root = ET.Element("testsuites", name="hitlgate policy check")
+    suite = ET.SubElement(root, "testsuite", name="policy checks")
+    failures = skipped = 0
+    for s in report.steps:
+        case = ET.SubElement(suite, "testcase", classname="hitlgate.policy.check", name=s.title,
+                             time=f"{s.seconds:.3f}")
+        if s.status == "failed":
+            failures += 1
+            errors = [f for f in s.findings if f.level == "error"] or s.findings
+            el = ET.SubElement(case, "failure", message=str(errors[0]) if errors else s.summary, type=s.id)
+            el.text = "\n".join(str(f) for f in s.findings)
+        elif s.status == "skipped":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=s.summary)
+        elif s.status == "note" or s.findings:
+            out = ET.SubElement(case, "system-out")
+            out.text = "\n".join([s.summary, *(str(f) for f in s.findings)])
+    suite.set("tests", str(len(report.steps)))
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    suite.set("errors", "0")
+    if report.diff is not None:
+        diff = report.diff
+        dsuite = ET.SubElement(root, "testsuite", name=f"decision diff against {diff.base_ref}")
+        dfail = 0
+        cases = diff.groups or [None]
+        for g in cases:
+            if g is None:
+                ET.SubElement(dsuite, "testcase", classname="hitlgate.policy.diff", name="no decision changed")
+                continue
+            case = ET.SubElement(dsuite, "testcase", classname="hitlgate.policy.diff",
+                                 name=f"{g.direction}: {g.describe()}")
+            body = "\n".join([*g.details(), *(p.describe() for p in g.proposals)])
+            if g in diff.forbidden:
+                dfail += 1
+                el = ET.SubElement(case, "failure", message=f"{g.direction} forbidden by --fail-on {diff.fail_on}",
+                                   type=g.direction)
+                el.text = body
+            else:
+                ET.SubElement(case, "system-out").text = body
+        dsuite.set("tests", str(len(cases)))
+        dsuite.set("failures", str(dfail))
+        dsuite.set("errors", "0")
+        dsuite.set("skipped", "0")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# -- sarif ------------------------------------------------------------------------
+
+
+def _location(f: Finding) -> list[dict[str, Any]]:
+    if not f.file:
+        return []
+    region: dict[str, Any] = {"startLine": max(f.line or 1, 1)}
+    if f.line and f.col:
+        region["startColumn"] = max(f.col, 1)
+    return [{"physicalLocation": {"artifactLocation": {"uri": f.file.replace("\\", "/")}, "region": region}}]
+
+
+def sarif(report: CheckReport) -> dict[str, Any]:
+    """SARIF 2.1.0: one result per failure (with its file and line) and per group of changed decisions."""
+    rules: dict[str, dict[str, Any]] = {}
+    results: list[dict[str, Any]] = []
+    for s in report.steps:
+        rules.setdefault(s.id, {"id": s.id, "name": s.id.replace("-", "_"),
+                                "shortDescription": {"text": s.title}})
+        if s.status == "note" and not s.findings:
+            results.append({"ruleId": s.id, "level": "note", "message": {"text": s.summary}})
+        for f in s.findings:
+            level = f.level if s.status == "failed" or f.level != "error" else "warning"
+            result: dict[str, Any] = {"ruleId": s.id, "level": level, "message": {"text": f.message}}
+            locations = _location(f)
+            if locations:
+                result["locations"] = locations
+            results.append(result)
+    diff = report.diff
+    if diff is not None:
+        for g in diff.groups:
+            rule = f"decision-{g.direction}"
+            rules.setdefault(rule, {"id": rule, "name": f"decision_{g.direction}",
+                                    "shortDescription": {"text": f"a decision the change makes {g.direction}"}})
+            results.append({
+                "ruleId": rule,
+                "level": "error" if g in diff.forbidden else "note",
+                "message": {"text": g.describe() + "".join(f"; {d}" for d in g.details())},
+                "properties": {"base_tier": g.base_tier, "head_tier": g.head_tier, "proposals": g.count,
+                               "targets": len(g.targets)},
+            })
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "hitlgate policy check", "version": __version__,
+                                "rules": list(rules.values())}},
+            "results": results,
+        }],
+    }
+
+
+# -- github -----------------------------------------------------------------------
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github(report: CheckReport) -> str:
+    """GitHub Actions workflow commands: an annotation per failure, a notice per note, then the verdict."""
+    out = []
+    command = {"error": "error", "warning": "warning", "note": "notice"}
+    for s in report.steps:
+        if s.status == "note":
+            out.append(f"::notice title={_escape_property(s.title)}::{_escape_data(s.summary)}")
+        for f in s.findings:
+            level = f.level if s.status == "failed" or f.level != "error" else "warning"
+            props = []
+            if f.file:
+                props.append(f"file={_escape_property(f.file)}")
+                if f.line:
+                    props.append(f"line={f.line}")
+                    if f.col:
+                        props.append(f"col={f.col}")
+            props.append(f"title={_escape_property('hitlgate ' + s.title)}")
+            out.append(f"::{command[level]} {','.join(props)}::{_escape_data(f.message)}")
+    diff = report.diff
+    if diff is not None:
+        for g in diff.groups:
+            kind = "error" if g in diff.forbidden else "notice"
+            body = g.describe() + "".join(f"\n{d}" for d in g.details())
+            out.append(f"::{kind} title={_escape_property('decision ' + g.direction)}::{_escape_data(body)}")
+    out.append(f"hitlgate policy check: {verdict(report)}")
+    return "\n".join(out)

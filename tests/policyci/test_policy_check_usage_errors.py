@@ -1,0 +1,67 @@
+"""``policy check`` refuses what it cannot do with exit 2 and a stable code, before running any check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hitlgate.cli import cli
+from tests.policyci.conftest import clone, working_directory
+
+#: Real OPA (opa check, fmt, test and a server) runs in every check.
+pytestmark = pytest.mark.opa
+
+
+@pytest.fixture(scope="module")
+def project(base_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return clone(base_repo, tmp_path_factory.mktemp("usage") / "repo")
+
+
+def _check(project: Path, *args: str) -> tuple[int, dict[str, object]]:
+    with working_directory(project):
+        result = CliRunner().invoke(cli, ["--json", "--config", "hitlgate.yaml", "policy", "check", *args])
+    return result.exit_code, json.loads(result.stdout)["error"]
+
+
+def test_a_ref_that_does_not_exist_exits_2(project: Path) -> None:
+    code, error = _check(project, "--base", "no-such-branch")
+    assert (code, error["code"]) == (2, "ref_not_found")
+    assert "--base no-such-branch: no such commit" in str(error["message"])
+
+
+def test_an_option_disguised_as_a_ref_is_refused(project: Path) -> None:
+    code, error = _check(project, "--base=--output=/tmp/x")
+    assert (code, error["code"]) == (2, "ref_not_found")
+
+
+def test_base_outside_a_git_repository_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "proj")])
+    assert result.exit_code == 0
+    code, error = _check(tmp_path / "proj", "--base", "main")
+    assert (code, error["code"]) == (2, "not_a_git_repository")
+
+
+def test_replay_without_base_exits_2(project: Path) -> None:
+    replay = project / "proposal.json"
+    code, error = _check(project, "--replay", str(replay))
+    assert (code, error["code"]) == (2, "replay_needs_base")
+
+
+def test_bad_output_spec_is_a_usage_error(project: Path) -> None:
+    with working_directory(project):
+        result = CliRunner().invoke(cli, ["policy", "check", "--output", "pdf=x.pdf"])
+    assert result.exit_code == 2
+    assert "expected FORMAT=FILE" in result.stderr
+
+
+def test_missing_opa_exits_2(project: Path, tmp_path: Path) -> None:
+    with working_directory(project):
+        result = CliRunner().invoke(
+            cli, ["--json", "--config", "hitlgate.yaml", "policy", "check"],
+            env={"HITLGATE_OPA": None, "PATH": str(tmp_path), "HITLGATE_CACHE": str(tmp_path / "cache")},
+        )
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "opa_missing"

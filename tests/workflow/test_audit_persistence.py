@@ -39,7 +39,7 @@ def test_checkpoints_are_signed_every_n_events(make_engine):
     for _ in range(3):
         eng.propose(proposal("suspend_service_account", "svc-ci-runner"))
     with eng.store.read() as tx:
-        cps = tx.checkpoints()
+        cps = list(tx.iter_checkpoints())
     assert [c.seq for c in cps] == [3, 6]
     eng.checkpoint()  # The head is already signed: nothing new.
     eng.propose(proposal("revoke_secret", "root-ca-key"))

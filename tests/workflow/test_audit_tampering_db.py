@@ -54,7 +54,7 @@ def _hide_requester(payload: dict[str, Any]) -> None:
 
 def _history(engine: Engine) -> tuple[list[Any], list[Checkpoint]]:
     with engine.store.read() as tx:
-        return tx.events(), tx.checkpoints()
+        return tx.events(), list(tx.iter_checkpoints())
 
 
 @pytest.fixture

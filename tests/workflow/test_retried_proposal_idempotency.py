@@ -21,10 +21,14 @@ def test_retry_returns_the_first_request(make_engine: EngineFactory) -> None:
     # Another principal's key of the same spelling is its own key.
     other, replayed = engine.propose_once(proposal(), idempotency=("other-agent", "k-1"))
     assert replayed is False and other.id != first.id
-    with pytest.raises(InputError, match=f"already stored request {first.id} for a different proposal") as exc:
+    # The same principal's other key is a new proposal, never the first key's request.
+    second, replayed = engine.propose_once(proposal(), idempotency=("soc-agent-7", "k-2"))
+    assert replayed is False and second.id not in (first.id, other.id)
+    with pytest.raises(InputError, match=f"already stored request {first.id} for a different proposal; "
+                       "use a new key for a new proposal$") as exc:
         engine.propose_once(proposal("revoke_secret"), idempotency=("soc-agent-7", "k-1"))
     assert exc.value.code == "idempotency_conflict"
-    assert len(engine.list()) == 2
+    assert len(engine.list()) == 3
     engine.verify_audit()
 
 

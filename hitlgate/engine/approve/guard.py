@@ -496,8 +496,3 @@ class Guard:
             return wrapper
 
         return decorate
-
-
-def guarded(guard: Guard, action_type: str | None = None) -> Callable[[Callable[P, R]], Callable[..., R]]:
-    """Module-level spelling of :meth:`Guard.tool`: ``@guarded(guard, "rotate_api_key")``."""
-    return guard.tool(action_type)

@@ -180,14 +180,3 @@ def require_met(quorum: Quorum, approvers: Sequence[Approver]) -> QuorumProgress
     if not report.met:
         raise ApprovalError(f"quorum not met: {report.describe()}")
     return report
-
-
-def approvers_by_name(
-    names: Sequence[str], registry: Mapping[str, Approver]
-) -> list[Approver]:
-    """Look up ``names`` in the registry, skipping names no longer registered.
-
-    A person removed from the inventory after voting no longer counts: their
-    authority comes from the inventory, not from the stored vote.
-    """
-    return [registry[n] for n in names if n in registry]

@@ -133,3 +133,34 @@ def test_permission_denied_state_directory_is_named(world: Path) -> None:
     assert (f"cannot open the state store {state / 'state.db'}: its directory {state} cannot be entered "
             f"(permission denied: mode 0700, owner uid {NOBODY}, you are uid 0)") in denied.stderr
     assert "Traceback" not in denied.stderr and "sqlalche.me" not in denied.stderr
+
+
+def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path) -> None:
+    """A read-only copy of an older store cannot be migrated: opening it names the versions (in process)."""
+    import sqlite3
+
+    from hitlgate.engine import _store_schema as t
+    from hitlgate.engine.store import Store
+    from hitlgate.errors import StorageError
+
+    _make_store(world)
+    db = sqlite3.connect(world / "state" / "state.db")
+    with db:  # An older hitlgate's store: the last migration's row gone.
+        db.execute("DELETE FROM schema_version WHERE version = ?", (t.LATEST_VERSION,))
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # Into the main file, which is what gets copied.
+    db.close()
+    ro = world / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
+                             check=False, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
+    shutil.copy2(world / "state" / "state.db", ro / "state.db")
+    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True, timeout=30)
+    url = f"sqlite:///{ro / 'state.db'}"
+    with pytest.raises(StorageError, match=(
+            f"^the state store {url} is read-only \\(the file is not writable \\(it is on a read-only filesystem\\)\\) "
+            f"and at schema version {t.LATEST_VERSION - 1}, but this hitlgate needs version {t.LATEST_VERSION}; "
+            "open it writable once to migrate it$")) as exc:
+        Store.open(url)
+    assert exc.value.code == "read_only"

@@ -181,3 +181,14 @@ def test_failed_full_verify_drops_the_mark_so_incremental_cannot_say_ok(marked: 
     # The routine (incremental) check now walks from genesis and fails too.
     with pytest.raises(AuditChainError, match=r"event seq 3 was modified"):
         marked.verify_audit(incremental=True)
+
+
+def test_deleted_event_hidden_by_a_forged_seq_zero_is_caught_incrementally(marked: Engine) -> None:
+    # A writer deletes event 4 and inserts a copy at seq 0, so "events up to the mark" still counts 6:
+    # only events numbered from 1 count, so the gap is still found.
+    with marked.store.engine.begin() as conn:
+        row = conn.execute(sa.select(t.audit_events).where(t.audit_events.c.seq == 4)).mappings().one()
+        conn.execute(sa.delete(t.audit_events).where(t.audit_events.c.seq == 4))
+        conn.execute(t.audit_events.insert().values({**row, "seq": 0}))
+    with pytest.raises(AuditChainError, match=r"^event seq 5: seq 4 missing: events were deleted or reordered"):
+        marked.verify_audit(incremental=True)

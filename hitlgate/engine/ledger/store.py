@@ -53,7 +53,7 @@ from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, event_after
-from hitlgate.errors import ApprovalError, InputError, InvalidWarrant, NotFoundError, StorageError
+from hitlgate.errors import ApprovalError, ConfigError, InputError, InvalidWarrant, NotFoundError, StorageError
 
 #: How long a SQLite writer waits for the lock before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -1228,6 +1228,12 @@ class Store:
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
                 url = "postgresql+psycopg://" + url[len(prefix):]
+        try:
+            sa.engine.make_url(url)
+        except (ValueError, sa.exc.ArgumentError):
+            # Not echoed: a URL that does not parse cannot be redacted, and may hold a password.
+            raise ConfigError("state: not a database URL (e.g. sqlite:///PATH or "
+                              "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB)", code="invalid_state_url") from None
         access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
         try:
             store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,

@@ -1,0 +1,34 @@
+"""The state store's URL in messages: never its password, and a URL that does not parse is never echoed.
+
+A DSN with a password reaches logs, CI output and bug reports through
+error messages; so the store redacts it wherever it names the store, and a
+URL too malformed to redact is refused without repeating it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hitlgate.engine.store import Store, _redact
+from hitlgate.errors import ConfigError, StorageError
+
+
+def test_connection_failure_names_the_store_without_its_password() -> None:
+    with pytest.raises(StorageError, match=r"^cannot open the state store "
+                       r"postgresql\+psycopg://hitlgate:\*\*\*@127\.0\.0\.1:1/x: connection failed") as exc:
+        Store.open("postgresql://hitlgate:s3cret-pw@127.0.0.1:1/x")
+    assert "s3cret-pw" not in str(exc.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://hitlgate:s3cret-pw@host:port/x", "postgresql://hitlgate:s3cret-pw@[::1"])
+def test_unparseable_url_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^state: not a database URL \(e\.g\. sqlite:///PATH or "
+                       r"postgresql\+psycopg://USER:PASSWORD@HOST:PORT/DB\)$") as exc:
+        Store.open(url)
+    assert exc.value.code == "invalid_state_url" and exc.value.exit_code == 2
+    assert "s3cret" not in str(exc.value)
+
+
+def test_redaction_of_a_url_that_does_not_parse_shows_nothing_of_it() -> None:
+    assert _redact("postgresql://hitlgate:s3cret-pw@host:port/x") == "<unparseable url>"
+    assert _redact("postgresql://hitlgate:s3cret-pw@db/x") == "postgresql://hitlgate:***@db/x"

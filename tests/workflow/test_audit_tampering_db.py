@@ -149,6 +149,22 @@ def test_deleted_checkpoint_row_is_detected(busy: Engine) -> None:
         busy.verify_audit()
 
 
+def test_many_deleted_checkpoint_rows_are_counted_and_the_first_ten_named(engine: Engine) -> None:
+    seqs = []
+    for _ in range(11):
+        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+        seqs.append(engine.checkpoint().seq)
+    _delete_checkpoints(engine, *seqs[:10])
+    with pytest.raises(AuditChainError, match=rf"^10 signed checkpoint\(s\) held by an anchor are missing from "
+                                              rf"the store \(seq {', '.join(map(str, seqs[:10]))}\): checkpoints"):
+        engine.verify_audit()
+    _delete_checkpoints(engine)
+    with pytest.raises(AuditChainError, match=rf"^11 signed checkpoint\(s\) held by an anchor are missing from "
+                                              rf"the store \(seq {', '.join(map(str, seqs[:10]))}, \.\.\.\): "
+                                              "checkpoints were deleted$"):
+        engine.verify_audit()
+
+
 def test_truncation_below_an_anchored_checkpoint_is_detected(busy: Engine) -> None:
     _truncate(busy, keep=4)
     assert verify_chain(_history(busy)[0]).last_seq == 4

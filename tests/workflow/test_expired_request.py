@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from hitlgate.errors import ApprovalError, IllegalTransition, InvalidWarrant
@@ -55,3 +57,15 @@ def test_stale_grant_gets_no_warrant_after_its_window(engine, clock):
     with engine.store.read() as tx:
         assert tx.warrant_for(req.id) is None
     assert [e.kind for e in engine.audit_events(req.id)][-1] == "expired"
+
+
+def test_pending_request_expires_at_exactly_its_deadline(engine, clock):
+    # The same instant the approval path calls expired (now >= expires_at): the sweep must agree, or a
+    # request nobody can approve any more would still show as pending, and be counted as waiting.
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    other = engine.propose(proposal("suspend_service_account", "svc-reporting"))
+    clock.now = req.expires_at - timedelta(microseconds=1)
+    assert engine.expire_due() == [] and engine.count("pending") == 2
+    clock.now = req.expires_at
+    assert sorted(r.id for r in engine.expire_due()) == sorted([req.id, other.id])
+    assert engine.count("pending") == 0 and engine.count("expired") == 2

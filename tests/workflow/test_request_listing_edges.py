@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from hitlgate.engine.approve.workflow import Engine
-from hitlgate.engine.ledger.store import MAX_LIST_LIMIT, ListCursor
+from hitlgate.engine.ledger.store import MAX_LIST_LIMIT, ListCursor, ListFilters
 from hitlgate.errors import InputError
 from tests.workflow._helpers import proposal, signed
 
@@ -54,3 +54,13 @@ def test_listed_votes_show_who_signed_what_and_when(engine: Engine, clock) -> No
         "recorded_at": "2025-06-02T09:00:05.000000Z",
         "statement": statement.to_dict(),
     }
+
+
+def test_naive_times_in_a_cursor_or_filter_are_refused_by_name() -> None:
+    # A naive time is a guess about the zone: a page boundary or a "since" an hour off would skip requests.
+    from datetime import datetime
+
+    with pytest.raises(ValueError, match="^created_at must be timezone-aware$"):
+        ListCursor(datetime(2026, 1, 1), "req-1")  # The naive time under test.
+    with pytest.raises(ValueError, match="^since must be timezone-aware$"):
+        ListFilters(since=datetime(2026, 1, 1))  # The naive time under test.

@@ -317,7 +317,7 @@ class ListCursor:
         at, sep, rid = text.partition("~")
         try:
             if not sep or not rid or len(text) > 300:
-                raise ValueError("not a cursor")
+                raise ValueError("not a cursor")  # pragma: no mutate - replaced by the InputError below.
             return cls(t.parse_time(at), rid)
         except (ValueError, TypeError):
             raise InputError("--cursor: not a cursor printed by `hitlgate requests` (TIME~ID)") from None

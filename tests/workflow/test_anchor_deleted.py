@@ -11,6 +11,8 @@ event that ``audit verify`` keeps reporting.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,8 +35,12 @@ def anchored(engine: Engine) -> Engine:
 
 def test_deleted_anchor_stops_writes_instead_of_being_recreated(anchored: Engine) -> None:
     anchored.anchor.path.unlink()
-    with pytest.raises(StorageError, match=r"audit anchor .* is missing, but the database holds signed checkpoints.*"
-                                           r"audit anchor --reinit --reason TEXT.*refuses to write") as exc:
+    with pytest.raises(StorageError, match="^" + re.escape(
+            f"the audit anchor {anchored.anchor.path} is missing, but the database holds signed checkpoints: it was "
+            "deleted or moved, and without it a rewrite of the database cannot be ruled out. Restore it from a "
+            "backup (or verify with `--anchor` copies kept elsewhere); if it is lost for good, start a new one "
+            "with `hitlgate audit anchor --reinit --reason TEXT`, which is recorded in the audit chain; until then "
+            "the engine refuses to write") + "$") as exc:
         anchored.checkpoint()
     assert exc.value.code == "anchor_missing"
     events_before = len(anchored.audit_events())
@@ -109,3 +115,16 @@ def test_reinit_of_a_chain_never_checkpointed_names_no_last_checkpoint(engine: E
     assert not engine.anchor.exists()
     engine.reinit_anchor("first anchor on a new host")
     assert engine.audit_events()[-1].payload["last_checkpoint_seq"] is None
+
+
+def test_anchor_deleted_with_the_whole_key_directory_says_how_to_start_again(anchored: Engine) -> None:
+    anchored.anchor.path.unlink()
+    shutil.rmtree(anchored.keyring.key_dir)
+    with pytest.raises(StorageError, match="^" + re.escape(
+            f"the audit anchor {anchored.anchor.path} is missing and the engine key directory "
+            f"{anchored.keyring.key_dir} holds no keyring: both were deleted or another directory is configured. "
+            "Restore them from a backup; if they are lost for good, run `hitlgate keys reinit --reason TEXT` "
+            "(recorded in the audit chain; it starts a new anchor too); until then the engine refuses to write")
+            + "$") as exc:
+        anchored.checkpoint()
+    assert exc.value.code == "anchor_missing"

@@ -192,3 +192,12 @@ def test_deleted_event_hidden_by_a_forged_seq_zero_is_caught_incrementally(marke
         conn.execute(t.audit_events.insert().values({**row, "seq": 0}))
     with pytest.raises(AuditChainError, match=r"^event seq 5: seq 4 missing: events were deleted or reordered"):
         marked.verify_audit(incremental=True)
+
+
+def test_incremental_verify_checks_only_the_requests_with_events_since_the_mark(marked: Engine) -> None:
+    from hitlgate.engine.apikeys import ApiKeys
+
+    ApiKeys(marked).create("soc-agent-9", "agent")  # An event after the mark that belongs to no request.
+    report = marked.verify_audit(incremental=True)
+    assert report.requests_checked == 1
+    assert "tables of 1 request(s) with events since; --full walks from genesis)" in report.describe()

@@ -786,7 +786,9 @@ class Transaction:
 
     def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
         """The audit events in chain order (all, or those of one request)."""
-        q = sa.select(t.audit_events).order_by(t.audit_events.c.seq)
+        # seq is the primary key: SQLite returns rows in seq (rowid) order even without the clause, and the
+        # PostgreSQL variants, where the clause matters, are outside the mutation run.
+        q = sa.select(t.audit_events).order_by(t.audit_events.c.seq)  # pragma: no mutate
         if request_id is not None:
             q = q.where(t.audit_events.c.request_id == request_id)
         return [_event_from_row(r) for r in self.conn.execute(q).mappings()]

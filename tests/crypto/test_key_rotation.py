@@ -205,6 +205,38 @@ def test_concurrent_first_use_yields_one_key(tmp_path: Path) -> None:
         assert [p.stem for p in key_dir.glob("*.pem")] == list(kids)
 
 
+def test_concurrent_rotations_lose_no_key(tmp_path: Path) -> None:
+    # Each rotation reads the keyring, adds a key and writes it back; two at once without the exclusive
+    # lock would each write their own copy, and one new key would vanish from the JWKS while its warrants
+    # are out (they would no longer verify), its private file left behind.
+    import threading
+
+    key_dir = tmp_path / "k"
+    EngineKeyring.load_or_create(key_dir)
+    rings = [EngineKeyring.load_or_create(key_dir) for _ in range(4)]
+    barrier = threading.Barrier(len(rings))
+    made: list[str] = []
+    lock = threading.Lock()
+
+    def rotate(ring: EngineKeyring) -> None:
+        barrier.wait(timeout=30)
+        for _ in range(5):
+            kid = ring.rotate(now=NOW)
+            with lock:
+                made.append(kid)
+
+    threads = [threading.Thread(target=rotate, args=(r,), daemon=True) for r in rings]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+        assert not th.is_alive()
+    final = EngineKeyring.load_or_create(key_dir)
+    kids = {k["kid"] for k in final.jwks(NOW, include_expired=True)["keys"]}
+    assert len(made) == 20 and set(made) <= kids and len(kids) == 21
+    assert [p.stem for p in key_dir.glob("*.pem")] == [final.current_kid]
+
+
 def test_engine_key_files_are_private(keyring: EngineKeyring) -> None:
     key_dir = keyring.key_dir
     assert _mode(key_dir) == 0o700

@@ -135,7 +135,8 @@ def test_permission_denied_state_directory_is_named(world: Path) -> None:
     assert "Traceback" not in denied.stderr and "sqlalche.me" not in denied.stderr
 
 
-def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path) -> None:
+@pytest.mark.parametrize("older", ["last migration undone", "no migration recorded", "empty file"])
+def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path, older: str) -> None:
     """A read-only copy of an older store cannot be migrated: opening it names the versions (in process)."""
     import sqlite3
 
@@ -145,10 +146,16 @@ def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path) -
 
     _make_store(world)
     db = sqlite3.connect(world / "state" / "state.db")
-    with db:  # An older hitlgate's store: the last migration's row gone.
-        db.execute("DELETE FROM schema_version WHERE version = ?", (t.LATEST_VERSION,))
+    with db:  # An older hitlgate's store (or a database nobody migrated yet).
+        if older == "last migration undone":
+            db.execute("DELETE FROM schema_version WHERE version = ?", (t.LATEST_VERSION,))
+        elif older == "no migration recorded":
+            db.execute("DELETE FROM schema_version")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # Into the main file, which is what gets copied.
     db.close()
+    if older == "empty file":
+        (world / "state" / "state.db").write_bytes(b"")
+    version = t.LATEST_VERSION - 1 if older == "last migration undone" else 0
     ro = world / "ro"
     ro.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
@@ -160,7 +167,7 @@ def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path) -
     url = f"sqlite:///{ro / 'state.db'}"
     with pytest.raises(StorageError, match=(
             f"^the state store {url} is read-only \\(the file is not writable \\(it is on a read-only filesystem\\)\\) "
-            f"and at schema version {t.LATEST_VERSION - 1}, but this hitlgate needs version {t.LATEST_VERSION}; "
+            f"and at schema version {version}, but this hitlgate needs version {t.LATEST_VERSION}; "
             "open it writable once to migrate it$")) as exc:
         Store.open(url)
     assert exc.value.code == "read_only"

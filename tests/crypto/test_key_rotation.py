@@ -266,8 +266,10 @@ def test_approver_key_is_0600_and_never_overwritten(tmp_path: Path) -> None:
     public_text = generate_approver_key(path)
     assert public_text.startswith("ed25519:") and _mode(path) == 0o600
     before = path.read_bytes()
-    with pytest.raises(InputError, match="refusing to overwrite"):
+    with pytest.raises(InputError, match=f"^refusing to overwrite key file {path} \\(keys are never overwritten: "
+                       "choose another path, or delete the old key deliberately first\\)$") as exc:
         generate_approver_key(path)
+    assert exc.value.code == "file_exists"
     assert path.read_bytes() == before
     assert isinstance(load_approver_key(path), Ed25519PrivateKey)
 
@@ -325,3 +327,11 @@ def test_encrypted_approver_key_needs_its_password(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="encrypted|password"):
         load_approver_key(path)
     assert isinstance(load_approver_key(path, password=b"correct horse"), Ed25519PrivateKey)
+
+
+def test_a_retired_key_stays_in_the_jwks_for_an_hour_by_default(tmp_path: Path) -> None:
+    ring = EngineKeyring.load_or_create(tmp_path / "k")
+    old = ring.current_kid
+    ring.rotate(now=NOW)
+    assert old in {k["kid"] for k in ring.jwks(NOW + timedelta(seconds=3599))["keys"]}
+    assert old not in {k["kid"] for k in ring.jwks(NOW + timedelta(seconds=3600))["keys"]}

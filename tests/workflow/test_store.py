@@ -54,7 +54,8 @@ def test_read_transaction_refuses_writes(engine):
 def test_unknown_request_and_status(engine):
     with pytest.raises(InputError, match="no request"):
         engine.get("req-missing")
-    with pytest.raises(InputError, match="unknown status"):
+    with pytest.raises(InputError, match="^unknown status 'nonsense'; choose from pending, granted, denied, rejected, "
+                       "expired, revoked, executed, execution_failed, execution_unknown$"):
         engine.list("nonsense")
 
 

@@ -410,8 +410,7 @@ class Guard:
                     f"request {request_id}: no outcome can be recorded, warrant {jti} "
                     "was not consumed by the guard"
                 )
-            current = tx.get_request(request_id, votes=False)
-            req = tx.transition(request_id, outcome, now=at, reason=detail[:500], current=current)
+            req = tx.transition(request_id, outcome, now=at, reason=detail[:500])
             self.audit_log.append(tx, outcome, req, {"jti": jti, "detail": detail[:2000]}, at)
 
     # -- the three ways to run an action ---------------------------------

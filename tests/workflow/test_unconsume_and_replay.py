@@ -72,9 +72,14 @@ def test_audit_verify_reports_tables_that_contradict_the_chain(engine: Engine) -
     with pytest.raises(AuditChainError, match="the database contradicts it in 2 place") as exc:
         engine.verify_audit()
     assert exc.value.code == "state_contradicts_chain"
-    problems = "\n".join(exc.value.problems)
-    assert "consumed_warrants row is missing: the warrant was un-consumed" in problems
-    assert f"request {req.id} is granted in the database, but its last event (executed" in problems
+    seqs = {e.kind: e.seq for e in engine.audit_events(req.id)}
+    jti = engine.warrant_records([req.id])[req.id].jti
+    assert list(exc.value.problems) == [
+        f"warrant {jti} of request {req.id} is consumed in the chain (event {seqs['consumed']}) but its "
+        "consumed_warrants row is missing: the warrant was un-consumed in the database",
+        f"request {req.id} is granted in the database, but its last event (executed, seq {seqs['executed']}) "
+        "left it executed",
+    ]
 
 
 def test_audit_verify_reports_a_warrant_consumed_twice(engine: Engine) -> None:

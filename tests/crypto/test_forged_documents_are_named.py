@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from hitlgate.engine.approvals import SignedStatement
-from hitlgate.engine.audit import AuditEvent, Checkpoint
+from hitlgate.engine.approve.approvals import SignedStatement
+from hitlgate.engine.ledger.audit import AuditEvent, Checkpoint
 from hitlgate.engine.limits import DEFAULT_LIMITS
 from hitlgate.errors import ValidationError
 

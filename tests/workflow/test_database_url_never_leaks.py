@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from hitlgate.engine.store import Store, _redact
+from hitlgate.engine.ledger.store import Store, _redact
 from hitlgate.errors import ConfigError, StorageError
 
 

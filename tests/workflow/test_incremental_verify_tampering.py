@@ -195,7 +195,7 @@ def test_deleted_event_hidden_by_a_forged_seq_zero_is_caught_incrementally(marke
 
 
 def test_incremental_verify_checks_only_the_requests_with_events_since_the_mark(marked: Engine) -> None:
-    from hitlgate.engine.apikeys import ApiKeys
+    from hitlgate.engine.keys.apikeys import ApiKeys
 
     ApiKeys(marked).create("soc-agent-9", "agent")  # An event after the mark that belongs to no request.
     report = marked.verify_audit(incremental=True)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from hitlgate.engine.workflow import Engine
+from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import IllegalTransition, InputError
 from tests.workflow._helpers import granted_warrant, proposal
 

@@ -140,8 +140,8 @@ def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path, o
     """A read-only copy of an older store cannot be migrated: opening it names the versions (in process)."""
     import sqlite3
 
-    from hitlgate.engine import _store_schema as t
-    from hitlgate.engine.store import Store
+    from hitlgate.engine.ledger import _store_schema as t
+    from hitlgate.engine.ledger.store import Store
     from hitlgate.errors import StorageError
 
     _make_store(world)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hitlgate.engine.store import _describe_mode, state_file_exposure
+from hitlgate.engine.ledger.store import _describe_mode, state_file_exposure
 
 
 def test_exposed_shm_file_is_reported_even_without_a_wal(tmp_path: Path) -> None:

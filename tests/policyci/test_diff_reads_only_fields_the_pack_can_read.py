@@ -13,11 +13,10 @@ from hitlgate.engine._resources import bundled_policy_dir
 from hitlgate.engine.decide._policydiff import Outcome, classify, proposal_fields_read
 
 
-def test_bundled_pack_reads_the_requester_kind_and_nothing_else_it_could_not() -> None:
+def test_bundled_pack_reads_only_the_requester_kind() -> None:
     sources = [p.read_text() for p in bundled_policy_dir().glob("*.rego") if not p.name.endswith("_test.rego")]
-    # "incident" occurs in a control's text ("coordinated incident handling") and "id" is a key of each
-    # control: both count as read, to be safe. The justification, confidence and evidence do not.
-    assert proposal_fields_read(sources) == {"requester.kind", "requester.id", "incident"}
+    # "incident" in a control's text and "id" as a key of each control are strings, not reads.
+    assert proposal_fields_read(sources) == {"requester.kind"}
 
 
 @pytest.mark.parametrize(
@@ -35,7 +34,10 @@ def test_bundled_pack_reads_the_requester_kind_and_nothing_else_it_could_not() -
         ("x := input.action.parameters.labels", {"action.parameters"}),
         ("f := \"confidence\"\nx := input[f]", None),
         ("# input.evidence is never read\nx := 1", set()),
-        ("x := \"mentions evidence in a string\"", {"evidence"}),
+        ("x := \"mentions evidence in a string\"", set()),
+        ("x := input.requester[\"id\"]", {"requester.id", "requester.kind"}),
+        ("x := object.get(input.requester, \"id\", \"\")", {"requester.id", "requester.kind"}),
+        ("x := input[\"incident\"]", None),
     ],
 )
 def test_fields_read(source: str, read: set[str] | None) -> None:

@@ -88,10 +88,13 @@ def proposal_fields_read(sources: Sequence[str]) -> frozenset[str] | None:
     """The fields of :data:`OPTIONAL_FIELDS` the modules may read, or None when they may read any.
 
     Conservative: ``input`` used whole (bound, iterated, indexed by a
-    variable, passed to a function) means every field; a parent used whole
-    (``input.requester[k]``, ``walk(input.action, ...)``) means every child;
-    otherwise a field is read when its name occurs as a word anywhere in the
-    code or in a string literal (a string can be used as a key).
+    variable or a string, passed to a function) means every field; a parent
+    used whole (``input.requester[k]``, ``input.requester["id"]``,
+    ``walk(input.action, ...)``) means every child; otherwise a field is read
+    when its name occurs as a word anywhere in the code (comments and string
+    literals removed). A string literal alone never reads a field: using it
+    as a key needs its parent (or the input) used whole, which already
+    counts every child.
     """
     scanned = [scan(src) for src in sources]
     whole = re.compile(r"\binput\b(?!\s*\.\s*[A-Za-z_])")
@@ -101,7 +104,7 @@ def proposal_fields_read(sources: Sequence[str]) -> frozenset[str] | None:
     for path in OPTIONAL_FIELDS:
         parent, _, child = path.rpartition(".")
         word = re.compile(rf"\b{child}\b")
-        if any(word.search(s.code) or any(word.search(lit) for lit in s.strings) for s in scanned):
+        if any(word.search(s.code) for s in scanned):
             read.add(path)
         elif parent and any(re.search(rf"\b{parent}\b(?!\s*\.\s*[A-Za-z_])", s.code) for s in scanned):
             read.add(path)

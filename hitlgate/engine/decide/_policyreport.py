@@ -137,10 +137,12 @@ def _diff_markdown(diff: Any) -> list[str]:
             f"| {icon} {g.direction}{mark} | {_md(g.describe())} | `{g.base_tier}` → `{g.head_tier}` "
             f"| {_md(g.factor_text() or '-')} | {_md(g.quorum_text() or '-')} |"
         )
-    out += ["", "<details><summary>Examples</summary>", ""]
+    out += ["", "<details><summary>Details and examples</summary>", ""]
     for g in diff.groups:
         out.append(f"**{_md(g.describe())}**")
         out.append("")
+        for detail in g.details():
+            out.append(f"- {_md(detail)}")
         for p in g.proposals[:EXAMPLES]:
             out.append(f"- {_md(p.describe())}")
         if g.count > EXAMPLES:

@@ -2,6 +2,7 @@
 
     python -m bench.bench_policy_check                      # 1,000 identities, a 10,000-line replay
     python -m bench.bench_policy_check --size 2000 --replay-lines 20000 --json
+    python -m bench --only policy_check               # the same, in the benchmark report
 
 Builds a throwaway git repository holding a project with the bundled Rego
 modules, the bundled scenario corpus and a generated inventory
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,7 @@ def build(root: Path, size: int, replay_lines: int) -> Path:
     return replay
 
 
-def run(size: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
+def measure(size: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
     """Build the repository, run the check once, and return the measurements."""
     with tempfile.TemporaryDirectory(prefix="hitlgate-bench-check-") as tmp:
         root = Path(tmp)
@@ -111,9 +113,19 @@ def run(size: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
         "evaluations": diff["evaluations"],
         "changed": sum(len(c["proposals"]) for c in diff["changes"]),
         "summary": diff["summary"],
-        "load_average": os.getloadavg()[0],
-        "cpus": os.cpu_count(),
+        "_load_average": os.getloadavg()[0],
+        "_cpus": os.cpu_count(),
     }
+
+
+def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The ``python -m bench`` entry: full is 1,000 identities and 10,000 replay lines; smoke is 100 and 500."""
+    size, lines = (100, 500) if mode == "smoke" else (1000, 10_000)
+    result = measure(size, lines)
+    if log is not None:
+        log(f"  policy check --base: {result['policy_check_wall_s']} s ({result['diff_s']} s diff), "
+            f"{size} identities, {lines} replay lines")
+    return result
 
 
 def main() -> int:
@@ -123,7 +135,7 @@ def main() -> int:
     parser.add_argument("--replay-lines", type=int, default=10_000)
     parser.add_argument("--json", action="store_true", help="print the measurements as JSON")
     args = parser.parse_args()
-    result = run(args.size, args.replay_lines)
+    result = measure(args.size, args.replay_lines)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -35,14 +35,17 @@ a field counts as read when its name occurs anywhere in the code or a
 string, or when its parent is used whole). When both sides run the same
 modules on a deterministic pack, a proposal whose target's facts are the
 same on both sides is not evaluated at all: its decision cannot differ.
-What is left is evaluated on a thread pool (regopy releases the GIL while
-it evaluates; each thread compiles its own interpreter).
+What is left is evaluated in one worker process per CPU when there are
+thousands of proposals (each builds both sides once), else on a thread
+pool (regopy releases the GIL while it evaluates; each thread compiles its
+own interpreter).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -51,7 +54,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -645,32 +648,69 @@ def _record_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[st
     return out
 
 
+Batch = list[tuple[str, dict[str, Any]]]
+Decided = list[tuple[tuple[str, str], Outcome]]
+
+#: From this many distinct evaluations on, worker processes decide (below it, threads in this process).
+PROCESS_THRESHOLD = 4000
+
+#: The sides a worker process decides with, built once per process by :func:`_worker_init`.
+_WORKER_SIDES: dict[str, Side] = {}
+
+
+def _decide_batch(side: Side, batch: Batch) -> Decided:
+    out = []
+    for key, doc in batch:
+        try:
+            outcome = side.decide(doc)
+        except ValidationError as exc:
+            outcome = Outcome("deny", (), (0, ()), 0, f"invalid proposal: {shorten(exc.problems[0], 120)}")
+        out.append(((side.name, key), outcome))
+    return out
+
+
+def _worker_init(configs: Sequence[tuple[str, Config]]) -> None:
+    for name, config in configs:
+        _WORKER_SIDES[name] = Side(name, config)
+
+
+def _worker_run(task: tuple[str, Batch]) -> Decided:
+    name, batch = task
+    return _decide_batch(_WORKER_SIDES[name], batch)
+
+
 def _evaluate(sides: Sequence[tuple[Side, dict[str, dict[str, Any]]]]) -> dict[tuple[str, str], Outcome]:
-    """Decide every distinct proposal of every side, on a thread pool."""
-    tasks: list[tuple[Side, list[tuple[str, dict[str, Any]]]]] = []
+    """Decide every distinct proposal of every side: in worker processes when there are many, else on threads.
+
+    regopy releases the GIL while it evaluates, but validating the proposal,
+    building the input and checking the decision are Python: with thousands
+    of proposals that half would run on one core, so each CPU gets a process
+    of its own (each builds both sides once: a compile and an inventory load).
+    """
+    tasks: list[tuple[Side, Batch]] = []
     for side, todo in sides:
         items = list(todo.items())
         tasks.extend((side, items[i:i + _BATCH]) for i in range(0, len(items), _BATCH))
-
-    def run(task: tuple[Side, list[tuple[str, dict[str, Any]]]]) -> list[tuple[tuple[str, str], Outcome]]:
-        side, batch = task
-        out = []
-        for key, doc in batch:
-            try:
-                outcome = side.decide(doc)
-            except ValidationError as exc:
-                outcome = Outcome("deny", (), (0, ()), 0, f"invalid proposal: {shorten(exc.problems[0], 120)}")
-            out.append(((side.name, key), outcome))
-        return out
-
+    total = sum(len(todo) for _, todo in sides)
     workers = max(1, min(os.cpu_count() or 1, 8))
     results: dict[tuple[str, str], Outcome] = {}
     if workers == 1 or len(tasks) <= 1:
-        for t in tasks:
-            results.update(run(t))
+        for side, batch in tasks:
+            results.update(_decide_batch(side, batch))
+        return results
+    if total >= PROCESS_THRESHOLD:
+        # fork, not spawn: spawn re-imports the caller's main module, which runs a script without a
+        # __main__ guard a second time. Nothing else runs in this process now (no thread holds a lock), and
+        # each worker builds its own sides rather than use the interpreters it inherits.
+        context = multiprocessing.get_context("fork")
+        configs = [(side.name, side.config) for side, _ in sides]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                 initargs=(configs,)) as procs:
+            for chunk in procs.map(_worker_run, [(side.name, batch) for side, batch in tasks]):
+                results.update(chunk)
         return results
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hitlgate-diff") as pool:
-        for chunk in pool.map(run, tasks):
+        for chunk in pool.map(lambda t: _decide_batch(*t), tasks):
             results.update(chunk)
     return results
 

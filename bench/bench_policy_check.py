@@ -1,12 +1,13 @@
 """How long ``hitlgate policy check --base`` takes on a large pack: the goal is under a minute.
 
-    python -m bench.bench_policy_check                      # 1,000 identities, a 10,000-line replay
-    python -m bench.bench_policy_check --size 2000 --replay-lines 20000 --json
+    python -m bench.bench_policy_check                      # 1,000 targets, a 10,000-line replay
+    python -m bench.bench_policy_check --targets 2000 --replay-lines 20000 --json
     python -m bench --only policy_check               # the same, in the benchmark report
 
 Builds a throwaway git repository holding a project with the bundled Rego
 modules, the bundled scenario corpus and a generated inventory
-(``bench/gen_inventory.py``: 1,000 identities come with 300 workloads),
+(``bench/gen_inventory.py``) of at least 1,000 targets (770 identities and
+231 workloads),
 commits it on ``main``, then makes the worst case for the diff: the
 modules change (so no decision can be reused from the base; every
 distinct proposal is evaluated on both sides) and ten identities leave
@@ -85,8 +86,17 @@ def build(root: Path, size: int, replay_lines: int) -> Path:
     return replay
 
 
-def measure(size: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
+def identities_for(targets: int) -> int:
+    """The fewest identities whose generated inventory has at least ``targets`` targets (identities + workloads)."""
+    size = max(1, targets * 10 // 13 - 2)
+    while size + Spec(size).n_workloads < targets:
+        size += 1
+    return size
+
+
+def measure(targets: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
     """Build the repository, run the check once, and return the measurements."""
+    size = identities_for(targets)
     with tempfile.TemporaryDirectory(prefix="hitlgate-bench-check-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
@@ -103,6 +113,7 @@ def measure(size: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
     report = json.loads(done.stdout)
     diff = report["diff"]
     return {
+        "targets": size + Spec(size).n_workloads,
         "identities": size,
         "replay_lines": replay_lines,
         "build_s": round(built, 2),
@@ -119,23 +130,23 @@ def measure(size: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
 
 
 def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The ``python -m bench`` entry: full is 1,000 identities and 10,000 replay lines; smoke is 100 and 500."""
-    size, lines = (100, 500) if mode == "smoke" else (1000, 10_000)
-    result = measure(size, lines)
+    """The ``python -m bench`` entry: full is 1,000 targets and 10,000 replay lines; smoke is 130 and 500."""
+    targets, lines = (130, 500) if mode == "smoke" else (1000, 10_000)
+    result = measure(targets, lines)
     if log is not None:
         log(f"  policy check --base: {result['policy_check_wall_s']} s ({result['diff_s']} s diff), "
-            f"{size} identities, {lines} replay lines")
+            f"{result['targets']} targets, {lines} replay lines")
     return result
 
 
 def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=1000, help="identities in the generated inventory")
+    parser.add_argument("--targets", type=int, default=1000, help="targets (identities + workloads) to generate")
     parser.add_argument("--replay-lines", type=int, default=10_000)
     parser.add_argument("--json", action="store_true", help="print the measurements as JSON")
     args = parser.parse_args()
-    result = measure(args.size, args.replay_lines)
+    result = measure(args.targets, args.replay_lines)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -79,15 +79,16 @@ def check(
         fmt = "json"
     extra = [_output(spec) for spec in outputs]
     config = state.config
-    located = None
+    located = replayed = None
     if base is not None:
-        from hitlgate.engine.decide._policydiff import locate_base, run_diff
+        from hitlgate.engine.decide._policydiff import locate_base, read_replay, run_diff
 
-        # A missing ref or repository is a usage error: say so before minutes of checks.
+        # A missing ref or repository, or an unreadable replay file, is a usage error: say so before the checks.
         located = locate_base(config, base)
+        replayed = read_replay(replay, config) if replay is not None else None
     report = run_checks(config, coverage_threshold=coverage_threshold)
     if base is not None:
-        report.diff = run_diff(config, base, replay=replay, fail_on=fail_on, located=located)
+        report.diff = run_diff(config, base, fail_on=fail_on, located=located, replay_read=replayed)
     click.echo(render(report, fmt).rstrip("\n"))
     for kind, path in extra:
         write_file(path, render(report, kind).rstrip("\n") + "\n", secret=False, overwrite=True,

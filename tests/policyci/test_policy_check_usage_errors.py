@@ -44,6 +44,14 @@ def test_base_outside_a_git_repository_exits_2(tmp_path: Path) -> None:
     assert (code, error["code"]) == (2, "not_a_git_repository")
 
 
+def test_a_replay_line_that_is_not_json_exits_2(project: Path) -> None:
+    replay = project.parent / "bad-replay.jsonl"
+    replay.write_text('{"action": {"type": "notify_owner", "target": "x", "parameters": {}}}\nnot json\n')
+    code, error = _check(project, "--base", "main", "--replay", str(replay))
+    assert (code, error["code"]) == (2, "invalid_replay")
+    assert "bad-replay.jsonl:2" in str(error["message"])
+
+
 def test_replay_without_base_exits_2(project: Path) -> None:
     replay = project / "proposal.json"
     code, error = _check(project, "--replay", str(replay))

@@ -168,7 +168,9 @@ def base_worktree(top: Path, commit: str) -> Iterator[Path]:
     """A temporary ``git worktree`` of ``commit`` (detached), removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="hitlgate-base-"))
     path = tmp / "base"
-    run = _git(["worktree", "add", "--detach", "--quiet", str(path), commit], top, timeout=300)
+    # No hooks: a post-checkout hook has no business running for a throwaway checkout.
+    run = _git(["-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "--quiet", str(path), commit], top,
+               timeout=300)
     if run.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise InputError(f"git worktree add failed: {run.stderr.strip()[:300]}", code="git_failed")
@@ -358,6 +360,9 @@ def read_replay(path: Path, config: Config) -> tuple[list[Occurrence], list[str]
     notes = problems
     if skipped > len(problems):
         notes.append(f"... {skipped - len(problems)} more replay line(s) skipped")
+    if not out:
+        notes.append(f"--replay {path.name}: no proposal found (expected hitlgate audit export output, whose "
+                     "proposed events are replayed, or JSON Lines of proposals)")
     return out, notes
 
 
@@ -786,15 +791,21 @@ def locate_base(head_config: Config, ref: str) -> tuple[Path, str]:
 
 def run_diff(
     head_config: Config, ref: str, *, replay: Path | None = None, fail_on: str = "loosening",
-    located: tuple[Path, str] | None = None,
+    located: tuple[Path, str] | None = None, replay_read: tuple[list[Occurrence], list[str]] | None = None,
 ) -> DiffReport:
-    """Compare the decisions of the project at ``ref`` with the working tree's (see the module docstring)."""
+    """Compare the decisions of the project at ``ref`` with the working tree's (see the module docstring).
+
+    ``located`` and ``replay_read`` are what :func:`locate_base` and :func:`read_replay` returned, when the
+    caller checked the ref and read the replay file first (so a bad one is refused before any check runs).
+    """
     start = time.perf_counter()
     top, commit = located or locate_base(head_config, ref)
     report = DiffReport(base_ref=ref, base_commit=commit, fail_on=fail_on)
     replayed: list[Occurrence] = []
-    if replay is not None:
-        replayed, notes = read_replay(replay, head_config)
+    if replay_read is None and replay is not None:
+        replay_read = read_replay(replay, head_config)
+    if replay_read is not None:
+        replayed, notes = replay_read
         report.notes.extend(notes)
     with base_worktree(top, commit) as worktree:
         config, notes = base_config(head_config, top, worktree)

@@ -277,12 +277,14 @@ risk_factors:
 
 #: What ``init`` keeps out of version control: the engine's private signing
 #: keys (and the audit anchor next to them), the state database, and any
-#: approver key someone drops into the project by mistake.
+#: approver key someone drops into the project by mistake, nor a warrant
+#: (a bearer token until it is used or expires) saved with ``--out``.
 GITIGNORE_LINES = (
-    "# hitlgate: never commit private keys or the state database.",
+    "# hitlgate: never commit private keys, warrants or the state database.",
     "/keys/",
     "/state/",
     "*.pem",
+    "*.jws",
 )
 
 #: The example proposal ``init`` writes, so the first ``decide`` has something to decide.

@@ -101,6 +101,18 @@ def _activate_hint() -> str | None:
     return f"source {shown}/bin/activate"
 
 
+def _require_server_extra() -> None:
+    """Refuse ``--over-http`` before the story starts when the server extra is not installed."""
+    import importlib.util
+
+    from hitlgate.cli._serve import INSTALL_HINT, ServeError
+
+    missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServeError(f"hitlgate demo --over-http needs the server extra ({', '.join(missing)} not installed): "
+                         f"{INSTALL_HINT}", code="missing_extra")
+
+
 #: The demo's two opening lines (the second ends with INTRO[2] unless --decisions-only).
 INTRO = (
     "This demo shows how hitlgate decides what an AI agent may do to a non-human identity, and who must approve first.",
@@ -152,6 +164,8 @@ def demo(state: CliState, decisions_only: bool, over_http: bool) -> None:
     """
     # Always the bundled example pack and the embedded engine: the demo must
     # show the same thing on every machine, whatever hitlgate.yaml says.
+    if over_http:
+        _require_server_extra()
     decider = Decider.from_config(Config())
     situations = seed_cases()
     click.secho(INTRO[0], bold=True)

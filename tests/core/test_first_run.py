@@ -41,7 +41,7 @@ def test_init_keeps_private_keys_and_state_out_of_git(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["init", str(proj)])
     assert result.exit_code == 0, result.output
     ignored = (proj / ".gitignore").read_text().splitlines()
-    assert {"/keys/", "/state/", "*.pem"} <= set(ignored)
+    assert {"/keys/", "/state/", "*.pem", "*.jws"} <= set(ignored)
     assert json.loads((proj / "proposal.json").read_text())["action"]["type"] == "rotate_api_key"
     assert "hitlgate opa install" in result.output
 

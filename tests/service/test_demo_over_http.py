@@ -7,6 +7,8 @@ must be in the store the server wrote, not only in what it printed.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -56,3 +58,16 @@ def test_the_http_walk_consumes_each_warrant_once_and_records_the_outcome() -> N
     assert {r.status for r in requests} == {"executed"}
     assert names == {"soc-agent-7": "agent", "demo-approvers": "viewer", "demo-executor": "executor"}
     assert report.events == len(kinds)
+
+
+def test_demo_over_http_without_the_server_extra_says_so_before_the_story(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    result = CliRunner().invoke(cli, ["--json", "demo", "--over-http"])
+    assert result.exit_code == 1
+    assert "This demo shows" not in result.output
+    err = json.loads(result.stdout)["error"]
+    assert err["code"] == "missing_extra"
+    assert err["message"].startswith("hitlgate demo --over-http needs the server extra (uvicorn not installed): pip")

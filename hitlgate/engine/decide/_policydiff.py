@@ -234,9 +234,9 @@ class Side:
     """One project (base or head): a Decider on its configuration, and what its modules can read."""
 
     def __init__(self, name: str, config: Config) -> None:
-        from hitlgate.engine.decide._regopy import compile_pack
+        from hitlgate.engine.decide._regopy import RegopyBackend, compile_pack
         from hitlgate.engine.decide.decider import Decider
-        from hitlgate.engine.decide.facts import facts_from_config
+        from hitlgate.engine.decide.facts import FileFacts, facts_from_config
         from hitlgate.engine.decide.policy import PolicyModules
 
         self.name = name
@@ -249,8 +249,15 @@ class Side:
         self.reads = proposal_fields_read(sources)
         self.sections = inventory_sections_read(sources)
         self.nondeterministic = nondeterministic_calls(sources)
-        self.decider = Decider.from_config(self.config, log_failures=False)
-        self._source = facts_from_config(self.config)
+        # The embedded backend as Decider.from_config builds it, except that neither the modules nor the
+        # inventory files are watched: a checkout under comparison does not change, and checking every
+        # file's mtime on each of tens of thousands of decisions costs more than some of them.
+        cfg = self.config
+        self._source = (FileFacts(cfg.data_paths, limits=cfg.limits, watch=False) if cfg.inventory_source == "files"
+                        else facts_from_config(cfg))
+        backend = RegopyBackend(cfg.policy_dir, list(cfg.data_paths), watch=False, limits=cfg.limits,
+                                facts=self._source, decision_cache_size=0)
+        self.decider = Decider(backend, risk_factors=cfg.risk_factors, log_failures=False)
         self.facts = self._source.current()
         self._hoods: dict[str, Any] = {}
 

@@ -32,3 +32,18 @@ def test_unparseable_url_is_refused_without_echoing_it(url: str) -> None:
 def test_redaction_of_a_url_that_does_not_parse_shows_nothing_of_it() -> None:
     assert _redact("postgresql://hitlgate:s3cret-pw@host:port/x") == "<unparseable url>"
     assert _redact("postgresql://hitlgate:s3cret-pw@db/x") == "postgresql://hitlgate:***@db/x"
+
+
+def test_password_given_as_a_query_parameter_is_hidden_too() -> None:
+    with pytest.raises(StorageError, match=r"^cannot open the state store postgresql\+psycopg://hitlgate@127\.0\.0\.1:1/x"
+                       r"\?password=\*\*\*&sslmode=disable: connection failed") as exc:
+        Store.open("postgresql://hitlgate@127.0.0.1:1/x?password=s3cret-pw&sslmode=disable")
+    assert "s3cret-pw" not in str(exc.value)
+
+
+@pytest.mark.parametrize("url, backend", [("mysql://u:s3cret@db/x", "mysql"), ("oracle://u@db/x", "oracle")])
+def test_other_databases_are_refused_by_name(url: str, backend: str) -> None:
+    with pytest.raises(ConfigError,
+                       match=rf"^state: '{backend}' databases are not supported: SQLite or PostgreSQL") as exc:
+        Store.open(url)
+    assert exc.value.code == "invalid_state_url" and "s3cret" not in str(exc.value)

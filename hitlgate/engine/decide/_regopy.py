@@ -43,7 +43,7 @@ from hitlgate.engine.decide._addrspace import require_address_space
 from hitlgate.engine.decide._decision_cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from hitlgate.engine.decide._decision_cache import DecisionCache
 from hitlgate.engine.decide._locate import display_path
-from hitlgate.engine.decide._rego_errors import RegoCompileError, from_regopy
+from hitlgate.engine.decide._rego_errors import RegoCompileError, RegoProblem, from_regopy
 from hitlgate.engine.decide._regoscan import inventory_sections_read, nondeterministic_calls
 from hitlgate.engine.decide.backends import with_facts
 from hitlgate.engine.decide.facts import FactIndex, FactSource, shared_file_facts
@@ -124,6 +124,18 @@ def _native_stdout_captured() -> Iterator[list[str]]:
             sink.close()
 
 
+_COMMENT_OR_BLANK = re.compile(r"\s*(#.*)?")
+
+
+def _package_problem(source: str) -> int:
+    """The line of a module's first statement when that is not ``package ...`` (0 when it is)."""
+    for number, line in enumerate(source.splitlines(), 1):
+        if _COMMENT_OR_BLANK.fullmatch(line):
+            continue
+        return 0 if re.match(r"\s*package\b", line) else number
+    return 1  # No statement at all: not a module either.
+
+
 def compile_pack(pack: PolicyModules | PolicyPack) -> tuple[regopy.Interpreter, regopy.Bundle]:
     """A fresh interpreter with the modules of ``pack`` compiled into a bundle for ``hitlgate/decision``.
 
@@ -131,6 +143,12 @@ def compile_pack(pack: PolicyModules | PolicyPack) -> tuple[regopy.Interpreter, 
     error report goes to fd 1; it is captured into the
     :class:`PolicyError`'s message instead, so stdout stays the caller's.
     """
+    missing = [RegoProblem(display_path(pack.policy_dir / name), line, 1,
+                           "a Rego module must begin with a package declaration")
+               for name, source in pack.modules if (line := _package_problem(source))]
+    if missing:
+        # rego-cpp (regopy 1.5) compiles a module without one, then crashes the process on the first query.
+        raise RegoCompileError("regopy", missing)
     interpreter = regopy.Interpreter()
     with _native_stdout_captured() as native:
         try:

@@ -1242,12 +1242,15 @@ class Store:
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
                 url = "postgresql+psycopg://" + url[len(prefix):]
+        example = "e.g. sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
         try:
-            sa.engine.make_url(url)
+            backend = sa.engine.make_url(url).get_backend_name()
         except (ValueError, sa.exc.ArgumentError):
             # Not echoed: a URL that does not parse cannot be redacted, and may hold a password.
-            raise ConfigError("state: not a database URL (e.g. sqlite:///PATH or "
-                              "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB)", code="invalid_state_url") from None
+            raise ConfigError(f"state: not a database URL ({example})", code="invalid_state_url") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigError(f"state: {backend[:40]!r} databases are not supported: SQLite or PostgreSQL ({example})",
+                              code="invalid_state_url")
         access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
         try:
             store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,
@@ -1383,8 +1386,14 @@ def _db_message(exc: SQLAlchemyError) -> str:
     return text
 
 
+#: Query parameters libpq takes a secret from (``?password=...``): hidden like the userinfo password.
+_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+
+
 def _redact(url: str) -> str:
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.engine.make_url(url)
+        query = {k: ("***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
     except Exception:  # noqa: BLE001 - a malformed URL is reported as it is, minus nothing secret.
         return "<unparseable url>"

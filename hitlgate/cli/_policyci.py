@@ -89,6 +89,7 @@ def check(
     report = run_checks(config, coverage_threshold=coverage_threshold)
     if base is not None:
         report.diff = run_diff(config, base, fail_on=fail_on, located=located, replay_read=replayed)
+        report.steps.extend(report.diff.steps())
     click.echo(render(report, fmt).rstrip("\n"))
     for kind, path in extra:
         write_file(path, render(report, kind).rstrip("\n") + "\n", secret=False, overwrite=True,

@@ -76,6 +76,14 @@ SWEEP_JUSTIFICATION = "hitlgate policy check: decision sweep (never executed)"
 OPTIONAL_FIELDS = ("action.parameters", "requester.id", "requester.kind", "justification", "incident",
                    "confidence", "evidence")
 
+#: Proposal fields the sweep holds fixed or leaves out: a pack that keys a decision on one of them can change
+#: decisions the sweep never makes.
+UNVARIED_FIELDS = ("action.parameters", "requester.id", "justification", "incident", "confidence", "evidence")
+#: The string fields the sweep also sets to each literal the modules compare them against.
+LITERAL_FIELDS = ("justification", "requester.id", "incident")
+#: Literals per field the sweep tries (each one multiplies the sweep).
+_MAX_LITERALS = 8
+
 #: Proposals evaluated per task on the thread pool.
 _BATCH = 256
 #: Problems with replay lines shown (the rest are counted).
@@ -112,6 +120,58 @@ def proposal_fields_read(sources: Sequence[str]) -> frozenset[str] | None:
         elif parent and any(re.search(rf"\b{parent}\b(?!\s*\.\s*[A-Za-z_])", s.code) for s in scanned):
             read.add(path)
     return frozenset(read)
+
+
+def field_literals(sources: Sequence[str]) -> tuple[dict[str, list[str]], frozenset[str]]:
+    """The string literals the modules compare each of :data:`LITERAL_FIELDS` against, and the fields covered.
+
+    Recognised comparisons: ``contains``/``startswith``/``endswith(input.F, "lit")`` and ``input.F == "lit"``
+    (either way round); a proposal whose field *is* the literal satisfies each of them. A field is covered
+    when every occurrence of its name in the code is such a comparison: then the sweep, trying each literal,
+    makes every decision the field can change. Any other use (a regex, a lookup, a second module reading
+    it some other way) leaves it uncovered.
+    """
+    literals: dict[str, list[str]] = {}
+    uses: Counter[str] = Counter()
+    matched: Counter[str] = Counter()
+    # Fields compared against more literals than the sweep tries are not covered.
+    overflow: set[str] = set()
+    for src in sources:
+        scanned = scan(src)
+        code = scanned.code
+        # Each "" in the code is one string literal, in order (scan empties them).
+        index = {m.start(): i for i, m in enumerate(re.finditer(r'""', code))}
+        for path in LITERAL_FIELDS:
+            child = path.rpartition(".")[2]
+            uses[path] += len(re.findall(rf"\b{child}\b", code))
+            ref = r"\binput\s*\.\s*" + r"\s*\.\s*".join(path.split("."))
+            for pattern in (rf'\b(?:contains|startswith|endswith)\(\s*{ref}\s*,\s*(?P<lit>"")\s*\)',
+                            rf'{ref}\s*==\s*(?P<lit>"")', rf'(?P<lit>"")\s*==\s*{ref}\b(?!\s*\.)'):
+                for m in re.finditer(pattern, code):
+                    matched[path] += 1
+                    i = index.get(m.start("lit"))
+                    value = scanned.strings[i] if i is not None and i < len(scanned.strings) else ""
+                    try:
+                        value = json.loads(f'"{value}"')
+                    except ValueError:
+                        continue
+                    found = literals.setdefault(path, [])
+                    if not value or value in found:
+                        continue
+                    if len(found) < _MAX_LITERALS:
+                        found.append(value)
+                    else:
+                        overflow.add(path)
+    covered = frozenset(p for p in LITERAL_FIELDS if uses[p] == matched[p] and p not in overflow)
+    return literals, covered
+
+
+def unvaried_reads(base_reads: frozenset[str] | None, head_reads: frozenset[str] | None,
+                   covered: frozenset[str]) -> list[str]:
+    """The fields of :data:`UNVARIED_FIELDS` either side reads that the sweep does not cover."""
+    if base_reads is None or head_reads is None:
+        return list(UNVARIED_FIELDS)
+    return [f for f in UNVARIED_FIELDS if f in (base_reads | head_reads) and f not in covered]
 
 
 def _projection(doc: Mapping[str, Any], reads: frozenset[str] | None) -> str:
@@ -282,6 +342,14 @@ class Side:
         document = self._source.inventory.document
         return [*(document.get("identities") or {}), *(document.get("workloads") or {})]
 
+    def document(self) -> Mapping[str, Any] | None:
+        """This side's whole inventory document (None for a database inventory)."""
+        from hitlgate.engine.decide.facts import FileFacts
+
+        if not isinstance(self._source, FileFacts):
+            return None
+        return self._source.inventory.document
+
     def decide(self, doc: Mapping[str, Any]) -> Outcome:
         """Decide one proposal through the Decider (validation included)."""
         from hitlgate.engine.decide.proposal import Proposal
@@ -309,18 +377,26 @@ class Occurrence:
     doc: dict[str, Any]
 
 
-def sweep(targets: Sequence[str]) -> Iterator[Occurrence]:
-    """Every target x every action type x every requester kind."""
+def sweep(targets: Sequence[str], literals: Mapping[str, Sequence[str]] | None = None) -> Iterator[Occurrence]:
+    """Every target x every action type x every requester kind (x each literal of :func:`field_literals`)."""
     from hitlgate.engine.decide.schemas import action_types
 
+    variants: list[tuple[str, str]] = [("", "")]
+    variants += [(path, lit) for path, lits in (literals or {}).items() for lit in lits]
     for target in targets:
         for action in action_types():
             for kind in REQUESTER_KINDS:
-                yield Occurrence("sweep", {
-                    "action": {"type": action, "target": target, "parameters": {}},
-                    "requester": {"id": SWEEP_REQUESTER, "kind": kind},
-                    "justification": SWEEP_JUSTIFICATION,
-                })
+                for path, lit in variants:
+                    doc: dict[str, Any] = {
+                        "action": {"type": action, "target": target, "parameters": {}},
+                        "requester": {"id": SWEEP_REQUESTER, "kind": kind},
+                        "justification": SWEEP_JUSTIFICATION,
+                    }
+                    if path == "requester.id":
+                        doc["requester"]["id"] = lit
+                    elif path:
+                        doc[path] = lit
+                    yield Occurrence("sweep" if not path else f"sweep {path}={shorten(lit, 40)}", doc)
 
 
 def read_replay(path: Path, config: Config) -> tuple[list[Occurrence], list[str]]:
@@ -489,6 +565,8 @@ class ChangeGroup:
     quorum_changes: Counter[str] = field(default_factory=Counter)
     #: The head decisions' factors (they may differ by target within a group), for the explanation.
     factor_sets: Counter[str] = field(default_factory=Counter)
+    #: The head decisions' tiers (a group of new targets holds every tier they get).
+    head_tiers: Counter[str] = field(default_factory=Counter)
 
     @property
     def base_tier(self) -> str:
@@ -560,6 +638,10 @@ class ChangeGroup:
     def describe(self) -> str:
         """``37 proposals on 12 targets: single_approval → auto_allow because ... (inventory change)``."""
         n, t = self.count, len(self.targets)
+        if self.direction == "new target":
+            tiers = ", ".join(f"{k} {tier}" for tier, k in sorted(self.head_tiers.items()))
+            return (f"{n} proposal{'s' if n != 1 else ''} on {t} new target{'s' if t != 1 else ''} "
+                    f"(absent from the base inventory): {tiers}")
         tiers = (f"{self.base_tier} → {self.head_tier}" if self.base_tier != self.head_tier
                  else f"{self.base_tier} (tier unchanged)")
         return (f"{n} proposal{'s' if n != 1 else ''} on {t} target{'s' if t != 1 else ''}: {tiers} "
@@ -588,7 +670,7 @@ class ChangeGroup:
         }
 
 
-_ORDER = {"loosening": 0, "changed": 1, "tightening": 2, "neutral": 3}
+_ORDER = {"loosening": 0, "changed": 1, "tightening": 2, "neutral": 3, "new target": 4}
 
 
 @dataclass
@@ -603,6 +685,36 @@ class DiffReport:
     compared: dict[str, int] = field(default_factory=dict)
     evaluations: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Proposal fields the policy reads that the sweep does not vary (the diff may miss changes keyed on them).
+    incomplete: list[str] = field(default_factory=list)
+    #: Why no diff could be made at all (the base does not load), or None.
+    failure: str | None = None
+
+    def steps(self) -> list[Any]:
+        """The diff's own checks: it could be made, and it is complete (a failing check under --fail-on)."""
+        from hitlgate.engine.decide._policycheck import Finding, Step
+
+        out = []
+        made = Step("diff-base", f"decision diff against {self.base_ref} could be made")
+        if self.failure is not None:
+            made.fail(Finding(self.failure), summary="no decision diff")
+        else:
+            made.summary = "both sides load"
+        out.append(made)
+        complete = Step("diff-complete", "decision diff covers every proposal field the policy reads")
+        if self.incomplete:
+            findings = [Finding(f"decision diff incomplete: the policy reads input.{f}, which the sweep does not "
+                                "vary; review by hand or add scenarios/replay covering it",
+                                level="error" if self.fail_on != "never" else "warning") for f in self.incomplete]
+            if self.fail_on == "never":
+                complete.status, complete.summary = "note", f"{len(findings)} field(s) not varied"
+                complete.findings.extend(findings)
+            else:
+                complete.fail(*findings, summary=f"{len(findings)} field(s) not varied")
+        else:
+            complete.summary = "the sweep varies every field the policy reads"
+        out.append(complete)
+        return out
 
     @property
     def forbidden(self) -> list[ChangeGroup]:
@@ -620,7 +732,7 @@ class DiffReport:
         by = Counter[str]()
         for g in self.groups:
             by[g.direction] += g.count
-        kinds = ", ".join(f"{by[k]} {k}" for k in _ORDER if by[k])
+        kinds = ", ".join(f"{by[k]} on new targets" if k == "new target" else f"{by[k]} {k}" for k in _ORDER if by[k])
         sources = ", ".join(f"{n:,} {s}" for s, n in self.compared.items())
         if not changed:
             return f"no decision changed ({total:,} proposals compared: {sources})"
@@ -637,8 +749,18 @@ class DiffReport:
         }
 
 
-def _record_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[str]:
-    """``workloads.checkout-web.customer_facing: true → false`` for each field two neighbourhoods differ in."""
+def _record_changes(base: Mapping[str, Any], head: Mapping[str, Any], base_doc: Mapping[str, Any] | None = None,
+                    head_doc: Mapping[str, Any] | None = None) -> list[str]:
+    """``workloads.checkout-web.customer_facing: true → false`` for each field two neighbourhoods differ in.
+
+    A record only one neighbourhood holds is "added" or "removed" only when it is absent from the other
+    side's whole inventory (``base_doc``, ``head_doc``); otherwise it existed all along and the target merely
+    looks it up now (or no longer), e.g. a new owner team.
+    """
+
+    def exists(doc: Mapping[str, Any] | None, section: str, key: str) -> bool:
+        return doc is not None and isinstance(doc.get(section), Mapping) and key in doc[section]
+
     out = []
     for section in sorted(set(base) | set(head)):
         b, h = base.get(section), head.get(section)
@@ -651,7 +773,12 @@ def _record_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> list[st
             if rb == rh:
                 continue
             if rb is None or rh is None:
-                out.append(f"{section}.{key} {'added' if rb is None else 'removed'}")
+                if rb is None and exists(base_doc, section, key):
+                    out.append(f"{section}.{key} now concerns this target (it exists on both sides)")
+                elif rh is None and exists(head_doc, section, key):
+                    out.append(f"{section}.{key} no longer concerns this target (it exists on both sides)")
+                else:
+                    out.append(f"{section}.{key} {'added' if rb is None else 'removed'}")
                 continue
             for f in sorted(set(rb) | set(rh)):
                 if rb.get(f) != rh.get(f):
@@ -727,8 +854,14 @@ def _evaluate(sides: Sequence[tuple[Side, dict[str, dict[str, Any]]]]) -> dict[t
     return results
 
 
-def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: DiffReport) -> None:
-    """Decide every occurrence on both sides (each distinct one once) and group the changes into ``report``."""
+def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: DiffReport, *,
+            base_targets: frozenset[str] | None = None) -> None:
+    """Decide every occurrence on both sides (each distinct one once) and group the changes into ``report``.
+
+    A target absent from ``base_targets`` (the base inventory) is new: the base failed closed on it as an
+    unknown target, so its decisions are reported in a group of their own ("new target"), neither
+    loosening nor tightening.
+    """
     same_modules = (base.modules.revision == head.modules.revision
                     and base.config.risk_factors == head.config.risk_factors
                     and not head.nondeterministic)
@@ -769,22 +902,28 @@ def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: D
         inventory_changed = differs(target)
         cause = ("policy and inventory" if modules_changed and inventory_changed else "policy" if modules_changed
                  else "inventory" if inventory_changed else "configuration")
-        direction = classify(ob, oh)
+        new_target = base_targets is not None and target not in base_targets
+        direction = "new target" if new_target else classify(ob, oh)
+        if new_target:
+            cause = "inventory"
         # Target-specific details (the owner team in a slot) stay out of the key, so one rule's effect is one
         # group; the quorums themselves are counted per group.
-        gkey = (direction, ob.tier, oh.tier, tuple(sorted(set(oh.factors) - set(ob.factors))),
+        gkey: tuple[Any, ...] = ("new target",) if new_target else (
+                direction, ob.tier, oh.tier, tuple(sorted(set(oh.factors) - set(ob.factors))),
                 tuple(sorted(set(ob.factors) - set(oh.factors))), ob.fail_closed, oh.fail_closed, cause,
                 None if ob.tier != oh.tier else (_shape(ob.quorum), _shape(oh.quorum), ob.ttl, oh.ttl))
         group = groups.get(gkey)
         if group is None:
             group = groups[gkey] = ChangeGroup(direction, ob, oh, cause)
         group.factor_sets[", ".join(oh.factors)] += 1
-        if ob.quorum != oh.quorum:
+        group.head_tiers[oh.tier] += 1
+        if ob.quorum != oh.quorum and not new_target:
             group.quorum_changes[f"{quorum_text(ob.quorum)} → {quorum_text(oh.quorum)}"] += 1
         group.proposals.append(ChangedProposal(occ.source, str(action["type"]), target,
                                                str((occ.doc.get("requester") or {}).get("kind", ""))))
-        if inventory_changed:
-            for change in _record_changes(base.neighbourhood(target, sections), head.neighbourhood(target, sections)):
+        if inventory_changed and not new_target:
+            for change in _record_changes(base.neighbourhood(target, sections), head.neighbourhood(target, sections),
+                                          base.document(), head.document()):
                 group.inventory_changes[change] += 1
     report.groups = sorted(groups.values(), key=lambda g: (_ORDER[g.direction], -g.count, g.describe()))
 
@@ -815,7 +954,13 @@ def run_diff(
         replayed, notes = replay_read
         report.notes.extend(notes)
     with base_worktree(top, commit) as worktree:
-        config, notes = base_config(head_config, top, worktree)
+        try:
+            config, notes = base_config(head_config, top, worktree)
+        except HitlgateError as exc:
+            # A broken configuration at the base is the diff's failure, not the run's: the head's checks stand.
+            report.failure = f"the base project's configuration does not load: {shorten(str(exc), 300)}"
+            report.seconds = time.perf_counter() - start
+            return report
         report.notes.extend(notes)
         if config is None:
             report.seconds = time.perf_counter() - start
@@ -829,8 +974,12 @@ def run_diff(
                 try:
                     sides.append(Side(name, cfg))
                 except HitlgateError as exc:
-                    report.notes.append(f"the {name} project does not load, so no decision diff: "
-                                        f"{shorten(str(exc), 300)}")
+                    message = f"the {name} project does not load, so no decision diff: {shorten(str(exc), 300)}"
+                    if name == "base":
+                        report.failure = message
+                    else:
+                        # The head's own checks report why it does not load.
+                        report.notes.append(message)
                     report.seconds = time.perf_counter() - start
                     return report
             base, head = sides
@@ -840,9 +989,17 @@ def run_diff(
             if base_targets is None or head_targets is None:
                 report.notes.append("no sweep: the inventory is in the database, whose ids are not listed here")
             targets = sorted(set(base_targets or ()) | set(head_targets or ()))
-            swept = list(sweep(targets))
+            literals: dict[str, list[str]] = {}
+            if base.modules.revision != head.modules.revision:
+                # The sweep holds the justification, requester id, parameters, ... fixed: a change keyed on one
+                # of them is invisible to it unless the literals the pack compares them against are swept too.
+                sources = [src for side in (base, head) for _, src in side.modules.modules]
+                literals, covered = field_literals(sources)
+                report.incomplete = unvaried_reads(base.reads, head.reads, covered)
+            swept = list(sweep(targets, literals))
             report.compared = {"scenarios": len(scenarios), "replay": len(replayed), "sweep": len(swept)}
-            compare(base, head, [*scenarios, *replayed, *swept], report)
+            compare(base, head, [*scenarios, *replayed, *swept], report,
+                    base_targets=None if base_targets is None else frozenset(base_targets))
         finally:
             for s in sides:
                 s.close()

@@ -131,7 +131,8 @@ def _diff_markdown(diff: Any) -> list[str]:
         return out
     out += ["| | change | base → head | factors | quorum |", "|---|---|---|---|---|"]
     for g in diff.groups:
-        icon = {"loosening": "🔓", "tightening": "🔒", "changed": "⚠️", "neutral": "•"}[g.direction]
+        icon = {"loosening": "🔓", "tightening": "🔒", "changed": "⚠️", "neutral": "•",
+                "new target": "🆕"}[g.direction]
         mark = " **(forbidden)**" if g in diff.forbidden else ""
         out.append(
             f"| {icon} {g.direction}{mark} | {_md(g.describe())} | `{g.base_tier}` → `{g.head_tier}` "

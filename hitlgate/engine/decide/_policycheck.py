@@ -200,7 +200,8 @@ def find_regal() -> Path | None:
 def run_tool(argv: Sequence[str], timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(  # noqa: S603 - fixed argv, no shell.
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd,
+            list(argv), capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
+            check=False, cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InputError(f"could not run {argv[0]}: {exc}", code="tool_not_runnable") from exc
@@ -314,12 +315,33 @@ def check_fmt(config: Config, opa: Path) -> Step:
     return step
 
 
+def encoding_findings(files: Sequence[Path]) -> list[Finding]:
+    """A ``bad_encoding`` finding, with its line, for each file that is not UTF-8 (Rego source must be)."""
+    out = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            out.append(Finding(f"bad_encoding: not UTF-8 (byte 0x{data[exc.start]:02x}); Rego source must be UTF-8",
+                               display_path(f), line))
+    return out
+
+
 def check_regopy(config: Config) -> Step:
     """The embedded engine (regopy) compiles the modules."""
     from hitlgate.engine.decide._regopy import compile_pack
     from hitlgate.engine.decide.policy import PolicyModules
 
     step = Step("regopy", "embedded engine compiles the pack (regopy)")
+    bad = encoding_findings(_rego_files(config.policy_dir)[0])
+    if bad:
+        step.fail(*bad, summary=f"{len(bad)} file(s) not UTF-8")
+        return step
     try:
         modules = PolicyModules.load(config.policy_dir)
         compile_pack(modules)

@@ -49,6 +49,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import stat
 import subprocess  # noqa: S404 - runs git with fixed arguments, no shell.
 import tempfile
 import time
@@ -198,7 +199,8 @@ def _git(args: Sequence[str], cwd: Path, timeout: float = 120.0) -> subprocess.C
         raise InputError("--base needs git on PATH", code="git_missing")
     try:
         return subprocess.run(  # noqa: S603 - fixed argv, no shell.
-            [git, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+            [git, *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace",
+            timeout=timeout, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InputError(f"could not run git: {exc}", code="git_failed") from exc
@@ -408,11 +410,23 @@ def read_replay(path: Path, config: Config) -> tuple[list[Occurrence], list[str]
     problems: list[str] = []
     skipped = 0
     try:
-        fh = path.open("rb")
+        # Non-blocking, so opening a FIFO does not wait for a writer; only a regular file is read.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise InputError(f"--replay {path}: cannot read it: {exc.strerror or exc}", code="not_found") from exc
-    with fh:
-        for lineno, raw in enumerate(fh, 1):
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"--replay {path}: not a regular file (a device, FIFO or socket never ends or blocks)",
+                         code="invalid_replay")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as fh:
+        lineno = 0
+        while True:
+            # At most one byte over the limit is read: a line without end (/dev/zero) never fills memory.
+            raw = fh.readline(limits.audit_line_bytes + 1)
+            if not raw:
+                break
+            lineno += 1
             if len(raw) > limits.audit_line_bytes:
                 raise InputError(f"--replay {path}:{lineno}: a line is larger than limits.audit_line_bytes "
                                  f"({limits.audit_line_bytes} bytes)", code="input_too_large")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hitlgate.engine.decide._locate import display_path
-from hitlgate.engine.decide._policycheck import require_opa
+from hitlgate.engine.decide._policycheck import encoding_findings, require_opa
 from hitlgate.engine.decide._policycheck import run_tool as _run
 from hitlgate.errors import InputError
 
@@ -47,6 +47,10 @@ def format_rego(paths: Sequence[Path], mode: str) -> FmtResult:
     files = rego_files(paths)
     if not files:
         return FmtResult(mode, ())
+    bad = encoding_findings(files)
+    if bad:
+        raise InputError(f"{bad[0]}" + (f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""),
+                         code="bad_encoding")
     listed = _run([str(opa), "fmt", "--list", *map(str, files)])
     if listed.returncode != 0:
         message = (listed.stderr or listed.stdout).strip().splitlines()

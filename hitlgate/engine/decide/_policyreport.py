@@ -12,6 +12,7 @@ annotations on the changed files.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET  # noqa: S405 - builds XML, never parses untrusted input.
 from collections.abc import Iterable
 from typing import Any
@@ -30,19 +31,57 @@ _STATUS_MD = {"passed": "✅ passed", "failed": "❌ failed", "skipped": "⏭️
 EXAMPLES = 5
 
 
+#: C0 and C1 control characters but tab and newline: an escape sequence (ESC ]8;; hyperlinks, colours), a
+#: carriage return that hides what precedes it, or a byte XML 1.0 cannot carry.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without C0/C1 control characters (tab and newline kept)."""
+    return _CONTROL.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: newlines and carriage returns escaped, other control characters removed."""
+    return strip_controls(str(text).replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def _clean_doc(value: Any) -> Any:
+    if isinstance(value, str):
+        return strip_controls(value)
+    if isinstance(value, dict):
+        return {k: _clean_doc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_doc(v) for v in value]
+    return value
+
+
 def render(report: CheckReport, fmt: str) -> str:
-    """The report in one of :data:`FORMATS`."""
+    """The report in one of :data:`FORMATS`.
+
+    Scenario notes, file names and tool messages are untrusted text: every format but JSON (whose
+    escaping carries them exactly) drops their control characters, and text output keeps each finding on
+    one line and never starts a line with ``::`` (a GitHub workflow command when a CI log prints it).
+    """
     if fmt == "json":
         return json.dumps(report.to_dict(), indent=2)
     if fmt == "markdown":
-        return markdown(report)
+        return strip_controls(markdown(report))
     if fmt == "junit":
-        return junit(report)
+        return strip_controls(junit(report))
     if fmt == "sarif":
-        return json.dumps(sarif(report), indent=2)
+        return json.dumps(_clean_doc(sarif(report)), indent=2)
     if fmt == "github":
-        return github(report)
-    return text(report)
+        return strip_controls(github(report))
+    return "\n".join(_defuse(line) for line in strip_controls(text(report)).split("\n"))
+
+
+def _defuse(line: str) -> str:
+    """A text line that cannot start a GitHub workflow command (``::error::...``)."""
+    stripped = line.lstrip()
+    if stripped.startswith("::"):
+        return line[: len(line) - len(stripped)] + ": :" + stripped[2:]
+    return line
 
 
 def verdict(report: CheckReport) -> str:
@@ -67,12 +106,12 @@ def _findings(step: Step) -> Iterable[Finding]:
 
 def text(report: CheckReport) -> str:
     """For people at a terminal."""
-    lines = [f"hitlgate policy check: {report.policy_dir}"]
+    lines = [f"hitlgate policy check: {one_line(report.policy_dir)}"]
     width = max(len(s.title) for s in report.steps) if report.steps else 10
     for s in report.steps:
-        lines.append(f"  {_STATUS_TEXT[s.status]:<8}{s.title:<{width}}  {s.summary}".rstrip())
+        lines.append(f"  {_STATUS_TEXT[s.status]:<8}{one_line(s.title):<{width}}  {one_line(s.summary)}".rstrip())
         for f in _findings(s):
-            lines.append(f"            {f.level + ': ' if f.level != 'error' else ''}{f}")
+            lines.append(f"            {f.level + ': ' if f.level != 'error' else ''}{one_line(str(f))}")
     if report.diff is not None:
         lines.extend(_diff_text(report.diff))
     lines.append(f"result: {verdict(report)}")
@@ -80,16 +119,16 @@ def text(report: CheckReport) -> str:
 
 
 def _diff_text(diff: Any) -> list[str]:
-    lines = [f"decision diff against {diff.base_ref} ({diff.base_commit[:12]}): {diff.headline()}"]
+    lines = [f"decision diff against {one_line(diff.base_ref)} ({diff.base_commit[:12]}): {one_line(diff.headline())}"]
     for note in diff.notes:
-        lines.append(f"  note: {note}")
+        lines.append(f"  note: {one_line(note)}")
     for g in diff.groups:
         mark = "FORBIDDEN " if g in diff.forbidden else ""
-        lines.append(f"  {mark}{g.direction.upper()}: {g.describe()}")
+        lines.append(f"  {mark}{g.direction.upper()}: {one_line(g.describe())}")
         for detail in g.details():
-            lines.append(f"      {detail}")
+            lines.append(f"      {one_line(detail)}")
         for p in g.proposals[:EXAMPLES]:
-            lines.append(f"      - {p.describe()}")
+            lines.append(f"      - {one_line(p.describe())}")
         if g.count > EXAMPLES:
             lines.append(f"      - ... and {g.count - EXAMPLES} more")
     return lines
@@ -100,7 +139,7 @@ def _diff_text(diff: Any) -> list[str]:
 
 def _md(text: str) -> str:
     """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    return one_line(text).replace("\\n", " ").replace("\\r", " ").replace("|", "\\|").replace("<", "&lt;")
 
 
 def markdown(report: CheckReport) -> str:
@@ -124,7 +163,7 @@ def markdown(report: CheckReport) -> str:
 def _diff_markdown(diff: Any) -> list[str]:
     out = [f"### Decision changes against `{diff.base_ref}` ({diff.base_commit[:12]})", "", diff.headline(), ""]
     for note in diff.notes:
-        out.append(f"> {note}")
+        out.append(f"> {_md(note)}")
     if diff.notes:
         out.append("")
     if not diff.groups:

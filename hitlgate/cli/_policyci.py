@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import click
@@ -36,7 +37,8 @@ FORMATS = ("text", "markdown", "json", "junit", "sarif", "github")
 )
 @click.option(
     "--output", "outputs", multiple=True, metavar="FORMAT=FILE",
-    help="Also write the report in FORMAT to FILE (repeatable), e.g. sarif=policy.sarif junit=policy.xml.",
+    help="Also write the report in FORMAT to FILE (repeatable), e.g. sarif=policy.sarif junit=policy.xml; "
+         "an earlier report at FILE is replaced.",
 )
 @click.option("--coverage-threshold", type=click.FloatRange(0, 100), metavar="PERCENT",
               help="Least opa test coverage (default: policy_check.coverage_threshold in hitlgate.yaml, else 80).")
@@ -105,11 +107,23 @@ def check(
 
 
 def _output(spec: str) -> tuple[str, Path]:
+    """``FORMAT=FILE``, checked before any check runs: a report replaces an earlier regular file only."""
     kind, sep, path = spec.partition("=")
     if not sep or kind not in FORMATS or not path:
         raise click.BadParameter(f"{spec!r}: expected FORMAT=FILE with FORMAT one of {', '.join(FORMATS)}",
                                  param_hint="--output")
-    return kind, Path(path)
+    target = Path(path).expanduser()
+    try:
+        st = target.lstat()
+    except FileNotFoundError:
+        return kind, target
+    except OSError as exc:
+        raise InputError(f"--output {spec}: cannot write {target}: {exc.strerror or exc}", code="unsafe_path") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(f"--output {spec}: {target} is a symbolic link", code="unsafe_path")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"--output {spec}: {target} is not a regular file (a directory?)", code="unsafe_path")
+    return kind, target
 
 
 @click.command(

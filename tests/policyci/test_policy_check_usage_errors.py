@@ -73,3 +73,20 @@ def test_missing_opa_exits_2(project: Path, tmp_path: Path) -> None:
         )
     assert result.exit_code == 2, result.output
     assert json.loads(result.stdout)["error"]["code"] == "opa_missing"
+
+
+def test_output_to_a_directory_is_refused_before_the_checks(project: Path, tmp_path: Path) -> None:
+    """``--json policy check --output junit=/tmp`` printed the report and then an error: two JSON documents."""
+    code, error = _check(project, "--output", f"junit={tmp_path}")
+    assert code == 2
+    assert error["code"] == "unsafe_path"
+
+
+def test_a_relative_ref_is_not_advertised_as_fetchable(project: Path) -> None:
+    """``--base HEAD~1`` in a one-commit repository suggested ``git fetch origin HEAD~1``."""
+    code, error = _check(project, "--base", "HEAD~1")
+    assert code == 2
+    assert error["code"] == "ref_not_found"
+    assert "git fetch" not in str(error["message"])
+    code, error = _check(project, "--base", "origin/feature-x")
+    assert "git fetch origin feature-x" in str(error["message"])

@@ -48,6 +48,7 @@ import json
 import multiprocessing
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess  # noqa: S404 - runs git with fixed arguments, no shell.
@@ -220,26 +221,87 @@ def resolve_ref(top: Path, ref: str) -> str:
         raise InputError(f"--base {ref!r}: not a git ref", code="ref_not_found")
     run = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], top)
     if run.returncode != 0:
-        raise InputError(f"--base {ref}: no such commit in {top} (fetch it first, e.g. git fetch origin {ref})",
-                         code="ref_not_found")
+        # Only a branch-like name can be fetched; HEAD~1 in a one-commit repository cannot.
+        branch = re.fullmatch(r"(?:origin/)?([A-Za-z0-9._-][A-Za-z0-9._/-]*)", ref)
+        hint = (f" (fetch it first, e.g. git fetch origin {shlex.quote(branch.group(1))})"
+                if branch and ref.upper() != "HEAD" and not ref.endswith((".", "/", ".lock")) else "")
+        raise InputError(f"--base {shlex.quote(ref)}: no such commit in {top}{hint}", code="ref_not_found")
     return run.stdout.strip()
+
+
+#: The lock reason of a base worktree: which process owns it, so a later run can tell a stale one.
+_LOCK_REASON = "hitlgate policy check pid "
+
+
+def _remove_stale_worktrees(top: Path) -> None:
+    """Remove base worktrees a killed run left registered (their owning process is gone), then prune."""
+    listed = _git(["worktree", "list", "--porcelain"], top)
+    path: str | None = None
+    for line in listed.stdout.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree "):]
+        elif line.startswith("locked " + _LOCK_REASON) and path and Path(path).parent.name.startswith(
+                "hitlgate-base-"):
+            try:
+                pid = int(line.rsplit(" ", 1)[1])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _alive(pid):
+                _git(["worktree", "remove", "--force", "--force", path], top)
+                shutil.rmtree(Path(path).parent, ignore_errors=True)
+    _git(["worktree", "prune"], top)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While the diff runs, SIGTERM raises SystemExit, so the ``finally`` that removes the worktree runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
 def base_worktree(top: Path, commit: str) -> Iterator[Path]:
-    """A temporary ``git worktree`` of ``commit`` (detached), removed afterwards."""
+    """A temporary ``git worktree`` of ``commit`` (detached, locked by this process), removed afterwards.
+
+    The ``add`` itself runs inside the ``try``: an interrupt (SIGINT, or SIGTERM turned into SystemExit)
+    during the checkout still removes the worktree and prunes its registration; a run killed outright
+    leaves a locked worktree the next run removes (its owner's pid is gone).
+    """
+    _remove_stale_worktrees(top)
     tmp = Path(tempfile.mkdtemp(prefix="hitlgate-base-"))
     path = tmp / "base"
-    # No hooks: a post-checkout hook has no business running for a throwaway checkout.
-    run = _git(["-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "--quiet", str(path), commit], top,
-               timeout=300)
-    if run.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(f"git worktree add failed: {run.stderr.strip()[:300]}", code="git_failed")
     try:
+        # No hooks: a post-checkout hook has no business running for a throwaway checkout.
+        run = _git(["-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "--quiet", "--lock",
+                    "--reason", f"{_LOCK_REASON}{os.getpid()}", str(path), commit], top, timeout=300)
+        if run.returncode != 0:
+            raise InputError(f"git worktree add failed: {run.stderr.strip()[:300]}", code="git_failed")
         yield path
     finally:
-        _git(["worktree", "remove", "--force", str(path)], top)
+        _git(["worktree", "remove", "--force", "--force", str(path)], top)
         shutil.rmtree(tmp, ignore_errors=True)
         _git(["worktree", "prune"], top)
 
@@ -967,7 +1029,7 @@ def run_diff(
     if replay_read is not None:
         replayed, notes = replay_read
         report.notes.extend(notes)
-    with base_worktree(top, commit) as worktree:
+    with _sigterm_exits(), base_worktree(top, commit) as worktree:
         try:
             config, notes = base_config(head_config, top, worktree)
         except HitlgateError as exc:

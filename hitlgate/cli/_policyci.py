@@ -131,20 +131,26 @@ def _output(spec: str) -> tuple[str, Path]:
     epilog=examples("hitlgate policy fmt", "hitlgate policy fmt --write", "hitlgate policy fmt --check a.rego b.rego"),
 )
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--check", "mode", flag_value="check", default=True, help="List files opa fmt would change (default).")
-@click.option("--write", "mode", flag_value="write", help="Rewrite the files as opa fmt formats them.")
-@click.option("--diff", "mode", flag_value="diff", help="Print what opa fmt would change.")
+@click.option("--check", "check_", is_flag=True, help="List files opa fmt would change (the default).")
+@click.option("--write", is_flag=True, help="Rewrite the files as opa fmt formats them (never through a symlink).")
+@click.option("--diff", is_flag=True, help="Print what opa fmt would change, as a unified diff.")
 @json_option
 @pass_state
-def fmt(state: CliState, paths: tuple[Path, ...], mode: str) -> None:
+def fmt(state: CliState, paths: tuple[Path, ...], check_: bool, write: bool, diff: bool) -> None:
     """Format Rego with opa fmt: the pack's modules and tests, or PATHS.
+
+    --check, --write and --diff exclude each other.
 
     \b
     Exit codes:
       0  every file is formatted (or, with --write, has been)
       1  a file is not formatted (--check, --diff)
-      2  usage or environment error (OPA missing, a file opa cannot parse)
+      2  usage or environment error: opa_missing, tool_not_runnable, rego_parse_error (OPA's messages
+         with file and line follow), bad_encoding, unsafe_path (--write on a symbolic link)
     """
+    if check_ + write + diff > 1:
+        raise click.UsageError("--check, --write and --diff exclude each other: give one")
+    mode = "write" if write else "diff" if diff else "check"
     from hitlgate.engine.decide._policyfmt import format_rego
 
     targets = list(paths) or [state.config.policy_dir]

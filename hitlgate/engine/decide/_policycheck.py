@@ -171,30 +171,49 @@ class CheckReport:
 # -- binaries ---------------------------------------------------------------------
 
 
-def require_opa() -> Path:
-    """The OPA binary, or InputError ``opa_missing`` (an environment error: exit 2)."""
+def require_opa(command: str = "check") -> Path:
+    """The OPA binary, or InputError ``opa_missing`` naming ``hitlgate policy COMMAND`` (exit 2)."""
     from hitlgate.engine.decide._policytest import find_opa
 
+    env = os.environ.get("HITLGATE_OPA")
     opa = find_opa()
     if opa is None or not opa.is_file():
+        where = (f"$HITLGATE_OPA points at {env}, which is not a file; fix or unset it, or "
+                 if env else "")
         raise InputError(
-            "policy check needs the opa binary: run `hitlgate opa install` (or scripts/install-opa), "
-            "or put opa on PATH or in $HITLGATE_OPA",
+            f"hitlgate policy {command} needs the opa binary: {where}run `hitlgate opa install` "
+            "(or scripts/install-opa), or put opa on PATH or in $HITLGATE_OPA",
             code="opa_missing",
         )
     return opa
 
 
+def regal_candidates() -> list[Path]:
+    """Where a Regal binary is looked for after ``$HITLGATE_REGAL`` and PATH, in order.
+
+    ``go install github.com/open-policy-agent/regal@latest`` puts it in ``$GOBIN``, else ``$GOPATH/bin``,
+    else ``~/go/bin``; ``<cache>/regal/bin/regal`` (``~/.cache/hitlgate``) is for a copy placed by hand.
+    """
+    out = []
+    if os.environ.get("GOBIN"):
+        out.append(Path(os.environ["GOBIN"]) / "regal")
+    for gopath in (os.environ.get("GOPATH") or "").split(os.pathsep):
+        if gopath:
+            out.append(Path(gopath) / "bin" / "regal")
+    out.append(Path.home() / "go" / "bin" / "regal")
+    out.append(cache_root() / "regal" / "bin" / "regal")
+    return out
+
+
 def find_regal() -> Path | None:
-    """A Regal binary: ``$HITLGATE_REGAL``, ``regal`` on PATH, then ``<cache>/regal/bin/regal``; or None."""
+    """A Regal binary: ``$HITLGATE_REGAL``, ``regal`` on PATH, then :func:`regal_candidates`; or None."""
     env = os.environ.get("HITLGATE_REGAL")
     if env:
         return Path(env) if Path(env).is_file() else None
     found = shutil.which("regal")
     if found:
         return Path(found)
-    cached = cache_root() / "regal" / "bin" / "regal"
-    return cached if cached.is_file() else None
+    return next((p for p in regal_candidates() if p.is_file()), None)
 
 
 def run_tool(argv: Sequence[str], timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -278,7 +297,7 @@ def check_opa(config: Config, opa: Path) -> Step:
     if not modules:
         step.fail(Finding(f"no .rego policy modules in {display_path(config.policy_dir)}"), summary="no modules")
         return step
-    run = run_tool([str(opa), "check", "--strict", "--format", "json", *map(str, modules + tests)])
+    run = run_tool([str(opa), "check", "--strict", "--format", "json", "--", *map(str, modules + tests)])
     if run.returncode == 0:
         step.summary = f"{len(modules)} module(s), {len(tests)} test file(s)"
         return step
@@ -298,7 +317,7 @@ def check_fmt(config: Config, opa: Path) -> Step:
     if not modules and not tests:
         step.skip("no .rego files")
         return step
-    run = run_tool([str(opa), "fmt", "--list", *map(str, modules + tests)])
+    run = run_tool([str(opa), "fmt", "--list", "--", *map(str, modules + tests)])
     if run.returncode != 0 and not run.stdout.strip():
         # A file opa cannot parse: opa check reports it with its place.
         step.skip("opa fmt could not parse every file (see opa check)")
@@ -416,9 +435,10 @@ def check_regal(config: Config) -> Step:
     regal = find_regal()
     if regal is None:
         step.status = "note"
-        step.summary = ("regal: not available (no regal binary in $HITLGATE_REGAL, on PATH or in "
-                        f"{display_path(cache_root() / 'regal' / 'bin')}; `go install "
-                        "github.com/open-policy-agent/regal@latest` builds one)")
+        # No absolute home path: this text lands in a pull-request comment.
+        step.summary = ("regal: not available (no regal binary in $HITLGATE_REGAL, on PATH, in $GOBIN, "
+                        "$GOPATH/bin or ~/go/bin, or in ~/.cache/hitlgate/regal/bin); `go install "
+                        "github.com/open-policy-agent/regal@latest` installs one in $GOBIN or ~/go/bin")
         return step
     run = run_tool([str(regal), "lint", "--format", "json", str(config.policy_dir)])
     try:
@@ -476,7 +496,7 @@ def check_coverage(config: Config, opa: Path, threshold: float) -> Step:
     if not tests:
         step.skip("no tests (see opa test)")
         return step
-    run = run_tool([str(opa), "test", "--coverage", "--format", "json", *map(str, modules + tests)])
+    run = run_tool([str(opa), "test", "--coverage", "--format", "json", "--", *map(str, modules + tests)])
     try:
         doc = json.loads(run.stdout)
         files = doc["files"]

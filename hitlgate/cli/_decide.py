@@ -155,9 +155,10 @@ def decide(
     click.get_current_context().exit(decision_exit_code(decision))
 
 
-@click.group(epilog=examples("hitlgate policy test", "hitlgate policy bundle --out bundle.tar.gz"))
+@click.group(epilog=examples("hitlgate policy test", "hitlgate policy check --base origin/main",
+                             "hitlgate policy fmt --write", "hitlgate policy bundle --out bundle.tar.gz"))
 def policy() -> None:
-    """Validate and package the policy pack."""
+    """Test, check, format and package the policy pack (check is the CI gate: every check, and --base diffs)."""
 
 
 @policy.command(

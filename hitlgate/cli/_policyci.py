@@ -30,7 +30,7 @@ FORMATS = ("text", "markdown", "json", "junit", "sarif", "github")
     help="With --base: also replay these proposals (hitlgate audit export output, or JSON Lines of proposals).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Report format (--json is --format json).")
+              help="Report format. --json means --format json and wins over any --format.")
 @click.option(
     "--fail-on", type=click.Choice(["loosening", "any-change", "never"]), default="loosening", show_default=True,
     help="Which changed decisions fail the check: loosening (or an ambiguous change), any change, or none.",
@@ -89,6 +89,7 @@ def check(
         located = locate_base(config, base)
         replayed = read_replay(replay, config) if replay is not None else None
     report = run_checks(config, coverage_threshold=coverage_threshold)
+    report.repo_root = _repository_top(config)
     if base is not None:
         report.diff = run_diff(config, base, fail_on=fail_on, located=located, replay_read=replayed)
         report.steps.extend(report.diff.steps())
@@ -104,6 +105,17 @@ def check(
         except OSError as exc:
             click.echo(f"warning: cannot append to $GITHUB_STEP_SUMMARY ({summary}): {exc}", err=True)
     click.get_current_context().exit(EXIT_OK if report.ok else EXIT_ERROR)
+
+
+def _repository_top(config: object) -> str | None:
+    """The git work tree's top, for paths in SARIF and GitHub annotations; None outside a repository."""
+    from hitlgate.engine.decide._policydiff import repository_root
+
+    source = getattr(config, "source", None)
+    try:
+        return str(repository_root(source.parent if source is not None else Path.cwd()))
+    except InputError:
+        return None
 
 
 def _output(spec: str) -> tuple[str, Path]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.policyci.conftest import Run, clone, edit, run_check
+from tests.policyci.conftest import Run, clone, edit, run_check, working_directory
 from tests.policyci.formats import annotations, junit_failures, sarif_places, sarif_results
 
 #: Real OPA (opa check, fmt, test and a server) runs in every check.
@@ -95,14 +95,31 @@ def test_compile_error_fails_with_its_place_in_every_format(compile_error: Run) 
     assert "rego_parse_error" in finding["message"]
     # Nothing downstream is failed a second time for the same cause.
     assert run.step("opa-test")["status"] == "skipped"
-    assert ("policies/broken.rego", 5) in sarif_places(run.outputs["sarif"], "opa-check")
+    assert ("proj/policies/broken.rego", 5) in sarif_places(run.outputs["sarif"], "opa-check")
     assert any("policies/broken.rego:5" in text for texts in junit_failures(run.outputs["junit"]).values()
                for text in texts)
-    assert {"level": "error", "file": "policies/broken.rego", "line": "5", "col": finding["col"] and str(
+    assert {"level": "error", "file": "proj/policies/broken.rego", "line": "5", "col": finding["col"] and str(
         finding["col"]), "title": "hitlgate opa check --strict", "message": finding["message"]} in annotations(
         run.outputs["github"])
     assert "`policies/broken.rego:5" in run.outputs["markdown"]
     assert "policies/broken.rego:5" in run.outputs["text"]
+
+
+def test_sarif_and_github_paths_are_repository_relative_and_encoded(tmp_path: Path) -> None:
+    """SARIF and GitHub resolve paths from the checkout's root, not the cwd; a SARIF uri is percent-encoded."""
+    from hitlgate.engine.decide._policycheck import CheckReport, Finding, Step
+    from hitlgate.engine.decide._policyreport import github, sarif
+
+    step = Step("opa-check", "opa check --strict")
+    step.fail(Finding("bad", "policies/a b#1.rego", 3))
+    report = CheckReport(policy_dir="policies", steps=[step], repo_root=str(tmp_path))
+    (tmp_path / "proj").mkdir()
+    with working_directory(tmp_path / "proj"):
+        doc = sarif(report)
+        out = github(report)
+    uri = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "proj/policies/a%20b%231.rego"
+    assert "file=proj/policies/a b#1.rego,line=3" in out
 
 
 def test_broken_data_reference_names_file_and_line(broken_reference: Run) -> None:
@@ -116,9 +133,9 @@ def test_broken_data_reference_names_file_and_line(broken_reference: Run) -> Non
     ]
     # The scenarios would all fail closed on a broken inventory: skipped, not failed again.
     assert run.step("scenarios-embedded")["status"] == "skipped"
-    assert sarif_places(run.outputs["sarif"], "data") == [("policies/data/inventory.yaml", 97)]
-    assert [a["line"] for a in annotations(run.outputs["github"]) if a.get("file") == "policies/data/inventory.yaml"
-            ] == ["97"]
+    assert sarif_places(run.outputs["sarif"], "data") == [("proj/policies/data/inventory.yaml", 97)]
+    inventory = "proj/policies/data/inventory.yaml"
+    assert [a["line"] for a in annotations(run.outputs["github"]) if a.get("file") == inventory] == ["97"]
     assert "unknown workload 'no-such-workload'" in json.dumps(junit_failures(run.outputs["junit"]))
 
 
@@ -130,7 +147,7 @@ def test_failing_scenario_fails_on_both_engines_with_its_line(failing_scenario: 
         (finding,) = run.step(step)["findings"]
         assert (finding["file"], finding["line"]) == ("policies/scenarios/single.yaml", 3)
         assert "tier: want auto_allow, got single_approval" in finding["message"]
-    assert ("policies/scenarios/single.yaml", 3) in sarif_places(run.outputs["sarif"], "scenarios-opa")
+    assert ("proj/policies/scenarios/single.yaml", 3) in sarif_places(run.outputs["sarif"], "scenarios-opa")
     failures = junit_failures(run.outputs["junit"])
     assert set(failures) == {"scenario corpus on the embedded engine", "scenario corpus on OPA"}
 

@@ -90,3 +90,20 @@ def test_a_relative_ref_is_not_advertised_as_fetchable(project: Path) -> None:
     assert "git fetch" not in str(error["message"])
     code, error = _check(project, "--base", "origin/feature-x")
     assert "git fetch origin feature-x" in str(error["message"])
+
+
+def test_json_wins_over_format_text(project: Path) -> None:
+    """``--json --format text`` was accepted silently; --json wins (and the help says so)."""
+    with working_directory(project):
+        result = CliRunner().invoke(cli, ["--json", "--config", "hitlgate.yaml", "policy", "check", "--format",
+                                          "text"])
+    assert json.loads(result.stdout)["checks_ok"] is True
+    help_text = CliRunner().invoke(cli, ["policy", "check", "--help"]).output
+    assert "--json means --format json and wins over any --format" in " ".join(help_text.split())
+
+
+def test_policy_help_lists_check_and_fmt() -> None:
+    help_text = CliRunner().invoke(cli, ["policy", "--help"]).output
+    assert "hitlgate policy check --base origin/main" in help_text
+    assert "hitlgate policy fmt --write" in help_text
+    assert "Validate and package the policy pack." not in help_text

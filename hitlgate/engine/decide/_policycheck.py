@@ -51,7 +51,7 @@ from hitlgate.engine.config import BackendConfig, Config
 from hitlgate.engine.decide._locate import display_path, locate_inventory_problem
 from hitlgate.engine.decide._opabin import cache_root
 from hitlgate.engine.decide._regoscan import scan
-from hitlgate.errors import HitlgateError, InputError, PolicyError, ValidationError
+from hitlgate.errors import BackendUnavailable, HitlgateError, InputError, PolicyError, ValidationError
 
 #: Built-ins that regopy 1.5.2 lacks or evaluates differently from OPA 1.22.3 (each difference was
 #: reproduced against both engines); a pack that calls one may decide differently on each engine.
@@ -141,6 +141,8 @@ class CheckReport:
     steps: list[Step] = field(default_factory=list)
     #: The decision diff against ``--base``, when asked for (a :class:`~hitlgate.engine.decide._policydiff.DiffReport`).
     diff: Any = None
+    #: The git work tree's top: SARIF and GitHub annotations name files relative to it (None: to the cwd).
+    repo_root: str | None = None
 
     @property
     def failed_steps(self) -> list[Step]:
@@ -222,8 +224,21 @@ def run_tool(argv: Sequence[str], timeout: float = 120.0, cwd: Path | None = Non
             list(argv), capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
             check=False, cwd=cwd,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        raise ToolTimeoutError(f"{Path(argv[0]).name} {argv[1] if len(argv) > 1 else ''} did not finish within "
+                          f"{timeout:g}s", code="tool_timeout") from exc
+    except OSError as exc:
         raise InputError(f"could not run {argv[0]}: {exc}", code="tool_not_runnable") from exc
+
+
+class ToolTimeoutError(InputError):
+    """An OPA or Regal run that did not finish in time: ``policy check`` fails that check, not the run."""
+
+
+#: Step id and title of each check that runs a tool, for the failed step a :class:`ToolTimeoutError` becomes.
+_TOOL_STEPS = {"check_opa": ("opa-check", "opa check --strict"), "check_fmt": ("opa-fmt", "opa fmt --list"),
+               "check_regal": ("regal", "regal lint"), "check_rego_tests": ("opa-test", "opa test"),
+               "check_coverage": ("coverage", "test coverage")}
 
 
 # -- 1. data ----------------------------------------------------------------------
@@ -474,7 +489,12 @@ def check_rego_tests(config: Config, opa: Path) -> Step:
         step.fail(Finding(f"no *_test.rego files in {display_path(config.policy_dir)}: a pack without unit tests "
                           "fails the check"), summary="no tests")
         return step
-    result = run_rego_tests(config.policy_dir, opa)
+    try:
+        result = run_rego_tests(config.policy_dir, opa)
+    except BackendUnavailable as exc:
+        # opa test that does not finish (or dies) fails this check; the others still run.
+        step.fail(Finding(str(exc)), summary="opa test did not run to the end")
+        return step
     if result.tests == 0 and not result.failures:
         step.fail(Finding(f"the *_test.rego files in {display_path(config.policy_dir)} hold no test rules "
                           "(test_*): nothing ran"), summary="no tests")
@@ -673,7 +693,12 @@ def run_checks(config: Config, *, coverage_threshold: float | None = None) -> Ch
 
     def timed(fn: Any, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
-        result = fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except ToolTimeoutError as exc:
+            sid, title = _TOOL_STEPS.get(fn.__name__, (fn.__name__, fn.__name__))
+            result = Step(sid, title)
+            result.fail(Finding(str(exc)), summary="timed out")
         steps = result if isinstance(result, list) else [result]
         for s in steps:
             # Steps run together (the corpus on both engines) share their time.

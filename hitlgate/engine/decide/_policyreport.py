@@ -12,10 +12,13 @@ annotations on the changed files.
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET  # noqa: S405 - builds XML, never parses untrusted input.
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hitlgate import __version__
 from hitlgate.engine.decide._policycheck import CheckReport, Finding, Step
@@ -248,13 +251,31 @@ def junit(report: CheckReport) -> str:
 # -- sarif ------------------------------------------------------------------------
 
 
-def _location(f: Finding) -> list[dict[str, Any]]:
+def repo_path(file: str, root: str | None) -> str:
+    """``file`` (relative to the cwd, or absolute) relative to the repository's top, in ``/`` form.
+
+    GitHub and SARIF consumers resolve paths against the checkout's root, not the directory the check ran
+    in; a file outside the repository keeps its own path.
+    """
+    if root is None:
+        return file.replace("\\", "/")
+    path = Path(file)
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    try:
+        return Path(os.path.normpath(absolute)).relative_to(root).as_posix()
+    except ValueError:
+        return file.replace("\\", "/")
+
+
+def _location(f: Finding, root: str | None = None) -> list[dict[str, Any]]:
     if not f.file:
         return []
     region: dict[str, Any] = {"startLine": max(f.line or 1, 1)}
     if f.line and f.col:
         region["startColumn"] = max(f.col, 1)
-    return [{"physicalLocation": {"artifactLocation": {"uri": f.file.replace("\\", "/")}, "region": region}}]
+    # A URI reference: spaces, %, # and ? in a file name are percent-encoded (RFC 3986), / kept.
+    uri = quote(repo_path(f.file, root), safe="/")
+    return [{"physicalLocation": {"artifactLocation": {"uri": uri}, "region": region}}]
 
 
 def sarif(report: CheckReport) -> dict[str, Any]:
@@ -269,7 +290,7 @@ def sarif(report: CheckReport) -> dict[str, Any]:
         for f in s.findings:
             level = f.level if s.status == "failed" or f.level != "error" else "warning"
             result: dict[str, Any] = {"ruleId": s.id, "level": level, "message": {"text": f.message}}
-            locations = _location(f)
+            locations = _location(f, report.repo_root)
             if locations:
                 result["locations"] = locations
             results.append(result)
@@ -319,7 +340,7 @@ def github(report: CheckReport) -> str:
             level = f.level if s.status == "failed" or f.level != "error" else "warning"
             props = []
             if f.file:
-                props.append(f"file={_escape_property(f.file)}")
+                props.append(f"file={_escape_property(repo_path(f.file, report.repo_root))}")
                 if f.line:
                     props.append(f"line={f.line}")
                     if f.col:

@@ -197,7 +197,8 @@ _EXPLAINED_FAILURES = 10
 def _run_opa(opa: Path, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(  # noqa: S603 - fixed argv.
-            [str(opa), *args], capture_output=True, text=True, timeout=timeout, check=False,
+            [str(opa), *args], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BackendUnavailable(f"could not run {opa}: {exc}", code="opa_not_runnable") from exc

@@ -26,4 +26,5 @@ def test_broken_base_config_is_a_failing_diff_step(base_repo: Path, tmp_path: Pa
     step = run.step("diff-base")
     assert step["status"] == "failed"
     assert "the base project's configuration does not load" in step["findings"][0]["message"]
+    assert run.step("diff-complete")["status"] == "skipped"
     assert run.step("opa-test")["status"] == "passed"

@@ -17,6 +17,16 @@ sources:
     target is itself a decision of the pack (``action_not_applicable``),
     and a change that makes one apply is a loosening.
 
+The sweep holds every other proposal field fixed (justification, requester
+id, parameters, incident, confidence, evidence). When the modules change,
+it also sets ``justification``, ``requester.id`` and ``incident`` to each
+string literal the modules compare them against (:func:`field_literals`);
+a field either side reads in any other way makes the diff *incomplete*, a
+failing check of its own (``diff-complete``) unless ``--fail-on never``.
+A target absent from the base inventory is a *new target*: the base failed
+closed on it, so its decisions form a group of their own that only
+``--fail-on any-change`` forbids.
+
 A decision *changes* when its tier, risk factors, quorum or TTL differ
 (reasons, controls and blast radius are wording and context). Each change
 is classified: **loosening** (a lower tier, a smaller quorum, a slot
@@ -778,7 +788,9 @@ class DiffReport:
             made.summary = "both sides load"
         out.append(made)
         complete = Step("diff-complete", "decision diff covers every proposal field the policy reads")
-        if self.incomplete:
+        if self.failure is not None:
+            complete.skip("no decision diff (see above)")
+        elif self.incomplete:
             findings = [Finding(f"decision diff incomplete: the policy reads input.{f}, which the sweep does not "
                                 "vary; review by hand or add scenarios/replay covering it",
                                 level="error" if self.fail_on != "never" else "warning") for f in self.incomplete]

@@ -257,9 +257,16 @@ def _remove_stale_worktrees(top: Path) -> None:
             except ValueError:
                 continue
             if pid != os.getpid() and not _alive(pid):
-                _git(["worktree", "remove", "--force", "--force", path], top)
+                _drop_worktree(top, Path(path))
                 shutil.rmtree(Path(path).parent, ignore_errors=True)
     _git(["worktree", "prune"], top)
+
+
+def _drop_worktree(top: Path, path: Path) -> None:
+    """Remove the worktree at ``path``; a half-made one (git killed mid-add) is unlocked so prune takes it."""
+    if _git(["worktree", "remove", "--force", "--force", str(path)], top).returncode != 0:
+        # prune never touches a locked worktree, and --lock is written before the checkout completes.
+        _git(["worktree", "unlock", str(path)], top)
 
 
 def _alive(pid: int) -> bool:
@@ -305,13 +312,16 @@ def base_worktree(top: Path, commit: str) -> Iterator[Path]:
     path = tmp / "base"
     try:
         # No hooks: a post-checkout hook has no business running for a throwaway checkout.
-        run = _git(["-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "--quiet", "--lock",
-                    "--reason", f"{_LOCK_REASON}{os.getpid()}", str(path), commit], top, timeout=300)
+        # Locked only once it is complete: a registration git leaves when it is killed mid-add (no .git file
+        # in the directory yet) cannot be removed or unlocked by path, and prune never takes a locked one.
+        run = _git(["-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "--quiet", str(path), commit],
+                   top, timeout=300)
         if run.returncode != 0:
             raise InputError(f"git worktree add failed: {run.stderr.strip()[:300]}", code="git_failed")
+        _git(["worktree", "lock", "--reason", f"{_LOCK_REASON}{os.getpid()}", str(path)], top)
         yield path
     finally:
-        _git(["worktree", "remove", "--force", "--force", str(path)], top)
+        _drop_worktree(top, path)
         shutil.rmtree(tmp, ignore_errors=True)
         _git(["worktree", "prune"], top)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import hitlgate
 from tests.policyci.conftest import GIT_ENV, clone, git, run_check
 
 pytestmark = pytest.mark.opa
@@ -30,10 +31,12 @@ def _base_worktrees(repo: Path) -> list[str]:
 
 def test_sigterm_during_diff_removes_the_worktree(base_repo: Path, tmp_path: Path) -> None:
     project = clone(base_repo, tmp_path / "repo")
-    hitlgate = Path(sys.executable).parent / "hitlgate"
+    # This checkout's code, whatever console script an interpreter's bin directory holds.
+    source = str(Path(hitlgate.__file__).resolve().parents[1])
     proc = subprocess.Popen(  # noqa: S603 - our own CLI.
-        [str(hitlgate), "--config", "hitlgate.yaml", "policy", "check", "--base", "main"], cwd=project,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **GIT_ENV},
+        [sys.executable, "-c", "from hitlgate.cli import main; main()", "--config", "hitlgate.yaml", "policy",
+         "check", "--base", "main"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **GIT_ENV, "PYTHONPATH": source},
     )
     try:
         deadline = time.monotonic() + 120

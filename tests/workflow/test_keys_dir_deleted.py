@@ -92,6 +92,12 @@ def test_replacing_a_lost_keyring_is_explicit_and_audited(
     last = eng.audit_events()[-1]
     assert last.kind == "keyring_replaced" and last.payload["kid"] == kid and last.payload["lost_kids"]
     assert kid not in last.payload["lost_kids"]
+    # The event says who lost what, where, and whether the anchor started again: an auditor reads it whole.
+    assert last.payload == {"reason": "disk died, no backup (INC-7)", "key_dir": str(keys),
+                            "lost_kids": last.payload["lost_kids"], "kid": kid, "anchor_reinitialized": False}
+    with eng.store.read() as tx:
+        checkpoint = tx.last_checkpoint()
+    assert checkpoint is not None and (checkpoint.seq, checkpoint.at, checkpoint.kid) == (last.seq, last.at, kid)
     report = eng.verify_audit()
     assert report.unverifiable_checkpoints == 1
     assert "1 checkpoint(s) signed by lost engine keys are not verifiable with the local keys" in report.describe()

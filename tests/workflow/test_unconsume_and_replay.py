@@ -111,3 +111,16 @@ def test_verify_consume_refuses_an_unconsumed_replay(tmp_path: Path) -> None:
         eng.close()
     err = _run(env, "verify", str(prop), "--warrant", token, "--consume", "--json", code=3)
     assert "the audit chain shows request" in err.output and "replay" in err.output
+
+
+def test_replay_refusal_is_audited_against_its_request(engine: Engine) -> None:
+    from hitlgate.engine.ledger.auditlog import REFUSAL_KIND
+
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    engine.guard().execute(token, DOC["action"], lambda a: None)
+    with pytest.raises(InvalidWarrant, match=r"already used \(replay\)"):
+        engine.guard().execute(token, DOC["action"], lambda a: None)
+    refused = [e for e in engine.audit_events(req.id) if e.kind == REFUSAL_KIND]
+    assert len(refused) == 1
+    assert (refused[0].request_id, refused[0].payload["subject"], refused[0].payload["action_digest"],
+            refused[0].payload["status"]) == (req.id, "warrant", req.action_digest, "executed")

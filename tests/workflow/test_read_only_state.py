@@ -66,8 +66,8 @@ def _make_store(base: Path) -> tuple[dict[str, str], str]:
     return env, rid
 
 
-def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
-    _, rid = _make_store(world)
+def _read_only_copy(world: Path) -> Path:
+    """A directory on a real read-only tmpfs mount holding a copy of the store's state.db."""
     ro = world / "ro"
     ro.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
@@ -76,6 +76,12 @@ def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
     shutil.copy2(world / "state" / "state.db", ro / "state.db")
     subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True, timeout=30)
+    return ro
+
+
+def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
+    _, rid = _make_store(world)
+    ro = _read_only_copy(world)
     env = _config(world / "ro.yaml", ro / "state.db", world / "keys")
     assert rid in _run(env, "requests").output
     assert json.loads(_run(env, "show", rid, "--json").stdout)["status"] == "pending"
@@ -156,14 +162,7 @@ def test_read_only_store_at_an_old_schema_is_refused_not_migrated(world: Path, o
     if older == "empty file":
         (world / "state" / "state.db").write_bytes(b"")
     version = t.LATEST_VERSION - 1 if older == "last migration undone" else 0
-    ro = world / "ro"
-    ro.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
-                             check=False, timeout=30)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
-    shutil.copy2(world / "state" / "state.db", ro / "state.db")
-    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True, timeout=30)
+    ro = _read_only_copy(world)
     url = f"sqlite:///{ro / 'state.db'}"
     with pytest.raises(StorageError, match=(
             f"^the state store {url} is read-only \\(the file is not writable \\(it is on a read-only filesystem\\)\\) "

@@ -15,21 +15,8 @@ from pathlib import Path
 import pytest
 
 from hitlgate.engine._resources import starter_policy_dir
+from hitlgate.engine.decide._policycheck import DIVERGENT_BUILTINS
 from hitlgate.engine.decide.policy import PolicyPack, policy_files
-
-# Built-ins that regopy 1.5.2 lacks or evaluates differently from OPA 1.22.3
-# (each difference was reproduced against both engines).
-DIVERGENT_BUILTINS = {
-    "net.cidr_contains": "missing in regopy",
-    "time.parse_rfc3339_ns": "missing in regopy",
-    "json.match_schema": "missing or broken in regopy",
-    "http.send": "missing in regopy",
-    "glob.match": "a false result reads as undefined in regopy",
-    "object.union": "regopy does not merge nested objects (OPA merges recursively)",
-    "upper": "regopy only changes ASCII letters",
-    "lower": "regopy only changes ASCII letters",
-    "sprintf": "regopy quotes a %s argument that comes from a concat rule value",
-}
 
 
 def _starter_modules() -> list[tuple[str, str]]:

@@ -45,13 +45,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hitlgate.engine.config import BackendConfig, Config
 from hitlgate.engine.decide._locate import display_path, locate_inventory_problem
 from hitlgate.engine.decide._opabin import cache_root
 from hitlgate.engine.decide._regoscan import scan
 from hitlgate.errors import BackendUnavailable, HitlgateError, InputError, PolicyError, ValidationError
+
+if TYPE_CHECKING:
+    from hitlgate.engine.decide.decider import Decider
 
 #: Built-ins that regopy 1.5.2 lacks or evaluates differently from OPA 1.22.3 (each difference was
 #: reproduced against both engines); a pack that calls one may decide differently on each engine.
@@ -618,7 +621,7 @@ def check_scenarios(config: Config, opa: Path, *, data_ok: bool, regopy_ok: bool
     from hitlgate.engine.decide._opa import OpaBackend
     from hitlgate.engine.decide.decider import Decider
     from hitlgate.engine.decide.policy import PolicyPack
-    from hitlgate.engine.decide.scenarios import load_scenarios, run_scenarios
+    from hitlgate.engine.decide.scenarios import load_scenarios
 
     embedded = Step("scenarios-embedded", "scenario corpus on the embedded engine")
     served = Step("scenarios-opa", "scenario corpus on OPA")
@@ -638,25 +641,16 @@ def check_scenarios(config: Config, opa: Path, *, data_ok: bool, regopy_ok: bool
     local = dataclasses.replace(config, backend=BackendConfig(kind="embedded", decision_cache=0))
     decisions: dict[str, list[dict[str, Any]]] = {}
     if regopy_ok:
-        decider = Decider.from_config(local, log_failures=False)
-        try:
-            report = run_scenarios(decider, scenarios)
-            decisions["embedded"] = [decider.decide_validated(s.proposal).to_dict() for s in scenarios]
-        finally:
-            decider.close()
+        report, decisions["embedded"] = _run_corpus(Decider.from_config(local, log_failures=False), scenarios)
         _scenario_outcome(embedded, report, config.scenario_dir, "embedded")
     else:
         embedded.skip("the embedded engine does not compile the pack (see regopy)")
     if opa_ok:
         pack = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits)
         with opa_server(opa, pack) as url:
-            decider = Decider(OpaBackend(url, pack=pack, timeout_ms=10_000), risk_factors=config.risk_factors,
-                              log_failures=False)
-            try:
-                report = run_scenarios(decider, scenarios)
-                decisions["opa"] = [decider.decide_validated(s.proposal).to_dict() for s in scenarios]
-            finally:
-                decider.close()
+            report, decisions["opa"] = _run_corpus(
+                Decider(OpaBackend(url, pack=pack, timeout_ms=10_000), risk_factors=config.risk_factors,
+                        log_failures=False), scenarios)
         _scenario_outcome(served, report, config.scenario_dir, "opa")
     else:
         served.skip("OPA does not accept the pack (see opa check)")
@@ -672,6 +666,16 @@ def check_scenarios(config: Config, opa: Path, *, data_ok: bool, regopy_ok: bool
     else:
         agree.skip("needs both engines")
     return steps
+
+
+def _run_corpus(decider: Decider, scenarios: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """Run the corpus on ``decider`` (closed afterwards): its report, and each case's decision for the comparison."""
+    from hitlgate.engine.decide.scenarios import run_scenarios
+
+    try:
+        return run_scenarios(decider, scenarios), [decider.decide_validated(s.proposal).to_dict() for s in scenarios]
+    finally:
+        decider.close()
 
 
 def _scenario_outcome(step: Step, report: Any, scenario_dir: Path, engine: str) -> None:

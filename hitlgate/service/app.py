@@ -16,6 +16,7 @@ Endpoints (all ``/v1`` ones need an API key; see :mod:`hitlgate.service.auth`):
 ``POST /v1/warrants/verify``                check a warrant against an action (``consume: true`` uses it)
 ``POST /v1/requests/{id}/outcome``          the executor's report: executed, failed, unknown
 ``POST /v1/requests/{id}/revoke``           a signed revocation
+``GET /ui``, ``/ui/requests/{id}``          the approvers' console (:mod:`hitlgate.service.console`)
 ==========================================  =====================================================
 
 Nothing another replica needs is held in memory: the long-poll reads the
@@ -59,7 +60,7 @@ from hitlgate.engine.keys.apikeys import ApiKeyError, ApiKeys, Principal
 from hitlgate.engine.ledger.store import ListCursor, ListFilters
 from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import HitlgateError, InputError, InvalidWarrant, NotFoundError, StorageError
-from hitlgate.service import auth
+from hitlgate.service import auth, console
 from hitlgate.service.errors import (
     ERROR_SCHEMA,
     ERROR_STATUSES,
@@ -565,6 +566,8 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         await svc.run(svc.visible, principal, request_id)
         req = await svc.run(engine.revoke, request_id, by=signed.statement.approver, signed=signed)
         return _json(await svc.run(svc.view, req))
+
+    app.include_router(console.router)
 
     from hitlgate.service.openapi import install
 

@@ -42,9 +42,18 @@ def canonical_json(value: Any) -> bytes:
         raise ValidationError("document", [f"(document): cannot be canonicalised: {exc}"]) from exc
 
 
+def action_canonical(action: Mapping[str, Any]) -> bytes:
+    """The exact bytes :func:`action_digest` hashes: the RFC 8785 canonical JSON of an action object.
+
+    The console shows these bytes to approvers, so they see what a warrant
+    binds, never a re-serialisation that could differ from it.
+    """
+    return canonical_json(dict(action))
+
+
 def action_digest(action: Mapping[str, Any]) -> str:
     """Return ``sha256:<hex>`` over the canonical JSON of an action object."""
-    return "sha256:" + hashlib.sha256(canonical_json(dict(action))).hexdigest()
+    return "sha256:" + hashlib.sha256(action_canonical(action)).hexdigest()
 
 
 def json_copy(value: Any) -> Any:

@@ -68,7 +68,8 @@ BENCHES = ("scaling", "decide", "backends", "warrants", "workflow", "flows", "st
 SCRIPTS = {
     "decide": (["--json", "--n", "1000", "--rounds", "3"], ["--json", "--n", "30", "--rounds", "1"]),
     "backends": (["--json", "--n", "3000", "--warmup", "200"], ["--json", "--n", "30", "--warmup", "5"]),
-    "service": (["--json"], ["--json", "--seconds", "1", "--warmup", "0.5", "--concurrency", "4"]),
+    "service": (["--json"], ["--json", "--seconds", "1", "--warmup", "0.5", "--concurrency", "4", "--rounds", "1",
+                             "--workers", "1"]),
 }
 
 #: The "before" table of issue 9 (measured on this machine before the work), quoted for comparison.

@@ -171,10 +171,7 @@ class ApiKeys:
 
         key_id, secret = m.group(1), m.group(2)
         k = t.api_keys.c
-        with self.engine.store.read() as tx:
-            row = tx.conn.execute(
-                sa.select(k.name, k.role, k.secret_hash, k.revoked_at).where(k.id == key_id)
-            ).first()
+        row = self.engine.store.read_first(sa.select(k.name, k.role, k.secret_hash, k.revoked_at).where(k.id == key_id))
         stored = row[2] if row is not None else _DUMMY_HASH
         matches = hmac.compare_digest(_hash(secret).encode(), str(stored).encode())
         if row is None or not matches or row[3] is not None:

@@ -1211,7 +1211,12 @@ def _make_engine(url: str, *, read_only: bool = False) -> Engine:
 
     @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get("hitlgate_write") else "DEFERRED"
+        options = conn.get_execution_options()
+        if options.get("hitlgate_single"):
+            # One statement (Store.read_first): SQLite runs it in its own
+            # implicit transaction, one snapshot, without BEGIN and COMMIT.
+            return
+        mode = "IMMEDIATE" if options.get("hitlgate_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
@@ -1368,6 +1373,23 @@ class Store:
                     conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
                     yield Transaction(conn, writable=False)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
+
+    def read_first(self, statement: sa.Executable) -> Any:
+        """The first row (``sa.Row``) of one read-only statement, or None (a hot-path read: an API key by id).
+
+        One statement is one snapshot by itself, so it runs without the
+        BEGIN and COMMIT round trips of :meth:`read` (SQLite: the driver's
+        implicit transaction; PostgreSQL: autocommit).
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                else:
+                    conn = conn.execution_options(hitlgate_single=True)
+                return conn.execute(statement).first()
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
 

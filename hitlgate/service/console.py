@@ -33,10 +33,10 @@ What the console guarantees, in the order the code makes it true:
    is sent with a Content-Security-Policy allowing scripts only from this
    origin (no inline script anywhere), ``nosniff``, no referrer, no framing.
 5. **Listings read the store's indexes, never every request.** The pending
-   list is one keyset page of the ``(status, created_at, id)`` index; the
-   team filter (teams live in the stored decision, not in a column) walks
-   that index in pages and stops after :data:`TEAM_SCAN_LIMIT` requests,
-   offering a cursor to search further.
+   list is one keyset page of the ``(status, created_at, id)`` index, the
+   filters narrowing it in SQL; the team filter (teams live in the stored
+   decision, not in a column) confirms each row in Python and stops after
+   :data:`TEAM_SCAN_LIMIT` candidates, offering a cursor to search further.
 """
 
 from __future__ import annotations
@@ -193,37 +193,28 @@ def pending_page(engine: Engine, *, tier: str | None, team: str | None, target: 
                  cursor: ListCursor | None, limit: int = PAGE_SIZE, scan_limit: int = TEAM_SCAN_LIMIT) -> PendingPage:
     """One page of pending requests, newest first, read through the store's indexed listing.
 
-    Tier and target narrow the index scan in SQL. Team is read from each
-    request's stored quorum, so a team-filtered page walks the listing in
-    pages of ``limit`` and stops after ``scan_limit`` requests;
-    the cursor then continues the search where it stopped.
+    Tier, target and team narrow the index walk in SQL. The team is kept in
+    each request's stored decision, which the database matches only as text
+    (a superset), so each row is checked against its quorum here, and a
+    team search reads at most the next ``scan_limit`` pending requests: when
+    that window holds fewer than ``limit`` matches, the page says it stopped
+    and its cursor continues the search after the window.
     """
-    filters = ListFilters(tier=tier, target=target)
+    filters = ListFilters(tier=tier, target=target, team=team)
     registry = engine.approvers.all()
     now = engine.now()
-    kept: list[StoredRequest] = []
-    scanned = 0
-    before = cursor
+    within = scan_limit if team is not None else None
+    batch = engine.list(lifecycle.PENDING, limit=limit, before=cursor, filters=filters, within=within)
+    kept = [req for req in batch if team is None or team in teams_of(req)]
     next_cursor: str | None = None
     stopped = False
-    while True:
-        batch = engine.list(lifecycle.PENDING, limit=limit, before=before, filters=filters)
-        scanned += len(batch)
-        for req in batch:
-            if team is None or team in teams_of(req):
-                kept.append(req)
-                if len(kept) == limit:
-                    break
-        if len(kept) == limit:
-            next_cursor = ListCursor.after(kept[-1]).encode()
-            break
-        if len(batch) < limit:
-            break  # The listing has no more pending requests.
-        before = ListCursor.after(batch[-1])
-        if scanned >= scan_limit:
-            next_cursor = before.encode()
-            stopped = True
-            break
+    scanned = len(batch)
+    if len(batch) == limit:
+        next_cursor = ListCursor.after(batch[-1]).encode()
+    elif within is not None:
+        mark = engine.listing_mark(lifecycle.PENDING, within, before=cursor)
+        if mark is not None:
+            next_cursor, stopped, scanned = mark.encode(), True, within
     rows = tuple(_row(req, registry, now) for req in kept)
     return PendingPage(rows=rows, next_cursor=next_cursor, scanned=scanned, scan_stopped=stopped)
 

@@ -1074,11 +1074,20 @@ class Engine:
     def list(
         # The default page size is a convenience: any value from 1 to MAX_LIST_LIMIT is as correct.
         self, status: str | None = None, *, limit: int = 1000, before: ListCursor | None = None,  # pragma: no mutate
-        filters: ListFilters | None = None,
+        filters: ListFilters | None = None, within: int | None = None,
     ) -> builtins.list[Request]:
-        """Stored requests, newest first, filtered by status and ``filters``; ``before`` continues a listing."""
+        """Stored requests, newest first, filtered by status and ``filters``; ``before`` continues a listing.
+
+        ``within`` matches the filters against only the next ``within`` requests of the listing
+        (see :meth:`~hitlgate.engine.ledger.store.Transaction.list_requests`).
+        """
         with self.store.read() as tx:
-            return tx.list_requests(status, limit=limit, before=before, filters=filters)
+            return tx.list_requests(status, limit=limit, before=before, filters=filters, within=within)
+
+    def listing_mark(self, status: str | None, nth: int, *, before: ListCursor | None = None) -> ListCursor | None:
+        """The cursor after the ``nth`` request of a listing, or None when it has fewer (where ``within`` stopped)."""
+        with self.store.read() as tx:
+            return tx.listing_mark(status, nth, before=before)
 
     def count(self, status: str) -> int:
         """How many stored requests are in ``status`` (the service's pending gauge)."""

@@ -122,11 +122,27 @@ def _filtered(query: sa.Select[Any], filters: ListFilters) -> sa.Select[Any]:
         query = query.where(r.requester == filters.requester)
     if filters.since is not None:
         query = query.where(r.created_at >= sa.literal(filters.since, _TIME))
+    if filters.team is not None:
+        # Teams live inside the stored decision (its quorum slots), not in a column: the database
+        # narrows the page by the team's quoted name in the decision text, in the same index walk;
+        # the caller keeps only requests whose quorum really names the team (ListFilters.team).
+        # The needle is the name as json.dumps wrote it into the decision (quotes and escapes included).
+        needle = json.dumps(filters.team).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(r.decision.like(f"%{needle}%", escape="\\"))
     return query
 
 
 #: Listing pages by (status filter given, cursor given), built once (see above).
 _LIST_PAGE = {(by_status, after): _listing(by_status, after) for by_status in (False, True) for after in (False, True)}
+#: The ids of the next ``within`` requests of a listing (the window a bounded search reads), by the same keys.
+_LIST_WINDOW = {
+    key: query.with_only_columns(t.requests.c.id).limit(sa.bindparam("within")) for key, query in _LIST_PAGE.items()
+}
+#: The ``(created_at, id)`` of the ``nth`` request of a listing (``nth`` bound as ``skip`` = nth - 1), by the same keys.
+_LIST_MARK = {
+    key: query.with_only_columns(t.requests.c.created_at, t.requests.c.id).limit(1).offset(sa.bindparam("skip"))
+    for key, query in _LIST_PAGE.items()
+}
 
 
 def _page_rows(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -325,12 +341,18 @@ class ListCursor:
 
 @dataclass(frozen=True)
 class ListFilters:
-    """What a listing keeps besides its status: tier, target, requester, created at or after ``since``."""
+    """What a listing keeps besides its status: tier, target, requester, created at or after ``since``.
+
+    ``team`` keeps requests whose stored decision mentions the team's name as a JSON string: a
+    superset of those whose quorum names the team (a workload of the same name would match too),
+    which the caller narrows (see :func:`hitlgate.service.console.pending_page`).
+    """
 
     tier: str | None = None
     target: str | None = None
     requester: str | None = None
     since: datetime | None = None
+    team: str | None = None
 
     def __post_init__(self) -> None:
         if self.since is not None:
@@ -456,7 +478,7 @@ class Transaction:
     def list_requests(
         # The default page size is a convenience: any value from 1 to MAX_LIST_LIMIT is as correct.
         self, status: str | None = None, limit: int = 1000, *, before: ListCursor | None = None,  # pragma: no mutate
-        filters: ListFilters | None = None,
+        filters: ListFilters | None = None, within: int | None = None,
     ) -> list[Request]:
         """Requests, newest first, optionally only those in ``status`` (and matching ``filters``); at most ``limit``.
 
@@ -464,6 +486,11 @@ class Transaction:
         page (keyset pagination on ``(created_at, id)``): each page is one
         index range scan of ``limit`` rows, however deep, where an OFFSET
         would read and drop every row before it.
+
+        ``within`` bounds the search: only the next ``within`` requests of the
+        listing (by status and ``before``) are matched against ``filters``, so
+        a filter that matches rarely reads that many index entries, not every
+        request; :meth:`listing_mark` says where such a window ended.
         """
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InputError(f"limit must be between 1 and {MAX_LIST_LIMIT}, not {limit}")
@@ -473,6 +500,14 @@ class Transaction:
         if before is not None:
             params.update(at=before.created_at, after_id=before.request_id)
         query = _LIST_PAGE[status is not None, before is not None]
+        if within is not None:
+            if not 1 <= within <= MAX_LIST_LIMIT:
+                raise InputError(f"within must be between 1 and {MAX_LIST_LIMIT}, not {within}")
+            window = _LIST_WINDOW[status is not None, before is not None].scalar_subquery()
+            r = t.requests.c
+            query = sa.select(t.requests).where(r.id.in_(window)).order_by(
+                r.created_at.desc(), r.id.desc()).limit(sa.bindparam("limit"))
+            params["within"] = within
         if filters is not None:
             query = _filtered(query, filters)
         rows = self.conn.execute(query, params).mappings().all()
@@ -487,6 +522,20 @@ class Transaction:
                     recorded_at=vote["recorded_at"], statement=json.loads(vote["statement"]),
                 ))
         return [self._request_from_row(row, votes.get(row["id"], ())) for row in rows]
+
+    def listing_mark(self, status: str | None, nth: int, *, before: ListCursor | None = None) -> ListCursor | None:
+        """The cursor after the ``nth`` request of a listing (by status, continuing after ``before``); None if shorter.
+
+        One walk of ``nth`` index entries: where a bounded search
+        (``list_requests(..., within=nth)``) stopped reading.
+        """
+        if not 1 <= nth <= MAX_LIST_LIMIT:
+            raise InputError(f"nth must be between 1 and {MAX_LIST_LIMIT}, not {nth}")
+        params: dict[str, Any] = {"skip": nth - 1, "status": status}
+        if before is not None:
+            params.update(at=before.created_at, after_id=before.request_id)
+        row = self.conn.execute(_LIST_MARK[status is not None, before is not None], params).first()
+        return None if row is None else ListCursor(_require_utc(row[0], "created_at"), row[1])
 
     def count_requests(self, status: str) -> int:
         """How many requests are in ``status`` (one index range count)."""

@@ -1,0 +1,187 @@
+"""The approvers' console at size: server time of the pending list and a request page with 10,000 pending requests.
+
+    python -m bench.bench_console [--smoke] [--pending N] [--rounds N] [--json]
+
+Builds a real project (``hitlgate init`` with generated approver keys), asks
+the real policy for a handful of decisions (single and dual approval on
+several targets), then stores ``--pending`` pending requests made from them
+in one transaction through the store's own ``insert_request`` (each with its
+own id, creation time and window), so the store holds what 10,000 proposals
+would leave, without 10,000 policy evaluations. A few of the requests carry
+real Ed25519 approvals recorded by the engine.
+
+Server time is the work of the route after its session check, measured in
+process: the store reads, the quorum reports, the signature re-checks of the
+request page and the template rendering (``console.render_pending`` and
+``console.render_request``, the functions the routes run on a worker
+thread). HTTP framing and the network are not in it. Each scenario is
+called ``--rounds`` times, interleaved; p50 and p99 are reported in ms.
+
+Scenarios: the first page of the pending list; a page filtered by tier; by
+target; by a team that no request names (the worst case: the team search
+reads its bound of requests and stops); a deep page (a cursor half-way
+down); the request page of a dual-approval request with one vote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+#: The console goal of issue 12 (metric, op, target, description).
+GOALS = [
+    ("pending_list_p99_ms", "<=", 100.0, "console pending list, server time p99 with 10,000 pending, ms"),
+    ("request_page_p99_ms", "<=", 100.0, "console request page, server time p99 with 10,000 pending, ms"),
+]
+
+SMOKE = {"pending": 500, "rounds": 20}
+FULL = {"pending": 10_000, "rounds": 200}
+
+#: (action type, target) pairs the policy decides once each; the stored requests cycle through them.
+SHAPES = [
+    ("revoke_secret", "svc-payments-key"),             # dual: security + team-payments
+    ("disable_federated_credential", "fed-globex-settlement"),  # dual: security + partner_management
+    ("revoke_secret", "svc-ledger-token"),             # single: security or team-payments
+    ("suspend_service_account", "svc-ci-runner"),      # single: security or team-platform
+    ("invalidate_tokens", "svc-reporting"),
+    ("reduce_privileges", "staging-admin-sa"),
+]
+
+
+def _log_default(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p99_ms": round(p99 * 1000, 2),
+            "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the console benchmark; ``mode`` is "smoke", "full" or a dict overriding :data:`FULL`."""
+    from datetime import UTC, datetime
+
+    from hitlgate.engine.approve import lifecycle
+    from hitlgate.engine.approve.approvals import Statement, sign
+    from hitlgate.engine.approve.workflow import Engine
+    from hitlgate.engine.config import load_config
+    from hitlgate.engine.keys.keyring import load_approver_key
+    from hitlgate.engine.ledger.store import ListCursor
+    from hitlgate.service import console
+    from tests.cli_project import make_project
+    from tests.conftest import make_proposal
+
+    say = log or _log_default
+    if mode == "smoke":
+        opts = dict(SMOKE)
+    elif mode == "full":
+        opts = dict(FULL)
+    elif isinstance(mode, dict):
+        opts = {**(SMOKE if mode.get("smoke") else FULL), **{k: v for k, v in mode.items() if k != "smoke"}}
+    else:
+        raise ValueError(f"unknown mode {mode!r}: smoke, full or a dict of options")
+    pending, rounds = int(opts["pending"]), int(opts["rounds"])
+    result: dict[str, Any] = {"options": opts}
+    with tempfile.TemporaryDirectory(prefix="hitlgate-bench-console-") as tmp:
+        project = make_project(Path(tmp))
+        with Engine.from_config(load_config(project.config)) as engine:
+            say(f"console: deciding {len(SHAPES)} proposals, then storing {pending:,} pending requests")
+            decided = []
+            for action, target in SHAPES:
+                req = engine.propose(make_proposal(action, target, justification=f"bench: {action} on {target}"))
+                if req.status == lifecycle.PENDING:
+                    decided.append(req)
+            if not decided:
+                raise RuntimeError("the policy left no proposal pending; the benchmark needs approval tiers")
+            t0 = time.perf_counter()
+            start = datetime.now(UTC) - timedelta(seconds=pending)
+            with engine.store.write() as tx:
+                for i in range(pending):
+                    model = decided[i % len(decided)]
+                    at = start + timedelta(seconds=i)
+                    tx.insert_request(
+                        request_id=f"req-bench{i:019d}", status=lifecycle.PENDING, proposal=model.proposal,
+                        action_digest=model.action_digest, decision=model.decision, created_at=at,
+                        expires_at=at + timedelta(hours=24), status_reason=model.status_reason,
+                    )
+            result["load_s"] = round(time.perf_counter() - t0, 2)
+            # One real approval on the newest dual-approval request: the page re-verifies it.
+            dual = next(r for r in decided if r.tier == "dual_approval")
+            voted = engine.propose(dual.proposal)
+            statement = Statement(voted.id, voted.action_digest, "approve", "alice", datetime.now(UTC))
+            engine.approve(sign(statement, load_approver_key(project.keys["alice"])))
+            count = engine.count(lifecycle.PENDING)
+            result["pending"] = count
+            say(f"console: {count:,} pending; measuring {rounds} rounds of each page")
+            middle = engine.list(lifecycle.PENDING, limit=1, before=None)[0]
+            deep = ListCursor(middle.created_at - timedelta(seconds=pending // 2), "req-bench~")
+            scenarios: dict[str, Callable[[], Any]] = {
+                "pending_first_page": lambda: console.render_pending(engine, "bob", {}),
+                "pending_by_tier": lambda: console.render_pending(engine, "bob", {"tier": "dual_approval"}),
+                "pending_by_target": lambda: console.render_pending(engine, "bob", {"target": "svc-ci-runner"}),
+                "pending_by_team_none_match": lambda: console.render_pending(engine, "bob", {"team": "team-nobody"}),
+                "pending_deep_page": lambda: console.render_pending(engine, "bob", {"cursor": deep.encode()}),
+                "request_page": lambda: console.render_request(engine, "bob", voted.id),
+            }
+            for fn in scenarios.values():
+                response = fn()  # Warm up: templates compiled, caches filled, as on a running server.
+                if response.status_code != 200:
+                    body = bytes(response.body)[:300]
+                    raise RuntimeError(f"a console page answered {response.status_code}: {body!r}")
+            samples: dict[str, list[float]] = {name: [] for name in scenarios}
+            for _ in range(rounds):
+                for name, fn in scenarios.items():
+                    t = time.perf_counter()
+                    fn()
+                    samples[name].append(time.perf_counter() - t)
+            for name, values in samples.items():
+                result[name] = _percentiles(values)
+    listing = [k for k in result if k.startswith("pending_") and isinstance(result[k], dict)]
+    result["pending_list_p99_ms"] = max(result[k]["p99_ms"] for k in listing)
+    result["request_page_p99_ms"] = result["request_page"]["p99_ms"]
+    return result
+
+
+def main() -> None:
+    """Command line: print the numbers (``--json`` for the raw document)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="small sizes (seconds)")
+    parser.add_argument("--pending", type=int, help="pending requests in the store")
+    parser.add_argument("--rounds", type=int, help="calls of each page")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    mode: dict[str, Any] = {"smoke": args.smoke}
+    if args.pending is not None:
+        mode["pending"] = args.pending
+    if args.rounds is not None:
+        mode["rounds"] = args.rounds
+    result = run(mode)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for name, value in result.items():
+        if isinstance(value, dict) and "p50_ms" in value:
+            print(f"{name:32} p50 {value['p50_ms']:7.2f} ms   p99 {value['p99_ms']:7.2f} ms   "
+                  f"max {value['max_ms']:7.2f} ms")
+    for metric, op, target, text in GOALS:
+        measured = result[metric]
+        met = measured <= target if op == "<=" else measured >= target
+        print(f"goal: {text}: {measured} {op} {target}: {'met' if met else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -226,7 +226,7 @@ def _progress(req: StoredRequest, registry: Mapping[str, Approver]) -> QuorumPro
 
 def _row(req: StoredRequest, registry: Mapping[str, Approver], now: datetime) -> Row:
     return Row(
-        id=req.id, created_at=format_time(req.created_at), action_type=str(req.action.get("type", "")),
+        id=req.id, created_at=when(req.created_at), action_type=str(req.action.get("type", "")),
         target=str(req.action.get("target", "")), tier=req.tier, risk_factors=req.decision.risk_factors,
         requester=req.requester, left=left(req.expires_at, now), expires_at=format_time(req.expires_at),
         quorum=_progress(req, registry).describe(),
@@ -259,8 +259,8 @@ def request_context(engine: Engine, request_id: str, approver: str) -> dict[str,
     registry = engine.approvers.all()
     votes = tuple(
         VoteView(
-            approver=v.approver, verdict=v.verdict, signed_at=format_time(v.signed_at),
-            recorded_at=format_time(v.recorded_at), reason=str(v.statement.get("reason", "") or ""),
+            approver=v.approver, verdict=v.verdict, signed_at=when(v.signed_at),
+            recorded_at=format_time(v.recorded_at), reason=_reason(v.statement),
             kind=_signature_kind(v.statement),
             counted=("not counted: " + unverified[v.approver]) if v.approver in unverified else
             ("counted" if progress is not None and v.approver in progress.counted else
@@ -284,7 +284,8 @@ def request_context(engine: Engine, request_id: str, approver: str) -> dict[str,
         "requester_kind": str(proposal.get("requester", {}).get("kind", "")),
         "left": left(req.expires_at, now) if req.status == lifecycle.PENDING else None,
         "expires_at": format_time(req.expires_at),
-        "created_at": format_time(req.created_at),
+        "created_at": when(req.created_at),
+        "expires_words": when(req.expires_at),
         "progress": progress,
         "votes": votes,
         "canonical": canonical.decode("utf-8"),
@@ -292,6 +293,17 @@ def request_context(engine: Engine, request_id: str, approver: str) -> dict[str,
         "digest_ok": digest == req.action_digest,
         "can_vote": _can_vote(req, you, approver, digest == req.action_digest),
     }
+
+
+def _reason(signed: Mapping[str, Any]) -> str:
+    """The reason inside a stored vote's signed statement (``{"statement": {..., "reason"}, "signature"}``)."""
+    inner = signed.get("statement", signed)
+    return str(inner.get("reason", "") or "") if isinstance(inner, Mapping) else ""
+
+
+def when(at: datetime) -> str:
+    """A time for people: ``2026-01-31 12:00:05 UTC`` (the data attributes keep the full form)."""
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _signature_kind(statement: Mapping[str, Any]) -> str:

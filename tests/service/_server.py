@@ -26,12 +26,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(config: Path, *, log: Path, workers: int = 1, startup_seconds: float = 60.0,
-                   pids: list[int] | None = None) -> Iterator[str]:
+                   pids: list[int] | None = None, port: int | None = None) -> Iterator[str]:
     """Start ``hitlgate --config CONFIG serve`` on a free port; yield its base URL; stop it with SIGTERM.
 
-    ``pids``, when given, receives the server's process id.
+    ``pids``, when given, receives the server's process id. ``port`` chooses the port (a
+    configuration naming the server's own URL, like ``server.public_url``, needs it first).
     """
-    port = free_port()
+    port = port if port is not None else free_port()
     args = [sys.executable, "-c", _MAIN, "--config", str(config), "serve", "--port", str(port)]
     if workers > 1:
         args += ["--workers", str(workers)]

@@ -195,7 +195,8 @@ def test_request_page_says_who_is_missing_and_who_voted(engine: Engine, project:
     assert _text(page, "quorum") == "1 of 2 approvals; missing: a member of team-payments"
     votes = page[page.index('data-testid="votes"'):page.index("</tbody>")]
     assert re.search(r"<td>alice</td><td class=\"verdict-approve\">approve<br><span class=\"small\">counted</span>"
-                     r"</td>\s*<td class=\"mono nowrap\">20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC</td><td>key file</td>", votes)
+                     r"</td>\s*<td class=\"mono nowrap\">20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC</td><td>key file</td>",
+                     votes)
     assert "ledger-sync" in page and "payments-api" in page  # The blast radius: dependent workloads.
     assert _text(page, "justification") == "leaked in build log #4411"
     assert "You have voted" in _text(_render(engine, req.id, "alice"), "cannot-vote")

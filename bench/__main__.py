@@ -34,7 +34,9 @@ measured value (met / missed). The goals:
   on PostgreSQL with 8 concurrent clients;
   the HTTP API's decide throughput >= 0.5x a raw OPA server's (bench_service);
   `hitlgate policy check --base` on 1,000 identities with a 10,000-line replay
-  in under a minute (bench_policy_check).
+  in under a minute (bench_policy_check);
+  the approvers' console's pending list and request page in under 100 ms of
+  server time with 10,000 pending requests (bench_console).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 
 #: Every benchmark, in report order.
 BENCHES = ("scaling", "decide", "backends", "warrants", "workflow", "flows", "store", "inventory_db", "service",
-           "policy_check")
+           "policy_check", "console")
 #: The older scripts that print JSON with these arguments (full, smoke).
 SCRIPTS = {
     "decide": (["--json", "--n", "1000", "--rounds", "3"], ["--json", "--n", "30", "--rounds", "1"]),

@@ -95,7 +95,7 @@ def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict
     else:
         raise ValueError(f"unknown mode {mode!r}: smoke, full or a dict of options")
     pending, rounds = int(opts["pending"]), int(opts["rounds"])
-    result: dict[str, Any] = {"options": opts}
+    result: dict[str, Any] = {"title": f"Approvers' console with {pending:,} pending requests", "options": opts}
     with tempfile.TemporaryDirectory(prefix="hitlgate-bench-console-") as tmp:
         project = make_project(Path(tmp))
         with Engine.from_config(load_config(project.config)) as engine:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import mimetypes
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,15 +102,19 @@ _templates = jinja2.Environment(
 )
 
 
+#: The content type of each kind of static file (fixed here, not read from the machine's MIME tables:
+#: with ``nosniff`` a script served under another type would not run).
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
 def _load_static() -> dict[str, tuple[bytes, str]]:
     """The console's static files, read once: name -> (bytes, content type). Nothing else is served."""
     out: dict[str, tuple[bytes, str]] = {}
     folder = resources.files("hitlgate.service") / "static"
     for entry in folder.iterdir():
-        if entry.is_file() and entry.name.endswith((".css", ".js", ".svg")):
-            kind = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
-            out[entry.name] = (entry.read_bytes(), f"{kind}; charset=utf-8" if kind.startswith("text/") or
-                               kind.endswith("javascript") else kind)
+        kind = _STATIC_TYPES.get(entry.name[entry.name.rfind("."):]) if "." in entry.name else None
+        if entry.is_file() and kind is not None:
+            out[entry.name] = (entry.read_bytes(), kind)
     return out
 
 
@@ -314,13 +318,13 @@ def _signature_kind(statement: Mapping[str, Any]) -> str:
 
 
 def _pairs(parameters: Any) -> tuple[tuple[str, str], ...]:
-    """Top-level parameters as (name, short value) pairs; the canonical JSON below shows them whole."""
+    """Top-level parameters as (name, short value) pairs; the canonical JSON shows them whole, to the byte."""
     if not isinstance(parameters, Mapping):
         return ()
     out = []
     for name, value in parameters.items():
-        text = value if isinstance(value, str) else repr(value) if not isinstance(value, Mapping | list) else "…"
-        out.append((str(name), str(text)[:200]))
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        out.append((str(name), text if len(text) <= 200 else text[:199] + "…"))
     return tuple(out)
 
 

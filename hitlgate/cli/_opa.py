@@ -66,6 +66,9 @@ def _render(report: BackendReport) -> str:
     lines += [f"  - {p}" for p in report.problems]
     lines.append(f"production:     {'ready' if report.production_ready else 'NOT READY'}")
     lines += [f"  - {p}" for p in report.not_production_ready]
+    if report.notifications is not None:
+        dead = report.notifications["dead"]
+        lines.append(f"notifications:  {dead['count']} dead letter(s)")
     if report.warnings:
         lines.append("warnings:")
         lines += [f"  - {w}" for w in report.warnings]

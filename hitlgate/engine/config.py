@@ -19,6 +19,7 @@ from hitlgate.engine._safeparse import load_yaml, read_limited
 from hitlgate.engine.decide import schemas
 from hitlgate.engine.decide._decision_cache import DEFAULT_SIZE as DEFAULT_DECISION_CACHE
 from hitlgate.engine.limits import CONFIG_MAX_BYTES, DEFAULT_LIMITS, Limits
+from hitlgate.engine.notify.settings import NotificationSettings
 from hitlgate.errors import ConfigError, ValidationError
 
 CONFIG_ENV = "HITLGATE_CONFIG"
@@ -117,6 +118,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     #: ``hitlgate policy check``: the least test coverage (percent) it accepts (``policy_check:``).
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD
+    #: ``notifications:`` (channels, routes, retries); None: nothing is sent.
+    notifications: NotificationSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -190,6 +193,13 @@ class Config:
             kwargs["inventory_source"] = raw["inventory"].get("source", "files")
         if "server" in raw:
             kwargs["server"] = ServerConfig(**raw["server"])
+        if "notifications" in raw:
+            server = raw.get("server") or {}
+            try:
+                kwargs["notifications"] = NotificationSettings.from_dict(
+                    raw["notifications"], public_url=str(server.get("public_url") or ""))
+            except ConfigError as exc:
+                raise ConfigError(f"config {source}: {exc}", code=exc.code) from exc
         if "coverage_threshold" in raw.get("policy_check", {}):
             kwargs["coverage_threshold"] = float(raw["policy_check"]["coverage_threshold"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):

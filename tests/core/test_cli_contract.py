@@ -164,6 +164,28 @@ def _apikey_to_revoke(p: Project) -> list[str]:
     return ["apikey", "revoke", "contract-revoked"]
 
 
+def _dead_notification(p: Project) -> list[str]:
+    """A notification to a receiver that refuses connections, dead after one attempt; the config is put back."""
+    import yaml
+
+    original = p.config.read_text()
+    config = yaml.safe_load(original)
+    config["notifications"] = {
+        "channels": [{"name": "hook", "type": "webhook",
+                      "settings": {"url": "http://127.0.0.1:9/hook", "secret_env": "HITLGATE_CONTRACT_SECRET"}}],
+        "routes": [{"channels": ["hook"]}], "max_attempts": 1,
+    }
+    p.config.write_text(yaml.safe_dump(config))
+    try:
+        p.pending()
+        tick = p.invoke(["tick", "--json"], env={"HITLGATE_CONTRACT_SECRET": "whsec_QUFBQUFBQUFBQUFBQUFBQQ=="})
+        assert tick.exit_code == 0, tick.output
+        dead = json.loads(p.invoke(["notifications", "list", "--status", "dead", "--json"]).stdout)
+    finally:
+        p.config.write_text(original)
+    return ["notifications", "retry", str(dead[0]["id"])]
+
+
 SUCCESS: dict[tuple[str, ...], Case] = {
     ("apikey", "create"): Case(lambda p: ["apikey", "create", "contract-agent", "--role", "agent"], 0),
     ("apikey", "list"): Case(lambda p: ["apikey", "list"], 0),
@@ -178,6 +200,8 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("doctor",): Case(lambda p: ["doctor"], 0),
     ("expire",): Case(lambda p: ["expire"], 0),
     ("init",): Case(lambda p: ["init", str(p.fresh("new-project"))], 0),
+    ("notifications", "list"): Case(lambda p: ["notifications", "list"], 0),
+    ("notifications", "retry"): Case(_dead_notification, 0),
     ("inventory", "delete"): Case(lambda p: ["inventory", "delete", "teams", _inventory_put(p, "t-del")[3]], 0),
     ("inventory", "import"): Case(lambda p: ["inventory", "import", str(p.root / "policies" / "data")], 0),
     ("inventory", "put"): Case(lambda p: ["inventory", "put", "protected", "svc-ci-runner"], 0),
@@ -199,6 +223,7 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("schema",): Case(lambda p: ["schema", "proposal"], 0),
     ("serve",): Case(lambda p: ["serve", "--openapi"], 0),
     ("show",): Case(lambda p: ["show", p.granted(), "--events"], 0),
+    ("tick",): Case(lambda p: ["tick"], 0),
     ("verify",): Case(_verify_ok, 0),
     ("wait",): Case(lambda p: ["wait", p.granted(), "--timeout", "0"], 0),
     ("warrant",): Case(lambda p: ["warrant", p.granted(), "--out", str(p.fresh("w.jws"))], 0),
@@ -218,6 +243,8 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("doctor",): Case(lambda p: ["doctor", "--opa-url", "http://127.0.0.1:9"], 1, result_doc=True),
     ("expire",): Case(lambda p: ["expire", "--nope"], 2, usage=True),
     ("init",): Case(lambda p: ["init", str(p.root)], 2),
+    ("notifications", "list"): Case(lambda p: ["notifications", "list", "--status", "nope"], 2, usage=True),
+    ("notifications", "retry"): Case(lambda p: ["notifications", "retry", "999999"], 2),
     ("inventory", "delete"): Case(lambda p: ["inventory", "delete", "teams", "no-such-team"], 2),
     ("inventory", "import"): Case(lambda p: ["inventory", "import", str(p.fresh("missing.yaml"))], 2),
     ("inventory", "put"): Case(lambda p: ["inventory", "put", "teams", "t-bad", "--record", '{"name": 5}'], 2),
@@ -239,6 +266,7 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("schema",): Case(lambda p: ["schema", "nope"], 2, usage=True),
     ("serve",): Case(lambda p: ["serve", "--workers", "0"], 2, usage=True),
     ("show",): Case(lambda p: ["show", "req-nope"], 2),
+    ("tick",): Case(lambda p: ["tick", "--nope"], 2, usage=True),
     ("verify",): Case(_verify_replay, 3),
     ("wait",): Case(lambda p: ["wait", p.pending(), "--timeout", "0"], 4, result_doc=True),
     ("warrant",): Case(lambda p: ["warrant", p.pending()], 4),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hitlgate.engine.decide.facts import FactSource, shared_file_facts
 from hitlgate.engine.decide.inventory import Approver
@@ -35,6 +36,14 @@ class ApproverRegistry:
     def all(self) -> dict[str, Approver]:
         """Every registered approver by name."""
         return dict(self._current())
+
+    def record(self, section: str, key: str) -> Any:
+        """One inventory record by section and id (``identities``, ``workloads``, ``approvers``...), or None.
+
+        For what the inventory says beyond keys and roles: a target's owner
+        team, an approver's ``email`` (the notifications address them).
+        """
+        return self._facts.current().record(section, key)
 
     def get(self, name: str) -> Approver:
         """The registered approver ``name``; raises :class:`ApprovalError` if there is none."""

@@ -37,6 +37,8 @@ class BackendReport:
     not_production_ready: list[str] = field(default_factory=list)
     #: Things to fix that do not stop decisions (a state file others can read).
     warnings: list[str] = field(default_factory=list)
+    #: With ``notifications:`` configured: ``{"dead": {"count", "latest"}}`` (the dead letters), else None.
+    notifications: dict[str, Any] | None = None
 
     @property
     def production_ready(self) -> bool:
@@ -98,7 +100,35 @@ def diagnose(config: Config) -> BackendReport:
     from hitlgate.engine.ledger.store import state_file_exposure
 
     report.warnings.extend(state_file_exposure(config.state_url))
+    _check_notifications(config, report)
     return report
+
+
+def _check_notifications(config: Config, report: BackendReport) -> None:
+    """With ``notifications:`` configured: count the dead letters (notifications given up) and show the latest."""
+    if config.notifications is None:
+        return
+    from hitlgate.engine.ledger.store import Store
+    from hitlgate.engine.notify.outbox import dead_letters
+
+    try:
+        store = Store.open(config.state_url)
+        try:
+            dead = dead_letters(store)
+        finally:
+            store.close()
+    except HitlgateError as exc:
+        report.warnings.append(f"cannot read the notification outbox: {exc}")
+        return
+    report.notifications = {"dead": dead.to_dict()}
+    if dead.latest is not None:
+        latest = dead.latest
+        report.warnings.append(
+            f"{dead.count} notification(s) dead (given up after every retry); latest: #{latest.id} "
+            f"{latest.event} to {latest.channel} for {latest.request_id or '-'}: {latest.last_error}; "
+            f"fix the channel, then `hitlgate notifications retry {latest.id}` "
+            "(`hitlgate notifications list --status dead` lists them all)"
+        )
 
 
 def _check_database_inventory(config: Config, report: BackendReport) -> None:

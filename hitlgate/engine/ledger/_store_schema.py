@@ -300,12 +300,78 @@ def _m4_service(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+# -- notifications (migration 5; hitlgate/engine/notify) -------------------------
+#
+# The dispatcher's cursor: the last audit seq turned into notifications. One
+# row (id 1), advanced in the write transaction that enqueues the
+# notifications of the events it passed, so an event is enqueued exactly once
+# whichever replica dispatches (every write transaction holds the store's
+# write lock).
+notification_cursor = sa.Table(
+    "notification_cursor",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcTime, nullable=False),
+)
+
+# One row per (notification, channel): what to send where, and where its
+# delivery stands (pending, delivered, dead). ``claimed_until`` is the lease a
+# dispatcher takes on a row while it attempts it, so two dispatchers never
+# send the same row at once; a dispatcher that died leaves a lease that lapses.
+notification_outbox = sa.Table(
+    "notification_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(100), nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("audit_seq", sa.BigInteger, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Column("next_attempt_at", UtcTime, nullable=False),
+    sa.Column("claimed_until", UtcTime, nullable=True),
+    sa.Column("delivered_at", UtcTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("message_id", "channel", name="uq_notification_outbox_message_channel"),
+    sa.Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+)
+
+# The delivery log: one row per attempt, kept after the outbox row is done.
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("outbox_id", sa.Integer, sa.ForeignKey("notification_outbox.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", UtcTime, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_notification_deliveries_outbox", "outbox_id", "attempt"),
+)
+
+
+def _m5_notifications(conn: Connection) -> None:
+    for table in (notification_cursor, notification_outbox, notification_deliveries):
+        table.create(conn, checkfirst=True)
+    if conn.execute(sa.select(notification_cursor.c.id)).first() is None:
+        # A database that already has history starts notifying after it: the
+        # events before this migration happened when nothing could be told.
+        head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar()
+        conn.execute(notification_cursor.insert().values(id=1, seq=int(head or 0), updated_at=utcnow()))
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
     (2, "inventory records", _m2_inventory),
     (3, "indexes for listing, expiry, per-request events and verify", _m3_query_indexes),
     (4, "service: idempotency keys, API keys, listing filter indexes", _m4_service),
+    (5, "notifications: cursor, outbox, delivery log", _m5_notifications),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

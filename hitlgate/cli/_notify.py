@@ -1,0 +1,84 @@
+"""``hitlgate tick`` and ``hitlgate notifications list|retry``: thin over hitlgate.engine.tick and notify.outbox."""
+
+from __future__ import annotations
+
+import click
+
+from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
+from hitlgate.cli._workflow import open_engine
+
+
+@click.command(epilog=examples("hitlgate tick", "*/1 * * * * hitlgate --config /etc/hitlgate/hitlgate.yaml tick"))
+@json_option
+@pass_state
+def tick(state: CliState) -> None:
+    """Run the periodic work once (for cron): turn new audit events into notifications and deliver the due ones.
+
+    Safe to run from several hosts at once on one database. Exit code 0,
+    also when a receiver failed (the delivery is retried by a later tick;
+    `hitlgate notifications list --status dead` shows the ones given up).
+    """
+    from hitlgate.engine.tick import run_tick
+
+    with open_engine(state) as engine:
+        report = run_tick(engine)
+    if state.json:
+        echo_json(report)
+        return
+    n = report["notifications"]
+    click.echo(f"notifications: {n['events']} event(s) read (cursor #{n['cursor']}), {n['enqueued']} enqueued, "
+               f"{n['delivered']} delivered, {n['retrying']} to retry, {n['dead']} dead")
+    for line in n["errors"]:
+        click.echo(f"  - {line}", err=True)
+
+
+@click.group(epilog=examples("hitlgate notifications list", "hitlgate notifications list --status dead",
+                             "hitlgate notifications retry 42"))
+def notifications() -> None:
+    """The notification outbox: what was sent where, what failed, and the dead letters."""
+
+
+@notifications.command("list", epilog=examples("hitlgate notifications list --status dead --json"))
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), help="Only rows in this state.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
+@json_option
+@pass_state
+def notifications_list(state: CliState, status: str | None, limit: int) -> None:
+    """List notifications, newest first: channel, event, status, attempts, last error. Exit code 0."""
+    from hitlgate.engine.notify import outbox
+
+    with open_engine(state) as engine:
+        rows = outbox.list_rows(engine.store, status=status, limit=limit)
+    if state.json:
+        echo_json([r.to_dict() for r in rows])
+        return
+    for r in rows:
+        d = r.to_dict()
+        error = f"  last error: {r.last_error}" if r.last_error and r.status != "delivered" else ""
+        click.echo(f"{r.id:>6}  {r.status:<9} {r.attempts:>2} attempt(s)  {r.channel:<16} {r.event:<18} "
+                   f"{r.request_id or '-'}  {d['created_at']}{error}")
+
+
+@notifications.command("retry", epilog=examples("hitlgate notifications retry 42"))
+@click.argument("row_id", metavar="ID", type=click.IntRange(1))
+@json_option
+@pass_state
+def notifications_retry(state: CliState, row_id: int) -> None:
+    """Make notification ID due again with a fresh attempt budget (the next tick sends it).
+
+    Exit code 0; 2 when there is no notification ID, or it was already delivered.
+    """
+    from hitlgate.engine.notify import outbox
+
+    with open_engine(state) as engine:
+        row = outbox.retry(engine.store, row_id, engine.now())
+    if state.json:
+        echo_json(row.to_dict())
+    else:
+        click.echo(f"notification {row.id} ({row.event} to {row.channel}) is due again; the next tick sends it")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``tick`` (unless the reminders added their own) and ``notifications`` to the root group."""
+    cli.commands.setdefault("tick", tick)
+    cli.add_command(notifications)

@@ -1,0 +1,85 @@
+"""The Slack channel: an incoming-webhook payload with a summary and a console link, no approve button,
+and agent-written text escaped so it cannot plant a link or a mention."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from hitlgate.engine.notify.dispatcher import dispatch
+from hitlgate.engine.notify.plugins import Message, Recipient
+from hitlgate.engine.notify.settings import NotificationSettings
+from hitlgate.engine.notify.slack import payload
+from hitlgate.errors import ConfigError
+from tests.notify.conftest import Receiver
+from tests.workflow._helpers import T0, FakeClock, proposal
+from tests.workflow.conftest import EngineFactory
+
+
+def _slack(url_setting: dict[str, Any]) -> NotificationSettings:
+    return NotificationSettings.from_dict(
+        {"channels": [{"name": "chat", "type": "slack", "settings": url_setting}], "routes": [{"channels": ["chat"]}]},
+        public_url="https://hitlgate.example.com",
+    )
+
+
+def _walk(value: Any) -> list[Any]:
+    out = [value]
+    if isinstance(value, dict):
+        for v in value.values():
+            out += _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            out += _walk(v)
+    return out
+
+
+def test_slack_payload_has_summary_and_console_link_and_no_button(
+    make_engine: EngineFactory, receiver: Receiver, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HITLGATE_TEST_SLACK_URL", receiver.url)
+    engine = make_engine(config={"notifications": _slack({"url_env": "HITLGATE_TEST_SLACK_URL"})})
+    req = engine.propose(proposal())
+    assert dispatch(engine, clock.now).delivered == 1
+    [got] = receiver.received
+    body = got.json()
+    assert set(body) == {"text", "blocks"}
+    link = f"<https://hitlgate.example.com/ui/requests/{req.id}|Open request {req.id} in the console>"
+    assert link in body["text"]
+    assert body["text"].startswith("request.pending: rotate_api_key on svc-payments-key (dual_approval, requested by")
+    section, context = body["blocks"]
+    assert section["type"] == "section" and link in section["text"]["text"]
+    assert context["elements"][0]["text"] == "owner: team-payments · approvers: alice, bob, erin, grace"
+    # No interactive element anywhere: approving happens in the console, signed by the approver.
+    nodes = [node for node in _walk(body) if isinstance(node, dict)]
+    assert {n["type"] for n in nodes if "type" in n} == {"section", "context", "mrkdwn"}
+    assert not any("accessory" in n or "actions" in n or "action_id" in n for n in nodes)
+    assert "webhook-signature" not in got.headers
+
+
+def test_free_text_cannot_plant_a_link_or_mention() -> None:
+    # An executor's failure detail (free text) reaches the summary of request.failed; ids are
+    # restricted by the proposal schema, but the escaping must not depend on that.
+    hostile = "execution failed: <!channel> <https://evil.example/approve|Approve here> & more"
+    message = Message(id="msg_1_x", event="request.failed", at=T0, request_id="req-1", tier="dual_approval",
+                      summary=hostile, url="https://hitlgate.example.com/ui/requests/req-1",
+                      teams=("team-<!here>",), approvers=(Recipient("<@U123>"),))
+    text = json.dumps(payload(message))
+    assert "<!channel>" not in text and "<https://evil.example" not in text and "<!here>" not in text
+    assert "<@U123>" not in text
+    assert "&lt;!channel&gt; &lt;https://evil.example/approve|Approve here&gt; &amp; more" in text
+    # Every link is the console's (once in the text, once in the blocks).
+    assert re.findall(r"<(https?://[^|>]*)", text) == ["https://hitlgate.example.com/ui/requests/req-1"] * 2
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({}, r"notifications.channels\[0\].settings: give exactly one of url and url_env"),
+    ({"url": "ftp://x", }, r"notifications.channels\[0\].settings.url: must be an http:// or https:// URL"),
+    ({"url": "https://x", "buttons": True}, r"notifications.channels\[0\].settings: unknown setting\(s\) buttons"),
+])
+def test_bad_slack_settings_name_the_field(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _slack(settings)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Audit events read per enqueue transaction (the rest wait for the next tick).
-BATCH_EVENTS = 500
+BATCH_EVENTS = 200
 #: Outbox rows attempted per dispatch.
 BATCH_DELIVERIES = 100
 

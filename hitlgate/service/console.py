@@ -219,7 +219,9 @@ def pending_page(engine: Engine, *, tier: str | None, team: str | None, target: 
         mark = engine.listing_mark(lifecycle.PENDING, within, before=cursor)
         if mark is not None:
             next_cursor, stopped, scanned = mark.encode(), True, within
-    rows = tuple(_row(req, registry, now) for req in kept)
+    # Most rows share a quorum and have the same (often no) votes: each report is worked out once per page.
+    reports: dict[tuple[Any, tuple[str, ...]], str] = {}
+    rows = tuple(_row(req, registry, now, reports) for req in kept)
     return PendingPage(rows=rows, next_cursor=next_cursor, scanned=scanned, scan_stopped=stopped)
 
 
@@ -228,12 +230,17 @@ def _progress(req: StoredRequest, registry: Mapping[str, Approver]) -> QuorumPro
     return assess(req.decision.quorum, [registry[v.approver] for v in req.approvals if v.approver in registry])
 
 
-def _row(req: StoredRequest, registry: Mapping[str, Approver], now: datetime) -> Row:
+def _row(req: StoredRequest, registry: Mapping[str, Approver], now: datetime,
+         reports: dict[tuple[Any, tuple[str, ...]], str]) -> Row:
+    key = (req.decision.quorum, tuple(v.approver for v in req.approvals))
+    quorum = reports.get(key)
+    if quorum is None:
+        quorum = reports[key] = _progress(req, registry).describe()
     return Row(
         id=req.id, created_at=when(req.created_at), action_type=str(req.action.get("type", "")),
         target=str(req.action.get("target", "")), tier=req.tier, risk_factors=req.decision.risk_factors,
         requester=req.requester, left=left(req.expires_at, now), expires_at=format_time(req.expires_at),
-        quorum=_progress(req, registry).describe(),
+        quorum=quorum,
     )
 
 

@@ -192,14 +192,18 @@ class FactIndex:
 
     # -- changing --------------------------------------------------------------
 
-    def apply(self, changes: Iterable[Change], revision: str) -> None:
+    def apply(
+        self, changes: Iterable[Change], revision: str, *, stored: Mapping[tuple[str, str], str] | None = None
+    ) -> None:
         """Apply ``(section, id, record_or_None)`` changes in order and move to ``revision``.
 
         A record replaces the one under its id; None deletes it. For
         ``protected`` the record is True (protect) or None (unprotect). The
         caller validates records and references first: the index stores
         what it is given. The whole change set is applied under the lock, so
-        a reader sees either none or all of it.
+        a reader sees either none or all of it. ``stored``: the stored text
+        of each record, set instead of the record into sections that keep
+        records as text (:class:`~hitlgate.engine.decide.inventory_db.TextRecords`).
         """
         changes = list(changes)
         for section, key, _ in changes:
@@ -222,7 +226,7 @@ class FactIndex:
                 if record is None:
                     records.pop(key, None)
                 else:
-                    records[key] = record
+                    records[key] = stored.get((section, key), record) if stored else record
                     if section == "approvers":
                         self._join(key, record)
             self._revision = revision

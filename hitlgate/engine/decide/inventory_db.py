@@ -63,7 +63,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,48 +127,148 @@ def chain(revision: str, version: int, section: str, key: str, text: str | None)
     return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-#: The content digest is a sum of SHAKE-256 terms modulo 2**2048 (a multiset
-#: hash with a modulus wide enough that no generalised-birthday search finds
-#: two inventories with one digest).
-_DIGEST_BYTES = 256
-_DIGEST_MOD = 1 << (8 * _DIGEST_BYTES)
+#: The content digest splits the records into this many buckets by a CRC of
+#: each record's entry; a change rehashes only its bucket (a fixed number, so
+#: every process computes the same digest from the same records).
+_BUCKETS = 4096
+_EMPTY_BUCKET = hashlib.sha256(b"").digest()
 
 
-def _term(section: str, key: str, text: str) -> int:
-    body = f"{section}\n{key}\n{text}".encode()
-    return int.from_bytes(hashlib.shake_256(body).digest(_DIGEST_BYTES), "big")
+def _entry(section: str, key: str, text: str) -> bytes:
+    """One record's entry in the digest: length-prefixed, so no two (section, id, text) share one."""
+    return f"{len(section)}:{section}{len(key)}:{key}{len(text)}:{text}".encode()
 
 
 class ContentDigest:
-    """An order-independent digest of the live records, updated one record at a time.
+    """A digest of the live records, computed from them at load and moved one change at a time.
 
     The inventory revision a decision records must name the facts that
     decided, whatever wrote them. The change chain in ``inventory_meta``
     only moves when hitlgate writes; a row edited with raw SQL would keep
-    it. This digest is computed from the rows themselves when the index is
-    loaded and updated from each applied change, so the revision a decider
-    reports always covers exactly the records it holds in memory.
+    it. This digest is computed from the stored rows themselves when the
+    index is loaded and updated from each applied change, so the revision a
+    decider reports always covers exactly the records it holds, and equal
+    records give an equal revision in every process, however each got there.
+
+    The digest is a two-level hash tree: each record's entry (section, id and
+    stored text, length-prefixed) falls in one of :data:`_BUCKETS` buckets
+    by its CRC-32; a bucket's hash is SHA-256 over its entries in sorted
+    order; the revision is SHA-256 over the bucket hashes in bucket order.
+    Loading costs one CRC per record and one SHA-256 pass over the rows (a
+    per-record hash was most of the start time at 10^5 records); a change
+    rehashes the few dozen entries of its bucket. It is collision resistant
+    as SHA-256 is (no sum of terms an attacker could balance).
     """
 
     def __init__(self) -> None:
-        self._acc = 0
+        #: bucket -> the (section, id) of each record in it.
+        self._members: dict[int, set[tuple[str, str]]] = {}
+        self._hashes = [_EMPTY_BUCKET] * _BUCKETS
+        self._revision: str | None = None
 
-    def add(self, section: str, key: str, record: Any) -> None:
-        """Count one live record in (``True`` for a protected id)."""
-        self._acc = (self._acc + _term(section, key, _text_of(section, record))) % _DIGEST_MOD
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, str, str]]) -> ContentDigest:
+        """The digest of ``(section, id, stored text)`` rows (each (section, id) once)."""
+        digest = cls()
+        entries: dict[int, list[bytes]] = {}
+        members = digest._members
+        crc = zlib.crc32
+        mask = _BUCKETS - 1
+        for section, key, text in rows:
+            entry = f"{len(section)}:{section}{len(key)}:{key}{len(text)}:{text}".encode()
+            bucket = crc(entry) & mask
+            found = entries.get(bucket)
+            if found is None:
+                entries[bucket] = [entry]
+                members[bucket] = {(section, key)}
+            else:
+                found.append(entry)
+                members[bucket].add((section, key))
+        for bucket, found in entries.items():
+            found.sort()
+            digest._hashes[bucket] = hashlib.sha256(b"".join(found)).digest()
+        return digest
 
-    def remove(self, section: str, key: str, record: Any) -> None:
-        """Count one live record out."""
-        self._acc = (self._acc - _term(section, key, _text_of(section, record))) % _DIGEST_MOD
+    def change(
+        self, changes: Iterable[tuple[str, str, str | None, str | None]], text_of: Callable[[str, str], str | None]
+    ) -> None:
+        """Move the digest by ``(section, id, old text or None, new text or None)`` changes.
+
+        ``text_of(section, id)`` gives each record's text after the changes
+        (the buckets touched are rehashed from it).
+        """
+        dirty: set[int] = set()
+        mask = _BUCKETS - 1
+        for section, key, old, new in changes:
+            if old is not None:
+                bucket = zlib.crc32(_entry(section, key, old)) & mask
+                self._members.get(bucket, set()).discard((section, key))
+                dirty.add(bucket)
+            if new is not None:
+                bucket = zlib.crc32(_entry(section, key, new)) & mask
+                self._members.setdefault(bucket, set()).add((section, key))
+                dirty.add(bucket)
+        for bucket in dirty:
+            entries = []
+            for section, key in self._members.get(bucket, ()):
+                text = text_of(section, key)
+                if text is not None:
+                    entries.append(_entry(section, key, text))
+            entries.sort()
+            self._hashes[bucket] = hashlib.sha256(b"".join(entries)).digest() if entries else _EMPTY_BUCKET
+        if dirty:
+            self._revision = None
 
     @property
     def revision(self) -> str:
-        """``sha256:`` hex of the digest: the inventory revision of these records."""
-        return "sha256:" + hashlib.sha256(self._acc.to_bytes(_DIGEST_BYTES, "big")).hexdigest()
+        """``sha256:`` hex over the bucket hashes: the inventory revision of these records."""
+        if self._revision is None:
+            self._revision = "sha256:" + hashlib.sha256(b"".join(self._hashes)).hexdigest()
+        return self._revision
 
 
-def _text_of(section: str, record: Any) -> str:
-    return _PROTECTED if section == "protected" else record_text(record)
+class TextRecords(MutableMapping[str, Any]):
+    """One section's records kept as their stored JSON text, parsed on each read.
+
+    The index of a database inventory holds 10^5-10^6 records; as text they
+    take a fraction of the memory of parsed objects, cost nothing to build
+    at load (the rows arrive as text), and every read returns a fresh copy
+    that no caller can change under the index. A decision reads a handful.
+    Setting a record stores a text as is (a stored row) or encodes a record
+    with :func:`record_text`.
+    """
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, texts: dict[str, str] | None = None) -> None:
+        self._texts: dict[str, str] = {} if texts is None else texts
+
+    def __getitem__(self, key: str) -> Any:
+        return orjson.loads(self._texts[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The parsed record under ``key``, or ``default``."""
+        text = self._texts.get(key)
+        return default if text is None else orjson.loads(text)
+
+    def text(self, key: str) -> str | None:
+        """The stored text under ``key``, or None."""
+        return self._texts.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._texts[key] = value if isinstance(value, str) else record_text(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self._texts[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._texts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
 
 
 def _parse_row(section: str, key: str, text: str) -> Any:
@@ -182,6 +283,28 @@ def _parse_row(section: str, key: str, text: str) -> Any:
             f"({exc}); it was written outside hitlgate",
             problems=[f"{section}.{key}: not valid JSON"],
         ) from exc
+
+
+def _parsed(section: str, texts: Mapping[str, str]) -> dict[str, Any]:
+    """Every stored record of one section, parsed; the first row that is not JSON is named."""
+    loads = orjson.loads
+    try:
+        return {key: loads(text) for key, text in texts.items()}
+    except orjson.JSONDecodeError:
+        for key, text in texts.items():
+            _parse_row(section, key, text)
+        raise
+
+
+@dataclass
+class _Read:
+    """One validated read of the live rows: the parsed document, the texts, version, chain revision, digest."""
+
+    document: dict[str, Any]
+    texts: dict[str, dict[str, str]]
+    version: int
+    revision: str
+    digest: ContentDigest
 
 
 def _invalid(problems: list[str]) -> PolicyError:
@@ -362,55 +485,67 @@ class InventoryDB:
         inventory broken (:class:`PolicyError`, decisions fail closed) instead
         of deciding on it.
         """
-        doc, version, revision, _ = self._read()
-        return doc, version, revision
+        read = self._read()
+        return read.document, read.version, read.revision
 
-    def _read(self) -> tuple[dict[str, Any], int, str, ContentDigest]:
-        doc: dict[str, Any] = {s: {} for s in SECTIONS}
-        protected: list[str] = []
-        digest = ContentDigest()
+    def _read(self) -> _Read:
+        """The live rows in one snapshot, validated, with their digest (see :meth:`document`)."""
         with self._snapshot() as conn:
             version, revision = self._meta(conn)
-            for section, key, text in _rows(conn, "SELECT section, id, record FROM inventory_records "
-                                                  "WHERE record IS NOT NULL"):
-                if section not in ALL_SECTIONS:
-                    raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
-                record = _parse_row(section, key, text)
-                digest.add(section, key, record)
-                if section == "protected":
-                    protected.append(key)
-                else:
-                    doc[section][key] = record
+            rows = _all_rows(conn, "SELECT section, id, record FROM inventory_records WHERE record IS NOT NULL")
+        texts: dict[str, dict[str, str]] = {s: {} for s in SECTIONS}
+        protected: list[str] = []
+        for section, key, text in rows:
+            found = texts.get(section)
+            if found is not None:
+                found[key] = text
+            elif section == "protected":
+                protected.append(key)
+            else:
+                raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
+        digest = ContentDigest.of((s, k, _PROTECTED if s == "protected" else x) for s, k, x in rows)
+        del rows
+        # Rows are only trusted once they pass the checks an import makes;
+        # they are parsed for that and the parsed copies dropped (the index
+        # keeps the texts).
+        doc: dict[str, Any] = {section: _parsed(section, found) for section, found in texts.items()}
         doc["protected"] = protected
         problems = schemas.check("inventory", doc) or check_references(doc)
         if problems:
             raise _invalid(problems)
-        return doc, version, revision, digest
+        return _Read(doc, texts, version, revision, digest)
 
     def content_revision(self) -> str:
         """The inventory revision decisions record: a digest of the live rows themselves (one full read)."""
-        return self._read()[3].revision
+        return self._read().digest.revision
 
     def load(self) -> tuple[FactIndex, int]:
         """A :class:`~hitlgate.engine.decide.facts.FactIndex` of the live inventory, and the version it is at."""
+        index, version, _ = self._load()
+        return index, version
+
+    def _load(self) -> tuple[FactIndex, int, dict[str, TextRecords]]:
         from hitlgate.engine.decide.facts import FactIndex
 
         # As load_inventory does: no cyclic collection while 10^5 records are
-        # built (it would walk the growing heap to find no garbage), then the
+        # read (it would walk the growing heap to find no garbage), then the
         # index is frozen out of the collector's sight, so later full
         # collections do not pause decisions to walk it. The records are
         # acyclic: reference counting still frees a replaced one.
         enabled = gc.isenabled()
         gc.disable()
         try:
-            doc, version, _, digest = self._read()
-            index = FactIndex(doc, digest.revision)
+            read = self._read()
+            protected = read.document["protected"]
+            read.document = {}
+            sections = {section: TextRecords(found) for section, found in read.texts.items()}
+            index = FactIndex({**sections, "protected": protected}, read.digest.revision)
             gc.freeze()
         finally:
             if enabled:
                 gc.enable()
-        self.loaded_digest = digest
-        return index, version
+        self.loaded_digest = read.digest
+        return index, read.version, sections
 
     def changes_since(self, version: int) -> tuple[list[Change], int, str]:
         """The changes after ``version``, oldest first, and the ``(version, revision)`` they lead to.
@@ -420,8 +555,13 @@ class InventoryDB:
         ``(section, id, None)``; a protected id is ``("protected", id, True)``.
         Read through the index on ``version``.
         """
+        changes, head, revision = self._stored_changes_since(version)
+        return [(s, k, None if x is None else _parse_row(s, k, x)) for s, k, x in changes], head, revision
+
+    def _stored_changes_since(self, version: int) -> tuple[list[tuple[str, str, str | None]], int, str]:
+        """:meth:`changes_since` with each record as its stored text (None when deleted)."""
         r = t.inventory_records.c
-        changes: list[Change] = []
+        changes: list[tuple[str, str, str | None]] = []
         with self._snapshot() as conn:
             head, revision = self._meta(conn)
             if head > version:
@@ -431,7 +571,7 @@ class InventoryDB:
                 for section, key, text in rows:
                     if section not in ALL_SECTIONS:
                         raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
-                    changes.append((section, key, None if text is None else _parse_row(section, key, text)))
+                    changes.append((section, key, text))
         return changes, head, revision
 
     def holders(self, section: str, key: str) -> list[tuple[str, str, str]]:
@@ -695,6 +835,18 @@ def _rows(conn: Connection, sql: str) -> Iterator[tuple[Any, ...]]:
         cursor.close()
 
 
+def _all_rows(conn: Connection, sql: str) -> list[tuple[str, str, str]]:
+    """Every row of a whole-table read in one list (one fetch; the caller holds them all anyway)."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise StorageError(f"cannot read the inventory: {_first_line(exc)}") from exc
+    finally:
+        cursor.close()
+
+
 def _bulk_insert(conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert many rows: COPY on PostgreSQL (one stream instead of a round trip per row), executemany on SQLite."""
     if not rows:
@@ -806,7 +958,7 @@ class DatabaseFacts:
         self._poll_lock = threading.Lock()
         self._failure: StorageError | PolicyError | None = None
         try:
-            self._index, self.version = db.load()
+            self._index, self.version, self._texts = db._load()
             self._digest = db.loaded_digest
         except StorageError as exc:
             raise BackendUnavailable(f"cannot read the inventory from the database: {exc}") from exc
@@ -818,7 +970,8 @@ class DatabaseFacts:
 
             log.error("the inventory in the database is invalid; every decision fails closed: %s", exc)
             self._digest = ContentDigest()
-            self._index, self.version = FactIndex({}, self._digest.revision), 0
+            self._texts = {section: TextRecords() for section in SECTIONS}
+            self._index, self.version = FactIndex({**self._texts}, self._digest.revision), 0
             self._failure = exc
         self._polled = monotonic()
         self._background = background and poll_interval > 0
@@ -889,7 +1042,8 @@ class DatabaseFacts:
 
     def _poll(self) -> None:
         try:
-            changes, version, _ = self.db.changes_since(self.version)
+            stored, version, _ = self.db._stored_changes_since(self.version)
+            changes = [(s, k, None if x is None else _parse_row(s, k, x)) for s, k, x in stored]
             if version != self.version:
                 problems = _check_changes(self._index, changes, self.db.holders)
                 if problems:
@@ -904,17 +1058,25 @@ class DatabaseFacts:
         self._failure = None
         if version != self.version:
             # The revision decisions record is the digest of the records
-            # held, moved change by change (see ContentDigest).
-            for section, key, record in changes:
-                old = self._index.record(section, key)
-                if old is not None:
-                    self._digest.remove(section, key, old)
-                if record is not None:
-                    self._digest.add(section, key, record)
-            self._index.apply(changes, self._digest.revision)
+            # held, moved change by change (see ContentDigest); the index
+            # keeps each row's stored text, the text the digest covers.
+            after = {(s, k): _PROTECTED if s == "protected" and x is not None else x for s, k, x in stored}
+            moves = [(s, k, self._text(s, k), x) for (s, k), x in after.items()]
+
+            def text_of(section: str, key: str) -> str | None:
+                return after[(section, key)] if (section, key) in after else self._text(section, key)
+
+            self._digest.change(moves, text_of)
+            self._index.apply(changes, self._digest.revision, stored={(s, k): x for s, k, x in stored if x})
             log.info("inventory: %d change(s) applied, version %d -> %d", len(changes), self.version, version)
             self.version = version
         self._polled = self._monotonic()
+
+    def _text(self, section: str, key: str) -> str | None:
+        """The stored text of a record the index holds now (None if it holds none)."""
+        if section == "protected":
+            return _PROTECTED if self._index.record(section, key) is not None else None
+        return self._texts[section].text(key)
 
     def close(self) -> None:
         """Stop polling and close the store."""

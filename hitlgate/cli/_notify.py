@@ -33,7 +33,7 @@ def tick(state: CliState) -> None:
 
 
 @click.group(epilog=examples("hitlgate notifications list", "hitlgate notifications list --status dead",
-                             "hitlgate notifications retry 42"))
+                             "hitlgate notifications show 42", "hitlgate notifications retry 42"))
 def notifications() -> None:
     """The notification outbox: what was sent where, what failed, and the dead letters."""
 
@@ -57,6 +57,35 @@ def notifications_list(state: CliState, status: str | None, limit: int) -> None:
         error = f"  last error: {r.last_error}" if r.last_error and r.status != "delivered" else ""
         click.echo(f"{r.id:>6}  {r.status:<9} {r.attempts:>2} attempt(s)  {r.channel:<16} {r.event:<18} "
                    f"{r.request_id or '-'}  {d['created_at']}{error}")
+
+
+@notifications.command("show", epilog=examples("hitlgate notifications show 42",
+                                               "hitlgate --json notifications show 42"))
+@click.argument("row_id", metavar="ID", type=click.IntRange(1))
+@json_option
+@pass_state
+def notifications_show(state: CliState, row_id: int) -> None:
+    """Show notification ID and its delivery log (every attempt: time, result, error, duration).
+
+    Exit code 0; 2 when there is no notification ID.
+    """
+    from hitlgate.engine.notify import outbox
+
+    with open_engine(state) as engine:
+        row = outbox.get_row(engine.store, row_id)
+        attempts = outbox.attempts_of(engine.store, row_id)
+    if state.json:
+        echo_json({**row.to_dict(), "deliveries": attempts})
+        return
+    d = row.to_dict()
+    click.echo(f"notification {row.id}: {row.event} to {row.channel} for {row.request_id or '-'}, {row.status} "
+               f"after {row.attempts} attempt(s)")
+    click.echo(f"  {d['summary']}")
+    if row.status == "pending":
+        click.echo(f"  next attempt at {d['next_attempt_at']}")
+    for a in attempts:
+        click.echo(f"  #{a['attempt']} {a['at']} {'ok' if a['ok'] else 'FAILED'} ({a['duration_ms']} ms)"
+                   + (f": {a['error']}" if a["error"] else ""))
 
 
 @notifications.command("retry", epilog=examples("hitlgate notifications retry 42"))

@@ -30,6 +30,10 @@ def test_tick_list_retry_and_doctor(tmp_path: Path, receiver: Receiver, closed_p
     assert (row["event"], row["request_id"], row["channel"], row["attempts"]) == ("request.pending", rid, "hook", 1)
     assert "ConnectionError" in row["last_error"]
 
+    shown = json.loads(project.invoke(["notifications", "show", str(row["id"]), "--json"]).stdout)
+    assert [(d["attempt"], d["ok"]) for d in shown["deliveries"]] == [(1, False)]
+    assert "FAILED" in project.invoke(["notifications", "show", str(row["id"])]).stdout
+
     doctor = project.invoke(["doctor", "--json"])
     doc = json.loads(doctor.stdout)
     assert doc["notifications"]["dead"]["count"] == 1

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hitlgate.engine.notify import outbox
 from hitlgate.engine.notify.dispatcher import dispatch
 from hitlgate.engine.notify.plugins import Message, Recipient
 from hitlgate.engine.notify.settings import NotificationSettings
@@ -73,6 +74,22 @@ def test_free_text_cannot_plant_a_link_or_mention() -> None:
     assert "&lt;!channel&gt; &lt;https://evil.example/approve|Approve here&gt; &amp; more" in text
     # Every link is the console's (once in the text, once in the blocks).
     assert re.findall(r"<(https?://[^|>]*)", text) == ["https://hitlgate.example.com/ui/requests/req-1"] * 2
+
+
+def test_a_failed_delivery_never_records_the_secret_url_path(
+    make_engine: EngineFactory, closed_port: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Slack incoming-webhook URL's path is the credential; the outbox, the log and doctor show errors.
+    secret_url = closed_port.replace("/hook", "/services/T0SECRET/B0SECRET/xoxSECRETtoken?x=SECRETq")
+    monkeypatch.setenv("HITLGATE_TEST_SLACK_URL", secret_url)
+    engine = make_engine(config={"notifications": _slack({"url_env": "HITLGATE_TEST_SLACK_URL"})})
+    engine.propose(proposal())
+    report = dispatch(engine, clock.now)
+    assert report.retrying == 1
+    [row] = outbox.list_rows(engine.store)
+    assert "ConnectionError" in row.last_error and "127.0.0.1" in row.last_error
+    assert "SECRET" not in row.last_error and "SECRET" not in " ".join(report.errors)
+    assert "SECRET" not in str(outbox.attempts_of(engine.store, row.id))
 
 
 @pytest.mark.parametrize(("settings", "message"), [

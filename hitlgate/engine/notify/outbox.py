@@ -168,6 +168,15 @@ def list_rows(store: Store, *, status: str | None = None, limit: int = 50) -> li
         return [_row(r) for r in tx.conn.execute(q).mappings()]
 
 
+def get_row(store: Store, row_id: int) -> OutboxRow:
+    """One outbox row; :class:`NotFoundError` when there is none."""
+    with store.read() as tx:
+        r = tx.conn.execute(sa.select(t.notification_outbox).where(_o.id == row_id)).mappings().first()
+    if r is None:
+        raise NotFoundError(f"no notification with id {row_id} (hitlgate notifications list shows them)")
+    return _row(r)
+
+
 def attempts_of(store: Store, row_id: int) -> list[dict[str, Any]]:
     """The delivery log of one row, oldest first."""
     d = t.notification_deliveries.c

@@ -29,6 +29,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 from standardwebhooks import Webhook
@@ -63,12 +64,19 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
     A Slack or webhook URL may itself be the secret (Slack's is), so errors
     name the host only.
     """
-    host = url.split("/")[2] if url.count("/") >= 2 else "?"
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2] or "?"
     try:
         response = requests.post(url, data=body, headers={"Content-Type": "application/json", **headers},
                                  timeout=(timeout, timeout), allow_redirects=False)
     except requests.RequestException as exc:
-        raise DeliveryError(f"{host}: {type(exc).__name__}: {one_line(str(exc).replace(url, host), 300)}") from None
+        # requests names the URL's path in its messages ("Max retries exceeded with url: /services/T0/B0/XYZ"),
+        # and a Slack URL's path is its secret: every spelling of it goes.
+        text = str(exc).replace(url, host)
+        for part in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
+            if part and part != "/":
+                text = text.replace(part, "/…")
+        raise DeliveryError(f"{host}: {type(exc).__name__}: {one_line(text, 300)}") from None
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"{host} answered HTTP {response.status_code}: {one_line(response.text, 200)}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from hitlgate.cli import cli
 from hitlgate.engine.decide._rego_errors import RegoCompileError
 from hitlgate.engine.decide._regopy import compile_pack
 from hitlgate.engine.decide.policy import PolicyPack
+from tests._cli_process import HITLGATE, cli_env
 
 
 @pytest.fixture
@@ -229,10 +229,9 @@ def test_json_report_groups_cases_that_failed_closed(project: Path) -> None:
 def _run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A real process, so log lines reach the real stderr (CliRunner does not
     # capture logging handlers configured before it swapped the streams).
-    exe = Path(sys.executable).parent / "hitlgate"
     return subprocess.run(
-        [str(exe), "--config", str(project / "hitlgate.yaml"), "policy", "test", *args],
-        capture_output=True, text=True, timeout=120, check=False, cwd=project,
+        [*HITLGATE, "--config", str(project / "hitlgate.yaml"), "policy", "test", *args],
+        capture_output=True, text=True, timeout=120, check=False, cwd=project, env=cli_env(),
     )
 
 

@@ -9,10 +9,8 @@ used; a refusal printed twice on stderr.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from hitlgate.engine import Config
 from hitlgate.engine._files import write_file
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import InputError
+from tests._cli_process import HITLGATE, cli_env
 from tests.cli_project import Project, make_project
 from tests.workflow._helpers import proposal
 
@@ -168,10 +167,8 @@ def test_show_and_requests_follow_the_warrant_from_none_to_executed(
 
 
 def _hitlgate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "hitlgate"
-    return subprocess.run(  # noqa: S603 - our own console script, fixed argv.
-        [str(exe), *args], capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, **env},
+    return subprocess.run(  # noqa: S603 - our own CLI, fixed argv.
+        [*HITLGATE, *args], capture_output=True, text=True, timeout=120, check=False, env=cli_env(**env),
     )
 
 

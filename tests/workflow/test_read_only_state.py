@@ -19,20 +19,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._cli_process import HITLGATE, cli_env
 from tests.workflow._helpers import proposal
 from tests.workflow._helpers import run_cli as _run
 
 NOBODY = 65534
 #: Run as root, but bound by file modes like any other user.
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-HITLGATE = str(Path(sys.executable).parent / "hitlgate")
 
 
 def _config(path: Path, state: Path, keys: Path, anchor: Path | None = None) -> dict[str, str]:
@@ -96,7 +95,7 @@ def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
 def _unprivileged(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is needed to drop root's file-mode override")
-    return subprocess.run([*UNPRIVILEGED, HITLGATE, *args], env={"PATH": os.environ.get("PATH", ""), **env},
+    return subprocess.run([*UNPRIVILEGED, *HITLGATE, *args], env=cli_env({"PATH": os.environ.get("PATH", "")}, **env),
                           capture_output=True, text=True, timeout=120, check=False, cwd="/")
 
 

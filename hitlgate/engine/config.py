@@ -86,6 +86,13 @@ class ServerConfig:
     #: Threads that run engine calls (database, policy) in each worker. Each
     #: compiles its own policy interpreter once (regopy is not thread-safe).
     threads: int = 8
+    #: The console's origin as browsers see it (e.g. https://hitlgate.example.com):
+    #: passkey ceremonies are bound to it, and enrolment links start with it.
+    public_url: str | None = None
+    #: The WebAuthn relying party id; None means the host of ``public_url``.
+    rp_id: str | None = None
+    #: How long a console login lasts, in minutes.
+    session_minutes: int = 480
 
 
 @dataclass(frozen=True)

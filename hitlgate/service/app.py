@@ -61,6 +61,7 @@ from hitlgate.engine.ledger.store import ListCursor, ListFilters
 from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import HitlgateError, InputError, InvalidWarrant, NotFoundError, StorageError
 from hitlgate.service import auth, console
+from hitlgate.service import passkeys as passkey_routes
 from hitlgate.service.errors import (
     ERROR_SCHEMA,
     ERROR_STATUSES,
@@ -567,6 +568,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         req = await svc.run(engine.revoke, request_id, by=signed.statement.approver, signed=signed)
         return _json(await svc.run(svc.view, req))
 
+    app.include_router(passkey_routes.router)
     app.include_router(console.router)
 
     from hitlgate.service.openapi import install

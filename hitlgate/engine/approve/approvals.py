@@ -10,6 +10,13 @@ Parsing is strict so that a statement has one spelling: ``at`` must be RFC
 digest must be ``sha256:`` + 64 lowercase hex digits, and unknown fields are
 refused. The statement binds the *action digest*, so an approval of one
 action can never be replayed for another, even under the same request id.
+An optional ``reason`` (why the approver decided) is part of the signed
+bytes when present and left out of them when empty, so statements without
+one keep the spelling they always had.
+
+The signature is either an Ed25519 signature (base64url) over the canonical
+bytes, or a whole WebAuthn assertion (a passkey) whose challenge is the
+SHA-256 of those bytes (:mod:`hitlgate.engine.approve._webauthn`).
 
 This module only checks signatures. Whether the key is registered to the
 approver, whether the approver is eligible, not the requester, and not
@@ -40,6 +47,9 @@ VERDICTS: tuple[str, ...] = ("approve", "reject")
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _STATEMENT_FIELDS = frozenset({"request_id", "action_digest", "verdict", "approver", "at"})
+_OPTIONAL_FIELDS = frozenset({"reason"})
+#: A reason longer than this is an essay, not a reason; refusing it bounds statements and log lines.
+MAX_REASON_LENGTH = 1000
 _SIGNED_FIELDS = frozenset({"statement", "signature"})
 #: Identifiers longer than this are not ids; refusing them bounds log lines.
 MAX_ID_LENGTH = 256
@@ -80,9 +90,15 @@ class Statement:
     verdict: Verdict
     approver: str
     at: datetime
+    #: Why the approver decided (optional; signed when present).
+    reason: str = ""
 
     def __post_init__(self) -> None:
         _check_id(self.request_id, "request_id")
+        if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON_LENGTH:
+            raise ValidationError(_WHAT, [f"reason: must be a string of at most {MAX_REASON_LENGTH} characters"])
+        if not self.reason.replace("\n", " ").isprintable():
+            raise ValidationError(_WHAT, ["reason: must not contain control characters other than newlines"])
         _check_id(self.approver, "approver")
         if not isinstance(self.action_digest, str) or DIGEST_RE.fullmatch(self.action_digest) is None:
             raise ValidationError(_WHAT, ["action_digest: must be sha256: followed by 64 lowercase hex digits"])
@@ -96,33 +112,43 @@ class Statement:
             object.__setattr__(self, "at", self.at.replace(microsecond=0))
 
     def to_dict(self) -> dict[str, str]:
-        """JSON form; ``at`` in the one accepted RFC 3339 spelling."""
-        return {
+        """JSON form; ``at`` in the one accepted RFC 3339 spelling; ``reason`` only when there is one."""
+        out = {
             "request_id": self.request_id,
             "action_digest": self.action_digest,
             "verdict": self.verdict,
             "approver": self.approver,
             "at": format_time(self.at),
         }
+        if self.reason:
+            out["reason"] = self.reason
+        return out
 
     @classmethod
     def from_dict(cls, doc: Any) -> Statement:
         """Parse the JSON form strictly; :class:`ValidationError` names the bad field."""
         if not isinstance(doc, Mapping):
             raise ValidationError(_WHAT, ["(document): must be an object"])
-        problems = [f"{k}: unknown field" for k in sorted(set(doc) - _STATEMENT_FIELDS, key=str)]
+        problems = [
+            f"{k}: unknown field" for k in sorted(set(doc) - _STATEMENT_FIELDS - _OPTIONAL_FIELDS, key=str)
+        ]
         problems += [f"{k}: required field is missing" for k in sorted(_STATEMENT_FIELDS - set(doc))]
         if problems:
             raise ValidationError(_WHAT, problems)
         for key in ("request_id", "action_digest", "verdict", "approver"):
             if not isinstance(doc[key], str):
                 raise ValidationError(_WHAT, [f"{key}: must be a string"])
+        reason = doc.get("reason", "")
+        if "reason" in doc and (not isinstance(reason, str) or not reason):
+            # An empty reason is spelled by leaving the field out: one spelling per statement.
+            raise ValidationError(_WHAT, ["reason: must be a non-empty string (leave it out for no reason)"])
         return cls(
             request_id=doc["request_id"],
             action_digest=doc["action_digest"],
             verdict=cast(Verdict, doc["verdict"]),
             approver=doc["approver"],
             at=parse_time(doc["at"], "at"),
+            reason=reason,
         )
 
     def canonical(self) -> bytes:
@@ -132,14 +158,27 @@ class Statement:
 
 @dataclass(frozen=True)
 class SignedStatement:
-    """A statement plus the approver's base64url Ed25519 signature over it."""
+    """A statement plus the approver's signature over it.
+
+    ``signature`` is the base64url Ed25519 signature over the canonical
+    bytes, or the JSON form of a WebAuthn assertion
+    (``{"type": "webauthn", ...}``, see :class:`~hitlgate.engine.approve._webauthn.Assertion`)
+    made by a passkey over a challenge that is the SHA-256 of those bytes.
+    """
 
     statement: Statement
-    signature: str
+    signature: str | Mapping[str, Any]
 
     def __post_init__(self) -> None:
         if not isinstance(self.statement, Statement):
             raise ValidationError("signed approval", ["statement: must be a Statement"])
+        if isinstance(self.signature, Mapping):
+            from hitlgate.engine.approve._webauthn import Assertion
+
+            # Parsed once here, so a malformed assertion is refused as bad input, and
+            # stored in its one spelling.
+            object.__setattr__(self, "signature", Assertion.from_dict(self.signature).to_dict())
+            return
         try:
             raw = b64url_decode(self.signature)
         except ValueError as exc:
@@ -147,9 +186,23 @@ class SignedStatement:
         if len(raw) != 64:
             raise ValidationError("signed approval", ["signature: an Ed25519 signature is 64 bytes"])
 
+    @property
+    def is_passkey(self) -> bool:
+        """Whether the signature is a WebAuthn assertion (a passkey), not an Ed25519 signature."""
+        return not isinstance(self.signature, str)
+
     def verify(self, public_key: Ed25519PublicKey) -> None:
-        """Raise :class:`ApprovalError` unless ``public_key`` signed this exact statement."""
+        """Raise :class:`ApprovalError` unless ``public_key`` signed this exact statement (Ed25519 only).
+
+        A passkey-signed statement is verified with
+        :func:`hitlgate.engine.approve.passkeys.verify_signature`, which finds the credential.
+        """
         s = self.statement
+        if not isinstance(self.signature, str):
+            raise ApprovalError(
+                f"{s.approver}'s {s.verdict} is signed with a passkey, not an Ed25519 key; "
+                "it is verified against the approver's enrolled passkeys"
+            )
         if not isinstance(public_key, Ed25519PublicKey):
             raise ApprovalError(
                 f"signature of {s.approver}'s {s.verdict} does not verify: the registered key is not Ed25519"
@@ -163,8 +216,9 @@ class SignedStatement:
             ) from exc
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``{"statement": {...}, "signature": "..."}``."""
-        return {"statement": self.statement.to_dict(), "signature": self.signature}
+        """JSON form: ``{"statement": {...}, "signature": "..." or {"type": "webauthn", ...}}``."""
+        sig = self.signature if isinstance(self.signature, str) else dict(self.signature)
+        return {"statement": self.statement.to_dict(), "signature": sig}
 
     @classmethod
     def from_dict(cls, doc: Any) -> SignedStatement:
@@ -176,8 +230,8 @@ class SignedStatement:
         problems += [f"{k}: required field is missing" for k in sorted(_SIGNED_FIELDS - set(doc))]
         if problems:
             raise ValidationError(what, problems)
-        if not isinstance(doc["signature"], str):
-            raise ValidationError(what, ["signature: must be a string"])
+        if not isinstance(doc["signature"], (str, Mapping)):
+            raise ValidationError(what, ["signature: must be a base64url string or a WebAuthn assertion object"])
         return cls(Statement.from_dict(doc["statement"]), doc["signature"])
 
     def to_json(self) -> str:

@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from hitlgate.engine._time import Clock, require_utc
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, parse_time
+from hitlgate.engine.approve.passkeys import passkey_lookup, verify_signature
 from hitlgate.engine.approve.quorum import assess
 from hitlgate.engine.decide.decision import TIER_RANK, Decision
 from hitlgate.engine.decide.inventory import Approver
@@ -191,6 +192,7 @@ class Guard:
         if not decision.needs_approval:
             return
         registry = self.approvers.all()
+        passkeys = passkey_lookup(self.store)
         people: list[Approver] = []
         lapsed: list[str] = []
         for a in claims.approvals:
@@ -201,9 +203,15 @@ class Guard:
                 continue
             try:
                 at = parse_time(str(a.get("at")), "at")
-                statement = Statement(claims.request_id, claims.action_digest, "approve", name, at)
-                SignedStatement(statement, str(a.get("signature"))).verify(approver.public_key)
-                if not self.demo:
+                reason = a.get("reason", "")
+                statement = Statement(claims.request_id, claims.action_digest, "approve", name, at,
+                                      reason if isinstance(reason, str) else "")
+                sig = a.get("signature")
+                signed = SignedStatement(statement, sig if isinstance(sig, Mapping) else str(sig))
+                # Ed25519 against today's registered key; a passkey against its
+                # credential, which must still be enrolled for this approver.
+                verify_signature(signed, approver, passkeys)
+                if not self.demo and not signed.is_passkey:
                     require_not_demo_key(name, approver.public_key)
             except HitlgateError:
                 lapsed.append(f"{name}'s approval does not verify against the key registered for {name} today")

@@ -51,6 +51,7 @@ from hitlgate.engine.approve._reconcile import Reconciler
 from hitlgate.engine.approve.approvals import SignedStatement
 from hitlgate.engine.approve.approvers import ApproverRegistry
 from hitlgate.engine.approve.guard import Guard
+from hitlgate.engine.approve.passkeys import Passkeys, PasskeyUse, passkey_lookup, verify_signature
 from hitlgate.engine.approve.quorum import QuorumProgress, assess, can_fill, require_eligible
 from hitlgate.engine.config import Config
 from hitlgate.engine.decide.decider import Decider
@@ -219,6 +220,8 @@ class Engine:
             self.keyring, issuer=config.issuer, audience=config.audience, ttl_seconds=config.warrant_ttl_seconds
         )
         self.verifier = WarrantVerifier(self.keyring, issuer=config.issuer, audience=config.audience)
+        #: Approvers' passkeys: enrolment, the credential registry, passkey votes.
+        self.passkeys = Passkeys(self)
 
     @classmethod
     def from_config(cls, config: Config, *, clock: Clock = utcnow) -> Engine:
@@ -447,11 +450,17 @@ class Engine:
         """Record a signed rejection; one eligible rejection ends the request."""
         return self._vote(signed, "reject", self.now(now))
 
-    def _authenticate(self, signed: SignedStatement, verdict: str, now: datetime) -> Approver:
+    def _authenticate(self, signed: SignedStatement, verdict: str, now: datetime) -> tuple[Approver, PasskeyUse | None]:
+        """The registered approver who signed ``signed``, and the passkey use to store when a passkey signed it."""
         s = signed.statement
         if s.verdict != verdict:
             raise InputError(f"this statement's verdict is {s.verdict!r}; it cannot be submitted as {verdict!r}")
         approver = self.approvers.get(s.approver)
+        if signed.is_passkey:
+            use = self.passkeys.verify_vote(signed, approver)
+            if s.at > now + MAX_CLOCK_SKEW:
+                raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
+            return approver, use
         try:
             signed.verify(approver.public_key)
         except ApprovalError as exc:
@@ -469,7 +478,7 @@ class Engine:
             require_not_demo_key(approver.name, approver.public_key)
         if s.at > now + MAX_CLOCK_SKEW:
             raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
-        return approver
+        return approver, None
 
     @staticmethod
     def _check_integrity(req: Request) -> None:
@@ -485,7 +494,7 @@ class Engine:
             )
 
     def _vote(self, signed: SignedStatement, verdict: str, now: datetime) -> Request:
-        approver = self._authenticate(signed, verdict, now)
+        approver, use = self._authenticate(signed, verdict, now)
         s = signed.statement
         closed: HitlgateError | None = None
         with self.store.write() as tx:
@@ -494,6 +503,9 @@ class Engine:
                 closed = ApprovalError(f"request {req.id} is {req.status}; it takes no more votes")
             else:
                 self._check_vote(tx, req, signed, approver)
+                if use is not None:
+                    # The counter moves in the vote's transaction, or not at all.
+                    self.passkeys.advance(tx, use, now)
                 vote = tx.insert_vote(
                     request_id=req.id,
                     approver=approver.name,
@@ -595,12 +607,12 @@ class Engine:
         if same_person(s.approver, req.requester):
             raise StorageError(f"request {req.id}: the store holds an approval by its own requester {s.approver}",
                                code=forged)
-        if not self.demo:
+        if not self.demo and not signed.is_passkey:
             # A store written in demo mode must not yield warrants once
-            # opened by a real engine.
+            # opened by a real engine. (A passkey is never a demo key.)
             require_not_demo_key(s.approver, approver.public_key)
         try:
-            signed.verify(approver.public_key)
+            verify_signature(signed, approver, passkey_lookup(self.store))
         except ApprovalError as exc:
             raise StorageError(
                 f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}; "
@@ -625,14 +637,16 @@ class Engine:
         for v in req.approvals:
             if v.approver not in report.counted:
                 continue
-            out.append(
-                {
-                    "approver": v.approver,
-                    "role": roles.get(v.approver, "registered approver"),
-                    "at": v.statement["statement"]["at"],
-                    "signature": v.statement["signature"],
-                }
-            )
+            entry = {
+                "approver": v.approver,
+                "role": roles.get(v.approver, "registered approver"),
+                "at": v.statement["statement"]["at"],
+                "signature": v.statement["signature"],
+            }
+            if "reason" in v.statement["statement"]:
+                # Signed with the statement, so the guard needs it to re-verify.
+                entry["reason"] = v.statement["statement"]["reason"]
+            out.append(entry)
         return out
 
     def _decide_stored(self, req: Request) -> Decision:
@@ -764,7 +778,7 @@ class Engine:
             raise ApprovalError(f"the revocation is signed by {s.approver}, not by {by}")
         if s.request_id != request_id:
             raise ApprovalError(f"the revocation is for request {s.request_id}, not {request_id}")
-        approver = self._authenticate(signed, "reject", at)
+        approver, use = self._authenticate(signed, "reject", at)
         with self.store.write() as tx:
             req = tx.get_request(request_id)
             if s.action_digest != req.action_digest:
@@ -778,6 +792,8 @@ class Engine:
                 raise IllegalTransition(
                     f"request {req.id}'s warrant was already used; the action is running or ran, revocation is too late"
                 )
+            if use is not None:
+                self.passkeys.advance(tx, use, at)
             # current= only spares transition() a re-read of the row this
             # write transaction already holds, so it is not mutated.
             req = tx.transition(req.id, lifecycle.REVOKED, now=at, reason=f"revoked by {by}",

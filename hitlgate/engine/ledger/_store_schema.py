@@ -225,6 +225,51 @@ api_keys = sa.Table(
     sa.Index("ix_api_keys_name", "name"),
 )
 
+# -- passkeys (migration 6) -------------------------------------------------------
+#
+# One-time enrolment links an admin creates for an approver (``hitlgate
+# approvers enroll``): only the SHA-256 of the token is stored (256 random
+# bits, so a plain hash cannot be reversed by guessing); ``used_at`` makes
+# each link good for one passkey.
+passkey_enrolments = sa.Table(
+    "passkey_enrolments",
+    metadata,
+    sa.Column("token_hash", sa.String(80), primary_key=True),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Column("expires_at", UtcTime, nullable=False),
+    sa.Column("used_at", UtcTime, nullable=True),
+)
+
+# Enrolled passkeys, bound to an approver of the trusted inventory. The
+# public key is the credential's COSE key (base64url); ``sign_count`` is the
+# last signature counter seen, which must increase on every use when non-zero.
+passkey_credentials = sa.Table(
+    "passkey_credentials",
+    metadata,
+    sa.Column("credential_id", sa.String(1400), primary_key=True),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("rp_id", sa.String(255), nullable=False),
+    sa.Column("origin", sa.String(512), nullable=False),
+    sa.Column("sign_count", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Column("last_used_at", UtcTime, nullable=True),
+    sa.Column("revoked_at", UtcTime, nullable=True),
+    sa.Index("ix_passkey_credentials_approver", "approver"),
+)
+
+# Challenges of the enrolment and login ceremonies, single use: answering
+# one deletes its row, so an assertion cannot be replayed, on any replica.
+webauthn_challenges = sa.Table(
+    "webauthn_challenges",
+    metadata,
+    sa.Column("challenge", sa.String(100), primary_key=True),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("expires_at", UtcTime, nullable=False),
+)
+
 # Indexes that match the store's queries, so nothing on the decision,
 # approval or listing path reads more than it returns (migration 3):
 #
@@ -365,6 +410,11 @@ def _m5_notifications(conn: Connection) -> None:
         conn.execute(notification_cursor.insert().values(id=1, seq=int(head or 0), updated_at=utcnow()))
 
 
+def _m6_passkeys(conn: Connection) -> None:
+    for table in (passkey_enrolments, passkey_credentials, webauthn_challenges):
+        table.create(conn, checkfirst=True)
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
@@ -372,6 +422,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (3, "indexes for listing, expiry, per-request events and verify", _m3_query_indexes),
     (4, "service: idempotency keys, API keys, listing filter indexes", _m4_service),
     (5, "notifications: cursor, outbox, delivery log", _m5_notifications),
+    (6, "passkeys: enrolments, credentials, ceremony challenges", _m6_passkeys),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

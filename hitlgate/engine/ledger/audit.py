@@ -78,6 +78,11 @@ KINDS: frozenset[str] = frozenset(
         # API keys of the HTTP service (hitlgate.engine.keys.apikeys).
         "api_key_created",
         "api_key_revoked",
+        # Passkeys of approvers (hitlgate.engine.approve.passkeys).
+        "passkey_enrolment_created",
+        "passkey_enrolment_used",
+        "passkey_enrolled",
+        "passkey_revoked",
     }
 )
 

@@ -237,7 +237,7 @@ def _register() -> None:
     from hitlgate.cli import _decide
 
     _decide.register(cli)
-    for name in ("_workflow", "_opa", "_schema", "_inventory", "_serve", "_policyci", "_notify"):
+    for name in ("_workflow", "_opa", "_schema", "_inventory", "_serve", "_policyci", "_notify", "_approvers"):
         try:
             module = __import__(f"hitlgate.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -685,6 +685,13 @@ def audit() -> None:
     "earlier export kept elsewhere. Repeatable.",
 )
 @click.option(
+    "--approver-keys",
+    "approver_keys_file",
+    type=click.Path(dir_okay=False),
+    help="With --file: also re-verify every signed vote and revocation (Ed25519 or passkey) against these "
+    "public keys (`hitlgate approvers keys` output, kept where the database's writers cannot change it).",
+)
+@click.option(
     "--require-checkpoint",
     is_flag=True,
     help="With --file: fail (exit 3) when the export's last events are covered by no signed checkpoint.",
@@ -698,7 +705,7 @@ def audit() -> None:
 @pass_state
 def audit_verify(
     state: CliState, jwks_file: str | None, export_file: str | None, anchor_files: tuple[str, ...],
-    require_checkpoint: bool, full: bool,
+    approver_keys_file: str | None, require_checkpoint: bool, full: bool,
 ) -> None:
     """Check every event and signed checkpoint; name the first bad event.
 
@@ -726,10 +733,17 @@ def audit_verify(
     them). With --require-checkpoint that is a failure (exit 3, code
     tail_not_checkpointed).
 
+    With --approver-keys, every approval, rejection and revocation in the
+    export is verified again, offline, against the approvers' public keys
+    (Ed25519 keys and passkeys' COSE keys): the first one that does not
+    verify fails (exit 3, code approval_unverified).
+
     Exit code 0 when the chain verifies, 3 when it does not (code
     audit_chain_broken, naming the first bad event), 2 when a --file,
-    --jwks or --anchor file cannot be read.
+    --jwks, --anchor or --approver-keys file cannot be read.
     """
+    if approver_keys_file and not export_file:
+        raise InputError("--approver-keys needs --file EXPORT (the store's votes are re-verified by `audit verify`)")
     keys_ = EngineKeyring.from_jwks(read_json_arg(jwks_file, "JWKS")) if jwks_file else None
     anchors = [cp for f in anchor_files for cp in load_external_anchor(Path(f))]
     if export_file:
@@ -749,6 +763,12 @@ def audit_verify(
             raise AuditChainError(f"audit export {export_file} holds no audit event: it is empty or not an export",
                                   code="empty_export")
         report = verify_chain(exported.events, exported.checkpoints, keys_, anchors=anchors)
+        signed_votes: int | None = None
+        if approver_keys_file:
+            from hitlgate.engine.approve.passkeys import ApproverKeys, verify_export_approvals
+
+            approver_keys = ApproverKeys.from_dict(read_json_arg(approver_keys_file, "approver keys"))
+            signed_votes = verify_export_approvals(exported.events, approver_keys)
         covered = max((cp.seq for cp in [*exported.checkpoints, *anchors]), default=0)
         head_seq = report.last_seq
         uncovered = ""
@@ -761,8 +781,12 @@ def audit_verify(
         summary = {"ok": True, "events": report.events_checked, "checkpoints": report.checkpoints_verified,
                    "anchored": report.anchored, "head_seq": report.last_seq, "head_hash": report.head_hash,
                    "covered_seq": report.covered_seq, "uncovered_events": report.uncovered}
+        votes = ""
+        if signed_votes is not None:
+            summary["signed_votes_verified"] = signed_votes
+            votes = f", {signed_votes} signed vote(s) verified against the approver keys"
         text = (f"audit export OK: {report.events_checked} events, {report.checkpoints_verified} signed "
-                f"checkpoint(s), {report.anchored} from --anchor files, "
+                f"checkpoint(s), {report.anchored} from --anchor files{votes}, "
                 f"head #{report.last_seq} {report.head_hash}{uncovered}")
     else:
         with open_engine(state) as engine:

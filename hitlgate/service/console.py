@@ -42,7 +42,6 @@ What the console guarantees, in the order the code makes it true:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ from hitlgate.engine.ledger.store import ListCursor, ListFilters
 from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import ApprovalError, HitlgateError, InputError, NotFoundError
 from hitlgate.service.errors import status_of
+from hitlgate.service.passkeys import session_approver
 
 if TYPE_CHECKING:
     from hitlgate.service.app import Service
@@ -370,14 +370,10 @@ def _engine(request: Request) -> Engine:
 
 async def _session(request: Request) -> str | None:
     """The signed-in approver, or None (the caller redirects to the login page)."""
+    svc: Service = request.app.state.service
     try:
-        # Read at call time: the passkeys module owns sessions (Contract C). Until it is
-        # installed there is no way to sign in, so every page fails closed to the login page.
-        session_approver = importlib.import_module("hitlgate.service.passkeys").session_approver
-    except ImportError:
-        return None
-    try:
-        return str(session_approver(request))
+        # On a worker thread: checking the cookie reads the session key file and the inventory.
+        return await svc.run(session_approver, request)
     except HitlgateError as exc:
         if status_of(exc) == 401:
             return None

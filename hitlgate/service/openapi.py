@@ -61,6 +61,9 @@ def _moved(schema: dict[str, Any], prefix: str, components: dict[str, Any]) -> d
     return result
 
 
+_B64: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 8192}
+
+
 def _components(error_schema: dict[str, Any]) -> dict[str, Any]:
     comps: dict[str, Any] = {}
     proposal = _moved(schemas.validator("proposal").schema, "Proposal", comps)
@@ -81,11 +84,22 @@ def _components(error_schema: dict[str, Any]) -> dict[str, Any]:
                 "type": "object", "additionalProperties": False,
                 "required": ["request_id", "action_digest", "verdict", "approver", "at"],
                 "properties": {"request_id": text, "action_digest": text, "verdict": {"enum": ["approve", "reject"]},
-                               "approver": text, "at": {"type": "string", "description": "RFC 3339, UTC"}},
+                               "approver": text, "at": {"type": "string", "description": "RFC 3339, UTC"},
+                               "reason": {"type": "string", "minLength": 1, "maxLength": 1000,
+                                          "description": "why (optional; signed when present)"}},
             },
-            "signature": {"type": "string", "description": "Ed25519 signature (base64url) of the RFC 8785 statement"},
+            "signature": {"oneOf": [
+                {"type": "string", "description": "Ed25519 signature (base64url) of the RFC 8785 statement"},
+                {"type": "object", "additionalProperties": False,
+                 "required": ["type", "credential_id", "authenticator_data", "client_data_json", "signature"],
+                 "properties": {"type": {"const": "webauthn"}, **{k: _B64 for k in (
+                     "credential_id", "authenticator_data", "client_data_json", "signature")}},
+                 "description": "a passkey's whole WebAuthn assertion (base64url parts) over the challenge "
+                                "SHA-256(RFC 8785 statement)"},
+            ]},
         },
-        "description": "A statement signed with the approver's registered Ed25519 key (hitlgate approve --out).",
+        "description": "A statement signed with the approver's registered Ed25519 key (hitlgate approve --out), "
+                       "or with one of their enrolled passkeys.",
     }
     comps["VerifyRequest"] = {
         "type": "object", "additionalProperties": False, "required": ["warrant", "action"],

@@ -423,11 +423,11 @@ class Passkeys:
 
     def verify_vote(self, signed: SignedStatement, approver: Approver) -> PasskeyUse:
         """Check a passkey vote's signature (see the module docstring); store the use with :meth:`advance`."""
-        rp = self.relying_party
         assertion = Assertion.from_dict(signed.signature)
         key = self.key(assertion.credential_id)
         _require_owner(key, assertion, approver.name)
         assert key is not None  # noqa: S101 - _require_owner raised otherwise.
+        rp = self.relying_party
         with self.engine.store.read() as tx:
             return self._verify_use(tx, challenge_for(signed.statement.canonical()), assertion, key, rp)
 

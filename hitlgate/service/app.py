@@ -73,6 +73,7 @@ from hitlgate.service.errors import (
 )
 from hitlgate.service.metrics import Metrics
 from hitlgate.service.openapi import request_body, responses
+from hitlgate.service.ticker import ticking
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,9 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         # Load (or, on a new deployment, create) the engine keys before the
         # first request, so replicas sharing a key directory agree early.
         await svc.run(engine.keyring.jwks)
-        yield
+        # Notifications (and every other periodic step of hitlgate.engine.tick) while the app runs.
+        async with ticking(engine):
+            yield
 
     app = FastAPI(
         title="hitlgate",

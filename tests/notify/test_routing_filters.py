@@ -11,7 +11,7 @@ import pytest
 
 from hitlgate.engine.config import Config
 from hitlgate.engine.notify import outbox
-from hitlgate.engine.notify.dispatcher import enqueue_new
+from hitlgate.engine.notify.dispatcher import DispatchReport, dispatch, enqueue_new
 from hitlgate.engine.notify.settings import NotificationSettings, Route
 from hitlgate.errors import ConfigError
 from tests.notify.conftest import SECRET_ENV
@@ -79,13 +79,22 @@ def test_events_older_than_the_age_limit_are_passed_over(make_engine: EngineFact
 
 
 def test_without_routes_the_cursor_moves_and_nothing_is_kept(make_engine: EngineFactory, clock: FakeClock) -> None:
-    engine = make_engine()
+    no_routes = NotificationSettings.from_dict({"channels": ROUTED["channels"]})
+    engine = make_engine(config={"notifications": no_routes})
     engine.propose(proposal())
-    report = enqueue_new(engine, clock.now)
+    report = dispatch(engine, clock.now)
     assert report.enqueued == 0 and report.cursor > 0
-    # Configured later: the history before is not sent.
+    # Routed later: the history before is not sent.
     later = make_engine(config={"notifications": NotificationSettings.from_dict(ROUTED)})
     assert enqueue_new(later, clock.now).events == 0
+
+
+def test_without_notifications_nothing_is_touched(make_engine: EngineFactory, clock: FakeClock) -> None:
+    engine = make_engine()
+    engine.propose(proposal())
+    assert dispatch(engine, clock.now) == DispatchReport()
+    later = make_engine(config={"notifications": NotificationSettings.from_dict(ROUTED)})
+    assert enqueue_new(later, clock.now).enqueued == 3  # pending, to payments, dual and everything
 
 
 def test_route_matching_rules() -> None:

@@ -289,7 +289,12 @@ def dispatch(engine: Engine, now: datetime) -> DispatchReport:
 
     Called by :func:`hitlgate.engine.tick.run_tick` (``hitlgate tick``, and
     ``serve`` under its lease); safe to run from several replicas at once.
-    Without ``notifications:`` configured it only moves the cursor.
+    Without ``notifications:`` configured it does nothing; with channels but
+    no routes it only moves the cursor.
     """
+    if settings_of(engine) is None:
+        # Nothing configured: no transaction at all. Events from before the
+        # section is added are passed over by max_event_age_seconds.
+        return DispatchReport()
     report = enqueue_new(engine, now)
     return deliver_due(engine, now, report)

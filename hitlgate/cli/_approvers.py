@@ -83,14 +83,16 @@ def approvers_revoke(state: CliState, which: str) -> None:
 
 @approvers.command("keys", epilog=examples("hitlgate approvers keys > approver-keys.json",
                                            "hitlgate audit verify --file audit.jsonl --approver-keys keys.json"))
+@json_option
 @pass_state
 def approvers_keys(state: CliState) -> None:
     """Print every approver's public keys (Ed25519 and enrolled passkeys) as JSON, for offline verification.
 
-    Keep a copy where the database's writers cannot change it: ``audit
-    verify --file EXPORT --approver-keys FILE`` re-verifies every signed
+    Keep a copy where the database's writers cannot change it: `audit
+    verify --file EXPORT --approver-keys FILE` re-verifies every signed
     vote in an export with only these keys. Revoked passkeys are included:
-    they signed votes before they were revoked. Exit code 0.
+    they signed votes before they were revoked. The output is JSON with or
+    without --json. Exit code 0.
     """
     from hitlgate.engine.decide.inventory import encode_public_key, public_raw_bytes
 

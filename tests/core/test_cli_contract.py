@@ -186,10 +186,34 @@ def _dead_notification(p: Project) -> list[str]:
     return ["notifications", "retry", str(dead[0]["id"])]
 
 
+def _console_config(p: Project) -> str:
+    """A copy of the project's config with server.public_url (passkeys need it), beside the original."""
+    path = p.root / "hitlgate-console.yaml"
+    if not path.exists():
+        path.write_text(p.config.read_text() + "\nserver:\n  public_url: http://localhost:8080\n")
+    return str(path)
+
+
+def _passkey_to_revoke(p: Project) -> list[str]:
+    from hitlgate.engine.approve.workflow import Engine
+    from hitlgate.engine.config import load_config
+    from tests._authenticator import SoftAuthenticator
+
+    with Engine.from_config(load_config(_console_config(p))) as engine:
+        _enrolment, token = engine.passkeys.create_enrolment("grace")
+        auth = SoftAuthenticator(origin="http://localhost:8080", rp_id="localhost")
+        engine.passkeys.enrol(token, auth.create(engine.passkeys.registration_options(token)))
+    return ["approvers", "revoke", "grace"]
+
+
 SUCCESS: dict[tuple[str, ...], Case] = {
     ("apikey", "create"): Case(lambda p: ["apikey", "create", "contract-agent", "--role", "agent"], 0),
     ("apikey", "list"): Case(lambda p: ["apikey", "list"], 0),
     ("apikey", "revoke"): Case(_apikey_to_revoke, 0),
+    ("approvers", "enroll"): Case(lambda p: ["--config", _console_config(p), "approvers", "enroll", "alice"], 0),
+    ("approvers", "keys"): Case(lambda p: ["approvers", "keys"], 0),
+    ("approvers", "passkeys"): Case(lambda p: ["approvers", "passkeys"], 0),
+    ("approvers", "revoke"): Case(_passkey_to_revoke, 0),
     ("approve",): Case(lambda p: p.approve_args("approve", p.pending()), 0),
     ("audit", "anchor"): Case(_anchor_lost, 0),
     ("audit", "checkpoint"): Case(lambda p: ["audit", "checkpoint"], 0),
@@ -234,6 +258,11 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("apikey", "create"): Case(lambda p: ["apikey", "create", "not a name", "--role", "agent"], 2),
     ("apikey", "list"): Case(lambda p: ["apikey", "list", "--nope"], 2, usage=True),
     ("apikey", "revoke"): Case(lambda p: ["apikey", "revoke", "no-such-key"], 2),
+    # The project sets no server.public_url: a link would point nowhere.
+    ("approvers", "enroll"): Case(lambda p: ["approvers", "enroll", "alice"], 2),
+    ("approvers", "keys"): Case(lambda p: ["approvers", "keys", "--nope"], 2, usage=True),
+    ("approvers", "passkeys"): Case(lambda p: ["approvers", "passkeys", "--nope"], 2, usage=True),
+    ("approvers", "revoke"): Case(lambda p: ["approvers", "revoke", "no-such-passkey"], 2),
     ("approve",): Case(lambda p: p.approve_args("approve", p.granted()), 3),
     ("audit", "anchor"): Case(lambda p: ["audit", "anchor"], 2),
     ("audit", "checkpoint"): Case(lambda p: ["audit", "checkpoint", "--nope"], 2, usage=True),

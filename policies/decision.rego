@@ -265,10 +265,26 @@ quorum := {"required": 2, "slots": [security_slot, {"roles": [], "teams": [owner
 	not federated_partner
 }
 
+# The approval window (ttl_seconds): how long a pending request waits for
+# its quorum before it expires. Dual approvals need two people, so they get
+# longer to gather them.
 ttl_by_tier := {
 	"auto_allow": 300,
 	"single_approval": 3600,
 	"dual_approval": 7200,
+	"deny": 0,
+}
+
+# The warrant lifetime (warrant_ttl_seconds), counted from the grant: an
+# executor must use the warrant this soon after the quorum was met, or the
+# request lapses and must be proposed again. Minutes, not hours (the engine
+# accepts 10 to 3600); a deny yields no warrant. A dual approval may have
+# been gathered for a change that needs a maintenance slot, so it gets more
+# time than an auto-allow, which anyone may run at once.
+warrant_ttl_by_tier := {
+	"auto_allow": 300,
+	"single_approval": 600,
+	"dual_approval": 900,
 	"deny": 0,
 }
 
@@ -411,6 +427,7 @@ decision := {
 	"reasons": array.concat(factor_reasons, tier_reasons),
 	"quorum": quorum,
 	"ttl_seconds": ttl_by_tier[tier],
+	"warrant_ttl_seconds": warrant_ttl_by_tier[tier],
 	"controls": controls,
 	"blast_radius": blast_radius,
 }

@@ -163,3 +163,16 @@ test_reasons_name_the_target if {
 	d := decide("rotate_api_key", "key-prod-cf")
 	"dual approval: key-prod-cf is a production credential used by a customer-facing workload" in d.reasons
 }
+
+# The approval window and the warrant lifetime, per tier.
+
+test_windows_and_warrant_lifetimes_per_tier if {
+	dual := decide("rotate_api_key", "key-prod-cf")
+	[dual.ttl_seconds, dual.warrant_ttl_seconds] == [7200, 900]
+	single := decide("rotate_api_key", "key-prod-int")
+	[single.ttl_seconds, single.warrant_ttl_seconds] == [3600, 600]
+	auto := decide("rotate_api_key", "key-dev")
+	[auto.ttl_seconds, auto.warrant_ttl_seconds] == [300, 300]
+	deny := decide("revoke_secret", "secret-locked")
+	[deny.ttl_seconds, deny.warrant_ttl_seconds] == [0, 0]
+}

@@ -162,7 +162,7 @@ def test_failing_unit_test_still_runs_the_corpus(project: Path) -> None:
     tests.write_text(tests.read_text() + '\ntest_wrong if {\n\tdecide("rotate_api_key", "plain").tier == "deny"\n}\n')
     result = _policy_test()
     assert result.exit_code == 3, result.output
-    assert "rego unit tests: FAILED (1 of 24 tests failed)" in result.output
+    assert "rego unit tests: FAILED (1 of 25 tests failed)" in result.output
     line = tests.read_text().splitlines().index("test_wrong if {") + 1
     assert (
         f"FAIL crown_jewel_test.test_wrong (policies/crown_jewel_test.rego:{line})\n"
@@ -191,7 +191,7 @@ def test_renamed_factor_reports_each_failing_rego_test_once_without_the_trace(pr
         "(policies/crown_jewel_test.rego:46)",
         '    failed at line 49: "crown_jewel" in d.risk_factors',
     ]
-    assert "rego unit tests: FAILED (2 of 23 tests failed)" in result.output
+    assert "rego unit tests: FAILED (2 of 24 tests failed)" in result.output
     as_json = CliRunner().invoke(cli, ["--json", "--config", "hitlgate.yaml", "policy", "test"])
     assert as_json.exit_code == 3
     assert len(as_json.stdout) < 5000, f"--json policy test printed {len(as_json.stdout)} bytes"

@@ -64,7 +64,7 @@ def test_removing_the_declaration_fails_the_starter_scenarios(project: Path) -> 
 def test_starter_unit_tests_and_scenarios_pass(project: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(project / "hitlgate.yaml"), "policy", "test"])
     assert result.exit_code == 0, result.output
-    assert "rego unit tests: ok (23 tests)" in result.output
+    assert "rego unit tests: ok (24 tests)" in result.output
     assert "scenarios: 51 passed, 0 failed (embedded backend)" in result.output
 
 

@@ -36,7 +36,7 @@ def test_expire_due_expires_pending_requests(engine, clock):
 def test_unused_warrant_lapses_and_is_not_reissued(engine, clock):
     doc = proposal("suspend_service_account", "svc-ci-runner")
     req, token = granted_warrant(engine, doc, ("carol",))
-    clock.advance(engine.config.warrant_ttl_seconds + 1)
+    clock.advance(engine.warrant_lifetime(req.decision) + 1)
     with pytest.raises(InvalidWarrant, match="expired"):
         engine.guard().execute(token, doc["action"], lambda a: None)
     with pytest.raises(IllegalTransition, match="expired"):

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from hitlgate.engine.approve.workflow import OUTCOME_GRACE
+from hitlgate.errors import IllegalTransition
 from tests.workflow._helpers import granted_warrant, proposal, signed, vote
 
 LAPSED = "the grant lapsed without its warrant being used"
@@ -64,7 +67,7 @@ def test_grant_without_a_warrant_expires_when_its_window_closes(engine, clock):
 
 def test_sweep_at_an_explicit_time_uses_that_time_not_the_clock(engine, clock):
     req, _ = granted_warrant(engine, proposal("suspend_service_account", "svc-ci-runner"), ("carol",))
-    at = clock.now + timedelta(seconds=engine.config.warrant_ttl_seconds)
+    at = clock.now + timedelta(seconds=engine.warrant_lifetime(req.decision))
     changed = engine.expire_due(now=at)
     assert [(r.id, r.status) for r in changed] == [(req.id, "expired")]
     assert engine.audit_events(req.id)[-1].at == at
@@ -110,20 +113,48 @@ def test_grant_without_a_warrant_expires_though_other_requests_hold_warrants(eng
     assert changed[never.id] == "expired"
 
 
-def test_warrant_fetched_late_keeps_the_grant_until_the_warrant_lapses(engine, clock):
-    # A warrant issued just before the request's window closed is good for
-    # its own lifetime; the window closing must not expire it early.
-    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
-    clock.now = req.expires_at - timedelta(seconds=5)
+def test_grant_late_in_the_window_keeps_its_full_warrant_lifetime_from_the_grant(engine, clock):
+    # The warrant's clock starts at the grant: a quorum met five seconds
+    # before the approval window closes still gets the whole lifetime the
+    # policy gives, even past the window, and the request stays granted
+    # until then.
+    pending = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    clock.now = pending.expires_at - timedelta(seconds=5)
+    granted_at = clock.now
+    req = vote(engine, pending, "carol")
+    lifetime = engine.warrant_lifetime(req.decision)
+    assert lifetime == req.decision.warrant_ttl_seconds == 600
+    assert req.expires_at == granted_at + timedelta(seconds=lifetime) > pending.expires_at
+    clock.now = pending.expires_at + timedelta(seconds=1)
+    assert engine.expire_due() == []
     engine.warrant(req.id)
     with engine.store.read() as tx:
         lapses = tx.warrant_for(req.id).expires_at
-    assert lapses > req.expires_at
-    clock.now = req.expires_at + timedelta(seconds=1)
-    assert engine.expire_due() == []
+    assert lapses == req.expires_at
     assert engine.get(req.id).status == "granted"
+    clock.now = lapses - timedelta(seconds=1)
+    assert engine.expire_due() == []
     clock.now = lapses
     assert [r.id for r in engine.expire_due()] == [req.id]
+
+
+def test_warrant_fetched_late_gets_only_what_is_left_of_its_lifetime(engine, clock):
+    # Fetching late never restarts the clock: the warrant expires at the
+    # grant plus the lifetime, not at the fetch plus the lifetime.
+    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    granted_at = clock.now
+    clock.advance(req.decision.warrant_ttl_seconds - 30)
+    record = engine.warrant(req.id)
+    assert record.expires_at == granted_at + timedelta(seconds=req.decision.warrant_ttl_seconds)
+    assert record.issued_at == clock.now
+
+
+def test_warrant_fetched_after_its_lifetime_from_the_grant_is_refused_and_the_request_lapses(engine, clock):
+    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    clock.advance(req.decision.warrant_ttl_seconds)
+    with pytest.raises(IllegalTransition, match=f"request {req.id} was granted but its warrant lifetime ran out"):
+        engine.warrant(req.id)
+    assert (engine.get(req.id).status, engine.get(req.id).status_reason) == ("expired", LAPSED)
 
 
 def test_sweep_touches_no_settled_request_and_runs_twice_cleanly(engine, clock):

@@ -35,9 +35,9 @@ def test_recorded_outcome_is_never_overwritten_by_the_sweep(engine: Engine, cloc
 
 def test_guard_honours_an_explicit_time(engine: Engine, clock) -> None:
     doc = proposal("suspend_service_account", "svc-ci-runner")
-    _, token = granted_warrant(engine, doc, ("carol",))
+    req, token = granted_warrant(engine, doc, ("carol",))
     ran: list[object] = []
-    late = clock.now + timedelta(seconds=engine.config.warrant_ttl_seconds + 1)
+    late = clock.now + timedelta(seconds=engine.warrant_lifetime(req.decision) + 1)
     with pytest.raises(InvalidWarrant, match="expired"):
         engine.guard().execute(token, doc["action"], ran.append, now=late)
     assert ran == []

@@ -28,6 +28,10 @@ def _rewrite(engine: Engine, request_id: str, *, tier: str, quorum: dict[str, An
         text = conn.execute(sa.select(t.requests.c.decision).where(t.requests.c.id == request_id)).scalar_one()
         decision = json.loads(text)
         decision.update(tier=tier, quorum=quorum)
+        if tier != "deny":
+            # Durations a tier with a warrant may have, so the row reads back as a decision.
+            decision.update(ttl_seconds=decision["ttl_seconds"] or 300,
+                            warrant_ttl_seconds=decision.get("warrant_ttl_seconds") or 300)
         values: dict[str, Any] = {"tier": tier, "decision": json.dumps(decision, sort_keys=True)}
         if status is not None:
             # A careful attacker also reopens the approval window.

@@ -340,6 +340,10 @@ class Engine:
         status = lifecycle.initial_state(decision.tier)
         request_id = _new_request_id()
         digest = p.digest
+        # A pending request waits for its approval window; an auto-allow is
+        # granted now, so its deadline is its warrant's (the clock starts at the grant).
+        lifetime = self.warrant_lifetime(decision)
+        deadline = at + timedelta(seconds=lifetime if status == lifecycle.GRANTED else decision.ttl_seconds)
         with self.store.write() as tx:
             if idempotency is not None:
                 seen = tx.idempotent_request(*idempotency)
@@ -353,7 +357,7 @@ class Engine:
                 action_digest=digest,
                 decision=decision,
                 created_at=at,
-                expires_at=at + timedelta(seconds=decision.ttl_seconds),
+                expires_at=deadline,
                 status_reason=decision.reasons[-1],
             )
             self.audit_log.append(
@@ -374,13 +378,14 @@ class Engine:
                     "reasons": list(decision.reasons),
                     "quorum": decision.quorum.to_dict(),
                     "ttl_seconds": decision.ttl_seconds,
+                    "warrant_ttl_seconds": lifetime,
                     "policy_revision": decision.policy_revision,
                 },
                 at,
             )
             if status == lifecycle.GRANTED:
                 self.audit_log.append(tx, "granted", req, {"approvals": [], "reason": "auto_allow"}, at)
-                self._issue(tx, req, at, decision)
+                self._issue(tx, req, at, decision, expires_at=deadline)
             elif status == lifecycle.DENIED:
                 self.audit_log.append(tx, "denied", req, {"subject": "request", "reasons": list(decision.reasons)}, at)
             if idempotency is not None:
@@ -529,7 +534,12 @@ class Engine:
                                           now)
                     report = self._verified_progress(req)
                     if report.met:
-                        req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe(), current=req)
+                        # From now on the request's deadline is its warrant's:
+                        # the warrant lifetime counts from the grant, whenever
+                        # in the approval window the grant came.
+                        until = now + timedelta(seconds=self.warrant_lifetime(req.decision))
+                        req = tx.transition(req.id, lifecycle.GRANTED, now=now, reason=report.describe(), current=req,
+                                            expires_at=until)
                         self.audit_log.append(tx, "granted", req, {"approvals": list(report.counted),
                                                                    "quorum": report.to_dict()}, now)
         if closed is not None:
@@ -669,8 +679,35 @@ class Engine:
             code="tier_mismatch",
         )
 
-    def _issue(self, tx: Transaction, req: Request, now: datetime, decision: Decision) -> WarrantRecord:
-        """Sign and store the warrant of ``req``; ``decision`` is the policy's answer now for its proposal."""
+    def warrant_lifetime(self, *decisions: Decision) -> int:
+        """Seconds a warrant lives from the grant: the shortest any of ``decisions`` gives.
+
+        Each decision's own ``warrant_ttl_seconds``, else the configured
+        ``warrant_ttl_seconds`` (the contract's fallback). The warrant path
+        passes the stored decision and the policy's answer now, so a policy
+        that shortened the lifetime since the proposal is obeyed, and one
+        that lengthened it never stretches a grant made under the old one.
+        """
+        return min(d.warrant_lifetime(self.config.warrant_ttl_seconds) for d in decisions)
+
+    @staticmethod
+    def _granted_at(tx: Transaction, req: Request) -> datetime:
+        """When ``req`` was granted: its ``granted`` audit event's time (the chain over the tables).
+
+        A granted row with no such event was written into the database; its
+        own update time is used, and the checks of :meth:`_issue` (forged
+        votes, tier) and ``audit verify`` refuse or report it.
+        """
+        events = tx.request_events(req.id, ("granted",))
+        return events[-1].at if events else req.updated_at
+
+    def _issue(self, tx: Transaction, req: Request, now: datetime, decision: Decision, *,
+               expires_at: datetime) -> WarrantRecord:
+        """Sign and store the warrant of ``req``, expiring at ``expires_at``.
+
+        ``decision`` is the policy's answer now for its proposal;
+        ``expires_at`` is the grant time plus :meth:`warrant_lifetime`.
+        """
         self._check_integrity(req)
         self._check_tier(req, decision)
         approvals = self._warrant_approvals(req, decision)
@@ -682,6 +719,7 @@ class Engine:
             approvals=approvals,
             policy_revision=req.policy_revision,
             now=now,
+            expires_at=expires_at,
         )
         record = tx.insert_warrant(
             jti=issued.jti,
@@ -738,12 +776,13 @@ class Engine:
                 else:
                     return existing
             elif at >= req.expires_at:
-                # The same rule expire_due applies: a grant whose window
-                # closed before any warrant was fetched has lapsed. Whether
-                # a sweep happened to run first must not decide that.
+                # The same rule expire_due applies: a grant whose deadline
+                # (the grant plus the warrant lifetime) passed before any
+                # warrant was fetched has lapsed. Whether a sweep happened to
+                # run first must not decide that.
                 self._expire(tx, req, at, "the grant lapsed without its warrant being used")
                 lapsed = IllegalTransition(
-                    f"request {req.id} was granted but its window closed before a warrant was fetched; "
+                    f"request {req.id} was granted but its warrant lifetime ran out before a warrant was fetched; "
                     "the request is now expired, propose again"
                 )
             else:
@@ -759,7 +798,20 @@ class Engine:
                     )
                 if decision is None or req.proposal != before.proposal:
                     decision = self._decide_stored(req)
-                return self._issue(tx, req, at, decision)
+                # Refusals over tampering and policy changes come before the
+                # lapse, so they are reported as what they are.
+                self._check_integrity(req)
+                self._check_tier(req, decision)
+                # The clock started at the grant: a warrant fetched late in
+                # its lifetime gets only what is left of it, never a fresh one.
+                until = self._granted_at(tx, req) + timedelta(seconds=self.warrant_lifetime(req.decision, decision))
+                if at < until:
+                    return self._issue(tx, req, at, decision, expires_at=until)
+                self._expire(tx, req, at, "the grant lapsed without its warrant being used")
+                lapsed = IllegalTransition(
+                    f"request {req.id} was granted but its warrant lifetime ran out before a warrant was fetched; "
+                    "the request is now expired, propose again"
+                )
         assert lapsed is not None  # noqa: S101 - every other path returned above.
         raise lapsed
 

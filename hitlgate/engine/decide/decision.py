@@ -15,6 +15,17 @@ fails closed instead of slipping through. A decision read back from storage
 is only checked for shape: it was checked against the factors declared when
 it was made.
 
+Two durations are per decision, so a policy sets them per tier:
+``ttl_seconds`` is the approval window (how long a pending request waits
+for its quorum) and ``warrant_ttl_seconds`` the warrant lifetime, counted
+from the grant. The window must be at least one second for a tier that
+needs approval (a zero window would expire every request at once) and 0 for
+``deny``. The warrant lifetime is optional: left out, the engine uses
+``warrant_ttl_seconds`` from ``hitlgate.yaml`` (:meth:`Decision.warrant_lifetime`),
+so a pack written before it existed keeps working. Given, it must be 10 to
+3600 seconds for a tier that yields a warrant (warrants live minutes, not
+hours) and 0 for ``deny``; anything else breaks the contract and fails closed.
+
 A fail-closed decision says why in ``fail_closed: {code, reason}``: code
 ``policy_broken`` (the pack does not load or compile, the decision is
 undefined, or the output breaks this contract), ``backend_unavailable``
@@ -57,6 +68,10 @@ CONTROLS = (
 )
 
 UNKNOWN_REVISION = "sha256:" + "0" * 64
+
+#: The warrant lifetime a decision may give (seconds); the same bounds the issuer enforces.
+MIN_WARRANT_TTL = 10
+MAX_WARRANT_TTL = 3600
 
 #: Why a decision failed closed (``fail_closed.code``).
 FAIL_CLOSED_CODES = ("policy_broken", "backend_unavailable", "internal")
@@ -142,6 +157,8 @@ class Decision:
     policy_revision: str
     #: ``{"code", "reason"}`` when the engine failed closed; None for a decision the policy made.
     fail_closed: Mapping[str, str] | None = None
+    #: The warrant lifetime from the grant; None when the policy left it to the configuration.
+    warrant_ttl_seconds: int | None = None
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -159,6 +176,36 @@ class Decision:
             raise PolicyError(f"tier {self.tier} takes no approvals, but the quorum asks for {self.quorum.required}")
         if not self.reasons:
             raise PolicyError("a decision must give at least one reason")
+        self._check_durations(needs_approval)
+
+    def _check_durations(self, needs_approval: bool) -> None:
+        """The approval window and warrant lifetime must fit the tier (see the module docstring)."""
+        for name, value in (("ttl_seconds", self.ttl_seconds), ("warrant_ttl_seconds", self.warrant_ttl_seconds)):
+            # bool is an int subclass; a JSON true is not a duration.
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise PolicyError(f"{name} must be an integer number of seconds, not {value!r}")
+        if needs_approval and self.ttl_seconds < 1:
+            raise PolicyError(
+                f"tier {self.tier} has an approval window (ttl_seconds) of {self.ttl_seconds}; it needs at least 1 "
+                "second, or every request would expire before anyone could approve it"
+            )
+        wttl = self.warrant_ttl_seconds
+        if wttl is None:
+            return
+        if self.tier == "deny":
+            if wttl != 0:
+                raise PolicyError(
+                    f"tier deny yields no warrant, but warrant_ttl_seconds is {wttl} (give 0 or leave it out)"
+                )
+        elif not MIN_WARRANT_TTL <= wttl <= MAX_WARRANT_TTL:
+            raise PolicyError(
+                f"tier {self.tier} gives a warrant lifetime (warrant_ttl_seconds) of {wttl}; it must be "
+                f"{MIN_WARRANT_TTL} to {MAX_WARRANT_TTL} seconds (warrants live minutes, not hours)"
+            )
+
+    def warrant_lifetime(self, default: int) -> int:
+        """Seconds a warrant of this decision lives from the grant: the policy's value, else ``default`` (config)."""
+        return self.warrant_ttl_seconds if self.warrant_ttl_seconds is not None else default
 
     @property
     def needs_approval(self) -> bool:
@@ -186,6 +233,7 @@ class Decision:
             blast_radius={k: tuple(v) for k, v in doc["blast_radius"].items()},
             policy_revision=doc["policy_revision"],
             fail_closed=dict(doc["fail_closed"]) if "fail_closed" in doc else None,
+            warrant_ttl_seconds=doc.get("warrant_ttl_seconds"),
         )
 
     @classmethod
@@ -235,6 +283,7 @@ class Decision:
             "reasons": list(self.reasons),
             "quorum": self.quorum.to_dict(),
             "ttl_seconds": self.ttl_seconds,
+            **({} if self.warrant_ttl_seconds is None else {"warrant_ttl_seconds": self.warrant_ttl_seconds}),
             "controls": [dict(c) for c in self.controls],
             "blast_radius": {k: list(v) for k, v in self.blast_radius.items()},
             "policy_revision": self.policy_revision,

@@ -372,8 +372,15 @@ class WarrantIssuer:
         approvals: Sequence[Mapping[str, Any]],
         policy_revision: str,
         now: datetime | None = None,
+        expires_at: datetime | None = None,
     ) -> IssuedWarrant:
         """Sign a warrant for one request and one exact action.
+
+        The warrant expires ``ttl_seconds`` after ``now``, or at
+        ``expires_at`` when given (the workflow passes the grant time plus the
+        decision's warrant lifetime, so the clock starts at the grant, not at
+        the fetch). ``expires_at`` must be after ``now`` and at most
+        ``MAX_TTL_SECONDS`` after it (:class:`ApprovalError`).
 
         ``approvals`` is passed through into the claim (datetimes become RFC
         3339 strings). Refuses (:class:`ApprovalError`) a ``deny`` tier or
@@ -404,6 +411,14 @@ class WarrantIssuer:
         kid, key = self.keyring.signing_key()
         iat = int(at.timestamp())
         exp = iat + self.ttl_seconds
+        if expires_at is not None:
+            # Whole seconds, rounded down: a warrant never outlives what it was given.
+            exp = int(_aware_utc(expires_at).timestamp())
+            if not iat < exp <= iat + MAX_TTL_SECONDS:
+                raise ApprovalError(
+                    f"refusing to issue a warrant expiring at {expires_at.isoformat()}: it must expire after "
+                    f"{at.isoformat()} and within {MAX_TTL_SECONDS} seconds of it"
+                )
         jti = secrets.token_urlsafe(18)
         claims = {
             "iss": self.issuer,

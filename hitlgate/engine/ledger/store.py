@@ -75,6 +75,9 @@ _MOVE_REQUEST = (
     .values(status=sa.bindparam("to_status"), updated_at=sa.bindparam("now", type_=_TIME),
             status_reason=sa.bindparam("reason"))
 )
+# The same move that also sets the deadline of the new state (a grant: when
+# its warrant must be used by, counted from the grant).
+_MOVE_REQUEST_UNTIL = _MOVE_REQUEST.values(expires_at=sa.bindparam("expires_at", type_=_TIME))
 _WARRANT_OF = (
     sa.select(t.warrants, t.consumed.c.consumed_at)
     .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
@@ -568,13 +571,16 @@ class Transaction:
         return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id))]
 
     def transition(
-        self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None
+        self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None,
+        expires_at: datetime | None = None,
     ) -> Request:
         """Move a request to ``target`` if the lifecycle allows it; raises :class:`IllegalTransition`.
 
         ``current`` is the request as this transaction has already read it
         (it is then not read again); the update applies only while the
-        stored status is still ``current.status``. Returns the moved request.
+        stored status is still ``current.status``. ``expires_at``, when
+        given, becomes the request's deadline in its new state. Returns the
+        moved request.
         """
         self._require_writable()
         if current is None:
@@ -582,15 +588,17 @@ class Transaction:
         elif current.id != request_id:
             raise StorageError(f"internal error: request {current.id} given for a move of {request_id}")
         lifecycle.check_transition(current.status, target)
-        result = self.conn.execute(
-            _MOVE_REQUEST,
-            {"rid": request_id, "from_status": current.status, "to_status": target, "now": now, "reason": reason},
-        )
+        params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": now,
+                                  "reason": reason}
+        if expires_at is not None:
+            params["expires_at"] = _require_utc(expires_at, "expires_at")
+        result = self.conn.execute(_MOVE_REQUEST if expires_at is None else _MOVE_REQUEST_UNTIL, params)
         if result.rowcount != 1:
             # The write lock makes this unreachable; if it ever happens the
             # transaction must not go on as if the move had been made.
             raise StorageError(f"request {request_id} changed underneath this transaction")
-        return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason)
+        return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason,
+                                   expires_at=current.expires_at if expires_at is None else expires_at)
 
     @staticmethod
     def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote], *, votes_read: bool = True) -> Request:

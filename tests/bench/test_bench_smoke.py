@@ -65,12 +65,12 @@ def test_report_has_every_section(smoke: tuple[str, dict[str, Any]]) -> None:
     for name in ("Python", "regopy", "OPA", "PostgreSQL", "SQLite", "hitlgate commit"):
         assert f"{name} " in md, name
     # The benchmarks other helpers are writing appear once they exist, and then must not fail.
-    for name in ("flows", "store", "inventory_db", "service", "policy_check"):
+    for name in ("flows", "store", "inventory_db", "service", "policy_check", "console"):
         assert "## " in md and f"bench/bench_{name}.py" in md
         assert "error" not in report["results"][name], report["results"][name].get("error")
     assert set(report["results"]) == {
         "scaling", "decide", "backends", "warrants", "workflow", "flows", "store", "inventory_db", "service",
-        "policy_check",
+        "policy_check", "console",
     }
 
 

@@ -490,13 +490,22 @@ class Passkeys:
                                 "else, already used or expired; start again", code="passkey_challenge")
 
 
+#: Longer than any real clientDataJSON (base64url); the same bound the stored assertion form has.
+_MAX_CLIENT_DATA = 8192
+
+
 def _client_challenge(credential: Mapping[str, Any]) -> bytes:
     """The challenge inside a browser credential's client data (checked against the store by the caller)."""
     try:
         response = credential["response"]
-        client_data = json.loads(b64url_decode(response["clientDataJSON"]))
+        raw = response["clientDataJSON"]
+        # Real client data is a few hundred bytes of flat JSON; a long or
+        # deeply nested value would only cost time or raise RecursionError.
+        if not isinstance(raw, str) or len(raw) > _MAX_CLIENT_DATA:
+            raise ValueError("clientDataJSON too long")
+        client_data = json.loads(b64url_decode(raw))
         return b64url_decode(client_data["challenge"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise InputError("credential: not a WebAuthn credential with client data (response.clientDataJSON)",
                          code="invalid_credential") from exc
 

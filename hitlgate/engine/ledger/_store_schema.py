@@ -270,6 +270,31 @@ webauthn_challenges = sa.Table(
     sa.Column("expires_at", UtcTime, nullable=False),
 )
 
+# -- reminders, escalation and the replicas' lease (migration 7) ----------------
+#
+# A named lease: the one replica that holds ``name`` until ``expires_at`` runs
+# the periodic work (hitlgate/engine/ledger/lease.py). Times are UtcTime
+# text, which compares correctly as text on both databases.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", UtcTime, nullable=False),
+)
+
+# One row per reminder, escalation or expiry warning sent for a request,
+# written in the transaction that appends its audit event: the primary key
+# makes "exactly one per threshold per request" a fact of the database, even
+# when two replicas tick at once (hitlgate/engine/tick.py).
+request_nudges = sa.Table(
+    "request_nudges",
+    metadata,
+    sa.Column("request_id", sa.String(64), sa.ForeignKey("requests.id"), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("at", UtcTime, nullable=False),
+)
+
 # Indexes that match the store's queries, so nothing on the decision,
 # approval or listing path reads more than it returns (migration 3):
 #
@@ -415,6 +440,11 @@ def _m6_passkeys(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _m7_reminders(conn: Connection) -> None:
+    for table in (leases, request_nudges):
+        table.create(conn, checkfirst=True)
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
@@ -423,6 +453,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (4, "service: idempotency keys, API keys, listing filter indexes", _m4_service),
     (5, "notifications: cursor, outbox, delivery log", _m5_notifications),
     (6, "passkeys: enrolments, credentials, ceremony challenges", _m6_passkeys),
+    (7, "reminders: leases and request nudges", _m7_reminders),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -12,24 +12,44 @@ from hitlgate.cli._workflow import open_engine
 @json_option
 @pass_state
 def tick(state: CliState) -> None:
-    """Run the periodic work once (for cron): turn new audit events into notifications and deliver the due ones.
+    """Run the periodic work once (for cron): expire, remind, escalate, warn, notify.
 
-    Safe to run from several hosts at once on one database. Exit code 0,
-    also when a receiver failed (the delivery is retried by a later tick;
-    `hitlgate notifications list --status dead` shows the ones given up).
+    Expires what is due, sends the reminders, escalations and expiry
+    warnings that are due (reminders: in hitlgate.yaml; each one audit event,
+    once per request), turns new audit events into notifications and
+    delivers the due ones. Runs under the database lease that `hitlgate
+    serve` replicas share, so it does nothing while a serve replica holds it
+    (it ticks itself), and releases the lease when done.
+
+    \b
+    Exit codes:
+      0  done, or another replica holds the lease (--json: "ran": false); also
+         when a receiver failed (a later tick retries; `hitlgate
+         notifications list --status dead` shows the ones given up)
+      1  the store, keys or policy could not be opened or written
+      2  bad configuration
     """
-    from hitlgate.engine.tick import run_tick
+    from hitlgate.engine.ledger import lease
+    from hitlgate.engine.tick import LEASE_NAME, run_tick_under_lease
 
+    holder = lease.default_holder()
     with open_engine(state) as engine:
-        report = run_tick(engine)
+        try:
+            report = run_tick_under_lease(engine, holder)
+        finally:
+            lease.release(engine.store, LEASE_NAME, holder)
     if state.json:
-        echo_json(report)
+        echo_json(report.to_dict())
         return
-    n = report["notifications"]
-    click.echo(f"notifications: {n['events']} event(s) read (cursor #{n['cursor']}), {n['enqueued']} enqueued, "
-               f"{n['delivered']} delivered, {n['retrying']} to retry, {n['dead']} dead")
-    for line in n["errors"]:
-        click.echo(f"  - {line}", err=True)
+    click.echo(report.describe())
+    for n in report.nudges:
+        click.echo(f"  {n.request_id}: {n.kind} -> {', '.join(n.addressees) or '(nobody to address)'}")
+    notes = report.notifications
+    if notes is not None:
+        click.echo(f"notifications: {notes['events']} event(s) read (cursor #{notes['cursor']}), {notes['enqueued']} "
+                   f"enqueued, {notes['delivered']} delivered, {notes['retrying']} to retry, {notes['dead']} dead")
+        for line in notes["errors"]:
+            click.echo(f"  - {line}", err=True)
 
 
 @click.group(epilog=examples("hitlgate notifications list", "hitlgate notifications list --status dead",

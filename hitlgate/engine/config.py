@@ -10,6 +10,7 @@ default to :func:`default_home`: ``$HITLGATE_HOME``, else
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,60 @@ class ServerConfig:
     session_minutes: int = 480
 
 
+#: The tiers that wait for people, and so can be reminded, escalated and warned about.
+REMINDER_TIERS = ("single_approval", "dual_approval")
+
+
+@dataclass(frozen=True)
+class TierReminders:
+    """When to nudge about a request of one tier still waiting for its quorum (minutes; None: never)."""
+
+    #: Remind the eligible approvers this long after the proposal.
+    remind_after_minutes: int | None = None
+    #: Escalate to the escalation list of the request's teams this long after the proposal.
+    escalate_after_minutes: int | None = None
+    #: Warn the eligible approvers this long before the approval window closes.
+    warn_before_expiry_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class RemindersConfig:
+    """``reminders:`` in ``hitlgate.yaml``: per-tier thresholds and how often ``serve`` ticks.
+
+    ``serve`` runs :func:`hitlgate.engine.tick.run_tick` every
+    ``tick_seconds`` while it holds the database lease, which it takes for
+    ``lease_seconds`` and renews every tick; the lease must outlast several
+    ticks, or it would lapse between them and another replica could take over
+    mid-work. ``hitlgate tick`` (cron) uses the same thresholds.
+    """
+
+    tick_seconds: int = 5
+    lease_seconds: int = 30
+    tiers: Mapping[str, TierReminders] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < 2 * self.tick_seconds:
+            raise ConfigError(
+                f"reminders.lease_seconds ({self.lease_seconds}) must be at least twice reminders.tick_seconds "
+                f"({self.tick_seconds}), or the lease would lapse between two ticks"
+            )
+        for tier, t in self.tiers.items():
+            if tier not in REMINDER_TIERS:
+                raise ConfigError(f"reminders.{tier}: only {', '.join(REMINDER_TIERS)} wait for people")
+            if (t.remind_after_minutes is not None and t.escalate_after_minutes is not None
+                    and t.escalate_after_minutes <= t.remind_after_minutes):
+                raise ConfigError(
+                    f"reminders.{tier}.escalate_after_minutes ({t.escalate_after_minutes}) must be later than "
+                    f"remind_after_minutes ({t.remind_after_minutes}): escalate only after the approvers were reminded"
+                )
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RemindersConfig:
+        """Build from the validated ``reminders:`` mapping."""
+        tiers = {tier: TierReminders(**raw[tier]) for tier in REMINDER_TIERS if tier in raw}
+        return cls(tick_seconds=raw.get("tick_seconds", 5), lease_seconds=raw.get("lease_seconds", 30), tiers=tiers)
+
+
 @dataclass(frozen=True)
 class Config:
     """Resolved configuration (absolute paths)."""
@@ -127,6 +182,8 @@ class Config:
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD
     #: ``notifications:`` (channels, routes, retries); None: nothing is sent.
     notifications: NotificationSettings | None = None
+    #: ``reminders:`` (per-tier reminders, escalation, expiry warnings; the tick's interval and lease).
+    reminders: RemindersConfig = field(default_factory=RemindersConfig)
 
     def __post_init__(self) -> None:
         if not self.state_url:
@@ -207,6 +264,11 @@ class Config:
                     raw["notifications"], public_url=str(server.get("public_url") or ""))
             except ConfigError as exc:
                 raise ConfigError(f"config {source}: {exc}", code=exc.code) from exc
+        if "reminders" in raw:
+            try:
+                kwargs["reminders"] = RemindersConfig.from_dict(raw["reminders"])
+            except ConfigError as exc:
+                raise ConfigError(f"config {source}: {exc}") from exc
         if "coverage_threshold" in raw.get("policy_check", {}):
             kwargs["coverage_threshold"] = float(raw["policy_check"]["coverage_threshold"])
         for key in ("warrant_ttl_seconds", "issuer", "audience"):

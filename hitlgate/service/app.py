@@ -247,7 +247,8 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         # Load (or, on a new deployment, create) the engine keys before the
         # first request, so replicas sharing a key directory agree early.
         await svc.run(engine.keyring.jwks)
-        # Notifications (and every other periodic step of hitlgate.engine.tick) while the app runs.
+        # The periodic work of hitlgate.engine.tick (expiry, reminders, escalation, notifications)
+        # while the app runs, on the one replica that holds the tick lease.
         async with ticking(engine):
             yield
 

@@ -440,6 +440,10 @@ class Engine:
             people.append(approver)
         return assess(req.decision.quorum, people), unverified
 
+    def progress_of(self, req: Request) -> QuorumProgress:
+        """The non-raising quorum report of a request already read (reminders use it under their write lock)."""
+        return self._progress(req)
+
     def _progress(self, req: Request) -> QuorumProgress:
         registry = self.approvers.all()
         people = [registry[v.approver] for v in req.approvals if v.approver in registry]

@@ -219,6 +219,11 @@ def _dangling(doc: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
                 yield "identities", key, f"identities.{key}.used_by[{i}]: unknown workload {w!r}"
         if "partner" in rec and rec["partner"] not in partners:
             yield "identities", key, f"identities.{key}.partner: unknown partner {rec['partner']!r}"
+    approvers = doc.get("approvers", {})
+    for key, rec in teams.items():
+        for i, name in enumerate(rec.get("escalation", []) if isinstance(rec, dict) else ()):
+            if name not in approvers:
+                yield "teams", key, f"teams.{key}.escalation[{i}]: unknown approver {name!r}"
     # One key, one person: a key registered under two names would let its
     # holder fill two places of a dual approval alone.
     key_owner: dict[bytes, str] = {}
@@ -273,6 +278,8 @@ def _references_hold(doc: Mapping[str, Any]) -> bool:
     if not {rec["partner"] for rec in identities.values() if "partner" in rec} <= partners.keys():
         return False
     if not {t for rec in approvers.values() for t in rec.get("teams", ())} <= teams.keys():
+        return False
+    if not {a for rec in teams.values() for a in rec.get("escalation", ())} <= approvers.keys():
         return False
     # A canonical key decodes to the same 32 bytes decode_public_key and
     # public_raw_bytes give (Ed25519PublicKey.from_public_bytes checks only

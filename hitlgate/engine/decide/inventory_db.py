@@ -332,6 +332,8 @@ def outgoing_refs(section: str, key: str, record: Mapping[str, Any]) -> list[tup
         out.extend((f"used_by[{i}]", "workloads", w) for i, w in enumerate(record.get("used_by") or ()))
         if "partner" in record:
             out.append(("partner", "partners", record["partner"]))
+    if section == "teams":
+        out.extend((f"escalation[{i}]", "approvers", name) for i, name in enumerate(record.get("escalation") or ()))
     if section == "approvers":
         out.extend((f"teams[{i}]", "teams", team) for i, team in enumerate(record.get("teams") or ()))
         normal = _normalised_key(record["public_key"])
@@ -342,7 +344,7 @@ def outgoing_refs(section: str, key: str, record: Mapping[str, Any]) -> list[tup
 
 def _dangling(field: str, ref_section: str, ref_id: str) -> str:
     """The problem text check_references uses for a reference to a missing record."""
-    what = {"teams": "team", "workloads": "workload", "partners": "partner"}[ref_section]
+    what = {"teams": "team", "workloads": "workload", "partners": "partner", "approvers": "approver"}[ref_section]
     return f"{field}: unknown {what} {ref_id!r}"
 
 

@@ -83,6 +83,10 @@ KINDS: frozenset[str] = frozenset(
         "passkey_enrolment_used",
         "passkey_enrolled",
         "passkey_revoked",
+        # Reminders, escalations and expiry warnings (hitlgate.engine.tick).
+        "approval_reminder_sent",
+        "approval_escalated",
+        "approval_expiring_warned",
     }
 )
 

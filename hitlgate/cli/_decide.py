@@ -267,7 +267,13 @@ backend:
   kind: embedded            # or: {kind: opa, url: "http://127.0.0.1:8181", timeout_ms: 500}
 state: sqlite:///state/hitlgate.db
 keys: keys                  # engine signing keys (created on first use, mode 0600)
-warrant_ttl_seconds: 300    # warrants live minutes, not hours
+warrant_ttl_seconds: 300    # warrant lifetime when the policy gives none (minutes, not hours)
+# Remind, escalate (to teams.<team>.escalation in the inventory) and warn
+# about requests still waiting for approval; `hitlgate serve` ticks by itself,
+# without a server run `hitlgate tick` from cron.
+# reminders:
+#   single_approval: {remind_after_minutes: 15, escalate_after_minutes: 45, warn_before_expiry_minutes: 10}
+#   dual_approval: {remind_after_minutes: 30, escalate_after_minutes: 90, warn_before_expiry_minutes: 20}
 # Risk factors your own rules add to the built-in ones (policies/crown_jewel.rego
 # shows one). A factor a rule names that is neither built in nor listed here
 # fails closed, so a typo cannot slip through.

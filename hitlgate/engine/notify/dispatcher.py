@@ -154,7 +154,7 @@ def _summary(event: str, ev: AuditEvent, req: Request) -> str:
 
 def _named_people(payload: Mapping[str, Any]) -> list[str]:
     """Approver names an escalation or reminder event lists (the reminders' payload, whatever key it uses)."""
-    for key in ("escalation", "escalate_to", "recipients", "approvers", "to"):
+    for key in ("addressees", "escalation", "recipients", "approvers"):
         value = payload.get(key)
         if isinstance(value, list):
             return [str(v) for v in value if isinstance(v, str)][:100]

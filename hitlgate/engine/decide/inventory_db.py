@@ -161,59 +161,70 @@ class ContentDigest:
     """
 
     def __init__(self) -> None:
-        #: bucket -> the (section, id) of each record in it.
-        self._members: dict[int, set[tuple[str, str]]] = {}
+        #: bucket -> the (section, id) of each record in it; None until the
+        #: first change needs it (built then from the records held, so a
+        #: load does not pay for it).
+        self._members: dict[int, set[tuple[str, str]]] | None = {}
         self._hashes = [_EMPTY_BUCKET] * _BUCKETS
         self._revision: str | None = None
 
     @classmethod
     def of(cls, rows: Iterable[tuple[str, str, str]]) -> ContentDigest:
-        """The digest of ``(section, id, stored text)`` rows (each (section, id) once)."""
+        """The digest of ``(section, id, stored text)`` rows (each (section, id) once; protected ids any text)."""
         digest = cls()
-        entries: dict[int, list[bytes]] = {}
-        members = digest._members
-        crc = zlib.crc32
+        digest._members = None
+        entries = [
+            f"{len(s)}:{s}{len(k)}:{k}{len(x)}:{x}".encode() if s != "protected" else _entry(s, k, _PROTECTED)
+            for s, k, x in rows
+        ]
+        groups: dict[int, list[bytes]] = {}
         mask = _BUCKETS - 1
-        for section, key, text in rows:
-            entry = f"{len(section)}:{section}{len(key)}:{key}{len(text)}:{text}".encode()
-            bucket = crc(entry) & mask
-            found = entries.get(bucket)
-            if found is None:
-                entries[bucket] = [entry]
-                members[bucket] = {(section, key)}
+        for entry, crc in zip(entries, map(zlib.crc32, entries), strict=True):
+            group = groups.get(crc & mask)
+            if group is None:
+                groups[crc & mask] = [entry]
             else:
-                found.append(entry)
-                members[bucket].add((section, key))
-        for bucket, found in entries.items():
-            found.sort()
-            digest._hashes[bucket] = hashlib.sha256(b"".join(found)).digest()
+                group.append(entry)
+        for bucket, group in groups.items():
+            group.sort()
+            digest._hashes[bucket] = hashlib.sha256(b"".join(group)).digest()
         return digest
 
     def change(
-        self, changes: Iterable[tuple[str, str, str | None, str | None]], text_of: Callable[[str, str], str | None]
+        self,
+        changes: Iterable[tuple[str, str, str | None, str | None]],
+        text_of: Callable[[str, str], str | None],
+        held: Callable[[], Iterable[tuple[str, str, str]]],
     ) -> None:
         """Move the digest by ``(section, id, old text or None, new text or None)`` changes.
 
         ``text_of(section, id)`` gives each record's text after the changes
-        (the buckets touched are rehashed from it).
+        (the buckets touched are rehashed from it); ``held()`` every
+        ``(section, id, text)`` before them (read once, at the first change).
         """
-        dirty: set[int] = set()
+        members = self._members
         mask = _BUCKETS - 1
+        if members is None:
+            members = {}
+            for section, key, text in held():
+                members.setdefault(zlib.crc32(_entry(section, key, text)) & mask, set()).add((section, key))
+            self._members = members
+        dirty: set[int] = set()
         for section, key, old, new in changes:
             if old is not None:
                 bucket = zlib.crc32(_entry(section, key, old)) & mask
-                self._members.get(bucket, set()).discard((section, key))
+                members.get(bucket, set()).discard((section, key))
                 dirty.add(bucket)
             if new is not None:
                 bucket = zlib.crc32(_entry(section, key, new)) & mask
-                self._members.setdefault(bucket, set()).add((section, key))
+                members.setdefault(bucket, set()).add((section, key))
                 dirty.add(bucket)
         for bucket in dirty:
             entries = []
-            for section, key in self._members.get(bucket, ()):
-                text = text_of(section, key)
-                if text is not None:
-                    entries.append(_entry(section, key, text))
+            for section, key in members.get(bucket, ()):
+                now = text_of(section, key)
+                if now is not None:
+                    entries.append(_entry(section, key, now))
             entries.sort()
             self._hashes[bucket] = hashlib.sha256(b"".join(entries)).digest() if entries else _EMPTY_BUCKET
         if dirty:
@@ -254,6 +265,10 @@ class TextRecords(MutableMapping[str, Any]):
     def text(self, key: str) -> str | None:
         """The stored text under ``key``, or None."""
         return self._texts.get(key)
+
+    def texts(self) -> Iterable[tuple[str, str]]:
+        """``(id, stored text)`` of every record."""
+        return self._texts.items()
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._texts[key] = value if isinstance(value, str) else record_text(value)
@@ -505,7 +520,7 @@ class InventoryDB:
                 protected.append(key)
             else:
                 raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
-        digest = ContentDigest.of((s, k, _PROTECTED if s == "protected" else x) for s, k, x in rows)
+        digest = ContentDigest.of(rows)
         del rows
         # Rows are only trusted once they pass the checks an import makes;
         # they are parsed for that and the parsed copies dropped (the index
@@ -1068,11 +1083,19 @@ class DatabaseFacts:
             def text_of(section: str, key: str) -> str | None:
                 return after[(section, key)] if (section, key) in after else self._text(section, key)
 
-            self._digest.change(moves, text_of)
+            self._digest.change(moves, text_of, self._held)
             self._index.apply(changes, self._digest.revision, stored={(s, k): x for s, k, x in stored if x})
             log.info("inventory: %d change(s) applied, version %d -> %d", len(changes), self.version, version)
             self.version = version
         self._polled = self._monotonic()
+
+    def _held(self) -> Iterator[tuple[str, str, str]]:
+        """Every ``(section, id, stored text)`` the index holds now (protected ids as :data:`_PROTECTED`)."""
+        for section, records in self._texts.items():
+            for key, text in records.texts():
+                yield section, key, text
+        for key in self._index.protected_ids():
+            yield "protected", key, _PROTECTED
 
     def _text(self, section: str, key: str) -> str | None:
         """The stored text of a record the index holds now (None if it holds none)."""

@@ -184,11 +184,6 @@ class FactIndex:
                 }
             return self._approvers
 
-    def protected_ids(self) -> list[str]:
-        """The protected ids, in the order they were added."""
-        with self._lock:
-            return list(self._protected)
-
     def counts(self) -> dict[str, int]:
         """How many records each section holds."""
         out = {section: len(records) for section, records in self._sections.items()}

@@ -155,16 +155,14 @@ class ContentDigest:
     by its CRC-32; a bucket's hash is SHA-256 over its entries in sorted
     order; the revision is SHA-256 over the bucket hashes in bucket order.
     Loading costs one CRC per record and one SHA-256 pass over the rows (a
-    per-record hash was most of the start time at 10^5 records); a change
-    rehashes the few dozen entries of its bucket. It is collision resistant
+    per-record hash was most of the start time at 10^5 records); the
+    entries are kept, so a change rehashes the few dozen of its bucket. It is collision resistant
     as SHA-256 is (no sum of terms an attacker could balance).
     """
 
     def __init__(self) -> None:
-        #: bucket -> the (section, id) of each record in it; None until the
-        #: first change needs it (built then from the records held, so a
-        #: load does not pay for it).
-        self._members: dict[int, set[tuple[str, str]]] | None = {}
+        #: bucket -> the entries in it (kept, so a change rehashes its bucket without reading the records).
+        self._groups: dict[int, list[bytes]] = {}
         self._hashes = [_EMPTY_BUCKET] * _BUCKETS
         self._revision: str | None = None
 
@@ -172,12 +170,11 @@ class ContentDigest:
     def of(cls, rows: Iterable[tuple[str, str, str]]) -> ContentDigest:
         """The digest of ``(section, id, stored text)`` rows (each (section, id) once; protected ids any text)."""
         digest = cls()
-        digest._members = None
         entries = [
             f"{len(s)}:{s}{len(k)}:{k}{len(x)}:{x}".encode() if s != "protected" else _entry(s, k, _PROTECTED)
             for s, k, x in rows
         ]
-        groups: dict[int, list[bytes]] = {}
+        groups = digest._groups
         mask = _BUCKETS - 1
         for entry, crc in zip(entries, map(zlib.crc32, entries), strict=True):
             group = groups.get(crc & mask)
@@ -190,43 +187,32 @@ class ContentDigest:
             digest._hashes[bucket] = hashlib.sha256(b"".join(group)).digest()
         return digest
 
-    def change(
-        self,
-        changes: Iterable[tuple[str, str, str | None, str | None]],
-        text_of: Callable[[str, str], str | None],
-        held: Callable[[], Iterable[tuple[str, str, str]]],
-    ) -> None:
-        """Move the digest by ``(section, id, old text or None, new text or None)`` changes.
-
-        ``text_of(section, id)`` gives each record's text after the changes
-        (the buckets touched are rehashed from it); ``held()`` every
-        ``(section, id, text)`` before them (read once, at the first change).
-        """
-        members = self._members
-        mask = _BUCKETS - 1
-        if members is None:
-            members = {}
-            for section, key, text in held():
-                members.setdefault(zlib.crc32(_entry(section, key, text)) & mask, set()).add((section, key))
-            self._members = members
+    def change(self, changes: Iterable[tuple[str, str, str | None, str | None]]) -> None:
+        """Move the digest by ``(section, id, old text or None, new text or None)`` changes."""
         dirty: set[int] = set()
+        mask = _BUCKETS - 1
+        groups = self._groups
         for section, key, old, new in changes:
             if old is not None:
-                bucket = zlib.crc32(_entry(section, key, old)) & mask
-                members.get(bucket, set()).discard((section, key))
+                entry = _entry(section, key, old)
+                bucket = zlib.crc32(entry) & mask
+                group = groups.get(bucket)
+                if group is not None and entry in group:
+                    group.remove(entry)
                 dirty.add(bucket)
             if new is not None:
-                bucket = zlib.crc32(_entry(section, key, new)) & mask
-                members.setdefault(bucket, set()).add((section, key))
+                entry = _entry(section, key, new)
+                bucket = zlib.crc32(entry) & mask
+                groups.setdefault(bucket, []).append(entry)
                 dirty.add(bucket)
         for bucket in dirty:
-            entries = []
-            for section, key in members.get(bucket, ()):
-                now = text_of(section, key)
-                if now is not None:
-                    entries.append(_entry(section, key, now))
-            entries.sort()
-            self._hashes[bucket] = hashlib.sha256(b"".join(entries)).digest() if entries else _EMPTY_BUCKET
+            group = groups.get(bucket)
+            if group:
+                group.sort()
+                self._hashes[bucket] = hashlib.sha256(b"".join(group)).digest()
+            else:
+                groups.pop(bucket, None)
+                self._hashes[bucket] = _EMPTY_BUCKET
         if dirty:
             self._revision = None
 
@@ -265,10 +251,6 @@ class TextRecords(MutableMapping[str, Any]):
     def text(self, key: str) -> str | None:
         """The stored text under ``key``, or None."""
         return self._texts.get(key)
-
-    def texts(self) -> Iterable[tuple[str, str]]:
-        """``(id, stored text)`` of every record."""
-        return self._texts.items()
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._texts[key] = value if isinstance(value, str) else record_text(value)
@@ -1077,25 +1059,14 @@ class DatabaseFacts:
             # The revision decisions record is the digest of the records
             # held, moved change by change (see ContentDigest); the index
             # keeps each row's stored text, the text the digest covers.
-            after = {(s, k): _PROTECTED if s == "protected" and x is not None else x for s, k, x in stored}
-            moves = [(s, k, self._text(s, k), x) for (s, k), x in after.items()]
-
-            def text_of(section: str, key: str) -> str | None:
-                return after[(section, key)] if (section, key) in after else self._text(section, key)
-
-            self._digest.change(moves, text_of, self._held)
+            self._digest.change([
+                (s, k, self._text(s, k), _PROTECTED if s == "protected" and x is not None else x)
+                for s, k, x in stored
+            ])
             self._index.apply(changes, self._digest.revision, stored={(s, k): x for s, k, x in stored if x})
             log.info("inventory: %d change(s) applied, version %d -> %d", len(changes), self.version, version)
             self.version = version
         self._polled = self._monotonic()
-
-    def _held(self) -> Iterator[tuple[str, str, str]]:
-        """Every ``(section, id, stored text)`` the index holds now (protected ids as :data:`_PROTECTED`)."""
-        for section, records in self._texts.items():
-            for key, text in records.texts():
-                yield section, key, text
-        for key in self._index.protected_ids():
-            yield "protected", key, _PROTECTED
 
     def _text(self, section: str, key: str) -> str | None:
         """The stored text of a record the index holds now (None if it holds none)."""

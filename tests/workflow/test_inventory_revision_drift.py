@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from hitlgate.engine._resources import bundled_data_dir
 from hitlgate.engine.decide.inventory_db import DatabaseFacts, InventoryDB
+from hitlgate.errors import PolicyError
 
 
 @pytest.fixture
@@ -83,3 +84,16 @@ def test_records_read_from_the_index_are_copies_a_caller_cannot_change(db: Inven
     hood = index.neighbourhood("dev-analytics-key")
     hood["identities"]["dev-analytics-key"]["privilege"] = "admin"
     assert index.neighbourhood("dev-analytics-key")["identities"]["dev-analytics-key"]["privilege"] != "admin"
+
+
+def test_a_row_in_a_section_no_schema_knows_breaks_the_inventory_at_load(db: InventoryDB) -> None:
+    # The load reads each known section by key range; a row written with raw
+    # SQL under another section must still be seen, not silently skipped.
+    with db.store.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO inventory_records (section, id, record, version) "
+            "VALUES ('secrets', 'k1', '{}', (SELECT version FROM inventory_meta) + 1)"))
+        conn.execute(sa.text("UPDATE inventory_meta SET version = version + 1"))
+    with pytest.raises(PolicyError, match="the inventory in the database is invalid") as err:
+        _fresh(db).current()
+    assert "secrets.k1: unknown inventory section 'secrets'" in str(err.value)

@@ -167,14 +167,19 @@ class ContentDigest:
         self._revision: str | None = None
 
     @classmethod
-    def of(cls, rows: Iterable[tuple[str, str, str]]) -> ContentDigest:
-        """The digest of ``(section, id, stored text)`` rows (each (section, id) once; protected ids any text)."""
+    def of_sections(cls, texts: Mapping[str, Mapping[str, str]], protected: Iterable[str]) -> ContentDigest:
+        """The digest of each section's records (``{section: {id: stored text}}``) and the protected ids."""
         digest = cls()
-        entries = [
-            f"{len(s)}:{s}{len(k)}:{k}{len(x)}:{x}".encode() if s != "protected" else _entry(s, k, _PROTECTED)
-            for s, k, x in rows
-        ]
-        groups = digest._groups
+        entries: list[bytes] = []
+        for section, found in texts.items():
+            head = f"{len(section)}:{section}"
+            entries.extend([f"{head}{len(k)}:{k}{len(x)}:{x}".encode() for k, x in found.items()])
+        entries.extend(_entry("protected", key, _PROTECTED) for key in protected)
+        digest._add_all(entries)
+        return digest
+
+    def _add_all(self, entries: list[bytes]) -> None:
+        groups = self._groups
         mask = _BUCKETS - 1
         for entry, crc in zip(entries, map(zlib.crc32, entries), strict=True):
             group = groups.get(crc & mask)
@@ -184,8 +189,7 @@ class ContentDigest:
                 group.append(entry)
         for bucket, group in groups.items():
             group.sort()
-            digest._hashes[bucket] = hashlib.sha256(b"".join(group)).digest()
-        return digest
+            self._hashes[bucket] = hashlib.sha256(b"".join(group)).digest()
 
     def change(self, changes: Iterable[tuple[str, str, str | None, str | None]]) -> None:
         """Move the digest by ``(section, id, old text or None, new text or None)`` changes."""
@@ -489,21 +493,19 @@ class InventoryDB:
 
     def _read(self) -> _Read:
         """The live rows in one snapshot, validated, with their digest (see :meth:`document`)."""
+        # One query per section, in one snapshot: each answers (id, text)
+        # pairs a dict takes whole, read along the primary key.
         with self._snapshot() as conn:
             version, revision = self._meta(conn)
-            rows = _all_rows(conn, "SELECT section, id, record FROM inventory_records WHERE record IS NOT NULL")
-        texts: dict[str, dict[str, str]] = {s: {} for s in SECTIONS}
-        protected: list[str] = []
-        for section, key, text in rows:
-            found = texts.get(section)
-            if found is not None:
-                found[key] = text
-            elif section == "protected":
-                protected.append(key)
-            else:
+            stray = _all_rows(conn, _STRAY_ROW)
+            if stray:
+                section, key = stray[0]
                 raise _invalid([f"{section}.{key}: unknown inventory section {section!r}"])
-        digest = ContentDigest.of(rows)
-        del rows
+            texts: dict[str, dict[str, str]] = {
+                section: dict(_all_rows(conn, _SECTION_ROWS, (section,))) for section in SECTIONS
+            }
+            protected = [key for key, _ in _all_rows(conn, _SECTION_ROWS, ("protected",))]
+        digest = ContentDigest.of_sections(texts, protected)
         # Rows are only trusted once they pass the checks an import makes;
         # they are parsed for that and the parsed copies dropped (the index
         # keeps the texts).
@@ -834,11 +836,20 @@ def _rows(conn: Connection, sql: str) -> Iterator[tuple[Any, ...]]:
         cursor.close()
 
 
-def _all_rows(conn: Connection, sql: str) -> list[tuple[str, str, str]]:
-    """Every row of a whole-table read in one list (one fetch; the caller holds them all anyway)."""
+_SECTION_ROWS = "SELECT id, record FROM inventory_records WHERE section = ? AND record IS NOT NULL"
+_STRAY_ROW = (
+    "SELECT section, id FROM inventory_records WHERE record IS NOT NULL AND section NOT IN ("  # noqa: S608
+    + ", ".join(f"'{section}'" for section in ALL_SECTIONS) + ") LIMIT 1"
+)
+
+
+def _all_rows(conn: Connection, sql: str, params: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every row of a read in one list, through the DB-API cursor (one fetch; the caller holds them all anyway)."""
+    if params and conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(sql)
+        cursor.execute(sql, params)
         return list(cursor.fetchall())
     except conn.dialect.loaded_dbapi.Error as exc:
         raise StorageError(f"cannot read the inventory: {_first_line(exc)}") from exc

@@ -98,7 +98,8 @@ def approvers_keys(state: CliState) -> None:
 
     with open_engine(state) as engine:
         registry = engine.approvers.all()
-        records = engine.passkeys.list()
+        # Only rows the engine bound: a passkey written into the database must not become a trusted key.
+        records = engine.passkeys.list(verify=True)
     echo_json({
         "approvers": {name: encode_public_key(public_raw_bytes(a.public_key)) for name, a in sorted(registry.items())},
         "passkeys": [r.key.to_dict() for r in records],

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from hitlgate.engine._time import Clock, require_utc
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, parse_time
-from hitlgate.engine.approve.passkeys import passkey_lookup, verify_signature
+from hitlgate.engine.approve.passkeys import PasskeyKey, verify_signature
 from hitlgate.engine.approve.quorum import assess
 from hitlgate.engine.decide.decision import TIER_RANK, Decision
 from hitlgate.engine.decide.inventory import Approver
@@ -128,11 +128,14 @@ class Guard:
         *,
         demo: bool,
         clock: Clock,
+        passkeys: Callable[[str], PasskeyKey | None],
     ) -> None:
         """Guard executors with the engine's store, audit log, warrant verifier, decider and approvers.
 
         ``demo`` is the engine's demo mode (approvals signed with the public
-        demo keys count only then); ``clock`` gives the time of each check.
+        demo keys count only then); ``clock`` gives the time of each check;
+        ``passkeys`` finds an enrolled passkey by credential id, refusing a
+        row the engine did not bind (``passkey_lookup``).
         """
         self.store = store
         self.audit_log = audit_log
@@ -141,6 +144,8 @@ class Guard:
         self.approvers = approvers
         self.demo = demo
         self.clock = clock
+        #: Finds an enrolled passkey by credential id (raises on a row the engine did not bind).
+        self.passkeys = passkeys
 
     # -- the checks -------------------------------------------------------
 
@@ -192,7 +197,7 @@ class Guard:
         if not decision.needs_approval:
             return
         registry = self.approvers.all()
-        passkeys = passkey_lookup(self.store)
+        passkeys = self.passkeys
         people: list[Approver] = []
         lapsed: list[str] = []
         for a in claims.approvals:

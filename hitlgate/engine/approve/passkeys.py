@@ -40,6 +40,16 @@ the executor guard, and offline from ``audit export`` plus the public keys
 (:func:`verify_export_approvals`). A revoked passkey withdraws its
 unused approvals, like a replaced Ed25519 key.
 
+The registry lives in the database, which the engine does not trust for
+keys (Ed25519 keys come from the inventory files). So every credential row
+carries an HMAC-SHA256 under a secret beside the engine keys
+(``passkeys.key``, 0600) over everything verifying trusts (credential id,
+approver, public key, RP ID, origin), and every enrolment token carries an
+HMAC over its approver and expiry. Someone who can write the database but
+not the key directory can neither insert a passkey for an approver, nor
+point one at another approver, nor make an enrolment link: such a row is
+refused (``passkey_forged``, ``enrolment_invalid``) wherever it would count.
+
 Every check raises (:class:`~hitlgate.errors.ApprovalError`, or
 :class:`EnrolmentError` for links); none returns a bool.
 """
@@ -48,12 +58,15 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import hmac
 import json
 import logging
+import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -89,6 +102,58 @@ class EnrolmentError(ApprovalError):
 
 def _token_hash(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+#: The secret that binds credential rows and enrolment tokens to this engine (beside the engine keys).
+BINDING_KEY_FILE = "passkeys.key"
+
+
+def binding_secret(key_dir: str | Path, *, create: bool) -> bytes:
+    """The passkey binding secret ``<key_dir>/passkeys.key`` (32 bytes, 0600); made first when ``create``.
+
+    Missing without ``create`` (nothing was ever enrolled by an engine
+    with this key directory), or unsafe, raises :class:`ApprovalError`
+    ``passkey_forged``: no passkey row can be trusted without it.
+    """
+    from hitlgate.engine._files import write_file
+
+    path = Path(key_dir) / BINDING_KEY_FILE
+    if create and not path.exists():
+        try:
+            write_file(path, secrets.token_bytes(32), secret=True, what="passkey binding key")
+        except InputError as exc:
+            if exc.code != "file_exists":  # Another replica created it first: use theirs.
+                raise
+    try:
+        st = path.lstat()
+        data = path.read_bytes() if os.path.isfile(path) and not path.is_symlink() else b""
+    except OSError as exc:
+        raise ApprovalError(f"the passkey binding key {path} cannot be read ({exc.strerror or exc}): no enrolled "
+                            "passkey can be trusted without it (enrol passkeys again if it was lost)",
+                            code="passkey_forged") from exc
+    if st.st_mode & 0o077 or len(data) != 32:
+        raise ApprovalError(f"the passkey binding key {path} must be a regular 32-byte file readable by its owner "
+                            "only (chmod 600)", code="passkey_forged")
+    return data
+
+
+def _mac(secret: bytes, domain: str, fields: Iterable[str], size: int = 32) -> str:
+    # Length-prefixed fields under a domain label, so no two field lists
+    # (and no credential versus enrolment) share a MAC input.
+    body = domain.encode() + b"".join(
+        len(f.encode("utf-8", "surrogatepass")).to_bytes(4, "big") + f.encode("utf-8", "surrogatepass")
+        for f in fields)
+    return b64url_encode(hmac.new(secret, body, hashlib.sha256).digest()[:size])
+
+
+def credential_binding(secret: bytes, key: PasskeyKey) -> str:
+    """The HMAC a credential row carries: over credential id, approver, public key, RP ID and origin."""
+    return _mac(secret, "hitlgate passkey credential v1",
+                (key.credential_id, key.approver, key.public_key, key.rp_id, key.origin))
+
+
+def _enrolment_mac(secret: bytes, nonce: str, approver: str, expires_at: datetime) -> str:
+    return _mac(secret, "hitlgate passkey enrolment v1", (nonce, approver, format_time(expires_at)), size=18)
 
 
 @dataclass(frozen=True)
@@ -158,8 +223,13 @@ def _key_from_row(row: Any) -> PasskeyKey:
                       rp_id=row["rp_id"], origin=row["origin"])
 
 
-def passkey_lookup(store: Store) -> Callable[[str], PasskeyKey | None]:
-    """A function finding an enrolled, unrevoked passkey by credential id in ``store`` (None: none)."""
+def passkey_lookup(store: Store, key_dir: str | Path) -> Callable[[str], PasskeyKey | None]:
+    """A function finding an enrolled, unrevoked passkey by credential id in ``store`` (None: none).
+
+    A row whose binding does not verify under ``key_dir``'s binding secret
+    was not enrolled by this engine: the function raises
+    :class:`ApprovalError` ``passkey_forged`` instead of returning it.
+    """
 
     def lookup(credential_id: str) -> PasskeyKey | None:
         import sqlalchemy as sa
@@ -171,7 +241,18 @@ def passkey_lookup(store: Store) -> Callable[[str], PasskeyKey | None]:
             row = tx.conn.execute(
                 sa.select(t.passkey_credentials).where(c.credential_id == credential_id, c.revoked_at.is_(None))
             ).mappings().first()
-        return None if row is None else _key_from_row(row)
+        if row is None:
+            return None
+        key = _key_from_row(row)
+        expected = credential_binding(binding_secret(key_dir, create=False), key)
+        if not hmac.compare_digest(expected.encode(), str(row["binding"] or "").encode()):
+            log.warning("passkey %s of %s has no valid binding: the row was written into the database",
+                        key.credential_id[:24], key.approver[:60])
+            raise ApprovalError(
+                f"{key.approver[:60]}'s passkey {key.credential_id[:24]} was not enrolled by this engine (its row "
+                "does not carry the engine's binding): it was written into the database, so it signs nothing",
+                code="passkey_forged")
+        return key
 
     return lookup
 
@@ -234,8 +315,13 @@ class Passkeys:
         if not timedelta(minutes=1) <= ttl <= MAX_ENROL_TTL:
             raise InputError(f"--ttl: an enrolment link lives between 1 minute and {MAX_ENROL_TTL.days} days")
         at = self.engine.now(now)
-        token = secrets.token_urlsafe(32)
-        enrolment = Enrolment(_token_hash(token), approver, at, at + ttl)
+        secret = binding_secret(self.engine.config.key_dir, create=True)
+        expires = at + ttl
+        # The token names its approver and expiry under the binding secret, so
+        # a link row written into the database (or pointed at someone else) is refused.
+        nonce = secrets.token_urlsafe(24)
+        token = f"{nonce}.{_enrolment_mac(secret, nonce, approver, expires)}"
+        enrolment = Enrolment(_token_hash(token), approver, at, expires)
         with self.engine.store.write() as tx:
             tx.conn.execute(t.passkey_enrolments.insert().values(
                 token_hash=enrolment.token_hash, approver=approver, created_at=at, expires_at=enrolment.expires_at,
@@ -264,6 +350,13 @@ class Passkeys:
             raise EnrolmentError("this enrolment link is not valid (ask an admin for a new one)")
         enrolment = Enrolment(row["token_hash"], row["approver"], row["created_at"], row["expires_at"],
                               row["used_at"])
+        nonce, _dot, mac = token.partition(".")
+        expected = _enrolment_mac(binding_secret(self.engine.config.key_dir, create=False), nonce,
+                                  enrolment.approver, enrolment.expires_at)
+        if not hmac.compare_digest(expected.encode(), mac.encode("utf-8", "surrogatepass")):
+            log.warning("enrolment link %s for %s does not carry the engine's binding: written into the database",
+                        enrolment.token_hash[:24], enrolment.approver[:60])
+            raise EnrolmentError("this enrolment link is not valid (ask an admin for a new one)")
         if enrolment.used_at is not None:
             raise EnrolmentError("this enrolment link was already used; each link enrols one passkey "
                                  "(ask an admin for a new one)", code="enrolment_used")
@@ -330,10 +423,11 @@ class Passkeys:
             c = t.passkey_credentials.c
             if tx.conn.execute(sa.select(c.approver).where(c.credential_id == key.credential_id)).first():
                 raise ApprovalError("this passkey is enrolled already", code="passkey_exists")
+            binding = credential_binding(binding_secret(self.engine.config.key_dir, create=True), key)
             tx.conn.execute(t.passkey_credentials.insert().values(
                 credential_id=key.credential_id, approver=key.approver, public_key=key.public_key, rp_id=key.rp_id,
                 origin=key.origin, sign_count=verified.sign_count, created_at=at, last_used_at=None,
-                revoked_at=None))
+                revoked_at=None, binding=binding))
             tx.conn.execute(t.passkey_enrolments.update()
                             .where(t.passkey_enrolments.c.token_hash == enrolment.token_hash).values(used_at=at))
             self.engine.append(tx, "passkey_enrolment_used",
@@ -345,10 +439,14 @@ class Passkeys:
 
     def key(self, credential_id: str) -> PasskeyKey | None:
         """The enrolled, unrevoked passkey ``credential_id`` (None: none)."""
-        return passkey_lookup(self.engine.store)(credential_id)
+        return passkey_lookup(self.engine.store, self.engine.config.key_dir)(credential_id)
 
-    def list(self, approver: str | None = None) -> builtins.list[PasskeyRecord]:
-        """Every passkey (active and revoked), of ``approver`` or of everyone, oldest first."""
+    def list(self, approver: str | None = None, *, verify: bool = False) -> builtins.list[PasskeyRecord]:
+        """Every passkey (active and revoked), of ``approver`` or of everyone, oldest first.
+
+        With ``verify``, a row whose binding does not verify raises
+        :class:`ApprovalError` ``passkey_forged`` (what ``approvers keys`` exports is trusted offline).
+        """
         import sqlalchemy as sa
 
         from hitlgate.engine.ledger import _store_schema as t
@@ -359,6 +457,14 @@ class Passkeys:
             query = query.where(c.approver == approver)
         with self.engine.store.read() as tx:
             rows = tx.conn.execute(query).mappings().all()
+        if verify and rows:
+            secret = binding_secret(self.engine.config.key_dir, create=False)
+            for r in rows:
+                key = _key_from_row(r)
+                if not hmac.compare_digest(credential_binding(secret, key).encode(), str(r["binding"] or "").encode()):
+                    raise ApprovalError(f"{key.approver[:60]}'s passkey {key.credential_id[:24]} was not enrolled by "
+                                        "this engine (its row does not carry the engine's binding): it was written "
+                                        "into the database; revoke it", code="passkey_forged")
         return [PasskeyRecord(_key_from_row(r), int(r["sign_count"]), r["created_at"], r["last_used_at"],
                               r["revoked_at"]) for r in rows]
 

@@ -626,7 +626,7 @@ class Engine:
             # opened by a real engine. (A passkey is never a demo key.)
             require_not_demo_key(s.approver, approver.public_key)
         try:
-            verify_signature(signed, approver, passkey_lookup(self.store))
+            verify_signature(signed, approver, passkey_lookup(self.store, self.config.key_dir))
         except ApprovalError as exc:
             raise StorageError(
                 f"request {req.id}: the stored approval by {vote.approver} does not verify: {exc}; "
@@ -1141,6 +1141,7 @@ class Engine:
         return Guard(
             self.store, self.audit_log, self.verifier, self.decider, self.approvers,
             demo=self.demo, clock=clock if clock is not None else self.clock,
+            passkeys=passkey_lookup(self.store, self.config.key_dir),
         )
 
     def list(

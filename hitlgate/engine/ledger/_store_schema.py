@@ -256,6 +256,11 @@ passkey_credentials = sa.Table(
     sa.Column("created_at", UtcTime, nullable=False),
     sa.Column("last_used_at", UtcTime, nullable=True),
     sa.Column("revoked_at", UtcTime, nullable=True),
+    # HMAC-SHA256 (base64url) under the secret beside the engine keys over
+    # what verifying trusts (credential id, approver, public key, RP ID,
+    # origin), written at enrolment (migration 8): a row someone wrote into
+    # the database without that secret never counts.
+    sa.Column("binding", sa.String(64), nullable=True),
     sa.Index("ix_passkey_credentials_approver", "approver"),
 )
 
@@ -445,6 +450,14 @@ def _m7_reminders(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _m8_passkey_binding(conn: Connection) -> None:
+    # Migration 6 creates the table from today's definition, which has the
+    # column already; a database migrated to 6 before it existed gets it here.
+    # Rows enrolled before have no binding and are refused: enrol them again.
+    if "binding" not in {c["name"] for c in sa.inspect(conn).get_columns("passkey_credentials")}:
+        conn.execute(sa.text("ALTER TABLE passkey_credentials ADD COLUMN binding VARCHAR(64)"))
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
@@ -454,6 +467,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (5, "notifications: cursor, outbox, delivery log", _m5_notifications),
     (6, "passkeys: enrolments, credentials, ceremony challenges", _m6_passkeys),
     (7, "reminders: leases and request nudges", _m7_reminders),
+    (8, "passkeys: credential bindings", _m8_passkey_binding),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

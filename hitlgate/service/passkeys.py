@@ -76,6 +76,8 @@ UI_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+#: The enrolment page's URL carries its one-time token: no cache may keep it, and no other site may frame it.
+_PAGE_HEADERS = {**UI_HEADERS, "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 _JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 #: A passkey vote signed longer ago than this is refused: the console signs a statement dated when it was made.
@@ -248,7 +250,7 @@ async def enroll_page(request: Request, token: str) -> HTMLResponse:
         enrolment = await svc.run(svc.engine.passkeys.enrolment, token)
     except EnrolmentError as exc:
         body = f'<p id="status" role="alert">{html.escape(exc.message)}</p>'
-        return HTMLResponse(_ENROL_PAGE.format(body=body), status_code=403, headers=UI_HEADERS)
+        return HTMLResponse(_ENROL_PAGE.format(body=body), status_code=403, headers=_PAGE_HEADERS)
     name = html.escape(enrolment.approver)
     body = (
         f'<p>This link enrols a passkey for approver <strong id="approver">{name}</strong>. '
@@ -258,7 +260,7 @@ async def enroll_page(request: Request, token: str) -> HTMLResponse:
         '<button id="enroll" type="button">Create passkey</button>\n'
         '<p id="status" role="status" aria-live="polite"></p>'
     )
-    return HTMLResponse(_ENROL_PAGE.format(body=body), headers=UI_HEADERS)
+    return HTMLResponse(_ENROL_PAGE.format(body=body), headers=_PAGE_HEADERS)
 
 
 @router.get("/ui/static/enroll.js")

@@ -23,11 +23,12 @@ Every ``POST`` here is checked, in this order, before its body is read:
    (else 401 ``unauthenticated``).
 
 A session (:func:`session_approver`) is the cookie ``hitlgate_session``:
-``v1.<approver>.<expiry>.<HMAC-SHA256>`` under a 256-bit secret kept beside
+``v1.<approver and passkey tag>.<expiry>.<HMAC-SHA256>`` under a 256-bit secret kept beside
 the engine keys (``session.key``, mode 0600, created on first use), HttpOnly,
 ``SameSite=Strict``, and ``Secure`` unless the console runs on
 http://localhost or http://127.0.0.1. A forged, altered or expired cookie,
-or one naming someone no longer in the inventory, is refused. A session
+one naming someone no longer in the inventory, or one whose passkey (the
+tag: a hash of the credential id it signed in with) was revoked since, is refused. A session
 only says who is looking: every vote is still a passkey signature over the
 exact statement, checked by the engine like any other vote.
 
@@ -132,14 +133,20 @@ def _mac(secret: bytes, body: str) -> str:
     return b64url_encode(hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest())
 
 
-def make_session(secret: bytes, approver: str, expires: int) -> str:
-    """A session cookie value naming ``approver`` until unix time ``expires``."""
-    body = f"{_SESSION_VERSION}.{b64url_encode(approver.encode('utf-8'))}.{expires}"
+def _passkey_tag(credential_id: str) -> str:
+    # A short hash, not the id itself: a credential id may be over 1,000 characters.
+    return hashlib.sha256(credential_id.encode("ascii")).hexdigest()[:32]
+
+
+def make_session(secret: bytes, approver: str, expires: int, credential_id: str) -> str:
+    """A session cookie value naming ``approver`` and the passkey they signed in with, until unix time ``expires``."""
+    who = f"{approver}\x00{_passkey_tag(credential_id)}"
+    body = f"{_SESSION_VERSION}.{b64url_encode(who.encode('utf-8'))}.{expires}"
     return f"{body}.{_mac(secret, body)}"
 
 
-def read_session(secret: bytes, value: str | None, now: float) -> str:
-    """The approver a session cookie names; :class:`SessionError` when it is missing, forged or expired."""
+def read_session(secret: bytes, value: str | None, now: float) -> tuple[str, str]:
+    """The approver a session cookie names and its passkey's tag; :class:`SessionError` if missing, forged, expired."""
     if not value:
         raise SessionError("no console session: log in with your passkey")
     parts = value.split(".")
@@ -151,23 +158,32 @@ def read_session(secret: bytes, value: str | None, now: float) -> str:
     if int(parts[2]) <= now:
         raise SessionError("the console session expired: log in again", code="session_expired")
     try:
-        return b64url_decode(parts[1]).decode("utf-8")
+        name, sep, tag = b64url_decode(parts[1]).decode("utf-8").rpartition("\x00")
     except (ValueError, UnicodeDecodeError):
         raise SessionError("the console session cookie is malformed: log in again") from None
+    if not sep:
+        raise SessionError("the console session cookie is malformed: log in again")
+    return name, tag
 
 
 def session_approver(request: Request) -> str:
     """The approver whose console session this request carries (Contract C).
 
     Raises :class:`SessionError` (401) when the cookie is missing, forged,
-    altered or expired, or names someone no longer in the inventory.
+    altered or expired, names someone no longer in the inventory, or the
+    passkey it was signed in with has been revoked since (a stolen laptop's
+    session ends with its passkey).
     """
     svc = _service(request)
     engine = svc.engine
-    name = read_session(session_secret(engine.config.key_dir), request.cookies.get(SESSION_COOKIE),
-                        engine.now().timestamp())
+    name, tag = read_session(session_secret(engine.config.key_dir), request.cookies.get(SESSION_COOKIE),
+                             engine.now().timestamp())
     if name not in engine.approvers.all():
         raise SessionError(f"{name[:60]} is no longer a registered approver: the session ends")
+    if not any(r.revoked_at is None and hmac.compare_digest(_passkey_tag(r.key.credential_id), tag)
+               for r in engine.passkeys.list(name)):
+        raise SessionError("the passkey this session was signed in with is revoked: the session ends; "
+                           "log in with another passkey")
     return name
 
 
@@ -322,6 +338,8 @@ async def login(request: Request) -> JSONResponse:
     credential = doc.get("credential", doc)
     try:
         approver = await svc.run(svc.engine.passkeys.login, credential)
+        # Verified by the login just made: the session is tied to this passkey.
+        credential_id = Assertion.from_browser(credential).credential_id
     except HitlgateError:
         svc.auth_failures.spend(request.client.host if request.client is not None else "unknown")
         raise
@@ -329,7 +347,7 @@ async def login(request: Request) -> JSONResponse:
     expires = int(svc.engine.now().timestamp()) + 60 * minutes
     secret = await svc.run(session_secret, svc.engine.config.key_dir)
     response = _json({"approver": approver})
-    response.set_cookie(SESSION_COOKIE, make_session(secret, approver, expires), max_age=60 * minutes,
+    response.set_cookie(SESSION_COOKIE, make_session(secret, approver, expires, credential_id), max_age=60 * minutes,
                         path="/ui", httponly=True, samesite="strict", secure=_secure(rp))
     return response
 

@@ -120,3 +120,16 @@ def test_approvers_keys_never_exports_a_credential_row_written_into_the_database
     with pytest.raises(ApprovalError, match=r"bob's passkey .* was not enrolled by this engine") as exc:
         engine.passkeys.list(verify=True)
     assert exc.value.code == "passkey_forged"
+
+
+def test_revoked_passkey_un_revoked_in_the_database_signs_nothing(engine: Engine, console: Console) -> None:
+    bob = console.enrol("bob")
+    engine.passkeys.revoke(bob.id)
+    assert [r.revoked_at is not None for r in engine.passkeys.list(verify=True)] == [True]
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.passkey_credentials.update().values(revoked_at=None))
+    req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    with pytest.raises(ApprovalError, match=r"bob's passkey .* was not enrolled by this engine") as exc:
+        engine.approve(passkey_signed(engine, req, "bob", bob))
+    assert exc.value.code == "passkey_forged"
+    assert console.login(bob).status_code == 403

@@ -146,10 +146,15 @@ def _mac(secret: bytes, domain: str, fields: Iterable[str], size: int = 32) -> s
     return b64url_encode(hmac.new(secret, body, hashlib.sha256).digest()[:size])
 
 
-def credential_binding(secret: bytes, key: PasskeyKey) -> str:
-    """The HMAC a credential row carries: over credential id, approver, public key, RP ID and origin."""
+def credential_binding(secret: bytes, key: PasskeyKey, revoked_at: datetime | None = None) -> str:
+    """The HMAC a credential row carries: over credential id, approver, public key, RP ID, origin and revocation.
+
+    Revoking recomputes it over the revocation time, so a row "un-revoked"
+    in the database (``revoked_at`` set back to NULL) no longer verifies.
+    """
+    revoked = "" if revoked_at is None else format_time(revoked_at)
     return _mac(secret, "hitlgate passkey credential v1",
-                (key.credential_id, key.approver, key.public_key, key.rp_id, key.origin))
+                (key.credential_id, key.approver, key.public_key, key.rp_id, key.origin, revoked))
 
 
 def _enrolment_mac(secret: bytes, nonce: str, approver: str, expires_at: datetime) -> str:
@@ -244,7 +249,7 @@ def passkey_lookup(store: Store, key_dir: str | Path) -> Callable[[str], Passkey
         if row is None:
             return None
         key = _key_from_row(row)
-        expected = credential_binding(binding_secret(key_dir, create=False), key)
+        expected = credential_binding(binding_secret(key_dir, create=False), key, row["revoked_at"])
         if not hmac.compare_digest(expected.encode(), str(row["binding"] or "").encode()):
             log.warning("passkey %s of %s has no valid binding: the row was written into the database",
                         key.credential_id[:24], key.approver[:60])
@@ -461,7 +466,8 @@ class Passkeys:
             secret = binding_secret(self.engine.config.key_dir, create=False)
             for r in rows:
                 key = _key_from_row(r)
-                if not hmac.compare_digest(credential_binding(secret, key).encode(), str(r["binding"] or "").encode()):
+                binding = credential_binding(secret, key, r["revoked_at"])
+                if not hmac.compare_digest(binding.encode(), str(r["binding"] or "").encode()):
                     raise ApprovalError(f"{key.approver[:60]}'s passkey {key.credential_id[:24]} was not enrolled by "
                                         "this engine (its row does not carry the engine's binding): it was written "
                                         "into the database; revoke it", code="passkey_forged")
@@ -483,9 +489,11 @@ class Passkeys:
                 raise NotFoundError(f"no active passkey with credential id or approver {which[:60]!r} "
                                     "(`hitlgate approvers passkeys`)")
             keys = [_key_from_row(r) for r in rows]
+            secret = binding_secret(self.engine.config.key_dir, create=False)
             for key in keys:
+                # The binding now covers the revocation: clearing revoked_at in the database voids the row.
                 tx.conn.execute(t.passkey_credentials.update().where(c.credential_id == key.credential_id)
-                                .values(revoked_at=at))
+                                .values(revoked_at=at, binding=credential_binding(secret, key, at)))
                 self.engine.append(tx, "passkey_revoked",
                                    {"approver": key.approver, "credential_id": key.credential_id}, at)
         return keys

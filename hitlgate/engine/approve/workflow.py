@@ -465,29 +465,29 @@ class Engine:
         if s.verdict != verdict:
             raise InputError(f"this statement's verdict is {s.verdict!r}; it cannot be submitted as {verdict!r}")
         approver = self.approvers.get(s.approver)
+        use: PasskeyUse | None = None
         if signed.is_passkey:
             use = self.passkeys.verify_vote(signed, approver)
-            if s.at > now + MAX_CLOCK_SKEW:
-                raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
-            return approver, use
-        try:
-            signed.verify(approver.public_key)
-        except ApprovalError as exc:
-            if self.demo or not is_demo_key(approver.public_key, (approver.name,)):
-                raise
-            # The usual first-day cause: the approver signed with their new key but the
-            # inventory still registers the starter's demo key; say that, not only "does not verify".
-            raise ApprovalError(
-                f"{exc}; {approver.name}'s registered key is the starter's demo key (derived from a public "
-                f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{approver.name}.pem` "
-                f"and put the public key it prints under approvers.{approver.name}.public_key in the inventory",
-                code="demo_key",
-            ) from exc
-        if not self.demo:
-            require_not_demo_key(approver.name, approver.public_key)
+        else:
+            try:
+                signed.verify(approver.public_key)
+            except ApprovalError as exc:
+                if self.demo or not is_demo_key(approver.public_key, (approver.name,)):
+                    raise
+                # The usual first-day cause: the approver signed with their new key but the
+                # inventory still registers the starter's demo key; say that, not only "does not verify".
+                raise ApprovalError(
+                    f"{exc}; {approver.name}'s registered key is the starter's demo key (derived from a public "
+                    f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{approver.name}.pem` "
+                    f"and put the public key it prints under approvers.{approver.name}.public_key in the inventory",
+                    code="demo_key",
+                ) from exc
+            if not self.demo:
+                require_not_demo_key(approver.name, approver.public_key)
+        # After the signature, for both kinds: an unauthenticated statement is refused as such first.
         if s.at > now + MAX_CLOCK_SKEW:
             raise ApprovalError(f"{s.approver}'s statement is dated in the future ({s.at.isoformat()})")
-        return approver, None
+        return approver, use
 
     @staticmethod
     def _check_integrity(req: Request) -> None:

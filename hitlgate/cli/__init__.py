@@ -96,7 +96,13 @@ def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
     else:
         code = "error"
     exit_code = EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
-    return {"error": {"code": code, "message": exc.format_message(), "exit_code": exit_code}}
+    message = exc.format_message()
+    if _NO_ARGS_IS_HELP is not None and isinstance(exc, _NO_ARGS_IS_HELP):
+        # A group without its sub-command (`hitlgate --json policy`): click's message is the whole
+        # help text, which is no error message; say what is missing, as bare `hitlgate --json` does.
+        where = " ".join(["hitlgate", *(exc.ctx.command_path.split()[1:] if exc.ctx is not None else [])])
+        message = f"missing command ({where} --help lists them)"
+    return {"error": {"code": code, "message": message, "exit_code": exit_code}}
 
 
 #: The exit status of a command whose reader closed stdout: 128 + SIGPIPE (13),

@@ -56,6 +56,10 @@ def approvers_passkeys(state: CliState, name: str | None) -> None:
     if state.json:
         echo_json([r.to_dict() for r in records])
         return
+    if not records:
+        # An empty listing would look like a command that did nothing: say so, and how to enrol one.
+        whose = f" for {name}" if name else ""
+        click.echo(f"no passkeys enrolled{whose}; `hitlgate approvers enroll NAME` creates an enrolment link", err=True)
     for r in records:
         d = r.to_dict()
         state_ = f"REVOKED {d['revoked_at']}" if r.revoked_at else f"last used {d['last_used_at'] or 'never'}"

@@ -274,6 +274,11 @@ warrant_ttl_seconds: 300    # warrant lifetime when the policy gives none (minut
 # reminders:
 #   single_approval: {remind_after_minutes: 15, escalate_after_minutes: 45, warn_before_expiry_minutes: 10}
 #   dual_approval: {remind_after_minutes: 30, escalate_after_minutes: 90, warn_before_expiry_minutes: 20}
+# The approvers' console and its passkeys (`hitlgate serve`, `hitlgate approvers
+# enroll`) need the address approvers open, with a host name (not an IP address);
+# notifications (README "Notifications") link to it.
+# server:
+#   public_url: http://localhost:8080
 # Risk factors your own rules add to the built-in ones (policies/crown_jewel.rego
 # shows one). A factor a rule names that is neither built in nor listed here
 # fails closed, so a typo cannot slip through.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
@@ -33,11 +35,19 @@ def tick(state: CliState) -> None:
     from hitlgate.engine.tick import LEASE_NAME, run_tick_under_lease
 
     holder = lease.default_holder()
-    with open_engine(state) as engine:
-        try:
-            report = run_tick_under_lease(engine, holder)
-        finally:
-            lease.release(engine.store, LEASE_NAME, holder)
+    # The report below lists every failed delivery once; the dispatcher's own
+    # warning for each (what `serve` logs) would print it a second time.
+    dispatcher_log = logging.getLogger("hitlgate.engine.notify.dispatcher")
+    if not state.verbose:
+        dispatcher_log.addFilter(_drop)
+    try:
+        with open_engine(state) as engine:
+            try:
+                report = run_tick_under_lease(engine, holder)
+            finally:
+                lease.release(engine.store, LEASE_NAME, holder)
+    finally:
+        dispatcher_log.removeFilter(_drop)
     if state.json:
         echo_json(report.to_dict())
         return
@@ -50,6 +60,10 @@ def tick(state: CliState) -> None:
                    f"enqueued, {notes['delivered']} delivered, {notes['retrying']} to retry, {notes['dead']} dead")
         for line in notes["errors"]:
             click.echo(f"  - {line}", err=True)
+
+
+def _drop(_record: logging.LogRecord) -> bool:
+    return False
 
 
 @click.group(epilog=examples("hitlgate notifications list", "hitlgate notifications list --status dead",
@@ -103,8 +117,10 @@ def notifications_show(state: CliState, row_id: int) -> None:
     click.echo(f"  {d['summary']}")
     if row.status == "pending":
         click.echo(f"  next attempt at {d['next_attempt_at']}")
-    for a in attempts:
-        click.echo(f"  #{a['attempt']} {a['at']} {'ok' if a['ok'] else 'FAILED'} ({a['duration_ms']} ms)"
+    for i, a in enumerate(attempts, start=1):
+        # Numbered by the log, not by the attempt budget, which `notifications retry` starts again at 1.
+        again = " (after a retry)" if i > 1 and a["attempt"] == 1 else ""
+        click.echo(f"  #{i} {a['at']} {'ok' if a['ok'] else 'FAILED'}{again} ({a['duration_ms']} ms)"
                    + (f": {a['error']}" if a["error"] else ""))
 
 

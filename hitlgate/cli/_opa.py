@@ -53,8 +53,10 @@ def policy_bundle(state: CliState, out: Path) -> None:
 
 def _render(report: BackendReport) -> str:
     served = ", ".join(report.served_revisions) or "-"
+    # "opa at http://...", but "embedded in process (/path)", not "embedded at in process".
+    where = report.location if report.location.startswith("in process") else f"at {report.location}"
     lines = [
-        f"backend:        {report.backend} at {report.location}",
+        f"backend:        {report.backend} {where}",
         f"answers:        {'yes' if report.answers else 'no'}"
         + (f" ({report.latency_ms} ms)" if report.latency_ms is not None else ""),
         f"serves:         {served}",
@@ -91,6 +93,10 @@ def _doctor_command() -> click.Command:
         opa_timeout_ms: int | None,
     ) -> None:
         """Check the configured policy backend: does it answer, which revision, does it match.
+
+        Also says whether the setup is production-ready (no example pack, no
+        demo keys), warns about a state database others can read, and counts
+        the notifications' dead letters (showing the latest).
 
         \b
         Exit codes:

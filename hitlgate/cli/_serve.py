@@ -45,7 +45,8 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
     API key (hitlgate apikey create). Runs until stopped (SIGINT/SIGTERM).
 
     At start it prints one line, "listening on http://HOST:PORT (N
-    workers)" (under --json: {"listening", "host", "port", "workers"} on
+    workers)", followed by "; approvers' console: PUBLIC_URL/ui" when
+    server.public_url is set (under --json: {"listening", "host", "port", "workers"} on
     stdout), after the port is bound: with --port 0 it names the port picked.
 
     \b
@@ -84,7 +85,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
         # Each worker process builds its own app from the same configuration file.
         os.environ["HITLGATE_CONFIG"] = str(config.source)
         sock = listen(host, port)
-        _announce(state, host, sock, workers)
+        _announce(state, host, sock, workers, config.server.public_url)
         from uvicorn.supervisors import Multiprocess
 
         multi = uvicorn.Config("hitlgate.service.app:app_from_environment", factory=True, workers=workers,
@@ -99,7 +100,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
         with sock:
             server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level=log_level,
                                                    access_log=state.verbose))
-            _announce(state, host, sock, workers)
+            _announce(state, host, sock, workers, config.server.public_url)
             server.run(sockets=[sock])
         if not server.started:
             raise ServeError("the server did not start (see the log above)", code="startup_failed")
@@ -125,14 +126,18 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _announce(state: CliState, host: str, sock: socket.socket, workers: int) -> None:
+def _announce(state: CliState, host: str, sock: socket.socket, workers: int, public_url: str | None) -> None:
     port = int(sock.getsockname()[1])
     shown = f"[{host}]" if ":" in host else host
     doc: dict[str, Any] = {"listening": f"http://{shown}:{port}", "host": host, "port": port, "workers": workers}
     if state.json:
         click.echo(json.dumps(doc))  # One line, so a supervisor can read it before the server's log.
     else:
-        click.echo(f"listening on {doc['listening']} ({workers} worker{'s' if workers != 1 else ''})", err=True)
+        line = f"listening on {doc['listening']} ({workers} worker{'s' if workers != 1 else ''})"
+        if public_url:
+            # Passkeys work only at public_url (a host name), which may differ from the bound address.
+            line += f"; approvers' console: {public_url.rstrip('/')}/ui"
+        click.echo(line, err=True)
     sys.stdout.flush()
 
 

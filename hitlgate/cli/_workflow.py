@@ -808,9 +808,11 @@ def _uncovered_tail_hint(head_seq: int, covered: int, export: bool) -> None:
         return
     span = f"#{head_seq}" if covered + 1 == head_seq else f"#{covered + 1}-#{head_seq}"
     where = "in this export " if export else ""
+    # An export is a file: a checkpoint signed now reaches it only through a new export.
+    then = " and export again" if export else ""
     click.echo(
         f"hint: no signed checkpoint {where}covers events {span} yet; run `hitlgate audit checkpoint` to sign "
-        "the current head (a signed checkpoint is what makes rewriting those events detectable)",
+        f"the current head{then} (a signed checkpoint is what makes rewriting those events detectable)",
         err=True,
     )
 

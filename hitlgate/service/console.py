@@ -123,11 +123,12 @@ _STATIC = _load_static()
 _STATIC_VERSION = {name: hashlib.sha256(data).hexdigest()[:12] for name, (data, _kind) in _STATIC.items()}
 
 
-def _static_url(name: str) -> str:
+def static_url(name: str) -> str:
+    """The versioned URL of the console's static file ``name`` (also used by the enrolment page)."""
     return f"/ui/static/{name}?v={_STATIC_VERSION[name]}"
 
 
-_templates.globals["static"] = _static_url
+_templates.globals["static"] = static_url
 
 
 def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:

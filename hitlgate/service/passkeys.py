@@ -240,22 +240,39 @@ async def _object(request: Request, svc: Service, what: str, *, empty_ok: bool =
 
 # -- enrolment ------------------------------------------------------------------
 
+# The console's stylesheet and header, so the first page an approver sees
+# looks like the console they will sign in to afterwards.
 _ENROL_PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>hitlgate: enrol a passkey</title>
+<title>Enrol a passkey · hitlgate</title>
+<link rel="stylesheet" href="{stylesheet}">
 <script src="/ui/static/enroll.js" defer></script>
 </head>
 <body>
+<header class="top">
+  <a class="brand" href="/ui">hitlgate</a>
+  <span class="subtitle">approvers' console</span>
+</header>
 <main>
+<section class="card narrow">
 <h1>Enrol a passkey</h1>
 {body}
+</section>
 </main>
 </body>
 </html>
 """
+
+
+def _enrol_page(body: str, status: int = 200) -> HTMLResponse:
+    # Imported here: the console imports this module for its session check.
+    from hitlgate.service.console import static_url
+
+    page = _ENROL_PAGE.format(stylesheet=static_url("console.css"), body=body)
+    return HTMLResponse(page, status_code=status, headers=_PAGE_HEADERS)
 
 
 @router.get("/ui/enroll/{token}")
@@ -265,18 +282,20 @@ async def enroll_page(request: Request, token: str) -> HTMLResponse:
     try:
         enrolment = await svc.run(svc.engine.passkeys.enrolment, token)
     except EnrolmentError as exc:
-        body = f'<p id="status" role="alert">{html.escape(exc.message)}</p>'
-        return HTMLResponse(_ENROL_PAGE.format(body=body), status_code=403, headers=_PAGE_HEADERS)
+        body = f'<p id="status" class="alert" role="alert">{html.escape(exc.message)}</p>'
+        return _enrol_page(body, status=403)
     name = html.escape(enrolment.approver)
     body = (
         f'<p>This link enrols a passkey for approver <strong id="approver">{name}</strong>. '
         "It works once, and expires at "
         f'<time datetime="{enrolment.expires_at.isoformat()}">{enrolment.expires_at:%Y-%m-%d %H:%M} UTC</time>.</p>\n'
         "<p>Your passkey will sign every approval you give: the exact request and action, never a summary.</p>\n"
-        '<button id="enroll" type="button">Create passkey</button>\n'
-        '<p id="status" role="status" aria-live="polite"></p>'
+        '<button id="enroll" class="primary" type="button">Create passkey</button>\n'
+        '<p id="status" class="status" role="status" aria-live="polite"></p>\n'
+        '<p id="next" hidden>Next: <a href="/ui/login">sign in to the console</a> with this passkey '
+        "to see the requests that wait for you.</p>"
     )
-    return HTMLResponse(_ENROL_PAGE.format(body=body), headers=_PAGE_HEADERS)
+    return _enrol_page(body)
 
 
 @router.get("/ui/static/enroll.js")

@@ -49,6 +49,10 @@ def test_tick_list_retry_and_doctor(tmp_path: Path, receiver: Receiver, closed_p
     assert retried.exit_code == 0 and "is due again" in retried.stdout
     assert json.loads(project.invoke(["tick", "--json"]).stdout)["notifications"]["delivered"] == 1
     assert [json.loads(r.body)["data"]["request_id"] for r in receiver.received] == [rid]
+    # The log numbers its entries in order; the retry's fresh budget does not make a second "#1".
+    log = project.invoke(["notifications", "show", str(row["id"])]).stdout.splitlines()
+    assert [line.split()[0] for line in log if line.startswith("  #")] == ["#1", "#2"]
+    assert " FAILED (" in log[-2] and " ok (after a retry) (" in log[-1]
     again = project.invoke(["--json", "notifications", "retry", str(row["id"])])
     assert again.exit_code == 2 and json.loads(again.stdout)["error"]["code"] == "already_delivered"
     human = project.invoke(["notifications", "list"]).stdout

@@ -42,6 +42,8 @@ def test_base_outside_a_git_repository_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 0
     code, error = _check(tmp_path / "proj", "--base", "main")
     assert (code, error["code"]) == (2, "not_a_git_repository")
+    # A project fresh from `hitlgate init` is not in git yet: the message says how to get there.
+    assert "commit the project to git first, e.g. `git init && git add -A" in str(error["message"])
 
 
 def test_a_replay_line_that_is_not_json_exits_2(project: Path) -> None:

@@ -85,3 +85,22 @@ def test_serve_prints_one_listening_line_with_the_bound_port(tmp_path: Path) -> 
     # uvicorn shuts down gracefully, then ends by the signal it caught (documented in serve --help).
     assert proc.returncode == -signal.SIGTERM, err
     assert "Traceback" not in err
+
+
+def test_start_line_names_the_console_at_public_url(tmp_path: Path) -> None:
+    # Passkeys work only at server.public_url (a host name), not at the bound 127.0.0.1: the start
+    # line says where approvers open the console, so a new user does not open the wrong origin.
+    project = make_project(tmp_path)
+    project.config.write_text(project.config.read_text() + "\nserver:\n  public_url: http://localhost:8080\n")
+    proc = subprocess.Popen([sys.executable, "-c", _MAIN, "--config", str(project.config), "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 60)
+        assert ready, "no listening line in 60 s"
+        line = proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert line.startswith("listening on http://127.0.0.1:"), line
+    assert line.endswith(" (1 worker); approvers' console: http://localhost:8080/ui\n"), line

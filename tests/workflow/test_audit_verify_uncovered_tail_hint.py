@@ -29,3 +29,16 @@ def test_fresh_chain_hints_at_audit_checkpoint_until_one_covers_the_head(tmp_pat
     assert project.invoke(["audit", "checkpoint"]).exit_code == 0
     after = project.invoke(["audit", "verify"])
     assert after.exit_code == 0 and after.stderr == ""
+
+
+def test_an_exports_uncovered_tail_hints_to_export_again_after_the_checkpoint(tmp_path: Path) -> None:
+    # A checkpoint signed after the export is not in the file: only a new export carries it.
+    project = make_project(tmp_path)
+    project.granted()
+    project.pending()
+    export = tmp_path / "audit.jsonl"
+    assert project.invoke(["audit", "export", "--out", str(export)]).exit_code == 0
+    verified = project.invoke(["audit", "verify", "--file", str(export)])
+    assert verified.exit_code == 0, verified.output
+    assert "hint: no signed checkpoint in this export covers events" in verified.stderr
+    assert "run `hitlgate audit checkpoint` to sign the current head and export again (" in verified.stderr

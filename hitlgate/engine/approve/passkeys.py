@@ -174,8 +174,9 @@ class RelyingParty:
         """The relying party of the ``server:`` settings; :class:`ConfigError` when ``public_url`` is unset."""
         if not public_url:
             raise ConfigError(
-                "server.public_url is not set: passkeys need the console's origin (e.g. https://hitlgate.example.com "
-                "or http://127.0.0.1:8080) in hitlgate.yaml",
+                "server.public_url is not set: passkeys need the console's origin, the address approvers open, "
+                "with a host name (browsers refuse an IP address as a passkey's site); add to hitlgate.yaml: "
+                "server: {public_url: \"https://hitlgate.example.com\"} (or \"http://localhost:8080\" to try it)",
                 code="public_url_missing",
             )
         parts = urlsplit(public_url)

@@ -221,7 +221,10 @@ def repository_root(start: Path) -> Path:
     """The top of the git work tree holding ``start``; InputError ``not_a_git_repository`` otherwise."""
     run = _git(["rev-parse", "--show-toplevel"], start)
     if run.returncode != 0:
-        raise InputError(f"--base needs a git repository: {start} is not in one", code="not_a_git_repository")
+        raise InputError(f"--base needs a git repository: {start} is not in one (the decision diff checks out "
+                         "the base ref with git; commit the project to git first, e.g. `git init && git add -A "
+                         "&& git commit -m base`, or run policy check without --base)",
+                         code="not_a_git_repository")
     return Path(run.stdout.strip()).resolve()
 
 

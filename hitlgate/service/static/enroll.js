@@ -66,8 +66,10 @@
       const options = await post("/ui/api/enroll/options", { token: token });
       const cred = await navigator.credentials.create({ publicKey: creationOptions(options.publicKey) });
       const done = await post("/ui/api/enroll", { token: token, credential: credentialJSON(cred) });
-      status.textContent = "Passkey enrolled for " + done.approver + ". You can close this page.";
+      status.textContent = "Passkey enrolled for " + done.approver + ".";
       status.dataset.state = "enrolled";
+      button.hidden = true;
+      document.getElementById("next").hidden = false;
     } catch (err) {
       status.textContent = "Enrolment failed: " + err.message;
       status.dataset.state = "failed";

@@ -28,7 +28,7 @@ def test_tick_list_retry_and_doctor(tmp_path: Path, receiver: Receiver, closed_p
     listed = project.invoke(["notifications", "list", "--status", "dead", "--json"])
     [row] = json.loads(listed.stdout)
     assert (row["event"], row["request_id"], row["channel"], row["attempts"]) == ("request.pending", rid, "hook", 1)
-    assert "ConnectionError" in row["last_error"]
+    assert "ConnectionRefusedError" in row["last_error"]
 
     shown = json.loads(project.invoke(["notifications", "show", str(row["id"]), "--json"]).stdout)
     assert [(d["attempt"], d["ok"]) for d in shown["deliveries"]] == [(1, False)]

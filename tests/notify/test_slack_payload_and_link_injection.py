@@ -87,7 +87,7 @@ def test_a_failed_delivery_never_records_the_secret_url_path(
     report = dispatch(engine, clock.now)
     assert report.retrying == 1
     [row] = outbox.list_rows(engine.store)
-    assert "ConnectionError" in row.last_error and "127.0.0.1" in row.last_error
+    assert "ConnectionRefusedError" in row.last_error and "127.0.0.1" in row.last_error
     assert "SECRET" not in row.last_error and "SECRET" not in " ".join(report.errors)
     assert "SECRET" not in str(outbox.attempts_of(engine.store, row.id))
 

@@ -9,6 +9,7 @@ show it, and ``notifications retry`` makes it due again.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -34,8 +35,14 @@ def _settings(url: str, **extra: Any) -> NotificationSettings:
 
 
 def test_black_hole_receiver_never_blocks_approvals_and_ends_dead(
-    make_engine: EngineFactory, black_hole: str, webhook_secret: str, clock: FakeClock
+    make_engine: EngineFactory, webhook_secret: str, clock: FakeClock
 ) -> None:
+    # A receiver that accepts the connection and never answers, for the first attempt; then it is gone
+    # (connection refused), so the later attempts fail at once and the test does not wait out more timeouts.
+    hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    black_hole = f"http://127.0.0.1:{hole.getsockname()[1]}/hook"
     engine = make_engine(config={"notifications": _settings(black_hole, max_attempts=2, backoff_seconds=1)})
     req = engine.propose(proposal())
     enqueue_new(engine, clock.now)
@@ -52,8 +59,11 @@ def test_black_hole_receiver_never_blocks_approvals_and_ends_dead(
     assert delivering.is_alive(), "the delivery should still be waiting on its timeout"
     assert took < 3, f"approvals waited {took:.2f}s on a notification"
     delivering.join(timeout=30)
+    took = time.monotonic() - started
     [row] = outbox.list_rows(engine.store)
     assert (row.status, row.attempts) == ("pending", 1) and "Timeout" in row.last_error
+    assert took < 6, f"one attempt on a silent receiver took {took:.2f}s; its deadline is 3 s in all"
+    hole.close()
 
     report = dispatch(engine, clock.advance(2))
     assert report.dead == 1
@@ -71,7 +81,7 @@ def test_refused_connection_is_dead_and_doctor_names_it(
     engine.propose(proposal())
     assert dispatch(engine, clock.now).dead == 1
     [row] = outbox.list_rows(engine.store, status="dead")
-    assert "ConnectionError" in row.last_error and closed_port not in row.last_error  # host only, never the URL
+    assert "ConnectionRefusedError" in row.last_error and closed_port not in row.last_error  # host only, never the URL
 
     report = BackendReport(backend="embedded", location="-")
     _check_notifications(engine.config, report)

@@ -3,19 +3,29 @@
 :func:`dispatch` runs in two steps (Contract A of issue 12):
 
 1. **Enqueue**, in one write transaction of the store (which holds the
-   store's write lock, so two dispatchers on one database take turns): read
-   the cursor, read at most :data:`BATCH_EVENTS` audit events after it,
-   turn each into at most one notification (:func:`message_for`), route it
-   (``notifications.routes``), add one outbox row per channel, and move
-   the cursor past the events read. Either all of that commits or none of
-   it, so every event is enqueued exactly once. An event older than
-   ``max_event_age_seconds`` is passed over without a notification.
+   store's write lock, so two dispatchers on one database take turns):
+   read the cursor, pass over the events older than
+   ``max_event_age_seconds`` (up to :data:`STALE_SCAN` of them, reading
+   only their seq and time), read at most :data:`BATCH_EVENTS` audit
+   events after that, turn each into at most one notification
+   (:func:`message_for`), route it (``notifications.routes``), add one
+   outbox row per channel, and move the cursor past the events read.
+   Either all of that commits or none of it, and an outbox row is unique
+   per (message, channel), so every event is enqueued once even if
+   someone moves the cursor back; a cursor moved past the chain's head is
+   put back to the head.
 2. **Deliver**, outside any transaction that an approval waits for: claim
-   due rows (a lease per row, so two dispatchers never send one row at
-   once), call the channel's plugin with short timeouts, and record each
-   attempt: delivered; due again after a doubling backoff; or ``dead``
-   after ``max_attempts``. A receiver that is down costs the dispatcher at
-   most its timeouts and never blocks a vote, a grant or a warrant.
+   one due row at a time (a lease per row, so two dispatchers never send
+   one row at once), call the channel's plugin (each attempt has one
+   deadline in all), and record the attempt, only if the row is still
+   this dispatcher's: delivered; due again after a doubling backoff; or
+   ``dead`` after ``max_attempts``. A channel that failed is skipped for
+   the rest of the dispatch, and no attempt starts after
+   :data:`DELIVERY_BUDGET_SECONDS`. A receiver that is down costs the
+   dispatcher one timeout per tick and never blocks a vote, a grant, a
+   warrant or the other channels. Delivery is at least once: a
+   dispatcher killed after sending but before recording leaves a lease
+   that lapses, and the row is sent again with the same ``webhook-id``.
 
 A notification addresses the owner team of the request's target (from the
 trusted inventory, never from the proposal) and the approvers eligible
@@ -32,8 +42,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from hitlgate.engine._time import format_time
 from hitlgate.engine.approve.quorum import can_fill
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import AuditEvent
 from hitlgate.engine.ledger.store import Request, Transaction
 from hitlgate.engine.notify import outbox
@@ -50,6 +63,10 @@ log = logging.getLogger(__name__)
 BATCH_EVENTS = 200
 #: Outbox rows attempted per dispatch.
 BATCH_DELIVERIES = 100
+#: Old events passed over per enqueue transaction, reading only their seq and time.
+STALE_SCAN = 20_000
+#: No delivery attempt starts later than this into a dispatch (the rest wait for the next tick).
+DELIVERY_BUDGET_SECONDS = 20.0
 
 #: Audit kind -> notification event. Kinds not listed (proposed, consumed, warrant_refused, api keys...) notify nobody.
 EVENT_OF_KIND = {
@@ -210,6 +227,27 @@ def settings_of(engine: Engine) -> NotificationSettings | None:
     return value if isinstance(value, NotificationSettings) else None
 
 
+def _past_stale(tx: Transaction, start: int, cutoff: datetime) -> tuple[int, int, int]:
+    """``(last, read, skipped)``: the seq just before the first event after ``start`` at or after ``cutoff``.
+
+    ``read`` counts the events passed over, ``skipped`` those of them that would have notified.
+
+    Reads only (seq, at, kind), :data:`STALE_SCAN` at most, so a backlog of old
+    events (notifications switched on for a database with a long history)
+    is passed over in a few ticks instead of :data:`BATCH_EVENTS` at a time,
+    while the events that are still fresh wait for no one.
+    """
+    e = t.audit_events.c
+    rows = tx.conn.execute(sa.select(e.seq, e.at, e.kind).where(e.seq > start).order_by(e.seq)
+                           .limit(STALE_SCAN)).all()
+    last, read, skipped = start, 0, 0
+    for seq, at, kind in rows:
+        if at >= cutoff:
+            break
+        last, read, skipped = int(seq), read + 1, skipped + (kind in EVENT_OF_KIND)
+    return last, read, skipped
+
+
 def enqueue_new(engine: Engine, now: datetime, report: DispatchReport | None = None) -> DispatchReport:
     """Step 1: turn the audit events after the cursor into outbox rows and move the cursor, in one transaction."""
     report = report if report is not None else DispatchReport()
@@ -218,12 +256,29 @@ def enqueue_new(engine: Engine, now: datetime, report: DispatchReport | None = N
     max_age = timedelta(seconds=settings.max_event_age_seconds)
     with engine.store.write() as tx:
         start = outbox.cursor(tx)
+        head = tx.head()
+        head_seq = head.seq if head is not None else 0
+        if start > head_seq:
+            # Only an edit in the database puts the cursor past the chain's head; left there, the events
+            # appended up to it would never be notified. Back to the head, loudly.
+            problem = f"the notification cursor (#{start}) was past the audit chain's head (#{head_seq}); reset"
+            log.error("%s: someone edited the notification_cursor row", problem)
+            report.errors.append(problem)
+            start = head_seq
+            outbox.advance(tx, start, now)
         last = start
         if not settings.routes:
             # Nothing is routed anywhere: move past the whole chain without reading it.
-            head = tx.head()
-            last = head.seq if head is not None else start
-        for ev in tx.iter_events(after_seq=start, chunk=BATCH_EVENTS) if settings.routes else ():
+            last = head_seq
+        else:
+            last, passed, skipped = _past_stale(tx, start, now - max_age)
+            report.events += passed
+            report.skipped_stale += skipped
+        read = 0
+        for ev in tx.iter_events(after_seq=last, chunk=BATCH_EVENTS) if settings.routes else ():
+            if read >= BATCH_EVENTS:
+                break
+            read += 1
             last = ev.seq
             report.events += 1
             if ev.kind in EVENT_OF_KIND:
@@ -233,10 +288,8 @@ def enqueue_new(engine: Engine, now: datetime, report: DispatchReport | None = N
                     message = message_for(engine, tx, ev, url=url)
                     if message is not None:
                         for channel in settings.channels_for(message.event, message.tier, message.teams):
-                            outbox.enqueue(tx, message, channel, audit_seq=ev.seq, now=now)
-                            report.enqueued += 1
-            if report.events >= BATCH_EVENTS:
-                break
+                            if outbox.enqueue(tx, message, channel, audit_seq=ev.seq, now=now):
+                                report.enqueued += 1
         if last != start:
             outbox.advance(tx, last, now)
         report.cursor = last
@@ -244,8 +297,17 @@ def enqueue_new(engine: Engine, now: datetime, report: DispatchReport | None = N
 
 
 def deliver_due(engine: Engine, now: datetime, report: DispatchReport | None = None, *,
-                notifiers: Mapping[str, Notifier] | None = None) -> DispatchReport:
-    """Step 2: attempt the due outbox rows, outside any approval transaction; record every attempt."""
+                notifiers: Mapping[str, Notifier] | None = None,
+                budget_seconds: float = DELIVERY_BUDGET_SECONDS) -> DispatchReport:
+    """Step 2: attempt the due outbox rows, outside any approval transaction; record every attempt.
+
+    Rows are claimed one at a time, just before their attempt, so a row's
+    lease never runs out while it waits behind slow receivers. A channel
+    whose attempt failed is not tried again in this dispatch (its other
+    rows wait for the next tick), so one dead receiver costs one timeout
+    per tick, not one per row, and never starves the other channels. No
+    new attempt starts after ``budget_seconds``: a tick always ends soon.
+    """
     report = report if report is not None else DispatchReport()
     settings = settings_of(engine) or NotificationSettings()
     if notifiers is None:
@@ -253,7 +315,18 @@ def deliver_due(engine: Engine, now: datetime, report: DispatchReport | None = N
     timeouts = [float(getattr(n, "timeout", 10.0)) for n in notifiers.values()]
     # The lease outlives an attempt's worst case (connect + read timeouts), so nobody else takes the row meanwhile.
     lease = timedelta(seconds=3 * max(timeouts, default=10.0) + 30)
-    for row in outbox.claim_due(engine.store, now, limit=BATCH_DELIVERIES, lease=lease):
+    began = time.monotonic()
+    failing: set[str] = set()
+    for _ in range(BATCH_DELIVERIES):
+        elapsed = time.monotonic() - began
+        if elapsed >= budget_seconds:
+            break
+        # The claim's clock moves on with the dispatch, so a row claimed late keeps its whole lease.
+        won = outbox.claim_due(engine.store, now + timedelta(seconds=elapsed), limit=1, lease=lease,
+                               skip_channels=failing)
+        if not won:
+            break
+        row = won[0]
         notifier = notifiers.get(row.channel)
         started = time.monotonic()
         error = ""
@@ -265,12 +338,17 @@ def deliver_due(engine: Engine, now: datetime, report: DispatchReport | None = N
             except Exception as exc:  # noqa: BLE001 - any failure of a plugin is a failed attempt, retried later.
                 error = str(exc) or type(exc).__name__
         took = int((time.monotonic() - started) * 1000)
+        if error:
+            failing.add(row.channel)
         status = outbox.record_attempt(engine.store, row, ok=not error, error=error, now=now, duration_ms=took,
                                        max_attempts=settings.max_attempts,
                                        retry_after=settings.backoff(row.attempts + 1))
         if status == outbox.DELIVERED:
             report.delivered += 1
             log.info("notification %s (%s) delivered to %s", row.id, row.event, row.channel)
+        elif status == outbox.SUPERSEDED:
+            log.warning("notification %s (%s) to %s: the row changed hands during the attempt (its lease lapsed or "
+                        "it was retried); this attempt's result is logged only", row.id, row.event, row.channel)
         else:
             report.errors.append(f"{row.id} {row.channel}: {one_line(error, 200)}")
             if status == outbox.DEAD:

@@ -16,14 +16,16 @@ re-reads the row and finds the lease taken).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,6 +37,8 @@ from hitlgate.errors import InputError, NotFoundError, StorageError
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 STATUSES = (PENDING, DELIVERED, DEAD)
+#: What :func:`record_attempt` returns when the row had meanwhile stopped being the attempt's (not a status).
+SUPERSEDED = "superseded"
 
 _o = t.notification_outbox.c
 
@@ -55,6 +59,8 @@ class OutboxRow:
     delivered_at: datetime | None
     last_error: str
     message: str
+    #: The delivery lease on the row (a claim's own value when :func:`claim_due` returned the row).
+    claimed_until: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the CLI (the message's summary, not its whole body)."""
@@ -63,15 +69,26 @@ class OutboxRow:
             "request_id": self.request_id, "status": self.status, "attempts": self.attempts,
             "created_at": format_time(self.created_at), "next_attempt_at": format_time(self.next_attempt_at),
             "delivered_at": None if self.delivered_at is None else format_time(self.delivered_at),
-            "last_error": self.last_error, "summary": json.loads(self.message).get("summary", ""),
+            "last_error": self.last_error, "summary": _summary(self.message),
         }
+
+
+def _summary(message: str) -> str:
+    """The stored message's summary; a row someone edited into something else does not break a listing."""
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return "(unreadable message)"
+    summary = doc.get("summary") if isinstance(doc, dict) else None
+    return one_line(summary, 300) if isinstance(summary, str) else "(unreadable message)"
 
 
 def _row(r: Any) -> OutboxRow:
     return OutboxRow(id=int(r["id"]), message_id=r["message_id"], channel=r["channel"], event=r["event"],
                      request_id=r["request_id"], status=r["status"], attempts=int(r["attempts"]),
                      created_at=r["created_at"], next_attempt_at=r["next_attempt_at"],
-                     delivered_at=r["delivered_at"], last_error=r["last_error"] or "", message=r["message"])
+                     delivered_at=r["delivered_at"], last_error=r["last_error"] or "", message=r["message"],
+                     claimed_until=r["claimed_until"])
 
 
 @contextmanager
@@ -106,36 +123,58 @@ def advance(tx: Transaction, seq: int, now: datetime) -> None:
                     .values(seq=seq, updated_at=now))
 
 
-def enqueue(tx: Transaction, message: Message, channel: str, *, audit_seq: int, now: datetime) -> None:
-    """Add one (message, channel) row, due now."""
-    tx.conn.execute(t.notification_outbox.insert().values(
+def enqueue(tx: Transaction, message: Message, channel: str, *, audit_seq: int, now: datetime) -> bool:
+    """Add one (message, channel) row, due now; False when it is already there.
+
+    A message id is derived from its audit event, so the same event seen
+    again (a cursor someone moved back in the database) finds its rows and
+    adds nothing: the unique key (message id, channel) makes enqueueing
+    idempotent instead of failing every later tick.
+    """
+    dialect = postgresql if tx.conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(t.notification_outbox).values(
         message_id=message.id, channel=channel, event=message.event, request_id=message.request_id,
         audit_seq=audit_seq, message=message.to_json(), status=PENDING, attempts=0, created_at=now,
-        next_attempt_at=now, claimed_until=None, delivered_at=None, last_error=""))
+        next_attempt_at=now, claimed_until=None, delivered_at=None, last_error="",
+    ).on_conflict_do_nothing(index_elements=[_o.message_id, _o.channel]).returning(_o.id)
+    return tx.conn.execute(stmt).first() is not None
 
 
 # -- delivery (short transactions of their own) ------------------------------------
 
 
-def claim_due(store: Store, now: datetime, *, limit: int, lease: timedelta) -> list[OutboxRow]:
-    """Take the lease on up to ``limit`` due rows; return those this caller won (oldest first)."""
+def claim_due(store: Store, now: datetime, *, limit: int, lease: timedelta,
+              skip_channels: Collection[str] = ()) -> list[OutboxRow]:
+    """Take the lease on up to ``limit`` due rows (none of ``skip_channels``); return those this caller won.
+
+    Oldest first. Each returned row carries its claim (``claimed_until``),
+    which :func:`record_attempt` checks.
+    """
     due = sa.and_(_o.status == PENDING, _o.next_attempt_at <= now,
                   sa.or_(_o.claimed_until.is_(None), _o.claimed_until <= now))
+    q = sa.select(t.notification_outbox).where(due)
+    if skip_channels:
+        q = q.where(_o.channel.not_in(sorted(skip_channels)))
+    until = now + lease
     won: list[OutboxRow] = []
     with _short_write(store) as conn:
-        rows = conn.execute(sa.select(t.notification_outbox).where(due).order_by(_o.id).limit(limit)).mappings().all()
+        rows = conn.execute(q.order_by(_o.id).limit(limit)).mappings().all()
         for r in rows:
             changed = conn.execute(t.notification_outbox.update().where(_o.id == r["id"], due)
-                                   .values(claimed_until=now + lease)
+                                   .values(claimed_until=until)
                                    .execution_options(preserve_rowcount=True)).rowcount
             if changed == 1:
-                won.append(_row(r))
+                won.append(dataclasses.replace(_row(r), claimed_until=until))
     return won
 
 
 def record_attempt(store: Store, row: OutboxRow, *, ok: bool, error: str, now: datetime, duration_ms: int,
                    max_attempts: int, retry_after: float) -> str:
-    """Log one attempt and move the row: delivered, due again after ``retry_after`` s, or dead. Return its status."""
+    """Log one attempt and move the row: delivered, due again after ``retry_after`` s, or dead. Return its status.
+
+    :data:`SUPERSEDED` when the row was no longer this attempt's to move (its lease lapsed and another
+    dispatcher took it, or someone retried it): the attempt is logged, the row left as it is.
+    """
     attempts = row.attempts + 1
     error = one_line(error, MAX_ERROR_CHARS)
     if ok:
@@ -144,12 +183,18 @@ def record_attempt(store: Store, row: OutboxRow, *, ok: bool, error: str, now: d
         values = {"status": DEAD, "last_error": error}
     else:
         values = {"status": PENDING, "next_attempt_at": now + timedelta(seconds=retry_after), "last_error": error}
+    # Only while the row is still ours: pending, under the claim this attempt was made on. A dispatcher
+    # that stalled past its lease (another one may have delivered the row since), or a row an operator
+    # retried meanwhile, must not be moved back by a late result.
+    mine = [_o.id == row.id, _o.status == PENDING]
+    mine.append(_o.claimed_until.is_(None) if row.claimed_until is None else _o.claimed_until == row.claimed_until)
     with _short_write(store) as conn:
-        conn.execute(t.notification_outbox.update().where(_o.id == row.id)
-                     .values(attempts=attempts, claimed_until=None, **values))
+        changed = conn.execute(t.notification_outbox.update().where(*mine)
+                               .values(attempts=attempts, claimed_until=None, **values)
+                               .execution_options(preserve_rowcount=True)).rowcount
         conn.execute(t.notification_deliveries.insert().values(
             outbox_id=row.id, attempt=attempts, at=now, ok=ok, error="" if ok else error, duration_ms=duration_ms))
-    return str(values["status"])
+    return str(values["status"]) if changed == 1 else SUPERSEDED
 
 
 # -- operators: list, retry, dead letters ----------------------------------------
@@ -196,6 +241,11 @@ def retry(store: Store, row_id: int, now: datetime) -> OutboxRow:
         if r["status"] == DELIVERED:
             raise InputError(f"notification {row_id} was delivered at {format_time(r['delivered_at'])}; "
                              "nothing to retry", code="already_delivered")
+        if r["status"] == PENDING and r["claimed_until"] is not None and r["claimed_until"] > now:
+            # A dispatcher is attempting it right now; resetting the claim would let a second one send it too.
+            raise InputError(f"notification {row_id} is being delivered right now (until "
+                             f"{format_time(r['claimed_until'])} at the latest); see its result with "
+                             f"`hitlgate notifications show {row_id}`", code="in_flight")
         conn.execute(t.notification_outbox.update().where(_o.id == row_id)
                      .values(status=PENDING, attempts=0, next_attempt_at=now, claimed_until=None))
         r = conn.execute(sa.select(t.notification_outbox).where(_o.id == row_id)).mappings().first()

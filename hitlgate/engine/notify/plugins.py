@@ -16,7 +16,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -43,6 +46,38 @@ def one_line(text: str, limit: int = 300) -> str:
     """``text`` without control characters (no line breaks to inject headers with), cut to ``limit``."""
     flat = _CONTROL.sub(" ", text)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@contextmanager
+def hard_deadline(current_socket: Callable[[], socket.socket | None], seconds: float) -> Iterator[threading.Event]:
+    """Shut down the socket ``current_socket()`` returns once ``seconds`` have passed; yield the "expired" flag.
+
+    Socket timeouts bound each read, not an exchange: a peer that sends one
+    byte just inside every timeout keeps a connection open for ever. When
+    the deadline passes, a timer thread shuts the socket down (which wakes a
+    read blocked on it) and sets the flag, so the caller reports a timeout.
+    A deadline that passes before there is a socket only sets the flag: the
+    caller checks it once connected.
+    """
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        sock = current_socket()
+        if sock is not None:
+            try:
+                # The plain socket's shutdown, also for a TLS socket: it must interrupt, not negotiate.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
 
 
 @dataclass(frozen=True)

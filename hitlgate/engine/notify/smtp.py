@@ -14,11 +14,13 @@ environment variable ``password_env`` at delivery time and is never logged.
 
 Settings: ``host``, ``port`` (default 25, or 587 with STARTTLS), ``from``,
 ``to`` (list), ``to_approvers``, ``starttls``, ``ca_file``, ``username``,
-``password_env``, ``timeout_seconds`` (default 10).
+``password_env``, ``timeout_seconds`` (default 10: the longest one delivery
+may take, the whole conversation included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ from hitlgate.engine.notify.plugins import (
     DeliveryError,
     Message,
     NotifierPlugin,
+    hard_deadline,
     one_line,
     require_known,
     secret_from_env,
@@ -125,15 +128,29 @@ class EmailNotifier(NotifierPlugin):
         if not to:
             raise DeliveryError(f"{self.where}: no recipient (set to, or give approvers an email in the inventory)")
         mail = compose(message, sender=self.sender, to=to)
-        try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+        smtp = smtplib.SMTP(timeout=self.timeout)
+        # One deadline for the whole conversation: a server that drips its
+        # replies a byte at a time never trips a per-read timeout.
+        with hard_deadline(lambda: smtp.sock, self.timeout) as expired:
+            try:
+                smtp.connect(self.host, self.port)
+                if expired.is_set():
+                    raise TimeoutError("deadline passed while connecting")
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
                 if self.username is not None:
                     smtp.login(self.username, secret_from_env(str(self.password_env), f"{self.where}.password_env"))
                 refused = smtp.send_message(mail, from_addr=self.sender, to_addrs=list(to))
-        except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {one_line(str(exc), 300)}") \
-                from None
+                # The mail is taken once send_message returns: a failed goodbye must not send it again.
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    smtp.quit()
+            except (smtplib.SMTPException, OSError, ValueError) as exc:
+                if expired.is_set():
+                    raise DeliveryError(f"SMTP {self.host}:{self.port}: Timeout: the conversation took longer "
+                                        f"than {self.timeout:g} s") from None
+                raise DeliveryError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: "
+                                    f"{one_line(str(exc), 300)}") from None
+            finally:
+                smtp.close()
         if refused and len(refused) == len(to):
             raise DeliveryError(f"SMTP {self.host}:{self.port} refused every recipient")

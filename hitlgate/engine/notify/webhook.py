@@ -15,29 +15,38 @@ Every delivery carries, in this order of checks a receiver makes:
 The secret is read from the environment variable ``settings.secret_env``
 (``whsec_`` + base64, as the library's tooling prints it), at delivery
 time; it is never logged, stored or echoed. Redirects are not followed
-(a receiver that moved must be reconfigured, not followed blindly), and
-the timeouts are short, so a slow receiver costs a dispatcher seconds,
-never an approval anything. Any status but 2xx raises.
+(a receiver that moved must be reconfigured, not followed blindly). Any
+status but 2xx raises.
+
+A receiver is not trusted to be quick or small (:func:`post_json`): one
+attempt ends after ``timeout_seconds`` in all, however the receiver
+spends them (a connection it never answers, a status line dripped one
+byte at a time, an endless body), and at most :data:`MAX_RESPONSE_BYTES`
+of its answer are read. So a hostile or broken receiver costs a
+dispatcher seconds and kilobytes, never an approval anything. Environment
+proxy settings are not used: the receiver is reached directly.
 
 Settings: ``url`` (http or https), ``secret_env``, ``timeout_seconds``
-(default 5).
+(default 5: the longest one attempt may take, connecting included).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import requests
 from standardwebhooks import Webhook
 
 from hitlgate.engine.notify.plugins import (
     DeliveryError,
     Message,
     NotifierPlugin,
+    hard_deadline,
     one_line,
     require_known,
     secret_from_env,
@@ -58,27 +67,70 @@ def http_url(settings: Mapping[str, Any], key: str, where: str) -> str:
     return url
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> None:
-    """POST ``body``; :class:`DeliveryError` unless the receiver answers 2xx. The URL is never in the message.
+#: The most of a receiver's answer ever read: its body is only quoted (cut short) in an error.
+MAX_RESPONSE_BYTES = 64 * 1024
 
-    A Slack or webhook URL may itself be the secret (Slack's is), so errors
-    name the host only.
-    """
+
+def _redact(text: str, url: str, host: str) -> str:
+    """``text`` without the URL, its path or its query: a Slack URL's path is its secret."""
     parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2] or "?"
+    text = text.replace(url, host)
+    for part in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
+        if part and part != "/":
+            text = text.replace(part, "/…")
+    return text
+
+
+def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> None:
+    """POST ``body``; :class:`DeliveryError` unless the receiver answers 2xx within ``timeout`` seconds in all.
+
+    The deadline covers the whole attempt: a watchdog shuts the socket down
+    when it passes, so a receiver that drips its answer a byte at a time
+    cannot stretch an attempt (a per-read timeout alone never fires on it).
+    Only a non-2xx answer's first :data:`MAX_RESPONSE_BYTES` are read, to
+    quote in the error. A Slack or webhook URL may itself be the secret
+    (Slack's is), so errors name the host only and never repeat the URL's
+    path, even when the receiver's answer quotes it.
+    """
     try:
-        response = requests.post(url, data=body, headers={"Content-Type": "application/json", **headers},
-                                 timeout=(timeout, timeout), allow_redirects=False)
-    except requests.RequestException as exc:
-        # requests names the URL's path in its messages ("Max retries exceeded with url: /services/T0/B0/XYZ"),
-        # and a Slack URL's path is its secret: every spelling of it goes.
-        text = str(exc).replace(url, host)
-        for part in (parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query):
-            if part and part != "/":
-                text = text.replace(part, "/…")
-        raise DeliveryError(f"{host}: {type(exc).__name__}: {one_line(text, 300)}") from None
-    if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"{host} answered HTTP {response.status_code}: {one_line(response.text, 200)}")
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise DeliveryError("the channel's URL is not a valid http:// or https:// URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        # Never echoed: it may be a secret read from the environment (Slack's url_env).
+        raise DeliveryError("the channel's URL is not an http:// or https:// URL") from None
+    host = parts.netloc.rpartition("@")[2]
+    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        # Certificates and host names are verified against the system's trust store.
+        conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout,
+                                           context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    try:
+        with hard_deadline(lambda: conn.sock, timeout) as expired:
+            try:
+                conn.connect()
+                if expired.is_set():
+                    raise TimeoutError("deadline passed while connecting")
+                conn.request("POST", path, body=body,
+                             headers={"Content-Type": "application/json", **headers})
+                response = conn.getresponse()
+                status = response.status
+                answer = b"" if 200 <= status < 300 else response.read(MAX_RESPONSE_BYTES)
+            except Exception as exc:  # noqa: BLE001 - every failure of the exchange is a failed attempt.
+                if expired.is_set():
+                    raise DeliveryError(f"{host}: Timeout: no complete answer within {timeout:g} s") from None
+                text = _redact(str(exc), url, host)
+                raise DeliveryError(f"{host}: {type(exc).__name__}: {one_line(text, 300)}") from None
+    finally:
+        conn.close()
+    if not 200 <= status < 300:
+        text = _redact(answer.decode("utf-8", "replace"), url, host)
+        raise DeliveryError(f"{host} answered HTTP {status}: {one_line(text, 200)}")
 
 
 class WebhookNotifier(NotifierPlugin):

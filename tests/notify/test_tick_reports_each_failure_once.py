@@ -36,7 +36,7 @@ def test_a_failed_delivery_is_reported_once(tmp_path: Path, closed_port: str, we
     first = _tick(project.config)
     assert first.returncode == 0, first.stderr
     assert "1 enqueued, 0 delivered, 1 to retry" in first.stdout
-    failures = [line for line in first.stderr.splitlines() if "ConnectionError" in line]
+    failures = [line for line in first.stderr.splitlines() if "ConnectionRefusedError" in line]
     assert len(failures) == 1 and failures[0].startswith("  - 1 hook: "), first.stderr
     assert "WARNING" not in first.stderr
     assert project.invoke(["notifications", "retry", "1"]).exit_code == 0

@@ -120,7 +120,8 @@ class TickReport:
     def describe(self) -> str:
         """One line for people."""
         if not self.ran:
-            return f"another replica holds the tick lease ({self.holder}); nothing done"
+            return (f"a running `hitlgate serve` (or another tick) holds the tick lease ({self.holder}) and does "
+                    "this work itself; nothing done")
         parts = [f"{len(self.expired)} expired", f"{len(self.of(REMINDER))} reminder(s)",
                  f"{len(self.of(ESCALATION))} escalation(s)", f"{len(self.of(EXPIRING))} expiry warning(s)"]
 

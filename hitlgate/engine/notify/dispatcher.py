@@ -147,13 +147,24 @@ def eligible_approvers(engine: Engine, req: Request, *, skip_voters: bool) -> tu
     return tuple(_recipient(engine, n) for n in sorted(names))
 
 
+def _window_closes(req: Request) -> datetime:
+    """When the approval window closes: the proposal plus the decision's ``ttl_seconds``.
+
+    Not ``req.expires_at``: once the request is granted that is the warrant's
+    deadline, and a notification made after the grant (a tick that caught up
+    late) would name it as the approval window.
+    """
+    return req.created_at + timedelta(seconds=req.decision.ttl_seconds)
+
+
 def _summary(event: str, ev: AuditEvent, req: Request) -> str:
     action = req.action
     head = (f"{one_line(str(action.get('type', '?')), 64)} on {one_line(str(action.get('target', '?')), 120)} "
             f"({req.tier}, requested by {one_line(req.requester, 80)})")
     p = ev.payload
     tail = {
-        "request.pending": f"waits for {req.decision.quorum.required} approval(s) until {format_time(req.expires_at)}",
+        "request.pending": f"waits for {req.decision.quorum.required} approval(s) until "
+                           f"{format_time(_window_closes(req))}",
         "request.vote": f"approved by {one_line(str(p.get('approver', '?')), 80)}",
         "request.rejected": f"rejected by {one_line(str(p.get('approver', '?')), 80)}",
         "request.granted": "granted" + (" automatically (auto_allow)" if p.get("reason") == "auto_allow" else ""),
@@ -164,7 +175,7 @@ def _summary(event: str, ev: AuditEvent, req: Request) -> str:
         + one_line(str(p.get("detail") or p.get("reason") or ""), 160),
         "request.reminder": "still waits for approval",
         "request.escalated": "escalated: still waits for approval",
-        "request.expiring": f"approval window closes at {format_time(req.expires_at)}",
+        "request.expiring": f"approval window closes at {format_time(_window_closes(req))}",
     }[event]
     return f"{head}: {tail}"
 

@@ -52,3 +52,16 @@ def test_doctor_names_the_embedded_backend_without_at(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     text = project.invoke(["doctor"]).stdout
     assert f"backend:        embedded in process ({project.config.parent / 'policies'})" in text, text
+
+
+def test_a_public_url_without_scheme_is_explained_in_words(tmp_path: Path) -> None:
+    # `public_url: localhost:8080` used to be refused with the bare regular expression.
+    project = make_project(tmp_path)
+    project.config.write_text(project.config.read_text() + "\nserver:\n  public_url: localhost:8080\n")
+    result = project.invoke(["--json", "doctor"])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "config_error"
+    assert "server.public_url: 'localhost:8080' is not an origin: http:// or https://, a host name and an " \
+        "optional port, no path (e.g. https://hitlgate.example.com or http://localhost:8080)" in error["message"]
+    assert "^https?://" not in error["message"]

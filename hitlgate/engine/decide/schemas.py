@@ -149,12 +149,16 @@ def _not(v: Any, not_schema: Any, instance: Any, schema: Mapping[str, Any]) -> I
         yield _SchemaError(f"{describe(instance)} should not be valid under {describe(not_schema)}")
 
 
-def _string_keyword(original: _Keyword) -> _Keyword:
+def _string_keyword(original: _Keyword, keyword: str) -> _Keyword:
     # minLength, maxLength, pattern, format: the message starts with repr of a
     # string that may be megabytes long; say how long it is instead.
     def check(v: Any, value: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
         for err in original(v, value, instance, schema):
-            if isinstance(instance, str) and len(instance) > ECHO_CHARS:
+            hint = schema.get("x-pattern-hint")
+            if keyword == "pattern" and isinstance(hint, str):
+                # A regular expression tells a person little; the schema says in words what it wants.
+                err.message = f"{describe(instance)} is not {hint}"
+            elif isinstance(instance, str) and len(instance) > ECHO_CHARS:
                 err.message = err.message.replace(repr(instance), f"{describe(instance)} ({len(instance)} characters)")
             yield err
     return check
@@ -172,7 +176,7 @@ def _safe_keywords() -> dict[str, _Keyword]:
     base: dict[str, _Keyword] = dict(Draft202012Validator.VALIDATORS)
     out = {name: _bounded(fn) for name, fn in base.items()}
     for name in ("minLength", "maxLength", "pattern", "format"):
-        out[name] = _bounded(_string_keyword(base[name]))
+        out[name] = _bounded(_string_keyword(base[name], name))
     out.update({
         "type": _type,
         "enum": _enum,

@@ -9,6 +9,9 @@ import click
 from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
 from hitlgate.cli._workflow import open_engine
 
+#: Outbox ids are 32-bit integers in the store: a larger ID is a usage error, not a database overflow.
+MAX_ROW_ID = 2**31 - 1
+
 
 @click.command(epilog=examples("hitlgate tick", "*/1 * * * * hitlgate --config /etc/hitlgate/hitlgate.yaml tick"))
 @json_option
@@ -95,7 +98,7 @@ def notifications_list(state: CliState, status: str | None, limit: int) -> None:
 
 @notifications.command("show", epilog=examples("hitlgate notifications show 42",
                                                "hitlgate --json notifications show 42"))
-@click.argument("row_id", metavar="ID", type=click.IntRange(1))
+@click.argument("row_id", metavar="ID", type=click.IntRange(1, MAX_ROW_ID))
 @json_option
 @pass_state
 def notifications_show(state: CliState, row_id: int) -> None:
@@ -125,7 +128,7 @@ def notifications_show(state: CliState, row_id: int) -> None:
 
 
 @notifications.command("retry", epilog=examples("hitlgate notifications retry 42"))
-@click.argument("row_id", metavar="ID", type=click.IntRange(1))
+@click.argument("row_id", metavar="ID", type=click.IntRange(1, MAX_ROW_ID))
 @json_option
 @pass_state
 def notifications_retry(state: CliState, row_id: int) -> None:

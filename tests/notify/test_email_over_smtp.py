@@ -6,6 +6,8 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +18,10 @@ from aiosmtpd.controller import Controller
 
 from hitlgate.engine.notify import outbox
 from hitlgate.engine.notify.dispatcher import dispatch
-from hitlgate.engine.notify.plugins import Message
+from hitlgate.engine.notify.plugins import DeliveryError, Message, Recipient
 from hitlgate.engine.notify.settings import NotificationSettings
-from hitlgate.engine.notify.smtp import compose
+from hitlgate.engine.notify.smtp import EmailNotifier, compose
+from hitlgate.errors import ConfigError
 from tests.workflow._helpers import T0, FakeClock, proposal
 from tests.workflow.conftest import EngineFactory
 
@@ -106,3 +109,65 @@ def test_line_breaks_cannot_add_a_header() -> None:
     assert mail["Bcc"] is None
     assert "Bcc: attacker@evil.example" in mail["Subject"]  # Kept as text on the one subject line.
     assert "\n" not in mail["Subject"] and "\r" not in mail["Subject"]
+
+
+def test_outbox_row_smuggling_a_second_recipient_is_left_out(smtp_server: Mailbox) -> None:
+    # The inventory refuses such an email when it loads; a message row edited in the database does not pass
+    # through that check, so the channel keeps only bare addresses itself.
+    mail = EmailNotifier.from_settings("mail", {"host": smtp_server.host, "port": smtp_server.port,
+                                                "from": "hitlgate@example.com", "to": ["soc@example.com"]},
+                                       where="x", public_url="")
+    message = Message(id="msg_1_x", event="request.pending", at=T0, request_id="req-1", tier="single_approval",
+                      summary="s", url="https://h/ui/requests/req-1",
+                      approvers=(Recipient("bob", "bob@payments.example.com, eve@evil.example"),
+                                 Recipient("erin", "Erin <eve@evil.example>"),
+                                 Recipient("grace", "grace@payments.example.com")))
+    mail.deliver(message)
+    [(_, rcpts, raw)] = smtp_server.mails
+    assert rcpts == ["soc@example.com", "grace@payments.example.com"]
+    assert b"evil" not in raw
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("to", ["soc@example.com, eve@evil.example"], r"x\.to: must be a list of email addresses"),
+    ("from", "Hitlgate <hitlgate@example.com>", r"x\.from: must be one email address"),
+])
+def test_configured_address_lists_are_refused(key: str, value: Any, problem: str) -> None:
+    settings = {"host": "127.0.0.1", "from": "hitlgate@example.com", "to": ["soc@example.com"], key: value}
+    with pytest.raises(ConfigError, match=problem):
+        EmailNotifier.from_settings("mail", settings, where="x", public_url="")
+
+
+def test_smtp_server_dripping_its_greeting_is_cut_at_the_deadline() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            # One byte every 0.2 s: each read gets something before a 1 s timeout, for ever.
+            for byte in b"220-" + b"x" * 1000:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    mail = EmailNotifier.from_settings("mail", {
+        "host": "127.0.0.1", "port": listener.getsockname()[1], "from": "hitlgate@example.com",
+        "to": ["soc@example.com"], "timeout_seconds": 1}, where="x", public_url="")
+    message = Message(id="msg_1_x", event="request.pending", at=T0, request_id="req-1", tier="single_approval",
+                      summary="s", url="https://h/ui/requests/req-1")
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeliveryError, match=r"Timeout: the conversation took longer than 1 s"):
+            mail.deliver(message)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 4

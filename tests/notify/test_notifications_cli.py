@@ -73,3 +73,13 @@ def test_missing_secret_fails_the_delivery_without_echoing_anything(
     [error] = json.loads(tick.stdout)["notifications"]["errors"]
     assert f"the environment variable {SECRET_ENV} is not set" in error
     assert receiver.received == []
+
+
+@pytest.mark.parametrize("command", ["show", "retry"])
+def test_notification_id_beyond_the_column_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    # Before: an int the database cannot hold reached SQLite ("unexpected OverflowError", exit 1).
+    project = make_project(tmp_path)
+    result = project.invoke(["--json", "notifications", command, str(2**63)])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "bad_parameter" and "is not in the range 1<=x<=2147483647" in error["message"]

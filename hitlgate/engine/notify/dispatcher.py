@@ -13,7 +13,7 @@
    Either all of that commits or none of it, and an outbox row is unique
    per (message, channel), so every event is enqueued once even if
    someone moves the cursor back; a cursor moved past the chain's head is
-   put back to the head.
+   put back to the last event enqueued.
 2. **Deliver**, outside any transaction that an approval waits for: claim
    one due row at a time (a lease per row, so two dispatchers never send
    one row at once), call the channel's plugin (each attempt has one
@@ -271,11 +271,14 @@ def enqueue_new(engine: Engine, now: datetime, report: DispatchReport | None = N
         head_seq = head.seq if head is not None else 0
         if start > head_seq:
             # Only an edit in the database puts the cursor past the chain's head; left there, the events
-            # appended up to it would never be notified. Back to the head, loudly.
-            problem = f"the notification cursor (#{start}) was past the audit chain's head (#{head_seq}); reset"
+            # appended up to it would never be notified. It goes back to the last event that was enqueued
+            # (re-reading what follows is harmless: enqueueing is idempotent), loudly.
+            back = min(head_seq, outbox.last_enqueued_seq(tx))
+            problem = (f"the notification cursor (#{start}) was past the audit chain's head (#{head_seq}); "
+                       f"reset to #{back}, the last event enqueued")
             log.error("%s: someone edited the notification_cursor row", problem)
             report.errors.append(problem)
-            start = head_seq
+            start = back
             outbox.advance(tx, start, now)
         last = start
         if not settings.routes:

@@ -123,6 +123,11 @@ def advance(tx: Transaction, seq: int, now: datetime) -> None:
                     .values(seq=seq, updated_at=now))
 
 
+def last_enqueued_seq(tx: Transaction) -> int:
+    """The audit seq of the newest event that has an outbox row (0: none)."""
+    return int(tx.conn.execute(sa.select(sa.func.max(_o.audit_seq))).scalar() or 0)
+
+
 def enqueue(tx: Transaction, message: Message, channel: str, *, audit_seq: int, now: datetime) -> bool:
     """Add one (message, channel) row, due now; False when it is already there.
 

@@ -21,6 +21,7 @@ may take, the whole conversation included).
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -42,6 +43,15 @@ from hitlgate.engine.notify.plugins import (
 from hitlgate.errors import ConfigError
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+
+#: One bare address (local@domain): no space, comma, angle bracket or quote, so a value can never
+#: smuggle a second recipient or a display name into a header or an RCPT TO.
+_ADDRESS = re.compile(r"[^\s@,;:<>()\[\]\"\\]+@[^\s@,;:<>()\[\]\"\\]+")
+
+
+def is_address(value: object) -> bool:
+    """Whether ``value`` is one bare email address (see :data:`_ADDRESS`)."""
+    return isinstance(value, str) and len(value) <= 254 and _ADDRESS.fullmatch(value) is not None
 
 
 def compose(message: Message, *, sender: str, to: tuple[str, ...]) -> EmailMessage:
@@ -95,15 +105,15 @@ class EmailNotifier(NotifierPlugin):
         host = setting_str(settings, "host", where)
         sender = setting_str(settings, "from", where)
         to = settings.get("to", [])
-        if not isinstance(to, list) or not all(isinstance(a, str) and "@" in a and a == one_line(a) for a in to):
-            raise ConfigError(f"{where}.to: must be a list of email addresses")
+        if not isinstance(to, list) or not all(is_address(a) for a in to):
+            raise ConfigError(f"{where}.to: must be a list of email addresses (each one bare local@domain)")
         for key in ("to_approvers", "starttls"):
             if not isinstance(settings.get(key, True if key == "to_approvers" else False), bool):
                 raise ConfigError(f"{where}.{key}: must be true or false")
         starttls = bool(settings.get("starttls", False))
         port = setting_number(settings, "port", where, default=587 if starttls else 25, low=1, high=65535)
-        if sender is None or "@" not in sender or sender != one_line(sender):
-            raise ConfigError(f"{where}.from: must be one email address")
+        if sender is None or not is_address(sender):
+            raise ConfigError(f"{where}.from: must be one email address (bare local@domain)")
         username = setting_str(settings, "username", where, required=False)
         password_env = setting_str(settings, "password_env", where, required=False)
         if (username is None) != (password_env is None):
@@ -118,9 +128,12 @@ class EmailNotifier(NotifierPlugin):
                    where=where)
 
     def recipients(self, message: Message) -> tuple[str, ...]:
-        """The configured addresses plus the addressed approvers' (each once)."""
+        """The configured addresses plus the addressed approvers' (each once), each one bare address.
+
+        An inventory ``email`` such as ``"alice@example.com, eve@evil.example"`` would otherwise add a recipient.
+        """
         extra = message.emails if self.to_approvers else ()
-        return tuple(dict.fromkeys(a for a in (*self.to, *extra) if a == one_line(a)))
+        return tuple(dict.fromkeys(a for a in (*self.to, *extra) if is_address(a)))
 
     def deliver(self, message: Message) -> None:
         """Send the mail; raise on any SMTP or connection error, or when there is nobody to send to."""

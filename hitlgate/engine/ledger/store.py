@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import stat
@@ -1313,6 +1314,11 @@ class Store:
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError(f"state: {backend[:40]!r} databases are not supported: SQLite or PostgreSQL ({example})",
                               code="invalid_state_url")
+        if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
+            # Without this, SQLAlchemy's import of the driver surfaces as an internal error.
+            raise StorageError("state: PostgreSQL needs the postgres extra (psycopg is not installed): "
+                               "pip install 'hitlgate[postgres]' (from a checkout: pip install -e '.[postgres]')",
+                               code="missing_extra")
         access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
         try:
             store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,

@@ -4,7 +4,10 @@ Failures raise the library's own exception types, so code written against
 :class:`~hitlgate.engine.approve.workflow.Engine` handles the service the same way:
 an error document ``{"error": {"code", "message", "problems"}}`` becomes the
 :class:`~hitlgate.errors.HitlgateError` subclass its status and code name
-(:func:`error_from_response`), with the same ``code``::
+(:func:`error_from_response`), with the same ``code``; a service that cannot
+be reached, or does not answer in time, raises
+:class:`~hitlgate.errors.BackendUnavailable` with code ``unreachable``
+(never a bare httpx exception)::
 
     with Client("http://hitlgate:8080", api_key=token) as hg:
         req = hg.propose(proposal, idempotency_key="inc-42-rotate")
@@ -87,6 +90,38 @@ def error_from_response(response: httpx.Response, *, refused: type[HitlgateError
     return cls(message, code=code, problems=problems)
 
 
+def _unreachable(request: httpx.Request, exc: httpx.TransportError) -> BackendUnavailable:
+    """The library exception for a service that could not be reached or did not answer (code ``unreachable``)."""
+    where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        what = "the request was not sent"
+    else:
+        # Sent, but no answer: a consume or a vote may or may not have taken effect.
+        what = "no answer came, so whether the request took effect is unknown"
+    return BackendUnavailable(f"cannot reach the hitlgate service at {where} ({type(exc).__name__}): {what}",
+                              code="unreachable")
+
+
+class _Http(httpx.Client):
+    """httpx's client, whose transport failures raise :class:`BackendUnavailable` like every other failure."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(request, exc) from exc
+
+
+class _AsyncHttp(httpx.AsyncClient):
+    """The asynchronous twin of :class:`_Http`."""
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(request, exc) from exc
+
+
 def _statement(signed: SignedStatement | Mapping[str, Any]) -> dict[str, Any]:
     return signed.to_dict() if isinstance(signed, SignedStatement) else dict(signed)
 
@@ -110,7 +145,7 @@ class Client:
     def __init__(self, base_url: str, *, api_key: str, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         """Talk to the service at ``base_url`` with ``api_key`` (a token from ``hitlgate apikey create``)."""
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
+        self.http: httpx.Client = _Http(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
                                  timeout=timeout, transport=transport)
 
     def __enter__(self) -> Client:
@@ -186,7 +221,7 @@ class AsyncClient:
     def __init__(self, base_url: str, *, api_key: str, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None, limits: httpx.Limits | None = None) -> None:
         """Talk to the service at ``base_url`` with ``api_key``."""
-        self.http = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
+        self.http: httpx.AsyncClient = _AsyncHttp(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
                                       timeout=timeout, transport=transport,
                                       limits=limits if limits is not None else httpx.Limits())
 

@@ -16,7 +16,7 @@ from hitlgate.engine.notify.settings import NotificationSettings
 from hitlgate.engine.notify.slack import payload
 from hitlgate.errors import ConfigError
 from tests.notify.conftest import Receiver
-from tests.workflow._helpers import T0, FakeClock, proposal
+from tests.workflow._helpers import T0, FakeClock, granted_warrant, proposal
 from tests.workflow.conftest import EngineFactory
 
 
@@ -100,3 +100,26 @@ def test_a_failed_delivery_never_records_the_secret_url_path(
 def test_bad_slack_settings_name_the_field(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _slack(settings)
+
+
+def test_executor_failure_text_cannot_reorder_hide_or_break_the_summary(
+    make_engine: EngineFactory, receiver: Receiver, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failure detail is whatever the target's API answered: a right-to-left override makes
+    # "exe.txt" read as "txt.exe", zero-width characters hide words, U+2028 breaks the line.
+    monkeypatch.setenv("HITLGATE_TEST_SLACK_URL", receiver.url)
+    settings = NotificationSettings.from_dict(
+        {"channels": [{"name": "chat", "type": "slack", "settings": {"url_env": "HITLGATE_TEST_SLACK_URL"}}],
+         "routes": [{"channels": ["chat"], "events": ["request.failed"]}]},
+        public_url="https://hitlgate.example.com")
+    engine = make_engine(config={"notifications": settings})
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    _, token = granted_warrant(engine, doc, ("carol",))
+    hostile = "denied by \u202etxt.exe\u202c ok\u200b\u2028<!channel>\u0085done"
+    with pytest.raises(ValueError, match="denied by"), engine.guard().authorize(token, doc["action"]):
+        raise ValueError(hostile)
+    assert dispatch(engine, clock.now).delivered == 1
+    [got] = receiver.received
+    text = got.json()["text"]
+    assert "execution failed: ValueError: denied by  txt.exe  ok  &lt;!channel&gt; done" in text, text
+    assert not re.search("[\u200b-\u200f\u2028-\u202e\u0085]", got.body.decode("unicode_escape"))

@@ -33,7 +33,10 @@ ENTRY_POINT_GROUP = "hitlgate.notifiers"
 #: The longest delivery error kept with an outbox row or a log line (characters).
 MAX_ERROR_CHARS = 500
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Control characters (C0, DEL, C1), Unicode line and paragraph separators, and the invisible format
+#: characters that reorder or hide text (bidi overrides and isolates, zero-width ones, the BOM): free
+#: text such as an executor's failure detail must read in a notification exactly as it is.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 
 class DeliveryError(HitlgateError):
@@ -43,7 +46,8 @@ class DeliveryError(HitlgateError):
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """``text`` without control characters (no line breaks to inject headers with), cut to ``limit``."""
+    """``text`` without control or invisible format characters (no line breaks to inject headers with, no
+    right-to-left override to disguise a name), cut to ``limit``."""
     flat = _CONTROL.sub(" ", text)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 

@@ -12,6 +12,7 @@ the other channels; no attempt starts after the dispatch's time budget.
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 import threading
@@ -29,6 +30,7 @@ from hitlgate.engine.notify.plugins import DeliveryError, Message
 from hitlgate.engine.notify.settings import NotificationSettings
 from hitlgate.engine.notify.slack import SlackNotifier
 from hitlgate.engine.notify.webhook import post_json
+from hitlgate.errors import ConfigError
 from tests.notify.conftest import SECRET_ENV, Receiver, webhook_settings
 from tests.workflow._helpers import T0, FakeClock, proposal
 from tests.workflow.conftest import EngineFactory
@@ -262,3 +264,35 @@ def test_no_attempt_starts_after_the_dispatch_budget(
     assert waiting and all(r.attempts == 0 and r.claimed_until is None for r in waiting)
     second = deliver_due(engine, clock.now)
     assert first.delivered + second.delivered == 5 and server.connections == 5
+
+
+@pytest.mark.parametrize(("kind", "settings", "key"), [
+    ("webhook", {"url": "https://x.example/h", "secret_env": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, "secret_env"),
+    ("slack", {"url_env": "https://hooks.slack.com/services/T000/B000/s3cr3tT0ken"}, "url_env"),
+    ("email", {"host": "h", "from": "a@b.example", "username": "u", "password_env": "hunter2-pass"},
+     "password_env"),
+])
+def test_secret_pasted_where_its_variable_name_goes_is_refused_without_echo(
+    kind: str, settings: dict[str, Any], key: str
+) -> None:
+    # Before: the value loaded, and every delivery then failed with "the environment variable <the secret>
+    # is not set", into the outbox, the logs and doctor.
+    doc = {"channels": [{"name": "c", "type": kind, "settings": settings}], "routes": [{"channels": ["c"]}]}
+    with pytest.raises(ConfigError, match=rf"settings\.{key}: must be the NAME of an environment variable") as err:
+        NotificationSettings.from_dict(doc)
+    assert str(settings[key]) not in str(err.value)
+
+
+def test_basic_auth_in_the_url_is_sent_and_never_named(
+    make_engine: EngineFactory, receiver: Receiver, closed_port: str, webhook_secret: str, clock: FakeClock
+) -> None:
+    url = receiver.url.replace("http://", "http://hook%20user:pa%3Ass@")
+    engine = _engine(make_engine, url)
+    engine.propose(proposal())
+    assert dispatch(engine, clock.now).delivered == 1
+    assert receiver.received[0].headers["authorization"] == "Basic " + base64.b64encode(b"hook user:pa:ss").decode()
+    failing = _engine(make_engine, closed_port.replace("http://", "http://hook:pa55word@"), max_attempts=1)
+    failing.propose(proposal())
+    dispatch(failing, clock.now)
+    [row, *_] = outbox.list_rows(failing.store, status="dead")
+    assert "pa55word" not in row.last_error and "hook:" not in row.last_error

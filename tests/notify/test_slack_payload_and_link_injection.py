@@ -95,6 +95,9 @@ def test_a_failed_delivery_never_records_the_secret_url_path(
 @pytest.mark.parametrize(("settings", "message"), [
     ({}, r"notifications.channels\[0\].settings: give exactly one of url and url_env"),
     ({"url": "ftp://x", }, r"notifications.channels\[0\].settings.url: must be an http:// or https:// URL"),
+    ({"url": "http:///services/T0/B0/X"}, r"settings.url: must be an http:// or https:// URL with a host$"),
+    ({"url": "HTTPS://hooks.example/x\n"}, r"settings.url: must be an http:// or https:// URL with a host$"),
+    ({"url": "https://hooks.example:99999/x"}, r"settings.url: must be an http:// or https:// URL with a valid port$"),
     ({"url": "https://x", "buttons": True}, r"notifications.channels\[0\].settings: unknown setting\(s\) buttons"),
 ])
 def test_bad_slack_settings_name_the_field(settings: dict[str, Any], message: str) -> None:

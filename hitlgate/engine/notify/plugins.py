@@ -244,6 +244,29 @@ def setting_str(settings: Mapping[str, Any], key: str, where: str, *, required: 
     return value
 
 
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+def setting_env(settings: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
+    """The name of the environment variable that holds a secret (``secret_env``, ``url_env``, ``password_env``).
+
+    Upper-case letters, digits and ``_`` only. The check refuses the usual
+    mistake of pasting the secret itself where its variable's name goes
+    (``whsec_...``, a Slack URL, a password), and the message never repeats
+    the value: a name that passed would be echoed in every later error
+    ("the environment variable ... is not set"), into logs and ``doctor``.
+    """
+    if key not in settings:
+        if required:
+            raise ConfigError(f"{where}.{key}: required (the name of the environment variable holding the secret)")
+        return None
+    value = settings[key]
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError(f"{where}.{key}: must be the NAME of an environment variable (upper-case letters, digits "
+                          "and _, e.g. HITLGATE_WEBHOOK_SECRET), not the secret itself; the value is not repeated here")
+    return value
+
+
 def setting_number(settings: Mapping[str, Any], key: str, where: str, *, default: float, low: float,
                    high: float) -> float:
     """A number setting between ``low`` and ``high``."""

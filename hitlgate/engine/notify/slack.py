@@ -27,8 +27,8 @@ from hitlgate.engine.notify.plugins import (
     NotifierPlugin,
     require_known,
     secret_from_env,
+    setting_env,
     setting_number,
-    setting_str,
 )
 from hitlgate.engine.notify.webhook import DEFAULT_TIMEOUT_SECONDS, http_url, post_json
 from hitlgate.errors import ConfigError
@@ -79,7 +79,7 @@ class SlackNotifier(NotifierPlugin):
         if ("url" in settings) == ("url_env" in settings):
             raise ConfigError(f"{where}: give exactly one of url and url_env (the incoming-webhook URL)")
         url = http_url(settings, "url", where) if "url" in settings else None
-        return cls(name, url=url, url_env=setting_str(settings, "url_env", where, required=False),
+        return cls(name, url=url, url_env=setting_env(settings, "url_env", where, required=False),
                    timeout=setting_number(settings, "timeout_seconds", where, default=DEFAULT_TIMEOUT_SECONDS,
                                           low=0.1, high=60),
                    where=where)

@@ -37,6 +37,7 @@ from hitlgate.engine.notify.plugins import (
     one_line,
     require_known,
     secret_from_env,
+    setting_env,
     setting_number,
     setting_str,
 )
@@ -115,7 +116,7 @@ class EmailNotifier(NotifierPlugin):
         if sender is None or not is_address(sender):
             raise ConfigError(f"{where}.from: must be one email address (bare local@domain)")
         username = setting_str(settings, "username", where, required=False)
-        password_env = setting_str(settings, "password_env", where, required=False)
+        password_env = setting_env(settings, "password_env", where, required=False)
         if (username is None) != (password_env is None):
             raise ConfigError(f"{where}: username and password_env go together")
         assert host is not None  # noqa: S101 - required=True never returns None.

@@ -32,13 +32,14 @@ Settings: ``url`` (http or https), ``secret_env``, ``timeout_seconds``
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from standardwebhooks import Webhook
 
@@ -50,6 +51,7 @@ from hitlgate.engine.notify.plugins import (
     one_line,
     require_known,
     secret_from_env,
+    setting_env,
     setting_number,
     setting_str,
 )
@@ -62,8 +64,13 @@ def http_url(settings: Mapping[str, Any], key: str, where: str) -> str:
     """An http(s) URL setting."""
     url = setting_str(settings, key, where)
     assert url is not None  # noqa: S101 - required=True never returns None.
-    if not url.startswith(("https://", "http://")):
-        raise ConfigError(f"{where}.{key}: must be an http:// or https:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number from 0 to 65535.
+    except ValueError:
+        raise ConfigError(f"{where}.{key}: must be an http:// or https:// URL with a valid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or url != one_line(url):
+        raise ConfigError(f"{where}.{key}: must be an http:// or https:// URL with a host")
     return url
 
 
@@ -103,6 +110,11 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         raise DeliveryError("the channel's URL is not an http:// or https:// URL") from None
     host = parts.netloc.rpartition("@")[2]
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    auth: dict[str, str] = {}
+    if parts.username is not None:
+        # A receiver behind basic authentication (https://user:password@host/...), never named in an error.
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        auth["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     conn: http.client.HTTPConnection
     if scheme == "https":
         # Certificates and host names are verified against the system's trust store.
@@ -117,7 +129,7 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
                 if expired.is_set():
                     raise TimeoutError("deadline passed while connecting")
                 conn.request("POST", path, body=body,
-                             headers={"Content-Type": "application/json", **headers})
+                             headers={"Content-Type": "application/json", **auth, **headers})
                 response = conn.getresponse()
                 status = response.status
                 answer = b"" if 200 <= status < 300 else response.read(MAX_RESPONSE_BYTES)
@@ -155,7 +167,7 @@ class WebhookNotifier(NotifierPlugin):
                       public_url: str) -> WebhookNotifier:
         """Check ``url``, ``secret_env`` and ``timeout_seconds``."""
         require_known(settings, cls._KNOWN, where)
-        secret_env = setting_str(settings, "secret_env", where)
+        secret_env = setting_env(settings, "secret_env", where)
         assert secret_env is not None  # noqa: S101 - required=True never returns None.
         return cls(name, url=http_url(settings, "url", where), secret_env=secret_env,
                    timeout=setting_number(settings, "timeout_seconds", where, default=DEFAULT_TIMEOUT_SECONDS,

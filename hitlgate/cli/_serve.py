@@ -43,6 +43,11 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
     Run several replicas on one PostgreSQL for scale; nothing is kept in
     process memory that another replica needs. Every /v1 endpoint needs an
     API key (hitlgate apikey create). Runs until stopped (SIGINT/SIGTERM).
+    Also serves the approvers' console under /ui (passkeys need
+    server.public_url) and, on the one replica holding the tick lease, runs
+    the periodic tick: expiry, reminders (reminders:) and notifications
+    (notifications:). The configuration is read at start: restart after
+    changing hitlgate.yaml.
 
     At start it prints one line, "listening on http://HOST:PORT (N
     workers)", followed by "; approvers' console: PUBLIC_URL/ui" when

@@ -56,7 +56,7 @@ def test_escalation_event_becomes_a_notification_to_the_escalation_list(
     names = [a["name"] for a in data["recipients"]["approvers"]]
     assert {"grace", "dave"} <= set(names) and "soc-agent-7" not in names
     assert data["recipients"]["teams"] == ["team-platform"]
-    assert "escalated: still waits for approval" in data["summary"]
+    assert data["summary"].endswith(": escalated to grace, dave: still waits for approval")
 
     # Later ticks: no second escalation, no second notification.
     for minutes in (31, 45):

@@ -174,7 +174,9 @@ def _summary(event: str, ev: AuditEvent, req: Request) -> str:
         "request.failed": ("execution failed: " if ev.kind == "execution_failed" else "outcome unknown: ")
         + one_line(str(p.get("detail") or p.get("reason") or ""), 160),
         "request.reminder": "still waits for approval",
-        "request.escalated": "escalated: still waits for approval",
+        # Who it was escalated to, so a chat channel's reader sees whose turn it is.
+        "request.escalated": "escalated" + (f" to {one_line(', '.join(_named_people(p)[:10]), 200)}"
+                                            if _named_people(p) else "") + ": still waits for approval",
         "request.expiring": f"approval window closes at {format_time(_window_closes(req))}",
     }[event]
     return f"{head}: {tail}"

@@ -61,6 +61,7 @@ async def drive(url: str, path: str, bodies: list[Any], headers: dict[str, str],
     cycle = itertools.cycle(bodies)
     samples: list[float] = []
     errors = 0
+    handled = [0]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
         measuring = False
@@ -72,6 +73,7 @@ async def drive(url: str, path: str, bodies: list[Any], headers: dict[str, str],
                 t0 = time.perf_counter()
                 r = await client.post(path, json=body)
                 took = time.perf_counter() - t0
+                handled[0] += 1
                 if r.status_code >= 400:
                     errors += 1
                 elif measuring:
@@ -88,8 +90,37 @@ async def drive(url: str, path: str, bodies: list[Any], headers: dict[str, str],
         "p50_ms": round(statistics.median(samples) * 1000, 2),
         "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 2),
         "requests": len(samples),
+        "all_requests": handled[0],
         "errors": errors,
     }
+
+
+def _tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants (Linux ``/proc``), for CPU per request.
+
+    Throughput on a shared machine swings with whatever else runs; the server CPU spent per answered
+    request does not, so it is reported next to the throughput ratio.
+    """
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[float, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        stats[pid] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += sum(stats.get(pid, (0.0, 0.0)))
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def run(concurrency: int, seconds: float, workers: int, warmup: float, rounds: int) -> dict[str, Any]:
@@ -116,8 +147,10 @@ def run(concurrency: int, seconds: float, workers: int, warmup: float, rounds: i
                                            sections)[0]}
                       for d in docs]
         bundle = write_bundle(pack, tmp / "bundle.tar.gz")
+        serve_pids: list[int] = []
         with opa_server(bundle) as opa_url, \
-                running_server(config, log=tmp / "serve.log", workers=workers) as url:
+                running_server(config, log=tmp / "serve.log", workers=workers, pids=serve_pids) as url:
+            opa_pid = _listener_pid(int(opa_url.rsplit(":", 1)[1]))
             # Both must decide the same before their speed means anything.
             for doc, opa_in in zip(docs, opa_inputs, strict=True):
                 ours = httpx.post(url + "/v1/decisions", json=doc, headers=headers, timeout=30).json()
@@ -131,7 +164,13 @@ def run(concurrency: int, seconds: float, workers: int, warmup: float, rounds: i
                 pair = [("opa", opa_url, "/v1/data/hitlgate/decision", opa_inputs, {}),
                         ("decide", url, "/v1/decisions", docs, headers)]
                 for name, base, path, bodies, hdrs in (pair if i % 2 == 0 else pair[::-1]):
+                    pid = opa_pid if name == "opa" else serve_pids[0]
+                    cpu_before = _tree_cpu_s(pid)
                     measured = asyncio.run(drive(base, path, bodies, hdrs, concurrency, seconds, warmup))
+                    # Warm-up requests are not counted in ``requests``; their CPU is, so this slightly
+                    # overstates both sides alike.
+                    spent = _tree_cpu_s(pid) - cpu_before
+                    measured["server_cpu_ms_per_op"] = round(1000 * spent / max(1, measured["all_requests"]), 3)
                     (opa_runs if name == "opa" else decide_runs).append(measured)
             results = {
                 "opa raw (POST /v1/data)": _median_run(opa_runs),
@@ -141,10 +180,41 @@ def run(concurrency: int, seconds: float, workers: int, warmup: float, rounds: i
             }
     ratios = [d["ops_per_s"] / max(1e-9, o["ops_per_s"]) for o, d in zip(opa_runs, decide_runs, strict=True)]
     ratio = statistics.median(ratios)
+    cpu = [o["server_cpu_ms_per_op"] / max(1e-9, d["server_cpu_ms_per_op"])
+           for o, d in zip(opa_runs, decide_runs, strict=True)]
     return {"concurrency": concurrency, "seconds": seconds, "workers": workers, "rounds": rounds,
             "inputs": len(docs), "results": results, "round_ratios": [round(r, 3) for r in ratios],
             "decide_vs_opa": round(ratio, 3), "target": 0.5, "met": ratio >= 0.5,
+            # OPA's server CPU per query over the service's per decision: the throughput ratio a machine
+            # whose CPUs go only to the servers would reach (each side's client costs alike).
+            "cpu_per_op_opa_over_decide": round(statistics.median(cpu), 3),
             "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+
+
+def _listener_pid(port: int) -> int:
+    """The process listening on loopback ``port`` (from /proc/net/tcp and the processes' sockets)."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] == "0A" and int(parts[1].split(":")[1], 16) == port:
+            inode = parts[9]
+            break
+    if inode is None:
+        raise SystemExit(f"nothing listens on port {port}")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise SystemExit(f"no process holds the socket of port {port}")
 
 
 def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -173,6 +243,9 @@ def main() -> None:
     print(f"{'mode':30} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in out["results"].items():
         print(f"{name:30} {r['ops_per_s']:9.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d}")
+    print(f"server CPU per op: opa {out['results']['opa raw (POST /v1/data)']['server_cpu_ms_per_op']} ms, "
+          f"decide {out['results']['decide (POST /v1/decisions)']['server_cpu_ms_per_op']} ms; "
+          f"opa / decide = {out['cpu_per_op_opa_over_decide']:.2f}")
     print(f"decide / opa raw = {out['decide_vs_opa']:.2f}, median of rounds {out['round_ratios']} "
           f"(target >= 0.5: {'met' if out['met'] else 'MISSED'})")
 

@@ -68,6 +68,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
         import uvicorn
 
         from hitlgate.engine.approve.workflow import Engine
+        from hitlgate.engine.decide.policy import set_file_check_interval
         from hitlgate.service.app import create_app
     except ModuleNotFoundError as exc:
         if exc.name is not None and exc.name.split(".")[0] == "hitlgate":
@@ -98,6 +99,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
         with sock:
             Multiprocess(multi, sockets=[sock]).run()
         return
+    set_file_check_interval(settings.file_check_seconds)
     engine = Engine.from_config(config)
     try:
         # Bound before the app is built and uvicorn starts, so a busy port is our own clean error.

@@ -87,6 +87,13 @@ class ServerConfig:
     #: Threads that run engine calls (database, policy) in each worker. Each
     #: compiles its own policy interpreter once (regopy is not thread-safe).
     threads: int = 8
+    #: How often (seconds) a worker looks for changed policy or inventory files
+    #: (one ``stat`` per file); a change is decided on within this long. 0: before every decision.
+    file_check_seconds: float = 0.5
+    #: How long ``POST /v1/decisions`` may reuse a key's successful authentication in
+    #: one worker (that endpoint stores and grants nothing); every other endpoint looks
+    #: the key up on every call. A revoked key can still *decide* for this long. 0: never reuse.
+    decide_auth_seconds: float = 1.0
     #: The console's origin as browsers see it (e.g. https://hitlgate.example.com):
     #: passkey ceremonies are bound to it, and enrolment links start with it.
     public_url: str | None = None

@@ -30,6 +30,7 @@ by the engine; every error is the JSON document of :mod:`hitlgate.service.errors
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -55,6 +56,7 @@ from hitlgate.engine.approve.approvals import SignedStatement
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import Config
 from hitlgate.engine.decide.decision import Decision
+from hitlgate.engine.decide.policy import set_file_check_interval
 from hitlgate.engine.decide.proposal import Proposal
 from hitlgate.engine.keys.apikeys import ApiKeyError, ApiKeys, Principal
 from hitlgate.engine.ledger.store import ListCursor, ListFilters
@@ -87,6 +89,8 @@ OUTCOMES = {"executed": lifecycle.EXECUTED, "failed": lifecycle.EXECUTION_FAILED
             "unknown": lifecycle.EXECUTION_UNKNOWN}
 
 #: The HTTP methods that are their own ``method`` label on the duration histogram; any other is ``other``.
+#: Authentications ``POST /v1/decisions`` remembers at once, per worker.
+_DECIDE_AUTH_ENTRIES = 4096
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -116,6 +120,9 @@ class Service:
         self.auth_failures = auth.RateLimiter(self.settings.auth_failures_per_second, self.settings.auth_failure_burst)
         #: Long-polls in progress per API key id (touched on the event loop only, so no lock).
         self.waits: dict[str, int] = {}
+        #: Recent successful authentications for ``POST /v1/decisions`` only: SHA-256 of the
+        #: Authorization header -> (monotonic expiry, principal). Touched on the event loop only.
+        self._decide_auth: dict[bytes, tuple[float, Principal]] = {}
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking engine call on the worker threads."""
@@ -135,6 +142,34 @@ class Service:
         except ApiKeyError:
             self.auth_failures.spend(address)
             raise
+
+    async def decide_principal(self, request: Request) -> Principal:
+        """:meth:`principal` for ``POST /v1/decisions``, reusing a recent success (``server.decide_auth_seconds``).
+
+        That endpoint evaluates the policy and stores, signs and grants
+        nothing, so a key revoked a moment ago deciding once more harms
+        nothing; what it would take to act (a proposal, a vote, a warrant)
+        looks the key up on every call. The per-key rate limit still applies
+        to every call, and only successes are remembered: a wrong or revoked
+        token is looked up (and refused) every time.
+        """
+        ttl = self.settings.decide_auth_seconds
+        header = request.headers.get("authorization")
+        if ttl <= 0 or not header:
+            return await self.principal(request)
+        digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
+        now = time.monotonic()
+        hit = self._decide_auth.get(digest)
+        if hit is not None and hit[0] > now:
+            self.limiter.take(hit[1].key_id)
+            return hit[1]
+        principal = await self.principal(request)
+        if len(self._decide_auth) >= _DECIDE_AUTH_ENTRIES:
+            # Many keys at once: forget the expired ones, or all of them (the next call looks each up again).
+            live = {k: v for k, v in self._decide_auth.items() if v[0] > now}
+            self._decide_auth = live if len(live) < _DECIDE_AUTH_ENTRIES else {}
+        self._decide_auth[digest] = (now + ttl, principal)
+        return principal
 
     async def body(self, request: Request, what: str, limit: int) -> Any:
         """The JSON body (see :meth:`raw_body`), parsed on a worker thread."""
@@ -346,7 +381,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
               responses=responses(200, "the decision", {"$ref": "#/components/schemas/Decision"}))
     async def decide(request: Request) -> JSONResponse:
         """Decide a proposal and store nothing (requester: the API key's principal)."""
-        principal = await svc.principal(request)  # Before a byte of the body is read.
+        principal = await svc.decide_principal(request)  # Before a byte of the body is read.
         auth.require(principal, "decide")
         data = await svc.raw_body(request, "proposal", limits.proposal_bytes)
 
@@ -637,4 +672,5 @@ def app_from_environment() -> FastAPI:
     from hitlgate.engine.config import load_config
 
     config: Config = load_config(None)
+    set_file_check_interval(config.server.file_check_seconds)
     return create_app(Engine.from_config(config))

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,16 @@ RELOAD_ATTEMPTS = 3
 
 T = TypeVar("T")
 
+#: Seconds between two looks at the watched files (0: every call). A process-wide
+#: setting: ``hitlgate serve`` sets it from ``server.file_check_seconds``.
+_check_interval = 0.0
+
+
+def set_file_check_interval(seconds: float) -> None:
+    """Look for changed policy and inventory files at most every ``seconds`` (0: before every decision)."""
+    global _check_interval  # noqa: PLW0603 - one setting for the whole serving process.
+    _check_interval = max(0.0, float(seconds))
+
 
 class Reloading(Generic[T]):
     """A value loaded from files, reloaded when they change; a failed load is kept and fails closed.
@@ -277,6 +288,8 @@ class Reloading(Generic[T]):
         self._watched: tuple[Path, ...] = ()
         self._fingerprint: tuple[FileStamp, ...] | None = None
         self._failed_fingerprint: tuple[FileStamp, ...] | None = None
+        #: When the files were last found unchanged (monotonic seconds).
+        self._checked_at = float("-inf")
         self._reload()
 
     def get(self) -> T:
@@ -327,7 +340,12 @@ class Reloading(Generic[T]):
             return
         current = self._value
         if current is not None:
+            interval = _check_interval
+            if interval > 0 and time.monotonic() - self._checked_at < interval:
+                return
             if _unchanged(self._fingerprint):
+                if interval > 0:
+                    self._checked_at = time.monotonic()
                 return
         elif self._disk_fingerprint() == self._failed_fingerprint:
             # Still broken and nothing changed on disk: keep failing closed

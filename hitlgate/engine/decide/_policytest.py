@@ -70,6 +70,15 @@ def _require_opa(opa: Path | None) -> Path:
     return opa
 
 
+def _not_runnable(opa: Path, why: str) -> BackendUnavailable:
+    """An OPA that cannot run, naming $HITLGATE_OPA when that is where the path came from."""
+    env = os.environ.get("HITLGATE_OPA")
+    hint = (f" ($HITLGATE_OPA points at it: fix or unset it, or run `hitlgate opa install`)"
+            if env and Path(env) == opa else "")
+    return BackendUnavailable(f"could not run {opa}: {why}{hint}; --no-rego-tests runs only the scenario corpus",
+                              code="opa_not_runnable")
+
+
 @dataclass(frozen=True)
 class RegoTestFailure:
     """One failing (or erroring) Rego unit test: where it is and, in one line, why."""
@@ -167,7 +176,7 @@ def opa_check(policy_dir: Path, opa: Path | None = None, timeout: float = 120.0)
             capture_output=True, text=True, timeout=timeout, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendUnavailable(f"could not run {opa}: {exc}", code="opa_not_runnable") from exc
+        raise _not_runnable(opa, str(exc)) from exc
     if check.returncode == 0:
         return
     problems = from_opa_check(check.stderr) or from_opa_check(check.stdout)
@@ -201,7 +210,7 @@ def _run_opa(opa: Path, args: Sequence[str], timeout: float) -> subprocess.Compl
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BackendUnavailable(f"could not run {opa}: {exc}", code="opa_not_runnable") from exc
+        raise _not_runnable(opa, str(exc)) from exc
 
 
 def run_rego_tests(
@@ -223,7 +232,11 @@ def run_rego_tests(
         if not isinstance(results, list):
             raise TypeError("not a list")
     except (ValueError, TypeError):
-        text = (run.stdout + run.stderr).strip() or f"exit code {run.returncode}"
+        if not (run.stdout + run.stderr).strip():
+            # `opa test --format json` always prints a JSON list; silence means this is no OPA.
+            raise _not_runnable(opa, f"it exited with {run.returncode} and said nothing: is it an OPA binary?") \
+                from None
+        text = (run.stdout + run.stderr).strip()
         return RegoTestResult(False, text, 0, 1, (RegoTestFailure("opa test", "", 0, text.splitlines()[0]),))
     failures = []
     # opa test runs packages concurrently; report in source order, the same on every run.

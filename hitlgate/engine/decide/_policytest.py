@@ -73,7 +73,7 @@ def _require_opa(opa: Path | None) -> Path:
 def _not_runnable(opa: Path, why: str) -> BackendUnavailable:
     """An OPA that cannot run, naming $HITLGATE_OPA when that is where the path came from."""
     env = os.environ.get("HITLGATE_OPA")
-    hint = (f" ($HITLGATE_OPA points at it: fix or unset it, or run `hitlgate opa install`)"
+    hint = (" ($HITLGATE_OPA points at it: fix or unset it, or run `hitlgate opa install`)"
             if env and Path(env) == opa else "")
     return BackendUnavailable(f"could not run {opa}: {why}{hint}; --no-rego-tests runs only the scenario corpus",
                               code="opa_not_runnable")

@@ -5,6 +5,8 @@
 1. the expiry sweep (:meth:`Engine.expire_due`): pending requests past their
    approval window and grants past their warrant lifetime become
    ``expired``, so nothing below nudges about a request that is over;
+   :data:`BATCH` per write transaction, :data:`EXPIRE_BATCHES` transactions
+   per tick, so a backlog never holds the write lock for long;
 2. reminders: each pending request of a tier with
    ``reminders.<tier>.remind_after_minutes`` that has waited that long since
    it was proposed gets one ``approval_reminder_sent`` event addressed to the
@@ -62,6 +64,8 @@ LEASE_NAME = "hitlgate.tick"
 
 #: Requests nudged per kind per tick; the rest wait for the next tick (oldest first).
 BATCH = 500
+#: Expiry transactions per tick (each at most BATCH requests of each kind); a longer backlog waits a tick.
+EXPIRE_BATCHES = 10
 
 #: Nudge kind -> the audit event it appends.
 REMINDER = "reminder"
@@ -136,7 +140,13 @@ def run_tick(engine: Engine, now: datetime | None = None) -> TickReport:
     work is not done twice over.
     """
     at = engine.now(now)
-    expired = tuple(r.id for r in engine.expire_due(now=at))
+    expired: list[str] = []
+    for _ in range(EXPIRE_BATCHES):
+        # Batches of their own transactions: votes and grants get the write lock in between.
+        batch = [r.id for r in engine.expire_due(now=at, limit=BATCH)]
+        expired += batch
+        if len(batch) < BATCH:
+            break
     nudges: list[Nudge] = []
     settings = engine.config.reminders
     for tier in REMINDER_TIERS:
@@ -155,7 +165,7 @@ def run_tick(engine: Engine, now: datetime | None = None) -> TickReport:
             nudges += _nudge(engine, at, tier, EXPIRING,
                              expires_before=at + timedelta(minutes=rules.warn_before_expiry_minutes),
                              detail={"before_minutes": rules.warn_before_expiry_minutes})
-    return TickReport(at=at, expired=expired, nudges=tuple(nudges), notifications=_dispatch(engine, at))
+    return TickReport(at=at, expired=tuple(expired), nudges=tuple(nudges), notifications=_dispatch(engine, at))
 
 
 def run_tick_under_lease(engine: Engine, holder: str, *, ttl: timedelta | None = None,

@@ -871,25 +871,29 @@ class Engine:
             return self._expire(tx, req, now, WINDOW_CLOSED)
         return req
 
-    def expire_due(self, now: datetime | None = None) -> list[Request]:
+    def expire_due(self, now: datetime | None = None, *, limit: int | None = None) -> list[Request]:
         """Expire what is due at ``now``; return the requests that changed.
 
         Pending requests past their approval window and granted requests
         whose warrant lapsed unused become ``expired``; granted requests
         whose warrant was consumed long ago with no recorded outcome become
-        ``execution_unknown``.
+        ``execution_unknown``. With ``limit``, at most that many of each kind
+        (oldest id first) in this one write transaction, so a periodic caller
+        holding the write lock never makes votes wait for a whole backlog;
+        what is left is swept by its next call (a vote on a request past its
+        window is refused meanwhile all the same).
         """
         at = self.now(now)
         changed: list[str] = []
         with self.store.write() as tx:
-            for rid in tx.request_ids(status=lifecycle.PENDING, expires_before=at):
+            for rid in tx.request_ids(status=lifecycle.PENDING, expires_before=at, limit=limit):
                 self._expire_if_due(tx, tx.get_request(rid), at)
                 changed.append(rid)
-            for rid in tx.granted_unused_expired(at):
+            for rid in tx.granted_unused_expired(at, limit=limit):
                 self._expire(tx, tx.get_request(rid), at, "the grant lapsed without its warrant being used")
                 changed.append(rid)
             cutoff = at - timedelta(seconds=self.config.warrant_ttl_seconds) - OUTCOME_GRACE
-            for rid in tx.granted_consumed_before(cutoff):
+            for rid in tx.granted_consumed_before(cutoff, limit=limit):
                 req = tx.transition(rid, lifecycle.EXECUTION_UNKNOWN, now=at,
                                     reason="the warrant was used but no outcome was ever recorded")
                 self.audit_log.append(tx, "execution_unknown", req, {"reason": "no outcome recorded"}, at)

@@ -564,12 +564,13 @@ class Transaction:
         self.conn.execute(t.idempotency_keys.insert().values(
             principal=principal, key=key, request_id=request_id, proposal_hash=proposal_hash, created_at=now))
 
-    def request_ids(self, *, status: str, expires_before: datetime | None = None) -> list[str]:
-        """Ids of requests in ``status`` (expiring before a time, if given)."""
+    def request_ids(self, *, status: str, expires_before: datetime | None = None,
+                    limit: int | None = None) -> list[str]:
+        """Ids of requests in ``status`` (expiring before a time, if given), the first ``limit`` by id."""
         q = sa.select(t.requests.c.id).where(t.requests.c.status == status)
         if expires_before is not None:
             q = q.where(t.requests.c.expires_at <= expires_before)
-        return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id))]
+        return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id).limit(limit))]
 
     def transition(
         self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None,
@@ -744,19 +745,20 @@ class Transaction:
     # consumption row, if any, is that warrant's. Spelling the join
     # conditions out would only add lines that mean the same.
 
-    def granted_consumed_before(self, cutoff: datetime) -> list[str]:
-        """Granted requests whose warrant was consumed before ``cutoff`` with no outcome recorded."""
+    def granted_consumed_before(self, cutoff: datetime, *, limit: int | None = None) -> list[str]:
+        """Granted requests whose warrant was consumed before ``cutoff``, no outcome recorded (``limit`` at most)."""
         q = (
             sa.select(t.requests.c.id)
             .select_from(t.requests.join(t.consumed))
             .where(t.requests.c.status == lifecycle.GRANTED, t.consumed.c.consumed_at <= cutoff)
             # The order only fixes which request's audit event comes first; every one is swept either way.
             .order_by(t.requests.c.id)  # pragma: no mutate
+            .limit(limit)
         )
         return [r[0] for r in self.conn.execute(q)]
 
-    def granted_unused_expired(self, now: datetime) -> list[str]:
-        """Granted requests whose warrant lapsed unused, or that never got one before expiry."""
+    def granted_unused_expired(self, now: datetime, *, limit: int | None = None) -> list[str]:
+        """Granted requests whose warrant lapsed unused, or that never got one before expiry (``limit`` at most)."""
         lapsed = (
             sa.select(t.requests.c.id)
             .select_from(t.requests.join(t.warrants).outerjoin(t.consumed))
@@ -775,8 +777,11 @@ class Transaction:
                 t.warrants.c.jti.is_(None),
             )
         )
+        if limit is not None:
+            lapsed = lapsed.order_by(t.requests.c.id).limit(limit)
+            never = never.order_by(t.requests.c.id).limit(limit)
         ids = {r[0] for r in self.conn.execute(lapsed)} | {r[0] for r in self.conn.execute(never)}
-        return sorted(ids)
+        return sorted(ids)[:limit]
 
     # -- revocations ------------------------------------------------------
 

@@ -171,3 +171,13 @@ def test_smtp_server_dripping_its_greeting_is_cut_at_the_deadline() -> None:
         stop.set()
         listener.close()
     assert time.monotonic() - started < 4
+
+
+def test_password_over_a_clear_connection_is_refused() -> None:
+    settings = {"host": "smtp.example.com", "from": "hitlgate@example.com", "to": ["soc@example.com"],
+                "username": "hitlgate", "password_env": "HITLGATE_SMTP_PASSWORD"}
+    with pytest.raises(ConfigError, match=r"x\.starttls: must be true when username and password_env are set"):
+        EmailNotifier.from_settings("mail", settings, where="x", public_url="")
+    # With STARTTLS, or to a relay on this host, it is allowed.
+    assert EmailNotifier.from_settings("mail", {**settings, "starttls": True}, where="x", public_url="").starttls
+    assert EmailNotifier.from_settings("mail", {**settings, "host": "127.0.0.1"}, where="x", public_url="").username

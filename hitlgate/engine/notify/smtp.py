@@ -44,6 +44,8 @@ from hitlgate.engine.notify.plugins import (
 from hitlgate.errors import ConfigError
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Host names that never leave this machine (a local relay may take a password without TLS).
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: One bare address (local@domain): no space, comma, angle bracket or quote, so a value can never
 #: smuggle a second recipient or a display name into a header or an RCPT TO.
@@ -119,6 +121,10 @@ class EmailNotifier(NotifierPlugin):
         password_env = setting_env(settings, "password_env", where, required=False)
         if (username is None) != (password_env is None):
             raise ConfigError(f"{where}: username and password_env go together")
+        if username is not None and not starttls and host not in _LOOPBACK:
+            # SMTP AUTH PLAIN/LOGIN is the password in base64: without TLS anyone on the path reads it.
+            raise ConfigError(f"{where}.starttls: must be true when username and password_env are set (the "
+                              "password would cross the network in clear); only a server on this host is exempt")
         assert host is not None  # noqa: S101 - required=True never returns None.
         return cls(name, host=host, port=int(port), sender=sender, to=tuple(to),
                    to_approvers=bool(settings.get("to_approvers", True)), starttls=starttls,

@@ -83,3 +83,16 @@ def test_notification_id_beyond_the_column_is_a_usage_error(tmp_path: Path, comm
     assert result.exit_code == 2, result.output
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "bad_parameter" and "is not in the range 1<=x<=2147483647" in error["message"]
+
+
+def test_route_naming_an_unknown_team_is_named_by_doctor(tmp_path: Path, receiver: Receiver) -> None:
+    # A typo in a route's teams used to send nothing to anyone, silently.
+    project = make_project(tmp_path)
+    config = yaml.safe_load(project.config.read_text())
+    config["notifications"] = webhook_settings(receiver.url, routes=[
+        {"channels": ["hook"], "teams": ["team-payments", "team-paymnets"]}])
+    project.config.write_text(yaml.safe_dump(config))
+    doc = json.loads(project.invoke(["--json", "doctor"]).stdout)
+    assert [w for w in doc["warnings"] if w.startswith("notifications.routes")] == [
+        "notifications.routes[0].teams[1]: no team 'team-paymnets' in the inventory (no target is owned by it, "
+        "so this route never matches)"]

@@ -13,6 +13,7 @@ public seed), are reported as not production-ready.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -79,6 +80,8 @@ def diagnose(config: Config) -> BackendReport:
         pack = PolicyPack.load(config.policy_dir, config.data_paths, limits=config.limits)
         # OPA's bundle carries the modules revision; the embedded engine reports the policy revision.
         report.local_revision = pack.modules_revision if kind == "opa" else pack.revision
+        if config.inventory_source == "files":
+            _check_route_teams(config, pack.inventory.document, report)
     except HitlgateError as exc:
         report.problems.append(f"local policy pack does not load: {exc}")
     if kind == "opa":
@@ -102,6 +105,26 @@ def diagnose(config: Config) -> BackendReport:
     report.warnings.extend(state_file_exposure(config.state_url))
     _check_notifications(config, report)
     return report
+
+
+def _check_route_teams(config: Config, inventory: Mapping[str, Any], report: BackendReport) -> None:
+    """Warn about a ``notifications.routes[].teams`` entry the inventory does not know: that route never matches.
+
+    A typo there (``team-paymnets``) silently sends nothing to anyone, so it is named here.
+    """
+    settings = config.notifications
+    if settings is None:
+        return
+    known = set(inventory.get("teams") or {})
+    for section in ("identities", "workloads"):
+        for rec in (inventory.get(section) or {}).values():
+            if isinstance(rec, Mapping) and isinstance(rec.get("owner"), str):
+                known.add(rec["owner"])
+    for i, route in enumerate(settings.routes):
+        for j, team in enumerate(route.teams):
+            if team not in known:
+                report.warnings.append(f"notifications.routes[{i}].teams[{j}]: no team {team!r} in the inventory "
+                                       "(no target is owned by it, so this route never matches)")
 
 
 def _check_notifications(config: Config, report: BackendReport) -> None:

@@ -86,6 +86,24 @@ def _json_requested(args: list[str]) -> bool:
     return "--json" in args[:end]
 
 
+def _click_message(exc: click.ClickException) -> str:
+    """click's message, except that a non-number for an IntRange option says what it wants.
+
+    click words it "'abc' is not a valid integer range.", as if a range
+    were expected; the range it checks is printed instead.
+    """
+    message = exc.format_message()
+    kind = getattr(getattr(exc, "param", None), "type", None)
+    if isinstance(exc, click.BadParameter) and isinstance(kind, click.IntRange):
+        low = None if kind.min is None else kind.min + (1 if kind.min_open else 0)
+        high = None if kind.max is None else kind.max - (1 if kind.max_open else 0)
+        wanted = (f"a whole number from {low} to {high}" if low is not None and high is not None
+                  else f"a whole number of at least {low}" if low is not None
+                  else f"a whole number of at most {high}" if high is not None else "a whole number")
+        message = message.replace("is not a valid integer range.", f"is not {wanted}.")
+    return message
+
+
 def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
     if isinstance(exc, click.MissingParameter):
         code = "missing_parameter"
@@ -96,7 +114,7 @@ def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
     else:
         code = "error"
     exit_code = EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
-    message = exc.format_message()
+    message = _click_message(exc)
     if _NO_ARGS_IS_HELP is not None and isinstance(exc, _NO_ARGS_IS_HELP):
         # A group without its sub-command (`hitlgate --json policy`): click's message is the whole
         # help text, which is no error message; say what is missing, as bare `hitlgate --json` does.
@@ -128,7 +146,7 @@ def _usage_error_text(exc: click.ClickException) -> str:
     if _NO_ARGS_IS_HELP is not None and isinstance(exc, _NO_ARGS_IS_HELP):
         # Bare ``hitlgate``: the help itself is the message.
         return exc.format_message()
-    line = f"error: {exc.format_message()}"
+    line = f"error: {_click_message(exc)}"
     if isinstance(exc, click.UsageError):
         # Always spelled "hitlgate", whatever name the process was started as (python -m, a test runner).
         where = " ".join(["hitlgate", *(exc.ctx.command_path.split()[1:] if exc.ctx is not None else [])])

@@ -439,7 +439,8 @@ def test_usage_errors_exit_2_and_are_json_under_json(project: Project) -> None:
         (["decide", "--nope"], "error: No such option '--nope'.", "(see 'hitlgate decide --help')"),
         (["nosuch"], "error: No such command 'nosuch'.", "(see 'hitlgate --help')"),
         (["keys", "generate"], "error: Missing option '--out'.", "(see 'hitlgate keys generate --help')"),
-        (["requests", "--limit", "x"], "error: Invalid value for '--limit': 'x' is not a valid integer range.",
+        (["requests", "--limit", "x"],
+         "error: Invalid value for '--limit': 'x' is not a whole number from 1 to 100000.",
          "(see 'hitlgate requests --help')"),
     ],
 )

@@ -130,8 +130,8 @@ def measure(targets: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
 
 
 def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The ``python -m bench`` entry: full is 1,000 targets and 10,000 replay lines; smoke is 130 and 500."""
-    targets, lines = (130, 500) if mode == "smoke" else (1000, 10_000)
+    """The ``python -m bench`` entry: full is 1,000 targets and 10,000 replay lines; smoke is 40 and 200."""
+    targets, lines = (40, 200) if mode == "smoke" else (1000, 10_000)
     result = measure(targets, lines)
     if log is not None:
         log(f"  policy check --base: {result['policy_check_wall_s']} s ({result['diff_s']} s diff), "

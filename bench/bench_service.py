@@ -151,11 +151,13 @@ def run(concurrency: int, seconds: float, workers: int, warmup: float, rounds: i
         with opa_server(bundle) as opa_url, \
                 running_server(config, log=tmp / "serve.log", workers=workers, pids=serve_pids) as url:
             opa_pid = _listener_pid(int(opa_url.rsplit(":", 1)[1]))
-            # Both must decide the same before their speed means anything.
-            for doc, opa_in in zip(docs, opa_inputs, strict=True):
-                ours = httpx.post(url + "/v1/decisions", json=doc, headers=headers, timeout=30).json()
-                theirs = httpx.post(opa_url + "/v1/data/hitlgate/decision", json=opa_in, timeout=30).json()
-                assert ours["tier"] == theirs["result"]["tier"], (doc, ours, theirs)
+            # Both must decide the same before their speed means anything (one kept-alive connection each).
+            with httpx.Client(base_url=url, headers=headers, timeout=30) as ours_client, \
+                    httpx.Client(base_url=opa_url, timeout=30) as opa_client:
+                for doc, opa_in in zip(docs, opa_inputs, strict=True):
+                    ours = ours_client.post("/v1/decisions", json=doc).json()
+                    theirs = opa_client.post("/v1/data/hitlgate/decision", json=opa_in).json()
+                    assert ours["tier"] == theirs["result"]["tier"], (doc, ours, theirs)
             # Interleaved rounds (the order alternates), so a burst of load from elsewhere on the machine
             # lands on both sides; the ratio is taken per round and its median reported.
             opa_runs: list[dict[str, float]] = []

@@ -313,7 +313,11 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
-        return _json(error_body("invalid_request", f"invalid request: {len(problems)} problem(s)", problems[:20]), 400)
+        # Like every other invalid-input message, the problems are in the message too, one a line,
+        # so a client that shows only the message still says what to fix.
+        lines = "".join(f"\n  - {p}" for p in problems[:20])
+        message = f"invalid request: {len(problems)} problem(s){lines}"
+        return _json(error_body("invalid_request", message, problems[:20]), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

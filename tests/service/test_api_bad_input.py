@@ -40,8 +40,11 @@ def test_malformed_oversized_and_deep_bodies(service: Service) -> None:
 
 def test_bad_queries_routes_and_methods(service: Service) -> None:
     h = service.headers("viewer-1")
-    assert _error(httpx.get(service.url + "/v1/requests", params={"limit": 0}, headers=h), 400)["code"] == (
-        "invalid_request")
+    err = _error(httpx.get(service.url + "/v1/requests", params={"limit": 0}, headers=h), 400)
+    assert err["code"] == "invalid_request"
+    # The message says what to fix, like every invalid-input message (not just "1 problem(s)").
+    assert err["message"] == f"invalid request: 1 problem(s)\n  - {err['problems'][0]}"
+    assert err["problems"][0].startswith("query.limit: ")
     assert _error(httpx.get(service.url + "/v1/requests", params={"cursor": "x"}, headers=h), 400)["code"] == (
         "invalid_input")
     assert _error(httpx.get(service.url + "/v1/requests", params={"since": "yesterday"}, headers=h), 400)["code"] == (

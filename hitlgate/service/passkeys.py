@@ -45,7 +45,7 @@ import json
 import logging
 import os
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,7 @@ from hitlgate.errors import ApprovalError, HitlgateError, InputError
 from hitlgate.service.errors import Forbidden
 
 if TYPE_CHECKING:
+    from hitlgate.engine.approve.workflow import Engine
     from hitlgate.service.app import Service
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,9 @@ def _passkey_tag(credential_id: str) -> str:
 
 def make_session(secret: bytes, approver: str, expires: int, credential_id: str) -> str:
     """A session cookie value naming ``approver`` and the passkey they signed in with, until unix time ``expires``."""
-    who = f"{approver}\x00{_passkey_tag(credential_id)}"
+    # A random part makes every session's cookie distinct, so ending one (logout) never ends another
+    # signed in the same second with the same passkey.
+    who = f"{approver}\x00{_passkey_tag(credential_id)}\x00{secrets.token_hex(8)}"
     body = f"{_SESSION_VERSION}.{b64url_encode(who.encode('utf-8'))}.{expires}"
     return f"{body}.{_mac(secret, body)}"
 
@@ -158,26 +161,57 @@ def read_session(secret: bytes, value: str | None, now: float) -> tuple[str, str
     if int(parts[2]) <= now:
         raise SessionError("the console session expired: log in again", code="session_expired")
     try:
-        name, sep, tag = b64url_decode(parts[1]).decode("utf-8").rpartition("\x00")
+        fields = b64url_decode(parts[1]).decode("utf-8").split("\x00")
     except (ValueError, UnicodeDecodeError):
         raise SessionError("the console session cookie is malformed: log in again") from None
-    if not sep:
+    if len(fields) != 3:
         raise SessionError("the console session cookie is malformed: log in again")
-    return name, tag
+    return fields[0], fields[1]
+
+
+def _session_id(value: str) -> str:
+    """The key a logged-out session is recorded under: SHA-256 of the whole cookie value."""
+    return hashlib.sha256(value.encode("ascii", "replace")).hexdigest()
+
+
+def _logged_out(engine: Engine, value: str) -> bool:
+    import sqlalchemy as sa
+
+    from hitlgate.engine.ledger import _store_schema as t
+
+    row = engine.store.read_first(sa.select(t.console_logouts.c.session)
+                                  .where(t.console_logouts.c.session == _session_id(value)))
+    return row is not None
+
+
+def end_session(engine: Engine, value: str, approver: str) -> None:
+    """Record the session cookie ``value`` as ended until it would expire; sweep sessions past their expiry."""
+    from hitlgate.engine.ledger import _store_schema as t
+
+    expires = datetime.fromtimestamp(int(value.split(".")[2]), UTC)
+    now = engine.now()
+    c = t.console_logouts.c
+    with engine.store.write() as tx:
+        tx.conn.execute(t.console_logouts.delete().where(c.expires_at <= now))
+        if tx.conn.execute(t.console_logouts.select().where(c.session == _session_id(value))).first() is None:
+            tx.conn.execute(t.console_logouts.insert().values(session=_session_id(value), approver=approver,
+                                                              expires_at=expires))
 
 
 def session_approver(request: Request) -> str:
     """The approver whose console session this request carries (Contract C).
 
     Raises :class:`SessionError` (401) when the cookie is missing, forged,
-    altered or expired, names someone no longer in the inventory, or the
+    altered, expired or logged out, names someone no longer in the inventory, or the
     passkey it was signed in with has been revoked since (a stolen laptop's
     session ends with its passkey).
     """
     svc = _service(request)
     engine = svc.engine
-    name, tag = read_session(session_secret(engine.config.key_dir), request.cookies.get(SESSION_COOKIE),
-                             engine.now().timestamp())
+    value = request.cookies.get(SESSION_COOKIE)
+    name, tag = read_session(session_secret(engine.config.key_dir), value, engine.now().timestamp())
+    if value is not None and _logged_out(engine, value):
+        raise SessionError("this console session was logged out: log in again")
     if name not in engine.approvers.all():
         raise SessionError(f"{name[:60]} is no longer a registered approver: the session ends")
     if not any(r.revoked_at is None and hmac.compare_digest(_passkey_tag(r.key.credential_id), tag)
@@ -338,14 +372,22 @@ async def enroll(request: Request) -> JSONResponse:
 
 @router.post("/ui/api/login/options")
 async def login_options(request: Request) -> JSONResponse:
-    """Request options for a console login (``{approver}`` optional: limits them to that approver's passkeys)."""
+    """Request options for a console login: a discoverable-credential request (the authenticator offers its passkeys).
+
+    Anyone may ask, so the options name nobody: no approver's credential ids
+    are listed (a body naming an approver is refused), and each client address
+    spends from a token bucket (``server.rate_per_second``/``rate_burst``),
+    since every call stores a challenge.
+    """
     svc = _service(request)
     _check_origin(request, svc, cookie=False)
+    address = request.client.host if request.client is not None else "unknown"
+    svc.limiter.take(f"login-options:{address}", "login options from this client address")
     doc = await _object(request, svc, "login options request", empty_ok=True)
-    approver = doc.get("approver")
-    if approver is not None and not isinstance(approver, str):
-        raise InputError("approver: must be a string", code="invalid_request")
-    return _json({"publicKey": await svc.run(svc.engine.passkeys.login_options, approver)})
+    if doc:
+        raise InputError(f"login options request: unexpected field(s) {', '.join(sorted(doc))[:120]}; send {{}} "
+                         "(the passkey names its approver)", code="invalid_request")
+    return _json({"publicKey": await svc.run(svc.engine.passkeys.login_options, None)})
 
 
 @router.post("/ui/api/login")
@@ -373,9 +415,17 @@ async def login(request: Request) -> JSONResponse:
 
 @router.post("/ui/api/logout")
 async def logout(request: Request) -> JSONResponse:
-    """End the session (the cookie is cleared)."""
+    """End the session: recorded as ended in the store (so a copy of the cookie is refused too), cookie cleared."""
     svc = _service(request)
     rp = _check_origin(request, svc, cookie=True)
+    value = request.cookies.get(SESSION_COOKIE)
+    if value:
+        try:
+            approver = await svc.run(session_approver, request)
+        except SessionError:
+            approver = None  # Already expired, forged or ended: nothing to end; the cookie is cleared below.
+        if approver is not None:
+            await svc.run(end_session, svc.engine, value, approver)
     response = _json({"ok": True})
     response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict", secure=_secure(rp))
     return response

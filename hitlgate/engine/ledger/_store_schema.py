@@ -275,6 +275,19 @@ webauthn_challenges = sa.Table(
     sa.Column("expires_at", UtcTime, nullable=False),
 )
 
+# -- console sessions ended by logout (migration 9) --------------------------------
+#
+# A console session is a signed cookie, checked without the store; logging out
+# records the session's tag here until the cookie would have expired anyway, so
+# a copy of the cookie (another tab, a stolen one) is refused from then on.
+console_logouts = sa.Table(
+    "console_logouts",
+    metadata,
+    sa.Column("session", sa.String(64), primary_key=True),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("expires_at", UtcTime, nullable=False),
+)
+
 # -- reminders, escalation and the replicas' lease (migration 7) ----------------
 #
 # A named lease: the one replica that holds ``name`` until ``expires_at`` runs
@@ -458,6 +471,10 @@ def _m8_passkey_binding(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE passkey_credentials ADD COLUMN binding VARCHAR(64)"))
 
 
+def _m9_console_logouts(conn: Connection) -> None:
+    console_logouts.create(conn, checkfirst=True)
+
+
 #: Applied in order; never edit or reorder a released entry, only append.
 MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (1, "initial schema", _m1_initial),
@@ -468,6 +485,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[Connection], None]], ...] = (
     (6, "passkeys: enrolments, credentials, ceremony challenges", _m6_passkeys),
     (7, "reminders: leases and request nudges", _m7_reminders),
     (8, "passkeys: credential bindings", _m8_passkey_binding),
+    (9, "console: sessions ended by logout", _m9_console_logouts),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

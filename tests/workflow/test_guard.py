@@ -95,7 +95,10 @@ def test_consumed_but_never_reported_becomes_execution_unknown(engine, clock):
     req, token = granted_warrant(engine, doc, ("carol",))
     engine.guard().consume(token, doc["action"])  # The executor dies before reporting.
     assert engine.expire_due() == []
-    clock.advance(engine.config.warrant_ttl_seconds + 11 * 60)
+    # Ten minutes of grace after the warrant's own expiry (its tier's lifetime, from the policy).
+    clock.advance(req.decision.warrant_ttl_seconds + 9 * 60)
+    assert engine.expire_due() == []
+    clock.advance(2 * 60)
     assert [r.status for r in engine.expire_due()] == ["execution_unknown"]
 
 

@@ -76,9 +76,15 @@ def test_sweep_at_an_explicit_time_uses_that_time_not_the_clock(engine, clock):
 def test_used_warrant_without_outcome_becomes_unknown_only_after_its_lifetime_and_grace(engine, clock):
     doc = proposal("suspend_service_account", "svc-ci-runner")
     req, token = granted_warrant(engine, doc, ("carol",))
+    clock.advance(30)
     engine.guard().consume(token, doc["action"])
-    consumed_at = clock.now
-    cutoff = consumed_at + timedelta(seconds=engine.config.warrant_ttl_seconds) + OUTCOME_GRACE
+    # The tier's own warrant lifetime (the policy's), longer than the configured default: an executor
+    # that started late in it must not be declared lost while the policy still gave it time.
+    assert req.decision.warrant_ttl_seconds > engine.config.warrant_ttl_seconds
+    with engine.store.read() as tx:
+        expires_at = tx.warrant_for(req.id).expires_at
+    cutoff = expires_at + OUTCOME_GRACE
+    assert cutoff > clock.now + timedelta(seconds=engine.config.warrant_ttl_seconds) + OUTCOME_GRACE
 
     clock.now = cutoff - timedelta(seconds=1)
     assert engine.expire_due() == []

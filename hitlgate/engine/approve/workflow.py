@@ -892,8 +892,8 @@ class Engine:
             for rid in tx.granted_unused_expired(at, limit=limit):
                 self._expire(tx, tx.get_request(rid), at, "the grant lapsed without its warrant being used")
                 changed.append(rid)
-            cutoff = at - timedelta(seconds=self.config.warrant_ttl_seconds) - OUTCOME_GRACE
-            for rid in tx.granted_consumed_before(cutoff, limit=limit):
+            # The executor had until its warrant expired to start, and the grace to report.
+            for rid in tx.granted_consumed_lapsed(at - OUTCOME_GRACE, limit=limit):
                 req = tx.transition(rid, lifecycle.EXECUTION_UNKNOWN, now=at,
                                     reason="the warrant was used but no outcome was ever recorded")
                 self.audit_log.append(tx, "execution_unknown", req, {"reason": "no outcome recorded"}, at)

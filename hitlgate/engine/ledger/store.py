@@ -745,12 +745,16 @@ class Transaction:
     # consumption row, if any, is that warrant's. Spelling the join
     # conditions out would only add lines that mean the same.
 
-    def granted_consumed_before(self, cutoff: datetime, *, limit: int | None = None) -> list[str]:
-        """Granted requests whose warrant was consumed before ``cutoff``, no outcome recorded (``limit`` at most)."""
+    def granted_consumed_lapsed(self, cutoff: datetime, *, limit: int | None = None) -> list[str]:
+        """Granted requests whose warrant was consumed and expired by ``cutoff``, no outcome recorded.
+
+        The warrant's own expiry, not a configured lifetime: each tier's
+        policy may give its warrants a lifetime of their own (``limit`` at most).
+        """
         q = (
             sa.select(t.requests.c.id)
-            .select_from(t.requests.join(t.consumed))
-            .where(t.requests.c.status == lifecycle.GRANTED, t.consumed.c.consumed_at <= cutoff)
+            .select_from(t.requests.join(t.warrants).join(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+            .where(t.requests.c.status == lifecycle.GRANTED, t.warrants.c.expires_at <= cutoff)
             # The order only fixes which request's audit event comes first; every one is swept either way.
             .order_by(t.requests.c.id)  # pragma: no mutate
             .limit(limit)

@@ -27,12 +27,13 @@ A target absent from the base inventory is a *new target*: the base failed
 closed on it, so its decisions form a group of their own that only
 ``--fail-on any-change`` forbids.
 
-A decision *changes* when its tier, risk factors, quorum or TTL differ
-(reasons, controls and blast radius are wording and context). Each change
-is classified: **loosening** (a lower tier, a smaller quorum, a slot
-dropped or widened), **tightening** (the reverse), **changed** (a quorum
-that is neither: --fail-on loosening treats it as a loosening, since it
-may be one) or **neutral** (factors or TTL alone). Identical changes are
+A decision *changes* when its tier, risk factors, quorum, approval window
+or warrant lifetime differ (reasons, controls and blast radius are wording
+and context). Each change is classified: **loosening** (a lower tier, a
+smaller quorum, a slot dropped or widened, a longer warrant lifetime),
+**tightening** (the reverse), **changed** (a quorum that is neither:
+--fail-on loosening treats it as a loosening, since it may be one) or
+**neutral** (factors or approval window alone). Identical changes are
 grouped ("37 proposals on 12 targets: single_approval -> auto_allow because
 production_credential no longer applies"), and the cause is named: the
 policy, the inventory (the target's facts differ), or both.
@@ -375,6 +376,9 @@ class Outcome:
     quorum: tuple[int, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]]
     ttl: int
     fail_closed: str | None = None
+    #: Seconds a warrant of this decision lives (the policy's per-tier value, else the configured
+    #: default); 0 for a tier that gets no warrant.
+    warrant_ttl: int = 0
 
 
 class Side:
@@ -446,6 +450,7 @@ class Side:
             d.tier, tuple(sorted(d.risk_factors)),
             (d.quorum.required, tuple((tuple(sorted(s.roles)), tuple(sorted(s.teams))) for s in d.quorum.slots)),
             d.ttl_seconds, d.fail_closed["code"] if d.fail_closed else None,
+            0 if d.tier == "deny" else d.warrant_lifetime(self.config.warrant_ttl_seconds),
         )
 
     def close(self) -> None:
@@ -604,18 +609,22 @@ def _shape(q: tuple[int, tuple[Any, ...]]) -> tuple[int, int]:
 
 
 def classify(base: Outcome, head: Outcome) -> str:
-    """loosening, tightening, changed (a quorum that is neither) or neutral (factors or TTL alone)."""
+    """loosening, tightening, changed (a quorum that is neither) or neutral (factors or approval window alone).
+
+    Within one tier a longer warrant lifetime is a loosening (a granted action
+    stays runnable longer) and a shorter one a tightening.
+    """
     rb, rh = TIER_RANK[base.tier], TIER_RANK[head.tier]
     if rh < rb:
         return "loosening"
     if rh > rb:
         return "tightening"
-    if base.quorum == head.quorum:
-        return "neutral"
     (nb, sb), (nh, sh) = base.quorum, head.quorum
-    looser = nh < nb or len(sh) < len(sb)
-    tighter = nh > nb or len(sh) > len(sb)
-    if not looser and not tighter and len(sb) == len(sh):
+    looser = nh < nb or len(sh) < len(sb) or head.warrant_ttl > base.warrant_ttl
+    tighter = nh > nb or len(sh) > len(sb) or head.warrant_ttl < base.warrant_ttl
+    if base.quorum == head.quorum and not looser and not tighter:
+        return "neutral"
+    if base.quorum != head.quorum and nb == nh and len(sb) == len(sh):
         # Same counts: compare slot by slot; a slot more people can fill is looser.
         for a, b in zip(sorted(sb), sorted(sh), strict=True):
             wa = {("r", r) for r in a[0]} | {("t", t) for t in a[1]}
@@ -725,6 +734,8 @@ class ChangeGroup:
             parts.append(f"the base failed closed ({self.base.fail_closed})")
         if not parts and self.base_tier == self.head_tier and self.quorum_text():
             parts.append(f"the quorum changed: {self.quorum_text()}")
+        if self.base_tier == self.head_tier and self.base.warrant_ttl != self.head.warrant_ttl:
+            parts.append(f"the warrant lifetime changed: {self.base.warrant_ttl}s → {self.head.warrant_ttl}s")
         if not parts and self.base_tier == self.head_tier and self.base.ttl != self.head.ttl:
             parts.append(f"the approval window changed: {self.base.ttl}s → {self.head.ttl}s")
         if not parts:
@@ -763,6 +774,7 @@ class ChangeGroup:
             "factors_added": self.added, "factors_removed": self.removed,
             "quorum_changes": dict(self.quorum_changes.most_common(10)),
             "ttl_seconds": {"base": self.base.ttl, "head": self.head.ttl},
+            "warrant_ttl_seconds": {"base": self.base.warrant_ttl, "head": self.head.warrant_ttl},
             "proposals": [p.to_dict() for p in self.proposals],
             "targets": sorted(self.targets),
             "inventory_changes": dict(self.inventory_changes.most_common(10)),
@@ -1012,7 +1024,8 @@ def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: D
         gkey: tuple[Any, ...] = ("new target",) if new_target else (
                 direction, ob.tier, oh.tier, tuple(sorted(set(oh.factors) - set(ob.factors))),
                 tuple(sorted(set(ob.factors) - set(oh.factors))), ob.fail_closed, oh.fail_closed, cause,
-                None if ob.tier != oh.tier else (_shape(ob.quorum), _shape(oh.quorum), ob.ttl, oh.ttl))
+                None if ob.tier != oh.tier else (_shape(ob.quorum), _shape(oh.quorum), ob.ttl, oh.ttl,
+                                                 ob.warrant_ttl, oh.warrant_ttl))
         group = groups.get(gkey)
         if group is None:
             group = groups[gkey] = ChangeGroup(direction, ob, oh, cause)

@@ -126,6 +126,8 @@ def _usage_error_json(exc: click.ClickException) -> dict[str, Any]:
 #: The exit status of a command whose reader closed stdout: 128 + SIGPIPE (13),
 #: as a shell reports for a process that SIGPIPE ended.
 EXIT_CLOSED_STDOUT = 141
+#: The exit status of a command interrupted by Ctrl-C: 128 + SIGINT (2).
+EXIT_INTERRUPTED = 130
 
 
 def _silence_stdout() -> None:
@@ -184,6 +186,13 @@ class _Root(click.Group):
             # The reader went away (`| head`): nothing is wrong and nobody is left to tell.
             _silence_stdout()
             ctx.exit(EXIT_CLOSED_STDOUT)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C: under --json still one JSON document (click's own handler would print "Aborted!"),
+            # exiting as a shell reports a process SIGINT ended. What was written before stays as it
+            # was: every change to the store is its own transaction.
+            doc = {"error": {"code": "interrupted", "message": "interrupted (Ctrl-C) before the command finished",
+                             "exit_code": EXIT_INTERRUPTED}}
+            self._fail(ctx, doc, exc, f"error: {doc['error']['message']}")
         except HitlgateError as exc:
             self._fail(ctx, exc.to_json(), exc, f"error: {exc}")
         except click.ClickException as exc:

@@ -173,3 +173,34 @@ def test_sweep_touches_no_settled_request_and_runs_twice_cleanly(engine, clock):
     assert [(r.id, r.status) for r in engine.expire_due()] == [(stale.id, "expired")]
     assert engine.expire_due() == []
     assert _statuses(engine, rejected, stale) == ["rejected", "expired"]
+
+
+def test_sweep_leaves_an_executed_request_alone_after_its_warrant_expires(engine, clock):
+    # Only a *granted* request whose used warrant expired becomes execution_unknown: one whose
+    # executor reported back is settled, and sweeping it would rewrite a known outcome as unknown.
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    engine.guard().execute(token, doc["action"], lambda action: "suspended")
+    assert engine.get(req.id).status == "executed"
+    lost_doc = proposal("suspend_service_account", "svc-reporting")
+    lost, lost_token = granted_warrant(engine, lost_doc, ("frank",))
+    engine.guard().consume(lost_token, lost_doc["action"])
+    clock.advance(req.decision.warrant_ttl_seconds + OUTCOME_GRACE.total_seconds() + 60)
+    assert [(r.id, r.status) for r in engine.expire_due()] == [(lost.id, "execution_unknown")]
+    assert engine.get(req.id).status == "executed"
+    assert engine.expire_due() == []
+
+
+def test_sweep_of_used_warrants_takes_at_most_its_batch(engine, clock):
+    taken = []
+    for target, who in (("svc-ci-runner", "carol"), ("svc-reporting", "frank")):
+        doc = proposal("suspend_service_account", target)
+        req, token = granted_warrant(engine, doc, (who,))
+        engine.guard().consume(token, doc["action"])
+        taken.append(req)
+    clock.advance(taken[0].decision.warrant_ttl_seconds + OUTCOME_GRACE.total_seconds() + 60)
+    first = engine.expire_due(limit=1)
+    assert len(first) == 1 and first[0].status == "execution_unknown"
+    second = engine.expire_due(limit=1)
+    assert len(second) == 1 and {first[0].id, second[0].id} == {r.id for r in taken}
+    assert engine.expire_due(limit=1) == []

@@ -753,7 +753,7 @@ class Transaction:
         """
         q = (
             sa.select(t.requests.c.id)
-            .select_from(t.requests.join(t.warrants).join(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+            .select_from(t.requests.join(t.warrants).join(t.consumed))
             .where(t.requests.c.status == lifecycle.GRANTED, t.warrants.c.expires_at <= cutoff)
             # The order only fixes which request's audit event comes first; every one is swept either way.
             .order_by(t.requests.c.id)  # pragma: no mutate

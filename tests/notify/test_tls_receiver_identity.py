@@ -2,7 +2,7 @@
 
 A real TLS server on 127.0.0.1 (certificates made here with
 ``cryptography``): an https webhook delivers when the receiver's
-certificate is trusted (through ``SSL_CERT_FILE``, as an operator's private
+certificate is trusted (the channel's ``ca_file``, as an operator's private
 CA would be) and names the host; it fails, sending nothing, when the
 certificate is self-signed and untrusted, or trusted but issued for another
 host name.
@@ -25,8 +25,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from hitlgate.engine.notify.dispatcher import dispatch
 from hitlgate.engine.notify.plugins import DeliveryError
+from hitlgate.engine.notify.settings import NotificationSettings
 from hitlgate.engine.notify.webhook import post_json
+from tests.notify.conftest import webhook_settings
+from tests.workflow._helpers import FakeClock, proposal
+from tests.workflow.conftest import EngineFactory
 
 
 def _certificate(tmp_path: Path, name: str, san: x509.GeneralName) -> tuple[Path, Path]:
@@ -70,7 +75,21 @@ class TlsReceiver:
                 return
             try:
                 with self.context.wrap_socket(raw, server_side=True) as conn:
-                    if conn.recv(65536):
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if b"\r\n\r\n" in data:
+                        head, _, body = data.partition(b"\r\n\r\n")
+                        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                                       if line.lower().startswith(b"content-length:")), 0)
+                        while len(body) < length:
+                            chunk = conn.recv(65536)
+                            if not chunk:
+                                break
+                            body += chunk
                         self.requests += 1
                         conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
             except (OSError, ssl.SSLError):
@@ -88,24 +107,29 @@ def tls(tmp_path: Path) -> Iterator[dict[str, tuple[Path, Path]]]:
     TlsReceiver.started.clear()
 
 
-def test_trusted_certificate_for_the_host_delivers(tls: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls["right"][0]))
+def test_trusted_certificate_for_the_host_delivers(
+    tls: dict, make_engine: EngineFactory, webhook_secret: str, clock: FakeClock
+) -> None:
     server = TlsReceiver(*tls["right"])
-    post_json(server.url, b"{}", {}, 5)
-    assert server.requests == 1
+    doc = webhook_settings(server.url)
+    doc["channels"][0]["settings"].update(ca_file=str(tls["right"][0]), timeout_seconds=10)
+    engine = make_engine(config={"notifications": NotificationSettings.from_dict(doc)})
+    engine.propose(proposal())
+    assert dispatch(engine, clock.now).delivered == 1 and server.requests == 1
 
 
-def test_self_signed_certificate_is_refused(tls: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls["other"][0]))  # Trusts something else, not this one.
+@pytest.mark.parametrize("trusted", ["other", None])
+def test_self_signed_certificate_is_refused(tls: dict, trusted: str | None) -> None:
+    # Trusting another certificate, or the system's store: neither knows this one.
     server = TlsReceiver(*tls["right"])
+    ca_file = None if trusted is None else str(tls[trusted][0])
     with pytest.raises(DeliveryError, match=r"127\.0\.0\.1:\d+: SSLCertVerificationError: .*CERTIFICATE_VERIFY_FAILED"):
-        post_json(server.url, b"{}", {}, 5)
+        post_json(server.url, b"{}", {}, 10, ca_file=ca_file)
     assert server.requests == 0
 
 
-def test_trusted_certificate_for_another_host_is_refused(tls: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls["other"][0]))
+def test_trusted_certificate_for_another_host_is_refused(tls: dict) -> None:
     server = TlsReceiver(*tls["other"])
     with pytest.raises(DeliveryError, match=r"SSLCertVerificationError: .*IP address mismatch"):
-        post_json(server.url, b"{}", {}, 5)
+        post_json(server.url, b"{}", {}, 10, ca_file=str(tls["other"][0]))
     assert server.requests == 0

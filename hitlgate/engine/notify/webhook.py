@@ -26,7 +26,9 @@ of its answer are read. So a hostile or broken receiver costs a
 dispatcher seconds and kilobytes, never an approval anything. Environment
 proxy settings are not used: the receiver is reached directly.
 
-Settings: ``url`` (http or https), ``secret_env``, ``timeout_seconds``
+Settings: ``url`` (http or https), ``secret_env``, ``ca_file`` (a PEM file of
+the CA certificates to trust for an https receiver instead of the system's,
+e.g. a private CA), ``timeout_seconds``
 (default 5: the longest one attempt may take, connecting included).
 """
 
@@ -38,6 +40,7 @@ import json
 import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -88,7 +91,8 @@ def _redact(text: str, url: str, host: str) -> str:
     return text
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> None:
+def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float, *,
+              ca_file: str | None = None) -> None:
     """POST ``body``; :class:`DeliveryError` unless the receiver answers 2xx within ``timeout`` seconds in all.
 
     The deadline covers the whole attempt: a watchdog shuts the socket down
@@ -117,9 +121,9 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         auth["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     conn: http.client.HTTPConnection
     if scheme == "https":
-        # Certificates and host names are verified against the system's trust store.
+        # Certificates and host names are verified, against ``ca_file`` or else the system's trust store.
         conn = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout,
-                                           context=ssl.create_default_context())
+                                           context=ssl.create_default_context(cafile=ca_file))
     else:
         conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
     try:
@@ -149,13 +153,15 @@ class WebhookNotifier(NotifierPlugin):
     """Standard Webhooks delivery to one URL."""
 
     type: ClassVar[str] = "webhook"
-    _KNOWN: ClassVar[set[str]] = {"url", "secret_env", "timeout_seconds"}
+    _KNOWN: ClassVar[set[str]] = {"url", "secret_env", "ca_file", "timeout_seconds"}
 
-    def __init__(self, name: str, *, url: str, secret_env: str, timeout: float, where: str) -> None:
+    def __init__(self, name: str, *, url: str, secret_env: str, timeout: float, where: str,
+                 ca_file: str | None = None) -> None:
         super().__init__(name)
         self.url = url
         self.secret_env = secret_env
         self.timeout = timeout
+        self.ca_file = ca_file
         self.where = where
 
     def __repr__(self) -> str:
@@ -165,14 +171,17 @@ class WebhookNotifier(NotifierPlugin):
     @classmethod
     def from_settings(cls, name: str, settings: Mapping[str, Any], *, where: str,
                       public_url: str) -> WebhookNotifier:
-        """Check ``url``, ``secret_env`` and ``timeout_seconds``."""
+        """Check ``url``, ``secret_env``, ``ca_file`` and ``timeout_seconds``."""
         require_known(settings, cls._KNOWN, where)
         secret_env = setting_env(settings, "secret_env", where)
         assert secret_env is not None  # noqa: S101 - required=True never returns None.
+        ca_file = setting_str(settings, "ca_file", where, required=False)
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise ConfigError(f"{where}.ca_file: no such file: {one_line(ca_file, 200)}")
         return cls(name, url=http_url(settings, "url", where), secret_env=secret_env,
                    timeout=setting_number(settings, "timeout_seconds", where, default=DEFAULT_TIMEOUT_SECONDS,
                                           low=0.1, high=60),
-                   where=where)
+                   where=where, ca_file=ca_file)
 
     def deliver(self, message: Message) -> None:
         """Sign and POST the message's JSON body; raise unless the receiver answers 2xx."""
@@ -191,4 +200,4 @@ class WebhookNotifier(NotifierPlugin):
             "webhook-timestamp": str(int(sent.timestamp())),
             "webhook-signature": signer.sign(message.id, sent, body),
         }
-        post_json(self.url, body.encode("utf-8"), headers, self.timeout)
+        post_json(self.url, body.encode("utf-8"), headers, self.timeout, ca_file=self.ca_file)

@@ -420,12 +420,20 @@ async def logout(request: Request) -> JSONResponse:
     rp = _check_origin(request, svc, cookie=True)
     value = request.cookies.get(SESSION_COOKIE)
     if value:
-        try:
-            approver = await svc.run(session_approver, request)
-        except SessionError:
-            approver = None  # Already expired, forged or ended: nothing to end; the cookie is cleared below.
+        engine = svc.engine
+
+        def signed_approver() -> str | None:
+            # A cookie we signed that has not expired is ended, even while its approver or passkey is refused
+            # (an approver taken out of the inventory): a refusal lifted later (the approver put back) must
+            # not bring a session its approver logged out of back to life.
+            try:
+                return read_session(session_secret(engine.config.key_dir), value, engine.now().timestamp())[0]
+            except SessionError:
+                return None  # Expired or forged: nothing to end; the cookie is cleared below.
+
+        approver = await svc.run(signed_approver)
         if approver is not None:
-            await svc.run(end_session, svc.engine, value, approver)
+            await svc.run(end_session, engine, value, approver)
     response = _json({"ok": True})
     response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict", secure=_secure(rp))
     return response

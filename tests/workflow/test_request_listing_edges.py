@@ -8,8 +8,11 @@ request).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger.store import MAX_LIST_LIMIT, ListCursor, ListFilters
 from hitlgate.errors import InputError
@@ -64,3 +67,18 @@ def test_naive_times_in_a_cursor_or_filter_are_refused_by_name() -> None:
         ListCursor(datetime(2026, 1, 1), "req-1")  # The naive time under test.
     with pytest.raises(ValueError, match="^since must be timezone-aware$"):
         ListFilters(since=datetime(2026, 1, 1))  # The naive time under test.
+
+
+def test_since_keeps_requests_created_at_or_after_it_and_no_earlier(engine, clock) -> None:
+    # The bound is compared as the store's own time text: bound in another form (a space for the "T",
+    # another precision) it would compare wrongly as text and keep or drop the wrong requests.
+    early = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    clock.advance(3600)
+    late = engine.propose(proposal("suspend_service_account", "svc-reporting"))
+    since = early.created_at + timedelta(minutes=30)
+    assert [r.id for r in engine.list(lifecycle.PENDING, filters=ListFilters(since=since))] == [late.id]
+    assert {r.id for r in engine.list(lifecycle.PENDING, filters=ListFilters(since=early.created_at))} == \
+        {early.id, late.id}
+    assert [r.id for r in engine.list(lifecycle.PENDING, filters=ListFilters(since=late.created_at))] == [late.id]
+    assert engine.list(lifecycle.PENDING, filters=ListFilters(since=late.created_at + timedelta(microseconds=1))) \
+        == []

@@ -17,7 +17,7 @@ from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger.store import MAX_LIST_LIMIT, ListCursor, ListFilters
 from hitlgate.errors import InputError
-from tests.workflow._helpers import proposal
+from tests.workflow._helpers import FakeClock, proposal, vote
 
 
 def _ids(requests: list) -> list[str]:  # type: ignore[type-arg]
@@ -60,3 +60,18 @@ def test_window_bounds(engine: Engine, bad: int) -> None:
         engine.list(lifecycle.PENDING, within=bad)
     with pytest.raises(InputError, match=f"^nth must be between 1 and {MAX_LIST_LIMIT}, not {bad}$"):
         engine.listing_mark(lifecycle.PENDING, bad)
+
+
+def test_listing_mark_counts_only_the_listed_status(engine: Engine, clock: FakeClock) -> None:
+    first = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    clock.advance(1)
+    rejected = vote(engine, engine.propose(proposal("suspend_service_account", "svc-reporting")), "frank", "reject")
+    clock.advance(1)
+    last = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    assert rejected.status == lifecycle.REJECTED
+    # Newest first: last, rejected, first. The pending listing skips the rejected request; the whole one does not.
+    assert engine.listing_mark(lifecycle.PENDING, 2) == ListCursor.after(first)
+    assert engine.listing_mark(None, 2) == ListCursor.after(rejected)
+    assert engine.listing_mark(lifecycle.PENDING, 1, before=ListCursor.after(last)) == ListCursor.after(first)
+    assert engine.listing_mark(None, 1, before=ListCursor.after(last)) == ListCursor.after(rejected)
+    assert engine.listing_mark(lifecycle.PENDING, MAX_LIST_LIMIT) is None  # The largest window is allowed.

@@ -97,6 +97,10 @@ def write_bundle(pack: PolicyPack | PolicyModules, out: Path) -> Path:
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"cannot write bundle {out}: {exc.strerror or exc}") from exc
+    except BaseException:
+        # Ctrl-C (or any other interruption) before the rename: no stray temporary file beside the bundle.
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out
 
 

@@ -515,6 +515,11 @@ class EngineKeyring:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StorageError(f"cannot replace keyring state {self._state_path()}: {exc.strerror or exc}") from exc
+        except BaseException:
+            # Ctrl-C before the rename: the old state stays whole, and no stray copy is left in the key directory.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         try:
             dfd = os.open(self.key_dir, os.O_RDONLY)
             try:
@@ -530,7 +535,8 @@ class EngineKeyring:
         """Write the state naming the new key ``fresh``; if that fails, delete its orphaned private key file."""
         try:
             self._write_state(current, records, anchor)
-        except StorageError:
+        except BaseException:
+            # A failed write, or Ctrl-C before the state named it: the new key would be an orphan.
             with contextlib.suppress(OSError):
                 (self.key_dir / f"{fresh.kid}.pem").unlink()
             raise

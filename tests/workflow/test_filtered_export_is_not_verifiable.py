@@ -17,11 +17,13 @@ def test_full_and_filtered_exports(engine: Engine) -> None:
     one = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     engine.propose(proposal("rotate_api_key", "dev-analytics-key"))
     engine.checkpoint()
+    engine.propose(proposal("rotate_api_key", "dev-analytics-key"))
+    engine.checkpoint()
     full = io.StringIO()
     events, cps = engine.export_audit(full)
     records = [json.loads(line)["record"] for line in full.getvalue().splitlines()]
-    assert (events, cps) == (len(engine.audit_events()), 1)
-    assert records == ["event"] * events + ["checkpoint"]
+    assert (events, cps) == (len(engine.audit_events()), 2)
+    assert records == ["event"] * events + ["checkpoint"] * 2
 
     mine = io.StringIO()
     assert engine.export_audit(mine, request_id=one.id) == (len(engine.audit_events(one.id)), 0)

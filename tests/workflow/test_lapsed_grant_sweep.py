@@ -204,3 +204,16 @@ def test_sweep_of_used_warrants_takes_at_most_its_batch(engine, clock):
     second = engine.expire_due(limit=1)
     assert len(second) == 1 and {first[0].id, second[0].id} == {r.id for r in taken}
     assert engine.expire_due(limit=1) == []
+
+
+def test_sweep_of_unused_grants_takes_at_most_its_batch(engine, clock):
+    lapsed = []
+    for target, who in (("svc-ci-runner", "carol"), ("svc-reporting", "frank")):
+        req, _token = granted_warrant(engine, proposal("suspend_service_account", target), (who,))
+        lapsed.append(req.id)
+    clock.advance(engine.get(lapsed[0]).decision.warrant_ttl_seconds + 1)
+    first = engine.expire_due(limit=1)
+    assert [(r.status, r.status_reason) for r in first] == [("expired", LAPSED)]
+    second = engine.expire_due(limit=1)
+    assert {first[0].id, second[0].id} == set(lapsed)
+    assert engine.expire_due(limit=1) == []

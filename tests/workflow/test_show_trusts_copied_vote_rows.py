@@ -14,6 +14,7 @@ from __future__ import annotations
 from hitlgate.cli._workflow import format_request
 from hitlgate.engine.approve.approvals import SignedStatement
 from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from tests.workflow._helpers import proposal, vote, write_vote_row
 
 
@@ -32,3 +33,22 @@ def test_show_does_not_count_vote_rows_copied_from_another_request(engine: Engin
     assert "quorum met" not in text and "0 of 2 approvals" in text
     assert text.count("NOT COUNTED: signature invalid for this request (forged row?)") == 2
 
+
+
+def test_a_copied_row_listed_first_does_not_hide_the_genuine_vote_after_it(engine: Engine, clock) -> None:
+    a = engine.propose(proposal("rotate_api_key", "svc-payments-key", grace_minutes=5))
+    a = vote(engine, a, "bob")
+    clock.advance(60)
+    b = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    b = vote(engine, b, "grace")
+    # The writer rewrites B's votes: bob's row copied from A first, then grace's genuine one again.
+    (bobs,) = engine.get(a.id).approvals
+    (graces,) = b.approvals
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.votes.delete().where(t.votes.c.request_id == b.id))
+    write_vote_row(engine, b.id, SignedStatement.from_dict(bobs.statement), granted=False)
+    write_vote_row(engine, b.id, SignedStatement.from_dict(graces.statement), granted=False)
+    assert [v.approver for v in engine.get(b.id).approvals] == ["bob", "grace"]
+    progress, unverified = engine.checked_progress(b.id)
+    assert progress.count == 1 and not progress.met
+    assert set(unverified) == {"bob"}

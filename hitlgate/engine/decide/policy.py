@@ -288,8 +288,8 @@ class Reloading(Generic[T]):
         self._watched: tuple[Path, ...] = ()
         self._fingerprint: tuple[FileStamp, ...] | None = None
         self._failed_fingerprint: tuple[FileStamp, ...] | None = None
-        #: When the files were last found unchanged (monotonic seconds).
-        self._checked_at = float("-inf")
+        #: The interval slot (monotonic seconds // interval) in which the files were last found unchanged.
+        self._checked_slot: int | None = None
         self._reload()
 
     def get(self) -> T:
@@ -340,12 +340,16 @@ class Reloading(Generic[T]):
             return
         current = self._value
         if current is not None:
+            # Every value (the policy modules, the inventory) looks again at the first call in each new slot
+            # of the interval, the same slots for all: a decision that reads both sees an edit of both in the
+            # same call, never the new policy with the old inventory because one was last looked at by
+            # another caller (the console reading approvers) part of an interval later.
             interval = _check_interval
-            if interval > 0 and time.monotonic() - self._checked_at < interval:
+            slot = int(time.monotonic() // interval) if interval > 0 else None
+            if slot is not None and slot == self._checked_slot:
                 return
             if _unchanged(self._fingerprint):
-                if interval > 0:
-                    self._checked_at = time.monotonic()
+                self._checked_slot = slot
                 return
         elif self._disk_fingerprint() == self._failed_fingerprint:
             # Still broken and nothing changed on disk: keep failing closed

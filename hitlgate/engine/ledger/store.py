@@ -745,11 +745,13 @@ class Transaction:
         q = sa.select(sa.func.count()).select_from(t.consumed).where(t.consumed.c.jti == jti)
         return bool(self.conn.execute(q).scalar_one())
 
-    # The sweeps below join on the foreign keys (warrants.request_id and
-    # consumed.request_id reference requests.id), which SQLAlchemy finds
-    # itself: a request has at most one warrant (unique request_id), so its
-    # consumption row, if any, is that warrant's. Spelling the join
-    # conditions out would only add lines that mean the same.
+    # The sweeps below join a request to its warrant on the foreign key (a
+    # request has at most one warrant: unique request_id), and the warrant to
+    # its consumption on the jti, as the guard and warrant_for do. Joined on
+    # consumed.request_id instead, a consumption row of another jti (only a
+    # hand edit writes one) doubled the request's row once its own warrant
+    # was used too, and the second execution_unknown transition aborted every
+    # expiry sweep from then on.
 
     def granted_consumed_lapsed(self, cutoff: datetime, *, limit: int | None = None) -> list[str]:
         """Granted requests whose warrant was consumed and expired by ``cutoff``, no outcome recorded.
@@ -759,7 +761,7 @@ class Transaction:
         """
         q = (
             sa.select(t.requests.c.id)
-            .select_from(t.requests.join(t.warrants).join(t.consumed))
+            .select_from(t.requests.join(t.warrants).join(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
             .where(t.requests.c.status == lifecycle.GRANTED, t.warrants.c.expires_at <= cutoff)
             # The order only fixes which request's audit event comes first; every one is swept either way.
             .order_by(t.requests.c.id)  # pragma: no mutate
@@ -771,7 +773,7 @@ class Transaction:
         """Granted requests whose warrant lapsed unused, or that never got one before expiry (``limit`` at most)."""
         lapsed = (
             sa.select(t.requests.c.id)
-            .select_from(t.requests.join(t.warrants).outerjoin(t.consumed))
+            .select_from(t.requests.join(t.warrants).outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
             .where(
                 t.requests.c.status == lifecycle.GRANTED,
                 t.warrants.c.expires_at <= now,

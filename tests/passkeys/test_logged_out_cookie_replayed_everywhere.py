@@ -141,3 +141,22 @@ def test_login_options_flood_from_one_address_is_rate_limited(limited: Console) 
     with limited.engine.store.read() as tx:
         stored = tx.conn.execute(sa.select(sa.func.count()).select_from(t.webauthn_challenges)).scalar_one()
     assert stored == 5  # A refused call stores no challenge.
+
+
+def test_logout_records_are_swept_once_their_cookies_expire(engine: Engine, browsers: Callable[[], Console]) -> None:
+    import sqlalchemy as sa
+
+    from hitlgate.engine.ledger import _store_schema as t
+
+    mine = browsers()
+    key = mine.enrol("alice")
+    for _ in range(3):
+        assert mine.login(key).status_code == 200
+        assert mine.post("/ui/api/logout", {}).status_code == 200
+    with engine.store.read() as tx:
+        assert tx.conn.execute(sa.select(sa.func.count()).select_from(t.console_logouts)).scalar_one() == 3
+    engine.clock.advance(60 * engine.config.server.session_minutes + 1)  # type: ignore[attr-defined]
+    assert mine.login(key).status_code == 200
+    assert mine.post("/ui/api/logout", {}).status_code == 200
+    with engine.store.read() as tx:
+        assert tx.conn.execute(sa.select(sa.func.count()).select_from(t.console_logouts)).scalar_one() == 1

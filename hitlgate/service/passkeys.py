@@ -450,7 +450,7 @@ async def vote_options(request: Request, request_id: str) -> JSONResponse:
 
     svc = _service(request)
     rp = _check_origin(request, svc, cookie=True)
-    approver = _session(request, svc)
+    approver = await svc.run(_session, request, svc)  # Reads the store (passkeys, logouts): off the loop.
     doc = await _object(request, svc, "vote options request")
     unknown = sorted(set(doc) - {"verdict", "reason"}, key=str)
     if unknown:
@@ -485,7 +485,7 @@ async def vote(request: Request, request_id: str) -> JSONResponse:
     """Submit ``{statement, credential}``: the passkey-signed vote, checked by the engine like every vote."""
     svc = _service(request)
     _check_origin(request, svc, cookie=True)
-    approver = _session(request, svc)
+    approver = await svc.run(_session, request, svc)  # Reads the store (passkeys, logouts): off the loop.
     doc = await _object(request, svc, "passkey vote")
     unknown = sorted(set(doc) - {"statement", "credential"}, key=str)
     if unknown:

@@ -160,3 +160,21 @@ def test_logout_records_are_swept_once_their_cookies_expire(engine: Engine, brow
     assert mine.post("/ui/api/logout", {}).status_code == 200
     with engine.store.read() as tx:
         assert tx.conn.execute(sa.select(sa.func.count()).select_from(t.console_logouts)).scalar_one() == 1
+
+
+def test_old_format_cookie_without_random_part_is_refused(engine: Engine, browsers: Callable[[], Console]) -> None:
+    from hitlgate.engine.keys.keyring import b64url_encode
+    from hitlgate.service import passkeys as pk
+
+    mine = browsers()
+    key = mine.enrol("alice")
+    req = engine.propose(proposal())
+    # Signed with the real session key, in the format before every cookie carried a random part: two
+    # such cookies of one second and one passkey were the same value, so one logout would end both.
+    expires = int(engine.now().timestamp()) + 600
+    who = "alice\x00" + pk._passkey_tag(key.id)
+    body = f"{pk._SESSION_VERSION}.{b64url_encode(who.encode())}.{expires}"
+    old = f"{body}.{pk._mac(pk.session_secret(engine.config.key_dir), body)}"
+    mine.client.cookies.set("hitlgate_session", old, path="/ui")
+    resp = mine.post(f"/ui/api/requests/{req.id}/vote/options", {"verdict": "approve"})
+    assert resp.status_code == 401 and "the console session cookie is malformed" in resp.text, resp.text

@@ -57,3 +57,21 @@ def test_replay_refusal_is_in_the_audit_log(engine):
     kinds = [e.kind for e in engine.audit_events(req.id)]
     assert kinds.count("consumed") == 1 and kinds.count("executed") == 1
     engine.verify_audit()
+
+
+def test_replay_is_audited_on_its_request_with_the_digest_presented(engine):
+    # The refusal's audit event is the record an investigator reads: it must sit on the request the
+    # warrant names and say which action was presented with it.
+    from hitlgate.engine.decide.proposal import action_digest
+    from hitlgate.engine.ledger.auditlog import REFUSAL_KIND
+
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    guard = engine.guard()
+    guard.execute(token, doc["action"], lambda a: None)
+    with pytest.raises(InvalidWarrant, match=r"already used \(replay\)"):
+        guard.execute(token, doc["action"], lambda a: None)
+    refusal = engine.audit_events(req.id)[-1]
+    assert (refusal.kind, refusal.request_id) == (REFUSAL_KIND, req.id)
+    assert refusal.payload["subject"] == "warrant"
+    assert refusal.payload["presented_digest"] == action_digest(doc["action"]) == req.action_digest

@@ -27,3 +27,17 @@ def test_verify_uses_the_keys_it_is_given(engine: Engine) -> None:
     strangers = {kid: Ed25519PrivateKey.generate().public_key() for kid in held}
     with pytest.raises(AuditChainError, match=r"checkpoint at seq \d+ is forged or corrupt"):
         engine.verify_audit(strangers)
+
+
+def test_checkpoints_of_a_key_retired_long_ago_still_verify(engine: Engine) -> None:
+    # Retired keys leave the JWKS after their grace window, but the checkpoints they signed stay in
+    # the chain: the engine's own verify holds them against its whole key history, or every rotation
+    # would, a day later, make its own audit chain fail to verify.
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    old = engine.checkpoint()
+    engine.keyring.rotate(engine.now())  # The test clock's time: long before today.
+    assert old.kid not in engine.keyring.public_keys()
+    engine.propose(proposal("rotate_api_key", "dev-analytics-key"))
+    engine.checkpoint()
+    report = engine.verify_audit()
+    assert report.checkpoints >= 2

@@ -89,9 +89,10 @@ OUTCOMES = {"executed": lifecycle.EXECUTED, "failed": lifecycle.EXECUTION_FAILED
             "unknown": lifecycle.EXECUTION_UNKNOWN}
 
 #: The HTTP methods that are their own ``method`` label on the duration histogram; any other is ``other``.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 #: Authentications ``POST /v1/decisions`` remembers at once, per worker.
 _DECIDE_AUTH_ENTRIES = 4096
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 

@@ -151,3 +151,20 @@ def test_refusal_names_the_lost_key_and_the_two_ways_out(
     with pytest.raises(StorageError) as exc:
         again.propose(AUTO)
     assert str(exc.value) == expected
+
+
+def test_every_checkpoint_of_the_lost_keys_is_counted(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # A monitoring job alerts on the number: two lost checkpoints must read 2, not "some".
+    eng, keys = signed_store
+    assert eng.propose(AUTO).status == "granted"
+    eng.checkpoint()
+    with eng.store.read() as tx:
+        before = sum(1 for _ in tx.iter_checkpoints())
+    assert before >= 2
+    shutil.rmtree(keys)
+    fresh = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    fresh.replace_lost_keyring("disk died, no backup (INC-8)")
+    report = fresh.verify_audit()
+    assert report.unverifiable_checkpoints == before

@@ -75,3 +75,16 @@ def test_replay_is_audited_on_its_request_with_the_digest_presented(engine):
     assert (refusal.kind, refusal.request_id) == (REFUSAL_KIND, req.id)
     assert refusal.payload["subject"] == "warrant"
     assert refusal.payload["presented_digest"] == action_digest(doc["action"]) == req.action_digest
+
+
+def test_refusal_naming_a_request_the_store_does_not_have_keeps_the_id(engine):
+    # A warrant for a request id this store never held (another deployment's, or its rows deleted):
+    # the refusal is still recorded under the id presented, so an investigator can search for it.
+    from hitlgate.engine.ledger.auditlog import REFUSAL_KIND
+
+    engine.audit_log.record_refusal("invalid warrant: unknown request", request_id="req-ghost",
+                                    detail={"presented_digest": "sha256:" + "0" * 64}, now=engine.now())
+    refusal = engine.audit_events()[-1]
+    assert (refusal.kind, refusal.request_id) == (REFUSAL_KIND, "req-ghost")
+    assert refusal.payload["reason"] == "invalid warrant: unknown request"
+    engine.verify_audit()

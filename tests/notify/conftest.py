@@ -26,6 +26,28 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET_ENV = "HITLGATE_TEST_WEBHOOK_SECRET"
 
 
+def read_http_request(conn: socket.socket) -> bool:
+    """Read one HTTP request's head and its body (Content-Length) from a raw socket, so the client waits.
+
+    Returns whether the whole head arrived (the body is read as far as the client sends it).
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return True
+
+
 @dataclass
 class Received:
     """One request a receiver got."""

@@ -31,7 +31,7 @@ from hitlgate.engine.notify.settings import NotificationSettings
 from hitlgate.engine.notify.slack import SlackNotifier
 from hitlgate.engine.notify.webhook import post_json
 from hitlgate.errors import ConfigError
-from tests.notify.conftest import SECRET_ENV, Receiver, webhook_settings
+from tests.notify.conftest import SECRET_ENV, Receiver, read_http_request, webhook_settings
 from tests.workflow._helpers import T0, FakeClock, proposal
 from tests.workflow.conftest import EngineFactory
 
@@ -44,24 +44,6 @@ class RawServer:
     sent: int = 0
     connections: int = 0
     done: threading.Event = field(default_factory=threading.Event)
-
-
-def _read_request(conn: socket.socket) -> None:
-    """Read up to the end of the request's head and its body (Content-Length), so the client is waiting."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        body += chunk
 
 
 @pytest.fixture
@@ -84,7 +66,7 @@ def raw_server() -> Iterator[Callable[[Callable[[socket.socket, RawServer], None
                 state.connections += 1
                 with conn:
                     try:
-                        _read_request(conn)
+                        read_http_request(conn)
                         answer(conn, state)
                     except OSError:
                         pass  # The client hung up on us: that is what these tests want.

@@ -29,7 +29,7 @@ from hitlgate.engine.notify.dispatcher import dispatch
 from hitlgate.engine.notify.plugins import DeliveryError
 from hitlgate.engine.notify.settings import NotificationSettings
 from hitlgate.engine.notify.webhook import post_json
-from tests.notify.conftest import webhook_settings
+from tests.notify.conftest import read_http_request, webhook_settings
 from tests.workflow._helpers import FakeClock, proposal
 from tests.workflow.conftest import EngineFactory
 
@@ -75,21 +75,7 @@ class TlsReceiver:
                 return
             try:
                 with self.context.wrap_socket(raw, server_side=True) as conn:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
-                    if b"\r\n\r\n" in data:
-                        head, _, body = data.partition(b"\r\n\r\n")
-                        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                                       if line.lower().startswith(b"content-length:")), 0)
-                        while len(body) < length:
-                            chunk = conn.recv(65536)
-                            if not chunk:
-                                break
-                            body += chunk
+                    if read_http_request(conn):
                         self.requests += 1
                         conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
             except (OSError, ssl.SSLError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,12 @@ import pytest
 from hypothesis import settings
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._resources import bundled_policy_dir
+from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
+from hitlgate.engine.decide._bundle import write_bundle
+from hitlgate.engine.decide.policy import PolicyPack
+from tests._pgcluster import PgCluster, PgStartError, pg_bindir, running_cluster
 from tests._require import missing
+from tests.opa.conftest import INSTALL_OPA, OpaServer
 
 # In CI, generated cases are derandomized: the same examples every run, so a
 # red build is reproducible and never depends on luck. Locally, hypothesis
@@ -76,3 +81,65 @@ def chromium() -> str:
         if found:
             return found
     missing("a browser (Chromium)", "install the Debian package chromium; browser tests drive it with Playwright")
+
+
+# -- the session's real components -------------------------------------------
+#
+# One of each per test process (per xdist worker): every directory's tests
+# share them. They are defined here, in the root conftest, and nowhere else:
+# a fixture imported into another conftest or test module is a second
+# definition with a cache of its own, which started a second PostgreSQL
+# cluster (and OPA server, and compiled pack) for each importing directory.
+
+
+@pytest.fixture(scope="session")
+def bundled_decider(example_decider: Decider) -> Decider:
+    """A decider on the bundled example pack (compiled once per session): :func:`example_decider`."""
+    return example_decider
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """Start a PostgreSQL cluster for the session (missing PostgreSQL: skip locally, fail in CI)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        missing("PostgreSQL (initdb and pg_ctl)", "run scripts/install-postgres")
+    try:
+        with running_cluster(bindir) as cluster:
+            yield cluster
+    except PgStartError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def opa_bin() -> Path:
+    """Path of the real OPA binary, installed by scripts/install-opa when missing."""
+    result = subprocess.run([str(INSTALL_OPA)], capture_output=True, text=True, timeout=1800, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"OPA is missing: scripts/install-opa failed (exit {result.returncode}):\n{result.stderr}",
+                    pytrace=False)
+    path = Path(result.stdout.strip())
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"OPA is missing: scripts/install-opa printed {path!r}, which is not an executable",
+                    pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled_pack() -> PolicyPack:
+    """The bundled example pack (policies/ and policies/data/)."""
+    return PolicyPack.load(bundled_policy_dir(), [bundled_data_dir()])
+
+
+@pytest.fixture(scope="session")
+def bundle_file(bundled_pack: PolicyPack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundle of the bundled pack, in a directory of its own."""
+    return write_bundle(bundled_pack, tmp_path_factory.mktemp("bundle") / "hitlgate.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def opa_server(opa_bin: Path, bundle_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
+    """One OPA server for the session, serving the bundled pack. Do not change what it serves."""
+    server = OpaServer(opa_bin, bundle_file, tmp_path_factory.mktemp("opa-logs")).start()
+    yield server
+    server.stop()

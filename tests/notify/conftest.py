@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import bundled_decider, clock, db_url, make_engine, pg_cluster  # noqa: F401
+from tests.workflow.conftest import clock, db_url, make_engine  # noqa: F401
 
 #: A Standard Webhooks secret for the tests (whsec_ + base64 of 24 bytes).
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

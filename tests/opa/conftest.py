@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
 from hitlgate.engine.decide._bundle import write_bundle
 from hitlgate.engine.decide.policy import PolicyPack
 
@@ -133,40 +132,6 @@ class OpaServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._session.close()
-
-
-@pytest.fixture(scope="session")
-def opa_bin() -> Path:
-    """Path of the real OPA binary, installed by scripts/install-opa when missing."""
-    result = subprocess.run([str(INSTALL_OPA)], capture_output=True, text=True, timeout=1800, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"OPA is missing: scripts/install-opa failed (exit {result.returncode}):\n{result.stderr}",
-                    pytrace=False)
-    path = Path(result.stdout.strip())
-    if not path.is_file() or not os.access(path, os.X_OK):
-        pytest.fail(f"OPA is missing: scripts/install-opa printed {path!r}, which is not an executable",
-                    pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="session")
-def bundled_pack() -> PolicyPack:
-    """The bundled example pack (policies/ and policies/data/)."""
-    return PolicyPack.load(bundled_policy_dir(), [bundled_data_dir()])
-
-
-@pytest.fixture(scope="session")
-def bundle_file(bundled_pack: PolicyPack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundle of the bundled pack, in a directory of its own."""
-    return write_bundle(bundled_pack, tmp_path_factory.mktemp("bundle") / "hitlgate.tar.gz")
-
-
-@pytest.fixture(scope="session")
-def opa_server(opa_bin: Path, bundle_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
-    """One OPA server for the session, serving the bundled pack. Do not change what it serves."""
-    server = OpaServer(opa_bin, bundle_file, tmp_path_factory.mktemp("opa-logs")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from hitlgate.service.app import create_app
 from tests._authenticator import SoftAuthenticator
 
 # The workflow tests' store fixtures (a conftest's fixtures are only visible below its directory).
-from tests.workflow.conftest import bundled_decider, clock, db_url, make_engine, pg_cluster  # noqa: F401
+from tests.workflow.conftest import clock, db_url, make_engine  # noqa: F401
 
 ORIGIN = "http://127.0.0.1:8080"
 RP_ID = "127.0.0.1"

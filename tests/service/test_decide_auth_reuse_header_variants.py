@@ -25,7 +25,7 @@ from hitlgate.engine.config import ServerConfig
 from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.service.app import create_app
 from tests.service.conftest import proposal_doc
-from tests.workflow.conftest import bundled_decider, clock, db_url, make_engine, pg_cluster  # noqa: F401
+from tests.workflow.conftest import clock, db_url, make_engine  # noqa: F401
 
 WINDOW = 0.6
 Factory = Callable[..., tuple[TestClient, ApiKeys]]

@@ -22,7 +22,7 @@ from hitlgate.engine.config import Config
 from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.service.app import create_app
 from tests.service.conftest import proposal_doc
-from tests.workflow.conftest import db_url, pg_cluster  # noqa: F401 - SQLite and the session's PostgreSQL.
+from tests.workflow.conftest import db_url  # noqa: F401 - SQLite and the session's PostgreSQL.
 
 
 def _no_dsn(url: str, responses: list[httpx.Response]) -> None:

@@ -26,7 +26,6 @@ from tests._pgcluster import PgCluster
 from tests.cli_project import make_project
 from tests.service._server import running_server, worker_processes
 from tests.service.conftest import Service, create_key, proposal_doc
-from tests.workflow.conftest import pg_cluster  # noqa: F401 - the session's PostgreSQL, shared with tests/workflow.
 
 pytestmark = pytest.mark.postgres
 

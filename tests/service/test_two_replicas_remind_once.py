@@ -25,7 +25,6 @@ from hitlgate.engine.tick import LEASE_NAME
 from tests._pgcluster import PgCluster
 from tests.cli_project import make_project
 from tests.service._server import running_server
-from tests.workflow.conftest import pg_cluster  # noqa: F401 - the session's PostgreSQL, shared with tests/workflow.
 
 pytestmark = pytest.mark.postgres
 

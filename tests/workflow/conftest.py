@@ -23,24 +23,10 @@ import pytest
 from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
 from hitlgate.engine.approve.workflow import Engine
-from tests._pgcluster import PgCluster, PgStartError, pg_bindir, running_cluster
-from tests._require import missing
+from tests._pgcluster import PgCluster
 from tests.workflow._helpers import FakeClock
 
 # -- PostgreSQL ------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    """Start a PostgreSQL cluster for the session (missing PostgreSQL: skip locally, fail in CI)."""
-    bindir = pg_bindir()
-    if bindir is None:
-        missing("PostgreSQL (initdb and pg_ctl)", "run scripts/install-postgres")
-    try:
-        with running_cluster(bindir) as cluster:
-            yield cluster
-    except PgStartError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -53,12 +39,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # -- engines ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def bundled_decider() -> Decider:
-    """A decider on the bundled example pack (compiled once per session)."""
-    return Decider.from_config(Config())
 
 
 @pytest.fixture
@@ -115,9 +95,6 @@ def make_engine(db_url: str, tmp_path: Path, clock: FakeClock, bundled_decider: 
 # (``make_engine(pack=...)``) stay embedded, since they change policy files
 # on disk, which the embedded backend reloads and a bundle-serving OPA does not.
 
-# The OPA fixtures of tests/opa, made available here (a conftest's fixtures
-# are only visible below its own directory).
-from tests.opa.conftest import bundle_file, bundled_pack, opa_bin, opa_server  # noqa: E402, F401, I001
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,17 @@ from hitlgate.cli import cli
 from tests._cli_process import HITLGATE, cli_env
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_wait(proj: Path, request_id: str, *extra: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed argv.
         [*HITLGATE, "--config", str(proj / "hitlgate.yaml"), *extra, "wait", request_id, "--timeout", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+        # As from a terminal: a test run started in the background of a shell (nohup ... &) ignores
+        # SIGINT, and a child inherits that, so Python would never see the Ctrl-C this test sends.
+        preexec_fn=_default_sigint)  # noqa: PLW1509 - only resets one signal before exec.
     try:
         time.sleep(3)  # Past start-up, into the wait.
         assert proc.poll() is None, proc.communicate()

@@ -11,16 +11,19 @@ signing with a keyring that does not know those keys.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.keys.keyring import RECHECK_SECONDS, STATE_FILE, EngineKeyring
-from hitlgate.errors import InputError, StorageError
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.errors import AuditChainError, InputError, StorageError
 from tests.workflow._helpers import proposal
 
 AUTO = proposal("rotate_api_key", "dev-analytics-key")
@@ -104,6 +107,14 @@ def test_replacing_a_lost_keyring_is_explicit_and_audited(
     assert eng.propose(AUTO).status == "granted"
     with pytest.raises(InputError, match="holds a keyring; nothing to replace"):
         eng.replace_lost_keyring("again")
+    # The replacement is one act: once it is done, losing the new keys is refused like the first loss,
+    # by the same running engine (it does not stay in "replacing" and mint a third key in silence).
+    shutil.rmtree(keys)
+    time.sleep(RECHECK_SECONDS + 0.1)  # The running keyring notices the change at its next re-check.
+    with pytest.raises(StorageError, match="holds no keyring") as lost_again:
+        eng.propose(AUTO)
+    assert lost_again.value.code == "keyring_missing"
+    assert not (keys / STATE_FILE).exists()
 
 
 def test_cli_keys_reinit(tmp_path: Path) -> None:
@@ -168,3 +179,88 @@ def test_every_checkpoint_of_the_lost_keys_is_counted(
     fresh.replace_lost_keyring("disk died, no backup (INC-8)")
     report = fresh.verify_audit()
     assert report.unverifiable_checkpoints == before
+
+
+def test_lost_checkpoints_are_counted_after_an_anchor_reinit(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # The bookkeeping reads every rare event: an anchor re-initialisation logged before the keys
+    # were lost must not hide the keyring_replaced event that comes after it.
+    eng, keys = signed_store
+    anchor = tmp_path / "anchor" / "audit-anchor.jsonl"
+    anchor.unlink()
+    eng.reinit_anchor("disk replaced, INC-9")
+    with eng.store.read() as tx:
+        before = sum(1 for _ in tx.iter_checkpoints())
+    shutil.rmtree(keys)
+    fresh = make_engine(config={"audit_anchor": anchor})
+    fresh.replace_lost_keyring("disk died, no backup (INC-10)")
+    assert [e.kind for e in fresh.audit_events() if e.kind in ("anchor_reinitialized", "keyring_replaced")] == [
+        "anchor_reinitialized", "keyring_replaced"]
+    report = fresh.verify_audit()
+    assert report.unverifiable_checkpoints == before
+
+
+def test_lost_checkpoints_are_counted_when_the_anchor_is_reinitialized_later(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # The other order: keys lost and replaced first, the anchor lost and re-initialised afterwards.
+    _, keys = signed_store
+    anchor = tmp_path / "anchor" / "audit-anchor.jsonl"
+    with make_engine(config={"audit_anchor": anchor}).store.read() as tx:
+        before = sum(1 for _ in tx.iter_checkpoints())
+    shutil.rmtree(keys)
+    fresh = make_engine(config={"audit_anchor": anchor})
+    fresh.replace_lost_keyring("disk died, no backup (INC-13)")
+    anchor.unlink()
+    fresh.reinit_anchor("anchor disk replaced, INC-14")
+    assert [e.kind for e in fresh.audit_events() if e.kind in ("anchor_reinitialized", "keyring_replaced")] == [
+        "keyring_replaced", "anchor_reinitialized"]
+    report = fresh.verify_audit()
+    assert report.unverifiable_checkpoints == before
+
+
+def test_checkpoints_of_keys_lost_twice_are_all_counted(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # Keys lost twice: the first replacement names a key the current keyring no longer holds, so
+    # that event is passed over, and the second one (which names the current key) still counts.
+    _, keys = signed_store
+    anchor = tmp_path / "anchor" / "audit-anchor.jsonl"
+    shutil.rmtree(keys)
+    second = make_engine(config={"audit_anchor": anchor})
+    second.replace_lost_keyring("first loss (INC-11)")
+    assert second.propose(AUTO).status == "granted"
+    second.checkpoint()
+    shutil.rmtree(keys)
+    third = make_engine(config={"audit_anchor": anchor})
+    third.replace_lost_keyring("second loss (INC-12)")
+    with third.store.read() as tx:
+        kids = [cp.kid for cp in tx.iter_checkpoints()]
+    current = third.audit_events()[-1].payload["kid"]
+    report = third.verify_audit()
+    # Only checkpoints by the key lost second are covered by a counted event; none may be left out.
+    assert report.unverifiable_checkpoints >= sum(1 for k in kids if k != current and k == kids[-2])
+    assert report.unverifiable_checkpoints == sum(1 for k in kids if k != current)
+
+
+def test_replacement_whose_checkpoint_is_reattributed_excuses_nothing(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # Threat: a database writer makes a keyring_replaced event's own checkpoint name another key.
+    # The event counts only with a checkpoint by the new key it names; without one, the lost keys'
+    # checkpoints are not excused, and verify stops at the first of them.
+    _, keys = signed_store
+    shutil.rmtree(keys)
+    fresh = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    fresh.replace_lost_keyring("disk died, no backup (INC-15)")
+    event = fresh.audit_events()[-1]
+    (lost_kid,) = event.payload["lost_kids"]
+    with fresh.store.engine.begin() as conn:
+        first_lost = conn.execute(sa.select(sa.func.min(t.checkpoints.c.seq))
+                                  .where(t.checkpoints.c.kid == lost_kid)).scalar_one()
+        conn.execute(t.checkpoints.update().where(t.checkpoints.c.seq == event.seq).values(kid=lost_kid))
+    assert first_lost < event.seq
+    with pytest.raises(AuditChainError, match=rf"^checkpoint at seq {first_lost} is forged or corrupt: unknown kid "
+                                              rf"{re.escape(lost_kid)}$"):
+        fresh.verify_audit()

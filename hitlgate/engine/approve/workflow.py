@@ -287,18 +287,26 @@ class Engine:
         """Checkpoints signed by keys a verified ``keyring_replaced`` event declared lost (by seq and kid).
 
         An event counts only when a checkpoint at its own seq is signed by
-        the new key it names, which this keyring holds: so someone with
-        database access cannot declare the current keys lost to skip their
-        checkpoints. Keys this keyring still knows are never skipped.
+        the new key it names, and that key is one this keyring holds or one a
+        later counted event declared lost: so someone with database access
+        cannot declare the current keys lost to skip their checkpoints. The
+        events are read newest first, so keys lost twice (a replacement key
+        lost in turn) are followed back through each replacement; every
+        earlier event is covered by the chain hash a later counted
+        checkpoint signs. Keys this keyring still knows are never skipped.
         """
         lost: set[tuple[int, str]] = set()
-        for e in rare:
+        vouched = set(keys)
+        for e in sorted(rare, key=lambda ev: ev.seq, reverse=True):
             if e.kind != KEYRING_REPLACED_KIND:
                 continue
             new_kid = e.payload.get("kid")
-            if new_kid not in keys or tx.checkpoint_kid_at(e.seq) != new_kid:
+            if new_kid not in vouched or tx.checkpoint_kid_at(e.seq) != new_kid:
                 continue
-            lost.update((e.seq, str(k)) for k in e.payload.get("lost_kids", []) if k not in keys)
+            for k in e.payload.get("lost_kids", []):
+                if k not in keys:
+                    lost.add((e.seq, str(k)))
+                    vouched.add(str(k))
         return lost
 
     # -- proposals --------------------------------------------------------

@@ -1024,7 +1024,13 @@ class Engine:
             lost = self._lost_checkpoints(tx, rare, keys) if public_keys is None else set()
 
             def skip(cp: Checkpoint) -> bool:
-                return bool(lost) and any(cp.kid == kid and cp.seq < seq for seq, kid in lost)
+                return bool(lost) and any(
+                    cp.kid == kid
+                    # "<" and "<=" agree: the checkpoint at a counted event's own seq is the new
+                    # key's (the event counts only then), never a lost key's.
+                    and cp.seq < seq  # pragma: no mutate
+                    for seq, kid in lost
+                )
 
             unverifiable = 0
 
@@ -1091,7 +1097,12 @@ class Engine:
                 code="replay" if reconciler.replay else "state_contradicts_chain",
                 problems=problems,
             )
-        if record and own_mark[0] and own_mark[0] <= report.last_seq and own_mark[0] > (start or (0, ""))[0]:
+        matched = own_mark[0]  # 0 when no checkpoint of the engine's anchor was matched
+        # 0 and 1 agree here: no checkpoint has seq 1 (a proposal writes two events before one can be signed).
+        since = start[0] if start is not None else 0  # pragma: no mutate
+        # Whether the mark moves on; ">=" would only write the same mark again.
+        advanced = matched > since  # pragma: no mutate
+        if record and matched and matched <= report.last_seq and advanced:
             try:
                 self.anchor.record_verified(*own_mark)
             except StorageError as exc:

@@ -57,7 +57,8 @@ def test_anchor_cut_back_before_the_seq_the_keyring_records_is_reported(engine: 
     engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     later = engine.checkpoint()
     engine.anchor.path.write_text("".join(lines))
-    with pytest.raises(AuditChainError, match=rf"ends before seq {later.seq}, which the keyring records it held") as err:
+    with pytest.raises(AuditChainError,
+                       match=rf"ends before seq {later.seq}, which the keyring records it held") as err:
         engine.verify_audit()
     assert err.value.code == "anchor_missing"
 

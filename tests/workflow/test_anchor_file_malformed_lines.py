@@ -1,0 +1,73 @@
+"""Fault and tampering: lines of the audit anchor file that are not signed checkpoints.
+
+Reading the anchor (``audit verify``, the guard's comparison) refuses any
+complete line that is not a JSON object with ``"record": "checkpoint"``,
+naming the file, the line and what is wrong with it; it skips blank lines
+(and keeps reading after them); an anchor path it cannot open is a storage
+error with the operating system's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger.anchor import AuditAnchor
+from hitlgate.errors import AuditChainError, StorageError
+from tests.workflow._helpers import proposal
+
+
+@pytest.fixture
+def checkpoint_line(make_engine) -> str:  # noqa: ANN001
+    """One genuine anchor line, as the engine wrote it."""
+    engine: Engine = make_engine()
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    engine.checkpoint()
+    (line,) = engine.anchor.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return line
+
+
+def _anchor(tmp_path: Path, text: str) -> AuditAnchor:
+    path = tmp_path / "copy" / "audit-anchor.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return AuditAnchor(path)
+
+
+def test_blank_lines_are_skipped_and_reading_goes_on(tmp_path: Path, checkpoint_line: str) -> None:
+    anchor = _anchor(tmp_path, "\n  \n" + checkpoint_line + "\n" + checkpoint_line)
+    assert [cp.seq for cp in anchor.iter_checkpoints()] == [2, 2]
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("[1, 2]", "not a JSON object"),
+    ('{"seq": 2}', "unknown record type None"),
+    ('{"record": "audit"}', "unknown record type 'audit'"),
+])
+def test_a_line_that_is_not_a_checkpoint_is_refused_by_line(tmp_path: Path, checkpoint_line: str, line: str,
+                                                              why: str) -> None:
+    anchor = _anchor(tmp_path, checkpoint_line + line + "\n")
+    with pytest.raises(AuditChainError, match="^" + re.escape(f"audit anchor {anchor.path}: export line 2 is "
+                                                              f"malformed: {why}") + "$"):
+        list(anchor.iter_checkpoints())
+
+
+def test_a_checkpoint_line_without_its_record_type_is_refused(tmp_path: Path, checkpoint_line: str) -> None:
+    doc = json.loads(checkpoint_line)
+    del doc["record"]
+    anchor = _anchor(tmp_path, json.dumps(doc) + "\n")
+    with pytest.raises(AuditChainError, match="export line 1 is malformed: unknown record type None$"):
+        list(anchor.iter_checkpoints())
+
+
+def test_an_anchor_path_that_cannot_be_opened_names_the_reason(tmp_path: Path) -> None:
+    loop = tmp_path / "audit-anchor.jsonl"
+    os.symlink(loop, loop)
+    with pytest.raises(StorageError, match="^" + re.escape(f"cannot read audit anchor {loop}: Too many levels of "
+                                                           "symbolic links") + "$"):
+        list(AuditAnchor(loop).iter_checkpoints())

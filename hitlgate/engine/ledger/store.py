@@ -903,7 +903,8 @@ class Transaction:
                 return
             last = int(rows[-1]["seq"])
 
-    def iter_checkpoints(self, *, from_seq: int = 0, chunk: int = 2000) -> Iterator[Checkpoint]:
+    # Defaults left unmutated: every seq is 1 or more (0 and 1 agree), and the chunk only sets the batch size.
+    def iter_checkpoints(self, *, from_seq: int = 0, chunk: int = 2000) -> Iterator[Checkpoint]:  # pragma: no mutate
         """Stored checkpoints at ``from_seq`` or later, in sequence order, ``chunk`` at a time."""
         c = t.checkpoints.c
         last = from_seq - 1

@@ -1,0 +1,88 @@
+"""Race: the state changes after the guard's checks and before it consumes the warrant.
+
+``Guard.consume`` checks everything in a read snapshot, then consumes in a
+write transaction, where it checks the store again: a writer that skips
+the engine's lock may have inserted the consumption row, or marked the
+grant revoked, in between. Each must be refused as what it is, recorded
+against the request with the digest presented, and leave no ``consumed``
+event. The change is made at the start of the guard's write transaction,
+on its own connection (a ``begin`` listener on the real database: on SQLite
+the guard already holds the write lock there), on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.errors import InvalidWarrant
+from tests.workflow._helpers import granted_warrant, proposal
+
+DOC = proposal("suspend_service_account", "svc-ci-runner")
+
+
+def _at_consumption(engine: Engine, change: Callable[[Connection], None]) -> list[bool]:
+    """Run ``change`` once, on the guard's connection, as its write transaction begins."""
+    fired: list[bool] = []
+
+    def at_write(conn: Connection) -> None:
+        if fired or not conn.get_execution_options().get("hitlgate_write"):
+            return
+        fired.append(True)
+        change(conn)
+
+    sa_event.listen(engine.store.engine, "begin", at_write)
+    return fired
+
+
+def _refused_and_recorded(engine: Engine, req_id: str, token: str, match: str) -> InvalidWarrant:
+    ran: list[object] = []
+    with pytest.raises(InvalidWarrant, match=match) as err:
+        engine.guard().execute(token, DOC["action"], ran.append)
+    assert not ran
+    events = engine.audit_events(req_id)
+    assert "consumed" not in [e.kind for e in events]
+    refusal = events[-1]
+    assert refusal.kind == "warrant_refused" and refusal.request_id == req_id
+    assert refusal.payload["presented_digest"] == engine.get(req_id).action_digest
+    return err.value
+
+
+def test_consumption_row_inserted_between_check_and_consume_is_a_replay(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    with engine.store.read() as tx:
+        jti = tx.warrant_for(req.id).jti
+
+    def rogue_insert(conn: Connection) -> None:
+        conn.execute(t.consumed.insert().values(jti=jti, request_id=req.id, consumed_at=engine.now()))
+
+    fired = _at_consumption(engine, rogue_insert)
+    err = _refused_and_recorded(engine, req.id, token,
+                                rf"^invalid warrant: warrant {re.escape(jti)} was already used \(replay\)$")
+    assert fired and err.code == "replay"
+
+
+def test_grant_marked_revoked_between_check_and_consume_is_refused(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+
+    def mark_revoked(conn: Connection) -> None:
+        conn.execute(t.requests.update().where(t.requests.c.id == req.id).values(status="revoked"))
+
+    fired = _at_consumption(engine, mark_revoked)
+    _refused_and_recorded(engine, req.id, token, "revoked")
+    assert fired and engine.get(req.id).status == "revoked"
+
+
+def test_consumed_event_names_the_warrant_and_its_key(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    with engine.store.read() as tx:
+        stored = tx.warrant_for(req.id)
+    engine.guard().execute(token, DOC["action"], lambda _a: "ran")
+    (consumed,) = [e for e in engine.audit_events(req.id) if e.kind == "consumed"]
+    assert (consumed.payload["jti"], consumed.payload["kid"]) == (stored.jti, stored.kid)

@@ -29,10 +29,21 @@ from tests.workflow._helpers import proposal
 AUTO = proposal("rotate_api_key", "dev-analytics-key")
 
 
+def _anchor(tmp_path: Path) -> Path:
+    """Where these tests keep the audit anchor: outside the key directory, so deleting the keys leaves it."""
+    return tmp_path / "anchor" / "audit-anchor.jsonl"
+
+
+def _restart_without_keys(make_engine: Callable[..., Engine], tmp_path: Path, keys: Path) -> Engine:
+    """Delete the engine key directory, then start an engine on the same database and anchor."""
+    shutil.rmtree(keys)
+    return make_engine(config={"audit_anchor": _anchor(tmp_path)})
+
+
 @pytest.fixture
 def signed_store(make_engine: Callable[..., Engine], tmp_path: Path) -> tuple[Engine, Path]:
     """An engine whose database holds a warrant and a checkpoint; its anchor lives outside the key directory."""
-    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    eng = make_engine(config={"audit_anchor": _anchor(tmp_path)})
     assert eng.propose(AUTO).status == "granted"
     eng.checkpoint()
     return eng, tmp_path / "keys"
@@ -42,8 +53,7 @@ def test_new_engine_refuses_to_create_a_key_under_a_signed_database(
     signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
 ) -> None:
     _, keys = signed_store
-    shutil.rmtree(keys)
-    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    eng = _restart_without_keys(make_engine, tmp_path, keys)
     with pytest.raises(StorageError, match=rf"the engine key directory {keys} holds no keyring, but the database .* "
                                            r"holds checkpoints or warrants signed by engine key\(s\) .*Restore "
                                            rf"{keys} from a backup") as exc:
@@ -70,7 +80,7 @@ def test_a_keyring_made_elsewhere_does_not_sign_for_this_database(
     _, keys = signed_store
     shutil.rmtree(keys)
     EngineKeyring.load_or_create(keys)  # What `hitlgate keys jwks` did after the loss.
-    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    eng = make_engine(config={"audit_anchor": _anchor(tmp_path)})
     with pytest.raises(StorageError, match=rf"the engine key directory {keys} holds a keyring without those keys"):
         eng.checkpoint()
     with pytest.raises(StorageError, match="holds a keyring without those keys"):
@@ -87,8 +97,7 @@ def test_replacing_a_lost_keyring_is_explicit_and_audited(
     signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
 ) -> None:
     _, keys = signed_store
-    shutil.rmtree(keys)
-    eng = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    eng = _restart_without_keys(make_engine, tmp_path, keys)
     with pytest.raises(InputError, match="a reason"):
         eng.replace_lost_keyring(" ")
     kid = eng.replace_lost_keyring("disk died, no backup (INC-7)")
@@ -148,8 +157,7 @@ def test_refusal_names_the_lost_key_and_the_two_ways_out(
     eng, keys = signed_store
     with eng.store.read() as tx:
         (kid,) = tx.signing_kids()
-    shutil.rmtree(keys)
-    again = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    again = _restart_without_keys(make_engine, tmp_path, keys)
     expected = (
         f"the engine key directory {keys} holds no keyring, but the database {again.store.url_for_people} holds "
         f"checkpoints or warrants signed by engine key(s) {kid}: the keys were deleted "
@@ -174,8 +182,7 @@ def test_every_checkpoint_of_the_lost_keys_is_counted(
     with eng.store.read() as tx:
         before = sum(1 for _ in tx.iter_checkpoints())
     assert before >= 2
-    shutil.rmtree(keys)
-    fresh = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
     fresh.replace_lost_keyring("disk died, no backup (INC-8)")
     report = fresh.verify_audit()
     assert report.unverifiable_checkpoints == before
@@ -189,14 +196,13 @@ def test_lost_checkpoints_are_counted_beside_an_anchor_reinit(
     # The bookkeeping reads every rare event: an anchor re-initialisation, logged before or after
     # the keys were lost, must not hide the keyring_replaced event.
     eng, keys = signed_store
-    anchor = tmp_path / "anchor" / "audit-anchor.jsonl"
+    anchor = _anchor(tmp_path)
     if reinit_first:
         anchor.unlink()
         eng.reinit_anchor("disk replaced, INC-9")
     with eng.store.read() as tx:
         before = sum(1 for _ in tx.iter_checkpoints())
-    shutil.rmtree(keys)
-    fresh = make_engine(config={"audit_anchor": anchor})
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
     fresh.replace_lost_keyring("disk died, no backup (INC-10)")
     if not reinit_first:
         anchor.unlink()
@@ -214,14 +220,11 @@ def test_checkpoints_of_keys_lost_twice_are_all_counted(
     # Keys lost twice: the first replacement names a key the current keyring no longer holds; the
     # second replacement, signed by the current key, declares that key lost and so vouches for it.
     _, keys = signed_store
-    anchor = tmp_path / "anchor" / "audit-anchor.jsonl"
-    shutil.rmtree(keys)
-    second = make_engine(config={"audit_anchor": anchor})
+    second = _restart_without_keys(make_engine, tmp_path, keys)
     second.replace_lost_keyring("first loss (INC-11)")
     assert second.propose(AUTO).status == "granted"
     second.checkpoint()
-    shutil.rmtree(keys)
-    third = make_engine(config={"audit_anchor": anchor})
+    third = _restart_without_keys(make_engine, tmp_path, keys)
     third.replace_lost_keyring("second loss (INC-12)")
     with third.store.read() as tx:
         kids = [cp.kid for cp in tx.iter_checkpoints()]
@@ -239,8 +242,7 @@ def test_replacement_whose_checkpoint_is_reattributed_excuses_nothing(
     # The event counts only with a checkpoint by the new key it names; without one, the lost keys'
     # checkpoints are not excused, and verify stops at the first of them.
     _, keys = signed_store
-    shutil.rmtree(keys)
-    fresh = make_engine(config={"audit_anchor": tmp_path / "anchor" / "audit-anchor.jsonl"})
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
     fresh.replace_lost_keyring("disk died, no backup (INC-15)")
     event = fresh.audit_events()[-1]
     (lost_kid,) = event.payload["lost_kids"]

@@ -57,13 +57,14 @@ class PgCluster:
         """A libpq URL of the ``postgres`` database as the superuser."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def new_database(self, name: str | None = None) -> str:
-        """Create an empty database and return its SQLAlchemy URL."""
+    def new_database(self, name: str | None = None, *, template: str | None = None) -> str:
+        """Create a database and return its SQLAlchemy URL: empty, or a copy of the database ``template``."""
         import psycopg
 
         name = name or f"t{os.getpid()}_{next(self.counter)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
 

@@ -16,6 +16,7 @@ from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_data_dir, bundled_policy_dir
 from hitlgate.engine.decide._bundle import write_bundle
 from hitlgate.engine.decide.policy import PolicyPack
+from hitlgate.engine.ledger.store import Store
 from tests._pgcluster import PgCluster, PgStartError, pg_bindir, running_cluster
 from tests._require import missing
 from tests.opa.conftest import INSTALL_OPA, OpaServer
@@ -109,6 +110,35 @@ def pg_cluster() -> Iterator[PgCluster]:
             yield cluster
     except PgStartError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pg_schema_template(pg_cluster: PgCluster) -> str:
+    """A database on :func:`pg_cluster` that holds the store's current schema and nothing else.
+
+    Fresh test databases are copied from it (``CREATE DATABASE ... TEMPLATE``):
+    creating the schema on each took about 0.25 s, a fifth of a PostgreSQL
+    test. Creating it from nothing is tested on its own (``empty_db_url``).
+    """
+    name = f"schema_{os.getpid()}"
+    store = Store.open(pg_cluster.new_database(name))
+    store.close()  # A template must have no open connections when it is copied.
+    return name
+
+
+@pytest.fixture(scope="session")
+def sqlite_schema_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite state file that holds the store's current schema and nothing else (mode 0600).
+
+    Fresh test databases are copies of it (about 8 ms instead of 75-190 ms
+    for creating the schema); creating it from nothing is tested on its own
+    (``empty_db_url``).
+    """
+    path = tmp_path_factory.mktemp("schema") / "state.db"
+    store = Store.open(f"sqlite:///{path}")
+    store.close()  # The last connection closed: the WAL is checkpointed into the file and removed.
+    assert not Path(f"{path}-wal").exists(), "the schema template's WAL was not checkpointed"
+    return path
 
 
 @pytest.fixture(scope="session")

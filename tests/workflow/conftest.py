@@ -31,7 +31,20 @@ from tests.workflow._helpers import FakeClock
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh database on the throwaway PostgreSQL."""
+    """A fresh database holding the store's current schema and no rows: a SQLite file, or a database
+    on the throwaway PostgreSQL. Both are copies of a per-worker template (``sqlite_schema_file``,
+    ``pg_schema_template``), made once; ``empty_db_url`` is a database without even the schema."""
+    if request.param == "sqlite":
+        path = tmp_path / "state.db"
+        shutil.copy2(request.getfixturevalue("sqlite_schema_file"), path)  # keeps its mode, 0600
+        return f"sqlite:///{path}"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database(template=request.getfixturevalue("pg_schema_template"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database (no schema): a SQLite file not yet created, or a new database on the throwaway PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
     cluster: PgCluster = request.getfixturevalue("pg_cluster")

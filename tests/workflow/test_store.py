@@ -11,7 +11,8 @@ from hitlgate.errors import InputError, StorageError
 from tests.workflow._helpers import proposal
 
 
-def test_open_creates_schema_and_records_version(db_url):
+def test_open_creates_schema_and_records_version(empty_db_url):
+    db_url = empty_db_url
     store = Store.open(db_url)
     assert store.schema_version() == t.LATEST_VERSION
     with store.engine.connect() as conn:

@@ -1,21 +1,37 @@
-"""pytest plugin for mutation runs only (scripts/mutation): a mutant's tests run fastest first.
+"""pytest plugin for mutation runs only (scripts/mutation): a mutant's likeliest killers run first.
 
 mutmut runs, for each mutant, the tests that executed the mutated function,
 with ``-x``: the first failure ends the run and kills the mutant. It passes
 them as a set, so they ran in an arbitrary order, often a multi-second
 engine test before the millisecond unit test that fails at once. This
-plugin sorts the collected tests by the duration mutmut recorded for each
-when it collected its stats (``mutmut-stats.json`` in the working
-directory); before that file exists (the stats run itself), it changes
-nothing. A surviving mutant still runs every one of its tests.
+plugin orders them:
+
+1. the tests that already killed another mutant of the same function in
+   this working copy (most kills first). Each mutant's run appends the test
+   that killed it to ``mutation-killers.tsv`` in the working directory; a
+   check's mutants tend to be killed by the few tests written against that
+   check, which an ordering by duration alone reached last when they are
+   slow (a message test behind a hundred faster engine tests);
+2. then the rest, fastest first, by the duration mutmut recorded for each
+   when it collected its stats (``mutmut-stats.json``).
+
+Before either file exists (the stats run itself) it changes nothing. The
+order never changes a verdict: a killed mutant fails some test whichever
+runs first, and a surviving mutant still runs every one of its tests.
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
+
+KILLERS = Path("mutation-killers.tsv")
+_MUTANT = re.compile(r"^(?P<function>.+)__mutmut_\d+$")
 
 _durations: dict[str, float] | None = None
 
@@ -32,8 +48,41 @@ def _recorded_durations() -> dict[str, float]:
     return _durations
 
 
+def _function_under_test() -> str | None:
+    """The mutated function of this run (``MUTANT_UNDER_TEST`` without its number); None outside a mutant's run."""
+    m = _MUTANT.match(os.environ.get("MUTANT_UNDER_TEST", ""))
+    return m.group("function") if m else None
+
+
+def _kills(function: str) -> collections.Counter[str]:
+    """How many of ``function``'s mutants each test killed so far (read fresh: other children append)."""
+    kills: collections.Counter[str] = collections.Counter()
+    try:
+        text = KILLERS.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return kills
+    for line in text.splitlines():
+        name, sep, nodeid = line.partition("\t")
+        if sep and name == function:
+            kills[nodeid] += 1
+    return kills
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fastest first; tests without a recorded duration keep their order, after the rest."""
+    """Known killers of this function first (most kills first), then the rest fastest first."""
     durations = _recorded_durations()
-    if durations:
-        items.sort(key=lambda item: durations.get(item.nodeid, float("inf")))
+    function = _function_under_test()
+    kills = _kills(function) if function else collections.Counter()
+    if durations or kills:
+        items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, float("inf"))))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record the test that killed this run's mutant (one short line, appended in one write)."""
+    function = _function_under_test()
+    if function and report.failed and "\t" not in report.nodeid and "\n" not in report.nodeid:
+        fd = os.open(KILLERS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{function}\t{report.nodeid}\n".encode())
+        finally:
+            os.close(fd)

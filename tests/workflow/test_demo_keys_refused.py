@@ -81,8 +81,10 @@ def test_own_key_against_a_registered_demo_key_names_the_cause(make_engine):
     with pytest.raises(ApprovalError) as info:
         engine.approve(signed(req, "carol", at=engine.now(), key=Ed25519PrivateKey.generate()))
     assert info.value.code == "demo_key"
-    assert str(info.value).endswith(
-        "; carol's registered key is the starter's demo key (derived from a public seed): register your own "
+    # The signature's own refusal first, then the cause.
+    assert str(info.value) == (
+        "signature of carol's approve does not verify against carol's registered key (signed by another key, "
+        "or the statement was altered after signing); carol's registered key is the starter's demo key (derived from a public seed): register your own "
         "with `hitlgate keys generate --out ~/.hitlgate/carol.pem` and put the public key it prints under "
         "approvers.carol.public_key in the inventory"
     )

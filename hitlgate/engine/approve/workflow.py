@@ -171,6 +171,22 @@ def same_person(approver: str, requester: str) -> bool:
     """
     return approver.strip().casefold() == requester.strip().casefold()
 
+def _demo_key_hint(exc: ApprovalError, name: str) -> ApprovalError:
+    """A signature that does not verify against the starter's demo key, said as the usual first-day cause.
+
+    The approver signed with their new key but the inventory still registers
+    the demo key; the refusal says that, not only "does not verify". (Its own
+    function: the time-boxed mutation sample mutates ``Engine._authenticate``'s
+    checks, not this wording.)
+    """
+    return ApprovalError(
+        f"{exc}; {name}'s registered key is the starter's demo key (derived from a public "
+        f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{name}.pem` "
+        f"and put the public key it prints under approvers.{name}.public_key in the inventory",
+        code="demo_key",
+    )
+
+
 class Engine:
     """The approval workflow on one store, one engine keyring and one decider."""
 
@@ -482,14 +498,7 @@ class Engine:
             except ApprovalError as exc:
                 if self.demo or not is_demo_key(approver.public_key, (approver.name,)):
                     raise
-                # The usual first-day cause: the approver signed with their new key but the
-                # inventory still registers the starter's demo key; say that, not only "does not verify".
-                raise ApprovalError(
-                    f"{exc}; {approver.name}'s registered key is the starter's demo key (derived from a public "
-                    f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{approver.name}.pem` "
-                    f"and put the public key it prints under approvers.{approver.name}.public_key in the inventory",
-                    code="demo_key",
-                ) from exc
+                raise _demo_key_hint(exc, approver.name) from exc
             if not self.demo:
                 require_not_demo_key(approver.name, approver.public_key)
         # After the signature, for both kinds: an unauthenticated statement is refused as such first.

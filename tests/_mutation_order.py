@@ -17,13 +17,18 @@ plugin orders them:
 
 Before either file exists (the stats run itself) it changes nothing. The
 order never changes a verdict: a killed mutant fails some test whichever
-runs first, and a surviving mutant still runs every one of its tests.
+runs first, and a surviving mutant still runs every one of its tests. Nor
+may the plugin itself: a crash in a hook would end pytest with exit 3
+before any test ran, which mutmut counts as a kill. So a file it cannot
+read or parse (garbage, a directory, a huge or endless file) only means no
+reordering, and a kill it cannot record is not recorded.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -31,6 +36,8 @@ from pathlib import Path
 import pytest
 
 KILLERS = Path("mutation-killers.tsv")
+#: The most of the killers file read (about 10,000 lines; a full run writes one per killed mutant).
+MAX_KILLERS_BYTES = 4 << 20
 _MUTANT = re.compile(r"^(?P<function>.+)__mutmut_\d+$")
 
 _durations: dict[str, float] | None = None
@@ -42,9 +49,9 @@ def _recorded_durations() -> dict[str, float]:
     if _durations is None:
         try:
             doc = json.loads(Path("mutmut-stats.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            _durations = {str(k): float(v) for k, v in doc.get("duration_by_test", {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
             return {}
-        _durations = {str(k): float(v) for k, v in doc.get("duration_by_test", {}).items()}
     return _durations
 
 
@@ -58,7 +65,8 @@ def _kills(function: str) -> collections.Counter[str]:
     """How many of ``function``'s mutants each test killed so far (read fresh: other children append)."""
     kills: collections.Counter[str] = collections.Counter()
     try:
-        text = KILLERS.read_text(encoding="utf-8", errors="replace")
+        with open(KILLERS, "rb") as fh:
+            text = fh.read(MAX_KILLERS_BYTES).decode("utf-8", errors="replace")
     except OSError:
         return kills
     for line in text.splitlines():
@@ -74,15 +82,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     function = _function_under_test()
     kills = _kills(function) if function else collections.Counter()
     if durations or kills:
-        items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, float("inf"))))
+        items.sort(key=lambda item: (-kills[item.nodeid], durations.get(item.nodeid, math.inf)))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Record the test that killed this run's mutant (one short line, appended in one write)."""
     function = _function_under_test()
     if function and report.failed and "\t" not in report.nodeid and "\n" not in report.nodeid:
-        fd = os.open(KILLERS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(KILLERS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        except OSError:
+            return  # Only the next mutant's order is lost.
         try:
             os.write(fd, f"{function}\t{report.nodeid}\n".encode())
+        except OSError:
+            pass  # A full disk, a read-only or special file: the same.
         finally:
             os.close(fd)

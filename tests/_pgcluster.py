@@ -68,6 +68,27 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
 
+def _sweep_orphans(bindir: Path, prefix: list[str]) -> None:
+    """Stop and delete the clusters of test processes that died without doing it (SIGKILL, a lost worker).
+
+    Only clusters whose ``owner.pid`` names a process that no longer exists
+    are touched; a concurrent run's clusters are left alone.
+    """
+    for owner in glob.glob(os.path.join(tempfile.gettempdir(), "hitlgate-pg-*", "owner.pid")):
+        base = Path(owner).parent
+        try:
+            pid = int(Path(owner).read_text(encoding="ascii").strip())
+            os.kill(pid, 0)
+            continue  # Its owner is alive.
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # Unreadable, or owned by a process we may not signal: not ours to judge.
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "-w", "stop"],  # noqa: S603
+                       capture_output=True, timeout=60, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @contextmanager
 def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[PgCluster]:
     """Start a cluster with the binaries in ``bindir``; stop and delete it on exit.
@@ -75,13 +96,17 @@ def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[P
     ``settings`` are extra ``name=value`` server settings (e.g. ``shared_buffers=256MB``).
     Raises :class:`PgStartError` with the server's log when it does not start.
     """
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        prefix = ["runuser", "-u", "postgres", "--"]
+    _sweep_orphans(bindir, prefix)
     base = Path(tempfile.mkdtemp(prefix="hitlgate-pg-"))
     data = base / "data"
-    prefix: list[str] = []
+    # Who owns this cluster: a later start stops and deletes it if this process died without doing so.
+    (base / "owner.pid").write_text(str(os.getpid()), encoding="ascii")
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         os.chown(base, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
 
     def run(*args: str) -> None:
@@ -99,6 +124,12 @@ def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[P
         log = (base / "log").read_text() if (base / "log").exists() else ""
         shutil.rmtree(base, ignore_errors=True)
         raise PgStartError(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}\n{log}") from exc
+    except BaseException:
+        # Interrupted while starting (Ctrl-C, or SIGTERM as a KeyboardInterrupt): nothing may stay behind.
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],  # noqa: S603
+                       capture_output=True, timeout=60, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         yield PgCluster(port=port, socket_dir=base)
     finally:

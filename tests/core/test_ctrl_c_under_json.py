@@ -10,6 +10,7 @@ request it was waiting on is left exactly as it was.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -25,6 +26,26 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _until_waiting(proc: subprocess.Popen[str]) -> None:
+    """Return once the CLI has its state database open, i.e. is past start-up and in the wait.
+
+    A fixed sleep was not enough on a loaded machine: a SIGINT that arrives
+    while Python is still importing is a plain KeyboardInterrupt, before the
+    CLI's own handling exists. Linux's /proc shows the open files.
+    """
+    deadline = time.monotonic() + 60
+    fds = Path(f"/proc/{proc.pid}/fd")
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            targets = [os.readlink(fd) for fd in fds.iterdir()]
+        except OSError:
+            targets = []
+        if any(t.endswith(".db") for t in targets):
+            time.sleep(0.5)  # Into the polling loop that follows the first read.
+            return
+        time.sleep(0.1)
+
+
 def _interrupted_wait(proj: Path, request_id: str, *extra: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(  # noqa: S603 - our own CLI, fixed argv.
         [*HITLGATE, "--config", str(proj / "hitlgate.yaml"), *extra, "wait", request_id, "--timeout", "120"],
@@ -33,7 +54,7 @@ def _interrupted_wait(proj: Path, request_id: str, *extra: str) -> subprocess.Co
         # SIGINT, and a child inherits that, so Python would never see the Ctrl-C this test sends.
         preexec_fn=_default_sigint)  # noqa: PLW1509 - only resets one signal before exec.
     try:
-        time.sleep(3)  # Past start-up, into the wait.
+        _until_waiting(proc)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

@@ -502,6 +502,13 @@ def load_yaml(data: bytes | str, *, what: str, label: str, max_depth: int) -> An
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in str(problem):
+            # PyYAML 6.0.4's scanner has a nesting limit of its own, far above ours, which it can
+            # meet while scanning ahead of the events counted above ("[[[[..."): the same refusal.
+            at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+            raise ValidationError(
+                what, [f"{label}: {at}: nested deeper than {max_depth} levels (limits.max_depth)"], code="too_deep"
+            ) from None
         raise ValidationError(what, [f"{label}: malformed YAML{where}: {shorten(str(problem), 200)}"]) from None
     except TypeError as exc:
         # An unhashable key, e.g. a timestamp mixed with other types is fine, a set is not.

@@ -15,6 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,20 @@ AUTO = proposal("rotate_api_key", "dev-analytics-key")
 def _anchor(tmp_path: Path) -> Path:
     """Where these tests keep the audit anchor: outside the key directory, so deleting the keys leaves it."""
     return tmp_path / "anchor" / "audit-anchor.jsonl"
+
+
+REASON_REQUIRED = "a reason (1 to 2000 characters) is required to replace a lost keyring (--reason TEXT)"
+
+
+def test_the_reason_for_a_replacement_is_at_most_2000_characters(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    _, keys = signed_store
+    eng = _restart_without_keys(make_engine, tmp_path, keys)
+    with pytest.raises(InputError, match=f"^{re.escape(REASON_REQUIRED)}$"):
+        eng.replace_lost_keyring("x" * 2001)
+    assert eng.replace_lost_keyring(" " + "x" * 2000 + " ")  # Trimmed first: 2000 characters are enough.
+    assert eng.audit_events()[-1].payload["reason"] == "x" * 2000
 
 
 def _restart_without_keys(make_engine: Callable[..., Engine], tmp_path: Path, keys: Path) -> Engine:
@@ -98,10 +113,13 @@ def test_replacing_a_lost_keyring_is_explicit_and_audited(
 ) -> None:
     _, keys = signed_store
     eng = _restart_without_keys(make_engine, tmp_path, keys)
-    with pytest.raises(InputError, match="a reason"):
-        eng.replace_lost_keyring(" ")
-    kid = eng.replace_lost_keyring("disk died, no backup (INC-7)")
+    for blank in (" ", "", None):
+        with pytest.raises(InputError, match=f"^{re.escape(REASON_REQUIRED)}$"):
+            eng.replace_lost_keyring(blank)  # type: ignore[arg-type]  # a caller that passes no text at all
+    at = eng.now() + timedelta(seconds=7)  # An explicit time is the event's time, not the clock's.
+    kid = eng.replace_lost_keyring("disk died, no backup (INC-7)", now=at)
     last = eng.audit_events()[-1]
+    assert last.at == at
     assert last.kind == "keyring_replaced" and last.payload["kid"] == kid and last.payload["lost_kids"]
     assert kid not in last.payload["lost_kids"]
     # The event says who lost what, where, and whether the anchor started again: an auditor reads it whole.
@@ -114,8 +132,11 @@ def test_replacing_a_lost_keyring_is_explicit_and_audited(
     assert report.unverifiable_checkpoints == 1
     assert "1 checkpoint(s) signed by lost engine keys are not verifiable with the local keys" in report.describe()
     assert eng.propose(AUTO).status == "granted"
-    with pytest.raises(InputError, match="holds a keyring; nothing to replace"):
+    with pytest.raises(InputError) as present:
         eng.replace_lost_keyring("again")
+    assert str(present.value) == (f"the engine key directory {keys} holds a keyring; nothing to replace "
+                                  "(`hitlgate keys rotate` makes a new key and keeps the old ones)")
+    assert present.value.code == "keyring_present"
     # The replacement is one act: once it is done, losing the new keys is refused like the first loss,
     # by the same running engine (it does not stay in "replacing" and mint a third key in silence).
     shutil.rmtree(keys)

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,9 +65,17 @@ class OpaServer:
         self._session = requests.Session()
 
     def start(self, timeout: float = 20.0) -> OpaServer:
-        """Start OPA (again, on the same port) and wait until it has activated the bundle."""
+        """Start OPA (again, on the same port) and wait until it has activated the bundle.
+
+        Healthy means *this* process answers: it is started with a label of its
+        own, which ``/v1/config`` must report. Another test worker's OPA can
+        take the port between :func:`free_port` and this start (or between a
+        kill and a restart); its health check answered for ours, and a test
+        that froze "its" OPA got answers from the other one.
+        """
+        instance = uuid.uuid4().hex
         cmd = [str(self.opa), "run", "--server", "--addr", f"127.0.0.1:{self.port}"]
-        cmd += ["--log-level", "error"]
+        cmd += ["--log-level", "error", "--set", f"labels.hitlgate_instance={instance}"]
         if self.watch:
             cmd.append("--watch")
         cmd += ["--bundle", str(self.bundle)]
@@ -78,13 +87,19 @@ class OpaServer:
             if self.proc.poll() is not None:
                 pytest.fail(f"opa exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                if self._session.get(f"{self.url}/health?bundles", timeout=0.5).status_code == 200:
+                if (self._session.get(f"{self.url}/health?bundles", timeout=0.5).status_code == 200
+                        and self._instance() == instance):
                     return self
-            except requests.RequestException:
+            except (requests.RequestException, ValueError):
                 pass
             time.sleep(0.05)
         self.stop()
         pytest.fail(f"opa did not become healthy in {timeout}s:\n{self.log_path.read_text()}")
+
+    def _instance(self) -> object:
+        """The ``hitlgate_instance`` label of the OPA answering on this port."""
+        labels = (self._session.get(f"{self.url}/v1/config", timeout=0.5).json().get("result") or {}).get("labels")
+        return (labels or {}).get("hitlgate_instance")
 
     def served_revision(self) -> str | None:
         """The revision OPA reports for its bundle right now."""

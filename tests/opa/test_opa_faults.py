@@ -74,16 +74,18 @@ def test_opa_killed_mid_request_denies_then_recovers(
 def test_opa_slower_than_timeout_denies_then_recovers(
     own_opa: OpaServer, bundled_pack: PolicyPack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    decider = Decider(OpaBackend(own_opa.url, pack=bundled_pack, timeout_ms=300))
+    # 2 s, not less: the same decider must also answer correctly before and after, and on a loaded
+    # 2-core CI host (four test workers, the mutation sample) a correct answer once took over 300 ms.
+    decider = Decider(OpaBackend(own_opa.url, pack=bundled_pack, timeout_ms=2000))
     _assert_correct(decider.decide(PROPOSAL), bundled_pack)
     own_opa.pause()
     try:
         started = time.monotonic()
         decision = decider.decide(PROPOSAL)
         elapsed = time.monotonic() - started
-        _assert_denied(decision, "did not answer within 300 ms", "timeout")
+        _assert_denied(decision, "did not answer within 2000 ms", "timeout")
         # No retries: the agent gets its deny after about one timeout.
-        assert 0.25 < elapsed < 1.5, elapsed
+        assert 1.95 < elapsed < 3.9, elapsed
         assert "raise backend.timeout_ms" in _operator_lines(caplog)
     finally:
         own_opa.resume()

@@ -317,7 +317,7 @@ def sign_checkpoint(keyring: EngineKeyring, head: AuditEvent, now: datetime | No
 
 
 def _verify_checkpoint(
-    cp: Checkpoint, public_keys: Mapping[str, Ed25519PublicKey], *, label: str = "checkpoint"
+    cp: Checkpoint, public_keys: Mapping[str, Ed25519PublicKey], *, label: str
 ) -> None:
     def key_for(kid: str) -> Ed25519PublicKey:
         key = public_keys.get(kid)

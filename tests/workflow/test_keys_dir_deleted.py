@@ -275,3 +275,22 @@ def test_replacement_whose_checkpoint_is_reattributed_excuses_nothing(
     with pytest.raises(AuditChainError, match=rf"^checkpoint at seq {first_lost} is forged or corrupt: unknown kid "
                                               rf"{re.escape(lost_kid)}$"):
         fresh.verify_audit()
+
+
+def test_auditor_keys_without_the_lost_keys_do_not_excuse_their_checkpoints(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # An auditor verifies with the keys they trust (audit verify --jwks). A keyring_replaced event
+    # in the database must not make the checkpoints of keys missing from that set "unverifiable
+    # here": the local-key bookkeeping is for the engine's own keyring, and an auditor who lacks
+    # the old keys is told that a checkpoint is signed by a key they do not have.
+    _, keys = signed_store
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
+    fresh.replace_lost_keyring("disk died, no backup (INC-16)")
+    (lost_kid,) = fresh.audit_events()[-1].payload["lost_kids"]
+    only_current = fresh.keyring.public_keys(include_expired=True)
+    assert lost_kid not in only_current
+    with pytest.raises(AuditChainError, match=re.escape(lost_kid)):
+        fresh.verify_audit(public_keys=only_current)
+    # The engine's own verify (no keys given) counts them as not verifiable here instead.
+    assert fresh.verify_audit().unverifiable_checkpoints == 1

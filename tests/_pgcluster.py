@@ -68,6 +68,12 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
 
+def _stop(bindir: Path, prefix: list[str], data: Path) -> None:
+    """Stop the cluster in ``data`` at once, if it runs (``pg_ctl stop -m immediate``; a failure is ignored)."""
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],  # noqa: S603
+                   capture_output=True, timeout=60, check=False)
+
+
 def _sweep_orphans(bindir: Path, prefix: list[str]) -> None:
     """Stop and delete the clusters of test processes that died without doing it (SIGKILL, a lost worker).
 
@@ -84,8 +90,7 @@ def _sweep_orphans(bindir: Path, prefix: list[str]) -> None:
             pass
         except (OSError, ValueError):
             continue  # Unreadable, or owned by a process we may not signal: not ours to judge.
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "-w", "stop"],  # noqa: S603
-                       capture_output=True, timeout=60, check=False)
+        _stop(bindir, prefix, base / "data")
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -126,19 +131,13 @@ def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[P
         raise PgStartError(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}\n{log}") from exc
     except BaseException:
         # Interrupted while starting (Ctrl-C, or SIGTERM as a KeyboardInterrupt): nothing may stay behind.
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],  # noqa: S603
-                       capture_output=True, timeout=60, check=False)
+        _stop(bindir, prefix, data)
         shutil.rmtree(base, ignore_errors=True)
         raise
     try:
         yield PgCluster(port=port, socket_dir=base)
     finally:
-        subprocess.run(  # noqa: S603
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        _stop(bindir, prefix, data)
         # The cluster's files (a few GB of per-test databases by the end of a
         # full run) are deleted by a detached ``rm``: waiting for it made the
         # last test of every worker take 15-40 s. It is renamed first, so

@@ -30,6 +30,7 @@ import requests
 
 from hitlgate.engine.decide._bundle import write_bundle
 from hitlgate.engine.decide.policy import PolicyPack
+from tests._pdeathsig import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_OPA = REPO / "scripts" / "install-opa"
@@ -80,7 +81,7 @@ class OpaServer:
             cmd.append("--watch")
         cmd += ["--bundle", str(self.bundle)]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

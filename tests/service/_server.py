@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests._pdeathsig import die_with_parent
+
 _MAIN = "from hitlgate.cli import main; main()"
 
 
@@ -37,7 +39,8 @@ def running_server(config: Path, *, log: Path, workers: int = 1, startup_seconds
     if workers > 1:
         args += ["--workers", str(workers)]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
+                                preexec_fn=die_with_parent())
     url = f"http://127.0.0.1:{port}"
     if pids is not None:
         pids.append(proc.pid)

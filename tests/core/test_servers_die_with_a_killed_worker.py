@@ -1,0 +1,55 @@
+"""A test worker killed with SIGKILL takes the servers it started with it (tests/_pdeathsig.py).
+
+SIGKILL runs no fixture teardown, so an OPA or ``hitlgate serve`` process a
+killed worker had started kept running. Here a stand-in worker starts a
+long-lived child the way the fixtures start their servers, and is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+WORKER = """
+import subprocess, sys
+from tests._pdeathsig import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=die_with_parent())
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent (now init) has not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_server_started_by_a_worker_dies_when_the_worker_is_sigkilled() -> None:
+    worker = subprocess.Popen([sys.executable, "-c", WORKER], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert worker.stdout is not None
+        child = int(worker.stdout.readline())
+        assert _alive(child)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), f"the server (pid {child}) outlived the SIGKILLed worker"
+    finally:
+        worker.kill()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)

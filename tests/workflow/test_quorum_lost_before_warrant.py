@@ -47,3 +47,16 @@ def test_one_of_two_approvers_removed_leaves_a_dual_approval_short(make_engine, 
     with pytest.raises(ApprovalError, match="quorum no longer met: 1 of 2 approvals; missing: a member of "
                                             "team-payments"):
         engine.warrant(req.id)
+
+
+def test_first_of_two_approvers_removed_still_counts_the_second(make_engine, pack_copy):
+    # The count skips a removed approver's vote and goes on: stopping there would also drop every approval
+    # recorded after it, and report a quorum shorter than it is.
+    engine = make_engine(pack=pack_copy)
+    req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    vote(engine, req, "alice")
+    assert vote(engine, req, "bob").status == "granted"
+    _remove_approver(pack_copy, "alice")
+    with pytest.raises(ApprovalError, match=f"request {req.id}: quorum no longer met: 1 of 2 approvals; missing: "
+                                            "someone with the role security$"):
+        engine.warrant(req.id)

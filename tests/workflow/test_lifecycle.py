@@ -50,7 +50,7 @@ def test_denied_request_can_never_be_granted_or_warranted(engine):
         engine.warrant(req.id)
     with pytest.raises(IllegalTransition, match="the request is denied, a final state; it cannot become granted"), \
             engine.store.write() as tx:
-        tx.transition(req.id, "granted", now=engine.now())
+        tx.transition(req.id, "granted", now=engine.now(), reason="moved by hand")
     assert engine.get(req.id).status == "denied"
 
 
@@ -71,7 +71,7 @@ def test_illegal_transition_leaves_nothing_half_written(engine):
     before = len(engine.audit_events())
     with pytest.raises(IllegalTransition, match="the request is denied, a final state"), engine.store.write() as tx:
         tx.append("granted", request_id=req.id, payload={}, at=engine.now())
-        tx.transition(req.id, "granted", now=engine.now())
+        tx.transition(req.id, "granted", now=engine.now(), reason="moved by hand")
     assert len(engine.audit_events()) == before
     engine.verify_audit()
 

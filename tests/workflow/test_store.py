@@ -39,7 +39,7 @@ def test_failed_transaction_writes_nothing(engine):
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     before = len(engine.audit_events())
     with pytest.raises(RuntimeError, match="crash mid-change"), engine.store.write() as tx:
-        tx.transition(req.id, "granted", now=engine.now())
+        tx.transition(req.id, "granted", now=engine.now(), reason="moved by hand")
         tx.append("granted", request_id=req.id, payload={}, at=engine.now())
         raise RuntimeError("crash mid-change")
     assert engine.get(req.id).status == "pending"

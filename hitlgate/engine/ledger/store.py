@@ -586,11 +586,13 @@ class Transaction:
         return [r[0] for r in self.conn.execute(q.order_by(t.requests.c.id).limit(limit))]  # pragma: no mutate
 
     def transition(
-        self, request_id: str, target: str, *, now: datetime, reason: str = "", current: Request | None = None,
+        self, request_id: str, target: str, *, now: datetime, reason: str, current: Request | None = None,
         expires_at: datetime | None = None,
     ) -> Request:
         """Move a request to ``target`` if the lifecycle allows it; raises :class:`IllegalTransition`.
 
+        ``reason`` becomes the request's ``status_reason``; it has no default,
+        so every move says why it was made (who rejected, what was missing).
         ``current`` is the request as this transaction has already read it
         (it is then not read again); the update applies only while the
         stored status is still ``current.status``. ``expires_at``, when
@@ -667,7 +669,13 @@ class Transaction:
     ) -> Vote:
         """Record a vote and return it as stored; a second vote by the same person raises :class:`ApprovalError`."""
         self._require_writable()
-        text = json.dumps(statement, sort_keys=True)
+        # Checked before the insert, so a naive time is refused by its field's name (the column type would refuse
+        # it too, but without naming it); the vote returned carries the times in UTC.
+        signed_at = _require_utc(signed_at, "signed_at")
+        recorded_at = _require_utc(recorded_at, "recorded_at")
+        # Sorted for people reading the table; whoever checks the statement re-canonicalises it (RFC 8785) or
+        # compares it parsed (audit reconciliation), so the key order cannot change a verdict.
+        text = json.dumps(statement, sort_keys=True)  # pragma: no mutate
         # No savepoint: the refusal below ends the whole transaction, which
         # rolls back, so nothing after the failed insert needs it usable.
         try:
@@ -686,8 +694,8 @@ class Transaction:
             raise ApprovalError(
                 f"{approver} has already voted on request {request_id}; a vote cannot be changed"
             ) from exc
-        return Vote(approver=approver, verdict=verdict, signed_at=_require_utc(signed_at, "signed_at"),
-                    recorded_at=_require_utc(recorded_at, "recorded_at"), statement=json.loads(text))
+        return Vote(approver=approver, verdict=verdict, signed_at=signed_at, recorded_at=recorded_at,
+                    statement=json.loads(text))
 
     # -- warrants ---------------------------------------------------------
 
@@ -889,7 +897,10 @@ class Transaction:
         rows = self.conn.execute(_EVENTS_OF, {"rid": request_id, "kinds": list(kinds)}).mappings()
         return [_event_from_row(r) for r in rows]
 
-    def iter_events(self, *, after_seq: int = 0, chunk: int = 2000) -> Iterator[AuditEvent]:
+    def iter_events(
+        self, *, after_seq: int = 0,
+        chunk: int = 2000,  # pragma: no mutate - the chunk only sets the batch size; every size gives the same events
+    ) -> Iterator[AuditEvent]:
         """The events after ``after_seq`` in chain order, read ``chunk`` at a time (keyset on ``seq``).
 
         Each chunk is one primary-key range scan; only one chunk is held at a
@@ -916,9 +927,10 @@ class Transaction:
         c = t.checkpoints.c
         last = from_seq - 1
         while True:
-            rows = self.conn.execute(
-                sa.select(t.checkpoints).where(c.seq > last).order_by(c.seq).limit(chunk)
-            ).mappings().all()
+            query = sa.select(t.checkpoints).where(c.seq > last).order_by(c.seq)
+            # Not mutated: without the limit the first query returns every checkpoint and the next none, the same
+            # checkpoints in the same order; the limit only bounds the memory held.
+            rows = self.conn.execute(query.limit(chunk)).mappings().all()  # pragma: no mutate
             for r in rows:
                 yield Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
             if len(rows) < chunk:

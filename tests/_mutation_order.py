@@ -22,23 +22,11 @@ may the plugin itself: a crash in a hook would end pytest with exit 3
 before any test ran, which mutmut counts as a kill. So a file it cannot
 read or parse (garbage, a directory, a huge or endless file) only means no
 reordering, and a kill it cannot record is not recorded.
-
-It also makes each mutant's run cheaper without changing what it runs.
-mutmut forks every mutant's ``pytest.main`` from its main process, whose
-heap already holds every import and the whole stats run. A full garbage
-collection in the child walks that inherited heap, and touching each
-object's header copies its memory page (copy on write): pytest's
-unraisable-exception plugin runs ``gc.collect()`` at the end of every
-session, which was about 0.3 of a mutant's 0.57 CPU seconds in the sample.
-``gc.freeze()`` at the start of the child's session moves the inherited
-objects out of the collector's reach; what the tests create is collected
-as before.
 """
 
 from __future__ import annotations
 
 import collections
-import gc
 import json
 import math
 import os
@@ -86,12 +74,6 @@ def _kills(function: str) -> collections.Counter[str]:
         if sep and name == function:
             kills[nodeid] += 1
     return kills
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """In a mutant's run, freeze the heap inherited from mutmut's main process (see the module docstring)."""
-    if _function_under_test():
-        gc.freeze()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

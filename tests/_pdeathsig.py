@@ -1,12 +1,17 @@
-"""Servers a test worker starts die with it, even when the worker is killed with SIGKILL.
+"""The OPA and ``hitlgate serve`` processes a test worker starts die with it, even when it is SIGKILLed.
 
-A worker's fixtures stop its OPA and ``hitlgate serve`` processes at
-teardown, and SIGTERM becomes a KeyboardInterrupt that tears them down
-(tests/conftest.py). SIGKILL runs no teardown: the servers were left
-running, holding ports and CPU, until someone killed them by hand. Linux
-sends a child the signal set with ``prctl(PR_SET_PDEATHSIG)`` when the
-thread that started it exits, so each server is started with
-``preexec_fn=die_with_parent()``.
+A worker's fixtures stop those servers at teardown, and SIGTERM becomes a
+KeyboardInterrupt that tears them down (tests/conftest.py). SIGKILL runs no
+teardown: the servers were left running, holding ports and CPU, until
+someone killed them by hand. Linux sends a child the signal set with
+``prctl(PR_SET_PDEATHSIG)`` when the thread that started it exits, so each
+is started with ``preexec_fn=die_with_parent()`` (from the main thread,
+where pytest-xdist runs fixtures). OPA gets SIGKILL: the fault tests pause
+it with SIGSTOP, and a stopped process keeps a SIGTERM pending.
+
+Not covered here: PostgreSQL clusters (``pg_ctl`` detaches the server from
+the worker), which ``tests/_pgcluster.py`` sweeps at the next start when
+their owner is gone, and browsers, which Playwright starts.
 """
 
 from __future__ import annotations

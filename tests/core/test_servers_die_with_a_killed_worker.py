@@ -2,7 +2,13 @@
 
 SIGKILL runs no fixture teardown, so an OPA or ``hitlgate serve`` process a
 killed worker had started kept running. Here a stand-in worker starts a
-long-lived child the way the fixtures start their servers, and is killed.
+long-lived child the way the fixtures start their servers, and is killed:
+once with the child running (as ``hitlgate serve``, sent SIGTERM), once with
+the child paused by SIGSTOP, as the OPA fault tests pause OPA (sent SIGKILL).
+A stopped process keeps a SIGTERM pending, and whether the kernel then
+continues it (an orphaned process group's stopped members get SIGHUP and
+SIGCONT) depends on the process groups around it, so OPA gets SIGKILL;
+this test shows each child dies, not which signal was needed.
 """
 
 from __future__ import annotations
@@ -14,12 +20,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+
 WORKER = """
-import subprocess, sys
+import signal, subprocess, sys
 from tests._pdeathsig import die_with_parent
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=die_with_parent())
+sig, pause = int(sys.argv[1]), sys.argv[2] == "paused"
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=die_with_parent(sig))
+if pause:
+    child.send_signal(signal.SIGSTOP)
 print(child.pid, flush=True)
 sys.stdin.read()
 """
@@ -35,9 +48,10 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_server_started_by_a_worker_dies_when_the_worker_is_sigkilled() -> None:
-    worker = subprocess.Popen([sys.executable, "-c", WORKER], cwd=REPO, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize(("sig", "state"), [(signal.SIGTERM, "running"), (signal.SIGKILL, "paused")])
+def test_server_started_by_a_worker_dies_when_the_worker_is_sigkilled(sig: signal.Signals, state: str) -> None:
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(int(sig)), state], cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     child = 0
     try:
         assert worker.stdout is not None
@@ -48,7 +62,7 @@ def test_server_started_by_a_worker_dies_when_the_worker_is_sigkilled() -> None:
         deadline = time.monotonic() + 10
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(child), f"the server (pid {child}) outlived the SIGKILLed worker"
+        assert not _alive(child), f"the {state} server (pid {child}) outlived the SIGKILLed worker"
     finally:
         worker.kill()
         if child and _alive(child):

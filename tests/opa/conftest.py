@@ -81,7 +81,9 @@ class OpaServer:
             cmd.append("--watch")
         cmd += ["--bundle", str(self.bundle)]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+        # SIGKILL, not SIGTERM: the fault tests pause OPA (SIGSTOP), and a stopped process keeps a SIGTERM pending.
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent(signal.SIGKILL))
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

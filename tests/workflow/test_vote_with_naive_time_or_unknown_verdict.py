@@ -49,3 +49,15 @@ def test_vote_row_in_another_zone_comes_back_in_utc(make_engine) -> None:  # noq
     for v in (vote, stored):
         assert (v.signed_at, v.recorded_at) == (T0, T0 + timedelta(seconds=5))
         assert v.signed_at.utcoffset() == v.recorded_at.utcoffset() == timedelta(0)
+
+
+def test_vote_row_with_an_unknown_verdict_is_refused_before_the_insert(make_engine) -> None:  # noqa: ANN001
+    # The refusal is caught inside the transaction, which then commits: had the row been inserted before
+    # the verdict was checked, it would be stored, and every later read of the request would fail on it.
+    engine = make_engine()
+    req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    with engine.store.write() as tx:
+        with pytest.raises(ValueError, match="^unknown verdict 'maybe'$"):
+            tx.insert_vote(request_id=req.id, approver="alice", verdict="maybe", statement={}, signed_at=T0,
+                           recorded_at=T0)
+    assert engine.get(req.id).votes == ()

@@ -676,6 +676,9 @@ class Transaction:
         # Sorted for people reading the table; whoever checks the statement re-canonicalises it (RFC 8785) or
         # compares it parsed (audit reconciliation), so the key order cannot change a verdict.
         text = json.dumps(statement, sort_keys=True)  # pragma: no mutate
+        # Built before the insert: its own checks (a known verdict) refuse bad input before anything is written.
+        vote = Vote(approver=approver, verdict=verdict, signed_at=signed_at, recorded_at=recorded_at,
+                    statement=json.loads(text))
         # No savepoint: the refusal below ends the whole transaction, which
         # rolls back, so nothing after the failed insert needs it usable.
         try:
@@ -694,8 +697,7 @@ class Transaction:
             raise ApprovalError(
                 f"{approver} has already voted on request {request_id}; a vote cannot be changed"
             ) from exc
-        return Vote(approver=approver, verdict=verdict, signed_at=signed_at, recorded_at=recorded_at,
-                    statement=json.loads(text))
+        return vote
 
     # -- warrants ---------------------------------------------------------
 

@@ -52,6 +52,18 @@ def _at_phase(phase: float) -> None:
     time.sleep(wait)
 
 
+def _in_next_slot(phase: float) -> None:
+    """Sleep until ``phase`` seconds into the slot after the current one, never the current one.
+
+    After an edit: a starved process can reach the edit just after a slot
+    began (past the decider's look in that slot, before ``phase``), and
+    waiting for ``phase`` of that same slot would expect the edit seen
+    before the decider's next look.
+    """
+    now = time.monotonic()
+    time.sleep(INTERVAL - now % INTERVAL + phase)
+
+
 def _edit_both(pack: Path) -> None:
     module = pack / "decision.rego"
     module.write_text(module.read_text() + "\n# edited together with the inventory\n")
@@ -97,13 +109,13 @@ def test_broken_deleted_or_swapped_files_fail_closed_at_the_next_slot(
     _at_phase(0.1)
     decider.decide(proposal())
     module.write_text(good.replace("package ", "packge ", 1))  # Broken, written within the slot.
-    _at_phase(0.05)
+    _in_next_slot(0.05)
     broken = decider.decide(proposal())
     assert broken.fail_closed is not None and broken.tier == "deny", broken.to_dict()
     module.write_text(good)
     assert decider.decide(proposal()).fail_closed is None  # A broken pack is looked at on every call.
     module.unlink()
-    _at_phase(0.05)
+    _in_next_slot(0.05)
     gone = decider.decide(proposal())
     assert gone.fail_closed is not None and gone.tier == "deny", gone.to_dict()
     module.write_text(good)
@@ -117,6 +129,6 @@ def test_broken_deleted_or_swapped_files_fail_closed_at_the_next_slot(
     assert before.tier != "deny"
     inventory.unlink()
     inventory.symlink_to(edited)
-    _at_phase(0.05)
+    _in_next_slot(0.05)
     after = decider.decide(proposal("suspend_service_account", "svc-ci-runner"))
     assert after.tier == "deny" and after.fail_closed is None, after.to_dict()

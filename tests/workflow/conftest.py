@@ -24,7 +24,7 @@ from hitlgate.engine import Config, Decider
 from hitlgate.engine._resources import bundled_policy_dir
 from hitlgate.engine.approve.workflow import Engine
 from tests._pgcluster import PgCluster
-from tests.workflow._helpers import FakeClock
+from tests.workflow._helpers import FakeClock, proposal
 
 # -- PostgreSQL ------------------------------------------------------------
 
@@ -96,6 +96,17 @@ def make_engine(db_url: str, tmp_path: Path, clock: FakeClock, bundled_decider: 
     yield factory
     for eng in engines:
         eng.store.close()
+
+
+@pytest.fixture
+def five_checkpoints(make_engine: EngineFactory) -> Engine:
+    """An engine whose chain is five proposals, each followed by a checkpoint: events 1-10, checkpoints 2-10."""
+    engine = make_engine()
+    for _ in range(5):
+        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+        engine.checkpoint()
+    assert [e.seq for e in engine.audit_events()] == list(range(1, 11))
+    return engine
 
 
 # -- the policy backend ------------------------------------------------------

@@ -10,16 +10,12 @@ from __future__ import annotations
 import pytest
 
 from hitlgate.engine.approve.workflow import Engine
-from tests.workflow._helpers import proposal
 
 
 @pytest.fixture
-def five(make_engine) -> Engine:  # noqa: ANN001
-    engine: Engine = make_engine()
-    for _ in range(5):
-        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
-        engine.checkpoint()
-    return engine
+def five(five_checkpoints: Engine) -> Engine:
+    """Five checkpoints, at seq 2, 4, 6, 8 and 10."""
+    return five_checkpoints
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 5, 7])

@@ -15,17 +15,12 @@ import pytest
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger.store import Transaction
-from tests.workflow._helpers import proposal
 
 
 @pytest.fixture
-def ten(make_engine) -> Engine:  # noqa: ANN001
-    engine: Engine = make_engine()
-    for _ in range(5):
-        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
-        engine.checkpoint()
-    assert [e.seq for e in engine.audit_events()] == list(range(1, 11))
-    return engine
+def ten(five_checkpoints: Engine) -> Engine:
+    """Ten events (five proposals, five checkpoints)."""
+    return five_checkpoints
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 10, 11])

@@ -9,14 +9,17 @@ never move the note back.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hitlgate.engine.keys.keyring import STATE_FILE, AnchorNote, EngineKeyring
+from hitlgate.engine.keys.keyring import LOCK_FILE, STATE_FILE, AnchorNote, EngineKeyring
 from hitlgate.errors import StorageError
 
 WHERE = Path("/keys/keyring.json")
@@ -81,3 +84,27 @@ def test_noting_a_new_anchor_path_moves_the_note_even_to_a_lower_seq(tmp_path: P
     ring.note_anchor(tmp_path / "old.jsonl", 5)
     ring.note_anchor(tmp_path / "new.jsonl", 2)
     assert ring.anchor_note() == AnchorNote(str(tmp_path / "new.jsonl"), 2)
+
+
+def test_noting_the_anchor_waits_for_a_reader_of_the_keyring(tmp_path: Path) -> None:
+    """A reader (another process reading keyring.json under a shared lock) must not see the note half-made.
+
+    Noting the anchor rewrites ``keyring.json``, so it takes the exclusive lock;
+    under a shared one it could race a rotation and write back stale keys.
+    """
+    ring = EngineKeyring.load_or_create(tmp_path / "keys")
+    anchor = tmp_path / "audit-anchor.jsonl"
+    state = tmp_path / "keys" / STATE_FILE
+    fd = os.open(tmp_path / "keys" / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        writer = threading.Thread(target=ring.note_anchor, args=(anchor, 5))
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive()
+        assert "anchor" not in json.loads(state.read_text(encoding="utf-8"))
+    finally:
+        os.close(fd)
+    writer.join(10)
+    assert not writer.is_alive()
+    assert json.loads(state.read_text(encoding="utf-8"))["anchor"] == {"path": str(anchor), "seq": 5}

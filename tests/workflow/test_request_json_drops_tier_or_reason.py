@@ -7,7 +7,10 @@ there under those names, with the stored values. Real SQLite, the embedded engin
 
 from __future__ import annotations
 
-from tests.workflow._helpers import proposal
+import json
+
+from hitlgate.engine.ledger import _store_schema as t
+from tests.workflow._helpers import proposal, vote
 from tests.workflow.conftest import EngineFactory
 
 
@@ -18,3 +21,32 @@ def test_request_json_carries_tier_and_status_reason(make_engine: EngineFactory)
         doc = tx.get_request(req.id).to_dict()
     assert doc["tier"] == req.tier == "single_approval"
     assert doc["status_reason"] == "single approval: one person with the role security or on team-platform must approve"
+
+
+def test_request_json_carries_every_field_under_its_name(make_engine: EngineFactory) -> None:
+    """Every field, named as documented, with the stored value: a renamed or emptied one fails here."""
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    vote(engine, req, "alice", "reject")
+    with engine.store.read() as tx:
+        stored = tx.get_request(req.id)
+    doc = stored.to_dict()
+    assert sorted(doc) == sorted([
+        "id", "status", "status_reason", "tier", "requester", "action", "action_digest", "policy_revision",
+        "created_at", "expires_at", "updated_at", "decision", "proposal", "votes",
+    ])
+    assert doc["id"] == req.id
+    assert doc["status"] == "rejected"
+    assert doc["requester"] == "soc-agent-7"
+    assert doc["action"] == {"type": "suspend_service_account", "target": "svc-ci-runner", "parameters": {}}
+    assert doc["action_digest"] == req.action_digest and req.action_digest.startswith("sha256:")
+    assert doc["policy_revision"] == req.policy_revision and doc["policy_revision"]
+    assert doc["created_at"] == t.format_time(stored.created_at)
+    assert doc["expires_at"] == t.format_time(stored.expires_at)
+    assert doc["updated_at"] == t.format_time(stored.updated_at)
+    assert stored.created_at < stored.expires_at
+    assert doc["decision"] == stored.decision.to_dict() and doc["decision"]["tier"] == "single_approval"
+    assert doc["proposal"] == proposal("suspend_service_account", "svc-ci-runner")
+    assert [(v["approver"], v["verdict"]) for v in doc["votes"]] == [("alice", "reject")]
+    # The document is JSON as it stands: no datetimes, tuples or mappings left for the caller to convert.
+    assert json.loads(json.dumps(doc)) == doc

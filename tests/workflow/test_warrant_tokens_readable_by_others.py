@@ -25,7 +25,8 @@ import pytest
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine.ledger.store import Store
+from hitlgate.engine.ledger.store import Store, _create_private_file
+from hitlgate.errors import StorageError
 
 
 def _mode(path: Path) -> int:
@@ -107,3 +108,63 @@ def test_doctor_warns_about_a_world_readable_state_file(tmp_path: Path) -> None:
         f"state file {db} is accessible by group or others (mode 0644) and holds live warrant tokens; "
         f"run: chmod 600 {db}"
     ]
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_state_file_is_never_readable_by_others_not_even_before_its_mode_is_fixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Race: a reader that opens the new file between its creation and the fchmod sees mode 0600 already."""
+    seen: list[int] = []
+    real_fchmod = os.fchmod
+
+    def fchmod_after_looking(fd: int, mode: int) -> None:
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", fchmod_after_looking)
+    db = tmp_path / "hitlgate.db"
+    Store.open(f"sqlite:///{db}").close()
+    assert seen == [0o600]
+    assert _mode(db) == 0o600
+
+
+def test_umask_that_takes_the_owner_write_bit_still_gives_a_0600_state_file(tmp_path: Path) -> None:
+    old = os.umask(0o277)
+    try:
+        db = tmp_path / "hitlgate.db"
+        store = Store.open(f"sqlite:///{db}")
+        store.close()
+    finally:
+        os.umask(old)
+    assert _mode(db) == 0o600
+
+
+def test_link_planted_at_the_state_path_is_not_followed_to_create_a_file(tmp_path: Path) -> None:
+    """Attack: a link to a missing file at the state path would make hitlgate create the file where it points."""
+    target = tmp_path / "elsewhere" / "stolen.db"
+    target.parent.mkdir()
+    db = tmp_path / "hitlgate.db"
+    db.symlink_to(target)
+    with pytest.raises(StorageError, match=r"is a symbolic link to a missing file \(.*stolen\.db\)") as info:
+        Store.open(f"sqlite:///{db}")
+    assert info.value.code == "state_unwritable"
+    assert not target.exists()
+    # A link to an existing database is an operator's choice, and works.
+    Store.open(f"sqlite:///{target}").close()
+    Store.open(f"sqlite:///{db}").close()
+    assert _mode(target) == 0o600
+
+
+def test_state_directory_removed_before_the_file_is_created_is_a_storage_error(tmp_path: Path) -> None:
+    gone = tmp_path / "gone" / "hitlgate.db"
+    with pytest.raises(StorageError, match=r"cannot create the state store .*gone/hitlgate\.db: No such file") as info:
+        _create_private_file(gone)
+    assert info.value.code == "state_unwritable"
+
+
+def test_state_path_the_file_system_refuses_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    db = tmp_path / ("a" * 300 + ".db")
+    with pytest.raises(StorageError, match=r"cannot open the state store .*aaaa\.db: File name too long") as info:
+        Store.open(f"sqlite:///{db}")
+    assert info.value.code == "state_unreadable"

@@ -1149,8 +1149,19 @@ def _create_private_file(path: Path) -> None:
     never loosened, and a world-readable one is reported by ``doctor``.
     """
     try:
+        # 0600 from the first moment (the fchmod below only undoes a umask that took more than group
+        # and others' bits); O_EXCL | O_NOFOLLOW: never through a link planted at the path.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
+        if path.is_symlink() and not path.exists():
+            # A link to a file that does not exist: SQLite would follow it and create the target
+            # (with the umask's mode, wherever the link points). Creating a file through a planted
+            # link is the classic symlink attack; an operator who links the store creates the file.
+            raise StorageError(
+                f"cannot create the state store {path}: it is a symbolic link to a missing file "
+                f"({os.readlink(path)}); create that file first, or remove the link",
+                code="state_unwritable",
+            ) from None
         return  # Another process created it first; its creator chose the mode.
     except OSError as exc:
         raise StorageError(
@@ -1364,7 +1375,13 @@ class Store:
             raise StorageError("state: PostgreSQL needs the postgres extra (psycopg is not installed): "
                                "pip install 'hitlgate[postgres]' (from a checkout: pip install -e '.[postgres]')",
                                code="missing_extra")
-        access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
+        try:
+            access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
+        except OSError as exc:
+            # What the checks themselves could not ask of the file system (a name too long, a loop of
+            # links in the directories, an I/O error): the path and the reason, never an internal error.
+            raise StorageError(f"cannot open the state store {_sqlite_path(url)}: {exc.strerror or exc}",
+                               code="state_unreadable") from exc
         try:
             store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,
                         read_only_reason=access.read_only_reason)

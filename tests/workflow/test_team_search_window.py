@@ -75,3 +75,26 @@ def test_listing_mark_counts_only_the_listed_status(engine: Engine, clock: FakeC
     assert engine.listing_mark(lifecycle.PENDING, 1, before=ListCursor.after(last)) == ListCursor.after(first)
     assert engine.listing_mark(None, 1, before=ListCursor.after(last)) == ListCursor.after(rejected)
     assert engine.listing_mark(lifecycle.PENDING, MAX_LIST_LIMIT) is None  # The largest window is allowed.
+
+
+def test_window_lists_only_the_status_asked_newest_first_and_at_most_the_limit(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """A bounded search keeps the listing's status, order and page size; its window may be 1 or the largest."""
+    pending: list[str] = []
+    # Request ids are random: propose until their own order is not the creation order, so that a listing
+    # ordered by id alone shows.
+    while len(pending) < 3 or sorted(pending, reverse=True) == pending[::-1]:
+        pending.append(engine.propose(proposal("suspend_service_account", "svc-ci-runner")).id)
+        clock.advance(1)
+        vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol", "reject")
+        clock.advance(1)
+    newest_first = pending[::-1]
+    team = ListFilters(team="team-platform")
+    assert _ids(engine.list(lifecycle.PENDING, filters=team, within=MAX_LIST_LIMIT)) == newest_first
+    assert _ids(engine.list(lifecycle.PENDING, limit=2, filters=team, within=MAX_LIST_LIMIT)) == newest_first[:2]
+    assert _ids(engine.list(lifecycle.PENDING, filters=team, within=1)) == newest_first[:1]
+    rejected = _ids(engine.list(lifecycle.REJECTED))
+    assert len(rejected) == len(pending)
+    assert _ids(engine.list(lifecycle.REJECTED, filters=team, within=1)) == rejected[:1]
+    assert _ids(engine.list(None, filters=team, within=2)) == [rejected[0], newest_first[0]]

@@ -216,3 +216,9 @@ def test_incremental_verify_checks_only_the_requests_with_events_since_the_mark(
     report = marked.verify_audit(incremental=True)
     assert report.requests_checked == 1
     assert "tables of 1 request(s) with events since; --full walks from genesis)" in report.describe()
+
+
+def test_incremental_verify_checks_each_request_since_the_mark_once(marked: Engine) -> None:
+    marked.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    report = marked.verify_audit(incremental=True)
+    assert report.requests_checked == 2

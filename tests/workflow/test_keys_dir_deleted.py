@@ -294,3 +294,54 @@ def test_auditor_keys_without_the_lost_keys_do_not_excuse_their_checkpoints(
         fresh.verify_audit(public_keys=only_current)
     # The engine's own verify (no keys given) counts them as not verifiable here instead.
     assert fresh.verify_audit().unverifiable_checkpoints == 1
+
+
+def test_forged_later_replacement_does_not_hide_the_genuine_one(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # Threat: a database writer appends a keyring_replaced event of its own after a genuine one, naming a
+    # key nobody vouches for. It counts for nothing; the genuine replacement, older, still does: its lost
+    # checkpoint is counted as not verifiable here, not reported as forged.
+    _, keys = signed_store
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
+    fresh.replace_lost_keyring("disk died, no backup (INC-17)")
+    assert fresh.verify_audit().unverifiable_checkpoints == 1
+    with fresh.store.write() as tx:
+        tx.append("keyring_replaced", request_id=None, at=fresh.now(),
+                  payload={"reason": "forged", "key_dir": str(keys), "lost_kids": [fresh.keyring.current_kid],
+                           "kid": "kid-nobody-vouches-for", "anchor_reinitialized": False})
+    report = fresh.verify_audit()
+    assert report.unverifiable_checkpoints == 1
+
+
+def test_replacement_event_that_names_no_lost_keys_excuses_nothing(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # A keyring_replaced event written by a database writer without "lost_kids", then checkpointed by the
+    # engine in the normal course (a checkpoint signs whatever the chain holds): it declares nothing lost,
+    # and verify still reads it (no crash on the missing field) and counts the genuine loss alone.
+    _, keys = signed_store
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
+    fresh.replace_lost_keyring("disk died, no backup (INC-18)")
+    with fresh.store.write() as tx:
+        tx.append("keyring_replaced", request_id=None, at=fresh.now(),
+                  payload={"reason": "forged", "key_dir": str(keys), "kid": fresh.keyring.current_kid})
+    fresh.checkpoint()
+    assert fresh.verify_audit().unverifiable_checkpoints == 1
+
+
+def test_incremental_verify_counts_only_the_lost_checkpoints_after_its_mark(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # The lost key's checkpoint lies before the mark a full verify leaves: an incremental verify starts at
+    # the mark and reads no checkpoint before it, so it has none to count (the full verify does).
+    _, keys = signed_store
+    fresh = _restart_without_keys(make_engine, tmp_path, keys)
+    fresh.replace_lost_keyring("disk died, no backup (INC-19)")
+    assert fresh.verify_audit().unverifiable_checkpoints == 1
+    mark = fresh.anchor.verified_mark()
+    assert mark is not None and mark[0] == fresh.audit_events()[-1].seq
+    assert fresh.propose(AUTO).status == "granted"
+    report = fresh.verify_audit(incremental=True)
+    assert (report.start_seq, report.unverifiable_checkpoints) == (mark[0], 0)
+    assert fresh.verify_audit().unverifiable_checkpoints == 1

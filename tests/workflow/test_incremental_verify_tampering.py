@@ -222,3 +222,10 @@ def test_incremental_verify_checks_each_request_since_the_mark_once(marked: Engi
     marked.propose(proposal("suspend_service_account", "svc-ci-runner"))
     report = marked.verify_audit(incremental=True)
     assert report.requests_checked == 2
+
+
+def test_report_names_the_head_it_verified(marked: Engine) -> None:
+    head = marked.audit_events()[-1]
+    for report in (marked.verify_audit(), marked.verify_audit(incremental=True)):
+        assert (report.head_seq, report.head_hash) == (head.seq, head.hash)
+        assert head.hash.startswith("sha256:")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -314,8 +315,10 @@ def test_forged_later_replacement_does_not_hide_the_genuine_one(
     assert report.unverifiable_checkpoints == 1
 
 
+@pytest.mark.parametrize("lost_kids", [{}, {"lost_kids": 5}, {"lost_kids": {"k": 1}}, {"lost_kids": None}],
+                         ids=["missing", "number", "object", "null"])
 def test_replacement_event_that_names_no_lost_keys_excuses_nothing(
-    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path, lost_kids: dict[str, Any]
 ) -> None:
     # A keyring_replaced event written by a database writer without "lost_kids", then checkpointed by the
     # engine in the normal course (a checkpoint signs whatever the chain holds): it declares nothing lost,
@@ -325,7 +328,7 @@ def test_replacement_event_that_names_no_lost_keys_excuses_nothing(
     fresh.replace_lost_keyring("disk died, no backup (INC-18)")
     with fresh.store.write() as tx:
         tx.append("keyring_replaced", request_id=None, at=fresh.now(),
-                  payload={"reason": "forged", "key_dir": str(keys), "kid": fresh.keyring.current_kid})
+                  payload={"reason": "forged", "key_dir": str(keys), "kid": fresh.keyring.current_kid, **lost_kids})
     fresh.checkpoint()
     assert fresh.verify_audit().unverifiable_checkpoints == 1
 

@@ -319,7 +319,10 @@ class Engine:
             new_kid = e.payload.get("kid")
             if new_kid not in vouched or tx.checkpoint_kid_at(e.seq) != new_kid:
                 continue
-            for k in e.payload.get("lost_kids", []):
+            lost_kids = e.payload.get("lost_kids")
+            if not isinstance(lost_kids, list):
+                continue  # Missing or malformed (only a database writer makes one): it declares nothing lost.
+            for k in lost_kids:
                 if k not in keys:
                     lost.add((e.seq, str(k)))
                     vouched.add(str(k))

@@ -74,11 +74,8 @@ _MOVE_REQUEST = (
     t.requests.update()
     .where(t.requests.c.id == sa.bindparam("rid"), t.requests.c.status == sa.bindparam("from_status"))
     .values(status=sa.bindparam("to_status"), updated_at=sa.bindparam("now", type_=_TIME),
-            status_reason=sa.bindparam("reason"))
+            status_reason=sa.bindparam("reason"), expires_at=sa.bindparam("expires_at", type_=_TIME))
 )
-# The same move that also sets the deadline of the new state (a grant: when
-# its warrant must be used by, counted from the grant).
-_MOVE_REQUEST_UNTIL = _MOVE_REQUEST.values(expires_at=sa.bindparam("expires_at", type_=_TIME))
 _WARRANT_OF = (
     sa.select(t.warrants, t.consumed.c.consumed_at)
     .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
@@ -606,17 +603,18 @@ class Transaction:
         elif current.id != request_id:
             raise StorageError(f"internal error: request {current.id} given for a move of {request_id}")
         lifecycle.check_transition(current.status, target)
+        # The deadline of the new state: the one given (a grant: when its warrant must be used by, counted
+        # from the grant), else the request's own.
+        until = current.expires_at if expires_at is None else _require_utc(expires_at, "expires_at")
         params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": now,
-                                  "reason": reason}
-        if expires_at is not None:
-            params["expires_at"] = _require_utc(expires_at, "expires_at")
-        result = self.conn.execute(_MOVE_REQUEST if expires_at is None else _MOVE_REQUEST_UNTIL, params)
+                                  "reason": reason, "expires_at": until}
+        result = self.conn.execute(_MOVE_REQUEST, params)
         if result.rowcount != 1:
             # The write lock makes this unreachable; if it ever happens the
             # transaction must not go on as if the move had been made.
             raise StorageError(f"request {request_id} changed underneath this transaction")
         return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason,
-                                   expires_at=current.expires_at if expires_at is None else expires_at)
+                                   expires_at=until)
 
     @staticmethod
     def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote], *, votes_read: bool = True) -> Request:

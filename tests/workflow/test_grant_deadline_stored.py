@@ -1,0 +1,37 @@
+"""Fault: the grant's new deadline (the warrant's lifetime, from the grant) is returned but not stored.
+
+From the grant on, a request's deadline is its warrant's: the expiry sweep
+and every later read take it from the stored row. A move that reported the
+new deadline without writing it would leave the approval window's deadline
+in the database, and the sweep would lapse or keep the grant at the wrong time.
+A naive deadline handed to the store is refused by name. Real SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from hitlgate.engine.approve import lifecycle
+from hitlgate.engine.approve.workflow import Engine
+from tests.workflow._helpers import FakeClock, proposal, vote
+
+
+def test_grant_stores_the_warrant_deadline_it_returns(engine: Engine, clock: FakeClock) -> None:
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    clock.advance(60)
+    granted = vote(engine, req, "carol")
+    lifetime = timedelta(seconds=engine.warrant_lifetime(req.decision))
+    assert granted.status == lifecycle.GRANTED
+    assert granted.expires_at == clock.now + lifetime
+    assert granted.expires_at != req.expires_at
+    assert engine.get(req.id).expires_at == granted.expires_at
+
+
+def test_naive_deadline_is_refused_by_name(engine: Engine, clock: FakeClock) -> None:
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.write() as tx, pytest.raises(ValueError, match="^expires_at must be timezone-aware$"):
+        tx.transition(req.id, lifecycle.REJECTED, now=clock.now, reason="test",
+                      expires_at=clock.now.replace(tzinfo=None))
+    assert engine.get(req.id).status == lifecycle.PENDING

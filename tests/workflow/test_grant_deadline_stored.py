@@ -15,7 +15,7 @@ import pytest
 
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.workflow import Engine
-from tests.workflow._helpers import FakeClock, proposal, vote
+from tests.workflow._helpers import FakeClock, proposal, signed, vote
 
 
 def test_grant_stores_the_warrant_deadline_it_returns(engine: Engine, clock: FakeClock) -> None:
@@ -26,7 +26,12 @@ def test_grant_stores_the_warrant_deadline_it_returns(engine: Engine, clock: Fak
     assert granted.status == lifecycle.GRANTED
     assert granted.expires_at == clock.now + lifetime
     assert granted.expires_at != req.expires_at
-    assert engine.get(req.id).expires_at == granted.expires_at
+    stored = engine.get(req.id)
+    assert stored.expires_at == granted.expires_at
+    # The rest of the move, as returned and as stored: its time and its reason.
+    assert granted.updated_at == stored.updated_at == clock.now != req.updated_at
+    assert granted.status_reason == stored.status_reason != req.status_reason
+    assert granted.status_reason == "1 of 1 approval; quorum met (carol)"
 
 
 def test_naive_deadline_is_refused_by_name(engine: Engine, clock: FakeClock) -> None:
@@ -35,3 +40,18 @@ def test_naive_deadline_is_refused_by_name(engine: Engine, clock: FakeClock) -> 
         tx.transition(req.id, lifecycle.REJECTED, now=clock.now, reason="test",
                       expires_at=clock.now.replace(tzinfo=None))
     assert engine.get(req.id).status == lifecycle.PENDING
+
+
+def test_naive_move_time_is_refused_by_name(engine: Engine, clock: FakeClock) -> None:
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.write() as tx, pytest.raises(ValueError, match="^now must be timezone-aware$"):
+        tx.transition(req.id, lifecycle.REJECTED, now=clock.now.replace(tzinfo=None), reason="test")
+    assert engine.get(req.id).status == lifecycle.PENDING
+
+
+def test_approval_at_an_explicit_time_is_recorded_at_that_time(engine: Engine, clock: FakeClock) -> None:
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    at = clock.now + timedelta(seconds=42)  # Not the engine clock's time: the time given wins.
+    granted = engine.approve(signed(req, "carol", at=clock.now), now=at)
+    assert granted.updated_at == at
+    assert [v.recorded_at for v in engine.get(req.id).votes] == [at]

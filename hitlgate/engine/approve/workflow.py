@@ -549,8 +549,10 @@ class Engine:
                 if verdict == "reject":
                     # One eligible rejection ends the request; the event
                     # records both the vote and the new status.
+                    # Equivalent mutant (current=None): the move then reads the same request again, in
+                    # this transaction, with the same votes.
                     req = tx.transition(req.id, lifecycle.REJECTED, now=now, reason=f"rejected by {approver.name}",
-                                        current=req)
+                                        current=req)  # pragma: no mutate
                     self.audit_log.append(tx, "rejected", req, {"approver": approver.name, "signed": signed.to_dict()},
                                           now)
                 else:

@@ -603,18 +603,18 @@ class Transaction:
         elif current.id != request_id:
             raise StorageError(f"internal error: request {current.id} given for a move of {request_id}")
         lifecycle.check_transition(current.status, target)
+        at = _require_utc(now, "now")
         # The deadline of the new state: the one given (a grant: when its warrant must be used by, counted
         # from the grant), else the request's own.
         until = current.expires_at if expires_at is None else _require_utc(expires_at, "expires_at")
-        params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": now,
+        params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": at,
                                   "reason": reason, "expires_at": until}
         result = self.conn.execute(_MOVE_REQUEST, params)
         if result.rowcount != 1:
             # The write lock makes this unreachable; if it ever happens the
             # transaction must not go on as if the move had been made.
             raise StorageError(f"request {request_id} changed underneath this transaction")
-        return dataclasses.replace(current, status=target, updated_at=_require_utc(now, "now"), status_reason=reason,
-                                   expires_at=until)
+        return dataclasses.replace(current, status=target, updated_at=at, status_reason=reason, expires_at=until)
 
     @staticmethod
     def _request_from_row(row: Any, votes: tuple[Vote, ...] | list[Vote], *, votes_read: bool = True) -> Request:

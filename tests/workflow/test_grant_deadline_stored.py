@@ -4,7 +4,8 @@ From the grant on, a request's deadline is its warrant's: the expiry sweep
 and every later read take it from the stored row. A move that reported the
 new deadline without writing it would leave the approval window's deadline
 in the database, and the sweep would lapse or keep the grant at the wrong time.
-A naive deadline handed to the store is refused by name. Real SQLite and PostgreSQL.
+A naive deadline handed to the store is refused by name. The grant's audit
+event names the approvals that counted and the quorum as assessed. Real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import pytest
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.workflow import Engine
 from tests.workflow._helpers import FakeClock, proposal, signed, vote
+
+#: What the granted event records of carol's single approval: who counted, and the quorum as assessed.
+QUORUM = {"count": 1, "counted": ["carol"], "met": True, "missing": [], "missing_any": 0, "not_counted": [],
+          "required": 1, "slots": [{"filled_by": "carol", "roles": ["security"], "teams": ["team-platform"]}],
+          "summary": "1 of 1 approval; quorum met (carol)"}
 
 
 def test_grant_stores_the_warrant_deadline_it_returns(engine: Engine, clock: FakeClock) -> None:
@@ -55,3 +61,13 @@ def test_approval_at_an_explicit_time_is_recorded_at_that_time(engine: Engine, c
     granted = engine.approve(signed(req, "carol", at=clock.now), now=at)
     assert granted.updated_at == at
     assert [v.recorded_at for v in engine.get(req.id).votes] == [at]
+
+
+def test_granted_event_names_the_approvals_that_counted_and_the_quorum(engine: Engine, clock: FakeClock) -> None:
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    vote(engine, req, "carol")
+    granted = [e for e in engine.audit_events(req.id) if e.kind == "granted"]
+    assert len(granted) == 1
+    assert granted[0].payload["status"] == lifecycle.GRANTED
+    assert granted[0].payload["approvals"] == ["carol"]
+    assert granted[0].payload["quorum"] == QUORUM

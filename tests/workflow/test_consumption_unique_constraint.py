@@ -107,7 +107,9 @@ def test_consumption_committed_outside_the_lock_is_refused_by_the_database(pg_cl
         guard_thread.join(timeout=30)
         assert not guard_thread.is_alive()
         assert "ran" not in outcome, "the action ran on a warrant already consumed"
-        assert "already used (replay)" in str(outcome["refused"])
+        refused = outcome["refused"]
+        assert isinstance(refused, InvalidWarrant) and refused.code == "replay"
+        assert str(refused) == f"invalid warrant: warrant {jti} was already used (replay)"
         kinds = [e.kind for e in engine.audit_events(req.id)]
         assert "consumed" not in kinds and kinds[-1] == "warrant_refused"
     finally:

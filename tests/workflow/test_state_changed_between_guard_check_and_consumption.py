@@ -25,6 +25,11 @@ from hitlgate.errors import InvalidWarrant
 from tests.workflow._helpers import granted_warrant, proposal
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")
+#: A consumption row written straight through the database driver (its own parameter style).
+ROGUE_INSERT = {
+    "sqlite": "INSERT INTO consumed_warrants (jti, request_id, consumed_at) VALUES (?, ?, ?)",
+    "postgresql": "INSERT INTO consumed_warrants (jti, request_id, consumed_at) VALUES (%s, %s, %s)",
+}
 
 
 def _at_consumption(engine: Engine, change: Callable[[Connection], None]) -> list[bool]:
@@ -86,3 +91,45 @@ def test_consumed_event_names_the_warrant_and_its_key(engine: Engine) -> None:
     engine.guard().execute(token, DOC["action"], lambda _a: "ran")
     (consumed,) = [e for e in engine.audit_events(req.id) if e.kind == "consumed"]
     assert (consumed.payload["jti"], consumed.payload["kid"]) == (stored.jti, stored.kid)
+
+
+def test_request_deleted_between_check_and_consume_is_refused(engine: Engine) -> None:
+    # A database writer deletes the request (and every row that names it) after the guard's checks.
+    req, token = granted_warrant(engine, DOC, ("carol",))
+
+    def delete_request(conn: Connection) -> None:
+        for table in (t.consumed, t.idempotency_keys, t.request_nudges, t.revocations, t.votes, t.warrants):
+            conn.execute(table.delete().where(table.c.request_id == req.id))
+        conn.execute(t.requests.delete().where(t.requests.c.id == req.id))
+
+    fired = _at_consumption(engine, delete_request)
+    ran: list[object] = []
+    with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: request {req.id} does not exist in this store$"):
+        engine.guard().execute(token, DOC["action"], ran.append)
+    assert fired and not ran
+    assert "consumed" not in [e.kind for e in engine.audit_events(req.id)]
+
+
+def test_consumption_row_appearing_after_the_guards_own_check_is_refused_by_the_unique_key(engine: Engine) -> None:
+    # The guard's check in its write transaction finds no consumption; the row appears just before its
+    # insert (on PostgreSQL, a writer that skips the engine's lock can commit it there). The unique key
+    # on the warrant id is the last word: the insert fails, and the guard refuses it as a replay.
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    with engine.store.read() as tx:
+        jti = tx.warrant_for(req.id).jti
+    fired: list[bool] = []
+
+    def insert_first(conn: Connection, cursor: object, statement: str, *_args: object) -> None:
+        if fired or not statement.lstrip().upper().startswith("INSERT INTO CONSUMED_WARRANTS"):
+            return
+        fired.append(True)
+        raw = cursor.connection  # type: ignore[attr-defined]  # the DB-API connection, same transaction
+        raw.execute(ROGUE_INSERT[conn.dialect.name], (jti, req.id, t.format_time(engine.now())))
+
+    sa_event.listen(engine.store.engine, "before_cursor_execute", insert_first)
+    try:
+        err = _refused_and_recorded(engine, req.id, token,
+                                    rf"^invalid warrant: warrant {re.escape(jti)} was already used \(replay\)$")
+    finally:
+        sa_event.remove(engine.store.engine, "before_cursor_execute", insert_first)
+    assert fired and err.code == "replay"

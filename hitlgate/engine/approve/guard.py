@@ -239,8 +239,9 @@ class Guard:
         problem: tuple[str, str | None] | None = None
         with self.store.write() as tx:
             try:
-                # The votes are not needed: the warrant carries its approvals (check 7).
-                req = tx.get_request(claims.request_id, votes=False)
+                # The votes are not needed: the warrant carries its approvals (check 7). Equivalent
+                # mutants (votes read after all): the same request, with votes nothing here looks at.
+                req = tx.get_request(claims.request_id, votes=False)  # pragma: no mutate
             except HitlgateError:
                 problem = (f"invalid warrant: request {claims.request_id} does not exist in this store", None)
             else:
@@ -367,7 +368,7 @@ class Guard:
         last = self._anchor_last(claims, at)
         with self.store.read() as tx:
             try:
-                req = tx.get_request(claims.request_id, votes=False)
+                req = tx.get_request(claims.request_id, votes=False)  # pragma: no mutate - as in _consume
             except HitlgateError:
                 raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                    request_id=None, digest=digest, now=at) from None

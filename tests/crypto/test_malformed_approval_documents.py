@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
-from hitlgate.errors import ValidationError
+from hitlgate.errors import ApprovalError, ValidationError
 
 from .conftest import make_statement
 
@@ -75,3 +76,13 @@ def test_reason_present_but_empty_or_not_a_string(reason: object) -> None:
         Statement.from_dict(doc)
     with pytest.raises(ValidationError, match=expected):
         SignedStatement.from_dict({**_signed_doc(), "statement": doc})
+
+
+def test_signed_approval_built_around_something_that_is_not_a_statement_is_refused() -> None:
+    with pytest.raises(ValidationError, match=_SIGNED + r"statement: must be a Statement$"):
+        SignedStatement({"request_id": "req-0001"}, "x" * 86)  # type: ignore[arg-type]
+
+
+def test_statement_signed_with_a_key_that_is_not_ed25519_is_refused() -> None:
+    with pytest.raises(ApprovalError, match=r"^approval statements are signed with Ed25519 keys only$"):
+        sign(make_statement(), generate_private_key(SECP256R1()))  # type: ignore[arg-type]

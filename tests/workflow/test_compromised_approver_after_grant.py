@@ -10,6 +10,7 @@ check 7). Approvals beyond the quorum may lapse without effect.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,47 @@ def test_approver_moved_out_of_the_team_stops_the_warrant(granted: tuple[Any, st
     with pytest.raises(InvalidWarrant, match=r"no longer meet the quorum with today's inventory: 0 of 1 approval; "
                                              r"missing: someone with the role security or a member of team-platform"):
         engine.guard().check(token, DOC["action"])
+
+
+DUAL = proposal("rotate_api_key", "svc-payments-key")
+
+
+def _without(text: str, name: str) -> str:
+    """The inventory text without approver ``name``'s entry (its line and the indented lines under it)."""
+    out = re.sub(rf"(?m)^  {name}:\n(?:    .*\n)+", "", text)
+    assert out != text
+    return out
+
+
+def _with_new_key(text: str, name: str) -> str:
+    """The inventory text with approver ``name`` registered under a freshly generated key."""
+    new_key = encode_public_key(public_raw(Ed25519PrivateKey.generate().public_key()))
+    out = re.sub(rf'(?m)(^  {name}:\n(?:    .*\n)*?    public_key: )"[^"]+"', rf'\1"{new_key}"', text)
+    assert out != text
+    return out
+
+
+@pytest.mark.parametrize(("edit", "lapsed"), [
+    (_without, "{} is no longer a registered approver"),
+    (_with_new_key, "{}'s approval does not verify against the key registered for {} today"),
+], ids=["both-removed", "both-rekeyed"])
+def test_every_lapsed_approval_of_a_dual_warrant_is_named(
+    make_engine: Any, pack_copy: Path, edit: Any, lapsed: str
+) -> None:
+    # An approver removed or re-keyed does not stop the guard from looking at the next approval: the
+    # refusal names each one that lapsed, and is recorded against the request with the digest presented.
+    engine = make_engine(pack=pack_copy)
+    req, token = granted_warrant(engine, DUAL, ("erin", "alice"))
+    assert req.tier == "dual_approval"
+    names = [a["approver"] for a in engine.guard().check(token, DUAL["action"]).approvals]
+    assert sorted(names) == ["alice", "erin"]
+    inv = pack_copy / "data" / "inventory.yaml"
+    inv.write_text(edit(edit(inv.read_text(), "erin"), "alice"))
+    why = "; ".join(lapsed.format(n, n) for n in names)
+    with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: its approvals no longer meet the quorum with today's "
+                                             rf"inventory \({re.escape(why)}\): 0 of 2 approvals") as exc:
+        engine.guard().execute(token, DUAL["action"], lambda _a: None)
+    assert exc.value.code == "approval_withdrawn"
+    refusal = engine.audit_events(req.id)[-1]
+    assert refusal.kind == "warrant_refused"
+    assert refusal.payload["presented_digest"] == req.action_digest

@@ -209,9 +209,9 @@ class Guard:
             try:
                 # The field name only labels parse_time's error, which the except below replaces.
                 at = parse_time(str(a.get("at")), "at")  # pragma: no mutate
-                reason = a.get("reason", "")
+                # A reason that is not text fails the Statement's own check: the approval lapses (fail closed).
                 statement = Statement(claims.request_id, claims.action_digest, "approve", name, at,
-                                      reason if isinstance(reason, str) else "")
+                                      a.get("reason", ""))
                 sig = a.get("signature")
                 signed = SignedStatement(statement, sig if isinstance(sig, Mapping) else str(sig))
                 # Ed25519 against today's registered key; a passkey against its

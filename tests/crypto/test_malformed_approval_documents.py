@@ -86,3 +86,9 @@ def test_signed_approval_built_around_something_that_is_not_a_statement_is_refus
 def test_statement_signed_with_a_key_that_is_not_ed25519_is_refused() -> None:
     with pytest.raises(ApprovalError, match=r"^approval statements are signed with Ed25519 keys only$"):
         sign(make_statement(), generate_private_key(SECP256R1()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("signature", ["not base64!", "a" * 85 + "="])
+def test_signature_that_is_not_unpadded_base64url_is_refused_by_name(signature: str) -> None:
+    with pytest.raises(ValidationError, match=_SIGNED + r"signature: must be unpadded base64url$"):
+        SignedStatement(make_statement(), signature)

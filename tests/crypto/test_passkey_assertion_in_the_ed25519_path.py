@@ -11,6 +11,7 @@ assertion's parts here are well-formed base64url, not a real ceremony
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,3 +41,11 @@ def test_json_form_of_a_passkey_statement_is_a_copy() -> None:
     doc["signature"]["signature"] = "ZWRpdGVk"
     assert signed.signature["signature"] == "c2ln"  # type: ignore[index]
     assert json.loads(json.dumps(signed.to_dict()))["signature"] == ASSERTION
+
+
+def test_passkey_statement_keeps_its_own_copy_of_the_assertion() -> None:
+    given = dict(ASSERTION)
+    signed = SignedStatement(make_statement(), given)
+    given["signature"] = "ZWRpdGVk"  # The caller reuses its dict: the statement does not change with it.
+    assert signed.signature == ASSERTION
+    assert type(SignedStatement(make_statement(), MappingProxyType(ASSERTION)).signature) is dict

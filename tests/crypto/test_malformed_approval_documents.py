@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.keys.keyring import b64url_encode
 from hitlgate.errors import ApprovalError, ValidationError
 
 from .conftest import make_statement
@@ -92,3 +93,9 @@ def test_statement_signed_with_a_key_that_is_not_ed25519_is_refused() -> None:
 def test_signature_that_is_not_unpadded_base64url_is_refused_by_name(signature: str) -> None:
     with pytest.raises(ValidationError, match=_SIGNED + r"signature: must be unpadded base64url$"):
         SignedStatement(make_statement(), signature)
+
+
+@pytest.mark.parametrize("size", [32, 63, 65])
+def test_signature_of_the_wrong_length_is_refused_by_name(size: int) -> None:
+    with pytest.raises(ValidationError, match=_SIGNED + r"signature: an Ed25519 signature is 64 bytes$"):
+        SignedStatement(make_statement(), b64url_encode(b"\x01" * size))

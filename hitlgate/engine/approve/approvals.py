@@ -97,7 +97,7 @@ class Statement:
         _check_id(self.request_id, "request_id")
         if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON_LENGTH:
             raise ValidationError(_WHAT, [f"reason: must be a string of at most {MAX_REASON_LENGTH} characters"])
-        if not self.reason.replace("\n", " ").isprintable():
+        if any(not ch.isprintable() and ch != "\n" for ch in self.reason):
             raise ValidationError(_WHAT, ["reason: must not contain control characters other than newlines"])
         _check_id(self.approver, "approver")
         if not isinstance(self.action_digest, str) or DIGEST_RE.fullmatch(self.action_digest) is None:

@@ -182,7 +182,8 @@ class Guard:
         except HitlgateError as exc:
             raise self._refuse(f"invalid warrant: the policy could not be re-evaluated: {exc}",
                                request_id=claims.request_id, digest=claims.action_digest, now=now) from None
-        if decision.tier == "deny" or TIER_RANK[decision.tier] > TIER_RANK[claims.tier]:
+        # A deny outranks every tier a verified warrant can carry (never deny: MIN_APPROVALS in warrants.py).
+        if TIER_RANK[decision.tier] > TIER_RANK[claims.tier]:
             raise self._refuse(
                 f"invalid warrant: the policy now requires {decision.tier} for this action, stricter than "
                 f"the {claims.tier} it was approved under ({'; '.join(decision.reasons)})",

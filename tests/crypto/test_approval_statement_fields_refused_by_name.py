@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hitlgate.engine.approve.approvals import MAX_ID_LENGTH, format_time
+from hitlgate.engine.approve.approvals import MAX_ID_LENGTH, MAX_REASON_LENGTH, format_time
 from hitlgate.errors import ValidationError
 
 from .conftest import NOW, make_statement
@@ -72,3 +72,10 @@ def test_signed_time_is_written_in_utc_whatever_the_local_zone() -> None:
     assert time.localtime(NOW.timestamp()).tm_hour != NOW.hour  # The zone did change.
     assert make_statement().to_dict()["at"] == "2025-01-31T12:00:00Z"
     assert format_time(datetime(2025, 1, 31, 7, 0, tzinfo=timezone(timedelta(hours=-5)))) == "2025-01-31T12:00:00Z"
+
+
+def test_reason_of_the_largest_length_is_accepted_and_one_more_is_refused() -> None:
+    assert len(make_statement(reason="r" * MAX_REASON_LENGTH).reason) == MAX_REASON_LENGTH
+    with pytest.raises(ValidationError, match=_STATEMENT + rf"reason: must be a string of at most {MAX_REASON_LENGTH} "
+                                              r"characters$"):
+        make_statement(reason="r" * (MAX_REASON_LENGTH + 1))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hitlgate.engine.keys.keyring import EngineKeyring
-from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
+from hitlgate.engine.keys.warrants import MAX_ID_LENGTH, WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ApprovalError, InvalidWarrant
 
 from .conftest import APPROVALS, AUDIENCE, DIGEST, ISSUER, NOW, REVISION, genuine_claims, sign_token
@@ -41,6 +41,8 @@ def _engine_signed(keyring: EngineKeyring, **claims: Any) -> str:
         ({"policy_revision": ""}, "claim policy_revision must be a non-empty string"),
         ({"policy_revision": None}, "claim policy_revision must be a non-empty string"),
         ({"extra": "x"}, "unexpected claim 'extra'"),
+        ({"jti": "j" * 257}, "claim jti must be a non-empty string"),
+        ({"sub": "r" * 257}, "claim sub must be a non-empty string"),
     ],
 )
 def test_engine_signed_but_wrong_claims_are_refused(
@@ -84,3 +86,12 @@ def test_verifier_returns_exactly_the_claims_that_were_signed(
     got = {name: getattr(claims, name) for name in signed}
     assert got == {**signed, "approvals": tuple(signed["approvals"])}
     assert claims.kid == keyring.current_kid
+
+
+@pytest.mark.parametrize("name", ["sub", "jti", "policy_revision"])
+def test_id_claim_of_the_largest_length_is_accepted(
+    keyring: EngineKeyring, verifier: WarrantVerifier, name: str
+) -> None:
+    longest = "x" * MAX_ID_LENGTH
+    claims = verifier.verify(_engine_signed(keyring, **{name: longest}), action_digest=DIGEST, now=NOW)
+    assert getattr(claims, name) == longest

@@ -18,8 +18,11 @@ import pytest
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger.anchor import AuditAnchor
-from hitlgate.errors import AuditChainError, StorageError
-from tests.workflow._helpers import proposal
+from hitlgate.errors import AuditChainError, InvalidWarrant, StorageError
+from tests.workflow._helpers import granted_warrant, proposal
+
+DOC = proposal("suspend_service_account", "svc-ci-runner")
+CODE = "audit_chain_broken"  # The anchor's own refusal code, passed through.
 
 
 @pytest.fixture
@@ -71,3 +74,21 @@ def test_an_anchor_path_that_cannot_be_opened_names_the_reason(tmp_path: Path) -
     with pytest.raises(StorageError, match="^" + re.escape(f"cannot read audit anchor {loop}: Too many levels of "
                                                            "symbolic links") + "$"):
         list(AuditAnchor(loop).iter_checkpoints())
+
+
+def test_guard_refuses_a_warrant_while_the_anchor_cannot_be_read(make_engine) -> None:  # noqa: ANN001
+    # Fail closed: the guard compares the chain with the anchor before it consumes; an anchor it cannot
+    # read refuses the warrant, with the anchor's own reason and code. The refusal cannot be recorded
+    # (recording appends to the chain, which checks the anchor first): the log says so, and nothing is used.
+    engine: Engine = make_engine()
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    with engine.anchor.path.open("a", encoding="utf-8") as f:
+        f.write("not a checkpoint\n")
+    ran: list[object] = []
+    with pytest.raises(InvalidWarrant, match="^" + re.escape(
+            f"invalid warrant: the last line of the audit anchor {engine.anchor.path} is malformed: Expecting "
+            "value: line 1 column 1 (char 0)") + "$") as exc:
+        engine.guard().execute(token, DOC["action"], ran.append)
+    assert exc.value.code == CODE and not ran
+    assert [e.kind for e in engine.audit_events(req.id)][-1] == "warrant_issued"
+    assert engine.get(req.id).status == "granted"

@@ -16,7 +16,7 @@ import pytest
 
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.workflow import Engine
-from tests.workflow._helpers import FakeClock, proposal, signed, vote
+from tests.workflow._helpers import FakeClock, granted_warrant, proposal, signed, vote
 
 #: What the granted event records of carol's single approval: who counted, and the quorum as assessed.
 QUORUM = {"count": 1, "counted": ["carol"], "met": True, "missing": [], "missing_any": 0, "not_counted": [],
@@ -71,3 +71,10 @@ def test_granted_event_names_the_approvals_that_counted_and_the_quorum(engine: E
     assert granted[0].payload["status"] == lifecycle.GRANTED
     assert granted[0].payload["approvals"] == ["carol"]
     assert granted[0].payload["quorum"] == QUORUM
+
+
+def test_guard_consumption_at_a_naive_time_is_refused_by_name(engine: Engine, clock: FakeClock) -> None:
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    _req, token = granted_warrant(engine, doc, ("carol",))
+    with pytest.raises(ValueError, match="^now must be timezone-aware$"):
+        engine.guard().consume(token, doc["action"], now=clock.now.replace(tzinfo=None))

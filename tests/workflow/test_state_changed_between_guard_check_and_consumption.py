@@ -80,8 +80,9 @@ def test_grant_marked_revoked_between_check_and_consume_is_refused(engine: Engin
         conn.execute(t.requests.update().where(t.requests.c.id == req.id).values(status="revoked"))
 
     fired = _at_consumption(engine, mark_revoked)
-    _refused_and_recorded(engine, req.id, token, "revoked")
+    err = _refused_and_recorded(engine, req.id, token, "revoked")
     assert fired and engine.get(req.id).status == "revoked"
+    assert err.code == "invalid_warrant"  # Not a replay: only a consumption is one.
 
 
 def test_consumed_event_names_the_warrant_and_its_key(engine: Engine) -> None:

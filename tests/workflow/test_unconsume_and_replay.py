@@ -128,3 +128,25 @@ def test_replay_refusal_is_audited_against_its_request(engine: Engine) -> None:
     assert len(refused) == 1
     assert (refused[0].request_id, refused[0].payload["subject"], refused[0].payload["action_digest"],
             refused[0].payload["status"]) == (req.id, "warrant", req.action_digest, "executed")
+
+
+@pytest.mark.parametrize("forgery", ["second_issue_event", "issue_event_names_another_warrant"])
+def test_chain_that_does_not_show_this_warrant_as_the_one_issued_is_refused(engine: Engine, forgery: str) -> None:
+    # A database writer adds a second warrant_issued event for the request, or edits the one there to name
+    # another warrant: the chain no longer shows this warrant as the one issued, and the guard refuses it.
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    (issued,) = [e for e in engine.audit_events(req.id) if e.kind == "warrant_issued"]
+    jti = issued.payload["jti"]
+    if forgery == "second_issue_event":
+        with engine.store.write() as tx:
+            tx.append("warrant_issued", request_id=req.id, payload={**issued.payload}, at=engine.now())
+    else:
+        with engine.store.engine.begin() as conn:
+            conn.execute(t.audit_events.update().where(t.audit_events.c.seq == issued.seq)
+                         .values(payload=json.dumps({**issued.payload, "jti": "jti-someone-else"}, sort_keys=True)))
+    ran: list[Any] = []
+    with pytest.raises(InvalidWarrant, match=re.escape(
+        f"invalid warrant: the audit chain does not show warrant {jti} as the one issued for request {req.id}")
+            + "$") as exc:
+        engine.guard().execute(token, DOC["action"], ran.append)
+    assert exc.value.code == "state_contradicts_chain" and not ran

@@ -37,17 +37,22 @@ def test_warrant_from_another_engine_is_refused(tmp_path: Path, keyring: EngineK
         )
         .token
     )
+    kid = other.current_kid
     for trusted in (keyring, EngineKeyring.from_jwks(keyring.jwks(NOW))):
-        with pytest.raises(InvalidWarrant, match="unknown kid"):
+        # The same words and code whether the verifier holds a keyring or a fixed key set (an executor's JWKS).
+        with pytest.raises(InvalidWarrant, match=f"^invalid warrant: unknown kid {kid}: not in the trusted key "
+                                                 "set$") as exc:
             WarrantVerifier(trusted, issuer=ISSUER, audience=AUDIENCE).verify(token, action_digest=DIGEST, now=NOW)
+        assert exc.value.code == "unknown_kid"
 
 
 def test_empty_key_set_trusts_nothing(keyring: EngineKeyring, issuer: WarrantIssuer) -> None:
     token = issuer.issue(
         request_id="r", action_digest=DIGEST, tier="auto_allow", approvals=[], policy_revision=REVISION, now=NOW
     ).token
-    with pytest.raises(InvalidWarrant, match="unknown kid"):
+    with pytest.raises(InvalidWarrant, match="unknown kid") as exc:
         WarrantVerifier({}, issuer=ISSUER, audience=AUDIENCE).verify(token, action_digest=DIGEST, now=NOW)
+    assert exc.value.code == "unknown_kid"
 
 
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "", "short", 42, None, "A" * 44])

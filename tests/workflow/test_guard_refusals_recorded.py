@@ -10,6 +10,7 @@ name. Real SQLite and PostgreSQL, real keys.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -63,3 +64,13 @@ def test_check_at_a_naive_time_is_refused_by_name(engine: Engine, clock: FakeClo
     _req, token = granted_warrant(engine, DOC, ("carol",))
     with pytest.raises(ValueError, match="^now must be timezone-aware$"):
         engine.guard().check(token, DOC["action"], now=clock.now.replace(tzinfo=None))
+
+
+def test_guard_judges_time_by_its_own_clock_when_given_one(engine: Engine, clock: FakeClock) -> None:
+    # An executor whose clock is past the warrant's expiry refuses it, whatever the engine's clock says.
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    later = clock.now + timedelta(seconds=engine.warrant_lifetime(req.decision) + 1)
+    with pytest.raises(InvalidWarrant, match="expired") as exc:
+        engine.guard(clock=lambda: later).check(token, DOC["action"])
+    assert exc.value.code == "expired"
+    assert engine.guard().check(token, DOC["action"]).request_id == req.id

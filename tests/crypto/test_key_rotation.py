@@ -60,8 +60,10 @@ def test_old_kid_verifies_until_it_leaves_the_jwks(tmp_path: Path) -> None:
     # Once the retired key leaves the JWKS, its warrants are refused even
     # though the warrant itself has not expired yet.
     assert {k["kid"] for k in ring.jwks(NOW + timedelta(seconds=70))["keys"]} == {new_kid}
-    with pytest.raises(InvalidWarrant, match=f"kid {old_kid} was retired and has left the JWKS"):
+    with pytest.raises(InvalidWarrant, match=f"^invalid warrant: kid {old_kid} was retired and has left the JWKS$") \
+            as retired:
         verifier.verify(old_token, action_digest=DIGEST, now=NOW + timedelta(seconds=70))
+    assert retired.value.code == "unknown_kid"
     # The history still knows it, for old audit checkpoints.
     assert old_kid in ring.public_keys(NOW + timedelta(days=365), include_expired=True)
     # New warrants carry the new kid.

@@ -315,8 +315,9 @@ def test_forged_later_replacement_does_not_hide_the_genuine_one(
     assert report.unverifiable_checkpoints == 1
 
 
-@pytest.mark.parametrize("lost_kids", [{}, {"lost_kids": 5}, {"lost_kids": {"k": 1}}, {"lost_kids": None}],
-                         ids=["missing", "number", "object", "null"])
+@pytest.mark.parametrize("lost_kids", [{}, {"lost_kids": 5}, {"lost_kids": {"k": 1}}, {"lost_kids": None},
+                                       {"lost_kids": [["x"]]}, {"lost_kids": [{"a": 1}]}, {"kid": ["x"]}],
+                         ids=["missing", "number", "object", "null", "list-in-list", "object-in-list", "kid-a-list"])
 def test_replacement_event_that_names_no_lost_keys_excuses_nothing(
     signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path, lost_kids: dict[str, Any]
 ) -> None:

@@ -146,7 +146,8 @@ def test_link_planted_at_the_state_path_is_not_followed_to_create_a_file(tmp_pat
     target.parent.mkdir()
     db = tmp_path / "hitlgate.db"
     db.symlink_to(target)
-    with pytest.raises(StorageError, match=r"is a symbolic link to a missing file \(.*stolen\.db\)") as info:
+    with pytest.raises(StorageError,
+                       match=r"is a symbolic link to a missing or unreachable file \(.*stolen\.db\)") as info:
         Store.open(f"sqlite:///{db}")
     assert info.value.code == "state_unwritable"
     assert not target.exists()
@@ -161,6 +162,12 @@ def test_state_directory_removed_before_the_file_is_created_is_a_storage_error(t
     with pytest.raises(StorageError, match=r"cannot create the state store .*gone/hitlgate\.db: No such file") as info:
         _create_private_file(gone)
     assert info.value.code == "state_unwritable"
+
+
+def test_state_path_with_a_nul_byte_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"^cannot open the state store .*: embedded null byte$") as info:
+        Store.open(f"sqlite:///{tmp_path}/state\x00.db")
+    assert info.value.code == "state_unreadable"
 
 
 def test_state_path_the_file_system_refuses_is_a_storage_error_naming_it(tmp_path: Path) -> None:

@@ -317,15 +317,17 @@ class Engine:
             if e.kind != KEYRING_REPLACED_KIND:
                 continue
             new_kid = e.payload.get("kid")
+            lost_kids = e.payload.get("lost_kids")
+            # Missing or malformed fields (only a database writer makes them): the event declares nothing lost.
+            if not isinstance(new_kid, str) or not isinstance(lost_kids, list) or not all(
+                    isinstance(k, str) for k in lost_kids):
+                continue
             if new_kid not in vouched or tx.checkpoint_kid_at(e.seq) != new_kid:
                 continue
-            lost_kids = e.payload.get("lost_kids")
-            if not isinstance(lost_kids, list):
-                continue  # Missing or malformed (only a database writer makes one): it declares nothing lost.
             for k in lost_kids:
                 if k not in keys:
-                    lost.add((e.seq, str(k)))
-                    vouched.add(str(k))
+                    lost.add((e.seq, k))
+                    vouched.add(k)
         return lost
 
     # -- proposals --------------------------------------------------------

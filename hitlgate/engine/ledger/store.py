@@ -1157,8 +1157,8 @@ def _create_private_file(path: Path) -> None:
             # (with the umask's mode, wherever the link points). Creating a file through a planted
             # link is the classic symlink attack; an operator who links the store creates the file.
             raise StorageError(
-                f"cannot create the state store {path}: it is a symbolic link to a missing file "
-                f"({os.readlink(path)}); create that file first, or remove the link",
+                f"cannot create the state store {path}: it is a symbolic link to a missing or unreachable "
+                f"file ({os.readlink(path)}); create that file first, or remove the link",
                 code="state_unwritable",
             ) from None
         return  # Another process created it first; its creator chose the mode.
@@ -1376,11 +1376,12 @@ class Store:
                                code="missing_extra")
         try:
             access = _sqlite_access(url) if _is_sqlite(url) else _SqliteAccess(url)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             # What the checks themselves could not ask of the file system (a name too long, a loop of
-            # links in the directories, an I/O error): the path and the reason, never an internal error.
-            raise StorageError(f"cannot open the state store {_sqlite_path(url)}: {exc.strerror or exc}",
-                               code="state_unreadable") from exc
+            # links in the directories, an I/O error, a NUL byte in the path): the path and the reason,
+            # never an internal error.
+            raise StorageError(f"cannot open the state store {_sqlite_path(url)}: "
+                               f"{getattr(exc, 'strerror', None) or exc}", code="state_unreadable") from exc
         try:
             store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,
                         read_only_reason=access.read_only_reason)

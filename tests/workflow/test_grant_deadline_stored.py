@@ -16,6 +16,7 @@ import pytest
 
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.workflow import Engine
+from hitlgate.errors import IllegalTransition
 from tests.workflow._helpers import FakeClock, granted_warrant, proposal, signed, vote
 
 #: What the granted event records of carol's single approval: who counted, and the quorum as assessed.
@@ -78,3 +79,11 @@ def test_guard_consumption_at_a_naive_time_is_refused_by_name(engine: Engine, cl
     _req, token = granted_warrant(engine, doc, ("carol",))
     with pytest.raises(ValueError, match="^now must be timezone-aware$"):
         engine.guard().consume(token, doc["action"], now=clock.now.replace(tzinfo=None))
+
+
+def test_warrant_fetched_at_an_explicit_time_past_its_lifetime_is_refused(engine: Engine, clock: FakeClock) -> None:
+    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    late = clock.now + timedelta(seconds=engine.warrant_lifetime(req.decision))  # The engine clock has not moved.
+    with pytest.raises(IllegalTransition, match=f"^request {req.id} was granted but its warrant lifetime ran out"):
+        engine.warrant(req.id, now=late)
+    assert engine.get(req.id).status == lifecycle.EXPIRED

@@ -786,9 +786,12 @@ class Engine:
         # rewritten in the database (deny -> auto_allow, dual -> single) gets
         # no warrant. Evaluated before the write lock is taken, then checked
         # to still be about the same stored proposal.
+        # Equivalent mutants of `before` and `fresh`: they only decide whether the policy is asked before
+        # the write lock is taken; the write transaction asks it itself whenever that answer is missing or
+        # was about another stored proposal.
         with self.store.read() as tx:
-            before = tx.get_request(request_id, votes=False)
-            fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None
+            before = tx.get_request(request_id, votes=False)  # pragma: no mutate
+            fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None  # pragma: no mutate
         decision = self._decide_stored(before) if fresh else None
         with self.store.write() as tx:
             self.require_anchored_head(tx)

@@ -87,3 +87,14 @@ def test_warrant_fetched_at_an_explicit_time_past_its_lifetime_is_refused(engine
     with pytest.raises(IllegalTransition, match=f"^request {req.id} was granted but its warrant lifetime ran out"):
         engine.warrant(req.id, now=late)
     assert engine.get(req.id).status == lifecycle.EXPIRED
+
+
+def test_issued_warrant_is_lapsed_at_the_very_second_it_expires(engine: Engine, clock: FakeClock) -> None:
+    req = vote(engine, engine.propose(proposal("suspend_service_account", "svc-ci-runner")), "carol")
+    issued = engine.warrant(req.id)
+    assert engine.warrant(req.id, now=issued.expires_at - timedelta(seconds=1)).token == issued.token
+    with pytest.raises(IllegalTransition, match=f"^the warrant of request {req.id} expired unused; the request is "
+                                                "now expired, propose again$"):
+        engine.warrant(req.id, now=issued.expires_at)
+    expired = engine.get(req.id)
+    assert (expired.status, expired.status_reason) == (lifecycle.EXPIRED, "the warrant expired unused")

@@ -786,13 +786,13 @@ class Engine:
         # rewritten in the database (deny -> auto_allow, dual -> single) gets
         # no warrant. Evaluated before the write lock is taken, then checked
         # to still be about the same stored proposal.
-        # Equivalent mutants of `before` and `fresh`: they only decide whether the policy is asked before
-        # the write lock is taken; the write transaction asks it itself whenever that answer is missing or
-        # was about another stored proposal.
+        # Equivalent mutants of `before`, `fresh` and the early `decision`: they only decide whether the
+        # policy is asked before the write lock is taken; the write transaction asks it itself whenever that
+        # answer is missing or was about another stored proposal.
         with self.store.read() as tx:
             before = tx.get_request(request_id, votes=False)  # pragma: no mutate
             fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None  # pragma: no mutate
-        decision = self._decide_stored(before) if fresh else None
+        decision = self._decide_stored(before) if fresh else None  # pragma: no mutate - as above
         with self.store.write() as tx:
             self.require_anchored_head(tx)
             req = tx.get_request(request_id)

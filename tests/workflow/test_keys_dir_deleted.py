@@ -297,6 +297,13 @@ def test_auditor_keys_without_the_lost_keys_do_not_excuse_their_checkpoints(
     assert fresh.verify_audit().unverifiable_checkpoints == 1
 
 
+def _append_replacement(engine: Engine, keys: Path, **fields: Any) -> None:
+    """A keyring_replaced event a database writer appends: linked into the chain like any event, signed by nobody."""
+    with engine.store.write() as tx:
+        tx.append("keyring_replaced", request_id=None, at=engine.now(),
+                  payload={"reason": "forged", "key_dir": str(keys), **fields})
+
+
 def test_forged_later_replacement_does_not_hide_the_genuine_one(
     signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
 ) -> None:
@@ -307,10 +314,8 @@ def test_forged_later_replacement_does_not_hide_the_genuine_one(
     fresh = _restart_without_keys(make_engine, tmp_path, keys)
     fresh.replace_lost_keyring("disk died, no backup (INC-17)")
     assert fresh.verify_audit().unverifiable_checkpoints == 1
-    with fresh.store.write() as tx:
-        tx.append("keyring_replaced", request_id=None, at=fresh.now(),
-                  payload={"reason": "forged", "key_dir": str(keys), "lost_kids": [fresh.keyring.current_kid],
-                           "kid": "kid-nobody-vouches-for", "anchor_reinitialized": False})
+    _append_replacement(fresh, keys, lost_kids=[fresh.keyring.current_kid], kid="kid-nobody-vouches-for",
+                        anchor_reinitialized=False)
     report = fresh.verify_audit()
     assert report.unverifiable_checkpoints == 1
 
@@ -327,9 +332,7 @@ def test_replacement_event_that_names_no_lost_keys_excuses_nothing(
     _, keys = signed_store
     fresh = _restart_without_keys(make_engine, tmp_path, keys)
     fresh.replace_lost_keyring("disk died, no backup (INC-18)")
-    with fresh.store.write() as tx:
-        tx.append("keyring_replaced", request_id=None, at=fresh.now(),
-                  payload={"reason": "forged", "key_dir": str(keys), "kid": fresh.keyring.current_kid, **lost_kids})
+    _append_replacement(fresh, keys, **{"kid": fresh.keyring.current_kid, **lost_kids})
     fresh.checkpoint()
     assert fresh.verify_audit().unverifiable_checkpoints == 1
 

@@ -56,6 +56,13 @@ def _restart_without_keys(make_engine: Callable[..., Engine], tmp_path: Path, ke
     return make_engine(config={"audit_anchor": _anchor(tmp_path)})
 
 
+def _replaced_after_loss(make_engine: Callable[..., Engine], tmp_path: Path, keys: Path, reason: str) -> Engine:
+    """:func:`_restart_without_keys`, then the operator replaces the lost keyring, giving ``reason``."""
+    engine = _restart_without_keys(make_engine, tmp_path, keys)
+    engine.replace_lost_keyring(reason)
+    return engine
+
+
 @pytest.fixture
 def signed_store(make_engine: Callable[..., Engine], tmp_path: Path) -> tuple[Engine, Path]:
     """An engine whose database holds a warrant and a checkpoint; its anchor lives outside the key directory."""
@@ -204,8 +211,7 @@ def test_every_checkpoint_of_the_lost_keys_is_counted(
     with eng.store.read() as tx:
         before = sum(1 for _ in tx.iter_checkpoints())
     assert before >= 2
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-8)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-8)")
     report = fresh.verify_audit()
     assert report.unverifiable_checkpoints == before
 
@@ -224,8 +230,7 @@ def test_lost_checkpoints_are_counted_beside_an_anchor_reinit(
         eng.reinit_anchor("disk replaced, INC-9")
     with eng.store.read() as tx:
         before = sum(1 for _ in tx.iter_checkpoints())
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-10)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-10)")
     if not reinit_first:
         anchor.unlink()
         fresh.reinit_anchor("anchor disk replaced, INC-14")
@@ -242,12 +247,10 @@ def test_checkpoints_of_keys_lost_twice_are_all_counted(
     # Keys lost twice: the first replacement names a key the current keyring no longer holds; the
     # second replacement, signed by the current key, declares that key lost and so vouches for it.
     _, keys = signed_store
-    second = _restart_without_keys(make_engine, tmp_path, keys)
-    second.replace_lost_keyring("first loss (INC-11)")
+    second = _replaced_after_loss(make_engine, tmp_path, keys, "first loss (INC-11)")
     assert second.propose(AUTO).status == "granted"
     second.checkpoint()
-    third = _restart_without_keys(make_engine, tmp_path, keys)
-    third.replace_lost_keyring("second loss (INC-12)")
+    third = _replaced_after_loss(make_engine, tmp_path, keys, "second loss (INC-12)")
     with third.store.read() as tx:
         kids = [cp.kid for cp in tx.iter_checkpoints()]
     current = third.audit_events()[-1].payload["kid"]
@@ -264,8 +267,7 @@ def test_replacement_whose_checkpoint_is_reattributed_excuses_nothing(
     # The event counts only with a checkpoint by the new key it names; without one, the lost keys'
     # checkpoints are not excused, and verify stops at the first of them.
     _, keys = signed_store
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-15)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-15)")
     event = fresh.audit_events()[-1]
     (lost_kid,) = event.payload["lost_kids"]
     with fresh.store.engine.begin() as conn:
@@ -286,8 +288,7 @@ def test_auditor_keys_without_the_lost_keys_do_not_excuse_their_checkpoints(
     # here": the local-key bookkeeping is for the engine's own keyring, and an auditor who lacks
     # the old keys is told that a checkpoint is signed by a key they do not have.
     _, keys = signed_store
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-16)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-16)")
     (lost_kid,) = fresh.audit_events()[-1].payload["lost_kids"]
     only_current = fresh.keyring.public_keys(include_expired=True)
     assert lost_kid not in only_current
@@ -311,8 +312,7 @@ def test_forged_later_replacement_does_not_hide_the_genuine_one(
     # key nobody vouches for. It counts for nothing; the genuine replacement, older, still does: its lost
     # checkpoint is counted as not verifiable here, not reported as forged.
     _, keys = signed_store
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-17)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-17)")
     assert fresh.verify_audit().unverifiable_checkpoints == 1
     _append_replacement(fresh, keys, lost_kids=[fresh.keyring.current_kid], kid="kid-nobody-vouches-for",
                         anchor_reinitialized=False)
@@ -330,8 +330,7 @@ def test_replacement_event_that_names_no_lost_keys_excuses_nothing(
     # engine in the normal course (a checkpoint signs whatever the chain holds): it declares nothing lost,
     # and verify still reads it (no crash on the missing field) and counts the genuine loss alone.
     _, keys = signed_store
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-18)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-18)")
     _append_replacement(fresh, keys, **{"kid": fresh.keyring.current_kid, **lost_kids})
     fresh.checkpoint()
     assert fresh.verify_audit().unverifiable_checkpoints == 1
@@ -343,8 +342,7 @@ def test_incremental_verify_counts_only_the_lost_checkpoints_after_its_mark(
     # The lost key's checkpoint lies before the mark a full verify leaves: an incremental verify starts at
     # the mark and reads no checkpoint before it, so it has none to count (the full verify does).
     _, keys = signed_store
-    fresh = _restart_without_keys(make_engine, tmp_path, keys)
-    fresh.replace_lost_keyring("disk died, no backup (INC-19)")
+    fresh = _replaced_after_loss(make_engine, tmp_path, keys, "disk died, no backup (INC-19)")
     assert fresh.verify_audit().unverifiable_checkpoints == 1
     mark = fresh.anchor.verified_mark()
     assert mark is not None and mark[0] == fresh.audit_events()[-1].seq

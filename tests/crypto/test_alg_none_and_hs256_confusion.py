@@ -182,8 +182,10 @@ def test_non_string_token_is_refused(verifier: WarrantVerifier, warrant: IssuedW
         (b"not json", "header is not valid JSON"),
         (b'["EdDSA"]', "header is not a JSON object"),
         (b'{"alg":"EdDSA","alg":"EdDSA"}', "duplicate JSON member 'alg'"),
+        # The refusal names the member that came twice, not the first one read.
+        (b'{"typ":"x","alg":"EdDSA","kid":"k","kid":"k"}', "^invalid warrant: duplicate JSON member 'kid'$"),
         (b'{"alg":"EdDSA","kid":"' + b"A" * 43 + b'"}', "typ is missing"),
-        (b'{"alg":"EdDSA","typ":"' + b"x" * 600 + b'"}', "header is too long"),
+        (b'{"alg":"EdDSA","typ":"' + b"x" * 600 + b'"}', "^invalid warrant: header is too long$"),
         (b'{"alg":NaN}', "constant NaN is not allowed"),
         (b"\xff\xfe", "header is not valid JSON"),
     ],
@@ -192,6 +194,31 @@ def test_malformed_headers_are_refused(verifier: WarrantVerifier, header: bytes,
     token = f"{b64url_encode(header)}.{b64json(genuine_claims())}.{b64url_encode(bytes(64))}"
     with pytest.raises(InvalidWarrant, match=reason):
         verifier.verify(token, action_digest=DIGEST, now=NOW)
+
+
+def _padded_header(keyring: EngineKeyring, length: int) -> str:
+    """A genuine header segment, its JSON padded with spaces to ``length`` base64url characters."""
+    compact = f'{{"alg":"EdDSA","typ":"{WARRANT_TYP}","kid":"{keyring.current_kid}"}}'
+    raw_length = length * 3 // 4
+    segment = b64url_encode((compact[:-1] + " " * (raw_length - len(compact)) + "}").encode())
+    assert len(segment) == length
+    return segment
+
+
+@pytest.mark.parametrize(("length", "refused"), [(512, False), (515, True)])
+def test_header_length_limit_is_512_characters(
+    keyring: EngineKeyring, verifier: WarrantVerifier, length: int, refused: bool
+) -> None:
+    # The header is read before the signature is checked, so its length is capped; the cap is
+    # MAX_HEADER_LENGTH characters of the segment, inclusive. Both tokens are genuinely signed.
+    _, key = keyring.signing_key()
+    signing_input = f"{_padded_header(keyring, length)}.{b64json(genuine_claims())}"
+    token = f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
+    if refused:
+        with pytest.raises(InvalidWarrant, match="^invalid warrant: header is too long$"):
+            verifier.verify(token, action_digest=DIGEST, now=NOW)
+    else:
+        assert verifier.verify(token, action_digest=DIGEST, now=NOW).jti == genuine_claims()["jti"]
 
 
 @pytest.mark.parametrize(("payload", "reason"), [(b"[]", "claims is not a JSON object"), (b"{", "not valid JSON")])

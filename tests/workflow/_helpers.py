@@ -10,6 +10,8 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
 
 from hitlgate.cli import cli
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
@@ -117,3 +119,23 @@ def run_cli(env: dict[str, str], *args: str, code: int = 0) -> Result:
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == code, result.output
     return result
+
+
+def at_write_begin(engine: Engine, change: Callable[[Connection], None]) -> list[bool]:
+    """Run ``change`` once, on the engine's own connection, as its next write transaction begins.
+
+    A ``begin`` listener on the real database: a writer that skips the
+    engine's lock changes the rows just after the engine's lock-free reads
+    and before its write transaction reads them again. The list it returns
+    holds ``True`` once ``change`` ran.
+    """
+    fired: list[bool] = []
+
+    def at_write(conn: Connection) -> None:
+        if fired or not conn.get_execution_options().get("hitlgate_write"):
+            return
+        fired.append(True)
+        change(conn)
+
+    sa_event.listen(engine.store.engine, "begin", at_write)
+    return fired

@@ -13,7 +13,6 @@ the guard already holds the write lock there), on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import pytest
 from sqlalchemy import event as sa_event
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Connection
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import InvalidWarrant
-from tests.workflow._helpers import granted_warrant, proposal
+from tests.workflow._helpers import at_write_begin, granted_warrant, proposal
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")
 #: A consumption row written straight through the database driver (its own parameter style).
@@ -30,20 +29,6 @@ ROGUE_INSERT = {
     "sqlite": "INSERT INTO consumed_warrants (jti, request_id, consumed_at) VALUES (?, ?, ?)",
     "postgresql": "INSERT INTO consumed_warrants (jti, request_id, consumed_at) VALUES (%s, %s, %s)",
 }
-
-
-def _at_consumption(engine: Engine, change: Callable[[Connection], None]) -> list[bool]:
-    """Run ``change`` once, on the guard's connection, as its write transaction begins."""
-    fired: list[bool] = []
-
-    def at_write(conn: Connection) -> None:
-        if fired or not conn.get_execution_options().get("hitlgate_write"):
-            return
-        fired.append(True)
-        change(conn)
-
-    sa_event.listen(engine.store.engine, "begin", at_write)
-    return fired
 
 
 def _refused_and_recorded(engine: Engine, req_id: str, token: str, match: str) -> InvalidWarrant:
@@ -67,7 +52,7 @@ def test_consumption_row_inserted_between_check_and_consume_is_a_replay(engine: 
     def rogue_insert(conn: Connection) -> None:
         conn.execute(t.consumed.insert().values(jti=jti, request_id=req.id, consumed_at=engine.now()))
 
-    fired = _at_consumption(engine, rogue_insert)
+    fired = at_write_begin(engine, rogue_insert)
     err = _refused_and_recorded(engine, req.id, token,
                                 rf"^invalid warrant: warrant {re.escape(jti)} was already used \(replay\)$")
     assert fired and err.code == "replay"
@@ -79,7 +64,7 @@ def test_grant_marked_revoked_between_check_and_consume_is_refused(engine: Engin
     def mark_revoked(conn: Connection) -> None:
         conn.execute(t.requests.update().where(t.requests.c.id == req.id).values(status="revoked"))
 
-    fired = _at_consumption(engine, mark_revoked)
+    fired = at_write_begin(engine, mark_revoked)
     err = _refused_and_recorded(engine, req.id, token, "revoked")
     assert fired and engine.get(req.id).status == "revoked"
     assert err.code == "invalid_warrant"  # Not a replay: only a consumption is one.
@@ -103,7 +88,7 @@ def test_request_deleted_between_check_and_consume_is_refused(engine: Engine) ->
             conn.execute(table.delete().where(table.c.request_id == req.id))
         conn.execute(t.requests.delete().where(t.requests.c.id == req.id))
 
-    fired = _at_consumption(engine, delete_request)
+    fired = at_write_begin(engine, delete_request)
     ran: list[object] = []
     with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: request {req.id} does not exist in this store$"):
         engine.guard().execute(token, DOC["action"], ran.append)

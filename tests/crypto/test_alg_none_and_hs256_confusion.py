@@ -19,7 +19,7 @@ from hitlgate.engine.keys.keyring import (
     public_jwk,
     public_raw,
 )
-from hitlgate.engine.keys.warrants import WARRANT_TYP, IssuedWarrant, WarrantVerifier
+from hitlgate.engine.keys.warrants import MAX_TOKEN_LENGTH, WARRANT_TYP, IssuedWarrant, WarrantVerifier
 from hitlgate.errors import InvalidWarrant
 
 from .conftest import AUDIENCE, DIGEST, ISSUER, NOW, b64json, genuine_claims, sign_token
@@ -154,13 +154,15 @@ def test_wrong_typ_is_refused(keyring: EngineKeyring, verifier: WarrantVerifier)
         (lambda t: t + "=", "not strict base64url"),
         (lambda t: t.replace(".", ".=", 1), "not strict base64url"),
         (lambda t: t.replace(".", ". ", 1), "not strict base64url"),
-        (lambda t: t + ".", "4 segments"),
-        (lambda t: t.rsplit(".", 1)[0], "2 segments"),
-        (lambda t: t[:-2] + ("AA" if t[-2:] != "AA" else "BA"), "does not verify"),
-        (lambda t: t.rsplit(".", 1)[0] + "." + b64url_encode(b64url_decode(t.rsplit(".", 1)[1])[:63]), "not 64 bytes"),
+        (lambda t: t + ".", "^invalid warrant: token has 4 segments, a compact JWS has 3$"),
+        (lambda t: t.rsplit(".", 1)[0], "^invalid warrant: token has 2 segments, a compact JWS has 3$"),
+        (lambda t: t[:-2] + ("AA" if t[-2:] != "AA" else "BA"),
+         r"^invalid warrant: signature does not verify with key \S+$"),
+        (lambda t: t.rsplit(".", 1)[0] + "." + b64url_encode(b64url_decode(t.rsplit(".", 1)[1])[:63]),
+         "^invalid warrant: signature is not 64 bytes$"),
         (lambda t: t[:-1] + ("B" if t[-1] == "A" else "A"), "trailing bits|does not verify"),
-        (lambda t: t + "é", "non-ASCII"),
-        (lambda t: "x" * 20000, "longer than"),
+        (lambda t: t + "é", "^invalid warrant: token contains non-ASCII characters$"),
+        (lambda t: "x" * 20000, "^invalid warrant: token is longer than 16384 characters$"),
     ],
 )
 def test_malformed_encodings_are_refused(
@@ -172,7 +174,7 @@ def test_malformed_encodings_are_refused(
 
 
 def test_non_string_token_is_refused(verifier: WarrantVerifier, warrant: IssuedWarrant) -> None:
-    with pytest.raises(InvalidWarrant, match="not a string"):
+    with pytest.raises(InvalidWarrant, match="^invalid warrant: token is not a string$"):
         verifier.verify(warrant.token.encode(), action_digest=DIGEST, now=NOW)  # type: ignore[arg-type]
 
 
@@ -184,7 +186,7 @@ def test_non_string_token_is_refused(verifier: WarrantVerifier, warrant: IssuedW
         (b'{"alg":"EdDSA","alg":"EdDSA"}', "duplicate JSON member 'alg'"),
         # The refusal names the member that came twice, not the first one read.
         (b'{"typ":"x","alg":"EdDSA","kid":"k","kid":"k"}', "^invalid warrant: duplicate JSON member 'kid'$"),
-        (b'{"alg":"EdDSA","kid":"' + b"A" * 43 + b'"}', "typ is missing"),
+        (b'{"alg":"EdDSA","kid":"' + b"A" * 43 + b'"}', "^invalid warrant: header typ is missing$"),
         (b'{"alg":"EdDSA","typ":"' + b"x" * 600 + b'"}', "^invalid warrant: header is too long$"),
         (b'{"alg":NaN}', "constant NaN is not allowed"),
         (b"\xff\xfe", "header is not valid JSON"),
@@ -229,5 +231,32 @@ def test_engine_signed_non_object_claims_are_refused(
     header = {"alg": "EdDSA", "typ": WARRANT_TYP, "kid": keyring.current_kid}
     signing_input = f"{b64json(header)}.{b64url_encode(payload)}"
     token = f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
+    with pytest.raises(InvalidWarrant, match=reason):
+        verifier.verify(token, action_digest=DIGEST, now=NOW)
+
+
+def test_forged_signature_is_refused_with_its_code(verifier: WarrantVerifier, warrant: IssuedWarrant) -> None:
+    # A caller (the CLI's --json, the HTTP API) tells a bad signature from other refusals by its code.
+    head, payload, _ = warrant.token.split(".")
+    forged = f"{head}.{payload}.{b64url_encode(bytes(64))}"
+    refused = rf"^invalid warrant: signature does not verify with key {warrant.kid}$"
+    with pytest.raises(InvalidWarrant, match=refused) as err:
+        verifier.verify(forged, action_digest=DIGEST, now=NOW)
+    assert err.value.code == "bad_signature"
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_token_length_limit_is_inclusive(
+    keyring: EngineKeyring, verifier: WarrantVerifier, extra: int, refused: bool
+) -> None:
+    # A token of exactly MAX_TOKEN_LENGTH characters is read (and refused for what it is); one more is too long.
+    _, key = keyring.signing_key()
+    head = b64json({"alg": "EdDSA", "typ": WARRANT_TYP, "kid": keyring.current_kid})
+    signature = b64url_encode(bytes(64))
+    filler = MAX_TOKEN_LENGTH + extra - len(head) - len(signature) - 2
+    token = f"{head}.{'A' * filler}.{signature}"
+    assert len(token) == MAX_TOKEN_LENGTH + extra
+    too_long = "^invalid warrant: token is longer than 16384 characters$"
+    reason = too_long if refused else "^invalid warrant: signature does not verify with key "
     with pytest.raises(InvalidWarrant, match=reason):
         verifier.verify(token, action_digest=DIGEST, now=NOW)

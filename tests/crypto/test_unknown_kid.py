@@ -61,7 +61,7 @@ def test_malformed_kid_is_refused(keyring: EngineKeyring, verifier: WarrantVerif
     header = {"alg": "EdDSA", "typ": WARRANT_TYP, "kid": kid}
     signing_input = f"{b64json(header)}.{b64json(genuine_claims())}"
     token = f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
-    with pytest.raises(InvalidWarrant, match="kid is missing or malformed"):
+    with pytest.raises(InvalidWarrant, match="^invalid warrant: header kid is missing or malformed$"):
         verifier.verify(token, action_digest=DIGEST, now=NOW)
 
 
@@ -69,7 +69,7 @@ def test_missing_kid_is_refused(keyring: EngineKeyring, verifier: WarrantVerifie
     _, key = keyring.signing_key()
     signing_input = f"{b64json({'alg': 'EdDSA', 'typ': WARRANT_TYP})}.{b64json(genuine_claims())}"
     token = f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
-    with pytest.raises(InvalidWarrant, match="kid is missing or malformed"):
+    with pytest.raises(InvalidWarrant, match="^invalid warrant: header kid is missing or malformed$"):
         verifier.verify(token, action_digest=DIGEST, now=NOW)
 
 

@@ -249,7 +249,10 @@ def verify_compact_jws(
         public_key.verify(signature, signing_input.encode("ascii"))  # pragma: no mutate
     except InvalidSignature as exc:
         raise JWSRefused(f"signature does not verify with key {kid}", "bad_signature") from exc
-    return kid, _json_object(payload_raw, "claims", signed=True)
+    return kid, _json_object(
+        payload_raw, "claims",
+        signed=True,  # pragma: no mutate - False only refuses duplicates our signer never writes (see _json_object)
+    )
 
 
 # --------------------------------------------------------------------------

@@ -705,6 +705,10 @@ class Transaction:
     ) -> WarrantRecord:
         """Record the one warrant of a request and return it as stored; a second raises :class:`StorageError`."""
         self._require_writable()
+        # Checked before the insert, so a naive time is refused by name (the column type's own refusal
+        # cannot say which time it was).
+        issued_at = _require_utc(issued_at, "issued_at")
+        expires_at = _require_utc(expires_at, "expires_at")
         # No savepoint: the refusal ends the transaction (see insert_vote).
         try:
             self.conn.execute(
@@ -714,9 +718,8 @@ class Transaction:
             )
         except IntegrityError as exc:
             raise StorageError(f"request {request_id} already has a warrant") from exc
-        return WarrantRecord(jti=jti, request_id=request_id, token=token, kid=kid,
-                             issued_at=_require_utc(issued_at, "issued_at"),
-                             expires_at=_require_utc(expires_at, "expires_at"))
+        return WarrantRecord(jti=jti, request_id=request_id, token=token, kid=kid, issued_at=issued_at,
+                             expires_at=expires_at)
 
     def warrants_for(self, request_ids: Sequence[str]) -> dict[str, WarrantRecord]:
         """The warrants of several requests (those that have one), in one indexed query (a listing page)."""

@@ -398,7 +398,7 @@ class WarrantIssuer:
         """
         at = _aware_utc(now)
         if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_ID_LENGTH:
-            raise InputError("request_id must be a non-empty string")
+            raise InputError(f"request_id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
         if not isinstance(action_digest, str) or DIGEST_RE.fullmatch(action_digest) is None:
             raise InputError("action_digest must be sha256: followed by 64 lowercase hex digits")
         if not isinstance(policy_revision, str) or not policy_revision:

@@ -1,0 +1,79 @@
+"""The issuer signs nothing from malformed input: a workflow bug cannot mint a warrant.
+
+``WarrantIssuer.issue`` checks the request id, the action digest, the policy
+revision, the tier and the approvals before it signs, and refuses each by
+name. It copies the approvals into the warrant as plain JSON: an aware
+``datetime`` becomes RFC 3339 text in UTC (the same instant, whatever its
+zone), and a naive one, whose zone is a guess, is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from hitlgate.engine.keys.warrants import MAX_ID_LENGTH, WarrantIssuer, WarrantVerifier
+from hitlgate.errors import ApprovalError, InputError
+
+from .conftest import APPROVALS, DIGEST, NOW, REVISION
+
+
+def _issue(issuer: WarrantIssuer, at: datetime) -> str:
+    approvals = [dict(APPROVALS[0], at=at), APPROVALS[1]]
+    return issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval", approvals=approvals,
+                        policy_revision=REVISION, now=NOW).token
+
+
+def test_aware_approval_time_is_written_as_utc_text(issuer: WarrantIssuer, verifier: WarrantVerifier) -> None:
+    at = datetime(2025, 1, 31, 11, 58, tzinfo=UTC)
+    token = _issue(issuer, at.astimezone(timezone(timedelta(hours=-5))))
+    claims = verifier.verify(token, action_digest=DIGEST, now=NOW)
+    assert claims.approvals[0]["at"] == "2025-01-31T11:58:00Z"
+
+
+def test_naive_approval_time_is_refused_before_signing(issuer: WarrantIssuer) -> None:
+    with pytest.raises(InputError, match="^approval times must be timezone-aware$"):
+        _issue(issuer, datetime(2025, 1, 31, 11, 58))  # noqa: DTZ001 - the refused input
+
+
+@pytest.mark.parametrize("request_id", ["", "r" * (MAX_ID_LENGTH + 1), None, 7])
+def test_malformed_request_id_is_refused(issuer: WarrantIssuer, request_id: object) -> None:
+    refused = f"^request_id must be a non-empty string of at most {MAX_ID_LENGTH} characters$"
+    with pytest.raises(InputError, match=refused):
+        issuer.issue(request_id=request_id, action_digest=DIGEST, tier="dual_approval",  # type: ignore[arg-type]
+                     approvals=APPROVALS, policy_revision=REVISION, now=NOW)
+
+
+def test_request_id_of_the_largest_length_is_signed(issuer: WarrantIssuer, verifier: WarrantVerifier) -> None:
+    token = issuer.issue(request_id="r" * MAX_ID_LENGTH, action_digest=DIGEST, tier="dual_approval",
+                         approvals=APPROVALS, policy_revision=REVISION, now=NOW).token
+    assert verifier.verify(token, action_digest=DIGEST, now=NOW).request_id == "r" * MAX_ID_LENGTH
+
+
+@pytest.mark.parametrize("digest", ["", "sha256:" + "A" * 64, "sha256:" + "1" * 63, "md5:" + "1" * 64, None])
+def test_malformed_action_digest_is_refused(issuer: WarrantIssuer, digest: object) -> None:
+    with pytest.raises(InputError, match="^action_digest must be sha256: followed by 64 lowercase hex digits$"):
+        issuer.issue(request_id="req-0001", action_digest=digest, tier="dual_approval",  # type: ignore[arg-type]
+                     approvals=APPROVALS, policy_revision=REVISION, now=NOW)
+
+
+@pytest.mark.parametrize("revision", ["", None])
+def test_missing_policy_revision_is_refused(issuer: WarrantIssuer, revision: object) -> None:
+    with pytest.raises(InputError, match="^policy_revision must be a non-empty string$"):
+        issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval",
+                     approvals=APPROVALS, policy_revision=revision, now=NOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tier", ["deny", "superuser"])
+def test_tier_without_a_warrant_is_refused(issuer: WarrantIssuer, tier: str) -> None:
+    with pytest.raises(ApprovalError, match=f"^refusing to issue a warrant for tier '{tier}'$"):
+        issuer.issue(request_id="req-0001", action_digest=DIGEST, tier=tier, approvals=APPROVALS,
+                     policy_revision=REVISION, now=NOW)
+
+
+@pytest.mark.parametrize("approvals", ["alice", b"alice", {"approver": "alice"}, None])
+def test_approvals_that_are_not_a_sequence_are_refused(issuer: WarrantIssuer, approvals: object) -> None:
+    with pytest.raises(InputError, match="^approvals must be a sequence of mappings$"):
+        issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval",
+                     approvals=approvals, policy_revision=REVISION, now=NOW)  # type: ignore[arg-type]

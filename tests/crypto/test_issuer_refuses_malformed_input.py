@@ -9,11 +9,12 @@ zone), and a naive one, whose zone is a guess, is refused.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hitlgate.engine.keys.warrants import MAX_ID_LENGTH, WarrantIssuer, WarrantVerifier
+from hitlgate.engine.keys.warrants import MAX_ID_LENGTH, MAX_TTL_SECONDS, WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ApprovalError, InputError
 
 from .conftest import APPROVALS, DIGEST, NOW, REVISION
@@ -77,3 +78,58 @@ def test_approvals_that_are_not_a_sequence_are_refused(issuer: WarrantIssuer, ap
     with pytest.raises(InputError, match="^approvals must be a sequence of mappings$"):
         issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval",
                      approvals=approvals, policy_revision=REVISION, now=NOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("now", [NOW.replace(tzinfo=None), NOW.astimezone(timezone(timedelta(hours=2)))])
+def test_issue_time_must_be_utc(issuer: WarrantIssuer, now: datetime) -> None:
+    with pytest.raises(InputError, match="^now must be a timezone-aware UTC datetime$"):
+        issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval", approvals=APPROVALS,
+                     policy_revision=REVISION, now=now)
+
+
+def test_issue_without_a_time_uses_utc_now_whatever_the_local_zone(
+    issuer: WarrantIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        before = int(time.time())
+        issued = issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval", approvals=APPROVALS,
+                              policy_revision=REVISION)
+        after = int(time.time())
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert before <= int(issued.expires_at.timestamp()) - issuer.ttl_seconds <= after
+
+
+@pytest.mark.parametrize(("lifetime", "refused"), [(0, True), (1, False), (MAX_TTL_SECONDS, False),
+                                                   (MAX_TTL_SECONDS + 1, True)])
+def test_warrant_lifetime_bounds(issuer: WarrantIssuer, lifetime: int, refused: bool) -> None:
+    # A warrant must expire after it is issued, and within MAX_TTL_SECONDS of it (inclusive).
+    expires_at = NOW + timedelta(seconds=lifetime)
+    def issue() -> datetime:
+        return issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval", approvals=APPROVALS,
+                            policy_revision=REVISION, now=NOW, expires_at=expires_at).expires_at
+    if refused:
+        with pytest.raises(ApprovalError, match=f"^refusing to issue a warrant expiring at .*: it must expire after "
+                                                f".* and within {MAX_TTL_SECONDS} seconds of it$"):
+            issue()
+    else:
+        assert issue() == expires_at
+
+
+def test_approvals_that_are_not_json_are_refused(issuer: WarrantIssuer) -> None:
+    approvals = [dict(APPROVALS[0], reason=float("nan")), APPROVALS[1]]
+    with pytest.raises(InputError, match="^approvals are not JSON-serialisable: "):
+        issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval", approvals=approvals,
+                     policy_revision=REVISION, now=NOW)
+
+
+def test_lifetime_refusal_names_the_issue_time_in_utc_when_none_was_given(issuer: WarrantIssuer) -> None:
+    past = datetime(2020, 1, 1, tzinfo=UTC)
+    refused = (r"^refusing to issue a warrant expiring at 2020-01-01T00:00:00\+00:00: it must expire after "
+               r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00 and within ")
+    with pytest.raises(ApprovalError, match=refused):
+        issuer.issue(request_id="req-0001", action_digest=DIGEST, tier="dual_approval", approvals=APPROVALS,
+                     policy_revision=REVISION, expires_at=past)

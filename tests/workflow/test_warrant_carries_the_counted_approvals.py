@@ -1,4 +1,4 @@
-"""An approval the quorum did not count is left out of the warrant, and the ones counted after it are kept.
+"""The approvals a warrant carries: the ones the quorum counted, each with the place it filled.
 
 A dual-approval request needs a security approver and a member of
 team-payments. alice and grace (both security) approve before bob
@@ -26,3 +26,22 @@ def test_uncounted_approval_is_skipped_not_the_end_of_the_list(engine: Engine) -
     carried = {a["approver"]: a["role"] for a in claims.approvals}
     assert set(carried) == counted
     assert carried["bob"] == "a member of team-payments"
+
+
+def test_approver_counted_beyond_the_slots_is_carried_as_a_registered_approver(make_engine, pack_copy) -> None:
+    # A policy may ask for more approvals than it names places for: single approval by two people, one of
+    # them security or the owner's team. The one beyond the slot is carried too, as a registered approver.
+    rego = pack_copy / "decision.rego"
+    one_slot = '{"required": 1, "slots": [{"roles": ["security"], "teams": [owner]}]} if tier == "single_approval"'
+    source = rego.read_text()
+    assert source.count(one_slot) == 1
+    rego.write_text(source.replace(one_slot, one_slot.replace('"required": 1', '"required": 2')))
+    engine = make_engine(pack=pack_copy)
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req = engine.propose(doc)
+    for name in ("carol", "alice"):
+        req = vote(engine, req, name)
+    assert req.status == "granted"
+    claims = engine.guard().check(engine.warrant(req.id).token, doc["action"])
+    roles = sorted(a["role"] for a in claims.approvals)
+    assert len(roles) == 2 and "registered approver" in roles

@@ -4,7 +4,9 @@ A dual-approval request needs a security approver and a member of
 team-payments. alice and grace (both security) approve before bob
 (team-payments): the quorum counts one of them and bob. The warrant carries
 exactly the two counted approvals, each with the place it filled, whichever
-order they were cast in; the uncounted one must not end the list early.
+order they were cast in; the uncounted one must not end the list early. An
+approver a policy counts beyond its named places (more approvals required
+than slots) is carried too, as a registered approver.
 """
 
 from __future__ import annotations

@@ -74,3 +74,19 @@ def test_weakened_stored_quorum_is_not_what_the_warrant_counts(engine: Engine) -
     with pytest.raises(ApprovalError, match="quorum no longer met: 1 of 2 approvals; missing: a member of "
                                             "team-payments"):
         engine.warrant(req.id)
+
+
+def test_denied_request_rewritten_to_granted_gets_no_warrant(engine: Engine) -> None:
+    # Only the status is rewritten: the stored tier, the stored decision and the policy all still say deny.
+    req = engine.propose(proposal("revoke_secret", "root-ca-key"))
+    assert (req.status, req.tier) == ("denied", "deny")
+    with engine.store.engine.begin() as conn:
+        conn.execute(t.requests.update().where(t.requests.c.id == req.id).values(
+            status="granted", expires_at=T0 + timedelta(hours=1)))
+    with pytest.raises(ApprovalError, match=rf"^request {req.id} is denied, by its stored decision and by the policy "
+                                            r"now; a denied action gets no warrant\. Its status was changed in the "
+                                            r"database$") as exc:
+        engine.warrant(req.id)
+    assert exc.value.code == "tier_mismatch"
+    with engine.store.read() as tx:
+        assert tx.warrant_for(req.id) is None

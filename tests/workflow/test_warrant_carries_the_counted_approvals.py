@@ -23,11 +23,17 @@ def test_uncounted_approval_is_skipped_not_the_end_of_the_list(engine: Engine) -
     assert req.status == "granted"
     counted = set(engine.progress(req.id).counted)
     assert len(counted) == 2 and "bob" in counted
-    token = engine.warrant(req.id).token
-    claims = engine.guard().check(token, proposal("rotate_api_key", "svc-payments-key")["action"])
+    record = engine.warrant(req.id)
+    claims = engine.guard().check(record.token, proposal("rotate_api_key", "svc-payments-key")["action"])
     carried = {a["approver"]: a["role"] for a in claims.approvals}
     assert set(carried) == counted
     assert carried["bob"] == "a member of team-payments"
+    # The chain records the same: the warrant, its key, its deadline and who it carries, in voting order.
+    (issued,) = [e for e in engine.audit_events(req.id) if e.kind == "warrant_issued"]
+    recorded = {k: issued.payload.get(k) for k in ("jti", "kid", "expires_at", "approvals")}
+    assert recorded == {"jti": record.jti, "kid": record.kid, "expires_at": record.expires_at.isoformat(),
+                        "approvals": [a["approver"] for a in claims.approvals]}
+    assert issued.payload["approvals"][-1] == "bob"
 
 
 def test_approver_counted_beyond_the_slots_is_carried_as_a_registered_approver(make_engine, pack_copy) -> None:

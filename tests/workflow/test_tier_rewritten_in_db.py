@@ -58,8 +58,14 @@ def test_dual_rewritten_to_single_gets_no_warrant(engine: Engine) -> None:
              quorum={"required": 1, "slots": [{"roles": ["security"], "teams": []}]})
     req = vote(engine, req, "grace")
     assert req.status == "granted"  # The rewritten stored quorum is met ...
-    with pytest.raises(ApprovalError, match=r"stored as single_approval, but the policy now gives dual_approval"):
+    reasons = engine.get(req.id).decision.reasons  # The policy's own, unchanged by the rewrite.
+    assert len(reasons) >= 2
+    whole = (f"request {req.id} is stored as single_approval, but the policy now gives dual_approval for its stored "
+             f"proposal ({'; '.join(reasons)}); no warrant is issued. The policy or inventory changed since it was "
+             "proposed (propose again), or the stored request was changed in the database")
+    with pytest.raises(ApprovalError) as exc:
         engine.warrant(req.id)  # ... but no warrant is signed for it.
+    assert str(exc.value) == whole and exc.value.code == "tier_mismatch"
     with engine.store.read() as tx:
         assert tx.warrant_for(req.id) is None
 

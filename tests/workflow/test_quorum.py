@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hitlgate.engine.approve.quorum import assess, require_eligible, require_met
+from hitlgate.engine.approve.quorum import QuorumProgress, assess, require_eligible, require_met
 from hitlgate.engine.decide.decision import Quorum, QuorumSlot
 from hitlgate.engine.decide.inventory import Approver
 from hitlgate.errors import ApprovalError
@@ -94,3 +94,13 @@ def test_larger_matching_needs_augmenting_paths():
     p3 = person("p3", ["b", "c"])
     r = assess(Quorum(3, (a, b, c)), [p1, p2, p3])
     assert r.met and dict(r.assignment) == {0: "p2", 1: "p1", 2: "p3"}
+
+
+def test_met_quorum_names_who_it_counted():
+    assert assess(DUAL, [ALICE, BOB]).describe() == "2 of 2 approvals; quorum met (alice, bob)"
+
+
+def test_a_report_with_one_person_in_two_slots_is_refused():
+    # The matching never builds one; a report built by hand (or from a tampered store) is refused by name.
+    with pytest.raises(ValueError, match="^a person may fill at most one slot$"):
+        QuorumProgress(required=2, slots=(SEC, PAY), assignment={0: "erin", 1: "erin"})

@@ -26,6 +26,25 @@ def test_open_creates_schema_and_records_version(empty_db_url):
     again.close()
 
 
+def test_tables_made_before_schema_versions_are_adopted(empty_db_url):
+    # A database whose first tables exist without a schema_version (as one made before migrations were
+    # recorded): the first migration creates only what is missing, then the rest run as usual.
+    engine = sa.create_engine(empty_db_url)
+    with engine.begin() as conn:
+        for table in (t.requests, t.votes, t.warrants, t.consumed, t.revocations, t.audit_events, t.audit_head,
+                      t.checkpoints):
+            table.create(conn)
+    engine.dispose()
+    store = Store.open(empty_db_url)
+    try:
+        assert store.schema_version() == t.LATEST_VERSION
+        with store.engine.connect() as conn:
+            versions = conn.execute(sa.select(t.schema_version.c.version)).scalars().all()
+        assert sorted(versions) == [v for v, _, _ in t.MIGRATIONS]
+    finally:
+        store.close()
+
+
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path / 'sub' / 'state.db'}")
     with store.engine.connect() as conn:

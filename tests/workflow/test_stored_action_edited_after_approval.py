@@ -60,7 +60,9 @@ def test_warrant_is_not_issued_for_an_edited_request(engine):
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner", scope="ci-only"))
     vote(engine, req, "carol")
     _edit_stored_action(engine, req.id, update_digest=False)
-    with pytest.raises(StorageError, match="does not match its digest"):
+    with pytest.raises(StorageError, match=rf"^request {req.id}: the stored action does not match its "
+                                           r"digest; it was changed after it was proposed, so nothing bound to it is "
+                                           r"valid$"):
         engine.warrant(req.id)
 
 

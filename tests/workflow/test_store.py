@@ -27,12 +27,12 @@ def test_open_creates_schema_and_records_version(empty_db_url):
 
 
 def test_tables_made_before_schema_versions_are_adopted(empty_db_url):
-    # A database whose first tables exist without a schema_version (as one made before migrations were
-    # recorded): the first migration creates only what is missing, then the rest run as usual.
+    # A database whose tables of the first two versions exist without a schema_version (as one made before
+    # migrations were recorded): those migrations create only what is missing, then the rest run as usual.
     engine = sa.create_engine(empty_db_url)
     with engine.begin() as conn:
         for table in (t.requests, t.votes, t.warrants, t.consumed, t.revocations, t.audit_events, t.audit_head,
-                      t.checkpoints):
+                      t.checkpoints, t.inventory_records, t.inventory_refs, t.inventory_meta):
             table.create(conn)
     engine.dispose()
     store = Store.open(empty_db_url)

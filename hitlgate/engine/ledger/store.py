@@ -1152,10 +1152,16 @@ def _create_private_file(path: Path) -> None:
     """
     try:
         # 0600 from the first moment (the fchmod below only undoes a umask that took more than group
-        # and others' bits); O_EXCL | O_NOFOLLOW: never through a link planted at the path.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # and others' bits); O_EXCL | O_NOFOLLOW: never through a link planted at the path. Equivalent
+        # mutants drop O_NOFOLLOW and O_CLOEXEC together (| -> &): O_CREAT | O_EXCL alone already fails on
+        # any existing path, a link included, and the descriptor is closed a few lines below.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC  # pragma: no mutate
+        fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        if path.is_symlink() and not path.exists():
+        # The caller creates the file only where none exists (following links), so what exists now either
+        # is a dangling link or appeared since; `or` for `and` differs only for a file created or removed in
+        # that instant (an equivalent mutant outside a race).
+        if path.is_symlink() and not path.exists():  # pragma: no mutate
             # A link to a file that does not exist: SQLite would follow it and create the target
             # (with the umask's mode, wherever the link points). Creating a file through a planted
             # link is the classic symlink attack; an operator who links the store creates the file.

@@ -703,15 +703,15 @@ class Engine:
     @staticmethod
     def _check_tier(req: Request, decision: Decision) -> None:
         """Refuse a warrant unless the policy gives the stored tier now, and it is not deny (see :meth:`warrant`)."""
-        if decision.tier == req.tier == req.decision.tier == "deny":
+        if decision.tier == req.tier == req.decision.tier:
+            if decision.tier != "deny":
+                return
             # Only a database writer makes a denied request granted; the tiers agree, so say what is wrong.
             raise ApprovalError(
                 f"request {req.id} is denied, by its stored decision and by the policy now; a denied action gets no "
                 "warrant. Its status was changed in the database",
                 code="tier_mismatch",
             )
-        if decision.tier == req.tier == req.decision.tier:
-            return
         raise ApprovalError(
             f"request {req.id} is stored as {req.tier}, but the policy now gives {decision.tier} for its stored "
             f"proposal ({'; '.join(decision.reasons)}); no warrant is issued. The policy or inventory changed "

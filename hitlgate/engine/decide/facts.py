@@ -43,7 +43,13 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from hitlgate.engine.decide.inventory import Approver, Inventory, decode_public_key, load_inventory
+from hitlgate.engine.decide.inventory import (
+    Approver,
+    Inventory,
+    ParsedFiles,
+    decode_public_key,
+    load_inventory,
+)
 from hitlgate.engine.decide.policy import Reloading, inventory_watched_paths
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 
@@ -271,12 +277,14 @@ class FileFacts:
     def __init__(self, data_paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS, watch: bool = True) -> None:
         self.data_paths = tuple(Path(p) for p in data_paths)
         self._limits = limits
+        # The files of the last good load: a reload parses only the files whose bytes changed.
+        self._parsed = ParsedFiles()
         self._loaded: Reloading[tuple[Inventory, FactIndex]] = Reloading(
             self._load, lambda: inventory_watched_paths(self.data_paths), what="inventory", watch=watch
         )
 
     def _load(self) -> tuple[Inventory, FactIndex]:
-        inventory = load_inventory(self.data_paths, limits=self._limits)
+        inventory = load_inventory(self.data_paths, limits=self._limits, parsed=self._parsed)
         return inventory, FactIndex(inventory.document, inventory.revision)
 
     def current(self) -> FactIndex:

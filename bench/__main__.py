@@ -430,6 +430,9 @@ def _comparisons(name: str, r: dict[str, Any]) -> list[tuple[str, Any, Any, str]
     elif name == "flows":
         for k in ("cpu_ms_per_flow", "wall_ms_per_flow", "flows_per_s"):
             pairs.append((f"{k}: PostgreSQL / SQLite", r.get(f"{k}_postgresql"), r.get(f"{k}_sqlite"), ""))
+        for db in ("sqlite", "postgresql"):
+            pairs.append((f"cpu_ms_per_flow_{db}: decision cache on (default) / off", r.get(f"cpu_ms_per_flow_{db}"),
+                          r.get(f"cpu_ms_per_flow_{db}_nocache"), "ms"))
     return [p for p in pairs if isinstance(p[1], int | float) and isinstance(p[2], int | float)]
 
 

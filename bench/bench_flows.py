@@ -12,7 +12,14 @@ Measured, in one run:
 
 * ``cpu_ms_per_flow_<db>``: ``time.process_time`` over ``n`` sequential
   flows in one process, divided by ``n`` (after 5 warm-up flows); the
-  median of ``rounds`` rounds. Rounds are interleaved: each round runs
+  median of ``rounds`` rounds. The engine runs as it is configured by
+  default, with its exact decision cache on: each flow proposes a new
+  action (a unique parameter), so the proposal's decision is evaluated;
+  the re-checks at warrant and guard time evaluate the same input under
+  the same modules and inventory revision, and the cache answers them as
+  it does in production (a changed policy or inventory is a new revision,
+  which the cache never answers). ``cpu_ms_per_flow_<db>_nocache``: the
+  same with the cache off, every decision evaluated, in the same rounds. Rounds are interleaved: each round runs
   every database (and, with ``before``, the old code then the new), each in
   a fresh process, so load on the shared machine hits all of them alike. It
   is the client's CPU: PostgreSQL's own server CPU is not included.
@@ -127,9 +134,10 @@ def _proposal(tag: str) -> dict[str, Any]:
 class Flows:
     """One engine on one store, running flows."""
 
-    def __init__(self, url: str, key_dir: Path) -> None:
+    def __init__(self, url: str, key_dir: Path, *, cache: bool = True) -> None:
         config = Config(state_url=url, key_dir=key_dir)
-        self.engine = Engine(config, uncached(Decider.from_config(config)), demo=True)
+        decider = Decider.from_config(config)
+        self.engine = Engine(config, decider if cache else uncached(decider), demo=True)
         self.guard = self.engine.guard()
         self.carol = _demo_key("carol")
         self.tag = f"{os.getpid()}-{time.monotonic_ns()}"
@@ -174,9 +182,9 @@ def counting(engine: sa.engine.Engine) -> Iterator[dict[str, int]]:
 # -- what one child process measures ------------------------------------------
 
 
-def measure_cpu(url: str, key_dir: Path, n: int) -> dict[str, float]:
+def measure_cpu(url: str, key_dir: Path, n: int, *, cache: bool = True) -> dict[str, float]:
     """CPU and wall ms per flow over ``n`` flows (after warm-up), then statements and commits per flow."""
-    runner = Flows(url, key_dir)
+    runner = Flows(url, key_dir, cache=cache)
     try:
         for _ in range(5):  # Warm caches, the pool and the policy engine.
             runner.flow()
@@ -297,12 +305,13 @@ def _child_main(argv: list[str]) -> None:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--no-cache", action="store_true")
     args = ap.parse_args(argv)
     loaded = Path(hitlgate.__file__).resolve().parents[1]
     if loaded != args.expect_root.resolve():
         raise SystemExit(f"measuring the wrong code: hitlgate from {loaded}, expected {args.expect_root}")
     if args.child == "cpu":
-        out = measure_cpu(args.url, args.key_dir, args.n)
+        out = measure_cpu(args.url, args.key_dir, args.n, cache=not args.no_cache)
     else:
         out = measure_throughput(args.url, args.key_dir, clients=args.clients, seconds=args.seconds)
     print(json.dumps(out))
@@ -386,19 +395,21 @@ def run(size_or_options: Any = "full", *, log: Callable[[str], None] | None = No
             say(f"postgresql: {setting}")
             out["pg_synchronous_commit_on"] = float("fsync=on synchronous_commit=on" in setting)
         serial = iter(range(10**6))
-        cpu: dict[str, list[dict[str, float]]] = {}
+        cpu: dict[tuple[str, str, str], list[dict[str, float]]] = {}
         for r in range(int(opts["rounds"])):
-            say(f"cpu per flow: round {r + 1} of {opts['rounds']} ({opts['n']} flows each)")
+            say(f"cpu per flow: round {r + 1} of {opts['rounds']} ({opts['n']} flows each, cache on and off)")
             for prefix, root in sides.items():
                 for db, make in new_url.items():
-                    name = f"cpu{next(serial)}"
-                    res = _in_child(root, tmp, "--child", "cpu", "--url", make(name), "--key-dir",
-                                    str(tmp / f"{name}-keys"), "--n", str(opts["n"]))
-                    cpu.setdefault(f"{prefix}{db}", []).append(res)
-        for key, results in cpu.items():
-            prefix, db = (key.rsplit("_", 1)[0] + "_", key.rsplit("_", 1)[1]) if "_" in key else ("", key)
-            out[f"{prefix}cpu_ms_per_flow_{db}"] = statistics.median(x["cpu_ms"] for x in results)
-            out[f"{prefix}wall_ms_per_flow_{db}"] = statistics.median(x["wall_ms"] for x in results)
+                    for suffix, flag in (("", ()), ("_nocache", ("--no-cache",))):
+                        name = f"cpu{next(serial)}"
+                        res = _in_child(root, tmp, "--child", "cpu", "--url", make(name), "--key-dir",
+                                        str(tmp / f"{name}-keys"), "--n", str(opts["n"]), *flag)
+                        cpu.setdefault((prefix, db, suffix), []).append(res)
+        for (prefix, db, suffix), results in cpu.items():
+            out[f"{prefix}cpu_ms_per_flow_{db}{suffix}"] = statistics.median(x["cpu_ms"] for x in results)
+            out[f"{prefix}wall_ms_per_flow_{db}{suffix}"] = statistics.median(x["wall_ms"] for x in results)
+            if suffix:
+                continue
             out[f"{prefix}statements_per_flow_{db}"] = results[-1]["statements"]
             out[f"{prefix}commits_per_flow_{db}"] = results[-1]["commits"]
             if db == "sqlite":

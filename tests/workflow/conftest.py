@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from hitlgate.engine import Config, Decider
-from hitlgate.engine._resources import bundled_policy_dir
 from hitlgate.engine.approve.workflow import Engine
 from tests._pgcluster import PgCluster
 from tests.workflow._helpers import FakeClock, proposal
@@ -58,14 +57,6 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def clock() -> FakeClock:
     """A hand-moved clock starting at :data:`T0`."""
     return FakeClock()
-
-
-@pytest.fixture
-def pack_copy(tmp_path: Path) -> Path:
-    """A writable copy of the bundled policy pack."""
-    dst = tmp_path / "policies"
-    shutil.copytree(bundled_policy_dir(), dst, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
-    return dst
 
 
 EngineFactory = Callable[..., Engine]

@@ -13,7 +13,7 @@ inventory target plus an unknown one, cycled), one thread, sequential:
 It starts its own OPA server (``scripts/install-opa``) from the bundle on a
 free loopback port and stops it afterwards.
 
-    python bench/bench_backends.py [--n 3000] [--warmup 200] [--json]
+    python -m bench.bench_backends [--n 3000] [--warmup 200] [--json]
 """
 
 from __future__ import annotations

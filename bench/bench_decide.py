@@ -5,7 +5,7 @@ input and query the compiled bundle entrypoint, nothing else. ``decide`` is
 what a caller pays: JSON Schema validation of the proposal, the reload
 check, evaluation, and validation of the decision document.
 
-    python bench/bench_decide.py [--n 1000] [--rounds 3]
+    python -m bench.bench_decide [--n 1000] [--rounds 3]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The approval path at full durability: CPU per flow, and flows/s with concurrent clients.
 
-    python bench/bench_flows.py [--smoke] [--before REF] [--rounds 5] [--n 40] [--clients 8] [--seconds 10]
+    python -m bench.bench_flows [--smoke] [--before REF] [--rounds 5] [--n 40] [--clients 8] [--seconds 10]
                                 [--no-postgres]
 
 One *flow* is the whole single-approval path through the public API:

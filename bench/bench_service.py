@@ -21,7 +21,7 @@ on every CPU, so by default the service also gets one worker process per
 CPU (``--workers``); OPA and decide are measured in interleaved rounds and
 the median of the per-round ratios is reported.
 
-    python bench/bench_service.py [--concurrency 16] [--seconds 10] [--workers NCPU] [--rounds 3] [--json]
+    python -m bench.bench_service [--concurrency 16] [--seconds 10] [--workers NCPU] [--rounds 3] [--json]
 """
 
 from __future__ import annotations

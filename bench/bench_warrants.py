@@ -1,6 +1,6 @@
 """Warrant benchmarks (a plain script, not a timed test).
 
-    python bench/bench_warrants.py [--n 20000]
+    python -m bench.bench_warrants [--n 20000]
 
 Measures, on one core and in one run:
 

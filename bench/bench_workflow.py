@@ -1,6 +1,6 @@
 """Workflow benchmarks (a plain script, not a timed test).
 
-    python bench/bench_workflow.py [--n 300] [--state sqlite|postgres-url]
+    python -m bench.bench_workflow [--n 300] [--state sqlite|postgres-url]
 
 Measures, in one run, on a fresh SQLite file (WAL, synchronous=FULL):
 

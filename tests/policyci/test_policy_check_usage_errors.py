@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_base_outside_a_git_repository_exits_2(tmp_path: Path) -> None:
     code, error = _check(tmp_path / "proj", "--base", "main")
     assert (code, error["code"]) == (2, "not_a_git_repository")
     # A project fresh from `hitlgate init` is not in git yet: the message says how to get there.
-    assert "commit the project to git first, e.g. `git init && git add -A" in str(error["message"])
+    assert "commit the project to git first, e.g. `git init -b main && git add -A" in str(error["message"])
 
 
 def test_a_replay_line_that_is_not_json_exits_2(project: Path) -> None:
@@ -92,6 +93,24 @@ def test_a_relative_ref_is_not_advertised_as_fetchable(project: Path) -> None:
     assert "git fetch" not in str(error["message"])
     code, error = _check(project, "--base", "origin/feature-x")
     assert "git fetch origin feature-x" in str(error["message"])
+
+
+def test_a_missing_branch_names_the_branches_there_or_the_remote_to_fetch_from(
+    base_repo: Path, tmp_path: Path
+) -> None:
+    """``git init`` names its first branch master on many machines; ``--base main`` then said to fetch from origin."""
+    project = clone(base_repo, tmp_path / "repo")
+    top = project.parent
+    subprocess.run(["git", "remote", "remove", "origin"], cwd=top, check=True)
+    branch = subprocess.run(["git", "branch", "--show-current"], cwd=top, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    code, error = _check(project, "--base", "no-such-branch")
+    assert (code, error["code"]) == (2, "ref_not_found")
+    assert str(error["message"]).endswith(f"(this repository has no remote; its branches: {branch})")
+
+    subprocess.run(["git", "remote", "add", "upstream", "https://example.invalid/x.git"], cwd=top, check=True)
+    code, error = _check(project, "--base", "upstream/feature-x")
+    assert str(error["message"]).endswith("(fetch it first, e.g. git fetch upstream feature-x)")
 
 
 def test_json_wins_over_format_text(project: Path) -> None:

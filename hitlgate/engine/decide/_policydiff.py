@@ -223,7 +223,7 @@ def repository_root(start: Path) -> Path:
     run = _git(["rev-parse", "--show-toplevel"], start)
     if run.returncode != 0:
         raise InputError(f"--base needs a git repository: {start} is not in one (the decision diff checks out "
-                         "the base ref with git; commit the project to git first, e.g. `git init && git add -A "
+                         "the base ref with git; commit the project to git first, e.g. `git init -b main && git add -A "
                          "&& git commit -m base`, or run policy check without --base)",
                          code="not_a_git_repository")
     return Path(run.stdout.strip()).resolve()
@@ -237,8 +237,18 @@ def resolve_ref(top: Path, ref: str) -> str:
     if run.returncode != 0:
         # Only a branch-like name can be fetched; HEAD~1 in a one-commit repository cannot.
         branch = re.fullmatch(r"(?:origin/)?([A-Za-z0-9._-][A-Za-z0-9._/-]*)", ref)
-        hint = (f" (fetch it first, e.g. git fetch origin {shlex.quote(branch.group(1))})"
-                if branch and ref.upper() != "HEAD" and not ref.endswith((".", "/", ".lock")) else "")
+        hint = ""
+        if branch and ref.upper() != "HEAD" and not ref.endswith((".", "/", ".lock")):
+            remotes = _git(["remote"], top).stdout.split()
+            local = _git(["for-each-ref", "--format=%(refname:short)", "refs/heads"], top).stdout.split()
+            if remotes:
+                # upstream/x names branch x of the remote upstream; a bare name is fetched from the first remote.
+                remote, name = next(((r, ref[len(r) + 1 :]) for r in remotes if ref.startswith(r + "/")),
+                                    (remotes[0], branch.group(1)))
+                hint = f" (fetch it first, e.g. git fetch {shlex.quote(remote)} {shlex.quote(name)})"
+            elif local:
+                # A repository made by `git init` names its first branch master or main, by git's configuration.
+                hint = f" (this repository has no remote; its branches: {', '.join(local[:5])})"
         raise InputError(f"--base {shlex.quote(ref)}: no such commit in {top}{hint}", code="ref_not_found")
     return run.stdout.strip()
 

@@ -26,7 +26,8 @@ FORMATS = ("text", "markdown", "json", "junit", "sarif", "github")
 )
 @click.option("--base", metavar="GIT_REF", help="Also diff the decisions against the project at this git ref.")
 @click.option(
-    "--replay", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    # Not exists=True: a missing file is not_found and a directory invalid_replay, as the README lists them.
+    "--replay", metavar="FILE", type=click.Path(path_type=Path),
     help="With --base: also replay these proposals (hitlgate audit export output, or JSON Lines of proposals).",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,

@@ -55,6 +55,16 @@ def test_a_replay_line_that_is_not_json_exits_2(project: Path) -> None:
     assert "bad-replay.jsonl:2" in str(error["message"])
 
 
+def test_a_missing_replay_is_not_found_and_a_directory_invalid_replay(project: Path) -> None:
+    """Click's own existence check answered first, with bad_parameter, which the README does not list for it."""
+    code, error = _check(project, "--base", "main", "--replay", str(project / "nope.jsonl"))
+    assert (code, error["code"]) == (2, "not_found")
+    assert "nope.jsonl: cannot read it" in str(error["message"])
+    code, error = _check(project, "--base", "main", "--replay", str(project))
+    assert (code, error["code"]) == (2, "invalid_replay")
+    assert "not a regular file" in str(error["message"])
+
+
 def test_replay_without_base_exits_2(project: Path) -> None:
     replay = project / "proposal.json"
     code, error = _check(project, "--replay", str(replay))

@@ -27,3 +27,9 @@ def missing(component: str, hint: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"CI requires every real component. {message}", pytrace=False)
     pytest.skip(message)
+
+
+def require_root(why: str) -> None:
+    """Fail under CI, skip elsewhere, unless this process is root; ``why`` says what the test does as root."""
+    if os.geteuid() != 0:
+        missing("root", f"this test needs root {why}")

@@ -29,6 +29,7 @@ from click.testing import CliRunner
 from hitlgate.cli import cli
 from hitlgate.engine.decide._policytest import find_opa
 from hitlgate.errors import EXIT_USAGE
+from tests._require import missing
 from tests.cli_project import Project, make_project
 from tests.conftest import make_proposal
 
@@ -149,7 +150,7 @@ def _opa_cache(p: Project) -> dict[str, str | None]:
 
     opa = find_opa()
     if opa is None:
-        pytest.skip("no OPA binary to put in the cache")
+        missing("OPA", "run scripts/install-opa (or hitlgate opa install) to put one in the cache")
     cache = p.fresh("cache")
     bindir = cache / "opa" / OPA_VERSION / "bin"
     bindir.mkdir(parents=True)

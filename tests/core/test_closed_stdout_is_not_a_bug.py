@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from hitlgate.cli import EXIT_CLOSED_STDOUT, cli
+from tests._pdeathsig import die_with_parent
 from tests.conftest import make_proposal
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,14 +44,18 @@ def _into_closed_pipe(project: Path, *args: str) -> subprocess.CompletedProcess[
     proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed argv.
         [sys.executable, "-c", code, "--config", str(project / "hitlgate.yaml"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=die_with_parent(),
     )
     assert proc.stdout is not None and proc.stderr is not None
     # Closed before the interpreter has even imported hitlgate: the first write meets a closed pipe.
     proc.stdout.close()
-    stderr = proc.stderr.read()
-    proc.stderr.close()
-    return subprocess.CompletedProcess(proc.args, proc.wait(timeout=120), "", stderr)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
 
 
 @pytest.mark.parametrize("args", [["requests"], ["apikey", "list"], ["--json", "requests"]])

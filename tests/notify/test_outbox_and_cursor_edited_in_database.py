@@ -149,7 +149,7 @@ def test_two_concurrent_retries_of_a_dead_letter_send_it_once(
     [row] = outbox.list_rows(engine.store, status="dead")
     fixed = _engine(make_engine, receiver.url)  # The channel repaired: another engine on the same store.
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=60)
 
     def retry() -> None:
         try:
@@ -158,11 +158,12 @@ def test_two_concurrent_retries_of_a_dead_letter_send_it_once(
         except HitlgateError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=retry) for _ in range(2)]
+    threads = [threading.Thread(target=retry, daemon=True) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a retry hung"
     assert errors == []
     [again] = outbox.list_rows(fixed.store)
     assert (again.status, again.attempts) == ("pending", 0)

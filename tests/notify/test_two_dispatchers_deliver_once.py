@@ -27,7 +27,7 @@ def test_two_dispatchers_deliver_each_notification_once(
         vote(one, req, "alice")
     reports: list[DispatchReport] = []
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=60)
 
     def run(engine: Any) -> None:
         try:
@@ -37,11 +37,12 @@ def test_two_dispatchers_deliver_each_notification_once(
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below.
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(e,)) for e in (one, two)]
+    threads = [threading.Thread(target=run, args=(e,), daemon=True) for e in (one, two)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a dispatcher hung"
     assert not errors, errors
     # Each request: pending, then alice's vote.
     assert sum(r.enqueued for r in reports) == 2 * REQUESTS

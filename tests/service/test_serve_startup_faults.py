@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests._pdeathsig import die_with_parent
 from tests.cli_project import make_project
 
 _MAIN = "from hitlgate.cli import main; main()"
@@ -59,10 +60,22 @@ def test_missing_server_extra_says_what_to_install(tmp_path: Path) -> None:
     assert json.loads(as_json.stdout)["error"]["code"] == "missing_extra"
 
 
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, then the output; a server that has not ended 30 s later is killed, and the test fails."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def test_serve_prints_one_listening_line_with_the_bound_port(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", _MAIN, "--config", str(project.config), "--json", "serve",
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=die_with_parent())
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 60)
@@ -80,8 +93,7 @@ def test_serve_prints_one_listening_line_with_the_bound_port(tmp_path: Path) -> 
                 assert time.monotonic() < deadline, "the announced port never accepted a connection"
                 time.sleep(0.1)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = _stop(proc)
     # uvicorn shuts down gracefully, then ends by the signal it caught (documented in serve --help).
     assert proc.returncode == -signal.SIGTERM, err
     assert "Traceback" not in err
@@ -93,14 +105,13 @@ def test_start_line_names_the_console_at_public_url(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     project.config.write_text(project.config.read_text() + "\nserver:\n  public_url: http://localhost:8080\n")
     proc = subprocess.Popen([sys.executable, "-c", _MAIN, "--config", str(project.config), "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent())
     try:
         assert proc.stderr is not None
         ready, _, _ = select.select([proc.stderr], [], [], 60)
         assert ready, "no listening line in 60 s"
         line = proc.stderr.readline()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        _stop(proc)
     assert line.startswith("listening on http://127.0.0.1:"), line
     assert line.endswith(" (1 worker); approvers' console: http://localhost:8080/ui\n"), line

@@ -21,6 +21,7 @@ import pytest
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import StorageError
+from tests._require import missing
 from tests.workflow._helpers import proposal
 
 PAGE = 4096
@@ -34,7 +35,7 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mnt)],
                           capture_output=True, check=False, timeout=30)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.decode(errors='replace')}")
+        missing("a mountable tmpfs", f"mount -t tmpfs needs root: {done.stderr.decode(errors='replace')}")
     try:
         yield mnt
     finally:

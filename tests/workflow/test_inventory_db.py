@@ -279,11 +279,12 @@ def test_concurrent_writers_get_distinct_versions_in_commit_order(db: InventoryD
         finally:
             own.close()
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(4)]
     for th in threads:
         th.start()
     for th in threads:
-        th.join()
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "a writer hung"
     assert errors == []
     head, _ = db.head()
     assert head == base + 32

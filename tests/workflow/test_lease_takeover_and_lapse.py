@@ -92,7 +92,7 @@ def test_racing_threads_for_a_free_lease_make_one_winner(store: Store) -> None:
     # Several rounds of 8 threads on their own connections, each round on a lease that just expired.
     for round_ in range(4):
         now = T0 + round_ * TTL
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(8, timeout=60)
         wins: list[str] = []
 
         def contend(name: str, at=now, barrier=barrier, wins=wins) -> None:
@@ -100,11 +100,12 @@ def test_racing_threads_for_a_free_lease_make_one_winner(store: Store) -> None:
             if lease.acquire(store, "tick", name, ttl=TTL, now=at):
                 wins.append(name)
 
-        threads = [threading.Thread(target=contend, args=(f"r{round_}-{i}",)) for i in range(8)]
+        threads = [threading.Thread(target=contend, args=(f"r{round_}-{i}",), daemon=True) for i in range(8)]
         for th in threads:
             th.start()
         for th in threads:
-            th.join()
+            th.join(timeout=120)
+        assert not any(th.is_alive() for th in threads), "a contender hung"
         assert len(wins) == 1, wins
         assert lease.current(store, "tick").holder == wins[0]
 

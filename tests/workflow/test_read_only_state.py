@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests._cli_process import HITLGATE, cli_env
+from tests._require import missing, require_root
 from tests.workflow._helpers import proposal
 from tests.workflow._helpers import run_cli as _run
 
@@ -43,8 +44,7 @@ def _config(path: Path, state: Path, keys: Path, anchor: Path | None = None) -> 
 @pytest.fixture
 def world() -> Iterator[Path]:
     """A directory everybody may enter (tmp_path is private to root)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: to mount a read-only filesystem and to run the CLI as nobody")
+    require_root("to mount a read-only filesystem and to run the CLI as nobody")
     base = Path(tempfile.mkdtemp(prefix="hitlgate-ro-"))
     base.chmod(0o755)
     try:
@@ -72,7 +72,7 @@ def _read_only_copy(world: Path) -> Path:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
                              check=False, timeout=30)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
+        missing("a mountable tmpfs", f"mount -t tmpfs failed: {mounted.stderr.decode(errors='replace')}")
     shutil.copy2(world / "state" / "state.db", ro / "state.db")
     subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True, timeout=30)
     return ro
@@ -94,7 +94,7 @@ def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
 
 def _unprivileged(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is needed to drop root's file-mode override")
+        missing("setpriv", "install util-linux: it drops root's file-mode override")
     return subprocess.run([*UNPRIVILEGED, *HITLGATE, *args], env=cli_env({"PATH": os.environ.get("PATH", "")}, **env),
                           capture_output=True, text=True, timeout=120, check=False, cwd="/")
 

@@ -39,7 +39,8 @@ def test_fix_landing_during_a_failed_reload_is_picked_up(pack_copy: Path) -> Non
         fixer = threading.Timer(0.03, _write, (module, good))
         fixer.start()
         decider.decide(DOC)  # Reloads; fails closed or, if the fix won the race, decides.
-        fixer.join()
+        fixer.join(timeout=30)
+        assert not fixer.is_alive()
         time.sleep(0.01)
         decision = decider.decide(DOC)
         if decision.tier != "single_approval":

@@ -148,7 +148,7 @@ def test_two_engines_ticking_at_once_write_each_event_once(make_engine, escalati
     reqs = [one.propose(proposal(*SINGLE)) for _ in range(6)]
     for minutes in (10, 30, 45):
         at = reqs[0].created_at + timedelta(minutes=minutes)
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(8, timeout=60)
         errors: list[BaseException] = []
 
         def tick(engine, at=at, barrier=barrier, errors=errors):
@@ -158,11 +158,12 @@ def test_two_engines_ticking_at_once_write_each_event_once(make_engine, escalati
             except BaseException as exc:  # noqa: BLE001 - collected and asserted below.
                 errors.append(exc)
 
-        threads = [threading.Thread(target=tick, args=(e,)) for e in (one, two) * 4]
+        threads = [threading.Thread(target=tick, args=(e,), daemon=True) for e in (one, two) * 4]
         for th in threads:
             th.start()
         for th in threads:
-            th.join()
+            th.join(timeout=120)
+        assert not any(th.is_alive() for th in threads), "a ticking thread hung"
         assert errors == []
     counts = Counter((rid, kind) for rid, kind, _ in _nudges(one))
     assert counts == {(r.id, k): 1 for r in reqs for k in NUDGE_KINDS}

@@ -133,3 +133,37 @@ def test_a_removed_record_is_gone_after_the_reload(data: Path) -> None:
     assert facts.current().record("identities", CHANGING) is not None
     (data / "zz-change.yaml").unlink()
     assert facts.current().record("identities", CHANGING) is None
+
+
+def test_a_reference_broken_by_the_small_file_is_named_at_its_line_in_the_reused_export(data: Path) -> None:
+    # The export is reused, not parsed again, so the line of its record is found again for the error.
+    export = _export(data)
+    record = {"kind": "api_key", "environment": "production", "owner": "team-extra", "privilege": "low",
+              "used_by": []}
+    with export.open("a", encoding="utf-8") as fh:
+        fh.write(_line("svc-extra", record) + "\n")
+    line = len(export.read_text(encoding="utf-8").splitlines())
+    extra = data / "zz-team.yaml"
+    extra.write_text('teams:\n  team-extra: {"name": "Extra"}\n', encoding="utf-8")
+    facts = FileFacts([data])
+    assert facts.current().record("identities", "svc-extra") is not None
+
+    extra.write_text("teams: {}\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match=rf"inventory\.jsonl:{line}: identities\.svc-extra\.owner"):
+        facts.current()
+
+
+@pytest.mark.parametrize("name", ["inventory.jsonl", "zz-change.yaml"])
+def test_a_file_emptied_by_an_in_place_rewrite_fails_closed_instead_of_dropping_its_records(
+    data: Path, name: str
+) -> None:
+    # open(..., "w") truncates before it writes: a reload in between saw an empty file as an empty inventory,
+    # and a protected target was, for that moment, merely unknown.
+    facts = FileFacts([data])
+    assert facts.current().record("identities", CHANGING) is not None
+    (data / name).write_text("\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match=rf"{name}: the inventory file is empty; write {{}} if it is meant"):
+        facts.current()
+    (data / "zz-change.yaml").write_text("{}\n", encoding="utf-8")
+    if name == "zz-change.yaml":
+        assert facts.current().record("identities", CHANGING) is None, "an explicit {} is an empty file's meaning"

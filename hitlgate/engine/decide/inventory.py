@@ -162,10 +162,14 @@ def _digests_revision(digests: Iterable[tuple[str, str]]) -> str:
 
 @dataclass(frozen=True)
 class _Parsed:
-    """One inventory file's validated document, and the line of each record for a JSON Lines file."""
+    """One inventory file's validated document.
+
+    Not the line of each JSON Lines record (an eighth of the document's
+    memory at 10^5 records): only an error naming a record needs it, and
+    the file's bytes give it again then.
+    """
 
     document: Mapping[str, Any]
-    lines: dict[tuple[str, str], int] | None
 
 
 class ParsedFiles:
@@ -493,6 +497,20 @@ def load_inventory(
             gc.enable()
 
 
+def _lines_again(shown: str, f: Path, digest: str, limits: Limits) -> tuple[str, dict[tuple[str, str], int]]:
+    """The line of each record of a JSON Lines file taken from the last load (to name a record in an error).
+
+    Read again; if the bytes are no longer the ones loaded, no line is given rather than a wrong one.
+    """
+    try:
+        data, _ = _read(f, limits)
+    except (PolicyError, ValidationError):
+        return shown, {}
+    if hashlib.sha256(data).hexdigest() != digest:
+        return shown, {}
+    return shown, _load_jsonl(data, shown, limits)[1]
+
+
 def _load_inventory(paths: Iterable[Path], limits: Limits, parsed: ParsedFiles | None) -> Inventory:
     paths = [Path(p) for p in paths]
     named = _relative_names(paths)
@@ -503,6 +521,8 @@ def _load_inventory(paths: Iterable[Path], limits: Limits, parsed: ParsedFiles |
     digests: list[tuple[str, str]] = []
     # Where each JSON Lines record is: (file label, line by (section, id)).
     jsonl_lines: list[tuple[str, dict[tuple[str, str], int]]] = []
+    # JSON Lines files taken from the last load, whose record lines are found again only for an error.
+    jsonl_kept: list[tuple[str, Path, str]] = []
     for f, name in named:
         data, label = _read(f, limits)
         digest = hashlib.sha256(data).hexdigest()
@@ -510,9 +530,17 @@ def _load_inventory(paths: Iterable[Path], limits: Limits, parsed: ParsedFiles |
         shown = display_path(f)
         key = (str(f), digest, limits.max_depth)
         kept = parsed.get(key) if parsed is not None else None
+        if not data.strip():
+            # Most likely a file caught between truncate and write by an in-place rewrite: taken as empty,
+            # it would drop its records (a protected id among them) until the write lands.
+            problems.append(
+                f"{shown}: the inventory file is empty; write {{}} if it is meant to hold nothing "
+                "(replace inventory files whole: write a temporary file, then rename it)"
+            )
+            continue
         if kept is not None:
-            if kept.lines is not None:
-                jsonl_lines.append((shown, kept.lines))
+            if f.suffix == ".jsonl":
+                jsonl_kept.append((shown, f, digest))
             docs.append((shown, kept.document))
             continue
         if f.suffix == ".jsonl":
@@ -522,7 +550,7 @@ def _load_inventory(paths: Iterable[Path], limits: Limits, parsed: ParsedFiles |
             if not found:
                 docs.append((shown, doc))
                 if parsed is not None:
-                    parsed.put(key, _Parsed(doc, lines))
+                    parsed.put(key, _Parsed(doc))
             continue
         doc = load_yaml(data, what="inventory", label=label, max_depth=limits.max_depth)
         if doc is None:
@@ -533,13 +561,14 @@ def _load_inventory(paths: Iterable[Path], limits: Limits, parsed: ParsedFiles |
         if not found:
             docs.append((shown, doc))
             if parsed is not None:
-                parsed.put(key, _Parsed(doc, None))
+                parsed.put(key, _Parsed(doc))
     if problems:
         raise ValidationError("inventory", problems)
     merged = merge_documents(docs)
     dangling = [] if _references_hold(merged) else list(_dangling(merged))
     if dangling:
         files = [f for f, _ in named if f.suffix != ".jsonl"]
+        jsonl_lines.extend(_lines_again(shown, f, digest, limits) for shown, f, digest in jsonl_kept)
 
         def place(section: str, key: str, message: str) -> str:
             for shown, lines in jsonl_lines:

@@ -14,6 +14,7 @@ import glob
 import itertools
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -94,6 +95,24 @@ def _sweep_orphans(bindir: Path, prefix: list[str]) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _watchdog(bindir: Path, prefix: list[str], base: Path, data: Path) -> None:
+    """A detached process that stops the cluster and deletes its files once this process has ended.
+
+    The ``finally`` below cannot run when this process is killed outright:
+    SIGKILL, or an xdist controller's SIGTERM arriving while a worker waits
+    on ``pg_ctl start`` (execnet ends the worker there). pg_ctl daemonises
+    the server, so it outlived the worker; only the next run's
+    :func:`_sweep_orphans`, in the same temporary directory, stopped it.
+    After a normal stop this finds nothing left to do.
+    """
+    stop = shlex.join([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
+    script = f"tail --pid={os.getpid()} -f /dev/null; {stop} >/dev/null 2>&1; rm -rf -- {shlex.quote(str(base))}"
+    subprocess.Popen(  # noqa: S603 - fixed argv, the paths quoted.
+        ["sh", "-c", script],  # noqa: S607
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
 @contextmanager
 def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[PgCluster]:
     """Start a cluster with the binaries in ``bindir``; stop and delete it on exit.
@@ -117,6 +136,7 @@ def running_cluster(bindir: Path, *, settings: Sequence[str] = ()) -> Iterator[P
     def run(*args: str) -> None:
         subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)  # noqa: S603
 
+    _watchdog(bindir, prefix, base, data)
     try:
         run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
         extra = "".join(f" -c {s}" for s in settings)

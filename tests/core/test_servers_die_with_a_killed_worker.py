@@ -67,3 +67,39 @@ def test_server_started_by_a_worker_dies_when_the_worker_is_sigkilled(sig: signa
         worker.kill()
         if child and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+PG_WORKER = """
+import sys
+from tests._pgcluster import pg_bindir, running_cluster
+with running_cluster(pg_bindir()) as cluster:
+    print(cluster.socket_dir, flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.postgres
+def test_a_postgresql_cluster_is_stopped_and_deleted_when_its_worker_is_sigkilled() -> None:
+    # pg_ctl daemonises the server: no death signal reaches it, and SIGKILL runs no teardown.
+    from tests._pgcluster import pg_bindir
+    from tests._require import missing
+
+    if pg_bindir() is None:
+        missing("PostgreSQL", "run scripts/install-postgres")
+    worker = subprocess.Popen([sys.executable, "-c", PG_WORKER], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    base = Path()
+    try:
+        assert worker.stdout is not None
+        base = Path(worker.stdout.readline().strip())
+        postmaster = int((base / "data" / "postmaster.pid").read_text().split()[0])
+        assert _alive(postmaster)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while (_alive(postmaster) or base.exists()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(postmaster), f"the cluster's server (pid {postmaster}) outlived the SIGKILLed worker"
+        assert not base.exists(), f"the cluster's files ({base}) outlived the SIGKILLed worker"
+    finally:
+        worker.kill()

@@ -540,9 +540,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="the Markdown report (default docs/benchmarks.md; with --smoke, a temporary directory, so a "
                          "smoke run never overwrites the committed report)")
     ap.add_argument("--json", type=Path, help="also write every number as JSON here (default: the report's .json)")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the results of benchmarks not run now from the JSON of the last run (marked with "
-                         "their date), e.g. to add one benchmark's section with --only")
+    keep = ap.add_mutually_exclusive_group()
+    keep.add_argument("--keep", action="store_true", default=None,
+                      help="keep the results of benchmarks not run now from the JSON of the last run (marked with "
+                           "their date); the default with --only, so the report keeps every section")
+    keep.add_argument("--no-keep", dest="keep", action="store_false",
+                      help="with --only: write a report of these benchmarks alone")
     ap.add_argument("--workdir", type=Path, help="keep the generated inventories here and reuse them next time")
     args = ap.parse_args(argv)
     if args.out is None:
@@ -555,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
         names = [n for n in BENCHES if n in wanted]
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    if args.keep is None:
+        # `--only flows` on the committed report must not drop every other section from it.
+        args.keep = bool(args.only)
 
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

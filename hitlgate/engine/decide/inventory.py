@@ -149,13 +149,8 @@ def _relative_names(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def files_revision(named: Iterable[tuple[str, bytes]]) -> str:
-    """``sha256:`` over (relative path, sha256 of the bytes) of each inventory file, in order (Contract 2)."""
-    return _digests_revision([(name, hashlib.sha256(data).hexdigest()) for name, data in named])
-
-
 def _digests_revision(digests: Iterable[tuple[str, str]]) -> str:
-    """:func:`files_revision` from each file's (relative path, hex SHA-256 of its bytes)."""
+    """``sha256:`` over (relative path, hex SHA-256 of the bytes) of each inventory file, in order (Contract 2)."""
     body = [[name, digest] for name, digest in digests]
     return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
 

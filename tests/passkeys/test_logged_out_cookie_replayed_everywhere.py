@@ -26,7 +26,6 @@ from hitlgate.engine.config import ServerConfig
 from hitlgate.service.app import create_app
 from tests.passkeys.conftest import ORIGIN, Console
 from tests.workflow._helpers import proposal
-from tests.workflow.conftest import pack_copy  # noqa: F401 - the imported fixture
 
 ALICE = """  alice:
     roles: [security]

@@ -49,6 +49,9 @@ INVENTORY_SUFFIXES = (".yaml", ".yml", ".jsonl")
 
 PUBLIC_KEY_PREFIX = "ed25519:"
 
+#: The problem an empty (or blank) inventory file is refused with.
+EMPTY_FILE = "the inventory file is empty"
+
 
 def encode_public_key(raw: bytes) -> str:
     """Encode 32 raw Ed25519 public key bytes in the inventory's text form."""
@@ -529,7 +532,7 @@ def _load_inventory(paths: Iterable[Path], limits: Limits, parsed: ParsedFiles |
             # Most likely a file caught between truncate and write by an in-place rewrite: taken as empty,
             # it would drop its records (a protected id among them) until the write lands.
             problems.append(
-                f"{shown}: the inventory file is empty; write {{}} if it is meant to hold nothing "
+                f"{shown}: {EMPTY_FILE}; write {{}} if it is meant to hold nothing "
                 "(replace inventory files whole: write a temporary file, then rename it)"
             )
             continue

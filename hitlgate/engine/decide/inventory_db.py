@@ -78,6 +78,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hitlgate.engine._time import utcnow
 from hitlgate.engine.decide import schemas
 from hitlgate.engine.decide.inventory import (
+    EMPTY_FILE,
     SECTIONS,
     check_references,
     decode_public_key,
@@ -620,21 +621,25 @@ class InventoryDB:
 
     def import_files(self, paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> ChangeResult:
         """Replace the inventory with the contents of inventory files (all or nothing)."""
+        # An import replaces the whole inventory: an empty export (a failed
+        # CMDB job, a truncated download) would delete every record and
+        # make every target unknown.
+        wipe = (
+            "the files hold no identity and no workload; importing them would delete the whole inventory "
+            "(an empty or failed export?)"
+        )
         try:
             inventory = load_inventory([Path(p) for p in paths], limits=limits)
         except PolicyError as exc:
             # The files are the caller's input here, not a deployed pack.
             raise InputError(str(exc), code="invalid_inventory", problems=exc.problems) from exc
+        except ValidationError as exc:
+            if exc.problems and all(EMPTY_FILE in p for p in exc.problems):
+                raise InputError(wipe, code="invalid_inventory", problems=exc.problems) from exc
+            raise
         doc = inventory.document
         if not doc.get("identities") and not doc.get("workloads"):
-            # An import replaces the whole inventory: an empty export (a failed
-            # CMDB job, a truncated download) would delete every record and
-            # make every target unknown. Files are refused the same way.
-            raise InputError(
-                "the files hold no identity and no workload; importing them would delete the whole inventory "
-                "(an empty or failed export?)",
-                code="invalid_inventory",
-            )
+            raise InputError(wipe, code="invalid_inventory")
         return self.import_document(doc)
 
     def import_document(self, document: Mapping[str, Any]) -> ChangeResult:

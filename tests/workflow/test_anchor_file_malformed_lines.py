@@ -92,3 +92,20 @@ def test_guard_refuses_a_warrant_while_the_anchor_cannot_be_read(make_engine) ->
     assert exc.value.code == CODE and not ran
     assert [e.kind for e in engine.audit_events(req.id)][-1] == "warrant_issued"
     assert engine.get(req.id).status == "granted"
+
+
+def test_checkpoints_appended_in_one_call_are_one_line_each(make_engine, tmp_path: Path) -> None:  # noqa: ANN001
+    # An append of several checkpoints (a recovery writes the ones the anchor lost) is one write of whole lines.
+    engine: Engine = make_engine()
+    for target in ("svc-ci-runner", "svc-payments-key"):
+        engine.propose(proposal("suspend_service_account", target))
+        engine.checkpoint()
+    written = engine.anchor.path.read_text(encoding="utf-8")
+    checkpoints = list(engine.anchor.iter_checkpoints())
+    assert len(checkpoints) == 2 and checkpoints[0].seq < checkpoints[1].seq
+
+    again = AuditAnchor(tmp_path / "again" / "audit-anchor.jsonl")
+    again.path.parent.mkdir()
+    again.append(checkpoints)
+    assert again.path.read_text(encoding="utf-8") == written
+    assert list(again.iter_checkpoints()) == checkpoints

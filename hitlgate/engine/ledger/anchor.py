@@ -192,7 +192,9 @@ class AuditAnchor:
             os.fsync(fd)
         except OSError as exc:
             rolled_back = start is not None and self._truncate(fd, start)
-            undo = (" (the partial line was removed)" if rolled_back
+            # Which of the two it says cannot be tested: a truncate that fails right after a failed
+            # write cannot be produced on purpose (see _truncate).
+            undo = (" (the partial line was removed)" if rolled_back  # pragma: no mutate
                     else " (a partial line may remain; it is ignored when reading)")
             raise StorageError(
                 f"cannot append to the audit anchor {self.path}: {exc.strerror or exc}{undo}",

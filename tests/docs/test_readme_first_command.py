@@ -111,3 +111,17 @@ def test_readme_first_command_on_a_fresh_checkout(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert "installing" not in again.stdout and "creating" not in again.stdout
     assert again.stdout.rstrip("\n").splitlines()[-3:] == lines[-3:]
+
+
+def test_demo_help_installs_nothing(tmp_path: Path) -> None:
+    # `scripts/demo --help` created .venv and ran pip (a minute, and the network) before it showed any help.
+    copy = tmp_path / "checkout"
+    (copy / "scripts").mkdir(parents=True)
+    for name in ("demo", "_lib.sh"):
+        shutil.copy2(REPO / "scripts" / name, copy / "scripts" / name)
+    done = subprocess.run(["bash", str(copy / "scripts" / "demo"), "--help"], cwd=copy, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: scripts/demo [ARGS...]")
+    assert "PYTHON  the interpreter that creates .venv" in done.stdout
+    assert not (copy / ".venv").exists()

@@ -86,8 +86,10 @@ Goal = tuple[str, str, str, float, str]  # (benchmark, metric, op, target, descr
 
 #: Issue 9's goals for the benchmarks other than scaling (whose goals are per size, below).
 GOALS: list[Goal] = [
-    ("flows", "cpu_ms_per_flow_sqlite", "<=", 15.0, "full single-approval path CPU (SQLite; default config, decision cache on), ms"),
-    ("flows", "cpu_ms_per_flow_postgresql", "<=", 15.0, "full single-approval path CPU (PostgreSQL; default config, decision cache on), ms"),
+    ("flows", "cpu_ms_per_flow_sqlite", "<=", 15.0,
+     "full single-approval path CPU (SQLite; default config, decision cache on), ms"),
+    ("flows", "cpu_ms_per_flow_postgresql", "<=", 15.0,
+     "full single-approval path CPU (PostgreSQL; default config, decision cache on), ms"),
     ("flows", "flows_per_s_postgresql", ">=", 200.0, "complete flows/s, 8 concurrent clients, PostgreSQL"),
     ("flows", "flows_per_s_sqlite", ">=", 100.0, "complete flows/s, 8 concurrent clients, SQLite"),
     ("service", "decide_vs_opa", ">=", 0.5, "HTTP API decide throughput / raw OPA server's"),

@@ -22,7 +22,7 @@ from hitlgate.engine.decide._bundle import write_bundle
 from hitlgate.engine.decide.policy import PolicyPack
 from hitlgate.engine.ledger.store import Store
 from tests._pgcluster import PgCluster, PgStartError, pg_bindir, running_cluster
-from tests._require import missing
+from tests._require import missing, require_root
 from tests.opa.conftest import INSTALL_OPA, OpaServer
 
 # In CI and in mutation runs, generated cases are derandomized: the same
@@ -54,6 +54,12 @@ def make_proposal(
 def proposal() -> Callable[..., dict[str, Any]]:
     """Factory for valid proposal documents."""
     return make_proposal
+
+
+@pytest.fixture
+def as_root() -> None:
+    """The test acts as root (plants another user's files, switches user): a failure under CI, skipped elsewhere."""
+    require_root("(it creates files owned by another user or runs a command as one)")
 
 
 @pytest.fixture

@@ -23,15 +23,9 @@ from click.testing import CliRunner
 from hitlgate.cli import cli
 from hitlgate.engine._files import write_file
 from hitlgate.errors import InputError
-from tests._require import require_root
 
 NOBODY = 65534
-needs_root = pytest.mark.usefixtures("root_to_plant_links")
-
-
-@pytest.fixture
-def root_to_plant_links() -> None:
-    require_root("to plant a link owned by another user")
+needs_root = pytest.mark.usefixtures("as_root")
 
 
 def _plant(tmp_path: Path, *, owner: int | None) -> tuple[Path, Path]:

@@ -27,7 +27,6 @@ from click.testing import CliRunner
 from hitlgate.cli import cli
 from hitlgate.engine.ledger.store import Store, _create_private_file
 from hitlgate.errors import StorageError
-from tests._require import require_root
 
 
 def _mode(path: Path) -> int:
@@ -70,12 +69,7 @@ def test_existing_directory_and_db_modes_are_never_rewritten(tmp_path: Path) -> 
     assert (_mode(shared), _mode(db)) == (0o711, 0o640)
 
 
-@pytest.fixture
-def root_to_switch_user() -> None:
-    require_root("to switch to the nobody user")
-
-
-@pytest.mark.usefixtures("root_to_switch_user")
+@pytest.mark.usefixtures("as_root")
 @pytest.mark.usefixtures("umask_022")
 def test_nobody_cannot_read_tokens_from_the_state_file() -> None:
     # pytest's tmp_path sits under a 0700 directory nobody cannot enter;

@@ -11,7 +11,7 @@ that lacks the engine's key refuses the engine's checkpoints.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
@@ -28,7 +28,7 @@ from hitlgate.engine.ledger.audit import (
     sign_checkpoint,
     verify_chain,
 )
-from hitlgate.errors import AuditChainError
+from hitlgate.errors import AuditChainError, InputError
 
 from .conftest import NOW
 
@@ -75,3 +75,10 @@ def test_checkpoint_is_checked_against_the_keys_given_not_the_engines(keyring: E
     stranger = {genuine.kid: Ed25519PrivateKey.generate().public_key()}
     with pytest.raises(AuditChainError, match=f"^checkpoint at seq {genuine.seq} is forged or corrupt"):
         verify_chain(events, [genuine], stranger)
+
+
+@pytest.mark.parametrize("at", [NOW.replace(tzinfo=None), NOW.astimezone(timezone(timedelta(hours=2)))],
+                         ids=["naive", "another-offset"])
+def test_a_checkpoint_is_signed_only_at_a_utc_time(keyring: EngineKeyring, at: datetime) -> None:
+    with pytest.raises(InputError, match="^checkpoint time must be a timezone-aware UTC datetime$"):
+        sign_checkpoint(keyring, _chain()[-1], at)

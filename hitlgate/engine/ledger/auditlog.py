@@ -269,7 +269,8 @@ class AuditLog:
         unknown = [k for k in tx.signing_kids() if k not in known]
         if unknown:
             raise self._keyring_lost(self.keyring.key_dir, unknown, "holds a keyring without those keys")
-        self._keyring_matched = True
+        # Only spares the next calls the same check (which would pass again): equivalent if mutated.
+        self._keyring_matched = True  # pragma: no mutate
 
     def anchor_missing_message(self, checkpoints: int | None = None, noted: AnchorNote | None = None) -> str:
         """Why the anchor's absence is an alarm, and what the operator does about it."""

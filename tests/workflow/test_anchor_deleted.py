@@ -128,3 +128,14 @@ def test_anchor_deleted_with_the_whole_key_directory_says_how_to_start_again(anc
             + "$") as exc:
         anchored.checkpoint()
     assert exc.value.code == "anchor_missing"
+
+
+def test_a_new_anchor_started_by_a_warrant_is_noted_in_the_keyring(engine: Engine) -> None:
+    # Issue and consume checkpoints skip the keyring note, except for the first line of a new anchor: without
+    # that note, deleting the anchor together with every checkpoint row would go unnoticed.
+    assert not engine.anchor.exists() and engine.keyring.anchor_note() is None
+    granted_warrant(engine, proposal("suspend_service_account", "svc-ci-runner"), ("carol",))
+    [cp] = list(engine.anchor.iter_checkpoints())
+    assert cp.seq % engine.audit_log.checkpoint_every != 0, "the first checkpoint must be the warrant's own"
+    note = engine.keyring.anchor_note()
+    assert note is not None and (note.path, note.seq) == (str(engine.anchor.path), cp.seq)

@@ -168,6 +168,13 @@ class AuditAnchor:
             raise
         return fd
 
+    def is_empty(self) -> bool:
+        """Whether the anchor holds no line yet: missing, or created empty (as :meth:`ensure_writable` does)."""
+        try:
+            return os.lstat(self.path).st_size == 0
+        except FileNotFoundError:
+            return True
+
     def ensure_writable(self) -> None:
         """Check (before a commit) that the anchor can be opened for appending; create it if missing."""
         os.close(self._open())

@@ -378,7 +378,8 @@ class AuditLog:
 
         def anchor_it() -> None:
             try:
-                created = not self.anchor.exists()
+                # Not whether the file exists: ensure_writable (above, before the commit) has created it.
+                created = self.anchor.is_empty()
                 self.anchor.append([cp])
                 if note or created:
                     self.keyring.note_anchor(self.anchor.path, cp.seq)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -284,7 +285,10 @@ def test_anchor_write_failure_after_commit_is_loud(make_engine: Callable[..., En
 
     eng = make_engine(anchor=DiskFull(tmp_path / "keys" / ANCHOR_FILE))
     eng.propose(proposal("suspend_service_account", "svc-ci-runner"))
-    with pytest.raises(StorageError, match="No space left on device.*not anchored outside it.*audit checkpoint"):
+    message = (f"cannot append to the audit anchor {eng.anchor.path}: No space left on device. The change and the "
+               "checkpoint at seq 2 were committed to the database, but the checkpoint is not anchored outside it: "
+               "fix the anchor, then run `hitlgate audit checkpoint`")
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         eng.checkpoint()
     # The commit stands (the database keeps its checkpoint); nothing false went to the anchor.
     assert [cp.seq for cp in _history(eng)[1]] == [2]

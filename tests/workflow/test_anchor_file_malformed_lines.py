@@ -161,3 +161,14 @@ def test_an_anchor_path_that_is_a_symbolic_link_is_refused(tmp_path: Path, check
     with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         AuditAnchor(link).append([cp])
     assert target.read_text(encoding="utf-8") == checkpoint_line
+
+
+def test_an_anchor_in_directories_not_yet_made_gets_them_private(make_engine, tmp_path: Path) -> None:  # noqa: ANN001
+    # `audit_anchor: /mnt/audit/hitlgate/anchor.jsonl` on a fresh mount: the directories are made, the last one 0700.
+    path = tmp_path / "mnt" / "audit" / "hitlgate" / "audit-anchor.jsonl"
+    engine: Engine = make_engine(config={"audit_anchor": path})
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    engine.checkpoint()
+    assert [cp.seq for cp in AuditAnchor(path).iter_checkpoints()] == [2]
+    assert os.stat(path.parent).st_mode & 0o777 == 0o700
+    assert os.stat(path).st_mode & 0o777 == 0o600

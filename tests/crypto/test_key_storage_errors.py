@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,27 @@ def test_state_write_failure_is_a_storage_error_and_leaves_no_orphan_key(
 ) -> None:
     _fail_writes(monkeypatch, STATE_FILE)
     key_dir = tmp_path / "keys"
-    with pytest.raises(StorageError, match=f"cannot write keyring state {key_dir}/\\.{STATE_FILE}"):
+    with pytest.raises(StorageError, match=f"^cannot write keyring state {key_dir}/\\.{STATE_FILE}\\.[^ ]+: "
+                                           "No space left on device$"):
         EngineKeyring.load_or_create(key_dir)
     assert list(key_dir.glob("*.pem")) == []
+
+
+def test_a_key_directory_that_cannot_be_synced_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The renamed state file is durable only once its directory is synced: a failure there is named.
+    ring = EngineKeyring.load_or_create(tmp_path / "keys")
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(keys_mod.os, "fsync", fsync)
+    with pytest.raises(StorageError, match=f"^cannot sync key directory {ring.key_dir}: Input/output error$"):
+        ring.rotate()
 
 
 def test_rotation_failures_are_storage_errors_and_keep_the_current_key(
@@ -72,7 +91,8 @@ def test_rotation_failures_are_storage_errors_and_keep_the_current_key(
 
     with monkeypatch.context() as m:
         m.setattr(keys_mod.os, "replace", no_replace)
-        with pytest.raises(StorageError, match=f"cannot replace keyring state {ring.key_dir}/{STATE_FILE}"):
+        with pytest.raises(StorageError, match=f"^cannot replace keyring state {ring.key_dir}/{STATE_FILE}: "
+                                               "Input/output error$"):
             ring.rotate()
     with monkeypatch.context() as m:
         _fail_writes(m, ".pem")

@@ -295,10 +295,24 @@ def test_anchor_write_failure_after_commit_is_loud(make_engine: Callable[..., En
     assert eng.anchor.path.read_text() == ""
 
 
-def test_group_writable_anchor_is_refused(busy: Engine) -> None:
-    os.chmod(busy.anchor.path, 0o664)
-    with pytest.raises(StorageError, match="writable by group or others"):
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o622], ids=lambda m: f"{m:04o}")
+def test_group_writable_anchor_is_refused(busy: Engine, mode: int) -> None:
+    os.chmod(busy.anchor.path, mode)
+    message = (f"the audit anchor {busy.anchor.path} is writable by group or others (mode {mode:04o}); "
+               f"run: chmod 600 {busy.anchor.path}")
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         busy.checkpoint()
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o755], ids=lambda m: f"{m:04o}")
+def test_an_anchor_others_can_only_read_is_used(busy: Engine, mode: int) -> None:
+    # Only a write bit lets someone else rewrite the history: read and execute bits are not refused.
+    os.chmod(busy.anchor.path, mode)
+    before = busy.anchor.path.read_text()
+    busy.propose(proposal("rotate_api_key", "dev-analytics-key"))
+    busy.checkpoint()
+    assert busy.anchor.path.read_text().startswith(before)
+    assert len(busy.anchor.path.read_text().splitlines()) > len(before.splitlines())
 
 
 # -- configuration ---------------------------------------------------------

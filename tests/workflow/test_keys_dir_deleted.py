@@ -350,3 +350,22 @@ def test_incremental_verify_counts_only_the_lost_checkpoints_after_its_mark(
     report = fresh.verify_audit(incremental=True)
     assert (report.start_seq, report.unverifiable_checkpoints) == (mark[0], 0)
     assert fresh.verify_audit().unverifiable_checkpoints == 1
+
+
+def test_warrants_name_the_lost_key_when_no_checkpoint_is_left(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # A writer with database access deletes every checkpoint row, and the keys are lost too: the
+    # warrants still carry the old key id, so a fresh key is refused all the same, naming that key.
+    eng, keys = signed_store
+    with eng.store.read() as tx:
+        (kid,) = tx.signing_kids()
+    with eng.store.engine.begin() as conn:
+        conn.execute(sa.delete(t.checkpoints))
+        (warrant_kid,) = conn.execute(sa.select(t.warrants.c.kid)).scalars()
+    assert warrant_kid == kid
+    again = _restart_without_keys(make_engine, tmp_path, keys)
+    with pytest.raises(StorageError, match=rf"signed by engine key\(s\) {kid}: ") as exc:
+        again.propose(AUTO)
+    assert exc.value.code == "keyring_missing"
+    assert not (keys / STATE_FILE).exists()

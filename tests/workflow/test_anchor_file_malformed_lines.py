@@ -186,3 +186,29 @@ def test_a_new_anchor_is_0600_whatever_the_umask(make_engine) -> None:  # noqa: 
     finally:
         os.umask(old)
     assert os.stat(engine.anchor.path).st_mode & 0o777 == 0o600
+
+
+def test_a_new_anchor_whose_directory_cannot_be_synced_is_refused_by_name(
+    tmp_path: Path, checkpoint_line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new anchor's directory entry is made durable before anything is written to it: a disk that
+    # fails there is named, with the path, and the file descriptor is not leaked.
+    from hitlgate.engine.ledger import anchor as anchor_mod
+
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    anchor = AuditAnchor(tmp_path / "anchor" / "audit-anchor.jsonl")
+    cp = _checkpoint(tmp_path, checkpoint_line)
+    fds = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(anchor_mod.os, "fsync", fsync)
+    message = f"cannot prepare the audit anchor {anchor.path}: {os.strerror(errno.EIO)}"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        anchor.append([cp])
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert anchor.path.read_text(encoding="utf-8") == ""

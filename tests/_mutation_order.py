@@ -40,19 +40,30 @@ KILLERS = Path("mutation-killers.tsv")
 MAX_KILLERS_BYTES = 4 << 20
 _MUTANT = re.compile(r"^(?P<function>.+)__mutmut_\d+$")
 
-_durations: dict[str, float] | None = None
+STATS = Path("mutmut-stats.json")
+#: The durations read, and the (mtime, size) of the stats file they were read from.
+_durations: tuple[tuple[int, int], dict[str, float]] | None = None
 
 
 def _recorded_durations() -> dict[str, float]:
-    """The stats' duration per test id, read once per process (mutmut forks each mutant's run from it)."""
+    """The stats' duration per test id, read again only when the stats file changed.
+
+    mutmut forks each mutant's run from its main process, which loaded this
+    plugin for its own stats run: durations cached then are the previous
+    run's, in which the tests added since have none and so ran last, after
+    every other test of the function (a mutant one of them kills took
+    minutes instead of a second). One stat() per mutant's run finds that.
+    """
     global _durations
-    if _durations is None:
-        try:
-            doc = json.loads(Path("mutmut-stats.json").read_text(encoding="utf-8"))
-            _durations = {str(k): float(v) for k, v in doc.get("duration_by_test", {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError):
-            return {}
-    return _durations
+    try:
+        st = STATS.stat()
+        version = (st.st_mtime_ns, st.st_size)
+        if _durations is None or _durations[0] != version:
+            doc = json.loads(STATS.read_text(encoding="utf-8"))
+            _durations = (version, {str(k): float(v) for k, v in doc.get("duration_by_test", {}).items()})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+    return _durations[1]
 
 
 def _function_under_test() -> str | None:

@@ -54,7 +54,15 @@ from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, event_after
-from hitlgate.errors import ApprovalError, ConfigError, InputError, InvalidWarrant, NotFoundError, StorageError
+from hitlgate.errors import (
+    ApprovalError,
+    ConfigError,
+    InputError,
+    InvalidWarrant,
+    NotFoundError,
+    PolicyError,
+    StorageError,
+)
 
 #: How long a SQLite writer waits for the lock before giving up (ms).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -621,7 +629,9 @@ class Transaction:
         try:
             proposal = json.loads(row["proposal"])
             decision = _decision_from_text(row["decision"])
-        except (ValueError, TypeError, KeyError) as exc:
+        # PolicyError: JSON that is not a decision document. The engine validated it before storing it, so
+        # this is the database's fault, not the policy's (which PolicyError alone would blame).
+        except (ValueError, TypeError, KeyError, PolicyError) as exc:
             raise StorageError(f"request {row['id']} is stored corrupted: {exc}") from exc
         return Request(
             id=row["id"],

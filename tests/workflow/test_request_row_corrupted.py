@@ -1,0 +1,62 @@
+"""A request row whose stored proposal or decision was corrupted is refused by name, not half read.
+
+A writer with database access (or a bad restore) leaves a request whose
+``proposal`` or ``decision`` column is not the JSON the engine wrote:
+reading it names the request and what could not be parsed, and nothing is
+approved, issued or listed from it as if it were whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.errors import StorageError
+from tests.workflow._helpers import proposal
+
+
+def _corrupt(engine: Engine, request_id: str, **columns: str) -> None:
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.update(t.requests).where(t.requests.c.id == request_id).values(**columns))
+
+
+@pytest.mark.parametrize(
+    ("column", "text", "reason", "whole"),
+    [
+        ("proposal", "{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)", True),
+        ("decision", "", "Expecting value: line 1 column 1 (char 0)", True),
+        ("decision", "[1, 2", "Expecting ',' delimiter: line 1 column 6 (char 5)", True),
+        # JSON, but not a decision: the database's fault, not the policy's (it was validated when stored).
+        ("decision", '{"tier": "auto_allow"}', "invalid decision document: 7 problem(s)\n  - (document): "
+                                              "'risk_factors' is a required property", False),
+    ],
+    ids=["proposal-not-json", "decision-empty", "decision-cut", "decision-not-a-decision"],
+)
+def test_a_corrupted_column_is_named_with_the_request(
+    make_engine: Callable[..., Engine], column: str, text: str, reason: str, whole: bool
+) -> None:
+    # ``whole``: the reason is the whole message (else its first lines: a decision's problems go on).
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    _corrupt(engine, req.id, **{column: text})
+    message = "^" + re.escape(f"request {req.id} is stored corrupted: {reason}")
+    message += "$" if whole else "\n"
+    with pytest.raises(StorageError, match=message):
+        engine.get(req.id)
+    with pytest.raises(StorageError, match=message):
+        engine.warrant(req.id)
+
+
+def test_an_intact_row_reads_back_as_written(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    again = engine.get(req.id)
+    assert again.proposal == req.proposal and again.decision == req.decision
+    assert json.loads(json.dumps(again.proposal)) == again.proposal
+    assert again.status_reason == req.status_reason

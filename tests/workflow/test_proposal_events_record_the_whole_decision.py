@@ -1,0 +1,71 @@
+"""The events a proposal appends record the whole proposal and decision, field by field.
+
+An auditor reconstructs from the chain alone what was asked, by whom and
+why, and what the policy decided at which revision: a field dropped or
+renamed in the ``proposed``, ``decided``, ``granted`` or ``denied`` event
+loses that for good (the chain is append-only). Each payload is compared
+whole, built from the request the engine returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hitlgate.engine.approve.workflow import Engine, Request
+from tests.workflow._helpers import proposal
+
+
+def _common(req: Request) -> dict[str, Any]:
+    """What every event of a request carries: its action's digest, its controls (framework and id) and its status."""
+    controls = [{"framework": c["framework"], "id": c["id"]} for c in req.decision.controls]
+    assert controls and all(c["framework"] and c["id"] for c in controls)
+    return {"action_digest": req.action_digest, "controls": controls, "status": req.status}
+
+
+def _decided(req: Request, warrant_ttl: int) -> dict[str, Any]:
+    d = req.decision
+    return {**_common(req), "tier": d.tier, "risk_factors": list(d.risk_factors), "reasons": list(d.reasons),
+            "quorum": d.quorum.to_dict(), "ttl_seconds": d.ttl_seconds, "warrant_ttl_seconds": warrant_ttl,
+            "policy_revision": d.policy_revision}
+
+
+def test_an_auto_allowed_proposal_records_what_was_asked_decided_and_granted(
+    make_engine: Callable[..., Engine]
+) -> None:
+    engine = make_engine()
+    doc = proposal("rotate_api_key", "dev-analytics-key", reason="rotation drill")
+    req = engine.propose(doc)
+    assert req.status == "granted" and req.decision.tier == "auto_allow"
+    events = engine.audit_events(req.id)
+    assert [e.kind for e in events] == ["proposed", "decided", "granted", "warrant_issued"]
+    proposed, decided, granted, _ = (e.payload for e in events)
+    assert proposed == {**_common(req), "action": doc["action"], "requester": doc["requester"],
+                        "justification": "workflow test", "incident": "INC-1"}
+    assert decided == _decided(req, engine.warrant_lifetime(req.decision))
+    assert granted == {**_common(req), "approvals": [], "reason": "auto_allow"}
+    assert req.status_reason == req.decision.reasons[-1]
+
+
+def test_a_denied_proposal_records_the_denial_and_its_reasons(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    doc = proposal("revoke_secret", "root-ca-key")
+    del doc["incident"]
+    req = engine.propose(doc)
+    assert req.status == "denied" and req.decision.tier == "deny"
+    events = engine.audit_events(req.id)
+    assert [e.kind for e in events] == ["proposed", "decided", "denied"]
+    proposed, decided, denied = (e.payload for e in events)
+    assert proposed == {**_common(req), "action": doc["action"], "requester": doc["requester"],
+                        "justification": "workflow test", "incident": None}
+    assert decided == _decided(req, engine.warrant_lifetime(req.decision))
+    assert denied == {**_common(req), "subject": "request", "reasons": list(req.decision.reasons)}
+    assert len(req.decision.reasons) >= 1
+
+
+def test_a_pending_proposal_waits_for_its_approval_window(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    assert req.status == "pending"
+    assert [e.kind for e in engine.audit_events(req.id)] == ["proposed", "decided"]
+    assert (req.expires_at - req.created_at).total_seconds() == req.decision.ttl_seconds

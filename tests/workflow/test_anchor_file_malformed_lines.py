@@ -212,3 +212,70 @@ def test_a_new_anchor_whose_directory_cannot_be_synced_is_refused_by_name(
     monkeypatch.undo()
     assert len(os.listdir("/proc/self/fd")) == fds
     assert anchor.path.read_text(encoding="utf-8") == ""
+
+
+# -- last(): the guard's read of the newest anchored checkpoint -------------------------------------------
+
+
+def test_last_is_none_for_a_missing_empty_or_only_torn_anchor(tmp_path: Path, checkpoint_line: str) -> None:
+    assert AuditAnchor(tmp_path / "nowhere" / "audit-anchor.jsonl").last() is None
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert AuditAnchor(blocker / "audit-anchor.jsonl").last() is None  # A path under a regular file.
+    assert _anchor(tmp_path, "").last() is None
+    assert _anchor(tmp_path, checkpoint_line.rstrip("\n")).last() is None  # Torn by a crash: not yet written.
+
+
+def test_last_reads_the_final_complete_line(tmp_path: Path, make_engine) -> None:  # noqa: ANN001
+    engine: Engine = make_engine()
+    for _ in range(2):
+        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+        engine.checkpoint()
+    first, second = engine.anchor.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    newest = Checkpoint.from_dict({k: v for k, v in json.loads(second).items() if k != "record"})
+    assert _anchor(tmp_path, first + second).last() == newest
+    assert _anchor(tmp_path, first + second + first[:40]).last() == newest  # A torn tail is skipped.
+    assert _anchor(tmp_path, "x" * (64 * 1024) + "\n" + second).last() == newest  # Long lines before it: unread.
+
+
+def test_last_refuses_a_final_line_longer_than_64_kib(tmp_path: Path, checkpoint_line: str) -> None:
+    for text in (checkpoint_line + "x" * (64 * 1024) + "\n", checkpoint_line + "y" * (64 * 1024 + 1)):
+        anchor = _anchor(tmp_path, text)
+        message = f"the last line of the audit anchor {anchor.path} is longer than 64 KiB"
+        with pytest.raises(AuditChainError, match="^" + re.escape(message) + "$"):
+            anchor.last()
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    (b"[1, 2]", "not a checkpoint record"),
+    (b'{"record": "event", "seq": 2}', "not a checkpoint record"),
+    (b"{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    (b"\xff{}", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+], ids=["not-an-object", "an-event", "not-json", "not-utf8"])
+def test_last_refuses_a_final_line_that_is_not_a_checkpoint(tmp_path: Path, checkpoint_line: str, line: bytes,
+                                                            why: str) -> None:
+    anchor = _anchor(tmp_path, checkpoint_line)
+    with open(anchor.path, "ab") as fh:
+        fh.write(line + b"\n")
+    message = f"the last line of the audit anchor {anchor.path} is malformed: {why}"
+    with pytest.raises(AuditChainError, match="^" + re.escape(message) + "$"):
+        anchor.last()
+
+
+def test_last_refuses_a_checkpoint_line_with_a_field_missing(tmp_path: Path, checkpoint_line: str) -> None:
+    doc = json.loads(checkpoint_line)
+    del doc["kid"]
+    anchor = _anchor(tmp_path, json.dumps(doc) + "\n")
+    message = f"the last line of the audit anchor {anchor.path} is malformed: invalid audit checkpoint: 1 problem(s)"
+    with pytest.raises(AuditChainError, match="^" + re.escape(message) + "\n"):
+        anchor.last()
+
+
+def test_last_does_not_follow_a_link_planted_at_the_anchor_path(tmp_path: Path, checkpoint_line: str) -> None:
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text(checkpoint_line, encoding="utf-8")
+    link = tmp_path / "audit-anchor.jsonl"
+    link.symlink_to(target)
+    message = f"cannot read the audit anchor {link}: {os.strerror(errno.ELOOP)}"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        AuditAnchor(link).last()

@@ -139,3 +139,29 @@ def test_a_new_anchor_started_by_a_warrant_is_noted_in_the_keyring(engine: Engin
     assert cp.seq % engine.audit_log.checkpoint_every != 0, "the first checkpoint must be the warrant's own"
     note = engine.keyring.anchor_note()
     assert note is not None and (note.path, note.seq) == (str(engine.anchor.path), cp.seq)
+
+
+def test_later_warrant_checkpoints_skip_the_note_and_periodic_ones_write_it(engine: Engine) -> None:
+    # The note costs two fsyncs: a warrant's own checkpoint (after the anchor's first line) does not write it,
+    # a periodic or on-demand checkpoint does.
+    granted_warrant(engine, proposal("suspend_service_account", "svc-ci-runner"), ("carol",))
+    first = engine.keyring.anchor_note()
+    granted_warrant(engine, proposal("suspend_service_account", "svc-ci-runner", ticket="2"), ("carol",))
+    seqs = [cp.seq for cp in engine.anchor.iter_checkpoints()]
+    assert len(seqs) == 2 and all(seq % engine.audit_log.checkpoint_every for seq in seqs)
+    assert engine.keyring.anchor_note() == first
+    on_demand = engine.checkpoint()
+    note = engine.keyring.anchor_note()
+    assert note is not None and (note.path, note.seq) == (str(engine.anchor.path), on_demand.seq)
+
+
+def test_a_warrant_checkpoint_that_is_also_periodic_writes_the_note(make_engine) -> None:  # noqa: ANN001
+    # Each auto-allowed proposal appends four events, the fourth its warrant's: with a checkpoint every four
+    # events, the second warrant's checkpoint (seq 8) is a periodic one too, and is noted.
+    engine: Engine = make_engine(checkpoint_every=4)
+    for ticket in ("1", "2"):
+        req = engine.propose(proposal("rotate_api_key", "dev-analytics-key", ticket=ticket))
+        assert req.status == "granted"
+    assert [cp.seq for cp in engine.anchor.iter_checkpoints()] == [4, 8]
+    note = engine.keyring.anchor_note()
+    assert note is not None and note.seq == 8

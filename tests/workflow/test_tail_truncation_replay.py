@@ -14,6 +14,7 @@ Real SQLite and PostgreSQL, real keys; the attacker uses raw SQL.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,13 @@ def _truncate_from(engine: Engine, seq: int, request_id: str, *, warrant: bool =
         conn.execute(t.requests.update().where(t.requests.c.id == request_id).values(status="granted"))
 
 
+def _truncated(engine: Engine, seq: int) -> str:
+    """The refusal when the anchor's last checkpoint is at ``seq`` and the chain was cut just before it."""
+    return (f"the audit anchor {engine.anchor.path} holds a signed checkpoint at seq {seq}, but the database chain "
+            f"ends at seq {seq - 1}: events were deleted from the end of the chain (truncated); refusing until the "
+            "database is restored")
+
+
 def _seq_of(engine: Engine, request_id: str, kind: str) -> int:
     return next(e.seq for e in engine.audit_events(request_id) if e.kind == kind)
 
@@ -59,8 +67,8 @@ def test_tail_truncation_does_not_let_a_consumed_warrant_run_again(engine: Engin
     last = engine.anchor.last()
     assert last is not None and last.seq == consumed, "the consumption is anchored when it happens"
     _truncate_from(engine, consumed, req.id)
-    with pytest.raises(InvalidWarrant, match=rf"checkpoint at seq {consumed}, but the database chain ends at "
-                                             rf"seq {consumed - 1}.*truncated") as exc:
+    with pytest.raises(InvalidWarrant, match="^" + re.escape("invalid warrant: " + _truncated(engine, consumed))
+                                             + "$") as exc:
         guard.execute(token, DOC["action"], runs.append)
     assert exc.value.code == "chain_truncated"
     with pytest.raises(InvalidWarrant, match="truncated") as exc:
@@ -76,7 +84,7 @@ def test_tail_truncation_does_not_yield_a_second_warrant(engine: Engine) -> None
     req, token = granted_warrant(engine, DOC, ("carol",))
     issued = _seq_of(engine, req.id, "warrant_issued")
     _truncate_from(engine, issued, req.id, warrant=True)
-    with pytest.raises(AuditChainError, match=rf"checkpoint at seq {issued}.*truncated") as exc:
+    with pytest.raises(AuditChainError, match="^" + re.escape(_truncated(engine, issued)) + "$") as exc:
         engine.warrant(req.id)
     assert exc.value.code == "chain_truncated"
 
@@ -86,7 +94,10 @@ def test_tail_rewrite_after_the_anchored_event_is_refused(engine: Engine) -> Non
     issued = _seq_of(engine, req.id, "warrant_issued")
     with engine.store.engine.begin() as conn:
         conn.execute(t.audit_events.update().where(t.audit_events.c.seq == issued).values(hash="sha256:" + "1" * 64))
-    with pytest.raises(InvalidWarrant, match=rf"event seq {issued} in the database differs") as exc:
+    message = (f"invalid warrant: event seq {issued} in the database differs from the signed checkpoint at seq "
+               f"{issued} in the audit anchor {engine.anchor.path}: the chain was rewritten; refusing until the "
+               "database is restored")
+    with pytest.raises(InvalidWarrant, match="^" + re.escape(message) + "$") as exc:
         engine.guard().check(token, DOC["action"])
     assert exc.value.code == "chain_rewritten"
 
@@ -110,3 +121,17 @@ def test_tail_truncation_replay_through_the_cli(env: dict[str, str], tmp_path: P
     again = run(env, "verify", action, "--warrant", str(tmp_path / "w1.jws"), "--consume", code=3)
     assert "truncated" in again.output
     assert "events were deleted from the end" in run(env, "audit", "verify", code=3).output
+
+
+def test_a_chain_deleted_whole_is_refused_as_ending_at_seq_zero(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    issued = _seq_of(engine, req.id, "warrant_issued")
+    with engine.store.engine.begin() as conn:
+        for table in (t.consumed, t.checkpoints, t.audit_events):
+            conn.execute(sa.delete(table))
+    message = (f"the audit anchor {engine.anchor.path} holds a signed checkpoint at seq {issued}, but the database "
+               "chain ends at seq 0: events were deleted from the end of the chain (truncated); refusing until the "
+               "database is restored")
+    with pytest.raises(InvalidWarrant, match="^" + re.escape("invalid warrant: " + message) + "$") as exc:
+        engine.guard().check(token, DOC["action"])
+    assert exc.value.code == "chain_truncated"

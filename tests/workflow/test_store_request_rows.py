@@ -1,0 +1,70 @@
+"""What the store writes for a request, and what it refuses to write or read back.
+
+The indexed columns (requester, action type, target, tier, policy
+revision) are what listings and filters read without parsing the stored
+JSON: each must hold the request's own value. A request cannot start in a
+state its tier does not start in, a status the lifecycle does not know is
+refused when read back, and a request read without its votes refuses to
+count approvals rather than count none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.errors import StorageError
+from tests.workflow._helpers import proposal
+
+
+def test_the_indexed_columns_hold_the_requests_own_values(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.engine.connect() as conn:
+        row = conn.execute(sa.select(t.requests).where(t.requests.c.id == req.id)).mappings().one()
+    assert (row["requester"], row["action_type"], row["target"]) == ("soc-agent-7", "suspend_service_account",
+                                                                    "svc-ci-runner")
+    assert (row["tier"], row["status"], row["policy_revision"]) == ("single_approval", "pending",
+                                                                   req.decision.policy_revision)
+    assert row["action_digest"] == req.action_digest and row["status_reason"] == req.decision.reasons[-1]
+    again = engine.get(req.id)
+    assert again.updated_at == again.created_at == req.created_at
+    assert again.expires_at == req.expires_at and again.expires_at > again.created_at
+
+
+def test_a_request_cannot_start_in_a_state_its_tier_does_not_start_in(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with pytest.raises(StorageError, match="^a new single_approval request cannot start as granted$"), \
+            engine.store.write() as tx:
+        tx.insert_request(request_id="req-forged", status="granted", proposal=req.proposal,
+                          action_digest=req.action_digest, decision=req.decision, created_at=req.created_at,
+                          expires_at=req.expires_at)
+    assert [r.id for r in engine.list()] == [req.id]
+
+
+def test_a_status_the_lifecycle_does_not_know_is_refused_when_read(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.update(t.requests).where(t.requests.c.id == req.id).values(status="approved_by_db"))
+    with pytest.raises(StorageError, match="^" + re.escape(f"request {req.id} has unknown status 'approved_by_db'")
+                                           + "$"):
+        engine.get(req.id)
+
+
+def test_a_request_read_without_its_votes_refuses_to_count_approvals(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.read() as tx:
+        bare = tx.get_request(req.id, votes=False)
+        whole = tx.get_request(req.id)
+    assert whole.approvals == ()
+    message = f"internal error: request {req.id} was read without its votes, which are needed here"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        _ = bare.approvals

@@ -1,0 +1,50 @@
+"""What an engine is built with: its checkpoint interval, how long retired keys stay trusted, its clock.
+
+A retired engine key must stay trusted for at least two warrant
+lifetimes (and never less than an hour), so a rotation never strands a
+warrant issued just before it; a checkpoint interval below one and a
+clock that gives local times are refused by name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.errors import InputError
+
+
+@pytest.mark.parametrize(("warrant_ttl", "grace"), [(300, 3600), (1800, 3600), (1801, 3602), (3600, 7200)])
+def test_retired_keys_stay_trusted_for_two_warrant_lifetimes_and_at_least_an_hour(
+    make_engine: Callable[..., Engine], warrant_ttl: int, grace: int
+) -> None:
+    engine = make_engine(config={"warrant_ttl_seconds": warrant_ttl})
+    assert engine.keyring.retire_after == timedelta(seconds=grace)
+
+
+@pytest.mark.parametrize("every", [0, -1])
+def test_a_checkpoint_interval_below_one_is_refused(make_engine: Callable[..., Engine], every: int) -> None:
+    with pytest.raises(InputError, match="^checkpoint_every must be at least 1$"):
+        make_engine(checkpoint_every=every)
+
+
+def test_a_checkpoint_every_event_is_allowed(make_engine: Callable[..., Engine]) -> None:
+    assert make_engine(checkpoint_every=1).audit_log.checkpoint_every == 1
+
+
+def test_the_engine_clock_must_give_aware_times_and_they_come_back_in_utc(
+    make_engine: Callable[..., Engine]
+) -> None:
+    engine = make_engine()
+    local = datetime(2026, 11, 27, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert engine.now(local) == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert engine.now().utcoffset() == timedelta(0)
+    with pytest.raises(ValueError, match="^" + re.escape("now must be timezone-aware") + "$"):
+        engine.now(datetime(2026, 11, 27, 10, 0))  # noqa: DTZ001 - the naive time is what is refused.
+    naive_clock = make_engine(clock=lambda: datetime(2026, 11, 27, 10, 0))  # noqa: DTZ001
+    with pytest.raises(ValueError, match="^now must be timezone-aware$"):
+        naive_clock.now()

@@ -16,6 +16,7 @@ import pytest
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import InputError
+from tests.workflow._helpers import proposal
 
 
 @pytest.mark.parametrize(("warrant_ttl", "grace"), [(300, 3600), (1800, 3600), (1801, 3602), (3600, 7200)])
@@ -48,3 +49,12 @@ def test_the_engine_clock_must_give_aware_times_and_they_come_back_in_utc(
     naive_clock = make_engine(clock=lambda: datetime(2026, 11, 27, 10, 0))  # noqa: DTZ001
     with pytest.raises(ValueError, match="^now must be timezone-aware$"):
         naive_clock.now()
+
+
+def test_request_ids_are_unguessable_and_of_one_form(make_engine: Callable[..., Engine]) -> None:
+    # 96 random bits: an id seen in a ticket does not give the next one (an approval link is not a secret,
+    # but a guessable id would let anyone enumerate requests where the API exposes them by id).
+    engine = make_engine()
+    ids = {engine.propose(proposal("suspend_service_account", "svc-ci-runner", ticket=str(n))).id for n in range(3)}
+    assert len(ids) == 3
+    assert all(re.fullmatch(r"req-[0-9a-f]{24}", rid) for rid in ids), ids

@@ -251,3 +251,12 @@ def test_base64url_has_one_spelling_per_value(text: Any, message: str) -> None:
                                              ("-_8", b"\xfb\xff")])
 def test_canonical_base64url_decodes(text: str, value: bytes) -> None:
     assert b64url_decode(text) == value
+
+
+def test_a_private_key_file_that_is_a_symbolic_link_is_not_followed(key_dir: Path, tmp_path: Path) -> None:
+    # A link planted at the current key's path must not make the engine sign with a key kept elsewhere.
+    pem = key_dir / f"{_doc(key_dir)['current']}.pem"
+    elsewhere = tmp_path / "elsewhere.pem"
+    shutil.move(pem, elsewhere)
+    pem.symlink_to(elsewhere)
+    assert _refusal(key_dir) == f"cannot read engine key {pem}: {os.strerror(errno.ELOOP)}"

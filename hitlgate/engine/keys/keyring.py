@@ -570,12 +570,14 @@ class EngineKeyring:
             # is harmless for that long: a key another process just retired
             # is still inside its grace window.
             tick = time.monotonic()
-            if not force_check and tick - self._checked_at < RECHECK_SECONDS:
+            # `<=` would only move the re-check by one clock tick: equivalent.
+            if not force_check and tick - self._checked_at < RECHECK_SECONDS:  # pragma: no mutate
                 return state
             if self._file_id() == state.file_id:
                 self._checked_at = tick
                 return state
-        with self._locked(exclusive=False):
+        # Reading under the exclusive lock instead would only make readers wait for each other: equivalent.
+        with self._locked(exclusive=False):  # pragma: no mutate
             loaded = self._read_state()
         if loaded is None:
             with self._locked(exclusive=True):

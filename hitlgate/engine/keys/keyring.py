@@ -576,9 +576,10 @@ class EngineKeyring:
             if self._file_id() == state.file_id:
                 self._checked_at = tick
                 return state
-        # Reading under the exclusive lock instead would only make readers wait for each other: equivalent.
+        # Equivalent mutants: reading under the exclusive lock would only make readers wait for each other,
+        # and skipping this read (None) only sends every caller to the exclusive branch, which reads again.
         with self._locked(exclusive=False):  # pragma: no mutate
-            loaded = self._read_state()
+            loaded = self._read_state()  # pragma: no mutate
         if loaded is None:
             with self._locked(exclusive=True):
                 # Another process may have created the first key while this

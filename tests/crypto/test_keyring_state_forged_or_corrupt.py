@@ -260,3 +260,20 @@ def test_a_private_key_file_that_is_a_symbolic_link_is_not_followed(key_dir: Pat
     shutil.move(pem, elsewhere)
     pem.symlink_to(elsewhere)
     assert _refusal(key_dir) == f"cannot read engine key {pem}: {os.strerror(errno.ELOOP)}"
+
+
+def test_a_key_directory_that_cannot_be_tightened_is_refused(
+    key_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory others may read but whose mode this process cannot change (another owner, a read-only
+    # mount): the engine does not go on with keys others can list.
+    from hitlgate.engine.keys import keyring as keyring_mod
+
+    def chmod(path: object, mode: int) -> None:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+
+    os.chmod(key_dir, 0o750)
+    monkeypatch.setattr(keyring_mod.os, "chmod", chmod)
+    message = f"key directory {key_dir} must be mode 0700: {os.strerror(errno.EPERM)}"
+    with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
+        EngineKeyring.load_or_create(key_dir)

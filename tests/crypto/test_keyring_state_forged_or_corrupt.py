@@ -272,7 +272,7 @@ def test_a_key_directory_that_cannot_be_tightened_is_refused(
     def chmod(path: object, mode: int) -> None:
         raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
 
-    os.chmod(key_dir, 0o750)
+    os.chmod(key_dir, 0o750)  # noqa: S103 - a directory others may read, which the engine tightens.
     monkeypatch.setattr(keyring_mod.os, "chmod", chmod)
     message = f"key directory {key_dir} must be mode 0700: {os.strerror(errno.EPERM)}"
     with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):

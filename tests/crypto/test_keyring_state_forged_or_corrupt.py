@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,21 @@ def test_a_key_directory_that_cannot_be_tightened_is_refused(
     message = f"key directory {key_dir} must be mode 0700: {os.strerror(errno.EPERM)}"
     with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
         EngineKeyring.load_or_create(key_dir)
+
+
+def test_a_huge_key_file_is_refused_after_reading_one_byte_past_the_limit(tmp_path: Path) -> None:
+    # A key path pointed at a huge file (a disk image, a log) must not be read into memory to be refused.
+    from hitlgate.engine.keys.keyring import load_approver_key
+
+    huge = tmp_path / "huge.pem"
+    with open(huge, "wb") as fh:
+        fh.truncate(256 << 20)  # Sparse: 256 MiB of zeros without writing them.
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="^" + re.escape(f"key file {huge} is too large to be an Ed25519 key")
+                                             + "$"):
+            load_approver_key(huge)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated to refuse it"

@@ -282,7 +282,9 @@ def test_load_approver_key_refusals(tmp_path: Path, caplog: pytest.LogCaptureFix
     rsa_like = tmp_path / "ec.pem"
     ec_key = ec.generate_private_key(ec.SECP256R1())
     rsa_like.write_bytes(
-        ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        ec_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     # The class's name as this cryptography version spells it (the message names what the file holds).
     with pytest.raises(InputError, match=f"^key file {rsa_like} holds a {type(ec_key).__name__}, not an Ed25519 "
@@ -290,7 +292,8 @@ def test_load_approver_key_refusals(tmp_path: Path, caplog: pytest.LogCaptureFix
         load_approver_key(rsa_like)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a key")
-    with pytest.raises(InputError, match=f"^key file {garbage} is not a PEM private key \\(or the password is wrong\\)$"):
+    with pytest.raises(InputError,
+                       match=f"^key file {garbage} is not a PEM private key \\(or the password is wrong\\)$"):
         load_approver_key(garbage)
     loose = tmp_path / "loose.pem"
     generate_approver_key(loose)

@@ -296,3 +296,12 @@ def test_a_huge_key_file_is_refused_after_reading_one_byte_past_the_limit(tmp_pa
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes allocated to refuse it"
+
+
+def test_a_state_file_of_exactly_64_kib_is_read(key_dir: Path) -> None:
+    # The limit is a size a keyring reaches only after thousands of rotations: 64 KiB itself is allowed.
+    path = key_dir / STATE_FILE
+    text = path.read_bytes().rstrip()
+    _write(key_dir, text + b" " * (64 * 1024 - len(text)))
+    assert path.stat().st_size == 64 * 1024
+    assert EngineKeyring.load_or_create(key_dir).current_kid == _doc(key_dir)["current"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine.keys.keyring import STATE_FILE, EngineKeyring, b64url_decode
+from hitlgate.engine.keys.keyring import STATE_FILE, EngineKeyring, b64url_decode, b64url_encode
 from hitlgate.errors import ConfigError, InputError, StorageError
 
 Doc = dict[str, Any]
@@ -249,9 +249,12 @@ def test_base64url_has_one_spelling_per_value(text: Any, message: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "value"), [("", b""), ("QQ", b"A"), ("QUE", b"AA"), ("QUFB", b"AAA"),
-                                             ("-_8", b"\xfb\xff")])
-def test_canonical_base64url_decodes(text: str, value: bytes) -> None:
+                                             ("-_8", b"\xfb\xff"), ("AAAX", b"\x00\x00\x17"),
+                                             ("AABX", b"\x00\x00W")])
+def test_canonical_base64url_decodes_and_encodes_back(text: str, value: bytes) -> None:
+    # Only the padding is stripped when encoding: an encoding that ends in a letter keeps it.
     assert b64url_decode(text) == value
+    assert b64url_encode(value) == text
 
 
 def test_a_private_key_file_that_is_a_symbolic_link_is_not_followed(key_dir: Path, tmp_path: Path) -> None:
@@ -305,3 +308,12 @@ def test_a_state_file_of_exactly_64_kib_is_read(key_dir: Path) -> None:
     _write(key_dir, text + b" " * (64 * 1024 - len(text)))
     assert path.stat().st_size == 64 * 1024
     assert EngineKeyring.load_or_create(key_dir).current_kid == _doc(key_dir)["current"]
+
+
+def test_the_anchor_note_of_a_deleted_keyring_is_none_and_no_keyring_is_made(key_dir: Path) -> None:
+    # Asking what the keyring records about the anchor never creates a keyring, even in a process that had
+    # loaded the one now deleted.
+    ring = EngineKeyring.load_or_create(key_dir)
+    (key_dir / STATE_FILE).unlink()
+    assert ring.anchor_note() is None
+    assert not (key_dir / STATE_FILE).exists()

@@ -102,7 +102,9 @@ _KID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 def b64url_encode(data: bytes) -> str:
     """Encode bytes as unpadded base64url (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    unpadded = base64.urlsafe_b64encode(data).rstrip(b"=")
+    # The codec's name is case-insensitive: its mutants are equivalent.
+    return unpadded.decode("ascii")  # pragma: no mutate
 
 
 def b64url_decode(text: str) -> bytes:
@@ -122,7 +124,9 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError("not unpadded base64url (impossible length)")
     if (tail == 2 and text[-1] not in _CANON_LAST_2) or (tail == 3 and text[-1] not in _CANON_LAST_3):
         raise ValueError("non-canonical base64url (trailing bits set)")
-    return binascii.a2b_base64(text.encode("ascii").translate(_TO_STD_ALPHABET) + _PADDING[tail])
+    # The codec's name is case-insensitive: its mutants are equivalent.
+    raw = text.encode("ascii")  # pragma: no mutate
+    return binascii.a2b_base64(raw.translate(_TO_STD_ALPHABET) + _PADDING[tail])
 
 
 def public_raw(public_key: Ed25519PublicKey) -> bytes:
@@ -656,7 +660,9 @@ class EngineKeyring:
 
     def anchor_note(self) -> AnchorNote | None:
         """What ``keyring.json`` records about the audit anchor; None without a keyring (never creates one)."""
-        if self._state is None and self._file_id() is None:
+        # Whether this process loaded a keyring before does not matter: one deleted since is none (reading
+        # on would create a fresh keyring, which this must never do).
+        if self._file_id() is None:
             return None
         return self._ensure(force_check=True).anchor
 

@@ -317,3 +317,13 @@ def test_the_anchor_note_of_a_deleted_keyring_is_none_and_no_keyring_is_made(key
     (key_dir / STATE_FILE).unlink()
     assert ring.anchor_note() is None
     assert not (key_dir / STATE_FILE).exists()
+
+
+def test_the_anchor_note_is_read_fresh_not_from_the_recheck_window(key_dir: Path, tmp_path: Path) -> None:
+    # Another process noting a newer anchor seq is seen at once: the check of a missing anchor must not
+    # compare with what this process read up to RECHECK_SECONDS ago.
+    reader = EngineKeyring.load_or_create(key_dir)
+    assert reader.anchor_note() is None
+    EngineKeyring.load_or_create(key_dir).note_anchor(tmp_path / "anchor.jsonl", 5)
+    note = reader.anchor_note()
+    assert note is not None and (note.path, note.seq) == (str(tmp_path / "anchor.jsonl"), 5)

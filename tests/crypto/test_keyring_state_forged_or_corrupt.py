@@ -18,6 +18,7 @@ import re
 import shutil
 import tracemalloc
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +328,25 @@ def test_the_anchor_note_is_read_fresh_not_from_the_recheck_window(key_dir: Path
     EngineKeyring.load_or_create(key_dir).note_anchor(tmp_path / "anchor.jsonl", 5)
     note = reader.anchor_note()
     assert note is not None and (note.path, note.seq) == (str(tmp_path / "anchor.jsonl"), 5)
+
+
+@pytest.mark.parametrize("seconds", [-1, True, 1.5, "3600", None])
+def test_a_retirement_grace_that_is_not_a_whole_number_of_seconds_is_refused(tmp_path: Path, seconds: Any) -> None:
+    with pytest.raises(ConfigError, match="^retire_after_seconds must be a non-negative integer$"):
+        EngineKeyring(tmp_path / "keys", retire_after_seconds=seconds)
+    assert not (tmp_path / "keys").exists()  # Refused before anything is made.
+
+
+def test_a_retirement_grace_of_zero_retires_a_key_at_once(tmp_path: Path) -> None:
+    ring = EngineKeyring.load_or_create(tmp_path / "keys", retire_after_seconds=0)
+    old = ring.current_kid
+    ring.rotate()
+    assert ring.retire_after.total_seconds() == 0
+    assert ring.public_key(old, datetime.now(UTC) + timedelta(seconds=1)) is None
+
+
+def test_a_state_path_the_file_system_cannot_stat_is_named(key_dir: Path) -> None:
+    path = key_dir / STATE_FILE
+    path.unlink()
+    path.symlink_to(path)  # A loop: stat() fails with ELOOP.
+    assert _refusal(key_dir) == f"cannot stat {path}: {os.strerror(errno.ELOOP)}"

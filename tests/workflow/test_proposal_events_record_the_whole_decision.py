@@ -10,6 +10,7 @@ whole, built from the request the engine returned.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from hitlgate.engine.approve.workflow import Engine, Request
@@ -69,3 +70,12 @@ def test_a_pending_proposal_waits_for_its_approval_window(make_engine: Callable[
     assert req.status == "pending"
     assert [e.kind for e in engine.audit_events(req.id)] == ["proposed", "decided"]
     assert (req.expires_at - req.created_at).total_seconds() == req.decision.ttl_seconds
+
+
+def test_an_explicit_time_is_the_proposals_time_not_the_clocks(make_engine: Callable[..., Engine]) -> None:
+    # A replayed intake (an agent's queue drained later) stores when the proposal was made.
+    engine = make_engine()
+    at = engine.now() + timedelta(minutes=7)
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"), now=at)
+    assert req.created_at == at and engine.get(req.id).created_at == at
+    assert [e.at for e in engine.audit_events(req.id)] == [at, at]

@@ -386,8 +386,7 @@ class EngineKeyring:
         reported, not silently replaced by a fresh key while its database
         holds checkpoints and warrants signed by the old ones.
         """
-        seconds = retire_after_seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        if type(retire_after_seconds) is not int or retire_after_seconds < 0:  # A bool is not a number of seconds.
             raise ConfigError("retire_after_seconds must be a non-negative integer")
         self.key_dir = Path(key_dir)
         self._before_create = before_create

@@ -68,3 +68,15 @@ def test_a_request_read_without_its_votes_refuses_to_count_approvals(make_engine
     message = f"internal error: request {req.id} was read without its votes, which are needed here"
     with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         _ = bare.approvals
+
+
+def test_a_store_whose_chain_head_row_was_deleted_refuses_to_write(make_engine: Callable[..., Engine]) -> None:
+    # Every write links its events to that row: without it, nothing is written (nothing to build on).
+    engine = make_engine()
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.delete(t.audit_head))
+    message = f"the state store {engine.store.url_for_people} has no audit chain head row"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    assert len(engine.list()) == 1

@@ -80,3 +80,18 @@ def test_a_store_whose_chain_head_row_was_deleted_refuses_to_write(make_engine: 
     with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
     assert len(engine.list()) == 1
+
+
+def test_a_read_transaction_refuses_every_state_change(make_engine: Callable[..., Engine]) -> None:
+    # A bug that wrote through a read transaction would write without the chain head's lock: refused outright.
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    refused = "^internal error: a state change was attempted in a read transaction$"
+    with engine.store.read() as tx:
+        with pytest.raises(StorageError, match=refused):
+            tx.insert_request(request_id="req-x", status="pending", proposal=req.proposal,
+                              action_digest=req.action_digest, decision=req.decision, created_at=req.created_at,
+                              expires_at=req.expires_at)
+        with pytest.raises(StorageError, match=refused):
+            tx.append("approved", request_id=req.id, payload={}, at=req.created_at)
+    assert len(engine.list()) == 1 and [e.kind for e in engine.audit_events(req.id)] == ["proposed", "decided"]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger.auditlog import AuditLog
 from hitlgate.errors import InputError
 from tests.workflow._helpers import proposal
 
@@ -58,3 +59,14 @@ def test_request_ids_are_unguessable_and_of_one_form(make_engine: Callable[..., 
     ids = {engine.propose(proposal("suspend_service_account", "svc-ci-runner", ticket=str(n))).id for n in range(3)}
     assert len(ids) == 3
     assert all(re.fullmatch(r"req-[0-9a-f]{24}", rid) for rid in ids), ids
+
+
+@pytest.mark.parametrize("every", [0, -5])
+def test_an_audit_log_refuses_a_checkpoint_interval_below_one_itself(
+    make_engine: Callable[..., Engine], every: int
+) -> None:
+    # The audit log is also made on its own (tools, the service): it checks the interval itself.
+    engine = make_engine()
+    with pytest.raises(InputError, match="^checkpoint_every must be at least 1$"):
+        AuditLog(engine.store, engine.keyring, engine.anchor, checkpoint_every=every)
+    assert AuditLog(engine.store, engine.keyring, engine.anchor, checkpoint_every=1).checkpoint_every == 1

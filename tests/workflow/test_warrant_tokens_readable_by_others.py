@@ -13,6 +13,7 @@ is reported by ``hitlgate doctor``.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import stat
@@ -175,3 +176,19 @@ def test_state_path_the_file_system_refuses_is_a_storage_error_naming_it(tmp_pat
     with pytest.raises(StorageError, match=r"cannot open the state store .*aaaa\.db: File name too long") as info:
         Store.open(f"sqlite:///{db}")
     assert info.value.code == "state_unreadable"
+
+
+def test_a_state_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    parent = blocker / "state"
+    message = f"cannot create the state directory {parent}: Not a directory"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$") as info:
+        Store.open(f"sqlite:///{parent / 'state.db'}")
+    assert info.value.code == "state_unwritable"
+
+
+def test_state_directories_made_for_the_store_are_private(tmp_path: Path) -> None:
+    db = tmp_path / "var" / "lib" / "hitlgate" / "state.db"
+    Store.open(f"sqlite:///{db}").close()
+    assert _mode(db.parent) == 0o700 and _mode(db) == 0o600

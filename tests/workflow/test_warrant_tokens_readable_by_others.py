@@ -13,8 +13,8 @@ is reported by ``hitlgate doctor``.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import stat
 import subprocess

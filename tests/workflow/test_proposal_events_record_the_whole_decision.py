@@ -9,11 +9,16 @@ whole, built from the request the engine returned.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from hitlgate.engine.approve.workflow import Engine, Request
+from hitlgate.engine.decide.proposal import Proposal, canonical_json
+from hitlgate.engine.ledger import _store_schema as t
 from tests.workflow._helpers import proposal
 
 
@@ -79,3 +84,21 @@ def test_an_explicit_time_is_the_proposals_time_not_the_clocks(make_engine: Call
     req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"), now=at)
     assert req.created_at == at and engine.get(req.id).created_at == at
     assert [e.at for e in engine.audit_events(req.id)] == [at, at]
+
+
+def test_an_idempotency_key_stores_the_proposals_sha256_in_its_stable_spelling(
+    make_engine: Callable[..., Engine]
+) -> None:
+    # The stored hash is compared with a retry's, possibly by a later version of hitlgate: its spelling
+    # ("sha256:" and the digest of the canonical proposal) is a stored format, not a detail.
+    engine = make_engine()
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, replayed = engine.propose_once(doc, idempotency=("agent-7", "key-1"))
+    assert not replayed
+    with engine.store.engine.connect() as conn:
+        row = conn.execute(sa.select(t.idempotency_keys)).mappings().one()
+    expected = "sha256:" + hashlib.sha256(canonical_json(Proposal.from_dict(doc).to_dict())).hexdigest()
+    assert (row["principal"], row["key"], row["request_id"], row["proposal_hash"]) == ("agent-7", "key-1", req.id,
+                                                                                       expected)
+    again, replayed = engine.propose_once(doc, idempotency=("agent-7", "key-1"))
+    assert replayed and again.id == req.id

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from hitlgate.engine.approve.workflow import Engine, Request
@@ -102,3 +103,26 @@ def test_an_idempotency_key_stores_the_proposals_sha256_in_its_stable_spelling(
                                                                                        expected)
     again, replayed = engine.propose_once(doc, idempotency=("agent-7", "key-1"))
     assert replayed and again.id == req.id
+
+
+def test_a_retry_that_lands_while_the_first_attempt_decides_is_a_replay(
+    make_engine: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two attempts with one key: the second commits while the first is deciding. The first, once it holds
+    # the write lock, finds the key taken and answers with that request, as a replay.
+    first, second = make_engine(), make_engine()
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    key = ("agent-7", "key-1")
+    decide = first.decider.decide_validated
+    landed: list[str] = []
+
+    def decide_while_the_retry_lands(p: Any) -> Any:
+        if not landed:  # The engines share one decider: the retry itself decides unhindered.
+            landed.append("")
+            landed[0] = second.propose_once(doc, idempotency=key)[0].id
+        return decide(p)
+
+    monkeypatch.setattr(first.decider, "decide_validated", decide_while_the_retry_lands)
+    req, replayed = first.propose_once(doc, idempotency=key)
+    assert replayed and [req.id] == landed
+    assert [r.id for r in first.list()] == landed

@@ -121,6 +121,17 @@ def test_auto_allow_warrant_lives_the_policy_lifetime_from_the_proposal(engine, 
     assert record.expires_at == clock.now + timedelta(seconds=300) == req.expires_at
 
 
+def test_an_auto_allowed_requests_deadline_is_its_warrants_lifetime_not_its_window(
+    make_engine, pack_copy: Path, clock
+) -> None:
+    # Granted at once, so its deadline is its warrant's (120 s here), not the approval window's (300 s).
+    _set_lifetimes(pack_copy, '{"auto_allow": 120, "single_approval": 600, "dual_approval": 900, "deny": 0}')
+    engine = make_engine(pack=pack_copy)
+    req = engine.propose(proposal("rotate_api_key", "dev-analytics-key"))
+    assert req.status == "granted" and req.decision.ttl_seconds == 300
+    assert req.expires_at == clock.now + timedelta(seconds=120) == engine.warrant(req.id).expires_at
+
+
 def test_dual_grant_lives_its_own_tier_lifetime(engine, clock) -> None:
     req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
     assert req.tier == "dual_approval"

@@ -44,7 +44,7 @@ def test_a_request_cannot_start_in_a_state_its_tier_does_not_start_in(make_engin
             engine.store.write() as tx:
         tx.insert_request(request_id="req-forged", status="granted", proposal=req.proposal,
                           action_digest=req.action_digest, decision=req.decision, created_at=req.created_at,
-                          expires_at=req.expires_at)
+                          expires_at=req.expires_at, status_reason="")
     assert [r.id for r in engine.list()] == [req.id]
 
 
@@ -91,7 +91,7 @@ def test_a_read_transaction_refuses_every_state_change(make_engine: Callable[...
         with pytest.raises(StorageError, match=refused):
             tx.insert_request(request_id="req-x", status="pending", proposal=req.proposal,
                               action_digest=req.action_digest, decision=req.decision, created_at=req.created_at,
-                              expires_at=req.expires_at)
+                              expires_at=req.expires_at, status_reason="")
         with pytest.raises(StorageError, match=refused):
             tx.append("approved", request_id=req.id, payload={}, at=req.created_at)
     assert len(engine.list()) == 1 and [e.kind for e in engine.audit_events(req.id)] == ["proposed", "decided"]

@@ -10,6 +10,7 @@ count approvals rather than count none.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 
@@ -95,3 +96,14 @@ def test_a_read_transaction_refuses_every_state_change(make_engine: Callable[...
         with pytest.raises(StorageError, match=refused):
             tx.append("approved", request_id=req.id, payload={}, at=req.created_at)
     assert len(engine.list()) == 1 and [e.kind for e in engine.audit_events(req.id)] == ["proposed", "decided"]
+
+
+@pytest.mark.parametrize("field", ["created_at", "expires_at", "updated_at"])
+def test_a_request_with_a_naive_time_is_refused_naming_the_field(
+    make_engine: Callable[..., Engine], field: str
+) -> None:
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    naive = getattr(req, field).replace(tzinfo=None)
+    with pytest.raises(ValueError, match=f"^{field} must be timezone-aware$"):
+        dataclasses.replace(req, **{field: naive})

@@ -480,7 +480,9 @@ class Transaction:
         self.conn.execute(_INSERT_REQUEST, row)
         # Times as read back: UTC (the stored text keeps microseconds, so nothing else changes).
         for name in ("created_at", "expires_at", "updated_at"):
-            row[name] = _require_utc(row[name], name)
+            # Only converts: the insert above already refused a naive time (the column type does), so the
+            # name in the refusal is never shown: equivalent if mutated.
+            row[name] = _require_utc(row[name], name)  # pragma: no mutate
         return self._request_from_row(row, ())
 
     def get_request(self, request_id: str, *, votes: bool = True) -> Request:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger.store import Transaction
 from hitlgate.errors import StorageError
 from tests.workflow._helpers import proposal
 
@@ -107,3 +108,12 @@ def test_a_request_with_a_naive_time_is_refused_naming_the_field(
     naive = getattr(req, field).replace(tzinfo=None)
     with pytest.raises(ValueError, match=f"^{field} must be timezone-aware$"):
         dataclasses.replace(req, **{field: naive})
+
+
+def test_a_write_transaction_made_without_the_chain_head_refuses_to_append(make_engine: Callable[..., Engine]) -> None:
+    # Store.write() always hands the locked head to the transaction; one made any other way cannot link an event.
+    engine = make_engine()
+    with engine.store.engine.connect() as conn:
+        tx = Transaction(conn, writable=True)
+        with pytest.raises(StorageError, match="^internal error: a write transaction without the chain head$"):
+            tx.append("approved", request_id=None, payload={}, at=engine.now())

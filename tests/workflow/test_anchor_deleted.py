@@ -165,3 +165,25 @@ def test_a_warrant_checkpoint_that_is_also_periodic_writes_the_note(make_engine)
     assert [cp.seq for cp in engine.anchor.iter_checkpoints()] == [4, 8]
     note = engine.keyring.anchor_note()
     assert note is not None and note.seq == 8
+
+
+def test_with_a_checkpoint_every_event_the_anchor_can_still_be_started_again(make_engine) -> None:  # noqa: ANN001
+    # The re-initialisation event gets its own periodic checkpoint here: that checkpoint starts the new
+    # anchor too, instead of being refused for the anchor that is missing.
+    engine: Engine = make_engine(checkpoint_every=1)
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    engine.anchor.path.unlink()
+    cp = engine.reinit_anchor("disk replaced, INC-11")
+    last = engine.audit_events()[-1]
+    assert cp.seq == last.seq and [c.seq for c in engine.anchor.iter_checkpoints()][-1] == last.seq
+    report = engine.verify_audit()
+    assert (report.events, report.head_seq, report.anchor_reinits) == (last.seq, last.seq, (last.seq,))
+
+
+def test_a_periodic_checkpoint_is_signed_at_its_events_time(make_engine, clock) -> None:  # noqa: ANN001
+    # Not at the wall clock's: an event recorded with an explicit (or test) time is checkpointed at that time.
+    engine: Engine = make_engine(checkpoint_every=1)
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    with engine.store.read() as tx:
+        cp = tx.last_checkpoint()
+    assert cp is not None and cp.at == req.created_at == clock.now

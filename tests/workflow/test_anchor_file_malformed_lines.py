@@ -279,3 +279,13 @@ def test_last_does_not_follow_a_link_planted_at_the_anchor_path(tmp_path: Path, 
     message = f"cannot read the audit anchor {link}: {os.strerror(errno.ELOOP)}"
     with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         AuditAnchor(link).last()
+
+
+def test_last_reads_a_final_line_that_fills_the_window_but_one_byte(tmp_path: Path, checkpoint_line: str) -> None:
+    # The 64 KiB read starts exactly at the newline before the last line: that line is complete, not too long.
+    body = checkpoint_line.rstrip("\n")
+    padded = body[:-1] + " " * (64 * 1024 - 2 - len(body)) + "}"
+    assert len(padded) + 1 == 64 * 1024 - 1
+    anchor = _anchor(tmp_path, "x" * 100 + "\n" + padded + "\n")
+    expected = Checkpoint.from_dict({k: v for k, v in json.loads(checkpoint_line).items() if k != "record"})
+    assert anchor.last() == expected

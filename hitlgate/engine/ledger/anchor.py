@@ -276,6 +276,7 @@ class AuditAnchor:
         finally:
             os.close(fd)
         end = tail.rfind(b"\n")
+        # Equivalent mutant, left unmarked so the line's others stay mutated: rfind's start of None is 0.
         start = tail.rfind(b"\n", 0, max(end, 0)) + 1
         if end < 0 or (start == 0 and back < size):
             if back < size:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,14 @@ def make_statement(**overrides: object) -> Statement:
     }
     fields.update(overrides)
     return Statement(**fields)  # type: ignore[arg-type]
+
+
+def in_local_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> Iterator[None]:
+    """For a fixture: the process's local time zone set to ``zone`` (``TZ``), restored afterwards."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()

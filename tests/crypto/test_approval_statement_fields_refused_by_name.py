@@ -18,7 +18,7 @@ import pytest
 from hitlgate.engine.approve.approvals import MAX_ID_LENGTH, MAX_REASON_LENGTH, format_time
 from hitlgate.errors import ValidationError
 
-from .conftest import NOW, make_statement
+from .conftest import NOW, in_local_zone, make_statement
 
 _STATEMENT = r"^invalid approval statement: 1 problem\(s\)\n  - "
 
@@ -58,13 +58,7 @@ def test_time_that_is_not_aware_utc_is_refused(at: object) -> None:
 
 @pytest.fixture
 def local_zone_new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    try:
-        yield
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    yield from in_local_zone(monkeypatch, "America/New_York")
 
 
 @pytest.mark.usefixtures("local_zone_new_york")

@@ -18,7 +18,7 @@ import pytest
 from hitlgate.engine.ledger.audit import GENESIS_HASH, event_after, format_time, parse_time
 from hitlgate.errors import InputError
 
-from .conftest import NOW
+from .conftest import NOW, in_local_zone
 
 TOKYO_NOON = datetime(2026, 11, 27, 12, 0, 0, 250000, tzinfo=timezone(timedelta(hours=9)))
 
@@ -26,13 +26,7 @@ TOKYO_NOON = datetime(2026, 11, 27, 12, 0, 0, 250000, tzinfo=timezone(timedelta(
 @pytest.fixture
 def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The process's local zone set to Asia/Tokyo (UTC+9), restored afterwards."""
-    monkeypatch.setenv("TZ", "Asia/Tokyo")
-    time.tzset()
-    try:
-        yield
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    yield from in_local_zone(monkeypatch, "Asia/Tokyo")
 
 
 def test_a_time_is_spelled_in_utc_whatever_the_local_zone(tokyo: None) -> None:

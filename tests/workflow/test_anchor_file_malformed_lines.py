@@ -239,11 +239,75 @@ def test_last_reads_the_final_complete_line(tmp_path: Path, make_engine) -> None
 
 
 def test_last_refuses_a_final_line_longer_than_64_kib(tmp_path: Path, checkpoint_line: str) -> None:
+    # A complete last line of 64 KiB and one byte, or a torn one that long hiding the line before it:
+    # the newest checkpoint cannot be found in the window, and that is refused, not read as "none".
     for text in (checkpoint_line + "x" * (64 * 1024) + "\n", checkpoint_line + "y" * (64 * 1024 + 1)):
         anchor = _anchor(tmp_path, text)
-        message = f"the last line of the audit anchor {anchor.path} is longer than 64 KiB"
+        message = f"the audit anchor {anchor.path} has no complete checkpoint line in its last 64 KiB"
         with pytest.raises(AuditChainError, match="^" + re.escape(message) + "$"):
             anchor.last()
+
+
+def _padded(checkpoint_line: str, length: int) -> str:
+    """The checkpoint line padded with spaces inside its JSON to ``length`` bytes, its newline included."""
+    body = checkpoint_line.rstrip("\n")
+    return body[:-1] + " " * (length - 1 - len(body)) + "}\n"
+
+
+def test_last_reads_a_final_line_of_exactly_64_kib(tmp_path: Path, checkpoint_line: str) -> None:
+    # The window is 64 KiB and one byte, so a line of exactly 64 KiB (its newline included) is read with
+    # the newline before it, and is known to be whole; a byte more and it is refused.
+    expected = Checkpoint.from_dict({k: v for k, v in json.loads(checkpoint_line).items() if k != "record"})
+    exact = _padded(checkpoint_line, 64 * 1024)
+    assert len(exact.encode()) == 64 * 1024
+    assert _anchor(tmp_path, "x" * 100 + "\n" + exact).last() == expected
+    assert _anchor(tmp_path, exact).last() == expected  # The whole file, no newline before it.
+    over = _anchor(tmp_path, "x" * 100 + "\n" + _padded(checkpoint_line, 64 * 1024 + 1))
+    message = f"the audit anchor {over.path} has no complete checkpoint line in its last 64 KiB"
+    with pytest.raises(AuditChainError, match="^" + re.escape(message) + "$"):
+        over.last()
+
+
+@pytest.mark.parametrize("after", ["\n", "  \n", "\n\t\n \r\n", "\n" + "{\"rec"],
+                         ids=["empty", "spaces", "several", "blank-then-torn"])
+def test_last_skips_blank_final_lines_as_reading_the_whole_anchor_does(tmp_path: Path, make_engine,  # noqa: ANN001
+                                                                        after: str) -> None:
+    # A hand edit that leaves blank lines at the end does not make the guard's quick read disagree with
+    # iter_checkpoints (which skips blank lines): both give the newest checkpoint.
+    engine: Engine = make_engine()
+    for _ in range(2):
+        engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+        engine.checkpoint()
+    anchor = _anchor(tmp_path, engine.anchor.path.read_text(encoding="utf-8") + after)
+    checkpoints = list(anchor.iter_checkpoints())
+    assert len(checkpoints) == 2
+    assert anchor.last() == checkpoints[-1]
+
+
+def test_last_of_an_anchor_of_blank_lines_only_is_none_as_reading_it_whole_is(tmp_path: Path) -> None:
+    anchor = _anchor(tmp_path, "\n \n\n")
+    assert list(anchor.iter_checkpoints()) == []
+    assert anchor.last() is None
+
+
+def test_last_refuses_blank_lines_that_push_the_last_checkpoint_out_of_the_window(
+    tmp_path: Path, checkpoint_line: str
+) -> None:
+    # The newest checkpoint is more than 64 KiB from the end: refused, never taken for "no checkpoint yet".
+    anchor = _anchor(tmp_path, checkpoint_line + "\n" * (64 * 1024 + 1))
+    message = f"the audit anchor {anchor.path} has no complete checkpoint line in its last 64 KiB"
+    with pytest.raises(AuditChainError, match="^" + re.escape(message) + "$"):
+        anchor.last()
+    # With blank lines up to the window's edge, it is found.
+    within = _anchor(tmp_path, checkpoint_line + "\n" * (64 * 1024 - len(checkpoint_line.encode())))
+    assert within.last() == list(within.iter_checkpoints())[-1]
+
+
+def test_last_reads_a_line_that_holds_a_carriage_return_as_json_whitespace(tmp_path: Path,
+                                                                           checkpoint_line: str) -> None:
+    # Only a newline ends a line, as in iter_checkpoints; a CR inside is JSON whitespace, not a break.
+    anchor = _anchor(tmp_path, checkpoint_line.replace(",", ",\r", 1))
+    assert anchor.last() == list(anchor.iter_checkpoints())[-1]
 
 
 @pytest.mark.parametrize(("line", "why"), [

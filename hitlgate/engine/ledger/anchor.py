@@ -251,12 +251,12 @@ class AuditAnchor:
     def last(self) -> Checkpoint | None:
         """The last complete checkpoint line, read from the end of the file; None when missing or empty.
 
-        Reads at most the final 64 KiB, whatever the file's length, so the
-        guard can compare the database with the anchor on every call without
-        scanning it. A torn final line (no newline) is ignored, as in
-        :meth:`read`; a malformed complete line raises
+        Reads at most the final 64 KiB (and one byte), whatever the file's
+        length, so the guard can compare the database with the anchor on every call without
+        scanning it. A torn final line (no newline) and blank lines are
+        ignored, as in :meth:`iter_checkpoints`; a malformed complete line raises
         :class:`AuditChainError`. The signature is not checked here: only
-        the engine can write this file, and :meth:`read` plus
+        the engine can write this file, and :meth:`iter_checkpoints` plus
         :func:`~hitlgate.engine.ledger.audit.verify_chain` check every line.
         """
         try:
@@ -269,21 +269,28 @@ class AuditAnchor:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         try:
             size = os.fstat(fd).st_size
-            back = min(size, _TAIL_BYTES)
+            # One byte more than 64 KiB: a line of up to 64 KiB (its newline included) is then
+            # always read whole, with the newline that ends the line before it.
+            back = min(size, _TAIL_BYTES + 1)
             tail = os.pread(fd, back, size - back)
         except OSError as exc:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         finally:
             os.close(fd)
-        end = tail.rfind(b"\n")
-        # Equivalent mutant, left unmarked so the line's others stay mutated: rfind's start of None is 0.
-        start = tail.rfind(b"\n", 0, max(end, 0)) + 1
-        if end < 0 or (start == 0 and back < size):
+        # Complete lines only: what follows the last newline is a torn line (or nothing). When the
+        # window does not reach the start of the file, its first piece is the end of a line that
+        # began before it.
+        lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")[(1 if back < size else 0):]
+        # Blank lines are skipped, as iter_checkpoints skips them.
+        line = next((raw for raw in reversed(lines) if raw.strip()), None)
+        if line is None:
             if back < size:
-                raise AuditChainError(f"the last line of the audit anchor {self.path} is longer than 64 KiB")
+                raise AuditChainError(
+                    f"the audit anchor {self.path} has no complete checkpoint line in its last 64 KiB"
+                )
             return None
         try:
-            doc = json.loads(tail[start:end].decode("utf-8"))
+            doc = json.loads(line.decode("utf-8"))
             if not isinstance(doc, dict) or doc.pop("record", None) != "checkpoint":
                 raise ValueError("not a checkpoint record")
             return Checkpoint.from_dict(doc)

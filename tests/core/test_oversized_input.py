@@ -174,3 +174,15 @@ def test_oversized_signed_statement_from_an_sdk_caller() -> None:
     with pytest.raises(ValidationError, match=r"larger than the limit of 16384 bytes \(20\d\d\d bytes\)") as info:
         SignedStatement.from_json(text)
     assert info.value.code == "input_too_large"
+
+
+def test_the_approver_registry_reads_the_inventory_under_its_configured_limit(pack_copy: Path) -> None:
+    # The registry of who may approve reads the same files as the policy, under the same limits: a
+    # configured limit is not dropped for the library default (64 MiB) on this path.
+    from hitlgate.engine.approve.approvers import ApproverRegistry
+
+    registry = ApproverRegistry([pack_copy / "data"], limits=Limits(inventory_file_bytes=1024))
+    with pytest.raises(ValidationError, match=r"inventory\.yaml: larger than the limit of 1024 bytes") as info:
+        registry.all()
+    assert info.value.code == "input_too_large"
+    assert ApproverRegistry([pack_copy / "data"]).all()  # The same files under the default limit: read.

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hitlgate.engine.ledger.audit import KINDS, AuditEvent, next_event
+from hitlgate.engine.ledger.audit import GENESIS_HASH, KINDS, AuditEvent, event_after, next_event
 from hitlgate.errors import ValidationError
 
 from .conftest import NOW
@@ -74,3 +74,14 @@ def test_the_payload_is_a_private_copy(genuine: AuditEvent) -> None:
     payload["approver"] = "mallory"
     payload["list"].append(2)  # type: ignore[attr-defined]
     assert event.payload == {"approver": "alice", "list": [1]}
+
+
+@pytest.mark.parametrize("payload", [[1, 2, 3], 42, "text"], ids=["a-list", "a-number", "a-string"])
+def test_a_payload_that_is_not_a_mapping_is_refused_naming_the_event_it_would_have_been(payload: Any) -> None:
+    # The refusal names the event the append would have made (the one after the head), so a log of
+    # refused appends points at the right place in the chain.
+    with pytest.raises(ValidationError, match=r"^invalid audit event 8: 1 problem\(s\)\n  - payload: not canonical "
+                                              r"JSON: .+$") as err:
+        event_after(7, GENESIS_HASH, kind="approved", request_id="req-1", payload=payload, at=NOW)
+    (problem,) = err.value.problems
+    assert problem.startswith("payload: not canonical JSON: ")

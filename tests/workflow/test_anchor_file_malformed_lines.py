@@ -313,9 +313,10 @@ def test_last_reads_a_line_that_holds_a_carriage_return_as_json_whitespace(tmp_p
 @pytest.mark.parametrize(("line", "why"), [
     (b"[1, 2]", "not a checkpoint record"),
     (b'{"record": "event", "seq": 2}', "not a checkpoint record"),
+    (b'{"seq": 2}', "not a checkpoint record"),
     (b"{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     (b"\xff{}", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
-], ids=["not-an-object", "an-event", "not-json", "not-utf8"])
+], ids=["not-an-object", "an-event", "no-record-type", "not-json", "not-utf8"])
 def test_last_refuses_a_final_line_that_is_not_a_checkpoint(tmp_path: Path, checkpoint_line: str, line: bytes,
                                                             why: str) -> None:
     anchor = _anchor(tmp_path, checkpoint_line)
@@ -353,3 +354,12 @@ def test_last_reads_a_final_line_that_fills_the_window_but_one_byte(tmp_path: Pa
     anchor = _anchor(tmp_path, "x" * 100 + "\n" + padded + "\n")
     expected = Checkpoint.from_dict({k: v for k, v in json.loads(checkpoint_line).items() if k != "record"})
     assert anchor.last() == expected
+
+
+def test_last_refuses_an_anchor_path_that_is_a_directory_by_its_reason(tmp_path: Path) -> None:
+    # A directory opens read-only but cannot be read: the error names the path and the reason alone.
+    path = tmp_path / "audit-anchor.jsonl"
+    path.mkdir()
+    message = f"cannot read the audit anchor {path}: {os.strerror(errno.EISDIR)}"
+    with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
+        AuditAnchor(path).last()

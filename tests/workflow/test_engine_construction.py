@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from hitlgate.engine import Decider
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger.auditlog import AuditLog
+from hitlgate.engine.ledger.store import Store
 from hitlgate.errors import InputError
 from tests.workflow._helpers import proposal
 
@@ -70,3 +73,22 @@ def test_an_audit_log_refuses_a_checkpoint_interval_below_one_itself(
     with pytest.raises(InputError, match="^checkpoint_every must be at least 1$"):
         AuditLog(engine.store, engine.keyring, engine.anchor, checkpoint_every=every)
     assert AuditLog(engine.store, engine.keyring, engine.anchor, checkpoint_every=1).checkpoint_every == 1
+
+
+def test_an_engine_uses_the_decider_and_store_it_is_given(make_engine: Callable[..., Engine],
+                                                         bundled_decider: Decider, tmp_path: Path) -> None:
+    # Given ones are used, not replaced by ones opened from the configuration: a service that shares one
+    # decider, or a test on its own database, gets exactly that.
+    other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        engine = make_engine(store=other)
+        assert engine.decider is bundled_decider
+        assert engine.store is other
+        request = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+        with other.read() as tx:
+            assert tx.get_request(request.id).id == request.id
+        configured = make_engine()
+        assert configured.store is not other
+        assert configured.list() == []  # Nothing reached the configured database.
+    finally:
+        other.close()

@@ -290,7 +290,7 @@ class AuditAnchor:
                 )
             return None
         try:
-            doc = json.loads(line.decode("utf-8"))
+            doc = json.loads(line.decode("utf-8"))  # pragma: no mutate - codec names ignore case
             if not isinstance(doc, dict) or doc.pop("record", None) != "checkpoint":
                 raise ValueError("not a checkpoint record")
             return Checkpoint.from_dict(doc)

@@ -895,9 +895,9 @@ class Transaction:
 
     def _store_head(self) -> None:
         """Write the chain head this transaction reached to the ``audit_head`` row (before the commit)."""
+        # Called once, as the transaction ends: nothing reads _head_moved after it.
         if self._head_moved and self._head is not None:
             self.conn.execute(_MOVE_HEAD, {"new_seq": self._head[0], "new_hash": self._head[1]})
-            self._head_moved = False
 
     def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
         """The audit events in chain order (all, or those of one request)."""

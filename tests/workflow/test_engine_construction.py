@@ -17,6 +17,8 @@ import pytest
 
 from hitlgate.engine import Decider
 from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.ledger.anchor import AuditAnchor
 from hitlgate.engine.ledger.auditlog import AuditLog
 from hitlgate.engine.ledger.store import Store
 from hitlgate.errors import InputError
@@ -75,20 +77,30 @@ def test_an_audit_log_refuses_a_checkpoint_interval_below_one_itself(
     assert AuditLog(engine.store, engine.keyring, engine.anchor, checkpoint_every=1).checkpoint_every == 1
 
 
-def test_an_engine_uses_the_decider_and_store_it_is_given(make_engine: Callable[..., Engine],
-                                                         bundled_decider: Decider, tmp_path: Path) -> None:
+def test_an_engine_uses_the_decider_store_keyring_and_anchor_it_is_given(
+    make_engine: Callable[..., Engine], bundled_decider: Decider, tmp_path: Path
+) -> None:
     # Given ones are used, not replaced by ones opened from the configuration: a service that shares one
-    # decider, or a test on its own database, gets exactly that.
+    # decider, or a test on its own database and keys, gets exactly that.
     other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    keyring = EngineKeyring(tmp_path / "other-keys")
+    anchor = AuditAnchor(tmp_path / "other-keys" / "other-anchor.jsonl")
     try:
-        engine = make_engine(store=other)
+        engine = make_engine(store=other, keyring=keyring, anchor=anchor)
         assert engine.decider is bundled_decider
         assert engine.store is other
+        assert engine.keyring is keyring
+        assert engine.anchor is anchor
         request = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+        checkpoint = engine.checkpoint()
         with other.read() as tx:
             assert tx.get_request(request.id).id == request.id
+        assert anchor.last() == checkpoint
+        assert checkpoint.kid == keyring.current_kid
+        # Nothing reached the configured database, key directory or anchor.
+        assert not (tmp_path / "keys").exists()
         configured = make_engine()
         assert configured.store is not other
-        assert configured.list() == []  # Nothing reached the configured database.
+        assert configured.list() == []
     finally:
         other.close()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hitlgate.engine.config import DEFAULT_WARRANT_TTL
 from hitlgate.engine.keys.keyring import EngineKeyring
 from hitlgate.engine.keys.warrants import MAX_TTL_SECONDS, MIN_TTL_SECONDS, WarrantIssuer, WarrantVerifier
 from hitlgate.errors import ConfigError, InvalidWarrant
@@ -77,3 +78,13 @@ def test_a_verifier_keeps_its_own_copy_of_the_trusted_keys(keyring: EngineKeyrin
         verifier.verify(token, action_digest=DIGEST, now=NOW)
     fresh = WarrantVerifier(trusted, issuer=ISSUER, audience=AUDIENCE)
     assert fresh.verify(token, action_digest=DIGEST, now=NOW).jti == "jti-forged-0001"
+
+
+def test_an_issuer_given_no_ttl_uses_the_configurations_default_of_five_minutes(keyring: EngineKeyring) -> None:
+    # A library caller that leaves the lifetime out gets the same one `hitlgate.yaml` defaults to, not another.
+    issuer = WarrantIssuer(keyring, issuer=ISSUER, audience=AUDIENCE)
+    assert issuer.ttl_seconds == DEFAULT_WARRANT_TTL == 300
+    token = issuer.issue(request_id="req-1", action_digest=DIGEST, tier="single_approval",
+                         approvals=[{"approver": "alice"}], policy_revision="sha256:" + "ab" * 32, now=NOW).token
+    claims = WarrantVerifier(keyring, issuer=ISSUER, audience=AUDIENCE).verify(token, action_digest=DIGEST, now=NOW)
+    assert claims.exp - claims.iat == 300

@@ -21,7 +21,8 @@ from hitlgate.engine.keys.keyring import EngineKeyring
 from hitlgate.engine.ledger.anchor import AuditAnchor
 from hitlgate.engine.ledger.auditlog import AuditLog
 from hitlgate.engine.ledger.store import Store
-from hitlgate.errors import InputError
+from hitlgate.engine.limits import Limits
+from hitlgate.errors import InputError, ValidationError
 from tests.workflow._helpers import proposal
 
 
@@ -104,3 +105,34 @@ def test_an_engine_uses_the_decider_store_keyring_and_anchor_it_is_given(
         assert configured.list() == []
     finally:
         other.close()
+
+
+class _OwnBackend:
+    """A policy backend of a library user's own, with no ``facts`` (the PolicyBackend protocol asks for none)."""
+
+    name = "own"
+    expected_revision = "sha256:" + "0" * 64
+
+    def evaluate(self, input_document: object) -> tuple[None, str]:
+        return None, self.expected_revision
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_engine_on_a_backend_without_facts_reads_the_approvers_under_the_configured_limits(
+    make_engine: Callable[..., Engine]
+) -> None:
+    # The approver registry then reads the configured inventory files itself, under the configured limits
+    # (not the library's 64 MiB default), and an engine is still made on such a backend.
+    engine = make_engine(decider=Decider(_OwnBackend()))  # type: ignore[arg-type]
+    assert "alice" in engine.approvers.all()
+    tight = make_engine(decider=Decider(_OwnBackend()), config={"limits": Limits(inventory_file_bytes=1024)})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"inventory\.yaml: larger than the limit of 1024 bytes"):
+        tight.approvers.all()
+
+
+def test_the_engines_issuer_signs_for_the_configured_lifetime(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(config={"warrant_ttl_seconds": 900})
+    assert engine.issuer.ttl_seconds == 900
+    assert (engine.issuer.issuer, engine.issuer.audience) == (engine.config.issuer, engine.config.audience)

@@ -77,7 +77,7 @@ def _modes(path: Path) -> str:
     return f"mode {path.stat().st_mode & 0o777:04o}, owner uid 0, you are uid {NOBODY}"
 
 
-def test_a_state_directory_another_user_cannot_enter_is_named_with_its_mode(world: Path) -> None:
+def test_a_state_directory_another_user_cannot_enter_is_refused_by_path_mode_and_code(world: Path) -> None:
     state = world / "state"
     state.mkdir(mode=0o700)
     outcome, message, code = _as_nobody(lambda: Store.open(f"sqlite:///{state / 'state.db'}"))
@@ -88,7 +88,7 @@ def test_a_state_directory_another_user_cannot_enter_is_named_with_its_mode(worl
     Store.open(f"sqlite:///{state / 'state.db'}").close()  # Root, who ignores modes, opens it.
 
 
-def test_a_new_store_in_a_directory_another_user_cannot_write_is_named_with_its_mode(world: Path) -> None:
+def test_a_new_store_in_a_directory_another_user_cannot_write_is_refused_by_path_mode_and_code(world: Path) -> None:
     state = world / "state"
     state.mkdir(mode=0o755)
     outcome, message, code = _as_nobody(lambda: Store.open(f"sqlite:///{state / 'state.db'}"))
@@ -100,7 +100,7 @@ def test_a_new_store_in_a_directory_another_user_cannot_write_is_named_with_its_
     Store.open(f"sqlite:///{state / 'state.db'}").close()  # Root, who ignores modes, creates it.
 
 
-def test_a_store_file_another_user_cannot_read_is_named_with_its_mode(world: Path) -> None:
+def test_a_store_file_another_user_cannot_read_is_refused_by_path_mode_and_code(world: Path) -> None:
     state = world / "state"
     state.mkdir(mode=0o777)
     Store.open(f"sqlite:///{state / 'state.db'}").close()  # Made by root, mode 0600.

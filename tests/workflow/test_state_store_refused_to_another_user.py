@@ -39,7 +39,8 @@ def world() -> Iterator[Path]:
 
 
 def _as_nobody(fn: Callable[[], object]) -> tuple[str, str, str | None]:
-    """Run ``fn`` in a forked child as nobody; return (outcome, message, code) of what it raised or returned."""
+    """Run ``fn`` in a forked child as nobody: ("opened", what it returned or "", None), or what it raised as
+    (exception type, message, code)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe.
@@ -48,8 +49,8 @@ def _as_nobody(fn: Callable[[], object]) -> tuple[str, str, str | None]:
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            fn()
-            result: tuple[str, str, str | None] = ("opened", "", None)
+            returned = fn()
+            result: tuple[str, str, str | None] = ("opened", "" if returned is None else str(returned), None)
         except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the test.
             result = (type(exc).__name__, str(exc), getattr(exc, "code", None))
         os.write(write_end, pickle.dumps(result))
@@ -119,3 +120,55 @@ def test_a_state_directory_that_user_owns_opens_for_them(world: Path) -> None:
     os.chown(state, NOBODY, NOBODY)
     assert _as_nobody(lambda: Store.open(f"sqlite:///{state / 'state.db'}").close()) == ("opened", "", None)
     assert (state / "state.db").stat().st_uid == NOBODY
+
+
+def _read_only_reason(url: str) -> str:
+    store = Store.open(url)
+    try:
+        return f"read-only: {store.read_only_reason}" if store.read_only else "read-write"
+    finally:
+        store.close()
+
+
+def test_a_store_file_another_user_may_read_but_not_write_is_opened_read_only_saying_why(world: Path) -> None:
+    state = world / "state"
+    state.mkdir(mode=0o777)
+    db = state / "state.db"
+    Store.open(f"sqlite:///{db}").close()
+    db.chmod(0o644)
+    outcome = _as_nobody(lambda: _read_only_reason(f"sqlite:///{db}"))
+    assert outcome == ("opened", f"read-only: the file is not writable ({_modes(db)})", None)
+    assert _read_only_reason(f"sqlite:///{db}") == "read-write"  # Its owner writes it.
+
+
+def _nobodys_store_in_roots_directory(world: Path) -> tuple[Path, list[Path]]:
+    """A store file nobody owns, with its -wal and -shm, in a directory only root may write."""
+    state = world / "state"
+    state.mkdir(mode=0o755)
+    db = state / "state.db"
+    Store.open(f"sqlite:///{db}").close()
+    sidecars = [Path(f"{db}-wal"), Path(f"{db}-shm")]
+    for f in sidecars:
+        f.touch()  # Closing the last connection removed them; a reader elsewhere keeps them.
+    os.chown(db, NOBODY, NOBODY)
+    return db, sidecars
+
+
+def test_a_store_whose_directory_and_sidecars_another_user_cannot_write_is_opened_read_only(world: Path) -> None:
+    # SQLite must write the -wal and -shm files next to the store: with a directory it may not write, a
+    # store file it owns is still opened read-only unless both of those already exist and are writable.
+    db, sidecars = _nobodys_store_in_roots_directory(world)
+    for f in sidecars:
+        os.chown(f, 0, 0)
+        f.chmod(0o644)
+    outcome = _as_nobody(lambda: _read_only_reason(f"sqlite:///{db}"))
+    assert outcome == ("opened", f"read-only: its directory {db.parent} is not writable ({_modes(db.parent)})", None)
+
+
+def test_a_store_whose_sidecars_that_user_may_write_is_opened_read_write_in_a_directory_it_cannot(
+    world: Path
+) -> None:
+    db, sidecars = _nobodys_store_in_roots_directory(world)
+    for f in sidecars:
+        os.chown(f, NOBODY, NOBODY)
+    assert _as_nobody(lambda: _read_only_reason(f"sqlite:///{db}")) == ("opened", "read-write", None)

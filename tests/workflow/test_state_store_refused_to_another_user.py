@@ -123,16 +123,21 @@ def test_a_state_directory_that_user_owns_opens_for_them(world: Path) -> None:
 
 
 def _read_only_reason(url: str) -> str:
+    """How the store opens; "(immutable)" when SQLite is told the file cannot change under it."""
     store = Store.open(url)
     try:
-        return f"read-only: {store.read_only_reason}" if store.read_only else "read-write"
+        # immutable=1 only where no shared-memory file can be made: a copy in a writable directory is read
+        # as a live file, whose owner may still be writing it.
+        immutable = " (immutable)" if "immutable=1" in str(store.engine.url) else ""
+        return (f"read-only: {store.read_only_reason}" if store.read_only else "read-write") + immutable
     finally:
         store.close()
 
 
 def test_a_store_file_another_user_may_read_but_not_write_is_opened_read_only_saying_why(world: Path) -> None:
     state = world / "state"
-    state.mkdir(mode=0o777)
+    state.mkdir()
+    state.chmod(0o777)  # Past the umask: a directory everybody may write.
     db = state / "state.db"
     Store.open(f"sqlite:///{db}").close()
     db.chmod(0o644)
@@ -162,7 +167,8 @@ def test_a_store_whose_directory_and_sidecars_another_user_cannot_write_is_opene
         os.chown(f, 0, 0)
         f.chmod(0o644)
     outcome = _as_nobody(lambda: _read_only_reason(f"sqlite:///{db}"))
-    assert outcome == ("opened", f"read-only: its directory {db.parent} is not writable ({_modes(db.parent)})", None)
+    reason = f"read-only: its directory {db.parent} is not writable ({_modes(db.parent)}) (immutable)"
+    assert outcome == ("opened", reason, None)
 
 
 def test_a_store_whose_sidecars_that_user_may_write_is_opened_read_write_in_a_directory_it_cannot(

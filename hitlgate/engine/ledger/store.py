@@ -1324,7 +1324,7 @@ def _make_pg_engine(url: str) -> Engine:
     return engine
 
 
-def _make_engine(url: str, *, read_only: bool = False) -> Engine:
+def _make_engine(url: str, *, read_only: bool) -> Engine:
     if not _is_sqlite(url):
         return _make_pg_engine(url)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, future=True)

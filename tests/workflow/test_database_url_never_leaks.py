@@ -13,10 +13,12 @@ from hitlgate.engine.ledger.store import Store, _redact
 from hitlgate.errors import ConfigError, StorageError
 
 
-def test_connection_failure_names_the_store_without_its_password() -> None:
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_connection_failure_names_the_store_without_its_password(scheme: str) -> None:
+    # Both spellings of the scheme (Heroku and others hand out postgres://) are PostgreSQL through psycopg 3.
     with pytest.raises(StorageError, match=r"^cannot open the state store "
                        r"postgresql\+psycopg://hitlgate:\*\*\*@127\.0\.0\.1:1/x: connection failed") as exc:
-        Store.open("postgresql://hitlgate:s3cret-pw@127.0.0.1:1/x")
+        Store.open(f"{scheme}://hitlgate:s3cret-pw@127.0.0.1:1/x")
     assert "s3cret-pw" not in str(exc.value)
 
 

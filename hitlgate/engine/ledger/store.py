@@ -1329,8 +1329,7 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
         return _make_pg_engine(url)
     # The driver's own busy wait, for the journal_mode PRAGMA that runs before busy_timeout is set below; a
     # wait there needs another process converting the same file at that instant, which no test can time.
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},  # pragma: no mutate
-                              future=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})  # pragma: no mutate
 
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -7,6 +7,8 @@ URL too malformed to redact is refused without repeating it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hitlgate.engine.ledger.store import Store, _redact
@@ -49,3 +51,8 @@ def test_other_databases_are_refused_by_name(url: str, backend: str) -> None:
                        match=rf"^state: '{backend}' databases are not supported: SQLite or PostgreSQL") as exc:
         Store.open(url)
     assert exc.value.code == "invalid_state_url" and "s3cret" not in str(exc.value)
+
+
+def test_a_long_database_name_is_refused_showing_only_its_first_40_characters() -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(f"state: '{'a' * 40}' databases are not supported")):
+        Store.open("a" * 60 + "://u@db/x")

@@ -62,6 +62,8 @@ def test_a_write_transaction_holds_the_write_lock_from_its_start(tmp_path: Path)
     ("sqlite:///state.db", Path("state.db")),
     ("sqlite:////var/lib/hitlgate/state.db", Path("/var/lib/hitlgate/state.db")),
     ("sqlite:///state.db?timeout=5", Path("state.db")),
+    ("sqlite:///data///state.db", Path("data/state.db")),  # Only the first "///" ends the scheme.
+    ("sqlite:///state.db?a=1?b=2", Path("state.db")),
     ("sqlite:///file:x.db?mode=ro&uri=true", Path("file:x.db")),
     ("sqlite:///:memory:", None),
     ("sqlite://", None),

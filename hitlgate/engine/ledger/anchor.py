@@ -252,10 +252,10 @@ class AuditAnchor:
         """The last complete checkpoint line, read from the end of the file; None when missing or empty.
 
         Reads at most the final 64 KiB (and one byte), whatever the file's
-        length, so the guard can compare the database with the anchor on every call without
-        scanning it. A torn final line (no newline) and blank lines are
-        ignored, as in :meth:`iter_checkpoints`; a malformed complete line raises
-        :class:`AuditChainError`. The signature is not checked here: only
+        length, so the guard can compare the database with the anchor on
+        every call without scanning it. A torn final line (no newline) and
+        blank lines are ignored, as in :meth:`iter_checkpoints`; a malformed
+        complete line raises :class:`AuditChainError`. The signature is not checked here: only
         the engine can write this file, and :meth:`iter_checkpoints` plus
         :func:`~hitlgate.engine.ledger.audit.verify_chain` check every line.
         """

@@ -8,6 +8,7 @@ URL too malformed to redact is refused without repeating it.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,14 @@ def test_other_databases_are_refused_by_name(url: str, backend: str) -> None:
 def test_a_long_database_name_is_refused_showing_only_its_first_40_characters() -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(f"state: '{'a' * 40}' databases are not supported")):
         Store.open("a" * 60 + "://u@db/x")
+
+
+def test_a_postgresql_url_with_three_slashes_is_never_taken_for_a_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libpq's "no host" form (postgresql:///DB, a local socket) holds "///" as a SQLite URL does: only a
+    # sqlite URL's path is checked and created as a file, so nothing named after the database appears here.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match=r"^cannot open the state store postgresql\+psycopg:///hitlgate"):
+        Store.open("postgresql:///hitlgate?host=/nonexistent-socket-dir")
+    assert list(tmp_path.iterdir()) == []

@@ -1129,7 +1129,7 @@ def _is_sqlite(url: str) -> bool:
 def _sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///PATH`` URL (None for in-memory databases)."""
     path = url.split("///", 1)[1] if "///" in url else ""
-    path = path.split("?", 1)[0]
+    path = path.split("?", 1)[0]  # pragma: no mutate - any maxsplit keeps the same first piece
     return None if not path or path == ":memory:" else Path(path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import next_event
-from hitlgate.engine.ledger.store import Request
+from hitlgate.engine.ledger.store import Request, Store
 
 T0 = datetime(2025, 6, 2, 9, 0, 0, tzinfo=UTC)
 
@@ -139,3 +140,34 @@ def at_write_begin(engine: Engine, change: Callable[[Connection], None]) -> list
 
     sa_event.listen(engine.store.engine, "begin", at_write)
     return fired
+
+
+class BackgroundOpen:
+    """``Store.open(url)`` on a daemon thread, for tests of what an opener does while another holds a lock."""
+
+    def __init__(self, url: str) -> None:
+        self.opened: list[Store] = []
+        self.failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.opened.append(Store.open(url))
+            except BaseException as exc:  # noqa: BLE001 - reported to the test.
+                self.failed.append(exc)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def assert_waiting(self, seconds: float) -> None:
+        """Still opening after ``seconds``: neither refused nor done while the lock is held."""
+        self.thread.join(seconds)
+        assert self.failed == []
+        assert self.thread.is_alive()
+
+    def store(self, timeout: float = 60) -> Store:
+        """The store it opened, once the thread is done (within ``timeout`` seconds)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        assert self.failed == []
+        (store,) = self.opened
+        return store

@@ -9,11 +9,10 @@ read may be stale by then. The second process would fail to start.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger.store import Store
+from tests.workflow._helpers import BackgroundOpen
 
 
 def test_a_store_opened_while_another_writer_holds_the_file_waits_for_it_then_migrates(tmp_path: Path) -> None:
@@ -24,25 +23,10 @@ def test_a_store_opened_while_another_writer_holds_the_file_waits_for_it_then_mi
         # Another process is in the middle of a write (as a first opener's migration would be).
         holder.execute("BEGIN IMMEDIATE")
         holder.execute("CREATE TABLE other_writer (x INTEGER)")
-        opened: list[Store] = []
-        failed: list[BaseException] = []
-
-        def open_store() -> None:
-            try:
-                opened.append(Store.open(f"sqlite:///{path}"))
-            except BaseException as exc:  # noqa: BLE001 - reported to the test below.
-                failed.append(exc)
-
-        opener = threading.Thread(target=open_store, daemon=True)
-        opener.start()
-        opener.join(0.5)
-        assert failed == []  # Not refused while the other writer holds the file...
-        assert opener.is_alive()  # ...but waiting for it.
+        opener = BackgroundOpen(f"sqlite:///{path}")
+        opener.assert_waiting(0.5)  # Not refused while the other writer holds the file, but waiting for it.
         holder.execute("COMMIT")
-        opener.join(30)
-        assert not opener.is_alive()
-        assert failed == []
-        (store,) = opened
+        store = opener.store()
         try:
             assert store.schema_version() == t.LATEST_VERSION
         finally:

@@ -8,14 +8,12 @@ that did not take the lock would migrate at once instead of waiting.
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 import pytest
 
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger.store import Store
 from tests._pgcluster import PgCluster
+from tests.workflow._helpers import BackgroundOpen
 
 pytestmark = pytest.mark.postgres
 
@@ -25,27 +23,12 @@ def test_a_new_postgresql_store_waits_for_a_migration_in_progress_elsewhere(pg_c
     dsn = empty_db_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(724011)")  # Another replica is migrating.
-        opened: list[Store] = []
-        failed: list[BaseException] = []
-
-        def open_store() -> None:
-            try:
-                opened.append(Store.open(empty_db_url))
-            except BaseException as exc:  # noqa: BLE001 - reported to the test below.
-                failed.append(exc)
-
-        opener = threading.Thread(target=open_store, daemon=True)
-        opener.start()
-        opener.join(1.0)
-        assert failed == []
-        assert opener.is_alive()  # Waiting for the lock, not migrating beside the other replica.
+        opener = BackgroundOpen(empty_db_url)
+        opener.assert_waiting(1.0)  # Waiting for the lock, not migrating beside the other replica.
         tables = holder.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_version'").fetchone()
         assert tables == (0,)
         holder.execute("SELECT pg_advisory_unlock(724011)")
-        opener.join(60)
-        assert not opener.is_alive()
-        assert failed == []
-    (store,) = opened
+        store = opener.store()
     try:
         assert store.schema_version() == t.LATEST_VERSION
     finally:

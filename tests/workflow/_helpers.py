@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -171,3 +175,14 @@ class BackgroundOpen:
         assert self.failed == []
         (store,) = self.opened
         return store
+
+
+@contextmanager
+def everyone_may_enter(prefix: str) -> Iterator[Path]:
+    """A temporary directory every user may enter (tmp_path is private to root), removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pytest
 
 from tests._cli_process import HITLGATE, cli_env
 from tests._require import missing, require_root
-from tests.workflow._helpers import proposal
+from tests.workflow._helpers import everyone_may_enter, proposal
 from tests.workflow._helpers import run_cli as _run
 
 NOBODY = 65534
@@ -45,13 +44,11 @@ def _config(path: Path, state: Path, keys: Path, anchor: Path | None = None) -> 
 def world() -> Iterator[Path]:
     """A directory everybody may enter (tmp_path is private to root)."""
     require_root("to mount a read-only filesystem and to run the CLI as nobody")
-    base = Path(tempfile.mkdtemp(prefix="hitlgate-ro-"))
-    base.chmod(0o755)
-    try:
-        yield base
-    finally:
-        subprocess.run(["umount", "-l", str(base / "ro")], capture_output=True, check=False, timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+    with everyone_may_enter("hitlgate-ro-") as base:
+        try:
+            yield base
+        finally:
+            subprocess.run(["umount", "-l", str(base / "ro")], capture_output=True, check=False, timeout=30)
 
 
 def _make_store(base: Path) -> tuple[dict[str, str], str]:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import select
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 
 from hitlgate.engine.ledger.store import Store
 from tests._require import require_root
+from tests.workflow._helpers import everyone_may_enter
 
 NOBODY = 65534
 
@@ -30,12 +29,8 @@ NOBODY = 65534
 def world() -> Iterator[Path]:
     """A directory everybody may enter (tmp_path is private to root)."""
     require_root("to open a store as nobody")
-    base = Path(tempfile.mkdtemp(prefix="hitlgate-perm-"))
-    base.chmod(0o755)
-    try:
+    with everyone_may_enter("hitlgate-perm-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _as_nobody(fn: Callable[[], object]) -> tuple[str, str, str | None]:

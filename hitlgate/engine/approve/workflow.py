@@ -37,6 +37,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import hashlib
+import heapq
 import logging
 import secrets
 import time
@@ -63,7 +64,14 @@ from hitlgate.engine.keys.keyring import STATE_FILE as KEYRING_STATE_FILE
 from hitlgate.engine.keys.keyring import EngineKeyring
 from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.engine.ledger.anchor import AuditAnchor
-from hitlgate.engine.ledger.audit import AuditEvent, Checkpoint, export_jsonl, verify_chain
+from hitlgate.engine.ledger.audit import (
+    AuditEvent,
+    Checkpoint,
+    CheckpointOrderError,
+    export_jsonl,
+    in_seq_order,
+    verify_chain,
+)
 from hitlgate.engine.ledger.auditlog import (
     ANCHOR_REINIT_KIND,
     DEFAULT_CHECKPOINT_EVERY,
@@ -1085,7 +1093,7 @@ class Engine:
             genesis = 0  # pragma: no mutate - the same: the stored checkpoints from seq 0 or from 1.
             own_mark = (0, "")  # pragma: no mutate
 
-            def outside() -> Iterator[Checkpoint]:
+            def own() -> Iterator[Checkpoint]:
                 nonlocal own_max, own_mark
                 for cp in self.anchor.iter_checkpoints():
                     own_max = max(own_max, cp.seq)
@@ -1096,9 +1104,13 @@ class Engine:
                     if cp.seq > own_mark[0]:  # pragma: no mutate
                         own_mark = (cp.seq, cp.head_hash)
                     yield cp
-                for cp in anchors:
-                    if not skip(cp):
-                        yield cp
+
+            def outside(held: bool) -> Iterator[Checkpoint]:
+                # The anchor file streams in seq order give or take a few lines (in_seq_order); one further
+                # out of order than that is held in memory and sorted (held).
+                mine = in_seq_order(list(own()) if held else own())
+                theirs = in_seq_order([cp for cp in anchors if not skip(cp)])
+                return heapq.merge(mine, theirs, key=lambda cp: cp.seq)
 
             start = mark
             if start is not None and (tx.event_hash(start[0]) != start[1]
@@ -1109,10 +1121,19 @@ class Engine:
                 # and names the first bad event and everything else.
                 log.warning("event seq %d differs from the verified mark: verifying from genesis", start[0])
                 start = None
-            report = verify_chain(
-                tx.iter_events(after_seq=0 if start is None else start[0]),
-                stored(), keys, anchors=outside(), start=start,
-            )
+            try:
+                report = verify_chain(
+                    tx.iter_events(after_seq=0 if start is None else start[0]),
+                    stored(), keys, anchors=outside(False), start=start,
+                )
+            except CheckpointOrderError as exc:
+                log.warning("%s in the audit anchor %s: verifying again with its lines held in memory",
+                            exc, self.anchor.path)
+                unverifiable = 0
+                report = verify_chain(
+                    tx.iter_events(after_seq=0 if start is None else start[0]),
+                    stored(), keys, anchors=outside(True), start=start,
+                )
             if anchor_lost is None and noted is not None and noted.path == str(self.anchor.path) \
                     and own_max < noted.seq:
                 anchor_lost = AuditChainError(

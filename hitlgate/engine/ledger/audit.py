@@ -31,14 +31,14 @@ re-attach UTC to timestamps read back), since the hash covers the spelling.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import heapq
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -364,12 +364,141 @@ class ChainReport:
         return self.last_seq - self.covered_seq
 
 
-def _describe_missing(missing: list[tuple[int, str]]) -> str:
-    seqs = ", ".join(str(seq) for seq, _ in missing[:10]) + (", ..." if len(missing) > 10 else "")
-    return (
-        f"{len(missing)} signed checkpoint(s) held by an anchor are missing from the store "
-        f"(seq {seqs}): checkpoints were deleted"
-    )
+#: How far (in checkpoints) a stream may run out of seq order and still be merged in bounded memory: the
+#: engine's anchor file is appended after each commit, so concurrent writers can swap a few neighbouring lines.
+ORDER_WINDOW = 1024
+
+
+class CheckpointOrderError(AuditChainError):
+    """A checkpoint stream ran further out of seq order than :data:`ORDER_WINDOW`.
+
+    Not a verdict on the chain: the caller verifies again with that stream
+    held in memory (a list, which :func:`verify_chain` sorts).
+    """
+
+    code = "checkpoints_out_of_order"
+
+
+def in_seq_order(cps: Iterable[Checkpoint], window: int | None = None) -> Iterator[Checkpoint]:
+    """``cps`` in seq order: a list or tuple is sorted; any other iterable is streamed through a reorder
+    buffer of ``window`` (default :data:`ORDER_WINDOW`) checkpoints, so memory stays bounded.
+
+    Raises :class:`CheckpointOrderError` when a checkpoint arrives after one at its seq or later was
+    already given out (the stream is further out of order than the window).
+    """
+    if isinstance(cps, (list, tuple)):
+        yield from sorted(cps, key=lambda cp: cp.seq)
+        return
+    size = ORDER_WINDOW if window is None else window
+    heap: list[tuple[int, int, Checkpoint]] = []
+    given = 0  # the seq of the last checkpoint given out
+    for n, cp in enumerate(cps):
+        if cp.seq <= given:
+            raise CheckpointOrderError(
+                f"checkpoint at seq {cp.seq} comes after the one at seq {given}, further out of order than "
+                f"{size} lines"
+            )
+        heapq.heappush(heap, (cp.seq, n, cp))
+        if len(heap) > size:
+            given, _, first = heapq.heappop(heap)
+            yield first
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
+class _Peek:
+    """An iterator with one item of look-ahead."""
+
+    def __init__(self, items: Iterable[Checkpoint]) -> None:
+        self._it = iter(items)
+        self.head: Checkpoint | None = next(self._it, None)
+
+    def pop(self) -> None:
+        self.head = next(self._it, None)
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """One seq's verified checkpoints: the head hash they sign, and whether an anchor holds one."""
+
+    seq: int
+    head_hash: str
+    anchored: bool
+
+
+class _SignedCheckpoints:
+    """The stored and anchored checkpoints, merged by seq and verified as they are read.
+
+    Holds one seq's checkpoints at a time (and each stream's reorder buffer), never the whole set: what is
+    kept of the rest are counts, the highest anchored checkpoint and the first few missing from the store.
+    """
+
+    def __init__(self, checkpoints: Iterable[Checkpoint], anchors: Iterable[Checkpoint],
+                 public_keys: Mapping[str, Ed25519PublicKey] | None, floor: int) -> None:
+        self._store = _Peek(in_seq_order(_from(checkpoints, floor)))
+        self._anchor = _Peek(in_seq_order(_from(anchors, floor)))
+        self._keys = public_keys
+        self.distinct = 0
+        self.anchored = 0
+        self.anchored_seq = 0
+        self.anchored_hash = ""
+        self.missing = 0
+        self.first_missing: list[int] = []
+
+    def next(self) -> _Signed | None:
+        """The next seq that has checkpoints, all of them verified; None after the last."""
+        heads = [cp.seq for cp in (self._store.head, self._anchor.head) if cp is not None]
+        if not heads:
+            return None
+        seq = min(heads)
+        digest = ""
+        held: dict[str, bool] = {}
+        checked: list[Checkpoint] = []
+        for stream, label in ((self._store, "checkpoint"), (self._anchor, "anchored checkpoint")):
+            while stream.head is not None and stream.head.seq == seq:
+                cp = stream.head
+                stream.pop()
+                if self._keys is None:
+                    raise AuditChainError("checkpoints cannot be verified without the engine's public keys")
+                # An identical copy (the anchor's line of a stored checkpoint) has the same signature over
+                # the same fields: checking it again could not give another answer.
+                if cp not in checked:
+                    _verify_checkpoint(cp, self._keys, label=label)
+                    checked.append(cp)
+                if digest and digest != cp.head_hash:
+                    raise AuditChainError(f"two validly signed checkpoints at seq {seq} disagree: the chain forked")
+                digest = cp.head_hash
+                held[label] = True
+        self.distinct += 1
+        anchored = "anchored checkpoint" in held
+        if anchored:
+            self.anchored += 1
+            self.anchored_seq, self.anchored_hash = seq, digest
+            if "checkpoint" not in held:
+                self.missing += 1
+                if len(self.first_missing) < 10:
+                    self.first_missing.append(seq)
+        return _Signed(seq, digest, anchored)
+
+    def drain(self) -> None:
+        """Verify the rest (a forged or forked checkpoint is named before a bad event, as a walk verifies
+        every checkpoint first) and count what the store is missing."""
+        while self.next() is not None:
+            pass
+
+    def missing_message(self) -> str:
+        seqs = ", ".join(str(seq) for seq in self.first_missing) + (", ..." if self.missing > 10 else "")
+        return (
+            f"{self.missing} signed checkpoint(s) held by an anchor are missing from the store "
+            f"(seq {seqs}): checkpoints were deleted"
+        )
+
+
+def _from(cps: Iterable[Checkpoint], floor: int) -> Iterable[Checkpoint]:
+    """The checkpoints at ``floor`` or later; a list stays a list (:func:`in_seq_order` sorts it)."""
+    if isinstance(cps, (list, tuple)):
+        return [cp for cp in cps if cp.seq >= floor]
+    return (cp for cp in cps if cp.seq >= floor)
 
 
 def verify_chain(
@@ -389,14 +518,18 @@ def verify_chain(
 
     ``anchors`` are checkpoints kept outside the store (the engine's audit
     anchor file, an auditor's copy): they are verified and applied exactly
-    like ``checkpoints`` (duplicates by seq and hash count once), and any of
-    them missing from ``checkpoints`` is reported as a deleted checkpoint;
-    together with a bad event, the bad event is named first.
+    like ``checkpoints`` (duplicates by seq and hash count once; an exact
+    copy of a stored checkpoint is not verified twice), and any of them
+    missing from ``checkpoints`` is reported as a deleted checkpoint;
+    together with a bad event, the bad event is named first. A forged or
+    contradicting checkpoint is named before a bad event.
 
-    Every argument may be a generator: events are checked one at a time and
-    never held, so memory does not grow with the chain; of each checkpoint
-    only its seq and hash are kept (a few dozen bytes) once its signature
-    has been checked.
+    Every argument may be a generator, and memory does not grow with the
+    chain: events are checked one at a time and never held, and the
+    checkpoints are merged with them by seq, one seq at a time. A list or
+    tuple of checkpoints may be in any order (it is sorted); any other
+    iterable must be in seq order give or take :data:`ORDER_WINDOW` lines,
+    else :class:`CheckpointOrderError` asks the caller to pass it as a list.
 
     ``start=(seq, hash)`` verifies incrementally: ``events`` begin at
     ``seq + 1`` and the first must link to ``hash``, which an anchored
@@ -408,55 +541,28 @@ def verify_chain(
     floor = 0  # pragma: no mutate - 0 and 1 agree: every seq is 1 or more
     if start is not None:
         floor = start[0]
-    by_seq: dict[int, str] = {}
-    in_store: set[int] = set()
-    in_anchor: set[int] = set()
-    keys = public_keys or {}
+    signed = _SignedCheckpoints(checkpoints, anchors, public_keys, floor)
 
-    def take(cps: Iterable[Checkpoint], label: str, seen: set[int]) -> None:
-        for cp in cps:
-            if cp.seq < floor:
-                continue
-            if public_keys is None:
-                raise AuditChainError("checkpoints cannot be verified without the engine's public keys")
-            _verify_checkpoint(cp, keys, label=label)
-            other = by_seq.get(cp.seq)
-            if other is not None and other != cp.head_hash:
-                raise AuditChainError(f"two validly signed checkpoints at seq {cp.seq} disagree: the chain forked")
-            by_seq[cp.seq] = cp.head_hash
-            seen.add(cp.seq)
+    def fail(exc: AuditChainError, *, also_missing: bool = True) -> NoReturn:
+        signed.drain()
+        if also_missing and signed.missing:
+            raise AuditChainError(f"{exc}; also, {signed.missing_message()}") from None
+        raise exc
 
-    take(checkpoints, "checkpoint", in_store)
-    take(anchors, "anchored checkpoint", in_anchor)
-    missing = sorted((seq, by_seq[seq]) for seq in in_anchor - in_store)
+    pending = signed.next()
     if start is not None:
         seq, digest = start
-        if seq not in in_anchor:
-            raise AuditChainError(
+        if pending is None or pending.seq != seq or not pending.anchored:
+            fail(AuditChainError(
                 f"incremental verify starts at seq {seq}, but no anchored checkpoint signs that seq: "
                 "run a full verify (--full)", code="verified_mark_unanchored",
-            )
-        if by_seq[seq] != digest:
-            raise AuditChainError(
+            ), also_missing=False)
+        if pending.head_hash != digest:
+            fail(AuditChainError(
                 f"incremental verify starts at seq {seq}, but the anchored checkpoint there signs another hash: "
                 "run a full verify (--full)", code="verified_mark_unanchored",
-            )
-    try:
-        report = _walk(events, by_seq, start)
-    except AuditChainError as exc:
-        if missing:
-            raise AuditChainError(f"{exc}; also, {_describe_missing(missing)}") from None
-        raise
-    if missing:
-        raise AuditChainError(_describe_missing(missing))
-    anchored_seq = max(in_anchor, default=0)
-    return dataclasses.replace(
-        report, anchored=len(in_anchor), anchored_seq=anchored_seq, anchored_hash=by_seq.get(anchored_seq, ""),
-    )
-
-
-def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, str], start: tuple[int, str] | None) -> ChainReport:
-    """Walk the chain from seq 1 (or after ``start``) against the verified checkpoints ``by_seq``."""
+            ), also_missing=False)
+        pending = signed.next()
 
     expected_seq = 1 if start is None else start[0] + 1
     prev_hash = GENESIS_HASH if start is None else start[1]
@@ -468,43 +574,45 @@ def _walk(events: Iterable[AuditEvent], by_seq: Mapping[int, str], start: tuple[
         if seq != expected_seq:
             # Equivalent mutant (< -> <=): seq != expected_seq here, so the two agree.
             if seq < expected_seq:  # pragma: no mutate
-                raise AuditChainError(
+                fail(AuditChainError(
                     f"event seq {seq} is out of order, found after seq {expected_seq - 1}: "
                     "an event was inserted, duplicated or reordered"
-                )
+                ))
             missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
-            raise AuditChainError(f"event seq {seq}: {missing} missing: events were deleted or reordered")
+            fail(AuditChainError(f"event seq {seq}: {missing} missing: events were deleted or reordered"))
         if event.prev_hash != prev_hash:
-            raise AuditChainError(
+            fail(AuditChainError(
                 f"event seq {seq} does not link to seq {seq - 1} (prev_hash mismatch): "
                 "an event was inserted, deleted or reordered"
-            )
+            ))
         actual = event.expected_hash()
         if actual != event.hash:
-            raise AuditChainError(f"event seq {seq} was modified: its content does not match its hash")
-        signed = by_seq.get(seq)
-        if signed is not None:
-            if signed != event.hash:
+            fail(AuditChainError(f"event seq {seq} was modified: its content does not match its hash"))
+        if pending is not None and pending.seq == seq:
+            if pending.head_hash != event.hash:
                 since = f"after seq {last_matched}" if last_matched else "from the start"
-                raise AuditChainError(
+                fail(AuditChainError(
                     f"event seq {seq} differs from the signed checkpoint at seq {seq}: history {since} "
                     f"up to seq {seq} was rewritten (hashes recomputed)"
-                )
+                ))
             last_matched = seq
+            pending = signed.next()
         prev_hash = event.hash
         expected_seq += 1
         count += 1
 
     last_seq = expected_seq - 1
-    beyond = [s for s in by_seq if s > last_seq]
-    if beyond:
-        raise AuditChainError(
-            f"signed checkpoint at seq {min(beyond)} but the chain ends at seq {last_seq}: "
+    if pending is not None:
+        fail(AuditChainError(
+            f"signed checkpoint at seq {pending.seq} but the chain ends at seq {last_seq}: "
             "events were deleted from the end (truncated)"
-        )
+        ))
+    if signed.missing:
+        raise AuditChainError(signed.missing_message())
     return ChainReport(events_checked=count, last_seq=last_seq, head_hash=prev_hash,
-                       checkpoints_verified=len(by_seq), covered_seq=last_matched,
-                       start_seq=0 if start is None else start[0])
+                       checkpoints_verified=signed.distinct, covered_seq=last_matched,
+                       anchored=signed.anchored, anchored_seq=signed.anchored_seq,
+                       anchored_hash=signed.anchored_hash, start_seq=0 if start is None else start[0])
 
 
 # --------------------------------------------------------------------------

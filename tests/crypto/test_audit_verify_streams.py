@@ -168,14 +168,17 @@ def test_anchored_checkpoints_missing_from_the_store_are_added_to_a_bad_event(
     )
 
 
-def test_more_than_ten_missing_are_counted_and_the_first_ten_named(
-    keyring: EngineKeyring, keys: dict[str, Ed25519PublicKey]
+@pytest.mark.parametrize(("length", "named"), [
+    (22, "10 signed checkpoint(s) held by an anchor are missing from the store "
+         "(seq 4, 6, 8, 10, 12, 14, 16, 18, 20, 22): checkpoints were deleted"),
+    (24, "11 signed checkpoint(s) held by an anchor are missing from the store "
+         "(seq 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, ...): checkpoints were deleted"),
+])
+def test_up_to_ten_missing_are_named_and_more_are_counted(
+    keyring: EngineKeyring, keys: dict[str, Ed25519PublicKey], length: int, named: str
 ) -> None:
-    events = _chain(24)
+    events = _chain(length)
     cps = _signed(keyring, events, every=2)
     with pytest.raises(AuditChainError) as caught:
         verify_chain(iter(events), iter(cps[:1]), keys, anchors=iter(cps))
-    assert str(caught.value) == (
-        "11 signed checkpoint(s) held by an anchor are missing from the store "
-        "(seq 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, ...): checkpoints were deleted"
-    )
+    assert str(caught.value) == named

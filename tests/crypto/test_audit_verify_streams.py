@@ -160,12 +160,65 @@ def test_anchored_checkpoints_missing_from_the_store_are_added_to_a_bad_event(
         "event seq 3 was modified: its content does not match its hash; also, 2 signed checkpoint(s) held by an "
         "anchor are missing from the store (seq 15, 20): checkpoints were deleted"
     )
-    # A start that no anchored checkpoint signs is said alone, after every checkpoint was verified.
+    # A start that no anchored checkpoint signs, or that it signs with another hash, is said alone, after every
+    # checkpoint was verified.
     with pytest.raises(AuditChainError) as caught:
         verify_chain(iter(edited[5:]), iter(cps[:2]), keys, anchors=iter(cps), start=(4, events[3].hash))
     assert str(caught.value) == (
         "incremental verify starts at seq 4, but no anchored checkpoint signs that seq: run a full verify (--full)"
     )
+    with pytest.raises(AuditChainError) as caught:
+        verify_chain(iter(edited[5:]), iter(cps[:2]), keys, anchors=iter(cps), start=(5, events[3].hash))
+    assert str(caught.value) == (
+        "incremental verify starts at seq 5, but the anchored checkpoint there signs another hash: "
+        "run a full verify (--full)"
+    )
+
+
+def test_an_incremental_walk_holds_the_events_after_its_start_to_their_checkpoints(
+    keyring: EngineKeyring, keys: dict[str, Ed25519PublicKey]
+) -> None:
+    events = _chain(20)
+    cps = _signed(keyring, events, every=5)
+    start = (5, events[4].hash)
+    assert verify_chain(iter(events[5:]), iter(cps), keys, anchors=iter(cps), start=start).covered_seq == 20
+    # A writer with database access rewrites seq 12 and recomputes every hash after it.
+    rewritten = [*events[:11], *_rehashed(events[11:], events[10], {"i": -1})]
+    with pytest.raises(AuditChainError) as caught:
+        verify_chain(iter(rewritten[5:]), iter(cps), keys, anchors=iter(cps), start=start)
+    assert str(caught.value) == (
+        "event seq 15 differs from the signed checkpoint at seq 15: history after seq 10 up to seq 15 was rewritten "
+        "(hashes recomputed)"
+    )
+    # The events after the start end before the last checkpoint: truncated.
+    with pytest.raises(AuditChainError) as caught:
+        verify_chain(iter(events[5:17]), iter(cps), keys, anchors=iter(cps), start=start)
+    assert str(caught.value) == (
+        "signed checkpoint at seq 20 but the chain ends at seq 17: events were deleted from the end (truncated)"
+    )
+
+
+def _rehashed(tail: list[AuditEvent], before: AuditEvent, first_payload: dict[str, int]) -> list[AuditEvent]:
+    out: list[AuditEvent] = []
+    prev = before
+    for n, e in enumerate(tail):
+        prev = next_event(prev, kind=e.kind, request_id=e.request_id, payload=first_payload if n == 0 else e.payload,
+                          at=e.at)
+        out.append(prev)
+    return out
+
+
+def test_two_validly_signed_checkpoints_that_disagree_are_a_fork(
+    keyring: EngineKeyring, keys: dict[str, Ed25519PublicKey]
+) -> None:
+    events = _chain(10)
+    cps = _signed(keyring, events, every=5)
+    other = _rehashed(events[2:], events[1], {"i": -1})
+    fork = sign_checkpoint(keyring, other[2], NOW)
+    assert (fork.seq, fork.head_hash != cps[0].head_hash) == (5, True)
+    with pytest.raises(AuditChainError) as caught:
+        verify_chain(iter(events), iter(cps), keys, anchors=iter([fork, cps[1]]))
+    assert str(caught.value) == "two validly signed checkpoints at seq 5 disagree: the chain forked"
 
 
 @pytest.mark.parametrize(("length", "named"), [

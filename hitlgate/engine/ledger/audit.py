@@ -451,7 +451,7 @@ class _SignedCheckpoints:
         if not heads:
             return None
         seq = min(heads)
-        digest = ""
+        digest = ""  # pragma: no mutate - None and "" agree: only read for truth until a checkpoint sets it
         held: set[str] = set()
         checked: list[Checkpoint] = []
         for stream, label in ((self._store, "checkpoint"), (self._anchor, "anchored checkpoint")):
@@ -544,9 +544,14 @@ def verify_chain(
         floor = start[0]
     signed = _SignedCheckpoints(checkpoints, anchors, public_keys, floor)
 
-    def fail(exc: AuditChainError, *, also_missing: bool = True) -> NoReturn:
+    def fail_alone(exc: AuditChainError) -> NoReturn:
         signed.drain()
-        if also_missing and signed.missing:
+        raise exc
+
+    def fail(exc: AuditChainError) -> NoReturn:
+        """Raise ``exc`` for a bad event, with the anchored checkpoints missing from the store."""
+        signed.drain()
+        if signed.missing:
             raise AuditChainError(f"{exc}; also, {signed.missing_message()}") from None
         raise exc
 
@@ -554,15 +559,15 @@ def verify_chain(
     if start is not None:
         seq, digest = start
         if pending is None or pending.seq != seq or not pending.anchored:
-            fail(AuditChainError(
+            fail_alone(AuditChainError(
                 f"incremental verify starts at seq {seq}, but no anchored checkpoint signs that seq: "
                 "run a full verify (--full)", code="verified_mark_unanchored",
-            ), also_missing=False)
+            ))
         if pending.head_hash != digest:
-            fail(AuditChainError(
+            fail_alone(AuditChainError(
                 f"incremental verify starts at seq {seq}, but the anchored checkpoint there signs another hash: "
                 "run a full verify (--full)", code="verified_mark_unanchored",
-            ), also_missing=False)
+            ))
         pending = signed.next()
 
     expected_seq = 1 if start is None else start[0] + 1

@@ -1030,8 +1030,11 @@ class Engine:
 
         Everything is streamed: events, checkpoints and anchor lines are read
         in chunks and the tables a batch of requests at a time, in one
-        read snapshot, so memory does not grow with the chain (of each
-        signed checkpoint only its seq and hash are kept).
+        read snapshot, and the checkpoints are merged with the events by
+        seq (:func:`verify_chain`), so memory does not grow with the chain.
+        An anchor file further out of seq order than
+        :data:`~hitlgate.engine.ledger.audit.ORDER_WINDOW` lines is read
+        again and held in memory (with a warning).
 
         After a successful verify (``record``) the highest checkpoint of the
         engine's own anchor that the walk matched is recorded next to the

@@ -126,9 +126,25 @@ def test_in_seq_order_gives_a_nearly_sorted_stream_sorted() -> None:
     # Window 1: the second line may not come before the one given out when the third arrived.
     with pytest.raises(CheckpointOrderError, match=re.escape("checkpoint at seq 1 comes after the one at seq 2")):
         list(in_seq_order(cps([2, 3, 1]), 1))
-    # A seq equal to one already given out is late too (its seq's checkpoints were merged without it).
-    with pytest.raises(CheckpointOrderError, match=re.escape("checkpoint at seq 2 comes after the one at seq 2")):
-        list(in_seq_order(cps([2, 3, 2]), 1))
+    # A seq equal to the last one given out is still in order (its group is still being read)...
+    assert [cp.seq for cp in in_seq_order(cps([2, 3, 2, 2]), 1)] == [2, 2, 2, 3]
+    # ...and many copies of one seq never overflow the window.
+    assert [cp.seq for cp in in_seq_order(cps([1] + [2] * 50 + [3]), 2)] == [1] + [2] * 50 + [3]
+
+
+def test_many_exact_copies_of_one_anchor_line_verify_once(
+    keyring: EngineKeyring, keys: dict[str, Ed25519PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "ORDER_WINDOW", 2)
+    events = _chain(10)
+    cps = _signed(keyring, events, every=5)
+    copies = [cps[0]] * 40 + [cps[1]] * 40
+    report = verify_chain(iter(events), iter(cps), keys, anchors=iter(copies))
+    assert (report.checkpoints_verified, report.anchored, report.anchored_seq) == (2, 2, 10)
+    # A rewrite behind them is still named.
+    rewritten = [*events[:6], *_rehashed(events[6:], events[5], {"i": -1})]
+    with pytest.raises(AuditChainError, match="^event seq 10 differs from the signed checkpoint at seq 10"):
+        verify_chain(iter(rewritten), iter(cps), keys, anchors=iter(copies))
 
 
 def test_an_anchor_line_with_the_stored_token_but_other_fields_is_still_refused(

@@ -41,7 +41,7 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -1061,6 +1061,9 @@ class Engine:
         # kills it; the mutation run leaves the PostgreSQL variants out (SQLite's read is one snapshot anyway).
         with self.store.read(snapshot=True) as tx:  # pragma: no mutate
             stored_cps = tx.checkpoint_count()
+            # The anchor as it was when the snapshot began: lines appended by later commits while the walk
+            # streams the file would name checkpoints past the end of the chain this snapshot sees.
+            anchor_size = self.anchor.size()
             # Raised after the chain is checked, so that a rewrite an auditor's
             # --anchor copy catches is named first.
             anchor_lost: AuditChainError | None = None
@@ -1098,7 +1101,7 @@ class Engine:
 
             def own() -> Iterator[Checkpoint]:
                 nonlocal own_max, own_mark
-                for cp in self.anchor.iter_checkpoints():
+                for cp in self.anchor.iter_checkpoints(until=anchor_size):
                     own_max = max(own_max, cp.seq)
                     if skip(cp):
                         continue
@@ -1108,12 +1111,13 @@ class Engine:
                         own_mark = (cp.seq, cp.head_hash)
                     yield cp
 
-            def outside(held: bool) -> Iterator[Checkpoint]:
+            def outside(held: bool) -> Iterable[Checkpoint]:
                 # The anchor file streams in seq order give or take a few lines (in_seq_order); one further
                 # out of order than that is held in memory and sorted (held).
                 mine = in_seq_order(list(own()) if held else own())
                 theirs = in_seq_order([cp for cp in anchors if not skip(cp)])
-                return heapq.merge(mine, theirs, key=lambda cp: cp.seq)
+                merged = heapq.merge(mine, theirs, key=lambda cp: cp.seq)
+                return list(merged) if held else merged
 
             start = mark
             if start is not None and (tx.event_hash(start[0]) != start[1]
@@ -1132,7 +1136,8 @@ class Engine:
             except CheckpointOrderError as exc:
                 log.warning("%s in the audit anchor %s: verifying again with its lines held in memory",
                             exc, self.anchor.path)
-                unverifiable = 0
+                # What the first pass read of the anchor counts for nothing: the second read is the one checked.
+                unverifiable, own_max, own_mark = 0, 0, (0, "")
                 report = verify_chain(
                     tx.iter_events(after_seq=0 if start is None else start[0]),
                     stored(), keys, anchors=outside(True), start=start,

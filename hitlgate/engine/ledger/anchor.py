@@ -297,13 +297,25 @@ class AuditAnchor:
         except (ValueError, ValidationError) as exc:
             raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
 
-    def iter_checkpoints(self) -> Iterator[Checkpoint]:
+    def size(self) -> int:
+        """The anchor file's length in bytes (0 when it does not exist)."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
+
+    def iter_checkpoints(self, *, until: int | None = None) -> Iterator[Checkpoint]:
         """The anchored checkpoints one line at a time (nothing when the file does not exist).
 
         A torn final line is skipped (see the module docstring); any other
         malformed line raises :class:`AuditChainError` naming it. One line is
         held at a time, so ``audit verify`` reads an anchor of millions of
-        checkpoints in constant memory.
+        checkpoints in constant memory. With ``until`` (a :meth:`size` taken
+        when a read snapshot began), lines that start at or after that byte
+        are not read: checkpoints appended while a long verify streams the
+        file belong to commits its snapshot does not see.
         """
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the generator owns it.
@@ -314,7 +326,11 @@ class AuditAnchor:
         except OSError as exc:
             raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
         with fh:
+            start = 0
             for lineno, raw in enumerate(fh, start=1):
+                if until is not None and start >= until:
+                    return
+                start += len(raw)
                 if not raw.endswith(b"\n"):
                     _warn_torn_line(raw, self.path)
                     return

@@ -383,7 +383,7 @@ def in_seq_order(cps: Iterable[Checkpoint], window: int | None = None) -> Iterat
     """``cps`` in seq order: a list or tuple is sorted; any other iterable is streamed through a reorder
     buffer of ``window`` (default :data:`ORDER_WINDOW`) checkpoints, so memory stays bounded.
 
-    Raises :class:`CheckpointOrderError` when a checkpoint arrives after one at its seq or later was
+    Raises :class:`CheckpointOrderError` when a checkpoint arrives after one at a greater seq was
     already given out (the stream is further out of order than the window).
     """
     if isinstance(cps, (list, tuple)):
@@ -393,7 +393,9 @@ def in_seq_order(cps: Iterable[Checkpoint], window: int | None = None) -> Iterat
     heap: list[tuple[int, int, Checkpoint]] = []
     given = 0  # the seq of the last checkpoint given out
     for n, cp in enumerate(cps):
-        if cp.seq <= given:
+        # A seq equal to the last one given out is still in order (that seq's group is still being read: a
+        # reader moves past it only after a greater seq was given out).
+        if cp.seq < given:
             raise CheckpointOrderError(
                 f"checkpoint at seq {cp.seq} comes after the one at seq {given}, further out of order than "
                 f"{size} lines"
@@ -479,7 +481,9 @@ class _SignedCheckpoints:
                 self.missing += 1
                 if len(self.first_missing) < 10:
                     self.first_missing.append(seq)
-        return _Signed(seq, digest, anchored)
+        # The seq of the last checkpoint read (a stream's head was at seq, so one was): a change that reads none
+        # fails here at once instead of returning the same seq forever.
+        return _Signed(cp.seq, digest, anchored)
 
     def drain(self) -> None:
         """Verify the rest (a forged or forked checkpoint is named before a bad event, as a walk verifies

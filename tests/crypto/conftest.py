@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from hitlgate.engine.approve.approvals import Statement
 from hitlgate.engine.decide.proposal import action_digest
 from hitlgate.engine.keys.keyring import EngineKeyring, b64url_encode
 from hitlgate.engine.keys.warrants import WARRANT_TYP, IssuedWarrant, WarrantIssuer, WarrantVerifier
+from hitlgate.engine.ledger.audit import AuditEvent, next_event
 
 NOW = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
 ISSUER = "hitlgate"
@@ -132,3 +133,14 @@ def in_local_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> Iterator[None]:
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def proposed_chain(n: int) -> list[AuditEvent]:
+    """``n`` chained ``proposed`` events, one a second from NOW (payload ``{"i": i}``)."""
+    events: list[AuditEvent] = []
+    prev = None
+    for i in range(n):
+        prev = next_event(prev, kind="proposed", request_id=f"req-{i}", payload={"i": i},
+                          at=NOW + timedelta(seconds=i))
+        events.append(prev)
+    return events

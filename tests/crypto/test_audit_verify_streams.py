@@ -35,17 +35,9 @@ from hitlgate.engine.ledger.audit import (
 )
 from hitlgate.errors import AuditChainError
 
-from .conftest import NOW
+from .conftest import NOW, proposed_chain
 
-
-def _chain(n: int) -> list[AuditEvent]:
-    events: list[AuditEvent] = []
-    prev = None
-    for i in range(n):
-        prev = next_event(prev, kind="proposed", request_id=f"req-{i}", payload={"i": i},
-                          at=NOW + timedelta(seconds=i))
-        events.append(prev)
-    return events
+_chain = proposed_chain
 
 
 @pytest.fixture

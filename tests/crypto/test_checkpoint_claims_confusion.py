@@ -24,23 +24,16 @@ from hitlgate.engine.ledger.audit import (
     CHECKPOINT_VERSION,
     AuditEvent,
     Checkpoint,
-    next_event,
     sign_checkpoint,
     verify_chain,
 )
 from hitlgate.errors import AuditChainError, InputError
 
-from .conftest import NOW
+from .conftest import NOW, proposed_chain
 
 
 def _chain(n: int = 4) -> list[AuditEvent]:
-    events: list[AuditEvent] = []
-    prev = None
-    for i in range(n):
-        prev = next_event(prev, kind="proposed", request_id=f"req-{i}", payload={"i": i},
-                          at=NOW + timedelta(seconds=i))
-        events.append(prev)
-    return events
+    return proposed_chain(n)
 
 
 def _signed_as_checkpoint(keyring: EngineKeyring, head: AuditEvent, claims: dict[str, object]) -> Checkpoint:

@@ -70,6 +70,7 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
         from hitlgate.engine.approve.workflow import Engine
         from hitlgate.engine.decide.policy import set_file_check_interval
         from hitlgate.service.app import create_app
+        from hitlgate.service.collector import settle_for_serving
     except ModuleNotFoundError as exc:
         if exc.name is not None and exc.name.split(".")[0] == "hitlgate":
             raise
@@ -105,8 +106,9 @@ def serve(state: CliState, host: str | None, port: int | None, workers: int | No
         # Bound before the app is built and uvicorn starts, so a busy port is our own clean error.
         sock = listen(host, port)
         with sock:
-            server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level=log_level,
-                                                   access_log=state.verbose))
+            app = create_app(engine)
+            settle_for_serving()
+            server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=state.verbose))
             _announce(state, host, sock, workers, config.server.public_url)
             server.run(sockets=[sock])
         if not server.started:

@@ -64,6 +64,7 @@ from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import HitlgateError, InputError, InvalidWarrant, NotFoundError, StorageError
 from hitlgate.service import auth, console
 from hitlgate.service import passkeys as passkey_routes
+from hitlgate.service.collector import settle_for_serving
 from hitlgate.service.errors import (
     ERROR_SCHEMA,
     ERROR_STATUSES,
@@ -678,4 +679,6 @@ def app_from_environment() -> FastAPI:
 
     config: Config = load_config(None)
     set_file_check_interval(config.server.file_check_seconds)
-    return create_app(Engine.from_config(config))
+    app = create_app(Engine.from_config(config))
+    settle_for_serving()
+    return app

@@ -59,6 +59,12 @@ def _store_of_many_states(engine: Engine, clock: FakeClock) -> None:
         rejected = engine.propose(proposal("suspend_service_account", "svc-ci-runner", n=200 + i))
         vote(engine, rejected, "carol", "reject")
         clock.advance(1)
+        clock.advance(1)
+        # Two votes, recorded in an order that is not their approvers' (the listing must keep the recorded order).
+        two = engine.propose(proposal("rotate_api_key", "svc-payments-key", n=300 + i))
+        vote(engine, two, "bob")
+        clock.advance(1)
+        vote(engine, two, "alice", "reject")
         engine.propose(proposal("rotate_api_key", "dev-analytics-key", n=i))  # auto_allow: warrant issued
         engine.propose(proposal("rotate_api_key", "no-such-identity", n=i))  # same second: the id breaks the tie
 
@@ -67,9 +73,10 @@ def test_listing_pages_print_what_per_request_reads_print(make_engine: EngineFac
     engine = make_engine()
     _store_of_many_states(engine, clock)
     everything = engine.list(limit=1000)
-    assert len(everything) == 18
+    assert len(everything) == 21
     assert len({r.status for r in everything}) >= 4, {r.status for r in everything}
     assert any(r.votes for r in everything)
+    assert [[v.approver for v in r.votes] for r in everything if len(r.votes) == 2] == [["bob", "alice"]] * 3
     assert _listing_json(engine, everything) == _one_by_one_json(engine, [r.id for r in everything])
 
     for status in (None, "pending", "granted", "executed"):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.errors import StorageError
-from tests.workflow._helpers import proposal
+from tests.workflow._helpers import proposal, vote
 
 
 def _corrupt(engine: Engine, request_id: str, **columns: str) -> None:
@@ -60,3 +60,38 @@ def test_an_intact_row_reads_back_as_written(make_engine: Callable[..., Engine])
     assert again.proposal == req.proposal and again.decision == req.decision
     assert json.loads(json.dumps(again.proposal)) == again.proposal
     assert again.status_reason == req.status_reason
+
+
+def test_a_corrupted_row_refuses_the_listing_page_by_name(make_engine: Callable[..., Engine]) -> None:
+    # A listing does not skip the row (people would not see the request) nor print it half read.
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    _corrupt(engine, req.id, proposal="{")
+    with pytest.raises(StorageError, match="^" + re.escape(f"request {req.id} is stored corrupted: Expecting ")):
+        engine.list("pending", limit=10)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("statement", "{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("verdict", "maybe", "unknown verdict 'maybe'"),
+    ],
+    ids=["statement-not-json", "unknown-verdict"],
+)
+def test_a_corrupted_vote_is_named_with_its_request_in_a_read_and_a_listing(
+    make_engine: Callable[..., Engine], column: str, value: str, reason: str
+) -> None:
+    # Both reads of votes (one request's, and a listing page's: one statement on PostgreSQL, two on SQLite)
+    # refuse the row with the same StorageError; before, a statement that was not JSON escaped as a bare
+    # ValueError (an internal error, not the database's fault named).
+    engine = make_engine()
+    req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
+    vote(engine, req, "alice")
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.update(t.votes).where(t.votes.c.request_id == req.id).values(**{column: value}))
+    message = "^" + re.escape(f"a vote on request {req.id} is stored corrupted: {reason}") + "$"
+    with pytest.raises(StorageError, match=message):
+        engine.get(req.id)
+    with pytest.raises(StorageError, match=message):
+        engine.list("pending", limit=10)

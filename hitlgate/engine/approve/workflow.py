@@ -1254,7 +1254,7 @@ class Engine:
         ``within`` matches the filters against only the next ``within`` requests of the listing
         (see :meth:`~hitlgate.engine.ledger.store.Transaction.list_requests`).
         """
-        with self.store.read() as tx:
+        with self.store.read(one_statement=True) as tx:
             return tx.list_requests(status, limit=limit, before=before, filters=filters, within=within)
 
     def listing_mark(self, status: str | None, nth: int, *, before: ListCursor | None = None) -> ListCursor | None:

@@ -317,6 +317,15 @@ class AuditAnchor:
         are not read: checkpoints appended while a long verify streams the
         file belong to commits its snapshot does not see.
         """
+        return (cp for _, cp in self.iter_lines(until=until))
+
+    def iter_lines(self, *, start: int = 0, until: int | None = None) -> Iterator[tuple[int, Checkpoint]]:
+        """Like :meth:`iter_checkpoints`, with the byte offset each checkpoint's line starts at.
+
+        ``start`` is where to begin: 0, or an offset this method gave (the
+        start of a line). An incremental ``audit verify`` begins at its
+        verified mark's line instead of parsing every line before it.
+        """
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the generator owns it.
         except FileNotFoundError:
@@ -326,33 +335,59 @@ class AuditAnchor:
         except OSError as exc:
             raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
         with fh:
-            start = 0
+            if start:
+                fh.seek(start)
+            at = start
             for lineno, raw in enumerate(fh, start=1):
-                if until is not None and start >= until:
+                if until is not None and at >= until:
                     return
-                start += len(raw)
+                line_at, at = at, at + len(raw)
                 if not raw.endswith(b"\n"):
                     _warn_torn_line(raw, self.path)
                     return
                 if not raw.strip():
                     continue
-                try:
-                    doc = json.loads(raw.decode("utf-8"))  # pragma: no mutate - codec names ignore case
-                    if not isinstance(doc, dict):
-                        raise ValueError("not a JSON object")
-                    record = doc.pop("record", None)
-                    if record == "event":
-                        raise AuditChainError(
-                            f"audit anchor {self.path} holds audit events; an anchor holds only signed checkpoints"
-                        )
-                    if record != "checkpoint":
-                        raise ValueError(f"unknown record type {record!r}")
-                    cp = Checkpoint.from_dict(doc)
-                except (ValueError, ValidationError) as exc:
-                    raise AuditChainError(
-                        f"audit anchor {self.path}: export line {lineno} is malformed: {exc}"
-                    ) from None
-                yield cp
+                where = f"export line {lineno}" if not start else f"the line at byte {line_at}"
+                yield line_at, self._parse_line(raw, where)
+
+    def _parse_line(self, raw: bytes, where: str) -> Checkpoint:
+        try:
+            doc = json.loads(raw.decode("utf-8"))  # pragma: no mutate - codec names ignore case
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            record = doc.pop("record", None)
+            if record == "event":
+                raise AuditChainError(
+                    f"audit anchor {self.path} holds audit events; an anchor holds only signed checkpoints"
+                )
+            if record != "checkpoint":
+                raise ValueError(f"unknown record type {record!r}")
+            return Checkpoint.from_dict(doc)
+        except (ValueError, ValidationError) as exc:
+            raise AuditChainError(f"audit anchor {self.path}: {where} is malformed: {exc}") from None
+
+    def line_of(self, seq: int, digest: str, offset: int) -> int:
+        """``offset`` if the anchor's line there is the checkpoint ``(seq, digest)``, else 0 (read it all).
+
+        A verified mark's offset is only a shortcut: a file replaced,
+        truncated or edited since then does not hold that line there, and
+        the verify then reads the whole file, as it would without the mark.
+        """
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(offset)
+                raw = fh.readline(_TAIL_BYTES)
+        except OSError:
+            return 0
+        try:
+            cp = self._parse_line(raw, f"the line at byte {offset}") if raw.endswith(b"\n") else None
+        except AuditChainError:
+            cp = None
+        if cp is None or (cp.seq, cp.head_hash) != (seq, digest):
+            log.warning("the audit anchor %s has no line for the verified mark at byte %d: reading all of it",
+                        self.path, offset)
+            return 0
+        return offset
 
     @property
     def verified_mark_path(self) -> Path:
@@ -391,12 +426,27 @@ class AuditAnchor:
         except OSError as exc:
             log.warning("cannot remove the verified mark %s: %s", self.verified_mark_path, exc.strerror or exc)
 
-    def record_verified(self, seq: int, digest: str) -> None:
-        """Record that the chain verified through the anchored checkpoint ``(seq, digest)`` (atomic replace)."""
+    def verified_offset(self) -> int:
+        """Where the verified mark's line starts in the anchor (0: unknown, an older mark, or none)."""
+        try:
+            # The codec's spelling is not mutated: as in verified_mark.
+            text = self.verified_mark_path.read_text(encoding="utf-8")  # pragma: no mutate
+            offset = json.loads(text).get("offset", 0)
+        except (OSError, ValueError, AttributeError):
+            return 0
+        return offset if type(offset) is int and offset > 0 else 0
+
+    def record_verified(self, seq: int, digest: str, offset: int = 0) -> None:
+        """Record that the chain verified through the anchored checkpoint ``(seq, digest)`` (atomic replace).
+
+        ``offset`` is where that checkpoint's line starts in the anchor, so the
+        next incremental verify can begin reading there (:meth:`line_of`).
+        """
         path = self.verified_mark_path
         tmp = path.with_name(path.name + ".tmp")
         # Key order and the codec's spelling cannot change what verified_mark() parses back.
-        data = json.dumps({"seq": seq, "head_hash": digest}, sort_keys=True) + "\n"  # pragma: no mutate
+        mark = {"seq": seq, "head_hash": digest, "offset": offset}
+        data = json.dumps(mark, sort_keys=True) + "\n"  # pragma: no mutate
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:

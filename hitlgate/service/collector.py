@@ -27,7 +27,9 @@ def settle_for_serving() -> None:
     Called by ``hitlgate serve`` (each worker process) after the engine is
     built and before it answers. Frozen objects are never walked again;
     they are still freed by reference counting when replaced (an inventory
-    or policy reload).
+    or policy reload). The few frozen objects that sit in reference cycles
+    (about 30 after the start measured) are then never freed: a bounded,
+    one-time cost per reload of what was loaded at start.
     """
     gc.collect()
     gc.freeze()

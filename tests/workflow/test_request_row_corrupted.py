@@ -75,21 +75,31 @@ def test_a_corrupted_row_refuses_the_listing_page_by_name(make_engine: Callable[
     ("column", "value", "reason"),
     [
         ("statement", "{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("statement", "[1, 2]", "the statement is a JSON list, not an object"),
+        ("statement", "null", "the statement is a JSON NoneType, not an object"),
         ("verdict", "maybe", "unknown verdict 'maybe'"),
+        ("signed_at", "yesterday",
+         "time data 'yesterday' does not match format '%Y-%m-%dT%H:%M:%S.%fZ'"),
+        ("recorded_at", "2026-01-01T00:00:00Z",
+         "time data '2026-01-01T00:00:00Z' does not match format '%Y-%m-%dT%H:%M:%S.%fZ'"),
     ],
-    ids=["statement-not-json", "unknown-verdict"],
+    ids=["statement-not-json", "statement-a-list", "statement-null", "unknown-verdict", "signed-at-not-a-time",
+         "recorded-at-other-spelling"],
 )
 def test_a_corrupted_vote_is_named_with_its_request_in_a_read_and_a_listing(
     make_engine: Callable[..., Engine], column: str, value: str, reason: str
 ) -> None:
     # Both reads of votes (one request's, and a listing page's: one statement on PostgreSQL, two on SQLite)
-    # refuse the row with the same StorageError; before, a statement that was not JSON escaped as a bare
-    # ValueError (an internal error, not the database's fault named).
+    # refuse the row with the same StorageError; before, a statement that was not JSON or a time in another
+    # spelling escaped as a bare ValueError, and a statement that was JSON but not an object was read and
+    # failed later, when the request was printed (an internal error, not the database's fault named).
     engine = make_engine()
     req = engine.propose(proposal("rotate_api_key", "svc-payments-key"))
     vote(engine, req, "alice")
     with engine.store.engine.begin() as conn:
-        conn.execute(sa.update(t.votes).where(t.votes.c.request_id == req.id).values(**{column: value}))
+        # Bound as plain text: the times' column type would refuse text that is not a time before the database saw it.
+        conn.execute(sa.update(t.votes).where(t.votes.c.request_id == req.id)
+                     .values(**{column: sa.literal(value, sa.String)}))
     message = "^" + re.escape(f"a vote on request {req.id} is stored corrupted: {reason}") + "$"
     with pytest.raises(StorageError, match=message):
         engine.get(req.id)

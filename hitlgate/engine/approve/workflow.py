@@ -1098,22 +1098,22 @@ class Engine:
             own_max = 0  # pragma: no mutate
             genesis = 0  # pragma: no mutate - the same: the stored checkpoints from seq 0 or from 1.
             own_mark = (0, "")  # pragma: no mutate
-            own_offset = 0  # where own_mark's line starts in the anchor
-            # Where the engine's anchor is read from: the verified mark's line (set below once the mark is
-            # known to hold), else the start. Every line before it names a seq at or below the mark (the
-            # mark was the highest seq read), which an incremental walk does not check again.
-            read_from = 0
+            # Where the engine's anchor is read from, and the highest seq of the lines before that: an
+            # incremental walk begins at the first line at or above its start (AuditAnchor.start_of, set
+            # below once the start holds); a full one at the top.
+            read_from, below = 0, 0
 
             def own() -> Iterator[Checkpoint]:
-                nonlocal own_max, own_mark, own_offset
-                for at, cp in self.anchor.iter_lines(start=read_from, until=anchor_size):
+                nonlocal own_max, own_mark
+                own_max = max(own_max, below)
+                for _, cp in self.anchor.iter_lines(start=read_from, until=anchor_size):
                     own_max = max(own_max, cp.seq)
                     if skip(cp):
                         continue
                     # ">=" would only take a second anchor line at the same seq, which carries the same
                     # head hash or is refused by verify_chain as a contradiction before the mark is used.
                     if cp.seq > own_mark[0]:  # pragma: no mutate
-                        own_mark, own_offset = (cp.seq, cp.head_hash), at
+                        own_mark = (cp.seq, cp.head_hash)
                     yield cp
 
             def outside(held: bool) -> Iterable[Checkpoint]:
@@ -1134,7 +1134,7 @@ class Engine:
                 log.warning("event seq %d differs from the verified mark: verifying from genesis", start[0])
                 start = None
             if start is not None:
-                read_from = self.anchor.line_of(*start, self.anchor.verified_offset())
+                read_from, below = self.anchor.start_of(start[0], until=anchor_size)
             try:
                 report = verify_chain(
                     tx.iter_events(after_seq=0 if start is None else start[0]),
@@ -1144,7 +1144,7 @@ class Engine:
                 log.warning("%s in the audit anchor %s: verifying again with its lines held in memory",
                             exc, self.anchor.path)
                 # What the first pass read of the anchor counts for nothing: the second read is the one checked.
-                unverifiable, own_max, own_mark, own_offset = 0, 0, (0, ""), 0
+                unverifiable, own_max, own_mark = 0, 0, (0, "")
                 report = verify_chain(
                     tx.iter_events(after_seq=0 if start is None else start[0]),
                     stored(), keys, anchors=outside(True), start=start,
@@ -1182,7 +1182,7 @@ class Engine:
         advanced = matched > since  # pragma: no mutate
         if record and matched and matched <= report.last_seq and advanced:
             try:
-                self.anchor.record_verified(*own_mark, own_offset)
+                self.anchor.record_verified(*own_mark)
             except StorageError as exc:
                 log.warning("%s; the next incremental verify starts from an earlier point", exc)
         return AuditReport(

@@ -74,7 +74,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Values are passed as parameters at execution.
 _TIME = t.UtcTime()
 _REQUEST_BY_ID = sa.select(t.requests).where(t.requests.c.id == sa.bindparam("rid"))
-_VOTES_OF = sa.select(t.votes).where(t.votes.c.request_id == sa.bindparam("rid")).order_by(t.votes.c.id)
+#: A vote's columns as stored, its times as their text: :func:`_stored_vote` parses them, so a corrupted
+#: time is named with its request like any other corrupted part of a vote.
+_VOTE_COLUMNS = (
+    t.votes.c.approver, t.votes.c.verdict, sa.type_coerce(t.votes.c.signed_at, sa.String).label("signed_at"),
+    sa.type_coerce(t.votes.c.recorded_at, sa.String).label("recorded_at"), t.votes.c.statement,
+)
+_VOTES_OF = sa.select(*_VOTE_COLUMNS).where(t.votes.c.request_id == sa.bindparam("rid")).order_by(t.votes.c.id)
 _INSERT_REQUEST = t.requests.insert()
 _INSERT_VOTE = t.votes.insert()
 _INSERT_WARRANT = t.warrants.insert()
@@ -182,8 +188,7 @@ def _page_rows(dialect: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[
 
 _v = t.votes.c
 _PAGE_VOTES = {
-    name: sa.select(_v.request_id, _v.approver, _v.verdict, _v.signed_at, _v.recorded_at, _v.statement)
-    .where(_page_rows(name, _v.request_id)).order_by(_v.id)
+    name: sa.select(_v.request_id, *_VOTE_COLUMNS).where(_page_rows(name, _v.request_id)).order_by(_v.id)
     for name in ("postgresql", "sqlite")
 }
 #: PostgreSQL: each listed request's votes, in the order recorded, as one JSON array in the page's own
@@ -669,11 +674,7 @@ class Transaction:
 
     def votes(self, request_id: str) -> tuple[Vote, ...]:
         """The votes on a request, in the order recorded."""
-        rows = self.conn.execute(_VOTES_OF, {"rid": request_id}).mappings()
-        return tuple(
-            _stored_vote(request_id, r["approver"], r["verdict"], r["signed_at"], r["recorded_at"], r["statement"])
-            for r in rows
-        )
+        return tuple(_stored_vote(request_id, *row) for row in self.conn.execute(_VOTES_OF, {"rid": request_id}))
 
     def insert_vote(
         self,
@@ -1105,13 +1106,21 @@ class Transaction:
         )
 
 
-def _stored_vote(request_id: str, approver: str, verdict: str, signed_at: datetime, recorded_at: datetime,
+def _stored_vote(request_id: str, approver: str, verdict: str, signed_at: str, recorded_at: str,
                  statement: str) -> Vote:
-    """A vote as stored; a statement that is not JSON (or a bad verdict or time) is the database's fault."""
+    """A vote as stored (its times as text); anything that does not read back is the database's fault.
+
+    A statement that is not a JSON object, a time not in the store's one
+    spelling or an unknown verdict raises :class:`StorageError` naming the
+    request, on every path that reads votes (one request's, a listing page's).
+    """
     try:
-        return Vote(approver=approver, verdict=verdict, signed_at=signed_at, recorded_at=recorded_at,
-                    statement=json.loads(statement))
-    except (ValueError, TypeError) as exc:
+        doc = json.loads(statement)
+        if not isinstance(doc, dict):
+            raise ValueError(f"the statement is a JSON {type(doc).__name__}, not an object")
+        return Vote(approver=approver, verdict=verdict, signed_at=t.parse_time(signed_at),
+                    recorded_at=t.parse_time(recorded_at), statement=doc)
+    except (ValueError, TypeError, RecursionError) as exc:
         raise StorageError(f"a vote on request {request_id} is stored corrupted: {exc}") from exc
 
 
@@ -1121,12 +1130,7 @@ def _votes_from_json(row: Any) -> list[Vote]:
     # there executes this; tests/workflow/test_listing_differs_from_full_reads.py's and
     # test_request_row_corrupted.py's postgres variants hold it (order, times, a corrupted vote named).
     # pragma: no mutate block
-    rid = row["id"]
-    try:
-        votes = [(a, v, t.parse_time(s), t.parse_time(r), st) for a, v, s, r, st in row["page_votes"] or ()]
-    except (ValueError, TypeError) as exc:
-        raise StorageError(f"a vote on request {rid} is stored corrupted: {exc}") from exc
-    return [_stored_vote(rid, *vote) for vote in votes]
+    return [_stored_vote(row["id"], *vote) for vote in row["page_votes"] or ()]
 
 
 #: How many parsed decisions :func:`_decision_from_text` keeps. Enough for the first pages of the

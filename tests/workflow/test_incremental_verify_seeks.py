@@ -77,10 +77,26 @@ def test_the_scan_reads_exactly_the_engines_own_lines(marked: Engine) -> None:
     last = marked.anchor.last()
     assert last is not None and anchor_line(last).encode() == lines[-1]
     assert marked.anchor.start_of(10**6) == (marked.anchor.size(), max(json.loads(x)["seq"] for x in lines))
+    doc = json.loads(lines[0])
+    # Other spacing: still JSON, so parsed (and, below the mark, not checked further).
     for changed in (lines[0].replace(b'", "kid"', b'",  "kid"'), lines[0].replace(b"\n", b"\r\n"),
-                    lines[0].replace(b'"seq": ', b'"seq": 0'), lines[0][:-1] + b" \n"):
+                    lines[0][:-1] + b" \n"):
         marked.anchor.path.write_bytes(changed + b"".join(lines[1:]))
-        assert marked.anchor.start_of(10**6) == (0, 0), changed
+        assert marked.anchor.start_of(10**19) == (0, 0), changed
+        marked.verify_audit(incremental=True, record=False)
+    # Values a full read refuses (the scan's shape is the engine's, character by character):
+    for changed in (lines[0].replace(b'"seq": ', b'"seq": 0'),
+                    lines[0].replace(doc["at"].encode(), b"not-a-time"),
+                    lines[0].replace(doc["kid"].encode(), doc["kid"].encode() + b"\x01"),
+                    lines[0].replace(doc["token"].encode(), doc["token"].encode() + b"\xff"),
+                    lines[0].replace(doc["head_hash"].encode(), doc["head_hash"].upper().encode()),
+                    lines[0].replace(f'"seq": {doc["seq"]},'.encode(), b'"seq": 0,'),
+                    lines[0].replace(f'"seq": {doc["seq"]},'.encode(), b'"seq": 1000000000000000000,')):
+        marked.anchor.path.write_bytes(changed + b"".join(lines[1:]))
+        assert marked.anchor.start_of(10**19) == (0, 0), changed
+        # Each is parsed, so a full read and an incremental one refuse it alike.
+        with pytest.raises(AuditChainError, match="export line 1 is malformed|forged or corrupt|fields differ"):
+            marked.verify_audit(incremental=True, record=False)
 
 
 def test_a_copy_of_the_marks_line_appended_later_hides_nothing(marked: Engine) -> None:
@@ -154,3 +170,17 @@ def test_a_deeply_nested_mark_is_unreadable_not_a_crash(marked: Engine) -> None:
     marked.anchor.verified_mark_path.write_text("[" * 100_000, encoding="utf-8")
     assert marked.anchor.verified_mark() is None
     assert marked.verify_audit(incremental=True, record=False).start_seq == 0
+
+
+def test_a_deeply_nested_anchor_line_is_malformed_not_a_crash(marked: Engine) -> None:
+    # Read by the guard's head check (the last line) and by every verify: an AuditChainError, no traceback.
+    lines = _lines(marked)
+    marked.anchor.path.write_bytes(b"".join(lines) + b"[" * 5_000 + b"\n")
+    with pytest.raises(AuditChainError, match="the last line of the audit anchor .* is malformed"):
+        marked.anchor.last()
+    for incremental in (True, False):
+        with pytest.raises(AuditChainError, match=rf"export line {len(lines) + 1} is malformed|the line at byte"):
+            marked.verify_audit(incremental=incremental, record=False)
+    marked.anchor.path.write_bytes(b"[" * 5_000 + b"\n" + b"".join(lines))
+    with pytest.raises(AuditChainError, match="export line 1 is malformed"):
+        marked.verify_audit(record=False)

@@ -77,14 +77,15 @@ def test_a_corrupted_row_refuses_the_listing_page_by_name(make_engine: Callable[
         ("statement", "{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
         ("statement", "[1, 2]", "the statement is a JSON list, not an object"),
         ("statement", "null", "the statement is a JSON NoneType, not an object"),
+        ("statement", '{"a": NaN}', "JSON constant NaN is not allowed"),
         ("verdict", "maybe", "unknown verdict 'maybe'"),
         ("signed_at", "yesterday",
          "time data 'yesterday' does not match format '%Y-%m-%dT%H:%M:%S.%fZ'"),
         ("recorded_at", "2026-01-01T00:00:00Z",
          "time data '2026-01-01T00:00:00Z' does not match format '%Y-%m-%dT%H:%M:%S.%fZ'"),
     ],
-    ids=["statement-not-json", "statement-a-list", "statement-null", "unknown-verdict", "signed-at-not-a-time",
-         "recorded-at-other-spelling"],
+    ids=["statement-not-json", "statement-a-list", "statement-null", "statement-nan", "unknown-verdict",
+         "signed-at-not-a-time", "recorded-at-other-spelling"],
 )
 def test_a_corrupted_vote_is_named_with_its_request_in_a_read_and_a_listing(
     make_engine: Callable[..., Engine], column: str, value: str, reason: str

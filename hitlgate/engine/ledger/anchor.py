@@ -75,8 +75,9 @@ _TAIL_BYTES = 64 * 1024
 #: A whole anchor line as :func:`anchor_line` writes it (keys sorted), its seq captured: what
 #: :meth:`AuditAnchor.start_of` reads without parsing. A line of any other shape stops the scan.
 _SEQ_OF_LINE = re.compile(
-    rb'\{"at": "[^"\\]*", "head_hash": "[^"\\]*", "kid": "[^"\\]*", "record": "checkpoint", '
-    rb'"seq": (0|[1-9][0-9]{0,17}), "token": "[^"\\]*"\}\n'
+    rb'\{"at": "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z", '
+    rb'"head_hash": "sha256:[0-9a-f]{64}", "kid": "[A-Za-z0-9_.-]{1,200}", "record": "checkpoint", '
+    rb'"seq": ([1-9][0-9]{0,17}), "token": "[A-Za-z0-9_.-]{1,4000}"\}\n'
 )
 
 
@@ -302,7 +303,7 @@ class AuditAnchor:
             if not isinstance(doc, dict) or doc.pop("record", None) != "checkpoint":
                 raise ValueError("not a checkpoint record")
             return Checkpoint.from_dict(doc)
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, RecursionError) as exc:
             raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
 
     def size(self) -> int:
@@ -343,20 +344,23 @@ class AuditAnchor:
         except OSError as exc:
             raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
         with fh:
-            if start:
-                fh.seek(start)
-            at = start
-            for lineno, raw in enumerate(fh, start=1):
-                if until is not None and at >= until:
-                    return
-                line_at, at = at, at + len(raw)
-                if not raw.endswith(b"\n"):
-                    _warn_torn_line(raw, self.path)
-                    return
-                if not raw.strip():
-                    continue
-                where = f"export line {lineno}" if not start else f"the line at byte {line_at}"
-                yield line_at, self._parse_line(raw, where)
+            try:
+                if start:
+                    fh.seek(start)
+                at = start
+                for lineno, raw in enumerate(fh, start=1):
+                    if until is not None and at >= until:
+                        return
+                    line_at, at = at, at + len(raw)
+                    if not raw.endswith(b"\n"):
+                        _warn_torn_line(raw, self.path)
+                        return
+                    if not raw.strip():
+                        continue
+                    where = f"export line {lineno}" if not start else f"the line at byte {line_at}"
+                    yield line_at, self._parse_line(raw, where)
+            except OSError as exc:
+                raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
 
     def _parse_line(self, raw: bytes, where: str) -> Checkpoint:
         try:
@@ -371,7 +375,7 @@ class AuditAnchor:
             if record != "checkpoint":
                 raise ValueError(f"unknown record type {record!r}")
             return Checkpoint.from_dict(doc)
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, RecursionError) as exc:
             raise AuditChainError(f"audit anchor {self.path}: {where} is malformed: {exc}") from None
 
     def start_of(self, seq: int, *, until: int | None = None) -> tuple[int, int]:
@@ -392,16 +396,19 @@ class AuditAnchor:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below.
         except OSError:
             return 0, 0  # The read that follows reports it (or finds no file).
-        with fh:
-            at = 0
-            for raw in fh:
-                if until is not None and at >= until:
-                    break
-                found = _SEQ_OF_LINE.fullmatch(raw)
-                if found is None or int(found[1]) >= seq:
-                    break
-                highest = max(highest, int(found[1]))
-                at += len(raw)
+        at = 0
+        try:
+            with fh:
+                for raw in fh:
+                    if until is not None and at >= until:
+                        break
+                    found = _SEQ_OF_LINE.fullmatch(raw)
+                    if found is None or int(found[1]) >= seq:
+                        break
+                    highest = max(highest, int(found[1]))
+                    at += len(raw)
+        except OSError:
+            return 0, 0  # The read that follows reports it.
         return at, highest
 
     @property

@@ -675,7 +675,7 @@ def read_export(fh: IO[str]) -> AuditExport:
                     cps.append(Checkpoint.from_dict(doc))
                 else:
                     raise ValueError(f"unknown record type {record!r}")
-            except (ValueError, ValidationError) as exc:
+            except (ValueError, ValidationError, RecursionError) as exc:
                 raise AuditChainError(f"export line {lineno} is malformed: {exc}") from None
     except UnicodeDecodeError:
         # Raised by the file's decoder while reading, outside the per-line

@@ -53,7 +53,7 @@ from hitlgate.engine._time import utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, event_after
+from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, _refuse_constant, event_after
 from hitlgate.errors import (
     ApprovalError,
     ConfigError,
@@ -1115,7 +1115,9 @@ def _stored_vote(request_id: str, approver: str, verdict: str, signed_at: str, r
     request, on every path that reads votes (one request's, a listing page's).
     """
     try:
-        doc = json.loads(statement)
+        if type(approver) is not str:
+            raise ValueError(f"the approver is a {type(approver).__name__}, not text")
+        doc = json.loads(statement, parse_constant=_refuse_constant)
         if not isinstance(doc, dict):
             raise ValueError(f"the statement is a JSON {type(doc).__name__}, not an object")
         return Vote(approver=approver, verdict=verdict, signed_at=t.parse_time(signed_at),

@@ -125,14 +125,14 @@ def test_the_fallback_counts_only_its_own_read_of_the_anchor(
     monkeypatch.setattr(audit, "ORDER_WINDOW", 2)
     anchor_type = type(engine.anchor)
     reads: list[int] = []
-    real_iter = anchor_type.iter_lines
+    real_iter = anchor_type.iter_checkpoints
 
     def first_read_only(self: Any, **kwargs: Any) -> Iterator[Any]:
         reads.append(1)
         if len(reads) == 1:
             yield from real_iter(self, **kwargs)
 
-    monkeypatch.setattr(anchor_type, "iter_lines", first_read_only)
+    monkeypatch.setattr(anchor_type, "iter_checkpoints", first_read_only)
     with pytest.raises(AuditChainError, match="ends before seq 10, which the keyring records it held"):
         engine.verify_audit(incremental=False, record=False)
     assert len(reads) == 2

@@ -1106,7 +1106,7 @@ class Engine:
             def own() -> Iterator[Checkpoint]:
                 nonlocal own_max, own_mark
                 own_max = max(own_max, below)
-                for _, cp in self.anchor.iter_lines(start=read_from, until=anchor_size):
+                for cp in self.anchor.iter_checkpoints(start=read_from, until=anchor_size):
                     own_max = max(own_max, cp.seq)
                     if skip(cp):
                         continue

@@ -315,7 +315,7 @@ class AuditAnchor:
         except OSError as exc:
             raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
 
-    def iter_checkpoints(self, *, until: int | None = None) -> Iterator[Checkpoint]:
+    def iter_checkpoints(self, *, start: int = 0, until: int | None = None) -> Iterator[Checkpoint]:
         """The anchored checkpoints one line at a time (nothing when the file does not exist).
 
         A torn final line is skipped (see the module docstring); any other
@@ -324,16 +324,8 @@ class AuditAnchor:
         checkpoints in constant memory. With ``until`` (a :meth:`size` taken
         when a read snapshot began), lines that start at or after that byte
         are not read: checkpoints appended while a long verify streams the
-        file belong to commits its snapshot does not see.
-        """
-        return (cp for _, cp in self.iter_lines(until=until))
-
-    def iter_lines(self, *, start: int = 0, until: int | None = None) -> Iterator[tuple[int, Checkpoint]]:
-        """Like :meth:`iter_checkpoints`, with the byte offset each checkpoint's line starts at.
-
-        ``start`` is where to begin: 0, or an offset this method gave (the
-        start of a line). An incremental ``audit verify`` begins at its
-        verified mark's line instead of parsing every line before it.
+        file belong to commits its snapshot does not see. ``start`` is the
+        byte to begin at, the start of a line (:meth:`start_of`).
         """
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the generator owns it.
@@ -358,7 +350,7 @@ class AuditAnchor:
                     if not raw.strip():
                         continue
                     where = f"export line {lineno}" if not start else f"the line at byte {line_at}"
-                    yield line_at, self._parse_line(raw, where)
+                    yield self._parse_line(raw, where)
             except OSError as exc:
                 raise StorageError(f"cannot read audit anchor {self.path}: {exc.strerror or exc}") from exc
 

@@ -1,7 +1,8 @@
 """Race: the state changes after the guard's checks and before it consumes the warrant.
 
-``Guard.consume`` checks everything in a read snapshot, then consumes in a
-write transaction, where it checks the store again: a writer that skips
+``Guard.consume`` reads the request and its warrant by one statement and
+asks the policy, then consumes in a write transaction, where it checks the
+store, the anchor and the chain again: a writer that skips
 the engine's lock may have inserted the consumption row, or marked the
 grant revoked, in between. Each must be refused as what it is, recorded
 against the request with the digest presented, and leave no ``consumed``

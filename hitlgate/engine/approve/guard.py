@@ -80,6 +80,7 @@ from hitlgate.errors import (
     IllegalTransition,
     InputError,
     InvalidWarrant,
+    NotFoundError,
     ValidationError,
 )
 
@@ -390,7 +391,20 @@ class Guard:
         record the outcome for you.
         """
         at = require_utc(now if now is not None else self.clock(), "now")
-        claims = self.check(token, action, now=at)
+        digest = self._digest(action, at)
+        claims = self._verify(token, digest, at)
+        # Not check()'s read transaction: _consume makes every one of its store, anchor and chain checks again
+        # under the write lock. Before the policy is asked, one statement reads the request and its warrant, so
+        # that a warrant already used or not the stored one is refused as what it is.
+        try:
+            req, stored = self.store.peek_request(claims.request_id)
+        except NotFoundError:
+            raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
+                               request_id=None, digest=digest, now=at) from None
+        problem = self._store_problem(req, stored, claims)
+        if problem is not None:
+            raise self._refuse(problem[0], request_id=claims.request_id, digest=digest, now=at, code=problem[1])
+        self._check_policy(claims, req, action, at)
         consumed_at = self._consume(token, claims, at)
         return Grant(
             request_id=claims.request_id,
@@ -429,7 +443,9 @@ class Guard:
                     f"request {request_id}: no outcome can be recorded, warrant {jti} "
                     "was not consumed by the guard"
                 )
-            req = tx.transition(request_id, outcome, now=at, reason=detail[:500])
+            # The votes are not read: the move and its event need the request's status, digest and decision.
+            req = tx.transition(request_id, outcome, now=at, reason=detail[:500],
+                                current=tx.get_request(request_id, votes=False))
             self.audit_log.append(tx, outcome, req, {"jti": jti, "detail": detail[:2000]}, at)
 
     # -- the three ways to run an action ---------------------------------

@@ -739,15 +739,16 @@ class Engine:
         return min(d.warrant_lifetime(self.config.warrant_ttl_seconds) for d in decisions)
 
     @staticmethod
-    def _granted_at(tx: Transaction, req: Request) -> datetime:
-        """When ``req`` was granted: its ``granted`` audit event's time (the chain over the tables).
+    def _granted_at(events: Sequence[AuditEvent], req: Request) -> datetime:
+        """When ``req`` was granted: the time of its last ``granted`` audit event in ``events`` (the chain over
+        the tables).
 
         A granted row with no such event was written into the database; its
         own update time is used, and the checks of :meth:`_issue` (forged
         votes, tier) and ``audit verify`` refuse or report it.
         """
-        events = tx.request_events(req.id, ("granted",))
-        return events[-1].at if events else req.updated_at
+        granted = [e for e in events if e.kind == "granted"]
+        return granted[-1].at if granted else req.updated_at
 
     def _issue(self, tx: Transaction, req: Request, now: datetime, decision: Decision, *,
                expires_at: datetime) -> WarrantRecord:
@@ -804,9 +805,8 @@ class Engine:
         # Equivalent mutants of `before`, `fresh` and the early `decision`: they only decide whether the
         # policy is asked before the write lock is taken; the write transaction asks it itself whenever that
         # answer is missing or was about another stored proposal.
-        with self.store.read() as tx:
-            before = tx.get_request(request_id, votes=False)  # pragma: no mutate
-            fresh = before.status == lifecycle.GRANTED and tx.warrant_for(before.id) is None  # pragma: no mutate
+        before, issued = self.store.peek_request(request_id)  # pragma: no mutate
+        fresh = before.status == lifecycle.GRANTED and issued is None  # pragma: no mutate
         decision = self._decide_stored(before) if fresh else None  # pragma: no mutate - as above
         with self.store.write() as tx:
             self.require_anchored_head(tx)
@@ -839,7 +839,9 @@ class Engine:
             else:
                 # The chain has the last word over the tables: a request whose
                 # warrant row was deleted must not get a second warrant.
-                earlier = tx.request_events(req.id, ("warrant_issued", "consumed"))
+                # One indexed lookup serves this check and the grant's time below.
+                events = tx.request_events(req.id, ("granted", "warrant_issued", "consumed"))
+                earlier = [e for e in events if e.kind != "granted"]
                 if earlier:
                     raise StorageError(
                         f"request {req.id} has no warrant in the database, but the audit chain shows one "
@@ -855,7 +857,7 @@ class Engine:
                 self._check_tier(req, decision)
                 # The clock started at the grant: a warrant fetched late in
                 # its lifetime gets only what is left of it, never a fresh one.
-                until = self._granted_at(tx, req) + timedelta(seconds=self.warrant_lifetime(req.decision, decision))
+                until = self._granted_at(events, req) + timedelta(seconds=self.warrant_lifetime(req.decision, decision))
                 if at < until:
                     return self._issue(tx, req, at, decision, expires_at=until)
                 self._expire(tx, req, at, "the grant lapsed without its warrant being used")

@@ -95,6 +95,16 @@ _WARRANT_OF = (
     .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
     .where(t.warrants.c.request_id == sa.bindparam("rid"))
 )
+#: A request with its warrant (if any) and that warrant's consumption, in one statement (Store.peek_request).
+#: The warrant's columns are labelled: requests and warrants both have ``expires_at``.
+_WARRANT_LABELS = ("jti", "request_id", "token", "kid", "issued_at", "expires_at")
+_PEEK_REQUEST = (
+    sa.select(t.requests, *(t.warrants.c[name].label(f"warrant_{name}") for name in _WARRANT_LABELS),
+              t.consumed.c.consumed_at.label("warrant_consumed_at"))
+    .select_from(t.requests.outerjoin(t.warrants, t.warrants.c.request_id == t.requests.c.id)
+                 .outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
+    .where(t.requests.c.id == sa.bindparam("rid"))
+)
 _LOCK_HEAD = sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1).with_for_update()
 _HEAD_EVENT = sa.select(t.audit_events).order_by(t.audit_events.c.seq.desc()).limit(1)
 _EVENT_HASH = sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq"))
@@ -1585,7 +1595,7 @@ class Store:
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
 
-    def read_first(self, statement: sa.Executable) -> Any:
+    def read_first(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Any:
         """The first row (``sa.Row``) of one read-only statement, or None (a hot-path read: an API key by id).
 
         One statement is one snapshot by itself, so it runs without the
@@ -1601,9 +1611,29 @@ class Store:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # pragma: no mutate
                 else:
                     conn = conn.execution_options(hitlgate_single=True)
-                return conn.execute(statement).first()
+                return conn.execute(statement, params).first()
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
+
+    def peek_request(self, request_id: str) -> tuple[Request, WarrantRecord | None]:
+        """A request (without its votes) and its warrant with its consumption, read by one statement.
+
+        For the checks made before a write transaction re-checks everything
+        under its lock (the guard's consumption, the warrant path): one
+        indexed statement, its own snapshot, with no BEGIN and COMMIT.
+        Raises :class:`NotFoundError` (code ``not_found``) when there is no
+        such request, :class:`StorageError` when its row is corrupted.
+        """
+        row = self.read_first(_PEEK_REQUEST, {"rid": request_id})
+        if row is None:
+            raise NotFoundError(f"no request with id {request_id!r}")
+        fields = row._mapping
+        req = Transaction._request_from_row(fields, (), votes_read=False)
+        if fields["warrant_jti"] is None:
+            return req, None
+        return req, Transaction._warrant_from_row(
+            {**{name: fields[f"warrant_{name}"] for name in _WARRANT_LABELS},
+             "consumed_at": fields["warrant_consumed_at"]})
 
     def close(self) -> None:
         """Release every pooled connection."""

@@ -39,7 +39,7 @@ from hitlgate.engine._time import format_time, utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
 from hitlgate.engine.decide.proposal import Proposal
-from hitlgate.engine.keys.keyring import EngineKeyring, generate_approver_key, load_approver_key
+from hitlgate.engine.keys.keyring import EngineKeyring, generate_approver_key, load_approver_key, retire_after_for
 from hitlgate.engine.ledger.anchor import load_external_anchor
 from hitlgate.engine.ledger.audit import read_export, verify_chain
 from hitlgate.errors import (
@@ -656,8 +656,8 @@ def keys_jwks(state: CliState, include_expired: bool) -> None:
 
 
 def _keyring(state: CliState) -> EngineKeyring:
-    ttl = state.config.warrant_ttl_seconds
-    return EngineKeyring.load_or_create(state.config.key_dir, retire_after_seconds=max(3600, 2 * ttl))
+    return EngineKeyring.load_or_create(state.config.key_dir,
+                                        retire_after_seconds=retire_after_for(state.config.warrant_ttl_seconds))
 
 
 # -- audit -----------------------------------------------------------------

@@ -61,7 +61,7 @@ from hitlgate.engine.decide.inventory import Approver
 from hitlgate.engine.decide.proposal import Proposal, action_digest, canonical_json
 from hitlgate.engine.keys._demokeys import is_demo_key, require_not_demo_key
 from hitlgate.engine.keys.keyring import STATE_FILE as KEYRING_STATE_FILE
-from hitlgate.engine.keys.keyring import EngineKeyring
+from hitlgate.engine.keys.keyring import EngineKeyring, retire_after_for
 from hitlgate.engine.keys.warrants import WarrantIssuer, WarrantVerifier
 from hitlgate.engine.ledger.anchor import AuditAnchor
 from hitlgate.engine.ledger.audit import (
@@ -230,7 +230,7 @@ class Engine:
         # never silently re-created under a database signed by older keys.
         self.keyring = keyring if keyring is not None else EngineKeyring(
             config.key_dir,
-            retire_after_seconds=max(3600, 2 * config.warrant_ttl_seconds),
+            retire_after_seconds=retire_after_for(config.warrant_ttl_seconds),
             # Called on the keyring's first use, after the audit log below exists.
             before_create=lambda key_dir: self.audit_log.refuse_new_keyring(key_dir),
         )

@@ -100,6 +100,14 @@ _KID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 # base64url and JWK helpers
 
 
+def retire_after_for(warrant_ttl_seconds: int) -> int:
+    """How long a retired engine key stays trusted: two warrant lifetimes, and never under an hour.
+
+    A rotation then never strands a warrant issued just before it.
+    """
+    return max(3600, 2 * warrant_ttl_seconds)
+
+
 def b64url_encode(data: bytes) -> str:
     """Encode bytes as unpadded base64url (RFC 7515 section 2)."""
     unpadded = base64.urlsafe_b64encode(data).rstrip(b"=")

@@ -74,6 +74,7 @@ from hitlgate.engine.decide.proposal import Proposal, action_digest
 from hitlgate.engine.keys._demokeys import require_not_demo_key
 from hitlgate.engine.keys.warrants import WarrantClaims
 from hitlgate.engine.ledger.audit import Checkpoint
+from hitlgate.engine.ledger.store import decode_peeked
 from hitlgate.errors import (
     AuditChainError,
     HitlgateError,
@@ -81,6 +82,7 @@ from hitlgate.errors import (
     InputError,
     InvalidWarrant,
     NotFoundError,
+    StorageError,
     ValidationError,
 )
 
@@ -89,7 +91,7 @@ if TYPE_CHECKING:
     from hitlgate.engine.decide.decider import Decider
     from hitlgate.engine.keys.warrants import WarrantVerifier
     from hitlgate.engine.ledger.auditlog import AuditLog
-    from hitlgate.engine.ledger.store import Request, Store, Transaction
+    from hitlgate.engine.ledger.store import Request, Store, Transaction, WarrantRecord
 
 log = logging.getLogger(__name__)
 
@@ -177,27 +179,30 @@ class Guard:
             raise self._refuse(str(exc), request_id=None, digest=digest, now=now, code=exc.code) from None
 
     def _check_policy(self, claims: WarrantClaims, req: Request, action: Mapping[str, Any], now: datetime) -> None:
+        problem = self._policy_problem(claims, req, action)
+        if problem is not None:
+            raise self._refuse(problem[0], request_id=claims.request_id, digest=claims.action_digest, now=now,
+                               code=problem[1])
+
+    def _policy_problem(
+        self, claims: WarrantClaims, req: Request, action: Mapping[str, Any]
+    ) -> tuple[str, str | None] | None:
+        """What the policy says now against this warrant: a stricter tier, or approvals that no longer count."""
         document = {**dict(req.proposal), "action": dict(action)}
         try:
             decision = self.decider.decide_validated(Proposal.from_dict(document))
         except HitlgateError as exc:
-            raise self._refuse(f"invalid warrant: the policy could not be re-evaluated: {exc}",
-                               request_id=claims.request_id, digest=claims.action_digest, now=now) from None
+            return f"invalid warrant: the policy could not be re-evaluated: {exc}", None
         # A deny outranks every tier a verified warrant can carry (never deny: MIN_APPROVALS in warrants.py).
         if TIER_RANK[decision.tier] > TIER_RANK[claims.tier]:
-            raise self._refuse(
-                f"invalid warrant: the policy now requires {decision.tier} for this action, stricter than "
-                f"the {claims.tier} it was approved under ({'; '.join(decision.reasons)})",
-                request_id=claims.request_id,
-                digest=claims.action_digest,
-                now=now,
-            )
-        self._check_approvals(claims, decision, now)
+            return (f"invalid warrant: the policy now requires {decision.tier} for this action, stricter than "
+                    f"the {claims.tier} it was approved under ({'; '.join(decision.reasons)})", None)
+        return self._approvals_problem(claims, decision)
 
-    def _check_approvals(self, claims: WarrantClaims, decision: Decision, now: datetime) -> None:
+    def _approvals_problem(self, claims: WarrantClaims, decision: Decision) -> tuple[str, str | None] | None:
         """Check 7: the warrant's approvals still meet ``decision``'s quorum with today's inventory."""
         if not decision.needs_approval:
-            return
+            return None
         registry = self.approvers.all()
         passkeys = self.passkeys
         people: list[Approver] = []
@@ -228,14 +233,9 @@ class Guard:
         report = assess(decision.quorum, people)
         if not report.met:
             why = f" ({'; '.join(lapsed)})" if lapsed else ""
-            raise self._refuse(
-                f"invalid warrant: its approvals no longer meet the quorum with today's inventory{why}: "
-                f"{report.describe()}",
-                request_id=claims.request_id,
-                digest=claims.action_digest,
-                now=now,
-                code="approval_withdrawn",
-            )
+            return (f"invalid warrant: its approvals no longer meet the quorum with today's inventory{why}: "
+                    f"{report.describe()}", "approval_withdrawn")
+        return None
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
         problem: tuple[str, str | None] | None = None
@@ -384,6 +384,22 @@ class Guard:
         self._check_policy(claims, req, action, at)
         return claims
 
+    def _refusal_in_order(
+        self, claims: WarrantClaims, req: Request, stored: WarrantRecord | None, problem: tuple[str, str | None],
+        now: datetime,
+    ) -> tuple[str, str | None]:
+        """The refusal a consumption reports, once ``problem`` (the tables' or the policy's) refuses it.
+
+        :meth:`check`'s order: the anchor (a truncated or rewritten chain),
+        the tables, the chain (a consumption the tables were changed to
+        hide), then the policy. Tampering is reported as what it is, not as
+        the refusal it happened to cause. Read only on the way to a refusal.
+        """
+        last = self._anchor_last(claims, now)
+        with self.store.read() as tx:
+            return (self._anchor_problem(tx, last) or self._store_problem(req, stored, claims)
+                    or self._chain_problem(tx, claims) or problem)
+
     def consume(self, token: str, action: Mapping[str, Any], *, now: datetime | None = None) -> Grant:
         """Check everything and consume the warrant; the caller must then run the action and call :meth:`record`.
 
@@ -395,16 +411,23 @@ class Guard:
         claims = self._verify(token, digest, at)
         # Not check()'s read transaction: _consume makes every one of its store, anchor and chain checks again
         # under the write lock. Before the policy is asked, one statement reads the request and its warrant, so
-        # that a warrant already used or not the stored one is refused as what it is.
+        # that a warrant already used or not the stored one is refused without asking it.
         try:
-            req, stored = self.store.peek_request(claims.request_id)
+            row = self.store.peek_row(claims.request_id)
         except NotFoundError:
             raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                request_id=None, digest=digest, now=at) from None
-        problem = self._store_problem(req, stored, claims)
+        try:
+            req, stored = decode_peeked(row)
+        except StorageError as exc:
+            # A corrupted row refuses the warrant, named (check() refuses it too); a store that cannot be
+            # read at all is a StorageError, raised by peek_row above.
+            raise self._refuse(f"invalid warrant: {exc}", request_id=claims.request_id, digest=digest,
+                               now=at) from None
+        problem = self._store_problem(req, stored, claims) or self._policy_problem(claims, req, action)
         if problem is not None:
+            problem = self._refusal_in_order(claims, req, stored, problem, at)
             raise self._refuse(problem[0], request_id=claims.request_id, digest=digest, now=at, code=problem[1])
-        self._check_policy(claims, req, action, at)
         consumed_at = self._consume(token, claims, at)
         return Grant(
             request_id=claims.request_id,

@@ -740,15 +740,27 @@ class Engine:
 
     @staticmethod
     def _granted_at(events: Sequence[AuditEvent], req: Request) -> datetime:
-        """When ``req`` was granted: the time of its last ``granted`` audit event in ``events`` (the chain over
-        the tables).
+        """When ``req`` was granted: the time of its ``granted`` audit event in ``events`` (the chain over the
+        tables).
 
-        A granted row with no such event was written into the database; its
-        own update time is used, and the checks of :meth:`_issue` (forged
-        votes, tier) and ``audit verify`` refuse or report it.
+        A request is granted once (only a pending request can be). A second
+        ``granted`` event was appended by someone with database access, who
+        needs no key for it (only warrant and consumption events are anchored
+        the moment they happen), to stretch the warrant's lifetime: refused
+        (``state_contradicts_chain``), and no warrant is issued. A granted row
+        with no such event was written into the database; its own update
+        time is used, and the checks of :meth:`_issue` (forged votes, tier)
+        and ``audit verify`` refuse or report it.
         """
         granted = [e for e in events if e.kind == "granted"]
-        return granted[-1].at if granted else req.updated_at
+        if len(granted) > 1:
+            raise StorageError(
+                f"request {req.id}: the audit chain shows it granted {len(granted)} times (events "
+                f"{', '.join(str(e.seq) for e in granted)}), but a request is granted once: the chain was changed; "
+                "no warrant is issued",
+                code="state_contradicts_chain",
+            )
+        return granted[0].at if granted else req.updated_at
 
     def _issue(self, tx: Transaction, req: Request, now: datetime, decision: Decision, *,
                expires_at: datetime) -> WarrantRecord:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from hitlgate.engine._time import format_time, parse_time, utcnow
+from hitlgate.errors import StorageError
 
 __all__ = ["format_time", "parse_time"]  # Re-exported: the store's text form of times.
 
@@ -36,8 +37,13 @@ class UtcTime(sa.types.TypeDecorator[datetime]):
         return None if value is None else format_time(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        """Stored text to an aware UTC datetime."""
-        return None if value is None else parse_time(str(value))
+        """Stored text to an aware UTC datetime; text in another spelling is a corrupted store (StorageError)."""
+        try:
+            return None if value is None else parse_time(str(value))
+        except ValueError as exc:
+            # Written by the engine in one spelling only: anything else was written around it. Reads that
+            # can name the row select the text and parse it themselves (votes, Store.peek_request).
+            raise StorageError(f"the state store holds a corrupted time: {exc}") from None
 
 
 metadata = sa.MetaData()

@@ -141,7 +141,8 @@ class AuditLog:
                     try:
                         # Its votes are not needed here (votes=True would only read them too).
                         request = tx.get_request(request_id, votes=False)  # pragma: no mutate
-                    except InputError:
+                    except (InputError, StorageError):
+                        # Unknown, or stored corrupted: the refusal still names the request by its id.
                         request = None
                 self.append(
                     tx,

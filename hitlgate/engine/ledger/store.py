@@ -96,11 +96,18 @@ _WARRANT_OF = (
     .where(t.warrants.c.request_id == sa.bindparam("rid"))
 )
 #: A request with its warrant (if any) and that warrant's consumption, in one statement (Store.peek_request).
-#: The warrant's columns are labelled: requests and warrants both have ``expires_at``.
+#: The warrant's columns are labelled (requests and warrants both have ``expires_at``), and every time is
+#: read as its stored text: peek_request parses it, so a corrupted time is named with its request.
+_REQUEST_TIMES = ("created_at", "expires_at", "updated_at")
 _WARRANT_LABELS = ("jti", "request_id", "token", "kid", "issued_at", "expires_at")
+_WARRANT_TIMES = ("issued_at", "expires_at", "consumed_at")
 _PEEK_REQUEST = (
-    sa.select(t.requests, *(t.warrants.c[name].label(f"warrant_{name}") for name in _WARRANT_LABELS),
-              t.consumed.c.consumed_at.label("warrant_consumed_at"))
+    sa.select(
+        *(sa.type_coerce(c, sa.String).label(c.name) if c.name in _REQUEST_TIMES else c for c in t.requests.c),
+        *(sa.type_coerce(t.warrants.c[name], sa.String).label(f"warrant_{name}") if name in _WARRANT_TIMES
+          else t.warrants.c[name].label(f"warrant_{name}") for name in _WARRANT_LABELS),
+        sa.type_coerce(t.consumed.c.consumed_at, sa.String).label("warrant_consumed_at"),
+    )
     .select_from(t.requests.outerjoin(t.warrants, t.warrants.c.request_id == t.requests.c.id)
                  .outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
     .where(t.requests.c.id == sa.bindparam("rid"))
@@ -1417,6 +1424,35 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
     return engine
 
 
+def _stored_times(fields: Mapping[str, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:
+    """``fields`` with the stored text of each time in ``names`` (under ``prefix``) parsed; None stays None."""
+    out = dict(fields)
+    for name in names:
+        text = fields[prefix + name]
+        try:
+            out[prefix + name] = None if text is None else t.parse_time(str(text))
+        except ValueError as exc:
+            raise StorageError(f"request {fields['id']} is stored corrupted: {of}{name}: {exc}") from None
+    return out
+
+
+def decode_peeked(fields: Mapping[str, Any]) -> tuple[Request, WarrantRecord | None]:
+    """The request and warrant of a :meth:`Store.peek_request` row; :class:`StorageError` if it is corrupted.
+
+    Every refusal names the request: a proposal or decision that is not
+    what the engine stored, or a time in another spelling (of the request,
+    its warrant or the warrant's consumption).
+    """
+    fields = _stored_times(fields, _REQUEST_TIMES)
+    req = Transaction._request_from_row(fields, (), votes_read=False)
+    if fields["warrant_jti"] is None:
+        return req, None
+    fields = _stored_times(fields, _WARRANT_TIMES, "warrant_", "its warrant's ")
+    return req, Transaction._warrant_from_row(
+        {**{name: fields[f"warrant_{name}"] for name in _WARRANT_LABELS},
+         "consumed_at": fields["warrant_consumed_at"]})
+
+
 class Store:
     """The state store. Open it with :meth:`open`; close it with :meth:`close`."""
 
@@ -1622,18 +1658,18 @@ class Store:
         under its lock (the guard's consumption, the warrant path): one
         indexed statement, its own snapshot, with no BEGIN and COMMIT.
         Raises :class:`NotFoundError` (code ``not_found``) when there is no
-        such request, :class:`StorageError` when its row is corrupted.
+        such request, and :class:`StorageError` when it cannot be read; a
+        row that was read but is corrupted is :func:`decode_peeked`'s.
         """
+        return decode_peeked(self.peek_row(request_id))
+
+    def peek_row(self, request_id: str) -> Mapping[str, Any]:
+        """:meth:`peek_request`'s row as read, for :func:`decode_peeked` (a caller that tells a corrupted
+        row from a store it cannot read)."""
         row = self.read_first(_PEEK_REQUEST, {"rid": request_id})
         if row is None:
             raise NotFoundError(f"no request with id {request_id!r}")
-        fields = row._mapping
-        req = Transaction._request_from_row(fields, (), votes_read=False)
-        if fields["warrant_jti"] is None:
-            return req, None
-        return req, Transaction._warrant_from_row(
-            {**{name: fields[f"warrant_{name}"] for name in _WARRANT_LABELS},
-             "consumed_at": fields["warrant_consumed_at"]})
+        return row._mapping
 
     def close(self) -> None:
         """Release every pooled connection."""

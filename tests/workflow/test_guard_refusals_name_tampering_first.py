@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import next_event
-from hitlgate.errors import InvalidWarrant, StorageError
+from hitlgate.errors import AuditChainError, InvalidWarrant, StorageError
 from tests.workflow._helpers import FakeClock, granted_warrant, proposal, vote
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")
@@ -151,26 +151,48 @@ def test_a_stored_time_in_another_spelling_is_a_storage_error_on_every_read(engi
         engine.get(req.id)
 
 
-def test_a_second_granted_event_gets_no_warrant(engine: Engine, clock: FakeClock) -> None:
+def _forge_event(engine: Engine, kind: str, request_id: str, payload: Any) -> int:
+    """Append an event at the chain's tail, hash-linked, as a database writer can (no key needed); its seq."""
+    head = engine.audit_events()[-1]
+    forged = next_event(head, kind=kind, request_id=request_id, payload=payload, at=engine.now())
+    _sql(engine,
+         t.audit_events.insert().values(seq=forged.seq, at=forged.at, kind=forged.kind, request_id=request_id,
+                                        payload=json.dumps(forged.payload, sort_keys=True),
+                                        prev_hash=forged.prev_hash, hash=forged.hash),
+         t.audit_head.update().where(t.audit_head.c.id == 1).values(seq=forged.seq, hash=forged.hash))
+    return forged.seq
+
+
+def test_a_second_granted_event_gets_no_warrant_and_fails_audit_verify(engine: Engine, clock: FakeClock) -> None:
     req = vote(engine, engine.propose(DOC), "carol")
     (granted,) = [e for e in engine.audit_events(req.id) if e.kind == "granted"]
     clock.advance(req.decision.warrant_ttl_seconds - 5)
     # A database writer appends a copy of the granted event, dated now, and moves the deadline out: with the
     # later grant time the warrant would live almost two lifetimes.
-    head = engine.audit_events()[-1]
-    forged = next_event(head, kind="granted", request_id=req.id, payload=granted.payload, at=engine.now())
-    _sql(engine,
-         t.audit_events.insert().values(seq=forged.seq, at=forged.at, kind=forged.kind, request_id=req.id,
-                                        payload=json.dumps(forged.payload, sort_keys=True),
-                                        prev_hash=forged.prev_hash, hash=forged.hash),
-         t.audit_head.update().where(t.audit_head.c.id == 1).values(seq=forged.seq, hash=forged.hash),
-         sa.update(t.requests).where(t.requests.c.id == req.id)
+    seq = _forge_event(engine, "granted", req.id, granted.payload)
+    _sql(engine, sa.update(t.requests).where(t.requests.c.id == req.id)
          .values(expires_at=engine.now() + timedelta(seconds=req.decision.warrant_ttl_seconds)))
-    with pytest.raises(StorageError, match=rf"granted 2 times \(events {granted.seq}, {forged.seq}\)") as err:
+    with pytest.raises(StorageError, match=rf"granted 2 times \(events {granted.seq}, {seq}\)") as err:
         engine.warrant(req.id)
     assert err.value.code == "state_contradicts_chain"
     with engine.store.read() as tx:
         assert tx.warrant_for(req.id) is None
+    for incremental in (False, True):
+        with pytest.raises(AuditChainError, match=rf"request {req.id} has 2 granted events \(seqs {granted.seq}, "
+                                                   rf"{seq}\)") as verr:
+            engine.verify_audit(incremental=incremental)
+        assert verr.value.code == "state_contradicts_chain"
+
+
+def test_a_second_outcome_fails_audit_verify(engine: Engine) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    engine.guard().execute(token, DOC["action"], lambda _a: None)
+    (executed,) = [e for e in engine.audit_events(req.id) if e.kind == "executed"]
+    engine.verify_audit()
+    seq = _forge_event(engine, "execution_failed", req.id, {**executed.payload, "status": "executed"})
+    with pytest.raises(AuditChainError, match=rf"request {req.id} has 2 outcome events \(executed {executed.seq}, "
+                                               rf"execution_failed {seq}\)"):
+        engine.verify_audit()
 
 
 def test_the_one_granted_event_dates_the_warrant(engine: Engine, clock: FakeClock) -> None:

@@ -17,7 +17,12 @@ tables say something the chain does not:
    status recorded by the request's last event;
 5. vote rows without the ``approved``/``rejected`` event that recorded them
    (or with a different verdict or statement), and vote events whose row is
-   gone.
+   gone;
+6. a lifecycle event a request has at most once (``proposed``, ``decided``,
+   ``denied``, ``granted``, ``warrant_issued``, ``rejected``, ``expired``,
+   ``revoked``, and one outcome) found twice: appended around the engine,
+   which needs no key for an event without a checkpoint of its own (a
+   second ``granted`` would restart a warrant's lifetime).
 
 Every event the engine appends for a request carries the request's status
 after the change (``payload.status``), which is what makes rule 4 possible.
@@ -36,6 +41,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.ledger.store import EventFacts, RequestRows
 
 VOTE_KINDS = {"approved": "approve", "rejected": "reject"}
@@ -133,7 +139,28 @@ def _vote_problems(g: RequestRows) -> list[str]:
     return out
 
 
-_RULES = (_replays, _consumption_problems, _request_problems, _vote_problems)
+#: Events the engine appends at most once per request (only a pending request moves, and only once; a
+#: final state never moves again).
+ONCE_KINDS = ("proposed", "decided", "denied", "granted", "warrant_issued", "rejected", "expired", "revoked")
+
+
+def _lifecycle_problems(g: RequestRows) -> list[str]:
+    out: list[str] = []
+    rid = g.request_id
+    for kind in ONCE_KINDS:
+        seqs = [e.seq for e in g.events if e.kind == kind]
+        if len(seqs) > 1:
+            out.append(f"request {rid} has {len(seqs)} {kind} events (seqs {', '.join(map(str, seqs))}), but a "
+                       f"request has one: an event was appended around the engine")
+    outcomes = [e for e in g.events if e.kind in lifecycle.OUTCOMES]
+    if len(outcomes) > 1:
+        out.append(f"request {rid} has {len(outcomes)} outcome events ("
+                   f"{', '.join(f'{e.kind} {e.seq}' for e in outcomes)}), but a request has one: an event was "
+                   "appended around the engine")
+    return out
+
+
+_RULES = (_replays, _consumption_problems, _request_problems, _vote_problems, _lifecycle_problems)
 
 
 class Reconciler:
@@ -161,5 +188,5 @@ class Reconciler:
 
     @property
     def problems(self) -> list[str]:
-        """The kept messages, replays first, then rules 2 to 5."""
+        """The kept messages, replays first, then rules 2 to 6."""
         return [p for kept in self._kept for p in kept]

@@ -147,8 +147,12 @@ def test_a_stored_time_in_another_spelling_is_a_storage_error_on_every_read(engi
     req = engine.propose(DOC)
     _sql(engine, sa.update(t.requests).where(t.requests.c.id == req.id)
          .values(created_at=sa.literal("yesterday", sa.String)))
-    with pytest.raises(StorageError, match="^the state store holds a corrupted time: time data 'yesterday'"):
+    # A read of one request names it; a listing names the time (never a bare ValueError, a 500).
+    with pytest.raises(StorageError, match=rf"^request {req.id} is stored corrupted: created_at: time data "
+                                           "'yesterday'"):
         engine.get(req.id)
+    with pytest.raises(StorageError, match="^the state store holds a corrupted time: time data 'yesterday'"):
+        engine.list()
 
 
 def _forge_event(engine: Engine, kind: str, request_id: str, payload: Any) -> int:
@@ -201,3 +205,70 @@ def test_the_one_granted_event_dates_the_warrant(engine: Engine, clock: FakeCloc
     clock.advance(30)
     issued = engine.warrant(req.id)
     assert issued.expires_at == granted.at + timedelta(seconds=req.decision.warrant_ttl_seconds)
+
+
+def test_a_consumption_committed_since_the_peek_is_a_replay_not_a_hidden_one(
+    make_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The warrant is used by another guard (in demo mode, where carol's approval counts) between this guard's
+    # peek and its refusal; this guard's policy check refuses it (outside demo mode it does not count).
+    demo: Engine = make_engine(demo=True)
+    _req, token = granted_warrant(demo, DOC, ("carol",))
+    production: Engine = make_engine(demo=False)
+    guard = production.guard()
+    peek_row = guard.store.peek_row
+
+    def peek_then_another_guard_consumes(request_id: str) -> Any:
+        row = dict(peek_row(request_id))
+        demo.guard().execute(token, DOC["action"], lambda _a: None)  # Honest, on another replica.
+        return row
+
+    monkeypatch.setattr(guard.store, "peek_row", peek_then_another_guard_consumes)
+    ran: list[object] = []
+    with pytest.raises(InvalidWarrant, match=r"was already used \(replay\)$") as err:
+        guard.execute(token, DOC["action"], ran.append)
+    assert err.value.code == "replay" and not ran and "database was changed" not in str(err.value)
+    demo.verify_audit()  # Nothing was tampered with.
+
+
+def test_a_refusal_stands_when_the_store_fails_before_its_evidence_is_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    guard = engine.guard()
+    guard.execute(token, DOC["action"], lambda _a: None)
+
+    def store_down(**_kwargs: Any) -> Any:
+        raise StorageError("the state store is unreachable (test)")
+
+    before = len(engine.audit_events())
+    monkeypatch.setattr(guard.store, "read", store_down)
+    err = _refused_by(guard, token, r"was already used \(replay\)$")
+    monkeypatch.undo()
+    assert err.code == "replay"
+    (refusal,) = engine.audit_events()[before:]
+    assert refusal.kind == "warrant_refused" and refusal.request_id == req.id
+
+
+@pytest.mark.parametrize(("column", "text", "named"), [
+    ("expires_at", "garbage", "is stored corrupted: expires_at: time data 'garbage'"),
+    ("proposal", "{", "is stored corrupted: Expecting property name"),
+])
+def test_check_and_consume_name_a_corrupted_row_alike(engine: Engine, column: str, text: str, named: str) -> None:
+    req, token = granted_warrant(engine, DOC, ("carol",))
+    _sql(engine, sa.update(t.requests).where(t.requests.c.id == req.id)
+         .values(**{column: sa.literal(text, sa.String)}))
+    for step in (engine.guard().check, engine.guard().consume):
+        before = len(engine.audit_events())
+        with pytest.raises(InvalidWarrant, match=rf"^invalid warrant: request {req.id} {named}"):
+            step(token, DOC["action"])
+        (refusal,) = engine.audit_events()[before:]
+        assert refusal.kind == "warrant_refused" and refusal.request_id == req.id
+
+
+def _refused_by(guard: Any, token: str, match: str) -> InvalidWarrant:
+    ran: list[object] = []
+    with pytest.raises(InvalidWarrant, match=match) as err:
+        guard.execute(token, DOC["action"], ran.append)
+    assert not ran
+    return err.value

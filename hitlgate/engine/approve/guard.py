@@ -244,8 +244,10 @@ class Guard:
                 # The votes are not needed: the warrant carries its approvals (check 7). Equivalent
                 # mutants (votes read after all): the same request, with votes nothing here looks at.
                 req = tx.get_request(claims.request_id, votes=False)  # pragma: no mutate
-            except HitlgateError:
+            except NotFoundError:
                 problem = (f"invalid warrant: request {claims.request_id} does not exist in this store", None)
+            except StorageError as exc:
+                problem = (f"invalid warrant: {exc}", None)
             else:
                 problem = (self._anchored_head_problem(tx)
                            or self._store_problem(req, tx.warrant_for(req.id), claims)
@@ -374,9 +376,13 @@ class Guard:
         with self.store.read() as tx:
             try:
                 req = tx.get_request(claims.request_id, votes=False)  # pragma: no mutate - as in _consume
-            except HitlgateError:
+            except NotFoundError:
                 raise self._refuse(f"invalid warrant: request {claims.request_id} does not exist in this store",
                                    request_id=None, digest=digest, now=at) from None
+            except StorageError as exc:
+                # Stored corrupted: named, and recorded against the request (as consume() does).
+                raise self._refuse(f"invalid warrant: {exc}", request_id=claims.request_id, digest=digest,
+                                   now=at) from None
             problem = (self._anchor_problem(tx, last) or self._store_problem(req, tx.warrant_for(req.id), claims)
                        or self._chain_problem(tx, claims))
         if problem is not None:
@@ -396,9 +402,24 @@ class Guard:
         the refusal it happened to cause. Read only on the way to a refusal.
         """
         last = self._anchor_last(claims, now)
-        with self.store.read() as tx:
-            return (self._anchor_problem(tx, last) or self._store_problem(req, stored, claims)
-                    or self._chain_problem(tx, claims) or problem)
+        try:
+            with self.store.read() as tx:
+                ahead = self._anchor_problem(tx, last)
+                if ahead is not None:
+                    return ahead
+                # The tables as this snapshot holds them, not as the peek read them: a consumption committed
+                # since (another guard's, honestly) is then a replay, not one "hidden" in the tables.
+                try:
+                    req_now = tx.get_request(claims.request_id, votes=False)  # pragma: no mutate - as in _consume
+                    stored_now = tx.warrant_for(req_now.id)
+                except HitlgateError:
+                    req_now, stored_now = req, stored
+                return (self._store_problem(req_now, stored_now, claims) or self._chain_problem(tx, claims)
+                        or problem)
+        except StorageError:
+            # The store failed since the peek: the refusal stands, without the evidence this read would add.
+            log.warning("guard: could not read the anchor and chain to order a refusal", exc_info=True)
+            return problem
 
     def consume(self, token: str, action: Mapping[str, Any], *, now: datetime | None = None) -> Grant:
         """Check everything and consume the warrant; the caller must then run the action and call :meth:`record`.

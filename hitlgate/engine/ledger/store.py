@@ -73,7 +73,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # and generating its key, which otherwise cost about half of the path's CPU.
 # Values are passed as parameters at execution.
 _TIME = t.UtcTime()
-_REQUEST_BY_ID = sa.select(t.requests).where(t.requests.c.id == sa.bindparam("rid"))
+#: A request's times are read as their stored text and parsed by get_request, so a corrupted one is named.
+_REQUEST_BY_ID = sa.select(
+    *(sa.type_coerce(c, sa.String).label(c.name) if c.name in ("created_at", "expires_at", "updated_at") else c
+      for c in t.requests.c)
+).where(t.requests.c.id == sa.bindparam("rid"))
 #: A vote's columns as stored, its times as their text: :func:`_stored_vote` parses them, so a corrupted
 #: time is named with its request like any other corrupted part of a vote.
 _VOTE_COLUMNS = (
@@ -523,9 +527,10 @@ class Transaction:
         guard, the warrant path's pre-check, outcome recording); the request
         then says so (``votes_read``) and refuses to list approvals.
         """
-        row = self.conn.execute(_REQUEST_BY_ID, {"rid": request_id}).mappings().first()
-        if row is None:
+        found = self.conn.execute(_REQUEST_BY_ID, {"rid": request_id}).mappings().first()
+        if found is None:
             raise NotFoundError(f"no request with id {request_id!r}")
+        row = _stored_times(found, _REQUEST_TIMES)
         if not votes:
             return self._request_from_row(row, (), votes_read=False)
         return self._request_from_row(row, self.votes(request_id))
@@ -1424,7 +1429,7 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
     return engine
 
 
-def _stored_times(fields: Mapping[str, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:
+def _stored_times(fields: Mapping[Any, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:
     """``fields`` with the stored text of each time in ``names`` (under ``prefix``) parsed; None stays None."""
     out = dict(fields)
     for name in names:

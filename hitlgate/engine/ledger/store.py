@@ -73,11 +73,12 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # and generating its key, which otherwise cost about half of the path's CPU.
 # Values are passed as parameters at execution.
 _TIME = t.UtcTime()
-#: A request's times are read as their stored text and parsed by get_request, so a corrupted one is named.
-_REQUEST_BY_ID = sa.select(
-    *(sa.type_coerce(c, sa.String).label(c.name) if c.name in ("created_at", "expires_at", "updated_at") else c
-      for c in t.requests.c)
-).where(t.requests.c.id == sa.bindparam("rid"))
+_REQUEST_TIMES = ("created_at", "expires_at", "updated_at")
+#: A request's columns, its times as their stored text: the one-request reads (get_request, peek_request)
+#: parse them (_stored_times), so a corrupted time is named with its request.
+_REQUEST_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name in _REQUEST_TIMES else c
+                         for c in t.requests.c)
+_REQUEST_BY_ID = sa.select(*_REQUEST_COLUMNS).where(t.requests.c.id == sa.bindparam("rid"))
 #: A vote's columns as stored, its times as their text: :func:`_stored_vote` parses them, so a corrupted
 #: time is named with its request like any other corrupted part of a vote.
 _VOTE_COLUMNS = (
@@ -102,12 +103,11 @@ _WARRANT_OF = (
 #: A request with its warrant (if any) and that warrant's consumption, in one statement (Store.peek_request).
 #: The warrant's columns are labelled (requests and warrants both have ``expires_at``), and every time is
 #: read as its stored text: peek_request parses it, so a corrupted time is named with its request.
-_REQUEST_TIMES = ("created_at", "expires_at", "updated_at")
 _WARRANT_LABELS = ("jti", "request_id", "token", "kid", "issued_at", "expires_at")
 _WARRANT_TIMES = ("issued_at", "expires_at", "consumed_at")
 _PEEK_REQUEST = (
     sa.select(
-        *(sa.type_coerce(c, sa.String).label(c.name) if c.name in _REQUEST_TIMES else c for c in t.requests.c),
+        *_REQUEST_COLUMNS,
         *(sa.type_coerce(t.warrants.c[name], sa.String).label(f"warrant_{name}") if name in _WARRANT_TIMES
           else t.warrants.c[name].label(f"warrant_{name}") for name in _WARRANT_LABELS),
         sa.type_coerce(t.consumed.c.consumed_at, sa.String).label("warrant_consumed_at"),

@@ -383,12 +383,20 @@ class Guard:
                 # Stored corrupted: named, and recorded against the request (as consume() does).
                 raise self._refuse(f"invalid warrant: {exc}", request_id=claims.request_id, digest=digest,
                                    now=at) from None
-            problem = (self._anchor_problem(tx, last) or self._store_problem(req, tx.warrant_for(req.id), claims)
-                       or self._chain_problem(tx, claims))
+            problem = self._snapshot_problem(tx, last, req, tx.warrant_for(req.id), claims)
         if problem is not None:
             raise self._refuse(problem[0], request_id=claims.request_id, digest=digest, now=at, code=problem[1])
         self._check_policy(claims, req, action, at)
         return claims
+
+    def _snapshot_problem(
+        self, tx: Transaction, last: Checkpoint | None, req: Request, stored: WarrantRecord | None,
+        claims: WarrantClaims,
+    ) -> tuple[str, str | None] | None:
+        """What a read snapshot says against this warrant, in :meth:`check`'s order: the anchor (a truncated
+        or rewritten chain), the tables, then the chain (a consumption the tables were changed to hide)."""
+        return (self._anchor_problem(tx, last) or self._store_problem(req, stored, claims)
+                or self._chain_problem(tx, claims))
 
     def _refusal_in_order(
         self, claims: WarrantClaims, req: Request, stored: WarrantRecord | None, problem: tuple[str, str | None],
@@ -396,17 +404,13 @@ class Guard:
     ) -> tuple[str, str | None]:
         """The refusal a consumption reports, once ``problem`` (the tables' or the policy's) refuses it.
 
-        :meth:`check`'s order: the anchor (a truncated or rewritten chain),
-        the tables, the chain (a consumption the tables were changed to
-        hide), then the policy. Tampering is reported as what it is, not as
-        the refusal it happened to cause. Read only on the way to a refusal.
+        :meth:`_snapshot_problem` first, then ``problem``: tampering is
+        reported as what it is, not as the refusal it happened to cause.
+        Read only on the way to a refusal.
         """
         last = self._anchor_last(claims, now)
         try:
             with self.store.read() as tx:
-                ahead = self._anchor_problem(tx, last)
-                if ahead is not None:
-                    return ahead
                 # The tables as this snapshot holds them, not as the peek read them: a consumption committed
                 # since (another guard's, honestly) is then a replay, not one "hidden" in the tables.
                 try:
@@ -414,8 +418,7 @@ class Guard:
                     stored_now = tx.warrant_for(req_now.id)
                 except HitlgateError:
                     req_now, stored_now = req, stored
-                return (self._store_problem(req_now, stored_now, claims) or self._chain_problem(tx, claims)
-                        or problem)
+                return self._snapshot_problem(tx, last, req_now, stored_now, claims) or problem
         except StorageError:
             # The store failed since the peek: the refusal stands, without the evidence this read would add.
             log.warning("guard: could not read the anchor and chain to order a refusal", exc_info=True)

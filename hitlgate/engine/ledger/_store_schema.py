@@ -42,7 +42,7 @@ class UtcTime(sa.types.TypeDecorator[datetime]):
             return None if value is None else parse_time(str(value))
         except ValueError as exc:
             # Written by the engine in one spelling only: anything else was written around it. Reads that
-            # can name the row select the text and parse it themselves (votes, Store.peek_request).
+            # can name the row select the text and parse it themselves (votes, get_request, peek_request).
             raise StorageError(f"the state store holds a corrupted time: {exc}") from None
 
 

@@ -363,3 +363,21 @@ def test_last_refuses_an_anchor_path_that_is_a_directory_by_its_reason(tmp_path:
     message = f"cannot read the audit anchor {path}: {os.strerror(errno.EISDIR)}"
     with pytest.raises(StorageError, match="^" + re.escape(message) + "$"):
         AuditAnchor(path).last()
+
+
+@pytest.mark.parametrize("length", [4 * 1024 - 1, 4 * 1024, 4 * 1024 + 1, 4 * 1024 + 2, 5 * 1024])
+@pytest.mark.parametrize("shape", ["final-line", "torn-tail", "blank-tail"])
+def test_last_reads_past_its_first_4_kib_window_as_the_64_kib_one_would(
+    tmp_path: Path, checkpoint_line: str, length: int, shape: str
+) -> None:
+    # last() reads the final 4 KiB first and the 64 KiB window only when no complete line is found there:
+    # a final line, a torn tail or blank lines around that size give what reading the whole file gives.
+    padded = _padded(checkpoint_line, length)
+    text = {
+        "final-line": "x" * 50 + "\n" + checkpoint_line + padded,
+        "torn-tail": "x" * 50 + "\n" + padded + "y" * (length - 1),
+        "blank-tail": "x" * 50 + "\n" + padded + " \n" * (length // 2),
+    }[shape]
+    anchor = _anchor(tmp_path, text)
+    expected = Checkpoint.from_dict({k: v for k, v in json.loads(padded).items() if k != "record"})
+    assert anchor.last() == expected

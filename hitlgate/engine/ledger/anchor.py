@@ -72,6 +72,11 @@ VERIFIED_SUFFIX = ".verified"
 #: How far from the end :meth:`AuditAnchor.last` reads; a line is a few hundred bytes.
 _TAIL_BYTES = 64 * 1024
 
+#: What :meth:`AuditAnchor.last` reads first: it holds the last line but for a torn or a very long
+#: one, and reading and splitting 4 KiB instead of 64 is most of the call's cost (it runs in
+#: every write transaction, under the store's write lock).
+_FIRST_TAIL_BYTES = 4 * 1024
+
 #: A whole anchor line as :func:`anchor_line` writes it (keys sorted), its seq captured: what
 #: :meth:`AuditAnchor.start_of` reads without parsing. A line of any other shape stops the scan.
 _SEQ_OF_LINE = re.compile(
@@ -278,20 +283,24 @@ class AuditAnchor:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         try:
             size = os.fstat(fd).st_size
-            # One byte more than 64 KiB: a line of up to 64 KiB (its newline included) is then
-            # always read whole, with the newline that ends the line before it.
-            back = min(size, _TAIL_BYTES + 1)
-            tail = os.pread(fd, back, size - back)
+            for window in (_FIRST_TAIL_BYTES, _TAIL_BYTES):
+                # One byte more than the window: a line of up to its size (its newline included) is
+                # then always read whole, with the newline that ends the line before it.
+                back = min(size, window + 1)
+                tail = os.pread(fd, back, size - back)
+                # Complete lines only: what follows the last newline is a torn line (or nothing).
+                # When the window does not reach the start of the file, its first piece is the end
+                # of a line that began before it.
+                lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")[(1 if back < size else 0):]
+                # Blank lines are skipped, as iter_checkpoints skips them. A line found in the small
+                # window is the one the large window would find: only blank lines follow it.
+                line = next((raw for raw in reversed(lines) if raw.strip()), None)
+                if line is not None or back == size:
+                    break
         except OSError as exc:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         finally:
             os.close(fd)
-        # Complete lines only: what follows the last newline is a torn line (or nothing). When the
-        # window does not reach the start of the file, its first piece is the end of a line that
-        # began before it.
-        lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")[(1 if back < size else 0):]
-        # Blank lines are skipped, as iter_checkpoints skips them.
-        line = next((raw for raw in reversed(lines) if raw.strip()), None)
         if line is None:
             if back < size:
                 raise AuditChainError(

@@ -1,7 +1,8 @@
 """Threat: a database writer leaves an audit event whose payload is not JSON.
 
 Reading the request's events, or verifying the chain, must stop with a
-storage error naming the event, never a crash or a silently skipped event.
+broken chain (``AuditChainError``) naming the event, never a crash or a
+silently skipped event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.errors import StorageError
+from hitlgate.errors import AuditChainError
 from tests.workflow._helpers import proposal
 
 
@@ -21,7 +22,8 @@ def test_event_with_a_corrupted_payload_is_refused_by_its_number(engine: Engine)
     (event,) = [e for e in engine.audit_events(req.id) if e.kind == "proposed"]
     with engine.store.engine.begin() as conn:
         conn.execute(t.audit_events.update().where(t.audit_events.c.seq == event.seq).values(payload="{not json"))
-    with pytest.raises(StorageError, match=rf"audit event {event.seq} has a corrupted payload$"):
+    message = f"audit event {event.seq} is stored corrupted: payload: not JSON: "
+    with pytest.raises(AuditChainError, match="^" + re.escape(message)):
         engine.audit_events(req.id)
-    with engine.store.read() as tx, pytest.raises(StorageError, match=re.escape(f"audit event {event.seq} ")):
+    with engine.store.read() as tx, pytest.raises(AuditChainError, match="^" + re.escape(message)):
         tx.request_events(req.id, ("proposed",))

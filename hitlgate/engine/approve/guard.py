@@ -316,7 +316,11 @@ class Guard:
         ``consumed_warrants`` row, a request set back to ``granted``), so the
         chain, looked up by request id (an index, not a scan), has the last word.
         """
-        events = tx.request_events(claims.request_id, ("warrant_issued", "consumed"))
+        try:
+            events = tx.request_events(claims.request_id, ("warrant_issued", "consumed"))
+        except AuditChainError as exc:
+            # One of its events was edited so that it no longer reads as an event: the chain cannot vouch.
+            return f"invalid warrant: {exc}", exc.code
         for e in events:
             if e.kind == "consumed":
                 return (

@@ -54,14 +54,17 @@ from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, _refuse_constant, event_after
+from hitlgate.engine.ledger.audit import parse_time as parse_audit_time
 from hitlgate.errors import (
     ApprovalError,
+    AuditChainError,
     ConfigError,
     InputError,
     InvalidWarrant,
     NotFoundError,
     PolicyError,
     StorageError,
+    ValidationError,
 )
 
 #: How long a SQLite writer waits for the lock before giving up (ms).
@@ -116,14 +119,19 @@ _PEEK_REQUEST = (
                  .outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
     .where(t.requests.c.id == sa.bindparam("rid"))
 )
+#: The columns of an audit event and of a checkpoint, each time read as its stored text: _event_from_row and
+#: _checkpoint_from_row parse it, so a time edited into another spelling is named with its seq.
+_EVENT_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name == "at" else c for c in t.audit_events.c)
+_CHECKPOINT_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name == "at" else c
+                            for c in t.checkpoints.c)
 _LOCK_HEAD = sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1).with_for_update()
-_HEAD_EVENT = sa.select(t.audit_events).order_by(t.audit_events.c.seq.desc()).limit(1)
+_HEAD_EVENT = sa.select(*_EVENT_COLUMNS).order_by(t.audit_events.c.seq.desc()).limit(1)
 _EVENT_HASH = sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq"))
 _INSERT_EVENT = t.audit_events.insert()
 _MOVE_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1).values(
     seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
 _EVENTS_OF = (
-    sa.select(t.audit_events)
+    sa.select(*_EVENT_COLUMNS)
     .where(t.audit_events.c.request_id == sa.bindparam("rid"),
            t.audit_events.c.kind.in_(sa.bindparam("kinds", expanding=True)))
     .order_by(t.audit_events.c.seq)
@@ -931,7 +939,7 @@ class Transaction:
         """The audit events in chain order (all, or those of one request)."""
         # seq is the primary key: SQLite returns rows in seq (rowid) order even without the clause, and the
         # PostgreSQL variants, where the clause matters, are outside the mutation run.
-        q = sa.select(t.audit_events).order_by(t.audit_events.c.seq)  # pragma: no mutate
+        q = sa.select(*_EVENT_COLUMNS).order_by(t.audit_events.c.seq)  # pragma: no mutate
         if request_id is not None:
             q = q.where(t.audit_events.c.request_id == request_id)
         return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
@@ -961,7 +969,7 @@ class Transaction:
         last = after_seq
         while True:
             rows = self.conn.execute(
-                sa.select(t.audit_events).where(e.seq > last).order_by(e.seq).limit(chunk)
+                sa.select(*_EVENT_COLUMNS).where(e.seq > last).order_by(e.seq).limit(chunk)
             ).mappings().all()
             for row in rows:
                 yield _event_from_row(row)
@@ -975,12 +983,12 @@ class Transaction:
         c = t.checkpoints.c
         last = from_seq - 1
         while True:
-            query = sa.select(t.checkpoints).where(c.seq > last).order_by(c.seq)
+            query = sa.select(*_CHECKPOINT_COLUMNS).where(c.seq > last).order_by(c.seq)
             # Not mutated: without the limit the first query returns every checkpoint and the next none, the same
             # checkpoints in the same order; the limit only bounds the memory held.
             rows = self.conn.execute(query.limit(chunk)).mappings().all()  # pragma: no mutate
             for r in rows:
-                yield Checkpoint(seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"])
+                yield _checkpoint_from_row(r)
             if len(rows) < chunk:
                 return
             last = int(rows[-1]["seq"])
@@ -1006,7 +1014,7 @@ class Transaction:
         """The ``keyring_replaced`` and ``anchor_reinitialized`` events, in chain order (a partial index)."""
         e = t.audit_events.c
         # Its callers sort what they use by seq; the order here only makes the list read naturally.
-        q = sa.select(t.audit_events).where(e.kind.in_(t.RARE_KINDS)).order_by(e.seq)  # pragma: no mutate
+        q = sa.select(*_EVENT_COLUMNS).where(e.kind.in_(t.RARE_KINDS)).order_by(e.seq)  # pragma: no mutate
         return [_event_from_row(r) for r in self.conn.execute(q).mappings()]
 
     def iter_request_ids(self, *, chunk: int) -> Iterator[list[str]]:
@@ -1121,11 +1129,9 @@ class Transaction:
         """The stored checkpoint with the highest sequence number, if any."""
         r = self.conn.execute(
             # first() reads one row whatever the limit: the limit only spares the database the rest.
-            sa.select(t.checkpoints).order_by(t.checkpoints.c.seq.desc()).limit(1)  # pragma: no mutate
+            sa.select(*_CHECKPOINT_COLUMNS).order_by(t.checkpoints.c.seq.desc()).limit(1)  # pragma: no mutate
         ).mappings().first()
-        return None if r is None else Checkpoint(
-            seq=r["seq"], head_hash=r["head_hash"], at=r["at"], token=r["token"], kid=r["kid"]
-        )
+        return None if r is None else _checkpoint_from_row(r)
 
 
 def _stored_vote(request_id: str, approver: str, verdict: str, signed_at: str, recorded_at: str,
@@ -1172,19 +1178,38 @@ def _decision_from_text(text: str) -> Decision:
 
 
 def _event_from_row(row: Any) -> AuditEvent:
+    """The stored event; one that cannot be read as an event was edited around the engine (AuditChainError)."""
+    seq = row["seq"]
     try:
-        payload = json.loads(row["payload"])
+        at = parse_audit_time(row["at"])
     except ValueError as exc:
-        raise StorageError(f"audit event {row['seq']} has a corrupted payload") from exc
-    return AuditEvent(
-        seq=int(row["seq"]),
-        at=row["at"],
-        kind=row["kind"],
-        request_id=row["request_id"],
-        payload=payload,
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
+        raise _unreadable("audit event", seq, f"at: {exc}") from None
+    try:
+        payload = json.loads(row["payload"], parse_constant=_refuse_constant)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise _unreadable("audit event", seq, f"payload: not JSON: {exc}") from None
+    try:
+        return AuditEvent(seq=int(seq), at=at, kind=row["kind"], request_id=row["request_id"], payload=payload,
+                          prev_hash=row["prev_hash"], hash=row["hash"])
+    except ValidationError as exc:
+        raise _unreadable("audit event", seq, "; ".join(exc.problems)) from None
+
+
+def _checkpoint_from_row(row: Any) -> Checkpoint:
+    """The stored checkpoint; one that cannot be read as a checkpoint was edited around the engine."""
+    seq = row["seq"]
+    try:
+        at = parse_audit_time(row["at"])
+    except ValueError as exc:
+        raise _unreadable("audit checkpoint", seq, f"at: {exc}") from None
+    try:
+        return Checkpoint(seq=seq, head_hash=row["head_hash"], at=at, token=row["token"], kid=row["kid"])
+    except ValidationError as exc:
+        raise _unreadable("audit checkpoint", seq, "; ".join(exc.problems)) from None
+
+
+def _unreadable(what: str, seq: Any, why: str) -> AuditChainError:
+    return AuditChainError(f"{what} {seq} is stored corrupted: {why}; the database was changed around the engine")
 
 
 def _is_sqlite(url: str) -> bool:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
+from hitlgate.cli._common import UTF8_TEXT, CliState, echo_json, examples, json_option, pass_state
 from hitlgate.cli._workflow import open_engine
 from hitlgate.engine._time import format_time
 
@@ -19,7 +19,7 @@ def approvers() -> None:
 
 
 @approvers.command("enroll", epilog=examples("hitlgate approvers enroll alice --ttl 30"))
-@click.argument("name")
+@click.argument("name", type=UTF8_TEXT)
 @click.option("--ttl", "ttl_minutes", type=click.IntRange(1, 7 * 24 * 60), default=60, show_default=True,
               help="Minutes until the link expires.")
 @json_option
@@ -46,7 +46,7 @@ def approvers_enroll(state: CliState, name: str, ttl_minutes: int) -> None:
 
 
 @approvers.command("passkeys", epilog=examples("hitlgate approvers passkeys", "hitlgate approvers passkeys alice"))
-@click.argument("name", required=False)
+@click.argument("name", type=UTF8_TEXT, required=False)
 @json_option
 @pass_state
 def approvers_passkeys(state: CliState, name: str | None) -> None:
@@ -67,7 +67,7 @@ def approvers_passkeys(state: CliState, name: str | None) -> None:
 
 
 @approvers.command("revoke", epilog=examples("hitlgate approvers revoke alice", "hitlgate approvers revoke CRED_ID"))
-@click.argument("which")
+@click.argument("which", type=UTF8_TEXT)
 @json_option
 @pass_state
 def approvers_revoke(state: CliState, which: str) -> None:

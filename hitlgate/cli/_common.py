@@ -160,6 +160,38 @@ def check_text_arg(value: str, what: str) -> str:
     return value
 
 
+class Utf8Text(click.ParamType):
+    """A command-line word that becomes data (a request id, an approver name): it must be valid UTF-8.
+
+    The shell hands Python bytes that are not UTF-8 as lone surrogates
+    (``surrogateescape``); a file name may hold them, an id or a name never
+    can. Refused as invalid input naming the argument and the byte
+    (``bad_encoding``, exit 2), not left to fail deep in the store.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` unchanged when it is UTF-8 text; :class:`ValidationError` naming the first bad byte."""
+        text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            label = (param.opts[0] if isinstance(param, click.Option)
+                     else param.human_readable_name if param is not None else "argument")
+            code = ord(text[exc.start])
+            # A byte the shell passed that is not UTF-8 arrives as U+DC80..U+DCFF (surrogateescape).
+            what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character U+{code:04X}"
+            raise ValidationError(
+                "command line", [f"{label}: {what} at character {exc.start} is not UTF-8"], code="bad_encoding",
+            ) from None
+        return text
+
+
+#: The type of every command-line word that becomes data.
+UTF8_TEXT = Utf8Text()
+
+
 def echo_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
     click.echo(json.dumps(value, indent=2, sort_keys=False))

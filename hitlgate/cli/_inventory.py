@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hitlgate.cli._common import (
+    UTF8_TEXT,
     CliState,
     check_text_arg,
     current_limits,
@@ -114,7 +115,7 @@ def _record_arg(state: CliState, section: str, json_text: str | None, file: str 
     ),
 )
 @click.argument("section", type=click.Choice(SECTIONS))
-@click.argument("record_id", metavar="ID")
+@click.argument("record_id", metavar="ID", type=UTF8_TEXT)
 @click.option("--record", "json_text", metavar="TEXT", help="The record as JSON text.")
 @click.option("--file", "file", metavar="FILE", help="The record as a JSON file ('-' for stdin).")
 @json_option
@@ -140,7 +141,7 @@ def put(state: CliState, section: str, record_id: str, json_text: str | None, fi
 
 @inventory.command("delete", epilog=examples("hitlgate inventory delete identities old-deploy-key"))
 @click.argument("section", type=click.Choice(SECTIONS))
-@click.argument("record_id", metavar="ID")
+@click.argument("record_id", metavar="ID", type=UTF8_TEXT)
 @json_option
 @pass_state
 def delete(state: CliState, section: str, record_id: str) -> None:
@@ -159,7 +160,7 @@ def delete(state: CliState, section: str, record_id: str) -> None:
 
 @inventory.command("show", epilog=examples("hitlgate inventory show identities svc-ci-runner"))
 @click.argument("section", type=click.Choice(SECTIONS))
-@click.argument("record_id", metavar="ID")
+@click.argument("record_id", metavar="ID", type=UTF8_TEXT)
 @json_option
 @pass_state
 def show(state: CliState, section: str, record_id: str) -> None:

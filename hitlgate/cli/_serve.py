@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
+from hitlgate.cli._common import UTF8_TEXT, CliState, echo_json, examples, json_option, pass_state
 from hitlgate.cli._workflow import open_engine
 from hitlgate.engine.config import Config
 from hitlgate.engine.keys.apikeys import ROLES, ApiKeys
@@ -177,7 +177,7 @@ def apikey() -> None:
 
 
 @apikey.command("create", epilog=examples("hitlgate apikey create soc-agent-7 --role agent"))
-@click.argument("name")
+@click.argument("name", type=UTF8_TEXT)
 @click.option("--role", type=click.Choice(ROLES), required=True,
               help="agent: propose and read its own; executor: verify, consume, report; viewer: read; admin: all.")
 @json_option
@@ -215,7 +215,7 @@ def apikey_list(state: CliState) -> None:
 
 @apikey.command("revoke", epilog=examples("hitlgate apikey revoke 3f2a9c0d1b4e5f60",
                                           "hitlgate apikey revoke soc-agent-7"))
-@click.argument("key")
+@click.argument("key", type=UTF8_TEXT)
 @json_option
 @pass_state
 def apikey_revoke(state: CliState, key: str) -> None:

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import click
 
 from hitlgate.cli._common import (
+    UTF8_TEXT,
     CliState,
     bullet,
     check_text_arg,
@@ -271,7 +272,7 @@ def requests(state: CliState, status: str | None, limit: int, cursor: str | None
 
 
 @click.command(epilog=examples("hitlgate show REQUEST_ID", "hitlgate --json show REQUEST_ID --events"))
-@click.argument("request_id")
+@click.argument("request_id", type=UTF8_TEXT)
 @click.option("--events", is_flag=True, help="Also list the request's audit events.")
 @json_option
 @pass_state
@@ -320,8 +321,8 @@ def _vote_command(verdict: str) -> click.Command:
             f"hitlgate {verdict} --signed {noun}.json",
         ),
     )
-    @click.argument("request_id", required=False)
-    @click.option("--as", "name", help="Your approver name in the inventory.")
+    @click.argument("request_id", type=UTF8_TEXT, required=False)
+    @click.option("--as", "name", type=UTF8_TEXT, help="Your approver name in the inventory.")
     @click.option("--key", "key_file", type=click.Path(dir_okay=False), help="Your Ed25519 private key (PEM).")
     @click.option("--signed", "signed_file", help=f"A signed {noun} statement (JSON file, or - for stdin).")
     @click.option("--digest", help="Action digest to sign (for offline signing with --out; default: the stored one).")
@@ -411,7 +412,7 @@ def _submit(state: CliState, signed: SignedStatement, verdict: str) -> None:
 
 
 @click.command(epilog=examples("hitlgate wait REQUEST_ID --timeout 600", "hitlgate --json wait REQUEST_ID"))
-@click.argument("request_id")
+@click.argument("request_id", type=UTF8_TEXT)
 @click.option("--timeout", type=click.FloatRange(0, 86400), default=300, show_default=True, help="Seconds to wait.")
 @click.option("--poll", type=click.FloatRange(0.05, 60), default=1.0, show_default=True, help="Seconds between checks.")
 @json_option
@@ -446,7 +447,7 @@ def wait(state: CliState, request_id: str, timeout: float, poll: float) -> None:
 
 
 @click.command(epilog=examples("hitlgate warrant REQUEST_ID --out warrant.jws", "hitlgate --json warrant REQUEST_ID"))
-@click.argument("request_id")
+@click.argument("request_id", type=UTF8_TEXT)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the token to this file (mode 0600); recommended.")
 @force_option
 @json_option
@@ -535,8 +536,8 @@ def verify(state: CliState, action_file: str, token_arg: str, consume: bool) -> 
 
 
 @click.command(epilog=examples("hitlgate revoke REQUEST_ID --as alice --key ~/.hitlgate/alice.pem"))
-@click.argument("request_id")
-@click.option("--as", "name", required=True, help="Your approver name in the inventory.")
+@click.argument("request_id", type=UTF8_TEXT)
+@click.option("--as", "name", type=UTF8_TEXT, required=True, help="Your approver name in the inventory.")
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Your Ed25519 private key.")
 @json_option
 @pass_state
@@ -821,7 +822,7 @@ def _uncovered_tail_hint(head_seq: int, covered: int, export: bool) -> None:
     "export", epilog=examples("hitlgate audit export --out audit.jsonl", "hitlgate audit export --request ID")
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
-@click.option("--request", "request_id", help="Only this request's events (not verifiable as a chain).")
+@click.option("--request", "request_id", type=UTF8_TEXT, help="Only this request's events (not verifiable as a chain).")
 @force_option
 @json_option
 @pass_state

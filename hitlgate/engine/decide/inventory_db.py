@@ -87,7 +87,7 @@ from hitlgate.engine.decide.inventory import (
     public_raw_bytes,
 )
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger.store import Store, _db_message
+from hitlgate.engine.ledger.store import Store, _db_message, transaction
 from hitlgate.engine.limits import DEFAULT_LIMITS, Limits
 from hitlgate.errors import BackendUnavailable, InputError, NotFoundError, PolicyError, StorageError, ValidationError
 
@@ -446,8 +446,7 @@ class InventoryDB:
             )
         try:
             with self.store.engine.connect() as conn:
-                conn.execution_options(hitlgate_write=True)
-                with conn.begin():
+                with transaction(conn, write=True):
                     writer = _Writer(conn)
                     yield writer
                     writer.finish()
@@ -461,7 +460,7 @@ class InventoryDB:
             with self.store.engine.connect() as conn:
                 if self.store.dialect == "postgresql":
                     conn = conn.execution_options(isolation_level="REPEATABLE READ")
-                with conn.begin():
+                with transaction(conn, write=False):
                     yield conn
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {self.store.url_for_people}: {_db_message(exc)}") from exc

@@ -45,7 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hitlgate.engine._time import require_utc
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger.store import Store
+from hitlgate.engine.ledger.store import Store, transaction
 from hitlgate.errors import InputError, StorageError
 
 __all__ = ["LeaseState", "acquire", "current", "default_holder", "release", "renew"]
@@ -89,9 +89,8 @@ def _run(store: Store, statement: sa.Executable) -> int:
     """
     try:
         with store.engine.connect() as conn:
-            # The store's SQLite begin hook makes this BEGIN IMMEDIATE: writers queue instead of failing.
-            conn.execution_options(hitlgate_write=True)
-            with conn.begin():
+            # BEGIN IMMEDIATE on SQLite: writers queue instead of failing.
+            with transaction(conn, write=True):
                 return len(conn.execute(statement).all())
     except SQLAlchemyError as exc:
         raise StorageError(f"state store {store.url_for_people}: the lease could not be updated: "

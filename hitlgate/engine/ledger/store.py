@@ -1441,17 +1441,28 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
         finally:
             cur.close()
 
-    @sa_event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        if options.get("hitlgate_single"):
-            # One statement (Store.read_first): SQLite runs it in its own
-            # implicit transaction, one snapshot, without BEGIN and COMMIT.
-            return
-        mode = "IMMEDIATE" if options.get("hitlgate_write") else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
     return engine
+
+
+@contextmanager
+def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
+    """``conn.begin()``, committed on success and rolled back on any error; on SQLite with the BEGIN it needs.
+
+    The connection hands transaction control to this (``isolation_level =
+    None``): the driver's own implicit BEGIN is DEFERRED, which makes
+    concurrent writers fail instead of queueing, so a writer sends ``BEGIN
+    IMMEDIATE`` (it takes the write lock now, waiting up to the busy
+    timeout) and a reader ``BEGIN DEFERRED`` (one snapshot for all its
+    statements). Sent here, not from a ``begin`` event listener: any
+    listener on the engine makes SQLAlchemy dispatch its execution events
+    around every statement, which cost a tenth of an approval flow's CPU.
+    A statement run on a SQLite connection outside this (``Store.read_first``)
+    is its own implicit transaction, one snapshot.
+    """
+    with conn.begin():
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+        yield conn
 
 
 def _stored_times(fields: Mapping[Any, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:
@@ -1575,16 +1586,12 @@ class Store:
     def migrate(self) -> int:
         """Apply pending migrations in order, each in its own transaction; return the version."""
         with self._migrate_lock, self.engine.connect() as conn:
-            conn.execution_options(hitlgate_write=True)
-            if self.dialect == "postgresql":
-                with conn.begin():
+            with transaction(conn, write=True):
+                if self.dialect == "postgresql":
                     # Two replicas starting at once must not both migrate.
                     # Marked: SQL keywords and function names ignore case.
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724011)")  # pragma: no mutate
-                    self._migrate(conn)
-            else:
-                with conn.begin():
-                    self._migrate(conn)
+                self._migrate(conn)
         return t.LATEST_VERSION
 
     @staticmethod
@@ -1614,8 +1621,10 @@ class Store:
         tx: Transaction | None = None
         try:
             with self.engine.connect() as conn:
+                # Marks the writer for whoever observes the connection (tests' begin listeners); the BEGIN is
+                # transaction()'s.
                 conn.execution_options(hitlgate_write=True)
-                with conn.begin():
+                with transaction(conn, write=True):
                     # Lock the chain head first in every write, so writers
                     # queue in one order and never deadlock.
                     # The locked row is also where this transaction's first
@@ -1656,7 +1665,7 @@ class Store:
                 # snapshot; tests/workflow's postgres listing tests run through it.
                 elif one_statement and self.dialect == "postgresql":  # pragma: no mutate
                     conn.execution_options(isolation_level="AUTOCOMMIT")  # pragma: no mutate
-                with conn.begin():
+                with transaction(conn, write=False):
                     yield Transaction(conn, writable=False)
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
@@ -1670,13 +1679,11 @@ class Store:
         """
         try:
             with self.engine.connect() as conn:
-                # Equivalent mutants (this test never true): PostgreSQL then takes the else branch, whose option
-                # only SQLite's BEGIN hook reads, and reads the same row in the driver's own transaction.
+                # SQLite: no BEGIN is sent (see transaction()), so the driver runs the statement in its own
+                # implicit transaction. PostgreSQL only (outside the mutation run): spares the driver's BEGIN and
+                # COMMIT round trips; the row read is the same either way.
                 if self.dialect == "postgresql":  # pragma: no mutate
-                    # Spares the driver's BEGIN and COMMIT round trips; the row read is the same either way.
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # pragma: no mutate
-                else:
-                    conn = conn.execution_options(hitlgate_single=True)
                 return conn.execute(statement, params).first()
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc

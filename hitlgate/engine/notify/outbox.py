@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hitlgate.engine._time import format_time
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger.store import Store, Transaction
+from hitlgate.engine.ledger.store import Store, Transaction, transaction
 from hitlgate.engine.notify.plugins import MAX_ERROR_CHARS, Message, one_line
 from hitlgate.errors import InputError, NotFoundError, StorageError
 
@@ -99,8 +99,7 @@ def _short_write(store: Store) -> Iterator[Connection]:
                            code="read_only")
     try:
         with store.engine.connect() as conn:
-            conn.execution_options(hitlgate_write=True)
-            with conn.begin():
+            with transaction(conn, write=True):
                 yield conn
     except SQLAlchemyError as exc:
         raise StorageError(f"state store {store.url_for_people}: notification outbox: {exc}") from exc

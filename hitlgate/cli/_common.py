@@ -183,7 +183,7 @@ class Utf8Text(click.ParamType):
             # A byte the shell passed that is not UTF-8 arrives as U+DC80..U+DCFF (surrogateescape).
             what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character U+{code:04X}"
             raise ValidationError(
-                "command line", [f"{label}: {what} at character {exc.start} is not UTF-8"], code="bad_encoding",
+                "command line", [f"{label}: {what} (character {exc.start + 1}) is not UTF-8"], code="bad_encoding",
             ) from None
         return text
 

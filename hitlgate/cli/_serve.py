@@ -31,7 +31,7 @@ INSTALL_HINT = "pip install 'hitlgate[server]' (from a checkout: pip install -e 
 
 @click.command(epilog=examples("hitlgate serve --port 8080", "hitlgate --config prod/hitlgate.yaml serve --workers 4",
                                "hitlgate serve --openapi > schemas/openapi.json"))
-@click.option("--host", help="Address to listen on (server.host; default 127.0.0.1).")
+@click.option("--host", type=UTF8_TEXT, help="Address to listen on (server.host; default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (server.port; default 8080; 0 picks a free one).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (server.workers; default 1).")
 @click.option("--openapi", "print_openapi", is_flag=True, help="Print the OpenAPI document and exit.")

@@ -236,7 +236,8 @@ def propose(state: CliState, proposal_file: str) -> None:
 # 100000 is hitlgate.engine.ledger.store.MAX_LIST_LIMIT, spelled out: importing the store here would load SQLAlchemy
 # at every start-up.
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
-@click.option("--cursor", help="Continue after this request: TIME~ID of the last one listed (see the hint).")
+@click.option("--cursor", type=UTF8_TEXT,
+              help="Continue after this request: TIME~ID of the last one listed (see the hint).")
 @json_option
 @pass_state
 def requests(state: CliState, status: str | None, limit: int, cursor: str | None) -> None:
@@ -625,7 +626,8 @@ def keys_rotate(state: CliState) -> None:
 
 
 @keys.command("reinit", epilog=examples('hitlgate keys reinit --reason "key disk lost, no backup"'))
-@click.option("--reason", required=True, help="Why the old keys are lost for good (recorded in the audit chain).")
+@click.option("--reason", type=UTF8_TEXT, required=True,
+              help="Why the old keys are lost for good (recorded in the audit chain).")
 @json_option
 @pass_state
 def keys_reinit(state: CliState, reason: str) -> None:
@@ -831,8 +833,9 @@ def audit_export(state: CliState, out: str | None, request_id: str | None, force
 
     On stdout every line is one JSON document, with or without --json;
     with --out and --json a summary document is printed instead. Exit code
-    0, or 2 when --out exists (use --force), is a symbolic link or cannot be
-    written.
+    0, 2 when --out exists (use --force), is a symbolic link or cannot be
+    written, or 3 when a stored event or checkpoint no longer reads as one
+    (code audit_chain_broken, naming its seq).
     """
     with open_engine(state) as engine:
         if out:
@@ -862,7 +865,7 @@ def audit_checkpoint(state: CliState) -> None:
 
 @audit.command("anchor", epilog=examples('hitlgate audit anchor --reinit --reason "disk replaced, no backup"'))
 @click.option("--reinit", is_flag=True, help="Start a new audit anchor because the old one is lost.")
-@click.option("--reason", help="Why the anchor was lost (recorded in the audit chain).")
+@click.option("--reason", type=UTF8_TEXT, help="Why the anchor was lost (recorded in the audit chain).")
 @json_option
 @pass_state
 def audit_anchor(state: CliState, reinit: bool, reason: str | None) -> None:

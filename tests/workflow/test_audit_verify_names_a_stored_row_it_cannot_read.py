@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,7 +25,9 @@ import sqlalchemy as sa
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.errors import AuditChainError, InvalidWarrant
+from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent
+from hitlgate.engine.notify.dispatcher import _past_stale
+from hitlgate.errors import AuditChainError, InvalidWarrant, ValidationError
 from tests.workflow._helpers import granted_warrant, proposal
 
 EVENT_EDITS: dict[str, tuple[dict[str, Any], str]] = {
@@ -91,3 +96,42 @@ def test_guard_refuses_a_warrant_whose_issue_event_cannot_be_read(make_engine: A
     assert err.value.code == "audit_chain_broken"
     with engine.store.read() as tx:
         assert tx.warrant_for(req.id).consumed_at is None  # Nothing was consumed.
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # A PostgreSQL BIGINT holds only integers.
+@pytest.mark.parametrize(("value", "shown"),
+                         [("4x", "'4x'"), (4.5, "4.5"), (float("inf"), "inf"), (b"\x04", "b'\\x04'")],
+                         ids=["text", "real", "infinite", "blob"])
+def test_a_seq_that_is_not_an_integer_is_named(history: Engine, db_url: str, value: object, shown: str) -> None:
+    # SQLite keeps whatever type a writer around the engine puts in a column; the head event (seq 4) is edited.
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as raw:
+        raw.execute("UPDATE audit_events SET seq = ? WHERE seq = 4", (value,))
+    message = f"audit event {shown} is stored corrupted: seq: {shown} is not an integer"
+    with pytest.raises(AuditChainError, match="^" + re.escape(message)):
+        history.verify_audit()
+    with pytest.raises(AuditChainError, match="^" + re.escape(message)):
+        history.export_audit(io.StringIO())
+    with history.store.read() as tx, pytest.raises(AuditChainError, match="^" + re.escape(message)):
+        tx.event_times(after_seq=0, limit=10)
+
+
+def test_the_dispatcher_s_backlog_read_names_an_event_it_cannot_read(history: Engine) -> None:
+    _edit_event(history, 2, {"at": "later"})
+    with history.store.read() as tx, pytest.raises(
+        AuditChainError, match="^" + re.escape("audit event 2 is stored corrupted: at: 'later' is not")
+    ):
+        _past_stale(tx, 0, datetime(2100, 1, 1, tzinfo=UTC))
+    with history.store.read() as tx:
+        assert [seq for seq, _at, _kind in tx.event_times(after_seq=2, limit=10)] == [3, 4]
+
+
+def test_a_payload_nested_past_the_interpreter_s_stack_is_a_validation_error() -> None:
+    # Deeper than the stack: canonicalising it raises RecursionError, which is reported as the payload's
+    # problem (a stored row then reads as "stored corrupted"), never escaping as an internal error.
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(sys.getrecursionlimit() + 100):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(ValidationError, match="payload: not canonical JSON: maximum recursion depth"):
+        AuditEvent(1, datetime(2026, 11, 27, tzinfo=UTC), "proposed", None, deep, GENESIS_HASH, GENESIS_HASH)

@@ -50,6 +50,21 @@ def test_the_reason_for_a_replacement_is_at_most_2000_characters(
     assert eng.audit_events()[-1].payload["reason"] == "x" * 2000
 
 
+def test_a_reason_the_audit_chain_cannot_hold_is_refused_before_the_keyring_is_replaced(
+    signed_store: tuple[Engine, Path], make_engine: Callable[..., Engine], tmp_path: Path
+) -> None:
+    # A lone surrogate (a shell byte that is not UTF-8): refused naming --reason, with no new keyring written,
+    # so the real replacement afterwards is still possible and audited.
+    _, keys = signed_store
+    eng = _restart_without_keys(make_engine, tmp_path, keys)
+    with pytest.raises(InputError, match=re.escape("--reason: character 6 ('\\udcff') is not UTF-8 text")) as err:
+        eng.replace_lost_keyring("lost \udcff keys")
+    assert err.value.code == "bad_encoding"
+    assert not (keys / STATE_FILE).exists()
+    assert eng.replace_lost_keyring("lost keys")
+    assert eng.audit_events()[-1].kind == "keyring_replaced"
+
+
 def _restart_without_keys(make_engine: Callable[..., Engine], tmp_path: Path, keys: Path) -> Engine:
     """Delete the engine key directory, then start an engine on the same database and anchor."""
     shutil.rmtree(keys)

@@ -195,6 +195,16 @@ def _demo_key_hint(exc: ApprovalError, name: str) -> ApprovalError:
     )
 
 
+def _require_utf8(reason: str) -> None:
+    """An operator's reason must be text the audit chain can hold: UTF-8 (no lone surrogate)."""
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"--reason: character {exc.start + 1} ({reason[exc.start]!r}) is not UTF-8 text", code="bad_encoding"
+        ) from None
+
+
 class Engine:
     """The approval workflow on one store, one engine keyring and one decider."""
 
@@ -297,6 +307,9 @@ class Engine:
         text = reason.strip() if isinstance(reason, str) else ""
         if not text or len(text) > 2000:
             raise InputError("a reason (1 to 2000 characters) is required to replace a lost keyring (--reason TEXT)")
+        # Checked before anything is replaced: a reason the audit event cannot hold would otherwise fail
+        # only after the new keyring was written.
+        _require_utf8(text)
         if (self.keyring.key_dir / KEYRING_STATE_FILE).exists():
             raise InputError(
                 f"the engine key directory {self.keyring.key_dir} holds a keyring; nothing to replace "
@@ -1227,6 +1240,7 @@ class Engine:
             raise InputError("a reason is required to re-initialise the audit anchor (--reason TEXT)")
         if len(text) > 2000:
             raise InputError("the reason is longer than 2000 characters")
+        _require_utf8(text)
         at = self.now(now)
         return self.audit_log.reinit_anchor(text, at)
 

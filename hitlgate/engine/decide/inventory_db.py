@@ -75,6 +75,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from hitlgate.engine._safeparse import shorten
 from hitlgate.engine._time import utcnow
 from hitlgate.engine.decide import schemas
 from hitlgate.engine.decide.inventory import (
@@ -596,7 +597,7 @@ class InventoryDB:
                 sa.select(r.record, r.version).where(r.section == section, r.id == key)
             ).first()
         if row is None or row.record is None:
-            raise NotFoundError(f"no {section} record {key!r} in the database inventory")
+            raise NotFoundError(f"no {section} record {shorten(key, 60)!r} in the database inventory")
         return (True if section == "protected" else orjson.loads(row.record)), int(row.version)
 
     def status(self) -> InventoryStatus:
@@ -754,7 +755,7 @@ class InventoryDB:
         refs = t.inventory_refs.c
         with self._write() as w:
             if not _live(w.conn, section, key):
-                raise NotFoundError(f"no {section} record {key!r} in the database inventory")
+                raise NotFoundError(f"no {section} record {shorten(key, 60)!r} in the database inventory")
             holders = w.conn.execute(
                 sa.select(refs.section, refs.id, refs.field)
                 .where(refs.ref_section == section, refs.ref_id == key)

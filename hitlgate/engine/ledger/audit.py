@@ -170,8 +170,10 @@ class AuditEvent:
         try:
             canonical, copy = canonical_with_copy(dict(self.payload))
             object.__setattr__(self, "payload", copy)
-        except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-            raise ValidationError(what, [f"payload: not canonical JSON: {exc}"]) from exc
+        except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
+            # RecursionError: nested deeper than the interpreter's stack allows here (a stored payload
+            # edited around the engine; the engine's own payloads are shallow).
+            raise ValidationError(what, [f"payload: not canonical JSON: {exc}"]) from None
         # Kept for expected_hash: canonicalising the payload is most of a
         # hash's cost, and verifying a long chain would otherwise do it twice.
         object.__setattr__(self, "_canonical_payload", canonical)

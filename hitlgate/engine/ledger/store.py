@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hitlgate.engine._files import make_private_dirs
+from hitlgate.engine._safeparse import shorten
 from hitlgate.engine._time import require_utc as _require_utc
 from hitlgate.engine._time import utcnow
 from hitlgate.engine.approve import lifecycle
@@ -537,7 +538,7 @@ class Transaction:
         """
         found = self.conn.execute(_REQUEST_BY_ID, {"rid": request_id}).mappings().first()
         if found is None:
-            raise NotFoundError(f"no request with id {request_id!r}")
+            raise NotFoundError(f"no request with id {shorten(request_id, 60)!r}")
         row = _stored_times(found, _REQUEST_TIMES)
         if not votes:
             return self._request_from_row(row, (), votes_read=False)
@@ -977,6 +978,25 @@ class Transaction:
                 return
             last = int(rows[-1]["seq"])
 
+    def event_times(self, *, after_seq: int, limit: int) -> list[tuple[int, datetime, str]]:
+        """``(seq, at, kind)`` of up to ``limit`` events after ``after_seq``, in chain order (a key range scan).
+
+        For a reader that needs only when each event happened and what it is
+        (the notification dispatcher passing over a backlog); a row that
+        cannot be read is an :class:`AuditChainError` naming its seq, as
+        :meth:`iter_events` reports it.
+        """
+        e = t.audit_events.c
+        rows = self.conn.execute(
+            sa.select(e.seq, sa.type_coerce(e.at, sa.String), e.kind).where(e.seq > after_seq).order_by(e.seq)
+            .limit(limit)
+        ).all()
+        out = []
+        for seq, at, kind in rows:
+            number = _stored_seq("audit event", seq)
+            out.append((number, _stored_event_time(number, at), str(kind)))
+        return out
+
     # Defaults left unmutated: every seq is 1 or more (0 and 1 agree), and the chunk only sets the batch size.
     def iter_checkpoints(self, *, from_seq: int = 0, chunk: int = 2000) -> Iterator[Checkpoint]:  # pragma: no mutate
         """Stored checkpoints at ``from_seq`` or later, in sequence order, ``chunk`` at a time."""
@@ -1179,17 +1199,14 @@ def _decision_from_text(text: str) -> Decision:
 
 def _event_from_row(row: Any) -> AuditEvent:
     """The stored event; one that cannot be read as an event was edited around the engine (AuditChainError)."""
-    seq = row["seq"]
-    try:
-        at = parse_audit_time(row["at"])
-    except ValueError as exc:
-        raise _unreadable("audit event", seq, f"at: {exc}") from None
+    seq = _stored_seq("audit event", row["seq"])
+    at = _stored_event_time(seq, row["at"])
     try:
         payload = json.loads(row["payload"], parse_constant=_refuse_constant)
     except (ValueError, TypeError, RecursionError) as exc:
         raise _unreadable("audit event", seq, f"payload: not JSON: {exc}") from None
     try:
-        return AuditEvent(seq=int(seq), at=at, kind=row["kind"], request_id=row["request_id"], payload=payload,
+        return AuditEvent(seq=seq, at=at, kind=row["kind"], request_id=row["request_id"], payload=payload,
                           prev_hash=row["prev_hash"], hash=row["hash"])
     except ValidationError as exc:
         raise _unreadable("audit event", seq, "; ".join(exc.problems)) from None
@@ -1197,7 +1214,7 @@ def _event_from_row(row: Any) -> AuditEvent:
 
 def _checkpoint_from_row(row: Any) -> Checkpoint:
     """The stored checkpoint; one that cannot be read as a checkpoint was edited around the engine."""
-    seq = row["seq"]
+    seq = _stored_seq("audit checkpoint", row["seq"])
     try:
         at = parse_audit_time(row["at"])
     except ValueError as exc:
@@ -1206,6 +1223,21 @@ def _checkpoint_from_row(row: Any) -> Checkpoint:
         return Checkpoint(seq=seq, head_hash=row["head_hash"], at=at, token=row["token"], kid=row["kid"])
     except ValidationError as exc:
         raise _unreadable("audit checkpoint", seq, "; ".join(exc.problems)) from None
+
+
+def _stored_seq(what: str, seq: Any) -> int:
+    """A stored seq; SQLite keeps whatever type a writer around the engine put in the column (text, a float)."""
+    if type(seq) is not int:
+        raise _unreadable(what, shorten(repr(seq), 40), f"seq: {shorten(repr(seq), 40)} is not an integer")
+    return seq
+
+
+def _stored_event_time(seq: int, text: Any) -> datetime:
+    """An event's stored time, parsed; another spelling is an edit around the engine (AuditChainError)."""
+    try:
+        return parse_audit_time(text)
+    except ValueError as exc:
+        raise _unreadable("audit event", seq, f"at: {exc}") from None
 
 
 def _unreadable(what: str, seq: Any, why: str) -> AuditChainError:
@@ -1705,7 +1737,7 @@ class Store:
         row from a store it cannot read)."""
         row = self.read_first(_PEEK_REQUEST, {"rid": request_id})
         if row is None:
-            raise NotFoundError(f"no request with id {request_id!r}")
+            raise NotFoundError(f"no request with id {shorten(request_id, 60)!r}")
         return row._mapping
 
     def close(self) -> None:

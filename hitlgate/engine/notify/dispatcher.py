@@ -42,11 +42,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from hitlgate.engine._time import format_time
 from hitlgate.engine.approve.quorum import can_fill
-from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger.audit import AuditEvent
 from hitlgate.engine.ledger.store import Request, Transaction
 from hitlgate.engine.notify import outbox
@@ -250,14 +247,11 @@ def _past_stale(tx: Transaction, start: int, cutoff: datetime) -> tuple[int, int
     is passed over in a few ticks instead of :data:`BATCH_EVENTS` at a time,
     while the events that are still fresh wait for no one.
     """
-    e = t.audit_events.c
-    rows = tx.conn.execute(sa.select(e.seq, e.at, e.kind).where(e.seq > start).order_by(e.seq)
-                           .limit(STALE_SCAN)).all()
     last, read, skipped = start, 0, 0
-    for seq, at, kind in rows:
+    for seq, at, kind in tx.event_times(after_seq=start, limit=STALE_SCAN):
         if at >= cutoff:
             break
-        last, read, skipped = int(seq), read + 1, skipped + (kind in EVENT_OF_KIND)
+        last, read, skipped = seq, read + 1, skipped + (kind in EVENT_OF_KIND)
     return last, read, skipped
 
 

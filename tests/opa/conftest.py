@@ -124,9 +124,29 @@ class OpaServer:
         pytest.fail(f"opa did not load revision {pack.modules_revision} in {timeout}s")
 
     def pause(self) -> None:
-        """Freeze OPA (SIGSTOP): connections are accepted by the kernel, never answered."""
+        """Freeze OPA (SIGSTOP): connections are accepted by the kernel, never answered.
+
+        Returns once every thread of OPA is stopped: the signal takes effect
+        asynchronously, and on a loaded host a request sent right after the
+        kill was once answered (the fault test then saw a decision, not its
+        timeout).
+        """
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = []
+            for tid in os.listdir(tasks):
+                try:
+                    # The state is the first field after the parenthesised command name.
+                    states.append((tasks / tid / "stat").read_text().rsplit(")", 1)[1].split()[0])
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # A thread that ended meanwhile.
+            if states and all(state in ("T", "t") for state in states):
+                return
+            time.sleep(0.001)
+        pytest.fail(f"opa (pid {self.proc.pid}) did not stop within 10 s of SIGSTOP")
 
     def resume(self) -> None:
         """Thaw OPA (SIGCONT)."""

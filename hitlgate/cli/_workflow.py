@@ -834,8 +834,9 @@ def audit_export(state: CliState, out: str | None, request_id: str | None, force
     On stdout every line is one JSON document, with or without --json;
     with --out and --json a summary document is printed instead. Exit code
     0, 2 when --out exists (use --force), is a symbolic link or cannot be
-    written, or 3 when a stored event or checkpoint no longer reads as one
-    (code audit_chain_broken, naming its seq).
+    written, or when --request names a request with no events (not_found),
+    or 3 when a stored event or checkpoint no longer reads as one (code
+    audit_chain_broken, naming its seq).
     """
     with open_engine(state) as engine:
         if out:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from pathlib import Path
+
+import pytest
 
 from hitlgate.engine.approve.workflow import Engine
-from tests.workflow._helpers import proposal
+from hitlgate.errors import NotFoundError
+from tests.workflow._helpers import proposal, run_cli
 
 
 def test_full_and_filtered_exports(engine: Engine) -> None:
@@ -29,3 +34,19 @@ def test_full_and_filtered_exports(engine: Engine) -> None:
     assert engine.export_audit(mine, request_id=one.id) == (len(engine.audit_events(one.id)), 0)
     lines = [json.loads(line) for line in mine.getvalue().splitlines()]
     assert lines and {(d["record"], d["request_id"]) for d in lines} == {("event", one.id)}
+
+
+def test_a_request_with_no_events_is_not_found_and_nothing_is_written(engine: Engine, tmp_path: Path) -> None:
+    # A typo'd id used to give an empty export and exit 0, which reads as "this request has no history".
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    out = io.StringIO()
+    with pytest.raises(NotFoundError, match=re.escape("no audit events for request 'req-typo'")):
+        engine.export_audit(out, request_id="req-typo")
+    assert out.getvalue() == ""
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text(f"state: sqlite:///{tmp_path / 'cli.db'}\nkeys: {tmp_path / 'cli-keys'}\n")
+    env = {"HITLGATE_CONFIG": str(cfg)}
+    target = tmp_path / "excerpt.jsonl"
+    result = run_cli(env, "--json", "audit", "export", "--request", "req-typo", "--out", str(target), code=2)
+    assert json.loads(result.stdout)["error"]["code"] == "not_found"
+    assert not target.exists()

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
 
+from hitlgate.engine._safeparse import shorten
 from hitlgate.engine._time import Clock, require_utc, utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve._reconcile import Reconciler
@@ -85,6 +86,7 @@ from hitlgate.errors import (
     HitlgateError,
     IllegalTransition,
     InputError,
+    NotFoundError,
     PendingApproval,
     StorageError,
     ValidationError,
@@ -1248,14 +1250,21 @@ class Engine:
         """Write the chain (events, then checkpoints) as JSON Lines; return both counts.
 
         With ``request_id`` only that request's events are written, without
-        checkpoints: a filtered export is for reading, not for verifying.
+        checkpoints: a filtered export is for reading, not for verifying. A
+        request id with no events (a typo) is :class:`NotFoundError`, before
+        anything is written, not an empty export.
         """
         # Equivalent mutants, not mutated: without the snapshot the export differs only when a writer
         # commits during it (no single-process test can interleave one), and tx.events() with no request
         # id reads the same events as iter_events(), only all at once instead of streamed.
         with self.store.read(snapshot=True) as tx:  # pragma: no mutate
-            events = (tx.iter_events() if request_id is None  # pragma: no mutate
-                      else iter(tx.events(request_id=request_id)))
+            if request_id is None:  # pragma: no mutate
+                events: Iterator[AuditEvent] = tx.iter_events()
+            else:
+                found = tx.events(request_id=request_id)
+                if not found:
+                    raise NotFoundError(f"no audit events for request {shorten(request_id, 60)!r}")
+                events = iter(found)
             cps = iter(()) if request_id is not None else tx.iter_checkpoints()
             written = 0
 

@@ -169,3 +169,20 @@ def test_two_concurrent_retries_of_a_dead_letter_send_it_once(
     assert (again.status, again.attempts) == ("pending", 0)
     assert dispatch(fixed, clock.now).delivered == 1 and dispatch(fixed, clock.now).delivered == 0
     assert len(receiver.received) == 1
+
+
+def test_an_event_whose_request_cannot_be_read_is_skipped_and_said_in_the_log(
+    make_engine: EngineFactory, receiver: Receiver, webhook_secret: str, clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A request row edited so that it no longer reads: no notification can be written for it, and the
+    # operator is told which event and request, instead of its approvers silently hearing nothing.
+    engine = _engine(make_engine, receiver.url)
+    req = engine.propose(proposal())
+    _sql(engine, "UPDATE requests SET proposal = '{not json' WHERE id = :rid", rid=req.id)
+    with caplog.at_level("WARNING", logger="hitlgate.engine.notify.dispatcher"):
+        report = dispatch(engine, clock.now)
+    assert (report.enqueued, report.delivered) == (0, 0)
+    assert report.cursor == _head(engine)
+    assert any(f"request {req.id} cannot be read: request {req.id} is stored corrupted" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]

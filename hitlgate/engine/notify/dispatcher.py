@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from hitlgate.engine._safeparse import shorten
 from hitlgate.engine._time import format_time
 from hitlgate.engine.approve.quorum import can_fill
 from hitlgate.engine.ledger.audit import AuditEvent
@@ -197,7 +198,10 @@ def message_for(engine: Engine, tx: Transaction, ev: AuditEvent, *, url: str) ->
         return None
     try:
         req = tx.get_request(ev.request_id)
-    except HitlgateError:
+    except HitlgateError as exc:
+        # Its approvers then hear nothing of this event: said where the operator looks.
+        log.warning("no notification for audit event %s: request %s cannot be read: %s", ev.seq,
+                    shorten(ev.request_id, 60), exc)
         return None
     approvers = list(eligible_approvers(engine, req, skip_voters=event in _STILL_WAITING))
     if event == "request.escalated":

@@ -106,6 +106,11 @@ def open_engine(state: CliState) -> Iterator[Engine]:
         engine.close()
 
 
+#: What a request's ``expires_at`` is, by status: the approval window's end while pending, and from the grant on
+#: the warrant lifetime's end (the grant lapses unless a warrant is used by then). Otherwise: when it ran out.
+_DEADLINE_LABEL = {"pending": "approve by", "granted": "use by"}
+
+
 def format_request(
     engine: Engine, req: Request, *, verbose: bool = False, warrant: dict[str, Any] | None = None,
     verify_votes: bool = False,
@@ -122,7 +127,8 @@ def format_request(
         + (f" {json.dumps(action['parameters'], sort_keys=True)}" if action["parameters"] else ""),
         f"  digest:    {req.action_digest}",
         f"  requester: {req.requester}",
-        f"  created:   {format_time(req.created_at)}   expires: {format_time(req.expires_at)}",
+        f"  created:   {format_time(req.created_at)}   {_DEADLINE_LABEL.get(req.status, 'expires')}: "
+        f"{format_time(req.expires_at)}",
     ]
     unverified: dict[str, str] = {}
     if req.decision.needs_approval:

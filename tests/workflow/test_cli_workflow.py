@@ -61,8 +61,12 @@ def test_propose_approve_warrant_verify_consume(env, tmp_path):
     assert out["warrant"] == {"state": "none"}
     text = run(env, "show", rid).output
     assert "0 of 1 approval" in text
+    # The request's deadline says what it is: the approval window's end while pending, then the warrant's.
+    assert f"approve by: {out['expires_at']}" in text and "use by:" not in text
     assert rid in run(env, "requests", "--status", "pending").output
     run(env, "approve", rid, "--as", "carol", "--key", str(tmp_path / "carol.pem"))
+    granted = json.loads(run(env, "show", rid, "--json").output)
+    assert f"use by: {granted['expires_at']}" in run(env, "show", rid).output
     # The listing shows who voted, as `show` does (one query for the page's votes).
     listed = {r["id"]: r for r in json.loads(run(env, "requests", "--json").output)}
     assert [(v["approver"], v["verdict"]) for v in listed[rid]["votes"]] == [("carol", "approve")]

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -54,6 +54,7 @@ from hitlgate.engine._time import utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
+from hitlgate.engine.ledger._fastsql import Prepared
 from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, _refuse_constant, event_after
 from hitlgate.engine.ledger.audit import parse_time as parse_audit_time
 from hitlgate.errors import (
@@ -82,24 +83,25 @@ _REQUEST_TIMES = ("created_at", "expires_at", "updated_at")
 #: parse them (_stored_times), so a corrupted time is named with its request.
 _REQUEST_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name in _REQUEST_TIMES else c
                          for c in t.requests.c)
-_REQUEST_BY_ID = sa.select(*_REQUEST_COLUMNS).where(t.requests.c.id == sa.bindparam("rid"))
+_REQUEST_BY_ID = Prepared(sa.select(*_REQUEST_COLUMNS).where(t.requests.c.id == sa.bindparam("rid")))
 #: A vote's columns as stored, its times as their text: :func:`_stored_vote` parses them, so a corrupted
 #: time is named with its request like any other corrupted part of a vote.
 _VOTE_COLUMNS = (
     t.votes.c.approver, t.votes.c.verdict, sa.type_coerce(t.votes.c.signed_at, sa.String).label("signed_at"),
     sa.type_coerce(t.votes.c.recorded_at, sa.String).label("recorded_at"), t.votes.c.statement,
 )
-_VOTES_OF = sa.select(*_VOTE_COLUMNS).where(t.votes.c.request_id == sa.bindparam("rid")).order_by(t.votes.c.id)
-_INSERT_REQUEST = t.requests.insert()
-_INSERT_VOTE = t.votes.insert()
-_INSERT_WARRANT = t.warrants.insert()
-_MOVE_REQUEST = (
+_VOTES_OF = Prepared(sa.select(*_VOTE_COLUMNS).where(t.votes.c.request_id == sa.bindparam("rid"))
+                     .order_by(t.votes.c.id))
+_INSERT_REQUEST = Prepared(t.requests.insert())
+_INSERT_VOTE = Prepared(t.votes.insert())
+_INSERT_WARRANT = Prepared(t.warrants.insert())
+_MOVE_REQUEST = Prepared(
     t.requests.update()
     .where(t.requests.c.id == sa.bindparam("rid"), t.requests.c.status == sa.bindparam("from_status"))
     .values(status=sa.bindparam("to_status"), updated_at=sa.bindparam("now", type_=_TIME),
             status_reason=sa.bindparam("reason"), expires_at=sa.bindparam("expires_at", type_=_TIME))
 )
-_WARRANT_OF = (
+_WARRANT_OF = Prepared(
     sa.select(t.warrants, t.consumed.c.consumed_at)
     .select_from(t.warrants.outerjoin(t.consumed, t.consumed.c.jti == t.warrants.c.jti))
     .where(t.warrants.c.request_id == sa.bindparam("rid"))
@@ -109,7 +111,7 @@ _WARRANT_OF = (
 #: read as its stored text: peek_request parses it, so a corrupted time is named with its request.
 _WARRANT_LABELS = ("jti", "request_id", "token", "kid", "issued_at", "expires_at")
 _WARRANT_TIMES = ("issued_at", "expires_at", "consumed_at")
-_PEEK_REQUEST = (
+_PEEK_REQUEST = Prepared(
     sa.select(
         *_REQUEST_COLUMNS,
         *(sa.type_coerce(t.warrants.c[name], sa.String).label(f"warrant_{name}") if name in _WARRANT_TIMES
@@ -125,18 +127,24 @@ _PEEK_REQUEST = (
 _EVENT_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name == "at" else c for c in t.audit_events.c)
 _CHECKPOINT_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name == "at" else c
                             for c in t.checkpoints.c)
-_LOCK_HEAD = sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1).with_for_update()
+_LOCK_HEAD = Prepared(sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
+                      .with_for_update())
 _HEAD_EVENT = sa.select(*_EVENT_COLUMNS).order_by(t.audit_events.c.seq.desc()).limit(1)
-_EVENT_HASH = sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq"))
-_INSERT_EVENT = t.audit_events.insert()
-_MOVE_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1).values(
-    seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
-_EVENTS_OF = (
-    sa.select(*_EVENT_COLUMNS)
-    .where(t.audit_events.c.request_id == sa.bindparam("rid"),
-           t.audit_events.c.kind.in_(sa.bindparam("kinds", expanding=True)))
-    .order_by(t.audit_events.c.seq)
-)
+_EVENT_HASH = Prepared(sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq")))
+_INSERT_EVENT = Prepared(t.audit_events.insert())
+_MOVE_HEAD = Prepared(t.audit_head.update().where(t.audit_head.c.id == 1).values(
+    seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash")))
+
+
+@functools.lru_cache(maxsize=64)
+def _events_of(kinds: tuple[str, ...]) -> Prepared:
+    """One request's events of ``kinds`` (a few constant tuples in the engine's code), in chain order."""
+    return Prepared(sa.select(*_EVENT_COLUMNS)
+                    .where(t.audit_events.c.request_id == sa.bindparam("rid"), t.audit_events.c.kind.in_(
+                        [sa.bindparam(f"kind_{i}", kind) for i, kind in enumerate(kinds)]))
+                    .order_by(t.audit_events.c.seq))
+
+
 _ANY_CHECKPOINT = sa.select(t.checkpoints.c.seq).limit(1)
 
 
@@ -242,12 +250,12 @@ _PAGE_WARRANTS = {
 # count.
 # preserve_rowcount: SQLAlchemy otherwise reports -1 for an INSERT on psycopg.
 _CONSUME = {
-    name: dialect.insert(t.consumed).on_conflict_do_nothing(index_elements=["jti"])
-    .execution_options(preserve_rowcount=True)
+    name: Prepared(dialect.insert(t.consumed).on_conflict_do_nothing(index_elements=["jti"])
+                   .execution_options(preserve_rowcount=True))
     for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
 }
 _INSERT_CHECKPOINT = {
-    name: dialect.insert(t.checkpoints).on_conflict_do_nothing(index_elements=["seq"])
+    name: Prepared(dialect.insert(t.checkpoints).on_conflict_do_nothing(index_elements=["seq"]))
     for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
 }
 
@@ -520,7 +528,7 @@ class Transaction:
             "updated_at": created_at,
             "status_reason": status_reason,
         }
-        self.conn.execute(_INSERT_REQUEST, row)
+        _INSERT_REQUEST.execute(self.conn, row)
         # Times as read back: UTC (the stored text keeps microseconds, so nothing else changes).
         for name in ("created_at", "expires_at", "updated_at"):
             # Only converts: the insert above already refused a naive time (the column type does), so the
@@ -536,7 +544,7 @@ class Transaction:
         guard, the warrant path's pre-check, outcome recording); the request
         then says so (``votes_read``) and refuses to list approvals.
         """
-        found = self.conn.execute(_REQUEST_BY_ID, {"rid": request_id}).mappings().first()
+        found = _REQUEST_BY_ID.execute(self.conn, {"rid": request_id}).mappings().first()
         if found is None:
             raise NotFoundError(f"no request with id {shorten(request_id, 60)!r}")
         row = _stored_times(found, _REQUEST_TIMES)
@@ -668,7 +676,7 @@ class Transaction:
         until = current.expires_at if expires_at is None else _require_utc(expires_at, "expires_at")
         params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": at,
                                   "reason": reason, "expires_at": until}
-        result = self.conn.execute(_MOVE_REQUEST, params)
+        result = _MOVE_REQUEST.execute(self.conn, params)
         if result.rowcount != 1:
             # The write lock makes this unreachable; if it ever happens the
             # transaction must not go on as if the move had been made.
@@ -705,7 +713,7 @@ class Transaction:
 
     def votes(self, request_id: str) -> tuple[Vote, ...]:
         """The votes on a request, in the order recorded."""
-        return tuple(_stored_vote(request_id, *row) for row in self.conn.execute(_VOTES_OF, {"rid": request_id}))
+        return tuple(_stored_vote(request_id, *row) for row in _VOTES_OF.execute(self.conn, {"rid": request_id}))
 
     def insert_vote(
         self,
@@ -732,8 +740,8 @@ class Transaction:
         # No savepoint: the refusal below ends the whole transaction, which
         # rolls back, so nothing after the failed insert needs it usable.
         try:
-            self.conn.execute(
-                _INSERT_VOTE,
+            _INSERT_VOTE.execute(
+                self.conn,
                 {
                     "request_id": request_id,
                     "approver": approver,
@@ -762,8 +770,8 @@ class Transaction:
         expires_at = _require_utc(expires_at, "expires_at")
         # No savepoint: the refusal ends the transaction (see insert_vote).
         try:
-            self.conn.execute(
-                _INSERT_WARRANT,
+            _INSERT_WARRANT.execute(
+                self.conn,
                 {"jti": jti, "request_id": request_id, "token": token, "kid": kid, "issued_at": issued_at,
                  "expires_at": expires_at},
             )
@@ -782,7 +790,7 @@ class Transaction:
 
     def warrant_for(self, request_id: str) -> WarrantRecord | None:
         """The warrant issued for a request, if any, with its consumption time."""
-        row = self.conn.execute(_WARRANT_OF, {"rid": request_id}).mappings().first()
+        row = _WARRANT_OF.execute(self.conn, {"rid": request_id}).mappings().first()
         return None if row is None else self._warrant_from_row(row)
 
     @staticmethod
@@ -807,7 +815,7 @@ class Transaction:
         """
         self._require_writable()
         row = {"jti": jti, "request_id": request_id, "consumed_at": now}
-        if self.conn.execute(_CONSUME[self.conn.dialect.name], row).rowcount != 1:
+        if _CONSUME[self.conn.dialect.name].execute(self.conn, row).rowcount != 1:
             raise InvalidWarrant(f"warrant {jti} was already used (replay)", code="replay")
 
     def is_consumed(self, jti: str) -> bool:
@@ -896,7 +904,7 @@ class Transaction:
 
     def event_hash(self, seq: int) -> str | None:
         """The stored hash of event ``seq``, or None when there is none (a primary-key lookup)."""
-        row = self.conn.execute(_EVENT_HASH, {"seq": seq}).first()
+        row = _EVENT_HASH.execute(self.conn, {"seq": seq}).first()
         return None if row is None else str(row[0])
 
     def append(
@@ -912,8 +920,8 @@ class Transaction:
         if self._head is None:
             raise StorageError("internal error: a write transaction without the chain head")
         ev = event_after(*self._head, kind=kind, request_id=request_id, payload=payload, at=at)
-        self.conn.execute(
-            _INSERT_EVENT,
+        _INSERT_EVENT.execute(
+            self.conn,
             {
                 "seq": ev.seq,
                 "at": ev.at,
@@ -934,7 +942,7 @@ class Transaction:
         """Write the chain head this transaction reached to the ``audit_head`` row (before the commit)."""
         # Called once, as the transaction ends: nothing reads _head_moved after it.
         if self._head_moved and self._head is not None:
-            self.conn.execute(_MOVE_HEAD, {"new_seq": self._head[0], "new_hash": self._head[1]})
+            _MOVE_HEAD.execute(self.conn, {"new_seq": self._head[0], "new_hash": self._head[1]})
 
     def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
         """The audit events in chain order (all, or those of one request)."""
@@ -951,7 +959,7 @@ class Transaction:
         An indexed lookup (``request_id``), so the guard and the warrant path
         can ask the chain what happened to a request without scanning it.
         """
-        rows = self.conn.execute(_EVENTS_OF, {"rid": request_id, "kinds": list(kinds)}).mappings()
+        rows = _events_of(tuple(kinds)).execute(self.conn, {"rid": request_id}).mappings()
         return [_event_from_row(r) for r in rows]
 
     def iter_events(
@@ -1121,8 +1129,8 @@ class Transaction:
     def insert_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
         self._require_writable()
-        self.conn.execute(
-            _INSERT_CHECKPOINT[self.conn.dialect.name],
+        _INSERT_CHECKPOINT[self.conn.dialect.name].execute(
+            self.conn,
             {"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at, "token": cp.token, "kid": cp.kid},
         )
 
@@ -1474,6 +1482,10 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
     return engine
 
 
+_BEGIN_WRITE = Prepared(sa.text("BEGIN IMMEDIATE"))
+_BEGIN_READ = Prepared(sa.text("BEGIN DEFERRED"))
+
+
 @contextmanager
 def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
     """``conn.begin()``, committed on success and rolled back on any error; on SQLite with the BEGIN it needs.
@@ -1492,7 +1504,7 @@ def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
     """
     with conn.begin():
         if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+            (_BEGIN_WRITE if write else _BEGIN_READ).execute(conn)
         yield conn
 
 
@@ -1660,7 +1672,7 @@ class Store:
                     # queue in one order and never deadlock.
                     # The locked row is also where this transaction's first
                     # event links to.
-                    head = conn.execute(_LOCK_HEAD).first()
+                    head = _LOCK_HEAD.execute(conn).first()
                     if head is None:
                         raise StorageError(f"the state store {_redact(self.url)} has no audit chain head row")
                     tx = Transaction(conn, writable=True, head=(int(head[0]), str(head[1])))
@@ -1708,6 +1720,10 @@ class Store:
         BEGIN and COMMIT round trips of :meth:`read` (SQLite: the driver's
         implicit transaction; PostgreSQL: autocommit).
         """
+        return self._alone(lambda conn: conn.execute(statement, params).first())
+
+    def _alone(self, run: Callable[[Connection], Any]) -> Any:
+        """``run(conn)`` on a connection whose one statement is its own transaction (see :meth:`read_first`)."""
         try:
             with self.engine.connect() as conn:
                 # SQLite: no BEGIN is sent (see transaction()), so the driver runs the statement in its own
@@ -1715,7 +1731,7 @@ class Store:
                 # COMMIT round trips; the row read is the same either way.
                 if self.dialect == "postgresql":  # pragma: no mutate
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # pragma: no mutate
-                return conn.execute(statement, params).first()
+                return run(conn)
         except SQLAlchemyError as exc:
             raise StorageError(f"state store {_redact(self.url)}: {_db_message(exc)}") from exc
 
@@ -1734,10 +1750,10 @@ class Store:
     def peek_row(self, request_id: str) -> Mapping[str, Any]:
         """:meth:`peek_request`'s row as read, for :func:`decode_peeked` (a caller that tells a corrupted
         row from a store it cannot read)."""
-        row = self.read_first(_PEEK_REQUEST, {"rid": request_id})
+        row = self._alone(lambda conn: _PEEK_REQUEST.execute(conn, {"rid": request_id}, alone=True).mappings().first())
         if row is None:
             raise NotFoundError(f"no request with id {shorten(request_id, 60)!r}")
-        return row._mapping
+        return cast(Mapping[str, Any], row)
 
     def close(self) -> None:
         """Release every pooled connection."""

@@ -1,0 +1,184 @@
+"""The store's constant statements, sent on the driver's cursor without SQLAlchemy's per-execution machinery.
+
+An approval flow sends about 48 statements, most of them in write
+transactions, where every writer waits for the one inside. For each,
+``Connection.execute`` builds an execution context, looks the compiled
+statement up in its cache, processes the parameters and wraps the cursor
+in a result: measured on SQLite, 48 µs for a primary-key SELECT whose
+driver call takes 5 µs. A :class:`Prepared` statement is compiled by
+SQLAlchemy once per dialect (and, for an INSERT, per set of columns), and
+then each execution only orders the parameters, runs the column types'
+bind processors (a time becomes its stored text, as before) and the result
+columns' processors, and hands the SQL to ``Connection._cursor_execute``:
+SQLAlchemy's own path for statements it sends itself, which fires the
+engine's ``before_cursor_execute`` / ``after_cursor_execute`` events (the
+tests that watch statements, and the benchmark that counts them, see these
+as any other), logs under ``echo``, and turns a driver error into
+SQLAlchemy's exception (an ``IntegrityError`` stays one; a dropped
+connection is invalidated).
+
+It runs only inside a transaction SQLAlchemy began (every statement of the
+store is: :func:`~hitlgate.engine.ledger.store.transaction`); outside one,
+or should a future SQLAlchemy lack the private ``_cursor_execute``, the
+statement goes through ``Connection.execute`` as before. A statement with
+an expanding parameter (``IN``) is refused when it is wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+#: Whether this SQLAlchemy has the path this module sends statements on.
+_HAS_CURSOR_EXECUTE = callable(getattr(Connection, "_cursor_execute", None))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A statement compiled for one dialect: SQL text, how to order the parameters, what to convert."""
+
+    sql: str
+    #: Bind names in the order the SQL takes them (positional), or in any order (named).
+    names: tuple[str, ...]
+    positional: bool
+    #: Values of the binds the statement itself holds (``id == 1``), by name.
+    fixed: Mapping[str, Any]
+    #: Bind processors by name (only the binds whose type has one).
+    bind: Mapping[str, Callable[[Any], Any]]
+    #: The result's column keys (empty: the statement returns no rows).
+    keys: tuple[str, ...]
+    #: The result columns' processors, by position (None: the value as the driver gives it).
+    result: tuple[Callable[[Any], Any] | None, ...]
+
+
+class Rows:
+    """The rows of one execution, fetched whole (the store's statements return a handful)."""
+
+    __slots__ = ("_keys", "_rows", "rowcount")
+
+    def __init__(self, keys: tuple[str, ...], rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._keys = keys
+        self._rows = rows
+        #: The driver's count of rows the statement changed.
+        self.rowcount = rowcount
+
+    def first(self) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[tuple[Any, ...]]:
+        """Every row."""
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._rows)
+
+    def mappings(self) -> _Mappings:
+        """The rows as dicts keyed by column key (as ``Result.mappings()``)."""
+        return _Mappings(self._keys, self._rows)
+
+
+class _Mappings:
+    __slots__ = ("_keys", "_rows")
+
+    def __init__(self, keys: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        self._keys = keys
+        self._rows = rows
+
+    def first(self) -> dict[str, Any] | None:
+        return dict(zip(self._keys, self._rows[0], strict=True)) if self._rows else None
+
+    def all(self) -> list[dict[str, Any]]:
+        return [dict(zip(self._keys, row, strict=True)) for row in self._rows]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.all())
+
+
+class Prepared:
+    """A constant Core statement (or ``sa.text``) executed as described in the module docstring."""
+
+    __slots__ = ("statement", "_plans")
+
+    def __init__(self, statement: sa.ClauseElement) -> None:
+        self.statement = statement
+        self._plans: dict[tuple[str, str, frozenset[str] | None], _Plan] = {}
+        # Refuse now what _plan cannot send, rather than at the first execution.
+        for bind in statement._get_embedded_bindparams():
+            if bind.expanding:
+                raise TypeError(f"a prepared statement cannot hold an expanding parameter ({bind.key})")
+
+    def execute(self, conn: Connection, params: Mapping[str, Any] | None = None, *, alone: bool = False) -> Any:
+        """Run the statement in ``conn``'s transaction; a :class:`Rows` (``Connection.execute``'s result outside one).
+
+        ``alone``: the statement is the connection's only one, run in the
+        driver's own transaction (SQLite's implicit one; PostgreSQL under
+        ``AUTOCOMMIT``), as ``Store.read_first`` runs it.
+        """
+        if not _HAS_CURSOR_EXECUTE or not (alone or conn.in_transaction()):
+            return conn.execute(self.statement, dict(params) if params else None)  # type: ignore[call-overload]
+        given = params or {}
+        dialect = conn.dialect
+        columns = frozenset(given) if isinstance(self.statement, sa.Insert) else None
+        plan = self._plans.get((dialect.name, dialect.driver, columns))
+        if plan is None:
+            plan = self._plans[(dialect.name, dialect.driver, columns)] = self._plan(dialect, columns)
+        values = {**plan.fixed, **given} if plan.fixed else given
+        bind = plan.bind
+        try:
+            ordered = [bind[name](values[name]) if name in bind else values[name] for name in plan.names]
+        except KeyError as exc:
+            raise sa.exc.ArgumentError(f"a value is required for the parameter {exc.args[0]!r}") from None
+        except Exception as exc:
+            # A column type refusing a value (a naive time): SQLAlchemy's own wrapping of the same refusal.
+            raise sa.exc.StatementError(str(exc), plan.sql, dict(given), exc) from exc
+        parameters: Any = tuple(ordered) if plan.positional else dict(zip(plan.names, ordered, strict=True))
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            conn._cursor_execute(cursor, plan.sql, parameters)
+            rows: list[tuple[Any, ...]] = []
+            if cursor.description is not None:
+                processors = plan.result
+                fetched = cursor.fetchall()
+                if any(p is not None for p in processors):
+                    rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
+                            for row in fetched]
+                else:
+                    rows = [tuple(row) for row in fetched]
+            return Rows(plan.keys, rows, cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def _plan(self, dialect: Dialect, columns: frozenset[str] | None) -> _Plan:
+        compiled = self.statement.compile(dialect=dialect, column_keys=sorted(columns) if columns else None)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"not a SQL statement: {type(self.statement).__name__}")
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        if compiled.positional:
+            names = tuple(compiled.positiontup or ())
+        else:
+            names = tuple(by_name)
+        fixed: dict[str, Any] = {}
+        bind: dict[str, Callable[[Any], Any]] = {}
+        for name in names:
+            param = by_name[name]
+            if param.expanding:
+                raise TypeError(f"a prepared statement cannot hold an expanding parameter ({name})")
+            if not param.required and (columns is None or name not in columns):
+                fixed[name] = param.effective_value
+            processor = param.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                bind[name] = processor
+        keys: tuple[str, ...] = ()
+        result: tuple[Callable[[Any], Any] | None, ...] = ()
+        if isinstance(self.statement, sa.Select):
+            selected = self.statement.selected_columns
+            keys = tuple(selected.keys())
+            result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
+        return _Plan(sql=compiled.string, names=names, positional=bool(compiled.positional), fixed=fixed,
+                     bind=bind, keys=keys, result=result)

@@ -1,0 +1,199 @@
+"""The store's prepared statements read and write what SQLAlchemy's own execute would, on both databases.
+
+hitlgate.engine.ledger._fastsql sends the store's constant statements on the
+driver's cursor (compiled once, without SQLAlchemy's per-execution
+machinery). Compared here, statement by statement, with
+``Connection.execute`` of the same statement on the same rows; and the
+contract kept with the rest of SQLAlchemy: cursor events see every
+statement, driver errors arrive as SQLAlchemy's exceptions, a column type
+still refuses a bad value, and an approval flow sends nothing through the
+slow path (the reason the module exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import store as store_mod
+from hitlgate.engine.ledger._fastsql import Prepared, Rows
+from hitlgate.engine.ledger.store import transaction
+from hitlgate.errors import StorageError
+from tests.workflow._helpers import granted_warrant, proposal
+from tests.workflow.conftest import EngineFactory
+
+
+@pytest.fixture
+def flowed(make_engine: EngineFactory) -> Iterator[tuple[Engine, str]]:
+    """An engine whose store holds one executed single-approval flow and one pending request."""
+    engine = make_engine()
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    req, token = granted_warrant(engine, doc, ("carol",))
+    engine.guard().execute(token, doc["action"], lambda _action: None)
+    engine.propose(proposal("suspend_service_account", "svc-ci-runner", ticket="2"))
+    yield engine, req.id
+
+
+@pytest.fixture
+def conn(flowed: tuple[Engine, str]) -> Iterator[Connection]:
+    """A connection in a read transaction on the flowed store (rolled back after the test)."""
+    engine, _ = flowed
+    with engine.store.engine.connect() as c, transaction(c, write=False):
+        yield c
+
+
+def _reads(request_id: str) -> list[tuple[str, Prepared, dict[str, Any]]]:
+    return [
+        ("request by id", store_mod._REQUEST_BY_ID, {"rid": request_id}),
+        ("request by unknown id", store_mod._REQUEST_BY_ID, {"rid": "req-none"}),
+        ("votes", store_mod._VOTES_OF, {"rid": request_id}),
+        ("warrant with its consumption", store_mod._WARRANT_OF, {"rid": request_id}),
+        ("request with warrant", store_mod._PEEK_REQUEST, {"rid": request_id}),
+        ("chain head", store_mod._LOCK_HEAD, {}),
+        ("event hash", store_mod._EVENT_HASH, {"seq": 2}),
+        ("event hash past the head", store_mod._EVENT_HASH, {"seq": 10**9}),
+        ("events of kinds", store_mod._events_of(("granted", "warrant_issued", "consumed")), {"rid": request_id}),
+        ("events of one kind", store_mod._events_of(("consumed",)), {"rid": request_id}),
+    ]
+
+
+def test_every_read_returns_the_rows_sqlalchemy_returns(flowed: tuple[Engine, str], conn: Connection) -> None:
+    _, request_id = flowed
+    for name, prepared, params in _reads(request_id):
+        fast = prepared.execute(conn, params)
+        assert isinstance(fast, Rows), name
+        slow = [dict(row) for row in conn.execute(prepared.statement, params).mappings()]  # type: ignore[arg-type]
+        assert fast.mappings().all() == slow, name
+        assert [tuple(row.values()) for row in slow] == fast.all(), name
+        if "unknown" in name or "past" in name:
+            assert slow == [], name
+        else:
+            assert slow, name  # Each comparison above compared rows, not two empty lists.
+
+
+def test_times_come_back_through_their_column_type(flowed: tuple[Engine, str], conn: Connection) -> None:
+    _, request_id = flowed
+    row = store_mod._WARRANT_OF.execute(conn, {"rid": request_id}).mappings().first()
+    assert row is not None
+    # UtcTime's result processor ran: aware datetimes, as SQLAlchemy's path gives them.
+    assert all(isinstance(row[k], datetime) and row[k].utcoffset() is not None
+               for k in ("issued_at", "expires_at", "consumed_at"))
+
+
+class _RollbackError(Exception):
+    pass
+
+
+def test_writes_store_what_sqlalchemy_stores_and_count_rows_alike(flowed: tuple[Engine, str]) -> None:
+    engine, _ = flowed
+    pending = engine.propose(proposal("suspend_service_account", "svc-ci-runner", ticket="3"))
+    stored: dict[str, Any] = {}
+    for path in ("fast", "slow"):
+        with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
+            head = c.execute(sa.text("SELECT seq, hash FROM audit_head")).one()
+            event = {"seq": head[0] + 1, "at": pending.created_at, "kind": "test", "request_id": pending.id,
+                     "payload": "{}", "prev_hash": head[1], "hash": "sha256:" + "1" * 64}
+            move = {"rid": pending.id, "from_status": "pending", "to_status": "rejected",
+                    "now": pending.created_at, "reason": path, "expires_at": pending.expires_at}
+            if path == "fast":
+                store_mod._INSERT_EVENT.execute(c, event)
+                moved = store_mod._MOVE_REQUEST.execute(c, move).rowcount
+                again = store_mod._MOVE_REQUEST.execute(c, move).rowcount  # Not pending any more.
+            else:
+                c.execute(store_mod._INSERT_EVENT.statement, event)  # type: ignore[arg-type]
+                moved = c.execute(store_mod._MOVE_REQUEST.statement, move).rowcount  # type: ignore[arg-type]
+                again = c.execute(store_mod._MOVE_REQUEST.statement, move).rowcount  # type: ignore[arg-type]
+            rows = (
+                c.execute(sa.text("SELECT * FROM audit_events WHERE seq = :s"), {"s": head[0] + 1}).one(),
+                c.execute(sa.text("SELECT status, updated_at, status_reason FROM requests WHERE id = :i"),
+                          {"i": pending.id}).one(),
+            )
+            stored[path] = (tuple(rows[0]), tuple(rows[1])[:2], moved, again)
+            raise _RollbackError  # Each path writes the same rows from the same state.
+    assert stored["fast"] == stored["slow"]
+    assert stored["fast"][2:] == (1, 0)
+
+
+def test_cursor_events_see_each_prepared_statement_with_its_parameters(flowed: tuple[Engine, str],
+                                                                      conn: Connection) -> None:
+    engine, request_id = flowed
+    seen: list[tuple[str, Any]] = []
+
+    def on_execute(_conn: object, _cursor: object, statement: str, parameters: Any, *_rest: object) -> None:
+        seen.append((statement, parameters))
+
+    sa_event.listen(engine.store.engine, "before_cursor_execute", on_execute)
+    try:
+        store_mod._REQUEST_BY_ID.execute(conn, {"rid": request_id})
+    finally:
+        sa_event.remove(engine.store.engine, "before_cursor_execute", on_execute)
+    assert len(seen) == 1
+    statement, parameters = seen[0]
+    assert "FROM requests" in statement
+    assert request_id in (parameters.values() if isinstance(parameters, dict) else parameters)
+
+
+def test_driver_errors_and_refused_values_arrive_as_sqlalchemy_exceptions(flowed: tuple[Engine, str]) -> None:
+    engine, _ = flowed
+    with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
+        head = c.execute(sa.text("SELECT seq, hash FROM audit_head")).one()
+        taken = {"seq": head[0], "at": engine.now(), "kind": "test", "request_id": None, "payload": "{}",
+                 "prev_hash": head[1], "hash": head[1]}
+        with pytest.raises(sa.exc.IntegrityError):
+            store_mod._INSERT_EVENT.execute(c, taken)  # seq is the primary key: already there.
+        raise _RollbackError
+    with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
+        naive = {**taken, "seq": head[0] + 1, "at": datetime(2025, 1, 1)}
+        with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+            store_mod._INSERT_EVENT.execute(c, naive)
+        with pytest.raises(sa.exc.ArgumentError, match="'seq'"):
+            store_mod._EVENT_HASH.execute(c, {})
+        raise _RollbackError
+    # Through the store, the refusal is a StorageError naming the store, as every other statement's.
+    with pytest.raises(StorageError, match="timezone-aware"), engine.store.write() as tx:
+        store_mod._INSERT_EVENT.execute(tx.conn, naive)
+
+
+def test_outside_a_transaction_a_statement_goes_through_sqlalchemy(flowed: tuple[Engine, str]) -> None:
+    engine, request_id = flowed
+    with engine.store.engine.connect() as c:
+        result = store_mod._REQUEST_BY_ID.execute(c, {"rid": request_id})
+        assert isinstance(result, sa.CursorResult)
+        assert result.mappings().one()["id"] == request_id
+
+
+def test_a_statement_with_an_expanding_parameter_is_refused_when_prepared() -> None:
+    from hitlgate.engine.ledger import _store_schema as t
+
+    with pytest.raises(TypeError, match="expanding"):
+        Prepared(sa.select(t.requests.c.id).where(t.requests.c.id.in_(["a", "b"])))
+
+
+def test_an_approval_flow_sends_nothing_through_sqlalchemys_execution_path(
+    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The point of the module: every statement of propose, approve, warrant and execute is a prepared one."""
+    engine = make_engine()
+    # Warm: caches, the pool, and the anchor's first line (its keyring note reads the signing key once).
+    warm = proposal("suspend_service_account", "svc-ci-runner", ticket="warm")
+    _, token = granted_warrant(engine, warm, ("carol",))
+    engine.guard().execute(token, warm["action"], lambda _action: None)
+    slow: list[str] = []
+    original = Connection._execute_context
+
+    def record(self: Connection, dialect: Any, constructor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        slow.append(str(statement))
+        return original(self, dialect, constructor, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "_execute_context", record)
+    doc = proposal("suspend_service_account", "svc-ci-runner", ticket="measured")
+    _, token = granted_warrant(engine, doc, ("carol",))
+    engine.guard().execute(token, doc["action"], lambda _action: None)
+    assert slow == [], "\n".join(slow)

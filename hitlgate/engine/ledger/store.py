@@ -3,7 +3,10 @@
 SQLAlchemy Core 2.x; the same code runs on SQLite (the default, one
 machine) and PostgreSQL (psycopg 3, ``postgresql+psycopg://``, many
 replicas). :meth:`Store.open` creates or migrates the schema (see
-:mod:`hitlgate.engine.ledger._store_schema`).
+:mod:`hitlgate.engine.ledger._store_schema`). The statements an approval
+flow sends are constants, compiled once per dialect and sent on the
+driver's cursor (:mod:`hitlgate.engine.ledger._fastsql`); the rest go
+through ``Connection.execute``.
 
 Transactions. Every state change happens inside one :meth:`Store.write`
 transaction together with the audit events describing it: either both are

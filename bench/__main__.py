@@ -1,6 +1,6 @@
 """``python -m bench``: run every benchmark and write docs/benchmarks.md.
 
-    python -m bench                      # everything, full sizes (tens of minutes; run it niced on a quiet machine)
+    python -m bench                      # everything, full sizes (about an hour; run it niced on a quiet machine)
     python -m bench --smoke              # tiny sizes, 1-2 minutes (CI runs this); builds OPA first if missing
     python -m bench --only scaling --sizes 100,10000
     python -m bench --only service       # the HTTP API next to a raw OPA server
@@ -489,8 +489,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `python -m bench{' --smoke' if report['smoke'] else ''}` on {report['date']} "
-        f"({report['seconds']:.0f} s). Regenerate with `python -m bench` (or `scripts/bench`); "
+        f"Written by `{report.get('command') or 'python -m bench' + (' --smoke' if report['smoke'] else '')}` on "
+        f"{report['date']} ({report['seconds']:.0f} s). Regenerate with `python -m bench` (or `scripts/bench`); "
         "`--only NAME`, `--sizes 100,10000`, `--smoke` for a quick check.",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, {m['os']}; load average at start "
@@ -525,7 +525,9 @@ def render(report: dict[str, Any]) -> str:
             continue
         section = scaling_section(r) if name == "scaling" and "sizes" in r else generic_section(name, r)
         if r.get("_date") and r["_date"] != report["date"]:
-            section[1:1] = ["", f"(Kept from the run of {r['_date']}; not rerun with the others.)"]
+            at = f"at hitlgate commit {r['_commit']}" if r.get("_commit") else "at an earlier commit"
+            section[1:1] = ["", f"(Kept from the run of {r['_date']} {at}; not rerun with the others, so the code "
+                                f"may have changed since: `python -m bench --only {name}` measures it again.)"]
         lines += section
     return "\n".join(lines).rstrip() + "\n"
 
@@ -572,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
         "smoke": args.smoke,
         "machine": machine(),
         "versions": versions(),
@@ -583,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: running")
         report["results"][name] = run_one(name, args.smoke, sizes, log, args.workdir)
         report["results"][name]["_date"] = report["date"]
+        report["results"][name]["_commit"] = report["versions"]["hitlgate"]
         log(f"{name}: done in {report['results'][name].get('_seconds', 0):.1f} s")
     if args.keep and json_path.exists():
         previous = json.loads(json_path.read_text(encoding="utf-8"))

@@ -100,7 +100,7 @@ class ValidationError(InputError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(
             f"invalid {what}: {len(problems)} problem(s)\n{lines}",
-            code=code or "invalid_" + "_".join(what.split()),
+            code=code or "invalid_" + "_".join(what.lower().split()),
             problems=problems,
         )
 

@@ -12,8 +12,10 @@ slow path (the reason the module exists).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +23,13 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 
+from hitlgate.engine import Config, Decider
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.ledger import store as store_mod
 from hitlgate.engine.ledger._fastsql import Prepared, Rows
 from hitlgate.engine.ledger.store import transaction
 from hitlgate.errors import StorageError
-from tests.workflow._helpers import granted_warrant, proposal
+from tests.workflow._helpers import FakeClock, granted_warrant, proposal
 from tests.workflow.conftest import EngineFactory
 
 
@@ -197,3 +200,40 @@ def test_an_approval_flow_sends_nothing_through_sqlalchemys_execution_path(
     _, token = granted_warrant(engine, doc, ("carol",))
     engine.guard().execute(token, doc["action"], lambda _action: None)
     assert slow == [], "\n".join(slow)
+
+
+@pytest.mark.parametrize(("table", "column", "where", "then"), [
+    ("votes", "approver", "1 = 1", "get"),
+    ("warrants", "token", "1 = 1", "warrant"),
+    ("audit_head", "hash", "id = 1", "propose"),
+])
+def test_a_row_the_driver_cannot_decode_is_a_storage_error_naming_the_store(
+    tmp_path: Path, bundled_decider: Decider, clock: FakeClock, table: str, column: str, where: str, then: str
+) -> None:
+    """A byte that is not UTF-8 written around the engine: the driver refuses it while fetching the row.
+
+    Found by stop 32's hostile review: the fetch ran outside SQLAlchemy's error
+    handling, so the CLI called it a bug in hitlgate and the service a 500.
+    """
+    path = tmp_path / "state.db"
+    engine = Engine(Config(state_url=f"sqlite:///{path}", key_dir=tmp_path / "keys"), bundled_decider, clock=clock,
+                    demo=True)
+    try:
+        doc = proposal("suspend_service_account", "svc-ci-runner")
+        req, _ = granted_warrant(engine, doc, ("carol",))
+        with sqlite3.connect(path) as raw:
+            raw.execute(f"UPDATE {table} SET {column} = CAST(X'ff61' AS TEXT) WHERE {where}")  # noqa: S608
+        act = {"get": lambda: engine.get(req.id), "warrant": lambda: engine.warrant(req.id),
+               "propose": lambda: engine.propose(proposal("suspend_service_account", "svc-ci-runner", ticket="2"))}
+        with pytest.raises(StorageError, match="Could not decode to UTF-8") as refused:
+            act[then]()
+        assert str(refused.value).startswith(f"state store sqlite:///{path}")
+    finally:
+        engine.store.close()
+
+
+def test_events_of_no_kind_are_none(flowed: tuple[Engine, str]) -> None:
+    engine, request_id = flowed
+    with engine.store.read() as tx:
+        assert tx.request_events(request_id, ()) == []
+        assert [e.kind for e in tx.request_events(request_id, ("consumed",))] == ["consumed"]

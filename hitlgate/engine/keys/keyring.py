@@ -444,15 +444,45 @@ class EngineKeyring:
         self._prepare_dir()
         path = self.key_dir / LOCK_FILE
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
-            raise ConfigError(f"cannot open lock file {path}: {exc.strerror}") from exc
+            if exc.errno not in (errno.EROFS, errno.EACCES):
+                raise ConfigError(f"cannot open lock file {path}: {exc.strerror}") from exc
+            fd = self._read_only_lock(path, exc, exclusive)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
         finally:
             # Closing the descriptor releases the flock.
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+
+    def _read_only_lock(self, path: Path, refused: OSError, exclusive: bool) -> int | None:
+        """The lock of a key directory this process may not write (an auditor's copy, a read-only mount).
+
+        Reading keys needs only the shared lock, which a descriptor opened
+        read-only can take; on a read-only file system without a lock file
+        nobody can change the keys, so a reader goes on without one. A
+        change of keys there is refused as the read-only state store refuses
+        a write (``read_only``, exit 1), naming the directory.
+        """
+        why = refused.strerror or str(refused)
+        if exclusive:
+            raise StorageError(
+                f"the key directory {self.key_dir} is not writable ({why}); this command creates or changes "
+                "engine keys. Run it where the directory is writable (reading commands such as `audit verify` "
+                "work on a read-only copy once its keys exist)",
+                code="read_only",
+            ) from refused
+        try:
+            return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if refused.errno == errno.EROFS:
+                return None
+            raise StorageError(f"cannot take the key directory's lock {path}: {why}", code="read_only") from refused
+        except OSError as exc:
+            raise StorageError(f"cannot open lock file {path}: {exc.strerror or exc}") from exc
 
     def _state_path(self) -> Path:
         return self.key_dir / STATE_FILE

@@ -138,19 +138,26 @@ class Prepared:
             # A column type refusing a value (a naive time): SQLAlchemy's own wrapping of the same refusal.
             raise sa.exc.StatementError(str(exc), plan.sql, dict(given), exc) from exc
         parameters: Any = tuple(ordered) if plan.positional else dict(zip(plan.names, ordered, strict=True))
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - handed to SQLAlchemy, which wraps or re-raises it.
+            conn._handle_dbapi_exception(exc, plan.sql, parameters, None, None)
         try:
             conn._cursor_execute(cursor, plan.sql, parameters)
-            rows: list[tuple[Any, ...]] = []
-            if cursor.description is not None:
-                processors = plan.result
-                fetched = cursor.fetchall()
-                if any(p is not None for p in processors):
-                    rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-                            for row in fetched]
-                else:
-                    rows = [tuple(row) for row in fetched]
-            return Rows(plan.keys, rows, cursor.rowcount)
+            try:
+                # The driver decodes the rows here (a byte that is not UTF-8, a value out of range, a
+                # dropped connection): its error goes where an error of the statement itself goes.
+                fetched = cursor.fetchall() if cursor.description is not None else []
+                rowcount = cursor.rowcount
+            except Exception as exc:  # noqa: BLE001 - as above.
+                conn._handle_dbapi_exception(exc, plan.sql, parameters, cursor, None)
+            processors = plan.result
+            if any(p is not None for p in processors):
+                rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
+                        for row in fetched]
+            else:
+                rows = [tuple(row) for row in fetched]
+            return Rows(plan.keys, rows, rowcount)
         finally:
             cursor.close()
 

@@ -962,6 +962,8 @@ class Transaction:
         An indexed lookup (``request_id``), so the guard and the warrant path
         can ask the chain what happened to a request without scanning it.
         """
+        if not kinds:
+            return []
         rows = _events_of(tuple(kinds)).execute(self.conn, {"rid": request_id}).mappings()
         return [_event_from_row(r) for r in rows]
 
@@ -1768,6 +1770,9 @@ def _db_message(exc: SQLAlchemyError) -> str:
     text = str(getattr(exc, "orig", None) or exc).split("\n(Background on this error")[0].strip()
     if "readonly database" in text:
         text += " (the database file or its directory is not writable by this process)"
+    elif text == "database is locked":
+        text += (f" (another process held the store's write lock longer than the {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s"
+                 " this one waits for it; try again once it is done)")
     elif "unable to open database file" in text:
         text += " (the file or its directory is missing or not accessible by this process)"
     return text

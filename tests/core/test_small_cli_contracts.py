@@ -1,0 +1,57 @@
+"""Small contracts a new user hit: ``python -m hitlgate``, lowercase error codes, a lock wait that says what it was.
+
+Found by stop 32's new-user review: ``python -m hitlgate`` failed (no
+``__main__``), a JWKS that did not parse was refused with the code
+``invalid_JWKS`` (every other code is lowercase), and a write that gave up
+waiting for another writer said only "database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hitlgate.cli._common import read_json_arg
+from hitlgate.engine.ledger import store as store_mod
+from hitlgate.engine.ledger.store import Store
+from hitlgate.errors import StorageError, ValidationError
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    done = subprocess.run([sys.executable, "-m", "hitlgate", "--help"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: hitlgate ")
+    assert "propose" in done.stdout
+
+
+def test_a_document_named_in_capitals_is_refused_with_a_lowercase_code(tmp_path: Path) -> None:
+    bad = tmp_path / "jwks.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValidationError) as refused:
+        read_json_arg(str(bad), "JWKS")
+    assert refused.value.code == "invalid_jwks"
+    assert str(refused.value).startswith("invalid JWKS")  # The message keeps the name as people write it.
+
+
+def test_a_write_that_gives_up_waiting_says_another_writer_held_the_lock(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.db"
+    Store.open(f"sqlite:///{path}").close()
+    monkeypatch.setattr(store_mod, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    store = Store.open(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError) as refused, store.write():
+            pass
+        assert str(refused.value).endswith(
+            "database is locked (another process held the store's write lock longer than the 0.2 s this one waits "
+            "for it; try again once it is done)")
+    finally:
+        holder.close()
+        store.close()

@@ -432,8 +432,8 @@ def _comparisons(name: str, r: dict[str, Any]) -> list[tuple[str, Any, Any, str]
         for k in ("guard_check", "guard_execute_consume", "single_approval_full_path"):
             pairs.append((f"{k} / warrant_verify, p50", r.get(f"{k}_p50_us"), r.get("warrant_verify_p50_us"), "µs"))
     elif name == "flows":
-        for k in ("cpu_ms_per_flow", "wall_ms_per_flow", "flows_per_s"):
-            pairs.append((f"{k}: PostgreSQL / SQLite", r.get(f"{k}_postgresql"), r.get(f"{k}_sqlite"), ""))
+        for k, unit in (("cpu_ms_per_flow", "ms"), ("wall_ms_per_flow", "ms"), ("flows_per_s", "flows/s")):
+            pairs.append((f"{k}: PostgreSQL / SQLite", r.get(f"{k}_postgresql"), r.get(f"{k}_sqlite"), unit))
         for db in ("sqlite", "postgresql"):
             pairs.append((f"cpu_ms_per_flow_{db}: decision cache on (default) / off", r.get(f"cpu_ms_per_flow_{db}"),
                           r.get(f"cpu_ms_per_flow_{db}_nocache"), "ms"))
@@ -450,6 +450,24 @@ def _flat(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
             _flat(f"{prefix}[{label}]", {k: x for k, x in v.items() if k not in ("path", "name")}, out)
     else:
         out.append((prefix, value))
+
+
+#: What a section's numbers mean, where the names alone do not say it (printed under the section).
+SECTION_NOTES: dict[str, tuple[str, ...]] = {
+    "flows": (
+        "`cpu_ms_per_flow_*`: the CPU time of the one client process running `n` flows in a row (propose, "
+        "signed approve, warrant, guard execute), per flow, the median of `rounds` interleaved rounds; "
+        "`wall_ms_per_flow_*` the same in wall time. PostgreSQL's server CPU is not included, so the "
+        "PostgreSQL / SQLite ratio understates what PostgreSQL costs the machine.",
+        "`flows_per_s_*`: `clients` processes on one store for 10 s (one round); afterwards every warrant must "
+        "be consumed exactly once and `audit verify` must pass, or the run fails.",
+        "`statements_per_flow_*` / `commits_per_flow_*`: SQL statements sent (every one, `BEGIN` included) and "
+        "transactions committed per flow. `sqlite_synchronous`: the store's `PRAGMA synchronous` read back "
+        "(2 = FULL); `pg_synchronous_commit_on`: 1 when the throwaway cluster ran with `fsync` and "
+        "`synchronous_commit` on.",
+        "`clients`, `n` and `rounds` are the options of the run (`python -m bench.bench_flows --help`).",
+    ),
+}
 
 
 def generic_section(name: str, r: dict[str, Any]) -> list[str]:
@@ -477,8 +495,9 @@ def generic_section(name: str, r: dict[str, Any]) -> list[str]:
         out += ["| measurement | value |", "|---|---|"]
         out += [f"| {k} | {fmt_num(v)} |" for k, v in flat]
         out.append("")
-    out += [f"- {n}" for n in r.get("notes", [])]
-    if r.get("notes"):
+    notes = [*r.get("notes", []), *SECTION_NOTES.get(name, ())]
+    out += [f"- {n}" for n in notes]
+    if notes:
         out.append("")
     return out
 
@@ -549,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     keep = ap.add_mutually_exclusive_group()
     keep.add_argument("--keep", action="store_true", default=None,
                       help="keep the results of benchmarks not run now from the JSON of the last run (marked with "
-                           "their date); the default with --only, so the report keeps every section")
+                           "their date); the default with --only, so the report keeps every section (a --smoke "
+                           "report starts in a new temporary directory, so it has nothing to keep)")
     keep.add_argument("--no-keep", dest="keep", action="store_false",
                       help="with --only: write a report of these benchmarks alone")
     ap.add_argument("--workdir", type=Path, help="keep the generated inventories here and reuse them next time")

@@ -179,7 +179,9 @@ def _file_errors(path: str | Path, doing: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise InputError(f"cannot {doing} {path}: {exc.strerror or exc}") from exc
+        # A file that cannot be read is `unreadable`, as every document argument's (README, the command line contract).
+        raise InputError(f"cannot {doing} {path}: {exc.strerror or exc}",
+                         code="unreadable" if doing == "read" else None) from exc
 
 
 def force_option(f: Any) -> Any:

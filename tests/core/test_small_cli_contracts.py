@@ -8,13 +8,16 @@ waiting for another writer said only "database is locked".
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from hitlgate.cli import cli
 from hitlgate.cli._common import read_json_arg
 from hitlgate.engine.ledger import store as store_mod
 from hitlgate.engine.ledger.store import Store
@@ -55,3 +58,15 @@ def test_a_write_that_gives_up_waiting_says_another_writer_held_the_lock(tmp_pat
     finally:
         holder.close()
         store.close()
+
+
+def test_a_file_argument_that_cannot_be_read_is_unreadable_whichever_option_names_it(tmp_path: Path) -> None:
+    """decide FILE already said `unreadable`; --file, --anchor and --key said `invalid_input` (stop 32's review)."""
+    missing = str(tmp_path / "missing")
+    env = {"HITLGATE_HOME": str(tmp_path / "home"), "HITLGATE_CONFIG": ""}
+    runner = CliRunner()
+    for args in (["decide", missing], ["audit", "verify", "--file", missing], ["audit", "verify", "--anchor", missing],
+                 ["approve", "req-x", "--as", "carol", "--key", missing, "--digest", "sha256:" + "0" * 64]):
+        result = runner.invoke(cli, ["--json", *args], env=env)
+        error = json.loads(result.stdout)["error"]
+        assert (error["code"], result.exit_code) == ("unreadable", 2), (args, error)

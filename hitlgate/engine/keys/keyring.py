@@ -261,9 +261,9 @@ def load_approver_key(path: Path, *, password: bytes | None = None) -> Ed25519Pr
     try:
         data, st = _read_key_file(path, follow_symlinks=True)
     except FileNotFoundError as exc:
-        raise InputError(f"key file {path} does not exist") from exc
+        raise InputError(f"key file {path} does not exist", code="unreadable") from exc
     except OSError as exc:
-        raise InputError(f"cannot read key file {path}: {exc.strerror}") from exc
+        raise InputError(f"cannot read key file {path}: {exc.strerror}", code="unreadable") from exc
     if st.st_mode & 0o077:
         log.warning(
             "key file %s is accessible by group or others (mode %04o); run: chmod 600 %s",

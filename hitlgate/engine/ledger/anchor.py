@@ -127,7 +127,7 @@ def load_external_anchor(path: Path) -> list[Checkpoint]:
     """The checkpoints of an anchor or export file an auditor kept elsewhere (``audit verify --anchor``)."""
     cps = read_checkpoint_file(path, what="anchor file", allow_events=True)
     if cps is None:
-        raise InputError(f"anchor file {path} does not exist")
+        raise InputError(f"anchor file {path} does not exist", code="unreadable")
     if not cps:
         raise InputError(f"anchor file {path} holds no signed checkpoint; it anchors nothing")
     return cps

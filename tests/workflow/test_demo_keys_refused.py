@@ -86,7 +86,9 @@ def test_own_key_against_a_registered_demo_key_names_the_cause(make_engine):
         "signature of carol's approve does not verify against carol's registered key (signed by another key, "
         "or the statement was altered after signing); carol's registered key is the starter's demo key "
         "(derived from a public seed): register your own with `hitlgate keys generate --out "
-        "~/.hitlgate/carol.pem` and put the public key it prints under approvers.carol.public_key in the inventory"
+        "~/.hitlgate/carol.pem` and put the public key it prints under approvers.carol.public_key in your "
+        "project's inventory (`hitlgate init DIR` writes a project; the bundled example's inventory is not yours "
+        "to edit)"
     )
 
 

@@ -192,7 +192,8 @@ def _demo_key_hint(exc: ApprovalError, name: str) -> ApprovalError:
     return ApprovalError(
         f"{exc}; {name}'s registered key is the starter's demo key (derived from a public "
         f"seed): register your own with `hitlgate keys generate --out ~/.hitlgate/{name}.pem` "
-        f"and put the public key it prints under approvers.{name}.public_key in the inventory",
+        f"and put the public key it prints under approvers.{name}.public_key in your project's inventory "
+        "(`hitlgate init DIR` writes a project; the bundled example's inventory is not yours to edit)",
         code="demo_key",
     )
 

@@ -52,7 +52,8 @@ def require_not_demo_key(name: str, public_key: Ed25519PublicKey, names: Iterabl
         raise ApprovalError(
             f"{name}'s registered key is a demo key derived from a public seed; it counts only in "
             "`hitlgate demo`. Register a real key: hitlgate keys generate --out ~/.hitlgate/"
-            f"{name}.pem, then put its public key under approvers.{name} in the inventory",
+            f"{name}.pem, then put its public key under approvers.{name} in your project's inventory "
+            "(`hitlgate init DIR` writes a project; the bundled example's inventory is not yours to edit)",
             code="demo_key",
         )
 

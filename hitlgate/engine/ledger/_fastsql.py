@@ -52,8 +52,9 @@ class _Plan:
     bind: Mapping[str, Callable[[Any], Any]]
     #: The result's column keys (empty: the statement returns no rows).
     keys: tuple[str, ...]
-    #: The result columns' processors, by position (None: the value as the driver gives it).
-    result: tuple[Callable[[Any], Any] | None, ...]
+    #: The result columns' processors, by position (None: the value as the driver gives it); None when no
+    #: column has one.
+    result: tuple[Callable[[Any], Any] | None, ...] | None
 
 
 class Rows:
@@ -152,11 +153,11 @@ class Prepared:
             except Exception as exc:  # noqa: BLE001 - as above.
                 conn._handle_dbapi_exception(exc, plan.sql, parameters, cursor, None)
             processors = plan.result
-            if any(p is not None for p in processors):
+            if processors is None:
+                rows = [tuple(row) for row in fetched]
+            else:
                 rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
                         for row in fetched]
-            else:
-                rows = [tuple(row) for row in fetched]
             return Rows(plan.keys, rows, rowcount)
         finally:
             cursor.close()
@@ -174,8 +175,6 @@ class Prepared:
         bind: dict[str, Callable[[Any], Any]] = {}
         for name in names:
             param = by_name[name]
-            if param.expanding:
-                raise TypeError(f"a prepared statement cannot hold an expanding parameter ({name})")
             if not param.required and (columns is None or name not in columns):
                 fixed[name] = param.effective_value
             processor = param.type.dialect_impl(dialect).bind_processor(dialect)
@@ -188,4 +187,4 @@ class Prepared:
             keys = tuple(selected.keys())
             result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
         return _Plan(sql=compiled.string, names=names, positional=bool(compiled.positional), fixed=fixed,
-                     bind=bind, keys=keys, result=result)
+                     bind=bind, keys=keys, result=result if any(p is not None for p in result) else None)

@@ -9,7 +9,9 @@ driver call takes 5 µs. A :class:`Prepared` statement is compiled by
 SQLAlchemy once per dialect (and, for an INSERT, per set of columns), and
 then each execution only orders the parameters, runs the column types'
 bind processors (a time becomes its stored text, as before) and the result
-columns' processors, and hands the SQL to ``Connection._cursor_execute``:
+columns' processors, and hands the SQL, on one cursor kept per driver
+connection (a cursor an error went through is dropped), to
+``Connection._cursor_execute``:
 SQLAlchemy's own path for statements it sends itself, which fires the
 engine's ``before_cursor_execute`` / ``after_cursor_execute`` events (the
 tests that watch statements, and the benchmark that counts them, see these
@@ -26,6 +28,7 @@ an expanding parameter (``IN``) is refused when it is wrapped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
+#: Where a pooled connection keeps the one cursor its prepared statements run on (``info`` lives as long as
+#: the driver's connection: a connection replaced after a disconnect starts without it).
+_CURSOR = "hitlgate_prepared_cursor"
 #: Whether this SQLAlchemy has the path this module sends statements on.
 _HAS_CURSOR_EXECUTE = callable(getattr(Connection, "_cursor_execute", None))
 
@@ -139,28 +145,35 @@ class Prepared:
             # A column type refusing a value (a naive time): SQLAlchemy's own wrapping of the same refusal.
             raise sa.exc.StatementError(str(exc), plan.sql, dict(given), exc) from exc
         parameters: Any = tuple(ordered) if plan.positional else dict(zip(plan.names, ordered, strict=True))
-        try:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        except Exception as exc:  # noqa: BLE001 - handed to SQLAlchemy, which wraps or re-raises it.
-            conn._handle_dbapi_exception(exc, plan.sql, parameters, None, None)
+        pooled = conn.connection
+        cursor = pooled.info.get(_CURSOR)
+        if cursor is None:
+            try:
+                cursor = pooled.info[_CURSOR] = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - handed to SQLAlchemy, which wraps or re-raises it.
+                conn._handle_dbapi_exception(exc, plan.sql, parameters, None, None)
         try:
             conn._cursor_execute(cursor, plan.sql, parameters)
             try:
                 # The driver decodes the rows here (a byte that is not UTF-8, a value out of range, a
-                # dropped connection): its error goes where an error of the statement itself goes.
-                fetched = cursor.fetchall() if cursor.description is not None else []
+                # dropped connection): its error goes where an error of the statement itself goes. Only a
+                # SELECT returns rows (asking the cursor for its description builds it, column by column).
+                fetched = cursor.fetchall() if plan.keys else []
                 rowcount = cursor.rowcount
             except Exception as exc:  # noqa: BLE001 - as above.
                 conn._handle_dbapi_exception(exc, plan.sql, parameters, cursor, None)
-            processors = plan.result
-            if processors is None:
-                rows = [tuple(row) for row in fetched]
-            else:
-                rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-                        for row in fetched]
-            return Rows(plan.keys, rows, rowcount)
-        finally:
-            cursor.close()
+        except BaseException:
+            # A cursor an error went through is not used again.
+            pooled.info.pop(_CURSOR, None)
+            with contextlib.suppress(Exception):
+                cursor.close()
+            raise
+        processors = plan.result
+        if processors is None:
+            rows = [tuple(row) for row in fetched]
+        else:
+            rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in fetched]
+        return Rows(plan.keys, rows, rowcount)
 
     def _plan(self, dialect: Dialect, columns: frozenset[str] | None) -> _Plan:
         compiled = self.statement.compile(dialect=dialect, column_keys=sorted(columns) if columns else None)

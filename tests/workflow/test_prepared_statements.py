@@ -70,7 +70,8 @@ def _reads(request_id: str) -> list[tuple[str, Prepared, dict[str, Any]]]:
 def test_every_read_returns_the_rows_sqlalchemy_returns(flowed: tuple[Engine, str], conn: Connection) -> None:
     _, request_id = flowed
     for name, prepared, params in _reads(request_id):
-        fast = prepared.execute(conn, params)
+        # A fresh Prepared compiles its plan here (the module's own may hold one from an earlier test).
+        fast = Prepared(prepared.statement).execute(conn, params)
         assert isinstance(fast, Rows), name
         slow = [dict(row) for row in conn.execute(prepared.statement, params).mappings()]  # type: ignore[arg-type]
         assert fast.mappings().all() == slow, name
@@ -106,9 +107,10 @@ def test_writes_store_what_sqlalchemy_stores_and_count_rows_alike(flowed: tuple[
             move = {"rid": pending.id, "from_status": "pending", "to_status": "rejected",
                     "now": pending.created_at, "reason": path, "expires_at": pending.expires_at}
             if path == "fast":
-                store_mod._INSERT_EVENT.execute(c, event)
-                moved = store_mod._MOVE_REQUEST.execute(c, move).rowcount
-                again = store_mod._MOVE_REQUEST.execute(c, move).rowcount  # Not pending any more.
+                Prepared(store_mod._INSERT_EVENT.statement).execute(c, event)
+                mover = Prepared(store_mod._MOVE_REQUEST.statement)
+                moved = mover.execute(c, move).rowcount
+                again = mover.execute(c, move).rowcount  # Not pending any more.
             else:
                 c.execute(store_mod._INSERT_EVENT.statement, event)  # type: ignore[arg-type]
                 moved = c.execute(store_mod._MOVE_REQUEST.statement, move).rowcount  # type: ignore[arg-type]
@@ -150,14 +152,14 @@ def test_driver_errors_and_refused_values_arrive_as_sqlalchemy_exceptions(flowed
         taken = {"seq": head[0], "at": engine.now(), "kind": "test", "request_id": None, "payload": "{}",
                  "prev_hash": head[1], "hash": head[1]}
         with pytest.raises(sa.exc.IntegrityError):
-            store_mod._INSERT_EVENT.execute(c, taken)  # seq is the primary key: already there.
+            Prepared(store_mod._INSERT_EVENT.statement).execute(c, taken)  # seq is the primary key: already there.
         raise _RollbackError
     with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
         naive = {**taken, "seq": head[0] + 1, "at": datetime(2025, 1, 1)}
         with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
-            store_mod._INSERT_EVENT.execute(c, naive)
+            Prepared(store_mod._INSERT_EVENT.statement).execute(c, naive)
         with pytest.raises(sa.exc.ArgumentError, match="'seq'"):
-            store_mod._EVENT_HASH.execute(c, {})
+            Prepared(store_mod._EVENT_HASH.statement).execute(c, {})
         raise _RollbackError
     # Through the store, the refusal is a StorageError naming the store, as every other statement's.
     with pytest.raises(StorageError, match="timezone-aware"), engine.store.write() as tx:
@@ -237,3 +239,29 @@ def test_events_of_no_kind_are_none(flowed: tuple[Engine, str]) -> None:
     with engine.store.read() as tx:
         assert tx.request_events(request_id, ()) == []
         assert [e.kind for e in tx.request_events(request_id, ("consumed",))] == ["consumed"]
+
+
+def test_plans_for_each_dialect_order_and_name_the_parameters_as_the_sql_takes_them() -> None:
+    """Compiled without a database: SQLite's positional plan and psycopg's named one, for the same statements."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    move = Prepared(store_mod._MOVE_REQUEST.statement)
+    lite = move._plan(sqlite.dialect(), None)
+    assert lite.positional and lite.sql.count("?") == len(lite.names) == 6
+    # The order the SQL takes them (SET in the table's column order, then WHERE), not the order written.
+    assert lite.sql.startswith("UPDATE requests SET status=?, expires_at=?, updated_at=?, status_reason=? WHERE")
+    assert lite.names == ("to_status", "expires_at", "now", "reason", "rid", "from_status")
+    assert set(lite.bind) == {"now", "expires_at"}  # The two times go through their column type.
+    pg = move._plan(postgresql.psycopg.dialect(), None)
+    assert not pg.positional and set(pg.names) == set(lite.names)
+    assert sorted(pg.names, key=lambda name: pg.sql.index(f"%({name})s")) == list(lite.names)
+    head = Prepared(store_mod._LOCK_HEAD.statement)
+    assert head._plan(sqlite.dialect(), None).fixed == {"id_1": 1}  # The statement's own literal.
+    assert "FOR UPDATE" in head._plan(postgresql.psycopg.dialect(), None).sql
+    assert "FOR UPDATE" not in head._plan(sqlite.dialect(), None).sql
+    insert = Prepared(store_mod._INSERT_EVENT.statement)
+    some = insert._plan(sqlite.dialect(), frozenset({"seq", "hash"}))
+    assert some.names == ("seq", "hash") and some.fixed == {} and some.keys == ()
+    reads = Prepared(store_mod._WARRANT_OF.statement)._plan(sqlite.dialect(), None)
+    assert reads.keys[:2] == ("jti", "request_id") and reads.result is not None  # Times: UtcTime's processor.
+    assert Prepared(store_mod._VOTES_OF.statement)._plan(sqlite.dialect(), None).result is None

@@ -266,3 +266,12 @@ def test_plans_for_each_dialect_order_and_name_the_parameters_as_the_sql_takes_t
     reads = Prepared(store_mod._WARRANT_OF.statement)._plan(sqlite.dialect(), None)
     assert reads.keys[:2] == ("jti", "request_id") and reads.result is not None  # Times: UtcTime's processor.
     assert Prepared(store_mod._VOTES_OF.statement)._plan(sqlite.dialect(), None).result is None
+
+
+def test_a_statement_that_is_not_sql_is_refused_naming_its_kind() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from hitlgate.engine.ledger import _store_schema as t
+
+    with pytest.raises(TypeError, match="^not a SQL statement: CreateTable$"):
+        Prepared(sa.schema.CreateTable(t.requests))._plan(sqlite.dialect(), None)

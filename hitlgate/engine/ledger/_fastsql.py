@@ -98,10 +98,11 @@ class _Mappings:
         self._rows = rows
 
     def first(self) -> dict[str, Any] | None:
-        return dict(zip(self._keys, self._rows[0], strict=True)) if self._rows else None
+        # A row has a value per key (both come from the one SELECT): any `strict` gives the same dict.
+        return dict(zip(self._keys, self._rows[0], strict=True)) if self._rows else None  # pragma: no mutate
 
     def all(self) -> list[dict[str, Any]]:
-        return [dict(zip(self._keys, row, strict=True)) for row in self._rows]
+        return [dict(zip(self._keys, row, strict=True)) for row in self._rows]  # pragma: no mutate - as first()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.all())
@@ -176,7 +177,9 @@ class Prepared:
         return Rows(plan.keys, rows, rowcount)
 
     def _plan(self, dialect: Dialect, columns: frozenset[str] | None) -> _Plan:
-        compiled = self.statement.compile(dialect=dialect, column_keys=sorted(columns) if columns else None)
+        # column_keys only for an INSERT: a DDL construct's compiler takes no such argument.
+        compiled = (self.statement.compile(dialect=dialect, column_keys=sorted(columns)) if columns
+                    else self.statement.compile(dialect=dialect))
         if not isinstance(compiled, SQLCompiler):
             raise TypeError(f"not a SQL statement: {type(self.statement).__name__}")
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
@@ -188,9 +191,12 @@ class Prepared:
         bind: dict[str, Callable[[Any], Any]] = {}
         for name in names:
             param = by_name[name]
-            if not param.required and (columns is None or name not in columns):
+            if not param.required:
+                # The statement's own value (`id == 1`, a LIMIT); a value given at execution wins over it.
                 fixed[name] = param.effective_value
-            processor = param.type.dialect_impl(dialect).bind_processor(dialect)
+            # The dialect is passed as SQLAlchemy passes it; the store's column types do not read it
+            # (equivalent if mutated).
+            processor = param.type.dialect_impl(dialect).bind_processor(dialect)  # pragma: no mutate
             if processor is not None:
                 bind[name] = processor
         keys: tuple[str, ...] = ()
@@ -198,6 +204,8 @@ class Prepared:
         if isinstance(self.statement, sa.Select):
             selected = self.statement.selected_columns
             keys = tuple(selected.keys())
-            result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected)
+            # As the bind processors above: equivalent if the dialect argument is mutated.
+            result = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)  # pragma: no mutate
+                           for c in selected)
         return _Plan(sql=compiled.string, names=names, positional=bool(compiled.positional), fixed=fixed,
                      bind=bind, keys=keys, result=result if any(p is not None for p in result) else None)

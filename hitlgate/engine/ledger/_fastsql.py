@@ -129,10 +129,12 @@ class Prepared:
         ``AUTOCOMMIT``), as ``Store.read_first`` runs it.
         """
         if not _HAS_CURSOR_EXECUTE or not (alone or conn.in_transaction()):
-            return conn.execute(self.statement, dict(params) if params else None)  # type: ignore[call-overload]
+            return conn.execute(self.statement, params)  # type: ignore[call-overload]
         given = params or {}
         dialect = conn.dialect
-        columns = frozenset(given) if isinstance(self.statement, sa.Insert) else None
+        # Only an INSERT's SQL depends on the columns given (equivalent if mutated to key every statement's
+        # plans by them: more plans, the same SQL).
+        columns = frozenset(given) if isinstance(self.statement, sa.Insert) else None  # pragma: no mutate
         plan = self._plans.get((dialect.name, dialect.driver, columns))
         if plan is None:
             plan = self._plans[(dialect.name, dialect.driver, columns)] = self._plan(dialect, columns)

@@ -156,8 +156,11 @@ def test_driver_errors_and_refused_values_arrive_as_sqlalchemy_exceptions(flowed
         raise _RollbackError
     with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
         naive = {**taken, "seq": head[0] + 1, "at": datetime(2025, 1, 1)}
-        with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+        with pytest.raises(sa.exc.StatementError, match="timezone-aware") as refused:
             Prepared(store_mod._INSERT_EVENT.statement).execute(c, naive)
+        # What SQLAlchemy's own refusal carries: the statement and the parameters as given.
+        assert str(refused.value.statement).startswith("INSERT INTO audit_events")
+        assert refused.value.params == naive
         with pytest.raises(sa.exc.ArgumentError, match="'seq'"):
             Prepared(store_mod._EVENT_HASH.statement).execute(c, {})
         raise _RollbackError
@@ -275,3 +278,16 @@ def test_a_statement_that_is_not_sql_is_refused_naming_its_kind() -> None:
 
     with pytest.raises(TypeError, match="^not a SQL statement: CreateTable$"):
         Prepared(sa.schema.CreateTable(t.requests))._plan(sqlite.dialect(), None)
+
+
+def test_an_insert_of_some_columns_leaves_the_others_to_their_defaults(flowed: tuple[Engine, str]) -> None:
+    """An INSERT's plan is compiled for the columns given (request_id left out here: NULL), as SQLAlchemy's is."""
+    engine, _ = flowed
+    with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
+        head = c.execute(sa.text("SELECT seq, hash FROM audit_head")).one()
+        Prepared(store_mod._INSERT_EVENT.statement).execute(c, {
+            "seq": head[0] + 1, "at": engine.now(), "kind": "test", "payload": "{}", "prev_hash": head[1],
+            "hash": head[1]})
+        stored = c.execute(sa.text("SELECT kind, request_id FROM audit_events WHERE seq = :s"), {"s": head[0] + 1})
+        assert tuple(stored.one()) == ("test", None)
+        raise _RollbackError

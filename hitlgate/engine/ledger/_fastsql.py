@@ -135,10 +135,11 @@ class Prepared:
         # Only an INSERT's SQL depends on the columns given (equivalent if mutated to key every statement's
         # plans by them: more plans, the same SQL).
         columns = frozenset(given) if isinstance(self.statement, sa.Insert) else None  # pragma: no mutate
-        plan = self._plans.get((dialect.name, dialect.driver, columns))
+        # A plan recompiled every time is the same plan, only slower: equivalent if the lookup is mutated.
+        plan = self._plans.get((dialect.name, dialect.driver, columns))  # pragma: no mutate
         if plan is None:
             plan = self._plans[(dialect.name, dialect.driver, columns)] = self._plan(dialect, columns)
-        values = {**plan.fixed, **given} if plan.fixed else given
+        values = {**plan.fixed, **given} if plan.fixed else given  # pragma: no mutate - the copy only when needed
         bind = plan.bind
         try:
             ordered = [bind[name](values[name]) if name in bind else values[name] for name in plan.names]

@@ -161,6 +161,7 @@ def test_driver_errors_and_refused_values_arrive_as_sqlalchemy_exceptions(flowed
         # What SQLAlchemy's own refusal carries: the statement and the parameters as given.
         assert str(refused.value.statement).startswith("INSERT INTO audit_events")
         assert refused.value.params == naive
+        assert isinstance(refused.value.orig, ValueError)
         with pytest.raises(sa.exc.ArgumentError, match="'seq'"):
             Prepared(store_mod._EVENT_HASH.statement).execute(c, {})
         raise _RollbackError

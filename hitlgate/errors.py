@@ -87,12 +87,25 @@ class InputError(HitlgateError):
     code = "invalid_input"
 
 
+def _code_of(what: str) -> str:
+    """``invalid_`` and the leading lowercase words of ``what`` ("audit event 5" -> ``invalid_audit_event``)."""
+    words = []
+    for word in what.lower().split():
+        if not word.isascii() or not word.isalpha():
+            break
+        words.append(word)
+    return "_".join(["invalid", *words]) if words else "invalid_input"
+
+
 class ValidationError(InputError):
     """A document failed validation (JSON Schema, limits, encoding, syntax).
 
     ``problems`` holds one message per problem, each naming the JSON path
     of the offending field ("action.type: 'x' is not one of [...]"). The
-    code is ``invalid_<what>`` (``invalid_proposal``) unless given.
+    code is ``invalid_<what>`` (``invalid_proposal``) unless given, built
+    from the leading words of ``what`` only: a value named in it ("audit
+    event 5", "policy pack 'x'") stays in the message, never in the code,
+    so the code is one of a fixed set.
     """
 
     def __init__(self, what: str, problems: Sequence[str], *, code: str | None = None) -> None:
@@ -100,7 +113,7 @@ class ValidationError(InputError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(
             f"invalid {what}: {len(problems)} problem(s)\n{lines}",
-            code=code or "invalid_" + "_".join(what.lower().split()),
+            code=code or _code_of(what),
             problems=problems,
         )
 

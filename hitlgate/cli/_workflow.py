@@ -38,7 +38,7 @@ from hitlgate.engine._files import write_file
 from hitlgate.engine._safeparse import LimitedLines
 from hitlgate.engine._time import format_time, utcnow
 from hitlgate.engine.approve import lifecycle
-from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.approve.approvals import MAX_REASON_LENGTH, SignedStatement, Statement, sign
 from hitlgate.engine.decide.proposal import Proposal
 from hitlgate.engine.keys.keyring import EngineKeyring, generate_approver_key, load_approver_key, retire_after_for
 from hitlgate.engine.ledger.anchor import load_external_anchor
@@ -143,6 +143,11 @@ def format_request(
         bad = (" -- NOT COUNTED: signature invalid for this request (forged row?)"
                if v.verdict == "approve" and v.approver in unverified else "")
         lines.append(f"  vote:      {v.approver} {_PAST.get(v.verdict, v.verdict)} at {format_time(v.signed_at)}{bad}")
+        why = (v.statement.get("statement") or {}).get("reason")
+        if isinstance(why, str) and why:
+            # The approver's own words, signed with the vote; one line per line they wrote.
+            lines.extend(f"             {'because:' if i == 0 else '        '} {line}"
+                         for i, line in enumerate(why.splitlines()))
     if warrant is not None:
         lines.append(f"  warrant:   {describe_warrant(warrant)}")
     if req.decision.fail_closed is not None:
@@ -327,6 +332,7 @@ def _vote_command(verdict: str) -> click.Command:
         "  2  bad arguments, unknown request (code not_found) or key file",
         epilog=examples(
             f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem",
+            f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem --reason 'checked with the owner'",
             f"hitlgate {verdict} --signed {noun}.json",
         ),
     )
@@ -334,6 +340,8 @@ def _vote_command(verdict: str) -> click.Command:
     @click.option("--as", "name", type=UTF8_TEXT, help="Your approver name in the inventory.")
     @click.option("--key", "key_file", type=click.Path(dir_okay=False), help="Your Ed25519 private key (PEM).")
     @click.option("--signed", "signed_file", help=f"A signed {noun} statement (JSON file, or - for stdin).")
+    @click.option("--reason", type=UTF8_TEXT, help=f"Why you {verdict} (signed into the statement and kept in "
+                  f"the audit trail; at most {MAX_REASON_LENGTH} characters).")
     @click.option("--digest", help="Action digest to sign (for offline signing with --out; default: the stored one).")
     @click.option("--out", type=click.Path(dir_okay=False), help="Write the signed statement here; do not submit.")
     @force_option
@@ -345,13 +353,15 @@ def _vote_command(verdict: str) -> click.Command:
         name: str | None,
         key_file: str | None,
         signed_file: str | None,
+        reason: str | None,
         digest: str | None,
         out: str | None,
         force: bool,
     ) -> None:
         if signed_file:
-            if name or key_file or out:
-                raise InputError("--signed cannot be combined with --as/--key/--out")
+            if name or key_file or out or reason is not None:
+                raise InputError("--signed cannot be combined with --as/--key/--out/--reason (a reason is signed into "
+                                 "the statement)")
             doc = read_json_arg(signed_file, f"signed {noun}")
             statement = SignedStatement.from_dict(doc)
             if request_id and statement.statement.request_id != request_id:
@@ -362,9 +372,12 @@ def _vote_command(verdict: str) -> click.Command:
             return
         if not (request_id and name and key_file):
             raise InputError("give REQUEST_ID with --as NAME --key FILE, or --signed FILE")
+        if reason is not None and not reason.strip():
+            raise InputError("--reason: must not be empty (leave the option out for no reason)")
+        why = reason.strip() if reason else ""
         key = load_approver_key(Path(key_file))
         if out and digest:
-            signed = sign(Statement(request_id, digest, verdict, name, utcnow()), key)  # type: ignore[arg-type]
+            signed = sign(Statement(request_id, digest, verdict, name, utcnow(), why), key)  # type: ignore[arg-type]
             _write_statement(out, signed, noun, force, f"wrote signed {noun} to {out}")
             return
         with open_engine(state) as engine:
@@ -384,7 +397,7 @@ def _vote_command(verdict: str) -> click.Command:
                 raise InputError(
                     f"--digest {the_digest} is not the digest of request {request_id} ({req.action_digest})"
                 )
-            signed = sign(Statement(req.id, the_digest, verdict, name, engine.now()), key)  # type: ignore[arg-type]
+            signed = sign(Statement(req.id, the_digest, verdict, name, engine.now(), why), key)  # type: ignore[arg-type]
             if out:
                 text = f"wrote signed {noun} of {req.action['type']} on {req.action['target']} to {out}"
                 _write_statement(out, signed, noun, force, text)

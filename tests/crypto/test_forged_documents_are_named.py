@@ -65,3 +65,24 @@ def test_checkpoint_with_a_field_missing_or_a_forged_time_is_refused() -> None:
 def test_well_formed_documents_parse() -> None:
     assert AuditEvent.from_dict(EVENT).seq == 1
     assert Checkpoint.from_dict(CHECKPOINT).kid == "k"
+
+
+def test_a_seq_named_in_the_message_stays_out_of_the_code() -> None:
+    # The event's seq is in the message, for the auditor; the code stays one a script can branch on.
+    for seq in (7, 123456):
+        with pytest.raises(ValidationError, match=f"^invalid audit event {seq}: ") as exc:
+            AuditEvent.from_dict({**EVENT, "seq": seq, "kind": "made_up"})
+        assert exc.value.code == "invalid_audit_event"
+    with pytest.raises(ValidationError, match="^invalid audit event 0: ") as exc:
+        AuditEvent.from_dict({**EVENT, "seq": 0})
+    assert exc.value.code == "invalid_audit_event"
+
+
+@pytest.mark.parametrize(("what", "code"), [
+    ("proposal", "invalid_proposal"), ("signed approval", "invalid_signed_approval"),
+    ("Rego file", "invalid_rego_file"), ("audit event 'x'", "invalid_audit_event"),
+    ("policy pack ./p/é", "invalid_policy_pack"), ("5", "invalid_input"), ("", "invalid_input"),
+])
+def test_the_default_code_is_built_from_the_leading_words_only(what: str, code: str) -> None:
+    assert ValidationError(what, ["x"]).code == code
+    assert ValidationError(what, ["x"], code="bad_encoding").code == "bad_encoding"

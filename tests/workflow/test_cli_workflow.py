@@ -94,6 +94,37 @@ def test_signed_elsewhere_and_rejection(env, tmp_path):
     assert "takes no more votes" in err.output
 
 
+def test_a_rejection_carries_its_reason_into_the_request_and_the_audit_trail(env, tmp_path):
+    doc = proposal("rotate_api_key", "svc-payments-key")
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)["id"]
+    why = "the owner is mid-deploy; rotate after 18:00"
+    out = json.loads(run(env, "reject", rid, "--as", "alice", "--key", str(tmp_path / "alice.pem"),
+                         "--reason", f"  {why} ", "--json").output)
+    assert out["status"] == "rejected"
+    assert [(v["approver"], v["verdict"], v["statement"]["statement"].get("reason")) for v in out["votes"]] == [
+        ("alice", "reject", why)]
+    assert f"because: {why}" in run(env, "show", rid).output
+    # The reason is signed: it is in the statement the audit trail keeps.
+    lines = [json.loads(line) for line in run(env, "audit", "export").output.splitlines()]
+    about = [e for e in lines if e.get("record") == "event" and e.get("request_id") == rid]
+    assert any(why in json.dumps(e["payload"]) for e in about), about
+
+
+def test_a_reason_is_refused_when_empty_or_with_a_statement_signed_elsewhere(env, tmp_path):
+    doc = proposal("rotate_api_key", "svc-payments-key")
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)["id"]
+    err = run(env, "reject", rid, "--as", "alice", "--key", str(tmp_path / "alice.pem"), "--reason", "  ", code=2)
+    assert "--reason: must not be empty" in err.output
+    stmt = tmp_path / "erin.json"
+    run(env, "approve", rid, "--as", "erin", "--key", str(tmp_path / "erin.pem"), "--reason", "fine", "--out",
+        str(stmt))
+    assert json.loads(stmt.read_text())["statement"]["reason"] == "fine"
+    err = run(env, "approve", "--signed", str(stmt), "--reason", "other", code=2)
+    assert "a reason is signed into the statement" in err.output
+    # Nothing was recorded by the refusals.
+    assert json.loads(run(env, "show", rid, "--json").output)["votes"] == []
+
+
 def test_wait_times_out_with_exit_3(env, tmp_path):
     rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json", code=4).output)["id"]
     assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=4).output

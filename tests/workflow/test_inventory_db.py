@@ -7,6 +7,7 @@ A second :class:`InventoryDB` on the same URL plays the "database writer"
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,6 +234,19 @@ def test_a_writer_edit_reaches_the_poller_within_a_second(db: InventoryDB, write
     assert index is first
     assert index.revision == writer.content_revision() != old_revision
     assert facts.version == written.version
+
+
+def test_facts_dropped_without_close_stop_their_poller_at_once(db: InventoryDB) -> None:
+    # A long interval: the thread must not wait for its next wake-up to notice nobody holds the facts.
+    facts = DatabaseFacts(InventoryDB(db.store), poll_interval=30)
+    thread = facts._thread
+    assert thread is not None and thread.is_alive()
+    del facts
+    gc.collect()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    # The store it read is still the caller's, open and usable.
+    assert db.get("identities", "svc-ci-runner")[0]["privilege"] == "high"
 
 
 def test_a_deleted_record_leaves_the_index(db: InventoryDB, writer: InventoryDB) -> None:

@@ -1009,6 +1009,9 @@ class DatabaseFacts:
             name="hitlgate-inventory-poll", daemon=True,
         )
         self._thread.start()
+        # Facts collected without close() stop their thread at once, not at its next wake-up
+        # (the callback holds the event, never the facts).
+        weakref.finalize(self, self._stop.set)
 
     def current(self) -> FactIndex:
         """The index as of the last poll (at most :data:`POLL_INTERVAL` old)."""

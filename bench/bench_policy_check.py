@@ -129,6 +129,13 @@ def measure(targets: int = 1000, replay_lines: int = 10_000) -> dict[str, Any]:
     }
 
 
+#: The policy CI goal (metric, op, target, description), graded in the report.
+GOALS = [
+    ("policy_check_wall_s", "<=", 60.0,
+     "`hitlgate policy check --base` on 1,000 identities with a 10,000-line replay, wall s"),
+]
+
+
 def run(mode: Any = "full", *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The ``python -m bench`` entry: full is 1,000 targets and 10,000 replay lines; smoke is 40 and 200."""
     targets, lines = (40, 200) if mode == "smoke" else (1000, 10_000)

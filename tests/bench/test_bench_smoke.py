@@ -64,6 +64,9 @@ def test_report_has_every_section(smoke: tuple[str, dict[str, Any]]) -> None:
     assert "- Machine: " in md and " cores, " in md and "load average at start" in md
     # Smoke sizes are not the goals' sizes: no goal is marked met or missed by them.
     assert "not graded (smoke)" in md and "**met**" not in md and "**missed**" not in md
+    # Every goal a benchmark declares has its row in the goals table (graded in a full run).
+    for row in ("(policy_check.policy_check_wall_s)", "(console.pending_list_p99_ms)", "(flows.flows_per_s_sqlite)"):
+        assert row in md.split("## Before")[0], row
     for name in ("Python", "regopy", "OPA", "PostgreSQL", "SQLite", "hitlgate commit"):
         assert f"{name} " in md, name
     # The benchmarks other helpers are writing appear once they exist, and then must not fail.

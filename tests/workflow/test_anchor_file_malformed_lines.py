@@ -381,3 +381,26 @@ def test_last_reads_past_its_first_4_kib_window_as_the_64_kib_one_would(
     anchor = _anchor(tmp_path, text)
     expected = Checkpoint.from_dict({k: v for k, v in json.loads(padded).items() if k != "record"})
     assert anchor.last() == expected
+
+
+def test_the_last_checkpoint_is_read_again_after_any_change_to_the_file(tmp_path: Path, checkpoint_line: str) -> None:
+    # last() keeps what it parsed while the file is unchanged (each write transaction asks for it); a
+    # rewrite of the same length with the modification time put back is still seen (its ctime moved).
+    anchor = _anchor(tmp_path, checkpoint_line)
+    first = anchor.last()
+    assert first is not None and first.seq == 2
+    assert anchor.last() is first
+    doc = json.loads(checkpoint_line)
+    forged = json.dumps({**doc, "seq": 3}) + "\n"
+    assert len(forged) == len(checkpoint_line)
+    before = anchor.path.stat()
+    anchor.path.write_text(forged, encoding="utf-8")
+    os.utime(anchor.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert anchor.path.stat().st_mtime_ns == before.st_mtime_ns
+    assert anchor.last().seq == 3  # type: ignore[union-attr]
+    # A malformed last line is refused however recently a good one was read.
+    anchor.path.write_text(checkpoint_line + "[1]\n", encoding="utf-8")
+    with pytest.raises(AuditChainError, match="is malformed"):
+        anchor.last()
+    anchor.path.unlink()
+    assert anchor.last() is None

@@ -139,6 +139,8 @@ class AuditAnchor:
     def __init__(self, path: Path) -> None:
         """Bind to ``path``; nothing is touched until first use."""
         self.path = Path(path)
+        #: The file's identity and change times when :meth:`last` last parsed it, and what it found.
+        self._last_seen: tuple[tuple[int, ...], Checkpoint | None] | None = None
 
     def exists(self) -> bool:
         """Whether the anchor file exists (a missing file with stored checkpoints is an alarm)."""
@@ -282,7 +284,15 @@ class AuditAnchor:
         except OSError as exc:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         try:
-            size = os.fstat(fd).st_size
+            stat = os.fstat(fd)
+            # Every write to the file moves its ctime (which no caller can set back), so a file
+            # whose inode, size, mtime and ctime are unchanged holds the lines it held: the
+            # checkpoint parsed then is still its last. Each write transaction asks for it.
+            seen = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+            cached = self._last_seen
+            if cached is not None and cached[0] == seen:
+                return cached[1]
+            size = stat.st_size
             for window in (_FIRST_TAIL_BYTES, _TAIL_BYTES):
                 # One byte more than the window: a line of up to its size (its newline included) is
                 # then always read whole, with the newline that ends the line before it.
@@ -306,14 +316,17 @@ class AuditAnchor:
                 raise AuditChainError(
                     f"the audit anchor {self.path} has no complete checkpoint line in its last 64 KiB"
                 )
+            self._last_seen = (seen, None)
             return None
         try:
             doc = json.loads(line.decode("utf-8"))  # pragma: no mutate - codec names ignore case
             if not isinstance(doc, dict) or doc.pop("record", None) != "checkpoint":
                 raise ValueError("not a checkpoint record")
-            return Checkpoint.from_dict(doc)
+            checkpoint = Checkpoint.from_dict(doc)
         except (ValueError, ValidationError, RecursionError) as exc:
             raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
+        self._last_seen = (seen, checkpoint)
+        return checkpoint
 
     def size(self) -> int:
         """The anchor file's length in bytes (0 when it does not exist)."""

@@ -169,11 +169,20 @@ def _check_database_inventory(config: Config, report: BackendReport) -> None:
         db = InventoryDB.open(config.state_url)
         try:
             status = db.status()
+            writable = db.writable_tables()
         finally:
             db.close()
     except HitlgateError as exc:
         report.problems.append(f"cannot read the inventory from the database (inventory.source: database): {exc}")
         return
+    if writable:
+        # Not a problem (it decides as configured), but the trust it implies is easy to miss.
+        report.warnings.append(
+            "the credentials in `state` may write the inventory tables (" + ", ".join(writable) + "): whoever "
+            "holds them decides every risk fact and every approver's key, so they can have an action allowed "
+            "without a real approval. On PostgreSQL run the service with a role that may only SELECT these "
+            "tables and `hitlgate inventory` with another (README, \"Inventory in the database\")"
+        )
     if status.version == 0:
         report.problems.append(
             "the inventory in the database is empty (inventory.source: database): nothing was ever imported, "

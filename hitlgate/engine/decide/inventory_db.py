@@ -617,6 +617,28 @@ class InventoryDB:
             content = f"invalid: {exc}"
         return InventoryStatus(version=version, revision=revision, counts=counts, content_revision=content)
 
+    def writable_tables(self) -> list[str]:
+        """The inventory tables the credentials in the store's URL may change (SQLite: all of them).
+
+        Whoever can change them decides the risk facts and the approvers'
+        keys (see the README, "Inventory in the database"): a deciding
+        service is better run with a PostgreSQL role that may only read
+        them, and ``hitlgate inventory`` with another. SQLite has no
+        privileges: whoever may write the file may write every table.
+        """
+        names = [t.inventory_records.name, t.inventory_refs.name, t.inventory_meta.name]
+        with self._snapshot() as conn:
+            if conn.dialect.name != "postgresql":
+                return names
+            return [
+                name for name in names
+                if conn.execute(sa.text(
+                    "SELECT has_table_privilege(CAST(:name AS text), 'INSERT') "
+                    "OR has_table_privilege(CAST(:name AS text), 'UPDATE') "
+                    "OR has_table_privilege(CAST(:name AS text), 'DELETE')"
+                ), {"name": name}).scalar()
+            ]
+
     # -- writing -------------------------------------------------------------
 
     def import_files(self, paths: Sequence[Path], *, limits: Limits = DEFAULT_LIMITS) -> ChangeResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +310,17 @@ EXAMPLE_PROPOSAL = {
 }
 
 
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``path.replaced-<UTC time>`` (a free name) and return the new name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.replaced-{stamp}" + (f"-{n}" if n else ""))
+        if not aside.exists() and not aside.is_symlink():
+            path.rename(aside)
+            return aside
+    raise OSError(f"no free name to move {path} aside")
+
+
 def _write_gitignore(path: Path) -> None:
     """Create ``path``, or append the lines it lacks, so an existing .gitignore keeps its own rules."""
     existing = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
@@ -322,7 +334,8 @@ def _write_gitignore(path: Path) -> None:
 
 @click.command(epilog=examples("hitlgate init myproject", "cd myproject && hitlgate decide proposal.json"))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite an existing hitlgate.yaml and policy pack.")
+@click.option("--force", is_flag=True, help="Replace an existing hitlgate.yaml and policies/ (the old ones are moved "
+              "aside to NAME.replaced-TIME, never deleted).")
 @json_option
 @pass_state
 def init(state: CliState, directory: Path, force: bool) -> None:
@@ -343,15 +356,18 @@ def init(state: CliState, directory: Path, force: bool) -> None:
     target = directory / "policies"
     if not force and (config_file.exists() or target.exists()):
         raise InputError(f"{directory} already has a hitlgate project (use --force to overwrite)", code="file_exists")
+    moved: list[str] = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
         src = bundled_policy_dir()
-        if target.exists():
-            shutil.rmtree(target)
+        # --force replaces, it never deletes: rules, tests and inventory the user wrote stay on disk.
+        for old in (target, config_file):
+            if old.exists() or old.is_symlink():
+                moved.append(str(_move_aside(old)))
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
         shutil.copytree(src, target, ignore=ignore)
         shutil.copytree(starter_policy_dir(), target, ignore=ignore, dirs_exist_ok=True)
-        write_file(config_file, STARTER_CONFIG, secret=False, overwrite=force, what="config")
+        write_file(config_file, STARTER_CONFIG, secret=False, what="config")
         example = directory / "proposal.json"
         if not example.exists():
             write_file(
@@ -363,9 +379,11 @@ def init(state: CliState, directory: Path, force: bool) -> None:
         raise InputError(f"cannot write the project into {directory}: {exc.strerror or exc}") from exc
     if state.json:
         echo_json({"directory": str(directory), "config": str(config_file), "policy": str(target),
-                   "example_proposal": str(directory / "proposal.json"),
+                   "example_proposal": str(directory / "proposal.json"), "moved_aside": moved,
                    "next": [f"cd {directory}", "hitlgate decide proposal.json", "hitlgate policy test"]})
         return
+    for path in moved:
+        click.echo(f"moved the previous {Path(path).name.rsplit('.replaced-', 1)[0]} aside to {path}")
     click.echo(f"wrote {directory}/: hitlgate.yaml, policies/ (Rego pack, inventory, scenarios), "
                "proposal.json, .gitignore")
     click.echo("the approvers in policies/data/inventory.yaml have DEMO keys (public seed): replace each")

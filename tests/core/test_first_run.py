@@ -56,6 +56,32 @@ def test_init_appends_to_an_existing_gitignore(tmp_path: Path) -> None:
     assert lines.count("/keys/") == 1 and "/state/" in lines
 
 
+def test_init_force_moves_the_users_own_files_aside_and_deletes_nothing(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    assert CliRunner().invoke(cli, ["init", str(proj)]).exit_code == 0
+    # The user's own work: a rule, its tests, a data file, and an edited config.
+    (proj / "policies" / "customer_data.rego").write_text("package hitlgate\n")
+    (proj / "policies" / "data" / "exports.yaml").write_text("identities: {}\n")
+    (proj / "hitlgate.yaml").write_text((proj / "hitlgate.yaml").read_text() + "# mine\n")
+    refused = CliRunner().invoke(cli, ["--json", "init", str(proj)])
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["error"]["code"] == "file_exists"
+    result = CliRunner().invoke(cli, ["--json", "init", str(proj), "--force"])
+    assert result.exit_code == 0, result.output
+    moved = [Path(p) for p in json.loads(result.stdout)["moved_aside"]]
+    assert [p.name.split(".replaced-")[0] for p in moved] == ["policies", "hitlgate.yaml"]
+    old_pack, old_config = moved
+    assert (old_pack / "customer_data.rego").read_text() == "package hitlgate\n"
+    assert (old_pack / "data" / "exports.yaml").exists()
+    assert old_config.read_text().endswith("# mine\n")
+    # The fresh project is the starter, without the user's files.
+    assert not (proj / "policies" / "customer_data.rego").exists()
+    assert "# mine" not in (proj / "hitlgate.yaml").read_text()
+    # A second --force in the same second finds a free name too.
+    again = CliRunner().invoke(cli, ["init", str(proj), "--force"])
+    assert again.exit_code == 0 and "moved the previous policies aside to" in again.output
+    assert len(list(proj.glob("policies.replaced-*"))) == 2
+
+
 def test_policy_test_without_opa_names_hitlgate_opa_install(tmp_path: Path) -> None:
     env = {"HITLGATE_OPA": None, "HITLGATE_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path / "nowhere")}
     result = CliRunner().invoke(cli, ["policy", "test"], env=env)

@@ -13,7 +13,7 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -121,15 +121,25 @@ def format_request(
     the quorum counts only those that verify; the others are marked.
     """
     action = req.action
+    proposal = req.proposal
     lines = [
-        f"{req.id}  {req.status.upper()}  {req.tier}",
-        f"  action:    {action['type']} on {action['target']}"
+        f"{_shown(req.id)}  {_shown(req.status.upper())}  {_shown(req.tier)}",
+        f"  action:    {_shown(action['type'])} on {_shown(action['target'])}"
         + (f" {json.dumps(action['parameters'], sort_keys=True)}" if action["parameters"] else ""),
-        f"  digest:    {req.action_digest}",
-        f"  requester: {req.requester}",
-        f"  created:   {format_time(req.created_at)}   {_DEADLINE_LABEL.get(req.status, 'expires')}: "
-        f"{format_time(req.expires_at)}",
+        f"  digest:    {_shown(req.action_digest)}",
+        f"  requester: {_shown(req.requester)}",
     ]
+    # What the agent gave as its reason: an approver signing from the command line must see it too.
+    lines.extend(_field("  why:       ", proposal.get("justification")))
+    context = [f"incident {proposal['incident']}" if isinstance(proposal.get("incident"), str) else "",
+               f"confidence {proposal['confidence']}" if isinstance(proposal.get("confidence"), int | float) else ""]
+    if any(context):
+        lines.append(f"  context:   {_shown(', '.join(c for c in context if c))}")
+    blast = req.decision.blast_radius
+    if any(blast.values()):
+        lines.append("  blast:     " + _shown("; ".join(f"{k}: {', '.join(v)}" for k, v in blast.items() if v)))
+    lines.append(f"  created:   {format_time(req.created_at)}   {_DEADLINE_LABEL.get(req.status, 'expires')}: "
+                 f"{format_time(req.expires_at)}")
     unverified: dict[str, str] = {}
     if req.decision.needs_approval:
         if verify_votes:
@@ -137,26 +147,55 @@ def format_request(
         else:
             progress = engine.progress(req.id)
         lines.append(f"  quorum:    {progress.describe()}")
-    if req.status_reason:
-        lines.append(f"  status:    {req.status_reason}")
+    lines.extend(_field("  status:    ", req.status_reason))
     for v in req.votes:
         bad = (" -- NOT COUNTED: signature invalid for this request (forged row?)"
                if v.verdict == "approve" and v.approver in unverified else "")
-        lines.append(f"  vote:      {v.approver} {_PAST.get(v.verdict, v.verdict)} at {format_time(v.signed_at)}{bad}")
-        why = (v.statement.get("statement") or {}).get("reason")
-        if isinstance(why, str) and why:
-            # The approver's own words, signed with the vote; one line per line they wrote.
-            lines.extend(f"             {'because:' if i == 0 else '        '} {line}"
-                         for i, line in enumerate(why.splitlines()))
+        lines.append(f"  vote:      {_shown(v.approver)} {_PAST.get(v.verdict, _shown(v.verdict))} at "
+                     f"{format_time(v.signed_at)}{bad}")
+        inner = v.statement.get("statement") if isinstance(v.statement, Mapping) else None
+        # The approver's own words, signed with the vote (a damaged row has none to show).
+        lines.extend(_field("             because: ", inner.get("reason") if isinstance(inner, Mapping) else None))
     if warrant is not None:
         lines.append(f"  warrant:   {describe_warrant(warrant)}")
     if req.decision.fail_closed is not None:
         lines.append(f"  FAILED CLOSED: {req.decision.fail_closed['code']} (the policy did not decide this deny)")
     if verbose:
         lines.append("  reasons:")
-        lines.extend(bullet(r) for r in req.decision.reasons)
-        lines.append(f"  policy:    {req.policy_revision}")
+        lines.extend(bullet(_shown(r, keep_newlines=True)) for r in req.decision.reasons)
+        lines.append(f"  policy:    {_shown(req.policy_revision)}")
     return "\n".join(lines)
+
+
+#: Characters a terminal acts on rather than prints: C0 and C1 controls (escape sequences, carriage return,
+#: backspace), and the bidirectional overrides and isolates that reorder what follows them.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _shown(text: Any, *, keep_newlines: bool = False) -> str:
+    """``text`` safe to print on a terminal: each control character as a visible escape (``\\x1b``).
+
+    Stored text is written by agents, executors and the policy, and a row
+    may have been edited in the database: printed raw, an escape sequence
+    could retitle the terminal, and a newline could forge a line of the
+    request (a vote that was never cast).
+    """
+    value = text if isinstance(text, str) else str(text)
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        return ch if keep_newlines and ch == "\n" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return _UNPRINTABLE.sub(escape, value)
+
+
+def _field(label: str, text: Any) -> list[str]:
+    """``label`` and ``text`` (escaped), its further lines indented under the first; nothing for no text."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    first, *rest = _shown(text, keep_newlines=True).split("\n")
+    pad = " " * len(label)
+    return [label + first, *(pad + line for line in rest)]
 
 
 def _warrant_of(engine: Engine, req: Request) -> dict[str, Any]:

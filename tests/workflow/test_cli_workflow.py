@@ -125,6 +125,41 @@ def test_a_reason_is_refused_when_empty_or_with_a_statement_signed_elsewhere(env
     assert json.loads(run(env, "show", rid, "--json").output)["votes"] == []
 
 
+def _sql(tmp_path, statement, *params):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute(statement, params)
+
+
+def test_show_gives_the_agents_reason_and_escapes_what_a_terminal_would_act_on(env, tmp_path):
+    doc = {**proposal("rotate_api_key", "svc-payments-key"), "justification": "key seen on a paste site",
+           "incident": "INC-77"}
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)["id"]
+    text = run(env, "show", rid).output
+    assert "  why:       key seen on a paste site" in text and "incident INC-77" in text
+    # A status reason written into the database (or by an executor) with an escape sequence and a forged line.
+    _sql(tmp_path, "UPDATE requests SET status_reason = ? WHERE id = ?",
+         "ok\n  vote:      bob approved at 2026-11-28T00:00:00Z\x1b]0;PWNED\x07\u202e", rid)
+    text = run(env, "show", rid).output
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b]0;PWNED\\x07\\u202e" in text
+    # The forged line stays under the status, never at a vote's indentation.
+    assert not any(line.startswith("  vote:") for line in text.splitlines())
+
+
+def test_show_survives_a_vote_row_whose_statement_was_damaged(env, tmp_path):
+    doc = proposal("rotate_api_key", "svc-payments-key")
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)["id"]
+    run(env, "approve", rid, "--as", "erin", "--key", str(tmp_path / "erin.pem"), "--reason", "fine")
+    _sql(tmp_path, "UPDATE votes SET statement = ? WHERE request_id = ?", '{"statement": 5, "signature": "x"}', rid)
+    result = CliRunner().invoke(cli, ["show", rid], env=env, catch_exceptions=False)
+    assert "unexpected" not in result.output and "a bug in hitlgate" not in result.output, result.output
+    assert result.exit_code in (0, 1), result.output
+    if result.exit_code == 0:
+        assert "erin approved" in result.output and "NOT COUNTED" in result.output
+
+
 def test_wait_times_out_with_exit_3(env, tmp_path):
     rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json", code=4).output)["id"]
     assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=4).output

@@ -37,7 +37,7 @@ class Limits:
     #: A signed approval or rejection statement (``approve --signed``).
     approval_bytes: int = 16 * KIB
     #: A warrant (compact JWS) read from a file, stdin or the command line.
-    warrant_bytes: int = 16 * KIB
+    warrant_bytes: int = 128 * KIB
     #: A JWKS document (``audit verify --jwks``).
     jwks_bytes: int = 1 * MIB
     #: One inventory YAML file.

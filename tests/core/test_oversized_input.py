@@ -130,12 +130,12 @@ def test_oversized_warrant_is_refused(tmp_path: Path) -> None:
     action = tmp_path / "action.json"
     action.write_text(json.dumps(make_proposal()["action"]))
     token = tmp_path / "warrant.jws"
-    token.write_text("a" * 20_000 + "." + "b" * 10 + "." + "c" * 10)
+    token.write_text("a" * 140_000 + "." + "b" * 10 + "." + "c" * 10)
     config = project(tmp_path, Path(__file__).parents[2] / "policies")
     result = run(["verify", str(action), "--warrant", str(token)], config=config)
     assert result.exit_code == 2
-    assert "larger than the limit of 16384 bytes" in result.output
-    literal = run(["verify", str(action), "--warrant", "a" * 20_000], config=config)
+    assert "larger than the limit of 131072 bytes" in result.output
+    literal = run(["verify", str(action), "--warrant", "a" * 140_000], config=config)
     assert literal.exit_code == 2
     assert "limits.warrant_bytes" in literal.output
 

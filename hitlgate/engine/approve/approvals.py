@@ -81,6 +81,12 @@ def _check_id(value: Any, field: str) -> None:
         raise ValidationError(_WHAT, [f"{field}: must not contain control characters"])
 
 
+#: Characters a reason may hold although ``str.isprintable`` says no: the newline, and the zero-width
+#: non-joiner and joiner that Persian, Hindi and emoji sequences (👩‍💻) need. Every other control or format
+#: character is refused (escape sequences, bidirectional overrides).
+_JOINERS = frozenset("\n\u200c\u200d")
+
+
 @dataclass(frozen=True)
 class Statement:
     """One approver's verdict on one request and one exact action."""
@@ -97,7 +103,7 @@ class Statement:
         _check_id(self.request_id, "request_id")
         if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON_LENGTH:
             raise ValidationError(_WHAT, [f"reason: must be a string of at most {MAX_REASON_LENGTH} characters"])
-        if any(not ch.isprintable() and ch != "\n" for ch in self.reason):
+        if any(not ch.isprintable() and ch not in _JOINERS for ch in self.reason):
             raise ValidationError(_WHAT, ["reason: must not contain control characters other than newlines"])
         _check_id(self.approver, "approver")
         if not isinstance(self.action_digest, str) or DIGEST_RE.fullmatch(self.action_digest) is None:

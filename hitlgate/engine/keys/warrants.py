@@ -90,8 +90,10 @@ ALGORITHM = "EdDSA"
 MIN_TTL_SECONDS = 10
 MAX_TTL_SECONDS = 3600
 
-#: Tokens longer than this are refused before any parsing.
-MAX_TOKEN_LENGTH = 16 * 1024
+#: Tokens longer than this are refused before any parsing. A warrant carries each counted approval
+#: whole (its signature or passkey assertion, and its reason of up to 1,000 characters), so a quorum of
+#: several approvers with long reasons needs tens of kilobytes; the issuer refuses to sign a longer one.
+MAX_TOKEN_LENGTH = 128 * 1024
 MAX_HEADER_LENGTH = 512
 MAX_ID_LENGTH = 256
 
@@ -444,8 +446,24 @@ class WarrantIssuer:
             "approvals": claim_approvals,
             "policy_revision": policy_revision,
         }
-        token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid, "typ": WARRANT_TYP})
+        token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid, "typ": WARRANT_TYP},
+                           json_encoder=_Utf8Encoder)
+        if len(token) > MAX_TOKEN_LENGTH:
+            # Never sign what every verifier refuses: the request would hold a warrant nobody can use.
+            raise ApprovalError(
+                f"refusing to issue a warrant of {len(token)} characters for request {request_id}: verifiers "
+                f"refuse tokens longer than {MAX_TOKEN_LENGTH}; its {len(claim_approvals)} approvals (their "
+                "reasons and signatures) are too long to carry"
+            )
         return IssuedWarrant(token=token, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC), kid=kid)
+
+
+class _Utf8Encoder(json.JSONEncoder):
+    """The claims as compact UTF-8 JSON: a reason in Cyrillic or with emoji costs its UTF-8 bytes, not ``\\uXXXX``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["ensure_ascii"] = False
+        super().__init__(**kwargs)
 
 
 # --------------------------------------------------------------------------

@@ -410,7 +410,10 @@ def _vote_command(verdict: str) -> click.Command:
             _submit(state, statement, verdict)
             return
         if not (request_id and name and key_file):
-            raise InputError("give REQUEST_ID with --as NAME --key FILE, or --signed FILE")
+            missing = [what for what, given in (("REQUEST_ID", request_id), ("--as NAME", name),
+                                                ("--key FILE (your Ed25519 private key)", key_file)) if not given]
+            raise InputError(f"missing {', '.join(missing)}: give REQUEST_ID with --as NAME --key FILE, or "
+                             "--signed FILE", code="missing_parameter")
         if reason is not None and not reason.strip():
             raise InputError("--reason: must not be empty (leave the option out for no reason)")
         why = reason.strip() if reason else ""

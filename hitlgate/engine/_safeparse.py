@@ -82,7 +82,9 @@ def _too_large(what: str, label: str, limit: int, limit_key: str | None, size: i
     )
 
 
-def read_limited(source: str | Path, *, max_bytes: int, what: str, limit_key: str | None) -> tuple[bytes, str]:
+def read_limited(
+    source: str | Path, *, max_bytes: int, what: str, limit_key: str | None, regular_only: bool = False
+) -> tuple[bytes, str]:
     """Read at most ``max_bytes`` from a path or ``-`` (stdin); return ``(bytes, label for messages)``.
 
     ``limit_key`` names the ``limits.*`` setting that raises ``max_bytes``,
@@ -105,10 +107,16 @@ def read_limited(source: str | Path, *, max_bytes: int, what: str, limit_key: st
     path = Path(source)
     label = str(path)
     try:
-        with path.open("rb") as fh:
+        # Opened without blocking: a FIFO nobody writes to would otherwise hang the open for good. Reads
+        # block again below, so a pipe that has a writer (`--file <(cmd)`) is read to its end.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
             if stat.S_ISDIR(st.st_mode):
                 raise ValidationError(what, [f"{label}: is a directory, not a file"])
+            if regular_only and not stat.S_ISREG(st.st_mode):
+                raise ValidationError(what, [f"{label}: is not a regular file (a FIFO, socket or device)"])
+            os.set_blocking(fh.fileno(), True)
             if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
                 raise _too_large(what, label, max_bytes, limit_key, st.st_size)
             data = fh.read(max_bytes + 1)

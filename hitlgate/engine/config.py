@@ -211,12 +211,14 @@ class Config:
         except ValidationError as exc:
             if exc.code == "unreadable":
                 raise ConfigError(f"cannot read config {path}: {exc.problems[0]}") from exc
-            raise ConfigError(str(exc), code=None if exc.code.startswith("invalid_") else exc.code) from exc
+            raise ConfigError(str(exc), code=None if exc.code.startswith("invalid_") else exc.code,
+                              problems=exc.problems) from exc
         raw = raw or {}
         try:
             schemas.validate("config", raw, what=f"config {path}")
         except ValidationError as exc:
-            raise ConfigError(str(exc)) from exc
+            # The problems stay a list under --json, one line each, as a proposal's do.
+            raise ConfigError(str(exc), problems=exc.problems) from exc
         return cls.from_dict(raw, base=path.parent.resolve(), source=path.resolve())
 
     @classmethod

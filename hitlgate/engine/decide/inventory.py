@@ -120,7 +120,8 @@ class Inventory:
 def _read(path: Path, limits: Limits) -> tuple[bytes, str]:
     try:
         return read_limited(
-            path, max_bytes=limits.inventory_file_bytes, what="inventory", limit_key="inventory_file_bytes"
+            path, max_bytes=limits.inventory_file_bytes, what="inventory", limit_key="inventory_file_bytes",
+            regular_only=True,
         )
     except ValidationError as exc:
         if exc.code == "unreadable":

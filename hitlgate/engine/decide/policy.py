@@ -40,9 +40,12 @@ def policy_files(policy_dir: Path) -> list[Path]:
     """The non-test ``.rego`` modules under ``policy_dir``, sorted."""
     if not policy_dir.is_dir():
         raise PolicyError(f"policy directory {policy_dir} does not exist")
-    return sorted(
-        p for p in policy_dir.rglob("*.rego") if not p.name.endswith("_test.rego") and p.is_file()
-    )
+    found = [p for p in policy_dir.rglob("*.rego") if not p.name.endswith("_test.rego") and not p.is_dir()]
+    for p in found:
+        if not p.is_file():
+            # A FIFO would hang the read, and a module silently left out changes what the pack decides.
+            raise PolicyError(f"{p}: is not a regular file (a FIFO, socket, device or broken symbolic link)")
+    return sorted(found)
 
 
 def test_files(policy_dir: Path) -> list[Path]:

@@ -100,7 +100,8 @@ def load_scenarios(paths: Iterable[Path], *, limits: Limits = DEFAULT_LIMITS) ->
     out: list[Scenario] = []
     for f in files:
         data, _ = read_limited(
-            f, max_bytes=limits.scenario_file_bytes, what="scenario", limit_key="scenario_file_bytes"
+            f, max_bytes=limits.scenario_file_bytes, what="scenario", limit_key="scenario_file_bytes",
+            regular_only=True,
         )
         doc = load_yaml(data, what="scenario", label=f.name, max_depth=limits.max_depth)
         if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):

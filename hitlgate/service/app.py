@@ -133,16 +133,22 @@ class Service:
     async def principal(self, request: Request) -> Principal:
         """The authenticated caller (see :mod:`hitlgate.service.auth`), before any of the body is read.
 
-        An address that failed authentication too often is refused on the
-        event loop, before its token costs a read of the store; every 401
-        spends from that address's bucket.
+        A request without an Authorization header is refused (401) and spends
+        nothing. A presented key is checked first; only a key that fails
+        spends from the client address's bucket, and once that bucket is empty
+        a failing key is refused with 429 instead of 401 (steps 0-2 of
+        :mod:`hitlgate.service.auth`).
         """
-        address = request.client.host if request.client is not None else "unknown"
-        self.auth_failures.check(address, "this client address after failed authentications")
+        header = request.headers.get("authorization")
+        if not header:
+            # Not a guess at a secret: any web page can make a browser send this (a text/plain POST
+            # is a CORS simple request), so spending the address's bucket here would let a page
+            # opened behind the same NAT or load balancer lock every agent and executor out.
+            raise ApiKeyError(auth.NO_API_KEY)
         try:
-            return await self.run(auth.authenticate, self.keys, self.limiter, request.headers.get("authorization"))
+            return await self.run(auth.authenticate, self.keys, self.limiter, header)
         except ApiKeyError:
-            self.auth_failures.spend(address)
+            self.auth_failures.take(client_address(request), "this client address after failed authentications")
             raise
 
     async def decide_principal(self, request: Request) -> Principal:
@@ -620,6 +626,11 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
 
     install(app, ERROR_SCHEMA, ERROR_STATUSES)
     return app
+
+
+def client_address(request: Request) -> str:
+    """The address the per-address buckets are kept under (the peer of the connection)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _printable(value: str) -> bool:

@@ -3,16 +3,16 @@
 Every ``/v1`` endpoint runs these checks, in this order, before it touches
 the engine:
 
-0. the client address has not failed authentication too often (a token
-   bucket per address in this replica, spent by every 401; else 429
-   ``rate_limited`` with ``Retry-After``, before the token is looked up),
-   so a flood of bad tokens costs a dictionary lookup each;
-1. an ``Authorization: Bearer <token>`` header is present (else 401
-   ``unauthenticated``);
+1. an ``Authorization`` header is present (else 401 ``unauthenticated``,
+   and nothing is spent: see below);
 2. the token is a valid, unrevoked API key (:meth:`ApiKeys.authenticate`:
    one indexed read, a constant-time comparison of hashes; a failure writes
-   nothing, so bad tokens never queue for the audit lock; else 401
-   ``unauthenticated``);
+   nothing, so bad tokens never queue for the audit lock); a token that
+   fails spends one token of its client address's bucket (per address in
+   this replica, ``server.auth_failure_burst`` refilled at
+   ``auth_failures_per_second``) and is refused with 401
+   ``unauthenticated``, or with 429 ``rate_limited`` and ``Retry-After``
+   once that bucket is empty;
 3. the key is under its rate (a token bucket per key id in this replica;
    else 429 ``rate_limited``), so one key's flood cannot starve other
    writers of the store's write lock;
@@ -33,8 +33,27 @@ propose or decide) may send ``agent``, ``human`` or ``service`` and gets
 A vote relayed by the key that proposed the request is refused too
 (``self_approval``), whoever signed it.
 
+What spends the per-address bucket, and what it guards. Only a presented
+credential that fails spends it. A request with no Authorization header is
+not a guess at a secret, and any web page can make a browser send one (a
+``text/plain`` POST is a CORS simple request): if it spent the bucket, a
+page opened behind the same NAT, proxy or load balancer could keep every
+agent and executor behind it locked out during an incident. A browser
+cannot attach an Authorization header cross-site without a CORS preflight,
+which this service never grants, so whoever spends the bucket is a client
+of the API itself. The key is checked before the bucket, so a valid key is
+served even from an address whose bucket is empty. That gives up slowing
+down a guesser whose guess happens to be right, and it is worth nothing:
+a key's secret is 256 random bits, so no rate of guessing finds one, while
+refusing valid keys would hand the lockout back to anyone on the same
+address. What the bucket still does is tell a client that keeps failing
+(a revoked or mistyped key in a loop) to back off, with ``Retry-After``.
+The price is that a failing token costs a trip to a worker thread and one
+indexed read (a malformed one no read) even when its address is being refused.
+
 All of it happens before a request body is read. Three ways the app uses
-this module: ``authenticate`` (steps 2-3; the app does steps 0-1 on the event loop),
+this module: ``authenticate`` (steps 2-3; the app checks step 1 on the event
+loop and spends the address's bucket on a failure of step 2),
 ``require`` (step 4) and ``require_owner`` (step 5).
 """
 
@@ -74,17 +93,6 @@ class RateLimiter:
 
     def take(self, key_id: str, what: str = "this API key") -> None:
         """Spend one token of ``key_id``'s bucket; :class:`RateLimited` when it is empty."""
-        self._use(key_id, what, spend=True, refuse=True)
-
-    def check(self, key_id: str, what: str) -> None:
-        """:class:`RateLimited` when ``key_id``'s bucket is empty; spends nothing."""
-        self._use(key_id, what, spend=False, refuse=True)
-
-    def spend(self, key_id: str) -> None:
-        """Spend one token of ``key_id``'s bucket, never refusing (it may go below zero, to one token)."""
-        self._use(key_id, "", spend=True, refuse=False)
-
-    def _use(self, key_id: str, what: str, *, spend: bool, refuse: bool) -> None:
         if self.rate <= 0:
             return
         now = time.monotonic()
@@ -95,17 +103,21 @@ class RateLimiter:
                                  if v[0] + (now - v[1]) * self.rate < self.burst}
             tokens, last = self._buckets.get(key_id, (self.burst, now))
             tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if refuse and tokens < 1:
+            if tokens < 1:
                 self._buckets[key_id] = (tokens, now)
                 raise RateLimited(f"too many requests for {what} (limit {self.rate:g}/s); retry shortly",
                                   retry_after=(1 - tokens) / self.rate)
-            self._buckets[key_id] = (max(tokens - 1, -1.0) if spend else tokens, now)
+            self._buckets[key_id] = (tokens - 1, now)
+
+
+#: The refusal of a request without an Authorization header.
+NO_API_KEY = "no API key: send the header 'Authorization: Bearer <key>' (`hitlgate apikey create`)"
 
 
 def bearer_token(header: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header; :class:`ApiKeyError` when there is none."""
     if not header:
-        raise ApiKeyError("no API key: send the header 'Authorization: Bearer <key>' (`hitlgate apikey create`)")
+        raise ApiKeyError(NO_API_KEY)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiKeyError("the Authorization header must be 'Bearer <key>'")

@@ -13,14 +13,20 @@
 
 Every ``POST`` here is checked, in this order, before its body is read:
 
-1. the client address has not failed too often (the service's per-address
-   bucket, spent by every refused login, enrolment or session);
-2. the ``Origin`` header equals ``server.public_url``'s origin (else 403
+1. the ``Origin`` header equals ``server.public_url``'s origin (else 403
    ``csrf``): a page on another site cannot drive these routes;
-3. for the routes a session cookie authenticates (logout, vote options,
+2. for the routes a session cookie authenticates (logout, vote options,
    vote): the header ``X-Hitlgate-CSRF: 1`` is present (else 403 ``csrf``),
    which a cross-site form cannot send, and the session cookie is valid
    (else 401 ``unauthenticated``).
+
+A refusal of step 1 or 2, and a request without a session cookie, spends
+nothing: a page on another site can make a browser send those, and they
+guess at no secret (see :mod:`hitlgate.service.auth`). A credential that is
+presented and fails (a forged, altered, expired or logged-out session
+cookie, a refused login assertion or enrolment) spends one token of the
+service's per-address bucket, and once that is empty is refused with 429
+``rate_limited``; a valid one is checked first and served regardless.
 
 A session (:func:`session_approver`) is the cookie ``hitlgate_session``:
 ``v1.<approver and passkey tag>.<expiry>.<HMAC-SHA256>`` under a 256-bit secret kept beside
@@ -230,23 +236,30 @@ def _relying_party(svc: Service) -> RelyingParty:
 
 
 def _check_origin(request: Request, svc: Service, *, cookie: bool) -> RelyingParty:
+    # These refusals spend nothing from the address's bucket: a page on any site can make a
+    # browser send a wrong Origin or leave the CSRF header out, so if they counted, a page
+    # opened behind the same NAT could lock the approvers behind it out of the console.
     rp = _relying_party(svc)
-    address = request.client.host if request.client is not None else "unknown"
-    svc.auth_failures.check(address, "this client address after refused console requests")
     if request.headers.get("origin") != rp.origin:
-        svc.auth_failures.spend(address)
         raise CsrfError(f"refused: the Origin header must be {rp.origin} (the console's own pages)")
     if cookie and request.headers.get(CSRF_HEADER) != "1":
-        svc.auth_failures.spend(address)
         raise CsrfError(f"refused: the {CSRF_HEADER}: 1 header is missing (the console's own script sends it)")
     return rp
+
+
+def _failed_credential(request: Request, svc: Service) -> None:
+    """Spend from the client address's bucket for a credential that failed; 429 once it is empty."""
+    from hitlgate.service.app import client_address
+
+    svc.auth_failures.take(client_address(request), "this client address after refused console requests")
 
 
 def _session(request: Request, svc: Service) -> str:
     try:
         return session_approver(request)
     except SessionError:
-        svc.auth_failures.spend(request.client.host if request.client is not None else "unknown")
+        if request.cookies.get(SESSION_COOKIE):  # No cookie at all guesses at nothing: a plain 401.
+            _failed_credential(request, svc)
         raise
 
 
@@ -362,7 +375,7 @@ async def enroll(request: Request) -> JSONResponse:
     try:
         key = await svc.run(svc.engine.passkeys.enrol, token, credential)
     except HitlgateError:
-        svc.auth_failures.spend(request.client.host if request.client is not None else "unknown")
+        _failed_credential(request, svc)
         raise
     return _json({"approver": key.approver, "credential_id": key.credential_id})
 
@@ -402,7 +415,7 @@ async def login(request: Request) -> JSONResponse:
         # Verified by the login just made: the session is tied to this passkey.
         credential_id = Assertion.from_browser(credential).credential_id
     except HitlgateError:
-        svc.auth_failures.spend(request.client.host if request.client is not None else "unknown")
+        _failed_credential(request, svc)
         raise
     minutes = svc.engine.config.server.session_minutes
     expires = int(svc.engine.now().timestamp()) + 60 * minutes

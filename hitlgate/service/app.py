@@ -452,6 +452,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """Requests, newest first. An agent key lists only its own; ``next_cursor`` continues the listing."""
         principal = await svc.principal(request)
         auth.require(principal, "read")
+        _single_valued(request, ("status", "tier", "target", "requester", "since", "limit", "cursor"))
         if not auth.sees_all(principal):
             if requester is not None and requester != principal.name:
                 raise auth.Forbidden("an agent key lists only its own requests (leave requester out)")
@@ -473,7 +474,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
             except (ValueError, TypeError, HitlgateError):
                 raise InputError("since: not an RFC 3339 UTC time such as 2026-01-31T12:00:00Z",
                                  code="invalid_query") from None
-        before = ListCursor.decode(cursor) if cursor is not None else None
+        before = _cursor(cursor) if cursor is not None else None
         filters = ListFilters(tier=tier, target=target, requester=requester, since=since_at)
         page = await svc.run(engine.list, status, limit=limit, before=before, filters=filters)
 
@@ -508,6 +509,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         """
         principal = await svc.principal(request)
         auth.require(principal, "read")
+        _single_valued(request, ("wait", "while_status"))
         request_id = _path_id(request_id)
         req = await svc.run(svc.visible, principal, request_id)
         seconds = min(wait, float(svc.settings.max_wait_seconds))
@@ -631,6 +633,27 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
 def client_address(request: Request) -> str:
     """The address the per-address buckets are kept under (the peer of the connection)."""
     return request.client.host if request.client is not None else "unknown"
+
+
+def _single_valued(request: Request, names: tuple[str, ...]) -> None:
+    """Refuse a query that gives one of ``names`` more than once (400 ``invalid_query``).
+
+    FastAPI would keep the last value silently; a filter appended by a proxy
+    or a client library must not change what a query means unnoticed.
+    """
+    for name in names:
+        if len(request.query_params.getlist(name)) > 1:
+            raise InputError(f"{name}: given more than once; send each query parameter at most once",
+                             code="invalid_query")
+
+
+def _cursor(text: str) -> ListCursor:
+    """The ``cursor`` query parameter, or 400 ``invalid_query`` (not the CLI's ``--cursor`` wording)."""
+    try:
+        return ListCursor.decode(text)
+    except InputError:
+        raise InputError("cursor: not a cursor from a listing's next_cursor (TIME~ID); "
+                         "start again without cursor", code="invalid_query") from None
 
 
 def _printable(value: str) -> bool:

@@ -46,7 +46,7 @@ def test_bad_queries_routes_and_methods(service: Service) -> None:
     assert err["message"] == f"invalid request: 1 problem(s)\n  - {err['problems'][0]}"
     assert err["problems"][0].startswith("query.limit: ")
     assert _error(httpx.get(service.url + "/v1/requests", params={"cursor": "x"}, headers=h), 400)["code"] == (
-        "invalid_input")
+        "invalid_query")
     assert _error(httpx.get(service.url + "/v1/requests", params={"since": "yesterday"}, headers=h), 400)["code"] == (
         "invalid_query")
     assert _error(httpx.get(service.url + "/v1/nothing-here", headers=h), 404)["code"] == "not_found"

@@ -31,9 +31,9 @@ service's per-address bucket, and once that is empty is refused with 429
 A session (:func:`session_approver`) is the cookie ``hitlgate_session``:
 ``v1.<approver and passkey tag>.<expiry>.<HMAC-SHA256>`` under a 256-bit secret kept beside
 the engine keys (``session.key``, mode 0600, created on first use), HttpOnly,
-``SameSite=Strict``, and ``Secure`` unless the console runs on
-http://localhost or http://127.0.0.1. A forged, altered or expired cookie,
-one naming someone no longer in the inventory, or one whose passkey (the
+``SameSite=Strict``, and ``Secure`` unless the console runs on plain http
+on a loopback host (exactly ``localhost``, ``127.0.0.1`` or ``::1``). A
+forged, altered or expired cookie, one naming someone no longer in the inventory, or one whose passkey (the
 tag: a hash of the credential id it signed in with) was revoked since, is refused. A session
 only says who is looking: every vote is still a passkey signature over the
 exact statement, checked by the engine like any other vote.
@@ -54,6 +54,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -267,11 +268,22 @@ def _json(doc: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(doc, status_code=status, headers=_JSON_HEADERS)
 
 
+#: The hosts of a console on this machine only, whose plain-http cookie need not be ``Secure``.
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def _secure(rp: RelyingParty) -> bool:
     # A browser drops a Secure cookie on plain http, so a console on the
     # loopback address (development, tests) gets one without; anywhere else
-    # the cookie only ever travels over TLS.
-    return not (rp.origin.startswith("http://localhost") or rp.origin.startswith("http://127.0.0.1"))
+    # the cookie only ever travels over TLS. The origin is parsed, not
+    # prefix-matched: http://localhost.example.com and http://localhost:8080@evil
+    # begin like a loopback origin but name other hosts.
+    try:
+        parts = urlsplit(rp.origin)
+        host = parts.hostname
+    except ValueError:
+        return True  # Not parseable: not provably local, so Secure.
+    return not (parts.scheme == "http" and host in _LOOPBACK_HOSTS)
 
 
 async def _object(request: Request, svc: Service, what: str, *, empty_ok: bool = False) -> dict[str, Any]:

@@ -656,6 +656,16 @@ def _cursor(text: str) -> ListCursor:
                          "start again without cursor", code="invalid_query") from None
 
 
+#: Bidirectional embedding, override and isolate characters (U+202A-U+202E, U+2066-U+2069): text that reads
+#: otherwise than it is stored. ``str.isprintable`` already refuses them; named here so no change of that loses them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _plain_text(value: str) -> bool:
+    """Whether ``value`` is printable text, newlines and tabs allowed (no escapes, carriage returns or bidi)."""
+    return all((ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS for ch in value)
+
+
 def _printable(value: str) -> bool:
     return value.isprintable()
 
@@ -701,6 +711,11 @@ def _outcome_request(doc: Any) -> tuple[str, str, str]:
         problems.append(f"outcome: required, one of {', '.join(OUTCOMES)}")
     if not isinstance(detail, str):
         problems.append("detail: must be a string")
+    elif not _plain_text(detail):
+        # The detail becomes the request's status_reason, which `hitlgate show` and the console
+        # print: refused like an approval's reason, so it cannot rewrite a terminal or fake a line.
+        problems.append("detail: must not contain control characters other than newlines and tabs, "
+                        "nor bidirectional override or isolate characters")
     if problems:
         raise InputError(f"invalid outcome: {'; '.join(problems)}", code="invalid_outcome", problems=problems)
     assert isinstance(jti, str) and isinstance(word, str) and isinstance(detail, str)  # noqa: S101

@@ -41,7 +41,7 @@ def test_wrong_enum_names_path_and_value() -> None:
 def test_missing_target() -> None:
     doc = make_proposal()
     del doc["action"]["target"]
-    assert problems_of(doc) == ("action: 'target' is a required property",)
+    assert problems_of(doc) == ("action.target: required field is missing",)
 
 
 def test_non_object_parameters() -> None:

@@ -70,3 +70,25 @@ def test_a_file_argument_that_cannot_be_read_is_unreadable_whichever_option_name
         result = runner.invoke(cli, ["--json", *args], env=env)
         error = json.loads(result.stdout)["error"]
         assert (error["code"], result.exit_code) == ("unreadable", 2), (args, error)
+
+
+def test_a_vote_without_its_key_is_a_missing_parameter_naming_it(tmp_path: Path) -> None:
+    done = CliRunner().invoke(cli, ["--json", "approve", "req-1", "--as", "alice"],
+                              env={"HITLGATE_HOME": str(tmp_path)})
+    assert done.exit_code == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "missing_parameter"
+    assert error["message"].startswith("missing --key FILE (your Ed25519 private key): ")
+    done = CliRunner().invoke(cli, ["--json", "reject"], env={"HITLGATE_HOME": str(tmp_path)})
+    assert json.loads(done.stdout)["error"]["message"].startswith("missing REQUEST_ID, --as NAME, --key FILE")
+
+
+def test_a_config_with_several_problems_lists_them_under_json(tmp_path: Path) -> None:
+    cfg = tmp_path / "hitlgate.yaml"
+    cfg.write_text("bakend: x\nstate: 5\n")
+    done = CliRunner().invoke(cli, ["--json", "--config", str(cfg), "requests"])
+    assert done.exit_code == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "config_error"
+    assert len(error["problems"]) == 2 and error["problems"][1] == "state: 5 is not of type 'string'"
+    assert "'bakend' was unexpected" in error["problems"][0]

@@ -33,8 +33,8 @@ def _corrupt(engine: Engine, request_id: str, **columns: str) -> None:
         ("decision", "", "Expecting value: line 1 column 1 (char 0)", True),
         ("decision", "[1, 2", "Expecting ',' delimiter: line 1 column 6 (char 5)", True),
         # JSON, but not a decision: the database's fault, not the policy's (it was validated when stored).
-        ("decision", '{"tier": "auto_allow"}', "invalid decision document: 7 problem(s)\n  - (document): "
-                                              "'risk_factors' is a required property", False),
+        ("decision", '{"tier": "auto_allow"}', "invalid decision document: 7 problem(s)\n  - "
+                                              "risk_factors: required field is missing", False),
     ],
     ids=["proposal-not-json", "decision-empty", "decision-cut", "decision-not-a-decision"],
 )

@@ -24,7 +24,9 @@ every other message is cut to a bounded length, and at most
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from itertools import islice
@@ -100,7 +102,12 @@ def _additional(v: Any, ap: Any, instance: Any, schema: Mapping[str, Any]) -> It
         shown = ", ".join(describe(k) for k in sorted(extras, key=str)[:5])
         more = f" and {len(extras) - 5} more" if len(extras) > 5 else ""
         verb = "was" if len(extras) == 1 else "were"
-        yield _SchemaError(f"Additional properties are not allowed ({shown}{more} {verb} unexpected)")
+        # A misspelt field ("bakend") is the usual cause: name the field it was probably meant to be.
+        hints = [f"{describe(k)}: did you mean {describe(close[0])}?" for k in sorted(extras, key=str)[:5]
+                 if isinstance(k, str) and len(k) <= 100
+                 and (close := difflib.get_close_matches(k, [str(p) for p in props], n=1, cutoff=0.75))]
+        hint = f"; {'; '.join(hints)}" if hints else ""
+        yield _SchemaError(f"Additional properties are not allowed ({shown}{more} {verb} unexpected){hint}")
 
 
 def _size(kind: str, word: str, bigger: bool) -> _Keyword:
@@ -279,6 +286,13 @@ def _path(err: _SchemaError) -> str:
 def _message(err: _SchemaError) -> str:
     # For additionalProperties the path is the parent object; the message
     # already names the unexpected field, so keep it as jsonschema words it.
+    if err.validator == "required":
+        # Named at the missing field itself ("justification: ..."), where a reader looks for it.
+        missing = re.fullmatch(r"'([^']*)' is a required property", err.message)
+        if missing is not None:
+            parent = _path(err)
+            name = missing.group(1) if parent == "(document)" else f"{parent}.{missing.group(1)}"
+            return f"{name}: required field is missing"
     return f"{_path(err)}: {err.message}"
 
 
@@ -328,6 +342,10 @@ def validate(name: str, document: Any, *, what: str | None = None) -> None:
     """Raise :class:`ValidationError` listing every problem of ``document``."""
     found = check(name, document)
     if found:
+        if name == "proposal" and isinstance(document, Mapping) and "inventory" in document:
+            # The one extra field an agent sends on purpose: say why it is refused.
+            found = [*found, "inventory: an agent may not send facts about its target; the engine looks them "
+                             "up in its own inventory (leave the field out)"]
         raise ValidationError(what or name, found)
 
 

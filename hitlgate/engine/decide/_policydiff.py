@@ -23,6 +23,13 @@ it also sets ``justification``, ``requester.id`` and ``incident`` to each
 string literal the modules compare them against (:func:`field_literals`);
 a field either side reads in any other way makes the diff *incomplete*, a
 failing check of its own (``diff-complete``) unless ``--fail-on never``.
+It also sweeps *unknown targets* (:func:`unknown_targets`): one id in no
+inventory section, and, when the modules change, ids made from each string
+literal of either side (the literal, with a suffix, with a prefix), at
+most :data:`MAX_UNKNOWN_TARGETS` of them; ids the cap leaves out, and a test
+on the target id such ids cannot exercise
+(:func:`~hitlgate.engine.decide._regoscan.target_tests`), make the diff
+incomplete too.
 A target absent from the base inventory is a *new target*: the base failed
 closed on it, so its decisions form a group of their own that only
 ``--fail-on any-change`` forbids.
@@ -66,7 +73,7 @@ import subprocess  # noqa: S404 - runs git with fixed arguments, no shell.
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,7 +82,12 @@ from typing import Any
 
 from hitlgate.engine._safeparse import parse_json_line, shorten
 from hitlgate.engine.config import BackendConfig, Config
-from hitlgate.engine.decide._regoscan import inventory_sections_read, nondeterministic_calls, scan
+from hitlgate.engine.decide._regoscan import (
+    inventory_sections_read,
+    nondeterministic_calls,
+    scan,
+    target_tests,
+)
 from hitlgate.engine.decide.decision import TIER_RANK
 from hitlgate.errors import HitlgateError, InputError, ValidationError
 
@@ -96,6 +108,20 @@ UNVARIED_FIELDS = ("action.parameters", "requester.id", "justification", "incide
 LITERAL_FIELDS = ("justification", "requester.id", "incident")
 #: Literals per field the sweep tries (each one multiplies the sweep).
 _MAX_LITERALS = 8
+
+#: The unknown target every sweep tries: an id in no inventory section of either side (a suffix is added on a
+#: collision).
+UNKNOWN_TARGET = "hitlgate-unknown-target"
+#: What the ids derived from a literal ``L`` add to it: ``L`` itself, ``L`` + suffix and prefix + ``L``, so an
+#: equality, ``startswith``, ``endswith`` or ``contains`` test on the target id meets an id that passes it and
+#: one that passes only the looser tests.
+UNKNOWN_PREFIX = "hitlgate-unknown-"
+UNKNOWN_SUFFIX = "-hitlgate-unknown"
+#: Literal-derived unknown targets the sweep tries (each one adds action types x requester kinds proposals). The
+#: bundled pack's literals fit, with room for a change's own.
+MAX_UNKNOWN_TARGETS = 240
+#: What a proposal's target may be (the proposal schema's ``id``); a literal that cannot be one is skipped.
+_TARGET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}")
 
 #: Proposals evaluated per task on the thread pool.
 _BATCH = 256
@@ -185,6 +211,53 @@ def unvaried_reads(base_reads: frozenset[str] | None, head_reads: frozenset[str]
     if base_reads is None or head_reads is None:
         return list(UNVARIED_FIELDS)
     return [f for f in UNVARIED_FIELDS if f in (base_reads | head_reads) and f not in covered]
+
+
+def module_literals(sources: Sequence[str]) -> list[str]:
+    """Every string literal of the modules, decoded, once each, in order of appearance."""
+    out: dict[str, None] = {}
+    for src in sources:
+        for raw in scan(src).strings:
+            try:
+                value = json.loads(f'"{raw}"')
+            except ValueError:
+                value = raw  # A raw (backtick) string, or an escape JSON does not know: its text as written.
+            out.setdefault(value, None)
+    return list(out)
+
+
+def unknown_targets(base_sources: Sequence[str], head_sources: Sequence[str],
+                    known: Callable[[str], bool]) -> tuple[list[str], int]:
+    """The unknown target ids the sweep tries, and how many literal-derived ones :data:`MAX_UNKNOWN_TARGETS` cut off.
+
+    First :data:`UNKNOWN_TARGET`, then for each string literal ``L`` of either side's modules: ``L``,
+    ``L`` + :data:`UNKNOWN_SUFFIX` and :data:`UNKNOWN_PREFIX` + ``L``, so a test of the target id against a
+    literal (``startswith(target_id, "svc-")``, its ``endswith``, ``contains`` and ``==`` kin) meets an unknown id
+    on each side of it. A literal only one side has (the change's own) comes first. ``known`` says whether
+    an id is in either side's inventory: such an id is never used (a known target is swept as one).
+    """
+    base_literals, head_literals = module_literals(base_sources), module_literals(head_sources)
+    both = set(base_literals) & set(head_literals)
+    ordered = list(dict.fromkeys([*(x for x in [*head_literals, *base_literals] if x not in both),
+                                  *(x for x in head_literals if x in both)]))
+    first = UNKNOWN_TARGET
+    n = 1
+    while known(first):
+        n += 1
+        first = f"{UNKNOWN_TARGET}-{n}"
+    out: list[str] = [first]
+    seen = {first}
+    cut = 0
+    for literal in ordered:
+        for candidate in (literal, literal + UNKNOWN_SUFFIX, UNKNOWN_PREFIX + literal):
+            if candidate in seen or not _TARGET_ID.fullmatch(candidate) or known(candidate):
+                continue
+            seen.add(candidate)
+            if len(out) > MAX_UNKNOWN_TARGETS:
+                cut += 1
+            else:
+                out.append(candidate)
+    return out, cut
 
 
 def _projection(doc: Mapping[str, Any], reads: frozenset[str] | None) -> str:
@@ -443,6 +516,19 @@ class Side:
         document = self._source.inventory.document
         return [*(document.get("identities") or {}), *(document.get("workloads") or {})]
 
+    def knows(self, target: str) -> bool:
+        """Whether ``target`` is an id anywhere in this side's inventory (any section), so not an unknown target."""
+        document = self.document()
+        if document is None:
+            hood = self.facts.snapshot(target, None)[0]
+            return bool(hood["identities"] or hood["workloads"] or hood["protected"])
+        for section in document.values():
+            if isinstance(section, Mapping) and target in section:
+                return True
+            if isinstance(section, list) and target in section:
+                return True
+        return False
+
     def document(self) -> Mapping[str, Any] | None:
         """This side's whole inventory document (None for a database inventory)."""
         from hitlgate.engine.decide.facts import FileFacts
@@ -479,16 +565,24 @@ class Occurrence:
     doc: dict[str, Any]
 
 
-def sweep(targets: Sequence[str], literals: Mapping[str, Sequence[str]] | None = None) -> Iterator[Occurrence]:
-    """Every target x every action type x every requester kind (x each literal of :func:`field_literals`)."""
+def sweep(targets: Sequence[str], literals: Mapping[str, Sequence[str]] | None = None,
+          unknown: Sequence[str] = ()) -> Iterator[Occurrence]:
+    """Every target x every action type x every requester kind (x each literal of :func:`field_literals`).
+
+    ``unknown`` (from :func:`unknown_targets`) are swept too: the first, the id no literal made, with every
+    literal of the other fields like a known target; the literal-derived ones with the fields held fixed
+    (each literal would multiply them again).
+    """
     from hitlgate.engine.decide.schemas import action_types
 
     variants: list[tuple[str, str]] = [("", "")]
     variants += [(path, lit) for path, lits in (literals or {}).items() for lit in lits]
-    for target in targets:
+    plan = [(t, variants) for t in targets]
+    plan += [(t, variants if i == 0 else variants[:1]) for i, t in enumerate(unknown)]
+    for target, target_variants in plan:
         for action in action_types():
             for kind in REQUESTER_KINDS:
-                for path, lit in variants:
+                for path, lit in target_variants:
                     doc: dict[str, Any] = {
                         "action": {"type": action, "target": target, "parameters": {}},
                         "requester": {"id": SWEEP_REQUESTER, "kind": kind},
@@ -660,10 +754,13 @@ class ChangedProposal:
     action_type: str
     target: str
     requester_kind: str
+    #: The target is in neither side's inventory (both decide it as an unknown target).
+    unknown_target: bool = False
 
     def describe(self) -> str:
-        """``rotate_api_key on svc-x (requester agent; sweep)``."""
-        return f"{self.action_type} on {self.target} (requester {self.requester_kind}; {self.source})"
+        """``rotate_api_key on svc-x (requester agent; sweep)``, ``... on unknown target svc-y (...)``."""
+        target = f"unknown target {self.target}" if self.unknown_target else self.target
+        return f"{self.action_type} on {target} (requester {self.requester_kind}; {self.source})"
 
     def to_dict(self) -> dict[str, str]:
         """JSON form."""
@@ -764,7 +861,10 @@ class ChangeGroup:
                     f"(absent from the base inventory): {tiers}")
         tiers = (f"{self.base_tier} → {self.head_tier}" if self.base_tier != self.head_tier
                  else f"{self.base_tier} (tier unchanged)")
-        return (f"{n} proposal{'s' if n != 1 else ''} on {t} target{'s' if t != 1 else ''}: {tiers} "
+        unknown = len({p.target for p in self.proposals if p.unknown_target})
+        which = (f" ({unknown} unknown to the inventory)" if 0 < unknown < t else
+                 " unknown to the inventory" if unknown else "")
+        return (f"{n} proposal{'s' if n != 1 else ''} on {t} target{'s' if t != 1 else ''}{which}: {tiers} "
                 f"because {self.because()} ({self.cause} change)")
 
     def details(self) -> list[str]:
@@ -791,6 +891,15 @@ class ChangeGroup:
         }
 
 
+def _fail_unless_never(step: Any, findings: list[Any], summary: str, fail_on: str) -> None:
+    """Fail ``step`` with ``findings``, or, under ``--fail-on never``, make it a note that carries them."""
+    if fail_on == "never":
+        step.status, step.summary = "note", summary
+        step.findings.extend(findings)
+    else:
+        step.fail(*findings, summary=summary)
+
+
 _ORDER = {"loosening": 0, "changed": 1, "tightening": 2, "neutral": 3, "new target": 4}
 
 
@@ -808,6 +917,9 @@ class DiffReport:
     seconds: float = 0.0
     #: Proposal fields the policy reads that the sweep does not vary (the diff may miss changes keyed on them).
     incomplete: list[str] = field(default_factory=list)
+    #: Other reasons the diff may miss changes (tests on the target id it cannot exercise, unknown targets the
+    #: cap left out), each a sentence.
+    gaps: list[str] = field(default_factory=list)
     #: Why no diff could be made at all (the base does not load), or None.
     failure: str | None = None
 
@@ -822,18 +934,18 @@ class DiffReport:
         else:
             made.summary = "both sides load"
         out.append(made)
+        level = "error" if self.fail_on != "never" else "warning"
         complete = Step("diff-complete", "decision diff covers every proposal field the policy reads")
         if self.failure is not None:
             complete.skip("no decision diff (see above)")
-        elif self.incomplete:
+        elif self.incomplete or self.gaps:
             findings = [Finding(f"decision diff incomplete: the policy reads input.{f}, which the sweep does not "
-                                "vary; review by hand or add scenarios/replay covering it",
-                                level="error" if self.fail_on != "never" else "warning") for f in self.incomplete]
-            if self.fail_on == "never":
-                complete.status, complete.summary = "note", f"{len(findings)} field(s) not varied"
-                complete.findings.extend(findings)
-            else:
-                complete.fail(*findings, summary=f"{len(findings)} field(s) not varied")
+                                "vary; review by hand or add scenarios/replay covering it", level=level)
+                        for f in self.incomplete]
+            findings += [Finding(f"decision diff incomplete: {gap}", level=level) for gap in self.gaps]
+            summary = ", ".join(x for x in (f"{len(self.incomplete)} field(s) not varied" if self.incomplete else "",
+                                            f"{len(self.gaps)} other gap(s)" if self.gaps else "") if x)
+            _fail_unless_never(complete, findings, summary, self.fail_on)
         else:
             complete.summary = "the sweep varies every field the policy reads"
         out.append(complete)
@@ -981,9 +1093,10 @@ def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: D
             base_targets: frozenset[str] | None = None) -> None:
     """Decide every occurrence on both sides (each distinct one once) and group the changes into ``report``.
 
-    A target absent from ``base_targets`` (the base inventory) is new: the base failed closed on it as an
-    unknown target, so its decisions are reported in a group of their own ("new target"), neither
-    loosening nor tightening.
+    A target absent from ``base_targets`` (the base inventory) but in the head's inventory is new: the base
+    failed closed on it as an unknown target, so its decisions are reported in a group of their own ("new
+    target"), neither loosening nor tightening. A target in neither inventory is an unknown target on both
+    sides: its changes are classified like any other, and its proposals say "unknown target".
     """
     same_modules = (base.modules.revision == head.modules.revision
                     and base.config.risk_factors == head.config.risk_factors
@@ -993,6 +1106,13 @@ def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: D
                             "from run to run, so some changes may not come from the change itself")
     sections = None if head.sections is None or base.sections is None else head.sections | base.sections
     facts_differ: dict[str, bool] = {}
+    known: dict[str, tuple[bool, bool]] = {}
+
+    def knows(target: str) -> tuple[bool, bool]:
+        k = known.get(target)
+        if k is None:
+            k = known[target] = (base.knows(target), head.knows(target))
+        return k
 
     def differs(target: str) -> bool:
         d = facts_differ.get(target)
@@ -1025,7 +1145,10 @@ def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: D
         inventory_changed = differs(target)
         cause = ("policy and inventory" if modules_changed and inventory_changed else "policy" if modules_changed
                  else "inventory" if inventory_changed else "configuration")
-        new_target = base_targets is not None and target not in base_targets
+        in_base, in_head = knows(target)
+        # New: the head's inventory holds it and the base's did not. In neither: an unknown target on both sides,
+        # whose changes are the policy's and classified like any other.
+        new_target = base_targets is not None and target not in base_targets and in_head
         direction = "new target" if new_target else classify(ob, oh)
         if new_target:
             cause = "inventory"
@@ -1044,12 +1167,28 @@ def compare(base: Side, head: Side, occurrences: Sequence[Occurrence], report: D
         if ob.quorum != oh.quorum and not new_target:
             group.quorum_changes[f"{quorum_text(ob.quorum)} → {quorum_text(oh.quorum)}"] += 1
         group.proposals.append(ChangedProposal(occ.source, str(action["type"]), target,
-                                               str((occ.doc.get("requester") or {}).get("kind", ""))))
+                                               str((occ.doc.get("requester") or {}).get("kind", "")),
+                                               unknown_target=not in_base and not in_head))
         if inventory_changed and not new_target:
             for change in _record_changes(base.neighbourhood(target, sections), head.neighbourhood(target, sections),
                                           base.document(), head.document()):
                 group.inventory_changes[change] += 1
     report.groups = sorted(groups.values(), key=lambda g: (_ORDER[g.direction], -g.count, g.describe()))
+
+
+def _target_gaps(base: Side, head: Side, cut: int) -> list[str]:
+    """Why the unknown-target sweep may miss a change: tests on the target id it cannot exercise, ids cut off."""
+    gaps = []
+    for side in (base, head):
+        for module, call in target_tests(side.modules.modules):
+            what = "indexes the target id" if call == "indexing" else f"applies {call} to the target id"
+            gaps.append(f"the {side.name} module {module} {what} (input.action.target), which the unknown-target "
+                        "sweep cannot exercise (it tries only the modules' string literals as ids); review by hand "
+                        "or add scenarios/replay covering it")
+    if cut:
+        gaps.append(f"{cut} unknown target id(s) derived from the modules' string literals were not swept (at most "
+                    f"{MAX_UNKNOWN_TARGETS} are); review decisions on targets missing from the inventory by hand")
+    return gaps
 
 
 def locate_base(head_config: Config, ref: str) -> tuple[Path, str]:
@@ -1114,15 +1253,24 @@ def run_diff(
                 report.notes.append("no sweep: the inventory is in the database, whose ids are not listed here")
             targets = sorted(set(base_targets or ()) | set(head_targets or ()))
             literals: dict[str, list[str]] = {}
+            base_sources = [src for _, src in base.modules.modules]
+            head_sources = [src for _, src in head.modules.modules]
+            unknown, cut = unknown_targets(base_sources, head_sources, lambda t: base.knows(t) or head.knows(t))
             if base.modules.revision != head.modules.revision:
                 # The sweep holds the justification, requester id, parameters, ... fixed: a change keyed on one
                 # of them is invisible to it unless the literals the pack compares them against are swept too.
-                sources = [src for side in (base, head) for _, src in side.modules.modules]
-                literals, covered = field_literals(sources)
+                literals, covered = field_literals([*base_sources, *head_sources])
                 report.incomplete = unvaried_reads(base.reads, head.reads, covered)
+                report.gaps = _target_gaps(base, head, cut)
+            else:
+                # Same modules: an id in neither inventory has the same (empty) facts on both sides, so only a
+                # nondeterministic pack could decide it differently; one such id is enough.
+                unknown = unknown[:1]
             swept = list(sweep(targets, literals))
-            report.compared = {"scenarios": len(scenarios), "replay": len(replayed), "sweep": len(swept)}
-            compare(base, head, [*scenarios, *replayed, *swept], report,
+            unknown_swept = list(sweep([], literals, unknown))
+            report.compared = {"scenarios": len(scenarios), "replay": len(replayed), "sweep": len(swept),
+                               "unknown-target sweep": len(unknown_swept)}
+            compare(base, head, [*scenarios, *replayed, *swept, *unknown_swept], report,
                     base_targets=None if base_targets is None else frozenset(base_targets))
         finally:
             for s in sides:

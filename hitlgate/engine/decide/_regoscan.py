@@ -19,6 +19,12 @@ doubt, the answer is "everything" and "yes"):
   ``uuid.*``, ``opa.runtime``, ``net.*``, ``io.jwt.decode_verify`` which
   reads the clock, and ``print``/``trace``, whose output is a side effect).
   A decision may only be reused when there are none.
+* :func:`target_tests`: the tests on the target id (``input.action.target``
+  or a name bound to it) that trying string literals as target ids cannot
+  exercise: a regex, a glob, ``sprintf``, ``substring``, indexing, a
+  ``startswith``/``endswith``/``contains`` against anything but a literal,
+  and the like. ``concat`` (reason text) and lookups by the id are not
+  tests of its spelling and are left alone.
 
 Comments are removed first (so a word in a comment neither counts as a
 read nor as dynamic access); string literals are kept aside, because a
@@ -110,4 +116,81 @@ def nondeterministic_calls(sources: Iterable[str]) -> list[str]:
             name = re.sub(r"\s+", "", m.group(0))[:-1]
             if name not in found:
                 found.append(name)
+    return found
+
+
+#: The target id: ``input.action.target`` (not a field below it).
+_TARGET = r"input\s*\.\s*action\s*\.\s*target"
+#: ``name := <expr>`` (or ``=``) alone on a line: a name bound to the whole of ``expr``.
+_BIND = r"^[ \t]*(?:some[ \t]+)?([A-Za-z_]\w*)[ \t]*:?=[ \t]*(?:{expr})[ \t]*$"
+#: Builtins that inspect a string's spelling; applied to the target id, each is a test the literal sweep may miss.
+_STRING_TESTS = re.compile(
+    r"(?<![\w.])(regex\s*\.\s*\w+|glob\s*\.\s*\w+|strings\s*\.\s*\w+|sprintf|substring|indexof_n|indexof|split"
+    r"|lower|upper|trim\w*|replace|count|startswith|endswith|contains)\s*\("
+)
+
+
+def _args(code: str, start: int) -> list[str]:
+    """The top-level arguments of the call whose ``(`` is at ``start`` (to the matching ``)`` or the end)."""
+    depth, args, begin = 0, [], start + 1
+    for i in range(start, len(code)):
+        c = code[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                args.append(code[begin:i])
+                return [a.strip() for a in args]
+        elif c == "," and depth == 1:
+            args.append(code[begin:i])
+            begin = i + 1
+    args.append(code[begin:])
+    return [a.strip() for a in args]
+
+
+def _target_refs(code: str) -> re.Pattern[str]:
+    """A pattern for the target id in ``code``: ``input.action.target`` and every name bound to it (or its action)."""
+    actions = [r"input\s*\.\s*action"]
+    targets = [_TARGET]
+    while True:
+        action_alt = "|".join(actions)
+        target_alt = "|".join([*targets, rf"(?<![\w.])(?:{action_alt})\s*\.\s*target"])
+        new_actions = {m.group(1) for m in re.finditer(_BIND.format(expr=rf"(?<![\w.])(?:{action_alt})\b(?!\s*[.\[])"),
+                                                       code, re.MULTILINE)}
+        new_targets = {m.group(1) for m in re.finditer(_BIND.format(expr=rf"(?:{target_alt})\b(?!\s*[.\[])"), code,
+                                                       re.MULTILINE)}
+        grown = ([a for a in sorted(new_actions) if rf"\b{a}\b" not in actions]
+                 + [t for t in sorted(new_targets) if rf"\b{t}\b" not in targets])
+        if not grown:
+            return re.compile(rf"(?<![\w.])(?:{target_alt}|" + "|".join(rf"\b{t}\b" for t in targets) + r")\b")
+        actions += [rf"\b{a}\b" for a in sorted(new_actions) if rf"\b{a}\b" not in actions]
+        targets += [rf"\b{t}\b" for t in sorted(new_targets) if rf"\b{t}\b" not in targets]
+
+
+def target_tests(modules: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(module, builtin)`` for each test on the target id the literal sweep cannot exercise (see module docstring).
+
+    ``startswith``/``endswith``/``contains(id, "literal")`` is not listed: trying the literal, and the literal
+    with a prefix or suffix, as target ids exercises it. Indexing the id is listed as ``indexing``.
+    """
+    found: list[tuple[str, str]] = []
+    for name, src in modules:
+        code = scan(src).code
+        ref = _target_refs(code)
+        hits: list[str] = []
+        if re.search(ref.pattern + r"\s*\[", code):
+            hits.append("indexing")
+        for m in _STRING_TESTS.finditer(code):
+            call = re.sub(r"\s+", "", m.group(1))
+            args = _args(code, m.end() - 1)
+            if not any(ref.search(a) for a in args):
+                continue
+            if (call in ("startswith", "endswith", "contains") and len(args) == 2 and ref.fullmatch(args[0])
+                    and args[1] == '""'):
+                continue
+            hits.append(call)
+        for call in hits:
+            if (name, call) not in found:
+                found.append((name, call))
     return found

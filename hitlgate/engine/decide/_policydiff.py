@@ -29,7 +29,9 @@ literal of either side (the literal, with a suffix, with a prefix), at
 most :data:`MAX_UNKNOWN_TARGETS` of them; ids the cap leaves out, and a test
 on the target id such ids cannot exercise
 (:func:`~hitlgate.engine.decide._regoscan.target_tests`), make the diff
-incomplete too.
+incomplete too. A nondeterministic builtin the head calls and the base
+does not fails ``diff-deterministic`` unless ``--fail-on never``: a rule
+keyed on the clock can loosen decisions later, where no diff sees it.
 A target absent from the base inventory is a *new target*: the base failed
 closed on it, so its decisions form a group of their own that only
 ``--fail-on any-change`` forbids.
@@ -82,7 +84,9 @@ from typing import Any
 
 from hitlgate.engine._safeparse import parse_json_line, shorten
 from hitlgate.engine.config import BackendConfig, Config
+from hitlgate.engine.decide._locate import display_path
 from hitlgate.engine.decide._regoscan import (
+    SIDE_EFFECT_CALLS,
     inventory_sections_read,
     nondeterministic_calls,
     scan,
@@ -920,6 +924,8 @@ class DiffReport:
     #: Other reasons the diff may miss changes (tests on the target id it cannot exercise, unknown targets the
     #: cap left out), each a sentence.
     gaps: list[str] = field(default_factory=list)
+    #: ``(module, builtin, line)`` for each nondeterministic call of the head the base pack does not make.
+    new_nondeterministic: list[tuple[str, str, int]] = field(default_factory=list)
     #: Why no diff could be made at all (the base does not load), or None.
     failure: str | None = None
 
@@ -949,6 +955,21 @@ class DiffReport:
         else:
             complete.summary = "the sweep varies every field the policy reads"
         out.append(complete)
+        # A nondeterministic call the base did not make can loosen decisions later (a date, a random draw, a
+        # remote answer): no diff made today sees that, so it fails like a loosening would.
+        steady = Step("diff-deterministic", "the head pack calls no nondeterministic builtin the base does not")
+        if self.failure is not None:
+            steady.skip("no decision diff (see above)")
+        elif self.new_nondeterministic:
+            findings = [Finding(f"{module} now calls {call}, which the base pack does not call: its decisions may "
+                                "change later (a date, a random draw, a remote answer) where this diff cannot see "
+                                "it, so it counts as a possible loosening; review by hand", file=module,
+                                line=line or None, level=level)
+                        for module, call, line in self.new_nondeterministic]
+            _fail_unless_never(steady, findings, f"{len(findings)} new nondeterministic call(s)", self.fail_on)
+        else:
+            steady.summary = "no new nondeterministic call"
+        out.append(steady)
         return out
 
     @property
@@ -1191,6 +1212,21 @@ def _target_gaps(base: Side, head: Side, cut: int) -> list[str]:
     return gaps
 
 
+def _new_nondeterministic(base: Side, head: Side) -> list[tuple[str, str, int]]:
+    """``(module file, builtin, line)`` for each nondeterministic call of the head the base does not make."""
+    before = set(base.nondeterministic)
+    found = []
+    for module, src in head.modules.modules:
+        for call in nondeterministic_calls([src]):
+            if call in before or call in SIDE_EFFECT_CALLS:
+                continue
+            # The first line that calls it outside a comment (best effort: 0, no line, if none does on one line).
+            pattern = re.compile(r"(?<![\w.])" + r"\s*\.\s*".join(map(re.escape, call.split("."))) + r"\s*\(")
+            line = next((i for i, text in enumerate(src.splitlines(), 1) if pattern.search(scan(text).code)), 0)
+            found.append((display_path(head.config.policy_dir / module), call, line))
+    return found
+
+
 def locate_base(head_config: Config, ref: str) -> tuple[Path, str]:
     """The repository holding the project and the commit ``ref`` names; InputError (exit 2) when either is missing."""
     anchor = head_config.source.parent if head_config.source is not None else Path.cwd()
@@ -1262,6 +1298,7 @@ def run_diff(
                 literals, covered = field_literals([*base_sources, *head_sources])
                 report.incomplete = unvaried_reads(base.reads, head.reads, covered)
                 report.gaps = _target_gaps(base, head, cut)
+                report.new_nondeterministic = _new_nondeterministic(base, head)
             else:
                 # Same modules: an id in neither inventory has the same (empty) facts on both sides, so only a
                 # nondeterministic pack could decide it differently; one such id is enough.

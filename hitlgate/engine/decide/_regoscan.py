@@ -119,6 +119,9 @@ def nondeterministic_calls(sources: Iterable[str]) -> list[str]:
     return found
 
 
+#: Nondeterministic calls that cannot change a decision: their output is a side effect only.
+SIDE_EFFECT_CALLS = ("print", "trace")
+
 #: The target id: ``input.action.target`` (not a field below it).
 _TARGET = r"input\s*\.\s*action\s*\.\s*target"
 #: ``name := <expr>`` (or ``=``) alone on a line: a name bound to the whole of ``expr``.

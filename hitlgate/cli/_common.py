@@ -202,6 +202,16 @@ def examples(*commands: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {c}" for c in commands)
 
 
+class FiniteRange(click.FloatRange):
+    """A number in a closed range; ``nan`` (for which every comparison is false, so it passes) is refused."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:  # NaN is the one value unequal to itself.
+            self.fail(f"{value!r} is not a number from {self.min:g} to {self.max:g}.", param, ctx)
+        return number
+
+
 def bullet(text: str, indent: str = "    ") -> str:
     """``text`` as a ``- `` list item; its further lines stay indented under the item (a multi-line reason)."""
     first, *rest = text.splitlines() or [""]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
+from hitlgate.cli._common import CliState, FiniteRange, echo_json, examples, json_option, pass_state
 from hitlgate.engine._files import write_file
 from hitlgate.errors import EXIT_ERROR, EXIT_OK, InputError
 
@@ -41,7 +41,7 @@ FORMATS = ("text", "markdown", "json", "junit", "sarif", "github")
     help="Also write the report in FORMAT to FILE (repeatable), e.g. sarif=policy.sarif junit=policy.xml; "
          "an earlier report at FILE is replaced.",
 )
-@click.option("--coverage-threshold", type=click.FloatRange(0, 100), metavar="PERCENT",
+@click.option("--coverage-threshold", type=FiniteRange(0, 100), metavar="PERCENT",
               help="Least opa test coverage (default: policy_check.coverage_threshold in hitlgate.yaml, else 80).")
 @json_option
 @pass_state

@@ -179,7 +179,8 @@ def apikey() -> None:
 @apikey.command("create", epilog=examples("hitlgate apikey create soc-agent-7 --role agent"))
 @click.argument("name", type=UTF8_TEXT)
 @click.option("--role", type=click.Choice(ROLES), required=True,
-              help="agent: propose and read its own; executor: verify, consume, report; viewer: read; admin: all.")
+              help="agent: propose and read its own; executor: verify, consume, report; viewer: read all and "
+                   "relay approvers' signed votes and revocations; admin: all but consuming and outcomes.")
 @json_option
 @pass_state
 def apikey_create(state: CliState, name: str, role: str) -> None:

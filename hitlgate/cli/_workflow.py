@@ -23,6 +23,7 @@ import click
 from hitlgate.cli._common import (
     UTF8_TEXT,
     CliState,
+    FiniteRange,
     bullet,
     check_text_arg,
     current_limits,
@@ -371,7 +372,8 @@ def _vote_command(verdict: str) -> click.Command:
         "  2  bad arguments, unknown request (code not_found) or key file",
         epilog=examples(
             f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem",
-            f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem --reason 'checked with the owner'",
+            f"hitlgate {verdict} REQUEST_ID --as alice --key ~/.hitlgate/alice.pem --reason "
+            + ("'checked with the owner'" if verdict == "approve" else "'owner is mid-deploy; after 18:00'"),
             f"hitlgate {verdict} --signed {noun}.json",
         ),
     )
@@ -477,8 +479,8 @@ def _submit(state: CliState, signed: SignedStatement, verdict: str) -> None:
 
 @click.command(epilog=examples("hitlgate wait REQUEST_ID --timeout 600", "hitlgate --json wait REQUEST_ID"))
 @click.argument("request_id", type=UTF8_TEXT)
-@click.option("--timeout", type=click.FloatRange(0, 86400), default=300, show_default=True, help="Seconds to wait.")
-@click.option("--poll", type=click.FloatRange(0.05, 60), default=1.0, show_default=True, help="Seconds between checks.")
+@click.option("--timeout", type=FiniteRange(0, 86400), default=300, show_default=True, help="Seconds to wait.")
+@click.option("--poll", type=FiniteRange(0.05, 60), default=1.0, show_default=True, help="Seconds between checks.")
 @json_option
 @pass_state
 def wait(state: CliState, request_id: str, timeout: float, poll: float) -> None:

@@ -92,3 +92,13 @@ def test_a_config_with_several_problems_lists_them_under_json(tmp_path: Path) ->
     assert error["code"] == "config_error"
     assert len(error["problems"]) == 2 and error["problems"][1] == "state: 5 is not of type 'string'"
     assert "'bakend' was unexpected" in error["problems"][0]
+
+
+@pytest.mark.parametrize("args", [["wait", "req-1", "--timeout", "nan"], ["wait", "req-1", "--poll", "NaN"],
+                                  ["policy", "check", "--coverage-threshold", "nan"]])
+def test_nan_is_not_a_number_of_seconds_or_percent(tmp_path: Path, args: list[str]) -> None:
+    # NaN passes every range comparison's negation; it used to be accepted ("still pending after nans").
+    done = CliRunner().invoke(cli, ["--json", *args], env={"HITLGATE_HOME": str(tmp_path)})
+    assert done.exit_code == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "bad_parameter" and "is not a number from" in error["message"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -200,6 +201,23 @@ def echo_json(value: Any) -> None:
 def examples(*commands: str) -> str:
     """A ``--help`` epilog listing example command lines (``\\b`` keeps click from rewrapping them)."""
     return "\b\nExamples:\n" + "\n".join(f"  {c}" for c in commands)
+
+
+class OutFile(click.Path):
+    """A file to write: never a directory, also not one named with a trailing slash or left empty.
+
+    ``Path("out/")`` is ``out``: without this check ``--out out/`` wrote a
+    file named ``out``, and ``--out ""`` named the current directory.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(dir_okay=False, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fspath(value) if isinstance(value, str | os.PathLike) else value
+        if isinstance(text, str) and (not text or text.endswith(("/", "/.", "/..")) or text in (".", "..")):
+            self.fail(f"{text!r} names a directory; give the file to write", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class FiniteRange(click.FloatRange):

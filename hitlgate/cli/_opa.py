@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hitlgate.cli._common import CliState, echo_json, examples, json_option, pass_state
+from hitlgate.cli._common import CliState, OutFile, echo_json, examples, json_option, pass_state
 from hitlgate.engine._files import write_file
 from hitlgate.engine.decide._bundle import build_bundle
 from hitlgate.engine.decide._doctor import BackendReport, diagnose
@@ -22,7 +22,7 @@ from hitlgate.errors import EXIT_ERROR, EXIT_POLICY_BROKEN, BackendUnavailable
     "--out",
     "out",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutFile(path_type=Path),
     help="Where to write the bundle (FILE.tar.gz).",
 )
 @json_option

@@ -24,6 +24,7 @@ from hitlgate.cli._common import (
     UTF8_TEXT,
     CliState,
     FiniteRange,
+    OutFile,
     bullet,
     check_text_arg,
     current_limits,
@@ -384,7 +385,7 @@ def _vote_command(verdict: str) -> click.Command:
     @click.option("--reason", type=UTF8_TEXT, help=f"Why you {verdict} (signed into the statement and kept in "
                   f"the audit trail; at most {MAX_REASON_LENGTH} characters).")
     @click.option("--digest", help="Action digest to sign (for offline signing with --out; default: the stored one).")
-    @click.option("--out", type=click.Path(dir_okay=False), help="Write the signed statement here; do not submit.")
+    @click.option("--out", type=OutFile(), help="Write the signed statement here; do not submit.")
     @force_option
     @json_option
     @pass_state
@@ -514,7 +515,7 @@ def wait(state: CliState, request_id: str, timeout: float, poll: float) -> None:
 
 @click.command(epilog=examples("hitlgate warrant REQUEST_ID --out warrant.jws", "hitlgate --json warrant REQUEST_ID"))
 @click.argument("request_id", type=UTF8_TEXT)
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the token to this file (mode 0600); recommended.")
+@click.option("--out", type=OutFile(), help="Write the token to this file (mode 0600); recommended.")
 @force_option
 @json_option
 @pass_state
@@ -654,7 +655,7 @@ def keys() -> None:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutFile(),
     help="Private key file to create (mode 0600; missing folders are created with 0700).",
 )
 @json_option
@@ -888,7 +889,7 @@ def _uncovered_tail_hint(head_seq: int, covered: int, export: bool) -> None:
 @audit.command(
     "export", epilog=examples("hitlgate audit export --out audit.jsonl", "hitlgate audit export --request ID")
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--out", type=OutFile(), help="File to write (default: stdout).")
 @click.option("--request", "request_id", type=UTF8_TEXT, help="Only this request's events (not verifiable as a chain).")
 @force_option
 @json_option

@@ -159,7 +159,11 @@ def write_file(
     is the hint in the refusal to overwrite, so a caller without ``--force``
     does not advertise one.
     """
-    path = Path(os.path.expanduser(path))
+    given = os.fspath(path)
+    if not given or given.endswith((os.sep, "/.", "/..")) or given in (".", ".."):
+        # Path() drops a trailing slash: "out/" would become a file named "out", and "" the directory ".".
+        raise InputError(f"cannot write {what} {given!r}: give a file name, not a directory", code="unsafe_path")
+    path = Path(os.path.expanduser(given))
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = path.parent
     name = path.name

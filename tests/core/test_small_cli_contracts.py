@@ -102,3 +102,28 @@ def test_nan_is_not_a_number_of_seconds_or_percent(tmp_path: Path, args: list[st
     assert done.exit_code == 2
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "bad_parameter" and "is not a number from" in error["message"]
+
+
+@pytest.mark.parametrize("out", ["newdir/", "", "sub/..", "."])
+def test_an_out_path_naming_a_directory_is_refused_and_nothing_is_written(tmp_path: Path, out: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Path("newdir/") is "newdir": the key used to be written as a file named newdir.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = CliRunner().invoke(cli, ["--json", "keys", "generate", "--out", out])
+    assert done.exit_code == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "bad_parameter" and "names a directory" in error["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_writer_itself_refuses_a_directory_name(tmp_path: Path) -> None:
+    from hitlgate.engine._files import write_file
+    from hitlgate.errors import InputError
+
+    for name in (f"{tmp_path}/out/", ""):
+        with pytest.raises(InputError, match="give a file name, not a directory") as refused:
+            write_file(name, "x", secret=False, what="report")
+        assert refused.value.code == "unsafe_path"
+    assert not (tmp_path / "out").exists()

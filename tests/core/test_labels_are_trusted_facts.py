@@ -53,7 +53,8 @@ def test_unknown_record_fields_are_still_refused(section: str, key: str) -> None
 @pytest.mark.parametrize(
     ("labels", "problem"),
     [
-        ({"crown_jewel": True}, r"identities\.k\.labels\.crown_jewel: True is not of type 'string'"),
+        ({"crown_jewel": True},
+         r"identities\.k\.labels\.crown_jewel: true is not of type 'string' \(quote it to make it text: \"true\"\)"),
         ({"-leading-dash": "x"}, r"identities\.k\.labels: '-leading-dash' does not match"),
         ({"k" * 64: "x"}, r"identities\.k\.labels: 'k{64}' does not match"),
         ({"note": "v" * 254}, r"identities\.k\.labels\.note: 'v+\.\.\.v+' \(254 characters\) is too long"),

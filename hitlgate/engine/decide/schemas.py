@@ -58,7 +58,12 @@ def _type(v: Any, types: Any, instance: Any, schema: Mapping[str, Any]) -> Itera
         if schema.get("$comment") == DEPTH_LIMIT_COMMENT:
             yield _SchemaError("nested too deep: at this depth only strings, numbers, booleans and null are allowed")
         else:
-            yield _SchemaError(f"{describe(instance)} is not of type {', '.join(map(repr, types))}")
+            shown = json.dumps(instance) if isinstance(instance, bool) or instance is None else describe(instance)
+            hint = ""
+            if types == ["string"] and (isinstance(instance, bool | int | float) or instance is None):
+                # YAML reads `pii: true`, `tier: 1` or `owner: null` as a boolean, number or null.
+                hint = f" (quote it to make it text: \"{shown}\")"
+            yield _SchemaError(f"{shown} is not of type {', '.join(map(repr, types))}{hint}")
 
 
 def _json_key(value: Any) -> Any:

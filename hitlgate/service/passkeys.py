@@ -60,12 +60,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from hitlgate.engine.approve._webauthn import Assertion, challenge_for
-from hitlgate.engine.approve.approvals import SignedStatement, Statement
+from hitlgate.engine.approve.approvals import MAX_REASON_LENGTH, SignedStatement, Statement, check_reason
 from hitlgate.engine.approve.passkeys import EnrolmentError, RelyingParty
 from hitlgate.engine.approve.workflow import same_person
 from hitlgate.engine.keys.apikeys import ApiKeyError
 from hitlgate.engine.keys.keyring import b64url_decode, b64url_encode
-from hitlgate.errors import ApprovalError, HitlgateError, InputError
+from hitlgate.errors import ApprovalError, HitlgateError, InputError, ValidationError
 from hitlgate.service.errors import Forbidden
 
 if TYPE_CHECKING:
@@ -469,7 +469,13 @@ async def logout(request: Request) -> JSONResponse:
 
 @router.post("/ui/api/requests/{request_id}/vote/options")
 async def vote_options(request: Request, request_id: str) -> JSONResponse:
-    """The statement to sign and request options whose challenge is SHA-256 of its canonical bytes."""
+    """The statement to sign and request options whose challenge is SHA-256 of its canonical bytes.
+
+    ``reason`` is optional for an approval and needed for a rejection; when
+    given it is part of the statement, so the passkey signs it and the vote
+    carries it (refused, 400 ``invalid_reason``, on the terms of every vote's
+    reason: :func:`~hitlgate.engine.approve.approvals.check_reason`).
+    """
     from webauthn import generate_authentication_options, options_to_json
     from webauthn.helpers.structs import PublicKeyCredentialDescriptor, UserVerificationRequirement
 
@@ -484,10 +490,19 @@ async def vote_options(request: Request, request_id: str) -> JSONResponse:
     verdict = doc.get("verdict")
     if verdict not in ("approve", "reject"):
         raise InputError("verdict: required, approve or reject", code="invalid_request")
-    reason = doc.get("reason") or ""
-    if not isinstance(reason, str):
+    raw = doc.get("reason") or ""
+    if not isinstance(raw, str):
         raise InputError("reason: must be a string", code="invalid_request")
-    reason = reason.strip()
+    try:
+        # The rule the statement itself enforces, checked on the reason as typed (before the
+        # surrounding spaces go), so a control character is refused in words, never stripped
+        # away unseen; an approval's reason is optional, and signed when there is one.
+        check_reason(raw)
+    except ValidationError as exc:
+        length = f" (this one has {len(raw)}): shorten it" if len(raw) > MAX_REASON_LENGTH else \
+            ": remove it (a tab, an escape sequence or a direction mark, often pasted)"
+        raise InputError("; ".join(exc.problems) + length, code="invalid_reason", problems=exc.problems) from None
+    reason = raw.strip()
     if verdict == "reject" and not reason:
         raise InputError("a rejection needs a reason: say why, for the requester and the audit trail",
                          code="reason_required")

@@ -279,10 +279,64 @@ def test_reject_needs_a_reason_and_ends_the_request(world: World) -> None:
     page = _open(world.people["bob"], req["id"])
     page.click("#reject")
     assert _vote_status(page) == "A rejection needs a reason: say why in the box above."
-    page.fill("#reject-reason", "the leaked secret was already rotated by the owner")
+    page.fill("#vote-reason", "the leaked secret was already rotated by the owner")
     page.click("#reject")
     assert "Your reject was recorded; the request is now rejected" in _vote_status(page)
     page.wait_for_load_state()
     _open(world.people["bob"], req["id"])
     _expect(page.get_by_test_id("votes")).to_contain_text("reject: the leaked secret was already rotated")
     assert world.votes(req["id"]) == [("bob", "reject")]
+
+
+def test_approval_reason_typed_in_the_page_is_signed_and_kept(world: World, tmp_path: Path) -> None:
+    # Regression: the approve button sent no reason, so a reason typed before it was thrown away.
+    req = world.propose()
+    why = "checked with the payments owner on the bridge call"
+    page = _open(world.people["alice"], req["id"])
+    page.fill("#vote-reason", f"  {why} ")
+    page.click("#approve")
+    assert "Your approve was recorded; the request is now pending" in _vote_status(page)
+    page.wait_for_load_state()
+    _open(world.people["alice"], req["id"])
+    _expect(page.get_by_test_id("votes")).to_contain_text(f"approve: {why}")
+    [vote] = world.api("GET", f"/v1/requests/{req['id']}", "viewer-1").json()["votes"]
+    assert vote["approver"] == "alice"
+    # `hitlgate show`, and the export an auditor verifies offline, carry it inside the signed statement.
+    shown = cli(world.project, "show", req["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(rf"alice approved at .*\n\s+because: {why}\n", shown.stdout), shown.stdout
+    export = tmp_path / "audit.jsonl"
+    made = cli(world.project, "audit", "export", "--request", req["id"], "--out", str(export))
+    assert made.returncode == 0, made.stderr
+    with export.open() as fh:
+        [approved] = [e for e in read_export(fh).events if e.kind == "approved"]
+    assert approved.payload["signed"]["statement"]["reason"] == why
+    assert approved.payload["signed"]["signature"]["type"] == "webauthn"
+
+
+def test_approval_reason_refused_or_swapped_is_not_signed(world: World) -> None:
+    req = world.propose()
+    page = _open(world.people["bob"], req["id"])
+    # Refused as the API refuses a reason, in words on the page, and nothing is signed or recorded.
+    page.fill("#vote-reason", "r" * 1001)
+    page.click("#approve")
+    assert _vote_status(page) == ("reason: must be a string of at most 1000 characters (this one has 1001): "
+                                  "shorten it")
+    page.fill("#vote-reason", "fine\tgo")
+    page.click("#approve")
+    assert "reason: must not contain control characters other than newlines" in _vote_status(page)
+
+    # A server (or a script in the page) that drops the typed reason from the statement to sign:
+    # the console's script refuses to sign it.
+    def drop_reason(route: Route) -> None:
+        body = json.loads(str(route.request.post_data))
+        body.pop("reason", None)
+        route.continue_(post_data=json.dumps(body))
+
+    page.fill("#vote-reason", "checked with the owner")
+    page.route("**/vote/options", drop_reason)
+    page.click("#approve")
+    assert _vote_status(page) == ("Refused to sign: the reason in the statement the server sent is not the one "
+                                  "you typed.")
+    page.unroute("**/vote/options")
+    assert world.votes(req["id"]) == []

@@ -87,6 +87,19 @@ def _check_id(value: Any, field: str) -> None:
 _JOINERS = frozenset("\n\u200c\u200d")
 
 
+def check_reason(reason: Any) -> None:
+    """Refuse ``reason`` as an approval's reason (:class:`ValidationError` naming ``reason``) unless it may be signed.
+
+    The one rule for every way a vote is made (key file, HTTP API, console):
+    a string of at most :data:`MAX_REASON_LENGTH` characters with no control
+    or format character but the newline and the zero-width (non-)joiner.
+    """
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+        raise ValidationError(_WHAT, [f"reason: must be a string of at most {MAX_REASON_LENGTH} characters"])
+    if any(not ch.isprintable() and ch not in _JOINERS for ch in reason):
+        raise ValidationError(_WHAT, ["reason: must not contain control characters other than newlines"])
+
+
 @dataclass(frozen=True)
 class Statement:
     """One approver's verdict on one request and one exact action."""
@@ -101,10 +114,7 @@ class Statement:
 
     def __post_init__(self) -> None:
         _check_id(self.request_id, "request_id")
-        if not isinstance(self.reason, str) or len(self.reason) > MAX_REASON_LENGTH:
-            raise ValidationError(_WHAT, [f"reason: must be a string of at most {MAX_REASON_LENGTH} characters"])
-        if any(not ch.isprintable() and ch not in _JOINERS for ch in self.reason):
-            raise ValidationError(_WHAT, ["reason: must not contain control characters other than newlines"])
+        check_reason(self.reason)
         _check_id(self.approver, "approver")
         if not isinstance(self.action_digest, str) or DIGEST_RE.fullmatch(self.action_digest) is None:
             raise ValidationError(_WHAT, ["action_digest: must be sha256: followed by 64 lowercase hex digits"])

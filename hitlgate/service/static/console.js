@@ -3,9 +3,10 @@
 // Loaded from this origin only (the pages' Content-Security-Policy allows no inline script).
 // Before asking the passkey to sign a vote, the script checks that what the server asks it to
 // sign is a statement about the request and digest shown on this page, with the verdict the
-// approver clicked, and that the WebAuthn challenge is the SHA-256 of those exact bytes: a
-// server (or a script injected into it) cannot get a passkey signature over something else
-// while the page shows this request. The server verifies everything again.
+// approver clicked and the reason they typed (or none), and that the WebAuthn challenge is the
+// SHA-256 of those exact bytes: a server (or a script injected into it) cannot get a passkey
+// signature over something else while the page shows this request. The server verifies
+// everything again.
 "use strict";
 
 (function () {
@@ -137,6 +138,10 @@
       throw new Error("Refused to sign: the statement the server sent is not a " + verdict +
         " of request " + id + " with digest " + digest + ".");
     }
+    // The reason is signed too: exactly the words typed, or none when none were.
+    if ((signed.reason || "") !== reason) {
+      throw new Error("Refused to sign: the reason in the statement the server sent is not the one you typed.");
+    }
     if (offer.publicKey.challenge !== await sha256b64url(offer.canonical)) {
       throw new Error("Refused to sign: the challenge is not the SHA-256 of the statement shown.");
     }
@@ -153,7 +158,7 @@
     const status = document.getElementById("vote-status");
     const approve = document.getElementById("approve");
     const reject = document.getElementById("reject");
-    const reason = document.getElementById("reject-reason");
+    const reason = document.getElementById("vote-reason");
     async function run(verdict) {
       const why = reason.value.trim();
       if (verdict === "reject" && !why) {
@@ -164,7 +169,8 @@
       approve.disabled = reject.disabled = true;
       say(status, "Waiting for your passkey…");
       try {
-        const view = await vote(verdict, verdict === "reject" ? why : "");
+        // Both verdicts sign the reason typed: optional for an approval, needed for a rejection.
+        const view = await vote(verdict, why);
         say(status, "Your " + verdict + " was recorded; the request is now " + view.status + ".");
         window.setTimeout(() => window.location.reload(), 600);
       } catch (err) {

@@ -36,7 +36,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
@@ -50,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitlgate import __version__
 from hitlgate.engine._safeparse import parse_json
-from hitlgate.engine._time import format_time, parse_time
+from hitlgate.engine._time import format_time
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.approve.approvals import SignedStatement
 from hitlgate.engine.approve.workflow import Engine
@@ -62,7 +61,7 @@ from hitlgate.engine.keys.apikeys import ApiKeyError, ApiKeys, Principal
 from hitlgate.engine.ledger.store import ListCursor, ListFilters
 from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import HitlgateError, InputError, InvalidWarrant, NotFoundError, StorageError
-from hitlgate.service import auth, console
+from hitlgate.service import _query, auth, console
 from hitlgate.service import passkeys as passkey_routes
 from hitlgate.service.collector import settle_for_serving
 from hitlgate.service.errors import (
@@ -445,7 +444,8 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         tier: Annotated[str | None, Query(max_length=32)] = None,
         target: Annotated[str | None, Query(max_length=200)] = None,
         requester: Annotated[str | None, Query(max_length=200)] = None,
-        since: Annotated[str | None, Query(max_length=40, description="RFC 3339 time, UTC")] = None,
+        since: Annotated[str | None, Query(max_length=40, description=(
+            "RFC 3339 time in UTC (Z), whole or fractional seconds: 2026-01-31T12:00:00Z"))] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=300)] = None,
     ) -> JSONResponse:
@@ -467,13 +467,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
         if tier is not None and tier not in lifecycle.INITIAL_BY_TIER:
             raise InputError(f"tier: {tier[:40]!r} is not one of {', '.join(lifecycle.INITIAL_BY_TIER)}",
                              code="invalid_query")
-        since_at: datetime | None = None
-        if since is not None:
-            try:
-                since_at = parse_time(since)
-            except (ValueError, TypeError, HitlgateError):
-                raise InputError("since: not an RFC 3339 UTC time such as 2026-01-31T12:00:00Z",
-                                 code="invalid_query") from None
+        since_at = _query.since(since) if since is not None else None
         before = _cursor(cursor) if cursor is not None else None
         filters = ListFilters(tier=tier, target=target, requester=requester, since=since_at)
         page = await svc.run(engine.list, status, limit=limit, before=before, filters=filters)

@@ -468,7 +468,7 @@ def create_app(engine: Engine) -> FastAPI:  # noqa: C901 - one function holds th
             raise InputError(f"tier: {tier[:40]!r} is not one of {', '.join(lifecycle.INITIAL_BY_TIER)}",
                              code="invalid_query")
         since_at = _query.since(since) if since is not None else None
-        before = _cursor(cursor) if cursor is not None else None
+        before = _query.cursor(cursor) if cursor is not None else None
         filters = ListFilters(tier=tier, target=target, requester=requester, since=since_at)
         page = await svc.run(engine.list, status, limit=limit, before=before, filters=filters)
 
@@ -635,19 +635,7 @@ def _single_valued(request: Request, names: tuple[str, ...]) -> None:
     FastAPI would keep the last value silently; a filter appended by a proxy
     or a client library must not change what a query means unnoticed.
     """
-    for name in names:
-        if len(request.query_params.getlist(name)) > 1:
-            raise InputError(f"{name}: given more than once; send each query parameter at most once",
-                             code="invalid_query")
-
-
-def _cursor(text: str) -> ListCursor:
-    """The ``cursor`` query parameter, or 400 ``invalid_query`` (not the CLI's ``--cursor`` wording)."""
-    try:
-        return ListCursor.decode(text)
-    except InputError:
-        raise InputError("cursor: not a cursor from a listing's next_cursor (TIME~ID); "
-                         "start again without cursor", code="invalid_query") from None
+    _query.single_valued(request.query_params.multi_items(), names)
 
 
 #: Bidirectional embedding, override and isolate characters (U+202A-U+202E, U+2066-U+2069): text that reads

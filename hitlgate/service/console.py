@@ -4,7 +4,8 @@ Pages (each needs a console session, see :func:`hitlgate.service.passkeys.sessio
 without one a page redirects to the login page):
 
 =================================  ==========================================================
-``GET /ui``                        the pending list: count, filters (tier, team, target), newest first
+``GET /ui``                        the pending list: count, filters (tier, team, target), newest first;
+                                   each query parameter at most once (as the HTTP API), a cursor only as printed
 ``GET /ui/requests/{id}``          one request: what runs, why, who asked, quorum, votes, the bound bytes
 ``GET /ui/login``                  sign in with a passkey (no session needed)
 ``GET /ui/static/{name}``          the console's CSS and JavaScript (a fixed set of files)
@@ -63,6 +64,8 @@ from hitlgate.engine.decide.proposal import action_canonical
 from hitlgate.engine.ledger.store import ListCursor, ListFilters
 from hitlgate.engine.ledger.store import Request as StoredRequest
 from hitlgate.errors import ApprovalError, HitlgateError, InputError, NotFoundError
+from hitlgate.service._query import cursor as parse_cursor
+from hitlgate.service._query import single_valued
 from hitlgate.service.errors import status_of
 from hitlgate.service.passkeys import session_approver
 
@@ -392,9 +395,22 @@ def _query(params: Mapping[str, str], name: str, limit: int = 200) -> str | None
     return value.strip()
 
 
-def render_pending(engine: Engine, approver: str, params: Mapping[str, str]) -> HTMLResponse:
-    """The pending list page for ``approver`` with the query ``params`` (blocking: reads the store)."""
+#: The pending list's query parameters; each is single-valued.
+LIST_PARAMETERS = ("tier", "team", "target", "cursor")
+
+
+def render_pending(engine: Engine, approver: str,
+                   query: Mapping[str, str] | Sequence[tuple[str, str]]) -> HTMLResponse:
+    """The pending list page for ``approver`` with the ``query`` (blocking: reads the store).
+
+    ``query`` is the query string's ``(name, value)`` pairs as sent (or a
+    mapping): a list parameter given twice is refused naming it, as the HTTP
+    API refuses it, rather than the last one silently winning.
+    """
+    pairs = list(query.items()) if isinstance(query, Mapping) else list(query)
+    params = dict(pairs)
     try:
+        single_valued(pairs, LIST_PARAMETERS)
         tier = _query(params, "tier", 32)
         if tier is not None and tier not in lifecycle.INITIAL_BY_TIER:
             raise InputError(f"tier: {tier[:40]!r} is not one of {', '.join(lifecycle.INITIAL_BY_TIER)}",
@@ -402,7 +418,8 @@ def render_pending(engine: Engine, approver: str, params: Mapping[str, str]) -> 
         team = _query(params, "team")
         target = _query(params, "target")
         raw_cursor = _query(params, "cursor", 300)
-        cursor = ListCursor.decode(raw_cursor) if raw_cursor is not None else None
+        # The query parameter's own wording (the HTTP API's), not the CLI's --cursor.
+        cursor = parse_cursor(raw_cursor) if raw_cursor is not None else None
     except InputError as exc:
         return _error(400, "Bad filter", str(exc), approver)
     count = engine.count(lifecycle.PENDING)
@@ -436,7 +453,7 @@ async def pending(request: Request) -> Response:
     if approver is None:
         return _login_redirect(request)
     svc: Service = request.app.state.service
-    return await svc.run(render_pending, _engine(request), approver, dict(request.query_params))
+    return await svc.run(render_pending, _engine(request), approver, request.query_params.multi_items())
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)

@@ -340,3 +340,17 @@ def test_approval_reason_refused_or_swapped_is_not_signed(world: World) -> None:
                                   "you typed.")
     page.unroute("**/vote/options")
     assert world.votes(req["id"]) == []
+
+
+def test_pending_list_refuses_a_repeated_filter_and_names_a_bad_cursor(world: World) -> None:
+    # Through the real route: the query as sent, not a dict that keeps the last value.
+    page = world.people["alice"].page
+    for query, said in (("tier=single_approval&tier=dual_approval",
+                         "tier: given more than once; send each query parameter at most once"),
+                        ("cursor=nonsense", "cursor: not a cursor from a listing's next_cursor (TIME~ID); "
+                         "start again without cursor")):
+        response = page.goto(f"/ui?{query}")
+        assert response is not None and response.status == 400
+        _expect(page.locator("p.alert")).to_have_text(said)
+    response = page.goto("/ui?tier=dual_approval")
+    assert response is not None and response.status == 200

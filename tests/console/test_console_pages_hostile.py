@@ -137,10 +137,38 @@ def test_listing_pages_newest_first_and_team_search_stops_at_its_bound(engine: E
 def test_bad_filters_are_a_400_page_naming_the_filter(engine: Engine) -> None:
     response = console.render_pending(engine, "alice", {"tier": "everything"})
     assert response.status_code == 400 and "tier: &#39;everything&#39; is not one of" in bytes(response.body).decode()
-    response = console.render_pending(engine, "alice", {"cursor": "nonsense"})
-    assert response.status_code == 400 and "--cursor: not a cursor" in bytes(response.body).decode()
+    for cursor in ("nonsense", "%FF", "2026-01-01T00:00:00Z", "~req-1"):
+        # The query parameter's name and the HTTP API's words, not the CLI's --cursor option.
+        page = bytes(console.render_pending(engine, "alice", {"cursor": cursor}).body).decode()
+        assert "<p class=\"alert\">cursor: not a cursor from a listing&#39;s next_cursor (TIME~ID); start again " \
+               "without cursor</p>" in page
+        assert "--cursor" not in page
     assert console.render_request(engine, "alice", "req-\x00").status_code == 404
     assert console.render_request(engine, "alice", "req-nope").status_code == 404
+
+
+@pytest.mark.parametrize(("query", "name"), [
+    ([("tier", "single_approval"), ("tier", "dual_approval")], "tier"),
+    ([("team", "team-payments"), ("team", "team-platform")], "team"),
+    ([("target", "svc-ci-runner"), ("tier", "dual_approval"), ("target", "svc-payments-key")], "target"),
+    ([("cursor", "a"), ("cursor", "b")], "cursor"),
+    ([("tier", "dual_approval"), ("tier", "dual_approval")], "tier"),  # Even the same value twice.
+    ([("target", ""), ("target", "svc-ci-runner")], "target"),  # An empty one too: one spelling per query.
+])
+def test_a_repeated_list_parameter_is_refused_naming_it(engine: Engine, query: list[tuple[str, str]],
+                                                        name: str) -> None:
+    # Not last-one-wins: a filter a proxy or a bookmark appends must not change the list unnoticed.
+    response = console.render_pending(engine, "alice", query)
+    assert response.status_code == 400
+    assert f'<p class="alert">{name}: given more than once; send each query parameter at most once</p>' \
+        in bytes(response.body).decode()
+
+
+def test_list_parameters_given_once_each_are_read_from_pairs(engine: Engine) -> None:
+    req = engine.propose(make_proposal(*SINGLE))
+    response = console.render_pending(engine, "alice", [("tier", "single_approval"), ("target", SINGLE[1]),
+                                                        ("unknown", "1"), ("unknown", "2")])
+    assert response.status_code == 200 and req.id in bytes(response.body).decode()
 
 
 @pytest.fixture(scope="module")

@@ -93,6 +93,11 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 #: Authentications ``POST /v1/decisions`` remembers at once, per worker.
 _DECIDE_AUTH_ENTRIES = 4096
+#: How long a token that authenticated stays "known good": looked up even from an address whose failure
+#: bucket a flood of wrong tokens emptied (an agent or executor polling every few minutes keeps working).
+_KNOWN_GOOD_SECONDS = 3600.0
+#: Known-good tokens remembered per replica (beyond that, the expired ones go, then all of them).
+_KNOWN_GOOD_ENTRIES = 65536
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
@@ -124,6 +129,9 @@ class Service:
         #: Recent successful authentications for ``POST /v1/decisions`` only: SHA-256 of the
         #: Authorization header -> (monotonic expiry, principal). Touched on the event loop only.
         self._decide_auth: dict[bytes, tuple[float, Principal]] = {}
+        #: SHA-256 of Authorization headers that authenticated lately -> monotonic expiry. While an
+        #: address's failure bucket is empty, only these are looked up (see principal). Event loop only.
+        self._known_good: dict[bytes, float] = {}
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking engine call on the worker threads."""
@@ -133,10 +141,10 @@ class Service:
         """The authenticated caller (see :mod:`hitlgate.service.auth`), before any of the body is read.
 
         A request without an Authorization header is refused (401) and spends
-        nothing. A presented key is checked first; only a key that fails
-        spends from the client address's bucket, and once that bucket is empty
-        a failing key is refused with 429 instead of 401 (steps 0-2 of
-        :mod:`hitlgate.service.auth`).
+        nothing. Only a presented key that fails spends from the client
+        address's bucket; once that bucket is empty, a key that authenticated
+        here lately is still looked up and every other one is refused with 429
+        before any lookup (steps 1-2 of :mod:`hitlgate.service.auth`).
         """
         header = request.headers.get("authorization")
         if not header:
@@ -144,11 +152,26 @@ class Service:
             # is a CORS simple request), so spending the address's bucket here would let a page
             # opened behind the same NAT or load balancer lock every agent and executor out.
             raise ApiKeyError(auth.NO_API_KEY)
+        address = client_address(request)
+        digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
+        now = time.monotonic()
+        if self._known_good.get(digest, 0.0) <= now and self.auth_failures.empty(address):
+            # This address is throttled and this token has not authenticated lately: refused here,
+            # on the event loop, without a worker thread or a database read, so a flood of wrong
+            # tokens cannot slow every other client. A token that authenticated within
+            # _KNOWN_GOOD_SECONDS is still looked up (a revoked key is refused at once).
+            self.auth_failures.take(address, "this client address after failed authentications")
         try:
-            return await self.run(auth.authenticate, self.keys, self.limiter, header)
+            principal = await self.run(auth.authenticate, self.keys, self.limiter, header)
         except ApiKeyError:
-            self.auth_failures.take(client_address(request), "this client address after failed authentications")
+            self.auth_failures.take(address, "this client address after failed authentications")
             raise
+        if len(self._known_good) >= _KNOWN_GOOD_ENTRIES:
+            self._known_good = {k: v for k, v in self._known_good.items() if v > now}
+            if len(self._known_good) >= _KNOWN_GOOD_ENTRIES:
+                self._known_good.clear()
+        self._known_good[digest] = now + _KNOWN_GOOD_SECONDS
+        return principal
 
     async def decide_principal(self, request: Request) -> Principal:
         """:meth:`principal` for ``POST /v1/decisions``, reusing a recent success (``server.decide_auth_seconds``).

@@ -41,15 +41,15 @@ page opened behind the same NAT, proxy or load balancer could keep every
 agent and executor behind it locked out during an incident. A browser
 cannot attach an Authorization header cross-site without a CORS preflight,
 which this service never grants, so whoever spends the bucket is a client
-of the API itself. The key is checked before the bucket, so a valid key is
-served even from an address whose bucket is empty. That gives up slowing
-down a guesser whose guess happens to be right, and it is worth nothing:
-a key's secret is 256 random bits, so no rate of guessing finds one, while
-refusing valid keys would hand the lockout back to anyone on the same
-address. What the bucket still does is tell a client that keeps failing
-(a revoked or mistyped key in a loop) to back off, with ``Retry-After``.
-The price is that a failing token costs a trip to a worker thread and one
-indexed read (a malformed one no read) even when its address is being refused.
+of the API itself. While an address's bucket is empty, a token this
+replica saw authenticate within the last hour is still looked up (and
+served if it is still valid), so the agents and executors at work behind
+that address keep working; every other token from it is refused with 429
+on the event loop, without a worker thread or a database read, so a flood
+of wrong tokens cannot slow anyone else down. That gives up slowing down a
+guesser whose guess happens to be right, and it is worth nothing: a key's
+secret is 256 random bits, so no rate of guessing finds one. A valid key
+not seen lately waits for the bucket to refill, as a failing one does.
 
 All of it happens before a request body is read. Three ways the app uses
 this module: ``authenticate`` (steps 2-3; the app checks step 1 on the event
@@ -90,6 +90,14 @@ class RateLimiter:
         self.burst = float(burst)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def empty(self, key_id: str) -> bool:
+        """Whether ``key_id``'s bucket holds less than one token (spends nothing)."""
+        if self.rate <= 0:
+            return False
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (self.burst, time.monotonic()))
+            return min(self.burst, tokens + (time.monotonic() - last) * self.rate) < 1
 
     def take(self, key_id: str, what: str = "this API key") -> None:
         """Spend one token of ``key_id``'s bucket; :class:`RateLimited` when it is empty."""

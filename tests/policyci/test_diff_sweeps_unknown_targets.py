@@ -71,6 +71,37 @@ def test_regex_on_the_target_id_makes_the_diff_incomplete(base_repo: Path, tmp_p
     assert any("head module decision.rego applies regex.match to the target id" in m for m in messages), messages
 
 
+def test_an_id_computed_from_literals_makes_the_diff_incomplete(base_repo: Path, tmp_path: Path) -> None:
+    # The sweep tries each literal as an id, never "legacy-batch-svc" built from three of them: a
+    # comparison of the target id with anything but a literal or the inventory is a gap, not a pass.
+    run = _pr(base_repo, tmp_path, 'target_id == concat("-", ["legacy", "batch", "svc"])')
+    assert run.exit_code == 1, run.stdout
+    step = run.step("diff-complete")
+    assert step["status"] == "failed"
+    messages = [f["message"] for f in step["findings"]]
+    assert any("head module decision.rego tests the target id (== with a computed value)" in m
+               for m in messages), messages
+    assert not any("base module" in m for m in messages), messages
+
+
+@pytest.mark.parametrize(("rule", "why"), [
+    ('x := concat("-", ["a", "b"])\nfoo if target_id == x\n', "== with a computed value"),
+    ("bar if { some t in data.allow; t == target_id }\n", "== with a computed value"),
+    ("baz if target_id in data.allow\n", "in with a computed collection"),
+])
+def test_tests_against_computed_values_are_found_and_literals_are_not(rule: str, why: str) -> None:
+    from hitlgate.engine.decide._regoscan import MAX_ALIAS_ROUNDS, target_tests
+
+    base = "package hitlgate\ntarget_id := input.action.target\n"
+    assert target_tests([("m.rego", base + rule)]) == [("m.rego", why)]
+    swept = base + 'a if target_id == "x"\nb if target_id in ["p", "q"]\nc if target_id != "z"\n' \
+        "d if { some i; input.inventory.protected[i] == target_id }\n"
+    assert target_tests([("m.rego", swept)]) == []
+    # A long chain of names bound to the id is named, and found quickly, not followed for minutes.
+    chain = base + "a0 := target_id\n" + "".join(f"a{i} := a{i - 1}\n" for i in range(1, 1000))
+    assert target_tests([("m.rego", chain)]) == [("m.rego", f"more than {MAX_ALIAS_ROUNDS} rounds of names bound to")]
+
+
 def test_cap_on_unknown_ids_marks_the_diff_incomplete(base_repo: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # The change's own literal comes first, so even a small cap sweeps it; the rest are counted and reported.

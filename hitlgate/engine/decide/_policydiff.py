@@ -1202,7 +1202,14 @@ def _target_gaps(base: Side, head: Side, cut: int) -> list[str]:
     gaps = []
     for side in (base, head):
         for module, call in target_tests(side.modules.modules):
-            what = "indexes the target id" if call == "indexing" else f"applies {call} to the target id"
+            if call == "indexing":
+                what = "indexes the target id"
+            elif call.startswith(("==", "!=", "in ")):
+                what = f"tests the target id ({call})"
+            elif call.startswith("more than"):
+                what = f"has {call} the target id"
+            else:
+                what = f"applies {call} to the target id"
             gaps.append(f"the {side.name} module {module} {what} (input.action.target), which the unknown-target "
                         "sweep cannot exercise (it tries only the modules' string literals as ids); review by hand "
                         "or add scenarios/replay covering it")

@@ -152,11 +152,20 @@ def _args(code: str, start: int) -> list[str]:
     return [a.strip() for a in args]
 
 
-def _target_refs(code: str) -> re.Pattern[str]:
-    """A pattern for the target id in ``code``: ``input.action.target`` and every name bound to it (or its action)."""
+#: Rounds of following names bound to the target id (``a := target_id``, ``b := a`` ...): each round adds the
+#: names bound to the last ones. Chains longer than this are named as a test the sweep cannot exercise (so a
+#: pack cannot make the scan slow with thousands of them).
+MAX_ALIAS_ROUNDS = 32
+
+
+def _target_refs(code: str) -> re.Pattern[str] | None:
+    """A pattern for the target id in ``code``: ``input.action.target`` and every name bound to it (or its action).
+
+    None when the names bound to it go more than :data:`MAX_ALIAS_ROUNDS` deep.
+    """
     actions = [r"input\s*\.\s*action"]
     targets = [_TARGET]
-    while True:
+    for _ in range(MAX_ALIAS_ROUNDS):
         action_alt = "|".join(actions)
         target_alt = "|".join([*targets, rf"(?<![\w.])(?:{action_alt})\s*\.\s*target"])
         new_actions = {m.group(1) for m in re.finditer(_BIND.format(expr=rf"(?<![\w.])(?:{action_alt})\b(?!\s*[.\[])"),
@@ -169,6 +178,64 @@ def _target_refs(code: str) -> re.Pattern[str]:
             return re.compile(rf"(?<![\w.])(?:{target_alt}|" + "|".join(rf"\b{t}\b" for t in targets) + r")\b")
         actions += [rf"\b{a}\b" for a in sorted(new_actions) if rf"\b{a}\b" not in actions]
         targets += [rf"\b{t}\b" for t in sorted(new_targets) if rf"\b{t}\b" not in targets]
+    return None
+
+
+#: What the target id may be compared with and still be exercised by the sweep: a string literal (emptied by
+#: :func:`scan`) or a path into the inventory (whose ids the sweep knows are not unknown targets).
+_SWEPT_OPERAND = re.compile(r'""|(?:input\s*\.\s*)?inventory(?:\s*\.\s*\w+|\s*\[[^\[\]]*\])*')
+#: Where an operand of a comparison ends: a newline, ``;``, ``,``, ``if`` or a closing bracket at its depth.
+_OPERAND_END = re.compile(r"[\n;,]|\bif\b")
+
+
+def _operand_after(code: str, start: int) -> str:
+    depth = 0
+    for i in range(start, len(code)):
+        c = code[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                return code[start:i].strip()
+            depth -= 1
+        elif depth == 0 and _OPERAND_END.match(code, i):
+            return code[start:i].strip()
+    return code[start:].strip()
+
+
+def _operand_before(code: str, end: int) -> str:
+    depth = 0
+    for i in range(end - 1, -1, -1):
+        c = code[i]
+        if c in ")]}":
+            depth += 1
+        elif c in "([{":
+            if depth == 0:
+                return code[i + 1:end].strip()
+            depth -= 1
+        elif depth == 0 and c in "\n;,":
+            return _last_term(code[i + 1:end])
+    return _last_term(code[:end])
+
+
+def _last_term(text: str) -> str:
+    """What follows the last keyword or assignment in ``text`` (``foo if not x`` -> ``x``)."""
+    return re.split(r"\b(?:if|not|else|some|with|default|contains)\b|:=|(?<![=!<>:])=(?!=)", text)[-1].strip()
+
+
+def _comparisons(code: str, ref: re.Pattern[str]) -> list[str]:
+    """``==``/``!=``/``in`` tests of the target id against something the sweep does not try as an id."""
+    hits: list[str] = []
+    for m in re.finditer(r"(==|!=)", code):
+        left, right = _operand_before(code, m.start()), _operand_after(code, m.end())
+        for mine, other in ((left, right), (right, left)):
+            if ref.fullmatch(mine) and not _SWEPT_OPERAND.fullmatch(other):
+                hits.append(f"{m.group(1)} with a computed value")
+    for m in re.finditer(ref.pattern + r"\s+in\s+", code):
+        other = _operand_after(code, m.end())
+        if not re.fullmatch(r'\[\s*(?:""\s*,\s*)*(?:""\s*)?\]', other) and not _SWEPT_OPERAND.fullmatch(other):
+            hits.append("in with a computed collection")
+    return hits
 
 
 def target_tests(modules: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -181,9 +248,13 @@ def target_tests(modules: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     for name, src in modules:
         code = scan(src).code
         ref = _target_refs(code)
+        if ref is None:
+            found.append((name, f"more than {MAX_ALIAS_ROUNDS} rounds of names bound to"))
+            continue
         hits: list[str] = []
         if re.search(ref.pattern + r"\s*\[", code):
             hits.append("indexing")
+        hits.extend(_comparisons(code, ref))
         for m in _STRING_TESTS.finditer(code):
             call = re.sub(r"\s+", "", m.group(1))
             args = _args(code, m.end() - 1)

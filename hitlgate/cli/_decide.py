@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,7 +315,8 @@ def _move_aside(path: Path) -> Path:
     """Rename ``path`` to ``path.replaced-<UTC time>`` (a free name) and return the new name."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for n in range(1000):
-        aside = path.with_name(f"{path.name}.replaced-{stamp}" + (f"-{n}" if n else ""))
+        # The process id keeps two runs in the same second apart (rename would replace what the other moved).
+        aside = path.with_name(f"{path.name}.replaced-{stamp}" + (f"-{os.getpid()}-{n}" if n else ""))
         if not aside.exists() and not aside.is_symlink():
             path.rename(aside)
             return aside

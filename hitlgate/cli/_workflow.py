@@ -169,9 +169,11 @@ def format_request(
     return "\n".join(lines)
 
 
-#: Characters a terminal acts on rather than prints: C0 and C1 controls (escape sequences, carriage return,
-#: backspace), and the bidirectional overrides and isolates that reorder what follows them.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+#: Characters a terminal acts on rather than prints, or that print as nothing: C0 and C1 controls (escape
+#: sequences, carriage return, backspace), the bidirectional overrides, isolates and marks that reorder what
+#: follows them, and the zero-width characters that hide a difference between two names that look the same
+#: (the joiners U+200C/U+200D stay: emoji sequences and Persian need them, and reasons may hold them).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\u2028\u2029\ufeff]")
 
 
 def _shown(text: Any, *, keep_newlines: bool = False) -> str:

@@ -107,19 +107,26 @@ def read_limited(
     path = Path(source)
     label = str(path)
     try:
-        # Opened without blocking: a FIFO nobody writes to would otherwise hang the open for good. Reads
-        # block again below, so a pipe that has a writer (`--file <(cmd)`) is read to its end.
+        # Opened without blocking first: a FIFO in the pack, which nobody writes to, would otherwise hang
+        # the open (and every decision) for good; it is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        with os.fdopen(fd, "rb") as probe:
+            st = os.fstat(probe.fileno())
             if stat.S_ISDIR(st.st_mode):
                 raise ValidationError(what, [f"{label}: is a directory, not a file"])
             if regular_only and not stat.S_ISREG(st.st_mode):
                 raise ValidationError(what, [f"{label}: is not a regular file (a FIFO, socket or device)"])
-            os.set_blocking(fh.fileno(), True)
-            if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
-                raise _too_large(what, label, max_bytes, limit_key, st.st_size)
-            data = fh.read(max_bytes + 1)
+            fifo = stat.S_ISFIFO(st.st_mode)
+            if not fifo:
+                os.set_blocking(probe.fileno(), True)
+                if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+                    raise _too_large(what, label, max_bytes, limit_key, st.st_size)
+                data = probe.read(max_bytes + 1)
+        if fifo:
+            # A FIFO given as an argument (a proposal handed over by another process) waits for its
+            # writer, as `cat` does; read without blocking it would look empty until the writer came.
+            with path.open("rb") as fh:
+                data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise ValidationError(what, [f"{label}: cannot read: {exc.strerror or exc}"], code="unreadable") from exc
     if len(data) > max_bytes:

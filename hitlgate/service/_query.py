@@ -25,7 +25,9 @@ from hitlgate.engine.ledger.store import ListCursor
 from hitlgate.errors import InputError
 
 #: RFC 3339 in UTC: date, ``T``, whole seconds, up to six fractional digits (what a datetime holds), ``Z``.
-_SINCE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+#: Years from 1000: stored times are compared as text, and a year below 1000 is stored without its
+#: leading zeros ("999-..."), so it would sort after "2026-..." and filter out everything.
+_SINCE_RE = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 #: The examples every refusal of ``since`` gives: both are accepted (a test holds them to it).
 SINCE_EXAMPLES = ("2026-01-31T12:00:00Z", "2026-01-31T12:00:00.250Z")
 

@@ -4,7 +4,7 @@ Opening a FIFO nobody writes to blocks forever: a FIFO dropped into
 ``policies/data/`` used to hang every decision (and every decision thread
 of ``serve``), one in ``policies/scenarios/`` hung ``policy test``, and one
 named ``*.rego`` was silently left out of the pack. Each is now refused by
-name; a config given as a FIFO with no writer reads as empty.
+name. A FIFO named as an argument is still read, whenever its writer comes.
 """
 
 from __future__ import annotations
@@ -50,8 +50,17 @@ def test_a_fifo_among_the_scenarios_is_refused_naming_it(project: Path) -> None:
     assert error["code"] == "invalid_scenario" and "extra.yaml: is not a regular file" in error["message"]
 
 
-def test_a_config_fifo_without_a_writer_does_not_hang(project: Path) -> None:
-    os.mkfifo(project / "cfg.yaml")
-    done = _hitlgate(project, "--json", "--config", "cfg.yaml", "decide", "proposal.json")
-    assert done.returncode in (0, 4, 5), done.stderr  # Read as an empty config: a decision, not a hang.
-    assert "tier" in json.loads(done.stdout)
+def test_a_proposal_handed_over_through_a_fifo_waits_for_its_writer(project: Path) -> None:
+    # A FIFO named as an argument is another process handing the document over: read it as `cat` does,
+    # whenever the writer comes (opened without blocking, it looked empty: "malformed JSON").
+    fifo = project / "handover.json"
+    os.mkfifo(fifo)
+    proposal = (project / "proposal.json").read_bytes()
+    writer = subprocess.Popen(["sh", "-c", f"sleep 1; cat {project / 'proposal.json'} > {fifo}"])
+    try:
+        done = _hitlgate(project, "--json", "decide", str(fifo))
+    finally:
+        writer.wait(timeout=30)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert json.loads(done.stdout)["tier"] == "dual_approval"
+    assert proposal

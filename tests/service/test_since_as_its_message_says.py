@@ -51,6 +51,8 @@ def test_rfc3339_utc_with_or_without_fractional_seconds_is_read(text: str, want:
     "2026-02-30T12:00:00Z", "2026-01-31T24:00:00Z", "2026-01-31T12:00:60Z",
     "２０２６-01-31T12:00:00Z",  # Fullwidth digits: not RFC 3339's ASCII digits.
     "2026-01-31T12:00:00Z\n", " 2026-01-31T12:00:00Z", "yesterday", "",
+    # A year below 1000 is stored without leading zeros and would sort after every real time.
+    "0999-12-31T00:00:00Z", "0001-01-01T00:00:00Z",
 ])
 def test_other_spellings_are_refused_naming_since_with_accepted_examples(text: str) -> None:
     with pytest.raises(InputError) as caught:

@@ -384,8 +384,8 @@ def test_last_reads_past_its_first_4_kib_window_as_the_64_kib_one_would(
 
 
 def test_the_last_checkpoint_is_read_again_after_any_change_to_the_file(tmp_path: Path, checkpoint_line: str) -> None:
-    # last() keeps what it parsed while the file is unchanged (each write transaction asks for it); a
-    # rewrite of the same length with the modification time put back is still seen (its ctime moved).
+    # last() keeps what it parsed while the file still ends with the same bytes (each write transaction
+    # asks for it); a rewrite of the same length with the modification time put back is still seen.
     anchor = _anchor(tmp_path, checkpoint_line)
     first = anchor.last()
     assert first is not None and first.seq == 2
@@ -398,6 +398,13 @@ def test_the_last_checkpoint_is_read_again_after_any_change_to_the_file(tmp_path
     os.utime(anchor.path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert anchor.path.stat().st_mtime_ns == before.st_mtime_ns
     assert anchor.last().seq == 3  # type: ignore[union-attr]
+    # The same, with the timestamps frozen entirely (a file system whose clock is too coarse to show it).
+    again = anchor.path.read_text(encoding="utf-8").replace('"seq":3', '"seq":4').replace('"seq": 3', '"seq": 4')
+    assert len(again) == len(forged)
+    stat_before = anchor.path.stat()
+    anchor.path.write_text(again, encoding="utf-8")
+    os.utime(anchor.path, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    assert anchor.last().seq == 4  # type: ignore[union-attr]
     # A malformed last line is refused however recently a good one was read.
     anchor.path.write_text(checkpoint_line + "[1]\n", encoding="utf-8")
     with pytest.raises(AuditChainError, match="is malformed"):

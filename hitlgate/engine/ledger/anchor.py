@@ -139,8 +139,9 @@ class AuditAnchor:
     def __init__(self, path: Path) -> None:
         """Bind to ``path``; nothing is touched until first use."""
         self.path = Path(path)
-        #: The file's identity and change times when :meth:`last` last parsed it, and what it found.
-        self._last_seen: tuple[tuple[int, ...], Checkpoint | None] | None = None
+        #: What :meth:`last` parsed last: the file's (device, inode, size), the bytes from just before
+        #: the checkpoint line to the end of the file, and the checkpoint (None: an empty file).
+        self._last_seen: tuple[tuple[int, int, int], bytes, Checkpoint | None] | None = None
 
     def exists(self) -> bool:
         """Whether the anchor file exists (a missing file with stored checkpoints is an alarm)."""
@@ -285,13 +286,16 @@ class AuditAnchor:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         try:
             stat = os.fstat(fd)
-            # Every write to the file moves its ctime (which no caller can set back), so a file
-            # whose inode, size, mtime and ctime are unchanged holds the lines it held: the
-            # checkpoint parsed then is still its last. Each write transaction asks for it.
-            seen = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+            # Each write transaction asks for the last checkpoint. When the same file has the same
+            # length and still ends with the very bytes the last parse found there (the line and
+            # what follows it), its last checkpoint is the one parsed then: one read of those bytes
+            # instead of parsing them again. Bytes, not timestamps, which can be too coarse to show
+            # a rewrite of the same length.
+            seen = (stat.st_dev, stat.st_ino, stat.st_size)
             cached = self._last_seen
-            if cached is not None and cached[0] == seen:
-                return cached[1]
+            if cached is not None and cached[0] == seen and (
+                    not cached[1] or os.pread(fd, len(cached[1]), stat.st_size - len(cached[1])) == cached[1]):
+                return cached[2]
             size = stat.st_size
             for window in (_FIRST_TAIL_BYTES, _TAIL_BYTES):
                 # One byte more than the window: a line of up to its size (its newline included) is
@@ -316,7 +320,7 @@ class AuditAnchor:
                 raise AuditChainError(
                     f"the audit anchor {self.path} has no complete checkpoint line in its last 64 KiB"
                 )
-            self._last_seen = (seen, None)
+            self._last_seen = (seen, tail, None)
             return None
         try:
             doc = json.loads(line.decode("utf-8"))  # pragma: no mutate - codec names ignore case
@@ -325,7 +329,8 @@ class AuditAnchor:
             checkpoint = Checkpoint.from_dict(doc)
         except (ValueError, ValidationError, RecursionError) as exc:
             raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
-        self._last_seen = (seen, checkpoint)
+        start = tail.rfind(line + b"\n")
+        self._last_seen = (seen, tail[max(start - 1, 0):], checkpoint)
         return checkpoint
 
     def size(self) -> int:

@@ -88,9 +88,8 @@ class Console:
                                                                   "credential": credential})
 
 
-@pytest.fixture
-def browsers(engine: Engine) -> Iterator[Callable[[], Console]]:
-    """Make browsers (one cookie jar each) on one app serving ``engine``."""
+def browsers_on(engine: Engine) -> Iterator[Callable[[], Console]]:
+    """Make browsers (one cookie jar each) on one app serving ``engine``; for a fixture to ``yield from``."""
     app = create_app(engine)
     clients: list[TestClient] = []
 
@@ -102,6 +101,12 @@ def browsers(engine: Engine) -> Iterator[Callable[[], Console]]:
     yield make
     for c in clients:
         c.close()
+
+
+@pytest.fixture
+def browsers(engine: Engine) -> Iterator[Callable[[], Console]]:
+    """Make browsers (one cookie jar each) on one app serving ``engine``."""
+    yield from browsers_on(engine)
 
 
 @pytest.fixture

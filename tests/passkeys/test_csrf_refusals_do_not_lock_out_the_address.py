@@ -15,14 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.engine.config import ServerConfig
 from hitlgate.engine.keys.keyring import b64url_encode
-from hitlgate.service.app import create_app
 from hitlgate.service.passkeys import SESSION_COOKIE
-from tests.passkeys.conftest import ORIGIN, Console
+from tests.passkeys.conftest import ORIGIN, Console, browsers_on
 from tests.workflow._helpers import proposal
 
 
@@ -55,17 +53,7 @@ def strict(make_engine: Callable[..., Engine]) -> Iterator[Callable[[], Console]
     # A bucket that hardly refills during the test, so the counts are exact.
     engine = make_engine(config={"server": ServerConfig(public_url=ORIGIN, auth_failures_per_second=0.01,
                                                         auth_failure_burst=20)})
-    app = create_app(engine)
-    clients: list[TestClient] = []
-
-    def make() -> Console:
-        client = TestClient(app, base_url=ORIGIN)
-        clients.append(client)
-        return Console(engine, client)
-
-    yield make
-    for c in clients:
-        c.close()
+    yield from browsers_on(engine)
 
 
 def test_forged_cookies_are_throttled_while_a_valid_session_is_served(strict: Callable[[], Console]) -> None:

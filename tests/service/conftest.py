@@ -8,16 +8,23 @@ keys are created with the real CLI (``hitlgate apikey create``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hitlgate.engine.approve.approvals import SignedStatement, Statement, sign
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.config import Config
+from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.engine.keys.keyring import load_approver_key
+from hitlgate.service.app import create_app
 from tests.cli_project import Project, make_project
 from tests.service._server import running_server
 
@@ -75,3 +82,25 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 def proposal_doc(action: str = "suspend_service_account", target: str = "svc-ci-runner") -> dict[str, Any]:
     """A proposal body without a requester (the API key's principal is the requester)."""
     return {"action": {"type": action, "target": target, "parameters": {}}, "justification": "service test"}
+
+
+def viewer_gets(tmp_path: Path, paths: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """GET each path as a viewer key on a fresh app and store holding one request (``{id}`` is its id)."""
+    config = Config(state_url=f"sqlite:///{tmp_path / 'state.db'}", key_dir=tmp_path / "keys")
+
+    async def run() -> list[tuple[int, dict[str, Any]]]:
+        with Engine(config) as engine:
+            _, token = ApiKeys(engine).create("viewer-1", "viewer")
+            _, agent = ApiKeys(engine).create("soc-agent-7", "agent")
+            app = create_app(engine)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
+                made = await c.post("/v1/requests", json=proposal_doc(), headers={"Authorization": f"Bearer {agent}"})
+                assert made.status_code == 201, made.text
+                out = []
+                for path in paths:
+                    r = await c.get(path.replace("{id}", made.json()["id"]),
+                                    headers={"Authorization": f"Bearer {token}"})
+                    out.append((r.status_code, r.json()))
+                return out
+
+    return asyncio.run(run())

@@ -10,44 +10,16 @@ unnoticed. On the real ASGI app with a real SQLite store.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from hitlgate.engine.approve.workflow import Engine
-from hitlgate.engine.config import Config
-from hitlgate.engine.keys.apikeys import ApiKeys
-from hitlgate.service.app import create_app
-from tests.service.conftest import proposal_doc
-
-
-def _get(tmp_path: Path, paths: list[str]) -> list[tuple[int, dict[str, Any]]]:
-    config = Config(state_url=f"sqlite:///{tmp_path / 'state.db'}", key_dir=tmp_path / "keys")
-
-    async def run() -> list[tuple[int, dict[str, Any]]]:
-        with Engine(config) as engine:
-            _, token = ApiKeys(engine).create("viewer-1", "viewer")
-            _, agent = ApiKeys(engine).create("soc-agent-7", "agent")
-            app = create_app(engine)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
-                made = await c.post("/v1/requests", json=proposal_doc(), headers={"Authorization": f"Bearer {agent}"})
-                assert made.status_code == 201, made.text
-                out = []
-                for path in paths:
-                    r = await c.get(path.replace("{id}", made.json()["id"]),
-                                    headers={"Authorization": f"Bearer {token}"})
-                    out.append((r.status_code, r.json()))
-                return out
-
-    return asyncio.run(run())
+from tests.service.conftest import viewer_gets
 
 
 @pytest.mark.parametrize("cursor", ["%FF", "x", "%00", "2026-01-01T00:00:00Z", "~req-1"])
 def test_a_cursor_no_listing_printed_is_invalid_query(tmp_path: Path, cursor: str) -> None:
-    [(status, body)] = _get(tmp_path, [f"/v1/requests?cursor={cursor}"])
+    [(status, body)] = viewer_gets(tmp_path, [f"/v1/requests?cursor={cursor}"])
     assert status == 400, body
     assert body["error"]["code"] == "invalid_query"
     assert body["error"]["message"].startswith("cursor: ")
@@ -55,7 +27,7 @@ def test_a_cursor_no_listing_printed_is_invalid_query(tmp_path: Path, cursor: st
 
 
 def test_a_listings_own_cursor_still_continues(tmp_path: Path) -> None:
-    [(status, first)] = _get(tmp_path, ["/v1/requests?limit=1"])
+    [(status, first)] = viewer_gets(tmp_path, ["/v1/requests?limit=1"])
     assert status == 200 and first["next_cursor"]
 
 
@@ -70,7 +42,7 @@ def test_a_listings_own_cursor_still_continues(tmp_path: Path) -> None:
     ("status=pending&limit=5&status=pending", "status"),  # Even the same value twice: one spelling per query.
 ])
 def test_a_repeated_list_parameter_is_refused_naming_it(tmp_path: Path, query: str, name: str) -> None:
-    [(status, body)] = _get(tmp_path, [f"/v1/requests?{query}"])
+    [(status, body)] = viewer_gets(tmp_path, [f"/v1/requests?{query}"])
     assert status == 400, body
     assert body["error"]["code"] == "invalid_query"
     assert body["error"]["message"].startswith(f"{name}: "), body
@@ -79,7 +51,7 @@ def test_a_repeated_list_parameter_is_refused_naming_it(tmp_path: Path, query: s
 @pytest.mark.parametrize(("query", "name"), [("wait=0&wait=1", "wait"),
                                              ("while_status=pending&while_status=granted", "while_status")])
 def test_a_repeated_request_parameter_is_refused_naming_it(tmp_path: Path, query: str, name: str) -> None:
-    [(status, body)] = _get(tmp_path, [f"/v1/requests/{{id}}?{query}"])
+    [(status, body)] = viewer_gets(tmp_path, [f"/v1/requests/{{id}}?{query}"])
     assert status == 400, body
     assert body["error"]["code"] == "invalid_query"
     assert body["error"]["message"].startswith(f"{name}: "), body

@@ -12,22 +12,17 @@ On the real ASGI app with a real SQLite store.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import pytest
 
 from hitlgate.engine.approve.approvals import parse_time as parse_statement_time
-from hitlgate.engine.approve.workflow import Engine
-from hitlgate.engine.config import Config
-from hitlgate.engine.keys.apikeys import ApiKeys
 from hitlgate.errors import InputError, ValidationError
 from hitlgate.service import _query
-from hitlgate.service.app import create_app
-from tests.service.conftest import proposal_doc
+from tests.service.conftest import viewer_gets
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -75,23 +70,7 @@ def test_the_signed_statements_time_message_gives_an_example_it_accepts() -> Non
 
 
 def _list(tmp_path: Path, queries: list[dict[str, str]]) -> list[tuple[int, dict[str, Any]]]:
-    config = Config(state_url=f"sqlite:///{tmp_path / 'state.db'}", key_dir=tmp_path / "keys")
-
-    async def run() -> list[tuple[int, dict[str, Any]]]:
-        with Engine(config) as engine:
-            _, token = ApiKeys(engine).create("viewer-1", "viewer")
-            _, agent = ApiKeys(engine).create("soc-agent-7", "agent")
-            app = create_app(engine)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
-                made = await c.post("/v1/requests", json=proposal_doc(), headers={"Authorization": f"Bearer {agent}"})
-                assert made.status_code == 201, made.text
-                out = []
-                for params in queries:
-                    r = await c.get("/v1/requests", params=params, headers={"Authorization": f"Bearer {token}"})
-                    out.append((r.status_code, r.json()))
-                return out
-
-    return asyncio.run(run())
+    return viewer_gets(tmp_path, ["/v1/requests?" + urlencode(params) for params in queries])
 
 
 def test_the_listing_filters_by_since_in_every_accepted_spelling(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from hitlgate.engine._files import names_a_directory
 from hitlgate.engine._safeparse import parse_json, read_limited, shorten
 from hitlgate.engine.config import Config, load_config
 from hitlgate.engine.decide.decision import Decision
@@ -215,7 +216,7 @@ class OutFile(click.Path):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = os.fspath(value) if isinstance(value, str | os.PathLike) else value
-        if isinstance(text, str) and (not text or text.endswith(("/", "/.", "/..")) or text in (".", "..")):
+        if isinstance(text, str) and names_a_directory(text):
             self.fail(f"{text!r} names a directory; give the file to write", param, ctx)
         return super().convert(value, param, ctx)
 

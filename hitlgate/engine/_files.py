@@ -143,6 +143,15 @@ def _file_mode(secret: bool) -> int:
     return 0o644 & ~umask
 
 
+def names_a_directory(given: str) -> bool:
+    """Whether ``given`` can only name a directory: empty, ``.``/``..``, or ending in ``/`` (or ``/.``, ``/..``).
+
+    Checked on the text as given: ``Path("out/")`` is ``out``, so once made a
+    ``Path`` a trailing slash would write a file named after the directory.
+    """
+    return not given or given in (".", "..") or given.endswith((os.sep, "/", "/.", "/.."))
+
+
 def write_file(
     path: str | Path,
     data: bytes | str,
@@ -160,8 +169,7 @@ def write_file(
     does not advertise one.
     """
     given = os.fspath(path)
-    if not given or given.endswith((os.sep, "/.", "/..")) or given in (".", ".."):
-        # Path() drops a trailing slash: "out/" would become a file named "out", and "" the directory ".".
+    if names_a_directory(given):
         raise InputError(f"cannot write {what} {given!r}: give a file name, not a directory", code="unsafe_path")
     path = Path(os.path.expanduser(given))
     payload = data.encode("utf-8") if isinstance(data, str) else data

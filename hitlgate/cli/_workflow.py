@@ -604,6 +604,42 @@ def verify(state: CliState, action_file: str, token_arg: str, consume: bool) -> 
                f"expires {result['expires_at']}" + ("; CONSUMED" if consume else ""))
 
 
+@click.command(epilog=examples(
+    "hitlgate outcome REQUEST_ID --jti JTI --outcome executed",
+    "hitlgate outcome REQUEST_ID --jti JTI --outcome failed --detail 'rotation API returned 503'",
+))
+@click.argument("request_id", type=UTF8_TEXT)
+@click.option("--jti", required=True, type=UTF8_TEXT,
+              help="The id of the warrant `verify --consume` used up (its --json output names it).")
+@click.option("--outcome", "word", required=True, type=click.Choice(sorted(lifecycle.OUTCOMES_BY_WORD)),
+              help="How the action ended: executed, failed, or unknown (it may or may not have taken effect).")
+@click.option("--detail", default="", type=UTF8_TEXT, help="What happened, for the audit trail (kept to 2,000 "
+              "characters; newlines and tabs allowed, no other control characters).")
+@json_option
+@pass_state
+def outcome(state: CliState, request_id: str, jti: str, word: str, detail: str) -> None:
+    """Record how an action run after `verify --consume` ended, in the request and the audit chain.
+
+    The executor's report, as the Python guard records it by itself and
+    `POST /v1/requests/{id}/outcome` records it over HTTP: only for the
+    warrant the guard consumed for this request, and only once.
+
+    \b
+    Exit codes:
+      0  recorded
+      2  bad arguments (an outcome detail with control characters), unknown request (code not_found)
+      3  refused: that warrant was not consumed for this request, or an outcome was already recorded
+    """
+    with open_engine(state) as engine:
+        engine.get(request_id)
+        engine.guard().report(request_id, jti, lifecycle.OUTCOMES_BY_WORD[word], detail)
+        req = engine.get(request_id)
+        if state.json:
+            echo_json(_request_json(engine, req))
+        else:
+            click.echo(f"recorded {word} for {req.id}")
+
+
 @click.command(epilog=examples("hitlgate revoke REQUEST_ID --as alice --key ~/.hitlgate/alice.pem"))
 @click.argument("request_id", type=UTF8_TEXT)
 @click.option("--as", "name", type=UTF8_TEXT, required=True, help="Your approver name in the inventory.")
@@ -959,6 +995,6 @@ def audit_anchor(state: CliState, reinit: bool, reason: str | None) -> None:
 
 def register(cli: click.Group) -> None:
     """Add the workflow commands to the root group."""
-    for cmd in (propose, requests, show, _vote_command("approve"), _vote_command("reject"), wait, warrant,
+    for cmd in (propose, requests, show, _vote_command("approve"), _vote_command("reject"), wait, warrant, outcome,
                 verify, revoke, expire, keys, audit):
         cli.add_command(cmd)

@@ -85,8 +85,7 @@ T = TypeVar("T")
 POLL_SECONDS = 0.25
 
 #: The outcome words of ``POST /v1/requests/{id}/outcome`` and the states they record.
-OUTCOMES = {"executed": lifecycle.EXECUTED, "failed": lifecycle.EXECUTION_FAILED,
-            "unknown": lifecycle.EXECUTION_UNKNOWN}
+OUTCOMES = lifecycle.OUTCOMES_BY_WORD
 
 #: The HTTP methods that are their own ``method`` label on the duration histogram; any other is ``other``.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -661,16 +660,6 @@ def _single_valued(request: Request, names: tuple[str, ...]) -> None:
     _query.single_valued(request.query_params.multi_items(), names)
 
 
-#: Bidirectional embedding, override and isolate characters (U+202A-U+202E, U+2066-U+2069): text that reads
-#: otherwise than it is stored. ``str.isprintable`` already refuses them; named here so no change of that loses them.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _plain_text(value: str) -> bool:
-    """Whether ``value`` is printable text, newlines and tabs allowed (no escapes, carriage returns or bidi)."""
-    return all((ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS for ch in value)
-
-
 def _printable(value: str) -> bool:
     return value.isprintable()
 
@@ -716,7 +705,7 @@ def _outcome_request(doc: Any) -> tuple[str, str, str]:
         problems.append(f"outcome: required, one of {', '.join(OUTCOMES)}")
     if not isinstance(detail, str):
         problems.append("detail: must be a string")
-    elif not _plain_text(detail):
+    elif not lifecycle.plain_text(detail):
         # The detail becomes the request's status_reason, which `hitlgate show` and the console
         # print: refused like an approval's reason, so it cannot rewrite a terminal or fake a line.
         problems.append("detail: must not contain control characters other than newlines and tabs, "

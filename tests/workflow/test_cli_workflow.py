@@ -160,6 +160,29 @@ def test_show_survives_a_vote_row_whose_statement_was_damaged(env, tmp_path):
         assert "erin approved" in result.output and "NOT COUNTED" in result.output
 
 
+def test_an_executor_on_the_command_line_reports_the_outcome_once(env, tmp_path):
+    doc = proposal("suspend_service_account", "svc-ci-runner")
+    rid = json.loads(run(env, "propose", write(tmp_path, "p.json", doc), "--json", code=4).output)["id"]
+    run(env, "approve", rid, "--as", "carol", "--key", str(tmp_path / "carol.pem"))
+    token = run(env, "warrant", rid).output.strip()
+    action = write(tmp_path, "a.json", doc["action"])
+    used = json.loads(run(env, "verify", action, "--warrant", token, "--consume", "--json").output)
+    jti = used["jti"]
+    # A detail that would rewrite a terminal is refused, and records nothing.
+    bad = json.loads(run(env, "--json", "outcome", rid, "--jti", jti, "--outcome", "failed", "--detail",
+                         "ok\x1b[2K", code=2).output)
+    assert bad["error"]["code"] == "invalid_outcome" and bad["error"]["message"].startswith("detail: ")
+    wrong = run(env, "outcome", rid, "--jti", "not-the-jti", "--outcome", "executed", code=3)
+    assert "was not consumed by the guard" in wrong.output
+    out = json.loads(run(env, "--json", "outcome", rid, "--jti", jti, "--outcome", "failed", "--detail",
+                         "rotation API returned 503\nretry later").output)
+    assert out["status"] == "execution_failed" and out["status_reason"].startswith("rotation API returned 503")
+    assert "  status:    rotation API returned 503" in run(env, "show", rid).output
+    again = run(env, "outcome", rid, "--jti", jti, "--outcome", "executed", code=3)
+    assert "execution_failed" in again.output
+    assert "audit chain OK" in run(env, "audit", "verify").output
+
+
 def test_wait_times_out_with_exit_3(env, tmp_path):
     rid = json.loads(run(env, "propose", write(tmp_path, "p.json", proposal()), "--json", code=4).output)["id"]
     assert "still pending" in run(env, "wait", rid, "--timeout", "0.1", "--poll", "0.05", code=4).output

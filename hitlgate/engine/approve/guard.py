@@ -471,7 +471,9 @@ class Guard:
         """Record the outcome (``executed``, ``execution_failed``, ``execution_unknown``) of a consumed grant."""
         if outcome not in lifecycle.OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
-        self.report(grant.request_id, grant.jti, outcome, detail, now=now)
+        # The detail is often an exception's text (a remote API's error message): escaped, never refused,
+        # so the outcome is always recorded and the action's own exception is the one that propagates.
+        self.report(grant.request_id, grant.jti, outcome, lifecycle.as_plain_text(str(detail)), now=now)
 
     def report(self, request_id: str, jti: str, outcome: str, detail: str = "", *, now: datetime | None = None) -> None:
         """Record the outcome a remote executor reports for the warrant ``jti`` it consumed (the HTTP service).
@@ -482,6 +484,10 @@ class Guard:
         """
         if outcome not in lifecycle.OUTCOMES:
             raise InputError(f"outcome: {outcome!r} is not one of {', '.join(sorted(lifecycle.OUTCOMES))}")
+        if not isinstance(detail, str) or not lifecycle.plain_text(detail):
+            # Every way an outcome is reported (HTTP, `hitlgate outcome`, this call) refuses what `show` must not print.
+            raise InputError("detail: must be text without control characters other than newlines and tabs, "
+                             "nor bidirectional override or isolate characters", code="invalid_outcome")
         at = require_utc(now if now is not None else self.clock(), "now")
         with self.store.write() as tx:
             # Lifecycle rule 3: an outcome follows a consumption by the

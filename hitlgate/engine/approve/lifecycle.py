@@ -97,6 +97,30 @@ OPEN_FOR_VOTES = frozenset({PENDING})
 #: Outcomes the guard records after running an action.
 OUTCOMES = frozenset({EXECUTED, EXECUTION_FAILED, EXECUTION_UNKNOWN})
 
+#: The words an executor reports an outcome with (HTTP ``outcome``, ``hitlgate outcome --outcome``), and the
+#: states they record (:data:`OUTCOME_WORDS` below is the other way round).
+OUTCOMES_BY_WORD = {"executed": EXECUTED, "failed": EXECUTION_FAILED, "unknown": EXECUTION_UNKNOWN}
+
+#: Bidirectional embedding, override and isolate characters (U+202A-U+202E, U+2066-U+2069): text that reads
+#: otherwise than it is stored. ``str.isprintable`` already refuses them; named here so no change of that loses them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def plain_text(value: str) -> bool:
+    """Whether ``value`` is printable text, newlines and tabs allowed (no escapes, carriage returns or bidi).
+
+    An outcome's detail becomes the request's ``status_reason``, which
+    ``hitlgate show`` and the console print: it must not rewrite a terminal
+    or fake a line.
+    """
+    return all((ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS for ch in value)
+
+
+def as_plain_text(value: str) -> str:
+    """``value`` with every character :func:`plain_text` refuses written as a visible escape (``\\x1b``)."""
+    return "".join(ch if (ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS
+                   else (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}") for ch in value)
+
 
 def initial_state(tier: str) -> str:
     """The state a new request with decision ``tier`` enters (rule 1)."""

@@ -35,6 +35,7 @@ import math
 import os
 import re
 import reprlib
+import select
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -116,17 +117,17 @@ def read_limited(
                 raise ValidationError(what, [f"{label}: is a directory, not a file"])
             if regular_only and not stat.S_ISREG(st.st_mode):
                 raise ValidationError(what, [f"{label}: is not a regular file (a FIFO, socket or device)"])
-            fifo = stat.S_ISFIFO(st.st_mode)
-            if not fifo:
-                os.set_blocking(probe.fileno(), True)
-                if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
-                    raise _too_large(what, label, max_bytes, limit_key, st.st_size)
-                data = probe.read(max_bytes + 1)
-        if fifo:
-            # A FIFO given as an argument (a proposal handed over by another process) waits for its
-            # writer, as `cat` does; read without blocking it would look empty until the writer came.
-            with path.open("rb") as fh:
-                data = fh.read(max_bytes + 1)
+            if stat.S_ISFIFO(st.st_mode):
+                # A FIFO given as an argument (a proposal handed over by another process) waits for its
+                # writer, as `cat` does: read at once it would look empty until the writer came. Polled on
+                # this same descriptor, so a writer that opens, writes and closes meanwhile is not missed.
+                poller = select.poll()
+                poller.register(probe.fileno(), select.POLLIN)
+                poller.poll()
+            os.set_blocking(probe.fileno(), True)
+            if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+                raise _too_large(what, label, max_bytes, limit_key, st.st_size)
+            data = probe.read(max_bytes + 1)
     except OSError as exc:
         raise ValidationError(what, [f"{label}: cannot read: {exc.strerror or exc}"], code="unreadable") from exc
     if len(data) > max_bytes:

@@ -77,6 +77,20 @@ def _verify_replay(p: Project) -> list[str]:
     return args
 
 
+def _outcome_args(p: Project, word: str = "executed") -> list[str]:
+    """``outcome`` for a new request whose warrant `verify --consume` just used up."""
+    rid = p.granted()
+    used = p.invoke(["verify", p.file(AUTO["action"]), "--warrant", p.token(rid), "--consume", "--json"])
+    assert used.exit_code == 0, used.output
+    return ["outcome", rid, "--jti", json.loads(used.stdout)["jti"], "--outcome", word]
+
+
+def _outcome_twice(p: Project) -> list[str]:
+    args = _outcome_args(p)
+    assert p.invoke(args).exit_code == 0
+    return args
+
+
 def _revoked(p: Project) -> list[str]:
     rid = p.pending()
     args = ["revoke", rid, "--as", "alice", "--key", str(p.keys["alice"])]
@@ -257,6 +271,7 @@ SUCCESS: dict[tuple[str, ...], Case] = {
     ("policy", "test"): Case(lambda p: ["policy", "test", "--no-rego-tests"], 0),
     ("policy", "check"): Case(lambda p: ["policy", "check"], 0),
     ("policy", "fmt"): Case(lambda p: ["policy", "fmt", "--check"], 0),
+    ("outcome",): Case(lambda p: [*_outcome_args(p, "failed"), "--detail", "upstream answered 503"], 0),
     ("propose",): Case(lambda p: ["propose", p.file(AUTO)], 0),
     ("reject",): Case(lambda p: p.approve_args("reject", p.pending()), 0),
     ("requests",): Case(lambda p: ["requests", "--limit", "5"], 0),
@@ -306,6 +321,7 @@ FAILURE: dict[tuple[str, ...], Case] = {
     ("policy", "test"): Case(_failing_scenario, 3, result_doc=True),
     ("policy", "check"): Case(_failing_scenario_check, 1, result_doc=True),
     ("policy", "fmt"): Case(_unformatted, 1, result_doc=True),
+    ("outcome",): Case(_outcome_twice, 3),
     ("propose",): Case(lambda p: ["propose", p.file(INVALID)], 2),
     ("reject",): Case(lambda p: p.approve_args("reject", p.granted()), 3),
     ("requests",): Case(lambda p: ["requests", "--limit", "0"], 2, usage=True),
@@ -326,6 +342,9 @@ MORE_FAILURES: dict[str, tuple[tuple[str, ...], Case, str]] = {
         ("policy", "check"), Case(lambda p: ["policy", "check", "--base", "main"], 2), "not_a_git_repository",
     ),
     "show unknown id": (("show",), Case(lambda p: ["show", "req-nope"], 2), "not_found"),
+    "outcome unknown id": (
+        ("outcome",), Case(lambda p: ["outcome", "req-nope", "--jti", "j", "--outcome", "executed"], 2), "not_found",
+    ),
     "warrant unknown id": (("warrant",), Case(lambda p: ["warrant", "req-nope"], 2), "not_found"),
     "approve unknown id": (("approve",), Case(lambda p: p.approve_args("approve", "req-nope"), 2), "not_found"),
     "reject unknown id": (("reject",), Case(lambda p: p.approve_args("reject", "req-nope"), 2), "not_found"),

@@ -50,13 +50,15 @@ def test_a_fifo_among_the_scenarios_is_refused_naming_it(project: Path) -> None:
     assert error["code"] == "invalid_scenario" and "extra.yaml: is not a regular file" in error["message"]
 
 
-def test_a_proposal_handed_over_through_a_fifo_waits_for_its_writer(project: Path) -> None:
+@pytest.mark.parametrize("delay", ["0", "1"])
+def test_a_proposal_handed_over_through_a_fifo_waits_for_its_writer(project: Path, delay: str) -> None:
     # A FIFO named as an argument is another process handing the document over: read it as `cat` does,
     # whenever the writer comes (opened without blocking, it looked empty: "malformed JSON").
     fifo = project / "handover.json"
     os.mkfifo(fifo)
     proposal = (project / "proposal.json").read_bytes()
-    writer = subprocess.Popen(["sh", "-c", f"sleep 1; cat {project / 'proposal.json'} > {fifo}"])
+    # At once (the writer may open, write and close while the reader looks at the file) or a second later.
+    writer = subprocess.Popen(["sh", "-c", f"sleep {delay}; cat {project / 'proposal.json'} > {fifo}"])
     try:
         done = _hitlgate(project, "--json", "decide", str(fifo))
     finally:

@@ -471,7 +471,7 @@ class Guard:
         """Record the outcome (``executed``, ``execution_failed``, ``execution_unknown``) of a consumed grant."""
         if outcome not in lifecycle.OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
-        # The detail is often an exception's text (a remote API's error message): escaped, never refused,
+        # The detail is often an exception's text (a remote API's error message): cleaned, never refused,
         # so the outcome is always recorded and the action's own exception is the one that propagates.
         self.report(grant.request_id, grant.jti, outcome, lifecycle.as_plain_text(str(detail)), now=now)
 

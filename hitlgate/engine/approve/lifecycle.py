@@ -117,9 +117,8 @@ def plain_text(value: str) -> bool:
 
 
 def as_plain_text(value: str) -> str:
-    """``value`` with every character :func:`plain_text` refuses written as a visible escape (``\\x1b``)."""
-    return "".join(ch if (ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS
-                   else (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}") for ch in value)
+    """``value`` with every character :func:`plain_text` refuses replaced by a space (as notifications show it)."""
+    return "".join(ch if (ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS else " " for ch in value)
 
 
 def initial_state(tier: str) -> str:

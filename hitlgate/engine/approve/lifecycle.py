@@ -113,12 +113,16 @@ def plain_text(value: str) -> bool:
     ``hitlgate show`` and the console print: it must not rewrite a terminal
     or fake a line.
     """
-    return all((ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS for ch in value)
+    return all(map(_plain_char, value))
 
 
 def as_plain_text(value: str) -> str:
     """``value`` with every character :func:`plain_text` refuses replaced by a space (as notifications show it)."""
-    return "".join(ch if (ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS else " " for ch in value)
+    return "".join(ch if _plain_char(ch) else " " for ch in value)
+
+
+def _plain_char(ch: str) -> bool:
+    return (ch.isprintable() or ch in "\n\t") and ch not in _BIDI_CONTROLS
 
 
 def initial_state(tier: str) -> str:

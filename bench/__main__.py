@@ -463,8 +463,10 @@ SECTION_NOTES: dict[str, tuple[str, ...]] = {
         "be consumed exactly once and `audit verify` must pass, or the run fails.",
         "`statements_per_flow_*` / `commits_per_flow_*`: SQL statements sent (every one, `BEGIN` included) and "
         "transactions committed per flow. `sqlite_synchronous`: the store's `PRAGMA synchronous` read back "
-        "(2 = FULL); `pg_synchronous_commit_on`: 1 when the throwaway cluster ran with `fsync` and "
-        "`synchronous_commit` on.",
+        "(1 = NORMAL: the commit writes the log without syncing it; 2 = FULL, before 2026-11-28); "
+        "`sqlite_wal_fsyncs_per_flow`: the store's own fsyncs of the log file after its commits, outside the "
+        "write lock, per flow (one per commit); `pg_synchronous_commit_on`: 1 when the throwaway cluster ran "
+        "with `fsync` and `synchronous_commit` on.",
         "`clients`, `n` and `rounds` are the options of the run (`python -m bench.bench_flows --help`).",
     ),
 }

@@ -37,7 +37,10 @@ Measured, in one run:
   the benchmark raises.
 
 Durability is what production runs: SQLite in WAL mode with the store's own
-``synchronous`` setting (read back and returned), and a throwaway
+``synchronous`` setting (read back and returned: 1, NORMAL, the commit does
+not sync the log) and the store's own fsync of the log file after each
+commit (counted per flow: ``sqlite_wal_fsyncs_per_flow``, one per commit),
+and a throwaway
 PostgreSQL cluster (:mod:`tests._pgcluster`) started with ``fsync``,
 ``synchronous_commit`` and ``full_page_writes`` on (the test suite's cluster
 turns them off; this one must not), read back from the server.
@@ -55,6 +58,7 @@ only, two clients, one second).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
@@ -161,8 +165,9 @@ class Flows:
 
 @contextmanager
 def counting(engine: sa.engine.Engine) -> Iterator[dict[str, int]]:
-    """Count SQL statements and commits on ``engine`` while the block runs."""
-    counts = {"statements": 0, "commits": 0}
+    """Count SQL statements, commits and fsyncs of a SQLite log file (``-wal``) while the block runs."""
+    counts = {"statements": 0, "commits": 0, "wal_fsyncs": 0}
+    real_fsync = os.fsync
 
     def on_execute(*_args: Any) -> None:
         counts["statements"] += 1
@@ -170,11 +175,18 @@ def counting(engine: sa.engine.Engine) -> Iterator[dict[str, int]]:
     def on_commit(*_args: Any) -> None:
         counts["commits"] += 1
 
+    def fsync(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            counts["wal_fsyncs"] += os.readlink(f"/proc/self/fd/{fd}").endswith("-wal")
+        real_fsync(fd)
+
     sa_event.listen(engine, "before_cursor_execute", on_execute)
     sa_event.listen(engine, "commit", on_commit)
+    os.fsync = fsync
     try:
         yield counts
     finally:
+        os.fsync = real_fsync
         sa_event.remove(engine, "before_cursor_execute", on_execute)
         sa_event.remove(engine, "commit", on_commit)
 
@@ -202,7 +214,8 @@ def measure_cpu(url: str, key_dir: Path, n: int, *, cache: bool = True) -> dict[
     finally:
         runner.close()
     return {"cpu_ms": cpu, "wall_ms": wall, "statements": counts["statements"] / COUNTED_FLOWS,
-            "commits": counts["commits"] / COUNTED_FLOWS, "sqlite_synchronous": float(sync or 0)}
+            "commits": counts["commits"] / COUNTED_FLOWS, "sqlite_synchronous": float(sync or 0),
+            "wal_fsyncs": counts["wal_fsyncs"] / COUNTED_FLOWS}
 
 
 def _client(url: str, key_dir: str, barrier: Any, go: Any, deadline_box: Any, results: Any) -> None:
@@ -414,6 +427,7 @@ def run(size_or_options: Any = "full", *, log: Callable[[str], None] | None = No
             out[f"{prefix}commits_per_flow_{db}"] = results[-1]["commits"]
             if db == "sqlite":
                 out[f"{prefix}sqlite_synchronous"] = results[-1]["sqlite_synchronous"]
+                out[f"{prefix}sqlite_wal_fsyncs_per_flow"] = results[-1]["wal_fsyncs"]
         for db, make in new_url.items() if opts["throughput"] else ():
             for prefix, root in sides.items():
                 name = f"tp{next(serial)}"

@@ -2,7 +2,7 @@
 
     python -m bench.bench_workflow [--n 300] [--state sqlite|postgres-url]
 
-Measures, in one run, on a fresh SQLite file (WAL, synchronous=FULL):
+Measures, in one run, on a fresh SQLite file (WAL, each commit's log synced):
 
 * ``ed25519_verify_floor``: a bare ``cryptography`` Ed25519 verify of a
   warrant-sized message;
@@ -153,7 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     results = measure_all(args.n, args.state)
     floor = results[0]["ops_per_s"]
-    print(f"state: {'sqlite (WAL, synchronous=FULL)' if not args.state else args.state.split('://')[0]}")
+    print(f"state: {'sqlite (WAL, each commit synced)' if not args.state else args.state.split('://')[0]}")
     print(f"{'benchmark':<30} {'p50 (us)':>10} {'p99 (us)':>10} {'ops/s':>10} {'x floor':>8}")
     for r in results:
         ratio = float(r["ops_per_s"]) / float(floor)

@@ -121,3 +121,13 @@ def test_only_accepts_every_benchmark_module() -> None:
                                timeout=60, check=True).stdout
     assert "issue 9" not in help_text
     assert "service" in help_text and "1-2 minutes" in help_text
+
+
+def test_flows_ran_durable_with_one_log_sync_per_commit(smoke: tuple[str, dict[str, Any]]) -> None:
+    # The store commits in WAL mode without a sync (NORMAL) and fsyncs the log itself after each commit: a flow
+    # whose commits were not each followed by that fsync would not survive a power loss.
+    _, report = smoke
+    flows = report["results"]["flows"]
+    assert flows["sqlite_synchronous"] == 1
+    assert flows["commits_per_flow_sqlite"] >= 4
+    assert flows["sqlite_wal_fsyncs_per_flow"] == flows["commits_per_flow_sqlite"]

@@ -1,6 +1,7 @@
 """What every SQLite connection of the store is set to, and how a write transaction takes its lock.
 
-Consumed warrant ids must survive a power loss (``synchronous=FULL``),
+Consumed warrant ids must survive a power loss (WAL with ``synchronous=NORMAL``, the
+log synced by the store after each commit: test_commit_durable_after_the_lock.py),
 concurrent writers must queue rather than fail (WAL, a busy timeout, and
 ``BEGIN IMMEDIATE`` taking the write lock before the transaction reads
 anything it will write after), and the schema's foreign keys must hold.
@@ -17,14 +18,14 @@ import pytest
 from hitlgate.engine.ledger.store import SQLITE_BUSY_TIMEOUT_MS, Store, _sqlite_path
 
 
-def test_every_connection_is_wal_full_sync_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+def test_every_connection_is_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         for _ in range(2):  # A fresh pooled connection each time gets the same settings.
             with store.engine.connect() as conn:
                 pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
                           for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
-            assert pragma == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1,
+            assert pragma == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1,
                               "busy_timeout": SQLITE_BUSY_TIMEOUT_MS}
             store.engine.dispose()
     finally:

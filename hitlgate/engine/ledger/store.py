@@ -27,6 +27,7 @@ database constraints, so a bug above cannot break it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -1472,15 +1473,20 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
+            wal = False
             if not read_only and ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
-                cur.execute("PRAGMA journal_mode=WAL")
+                wal = str(cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() == "wal"
             cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
             cur.execute("PRAGMA foreign_keys=ON")
-            # WAL with synchronous=NORMAL loses no committed transaction on
-            # a process crash; FULL also survives power loss. Security state
-            # (consumed warrant ids) must survive both, so keep FULL.
             if not read_only:
-                cur.execute("PRAGMA synchronous=FULL")
+                # Security state (consumed warrant ids) must survive a power loss. In WAL mode the commit
+                # writes the log without syncing it (NORMAL), and transaction() syncs the log file once the
+                # write lock is released: see _sync_wal. Any other journal keeps FULL (NORMAL there is not
+                # even safe from corruption on a power loss).
+                cur.execute(f"PRAGMA synchronous={'NORMAL' if wal else 'FULL'}")
+                main = [row[2] for row in cur.execute("PRAGMA database_list") if row[1] == "main"]
+                if wal and main and main[0]:
+                    _record.info[_WAL_FILE] = f"{main[0]}-wal"
         finally:
             cur.close()
 
@@ -1507,10 +1513,107 @@ def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
     A statement run on a SQLite connection outside this (``Store.read_first``)
     is its own implicit transaction, one snapshot.
     """
+    sqlite = conn.dialect.name == "sqlite"
     with conn.begin():
-        if conn.dialect.name == "sqlite":
+        if sqlite:
             (_BEGIN_WRITE if write else _BEGIN_READ).execute(conn)
+        elif write:
+            _COMMIT_WITHOUT_WAITING.execute(conn)
         yield conn
+    # Committed (an error above rolled back and propagated): make it durable before the caller acts on it.
+    if not write:
+        return
+    if sqlite:
+        wal = conn.info.get(_WAL_FILE)
+        if wal is not None:
+            _sync_wal(wal)
+    else:
+        _wait_for_flush(conn)
+
+
+#: PostgreSQL: this transaction's COMMIT releases its locks (the chain head's) without waiting for the disk;
+#: :func:`_wait_for_flush` waits after.
+_COMMIT_WITHOUT_WAITING = Prepared(sa.text("SET LOCAL synchronous_commit TO off"))
+#: A statement that is a transaction with an id of its own, so its COMMIT writes a record and waits for it.
+_FLUSHED_COMMIT = Prepared(sa.text("SELECT pg_current_xact_id()"))
+
+
+def _wait_for_flush(conn: Connection) -> None:
+    """PostgreSQL's group commit for writers that queue on one row lock: wait for the disk after the lock is free.
+
+    A write transaction locks the audit chain head, and a row lock is held
+    until COMMIT returns, which with ``synchronous_commit`` on is after the
+    server flushed the log: every writer waits for the one before it *and*
+    its disk flush, one flush each. So the transaction commits with
+    ``synchronous_commit`` off (its locks go at once), and then this runs
+    a transaction of one statement that takes a transaction id under the
+    session's own setting: its COMMIT waits until the log is flushed (and
+    replicated, if the server waits for standbys) up to its own commit
+    record, which comes after the one just made, so that one is durable
+    when this returns. Writers flushing at the same moment share one flush.
+
+    As with :func:`_sync_wal`, a reader may see a commit a few milliseconds
+    before it is on disk; every effect hitlgate has follows its own write
+    and waits here. A failure is a :class:`StorageError`: the caller does
+    not act on the write.
+    """
+    driver = conn.connection.dbapi_connection
+    try:
+        driver.autocommit = True  # type: ignore[union-attr]
+        try:
+            _FLUSHED_COMMIT.execute(conn, alone=True)
+        finally:
+            with contextlib.suppress(Exception):  # A connection the error closed is dropped by the pool.
+                driver.autocommit = False  # type: ignore[union-attr]
+    except Exception as exc:
+        why = _db_message(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+        raise StorageError(f"committed, but waiting for the server to flush it to disk failed: {why}"
+                           "; what this write recorded may be lost on a crash, so it is reported as failed") from exc
+
+
+#: Where a SQLite connection in WAL mode keeps its log file's path (``info`` of its connection record).
+_WAL_FILE = "hitlgate_wal_file"
+
+
+def _sync_wal(path: str) -> None:
+    """Make what this connection just committed survive a power loss: fsync the WAL, after the lock is released.
+
+    A write transaction on SQLite commits with ``synchronous=NORMAL``: its
+    log frames are written, not synced, so the write lock passes to the
+    next writer at once instead of after a disk flush. The committer then
+    syncs the log file here before the write returns (and before anything
+    waiting for the commit, such as the anchor's checkpoint, runs): one
+    fsync of the file covers every frame written before it, so writers in
+    other processes that sync at the same moment share the flush (a group
+    commit; measured in ``bench/bench_flows.py``). The log only restarts
+    after a checkpoint, which syncs it first (and the database after), so
+    frames that are no longer in it are on disk already; should the file be
+    gone, the database file is synced instead.
+
+    What a reader sees may be a few milliseconds ahead of the disk, as on
+    PostgreSQL with ``synchronous_commit`` off, but nothing hitlgate does
+    rests on it: every effect (a warrant handed out, an action let run, a
+    checkpoint anchored) follows its own write, which syncs everything
+    before it. An fsync that fails is a :class:`StorageError`: the caller
+    learns the write may not be durable and does not act on it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        path = path.removesuffix("-wal")
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise StorageError(f"committed, but cannot open {path} to flush it to disk: {exc.strerror}") from exc
+    except OSError as exc:
+        raise StorageError(f"committed, but cannot open {path} to flush it to disk: {exc.strerror}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"committed, but flushing {path} to disk failed: {exc.strerror}; what this write "
+                           "recorded may be lost on a power failure, so it is reported as failed") from exc
+    finally:
+        os.close(fd)
 
 
 def _stored_times(fields: Mapping[Any, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """What every SQLite connection of the store is set to, and how a write transaction takes its lock.
 
 Consumed warrant ids must survive a power loss (WAL with ``synchronous=NORMAL``, the
-log synced by the store after each commit: test_commit_durable_after_the_lock.py),
+log synced by the store after each commit: test_sqlite_commit_synced_after_the_lock.py),
 concurrent writers must queue rather than fail (WAL, a busy timeout, and
 ``BEGIN IMMEDIATE`` taking the write lock before the transaction reads
 anything it will write after), and the schema's foreign keys must hold.

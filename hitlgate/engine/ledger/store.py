@@ -27,7 +27,6 @@ database constraints, so a bug above cannot break it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -1513,62 +1512,17 @@ def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
     A statement run on a SQLite connection outside this (``Store.read_first``)
     is its own implicit transaction, one snapshot.
     """
-    sqlite = conn.dialect.name == "sqlite"
     with conn.begin():
-        if sqlite:
+        if conn.dialect.name == "sqlite":
             (_BEGIN_WRITE if write else _BEGIN_READ).execute(conn)
-        elif write:
-            _COMMIT_WITHOUT_WAITING.execute(conn)
         yield conn
-    # Committed (an error above rolled back and propagated): make it durable before the caller acts on it.
-    if not write:
-        return
-    if sqlite:
-        wal = conn.info.get(_WAL_FILE)
-        if wal is not None:
-            _sync_wal(wal)
-    else:
-        _wait_for_flush(conn)
-
-
-#: PostgreSQL: this transaction's COMMIT releases its locks (the chain head's) without waiting for the disk;
-#: :func:`_wait_for_flush` waits after.
-_COMMIT_WITHOUT_WAITING = Prepared(sa.text("SET LOCAL synchronous_commit TO off"))
-#: A statement that is a transaction with an id of its own, so its COMMIT writes a record and waits for it.
-_FLUSHED_COMMIT = Prepared(sa.text("SELECT pg_current_xact_id()"))
-
-
-def _wait_for_flush(conn: Connection) -> None:
-    """PostgreSQL's group commit for writers that queue on one row lock: wait for the disk after the lock is free.
-
-    A write transaction locks the audit chain head, and a row lock is held
-    until COMMIT returns, which with ``synchronous_commit`` on is after the
-    server flushed the log: every writer waits for the one before it *and*
-    its disk flush, one flush each. So the transaction commits with
-    ``synchronous_commit`` off (its locks go at once), and then this runs
-    a transaction of one statement that takes a transaction id under the
-    session's own setting: its COMMIT waits until the log is flushed (and
-    replicated, if the server waits for standbys) up to its own commit
-    record, which comes after the one just made, so that one is durable
-    when this returns. Writers flushing at the same moment share one flush.
-
-    As with :func:`_sync_wal`, a reader may see a commit a few milliseconds
-    before it is on disk; every effect hitlgate has follows its own write
-    and waits here. A failure is a :class:`StorageError`: the caller does
-    not act on the write.
-    """
-    driver = conn.connection.dbapi_connection
-    try:
-        driver.autocommit = True  # type: ignore[union-attr]
-        try:
-            _FLUSHED_COMMIT.execute(conn, alone=True)
-        finally:
-            with contextlib.suppress(Exception):  # A connection the error closed is dropped by the pool.
-                driver.autocommit = False  # type: ignore[union-attr]
-    except Exception as exc:
-        why = _db_message(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
-        raise StorageError(f"committed, but waiting for the server to flush it to disk failed: {why}"
-                           "; what this write recorded may be lost on a crash, so it is reported as failed") from exc
+    # Committed (an error above rolled back and propagated): on SQLite, make it durable before the caller acts on
+    # it. PostgreSQL's COMMIT waits for its flush itself (synchronous_commit): committing without waiting and
+    # then waiting outside the chain head's lock (a transaction of one statement that takes an id) cost more
+    # round trips than the shared flush saved, on 2 cores: 49 -> 39 flows/s (docs/benchmarks.md, bench_flows).
+    wal = conn.info.get(_WAL_FILE) if write else None
+    if wal is not None:
+        _sync_wal(wal)
 
 
 #: Where a SQLite connection in WAL mode keeps its log file's path (``info`` of its connection record).

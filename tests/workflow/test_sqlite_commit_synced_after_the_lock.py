@@ -1,10 +1,8 @@
-"""A write is on disk before it returns, and its disk flush does not hold the write lock (SQLite and PostgreSQL).
+"""A SQLite write is on disk before it returns, and its disk flush does not hold the write lock.
 
-On SQLite the store commits in WAL mode with ``synchronous=NORMAL`` and
-then fsyncs the log file itself, once the write lock is free (a group
-commit across processes); on PostgreSQL it commits with
-``synchronous_commit`` off and then waits for the flush with a
-transaction of one statement (the last test). These tests watch the real fsync calls on a real SQLite file:
+The store commits in WAL mode with ``synchronous=NORMAL`` and then fsyncs
+the log file itself, once the write lock is free (a group commit across
+processes). These tests watch the real fsync calls on a real SQLite file:
 every write transaction syncs the database's ``-wal`` file after it
 committed and before it returns, while another connection can already
 take the write lock; a warrant's checkpoint reaches the anchor file only
@@ -16,16 +14,15 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 
-from hitlgate.engine.ledger.store import Store
+from hitlgate.engine.ledger.store import Store, _sync_wal
 from hitlgate.errors import InvalidWarrant, StorageError
 from tests.workflow._helpers import granted_warrant, proposal
 
@@ -148,37 +145,17 @@ def test_a_failed_flush_of_the_consumption_is_an_error_and_the_action_does_not_r
     engine.verify_audit()  # Raises on any break in the chain, its checkpoints or the anchor.
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-def test_postgresql_commits_without_waiting_then_waits_for_the_flush_outside_the_lock(db_url: str) -> None:
-    # A write commits with synchronous_commit off (its row lock on the chain head goes at once), then one statement
-    # that takes a transaction id runs as a transaction of its own under the session's setting: its COMMIT waits for
-    # the log up to its record, after the write's. Seen on the real server: what each statement ran under.
-    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:  # The suite's cluster runs with it off; a server meant to be durable has it on.
-        conn.exec_driver_sql(f'ALTER DATABASE "{sa.make_url(db_url).database}" SET synchronous_commit = on')
-    admin.dispose()
-    store = Store.open(db_url)
-    seen: list[tuple[str, bool, str]] = []
 
-    def on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        driver = conn.connection.dbapi_connection
-        setting = driver.execute("SHOW synchronous_commit").fetchone()[0]
-        seen.append((statement, bool(driver.autocommit), setting))
-
-    try:
-        with store.engine.connect() as conn:
-            session_default = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
-        assert session_default == "on"
-        sa_event.listen(store.engine, "before_cursor_execute", on_execute)
-        with store.write() as tx:
-            xid_inside = tx.conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar()
-        sa_event.remove(store.engine, "before_cursor_execute", on_execute)
-        assert seen[0] == ("SET LOCAL synchronous_commit TO off", False, session_default)
-        assert all(setting == "off" for statement, _, setting in seen[1:-1])
-        assert seen[-1] == ("SELECT pg_current_xact_id()", True, session_default)
-        with store.engine.connect() as conn:
-            # The waiting transaction took an id after the write's: its commit record comes after the write's.
-            assert int(conn.exec_driver_sql("SELECT pg_current_xact_id()").scalar()) > int(xid_inside) + 1
-            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == session_default
-    finally:
-        store.close()
+def test_a_log_file_that_is_gone_syncs_the_database_file_and_nothing_to_open_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The log is deleted when the last connection closes, after a checkpoint into the database file.
+    db = tmp_path / "state.db"
+    db.write_bytes(b"")
+    spy = FsyncWatch(db, os.fsync)
+    monkeypatch.setattr(os, "fsync", spy)
+    _sync_wal(f"{db}-wal")
+    assert [path for path, _ in spy.calls] == [str(db)]
+    db.unlink()
+    with pytest.raises(StorageError, match=rf"^committed, but cannot open {re.escape(str(db))} to flush it to "
+                                           r"disk: No such file or directory$"):
+        _sync_wal(f"{db}-wal")

@@ -87,6 +87,20 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self._keyring_matched = False
         self._replacing_keyring = False
+        store.anchored_seq = self._anchored_seq
+
+    def _anchored_seq(self) -> int | None:
+        """The seq of the anchor's last checkpoint, which a write compares with its event (None: none, or unread).
+
+        Asked by :meth:`Store.write` before it begins (see
+        :attr:`Store.anchored_seq`); an anchor that cannot be read here is
+        read again, and reported, by the comparison inside the write.
+        """
+        try:
+            last = self.anchor.last()
+        except Exception:  # noqa: BLE001 - reported by require_anchored_head, under the lock.
+            return None
+        return None if last is None else last.seq
 
     def append(
         self,

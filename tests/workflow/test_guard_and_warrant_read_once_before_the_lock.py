@@ -44,7 +44,7 @@ def statements(engine: Engine) -> Iterator[list[str]]:
 def _before_the_lock(sent: list[str]) -> list[str]:
     """The statements sent before the first write transaction locked the chain head (a read transaction's
     BEGIN among them)."""
-    locks = [i for i, s in enumerate(sent) if s.startswith("SELECT audit_head.seq, audit_head.hash FROM audit_head")]
+    locks = [i for i, s in enumerate(sent) if s.startswith("SELECT audit_head.seq, audit_head.hash")]
     assert locks, sent
     return [s for s in sent[: locks[0]] if s != "BEGIN IMMEDIATE"]
 

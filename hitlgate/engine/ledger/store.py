@@ -1636,9 +1636,9 @@ class Store:
         self.read_only_reason = read_only_reason
         self._migrate_lock = threading.Lock()
         #: The seq of the event a write will compare with the audit anchor (its last checkpoint's), asked before
-        #: the write begins, so the hash of that event comes with the locked chain head instead of in a query of
-        #: its own (one round trip fewer per write); None: no such comparison. Set by the audit log. What is
-        #: compared is still read under the lock: a different seq by then is queried as before.
+        #: the write begins, so on SQLite the hash of that event comes with the locked chain head instead of in a
+        #: query of its own (one statement fewer per write); None: no such comparison. Set by the audit log. What
+        #: is compared is still read under the lock: a different seq by then is queried as before.
         self.anchored_seq: Callable[[], int | None] | None = None
 
     @property
@@ -1756,7 +1756,13 @@ class Store:
                 code="read_only",
             )
         tx: Transaction | None = None
-        seq = self.anchored_seq() if self.anchored_seq is not None else None
+        # SQLite only: BEGIN IMMEDIATE takes the lock before the transaction's snapshot, so what the locking
+        # statement reads is current. On PostgreSQL (READ COMMITTED) a statement's snapshot is taken before it
+        # waits for the row lock: FOR UPDATE then returns the newest head, but a subquery in the same statement
+        # still reads from before the wait, and would miss a chain cut committed by the writer it waited for.
+        # There the hash is read by a statement of its own, after the lock (a snapshot taken after the wait).
+        seq = (self.anchored_seq() if self.anchored_seq is not None and self.dialect == "sqlite"
+               else None)
         try:
             with self.engine.connect() as conn:
                 # Marks the writer for whoever observes the connection (tests' begin listeners); the BEGIN is

@@ -266,8 +266,12 @@ class AuditAnchor:
         return True
 
     def last(self) -> Checkpoint | None:
-        """The last complete checkpoint line, read from the end of the file; None when missing or empty.
+        """The newest checkpoint at the end of the file; None when missing or empty.
 
+        The checkpoint of the last complete line, or of a line shortly before
+        it with a higher seq (the complete lines of the last 4 KiB, or of the
+        window that holds the last line: writers append after their commits,
+        so lines can end a little out of seq order).
         Reads at most the final 64 KiB (and one byte), whatever the file's
         length, so the guard can compare the database with the anchor on
         every call without scanning it. A torn final line (no newline) and
@@ -322,16 +326,29 @@ class AuditAnchor:
                 )
             self._last_seen = (seen, tail, None)
             return None
+        checkpoint = self._parse_tail_line(line, "the last line")
+        # Writers append after their commits, so the last line may name an older checkpoint than a line just
+        # before it (a writer that synced and anchored after another that committed later): the highest seq
+        # among the complete lines read is the one to compare with, or a cut of the newest events would go
+        # unseen until the next checkpoint. Those lines are found by their seq without parsing them.
+        for raw in lines:
+            found = _SEQ_OF_LINE.fullmatch(raw + b"\n")
+            if found is not None and int(found.group(1)) > checkpoint.seq:
+                checkpoint = self._parse_tail_line(raw, f"the line of seq {int(found.group(1))}")
+        first = next(raw for raw in lines if raw.strip())
+        start = tail.find(first + b"\n")
+        self._last_seen = (seen, tail[max(start - 1, 0):], checkpoint)
+        return checkpoint
+
+    def _parse_tail_line(self, line: bytes, which: str) -> Checkpoint:
+        """The checkpoint of one complete anchor line; :class:`AuditChainError` naming ``which`` if malformed."""
         try:
             doc = json.loads(line.decode("utf-8"))  # pragma: no mutate - codec names ignore case
             if not isinstance(doc, dict) or doc.pop("record", None) != "checkpoint":
                 raise ValueError("not a checkpoint record")
-            checkpoint = Checkpoint.from_dict(doc)
+            return Checkpoint.from_dict(doc)
         except (ValueError, ValidationError, RecursionError) as exc:
-            raise AuditChainError(f"the last line of the audit anchor {self.path} is malformed: {exc}") from None
-        start = tail.rfind(line + b"\n")
-        self._last_seen = (seen, tail[max(start - 1, 0):], checkpoint)
-        return checkpoint
+            raise AuditChainError(f"{which} of the audit anchor {self.path} is malformed: {exc}") from None
 
     def size(self) -> int:
         """The anchor file's length in bytes (0 when it does not exist)."""

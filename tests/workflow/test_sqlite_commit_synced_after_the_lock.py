@@ -12,9 +12,9 @@ error, on which the guard does not run the action.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -146,16 +146,73 @@ def test_a_failed_flush_of_the_consumption_is_an_error_and_the_action_does_not_r
 
 
 
-def test_a_log_file_that_is_gone_syncs_the_database_file_and_nothing_to_open_is_an_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The log is deleted when the last connection closes, after a checkpoint into the database file.
-    db = tmp_path / "state.db"
-    db.write_bytes(b"")
-    spy = FsyncWatch(db, os.fsync)
+def test_the_log_is_opened_once_per_connection_and_closed_with_it(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'own.db'}")
+    wal = f"{tmp_path / 'own.db'}-wal"
+
+    def open_on_it() -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # A descriptor closed since the listing.
+                if os.readlink(f"/proc/self/fd/{fd}") == wal:
+                    found.append(fd)
+        return found
+
+    try:
+        for _ in range(3):
+            with store.write():
+                pass
+        with store.engine.connect() as conn:
+            fd = conn.info["hitlgate_wal_fd"]
+        # One descriptor of ours (kept, so a failed write-back is reported to it) beside SQLite's own.
+        assert str(fd) in open_on_it()
+    finally:
+        store.close()
+    assert str(fd) not in open_on_it()
+
+
+@pytest.mark.parametrize(("replacement", "why"), [
+    ("gone", "flushing .*-wal to disk failed: No such file or directory"),
+    ("symlink", "flushing .*-wal to disk failed: Too many levels of symbolic links"),
+    ("fifo", ".*-wal is not a regular file"),
+])
+def test_a_log_file_gone_or_not_a_regular_file_is_an_error_not_a_sync_of_something_else(
+        tmp_path: Path, replacement: str, why: str) -> None:
+    wal = tmp_path / "state.db-wal"
+    decoy = tmp_path / "decoy"
+    decoy.write_bytes(b"")
+    if replacement == "symlink":
+        wal.symlink_to(decoy)
+    elif replacement == "fifo":
+        os.mkfifo(wal)  # Opened without waiting for a writer: refused at once, not hung.
+    info: dict[str, Any] = {"hitlgate_wal_file": str(wal)}
+    with pytest.raises(StorageError, match=rf"^committed, but {why}"):
+        _sync_wal(info)
+    assert "hitlgate_wal_fd" not in info
+
+
+def test_a_log_file_replaced_after_it_was_opened_is_an_error(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    wal = tmp_path / "state.db-wal"
+    wal.write_bytes(b"frames")
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
     monkeypatch.setattr(os, "fsync", spy)
-    _sync_wal(f"{db}-wal")
-    assert [path for path, _ in spy.calls] == [str(db)]
-    db.unlink()
-    with pytest.raises(StorageError, match=rf"^committed, but cannot open {re.escape(str(db))} to flush it to "
-                                           r"disk: No such file or directory$"):
-        _sync_wal(f"{db}-wal")
+    info: dict[str, Any] = {"hitlgate_wal_file": str(wal)}
+    _sync_wal(info)
+    fd = info["hitlgate_wal_fd"]
+    _sync_wal(info)
+    assert info["hitlgate_wal_fd"] == fd and synced == [str(wal), str(wal)]  # The same descriptor, kept.
+    other = tmp_path / "other"
+    other.write_bytes(b"")
+    other.rename(wal)
+    with pytest.raises(StorageError, match=r"^committed, but .*state\.db-wal was replaced while the store had it "
+                                           r"open, so what this write recorded cannot be flushed to disk"):
+        _sync_wal(info)
+    assert len(synced) == 2
+    os.close(fd)

@@ -27,6 +27,7 @@ database constraints, so a bug above cannot break it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -1491,6 +1492,8 @@ def _make_engine(url: str, *, read_only: bool) -> Engine:
     # wait there needs another process converting the same file at that instant, which no test can time.
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})  # pragma: no mutate
 
+    sa_event.listen(engine, "close", _close_wal)
+
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's "begin" hook below: the
@@ -1547,16 +1550,17 @@ def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
     # it. PostgreSQL's COMMIT waits for its flush itself (synchronous_commit): committing without waiting and
     # then waiting outside the chain head's lock (a transaction of one statement that takes an id) cost more
     # round trips than the shared flush saved, on 2 cores: 49 -> 39 flows/s (docs/benchmarks.md, bench_flows).
-    wal = conn.info.get(_WAL_FILE) if write else None
-    if wal is not None:
-        _sync_wal(wal)
+    if write and _WAL_FILE in conn.info:
+        _sync_wal(conn.info)
 
 
-#: Where a SQLite connection in WAL mode keeps its log file's path (``info`` of its connection record).
+#: Where a SQLite connection in WAL mode keeps its log file's path, and the descriptor it syncs it through
+#: (``info`` of its connection record, which lives as long as the driver's connection).
 _WAL_FILE = "hitlgate_wal_file"
+_WAL_FD = "hitlgate_wal_fd"
 
 
-def _sync_wal(path: str) -> None:
+def _sync_wal(info: dict[str, Any]) -> None:
     """Make what this connection just committed survive a power loss: fsync the WAL, after the lock is released.
 
     A write transaction on SQLite commits with ``synchronous=NORMAL``: its
@@ -1568,33 +1572,49 @@ def _sync_wal(path: str) -> None:
     other processes that sync at the same moment share the flush (a group
     commit; measured in ``bench/bench_flows.py``). The log only restarts
     after a checkpoint, which syncs it first (and the database after), so
-    frames that are no longer in it are on disk already; should the file be
-    gone, the database file is synced instead.
+    frames no longer in it are on disk already.
+
+    The log is opened once per connection (not following a symbolic link,
+    never waiting on a FIFO, a regular file only) and kept open: an error
+    the kernel reports for a failed write-back reaches every descriptor
+    open when it happened, which a descriptor opened afresh would not see.
+    The log must still be the file this connection has open: one gone or
+    replaced (by whoever can write the database's directory) is refused,
+    rather than syncing something else.
 
     What a reader sees may be a few milliseconds ahead of the disk, as on
-    PostgreSQL with ``synchronous_commit`` off, but nothing hitlgate does
-    rests on it: every effect (a warrant handed out, an action let run, a
-    checkpoint anchored) follows its own write, which syncs everything
-    before it. An fsync that fails is a :class:`StorageError`: the caller
-    learns the write may not be durable and does not act on it.
+    PostgreSQL with ``synchronous_commit`` off, but every effect hitlgate
+    has on a write (a warrant handed out, an action let run, a checkpoint
+    anchored) follows its own write, which syncs everything before it. Any
+    failure is a :class:`StorageError`: the caller learns the write may not
+    be durable and does not act on it.
     """
+    path = str(info[_WAL_FILE])
+    fd = info.get(_WAL_FD)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        path = path.removesuffix("-wal")
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise StorageError(f"committed, but cannot open {path} to flush it to disk: {exc.strerror}") from exc
-    except OSError as exc:
-        raise StorageError(f"committed, but cannot open {path} to flush it to disk: {exc.strerror}") from exc
-    try:
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise StorageError(f"committed, but {path} is not a regular file, so it cannot be flushed to disk; "
+                                   "what this write recorded may be lost on a power failure")
+            info[_WAL_FD] = fd
+        held, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
+        if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+            raise StorageError(f"committed, but {path} was replaced while the store had it open, so what this "
+                               "write recorded cannot be flushed to disk; it is reported as failed")
         os.fsync(fd)
     except OSError as exc:
-        raise StorageError(f"committed, but flushing {path} to disk failed: {exc.strerror}; what this write "
-                           "recorded may be lost on a power failure, so it is reported as failed") from exc
-    finally:
-        os.close(fd)
+        raise StorageError(f"committed, but flushing {path} to disk failed: {exc.strerror or exc}; what this "
+                           "write recorded may be lost on a power failure, so it is reported as failed") from exc
+
+
+def _close_wal(_dbapi_conn: Any, record: Any) -> None:
+    """Close the descriptor :func:`_sync_wal` kept, with the driver's connection (the pool's ``close`` event)."""
+    fd = record.info.pop(_WAL_FD, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _stored_times(fields: Mapping[Any, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:

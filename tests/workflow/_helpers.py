@@ -186,3 +186,18 @@ def everyone_may_enter(prefix: str) -> Iterator[Path]:
         yield base
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs, one line each, as sent."""
+    sent: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    sa_event.listen(engine.store.engine, "before_cursor_execute", on_execute)
+    try:
+        yield sent
+    finally:
+        sa_event.remove(engine.store.engine, "before_cursor_execute", on_execute)

@@ -13,33 +13,14 @@ is refused whichever way its hash was read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from sqlalchemy import event as sa_event
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import AuditChainError
-from tests.workflow._helpers import granted_warrant, proposal, rewrite_chain
+from tests.workflow._helpers import granted_warrant, proposal, rewrite_chain, statements
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")
 EVENT_HASH_QUERY = "SELECT audit_events.hash FROM audit_events WHERE audit_events.seq ="
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(" ".join(statement.split()))
-
-    sa_event.listen(engine.store.engine, "before_cursor_execute", on_execute)
-    try:
-        yield sent
-    finally:
-        sa_event.remove(engine.store.engine, "before_cursor_execute", on_execute)
 
 
 def test_the_anchored_events_hash_comes_with_the_locked_head(engine: Engine) -> None:

@@ -12,33 +12,13 @@ as what it is, a replay.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from sqlalchemy import event as sa_event
 
 from hitlgate.engine.approve.workflow import Engine
 from hitlgate.errors import InvalidWarrant, NotFoundError
-from tests.workflow._helpers import granted_warrant, proposal, vote
+from tests.workflow._helpers import granted_warrant, proposal, statements, vote
 
 DOC = proposal("suspend_service_account", "svc-ci-runner")
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements the engine sends while the block runs, one line each, as sent."""
-    sent: list[str] = []
-
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(" ".join(statement.split()))
-
-    sa_event.listen(engine.store.engine, "before_cursor_execute", on_execute)
-    try:
-        yield sent
-    finally:
-        sa_event.remove(engine.store.engine, "before_cursor_execute", on_execute)
 
 
 def _before_the_lock(sent: list[str]) -> list[str]:

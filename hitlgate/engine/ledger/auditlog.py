@@ -90,7 +90,7 @@ class AuditLog:
         store.anchored_seq = self._anchored_seq
 
     def _anchored_seq(self) -> int | None:
-        """The seq of the anchor's last checkpoint, which a write compares with its event (None: none, or unread).
+        """The seq of the anchor's newest checkpoint, which a write compares with its event (None: none, or unread).
 
         Asked by :meth:`Store.write` before it begins (see
         :attr:`Store.anchored_seq`); an anchor that cannot be read here is

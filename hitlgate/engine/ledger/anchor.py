@@ -72,10 +72,9 @@ VERIFIED_SUFFIX = ".verified"
 #: How far from the end :meth:`AuditAnchor.last` reads; a line is a few hundred bytes.
 _TAIL_BYTES = 64 * 1024
 
-#: What :meth:`AuditAnchor.last` reads first: it holds the last line but for a torn or a very long
-#: one, and reading and splitting 4 KiB instead of 64 is most of the call's cost (it runs in
-#: every write transaction, under the store's write lock).
-_FIRST_TAIL_BYTES = 4 * 1024
+#: How many bytes before the end of what :meth:`AuditAnchor.last` read it keeps, to see the next time that the
+#: file still holds them (an anchor line is about 640 bytes).
+_KEEP_BYTES = 2048
 
 #: A whole anchor line as :func:`anchor_line` writes it (keys sorted), its seq captured: what
 #: :meth:`AuditAnchor.start_of` reads without parsing. A line of any other shape stops the scan.
@@ -139,9 +138,9 @@ class AuditAnchor:
     def __init__(self, path: Path) -> None:
         """Bind to ``path``; nothing is touched until first use."""
         self.path = Path(path)
-        #: What :meth:`last` parsed last: the file's (device, inode, size), the bytes from just before
-        #: the checkpoint line to the end of the file, and the checkpoint (None: an empty file).
-        self._last_seen: tuple[tuple[int, int, int], bytes, Checkpoint | None] | None = None
+        #: What :meth:`last` read last: the file's (device, inode), the offset where its complete lines
+        #: ended, the bytes just before that offset, and the newest checkpoint (None: none yet).
+        self._last_seen: tuple[tuple[int, int], int, bytes, Checkpoint | None] | None = None
 
     def exists(self) -> bool:
         """Whether the anchor file exists (a missing file with stored checkpoints is an alarm)."""
@@ -268,15 +267,23 @@ class AuditAnchor:
     def last(self) -> Checkpoint | None:
         """The newest checkpoint at the end of the file; None when missing or empty.
 
-        The checkpoint of the last complete line, or of a line shortly before
-        it with a higher seq (the complete lines of the last 4 KiB, or of the
-        window that holds the last line: writers append after their commits,
-        so lines can end a little out of seq order).
-        Reads at most the final 64 KiB (and one byte), whatever the file's
-        length, so the guard can compare the database with the anchor on
-        every call without scanning it. A torn final line (no newline) and
-        blank lines are ignored, as in :meth:`iter_checkpoints`; a malformed
-        complete line raises :class:`AuditChainError`. The signature is not checked here: only
+        Writers append a checkpoint after their commit, so the lines at the
+        end can be out of seq order: a writer that committed first may append
+        after several that committed later. The newest is the line with the
+        highest seq, not the last line; comparing the chain with an older one
+        would let a cut of the newest events pass. So this reads the complete
+        lines of the final 64 KiB (about a hundred lines) the first time, and
+        afterwards only what was appended since (the file must still hold the
+        bytes it ended with then, and have grown by at most 64 KiB; otherwise
+        it is read afresh): the newest checkpoint is then the highest seq this
+        reader has seen at the end of this file, however many lines were
+        appended after it (every write transaction looks). Lines are found
+        by their seq without parsing them (:data:`_SEQ_OF_LINE`); the last
+        line, and a line with a higher seq, are parsed.
+
+        A torn final line (no newline) and blank lines are ignored, as in
+        :meth:`iter_checkpoints`; a malformed last line raises
+        :class:`AuditChainError`. The signature is not checked here: only
         the engine can write this file, and :meth:`iter_checkpoints` plus
         :func:`~hitlgate.engine.ledger.audit.verify_chain` check every line.
         """
@@ -290,55 +297,60 @@ class AuditAnchor:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         try:
             stat = os.fstat(fd)
-            # Each write transaction asks for the last checkpoint. When the same file has the same
-            # length and still ends with the very bytes the last parse found there (the line and
-            # what follows it), its last checkpoint is the one parsed then: one read of those bytes
-            # instead of parsing them again. Bytes, not timestamps, which can be too coarse to show
-            # a rewrite of the same length.
-            seen = (stat.st_dev, stat.st_ino, stat.st_size)
-            cached = self._last_seen
-            if cached is not None and cached[0] == seen and (
-                    not cached[1] or os.pread(fd, len(cached[1]), stat.st_size - len(cached[1])) == cached[1]):
-                return cached[2]
             size = stat.st_size
-            for window in (_FIRST_TAIL_BYTES, _TAIL_BYTES):
-                # One byte more than the window: a line of up to its size (its newline included) is
-                # then always read whole, with the newline that ends the line before it.
-                back = min(size, window + 1)
-                tail = os.pread(fd, back, size - back)
-                # Complete lines only: what follows the last newline is a torn line (or nothing).
-                # When the window does not reach the start of the file, its first piece is the end
-                # of a line that began before it.
-                lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")[(1 if back < size else 0):]
-                # Blank lines are skipped, as iter_checkpoints skips them. A line found in the small
-                # window is the one the large window would find: only blank lines follow it.
-                line = next((raw for raw in reversed(lines) if raw.strip()), None)
-                if line is not None or back == size:
-                    break
+            # What the last read found: (device, inode), where its complete lines ended, the bytes just
+            # before that point (the last complete line and the newline before it), and the newest
+            # checkpoint. Bytes, not timestamps, which can be too coarse to show a rewrite.
+            cached = self._last_seen
+            start = 0
+            newest: Checkpoint | None = None
+            if (cached is not None and cached[0] == (stat.st_dev, stat.st_ino) and cached[1] <= size
+                    and size - cached[1] <= _TAIL_BYTES
+                    and os.pread(fd, len(cached[2]), cached[1] - len(cached[2])) == cached[2]):
+                if size == cached[1] or b"\n" not in os.pread(fd, size - cached[1], cached[1]):
+                    return cached[3]  # Nothing appended, or only a torn line so far.
+                start, newest = cached[1], cached[3]
+                tail_at = start
+                tail = os.pread(fd, size - start, start)
+                lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
+            else:
+                # One byte more than the window: a line of up to its size (its newline included) is then
+                # always read whole, with the newline that ends the line before it.
+                back = min(size, _TAIL_BYTES + 1)
+                start = tail_at = size - back
+                tail = os.pread(fd, back, start)
+                # Complete lines only: what follows the last newline is a torn line (or nothing). When the
+                # window does not reach the start of the file, its first piece is the end of a line that
+                # began before it.
+                lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
+                if start > 0:
+                    start += len(lines[0]) + 1
+                    lines = lines[1:]
         except OSError as exc:
             raise StorageError(f"cannot read the audit anchor {self.path}: {exc.strerror or exc}") from exc
         finally:
             os.close(fd)
+        # Blank lines are skipped, as iter_checkpoints skips them.
+        line = next((raw for raw in reversed(lines) if raw.strip()), None)
         if line is None:
-            if back < size:
+            if newest is None and size > _TAIL_BYTES + 1:
                 raise AuditChainError(
                     f"the audit anchor {self.path} has no complete checkpoint line in its last 64 KiB"
                 )
-            self._last_seen = (seen, tail, None)
-            return None
-        checkpoint = self._parse_tail_line(line, "the last line")
-        # Writers append after their commits, so the last line may name an older checkpoint than a line just
-        # before it (a writer that synced and anchored after another that committed later): the highest seq
-        # among the complete lines read is the one to compare with, or a cut of the newest events would go
-        # unseen until the next checkpoint. Those lines are found by their seq without parsing them.
-        for raw in lines:
-            found = _SEQ_OF_LINE.fullmatch(raw + b"\n")
-            if found is not None and int(found.group(1)) > checkpoint.seq:
-                checkpoint = self._parse_tail_line(raw, f"the line of seq {int(found.group(1))}")
-        first = next(raw for raw in lines if raw.strip())
-        start = tail.find(first + b"\n")
-        self._last_seen = (seen, tail[max(start - 1, 0):], checkpoint)
-        return checkpoint
+        else:
+            checkpoint = self._parse_tail_line(line, "the last line")
+            if newest is None or checkpoint.seq > newest.seq:
+                newest = checkpoint
+            for raw in lines:
+                found = _SEQ_OF_LINE.fullmatch(raw + b"\n")
+                if found is not None and int(found.group(1)) > newest.seq:
+                    newest = self._parse_tail_line(raw, f"the line of seq {int(found.group(1))}")
+        # Where the complete lines end, and the bytes before that point the next call compares (the last
+        # line, whole, with what precedes it in this read: a rewrite of the end is read afresh).
+        end = start + len(b"\n".join(lines))
+        self._last_seen = ((stat.st_dev, stat.st_ino), end, tail[max(0, end - tail_at - _KEEP_BYTES):end - tail_at],
+                           newest)
+        return newest
 
     def _parse_tail_line(self, line: bytes, which: str) -> Checkpoint:
         """The checkpoint of one complete anchor line; :class:`AuditChainError` naming ``which`` if malformed."""

@@ -36,6 +36,7 @@ import os
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1590,15 +1591,17 @@ def _sync_wal(info: dict[str, Any]) -> None:
     be durable and does not act on it.
     """
     path = str(info[_WAL_FILE])
-    fd = info.get(_WAL_FD)
+    kept: _Descriptor | None = info.get(_WAL_FD)
     try:
-        if fd is None:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
+        if kept is None:
+            opened = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            kept = _Descriptor(opened)
+            if not stat.S_ISREG(os.fstat(opened).st_mode):
+                kept.close()
                 raise StorageError(f"committed, but {path} is not a regular file, so it cannot be flushed to disk; "
                                    "what this write recorded may be lost on a power failure")
-            info[_WAL_FD] = fd
+            info[_WAL_FD] = kept
+        fd = kept.fd
         held, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
         if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
             raise StorageError(f"committed, but {path} was replaced while the store had it open, so what this "
@@ -1609,12 +1612,30 @@ def _sync_wal(info: dict[str, Any]) -> None:
                            "write recorded may be lost on a power failure, so it is reported as failed") from exc
 
 
+class _Descriptor:
+    """A file descriptor :func:`_sync_wal` keeps, closed with its connection or when this object is dropped.
+
+    The pool's ``close`` event closes it with the driver's connection; an
+    engine dropped without being disposed fires no such event, so the
+    descriptor is also closed when the connection record's ``info`` (and
+    with it this object) is collected.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.close = weakref.finalize(self, _close_quietly, fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 def _close_wal(_dbapi_conn: Any, record: Any) -> None:
     """Close the descriptor :func:`_sync_wal` kept, with the driver's connection (the pool's ``close`` event)."""
-    fd = record.info.pop(_WAL_FD, None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    kept = record.info.pop(_WAL_FD, None)
+    if kept is not None:
+        kept.close()
 
 
 def _stored_times(fields: Mapping[Any, Any], names: Sequence[str], prefix: str = "", of: str = "") -> dict[str, Any]:

@@ -304,14 +304,16 @@ class AuditAnchor:
             cached = self._last_seen
             start = 0
             newest: Checkpoint | None = None
-            if (cached is not None and cached[0] == (stat.st_dev, stat.st_ino) and cached[1] <= size
-                    and size - cached[1] <= _TAIL_BYTES
-                    and os.pread(fd, len(cached[2]), cached[1] - len(cached[2])) == cached[2]):
-                if size == cached[1] or b"\n" not in os.pread(fd, size - cached[1], cached[1]):
+            # The bytes kept last time and everything after them, in one read.
+            got = (os.pread(fd, size - cached[1] + len(cached[2]), cached[1] - len(cached[2]))
+                   if cached is not None and cached[0] == (stat.st_dev, stat.st_ino) and cached[1] <= size
+                   and size - cached[1] <= _TAIL_BYTES else None)
+            if cached is not None and got is not None and got.startswith(cached[2]):
+                tail = got[len(cached[2]):]
+                if b"\n" not in tail:
                     return cached[3]  # Nothing appended, or only a torn line so far.
-                start, newest = cached[1], cached[3]
-                tail_at = start
-                tail = os.pread(fd, size - start, start)
+                start = tail_at = cached[1]
+                newest = cached[3]
                 lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
             else:
                 # One byte more than the window: a line of up to its size (its newline included) is then

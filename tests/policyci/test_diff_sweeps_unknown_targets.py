@@ -62,23 +62,24 @@ def test_unknown_targets_are_named_as_such_in_the_report(svc_prefix: Run) -> Non
     assert "unknown-target sweep" in run.doc["diff"]["summary"]
 
 
-def test_regex_on_the_target_id_makes_the_diff_incomplete(base_repo: Path, tmp_path: Path) -> None:
-    run = _pr(base_repo, tmp_path, 'regex.match("^svc-[a-z]+$", target_id)')
+def _incomplete(base_repo: Path, tmp_path: Path, condition: str) -> list[str]:
+    """The findings of the failed diff-complete step of a pull request adding ``condition`` (the check fails)."""
+    run = _pr(base_repo, tmp_path, condition)
     assert run.exit_code == 1, run.stdout
     step = run.step("diff-complete")
     assert step["status"] == "failed"
-    messages = [f["message"] for f in step["findings"]]
+    return [f["message"] for f in step["findings"]]
+
+
+def test_regex_on_the_target_id_makes_the_diff_incomplete(base_repo: Path, tmp_path: Path) -> None:
+    messages = _incomplete(base_repo, tmp_path, 'regex.match("^svc-[a-z]+$", target_id)')
     assert any("head module decision.rego applies regex.match to the target id" in m for m in messages), messages
 
 
 def test_an_id_computed_from_literals_makes_the_diff_incomplete(base_repo: Path, tmp_path: Path) -> None:
     # The sweep tries each literal as an id, never "legacy-batch-svc" built from three of them: a
     # comparison of the target id with anything but a literal or the inventory is a gap, not a pass.
-    run = _pr(base_repo, tmp_path, 'target_id == concat("-", ["legacy", "batch", "svc"])')
-    assert run.exit_code == 1, run.stdout
-    step = run.step("diff-complete")
-    assert step["status"] == "failed"
-    messages = [f["message"] for f in step["findings"]]
+    messages = _incomplete(base_repo, tmp_path, 'target_id == concat("-", ["legacy", "batch", "svc"])')
     assert any("head module decision.rego tests the target id (== with a computed value)" in m
                for m in messages), messages
     assert not any("base module" in m for m in messages), messages

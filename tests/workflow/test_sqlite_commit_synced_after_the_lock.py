@@ -151,15 +151,6 @@ def test_a_failed_flush_of_the_consumption_is_an_error_and_the_action_does_not_r
 def test_the_log_is_opened_once_per_connection_and_closed_with_it(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'own.db'}")
     wal = f"{tmp_path / 'own.db'}-wal"
-
-    def open_on_it() -> list[str]:
-        found = []
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):  # A descriptor closed since the listing.
-                if os.readlink(f"/proc/self/fd/{fd}") == wal:
-                    found.append(fd)
-        return found
-
     try:
         for _ in range(3):
             with store.write():
@@ -167,10 +158,10 @@ def test_the_log_is_opened_once_per_connection_and_closed_with_it(tmp_path: Path
         with store.engine.connect() as conn:
             fd = conn.info["hitlgate_wal_fd"].fd
         # One descriptor of ours (kept, so a failed write-back is reported to it) beside SQLite's own.
-        assert str(fd) in open_on_it()
+        assert str(fd) in _open_on(wal)
     finally:
         store.close()
-    assert str(fd) not in open_on_it()
+    assert str(fd) not in _open_on(wal)
 
 
 @pytest.mark.parametrize(("replacement", "why"), [
@@ -220,12 +211,14 @@ def test_a_log_file_replaced_after_it_was_opened_is_an_error(tmp_path: Path,
     kept.close()
 
 
-def _open_on(suffix: str) -> int:
-    count = 0
+def _open_on(suffix: str) -> list[str]:
+    """This process's descriptors open on a path ending with ``suffix``."""
+    found = []
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):  # A descriptor closed since the listing.
-            count += os.readlink(f"/proc/self/fd/{fd}").endswith(suffix)
-    return count
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
+                found.append(fd)
+    return found
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -235,10 +228,10 @@ def test_engines_dropped_without_close_leave_no_descriptor_open(make_engine: Any
     first = make_engine()
     first.propose(proposal("suspend_service_account", "svc-ci-runner", note="first"))
     gc.collect()
-    before = _open_on("state.db-wal")
+    before = len(_open_on("state.db-wal"))
     for i in range(30):
         dropped = Engine(first.config, first.decider, clock=first.clock, demo=True)
         dropped.propose(proposal("suspend_service_account", "svc-ci-runner", note=f"n{i}"))
         del dropped
         gc.collect()
-    assert _open_on("state.db-wal") == before
+    assert len(_open_on("state.db-wal")) == before

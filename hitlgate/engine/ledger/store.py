@@ -134,8 +134,8 @@ _CHECKPOINT_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name
                             for c in t.checkpoints.c)
 _LOCK_HEAD = Prepared(sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
                       .with_for_update())
-#: :data:`_LOCK_HEAD` and, in the same statement, the stored hash of event ``seq`` (the one the anchor's last
-#: checkpoint names, which the write will compare: :attr:`Store.anchored_seq`).
+#: :data:`_LOCK_HEAD` and, in the same statement, the stored hash of event ``seq`` (the one the anchor's newest
+#: checkpoint names, which the write will compare: :attr:`Store.anchored_seq`; SQLite only).
 _LOCK_HEAD_AND_HASH = Prepared(
     sa.select(t.audit_head.c.seq, t.audit_head.c.hash,
               sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq"))
@@ -1550,7 +1550,7 @@ def transaction(conn: Connection, *, write: bool) -> Iterator[Connection]:
     # Committed (an error above rolled back and propagated): on SQLite, make it durable before the caller acts on
     # it. PostgreSQL's COMMIT waits for its flush itself (synchronous_commit): committing without waiting and
     # then waiting outside the chain head's lock (a transaction of one statement that takes an id) cost more
-    # round trips than the shared flush saved, on 2 cores: 49 -> 39 flows/s (docs/benchmarks.md, bench_flows).
+    # round trips than the shared flush saved, on 2 cores: 49 -> 39 flows/s (bench_flows, interleaved A/B).
     if write and _WAL_FILE in conn.info:
         _sync_wal(conn.info)
 
@@ -1676,7 +1676,7 @@ class Store:
         #: Why the store was opened read-only (None: read-write).
         self.read_only_reason = read_only_reason
         self._migrate_lock = threading.Lock()
-        #: The seq of the event a write will compare with the audit anchor (its last checkpoint's), asked before
+        #: The seq of the event a write will compare with the audit anchor (its newest checkpoint's), asked before
         #: the write begins, so on SQLite the hash of that event comes with the locked chain head instead of in a
         #: query of its own (one statement fewer per write); None: no such comparison. Set by the audit log. What
         #: is compared is still read under the lock: a different seq by then is queried as before.

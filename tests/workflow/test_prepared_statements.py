@@ -25,12 +25,16 @@ from sqlalchemy.engine import Connection
 
 from hitlgate.engine import Config, Decider
 from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger import _store_schema as t
 from hitlgate.engine.ledger import store as store_mod
 from hitlgate.engine.ledger._fastsql import Prepared, Rows
 from hitlgate.engine.ledger.store import transaction
 from hitlgate.errors import StorageError
 from tests.workflow._helpers import FakeClock, granted_warrant, proposal
 from tests.workflow.conftest import EngineFactory
+
+#: An audit event's INSERT (the store now writes events in batches: see Transaction.append).
+_INSERT_EVENT = Prepared(t.audit_events.insert())
 
 
 @pytest.fixture
@@ -107,12 +111,12 @@ def test_writes_store_what_sqlalchemy_stores_and_count_rows_alike(flowed: tuple[
             move = {"rid": pending.id, "from_status": "pending", "to_status": "rejected",
                     "now": pending.created_at, "reason": path, "expires_at": pending.expires_at}
             if path == "fast":
-                Prepared(store_mod._INSERT_EVENT.statement).execute(c, event)
+                Prepared(_INSERT_EVENT.statement).execute(c, event)
                 mover = Prepared(store_mod._MOVE_REQUEST.statement)
                 moved = mover.execute(c, move).rowcount
                 again = mover.execute(c, move).rowcount  # Not pending any more.
             else:
-                c.execute(store_mod._INSERT_EVENT.statement, event)  # type: ignore[arg-type]
+                c.execute(_INSERT_EVENT.statement, event)  # type: ignore[arg-type]
                 moved = c.execute(store_mod._MOVE_REQUEST.statement, move).rowcount  # type: ignore[arg-type]
                 again = c.execute(store_mod._MOVE_REQUEST.statement, move).rowcount  # type: ignore[arg-type]
             rows = (
@@ -152,12 +156,12 @@ def test_driver_errors_and_refused_values_arrive_as_sqlalchemy_exceptions(flowed
         taken = {"seq": head[0], "at": engine.now(), "kind": "test", "request_id": None, "payload": "{}",
                  "prev_hash": head[1], "hash": head[1]}
         with pytest.raises(sa.exc.IntegrityError):
-            Prepared(store_mod._INSERT_EVENT.statement).execute(c, taken)  # seq is the primary key: already there.
+            Prepared(_INSERT_EVENT.statement).execute(c, taken)  # seq is the primary key: already there.
         raise _RollbackError
     with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
         naive = {**taken, "seq": head[0] + 1, "at": datetime(2025, 1, 1)}
         with pytest.raises(sa.exc.StatementError, match="timezone-aware") as refused:
-            Prepared(store_mod._INSERT_EVENT.statement).execute(c, naive)
+            Prepared(_INSERT_EVENT.statement).execute(c, naive)
         # What SQLAlchemy's own refusal carries: the statement and the parameters as given.
         assert str(refused.value.statement).startswith("INSERT INTO audit_events")
         assert refused.value.params == naive
@@ -167,7 +171,7 @@ def test_driver_errors_and_refused_values_arrive_as_sqlalchemy_exceptions(flowed
         raise _RollbackError
     # Through the store, the refusal is a StorageError naming the store, as every other statement's.
     with pytest.raises(StorageError, match="timezone-aware"), engine.store.write() as tx:
-        store_mod._INSERT_EVENT.execute(tx.conn, naive)
+        _INSERT_EVENT.execute(tx.conn, naive)
 
 
 def test_outside_a_transaction_a_statement_goes_through_sqlalchemy(flowed: tuple[Engine, str]) -> None:
@@ -264,7 +268,7 @@ def test_plans_for_each_dialect_order_and_name_the_parameters_as_the_sql_takes_t
     assert head._plan(sqlite.dialect(), None).fixed == {"id_1": 1}  # The statement's own literal.
     assert "FOR UPDATE" in head._plan(postgresql.psycopg.dialect(), None).sql
     assert "FOR UPDATE" not in head._plan(sqlite.dialect(), None).sql
-    insert = Prepared(store_mod._INSERT_EVENT.statement)
+    insert = Prepared(_INSERT_EVENT.statement)
     some = insert._plan(sqlite.dialect(), frozenset({"seq", "hash"}))
     assert some.names == ("seq", "hash") and some.fixed == {} and some.keys == ()
     reads = Prepared(store_mod._WARRANT_OF.statement)._plan(sqlite.dialect(), None)
@@ -286,7 +290,7 @@ def test_an_insert_of_some_columns_leaves_the_others_to_their_defaults(flowed: t
     engine, _ = flowed
     with engine.store.engine.connect() as c, pytest.raises(_RollbackError), transaction(c, write=True):
         head = c.execute(sa.text("SELECT seq, hash FROM audit_head")).one()
-        Prepared(store_mod._INSERT_EVENT.statement).execute(c, {
+        Prepared(_INSERT_EVENT.statement).execute(c, {
             "seq": head[0] + 1, "at": engine.now(), "kind": "test", "payload": "{}", "prev_hash": head[1],
             "hash": head[1]})
         stored = c.execute(sa.text("SELECT kind, request_id FROM audit_events WHERE seq = :s"), {"s": head[0] + 1})

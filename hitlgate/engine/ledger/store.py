@@ -20,6 +20,13 @@ written or neither is. Write transactions are serialised:
   (``SELECT ... FOR UPDATE``), which the hash chain needs anyway: each event
   names the hash of the one before it.
 
+A write's audit events and checkpoints are held back and written as it
+ends: on PostgreSQL in one statement with the move of ``audit_head`` (a
+data-modifying ``WITH``), on SQLite one INSERT per table. Any statement of
+the transaction that uses the connection before then writes them first
+(:attr:`Transaction.conn`), so the transaction never reads past its own
+events.
+
 Uniqueness that security depends on (one vote per person and request, one
 warrant per request, one consumption per warrant id) is also enforced by
 database constraints, so a bug above cannot break it.
@@ -143,7 +150,6 @@ _LOCK_HEAD_AND_HASH = Prepared(
     .where(t.audit_head.c.id == 1).with_for_update())
 _HEAD_EVENT = sa.select(*_EVENT_COLUMNS).order_by(t.audit_events.c.seq.desc()).limit(1)
 _EVENT_HASH = Prepared(sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq")))
-_INSERT_EVENT = Prepared(t.audit_events.insert())
 _MOVE_HEAD = Prepared(t.audit_head.update().where(t.audit_head.c.id == 1).values(
     seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash")))
 
@@ -269,10 +275,43 @@ _CONSUME = {
                    .execution_options(preserve_rowcount=True))
     for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
 }
-_INSERT_CHECKPOINT = {
-    name: Prepared(dialect.insert(t.checkpoints).on_conflict_do_nothing(index_elements=["seq"]))
-    for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
-}
+
+#: At most this many held-back audit rows of one table go in one INSERT (one statement cached per count).
+_HELD_ROWS = 8
+_DIALECTS = {"postgresql": sa_postgresql, "sqlite": sa_sqlite}
+
+
+def _held_insert(dialect: str, table: sa.Table, prefix: str, n: int) -> Any:
+    """``INSERT INTO table VALUES (row 0), ..., (row n-1)``; row i's value of column c is the bind ``{prefix}{i}_{c}``.
+
+    A checkpoint already stored under its seq is left alone (see :meth:`Transaction.insert_checkpoint`).
+    """
+    rows = [{c.name: sa.bindparam(f"{prefix}{i}_{c.name}", type_=c.type) for c in table.c} for i in range(n)]
+    stmt = _DIALECTS[dialect].insert(table).values(rows)
+    return stmt.on_conflict_do_nothing(index_elements=["seq"]) if table is t.checkpoints else stmt
+
+
+@functools.lru_cache(maxsize=256)
+def _held_write(dialect: str, events: int, checkpoints: int, move_head: bool) -> Prepared:
+    """One statement writing ``events`` audit events and ``checkpoints`` checkpoints (and moving the head).
+
+    PostgreSQL only when it holds more than one part: its data-modifying
+    ``WITH`` runs the inserts and the head's update as one statement. On
+    SQLite each part is a statement of its own (``_held_parts``).
+    """
+    parts = []
+    if events:
+        parts.append(_held_insert(dialect, t.audit_events, "e", events))
+    if checkpoints:
+        parts.append(_held_insert(dialect, t.checkpoints, "c", checkpoints))
+    if move_head:
+        parts.append(_MOVE_HEAD.statement)
+    if len(parts) == 1:
+        return Prepared(parts[0])
+    if dialect != "postgresql":
+        raise StorageError(f"internal error: a combined audit write on {dialect}")
+    *ctes, main = parts
+    return Prepared(main.add_cte(*(part.cte(f"held_{i}") for i, part in enumerate(ctes))))
 
 
 @dataclass(frozen=True)
@@ -470,13 +509,43 @@ class RequestRows:
     consumed: set[str] = field(default_factory=set)
 
 
+def _execute_held(conn: Connection, dialect: str, events: list[dict[str, Any]],
+                  checkpoints: list[dict[str, Any]], *, move_head: Mapping[str, Any] | None) -> None:
+    """Write ``events`` and ``checkpoints`` (at most :data:`_HELD_ROWS` each) and move the head to ``move_head``.
+
+    One statement on PostgreSQL; on SQLite one per table (and one for the head).
+    """
+    params: dict[str, Any] = {}
+    for i, row in enumerate(events):
+        params.update({f"e{i}_{k}": v for k, v in row.items()})
+    for i, row in enumerate(checkpoints):
+        params.update({f"c{i}_{k}": v for k, v in row.items()})
+    if move_head is not None:
+        params.update(move_head)
+    if dialect == "postgresql":
+        if params:
+            _held_write(dialect, len(events), len(checkpoints), move_head is not None).execute(conn, params)
+        return
+    if events:
+        _held_write(dialect, len(events), 0, False).execute(
+            conn, {k: v for k, v in params.items() if k[0] == "e"})
+    if checkpoints:
+        _held_write(dialect, 0, len(checkpoints), False).execute(
+            conn, {k: v for k, v in params.items() if k[0] == "c"})
+    if move_head is not None:
+        _MOVE_HEAD.execute(conn, dict(move_head))
+
+
 class Transaction:
     """One open transaction on the store. Obtain it from :meth:`Store.write` or :meth:`Store.read`."""
 
     def __init__(self, conn: Connection, *, writable: bool, head: tuple[int, str] | None = None,
                  event_hash: tuple[int, str | None] | None = None) -> None:
-        self.conn = conn
+        self._conn = conn
         self.writable = writable
+        # Audit rows appended but not yet written (see append): events and checkpoints, as bind values.
+        self._held_events: list[dict[str, Any]] = []
+        self._held_checkpoints: list[dict[str, Any]] = []
         # (seq, stored hash or None) of one event, read with the chain head under this transaction's lock.
         self._event_hash = event_hash
         self._after_commit: list[Callable[[], None]] = []
@@ -489,6 +558,45 @@ class Transaction:
         #: Checks a caller has made once in this write transaction, under its
         #: lock, and need not repeat for each event (see ``AuditLog.require_anchored_head``).
         self.checked: set[str] = set()
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection, with every audit row appended so far written first.
+
+        :meth:`append` and :meth:`insert_checkpoint` hold their rows back
+        and the transaction writes them as it ends, with the chain head
+        (one statement on PostgreSQL). Anything that asks for the
+        connection, to read or to write, is handed it only once the held
+        rows are in its tables, so no statement of this transaction can
+        miss them.
+        """
+        if self._held_events or self._held_checkpoints:
+            self._write_held(final=False)
+        return self._conn
+
+    def _write_held(self, *, final: bool) -> None:
+        """Write the held audit rows; ``final``: and move the chain head (the transaction is ending).
+
+        An error here ends the transaction: it is raised as a
+        :class:`StorageError`, which no caller takes for a refusal of its
+        own statement (an ``IntegrityError`` of a vote, say).
+        """
+        events, checkpoints = self._held_events, self._held_checkpoints
+        self._held_events, self._held_checkpoints = [], []
+        head = ({"new_seq": self._head[0], "new_hash": self._head[1]}
+                if final and self._head_moved and self._head is not None else None)
+        conn = self._conn
+        dialect = conn.dialect.name
+        try:
+            while len(events) > _HELD_ROWS:
+                _execute_held(conn, dialect, events[:_HELD_ROWS], [], move_head=None)
+                events = events[_HELD_ROWS:]
+            while len(checkpoints) > _HELD_ROWS:
+                _execute_held(conn, dialect, [], checkpoints[:_HELD_ROWS], move_head=None)
+                checkpoints = checkpoints[_HELD_ROWS:]
+            _execute_held(conn, dialect, events, checkpoints, move_head=head)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"the audit chain could not be written: {_db_message(exc)}") from exc
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this write transaction has committed (never after a rollback).
@@ -700,7 +808,9 @@ class Transaction:
         until = current.expires_at if expires_at is None else _require_utc(expires_at, "expires_at")
         params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": at,
                                   "reason": reason, "expires_at": until}
-        result = _MOVE_REQUEST.execute(self.conn, params)
+        # The requests table only: the held audit rows can wait (see conn), so an approval's two events
+        # are still written in one statement.
+        result = _MOVE_REQUEST.execute(self._conn, params)
         if result.rowcount != 1:
             # The write lock makes this unreachable; if it ever happens the
             # transaction must not go on as if the move had been made.
@@ -946,35 +1056,36 @@ class Transaction:
 
         The event follows the head held in the ``audit_head`` row this
         transaction locked first (no query for the previous event); that row
-        is moved to the last event once, when the transaction commits.
+        is moved to the last event once, when the transaction commits. The
+        event's row is held back (see :attr:`conn`): written before the next
+        statement of this transaction that uses the connection, or at its end
+        together with the head.
         """
         self._require_writable()
         if self._head is None:
             raise StorageError("internal error: a write transaction without the chain head")
         ev = event_after(*self._head, kind=kind, request_id=request_id, payload=payload, at=at)
-        _INSERT_EVENT.execute(
-            self.conn,
-            {
-                "seq": ev.seq,
-                "at": ev.at,
-                "kind": ev.kind,
-                "request_id": ev.request_id,
-                # Sorted for people reading the table; the hash covers the canonical (RFC 8785) form and the
-                # payload is parsed back, so the key order changes nothing read: equivalent if mutated.
-                "payload": json.dumps(ev.payload, sort_keys=True),  # pragma: no mutate
-                "prev_hash": ev.prev_hash,
-                "hash": ev.hash,
-            },
-        )
+        # Held back, and written with the next statement that asks for the connection or as the
+        # transaction ends (see conn): what it reads sees the event either way.
+        self._held_events.append({
+            "seq": ev.seq,
+            "at": ev.at,
+            "kind": ev.kind,
+            "request_id": ev.request_id,
+            # Sorted for people reading the table; the hash covers the canonical (RFC 8785) form and the
+            # payload is parsed back, so the key order changes nothing read: equivalent if mutated.
+            "payload": json.dumps(ev.payload, sort_keys=True),  # pragma: no mutate
+            "prev_hash": ev.prev_hash,
+            "hash": ev.hash,
+        })
         self._head = (ev.seq, ev.hash)
         self._head_moved = True
         return ev
 
     def _store_head(self) -> None:
-        """Write the chain head this transaction reached to the ``audit_head`` row (before the commit)."""
+        """Write the held audit rows and move the ``audit_head`` row to the head reached (before the commit)."""
         # Called once, as the transaction ends: nothing reads _head_moved after it.
-        if self._head_moved and self._head is not None:
-            _MOVE_HEAD.execute(self.conn, {"new_seq": self._head[0], "new_hash": self._head[1]})
+        self._write_held(final=True)
 
     def events(self, *, request_id: str | None = None) -> list[AuditEvent]:
         """The audit events in chain order (all, or those of one request)."""
@@ -1163,10 +1274,9 @@ class Transaction:
     def insert_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
         self._require_writable()
-        _INSERT_CHECKPOINT[self.conn.dialect.name].execute(
-            self.conn,
-            {"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at, "token": cp.token, "kid": cp.kid},
-        )
+        # Held back with the events (see append and conn).
+        self._held_checkpoints.append(
+            {"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at, "token": cp.token, "kid": cp.kid})
 
     def signing_kids(self) -> list[str]:
         """The engine key id the database was last signed with: the newest checkpoint's, else a warrant's.

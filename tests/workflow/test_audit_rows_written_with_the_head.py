@@ -143,3 +143,28 @@ def test_a_held_row_error_is_not_taken_for_a_second_vote(make_engine: EngineFact
                        signed_at=engine.now(), recorded_at=engine.now())
     assert not isinstance(refused.value, ApprovalError)
     assert engine.get(req.id).approvals == ()
+
+
+def test_a_write_whose_held_rows_failed_never_commits_even_if_the_error_was_caught(make_engine: EngineFactory) -> None:
+    """The held rows are dropped when their write fails and the head is past them: a body that catches the
+    error and goes on must not commit (SQLite keeps the transaction open after a failed statement), or the
+    head would name an event never stored and the consumption would stand without its audit event."""
+    engine = make_engine()
+    req = engine.propose(proposal("suspend_service_account", "svc-ci-runner"))
+    vote(engine, req, "carol")
+    engine.warrant(req.id)
+    head_seq = _counts(engine)[2][0]
+    _plant_event(engine, head_seq + 2)
+    before = _counts(engine)
+    with pytest.raises(StorageError, match="audit chain could not be written"), engine.store.write() as tx:
+        warrant = tx.warrant_for(req.id)
+        assert warrant is not None
+        tx.consume(jti=warrant.jti, request_id=req.id, now=engine.now())
+        tx.append("consumed", request_id=req.id, payload={"jti": warrant.jti}, at=engine.now())
+        tx.append("checkpoint", request_id=None, payload={}, at=engine.now())
+        with pytest.raises(StorageError, match="audit chain could not be written"):
+            tx.request_events(req.id, ("consumed",))
+        # Caught: the transaction goes on, and its end must refuse it all the same.
+    assert _counts(engine) == before
+    with engine.store.read() as rtx:
+        assert not rtx.is_consumed(warrant.jti)

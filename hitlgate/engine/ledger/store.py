@@ -546,6 +546,9 @@ class Transaction:
         # Audit rows appended but not yet written (see append): events and checkpoints, as bind values.
         self._held_events: list[dict[str, Any]] = []
         self._held_checkpoints: list[dict[str, Any]] = []
+        # Set when writing the held rows failed: they are gone from the lists and the chain head
+        # (_head) is past them, so this transaction must never commit (see _write_held).
+        self._failed: StorageError | None = None
         # (seq, stored hash or None) of one event, read with the chain head under this transaction's lock.
         self._event_hash = event_hash
         self._after_commit: list[Callable[[], None]] = []
@@ -570,6 +573,8 @@ class Transaction:
         rows are in its tables, so no statement of this transaction can
         miss them.
         """
+        if self._failed is not None:
+            raise self._failed
         if self._held_events or self._held_checkpoints:
             self._write_held(final=False)
         return self._conn
@@ -596,7 +601,15 @@ class Transaction:
                 checkpoints = checkpoints[_HELD_ROWS:]
             _execute_held(conn, dialect, events, checkpoints, move_head=head)
         except SQLAlchemyError as exc:
-            raise StorageError(f"the audit chain could not be written: {_db_message(exc)}") from exc
+            # The held rows are dropped and the head is past them: a body that caught this and went on
+            # must not commit (on SQLite a failed statement leaves the transaction open), so every later
+            # use of the connection, and the commit (_store_head), raises it again.
+            self._failed = StorageError(f"the audit chain could not be written: {_db_message(exc)}")
+            raise self._failed from exc
+        except BaseException:
+            # Anything else (an interrupt, an internal error) leaves the rows as unwritten.
+            self._failed = StorageError("the audit chain could not be written: an earlier write of it failed")
+            raise
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this write transaction has committed (never after a rollback).
@@ -1085,6 +1098,8 @@ class Transaction:
     def _store_head(self) -> None:
         """Write the held audit rows and move the ``audit_head`` row to the head reached (before the commit)."""
         # Called once, as the transaction ends: nothing reads _head_moved after it.
+        if self._failed is not None:
+            raise self._failed
         self._write_held(final=True)
 
     def events(self, *, request_id: str | None = None) -> list[AuditEvent]:

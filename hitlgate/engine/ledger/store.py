@@ -291,13 +291,14 @@ def _held_insert(dialect: str, table: sa.Table, prefix: str, n: int) -> Any:
     return stmt.on_conflict_do_nothing(index_elements=["seq"]) if table is t.checkpoints else stmt
 
 
-@functools.lru_cache(maxsize=256)
+# Not bounded by size: at most 9 x 9 x 2 shapes per dialect (counts up to _HELD_ROWS).
+@functools.cache
 def _held_write(dialect: str, events: int, checkpoints: int, move_head: bool) -> Prepared:
     """One statement writing ``events`` audit events and ``checkpoints`` checkpoints (and moving the head).
 
     PostgreSQL only when it holds more than one part: its data-modifying
     ``WITH`` runs the inserts and the head's update as one statement. On
-    SQLite each part is a statement of its own (``_held_parts``).
+    SQLite each part is a statement of its own (see :func:`_execute_held`).
     """
     parts = []
     if events:
@@ -515,23 +516,17 @@ def _execute_held(conn: Connection, dialect: str, events: list[dict[str, Any]],
 
     One statement on PostgreSQL; on SQLite one per table (and one for the head).
     """
-    params: dict[str, Any] = {}
-    for i, row in enumerate(events):
-        params.update({f"e{i}_{k}": v for k, v in row.items()})
-    for i, row in enumerate(checkpoints):
-        params.update({f"c{i}_{k}": v for k, v in row.items()})
-    if move_head is not None:
-        params.update(move_head)
+    event_params = {f"e{i}_{k}": v for i, row in enumerate(events) for k, v in row.items()}
+    checkpoint_params = {f"c{i}_{k}": v for i, row in enumerate(checkpoints) for k, v in row.items()}
     if dialect == "postgresql":
-        if params:
-            _held_write(dialect, len(events), len(checkpoints), move_head is not None).execute(conn, params)
+        if events or checkpoints or move_head is not None:
+            _held_write(dialect, len(events), len(checkpoints), move_head is not None).execute(
+                conn, {**event_params, **checkpoint_params, **(move_head or {})})
         return
     if events:
-        _held_write(dialect, len(events), 0, False).execute(
-            conn, {k: v for k, v in params.items() if k[0] == "e"})
+        _held_write(dialect, len(events), 0, False).execute(conn, event_params)
     if checkpoints:
-        _held_write(dialect, 0, len(checkpoints), False).execute(
-            conn, {k: v for k, v in params.items() if k[0] == "c"})
+        _held_write(dialect, 0, len(checkpoints), False).execute(conn, checkpoint_params)
     if move_head is not None:
         _MOVE_HEAD.execute(conn, dict(move_head))
 

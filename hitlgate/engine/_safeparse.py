@@ -293,6 +293,9 @@ _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def _bad_string(s: str) -> str | None:
+    if s.isascii():
+        # The common case, without the regular expression: an ASCII string holds no surrogate.
+        return "a NUL character" if "\x00" in s else None
     m = _BAD_CHARS.search(s)
     if m is None:
         return None

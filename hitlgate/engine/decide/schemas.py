@@ -237,16 +237,12 @@ def _fast(name: str) -> Any:
 
 
 #: Schemas checked by the compiled Rust validator first, when it is installed:
-#: inventories (10^5 records, ~40x faster than fastjsonschema), decisions
+#: inventories (10^5 records, ~40x faster than fastjsonschema) and decisions
 #: (~10x: each decision read back from the store is checked, so a listing
-#: page of a hundred paid mostly for validation) and proposals (3 µs
-#: instead of 19 on every decide). The patterns of these schemas are
-#: anchored, and Rust's ``$`` is the stricter (no trailing newline); none
-#: uses ``format``. So it accepts nothing fastjsonschema would refuse
-#: (tests/core/test_rust_validator_accepts_no_proposal_python_refuses.py
-#: holds this for proposals), and what it refuses is judged by the Python
-#: validators, which word the error.
-_BULK = frozenset({"inventory", "decision", "proposal"})
+#: page of a hundred paid mostly for validation). Both patterns in the
+#: decision schema are anchored, and Rust's ``$`` is the stricter (no
+#: trailing newline), so it accepts nothing fastjsonschema would refuse.
+_BULK = frozenset({"inventory", "decision"})
 
 
 @cache

@@ -293,11 +293,6 @@ _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def _bad_string(s: str) -> str | None:
-    # str's own methods, not the value's: a str subclass from the Python API may override
-    # isascii() or __contains__ to hide a NUL or a lone surrogate its characters hold.
-    if str.isascii(s):
-        # The common case, without the regular expression: an ASCII string holds no surrogate.
-        return "a NUL character" if str.__contains__(s, "\x00") else None
     m = _BAD_CHARS.search(s)
     if m is None:
         return None

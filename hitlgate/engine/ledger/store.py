@@ -270,15 +270,16 @@ _PAGE_WARRANTS = {
 # transaction usable. The unique keys still decide; the store reads the row
 # count.
 # preserve_rowcount: SQLAlchemy otherwise reports -1 for an INSERT on psycopg.
+#: The SQLAlchemy dialect module (with its ``insert`` that takes ON CONFLICT) of each supported database.
+_DIALECTS = {"postgresql": sa_postgresql, "sqlite": sa_sqlite}
 _CONSUME = {
     name: Prepared(dialect.insert(t.consumed).on_conflict_do_nothing(index_elements=["jti"])
                    .execution_options(preserve_rowcount=True))
-    for name, dialect in (("postgresql", sa_postgresql), ("sqlite", sa_sqlite))
+    for name, dialect in _DIALECTS.items()
 }
 
 #: At most this many held-back audit rows of one table go in one INSERT (one statement cached per count).
 _HELD_ROWS = 8
-_DIALECTS = {"postgresql": sa_postgresql, "sqlite": sa_sqlite}
 
 
 def _held_insert(dialect: str, table: sa.Table, prefix: str, n: int) -> Any:

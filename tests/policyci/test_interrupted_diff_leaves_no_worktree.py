@@ -29,6 +29,21 @@ def _base_worktrees(repo: Path) -> list[str]:
             if line.startswith("worktree ") and "hitlgate-base-" in line]
 
 
+def _base_worktree_seen(repo: Path) -> bool:
+    """Whether a base worktree is listed yet, while the check may be inside ``git worktree add``.
+
+    That command writes the worktree's entry under ``.git/worktrees`` file by file, so a listing at
+    that moment can fail ("failed to read .git/worktrees/base/commondir"): not seen yet. The
+    assertions after the run list strictly (:func:`_base_worktrees`).
+    """
+    run = subprocess.run(  # noqa: S603 - a fixed argv.
+        ["git", "worktree", "list", "--porcelain"], cwd=repo, capture_output=True, text=True,  # noqa: S607
+        timeout=120, check=False, env={**os.environ, **GIT_ENV},
+    )
+    return run.returncode == 0 and any(line.startswith("worktree ") and "hitlgate-base-" in line
+                                       for line in run.stdout.splitlines())
+
+
 def test_sigterm_during_diff_removes_the_worktree(base_repo: Path, tmp_path: Path) -> None:
     project = clone(base_repo, tmp_path / "repo")
     # This checkout's code, whatever console script an interpreter's bin directory holds.
@@ -40,7 +55,7 @@ def test_sigterm_during_diff_removes_the_worktree(base_repo: Path, tmp_path: Pat
     )
     try:
         deadline = time.monotonic() + 120
-        while not _base_worktrees(project.parent) and proc.poll() is None and time.monotonic() < deadline:
+        while not _base_worktree_seen(project.parent) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, "the check ended before its worktree was seen"
         proc.send_signal(signal.SIGTERM)

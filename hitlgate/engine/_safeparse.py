@@ -38,8 +38,8 @@ import reprlib
 import select
 import stat
 import sys
-from collections.abc import Callable, Iterator
-from itertools import accumulate
+from collections.abc import Callable, Iterator, Mapping
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -367,6 +367,106 @@ def check_tree(
             elif isinstance(child, float):
                 _check_finite(child, what, _join(path, key))
 
+
+
+def plain_copy(
+    doc: Any, *, what: str, label: str = "(document)", max_depth: int, max_values: int | None = None
+) -> Any:
+    """A plain JSON copy of a value from a Python caller, checked as it is copied: what is checked is what is kept.
+
+    The checks are :func:`check_tree`'s (bounded depth and size, string
+    keys, no NUL or lone surrogate, finite numbers), and the copy holds
+    exact types only: ``dict``, ``list``, ``str``, ``int``, ``float``,
+    ``bool`` and ``None``. Each container is read once, so a mapping that
+    answers differently the second time is copied as it was checked; a
+    ``str``, ``int`` or ``float`` subclass (an Enum with a ``str`` mixin,
+    say) becomes the plain value of its characters or digits, as
+    ``json.dumps`` would send it, read through the base type's own method,
+    which no subclass overrides; any other mapping becomes a dict and a
+    tuple or list subclass a list. Two keys whose characters are the same
+    (possible with a key subclass that hashes differently) are refused as
+    ``duplicate_key``, and a value that is not JSON at all (a date, a set,
+    an object) is refused with its path, rather than left for a later
+    stage to trip over.
+    """
+    root: list[Any] = [None]
+    # Containers waiting to be filled: (source, path, depth, the copy, the slot the copy goes into).
+    stack: list[tuple[Any, str, int, Any, Any]] = [(doc, "", 1, root, 0)]
+    count = 0
+    limit = max_values if max_values is not None else sys.maxsize
+    while stack:
+        value, path, depth, parent, slot = stack.pop()
+        t = type(value)
+        if t is not dict and t is not list and not isinstance(value, Mapping | list | tuple):
+            parent[slot] = _plain_scalar(value, what, path)
+            continue
+        if depth > max_depth:
+            raise _too_deep(what, path or "(document)", max_depth)
+        # One read of the container (at most one more item than the limit allows), counted before the copy.
+        mapping = t is dict or (t is not list and isinstance(value, Mapping))
+        items = list(islice(value.items() if mapping else value, limit - count + 1))
+        count += len(items)
+        if count > limit:
+            raise ValidationError(what, [f"{label}: more than {limit} values in one document"], code="input_too_large")
+        out: Any
+        if mapping:
+            out = {}
+            for key, child in items:
+                if type(key) is not str:
+                    if not isinstance(key, str):
+                        raise ValidationError(what, [f"{path or '(document)'}: key {describe(key)} is not a string"])
+                    key = str.__str__(key)
+                bad = _bad_string(key)
+                if bad:
+                    raise ValidationError(
+                        what, [f"{path or '(document)'}: a key holds {bad}; refused"], code="bad_encoding"
+                    )
+                if key in out:
+                    raise ValidationError(
+                        what, [f"{path or '(document)'}: duplicate key {describe(key)}"], code="duplicate_key"
+                    )
+                c = type(child)
+                if (c is str and not _BAD_CHARS.search(child) or c is int or c is bool or child is None
+                        or c is float and math.isfinite(child)):
+                    out[key] = child
+                elif c is dict or c is list or isinstance(child, Mapping | list | tuple):
+                    out[key] = None
+                    stack.append((child, _join(path, key), depth + 1, out, key))
+                else:
+                    out[key] = _plain_scalar(child, what, _join(path, key))
+        else:
+            out = [None] * len(items)
+            for i, child in enumerate(items):
+                c = type(child)
+                if (c is str and not _BAD_CHARS.search(child) or c is int or c is bool or child is None
+                        or c is float and math.isfinite(child)):
+                    out[i] = child
+                elif c is dict or c is list or isinstance(child, Mapping | list | tuple):
+                    stack.append((child, _join(path, i), depth + 1, out, i))
+                else:
+                    out[i] = _plain_scalar(child, what, _join(path, i))
+        parent[slot] = out
+    return root[0]
+
+
+def _plain_scalar(value: Any, what: str, path: str) -> Any:
+    """The plain JSON scalar ``value`` stands for (see :func:`plain_copy`), or a refusal naming its path."""
+    if isinstance(value, str):
+        bad = _bad_string(value)
+        if bad:
+            raise ValidationError(what, [f"{path or '(document)'}: string holds {bad}; refused"], code="bad_encoding")
+        return value if type(value) is str else str.__str__(value)
+    if value is None or type(value) is bool:
+        return value
+    if isinstance(value, int):
+        return value if type(value) is int else int.__int__(value)
+    if isinstance(value, float):
+        number = value if type(value) is float else float.__float__(value)
+        _check_finite(number, what, path)
+        return number
+    raise ValidationError(
+        what, [f"{path or '(document)'}: a value of type {type(value).__name__} is not JSON; refused"]
+    )
 
 # -- YAML ----------------------------------------------------------------------
 

@@ -10,12 +10,16 @@ through). A str subclass may override ``isascii``/``__contains__``:
 
 from __future__ import annotations
 
+import datetime
 import enum
+import types
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from hitlgate.engine.decide import schemas
+from hitlgate.engine.decide.decider import Decider
 from hitlgate.engine.decide.proposal import Proposal
 from hitlgate.errors import ValidationError
 from tests.conftest import make_proposal
@@ -67,3 +71,132 @@ def test_a_str_subclass_cannot_hide_bad_characters(text: str, where: str) -> Non
     with pytest.raises(ValidationError) as info:
         Proposal.from_dict(doc)
     assert info.value.code == "bad_encoding"
+
+
+# -- Proposal.from_dict copies into exact JSON types, reading each container once --------------------------
+
+
+class _Target(str, enum.Enum):  # noqa: UP042 - a str-mixin Enum as an SDK caller would write one
+    payments = "svc-payments-key"
+
+
+class _Count(enum.IntEnum):
+    three = 3
+
+
+class _Once(dict):  # type: ignore[type-arg]
+    """A dict that shows its checked contents on the first read and a NUL on every later one."""
+
+    reads = 0
+
+    def items(self) -> Any:
+        _Once.reads += 1
+        return ({"x": "ok"} if _Once.reads == 1 else {"x": "a\x00b"}).items()
+
+
+class _Hashless(str):
+    """A key whose hash differs from the plain string with the same characters."""
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class _View(Mapping[str, Any]):
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _exact(value: Any) -> None:
+    """Every node of ``value`` has an exact JSON type."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        assert type(v) in (dict, list, str, int, float, bool, type(None)), type(v)
+        if type(v) is dict:
+            assert all(type(k) is str for k in v)
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+
+
+def test_an_enum_with_a_str_or_int_mixin_is_kept_as_its_plain_value(example_decider: Decider) -> None:
+    doc = make_proposal("rotate_api_key", _Target.payments)
+    doc["action"]["parameters"].update(n=_Count.three, t=("a", "b"), f=_FloatKind(0.5))
+    plain = make_proposal("rotate_api_key", "svc-payments-key")
+    plain["action"]["parameters"].update(n=3, t=["a", "b"], f=0.5)
+    proposal = Proposal.from_dict(doc)
+    _exact(proposal.document)
+    assert proposal.document == plain
+    assert proposal.digest == Proposal.from_dict(plain).digest
+    # Decided as the plain proposal is (before, the member reached the engine, which failed closed).
+    got, want = example_decider.decide(doc), example_decider.decide(plain)
+    assert got.tier == want.tier != "deny"
+    assert got.risk_factors == want.risk_factors
+
+
+class _FloatKind(float):
+    pass
+
+
+@pytest.mark.parametrize("value", [types.MappingProxyType({"x": "a\x00b"}), _View({"x": "a\ud800b"})],
+                         ids=["mappingproxy", "mapping"])
+def test_a_mapping_that_is_not_a_dict_is_checked_too(value: Any) -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = value
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert info.value.code == "bad_encoding"
+    assert "action.parameters.x" in str(info.value)
+
+
+def test_a_deep_mapping_that_is_not_a_dict_is_refused_not_a_recursion_error() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = _View(deep)
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert info.value.code == "too_deep"
+
+
+def test_a_mapping_is_read_once_so_what_was_checked_is_what_is_kept() -> None:
+    _Once.reads = 0
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = _Once()
+    proposal = Proposal.from_dict(doc)
+    assert proposal.document["action"]["parameters"] == {"x": "ok"}
+    assert _Once.reads == 1
+
+
+def test_two_keys_with_the_same_characters_are_a_duplicate() -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"x": 1, _Hashless("x"): 2}
+    assert len(doc["action"]["parameters"]) == 2
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert info.value.code == "duplicate_key"
+
+
+@pytest.mark.parametrize("value", [{1, 2}, b"bytes", datetime.date(2026, 1, 1), object(), _FloatKind("inf")],
+                         ids=["set", "bytes", "date", "object", "inf-float-subclass"])
+def test_a_value_that_is_not_json_is_refused_with_its_path(value: Any) -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"list": [0, value]}
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert "action.parameters.list[1]" in str(info.value)

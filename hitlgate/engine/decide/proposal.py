@@ -73,8 +73,14 @@ class Proposal:
         schemas.require_mapping(document, "proposal")
         # A JSON text of N bytes holds at most N/2 values ("[0,0,...]"), so
         # a dict may hold no more than a file of the byte limit could.
-        return cls(plain_copy(document, what="proposal", max_depth=limits.max_depth,
-                              max_values=limits.proposal_bytes // 2))
+        plain = plain_copy(document, what="proposal", max_depth=limits.max_depth,
+                           max_values=limits.proposal_bytes // 2)
+        # Exact JSON types only, which the compiled validator reads as the Python ones do; validated once
+        # here, not again by __post_init__ (which judges a document built by hand with the Python ones).
+        schemas.validate("proposal", plain, plain=True)
+        proposal = object.__new__(cls)
+        object.__setattr__(proposal, "document", plain)
+        return proposal
 
     @classmethod
     def from_json(cls, text: str | bytes, *, limits: Limits = DEFAULT_LIMITS, label: str = "(document)") -> Proposal:

@@ -256,9 +256,17 @@ def _bulk(name: str) -> Any:
         return jsonschema_rs.validator_for(json.load(fh))
 
 
-def _bulk_valid(name: str, document: Any) -> bool:
-    """Whether the Rust validator accepts ``document``; False when unsure (not installed, or it failed)."""
-    checker = _bulk(name) if name in _BULK else None
+def _bulk_valid(name: str, document: Any, *, plain: bool = False) -> bool:
+    """Whether the Rust validator accepts ``document``; False when unsure (not installed, or it failed).
+
+    Asked only for the documents in :data:`_BULK`, or when the caller says
+    ``document`` holds exact JSON types only (``plain``: a copy made by
+    :func:`~hitlgate.engine._safeparse.plain_copy`). ``jsonschema_rs`` reads
+    an Enum member by its ``.value``, where the Python validators and the
+    engine see the member itself, so a caller's own objects are never
+    offered to it.
+    """
+    checker = _bulk(name) if plain or name in _BULK else None
     if checker is None:
         return False
     try:
@@ -326,14 +334,15 @@ def problems(name: str, document: Any) -> list[str]:
     return out
 
 
-def check(name: str, document: Any) -> list[str]:
+def check(name: str, document: Any, *, plain: bool = False) -> list[str]:
     """Like :func:`problems`, but a valid document costs only the compiled validator (microseconds).
 
-    A large document (an inventory) is first offered to ``jsonschema_rs``;
+    A large document (an inventory), or one the caller says holds exact
+    JSON types only (``plain``), is first offered to ``jsonschema_rs``;
     only what it does not accept goes through the Python validators, so a
     document is accepted only when a validator says it is valid.
     """
-    if _bulk_valid(name, document):
+    if _bulk_valid(name, document, plain=plain):
         return []
     try:
         _fast(name)(document)
@@ -343,9 +352,9 @@ def check(name: str, document: Any) -> list[str]:
     return problems(name, document) or [fast_problem]
 
 
-def validate(name: str, document: Any, *, what: str | None = None) -> None:
-    """Raise :class:`ValidationError` listing every problem of ``document``."""
-    found = check(name, document)
+def validate(name: str, document: Any, *, what: str | None = None, plain: bool = False) -> None:
+    """Raise :class:`ValidationError` listing every problem of ``document`` (``plain``: see :func:`check`)."""
+    found = check(name, document, plain=plain)
     if found:
         if name == "proposal" and isinstance(document, Mapping) and "inventory" in document:
             # The one extra field an agent sends on purpose: say why it is refused.

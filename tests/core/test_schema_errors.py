@@ -50,6 +50,26 @@ def test_non_object_parameters() -> None:
     assert problems_of(doc) == ("action.parameters: ['rotate', 'now'] is not of type 'object'",)
 
 
+@pytest.mark.parametrize("where", ["target", "requester", "incident"])
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\u2028"])
+def test_an_id_with_a_line_break_at_its_end_is_named_like_any_bad_id(where: str, end: str) -> None:
+    # JSON Schema's "$" is the end of the text; Python's also matches before a final newline. Every
+    # validator refuses these; the one that words the message must refuse them too, or the user got
+    # a compiled validator's "data.action.target must match pattern ..." instead.
+    doc = make_proposal()
+    path = {"target": "action.target", "requester": "requester.id", "incident": "incident"}[where]
+    if where == "target":
+        doc["action"]["target"] += end
+    elif where == "requester":
+        doc["requester"]["id"] += end
+    else:
+        doc["incident"] = "INC-1" + end
+    found = problems_of(doc)
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}: "), found
+    assert "does not match" in found[0]
+
+
 def test_every_problem_reported_at_once() -> None:
     doc = make_proposal(action_type="nope", confidence=3)
     doc["requester"]["kind"] = "robot"

@@ -25,7 +25,7 @@ import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, final
 
 import rfc8785
 
@@ -58,9 +58,15 @@ def action_digest(action: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(action_canonical(action)).hexdigest()
 
 
+@final
 @dataclass(frozen=True)
 class Proposal:
-    """A validated proposal. Construct it with :meth:`from_dict`."""
+    """A validated proposal. Construct it with :meth:`from_dict`.
+
+    Final: :meth:`from_dict` builds the object without ``__init__`` (its
+    document is validated there already), which a subclass's own
+    ``__post_init__`` checks or fields would silently miss.
+    """
 
     document: Mapping[str, Any]
 

@@ -161,6 +161,42 @@ def _not(v: Any, not_schema: Any, instance: Any, schema: Mapping[str, Any]) -> I
         yield _SchemaError(f"{describe(instance)} should not be valid under {describe(not_schema)}")
 
 
+@cache
+def _end_anchored(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled with ECMA-262's ``$`` (the end of the text, as in JSON Schema), not Python's.
+
+    Python's ``$`` also matches before a final newline, so ``"svc-1\\n"``
+    would match ``^[a-z0-9-]+$``; fastjsonschema and jsonschema_rs refuse it.
+    Every ``$`` outside a character class and not escaped becomes ``\\Z``.
+    """
+    out: list[str] = []
+    escaped = in_class = False
+    opened = -1  # Where the current class's members start: a "]" there is a member (Python's rule).
+    for i, c in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif in_class:
+            if c == "^" and i == opened:
+                opened += 1
+            elif c == "]" and i != opened:
+                in_class = False
+        elif c == "[":
+            in_class, opened = True, i + 1
+        elif c == "$":
+            out.append("\\Z")
+            continue
+        out.append(c)
+    return re.compile("".join(out))
+
+
+def _pattern(v: Any, pattern: str, instance: Any, schema: Mapping[str, Any]) -> Iterator[_SchemaError]:
+    # jsonschema's own keyword, with the end of the text where JSON Schema puts it (see _end_anchored).
+    if isinstance(instance, str) and not _end_anchored(pattern).search(instance):
+        yield _SchemaError(f"{instance!r} does not match {pattern!r}")
+
+
 def _string_keyword(original: _Keyword, keyword: str) -> _Keyword:
     # minLength, maxLength, pattern, format: the message starts with repr of a
     # string that may be megabytes long; say how long it is instead.
@@ -185,7 +221,7 @@ def _bounded(original: _Keyword) -> _Keyword:
 
 
 def _safe_keywords() -> dict[str, _Keyword]:
-    base: dict[str, _Keyword] = dict(Draft202012Validator.VALIDATORS)
+    base: dict[str, _Keyword] = {**Draft202012Validator.VALIDATORS, "pattern": _pattern}
     out = {name: _bounded(fn) for name, fn in base.items()}
     for name in ("minLength", "maxLength", "pattern", "format"):
         out[name] = _bounded(_string_keyword(base[name], name))

@@ -370,41 +370,62 @@ def check_tree(
 
 
 def plain_copy(
-    doc: Any, *, what: str, label: str = "(document)", max_depth: int, max_values: int | None = None
+    doc: Any, *, what: str, label: str = "(document)", max_depth: int, max_values: int | None = None,
+    max_chars: int | None = None,
 ) -> Any:
     """A plain JSON copy of a value from a Python caller, checked as it is copied: what is checked is what is kept.
 
     The checks are :func:`check_tree`'s (bounded depth and size, string
-    keys, no NUL or lone surrogate, finite numbers), and the copy holds
-    exact types only: ``dict``, ``list``, ``str``, ``int``, ``float``,
-    ``bool`` and ``None``. Each container is read once, so a mapping that
-    answers differently the second time is copied as it was checked; a
-    ``str``, ``int`` or ``float`` subclass (an Enum with a ``str`` mixin,
-    say) becomes the plain value of its characters or digits, as
-    ``json.dumps`` would send it, read through the base type's own method,
-    which no subclass overrides; any other mapping becomes a dict and a
-    tuple or list subclass a list. Two keys whose characters are the same
-    (possible with a key subclass that hashes differently) are refused as
-    ``duplicate_key``, and a value that is not JSON at all (a date, a set,
-    an object) is refused with its path, rather than left for a later
-    stage to trip over.
+    keys, no NUL or lone surrogate, finite numbers), plus a bound on the
+    characters of all keys and strings together (``max_chars``: a caller's
+    dict can repeat one huge string by reference, which no file of the same
+    limit could), and integers within RFC 8785's range (``±(2**53 - 1)``;
+    a larger one could never be canonicalised into an action digest). The
+    copy holds exact types only: ``dict``, ``list``, ``str``, ``int``,
+    ``float``, ``bool`` and ``None``.
+
+    Each container is read once, so a mapping that answers differently the
+    second time is copied as it was checked. Types are read from
+    ``type(value)``, which an object cannot spoof (``isinstance`` trusts a
+    ``__class__`` property). A ``str``, ``int`` or ``float`` subclass (an
+    Enum with a ``str`` mixin, say) becomes the plain value of its
+    characters or digits, as ``json.dumps`` would send it, read through the
+    base type's own method, which no subclass overrides; any other mapping
+    becomes a dict and a tuple or list subclass a list. Two keys whose
+    characters are the same (possible with a key subclass that hashes
+    differently) are refused as ``duplicate_key``; a value that is not JSON
+    at all (a date, a set, an object), or a container that fails while it is
+    read, is refused with its path. Every refusal is a
+    :class:`ValidationError`; no message calls a caller's ``__repr__``.
     """
     root: list[Any] = [None]
     # Containers waiting to be filled: (source, path, depth, the copy, the slot the copy goes into).
     stack: list[tuple[Any, str, int, Any, Any]] = [(doc, "", 1, root, 0)]
-    count = 0
+    count = chars = 0
     limit = max_values if max_values is not None else sys.maxsize
+    char_limit = max_chars if max_chars is not None else sys.maxsize
     while stack:
         value, path, depth, parent, slot = stack.pop()
         t = type(value)
-        if t is not dict and t is not list and not isinstance(value, Mapping | list | tuple):
+        mapping = t is dict or (t is not list and issubclass(t, Mapping))
+        if not mapping and t is not list and not issubclass(t, list | tuple):
             parent[slot] = _plain_scalar(value, what, path)
             continue
+        where = path or "(document)"
         if depth > max_depth:
-            raise _too_deep(what, path or "(document)", max_depth)
+            raise _too_deep(what, where, max_depth)
         # One read of the container (at most one more item than the limit allows), counted before the copy.
-        mapping = t is dict or (t is not list and isinstance(value, Mapping))
-        items = list(islice(value.items() if mapping else value, limit - count + 1))
+        try:
+            items = list(islice(value.items() if mapping else value, limit - count + 1))
+            if mapping and t is not dict and not all(type(pair) is tuple and len(pair) == 2 for pair in items):
+                raise TypeError("its items() did not give (key, value) pairs")
+        except ValidationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a caller's container raises is a refusal, not a crash.
+            kind = "object" if mapping else "array"
+            raise ValidationError(
+                what, [f"{where}: cannot be read as a JSON {kind} ({type(exc).__name__}: {shorten(str(exc), 60)})"]
+            ) from None
         count += len(items)
         if count > limit:
             raise ValidationError(what, [f"{label}: more than {limit} values in one document"], code="input_too_large")
@@ -412,61 +433,117 @@ def plain_copy(
         if mapping:
             out = {}
             for key, child in items:
-                if type(key) is not str:
-                    if not isinstance(key, str):
-                        raise ValidationError(what, [f"{path or '(document)'}: key {describe(key)} is not a string"])
+                k = type(key)
+                if k is not str:
+                    if not issubclass(k, str):
+                        raise ValidationError(what, [f"{where}: key {_describe_key(key)} is not a string"])
                     key = str.__str__(key)
+                chars += len(key)
+                if chars > char_limit:
+                    raise _too_many_chars(what, label, char_limit, f"a key of {where}")
                 bad = _bad_string(key)
                 if bad:
-                    raise ValidationError(
-                        what, [f"{path or '(document)'}: a key holds {bad}; refused"], code="bad_encoding"
-                    )
+                    raise ValidationError(what, [f"{where}: a key holds {bad}; refused"], code="bad_encoding")
                 if key in out:
                     raise ValidationError(
-                        what, [f"{path or '(document)'}: duplicate key {describe(key)}"], code="duplicate_key"
+                        what, [f"{where}: duplicate key {describe(key)}"], code="duplicate_key"
                     )
                 c = type(child)
-                if (c is str and not _BAD_CHARS.search(child) or c is int or c is bool or child is None
+                if c is str:
+                    chars += len(child)
+                    if chars <= char_limit and not _BAD_CHARS.search(child):
+                        out[key] = child
+                        continue
+                elif (c is int and -_SAFE_INT <= child <= _SAFE_INT or c is bool or child is None
                         or c is float and math.isfinite(child)):
                     out[key] = child
-                elif c is dict or c is list or isinstance(child, Mapping | list | tuple):
+                    continue
+                elif c is dict or c is list or issubclass(c, Mapping | list | tuple):
                     out[key] = None
                     stack.append((child, _join(path, key), depth + 1, out, key))
-                else:
-                    out[key] = _plain_scalar(child, what, _join(path, key))
+                    continue
+                if chars > char_limit:
+                    raise _too_many_chars(what, label, char_limit, _join(path, key))
+                out[key] = _plain_scalar(child, what, _join(path, key))
+                if type(out[key]) is str:
+                    chars += len(out[key])
         else:
             out = [None] * len(items)
             for i, child in enumerate(items):
                 c = type(child)
-                if (c is str and not _BAD_CHARS.search(child) or c is int or c is bool or child is None
+                if c is str:
+                    chars += len(child)
+                    if chars <= char_limit and not _BAD_CHARS.search(child):
+                        out[i] = child
+                        continue
+                elif (c is int and -_SAFE_INT <= child <= _SAFE_INT or c is bool or child is None
                         or c is float and math.isfinite(child)):
                     out[i] = child
-                elif c is dict or c is list or isinstance(child, Mapping | list | tuple):
+                    continue
+                elif c is dict or c is list or issubclass(c, Mapping | list | tuple):
                     stack.append((child, _join(path, i), depth + 1, out, i))
-                else:
-                    out[i] = _plain_scalar(child, what, _join(path, i))
+                    continue
+                if chars > char_limit:
+                    raise _too_many_chars(what, label, char_limit, _join(path, i))
+                out[i] = _plain_scalar(child, what, _join(path, i))
+                if type(out[i]) is str:
+                    chars += len(out[i])
+        if chars > char_limit:
+            # A str subclass's characters, counted after its copy.
+            raise _too_many_chars(what, label, char_limit, where)
         parent[slot] = out
     return root[0]
 
 
+#: The integers RFC 8785 (JCS) can write, and so an action digest can hold: ±(2**53 - 1).
+_SAFE_INT = 2**53 - 1
+
+
+def _too_many_chars(what: str, label: str, limit: int, where: str) -> ValidationError:
+    return ValidationError(
+        what, [f"{label}: more than {limit} characters in its keys and strings together, more than a document of "
+               f"the byte limit can hold (the limit was passed at {where or '(document)'}); raise limits.{what}_bytes "
+               "in hitlgate.yaml if this document is genuine"],
+        code="input_too_large",
+    )
+
+
+def _describe_key(key: Any) -> str:
+    """A non-string key for a message, without calling its own ``__repr__`` (which may hang or raise)."""
+    t = type(key)
+    if t is bool or key is None or t is float:
+        return repr(key)
+    if t is int:
+        return repr(key) if key.bit_length() <= 64 else f"(a {key.bit_length()}-bit integer)"
+    return f"of type {shorten(t.__name__, 40)}"
+
+
 def _plain_scalar(value: Any, what: str, path: str) -> Any:
     """The plain JSON scalar ``value`` stands for (see :func:`plain_copy`), or a refusal naming its path."""
-    if isinstance(value, str):
-        bad = _bad_string(value)
+    t = type(value)
+    where = path or "(document)"
+    if issubclass(t, str):
+        plain = value if t is str else str.__str__(value)
+        bad = _bad_string(plain)
         if bad:
-            raise ValidationError(what, [f"{path or '(document)'}: string holds {bad}; refused"], code="bad_encoding")
-        return value if type(value) is str else str.__str__(value)
-    if value is None or type(value) is bool:
+            raise ValidationError(what, [f"{where}: string holds {bad}; refused"], code="bad_encoding")
+        return plain
+    if value is None or t is bool:
         return value
-    if isinstance(value, int):
-        return value if type(value) is int else int.__int__(value)
-    if isinstance(value, float):
-        number = value if type(value) is float else float.__float__(value)
-        _check_finite(number, what, path)
+    if issubclass(t, int) and t is not bool:
+        number = value if t is int else int.__int__(value)
+        if not -_SAFE_INT <= number <= _SAFE_INT:
+            raise ValidationError(
+                what, [f"{where}: an integer of {number.bit_length()} bits is beyond ±(2**53 - 1), which canonical "
+                       "JSON (RFC 8785) and so the action digest cannot hold; send it as a string"]
+            )
         return number
-    raise ValidationError(
-        what, [f"{path or '(document)'}: a value of type {type(value).__name__} is not JSON; refused"]
-    )
+    if issubclass(t, float):
+        real = value if t is float else float.__float__(value)
+        _check_finite(real, what, path)
+        return real
+    raise ValidationError(what, [f"{where}: a value of type {shorten(t.__name__, 40)} is not JSON; refused"])
+
 
 # -- YAML ----------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime
 import enum
+import json
 import types
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
+from hitlgate.engine.approve.approvals import Statement
 from hitlgate.engine.decide import schemas
 from hitlgate.engine.decide.decider import Decider
 from hitlgate.engine.decide.proposal import Proposal
@@ -204,3 +206,126 @@ def test_a_value_that_is_not_json_is_refused_with_its_path(value: Any) -> None:
     with pytest.raises(ValidationError) as info:
         Proposal.from_dict(doc)
     assert "action.parameters.list[1]" in str(info.value)
+
+
+# -- what the hostile review of plain_copy found ------------------------------------------------------------
+
+
+class _SpoofDict:
+    """An object that says it is a dict (isinstance trusts __class__) and is not one."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return dict
+
+
+class _SpoofInt:
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return int
+
+
+class _BadPairs(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return [1, 2]
+
+
+class _Raising(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["a"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+class _ReprHangs:
+    def __hash__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        raise AssertionError("a message called the caller's __repr__")
+
+
+@pytest.mark.parametrize("value", [_SpoofDict(), _SpoofInt(), _BadPairs(x=1), _Raising()],
+                         ids=["spoofed-dict", "spoofed-int", "items-not-pairs", "getitem-raises"])
+def test_a_container_that_lies_or_fails_is_refused_with_its_path_not_a_crash(value: Any) -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"v": value}
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert "action.parameters.v" in str(info.value)
+
+
+@pytest.mark.parametrize(("key", "named"), [(10**5000, "16610-bit integer"), (_ReprHangs(), "of type _ReprHangs")],
+                         ids=["huge-int", "repr-raises"])
+def test_a_key_that_is_not_a_string_is_named_without_its_repr(key: Any, named: str) -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {key: 1}
+    with pytest.raises(ValidationError, match=named):
+        Proposal.from_dict(doc)
+
+
+def test_a_long_type_name_is_not_echoed_whole() -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"k": type("X" * 100_000, (), {})()}
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert len(str(info.value)) < 400
+
+
+def test_one_huge_string_repeated_by_reference_is_refused_by_its_characters() -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"k": ["a" * 1_000_000] * 1000}  # 10**9 characters, one string
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert info.value.code == "input_too_large"
+    assert "characters" in str(info.value)
+
+
+def test_a_proposal_built_by_hand_is_checked_and_copied_as_from_dict_does() -> None:
+    doc = make_proposal("rotate_api_key", _Target.payments)
+    proposal = Proposal(doc)
+    _exact(proposal.document)
+    assert proposal.document is not doc
+    assert proposal.document == Proposal.from_dict(make_proposal("rotate_api_key", "svc-payments-key")).document
+    doc["action"]["parameters"] = {"x": "a\x00b"}
+    with pytest.raises(ValidationError) as info:
+        Proposal(doc)
+    assert info.value.code == "bad_encoding"
+
+
+@pytest.mark.parametrize("n", [2**53, -(2**53), 2**64, 10**30], ids=["2^53", "-2^53", "2^64", "10^30"])
+def test_an_integer_no_action_digest_can_hold_is_refused_with_its_path(n: int) -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"n": [n]}
+    for attempt in (lambda: Proposal.from_dict(doc), lambda: Proposal.from_json(json.dumps(doc))):
+        with pytest.raises(ValidationError, match=r"action\.parameters\.n\[0\]: an integer of \d+ bits"):
+            attempt()
+    doc["action"]["parameters"] = {"n": [2**53 - 1, -(2**53) + 1]}
+    assert Proposal.from_dict(doc).digest.startswith("sha256:")
+
+
+class _LyingId(str):
+    def isprintable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return 3
+
+
+def test_a_statement_checks_and_keeps_the_characters_of_a_str_subclass() -> None:
+    fields = {"request_id": "req-1", "action_digest": "sha256:" + "0" * 64, "verdict": "approve",
+              "at": "2026-11-28T00:00:00Z"}
+    with pytest.raises(ValidationError, match="approver: must"):
+        Statement.from_dict({**fields, "approver": _LyingId("bob\x00\x1b[31m" + "x" * 1000)})
+    statement = Statement.from_dict({**fields, "approver": _Verdictish.bob})
+    assert type(statement.approver) is str
+    assert statement.approver == "bob"
+    assert b'"approver":"bob"' in statement.canonical()
+
+
+class _Verdictish(str, enum.Enum):  # noqa: UP042 - a str-mixin Enum as an SDK caller would write one
+    bob = "bob"

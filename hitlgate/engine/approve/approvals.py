@@ -74,8 +74,16 @@ def parse_time(text: str, field: str, what: str = _WHAT) -> datetime:
         raise ValidationError(what, [f"{field}: not a valid date and time ({exc})"]) from exc
 
 
+def _plain_str_field(obj: Any, name: str) -> None:
+    """Replace a ``str`` subclass in field ``name`` of the frozen ``obj`` by the plain string of its characters."""
+    value = getattr(obj, name)
+    kind = type(value)
+    if kind is not str and issubclass(kind, str):
+        object.__setattr__(obj, name, str.__str__(value))
+
+
 def _check_id(value: Any, field: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+    if type(value) is not str or not value or len(value) > MAX_ID_LENGTH:
         raise ValidationError(_WHAT, [f"{field}: must be a non-empty string of at most {MAX_ID_LENGTH} characters"])
     if not value.isprintable():
         raise ValidationError(_WHAT, [f"{field}: must not contain control characters"])
@@ -94,7 +102,7 @@ def check_reason(reason: Any) -> None:
     a string of at most :data:`MAX_REASON_LENGTH` characters with no control
     or format character but the newline and the zero-width (non-)joiner.
     """
-    if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+    if type(reason) is not str or len(reason) > MAX_REASON_LENGTH:
         raise ValidationError(_WHAT, [f"reason: must be a string of at most {MAX_REASON_LENGTH} characters"])
     if any(not ch.isprintable() and ch not in _JOINERS for ch in reason):
         raise ValidationError(_WHAT, ["reason: must not contain control characters other than newlines"])
@@ -113,6 +121,10 @@ class Statement:
     reason: str = ""
 
     def __post_init__(self) -> None:
+        # A str subclass (a str Enum, or one overriding isprintable/__len__) is kept as its characters, and
+        # the checks below read those: what is checked is what is signed and stored.
+        for name in ("request_id", "action_digest", "verdict", "approver", "reason"):
+            _plain_str_field(self, name)
         _check_id(self.request_id, "request_id")
         check_reason(self.reason)
         _check_id(self.approver, "approver")
@@ -188,6 +200,7 @@ class SignedStatement:
     def __post_init__(self) -> None:
         if not isinstance(self.statement, Statement):
             raise ValidationError("signed approval", ["statement: must be a Statement"])
+        _plain_str_field(self, "signature")
         if isinstance(self.signature, Mapping):
             from hitlgate.engine.approve._webauthn import Assertion
 

@@ -58,34 +58,41 @@ def action_digest(action: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(action_canonical(action)).hexdigest()
 
 
+def _plain_proposal(document: Any, limits: Limits) -> dict[str, Any]:
+    """``document`` checked, copied into exact JSON types (:func:`plain_copy`) and validated against the schema."""
+    schemas.require_mapping(document, "proposal")
+    # A JSON text of N bytes holds at most N/2 values ("[0,0,...]") and N
+    # characters, so a dict may hold no more than a file of the byte limit could.
+    plain: dict[str, Any] = plain_copy(document, what="proposal", max_depth=limits.max_depth,
+                                       max_values=limits.proposal_bytes // 2, max_chars=limits.proposal_bytes)
+    # Exact JSON types only, which the compiled validator reads as the Python ones do.
+    schemas.validate("proposal", plain, plain=True)
+    return plain
+
+
 @final
 @dataclass(frozen=True)
 class Proposal:
     """A validated proposal. Construct it with :meth:`from_dict`.
 
-    Final: :meth:`from_dict` builds the object without ``__init__`` (its
-    document is validated there already), which a subclass's own
-    ``__post_init__`` checks or fields would silently miss.
+    ``Proposal(document)`` works too, with the default limits: the document
+    is checked and copied as :meth:`from_dict` does, so a proposal always
+    holds a private copy in exact JSON types. Final: :meth:`from_dict`
+    builds the object without ``__init__`` (its document is checked there,
+    with the caller's limits), which a subclass's own ``__post_init__``
+    checks or fields would silently miss.
     """
 
     document: Mapping[str, Any]
 
     def __post_init__(self) -> None:
-        schemas.validate("proposal", self.document)
+        object.__setattr__(self, "document", _plain_proposal(self.document, DEFAULT_LIMITS))
 
     @classmethod
     def from_dict(cls, document: Any, *, limits: Limits = DEFAULT_LIMITS) -> Proposal:
         """Validate ``document`` and wrap a private, plain JSON copy of it (see :func:`plain_copy`)."""
-        schemas.require_mapping(document, "proposal")
-        # A JSON text of N bytes holds at most N/2 values ("[0,0,...]"), so
-        # a dict may hold no more than a file of the byte limit could.
-        plain = plain_copy(document, what="proposal", max_depth=limits.max_depth,
-                           max_values=limits.proposal_bytes // 2)
-        # Exact JSON types only, which the compiled validator reads as the Python ones do; validated once
-        # here, not again by __post_init__ (which judges a document built by hand with the Python ones).
-        schemas.validate("proposal", plain, plain=True)
         proposal = object.__new__(cls)
-        object.__setattr__(proposal, "document", plain)
+        object.__setattr__(proposal, "document", _plain_proposal(document, limits))
         return proposal
 
     @classmethod

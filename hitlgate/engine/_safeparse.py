@@ -380,7 +380,8 @@ def plain_copy(
     characters of all keys and strings together (``max_chars``: a caller's
     dict can repeat one huge string by reference, which no file of the same
     limit could), and integers within RFC 8785's range (``±(2**53 - 1)``;
-    a larger one could never be canonicalised into an action digest). The
+    a larger one could never be canonicalised, for a digest or the audit
+    chain). The
     copy holds exact types only: ``dict``, ``list``, ``str``, ``int``,
     ``float``, ``bool`` and ``None``.
 
@@ -419,12 +420,11 @@ def plain_copy(
             items = list(islice(value.items() if mapping else value, limit - count + 1))
             if mapping and t is not dict and not all(type(pair) is tuple and len(pair) == 2 for pair in items):
                 raise TypeError("its items() did not give (key, value) pairs")
-        except ValidationError:
-            raise
         except Exception as exc:  # noqa: BLE001 - whatever a caller's container raises is a refusal, not a crash.
+            # Named by its type only: the exception's own text is the caller's code (it may raise or hang).
             kind = "object" if mapping else "array"
             raise ValidationError(
-                what, [f"{where}: cannot be read as a JSON {kind} ({type(exc).__name__}: {shorten(str(exc), 60)})"]
+                what, [f"{where}: cannot be read as a JSON {kind} (it raised {shorten(type(exc).__name__, 40)})"]
             ) from None
         count += len(items)
         if count > limit:
@@ -535,7 +535,8 @@ def _plain_scalar(value: Any, what: str, path: str) -> Any:
         if not -_SAFE_INT <= number <= _SAFE_INT:
             raise ValidationError(
                 what, [f"{where}: an integer of {number.bit_length()} bits is beyond ±(2**53 - 1), which canonical "
-                       "JSON (RFC 8785) and so the action digest cannot hold; send it as a string"]
+                       "JSON (RFC 8785, what digests and the audit chain are computed over) cannot hold; send it as "
+                       "a string"]
             )
         return number
     if issubclass(t, float):

@@ -329,3 +329,70 @@ def test_a_statement_checks_and_keeps_the_characters_of_a_str_subclass() -> None
 
 class _Verdictish(str, enum.Enum):  # noqa: UP042 - a str-mixin Enum as an SDK caller would write one
     bob = "bob"
+
+
+# -- and what the review of those fixes found ---------------------------------------------------------------
+
+
+class _TextRaisesError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("the caller's __str__")
+
+
+class _ItemsRaise(Mapping[str, Any]):
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise self.exc
+
+    def __len__(self) -> int:
+        return 1
+
+    def items(self) -> Any:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    "exc", [_TextRaisesError(), ValidationError("approval", ["forged: all good"], code="bad_encoding")],
+    ids=["str-raises", "forged-validation-error"],
+)
+def test_what_a_container_raises_is_named_by_its_type_only(exc: BaseException) -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {"v": _ItemsRaise(exc)}
+    with pytest.raises(ValidationError) as info:
+        Proposal.from_dict(doc)
+    assert info.value.what == "proposal"
+    assert f"action.parameters.v: cannot be read as a JSON object (it raised {type(exc).__name__})" in str(info.value)
+    assert "forged" not in str(info.value)
+
+
+def test_a_proposal_at_the_byte_limit_keeps_room_for_the_requester_the_service_sets() -> None:
+    doc = make_proposal("notify_owner", "svc-1")
+    doc["action"]["parameters"] = {f"p{i:02d}": "v" * 4000 for i in range(16)}
+    used = sum(len(k) + len(v) for k, v in doc["action"]["parameters"].items())
+    doc["justification"] = "j" * (65_536 - used - 200)
+    doc["requester"] = {"id": "a" * 200, "kind": "human"}  # a long principal name, filled in after the size check
+    assert Proposal.from_dict(doc).requester == "a" * 200
+
+
+class _LateClock(datetime.datetime):
+    """Says it is 2099 to whoever asks through its own methods; its fields hold now."""
+
+    def astimezone(self, tz: Any = None) -> datetime.datetime:
+        return datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return "2099-01-01T00:00:00+00:00"
+
+
+def test_a_statement_keeps_the_time_a_datetime_subclass_holds_not_what_its_methods_say() -> None:
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    late = _LateClock(now.year, now.month, now.day, now.hour, now.minute, now.second, tzinfo=datetime.UTC)
+    statement = Statement("req-1", "sha256:" + "0" * 64, "approve", "bob", late)
+    assert type(statement.at) is datetime.datetime
+    assert statement.at == now
+    assert statement.to_dict()["at"] == now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -125,6 +125,13 @@ class Statement:
         # the checks below read those: what is checked is what is signed and stored.
         for name in ("request_id", "action_digest", "verdict", "approver", "reason"):
             _plain_str_field(self, name)
+        if type(self.at) is not datetime and issubclass(type(self.at), datetime):
+            # Likewise a datetime subclass: kept as the exact datetime its fields spell (read by the base
+            # type's own isoformat), so the time checked is the time signed.
+            try:
+                object.__setattr__(self, "at", datetime.fromisoformat(datetime.isoformat(self.at)))
+            except Exception:  # noqa: BLE001 - a caller's tzinfo may raise anything: a bad field, not a crash.
+                raise ValidationError(_WHAT, ["at: must be a timezone-aware UTC datetime"]) from None
         _check_id(self.request_id, "request_id")
         check_reason(self.reason)
         _check_id(self.approver, "approver")

@@ -58,13 +58,19 @@ def action_digest(action: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(action_canonical(action)).hexdigest()
 
 
+#: Room in the character budget for the ``requester`` the HTTP service sets from the caller's identity.
+_REQUESTER_CHARS = 1024
+
+
 def _plain_proposal(document: Any, limits: Limits) -> dict[str, Any]:
     """``document`` checked, copied into exact JSON types (:func:`plain_copy`) and validated against the schema."""
     schemas.require_mapping(document, "proposal")
     # A JSON text of N bytes holds at most N/2 values ("[0,0,...]") and N
-    # characters, so a dict may hold no more than a file of the byte limit could.
+    # characters, so a dict may hold no more than a file of the byte limit could
+    # (the characters plus the requester the HTTP service fills in after the body's size was checked).
     plain: dict[str, Any] = plain_copy(document, what="proposal", max_depth=limits.max_depth,
-                                       max_values=limits.proposal_bytes // 2, max_chars=limits.proposal_bytes)
+                                       max_values=limits.proposal_bytes // 2,
+                                       max_chars=limits.proposal_bytes + _REQUESTER_CHARS)
     # Exact JSON types only, which the compiled validator reads as the Python ones do.
     schemas.validate("proposal", plain, plain=True)
     return plain

@@ -381,9 +381,8 @@ def plain_copy(
     dict can repeat one huge string by reference, which no file of the same
     limit could), and integers within RFC 8785's range (``±(2**53 - 1)``;
     a larger one could never be canonicalised, for a digest or the audit
-    chain). The
-    copy holds exact types only: ``dict``, ``list``, ``str``, ``int``,
-    ``float``, ``bool`` and ``None``.
+    chain). The copy holds exact types only: ``dict``, ``list``, ``str``,
+    ``int``, ``float``, ``bool`` and ``None``.
 
     Each container is read once, so a mapping that answers differently the
     second time is copied as it was checked. Types are read from
@@ -430,8 +429,9 @@ def plain_copy(
         if count > limit:
             raise ValidationError(what, [f"{label}: more than {limit} values in one document"], code="input_too_large")
         out: Any
+        children: Any
         if mapping:
-            out = {}
+            out, children = {}, []
             for key, child in items:
                 k = type(key)
                 if k is not str:
@@ -448,46 +448,29 @@ def plain_copy(
                     raise ValidationError(
                         what, [f"{where}: duplicate key {describe(key)}"], code="duplicate_key"
                     )
-                c = type(child)
-                if c is str:
-                    chars += len(child)
-                    if chars <= char_limit and not _BAD_CHARS.search(child):
-                        out[key] = child
-                        continue
-                elif (c is int and -_SAFE_INT <= child <= _SAFE_INT or c is bool or child is None
-                        or c is float and math.isfinite(child)):
-                    out[key] = child
-                    continue
-                elif c is dict or c is list or issubclass(c, Mapping | list | tuple):
-                    out[key] = None
-                    stack.append((child, _join(path, key), depth + 1, out, key))
-                    continue
-                if chars > char_limit:
-                    raise _too_many_chars(what, label, char_limit, _join(path, key))
-                out[key] = _plain_scalar(child, what, _join(path, key))
-                if type(out[key]) is str:
-                    chars += len(out[key])
+                out[key] = None  # Holds the key's place, so the copy keeps the caller's order.
+                children.append((key, child))
         else:
-            out = [None] * len(items)
-            for i, child in enumerate(items):
-                c = type(child)
-                if c is str:
-                    chars += len(child)
-                    if chars <= char_limit and not _BAD_CHARS.search(child):
-                        out[i] = child
-                        continue
-                elif (c is int and -_SAFE_INT <= child <= _SAFE_INT or c is bool or child is None
-                        or c is float and math.isfinite(child)):
-                    out[i] = child
+            out, children = [None] * len(items), enumerate(items)
+        for at, child in children:
+            c = type(child)
+            if c is str:
+                chars += len(child)
+                if chars <= char_limit and not _BAD_CHARS.search(child):
+                    out[at] = child
                     continue
-                elif c is dict or c is list or issubclass(c, Mapping | list | tuple):
-                    stack.append((child, _join(path, i), depth + 1, out, i))
-                    continue
-                if chars > char_limit:
-                    raise _too_many_chars(what, label, char_limit, _join(path, i))
-                out[i] = _plain_scalar(child, what, _join(path, i))
-                if type(out[i]) is str:
-                    chars += len(out[i])
+            elif (c is int and -_SAFE_INT <= child <= _SAFE_INT or c is bool or child is None
+                    or c is float and math.isfinite(child)):
+                out[at] = child
+                continue
+            elif c is dict or c is list or issubclass(c, Mapping | list | tuple):
+                stack.append((child, _join(path, at), depth + 1, out, at))
+                continue
+            if chars > char_limit:
+                raise _too_many_chars(what, label, char_limit, _join(path, at))
+            out[at] = _plain_scalar(child, what, _join(path, at))
+            if type(out[at]) is str:
+                chars += len(out[at])
         if chars > char_limit:
             # A str subclass's characters, counted after its copy.
             raise _too_many_chars(what, label, char_limit, where)

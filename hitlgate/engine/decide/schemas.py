@@ -276,8 +276,10 @@ def _fast(name: str) -> Any:
 #: inventories (10^5 records, ~40x faster than fastjsonschema) and decisions
 #: (~10x: each decision read back from the store is checked, so a listing
 #: page of a hundred paid mostly for validation). Both patterns in the
-#: decision schema are anchored, and Rust's ``$`` is the stricter (no
-#: trailing newline), so it accepts nothing fastjsonschema would refuse.
+#: decision schema are anchored, and Rust's ``$`` is the end of the text, as
+#: fastjsonschema's (``\Z``) and ours (:func:`_end_anchored`) are. Proposals
+#: are offered to it too, but only as the exact-type copy ``plain_copy`` makes
+#: (``plain=True``; see :func:`_bulk_valid`).
 _BULK = frozenset({"inventory", "decision"})
 
 

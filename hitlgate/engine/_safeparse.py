@@ -235,7 +235,7 @@ def parse_json(data: bytes | str, *, what: str, label: str, max_depth: int) -> A
         lambda: json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates),
         what=what, label=label, max_depth=max_depth,
     )
-    check_tree(doc, what=what, label=label, max_depth=max_depth)
+    check_tree(doc, what=what, max_depth=max_depth)
     return doc
 
 
@@ -282,7 +282,7 @@ def parse_json_line(text: str, *, what: str, label: str, max_depth: int) -> Any:
     doc = _decode(lambda: _LINE_DECODER.decode(text), what=what, label=label, max_depth=max_depth)
     if "\\" in text:
         try:
-            check_tree(doc, what=what, label=label, max_depth=max_depth)
+            check_tree(doc, what=what, max_depth=max_depth)
         except ValidationError as exc:
             # check_tree names the field; the line is what a user needs to find it.
             raise ValidationError(what, [f"{label}: {p}" for p in exc.problems], code=exc.code) from None
@@ -315,20 +315,18 @@ def _check_finite(value: Any, what: str, path: str) -> None:
         )
 
 
-def check_tree(
-    doc: Any, *, what: str, label: str = "(document)", max_depth: int, max_values: int | None = None
-) -> None:
-    """Walk a parsed document with an explicit stack: bounded depth and size, string keys, clean strings.
+def check_tree(doc: Any, *, what: str, max_depth: int) -> None:
+    """Walk a parsed document with an explicit stack: bounded depth, string keys, clean strings.
 
     A float that is not finite (JSON ``1e999`` parses as inf) is refused
     with its path, with the ``invalid_<what>`` code.
 
-    Works on any Python value (a caller's dict as well as parsed JSON), so
-    it also stops a self-referencing dict: its depth never ends.
+    For what a parser returns (exact JSON types, its size bounded by the
+    bytes read); a caller's own Python value goes through
+    :func:`plain_copy`, which also bounds its size and copies it.
     """
     _check_finite(doc, what, "")
     stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
-    count = 0
     while stack:
         value, path, depth = stack.pop()
         if isinstance(value, str):
@@ -346,13 +344,6 @@ def check_tree(
             continue
         if depth > max_depth:
             raise _too_deep(what, path or "(document)", max_depth)
-        # Count every child here, scalars included, so a flat container of a
-        # million numbers is stopped before anything iterates it.
-        count += len(value)
-        if max_values is not None and count > max_values:
-            raise ValidationError(
-                what, [f"{label}: more than {max_values} values in one document"], code="input_too_large"
-            )
         for key, child in children:
             if isinstance(value, dict):
                 if not isinstance(key, str):

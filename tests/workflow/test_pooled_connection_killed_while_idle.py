@@ -65,7 +65,10 @@ def test_connection_killed_mid_burst_fails_one_transaction_then_recovers(
     try:
         engine.propose(proposal(n=1))
         assert _kill_other_connections(pg_cluster, url) >= 1
-        with pytest.raises(StorageError, match="terminating connection due to administrator command"):
+        # The server's own words when the statement is sent alone; when it goes in a pipeline with others
+        # (a write's first round trip, Store.write), libpq reports the closed connection it finds instead.
+        with pytest.raises(StorageError, match="terminating connection due to administrator command"
+                           "|server closed the connection unexpectedly"):
             engine.propose(proposal(n=2))
         req = engine.propose(proposal(n=3))
         assert [r.id for r in engine.list()][0] == req.id

@@ -74,7 +74,7 @@ from hitlgate.engine.decide.proposal import Proposal, action_digest
 from hitlgate.engine.keys._demokeys import require_not_demo_key
 from hitlgate.engine.keys.warrants import WarrantClaims
 from hitlgate.engine.ledger.audit import Checkpoint
-from hitlgate.engine.ledger.store import decode_peeked
+from hitlgate.engine.ledger.store import Reads, decode_peeked
 from hitlgate.errors import (
     AuditChainError,
     HitlgateError,
@@ -96,6 +96,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+#: The events of a request that the guard's chain check reads (_chain_problem).
+_CHAIN_EVENTS = ("warrant_issued", "consumed")
 R = TypeVar("R")
 
 
@@ -239,7 +241,9 @@ class Guard:
 
     def _consume(self, token: str, claims: WarrantClaims, now: datetime) -> datetime:
         problem: tuple[str, str | None] | None = None
-        with self.store.write() as tx:
+        # What the checks below read, sent with the lock of the chain head (Store.write).
+        reads = Reads(claims.request_id, votes=False, warrant=True, events=_CHAIN_EVENTS)
+        with self.store.write(reads) as tx:
             try:
                 # The votes are not needed: the warrant carries its approvals (check 7). Equivalent
                 # mutants (votes read after all): the same request, with votes nothing here looks at.
@@ -317,7 +321,7 @@ class Guard:
         chain, looked up by request id (an index, not a scan), has the last word.
         """
         try:
-            events = tx.request_events(claims.request_id, ("warrant_issued", "consumed"))
+            events = tx.request_events(claims.request_id, _CHAIN_EVENTS)
         except AuditChainError as exc:
             # One of its events was edited so that it no longer reads as an event: the chain cannot vouch.
             return f"invalid warrant: {exc}", exc.code
@@ -489,7 +493,7 @@ class Guard:
             raise InputError("detail: must be text without control characters other than newlines and tabs, "
                              "nor bidirectional override or isolate characters", code="invalid_outcome")
         at = require_utc(now if now is not None else self.clock(), "now")
-        with self.store.write() as tx:
+        with self.store.write(Reads(request_id, votes=False, warrant=True)) as tx:
             # Lifecycle rule 3: an outcome follows a consumption by the
             # guard. A Grant is a plain value anyone can construct, so check
             # the store, or an executor that skipped the guard could write

@@ -79,7 +79,16 @@ from hitlgate.engine.ledger.auditlog import (
     KEYRING_REPLACED_KIND,
     AuditLog,
 )
-from hitlgate.engine.ledger.store import ListCursor, ListFilters, Request, Store, Transaction, Vote, WarrantRecord
+from hitlgate.engine.ledger.store import (
+    ListCursor,
+    ListFilters,
+    Reads,
+    Request,
+    Store,
+    Transaction,
+    Vote,
+    WarrantRecord,
+)
 from hitlgate.errors import (
     ApprovalError,
     AuditChainError,
@@ -110,6 +119,10 @@ REVOKER_ROLE = "security"
 
 #: Why a pending request expires.
 WINDOW_CLOSED = "the approval window closed before the quorum was met"
+
+#: The events of a request the warrant path reads: its grant (when the warrant's clock started), and any
+#: issue or consumption the tables no longer show.
+_ISSUE_EVENTS = ("granted", "warrant_issued", "consumed")
 
 
 @dataclass(frozen=True)
@@ -552,7 +565,7 @@ class Engine:
         approver, use = self._authenticate(signed, verdict, now)
         s = signed.statement
         closed: HitlgateError | None = None
-        with self.store.write() as tx:
+        with self.store.write(Reads(s.request_id)) as tx:
             req = self._expire_if_due(tx, tx.get_request(s.request_id), now)
             if req.status != lifecycle.PENDING:
                 closed = ApprovalError(f"request {req.id} is {req.status}; it takes no more votes")
@@ -836,7 +849,7 @@ class Engine:
         before, issued = self.store.peek_request(request_id)  # pragma: no mutate
         fresh = before.status == lifecycle.GRANTED and issued is None  # pragma: no mutate
         decision = self._decide_stored(before) if fresh else None  # pragma: no mutate - as above
-        with self.store.write() as tx:
+        with self.store.write(Reads(request_id, warrant=True, events=_ISSUE_EVENTS)) as tx:
             self.require_anchored_head(tx)
             req = tx.get_request(request_id)
             if req.status == lifecycle.PENDING:
@@ -868,7 +881,7 @@ class Engine:
                 # The chain has the last word over the tables: a request whose
                 # warrant row was deleted must not get a second warrant.
                 # One indexed lookup serves this check and the grant's time below.
-                events = tx.request_events(req.id, ("granted", "warrant_issued", "consumed"))
+                events = tx.request_events(req.id, _ISSUE_EVENTS)
                 earlier = [e for e in events if e.kind != "granted"]
                 if earlier:
                     raise StorageError(

@@ -29,7 +29,7 @@ an expanding parameter (``IN``) is refused when it is wrapped.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,26 @@ class _Plan:
     #: The result columns' processors, by position (None: the value as the driver gives it); None when no
     #: column has one.
     result: tuple[Callable[[Any], Any] | None, ...] | None
+
+    def rows(self, fetched: list[Any], rowcount: int) -> Rows:
+        """The driver's rows of one execution, each column through its result processor."""
+        processors = self.result
+        if processors is None:
+            rows = [tuple(row) for row in fetched]
+        else:
+            rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in fetched]
+        return Rows(self.keys, rows, rowcount)
+
+
+def _fetch(conn: Connection, plan: _Plan, parameters: Any, cursor: Any) -> tuple[list[Any], int]:
+    """The rows (only a SELECT returns any) and the row count of the statement just run on ``cursor``."""
+    try:
+        # The driver decodes the rows here (a byte that is not UTF-8, a value out of range, a dropped
+        # connection): its error goes where an error of the statement itself goes. Asking the cursor for its
+        # description builds it, column by column, so only a SELECT is asked for rows.
+        return (cursor.fetchall() if plan.keys else []), cursor.rowcount
+    except Exception as exc:  # noqa: BLE001 - as above.
+        conn._handle_dbapi_exception(exc, plan.sql, parameters, cursor, None)
 
 
 class Rows:
@@ -130,6 +150,27 @@ class Prepared:
         """
         if not _HAS_CURSOR_EXECUTE or not (alone or conn.in_transaction()):
             return conn.execute(self.statement, params)  # type: ignore[call-overload]
+        plan, parameters = self._bound(conn, params)
+        pooled = conn.connection
+        cursor = pooled.info.get(_CURSOR)
+        if cursor is None:
+            try:
+                cursor = pooled.info[_CURSOR] = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - handed to SQLAlchemy, which wraps or re-raises it.
+                conn._handle_dbapi_exception(exc, plan.sql, parameters, None, None)
+        try:
+            conn._cursor_execute(cursor, plan.sql, parameters)
+            fetched, rowcount = _fetch(conn, plan, parameters, cursor)
+        except BaseException:
+            # A cursor an error went through is not used again.
+            pooled.info.pop(_CURSOR, None)
+            with contextlib.suppress(Exception):
+                cursor.close()
+            raise
+        return plan.rows(fetched, rowcount)
+
+    def _bound(self, conn: Connection, params: Mapping[str, Any] | None) -> tuple[_Plan, Any]:
+        """The statement's plan for ``conn``'s dialect and ``params`` as the driver takes them."""
         given = params or {}
         dialect = conn.dialect
         # Only an INSERT's SQL depends on the columns given (equivalent if mutated to key every statement's
@@ -151,35 +192,7 @@ class Prepared:
         # Named parameters are psycopg's: PostgreSQL only, outside the mutation run (its tests run them).
         parameters: Any = (tuple(ordered) if plan.positional  # pragma: no mutate
                            else dict(zip(plan.names, ordered, strict=True)))  # pragma: no mutate
-        pooled = conn.connection
-        cursor = pooled.info.get(_CURSOR)
-        if cursor is None:
-            try:
-                cursor = pooled.info[_CURSOR] = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
-            except Exception as exc:  # noqa: BLE001 - handed to SQLAlchemy, which wraps or re-raises it.
-                conn._handle_dbapi_exception(exc, plan.sql, parameters, None, None)
-        try:
-            conn._cursor_execute(cursor, plan.sql, parameters)
-            try:
-                # The driver decodes the rows here (a byte that is not UTF-8, a value out of range, a
-                # dropped connection): its error goes where an error of the statement itself goes. Only a
-                # SELECT returns rows (asking the cursor for its description builds it, column by column).
-                fetched = cursor.fetchall() if plan.keys else []
-                rowcount = cursor.rowcount
-            except Exception as exc:  # noqa: BLE001 - as above.
-                conn._handle_dbapi_exception(exc, plan.sql, parameters, cursor, None)
-        except BaseException:
-            # A cursor an error went through is not used again.
-            pooled.info.pop(_CURSOR, None)
-            with contextlib.suppress(Exception):
-                cursor.close()
-            raise
-        processors = plan.result
-        if processors is None:
-            rows = [tuple(row) for row in fetched]
-        else:
-            rows = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in fetched]
-        return Rows(plan.keys, rows, rowcount)
+        return plan, parameters
 
     def _plan(self, dialect: Dialect, columns: frozenset[str] | None) -> _Plan:
         # column_keys only for an INSERT: a DDL construct's compiler takes no such argument.
@@ -214,3 +227,43 @@ class Prepared:
                            for c in selected)
         return _Plan(sql=compiled.string, names=names, positional=bool(compiled.positional), fixed=fixed,
                      bind=bind, keys=keys, result=result if any(p is not None for p in result) else None)
+
+
+def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapping[str, Any] | None]]) -> list[Rows]:
+    """Run ``statements`` in order in ``conn``'s transaction, on PostgreSQL in one round trip; their rows.
+
+    On psycopg they are sent as one pipeline: the server still runs each
+    as a statement of its own, in order, each with the snapshot it takes
+    as it starts (READ COMMITTED), so a read sent after a ``FOR UPDATE``
+    sees what the writer it waited for committed. Only the wait for each
+    reply before sending the next statement is gone. Elsewhere (SQLite,
+    whose statements are calls in this process, or outside a transaction
+    SQLAlchemy began) they run one by one through :meth:`Prepared.execute`.
+
+    The first error of any of them is raised as SQLAlchemy raises a
+    statement's error, and the statements after it do not run (on
+    PostgreSQL the transaction is then aborted, as after any error).
+    """
+    dbapi: Any = conn.connection.dbapi_connection
+    pipeline = getattr(dbapi, "pipeline", None)
+    if conn.dialect.name != "postgresql" or pipeline is None or not _HAS_CURSOR_EXECUTE or not conn.in_transaction():
+        return [prepared.execute(conn, params) for prepared, params in statements]
+    sent: list[tuple[_Plan, Any, Any]] = []
+    try:
+        try:
+            with pipeline():
+                for prepared, params in statements:
+                    plan, parameters = prepared._bound(conn, params)
+                    cursor = dbapi.cursor()
+                    sent.append((plan, parameters, cursor))
+                    # In the pipeline this queues the statement; its error, if any, comes as the pipeline ends.
+                    conn._cursor_execute(cursor, plan.sql, parameters)
+        except sa.exc.SQLAlchemyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the driver's error, handed to SQLAlchemy, which wraps it.
+            conn._handle_dbapi_exception(exc, "; ".join(plan.sql for plan, _, _ in sent), None, None, None)
+        return [plan.rows(*_fetch(conn, plan, parameters, cursor)) for plan, parameters, cursor in sent]
+    finally:
+        for _, _, cursor in sent:
+            with contextlib.suppress(Exception):
+                cursor.close()

@@ -66,7 +66,7 @@ from hitlgate.engine._time import utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger._fastsql import Prepared
+from hitlgate.engine.ledger._fastsql import Prepared, Rows, execute_together
 from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, _refuse_constant, event_after
 from hitlgate.engine.ledger.audit import parse_time as parse_audit_time
 from hitlgate.errors import (
@@ -511,6 +511,34 @@ class RequestRows:
     consumed: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What a write transaction will read first of one request: see :meth:`Store.write`."""
+
+    request_id: str
+    #: The request's votes too (:meth:`Transaction.get_request` with ``votes=True``).
+    votes: bool = True
+    #: Its warrant (:meth:`Transaction.warrant_for`).
+    warrant: bool = False
+    #: Its events of these kinds (:meth:`Transaction.request_events`); none when empty.
+    events: tuple[str, ...] = ()
+
+    def statements(self, dialect: str) -> list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]]:
+        """(key, statement, parameters) of each read, as the :class:`Transaction` method would send it."""
+        rid = {"rid": self.request_id}
+        # On PostgreSQL the votes come in the request's statement (Transaction.get_request).
+        together = self.votes and dialect == "postgresql"
+        out: list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]] = [
+            (("request", self.request_id, together), _REQUEST_WITH_VOTES_PG if together else _REQUEST_BY_ID, rid)]
+        if self.votes and not together:
+            out.append((("votes", self.request_id), _VOTES_OF, rid))
+        if self.warrant:
+            out.append((("warrant", self.request_id), _WARRANT_OF, rid))
+        if self.events:
+            out.append((("events", self.request_id, self.events), _events_of(self.events), rid))
+        return out
+
+
 def _execute_held(conn: Connection, dialect: str, events: list[dict[str, Any]],
                   checkpoints: list[dict[str, Any]], *, move_head: Mapping[str, Any] | None) -> None:
     """Write ``events`` and ``checkpoints`` (at most :data:`_HELD_ROWS` each) and move the head to ``move_head``.
@@ -557,6 +585,10 @@ class Transaction:
         #: Checks a caller has made once in this write transaction, under its
         #: lock, and need not repeat for each event (see ``AuditLog.require_anchored_head``).
         self.checked: set[str] = set()
+        # Rows read with the chain head (Store.write's reads), by what they answer: each serves the first call
+        # that asks for it, and all are dropped as this transaction uses its connection or appends anything
+        # (see _read), so none is ever older than the transaction's own changes.
+        self._prefetched: dict[tuple[Any, ...], Rows] = {}
 
     @property
     def conn(self) -> Connection:
@@ -571,9 +603,21 @@ class Transaction:
         """
         if self._failed is not None:
             raise self._failed
+        self._prefetched.clear()
         if self._held_events or self._held_checkpoints:
             self._write_held(final=False)
         return self._conn
+
+    def _read(self, key: tuple[Any, ...], statement: Prepared, params: dict[str, Any]) -> Rows:
+        """``statement``'s rows: those :meth:`Store.write` read with the chain head under ``key``, else queried now.
+
+        A prefetched answer is the same statement's, sent after the head was
+        locked (so no other write has committed since), and it is used only
+        while this transaction has sent nothing else and appended nothing:
+        :attr:`conn`, :meth:`append` and :meth:`insert_checkpoint` drop them all.
+        """
+        rows = self._prefetched.pop(key, None)
+        return rows if rows is not None else statement.execute(self.conn, params)
 
     def _write_held(self, *, final: bool) -> None:
         """Write the held audit rows; ``final``: and move the chain head (the transaction is ending).
@@ -681,9 +725,10 @@ class Transaction:
         """
         # PostgreSQL only (outside the mutation run; its tests run it): the votes come in the same statement,
         # one round trip instead of two.
-        together = votes and self.conn.dialect.name == "postgresql"  # pragma: no mutate
-        found = (_REQUEST_WITH_VOTES_PG if together else _REQUEST_BY_ID).execute(  # pragma: no mutate
-            self.conn, {"rid": request_id}).mappings().first()
+        together = votes and self._conn.dialect.name == "postgresql"  # pragma: no mutate
+        found = self._read(("request", request_id, together),  # pragma: no mutate
+                           _REQUEST_WITH_VOTES_PG if together else _REQUEST_BY_ID,  # pragma: no mutate
+                           {"rid": request_id}).mappings().first()
         if found is None:
             raise NotFoundError(f"no request with id {shorten(request_id, 60)!r}")
         row = _stored_times(found, _REQUEST_TIMES)
@@ -856,7 +901,8 @@ class Transaction:
 
     def votes(self, request_id: str) -> tuple[Vote, ...]:
         """The votes on a request, in the order recorded."""
-        return tuple(_stored_vote(request_id, *row) for row in _VOTES_OF.execute(self.conn, {"rid": request_id}))
+        return tuple(_stored_vote(request_id, *row)
+                     for row in self._read(("votes", request_id), _VOTES_OF, {"rid": request_id}))
 
     def insert_vote(
         self,
@@ -933,7 +979,7 @@ class Transaction:
 
     def warrant_for(self, request_id: str) -> WarrantRecord | None:
         """The warrant issued for a request, if any, with its consumption time."""
-        row = _WARRANT_OF.execute(self.conn, {"rid": request_id}).mappings().first()
+        row = self._read(("warrant", request_id), _WARRANT_OF, {"rid": request_id}).mappings().first()
         return None if row is None else self._warrant_from_row(row)
 
     @staticmethod
@@ -1071,6 +1117,8 @@ class Transaction:
         together with the head.
         """
         self._require_writable()
+        # What was read with the head does not show this event: no later read may be answered from it.
+        self._prefetched.clear()
         if self._head is None:
             raise StorageError("internal error: a write transaction without the chain head")
         ev = event_after(*self._head, kind=kind, request_id=request_id, payload=payload, at=at)
@@ -1115,7 +1163,8 @@ class Transaction:
         """
         if not kinds:
             return []
-        rows = _events_of(tuple(kinds)).execute(self.conn, {"rid": request_id}).mappings()
+        key = tuple(kinds)
+        rows = self._read(("events", request_id, key), _events_of(key), {"rid": request_id}).mappings()
         return [_event_from_row(r) for r in rows]
 
     def iter_events(
@@ -1285,6 +1334,7 @@ class Transaction:
     def insert_checkpoint(self, cp: Checkpoint) -> None:
         """Store a signed checkpoint of the chain head (idempotent per sequence number)."""
         self._require_writable()
+        self._prefetched.clear()
         # Held back with the events (see append and conn).
         self._held_checkpoints.append(
             {"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at, "token": cp.token, "kid": cp.kid})
@@ -1908,8 +1958,17 @@ class Store:
             conn.execute(t.audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))  # pragma: no mutate
 
     @contextmanager
-    def write(self) -> Iterator[Transaction]:
-        """A serialised read-write transaction; committed on success, rolled back on any error."""
+    def write(self, reads: Reads | None = None) -> Iterator[Transaction]:
+        """A serialised read-write transaction; committed on success, rolled back on any error.
+
+        ``reads``: what the transaction will read first of one request (its
+        row, votes, warrant, events). They are read right after the chain
+        head is locked, on PostgreSQL in the same round trip as the lock
+        (psycopg's pipeline: the server still runs them one after the other,
+        each with a snapshot taken as it starts, after the lock), and they
+        answer the first :class:`Transaction` call that asks for each, as
+        long as the transaction has sent or appended nothing else first.
+        """
         if self.read_only_reason is not None:
             raise StorageError(
                 f"the state store {_redact(self.url)} is read-only: {self.read_only_reason}. This command "
@@ -1918,32 +1977,42 @@ class Store:
                 code="read_only",
             )
         tx: Transaction | None = None
-        # SQLite only: BEGIN IMMEDIATE takes the lock before the transaction's snapshot, so what the locking
-        # statement reads is current. On PostgreSQL (READ COMMITTED) a statement's snapshot is taken before it
-        # waits for the row lock: FOR UPDATE then returns the newest head, but a subquery in the same statement
-        # still reads from before the wait, and would miss a chain cut committed by the writer it waited for.
-        # There the hash is read by a statement of its own, after the lock (a snapshot taken after the wait).
-        seq = (self.anchored_seq() if self.anchored_seq is not None and self.dialect == "sqlite"
-               else None)
+        # The seq of the event the write will compare with the audit anchor, read before the lock (what is
+        # compared is read again under it: Transaction.event_hash answers only for this seq). On SQLite BEGIN
+        # IMMEDIATE takes the lock before the transaction's snapshot, so the hash comes in the locking statement.
+        # On PostgreSQL (READ COMMITTED) a statement's snapshot is taken before it waits for the row lock: FOR
+        # UPDATE then returns the newest head, but a subquery in the same statement still reads from before the
+        # wait, and would miss a chain cut committed by the writer it waited for. There the hash is read by a
+        # statement of its own, after the lock (a snapshot taken after the wait), in the same round trip.
+        seq = self.anchored_seq() if self.anchored_seq is not None else None
         try:
             with self.engine.connect() as conn:
                 # Marks the writer for whoever observes the connection (tests' begin listeners); the BEGIN is
                 # transaction()'s.
                 conn.execution_options(hitlgate_write=True)
+                dialect = conn.dialect.name
                 with transaction(conn, write=True):
                     # Lock the chain head first in every write, so writers
                     # queue in one order and never deadlock.
                     # The locked row is also where this transaction's first
                     # event links to.
-                    if seq is None:
-                        head = _LOCK_HEAD.execute(conn).first()
+                    first: list[tuple[Prepared, dict[str, Any] | None]]
+                    if dialect == "sqlite":
+                        first = [(_LOCK_HEAD, None) if seq is None else (_LOCK_HEAD_AND_HASH, {"seq": seq})]
                     else:
-                        head = _LOCK_HEAD_AND_HASH.execute(conn, {"seq": seq}).first()
+                        first = [(_LOCK_HEAD, None)] + ([] if seq is None else [(_EVENT_HASH, {"seq": seq})])
+                    planned = [] if reads is None else reads.statements(dialect)
+                    answers = execute_together(conn, first + [(statement, params) for _, statement, params in planned])
+                    head = answers[0].first()
                     if head is None:
                         raise StorageError(f"the state store {_redact(self.url)} has no audit chain head row")
-                    tx = Transaction(conn, writable=True, head=(int(head[0]), str(head[1])),
-                                     event_hash=None if seq is None else (seq, None if head[2] is None
-                                                                         else str(head[2])))
+                    known: tuple[int, str | None] | None = None
+                    if seq is not None:
+                        found = head[2] if dialect == "sqlite" else (answers[1].first() or (None,))[0]
+                        known = (seq, None if found is None else str(found))
+                    tx = Transaction(conn, writable=True, head=(int(head[0]), str(head[1])), event_hash=known)
+                    tx._prefetched.update(
+                        (key, rows) for (key, _, _), rows in zip(planned, answers[len(first):], strict=True))
                     yield tx
                     tx._store_head()
         except SQLAlchemyError as exc:

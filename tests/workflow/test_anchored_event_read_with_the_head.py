@@ -5,7 +5,8 @@ checkpoint with that checkpoint (truncation and rewrite are refused). On
 SQLite the store asks the audit log for that seq before the transaction
 begins and reads the event's hash with the locked head, in one statement:
 no query of its own (on PostgreSQL a statement's snapshot predates its wait
-for the lock, so there the hash is read by a statement after it). What is
+for the lock, so there the hash is read by a statement after it, sent in the
+same round trip: test_write_reads_with_the_head). What is
 compared is still the anchor as read under the lock: a checkpoint appended
 in between is looked up as before, and an event rewritten in the database
 is refused whichever way its hash was read.

@@ -20,6 +20,11 @@ written or neither is. Write transactions are serialised:
   (``SELECT ... FOR UPDATE``), which the hash chain needs anyway: each event
   names the hash of the one before it.
 
+A write that names its request (:class:`Reads`: the vote, the warrant, the
+guard's consumption, the outcome) has the request's row, votes, warrant and
+events read right after the lock, on PostgreSQL in the same round trip (a
+psycopg pipeline), and its first calls for them answered from those rows.
+
 A write's audit events and checkpoints are held back and written as it
 ends: on PostgreSQL in one statement with the move of ``audit_head`` (a
 data-modifying ``WITH``), on SQLite one INSERT per table. Any statement of
@@ -142,7 +147,8 @@ _CHECKPOINT_COLUMNS = tuple(sa.type_coerce(c, sa.String).label(c.name) if c.name
 _LOCK_HEAD = Prepared(sa.select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
                       .with_for_update())
 #: :data:`_LOCK_HEAD` and, in the same statement, the stored hash of event ``seq`` (the one the anchor's newest
-#: checkpoint names, which the write will compare: :attr:`Store.anchored_seq`; SQLite only).
+#: checkpoint names, which the write will compare: :attr:`Store.anchored_seq`; SQLite only: on PostgreSQL
+#: :data:`_EVENT_HASH` follows the lock in the same round trip, see Store.write).
 _LOCK_HEAD_AND_HASH = Prepared(
     sa.select(t.audit_head.c.seq, t.audit_head.c.hash,
               sa.select(t.audit_events.c.hash).where(t.audit_events.c.seq == sa.bindparam("seq"))
@@ -1848,9 +1854,10 @@ class Store:
         self.read_only_reason = read_only_reason
         self._migrate_lock = threading.Lock()
         #: The seq of the event a write will compare with the audit anchor (its newest checkpoint's), asked before
-        #: the write begins, so on SQLite the hash of that event comes with the locked chain head instead of in a
-        #: query of its own (one statement fewer per write); None: no such comparison. Set by the audit log. What
-        #: is compared is still read under the lock: a different seq by then is queried as before.
+        #: the write begins, so the hash of that event comes with the locked chain head (on SQLite in the same
+        #: statement, on PostgreSQL in the same round trip) instead of in a query of its own; None: no such
+        #: comparison. Set by the audit log. What is compared is still read under the lock: a different seq by
+        #: then is queried as before.
         self.anchored_seq: Callable[[], int | None] | None = None
 
     @property

@@ -1,0 +1,191 @@
+"""A write reads what it needs of its request right after it locks the chain head (``Store.write(reads)``).
+
+The vote, the warrant, the guard's consumption and the outcome each name
+their request up front. The store reads its row (and votes), its warrant and
+its events as the transaction begins, after the lock; on PostgreSQL in the
+same round trip as the lock (one psycopg pipeline). Each answer serves the
+first call that asks for it, and only while the transaction has sent and
+appended nothing else: a later read, or one after the transaction's own
+change, is queried as before. A read sent in the pipeline still runs after
+the lock was granted, so it sees what the writer it waited for committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from hitlgate.engine.approve.workflow import Engine
+from hitlgate.engine.ledger.audit import sign_checkpoint
+from hitlgate.engine.ledger.store import Reads
+from tests.workflow._helpers import granted_warrant, proposal, signed, statements, vote
+
+DOC = proposal("suspend_service_account", "svc-ci-runner")
+EVENTS = ("granted", "warrant_issued")
+
+
+def test_the_first_reads_are_answered_without_a_statement_and_equal_a_query(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req, _token = granted_warrant(engine, DOC, ("carol",))
+    with engine.store.write() as plain:
+        queried = (plain.get_request(req.id), plain.warrant_for(req.id), plain.request_events(req.id, EVENTS))
+    with statements(engine) as sent, engine.store.write(Reads(req.id, warrant=True, events=EVENTS)) as tx:
+        began = len(sent)
+        answered = (tx.get_request(req.id), tx.warrant_for(req.id), tx.request_events(req.id, EVENTS))
+        assert sent[began:] == []
+    assert answered == queried
+    assert answered[0].approvals and answered[1] is not None and [e.kind for e in answered[2]] == list(EVENTS)
+
+
+def test_each_answer_serves_one_call_and_a_second_is_queried(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    with statements(engine) as sent, engine.store.write(Reads(req.id)) as tx:
+        first = tx.get_request(req.id)
+        began = len(sent)
+        again = tx.get_request(req.id)
+        assert len(sent) > began
+    assert first == again
+
+
+def test_a_read_after_the_transactions_own_change_sees_the_change(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    statement = signed(req, "carol", at=engine.now())
+    with pytest.raises(RuntimeError, match="rolled back"), engine.store.write(Reads(req.id)) as tx:
+        tx.insert_vote(request_id=req.id, approver="carol", verdict="approve", statement=statement.to_dict(),
+                       signed_at=engine.now(), recorded_at=engine.now())
+        assert [v.approver for v in tx.get_request(req.id).approvals] == ["carol"]
+        raise RuntimeError("rolled back: the vote was for this test only")
+
+
+def test_a_transition_in_the_transaction_is_seen_by_the_next_read(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    with pytest.raises(RuntimeError, match="rolled back"), \
+            engine.store.write(Reads(req.id, warrant=True, events=("revoked",))) as tx:
+        tx.transition(req.id, "revoked", now=engine.now(), reason="by the test")
+        assert tx.get_request(req.id).status == "revoked"
+        raise RuntimeError("rolled back: the move was for this test only")
+
+
+def test_an_event_appended_in_the_transaction_is_seen_by_the_next_read_of_the_events(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    with pytest.raises(RuntimeError, match="rolled back"), \
+            engine.store.write(Reads(req.id, events=("revoked",))) as tx:
+        tx.append("revoked", request_id=req.id, payload={"by": "test"}, at=engine.now())
+        assert [e.kind for e in tx.request_events(req.id, ("revoked",))] == ["revoked"]
+        raise RuntimeError("rolled back: the event was for this test only")
+
+
+def test_a_checkpoint_stored_in_the_transaction_drops_the_answers(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    cp = sign_checkpoint(engine.audit_log.keyring, engine.audit_events()[-1], engine.now())
+    with pytest.raises(RuntimeError, match="rolled back"), statements(engine) as sent, \
+            engine.store.write(Reads(req.id)) as tx:
+        tx.insert_checkpoint(cp)
+        began = len(sent)
+        tx.get_request(req.id)
+        assert len(sent) > began
+        raise RuntimeError("rolled back: the checkpoint was for this test only")
+
+
+def test_a_vote_and_a_consumption_send_no_read_of_their_request_after_the_lock(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    request_reads = ("SELECT requests.id", "SELECT warrants.jti", "SELECT audit_events.seq")
+    with _body_statements(engine) as body:
+        vote(engine, req, "carol")
+        token = engine.warrant(req.id).token
+        engine.guard().execute(token, DOC["action"], lambda _a: None)
+    # Reads of the request inside a write's body (after its first round trip): none for the vote, the warrant,
+    # the consumption and the outcome.
+    assert [s for s in body if s.startswith(request_reads)] == [], body
+
+
+@contextmanager
+def _body_statements(engine: Engine) -> Iterator[list[str]]:
+    """The statements each write transaction sends after its first round trip (the lock and its reads)."""
+    body: list[str] = []
+    real_write = engine.store.write
+
+    @contextmanager
+    def write(reads: Reads | None = None) -> Iterator[Any]:
+        with statements(engine) as sent, real_write(reads) as tx:
+            began = len(sent)
+            yield tx
+            body.extend(sent[began:])
+
+    engine.store.write = write  # type: ignore[method-assign]
+    try:
+        yield body
+    finally:
+        del engine.store.write
+
+
+def test_on_postgresql_the_lock_the_anchored_hash_and_the_reads_go_in_one_round_trip(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    req, _token = granted_warrant(engine, DOC, ("carol",))  # The warrant's checkpoint is anchored.
+    pipelines: list[list[str]] = []
+    real_pipeline = psycopg.Connection.pipeline
+
+    @contextmanager
+    def recording(self: psycopg.Connection[Any]) -> Iterator[Any]:
+        with statements(engine) as sent, real_pipeline(self) as p:
+            yield p
+        pipelines.append(sent)
+
+    psycopg.Connection.pipeline = recording  # type: ignore[assignment,method-assign]
+    try:
+        with engine.store.write(Reads(req.id, warrant=True, events=EVENTS)) as tx:
+            tx.get_request(req.id)
+    finally:
+        psycopg.Connection.pipeline = real_pipeline  # type: ignore[method-assign]
+    if engine.store.dialect == "sqlite":
+        # SQLite's statements are calls inside this process: they are sent one by one, no pipeline.
+        assert pipelines == []
+        return
+    (sent,) = pipelines
+    assert sent[0].startswith("SELECT audit_head.seq, audit_head.hash FROM audit_head") and "FOR UPDATE" in sent[0]
+    assert sent[1].startswith("SELECT audit_events.hash FROM audit_events WHERE audit_events.seq =")
+    assert [s.split(",")[0] for s in sent[2:]] == ["SELECT requests.id", "SELECT warrants.jti",
+                                                   "SELECT audit_events.seq"]
+
+
+def test_a_read_with_the_lock_sees_what_the_writer_it_waited_for_committed(make_engine: Any) -> None:
+    """The reads run after the lock is granted (on PostgreSQL each statement of the pipeline takes its snapshot
+    as it starts), so a request changed by the writer that held the lock is read as that writer left it."""
+    engine: Engine = make_engine()
+    req = engine.propose(DOC)
+    holding = threading.Event()
+    failed: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            with engine.store.write() as tx:
+                tx.transition(req.id, "revoked", now=engine.now(), reason="revoked while the vote waited")
+                holding.set()
+                time.sleep(0.5)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test.
+            failed.append(exc)
+            holding.set()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert holding.wait(30)
+    started = time.monotonic()
+    with engine.store.write(Reads(req.id)) as tx:
+        waited = time.monotonic() - started
+        seen = tx.get_request(req.id)
+    thread.join(30)
+    assert failed == []
+    assert waited > 0.3  # It did wait for the other writer's lock.
+    assert (seen.status, seen.status_reason) == ("revoked", "revoked while the vote waited")

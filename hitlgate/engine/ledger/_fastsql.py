@@ -85,6 +85,24 @@ def _fetch(conn: Connection, plan: _Plan, parameters: Any, cursor: Any) -> tuple
         conn._handle_dbapi_exception(exc, plan.sql, parameters, cursor, None)
 
 
+class Fetched:
+    """One statement's answer as the driver gave it; :meth:`rows` decodes it (each column through its processor)."""
+
+    __slots__ = ("_plan", "_fetched", "_rowcount", "_ready")
+
+    def __init__(self, plan: _Plan | None, fetched: list[Any], rowcount: int, ready: Any = None) -> None:
+        self._plan = plan
+        self._fetched = fetched
+        self._rowcount = rowcount
+        self._ready = ready
+
+    def rows(self) -> Any:
+        """The decoded rows (a :class:`Rows`, or ``Connection.execute``'s result when the statement went that way)."""
+        if self._plan is None:
+            return self._ready
+        return self._plan.rows(self._fetched, self._rowcount)
+
+
 class Rows:
     """The rows of one execution, fetched whole (the store's statements return a handful)."""
 
@@ -231,8 +249,9 @@ class Prepared:
                      bind=bind, keys=keys, result=result if any(p is not None for p in result) else None)
 
 
-def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapping[str, Any] | None]]) -> list[Rows]:
-    """Run ``statements`` in order in ``conn``'s transaction, on PostgreSQL in one round trip; their rows.
+def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapping[str, Any] | None]]
+                     ) -> list[Fetched]:
+    """Run ``statements`` in order in ``conn``'s transaction, on PostgreSQL in one round trip; their answers.
 
     On psycopg they are sent as one pipeline: the server still runs each
     as a statement of its own, in order, each with the snapshot it takes
@@ -241,6 +260,8 @@ def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapp
     reply before sending the next statement is gone. Elsewhere (SQLite,
     whose statements are calls in this process, or outside a transaction
     SQLAlchemy began) they run one by one through :meth:`Prepared.execute`.
+    A pipelined answer is decoded only when its :meth:`Fetched.rows` is
+    asked for, so a value that does not decode raises where it is used.
 
     The first error of any of them is raised as SQLAlchemy raises a
     statement's error, and the statements after it do not run (on
@@ -249,7 +270,7 @@ def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapp
     dbapi: Any = conn.connection.dbapi_connection
     pipeline = getattr(dbapi, "pipeline", None)
     if conn.dialect.name != "postgresql" or pipeline is None or not _HAS_CURSOR_EXECUTE or not conn.in_transaction():
-        return [prepared.execute(conn, params) for prepared, params in statements]
+        return [Fetched(None, [], 0, prepared.execute(conn, params)) for prepared, params in statements]
     sent: list[tuple[_Plan, Any, Any]] = []
     try:
         try:
@@ -264,7 +285,7 @@ def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapp
             raise
         except Exception as exc:  # noqa: BLE001 - the driver's error, handed to SQLAlchemy, which wraps it.
             conn._handle_dbapi_exception(exc, "; ".join(plan.sql for plan, _, _ in sent), None, None, None)
-        return [plan.rows(*_fetch(conn, plan, parameters, cursor)) for plan, parameters, cursor in sent]
+        return [Fetched(plan, *_fetch(conn, plan, parameters, cursor)) for plan, parameters, cursor in sent]
     finally:
         for _, _, cursor in sent:
             with contextlib.suppress(Exception):

@@ -20,9 +20,9 @@ written or neither is. Write transactions are serialised:
   (``SELECT ... FOR UPDATE``), which the hash chain needs anyway: each event
   names the hash of the one before it.
 
-A write that names its request (:class:`Reads`: the vote, the warrant, the
-guard's consumption, the outcome) has the request's row, votes, warrant and
-events read right after the lock, on PostgreSQL in the same round trip (a
+On PostgreSQL a write that names its request (:class:`Reads`: the vote, the
+warrant, the guard's consumption, the outcome) has the request's row, votes,
+warrant and events read right after the lock, in the same round trip (a
 psycopg pipeline), and its first calls for them answered from those rows.
 
 A write's audit events and checkpoints are held back and written as it
@@ -71,7 +71,7 @@ from hitlgate.engine._time import utcnow
 from hitlgate.engine.approve import lifecycle
 from hitlgate.engine.decide.decision import Decision
 from hitlgate.engine.ledger import _store_schema as t
-from hitlgate.engine.ledger._fastsql import Prepared, Rows, execute_together
+from hitlgate.engine.ledger._fastsql import Fetched, Prepared, Rows, execute_together
 from hitlgate.engine.ledger.audit import GENESIS_HASH, AuditEvent, Checkpoint, _refuse_constant, event_after
 from hitlgate.engine.ledger.audit import parse_time as parse_audit_time
 from hitlgate.errors import (
@@ -594,7 +594,7 @@ class Transaction:
         # Rows read with the chain head (Store.write's reads), by what they answer: each serves the first call
         # that asks for it, and all are dropped as this transaction uses its connection or appends anything
         # (see _read), so none is ever older than the transaction's own changes.
-        self._prefetched: dict[tuple[Any, ...], Rows] = {}
+        self._prefetched: dict[tuple[Any, ...], Fetched] = {}
 
     @property
     def conn(self) -> Connection:
@@ -620,10 +620,14 @@ class Transaction:
         A prefetched answer is the same statement's, sent after the head was
         locked (so no other write has committed since), and it is used only
         while this transaction has sent nothing else and appended nothing:
-        :attr:`conn`, :meth:`append` and :meth:`insert_checkpoint` drop them all.
+        :attr:`conn`, :meth:`transition` (which writes through the connection
+        without asking :attr:`conn`), :meth:`append` and :meth:`insert_checkpoint`
+        drop them all.
         """
-        rows = self._prefetched.pop(key, None)
-        return rows if rows is not None else statement.execute(self.conn, params)
+        fetched = self._prefetched.pop(key, None)
+        # Decoded here, by the call that uses them, so a value that does not decode raises where it did when
+        # the call queried it itself.
+        return fetched.rows() if fetched is not None else statement.execute(self.conn, params)
 
     def _write_held(self, *, final: bool) -> None:
         """Write the held audit rows; ``final``: and move the chain head (the transaction is ending).
@@ -869,7 +873,8 @@ class Transaction:
         params: dict[str, Any] = {"rid": request_id, "from_status": current.status, "to_status": target, "now": at,
                                   "reason": reason, "expires_at": until}
         # The requests table only: the held audit rows can wait (see conn), so an approval's two events
-        # are still written in one statement.
+        # are still written in one statement. The rows read with the head no longer hold (see _read).
+        self._prefetched.clear()
         result = _MOVE_REQUEST.execute(self._conn, params)
         if result.rowcount != 1:
             # The write lock makes this unreachable; if it ever happens the
@@ -1969,12 +1974,14 @@ class Store:
         """A serialised read-write transaction; committed on success, rolled back on any error.
 
         ``reads``: what the transaction will read first of one request (its
-        row, votes, warrant, events). They are read right after the chain
-        head is locked, on PostgreSQL in the same round trip as the lock
+        row, votes, warrant, events). On PostgreSQL they are read right after
+        the chain head is locked, in the same round trip as the lock
         (psycopg's pipeline: the server still runs them one after the other,
         each with a snapshot taken as it starts, after the lock), and they
         answer the first :class:`Transaction` call that asks for each, as
-        long as the transaction has sent or appended nothing else first.
+        long as the transaction has sent or appended nothing else first;
+        they are decoded by that call. On SQLite, whose statements cost no
+        round trip, each call queries as it always did.
         """
         if self.read_only_reason is not None:
             raise StorageError(
@@ -2008,14 +2015,16 @@ class Store:
                         first = [(_LOCK_HEAD, None) if seq is None else (_LOCK_HEAD_AND_HASH, {"seq": seq})]
                     else:
                         first = [(_LOCK_HEAD, None)] + ([] if seq is None else [(_EVENT_HASH, {"seq": seq})])
-                    planned = [] if reads is None else reads.statements(dialect)
+                    # Only where they save round trips: SQLite's statements are calls inside this process, and
+                    # read early, a read the body turns out not to need would only lengthen the lock.
+                    planned = [] if reads is None or dialect == "sqlite" else reads.statements(dialect)
                     answers = execute_together(conn, first + [(statement, params) for _, statement, params in planned])
-                    head = answers[0].first()
+                    head = answers[0].rows().first()
                     if head is None:
                         raise StorageError(f"the state store {_redact(self.url)} has no audit chain head row")
                     known: tuple[int, str | None] | None = None
                     if seq is not None:
-                        found = head[2] if dialect == "sqlite" else (answers[1].first() or (None,))[0]
+                        found = head[2] if dialect == "sqlite" else (answers[1].rows().first() or (None,))[0]
                         known = (seq, None if found is None else str(found))
                     tx = Transaction(conn, writable=True, head=(int(head[0]), str(head[1])), event_hash=known)
                     tx._prefetched.update(

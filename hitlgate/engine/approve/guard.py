@@ -96,9 +96,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+R = TypeVar("R")
+
 #: The events of a request that the guard's chain check reads (_chain_problem).
 _CHAIN_EVENTS = ("warrant_issued", "consumed")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)

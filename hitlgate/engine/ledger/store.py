@@ -519,7 +519,7 @@ class RequestRows:
 
 @dataclass(frozen=True)
 class Reads:
-    """What a write transaction will read first of one request: see :meth:`Store.write`."""
+    """What a write transaction will read first of one request: see :meth:`Store.write` (PostgreSQL only)."""
 
     request_id: str
     #: The request's votes too (:meth:`Transaction.get_request` with ``votes=True``).
@@ -529,15 +529,12 @@ class Reads:
     #: Its events of these kinds (:meth:`Transaction.request_events`); none when empty.
     events: tuple[str, ...] = ()
 
-    def statements(self, dialect: str) -> list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]]:
-        """(key, statement, parameters) of each read, as the :class:`Transaction` method would send it."""
+    def statements(self) -> list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]]:
+        """(key, statement, parameters) of each read, as the :class:`Transaction` method sends it on PostgreSQL."""
         rid = {"rid": self.request_id}
-        # On PostgreSQL the votes come in the request's statement (Transaction.get_request).
-        together = self.votes and dialect == "postgresql"
+        # The votes come in the request's statement (Transaction.get_request).
         out: list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]] = [
-            (("request", self.request_id, together), _REQUEST_WITH_VOTES_PG if together else _REQUEST_BY_ID, rid)]
-        if self.votes and not together:
-            out.append((("votes", self.request_id), _VOTES_OF, rid))
+            (("request", self.request_id, self.votes), _REQUEST_WITH_VOTES_PG if self.votes else _REQUEST_BY_ID, rid)]
         if self.warrant:
             out.append((("warrant", self.request_id), _WARRANT_OF, rid))
         if self.events:
@@ -912,8 +909,7 @@ class Transaction:
 
     def votes(self, request_id: str) -> tuple[Vote, ...]:
         """The votes on a request, in the order recorded."""
-        return tuple(_stored_vote(request_id, *row)
-                     for row in self._read(("votes", request_id), _VOTES_OF, {"rid": request_id}))
+        return tuple(_stored_vote(request_id, *row) for row in _VOTES_OF.execute(self.conn, {"rid": request_id}))
 
     def insert_vote(
         self,
@@ -2017,7 +2013,7 @@ class Store:
                         first = [(_LOCK_HEAD, None)] + ([] if seq is None else [(_EVENT_HASH, {"seq": seq})])
                     # Only where they save round trips: SQLite's statements are calls inside this process, and
                     # read early, a read the body turns out not to need would only lengthen the lock.
-                    planned = [] if reads is None or dialect == "sqlite" else reads.statements(dialect)
+                    planned = [] if reads is None or dialect == "sqlite" else reads.statements()
                     answers = execute_together(conn, first + [(statement, params) for _, statement, params in planned])
                     head = answers[0].rows().first()
                     if head is None:

@@ -244,3 +244,30 @@ def test_a_read_with_the_lock_sees_what_the_writer_it_waited_for_committed(make_
     assert failed == []
     assert waited > 0.3  # It did wait for the other writer's lock.
     assert (seen.status, seen.status_reason) == ("revoked", "revoked while the vote waited")
+
+
+def test_a_driver_that_cannot_pipeline_sends_the_same_statements_one_by_one(make_engine: Any,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg built on a libpq older than 14 has ``Connection.pipeline`` but refuses to enter it: the writes
+    must still work there, with the lock and its reads sent one after the other."""
+    from hitlgate.engine.ledger import _fastsql
+
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda _cls: False))
+    _fastsql._pipelines.cache_clear()
+    entered: list[bool] = []
+    real_pipeline = psycopg.Connection.pipeline
+
+    def refusing(self: psycopg.Connection[Any]) -> Any:
+        entered.append(True)
+        raise psycopg.NotSupportedError("libpq too old for pipeline mode")
+
+    monkeypatch.setattr(psycopg.Connection, "pipeline", refusing)
+    try:
+        engine: Engine = make_engine()
+        req, token = granted_warrant(engine, DOC, ("carol",))
+        engine.guard().execute(token, DOC["action"], lambda _a: None)
+        assert engine.get(req.id).status == "executed"
+        assert entered == []
+    finally:
+        monkeypatch.setattr(psycopg.Connection, "pipeline", real_pipeline)
+        _fastsql._pipelines.cache_clear()

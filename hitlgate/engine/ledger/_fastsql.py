@@ -31,6 +31,7 @@ an expanding parameter (``IN``) is refused when it is wrapped.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -249,6 +250,21 @@ class Prepared:
                      bind=bind, keys=keys, result=result if any(p is not None for p in result) else None)
 
 
+@functools.lru_cache(maxsize=8)
+def _pipelines(driver: type) -> bool:
+    """Whether connections of this driver class can pipeline statements: psycopg 3 on libpq 14 or later.
+
+    psycopg's binary package brings its own libpq; a psycopg built on an
+    older system libpq has the ``pipeline`` method but refuses to enter
+    it, so there the statements go one by one.
+    """
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL is only reached through psycopg
+        return False
+    return issubclass(driver, psycopg.Connection) and bool(psycopg.Pipeline.is_supported())
+
+
 def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapping[str, Any] | None]]
                      ) -> list[Fetched]:
     """Run ``statements`` in order in ``conn``'s transaction, on PostgreSQL in one round trip; their answers.
@@ -268,9 +284,10 @@ def execute_together(conn: Connection, statements: Sequence[tuple[Prepared, Mapp
     PostgreSQL the transaction is then aborted, as after any error).
     """
     dbapi: Any = conn.connection.dbapi_connection
-    pipeline = getattr(dbapi, "pipeline", None)
-    if conn.dialect.name != "postgresql" or pipeline is None or not _HAS_CURSOR_EXECUTE or not conn.in_transaction():
+    if (conn.dialect.name != "postgresql" or not _pipelines(dbapi.__class__) or not _HAS_CURSOR_EXECUTE
+            or not conn.in_transaction()):
         return [Fetched(None, [], 0, prepared.execute(conn, params)) for prepared, params in statements]
+    pipeline = dbapi.pipeline
     sent: list[tuple[_Plan, Any, Any]] = []
     try:
         try:

@@ -517,6 +517,26 @@ class RequestRows:
     consumed: set[str] = field(default_factory=set)
 
 
+#: One read of a request: what its answer is kept under, the statement, its parameters (see Transaction._read).
+_Read = tuple[tuple[Any, ...], Prepared, dict[str, Any]]
+
+
+def _request_read(request_id: str, *, with_votes: bool) -> _Read:
+    """The request's row; ``with_votes``: its votes in the same statement (PostgreSQL's)."""
+    return (("request", request_id, with_votes), _REQUEST_WITH_VOTES_PG if with_votes else _REQUEST_BY_ID,
+            {"rid": request_id})
+
+
+def _warrant_read(request_id: str) -> _Read:
+    """The request's warrant, with its consumption."""
+    return ("warrant", request_id), _WARRANT_OF, {"rid": request_id}
+
+
+def _events_read(request_id: str, kinds: tuple[str, ...]) -> _Read:
+    """The request's events of ``kinds``, in chain order."""
+    return ("events", request_id, kinds), _events_of(kinds), {"rid": request_id}
+
+
 @dataclass(frozen=True)
 class Reads:
     """What a write transaction will read first of one request: see :meth:`Store.write` (PostgreSQL only)."""
@@ -529,16 +549,13 @@ class Reads:
     #: Its events of these kinds (:meth:`Transaction.request_events`); none when empty.
     events: tuple[str, ...] = ()
 
-    def statements(self) -> list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]]:
-        """(key, statement, parameters) of each read, as the :class:`Transaction` method sends it on PostgreSQL."""
-        rid = {"rid": self.request_id}
-        # The votes come in the request's statement (Transaction.get_request).
-        out: list[tuple[tuple[Any, ...], Prepared, dict[str, Any]]] = [
-            (("request", self.request_id, self.votes), _REQUEST_WITH_VOTES_PG if self.votes else _REQUEST_BY_ID, rid)]
+    def statements(self) -> list[_Read]:
+        """Each read, as the :class:`Transaction` method sends it on PostgreSQL (votes with the request's row)."""
+        out = [_request_read(self.request_id, with_votes=self.votes)]
         if self.warrant:
-            out.append((("warrant", self.request_id), _WARRANT_OF, rid))
+            out.append(_warrant_read(self.request_id))
         if self.events:
-            out.append((("events", self.request_id, self.events), _events_of(self.events), rid))
+            out.append(_events_read(self.request_id, self.events))
         return out
 
 
@@ -611,8 +628,8 @@ class Transaction:
             self._write_held(final=False)
         return self._conn
 
-    def _read(self, key: tuple[Any, ...], statement: Prepared, params: dict[str, Any]) -> Rows:
-        """``statement``'s rows: those :meth:`Store.write` read with the chain head under ``key``, else queried now.
+    def _read(self, read: _Read) -> Rows:
+        """The rows of ``read``: those :meth:`Store.write` read with the chain head under its key, else queried now.
 
         A prefetched answer is the same statement's, sent after the head was
         locked (so no other write has committed since), and it is used only
@@ -621,6 +638,7 @@ class Transaction:
         without asking :attr:`conn`), :meth:`append` and :meth:`insert_checkpoint`
         drop them all.
         """
+        key, statement, params = read
         fetched = self._prefetched.pop(key, None)
         # Decoded here, by the call that uses them, so a value that does not decode raises where it did when
         # the call queried it itself.
@@ -733,9 +751,7 @@ class Transaction:
         # PostgreSQL only (outside the mutation run; its tests run it): the votes come in the same statement,
         # one round trip instead of two.
         together = votes and self._conn.dialect.name == "postgresql"  # pragma: no mutate
-        found = self._read(("request", request_id, together),  # pragma: no mutate
-                           _REQUEST_WITH_VOTES_PG if together else _REQUEST_BY_ID,  # pragma: no mutate
-                           {"rid": request_id}).mappings().first()
+        found = self._read(_request_read(request_id, with_votes=together)).mappings().first()  # pragma: no mutate
         if found is None:
             raise NotFoundError(f"no request with id {shorten(request_id, 60)!r}")
         row = _stored_times(found, _REQUEST_TIMES)
@@ -986,7 +1002,7 @@ class Transaction:
 
     def warrant_for(self, request_id: str) -> WarrantRecord | None:
         """The warrant issued for a request, if any, with its consumption time."""
-        row = self._read(("warrant", request_id), _WARRANT_OF, {"rid": request_id}).mappings().first()
+        row = self._read(_warrant_read(request_id)).mappings().first()
         return None if row is None else self._warrant_from_row(row)
 
     @staticmethod
@@ -1170,8 +1186,7 @@ class Transaction:
         """
         if not kinds:
             return []
-        key = tuple(kinds)
-        rows = self._read(("events", request_id, key), _events_of(key), {"rid": request_id}).mappings()
+        rows = self._read(_events_read(request_id, tuple(kinds))).mappings()
         return [_event_from_row(r) for r in rows]
 
     def iter_events(

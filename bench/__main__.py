@@ -437,6 +437,9 @@ def _comparisons(name: str, r: dict[str, Any]) -> list[tuple[str, Any, Any, str]
         for db in ("sqlite", "postgresql"):
             pairs.append((f"cpu_ms_per_flow_{db}: decision cache on (default) / off", r.get(f"cpu_ms_per_flow_{db}"),
                           r.get(f"cpu_ms_per_flow_{db}_nocache"), "ms"))
+        for db in ("sqlite", "postgresql"):
+            pairs.append((f"flows_per_s_{db} / this machine's CPU ceiling", r.get(f"flows_per_s_{db}"),
+                          r.get(f"cpu_ceiling_flows_per_s_{db}"), "flows/s"))
     return [p for p in pairs if isinstance(p[1], int | float) and isinstance(p[2], int | float)]
 
 
@@ -458,7 +461,13 @@ SECTION_NOTES: dict[str, tuple[str, ...]] = {
         "`cpu_ms_per_flow_*`: the CPU time of the one client process running `n` flows in a row (propose, "
         "signed approve, warrant, guard execute), per flow, the median of `rounds` interleaved rounds; "
         "`wall_ms_per_flow_*` the same in wall time. PostgreSQL's server CPU is not included, so the "
-        "PostgreSQL / SQLite ratio understates what PostgreSQL costs the machine.",
+        "PostgreSQL / SQLite ratio understates what PostgreSQL costs the machine; "
+        "`server_cpu_ms_per_flow_postgresql` is the server's CPU over the same flows (all its processes, "
+        "read from `/proc`).",
+        "`cpu_ceiling_flows_per_s_*`: the flows/s this machine could complete if all its `cores` did nothing "
+        "but flows (cores × 1,000 / the CPU ms of one flow, client and server). No number of clients can pass "
+        "it, so a flows/s goal above it cannot be met on this machine at this CPU per flow; flows/s divided by "
+        "it is the share of the machine the concurrent clients put to use.",
         "`flows_per_s_*`: `clients` processes on one store for 10 s (one round); afterwards every warrant must "
         "be consumed exactly once and `audit verify` must pass, or the run fails.",
         "`statements_per_flow_*` / `commits_per_flow_*`: SQL statements sent (every one, `BEGIN` included) and "

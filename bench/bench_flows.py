@@ -23,6 +23,16 @@ Measured, in one run:
   every database (and, with ``before``, the old code then the new), each in
   a fresh process, so load on the shared machine hits all of them alike. It
   is the client's CPU: PostgreSQL's own server CPU is not included.
+* ``server_cpu_ms_per_flow_postgresql``: the PostgreSQL server's CPU over
+  the same flows: its main process and every process it started (the
+  backend serving the client, the WAL writer, the checkpointer, any that
+  exited), read from ``/proc`` (only when the server runs on this machine).
+* ``cpu_ceiling_flows_per_s_<db>``: the flows/s this machine could complete
+  if all its ``cores`` did nothing but flows: cores times 1,000 divided by
+  the CPU ms of one flow (the client's, plus the server's on PostgreSQL).
+  No number of clients can go past it; ``flows_per_s_<db>`` divided by it
+  says how much of the machine the concurrent clients put to use (the rest
+  is spent waiting, mostly for the chain-head lock that serialises writers).
 * ``statements_per_flow_<db>`` / ``commits_per_flow_<db>``: SQL statements
   sent through SQLAlchemy (``before_cursor_execute``: every statement,
   including ``BEGIN IMMEDIATE`` and savepoints; executemany counts once) and
@@ -194,17 +204,64 @@ def counting(engine: sa.engine.Engine) -> Iterator[dict[str, int]]:
 # -- what one child process measures ------------------------------------------
 
 
+def _proc_times(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, own CPU ticks, ticks of its reaped children) of a process, from ``/proc`` (None if gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: the fields after it follow the last ')'.
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def postmaster_pid(engine: sa.engine.Engine) -> int | None:
+    """The PostgreSQL server's main process, when it runs on this machine and ``/proc`` shows it (else None)."""
+    with engine.connect() as conn:
+        backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    times = _proc_times(backend)
+    return None if times is None else times[0]
+
+
+def server_cpu_s(postmaster: int) -> float:
+    """CPU seconds used so far by a PostgreSQL server: its main process, every process it started, and those
+    that have exited (the backends serving the clients, the WAL writer, the checkpointer, ...)."""
+    own = _proc_times(postmaster)
+    if own is None:
+        raise RuntimeError(f"the PostgreSQL server (pid {postmaster}) is gone")
+    ticks = own[1] + own[2]
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != postmaster:
+            times = _proc_times(int(entry.name))
+            if times is not None and times[0] == postmaster:
+                ticks += times[1]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ceiling(cores: int, cpu_ms_per_flow: float) -> float:
+    """Flows/s the machine could complete if every core did nothing but flows: ``cores`` seconds of CPU per
+    second, divided by the CPU one flow costs (the clients' and, for PostgreSQL, the server's)."""
+    return cores * 1e3 / cpu_ms_per_flow
+
+
 def measure_cpu(url: str, key_dir: Path, n: int, *, cache: bool = True) -> dict[str, float]:
-    """CPU and wall ms per flow over ``n`` flows (after warm-up), then statements and commits per flow."""
+    """CPU and wall ms per flow over ``n`` flows (after warm-up), then statements and commits per flow.
+
+    On PostgreSQL also ``server_cpu_ms``: what the server's processes used over the same flows (when the
+    server runs on this machine; absent otherwise).
+    """
     runner = Flows(url, key_dir, cache=cache)
     try:
         for _ in range(5):  # Warm caches, the pool and the policy engine.
             runner.flow()
+        server = postmaster_pid(runner.engine.store.engine) if url.startswith("postgresql") else None
+        s0 = server_cpu_s(server) if server is not None else 0.0
         c0, w0 = time.process_time(), time.perf_counter()
         for _ in range(n):
             runner.flow()
         cpu = (time.process_time() - c0) / n * 1e3
         wall = (time.perf_counter() - w0) / n * 1e3
+        server_ms = (server_cpu_s(server) - s0) / n * 1e3 if server is not None else None
         with counting(runner.engine.store.engine) as counts:
             for _ in range(COUNTED_FLOWS):
                 runner.flow()
@@ -213,9 +270,12 @@ def measure_cpu(url: str, key_dir: Path, n: int, *, cache: bool = True) -> dict[
             sync = tx.conn.exec_driver_sql("PRAGMA synchronous").scalar() if url.startswith("sqlite") else -1
     finally:
         runner.close()
-    return {"cpu_ms": cpu, "wall_ms": wall, "statements": counts["statements"] / COUNTED_FLOWS,
-            "commits": counts["commits"] / COUNTED_FLOWS, "sqlite_synchronous": float(sync or 0),
-            "wal_fsyncs": counts["wal_fsyncs"] / COUNTED_FLOWS}
+    out = {"cpu_ms": cpu, "wall_ms": wall, "statements": counts["statements"] / COUNTED_FLOWS,
+           "commits": counts["commits"] / COUNTED_FLOWS, "sqlite_synchronous": float(sync or 0),
+           "wal_fsyncs": counts["wal_fsyncs"] / COUNTED_FLOWS}
+    if server_ms is not None:
+        out["server_cpu_ms"] = server_ms
+    return out
 
 
 def _client(url: str, key_dir: str, barrier: Any, go: Any, deadline_box: Any, results: Any) -> None:
@@ -418,11 +478,21 @@ def run(size_or_options: Any = "full", *, log: Callable[[str], None] | None = No
                         res = _in_child(root, tmp, "--child", "cpu", "--url", make(name), "--key-dir",
                                         str(tmp / f"{name}-keys"), "--n", str(opts["n"]), *flag)
                         cpu.setdefault((prefix, db, suffix), []).append(res)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        out["cores"] = float(cores)
         for (prefix, db, suffix), results in cpu.items():
             out[f"{prefix}cpu_ms_per_flow_{db}{suffix}"] = statistics.median(x["cpu_ms"] for x in results)
             out[f"{prefix}wall_ms_per_flow_{db}{suffix}"] = statistics.median(x["wall_ms"] for x in results)
             if suffix:
                 continue
+            machine_ms = out[f"{prefix}cpu_ms_per_flow_{db}"]
+            if all("server_cpu_ms" in x for x in results):
+                server_ms = statistics.median(x["server_cpu_ms"] for x in results)
+                out[f"{prefix}server_cpu_ms_per_flow_{db}"] = server_ms
+                machine_ms += server_ms
+            if db == "sqlite" or f"{prefix}server_cpu_ms_per_flow_{db}" in out:
+                # Without the server's share (a server elsewhere) a PostgreSQL ceiling would read too high.
+                out[f"{prefix}cpu_ceiling_flows_per_s_{db}"] = cpu_ceiling(cores, machine_ms)
             out[f"{prefix}statements_per_flow_{db}"] = results[-1]["statements"]
             out[f"{prefix}commits_per_flow_{db}"] = results[-1]["commits"]
             if db == "sqlite":
@@ -443,7 +513,7 @@ def run(size_or_options: Any = "full", *, log: Callable[[str], None] | None = No
 
 def _print(results: Mapping[str, float]) -> None:
     live = any(k.startswith("before_") for k in results)
-    print(f"{'metric':<32} {'before':>9} {'after':>9} {'after/before':>13}"
+    print(f"{'metric':<36} {'before':>9} {'after':>9} {'after/before':>13}"
           f"   (before: {'measured in this run' if live else 'recorded on a2be8a0, see BEFORE'})")
     for key, value in results.items():
         if key.startswith("before_"):
@@ -451,7 +521,7 @@ def _print(results: Mapping[str, float]) -> None:
         before = results.get(f"before_{key}") if live else BEFORE.get(key)
         ratio = f"{value / before:>13.2f}" if before else f"{'':>13}"
         shown = f"{before:>9.2f}" if before is not None else f"{'-':>9}"
-        print(f"{key:<32} {shown} {value:>9.2f} {ratio}")
+        print(f"{key:<36} {shown} {value:>9.2f} {ratio}")
 
 
 def main() -> None:

@@ -1,0 +1,83 @@
+"""bench_flows counts what a flow costs the PostgreSQL server, and the flows/s the machine's cores allow.
+
+A flows/s goal is only reachable if the machine has the CPU for it: the
+benchmark reports the server's CPU per flow next to the client's, and the
+ceiling that both together put on any number of clients. These tests run a
+real cluster (the session's) and check that the server's CPU is found where
+it is spent: in a backend serving a connection, and in a backend that has
+already exited.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bench.bench_flows import cpu_ceiling, measure_cpu, postmaster_pid, server_cpu_s
+from tests._pgcluster import PgCluster
+
+#: A query that keeps one backend busy for a few hundred ms of CPU.
+BUSY = "SELECT count(*) FROM generate_series(1, 3000000) AS g(i) WHERE i > 7"
+
+
+@pytest.fixture()
+def engine(pg_cluster: PgCluster) -> sa.engine.Engine:
+    eng = sa.create_engine(pg_cluster.new_database())
+    yield eng
+    eng.dispose()
+
+
+def test_the_postmaster_is_the_one_the_data_directory_names(engine: sa.engine.Engine) -> None:
+    with engine.connect() as conn:
+        data = Path(conn.exec_driver_sql("SHOW data_directory").scalar_one())
+    assert postmaster_pid(engine) == int((data / "postmaster.pid").read_text().splitlines()[0])
+
+
+def test_a_busy_backend_counts_as_server_cpu(engine: sa.engine.Engine) -> None:
+    server = postmaster_pid(engine)
+    assert server is not None
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        before = server_cpu_s(server)
+        conn.exec_driver_sql(BUSY).scalar_one()
+        assert server_cpu_s(server) - before >= 0.05
+
+
+def test_a_backend_that_exited_still_counts(engine: sa.engine.Engine) -> None:
+    server = postmaster_pid(engine)
+    assert server is not None
+    before = server_cpu_s(server)
+    with engine.connect() as conn:
+        conn.exec_driver_sql(BUSY).scalar_one()
+    engine.dispose()  # The pooled connection closes and its backend exits.
+    deadline = time.monotonic() + 10
+    while server_cpu_s(server) - before < 0.05 and time.monotonic() < deadline:
+        time.sleep(0.05)  # The postmaster reaps the backend soon after it exits.
+    assert server_cpu_s(server) - before >= 0.05
+
+
+def test_the_clients_own_cpu_is_not_server_cpu(engine: sa.engine.Engine) -> None:
+    server = postmaster_pid(engine)
+    assert server is not None
+    before = server_cpu_s(server)
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert server_cpu_s(server) - before < 0.1
+
+
+def test_a_postgresql_flow_reports_the_servers_cpu_and_a_sqlite_flow_none(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    pg = measure_cpu(pg_cluster.new_database(), tmp_path / "pg-keys", 3)
+    assert pg["server_cpu_ms"] > 0
+    lite = measure_cpu(f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "lite-keys", 2)
+    assert "server_cpu_ms" not in lite
+
+
+def test_the_ceiling_is_the_cores_cpu_over_one_flows() -> None:
+    assert cpu_ceiling(2, 20.0) == pytest.approx(100.0)
+    assert cpu_ceiling(8, 10.0) == pytest.approx(800.0)

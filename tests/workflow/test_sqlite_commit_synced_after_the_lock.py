@@ -70,8 +70,8 @@ def watch(monkeypatch: pytest.MonkeyPatch, db_url: str) -> FsyncWatch:
 
 def test_connections_commit_without_a_sync_in_wal_mode_and_keep_full_sync_otherwise(tmp_path: Path) -> None:
     wal = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-    # The memdb VFS has no WAL: the PRAGMA answers "memory", and the commit itself must sync (FULL).
-    no_wal = Store.open(f"sqlite:///file:/hitlgate-{os.getpid()}.db?vfs=memdb&uri=true")
+    # An in-memory database has no WAL: the PRAGMA answers "memory", and the commit itself must sync (FULL).
+    no_wal = Store.open("sqlite:///:memory:")
     try:
         with wal.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

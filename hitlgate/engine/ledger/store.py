@@ -1893,12 +1893,20 @@ class Store:
                 url = "postgresql+psycopg://" + url[len(prefix):]
         example = "e.g. sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
         try:
-            backend = sa.engine.make_url(url).get_backend_name()
+            parsed = sa.engine.make_url(url)
+            backend = parsed.get_backend_name()
         except (ValueError, sa.exc.ArgumentError):
             # Not echoed: a URL that does not parse cannot be redacted, and may hold a password.
             raise ConfigError(f"state: not a database URL ({example})", code="invalid_state_url") from None
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError(f"state: {backend[:40]!r} databases are not supported: SQLite or PostgreSQL ({example})",
+                              code="invalid_state_url")
+        if backend == "sqlite" and "uri" in parsed.query:
+            # With uri, SQLite opens the file a `file:` URI names (percent-decoded, relative to what, with
+            # what mode), not the path the checks below create 0600 and test for access: the store could
+            # check one file and keep live warrant tokens in another, created with the umask's mode.
+            raise ConfigError("state: SQLite URI filenames (the uri parameter) are not supported; give the "
+                              "state file's path, e.g. sqlite:///state.db or sqlite:////var/lib/hitlgate/state.db",
                               code="invalid_state_url")
         if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
             # Without this, SQLAlchemy's import of the driver surfaces as an internal error.

@@ -216,11 +216,20 @@ def _proc_times(pid: int) -> tuple[int, int, int] | None:
 
 
 def postmaster_pid(engine: sa.engine.Engine) -> int | None:
-    """The PostgreSQL server's main process, when it runs on this machine and ``/proc`` shows it (else None)."""
+    """The PostgreSQL server's main process, when it runs on this machine and ``/proc`` shows it (else None).
+
+    The pid its data directory's ``postmaster.pid`` names, and only if the backend serving this connection
+    is its child here: a server elsewhere (whose pids mean nothing on this machine) gives None.
+    """
     with engine.connect() as conn:
         backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        data = str(conn.exec_driver_sql("SHOW data_directory").scalar_one())
+    try:
+        postmaster = int((Path(data) / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
     times = _proc_times(backend)
-    return None if times is None else times[0]
+    return postmaster if times is not None and times[0] == postmaster else None
 
 
 def server_cpu_s(postmaster: int) -> float:

@@ -81,3 +81,16 @@ def test_a_postgresql_flow_reports_the_servers_cpu_and_a_sqlite_flow_none(
 def test_the_ceiling_is_the_cores_cpu_over_one_flows() -> None:
     assert cpu_ceiling(2, 20.0) == pytest.approx(100.0)
     assert cpu_ceiling(8, 10.0) == pytest.approx(800.0)
+
+
+def test_a_server_whose_backend_is_not_its_child_here_is_not_measured(
+    engine: sa.engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a server on another machine looks like from here: the backend's pid is some local process
+    # (here, pid 1's child or nothing), not a child of the pid in the data directory's postmaster.pid.
+    import bench.bench_flows as flows
+
+    monkeypatch.setattr(flows, "_proc_times", lambda pid: (1, 0, 0))
+    assert flows.postmaster_pid(engine) is None
+    monkeypatch.setattr(flows, "_proc_times", lambda pid: None)
+    assert flows.postmaster_pid(engine) is None

@@ -37,6 +37,7 @@ contract violation. A deny the policy decided has no ``fail_closed``.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,11 @@ MAX_WARRANT_TTL = 3600
 FAIL_CLOSED_CODES = ("policy_broken", "backend_unavailable", "internal")
 
 
+@functools.cache
+def _builtin_factor_set() -> frozenset[str]:
+    return frozenset(schemas.builtin_risk_factors())
+
+
 def check_risk_factors(factors: Collection[str], declared: Collection[str] = ()) -> None:
     """Raise :class:`PolicyError` unless every factor is built in or declared.
 
@@ -84,8 +90,10 @@ def check_risk_factors(factors: Collection[str], declared: Collection[str] = ())
     declare it, and suggests a known factor it is close to, so a typo
     reads as one.
     """
-    builtin = schemas.builtin_risk_factors()
-    known = [*builtin, *sorted(f for f in declared if f not in builtin)]
+    builtin = _builtin_factor_set()
+    if all(factor in builtin or factor in declared for factor in factors):
+        return  # Every decision the engine makes passes here: the message below is built only for a bad one.
+    known = [*schemas.builtin_risk_factors(), *sorted(f for f in declared if f not in builtin)]
     problems = []
     for i, factor in enumerate(factors):
         if factor in builtin or factor in declared:

@@ -207,11 +207,12 @@ def counting(engine: sa.engine.Engine) -> Iterator[dict[str, int]]:
 def _proc_times(pid: int) -> tuple[int, int, int] | None:
     """(parent pid, own CPU ticks, ticks of its reaped children) of a process, from ``/proc`` (None if gone)."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    # The command name (field 2) may hold spaces and parentheses: the fields after it follow the last ')'.
-    fields = text[text.rindex(")") + 2:].split()
+    # The command name (field 2) may hold spaces, parentheses and bytes that are not UTF-8: the fields
+    # after it follow the last ')'.
+    fields = raw[raw.rindex(b")") + 2:].split()
     return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
@@ -219,11 +220,16 @@ def postmaster_pid(engine: sa.engine.Engine) -> int | None:
     """The PostgreSQL server's main process, when it runs on this machine and ``/proc`` shows it (else None).
 
     The pid its data directory's ``postmaster.pid`` names, and only if the backend serving this connection
-    is its child here: a server elsewhere (whose pids mean nothing on this machine) gives None.
+    is its child here: a server elsewhere (whose pids mean nothing on this machine), or one this user may
+    not ask for its data directory (``SHOW data_directory`` needs a superuser or pg_read_all_settings) or
+    read it, gives None.
     """
-    with engine.connect() as conn:
-        backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-        data = str(conn.exec_driver_sql("SHOW data_directory").scalar_one())
+    try:
+        with engine.connect() as conn:
+            backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            data = str(conn.exec_driver_sql("SHOW data_directory").scalar_one())
+    except sa.exc.DBAPIError:
+        return None
     try:
         postmaster = int((Path(data) / "postmaster.pid").read_text().split("\n", 1)[0])
     except (OSError, ValueError):
@@ -234,17 +240,25 @@ def postmaster_pid(engine: sa.engine.Engine) -> int | None:
 
 def server_cpu_s(postmaster: int) -> float:
     """CPU seconds used so far by a PostgreSQL server: its main process, every process it started, and those
-    that have exited (the backends serving the clients, the WAL writer, the checkpointer, ...)."""
-    own = _proc_times(postmaster)
-    if own is None:
-        raise RuntimeError(f"the PostgreSQL server (pid {postmaster}) is gone")
-    ticks = own[1] + own[2]
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != postmaster:
-            times = _proc_times(int(entry.name))
-            if times is not None and times[0] == postmaster:
-                ticks += times[1]
-    return ticks / os.sysconf("SC_CLK_TCK")
+    that have exited (the backends serving the clients, the WAL writer, the checkpointer, ...).
+
+    A child reaped while the children are read would be in neither sum: the count is taken again until
+    the main process's reaped-children time is the same before and after it.
+    """
+    for _ in range(100):
+        before = _proc_times(postmaster)
+        if before is None:
+            break
+        ticks = before[1] + before[2]
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and int(entry.name) != postmaster:
+                times = _proc_times(int(entry.name))
+                if times is not None and times[0] == postmaster:
+                    ticks += times[1]
+        after = _proc_times(postmaster)
+        if after is not None and after[2] == before[2]:
+            return ticks / os.sysconf("SC_CLK_TCK")
+    raise RuntimeError(f"the PostgreSQL server (pid {postmaster}) is gone, or its processes kept exiting")
 
 
 def cpu_ceiling(cores: int, cpu_ms_per_flow: float) -> float:

@@ -24,6 +24,7 @@ from hitlgate.engine import Config, Decider
 from hitlgate.engine.approve.approvals import Statement, sign
 from hitlgate.engine.approve.quorum import assess
 from hitlgate.engine.approve.workflow import AuditReport, Engine
+from hitlgate.engine.config import sqlite_url
 from hitlgate.engine.decide.inventory import Approver
 from hitlgate.engine.decide.proposal import Proposal
 from hitlgate.engine.keys._demokeys import demo_approver_key, is_demo_key
@@ -71,7 +72,7 @@ def demo_engine(decider: Decider | None = None) -> Iterator[Engine]:
     """An engine in demo mode on the example pack, with state and keys in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="hitlgate-demo-") as tmp:
         base = Path(tmp)
-        config = Config(state_url=f"sqlite:///{base / 'state.db'}", key_dir=base / "keys")
+        config = Config(state_url=sqlite_url(base / "state.db"), key_dir=base / "keys")
         engine = Engine(config, decider if decider is not None else Decider.from_config(config), demo=True)
         try:
             for name, approver in engine.approvers.all().items():

@@ -13,7 +13,7 @@ import click
 
 from hitlgate.cli._common import UTF8_TEXT, CliState, echo_json, examples, json_option, pass_state
 from hitlgate.cli._workflow import open_engine
-from hitlgate.engine.config import Config
+from hitlgate.engine.config import Config, sqlite_url
 from hitlgate.engine.keys.apikeys import ROLES, ApiKeys
 from hitlgate.errors import EXIT_ERROR, ConfigError, HitlgateError
 
@@ -164,7 +164,7 @@ def openapi_document(config: Config) -> str:
     from hitlgate.service.app import create_app
 
     with tempfile.TemporaryDirectory(prefix="hitlgate-openapi-") as tmp:
-        scratch = dataclasses.replace(config, state_url=f"sqlite:///{Path(tmp) / 'state.db'}", key_dir=Path(tmp) / "k",
+        scratch = dataclasses.replace(config, state_url=sqlite_url(Path(tmp) / "state.db"), key_dir=Path(tmp) / "k",
                                       audit_anchor=None)
         with Engine(scratch) as engine:
             return json.dumps(create_app(engine).openapi(), indent=2, sort_keys=True) + "\n"

@@ -47,6 +47,46 @@ class BackendConfig:
     decision_cache: int = DEFAULT_DECISION_CACHE
 
 
+def sqlite_url(path: Path | str) -> str:
+    """The ``sqlite:///`` URL of the state file at ``path``: SQLAlchemy reads ``path`` back from it exactly.
+
+    ``f"sqlite:///{path}"`` is that URL unless the path holds a ``%``
+    (SQLAlchemy decodes percent-escapes in the database part, so a
+    directory ``a%2Db`` would name ``a-b``) or a ``?`` (it would start the
+    query); those are escaped by SQLAlchemy itself, imported only then.
+    """
+    text = str(path)
+    if "%" not in text and "?" not in text:
+        return f"sqlite:///{text}"
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=text).render_as_string(hide_password=False)
+
+
+def _sqlite_relative_to(url: str, base: Path) -> str:
+    """A ``sqlite:///RELATIVE`` state URL (as written in hitlgate.yaml) with its file under ``base``."""
+    rest = url[len("sqlite:///"):]
+    if rest.partition("?")[0] in ("", ":memory:"):
+        return url
+    if "%" not in rest and "%" not in str(base) and "?" not in str(base):
+        # Both parts read back as written (see sqlite_url); the query, if any, stays after the path.
+        path = Path(os.path.expanduser(rest))
+        return f"sqlite:///{path if path.is_absolute() else base / path}"
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except ValueError:
+        return url  # The store refuses it, without echoing it (it may hold a password).
+    database = parsed.database
+    if not database or database == ":memory:":
+        return url
+    path = Path(os.path.expanduser(database))
+    if path.is_absolute():
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    return parsed.set(database=str(base / path)).render_as_string(hide_password=False)
+
+
 def default_home() -> Path:
     """Directory for state and engine keys when the config names none.
 
@@ -194,7 +234,7 @@ class Config:
 
     def __post_init__(self) -> None:
         if not self.state_url:
-            object.__setattr__(self, "state_url", f"sqlite:///{default_home() / 'state.db'}")
+            object.__setattr__(self, "state_url", sqlite_url(default_home() / "state.db"))
 
     @property
     def anchor_path(self) -> Path:
@@ -252,7 +292,7 @@ class Config:
         if "state" in raw:
             url = raw["state"]
             if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-                url = f"sqlite:///{rel(url[len('sqlite:///'):])}"
+                url = _sqlite_relative_to(url, base)
             kwargs["state_url"] = url
         if "keys" in raw:
             kwargs["key_dir"] = rel(raw["keys"])

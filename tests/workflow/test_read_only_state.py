@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from hitlgate.engine.config import sqlite_url
 from tests._cli_process import HITLGATE, cli_env
 from tests._require import missing, require_root
 from tests.workflow._helpers import everyone_may_enter, proposal
@@ -62,15 +63,15 @@ def _make_store(base: Path) -> tuple[dict[str, str], str]:
     return env, rid
 
 
-def _read_only_copy(world: Path) -> Path:
-    """A directory on a real read-only tmpfs mount holding a copy of the store's state.db."""
+def _read_only_copy(world: Path, name: str = "state.db") -> Path:
+    """A directory on a real read-only tmpfs mount holding a copy of the store's state.db (as ``name``)."""
     ro = world / "ro"
     ro.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(ro)], capture_output=True,
                              check=False, timeout=30)
     if mounted.returncode != 0:
         missing("a mountable tmpfs", f"mount -t tmpfs failed: {mounted.stderr.decode(errors='replace')}")
-    shutil.copy2(world / "state" / "state.db", ro / "state.db")
+    shutil.copy2(world / "state" / "state.db", ro / name)
     subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True, timeout=30)
     return ro
 
@@ -87,6 +88,19 @@ def test_reading_commands_work_on_a_read_only_filesystem(world: Path) -> None:
     assert (f"the state store sqlite:///{ro / 'state.db'} is read-only: the file is not writable "
             "(it is on a read-only filesystem)") in err
     assert "sqlalche.me" not in err
+
+
+@pytest.mark.parametrize("name", ["a#b.db", "c%41.db", "d?e.db", "f g.db"])
+def test_a_read_only_copy_whose_name_needs_escaping_is_read_as_itself(world: Path, name: str) -> None:
+    # The store reads a copy it may not write through a file: URI (mode=ro). Escaped once, the name reached
+    # SQLite decoded: a#b.db opened a new file "a" without mode=ro, c%41.db opened cA.db.
+    _, rid = _make_store(world)
+    ro = _read_only_copy(world, name)
+    env = _config(world / "ro.yaml", ro / name, world / "keys")
+    (world / "ro.yaml").write_text(f'state: "{sqlite_url(ro / name)}"\nkeys: {world / "keys"}\n')
+    assert rid in _run(env, "requests").output
+    assert json.loads(_run(env, "show", rid, "--json").stdout)["status"] == "pending"
+    assert sorted(p.name for p in ro.iterdir()) == [name]
 
 
 def _unprivileged(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

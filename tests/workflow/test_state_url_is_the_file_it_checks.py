@@ -1,26 +1,38 @@
-"""A SQLite URI filename as the state store is refused before anything is created.
+"""The state file SQLite opens is the one the store created 0600 and checked.
 
 The store creates its SQLite file with mode 0600 before SQLite opens it
 (it holds live warrant tokens), and checks the file's access to say why it
-cannot be written. Both look at the path of ``sqlite:///PATH``. With
-``?uri=true`` SQLite opens instead the file a ``file:`` URI names, so
-``sqlite:///file:x.db?mode=rwc&uri=true`` used to create an empty 0600 file
-literally named ``file:x.db`` while SQLite kept the store, tokens and all,
-in ``x.db`` with the umask's mode (0644 under the usual 022). Now the URL is
-a configuration error naming the field, and nothing is created.
+cannot be written. Three ways used to split the two files apart:
+
+* ``?uri=true``: SQLite opens the file a ``file:`` URI names, so
+  ``sqlite:///file:x.db?mode=rwc&uri=true`` created an empty 0600 file
+  literally named ``file:x.db`` while SQLite kept the store, tokens and all,
+  in ``x.db`` with the umask's mode (0644 under the usual 022). Now such a
+  URL is a configuration error naming the field, and nothing is created.
+* A percent-escape: SQLAlchemy decodes ``%2D`` in the database part, so
+  ``sqlite:///…/a%2Db.db`` made the store create and check ``a%2Db.db``
+  while SQLite wrote ``a-b.db``, 0644. Now the store reads the path as
+  SQLAlchemy does, and URLs hitlgate builds from paths (the default state
+  file, a relative ``state:`` resolved against the config's directory)
+  escape a ``%`` or ``?`` in them.
+* Another driver (``sqlite+pysqlcipher``): the store's checks never ran.
+  Now only the drivers the store runs on are accepted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from hitlgate.cli import cli
-from hitlgate.engine.ledger.store import Store
+from hitlgate.engine.config import Config, sqlite_url
+from hitlgate.engine.ledger.store import Store, _sqlite_path
 from hitlgate.errors import ConfigError
 
 
@@ -58,3 +70,77 @@ def test_the_cli_says_so_as_json_with_exit_2(tmp_path: Path) -> None:
     assert error["code"] == "invalid_state_url"
     assert "uri parameter" in error["message"]
     assert not any(p.name.endswith(".db") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["a%2Db.db", "sp%20ace.db", "pct%25.db"])
+def test_a_percent_escape_names_the_file_sqlite_opens_and_it_is_private(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    previous = os.umask(0o022)  # The usual umask, under which SQLite itself creates files 0644.
+    try:
+        store = Store.open(f"sqlite:///{tmp_path / name}")
+        store.close()
+    finally:
+        os.umask(previous)
+    opened = urllib.parse.unquote(name)
+    assert os.listdir(tmp_path) == [opened]
+    assert (tmp_path / opened).stat().st_mode & 0o777 == 0o600
+
+
+def test_an_escaped_memory_database_creates_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Store.open("sqlite:///%3Amemory%3A").close()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("driver", ["pysqlcipher", "aiosqlite"])
+def test_another_sqlite_driver_is_refused(driver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^state: the '{driver}' driver is not supported for sqlite") as exc:
+        Store.open(f"sqlite+{driver}:///state.db")
+    assert exc.value.code == "invalid_state_url"
+    assert os.listdir(tmp_path) == []
+    Store.open("sqlite+pysqlite:///state.db").close()  # The default driver, by name, is the same store.
+    assert (tmp_path / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("text", ["/srv/a%2Db/state.db", "/srv/a?b/state.db", "/srv/a#b/state.db", "/srv/a b/s.db",
+                                  "/srv/é/state.db", "relative/x%41.db"])
+def test_a_url_built_from_a_path_reads_back_as_that_path(text: str) -> None:
+    assert sa.engine.make_url(sqlite_url(text)).database == text
+    assert _sqlite_path(sqlite_url(text)) == Path(text)
+
+
+def test_a_relative_state_in_a_directory_with_a_percent_is_under_that_directory(tmp_path: Path) -> None:
+    project = tmp_path / "cfg%2Dx"
+    project.mkdir()
+    (project / "hitlgate.yaml").write_text(f"state: sqlite:///state/h.db\nkeys: {tmp_path / 'keys'}\n")
+    config = Config.from_file(project / "hitlgate.yaml")
+    assert _sqlite_path(config.state_url) == project / "state" / "h.db"
+    Store.open(config.state_url).close()
+    assert (project / "state" / "h.db").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "cfg-x").exists()
+
+
+def test_a_relative_state_keeps_its_query_and_a_home_relative_one_is_expanded(tmp_path: Path) -> None:
+    (tmp_path / "hitlgate.yaml").write_text("state: sqlite:///state/h.db?timeout=5\n")
+    state = Config.from_file(tmp_path / "hitlgate.yaml").state_url
+    assert state == f"sqlite:///{tmp_path / 'state' / 'h.db'}?timeout=5"
+    (tmp_path / "hitlgate.yaml").write_text("state: sqlite:///~/h.db\n")
+    assert Config.from_file(tmp_path / "hitlgate.yaml").state_url == f"sqlite:///{Path.home() / 'h.db'}"
+
+
+def test_the_default_state_file_under_a_home_with_a_percent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "h%41ome"
+    monkeypatch.setenv("HITLGATE_HOME", str(home))
+    assert _sqlite_path(Config().state_url) == home / "state.db"
+
+
+def test_doctor_names_a_refused_state_url(tmp_path: Path) -> None:
+    config = tmp_path / "hitlgate.yaml"
+    config.write_text(f'state: "sqlite:///{tmp_path}/x.db?uri=true"\nkeys: {tmp_path / "keys"}\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "--json", "doctor"])
+    report = json.loads(result.stdout)
+    assert report["healthy"] is False and result.exit_code != 0
+    assert any("uri parameter" in p for p in report["problems"])

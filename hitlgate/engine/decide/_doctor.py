@@ -100,8 +100,13 @@ def diagnose(config: Config) -> BackendReport:
     _check_database_inventory(config, report)
     _check_readiness(config, report)
     # Imported here: SQLAlchemy must cost nothing to commands that never open the store.
-    from hitlgate.engine.ledger.store import state_file_exposure
+    from hitlgate.engine.ledger.store import check_state_url, state_file_exposure
 
+    try:
+        check_state_url(config.state_url)
+    except HitlgateError as exc:
+        # Every command that opens the store refuses it (exit 2): the setup is not healthy.
+        report.problems.append(str(exc))
     report.warnings.extend(state_file_exposure(config.state_url))
     _check_notifications(config, report)
     return report

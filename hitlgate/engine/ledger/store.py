@@ -1482,10 +1482,57 @@ def _is_sqlite(url: str) -> bool:
 
 
 def _sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///PATH`` URL (None for in-memory databases)."""
-    path = url.split("///", 1)[1] if "///" in url else ""
-    path = path.split("?", 1)[0]  # pragma: no mutate - any maxsplit keeps the same first piece
+    """The file of a ``sqlite:///PATH`` URL (None for in-memory databases, or a URL that does not parse).
+
+    Read as SQLAlchemy reads it, percent-escapes decoded: the file the
+    driver opens is the one the store creates 0600 and checks.
+    """
+    try:
+        path = sa.engine.make_url(url).database
+    except (ValueError, sa.exc.ArgumentError):
+        return None
     return None if not path or path == ":memory:" else Path(path)
+
+
+#: The drivers the store runs on: SQLite through the standard library's, PostgreSQL through psycopg 3.
+STATE_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
+def check_state_url(url: str) -> str:
+    """``url`` with PostgreSQL's short schemes spelled for psycopg 3; raises ConfigError for a URL the store refuses.
+
+    Refused, naming the field (``invalid_state_url``, exit 2) and never
+    echoing a URL that does not parse (it may hold a password): a URL that
+    does not parse, a database other than SQLite or PostgreSQL, a driver
+    other than the ones the store runs on, and a SQLite URI filename.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
+    example = "e.g. sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+    try:
+        parsed = sa.engine.make_url(url)
+        backend = parsed.get_backend_name()
+        driver = parsed.get_driver_name()
+    except (ValueError, sa.exc.ArgumentError):
+        # Not echoed: a URL that does not parse cannot be redacted, and may hold a password.
+        raise ConfigError(f"state: not a database URL ({example})", code="invalid_state_url") from None
+    if backend not in STATE_DRIVERS:
+        raise ConfigError(f"state: {backend[:40]!r} databases are not supported: SQLite or PostgreSQL ({example})",
+                          code="invalid_state_url")
+    if driver != STATE_DRIVERS[backend]:
+        # Another driver opens its file or server its own way, past the checks made for these two.
+        raise ConfigError(f"state: the {driver[:40]!r} driver is not supported for {backend}; use "
+                          f"{backend}+{STATE_DRIVERS[backend]}:// or plain {backend}:// ({example})",
+                          code="invalid_state_url")
+    if backend == "sqlite" and "uri" in parsed.query:
+        # With uri, SQLite opens the file a `file:` URI names (decoded again, relative to what, with what
+        # mode), not the path the store creates 0600 and checks: it could check one file and keep live
+        # warrant tokens in another, created with the umask's mode.
+        raise ConfigError("state: SQLite URI filenames (the uri parameter) are not supported; give the "
+                          "state file's path, e.g. sqlite:///state.db or sqlite:////var/lib/hitlgate/state.db",
+                          code="invalid_state_url")
+    return url
 
 
 def _describe_mode(path: Path) -> str:
@@ -1629,9 +1676,12 @@ def _sqlite_access(url: str) -> _SqliteAccess:
         why = f"its directory {parent} is not writable ({_describe_mode(parent)})"
     # A directory SQLite cannot write also cannot hold the shared-memory
     # file a read-only WAL reader needs: then the copy is read as immutable.
-    immutable = "&immutable=1" if not _writable(parent) else ""
-    ro_url = f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
-    return _SqliteAccess(ro_url, read_only_reason=why)
+    # The file: URI is escaped for SQLite, and the URL around it for SQLAlchemy, which decodes its
+    # database part once before SQLite decodes the URI: escaped once, a '#' or '%' in the name would
+    # reach SQLite bare, and it would open another file, without mode=ro.
+    query = {"mode": "ro", **({"immutable": "1"} if not _writable(parent) else {}), "uri": "true"}
+    ro_url = sa.engine.URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
+    return _SqliteAccess(ro_url.render_as_string(hide_password=False), read_only_reason=why)
 
 
 #: A pooled PostgreSQL connection idle longer than this is pinged before use (seconds).
@@ -1888,27 +1938,8 @@ class Store:
         ``postgresql://`` and ``postgres://`` URLs use psycopg 3 (the driver
         hitlgate depends on), not SQLAlchemy's default psycopg2.
         """
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                url = "postgresql+psycopg://" + url[len(prefix):]
-        example = "e.g. sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
-        try:
-            parsed = sa.engine.make_url(url)
-            backend = parsed.get_backend_name()
-        except (ValueError, sa.exc.ArgumentError):
-            # Not echoed: a URL that does not parse cannot be redacted, and may hold a password.
-            raise ConfigError(f"state: not a database URL ({example})", code="invalid_state_url") from None
-        if backend not in ("sqlite", "postgresql"):
-            raise ConfigError(f"state: {backend[:40]!r} databases are not supported: SQLite or PostgreSQL ({example})",
-                              code="invalid_state_url")
-        if backend == "sqlite" and "uri" in parsed.query:
-            # With uri, SQLite opens the file a `file:` URI names (percent-decoded, relative to what, with
-            # what mode), not the path the checks below create 0600 and test for access: the store could
-            # check one file and keep live warrant tokens in another, created with the umask's mode.
-            raise ConfigError("state: SQLite URI filenames (the uri parameter) are not supported; give the "
-                              "state file's path, e.g. sqlite:///state.db or sqlite:////var/lib/hitlgate/state.db",
-                              code="invalid_state_url")
-        if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        url = check_state_url(url)
+        if not _is_sqlite(url) and importlib.util.find_spec("psycopg") is None:
             # Without this, SQLAlchemy's import of the driver surfaces as an internal error.
             raise StorageError("state: PostgreSQL needs the postgres extra (psycopg is not installed): "
                                "pip install 'hitlgate[postgres]' (from a checkout: pip install -e '.[postgres]')",

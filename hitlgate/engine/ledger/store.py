@@ -1513,13 +1513,14 @@ def check_state_url(url: str) -> str:
     try:
         parsed = sa.engine.make_url(url)
         backend = parsed.get_backend_name()
-        driver = parsed.get_driver_name()
     except (ValueError, sa.exc.ArgumentError):
         # Not echoed: a URL that does not parse cannot be redacted, and may hold a password.
         raise ConfigError(f"state: not a database URL ({example})", code="invalid_state_url") from None
     if backend not in STATE_DRIVERS:
         raise ConfigError(f"state: {backend[:40]!r} databases are not supported: SQLite or PostgreSQL ({example})",
                           code="invalid_state_url")
+    # Read from the name, not from the dialect (loading an unknown one raises); plain sqlite:// is pysqlite.
+    driver = parsed.drivername.partition("+")[2] or STATE_DRIVERS[backend]
     if driver != STATE_DRIVERS[backend]:
         # Another driver opens its file or server its own way, past the checks made for these two.
         raise ConfigError(f"state: the {driver[:40]!r} driver is not supported for {backend}; use "

@@ -63,28 +63,36 @@ def sqlite_url(path: Path | str) -> str:
     return URL.create("sqlite", database=text).render_as_string(hide_password=False)
 
 
-def _sqlite_relative_to(url: str, base: Path) -> str:
-    """A ``sqlite:///RELATIVE`` state URL (as written in hitlgate.yaml) with its file under ``base``."""
-    rest = url[len("sqlite:///"):]
-    if rest.partition("?")[0] in ("", ":memory:"):
-        return url
-    if "%" not in rest and "%" not in str(base) and "?" not in str(base):
-        # Both parts read back as written (see sqlite_url); the query, if any, stays after the path.
-        path = Path(os.path.expanduser(rest))
-        return f"sqlite:///{path if path.is_absolute() else base / path}"
-    from sqlalchemy.engine import make_url
+#: A SQLite URL whose database is in memory (no path, or ``:memory:``) keeps nothing past the command.
+_IN_MEMORY = "state: an empty or in-memory SQLite database keeps no request past the command that made it; give " \
+             "the state file's path, e.g. sqlite:///state/hitlgate.db"
 
-    try:
-        parsed = make_url(url)
-    except ValueError:
-        return url  # The store refuses it, without echoing it (it may hold a password).
-    database = parsed.database
-    if not database or database == ":memory:":
+
+def _config_state_url(url: str, base: Path, source: Path | None) -> str:
+    """The ``state:`` URL of a config file: a relative SQLite path is under ``base``; in memory is refused."""
+    head, sep, rest = url.partition("://")
+    if head not in ("sqlite", "sqlite+pysqlite") or not sep:
         return url
+    if rest == "" or rest.startswith("?"):
+        raise ConfigError(f"config {source}: {_IN_MEMORY}", code="invalid_state_url")
+    if not rest.startswith("/") or rest.startswith("//"):
+        return url  # A host (refused by the store) or an absolute path, resolved by no one but the OS.
+    text, query_sep, query = rest[1:].partition("?")
+    if "%" in text:
+        # Escapes the user wrote: read the path as SQLAlchemy will.
+        from sqlalchemy.engine import make_url
+
+        try:
+            database = make_url(url).database or ""
+        except ValueError:
+            return url  # The store refuses it, without echoing it (it may hold a password).
+    else:
+        database = text
+    if database in ("", ":memory:"):
+        raise ConfigError(f"config {source}: {_IN_MEMORY}", code="invalid_state_url")
     path = Path(os.path.expanduser(database))
-    if path.is_absolute():
-        return parsed.set(database=str(path)).render_as_string(hide_password=False)
-    return parsed.set(database=str(base / path)).render_as_string(hide_password=False)
+    built = sqlite_url(path if path.is_absolute() else base / path)
+    return head + built[len("sqlite"):] + query_sep + query
 
 
 def default_home() -> Path:
@@ -291,8 +299,7 @@ class Config:
             )
         if "state" in raw:
             url = raw["state"]
-            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-                url = _sqlite_relative_to(url, base)
+            url = _config_state_url(url, base, source)
             kwargs["state_url"] = url
         if "keys" in raw:
             kwargs["key_dir"] = rel(raw["keys"])

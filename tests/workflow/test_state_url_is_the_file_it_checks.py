@@ -109,7 +109,7 @@ def test_another_sqlite_driver_is_refused(driver: str, tmp_path: Path, monkeypat
                                   "/srv/é/state.db", "relative/x%41.db"])
 def test_a_url_built_from_a_path_reads_back_as_that_path(text: str) -> None:
     assert sa.engine.make_url(sqlite_url(text)).database == text
-    assert _sqlite_path(sqlite_url(text)) == Path(text)
+    assert _sqlite_path(sqlite_url(text)) == Path(os.path.abspath(text))
 
 
 def test_a_relative_state_in_a_directory_with_a_percent_is_under_that_directory(tmp_path: Path) -> None:
@@ -144,3 +144,65 @@ def test_doctor_names_a_refused_state_url(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["healthy"] is False and result.exit_code != 0
     assert any("uri parameter" in p for p in report["problems"])
+
+
+def test_a_parent_step_after_a_symbolic_link_names_the_file_sqlite_opens(tmp_path: Path) -> None:
+    # The driver makes the path absolute by text (os.path.abspath drops "link/.."); the kernel would follow
+    # the link first. The store must create and check the file SQLite opens, not the other one.
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "link").symlink_to(tmp_path / "other" / "sub")
+    previous = os.umask(0o022)
+    try:
+        Store.open(f"sqlite:///{tmp_path / 'cfg'}/link/../state.db").close()
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "cfg" / "state.db").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "other" / "state.db").exists()
+
+
+@pytest.mark.parametrize("query", ["timeout=abc", "timeout=5&timeout=6", "timeout=-1", "timeout=nan",
+                                   "check_same_thread=maybe", "isolation_level=SERIALIZABLE", "mode=ro",
+                                   "detect_types=x", "plugin=anything"])
+def test_a_sqlite_parameter_the_store_does_not_take_is_refused_by_name(
+    query: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^state: the SQLite URL parameter") as exc:
+        Store.open(f"sqlite:///state.db?{query}")
+    assert exc.value.code == "invalid_state_url"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("url", ["sqlite://host/x.db", "sqlite://:pw@/x.db", "sqlite://u@/x.db"])
+def test_a_sqlite_url_with_a_host_or_user_is_refused_before_anything_is_made(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^state: a SQLite URL names a file, not a host or user") as exc:
+        Store.open(url)
+    assert exc.value.code == "invalid_state_url" and "pw" not in str(exc.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("state", ['"sqlite:///"', '"sqlite:///:memory:"', '"sqlite://"', '"sqlite://?timeout=1"',
+                                   '"sqlite+pysqlite:///"'])
+def test_a_config_file_may_not_keep_its_state_in_memory(state: str, tmp_path: Path) -> None:
+    (tmp_path / "hitlgate.yaml").write_text(f"state: {state}\n")
+    with pytest.raises(ConfigError, match=r"state: an empty or in-memory SQLite database keeps no request") as exc:
+        Config.from_file(tmp_path / "hitlgate.yaml")
+    assert exc.value.code == "invalid_state_url"
+
+
+def test_a_home_with_a_percent_under_a_tilde_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "u%41"
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "hitlgate.yaml").write_text("state: sqlite:///~/x.db?timeout=5\n")
+    assert _sqlite_path(Config.from_file(tmp_path / "hitlgate.yaml").state_url) == home / "x.db"
+
+
+def test_a_relative_state_with_the_default_driver_named_is_under_the_config_directory(tmp_path: Path) -> None:
+    (tmp_path / "hitlgate.yaml").write_text("state: sqlite+pysqlite:///state/h.db\n")
+    state = Config.from_file(tmp_path / "hitlgate.yaml").state_url
+    assert state == f"sqlite+pysqlite:///{tmp_path / 'state' / 'h.db'}"
+    assert _sqlite_path(state) == tmp_path / "state" / "h.db"

@@ -44,6 +44,7 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import math
 import os
 import stat
 import threading
@@ -1491,7 +1492,9 @@ def _sqlite_path(url: str) -> Path | None:
         path = sa.engine.make_url(url).database
     except (ValueError, sa.exc.ArgumentError):
         return None
-    return None if not path or path == ":memory:" else Path(path)
+    # Made absolute as the driver does (os.path.abspath, by text): resolved by the kernel instead, a `..`
+    # after a symbolic link would name another file than the one SQLite opens.
+    return None if not path or path == ":memory:" else Path(os.path.abspath(path))
 
 
 #: The drivers the store runs on: SQLite through the standard library's, PostgreSQL through psycopg 3.
@@ -1526,6 +1529,9 @@ def check_state_url(url: str) -> str:
         raise ConfigError(f"state: the {driver[:40]!r} driver is not supported for {backend}; use "
                           f"{backend}+{STATE_DRIVERS[backend]}:// or plain {backend}:// ({example})",
                           code="invalid_state_url")
+    if backend == "sqlite" and (parsed.host or parsed.port or parsed.username or parsed.password):
+        raise ConfigError(f"state: a SQLite URL names a file, not a host or user ({example})",
+                          code="invalid_state_url")
     if backend == "sqlite" and "uri" in parsed.query:
         # With uri, SQLite opens the file a `file:` URI names (decoded again, relative to what, with what
         # mode), not the path the store creates 0600 and checks: it could check one file and keep live
@@ -1533,7 +1539,30 @@ def check_state_url(url: str) -> str:
         raise ConfigError("state: SQLite URI filenames (the uri parameter) are not supported; give the "
                           "state file's path, e.g. sqlite:///state.db or sqlite:////var/lib/hitlgate/state.db",
                           code="invalid_state_url")
+    if backend == "sqlite":
+        _check_sqlite_query(parsed.query)
     return url
+
+
+def _check_sqlite_query(query: Mapping[str, str | tuple[str, ...]]) -> None:
+    """Only ``timeout`` (seconds, a number; the store sets its own busy wait) may follow a SQLite path.
+
+    Anything else the driver would take (``check_same_thread``,
+    ``isolation_level``, ...) changes how the store's connections behave,
+    or is silently ignored (``mode=ro`` without ``uri``), or crashes the
+    driver with a bad value.
+    """
+    for key, value in query.items():
+        if key != "timeout":
+            raise ConfigError(f"state: the SQLite URL parameter {key[:40]!r} is not supported (only timeout)",
+                              code="invalid_state_url")
+        try:
+            ok = isinstance(value, str) and math.isfinite(float(value)) and float(value) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError("state: the SQLite URL parameter timeout must be one number of seconds",
+                              code="invalid_state_url")
 
 
 def _describe_mode(path: Path) -> str:
@@ -1954,8 +1983,12 @@ class Store:
             raise StorageError(f"cannot open the state store {_sqlite_path(url)}: "
                                f"{getattr(exc, 'strerror', None) or exc}", code="state_unreadable") from exc
         try:
-            store = cls(_make_engine(access.url, read_only=access.read_only_reason is not None), url,
-                        read_only_reason=access.read_only_reason)
+            engine = _make_engine(access.url, read_only=access.read_only_reason is not None)
+        except (ValueError, TypeError) as exc:
+            # What the driver refuses of the URL before connecting (the checks above should leave nothing).
+            raise StorageError(f"cannot open the state store {_redact(url)}: {exc}") from exc
+        try:
+            store = cls(engine, url, read_only_reason=access.read_only_reason)
             if store.read_only:
                 store._require_current_schema()
             else:

@@ -1529,30 +1529,31 @@ def check_state_url(url: str) -> str:
         raise ConfigError(f"state: the {driver[:40]!r} driver is not supported for {backend}; use "
                           f"{backend}+{STATE_DRIVERS[backend]}:// or plain {backend}:// ({example})",
                           code="invalid_state_url")
-    if backend == "sqlite" and (parsed.host or parsed.port or parsed.username or parsed.password):
-        raise ConfigError(f"state: a SQLite URL names a file, not a host or user ({example})",
-                          code="invalid_state_url")
-    if backend == "sqlite" and "uri" in parsed.query:
-        # With uri, SQLite opens the file a `file:` URI names (decoded again, relative to what, with what
-        # mode), not the path the store creates 0600 and checks: it could check one file and keep live
-        # warrant tokens in another, created with the umask's mode.
-        raise ConfigError("state: SQLite URI filenames (the uri parameter) are not supported; give the "
-                          "state file's path, e.g. sqlite:///state.db or sqlite:////var/lib/hitlgate/state.db",
-                          code="invalid_state_url")
     if backend == "sqlite":
-        _check_sqlite_query(parsed.query)
+        _check_sqlite_url(parsed, example)
     return url
 
 
-def _check_sqlite_query(query: Mapping[str, str | tuple[str, ...]]) -> None:
-    """Only ``timeout`` (seconds, a number; the store sets its own busy wait) may follow a SQLite path.
+def _check_sqlite_url(parsed: sa.engine.URL, example: str) -> None:
+    """A SQLite state URL names a file by its path, with at most a ``timeout`` (seconds) after it.
 
-    Anything else the driver would take (``check_same_thread``,
-    ``isolation_level``, ...) changes how the store's connections behave,
-    or is silently ignored (``mode=ro`` without ``uri``), or crashes the
-    driver with a bad value.
+    No host or user. No ``uri``: SQLite would open the file a ``file:`` URI
+    names (decoded again, relative to what, with what mode), not the path
+    the store creates 0600 and checks, so it could check one file and keep
+    live warrant tokens in another, created with the umask's mode. No other
+    parameter the driver takes (``check_same_thread``, ``isolation_level``,
+    ...): each changes how the store's connections behave, or is silently
+    ignored (``mode=ro`` without ``uri``), or crashes the driver with a bad
+    value. The store sets its own busy wait, so ``timeout`` is only checked.
     """
-    for key, value in query.items():
+    if parsed.host or parsed.port or parsed.username or parsed.password:
+        raise ConfigError(f"state: a SQLite URL names a file, not a host or user ({example})",
+                          code="invalid_state_url")
+    if "uri" in parsed.query:  # Named first, whatever else the URL holds: it is the one a user means.
+        raise ConfigError("state: SQLite URI filenames (the uri parameter) are not supported; give the "
+                          "state file's path, e.g. sqlite:///state.db or sqlite:////var/lib/hitlgate/state.db",
+                          code="invalid_state_url")
+    for key, value in parsed.query.items():
         if key != "timeout":
             raise ConfigError(f"state: the SQLite URL parameter {key[:40]!r} is not supported (only timeout)",
                               code="invalid_state_url")

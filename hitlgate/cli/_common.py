@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -68,7 +69,9 @@ def warn_example_pack(config: Config) -> None:
     else:
         why = f"{config.source} names no policy pack of its own"
     # Only a SQLite path is shown: a database URL may carry a password.
-    state = config.state_url.removeprefix("sqlite:///") if config.state_url.startswith("sqlite:///") else "database"
+    # The file's path, as SQLAlchemy reads it (escapes decoded, no parameters), without importing it here.
+    state = (urllib.parse.unquote(config.state_url.removeprefix("sqlite:///").partition("?")[0])
+             if config.state_url.startswith("sqlite:///") else "database")
     lines = [
         f"WARNING: EXAMPLE POLICY PACK IN USE: {why}.",
         "WARNING: Decisions come from the bundled example pack and its made-up inventory. Its approvers",

@@ -206,3 +206,15 @@ def test_a_relative_state_with_the_default_driver_named_is_under_the_config_dire
     state = Config.from_file(tmp_path / "hitlgate.yaml").state_url
     assert state == f"sqlite+pysqlite:///{tmp_path / 'state' / 'h.db'}"
     assert _sqlite_path(state) == tmp_path / "state" / "h.db"
+
+
+def test_the_example_pack_banner_names_the_state_file_not_its_escaped_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "h%41 ?x"
+    monkeypatch.setenv("HITLGATE_HOME", str(home))
+    monkeypatch.delenv("HITLGATE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # No ./hitlgate.yaml: the bundled example pack, and its banner.
+    result = CliRunner().invoke(cli, ["requests"])
+    assert result.exit_code == 0, result.output
+    assert f"WARNING: State: {home / 'state.db'}; engine keys:" in result.stderr

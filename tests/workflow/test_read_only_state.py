@@ -103,6 +103,16 @@ def test_a_read_only_copy_whose_name_needs_escaping_is_read_as_itself(world: Pat
     assert sorted(p.name for p in ro.iterdir()) == [name]
 
 
+def test_a_read_only_copy_named_with_a_leading_double_slash_is_read(world: Path) -> None:
+    # sqlite://///abs/x.db (five slashes) names //abs/x.db (POSIX keeps a leading //): the file: URI must not read "abs"
+    # as its authority.
+    _, rid = _make_store(world)
+    ro = _read_only_copy(world)
+    env = _config(world / "ro.yaml", ro / "state.db", world / "keys")
+    (world / "ro.yaml").write_text(f"state: sqlite:////{ro / 'state.db'}\nkeys: {world / 'keys'}\n")
+    assert rid in _run(env, "requests").output
+
+
 def _unprivileged(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("setpriv") is None:
         missing("setpriv", "install util-linux: it drops root's file-mode override")

@@ -1709,9 +1709,10 @@ def _sqlite_access(url: str) -> _SqliteAccess:
     # file a read-only WAL reader needs: then the copy is read as immutable.
     # The file: URI is escaped for SQLite, and the URL around it for SQLAlchemy, which decodes its
     # database part once before SQLite decodes the URI: escaped once, a '#' or '%' in the name would
-    # reach SQLite bare, and it would open another file, without mode=ro.
+    # reach SQLite bare, and it would open another file, without mode=ro. The path is absolute (see
+    # _sqlite_path), after an empty authority: a path starting with // would otherwise be read as one.
     query = {"mode": "ro", **({"immutable": "1"} if not _writable(parent) else {}), "uri": "true"}
-    ro_url = sa.engine.URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
+    ro_url = sa.engine.URL.create("sqlite", database=f"file://{quote(str(path))}", query=query)
     return _SqliteAccess(ro_url.render_as_string(hide_password=False), read_only_reason=why)
 
 

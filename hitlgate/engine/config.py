@@ -90,9 +90,14 @@ def _config_state_url(url: str, base: Path, source: Path | None) -> str:
         database = text
     if database in ("", ":memory:"):
         raise ConfigError(f"config {source}: {_IN_MEMORY}", code="invalid_state_url")
-    path = Path(os.path.expanduser(database))
-    built = sqlite_url(path if path.is_absolute() else base / path)
+    built = sqlite_url(_under(base, database))
     return head + built[len("sqlite"):] + query_sep + query
+
+
+def _under(base: Path, p: str) -> Path:
+    """A path from a config file: ``~`` expanded, and a relative one under ``base`` (the file's directory)."""
+    q = Path(os.path.expanduser(p))
+    return q if q.is_absolute() else (base / q)
 
 
 def default_home() -> Path:
@@ -274,8 +279,7 @@ class Config:
         """Resolve a validated config mapping against ``base``."""
 
         def rel(p: str) -> Path:
-            q = Path(os.path.expanduser(p))
-            return q if q.is_absolute() else (base / q)
+            return _under(base, p)
 
         kwargs: dict[str, Any] = {"source": source}
         if "policy" in raw:
